@@ -1,0 +1,52 @@
+# jobwire_cc_library / jobwire_cc_test: Abseil-style helpers, smaller.
+#
+#   jobwire_cc_library(NAME clock SRCS clock.cc HDRS clock.h DEPS absl::time)
+# defines target jobwire_clock with alias jobwire::clock. Without SRCS the
+# library is header-only (INTERFACE). Includes are rooted at the repository,
+# so code includes "server/common/clock.h".
+#
+#   jobwire_cc_test(NAME clock_test SRCS clock_test.cc DEPS jobwire::clock)
+# builds a GoogleTest binary (with gtest_main) and registers it with CTest.
+
+set(JOBWIRE_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
+
+function(_jobwire_warnings target)
+  target_compile_options(${target} PRIVATE ${JOBWIRE_WARNINGS})
+  if(JOBWIRE_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+function(jobwire_cc_library)
+  cmake_parse_arguments(JW "" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
+  set(target jobwire_${JW_NAME})
+  if(JW_SRCS)
+    add_library(${target} STATIC ${JW_SRCS} ${JW_HDRS})
+    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${target} PUBLIC ${JW_DEPS})
+    _jobwire_warnings(${target})
+  else()
+    add_library(${target} INTERFACE)
+    target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${target} INTERFACE ${JW_DEPS})
+  endif()
+  add_library(jobwire::${JW_NAME} ALIAS ${target})
+endfunction()
+
+function(jobwire_cc_binary)
+  cmake_parse_arguments(JW "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${JW_NAME} ${JW_SRCS})
+  target_include_directories(${JW_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${JW_NAME} PRIVATE ${JW_DEPS})
+  _jobwire_warnings(${JW_NAME})
+endfunction()
+
+function(jobwire_cc_test)
+  cmake_parse_arguments(JW "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${JW_NAME} ${JW_SRCS})
+  target_include_directories(${JW_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${JW_NAME} PRIVATE ${JW_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  _jobwire_warnings(${JW_NAME})
+  add_test(NAME ${JW_NAME} COMMAND ${JW_NAME})
+  set_tests_properties(${JW_NAME} PROPERTIES TIMEOUT 300 LABELS unit)
+endfunction()
