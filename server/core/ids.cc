@@ -39,6 +39,21 @@ std::string IdGenerator::Next() {
   return EncodeUlid(candidate);
 }
 
+void IdGenerator::AdvancePast(absl::string_view id) {
+  absl::uint128 value = 0;
+  if (!DecodeUlid(id, &value)) return;
+  absl::MutexLock lock(&mu_);
+  last_ = std::max(last_, value);
+}
+
+bool DecodeUlid(absl::string_view text, absl::uint128* value) {
+  if (!IsValidUlid(text)) return false;
+  absl::uint128 v = 0;
+  for (char c : text) v = (v << 5) | static_cast<unsigned>(DecodeChar(c));
+  *value = v;
+  return true;
+}
+
 std::string EncodeUlid(absl::uint128 value) {
   std::string out(kUlidLength, '0');
   for (int i = kUlidLength - 1; i >= 0; --i) {

@@ -30,8 +30,14 @@ class IdGenerator {
   IdGenerator(const IdGenerator&) = delete;
   IdGenerator& operator=(const IdGenerator&) = delete;
 
-  // A new id, greater than every id this generator returned before.
+  // A new id, greater than every id this generator returned before and than
+  // every id passed to AdvancePast().
   std::string Next();
+
+  // Makes later ids sort after `id` (a stored id, say, so that ids keep
+  // growing across restarts even if the clock stepped back). Ignores text
+  // that is not a valid ULID.
+  void AdvancePast(absl::string_view id);
 
  private:
   Clock* const clock_;
@@ -42,6 +48,8 @@ class IdGenerator {
 
 // Encodes a 128-bit value as 26 Crockford base32 characters.
 std::string EncodeUlid(absl::uint128 value);
+// Decodes a valid ULID; false for anything else.
+bool DecodeUlid(absl::string_view text, absl::uint128* value);
 // True for 26 upper-case Crockford base32 characters whose first is 0..7.
 bool IsValidUlid(absl::string_view text);
 // The creation time encoded in a valid ULID (millisecond precision).

@@ -66,6 +66,24 @@ TEST(IdGeneratorTest, ConcurrentCallersGetDistinctIds) {
   EXPECT_EQ(all.size(), 8000u);
 }
 
+TEST(IdGeneratorTest, AdvancePastKeepsIdsGrowingAcrossRestarts) {
+  FakeClock clock;
+  IdGenerator before(&clock);
+  std::string stored = before.Next();
+  IdGenerator after(&clock);
+  after.AdvancePast(stored);
+  EXPECT_LT(stored, after.Next());
+  after.AdvancePast("garbage");
+}
+
+TEST(UlidTest, DecodeInvertsEncode) {
+  absl::uint128 v =
+      absl::MakeUint128(0x0123456789abcdefULL, 0xfedcba9876543210ULL);
+  absl::uint128 back = 0;
+  ASSERT_TRUE(DecodeUlid(EncodeUlid(v), &back));
+  EXPECT_EQ(back, v);
+}
+
 TEST(UlidTest, EncodesTheSpecExample) {
   // Max value: 7ZZZZZZZZZZZZZZZZZZZZZZZZZ.
   EXPECT_EQ(EncodeUlid(~absl::uint128(0)), "7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
