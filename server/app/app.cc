@@ -33,6 +33,17 @@ const std::vector<std::string>& ServiceNames() {
   return *names;
 }
 
+// Server reflection describes services from the generated descriptors, which
+// register themselves only when their object file is linked. A service whose
+// messages no code uses yet (the generated base classes) would be listed but
+// not describable; naming one message of each file links them all.
+void LinkServiceDescriptors() {
+  (void)jobwire::v1::SubmitJobRequest::descriptor();
+  (void)jobwire::v1::ConnectRequest::descriptor();
+  (void)jobwire::v1::GetServerInfoRequest::descriptor();
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+}
+
 absl::StatusOr<std::string> CurrentDir() {
   char buf[PATH_MAX];
   if (::getcwd(buf, sizeof(buf)) == nullptr) {
@@ -130,6 +141,7 @@ absl::Status App::StartServer() {
     socket_guards_.push_back(std::move(guard));
   }
 
+  LinkServiceDescriptors();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds =
