@@ -495,6 +495,25 @@ TEST_F(SqliteJobStoreTest, ShutdownAnswersEveryQueuedWrite) {
   EXPECT_EQ(ok.load(), 200);
 }
 
+TEST_F(SqliteJobStoreTest, BackgroundCheckpointsKeepTheWalSmall) {
+  SqliteJobStore::Options options;
+  options.checkpoint_pages = 8;
+  auto store = Open(options);
+  for (int i = 0; i < 50; ++i) {
+    NewJob in = MakeJob();
+    in.job.payload = std::string(8 << 10, 'p');
+    ASSERT_TRUE(SubmitOne(*store, in).ok());
+  }
+  // Checkpoints run on their own thread; wait (bounded) for one to finish.
+  for (int i = 0; i < 500 && store->stats().checkpoints == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(store->stats().checkpoints, 0);
+  auto page = store->ListJobsBlocking(ListJobsQuery{"", "", 1000, ""});
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(page->jobs, SizeIs(50));
+}
+
 TEST_F(SqliteJobStoreTest, MemoryPathUsesAPrivateTemporaryFile) {
   SqliteJobStore::Options options;
   options.clock = &clock_;

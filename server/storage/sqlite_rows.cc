@@ -12,8 +12,9 @@ namespace {
 
 using C = const SQLite::Column&;
 
-SqlValue OptText(bool present, const std::string& v) {
-  return present ? SqlValue::Text(v) : SqlValue::Null();
+// Text borrowed from `*v`, or NULL when v is null.
+SqlValue OptText(const std::string* v) {
+  return v != nullptr ? SqlValue::TextRef(*v) : SqlValue::Null();
 }
 SqlValue DurationValue(absl::Duration d) {
   return SqlValue::Int(absl::ToInt64Microseconds(d));
@@ -42,15 +43,15 @@ std::vector<int> SplitInts(absl::string_view text) {
 
 std::vector<JobColumn> MakeJobColumns() {
   return {
-      {"id", [](const Job& j) { return SqlValue::Text(j.id); },
+      {"id", [](const Job& j) { return SqlValue::TextRef(j.id); },
        [](C c, Job* j) { j->id = c.getString(); }, false},
-      {"queue", [](const Job& j) { return SqlValue::Text(j.queue); },
+      {"queue", [](const Job& j) { return SqlValue::TextRef(j.queue); },
        [](C c, Job* j) { j->queue = c.getString(); }, false},
-      {"kind", [](const Job& j) { return SqlValue::Text(j.kind); },
+      {"kind", [](const Job& j) { return SqlValue::TextRef(j.kind); },
        [](C c, Job* j) { j->kind = c.getString(); }, false},
-      {"args_json", [](const Job& j) { return SqlValue::Text(j.args_json); },
+      {"args_json", [](const Job& j) { return SqlValue::TextRef(j.args_json); },
        [](C c, Job* j) { j->args_json = c.getString(); }, true},
-      {"payload", [](const Job& j) { return SqlValue::Blob(j.payload); },
+      {"payload", [](const Job& j) { return SqlValue::BlobRef(j.payload); },
        [](C c, Job* j) { j->payload = BlobFromColumn(c); }, true},
       {"priority", [](const Job& j) { return SqlValue::Int(j.priority); },
        [](C c, Job* j) { j->priority = Int32(c); }, false},
@@ -108,7 +109,7 @@ std::vector<JobColumn> MakeJobColumns() {
       // webhook: present iff webhook_url is not NULL.
       {"webhook_url",
        [](const Job& j) {
-         return OptText(j.webhook.has_value(), j.webhook ? j.webhook->url : "");
+         return OptText(j.webhook ? &j.webhook->url : nullptr);
        },
        [](C c, Job* j) {
          if (c.isNull()) return;
@@ -127,7 +128,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"request_id",
        [](const Job& j) {
-         return OptText(!j.request_id.empty(), j.request_id);
+         return OptText(j.request_id.empty() ? nullptr : &j.request_id);
        },
        [](C c, Job* j) { j->request_id = c.getString(); }, false},
       {"state",
@@ -156,8 +157,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"progress_message",
        [](const Job& j) {
-         return OptText(j.progress.has_value(),
-                        j.progress ? j.progress->message : "");
+         return OptText(j.progress ? &j.progress->message : nullptr);
        },
        [](C c, Job* j) {
          if (j->progress) j->progress->message = c.getString();
@@ -165,8 +165,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"progress_details",
        [](const Job& j) {
-         return OptText(j.progress.has_value(),
-                        j.progress ? j.progress->details_json : "");
+         return OptText(j.progress ? &j.progress->details_json : nullptr);
        },
        [](C c, Job* j) {
          if (j->progress) j->progress->details_json = c.getString();
@@ -175,8 +174,7 @@ std::vector<JobColumn> MakeJobColumns() {
       // result: present iff result_data is not NULL.
       {"result_data",
        [](const Job& j) {
-         return OptText(j.result.has_value(),
-                        j.result ? j.result->data_json : "");
+         return OptText(j.result ? &j.result->data_json : nullptr);
        },
        [](C c, Job* j) {
          if (c.isNull()) return;
@@ -186,7 +184,8 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"result_payload",
        [](const Job& j) {
-         return j.result ? SqlValue::Blob(j.result->payload) : SqlValue::Null();
+         return j.result ? SqlValue::BlobRef(j.result->payload)
+                         : SqlValue::Null();
        },
        [](C c, Job* j) {
          if (j->result) j->result->payload = BlobFromColumn(c);
@@ -205,7 +204,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"error_message",
        [](const Job& j) {
-         return OptText(j.error.has_value(), j.error ? j.error->message : "");
+         return OptText(j.error ? &j.error->message : nullptr);
        },
        [](C c, Job* j) {
          if (j->error) j->error->message = c.getString();
@@ -213,8 +212,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"error_details",
        [](const Job& j) {
-         return OptText(j.error.has_value(),
-                        j.error ? j.error->details_json : "");
+         return OptText(j.error ? &j.error->details_json : nullptr);
        },
        [](C c, Job* j) {
          if (j->error) j->error->details_json = c.getString();
@@ -231,11 +229,12 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"attempt", [](const Job& j) { return SqlValue::Int(j.attempt); },
        [](C c, Job* j) { j->attempt = Int32(c); }, false},
-      {"checkpoint", [](const Job& j) { return SqlValue::Blob(j.checkpoint); },
+      {"checkpoint",
+       [](const Job& j) { return SqlValue::BlobRef(j.checkpoint); },
        [](C c, Job* j) { j->checkpoint = BlobFromColumn(c); }, true},
       {"backoff_until", [](const Job& j) { return TimeValue(j.backoff_until); },
        [](C c, Job* j) { j->backoff_until = TimeFromColumn(c); }, false},
-      {"worker_id", [](const Job& j) { return SqlValue::Text(j.worker_id); },
+      {"worker_id", [](const Job& j) { return SqlValue::TextRef(j.worker_id); },
        [](C c, Job* j) { j->worker_id = c.getString(); }, false},
       {"lease_expire_time",
        [](const Job& j) { return TimeValue(j.lease_expire_time); },
@@ -258,7 +257,7 @@ std::vector<JobColumn> MakeJobColumns() {
 std::vector<EventColumn> MakeEventColumns() {
   using E = const JobEvent&;
   return {
-      {"job_id", [](E e) { return SqlValue::Text(e.job_id); },
+      {"job_id", [](E e) { return SqlValue::TextRef(e.job_id); },
        [](C c, JobEvent* e) { e->job_id = c.getString(); }},
       {"seq", [](E e) { return SqlValue::Int(e.seq); },
        [](C c, JobEvent* e) { e->seq = c.getInt64(); }},
@@ -271,15 +270,12 @@ std::vector<EventColumn> MakeEventColumns() {
        [](C c, JobEvent* e) { e->from = static_cast<JobState>(c.getInt()); }},
       {"to_state", [](E e) { return SqlValue::Int(static_cast<int>(e.to)); },
        [](C c, JobEvent* e) { e->to = static_cast<JobState>(c.getInt()); }},
-      {"reason", [](E e) { return SqlValue::Text(e.reason); },
+      {"reason", [](E e) { return SqlValue::TextRef(e.reason); },
        [](C c, JobEvent* e) { e->reason = c.getString(); }},
       {"attempt", [](E e) { return SqlValue::Int(e.attempt); },
        [](C c, JobEvent* e) { e->attempt = Int32(c); }},
       {"result_data",
-       [](E e) {
-         return OptText(e.result.has_value(),
-                        e.result ? e.result->data_json : "");
-       },
+       [](E e) { return OptText(e.result ? &e.result->data_json : nullptr); },
        [](C c, JobEvent* e) {
          if (c.isNull()) return;
          e->result.emplace();
@@ -287,7 +283,8 @@ std::vector<EventColumn> MakeEventColumns() {
        }},
       {"result_payload",
        [](E e) {
-         return e.result ? SqlValue::Blob(e.result->payload) : SqlValue::Null();
+         return e.result ? SqlValue::BlobRef(e.result->payload)
+                         : SqlValue::Null();
        },
        [](C c, JobEvent* e) {
          if (e->result) e->result->payload = BlobFromColumn(c);
@@ -302,17 +299,12 @@ std::vector<EventColumn> MakeEventColumns() {
          e->error->code = Int32(c);
        }},
       {"error_message",
-       [](E e) {
-         return OptText(e.error.has_value(), e.error ? e.error->message : "");
-       },
+       [](E e) { return OptText(e.error ? &e.error->message : nullptr); },
        [](C c, JobEvent* e) {
          if (e->error) e->error->message = c.getString();
        }},
       {"error_details",
-       [](E e) {
-         return OptText(e.error.has_value(),
-                        e.error ? e.error->details_json : "");
-       },
+       [](E e) { return OptText(e.error ? &e.error->details_json : nullptr); },
        [](C c, JobEvent* e) {
          if (e->error) e->error->details_json = c.getString();
        }},
@@ -329,16 +321,16 @@ std::vector<EventColumn> MakeEventColumns() {
       {"progress_total", [](E e) { return SqlValue::Int(e.progress.total); },
        [](C c, JobEvent* e) { e->progress.total = c.getInt64(); }},
       {"progress_message",
-       [](E e) { return SqlValue::Text(e.progress.message); },
+       [](E e) { return SqlValue::TextRef(e.progress.message); },
        [](C c, JobEvent* e) { e->progress.message = c.getString(); }},
       {"progress_details",
-       [](E e) { return SqlValue::Text(e.progress.details_json); },
+       [](E e) { return SqlValue::TextRef(e.progress.details_json); },
        [](C c, JobEvent* e) { e->progress.details_json = c.getString(); }},
       {"paths", [](E e) { return SqlValue::Text(absl::StrJoin(e.paths, ",")); },
        [](C c, JobEvent* e) {
          e->paths = absl::StrSplit(c.getString(), ',', absl::SkipEmpty());
        }},
-      {"log_line", [](E e) { return SqlValue::Text(e.log_line); },
+      {"log_line", [](E e) { return SqlValue::TextRef(e.log_line); },
        [](C c, JobEvent* e) { e->log_line = c.getString(); }},
       {"wh_attempt",
        [](E e) { return SqlValue::Int(e.webhook_delivery.attempt); },
@@ -351,11 +343,12 @@ std::vector<EventColumn> MakeEventColumns() {
        [](C c, JobEvent* e) {
          e->webhook_delivery.delivered = c.getInt() != 0;
        }},
-      {"wh_error", [](E e) { return SqlValue::Text(e.webhook_delivery.error); },
+      {"wh_error",
+       [](E e) { return SqlValue::TextRef(e.webhook_delivery.error); },
        [](C c, JobEvent* e) { e->webhook_delivery.error = c.getString(); }},
-      {"queue", [](E e) { return SqlValue::Text(e.queue); },
+      {"queue", [](E e) { return SqlValue::TextRef(e.queue); },
        [](C c, JobEvent* e) { e->queue = c.getString(); }},
-      {"kind", [](E e) { return SqlValue::Text(e.kind); },
+      {"kind", [](E e) { return SqlValue::TextRef(e.kind); },
        [](C c, JobEvent* e) { e->kind = c.getString(); }},
       {"priority", [](E e) { return SqlValue::Int(e.priority); },
        [](C c, JobEvent* e) { e->priority = Int32(c); }},
@@ -383,10 +376,20 @@ void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value) {
       stmt.bind(index, value.d);
       return;
     case SqlValue::Type::kText:
-      stmt.bindNoCopy(index, value.s);
+      if (value.ref != nullptr) {
+        stmt.bindNoCopy(index, *value.ref);
+      } else {
+        stmt.bind(index, value.owned);
+      }
       return;
     case SqlValue::Type::kBlob:
-      stmt.bindNoCopy(index, value.s.data(), static_cast<int>(value.s.size()));
+      if (value.ref != nullptr) {
+        stmt.bindNoCopy(index, value.ref->data(),
+                        static_cast<int>(value.ref->size()));
+      } else {
+        stmt.bind(index, value.owned.data(),
+                  static_cast<int>(value.owned.size()));
+      }
       return;
   }
 }

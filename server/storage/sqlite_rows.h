@@ -25,30 +25,39 @@
 
 namespace jobwire {
 
-// One bindable SQLite value.
+// One bindable SQLite value. Text and blobs are either owned or borrowed
+// (`...Ref`: a view of storage that must outlive the statement's execution,
+// so that large payloads are never copied on the way to SQLite).
 struct SqlValue {
   enum class Type { kNull, kInt, kReal, kText, kBlob };
   Type type = Type::kNull;
   int64_t i = 0;
   double d = 0;
-  std::string s;
 
   static SqlValue Null() { return {}; }
-  static SqlValue Int(int64_t v) { return {Type::kInt, v, 0, {}}; }
-  static SqlValue Real(double v) { return {Type::kReal, 0, v, {}}; }
+  static SqlValue Int(int64_t v) { return {Type::kInt, v, 0, {}, nullptr}; }
+  static SqlValue Real(double v) { return {Type::kReal, 0, v, {}, nullptr}; }
   static SqlValue Text(std::string v) {
-    return {Type::kText, 0, 0, std::move(v)};
+    return {Type::kText, 0, 0, std::move(v), nullptr};
   }
-  static SqlValue Blob(std::string v) {
-    return {Type::kBlob, 0, 0, std::move(v)};
+  static SqlValue TextRef(const std::string& v) {
+    return {Type::kText, 0, 0, {}, &v};
   }
+  static SqlValue BlobRef(const std::string& v) {
+    return {Type::kBlob, 0, 0, {}, &v};
+  }
+
+  const std::string& str() const { return ref != nullptr ? *ref : owned; }
   bool operator==(const SqlValue& o) const {
-    return type == o.type && i == o.i && d == o.d && s == o.s;
+    return type == o.type && i == o.i && d == o.d && str() == o.str();
   }
   bool operator!=(const SqlValue& o) const { return !(*this == o); }
+
+  std::string owned;
+  const std::string* ref = nullptr;  // borrowed text or blob
 };
 
-// Binds without copying: `value` must outlive the statement's execution.
+// Binds borrowed values without copying; owned ones are copied by SQLite.
 void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value);
 
 SqlValue TimeValue(absl::Time t);
