@@ -838,27 +838,26 @@ SqliteJobStore::CountJobsByQueueAndStateBlocking() {
   return counts;
 }
 
-absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {
-  int64_t id = 0;
+absl::StatusOr<int64_t> SqliteJobStore::QueryIntBlocking(
+    const std::string& sql) {
+  int64_t value = 0;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
-    // sqlite_sequence keeps the high-water mark even when retention deleted
-    // the newest events.
-    auto stmt = c.stmts.Get(
-        "SELECT seq FROM sqlite_sequence WHERE name = 'job_events'");
-    if (stmt->executeStep()) id = stmt->getColumn(0).getInt64();
+    auto stmt = c.stmts.Get(sql);
+    if (stmt->executeStep()) value = stmt->getColumn(0).getInt64();
     return absl::OkStatus();
   }));
-  return id;
+  return value;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {
+  // sqlite_sequence keeps the high-water mark even when retention deleted
+  // the newest events.
+  return QueryIntBlocking(
+      "SELECT seq FROM sqlite_sequence WHERE name = 'job_events'");
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::OldestEventIdBlocking() {
-  int64_t id = 0;
-  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
-    auto stmt = c.stmts.Get("SELECT MIN(event_id) FROM job_events");
-    if (stmt->executeStep()) id = stmt->getColumn(0).getInt64();
-    return absl::OkStatus();
-  }));
-  return id;
+  return QueryIntBlocking("SELECT MIN(event_id) FROM job_events");
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::MaxPrunedEventIdBlocking() {

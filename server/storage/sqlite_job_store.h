@@ -149,6 +149,8 @@ class SqliteJobStore final : public JobStore {
                 const std::vector<CommitListener*>& listeners);
   void CheckpointLoop();
   static int OnWalCommit(void* store, sqlite3* db, const char* name, int pages);
+  // The first column of the first row of `sql` (0 when none or NULL).
+  absl::StatusOr<int64_t> QueryIntBlocking(const std::string& sql);
   // Runs `read` on a reader connection, mapping SQLite exceptions;
   // UNAVAILABLE after Shutdown().
   absl::Status WithReader(const std::function<absl::Status(Connection&)>& read);

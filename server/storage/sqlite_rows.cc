@@ -41,8 +41,67 @@ std::vector<int> SplitInts(absl::string_view text) {
   return out;
 }
 
+// The columns of the `result` and `error` members that Job and JobEvent
+// share: a result is present iff result_data is not NULL, an error iff
+// error_code is not NULL. result_payload is heavy.
+template <typename Row>
+void AppendResultAndErrorColumns(std::vector<RowColumn<Row>>* columns) {
+  using R = const Row&;
+  columns->insert(
+      columns->end(),
+      {
+          {"result_data",
+           [](R r) {
+             return OptText(r.result ? &r.result->data_json : nullptr);
+           },
+           [](C c, Row* r) {
+             if (c.isNull()) return;
+             r->result.emplace();
+             r->result->data_json = c.getString();
+           }},
+          {"result_payload",
+           [](R r) {
+             return r.result ? SqlValue::BlobRef(r.result->payload)
+                             : SqlValue::Null();
+           },
+           [](C c, Row* r) {
+             if (r->result) r->result->payload = BlobFromColumn(c);
+           },
+           true},
+          {"error_code",
+           [](R r) {
+             return r.error ? SqlValue::Int(r.error->code) : SqlValue::Null();
+           },
+           [](C c, Row* r) {
+             if (c.isNull()) return;
+             r->error.emplace();
+             r->error->code = Int32(c);
+           }},
+          {"error_message",
+           [](R r) { return OptText(r.error ? &r.error->message : nullptr); },
+           [](C c, Row* r) {
+             if (r->error) r->error->message = c.getString();
+           }},
+          {"error_details",
+           [](R r) {
+             return OptText(r.error ? &r.error->details_json : nullptr);
+           },
+           [](C c, Row* r) {
+             if (r->error) r->error->details_json = c.getString();
+           }},
+          {"error_retryable",
+           [](R r) {
+             return r.error ? SqlValue::Int(r.error->retryable ? 1 : 0)
+                            : SqlValue::Null();
+           },
+           [](C c, Row* r) {
+             if (r->error) r->error->retryable = c.getInt() != 0;
+           }},
+      });
+}
+
 std::vector<JobColumn> MakeJobColumns() {
-  return {
+  std::vector<JobColumn> columns = {
       {"id", [](const Job& j) { return SqlValue::TextRef(j.id); },
        [](C c, Job* j) { j->id = c.getString(); }, false},
       {"queue", [](const Job& j) { return SqlValue::TextRef(j.queue); },
@@ -171,62 +230,6 @@ std::vector<JobColumn> MakeJobColumns() {
          if (j->progress) j->progress->details_json = c.getString();
        },
        false},
-      // result: present iff result_data is not NULL.
-      {"result_data",
-       [](const Job& j) {
-         return OptText(j.result ? &j.result->data_json : nullptr);
-       },
-       [](C c, Job* j) {
-         if (c.isNull()) return;
-         j->result.emplace();
-         j->result->data_json = c.getString();
-       },
-       false},
-      {"result_payload",
-       [](const Job& j) {
-         return j.result ? SqlValue::BlobRef(j.result->payload)
-                         : SqlValue::Null();
-       },
-       [](C c, Job* j) {
-         if (j->result) j->result->payload = BlobFromColumn(c);
-       },
-       true},
-      // error: present iff error_code is not NULL.
-      {"error_code",
-       [](const Job& j) {
-         return j.error ? SqlValue::Int(j.error->code) : SqlValue::Null();
-       },
-       [](C c, Job* j) {
-         if (c.isNull()) return;
-         j->error.emplace();
-         j->error->code = Int32(c);
-       },
-       false},
-      {"error_message",
-       [](const Job& j) {
-         return OptText(j.error ? &j.error->message : nullptr);
-       },
-       [](C c, Job* j) {
-         if (j->error) j->error->message = c.getString();
-       },
-       false},
-      {"error_details",
-       [](const Job& j) {
-         return OptText(j.error ? &j.error->details_json : nullptr);
-       },
-       [](C c, Job* j) {
-         if (j->error) j->error->details_json = c.getString();
-       },
-       false},
-      {"error_retryable",
-       [](const Job& j) {
-         return j.error ? SqlValue::Int(j.error->retryable ? 1 : 0)
-                        : SqlValue::Null();
-       },
-       [](C c, Job* j) {
-         if (j->error) j->error->retryable = c.getInt() != 0;
-       },
-       false},
       {"attempt", [](const Job& j) { return SqlValue::Int(j.attempt); },
        [](C c, Job* j) { j->attempt = Int32(c); }, false},
       {"checkpoint",
@@ -252,11 +255,13 @@ std::vector<JobColumn> MakeJobColumns() {
       {"last_seq", [](const Job& j) { return SqlValue::Int(j.last_seq); },
        [](C c, Job* j) { j->last_seq = c.getInt64(); }, false},
   };
+  AppendResultAndErrorColumns(&columns);
+  return columns;
 }
 
 std::vector<EventColumn> MakeEventColumns() {
   using E = const JobEvent&;
-  return {
+  std::vector<EventColumn> columns = {
       {"job_id", [](E e) { return SqlValue::TextRef(e.job_id); },
        [](C c, JobEvent* e) { e->job_id = c.getString(); }},
       {"seq", [](E e) { return SqlValue::Int(e.seq); },
@@ -274,48 +279,6 @@ std::vector<EventColumn> MakeEventColumns() {
        [](C c, JobEvent* e) { e->reason = c.getString(); }},
       {"attempt", [](E e) { return SqlValue::Int(e.attempt); },
        [](C c, JobEvent* e) { e->attempt = Int32(c); }},
-      {"result_data",
-       [](E e) { return OptText(e.result ? &e.result->data_json : nullptr); },
-       [](C c, JobEvent* e) {
-         if (c.isNull()) return;
-         e->result.emplace();
-         e->result->data_json = c.getString();
-       }},
-      {"result_payload",
-       [](E e) {
-         return e.result ? SqlValue::BlobRef(e.result->payload)
-                         : SqlValue::Null();
-       },
-       [](C c, JobEvent* e) {
-         if (e->result) e->result->payload = BlobFromColumn(c);
-       }},
-      {"error_code",
-       [](E e) {
-         return e.error ? SqlValue::Int(e.error->code) : SqlValue::Null();
-       },
-       [](C c, JobEvent* e) {
-         if (c.isNull()) return;
-         e->error.emplace();
-         e->error->code = Int32(c);
-       }},
-      {"error_message",
-       [](E e) { return OptText(e.error ? &e.error->message : nullptr); },
-       [](C c, JobEvent* e) {
-         if (e->error) e->error->message = c.getString();
-       }},
-      {"error_details",
-       [](E e) { return OptText(e.error ? &e.error->details_json : nullptr); },
-       [](C c, JobEvent* e) {
-         if (e->error) e->error->details_json = c.getString();
-       }},
-      {"error_retryable",
-       [](E e) {
-         return e.error ? SqlValue::Int(e.error->retryable ? 1 : 0)
-                        : SqlValue::Null();
-       },
-       [](C c, JobEvent* e) {
-         if (e->error) e->error->retryable = c.getInt() != 0;
-       }},
       {"progress_done", [](E e) { return SqlValue::Int(e.progress.done); },
        [](C c, JobEvent* e) { e->progress.done = c.getInt64(); }},
       {"progress_total", [](E e) { return SqlValue::Int(e.progress.total); },
@@ -360,6 +323,8 @@ std::vector<EventColumn> MakeEventColumns() {
        [](E e) { return SqlValue::Int(static_cast<int>(e.state)); },
        [](C c, JobEvent* e) { e->state = static_cast<JobState>(c.getInt()); }},
   };
+  AppendResultAndErrorColumns(&columns);
+  return columns;
 }
 
 }  // namespace

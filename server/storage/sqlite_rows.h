@@ -67,13 +67,18 @@ absl::Time TimeFromColumn(const SQLite::Column& c);
 std::string EncodeLabels(const std::map<std::string, std::string>& labels);
 std::map<std::string, std::string> DecodeLabels(absl::string_view text);
 
-struct JobColumn {
+// One column of a Job or JobEvent row: how to get its value from the model
+// and how to set the model from it.
+template <typename Row>
+struct RowColumn {
   const char* name;
-  SqlValue (*get)(const Job&);
-  void (*set)(const SQLite::Column&, Job*);
-  bool heavy;  // left out of LoadActiveJobs (args, payload, checkpoint...)
+  SqlValue (*get)(const Row&);
+  void (*set)(const SQLite::Column&, Row*);
+  bool heavy = false;  // left out of LoadActiveJobs (args, payload...)
 };
-// In schema order; index 0 is "id".
+
+using JobColumn = RowColumn<Job>;
+// Index 0 is "id"; the order is that of SELECT lists, not of the schema.
 const std::vector<JobColumn>& JobColumns();
 // "id, queue, ..." for every column, or only the light ones.
 const std::string& JobColumnList(bool light_only);
@@ -82,11 +87,7 @@ bool JobColumnsEqual(const Job& a, const Job& b);
 // Reads the columns of JobColumnList(light_only) from the current row.
 Job ReadJob(SQLite::Statement& stmt, bool light_only);
 
-struct EventColumn {
-  const char* name;
-  SqlValue (*get)(const JobEvent&);
-  void (*set)(const SQLite::Column&, JobEvent*);
-};
+using EventColumn = RowColumn<JobEvent>;
 // Insertable event columns (event_id excluded: it is the rowid).
 const std::vector<EventColumn>& EventColumns();
 // "event_id, job_id, ..." for SELECT.
