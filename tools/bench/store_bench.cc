@@ -102,8 +102,9 @@ Result RawInserts(const Flags& flags, int per_txn) {
     exit(1);
   }
   std::vector<std::string> marks(JobColumns().size(), "?");
-  SQLite::Statement insert(db, absl::StrCat("INSERT INTO jobs (", JobColumnList(false),
-                                            ") VALUES (", absl::StrJoin(marks, ", "), ")"));
+  SQLite::Statement insert(
+      db, absl::StrCat("INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
+                       absl::StrJoin(marks, ", "), ")"));
   IdGenerator ids(Clock::Real());
   Job job = SampleJob();
   Result r{absl::StrCat("raw SQLite, ", per_txn, " row(s)/txn")};
@@ -118,7 +119,8 @@ Result RawInserts(const Flags& flags, int per_txn) {
       values.clear();
       for (const JobColumn& c : JobColumns()) values.push_back(c.get(job));
       insert.reset();
-      for (size_t k = 0; k < values.size(); ++k) BindValue(insert, static_cast<int>(k) + 1, values[k]);
+      for (size_t k = 0; k < values.size(); ++k)
+        BindValue(insert, static_cast<int>(k) + 1, values[k]);
       insert.exec();
     }
     db.exec("COMMIT");
@@ -132,9 +134,10 @@ Result StoreSubmits(const Flags& flags, int threads) {
   TempDb tmp(flags.dir);
   SqliteJobStore::Options options;
   options.path = tmp.path();
-  options.synchronous = flags.sync == "OFF"      ? SqliteJobStore::Synchronous::kOff
-                        : flags.sync == "NORMAL" ? SqliteJobStore::Synchronous::kNormal
-                                                 : SqliteJobStore::Synchronous::kFull;
+  options.synchronous = flags.sync == "OFF" ? SqliteJobStore::Synchronous::kOff
+                        : flags.sync == "NORMAL"
+                            ? SqliteJobStore::Synchronous::kNormal
+                            : SqliteJobStore::Synchronous::kFull;
   auto store = SqliteJobStore::Open(options);
   if (!store.ok()) {
     std::cerr << "open failed: " << store.status() << "\n";
@@ -155,11 +158,12 @@ Result StoreSubmits(const Flags& flags, int threads) {
           absl::MutexLock lock(&mu);
           answered = false;
         }
-        (*store)->Submit({std::move(in)}, [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
-          if (!r.ok()) errors.fetch_add(1);
-          absl::MutexLock lock(&mu);
-          answered = true;
-        });
+        (*store)->Submit({std::move(in)},
+                         [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                           if (!r.ok()) errors.fetch_add(1);
+                           absl::MutexLock lock(&mu);
+                           answered = true;
+                         });
         absl::MutexLock lock(&mu);
         mu.Await(absl::Condition(&answered));
         done_jobs.fetch_add(1);
@@ -172,8 +176,11 @@ Result StoreSubmits(const Flags& flags, int threads) {
   SqliteJobStore::Stats stats = (*store)->stats();
   r.jobs = done_jobs.load() - errors.load();
   (*store)->Shutdown();
-  absl::PrintF("  %-34s commits=%d jobs/commit=%.1f errors=%d\n", r.name, stats.commits,
-               stats.commits > 0 ? static_cast<double>(stats.write_requests) / stats.commits : 0,
+  absl::PrintF("  %-34s commits=%d jobs/commit=%.1f errors=%d\n", r.name,
+               stats.commits,
+               stats.commits > 0
+                   ? static_cast<double>(stats.write_requests) / stats.commits
+                   : 0,
                errors.load());
   return r;
 }
@@ -190,28 +197,39 @@ std::string FirstLineWith(const std::string& file, const std::string& key) {
   return "unknown";
 }
 
+std::string FirstWords(const std::string& file, int n) {
+  std::ifstream in(file);
+  std::string word, out;
+  for (int i = 0; i < n && in >> word; ++i) out += (i > 0 ? " " : "") + word;
+  return out;
+}
+
 int Main(int argc, char** argv) {
   Flags flags;
   std::vector<std::string> args(argv, argv + argc);
   flags.command = absl::StrJoin(args, " ");
-  if (const char* tmp = getenv("TMPDIR"); tmp != nullptr && *tmp != '\0') flags.dir = tmp;
+  if (const char* tmp = getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
+    flags.dir = tmp;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     bool has_value = i + 1 < args.size();
-    if (a == "--seconds" && has_value && absl::SimpleAtod(args[i + 1], &flags.seconds) &&
-        flags.seconds > 0 && flags.seconds <= 60) {
+    if (a == "--seconds" && has_value &&
+        absl::SimpleAtod(args[i + 1], &flags.seconds) && flags.seconds > 0 &&
+        flags.seconds <= 60) {
       ++i;
     } else if (a == "--dir" && has_value) {
       flags.dir = args[++i];
     } else if (a == "--sync" && has_value &&
-               (args[i + 1] == "FULL" || args[i + 1] == "NORMAL" || args[i + 1] == "OFF")) {
+               (args[i + 1] == "FULL" || args[i + 1] == "NORMAL" ||
+                args[i + 1] == "OFF")) {
       flags.sync = args[++i];
     } else if (a == "--only" && has_value) {
       flags.only = args[++i];
     } else if (a == "--append" && has_value) {
       flags.append = args[++i];
     } else {
-      std::cerr << "usage: store_bench [--seconds S (0..60]] [--dir DIR] [--append FILE] "
+      std::cerr << "usage: store_bench [--seconds S (0..60]] [--dir DIR] "
+                   "[--append FILE] "
                    "[--only rawN|storeN] [--sync FULL|NORMAL|OFF]\n";
       return 2;
     }
@@ -221,10 +239,11 @@ int Main(int argc, char** argv) {
     int n = 0;
     absl::string_view only = flags.only;
     Result r;
-    if (absl::ConsumePrefix(&only, "raw") && absl::SimpleAtoi(only, &n) && n > 0) {
+    if (absl::ConsumePrefix(&only, "raw") && absl::SimpleAtoi(only, &n) &&
+        n > 0) {
       r = RawInserts(flags, n);
-    } else if (absl::ConsumePrefix(&only, "store") && absl::SimpleAtoi(only, &n) &&
-               n > 0 && n <= 256) {
+    } else if (absl::ConsumePrefix(&only, "store") &&
+               absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
       r = StoreSubmits(flags, n);
     } else {
       std::cerr << "--only takes rawN or storeN\n";
@@ -236,14 +255,17 @@ int Main(int argc, char** argv) {
   std::vector<Result> results;
   results.push_back(RawInserts(flags, 1));
   results.push_back(RawInserts(flags, 1000));
-  for (int threads : {1, 16, 64}) results.push_back(StoreSubmits(flags, threads));
+  for (int threads : {1, 16, 64})
+    results.push_back(StoreSubmits(flags, threads));
 
   std::ostringstream table;
-  table << "| case | jobs | seconds | jobs/s | vs raw 1/txn | vs raw 1000/txn |\n"
-        << "|---|---:|---:|---:|---:|---:|\n";
+  table
+      << "| case | jobs | seconds | jobs/s | vs raw 1/txn | vs raw 1000/txn |\n"
+      << "|---|---:|---:|---:|---:|---:|\n";
   for (const Result& r : results) {
-    table << absl::StrFormat("| %s | %d | %.2f | %.0f | %.2fx | %.3fx |\n", r.name, r.jobs,
-                             r.seconds, r.rate(), r.rate() / results[0].rate(),
+    table << absl::StrFormat("| %s | %d | %.2f | %.0f | %.2fx | %.3fx |\n",
+                             r.name, r.jobs, r.seconds, r.rate(),
+                             r.rate() / results[0].rate(),
                              r.rate() / results[1].rate());
   }
   std::cout << table.str();
@@ -253,13 +275,20 @@ int Main(int argc, char** argv) {
     uname(&u);
     std::ofstream out(flags.append, std::ios::app);
     out << "\n## store_bench, "
-        << absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone()) << "\n\n"
+        << absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(),
+                            absl::UTCTimeZone())
+        << "\n\n"
         << "- machine: " << std::thread::hardware_concurrency() << " CPUs ("
-        << FirstLineWith("/proc/cpuinfo", "model name") << "), kernel " << u.release << "\n"
+        << FirstLineWith("/proc/cpuinfo", "model name") << "), kernel "
+        << u.release << ", load average at the end "
+        << FirstWords("/proc/loadavg", 3)
+        << " (other work on the machine skews the numbers)\n"
         << "- disk: temporary directory under `" << flags.dir
-        << "`; WAL; raw cases synchronous=FULL, store cases synchronous=" << flags.sync << "\n"
+        << "`; WAL; raw cases synchronous=FULL, store cases synchronous="
+        << flags.sync << "\n"
         << "- command: `" << flags.command << "`\n"
-        << "- the store writes per job a jobs row, its label rows and a `submitted` event "
+        << "- the store writes per job a jobs row, its label rows and a "
+           "`submitted` event "
            "row; the raw cases write the jobs row only\n\n"
         << table.str();
   }
