@@ -221,6 +221,11 @@ void App::Stop() {
     absl::MutexLock lock(&mu_);
     if (skip_grace_) deadline = absl::Now();
   }
+  if (server_ != nullptr) {
+    JW_LOG(INFO) << "draining: health NOT_SERVING, open calls have until "
+                 << absl::FormatTime("%H:%M:%E3SZ", deadline,
+                                     absl::UTCTimeZone());
+  }
   for (auto& [name, hook] : shutdown_hooks_) {
     JW_LOG(DEBUG) << "shutdown hook: " << name;
     hook(deadline);
