@@ -11,13 +11,17 @@ namespace jobwire {
 namespace {
 
 constexpr int32_t kCodeCancelled = 1;  // google.rpc.Code CANCELLED
+constexpr absl::string_view kRunningType = "STATE_RUNNING";
 
 absl::Status WrongState(const Job& job, absl::string_view action,
                         absl::string_view allowed) {
   return FailedPreconditionError(
       absl::StrCat("cannot ", action, " job ", job.id, " in state ",
                    JobStateName(job.state), "; allowed: ", allowed),
-      PreconditionViolation{"STATE", absl::StrCat("jobs/", job.id),
+      PreconditionViolation{job.state == JobState::kRunning
+                                ? std::string(kRunningType)
+                                : std::string("STATE"),
+                            absl::StrCat("jobs/", job.id),
                             absl::StrCat("job is ", JobStateName(job.state))});
 }
 
@@ -33,6 +37,14 @@ JobEvent StateEvent(JobState from, JobState to, std::string reason,
 }
 
 }  // namespace
+
+bool RefusedBecauseRunning(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kFailedPrecondition) return false;
+  for (const PreconditionViolation& v : GetPreconditionViolations(status)) {
+    if (v.type == kRunningType) return true;
+  }
+  return false;
+}
 
 JobMutation CancelMutation(std::string reason) {
   if (reason.empty()) reason = "cancelled";

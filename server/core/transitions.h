@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "server/core/job_change.h"
 
 namespace jobwire {
@@ -36,6 +37,10 @@ JobMutation ResumeMutation();
 // max(max_attempts, attempt + additional_attempts). `additional_attempts`
 // <= 0 means 1. Fails with FAILED_PRECONDITION for any other state.
 JobMutation RetryMutation(int32_t additional_attempts);
+
+// True when `status` is the refusal of CancelMutation or PauseMutation for a
+// RUNNING job: the caller hands such a job to the dispatcher instead.
+bool RefusedBecauseRunning(const absl::Status& status);
 
 }  // namespace jobwire
 

@@ -44,7 +44,8 @@ TEST(CancelMutationTest, RefusesTerminalAndRunningJobsWithPreconditionFailure) {
     std::vector<PreconditionViolation> v =
         GetPreconditionViolations(change.status());
     ASSERT_EQ(v.size(), 1u);
-    EXPECT_EQ(v[0].type, "STATE");
+    EXPECT_EQ(RefusedBecauseRunning(change.status()),
+              state == JobState::kRunning);
   }
 }
 
