@@ -103,7 +103,9 @@ class EventBus final : public CommitListener {
   void Unsubscribe(Subscription* subscription);
 
   // Both Resume methods return kLive at once for a subscription that is not
-  // lagging.
+  // lagging. The bus knows only what it published: before the first Resume,
+  // a subscriber whose cursor may be older than its subscription must read
+  // the log up to its end (a read that returned fewer events than asked).
   //
   // For a lagging job subscription whose subscriber has taken every event up
   // to `after_seq` (from the log). kLive when no event of the job after
