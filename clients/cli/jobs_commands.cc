@@ -85,6 +85,7 @@ absl::Status Watch(const CliContext& context, const std::string& id,
         *context.out << "reset: " << msg.reset().reason() << "\n";
         continue;
       }
+      context.out->flush();
       if (!msg.has_event()) continue;  // heartbeat
       const jobwire::v1::JobEvent& e = msg.event();
       after_seq = e.seq();
@@ -122,6 +123,7 @@ absl::Status Watch(const CliContext& context, const std::string& id,
       }
     }
     grpc::Status status = reader->Finish();
+    context.out->flush();
     if (outcome.has_value()) return *outcome;
     const grpc::StatusCode code = status.error_code();
     const bool retry = code == grpc::StatusCode::UNAVAILABLE ||
