@@ -328,6 +328,26 @@ TEST(JobServiceTest, WatchJobsFiltersAndResumesFromAfterEventId) {
   again->Finish();
 }
 
+TEST(JobServiceTest, WatchJobsWithoutCursorStartsWithNewEventsOnly) {
+  Fixture f(DefaultOptions());
+  v1::Job before = f.Submit("k");
+  grpc::ClientContext ctx;
+  v1::WatchJobsRequest req;
+  req.set_filter("kind = k");
+  auto reader = f.stub->WatchJobs(&ctx, req);
+  // The stream is live once the server registered it.
+  for (int i = 0; i < 10000 && f.service->open_streams() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  f.Log(before.id(), "after");
+  WatchJobsResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().job_id(), before.id());
+  EXPECT_EQ(msg.event().log().line(), "after");
+  ctx.TryCancel();
+  reader->Finish();
+}
+
 TEST(JobServiceTest, WatchJobsCursorOlderThanRetentionGetsReset) {
   SqliteJobStore::Retention retention;
   retention.max_terminal_jobs = 1;

@@ -66,16 +66,22 @@ WatchReactorCore::~WatchReactorCore() = default;
 
 void WatchReactorCore::Begin() {
   deps_.registry->Add(this);
-  bool live = false;
-  int64_t cursor = 0;
-  subscription_ = Subscribe(&live, &cursor);
-  if (live) {
+  if (StartsLive()) {
+    // Live from the first event after the subscription; OnEvent may run on
+    // the writer thread before Subscribe returns.
+    {
+      absl::MutexLock lock(&mu_);
+      lagging_ = false;
+      started_ = true;
+    }
+    int64_t cursor = 0;
+    subscription_ = Subscribe(&cursor);
     absl::MutexLock lock(&mu_);
-    cursor_ = cursor;
-    lagging_ = false;
-    started_ = true;
+    cursor_ = std::max(cursor_, cursor);
     return;
   }
+  int64_t unused = 0;
+  subscription_ = Subscribe(&unused);
   RunOnExecutor([this] { StartStep(); });
 }
 
@@ -366,9 +372,7 @@ WatchJobReactor::WatchJobReactor(const WatchDeps& deps,
                      ? std::optional<int64_t>(request.after_seq())
                      : std::nullopt) {}
 
-EventBus::Subscription* WatchJobReactor::Subscribe(bool* live,
-                                                   int64_t* cursor) {
-  *live = false;
+EventBus::Subscription* WatchJobReactor::Subscribe(int64_t* cursor) {
   return deps_.bus->SubscribeJob(job_id_, this, /*live=*/false);
 }
 
@@ -465,11 +469,9 @@ WatchJobsReactor::WatchJobsReactor(const WatchDeps& deps,
                           ? std::optional<int64_t>(request.after_event_id())
                           : std::nullopt) {}
 
-EventBus::Subscription* WatchJobsReactor::Subscribe(bool* live,
-                                                    int64_t* cursor) {
+EventBus::Subscription* WatchJobsReactor::Subscribe(int64_t* cursor) {
   // Without a cursor the watch starts live at the bus's last event.
-  *live = !after_event_id_.has_value();
-  return deps_.bus->SubscribeAll(this, *live, cursor);
+  return deps_.bus->SubscribeAll(this, StartsLive(), cursor);
 }
 
 absl::Status WatchJobsReactor::StartBlocking() {

@@ -136,9 +136,12 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   void Begin();
 
   // Hooks for the concrete reactor.
-  // Subscribes this to the bus; may set the cursor and mark the reactor live
-  // (through `live`), in which case StartBlocking is not run.
-  virtual EventBus::Subscription* Subscribe(bool* live, int64_t* cursor) = 0;
+  // Whether the watch starts live at the bus's last event (WatchJobs without
+  // a cursor); then StartBlocking is not run.
+  virtual bool StartsLive() const = 0;
+  // Subscribes this to the bus, live when StartsLive(); a live subscription
+  // sets `*cursor` to the bus's last event_id.
+  virtual EventBus::Subscription* Subscribe(int64_t* cursor) = 0;
   // Runs on the Executor: checks the request against the store and fills the
   // first messages and the cursor. An error finishes the stream.
   virtual absl::Status StartBlocking() = 0;
@@ -231,7 +234,8 @@ class WatchJobReactor final
  private:
   WatchJobReactor(const WatchDeps& deps, const v1::WatchJobRequest& request);
 
-  EventBus::Subscription* Subscribe(bool* live, int64_t* cursor) override;
+  bool StartsLive() const override { return false; }
+  EventBus::Subscription* Subscribe(int64_t* cursor) override;
   absl::Status StartBlocking() override;
   absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
   EventBus::ResumeResult Resume(EventBus::Subscription* s,
@@ -266,7 +270,8 @@ class WatchJobsReactor final
   WatchJobsReactor(const WatchDeps& deps, const v1::WatchJobsRequest& request,
                    FilterExpr filter);
 
-  EventBus::Subscription* Subscribe(bool* live, int64_t* cursor) override;
+  bool StartsLive() const override { return !after_event_id_.has_value(); }
+  EventBus::Subscription* Subscribe(int64_t* cursor) override;
   absl::Status StartBlocking() override;
   absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
   EventBus::ResumeResult Resume(EventBus::Subscription* s,
