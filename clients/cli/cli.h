@@ -70,6 +70,8 @@ using CommandList = std::vector<std::unique_ptr<Command>>;
 CommandList AllCommands();
 // server_commands.cc: health, info.
 void AddServerCommands(CommandList* commands);
+// jobs_commands.cc: submit, get, list, watch, cancel.
+void AddJobCommands(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);

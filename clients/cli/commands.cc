@@ -6,8 +6,9 @@ namespace jobwire::cli {
 CommandList AllCommands() {
   CommandList commands;
   AddServerCommands(&commands);  // server_commands.cc: health, info
-  // AddJobCommands(&commands);  // jobs_commands.cc (#4): submit, get, list,
-  // watch, ... AddWorkerCommand(&commands);  // worker_command.cc (#5): worker
+  AddJobCommands(
+      &commands);  // jobs_commands.cc: submit, get, list, watch, cancel
+  // AddWorkerCommand(&commands);  // worker_command.cc (#5): worker
   return commands;
 }
 

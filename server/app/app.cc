@@ -5,10 +5,12 @@
 #include <grpcpp/server_builder.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -82,10 +84,21 @@ absl::Status App::Build() {
   if (db_path.empty() || db_path[0] != '/')
     db_path = absl::StrCat(cwd, "/", db_path);
   JW_RETURN_IF_ERROR(CreateParentDirectories(db_path));
-  // Plug-in (storage, #3): open the store here; a bad file fails the start.
-  //   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(db_path, ...));
-  // Plug-in (events, #4):
-  //   events_ = std::make_unique<EventBus>(store_.get(), ...);
+  // The bus is built first: it listens to the store from its first commit.
+  EventBus::Options bus_options;
+  bus_options.ring_capacity = options_.event_ring;
+  events_ = std::make_unique<EventBus>(bus_options);
+  SqliteJobStore::Options store_options;
+  store_options.path = db_path;
+  store_options.clock = clock_.get();
+  store_options.synchronous = options_.synchronous;
+  store_options.retention = options_.retention;
+  JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
+  store_->AddCommitListener(events_.get());
+  if (options_.retention.terminal_max_age > absl::ZeroDuration() ||
+      options_.retention.max_terminal_jobs > 0) {
+    retention_thread_ = std::thread([this] { RetentionLoop(); });
+  }
   // Plug-in (scheduling, #5): the dispatcher, fed by events_, using store_.
 
   health_service_ = std::make_unique<HealthServiceImpl>(ServiceNames());
@@ -95,20 +108,22 @@ absl::Status App::Build() {
   admin_options.draining = [this] { return draining(); };
   admin_service_ = std::make_unique<AdminServiceImpl>(
       std::move(admin_options), clock_.get(), executor_.get());
-  // Plug-in (events + JobService, #4): replace with JobServiceImpl, built
-  // from store_.get(), events_.get(), executor_.get() and clock_.get(), and
-  // register its Shutdown below.
-  job_service_ = std::make_unique<jobwire::v1::JobService::CallbackService>();
+  JobServiceImpl::Options job_options;
+  job_options.watch.heartbeat_interval = options_.heartbeat_interval;
+  job_options.watch.buffer = options_.watch_buffer;
+  job_service_ = std::make_unique<JobServiceImpl>(
+      store_.get(), events_.get(), executor_.get(), clock_.get(), job_options);
   // Plug-in (workers, #5): replace with WorkerServiceImpl, same pattern.
   worker_service_ =
       std::make_unique<jobwire::v1::WorkerService::CallbackService>();
 
-  // Shutdown hooks run in this order at Stop(); health goes first, so
-  // probes see NOT_SERVING before anything else drains. Later services add
-  // theirs after it, for example:
-  //   AddShutdownHook("jobs", [s](absl::Time d) { s->Shutdown(d); });
+  // Shutdown hooks run in this order at Stop(). Each returns at once.
   AddShutdownHook(
       "health", [h = health_service_.get()](absl::Time d) { h->Shutdown(d); });
+  // Watches get `draining` now and UNAVAILABLE at the deadline (or when the
+  // server shuts down, whichever is first); submissions get UNAVAILABLE.
+  AddShutdownHook(
+      "jobs", [s = job_service_.get()](absl::Time d) { s->StartShutdown(d); });
 
   return StartServer();
 }
@@ -186,6 +201,21 @@ absl::Status App::StartServer() {
   return absl::OkStatus();
 }
 
+void App::RetentionLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(&stop_retention_),
+                               options_.retention_interval)) {
+    mu_.Unlock();
+    absl::StatusOr<int64_t> deleted = store_->RunRetentionOnceBlocking();
+    if (!deleted.ok()) {
+      JW_LOG(WARNING) << "retention: " << deleted.status();
+    } else if (*deleted > 0) {
+      JW_LOG(INFO) << "retention deleted " << *deleted << " finished jobs";
+    }
+    mu_.Lock();
+  }
+}
+
 void App::AddShutdownHook(std::string name, ShutdownHook hook) {
   shutdown_hooks_.emplace_back(std::move(name), std::move(hook));
 }
@@ -207,7 +237,7 @@ void App::SkipGrace() {
 //     Wait();
 //  4. drain the executor (queued blocking work still finishes its reactors,
 //     so it must outlive the server);
-//  5. close storage (plug-in: store_.reset()), after everything that uses it;
+//  5. stop retention and close storage, after everything that uses it;
 //  6. remove the Unix socket and lock files (socket_guards_), last, so no
 //     second server can take the path while this one still serves.
 void App::Stop() {
@@ -235,7 +265,23 @@ void App::Stop() {
       server_stopping_ = true;
       if (skip_grace_) deadline = absl::Now();
     }
+    // Open watches end with UNAVAILABLE shortly before the deadline (or at
+    // once on SkipGrace), rather than being cancelled by the server.
+    std::thread finisher([this, deadline] {
+      const absl::Time finish_at =
+          deadline -
+          std::min(absl::Milliseconds(200), options_.shutdown_grace / 10);
+      while (absl::Now() < finish_at && job_service_->open_streams() > 0) {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&skip_grace_),
+                                 absl::Milliseconds(20))) {
+          break;
+        }
+      }
+      job_service_->FinishShutdown();
+    });
     server_->Shutdown(absl::ToChronoTime(deadline));
+    finisher.join();
     server_->Wait();
     {
       absl::MutexLock lock(&mu_);
@@ -243,13 +289,20 @@ void App::Stop() {
     }
   }
   if (executor_ != nullptr) executor_->Shutdown();
-  // Plug-in (storage): store_.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    stop_retention_ = true;
+  }
+  if (retention_thread_.joinable()) retention_thread_.join();
+  if (store_ != nullptr) store_->Shutdown();
   server_.reset();
   socket_guards_.clear();
   worker_service_.reset();
   job_service_.reset();
   admin_service_.reset();
   health_service_.reset();
+  store_.reset();
+  events_.reset();
   executor_.reset();
 }
 

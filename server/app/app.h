@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,9 +33,12 @@
 #include "jobwire/v1/worker_service.grpc.pb.h"
 #include "server/api/admin_service.h"
 #include "server/api/health_service.h"
+#include "server/api/job_service.h"
 #include "server/app/server_options.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
+#include "server/events/event_bus.h"
+#include "server/storage/sqlite_job_store.h"
 #include "server/transport/unix_socket_guard.h"
 
 namespace jobwire {
@@ -86,6 +90,9 @@ class App {
   absl::Status Build();
   absl::Status StartServer();
   void AddShutdownHook(std::string name, ShutdownHook hook);
+  // Deletes finished jobs as ServerOptions::retention allows, every
+  // retention_interval, on its own thread, until Stop().
+  void RetentionLoop();
 
   const ServerOptions options_;
   std::atomic<bool> draining_{false};
@@ -93,11 +100,11 @@ class App {
   // Owned components, in construction order; destroyed in reverse by Stop().
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<Executor> executor_;
-  // Plug-in points (later): std::unique_ptr<SqliteJobStore> store_;
-  //                         std::unique_ptr<EventBus> events_;
+  std::unique_ptr<EventBus> events_;  // listens to store_; outlives it
+  std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<HealthServiceImpl> health_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
-  std::unique_ptr<jobwire::v1::JobService::CallbackService> job_service_;
+  std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<jobwire::v1::WorkerService::CallbackService> worker_service_;
   std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
   std::unique_ptr<grpc::Server> server_;
@@ -109,6 +116,8 @@ class App {
   absl::Mutex mu_;
   bool skip_grace_ ABSL_GUARDED_BY(mu_) = false;
   bool server_stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_retention_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread retention_thread_;
 };
 
 }  // namespace jobwire

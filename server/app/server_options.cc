@@ -28,6 +28,16 @@ absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(what);
 }
 
+absl::Status ParseNonNegativeDuration(const std::string& v,
+                                      absl::Duration* out) {
+  absl::Duration d;
+  if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration()) {
+    return Bad(absl::StrCat("bad duration \"", v, "\" (e.g. 10s, 500ms)"));
+  }
+  *out = d;
+  return absl::OkStatus();
+}
+
 const std::vector<Flag>& Flags() {
   static const auto* flags = new std::vector<Flag>{
       {"listen", "JOBWIRE_LISTEN", "ADDR",
@@ -103,6 +113,69 @@ const std::vector<Flag>& Flags() {
            return Bad(absl::StrCat("bad thread count \"", v, "\" (1 to 256)"));
          }
          o->executor_threads = n;
+         return absl::OkStatus();
+       }},
+      {"synchronous", "JOBWIRE_SYNCHRONOUS", "MODE",
+       "full (default: an acknowledged job survives power loss), normal "
+       "(survives a jobwired crash; the last commits may be lost on power "
+       "loss) or off (tests only: may corrupt the database on power loss)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v == "full") {
+           o->synchronous = SqliteJobStore::Synchronous::kFull;
+         } else if (v == "normal") {
+           o->synchronous = SqliteJobStore::Synchronous::kNormal;
+         } else if (v == "off") {
+           o->synchronous = SqliteJobStore::Synchronous::kOff;
+         } else {
+           return Bad(absl::StrCat("unknown mode \"", v,
+                                   "\" (want full, normal, off)"));
+         }
+         return absl::OkStatus();
+       }},
+      {"retention-max-age", "JOBWIRE_RETENTION_MAX_AGE", "DURATION",
+       "delete finished jobs this long after they finished, e.g. 168h "
+       "(default 0: keep)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseNonNegativeDuration(v, &o->retention.terminal_max_age);
+       }},
+      {"retention-max-jobs", "JOBWIRE_RETENTION_MAX_JOBS", "N",
+       "keep at most N finished jobs, the oldest go first (default 0: no "
+       "limit)",
+       [](const std::string& v, ServerOptions* o) {
+         int64_t n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 0) {
+           return Bad(absl::StrCat("bad count \"", v, "\" (0 or more)"));
+         }
+         o->retention.max_terminal_jobs = n;
+         return absl::OkStatus();
+       }},
+      {"retention-interval", "JOBWIRE_RETENTION_INTERVAL", "DURATION",
+       "how often retention runs (default 1m)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->retention_interval);
+         if (s.ok() && o->retention_interval <= absl::ZeroDuration()) {
+           return Bad(absl::StrCat("bad duration \"", v, "\" (more than 0)"));
+         }
+         return s;
+       }},
+      {"heartbeat-interval", "JOBWIRE_HEARTBEAT_INTERVAL", "DURATION",
+       "idle watch streams get a heartbeat this often (default 15s)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->heartbeat_interval);
+         if (s.ok() && o->heartbeat_interval <= absl::ZeroDuration()) {
+           return Bad(absl::StrCat("bad duration \"", v, "\" (more than 0)"));
+         }
+         return s;
+       }},
+      {"watch-buffer", "JOBWIRE_WATCH_BUFFER", "N",
+       "events buffered per watch stream before it catches up from the log "
+       "(default 256)",
+       [](const std::string& v, ServerOptions* o) {
+         int n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 2 || n > 65536) {
+           return Bad(absl::StrCat("bad size \"", v, "\" (2 to 65536)"));
+         }
+         o->watch_buffer = n;
          return absl::OkStatus();
        }},
   };

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/common/logging.h"
+#include "server/storage/sqlite_job_store.h"
 
 namespace jobwire {
 
@@ -37,6 +38,17 @@ struct ServerOptions {
   std::string auth_token;
   // Threads for blocking work (storage reads, file I/O).
   int executor_threads = 4;
+  // How hard each commit waits for the disk (see SqliteJobStore).
+  SqliteJobStore::Synchronous synchronous = SqliteJobStore::Synchronous::kFull;
+  // Which finished jobs are deleted, and how often retention runs.
+  SqliteJobStore::Retention retention;
+  absl::Duration retention_interval = absl::Minutes(1);
+  // Idle watch streams get a heartbeat this often.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Events buffered per watch stream before it catches up from the log.
+  int watch_buffer = 256;
+  // Recent events kept in memory for watchers that fall a little behind.
+  int event_ring = 4096;
 };
 
 struct ServerCommandLine {

@@ -1,0 +1,380 @@
+// `jobwire submit | get | list | watch | cancel`: jobs through JobService.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "clients/cli/cli.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+
+namespace jobwire::cli {
+namespace {
+
+using jobwire::v1::Job;
+using jobwire::v1::JobService;
+
+absl::Status OneId(const std::string& command,
+                   const std::vector<std::string>& args, std::string* id) {
+  if (args.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        command, " takes one job ID, got ", args.size(), " arguments"));
+  }
+  *id = args[0];
+  return absl::OkStatus();
+}
+
+std::string StateName(Job::State state) {
+  absl::string_view name = Job::State_Name(state);
+  absl::ConsumePrefix(&name, "STATE_");
+  return std::string(name);
+}
+
+bool IsTerminal(Job::State s) {
+  return s == Job::STATE_SUCCEEDED || s == Job::STATE_FAILED ||
+         s == Job::STATE_CANCELLED;
+}
+
+// The outcome of a job that reached `state`: OK for SUCCEEDED.
+absl::Status Outcome(const std::string& id, Job::State state,
+                     const jobwire::v1::JobError& error) {
+  if (state == Job::STATE_SUCCEEDED) return absl::OkStatus();
+  const std::string message =
+      error.message().empty() ? "" : absl::StrCat(": ", error.message());
+  if (state == Job::STATE_CANCELLED) {
+    return absl::CancelledError(
+        absl::StrCat("job ", id, " was cancelled", message));
+  }
+  return absl::AbortedError(absl::StrCat("job ", id, " failed", message));
+}
+
+// Follows one job, resuming from the last seq after a disconnect. Returns the
+// job's outcome.
+absl::Status Watch(const CliContext& context, const std::string& id,
+                   std::optional<int64_t> after_seq) {
+  auto stub = JobService::NewStub(context.channel);
+  const bool tty = context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
+  int failures = 0;
+  for (;;) {
+    auto call = context.NewCallContext(/*with_deadline=*/false);
+    jobwire::v1::WatchJobRequest request;
+    request.set_id(id);
+    if (after_seq.has_value()) request.set_after_seq(*after_seq);
+    auto reader = stub->WatchJob(call.get(), request);
+    jobwire::v1::WatchJobResponse msg;
+    std::optional<absl::Status> outcome;
+    while (reader->Read(&msg)) {
+      failures = 0;
+      if (msg.has_draining()) {
+        *context.out << (tty ? "\n" : "") << "server draining; will resume\n";
+        continue;
+      }
+      if (msg.has_reset()) {
+        *context.out << "reset: " << msg.reset().reason() << "\n";
+        continue;
+      }
+      context.out->flush();
+      if (!msg.has_event()) continue;  // heartbeat
+      const jobwire::v1::JobEvent& e = msg.event();
+      after_seq = e.seq();
+      if (e.has_snapshot()) {
+        const Job& job = e.snapshot();
+        *context.out << id << " " << StateName(job.state()) << "\n";
+        if (IsTerminal(job.state()))
+          outcome = Outcome(id, job.state(), job.error());
+      } else if (e.has_state_changed()) {
+        const auto& sc = e.state_changed();
+        *context.out << (tty ? "\n" : "") << id << " " << StateName(sc.from())
+                     << " -> " << StateName(sc.to())
+                     << (sc.reason().empty()
+                             ? ""
+                             : absl::StrCat(" (", sc.reason(), ")"))
+                     << "\n";
+        if (IsTerminal(sc.to())) outcome = Outcome(id, sc.to(), sc.error());
+      } else if (e.has_progress()) {
+        const auto& p = e.progress();
+        if (tty && p.total() > 0) {
+          const int width = 30;
+          const int filled = static_cast<int>(
+              width * std::min<int64_t>(p.done(), p.total()) / p.total());
+          *context.out << "\r[" << std::string(filled, '#')
+                       << std::string(width - filled, ' ') << "] " << p.done()
+                       << "/" << p.total() << " " << p.message() << std::flush;
+        } else {
+          *context.out << id << " progress " << p.done() << "/" << p.total()
+                       << (p.message().empty() ? "" : " ") << p.message()
+                       << "\n";
+        }
+      } else if (e.has_log()) {
+        *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
+                     << "\n";
+      }
+    }
+    grpc::Status status = reader->Finish();
+    context.out->flush();
+    if (outcome.has_value()) return *outcome;
+    const grpc::StatusCode code = status.error_code();
+    const bool retry = code == grpc::StatusCode::UNAVAILABLE ||
+                       code == grpc::StatusCode::OK ||
+                       code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                       code == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!retry || ++failures > 30) return FromGrpcStatus(status);
+    // Resume from the last seq after a pause that grows to 5 s.
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::min(5000, 200 * failures)));
+  }
+}
+
+class SubmitCommand final : public Command {
+ public:
+  std::string name() const override { return "submit"; }
+  std::string summary() const override {
+    return "submit a job: --kind K [--queue Q] [--args JSON] [--label k=v]... "
+           "[--watch]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("kind", &kind_, "what to run (required)", "KIND");
+    flags->String("queue", &queue_, "queue name (default \"default\")",
+                  "QUEUE");
+    flags->String("args", &args_, "JSON object of arguments, e.g. '{\"n\":1}'",
+                  "JSON");
+    flags->StringList("label", &labels_, "label key=value; repeatable", "K=V");
+    flags->Int("priority", &priority_, "higher runs first (default 0)");
+    flags->Duration("schedule-in", &schedule_in_,
+                    "do not start before now + DURATION");
+    flags->String("request-id", &request_id_,
+                  "idempotency key: a retry returns the same job", "ID");
+    flags->Int("max-attempts", &max_attempts_,
+               "attempts in all (default: server's, 3)");
+    flags->Bool(
+        "watch", &watch_,
+        "follow the job until it ends; exit non-zero unless it succeeds");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (!args.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("submit takes no arguments, got \"", args[0], "\""));
+    }
+    if (kind_.empty()) return absl::InvalidArgumentError("--kind: is required");
+    jobwire::v1::SubmitJobRequest request;
+    Job* job = request.mutable_job();
+    job->set_kind(kind_);
+    job->set_queue(queue_);
+    if (!args_.empty()) {
+      if (!google::protobuf::util::JsonStringToMessage(args_,
+                                                       job->mutable_args())
+               .ok()) {
+        return absl::InvalidArgumentError("--args: not a JSON object");
+      }
+    }
+    for (const std::string& label : labels_) {
+      std::vector<std::string> kv =
+          absl::StrSplit(label, absl::MaxSplits('=', 1));
+      if (kv.size() != 2 || kv[0].empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--label: want key=value, got \"", label, "\""));
+      }
+      (*job->mutable_labels())[kv[0]] = kv[1];
+    }
+    job->set_priority(priority_);
+    if (schedule_in_ < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("--schedule-in: must not be negative");
+    }
+    if (schedule_in_ > absl::ZeroDuration()) {
+      const absl::Time at = absl::Now() + schedule_in_;
+      job->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(at));
+    }
+    if (max_attempts_ < 0)
+      return absl::InvalidArgumentError("--max-attempts: must be >= 0");
+    job->set_max_attempts(max_attempts_);
+    request.set_request_id(request_id_);
+
+    auto stub = JobService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    jobwire::v1::SubmitJobResponse response;
+    grpc::Status status = stub->SubmitJob(call.get(), request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (!watch_) {
+      context.PrintJson(response.job());
+      return absl::OkStatus();
+    }
+    *context.out << response.job().id() << "\n";
+    return Watch(context, response.job().id(), response.job().last_seq());
+  }
+
+ private:
+  std::string kind_, queue_, args_, request_id_;
+  std::vector<std::string> labels_;
+  int priority_ = 0;
+  int max_attempts_ = 0;
+  absl::Duration schedule_in_ = absl::ZeroDuration();
+  bool watch_ = false;
+};
+
+class GetCommand final : public Command {
+ public:
+  std::string name() const override { return "get"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override { return "print one job as JSON"; }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    jobwire::v1::GetJobRequest request;
+    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
+      return s;
+    auto stub = JobService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    Job job;
+    grpc::Status status = stub->GetJob(call.get(), request, &job);
+    if (!status.ok()) return FromGrpcStatus(status);
+    context.PrintJson(job);
+    return absl::OkStatus();
+  }
+};
+
+class ListCommand final : public Command {
+ public:
+  std::string name() const override { return "list"; }
+  std::string summary() const override {
+    return "list jobs: [--filter EXPR] [--limit N] [-o table|json]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("filter", &filter_,
+                  "AIP-160 filter, e.g. 'state = QUEUED AND queue = q'",
+                  "EXPR");
+    flags->Int("limit", &limit_, "most jobs to print (default 100)");
+    flags->String("output", &output_, "table (default) or json; also -o",
+                  "FORMAT");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    std::vector<std::string> rest = args;
+    if (rest.size() >= 2 && rest[0] == "-o") {
+      output_ = rest[1];
+      rest.erase(rest.begin(), rest.begin() + 2);
+    }
+    if (!rest.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("list takes no arguments, got \"", rest[0], "\""));
+    }
+    if (output_ != "table" && output_ != "json") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--output: want table or json, got \"", output_, "\""));
+    }
+    if (limit_ < 1)
+      return absl::InvalidArgumentError("--limit: must be at least 1");
+    auto stub = JobService::NewStub(context.channel);
+    jobwire::v1::ListJobsRequest request;
+    request.set_filter(filter_);
+    jobwire::v1::ListJobsResponse all;
+    while (all.jobs_size() < limit_) {
+      request.set_page_size(std::min(1000, limit_ - all.jobs_size()));
+      auto call = context.NewCallContext();
+      jobwire::v1::ListJobsResponse page;
+      grpc::Status status = stub->ListJobs(call.get(), request, &page);
+      if (!status.ok()) return FromGrpcStatus(status);
+      for (const Job& job : page.jobs()) *all.add_jobs() = job;
+      if (page.next_page_token().empty()) break;
+      request.set_page_token(page.next_page_token());
+      all.set_next_page_token(page.next_page_token());
+    }
+    if (output_ == "json") {
+      context.PrintJson(all);
+      return absl::OkStatus();
+    }
+    *context.out << absl::StrFormat("%-26s  %-9s  %-16s  %-20s  %s\n", "ID",
+                                    "STATE", "QUEUE", "KIND", "CREATED");
+    for (const Job& job : all.jobs()) {
+      *context.out << absl::StrFormat(
+          "%-26s  %-9s  %-16s  %-20s  %s\n", job.id(), StateName(job.state()),
+          job.queue(), job.kind(),
+          google::protobuf::util::TimeUtil::ToString(job.create_time()));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string filter_;
+  int limit_ = 100;
+  std::string output_ = "table";
+};
+
+class WatchCommand final : public Command {
+ public:
+  std::string name() const override { return "watch"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "follow a job live, resuming after disconnects; exit 0 when it "
+           "succeeds";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->Int("after-seq", &after_seq_,
+               "replay events after this seq (default: snapshot)");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    std::string id;
+    if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
+    if (after_seq_ < -1)
+      return absl::InvalidArgumentError("--after-seq: must be >= 0");
+    std::optional<int64_t> after;
+    if (after_seq_ >= 0) after = after_seq_;
+    return Watch(context, id, after);
+  }
+
+ private:
+  int after_seq_ = -1;
+};
+
+class CancelCommand final : public Command {
+ public:
+  std::string name() const override { return "cancel"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "cancel a job; prints it as JSON";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("reason", &reason_, "why; recorded in the event", "TEXT");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    jobwire::v1::CancelJobRequest request;
+    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
+      return s;
+    request.set_reason(reason_);
+    auto stub = JobService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    Job job;
+    grpc::Status status = stub->CancelJob(call.get(), request, &job);
+    if (!status.ok()) return FromGrpcStatus(status);
+    context.PrintJson(job);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string reason_;
+};
+
+}  // namespace
+
+void AddJobCommands(CommandList* commands) {
+  commands->push_back(std::make_unique<SubmitCommand>());
+  commands->push_back(std::make_unique<GetCommand>());
+  commands->push_back(std::make_unique<ListCommand>());
+  commands->push_back(std::make_unique<WatchCommand>());
+  commands->push_back(std::make_unique<CancelCommand>());
+}
+
+}  // namespace jobwire::cli

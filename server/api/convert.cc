@@ -1,0 +1,356 @@
+#include "server/api/convert.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/common/errors.h"
+#include "server/common/status_macros.h"
+
+namespace jobwire {
+namespace {
+
+// google.protobuf.Timestamp range: 0001-01-01T00:00:00Z ..
+// 9999-12-31T23:59:59Z.
+constexpr int64_t kMinTimestampSeconds = -62135596800;
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
+// google.protobuf.Duration range: +-10,000 years.
+constexpr int64_t kMaxDurationSeconds = 315576000000;
+constexpr int32_t kNanosPerSecond = 1000000000;
+
+std::string Path(absl::string_view prefix, absl::string_view field) {
+  if (prefix.empty()) return std::string(field);
+  return absl::StrCat(prefix, ".", field);
+}
+
+// Best effort: output conversions only see JSON that the server produced.
+void JsonToStructOrEmpty(const std::string& json,
+                         google::protobuf::Struct* out) {
+  if (json.empty()) return;
+  absl::Status status = JsonToStruct(json, out, "");
+  if (!status.ok()) out->Clear();
+}
+
+}  // namespace
+
+void TimeToProto(absl::Time time, google::protobuf::Timestamp* out) {
+  if (time == absl::InfinitePast() || time == absl::InfiniteFuture()) {
+    out->Clear();
+    return;
+  }
+  const int64_t seconds = absl::ToUnixSeconds(time);
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+}
+
+absl::Time TimeFromProto(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+void DurationToProto(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
+}
+
+absl::Duration DurationFromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+bool IsValidTimestamp(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() >= kMinTimestampSeconds &&
+         ts.seconds() <= kMaxTimestampSeconds && ts.nanos() >= 0 &&
+         ts.nanos() < kNanosPerSecond;
+}
+
+bool IsValidDuration(const google::protobuf::Duration& d) {
+  if (d.seconds() > kMaxDurationSeconds || d.seconds() < -kMaxDurationSeconds) {
+    return false;
+  }
+  if (d.nanos() <= -kNanosPerSecond || d.nanos() >= kNanosPerSecond)
+    return false;
+  return !((d.seconds() > 0 && d.nanos() < 0) ||
+           (d.seconds() < 0 && d.nanos() > 0));
+}
+
+absl::StatusOr<std::string> StructToJson(const google::protobuf::Struct& s,
+                                         absl::string_view field) {
+  if (s.fields().empty()) return std::string();
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(s, &out);
+  if (!status.ok()) {
+    return InvalidArgumentError(field,
+                                absl::StrCat("not representable as JSON: ",
+                                             status.message().as_string()));
+  }
+  return out;
+}
+
+absl::Status JsonToStruct(absl::string_view json, google::protobuf::Struct* out,
+                          absl::string_view field) {
+  out->Clear();
+  if (json.empty()) return absl::OkStatus();
+  auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), out);
+  if (!status.ok()) {
+    out->Clear();
+    return InvalidArgumentError(
+        field,
+        absl::StrCat("not a JSON object: ", status.message().as_string()));
+  }
+  return absl::OkStatus();
+}
+
+v1::Job::State StateToProto(JobState state) {
+  return static_cast<v1::Job::State>(static_cast<int>(state));
+}
+
+JobState StateFromProto(v1::Job::State state) {
+  return static_cast<JobState>(static_cast<int>(state));
+}
+
+void ProgressToProto(const Progress& p, v1::Progress* out) {
+  out->set_done(p.done);
+  out->set_total(p.total);
+  out->set_message(p.message);
+  JsonToStructOrEmpty(p.details_json, out->mutable_details());
+  if (p.details_json.empty()) out->clear_details();
+}
+
+void ResultToProto(const JobResult& r, v1::JobResult* out) {
+  if (!r.data_json.empty())
+    JsonToStructOrEmpty(r.data_json, out->mutable_data());
+  out->set_payload(r.payload);
+}
+
+void ErrorToProto(const JobError& e, v1::JobError* out) {
+  out->set_code(e.code);
+  out->set_message(e.message);
+  if (!e.details_json.empty()) {
+    JsonToStructOrEmpty(e.details_json, out->mutable_details());
+  }
+  out->set_retryable(e.retryable);
+}
+
+void RetryPolicyToProto(const RetryPolicy& r, v1::RetryPolicy* out) {
+  DurationToProto(r.initial_backoff, out->mutable_initial_backoff());
+  DurationToProto(r.max_backoff, out->mutable_max_backoff());
+  out->set_multiplier(r.multiplier);
+  out->set_jitter(r.jitter);
+}
+
+void WebhookToProto(const WebhookSpec& w, v1::Webhook* out) {
+  out->set_url(w.url);
+  for (int e : w.events) out->add_events(static_cast<v1::Webhook::Event>(e));
+}
+
+absl::StatusOr<Progress> ProgressFromProto(const v1::Progress& p,
+                                           absl::string_view field) {
+  Progress out;
+  out.done = p.done();
+  out.total = p.total();
+  out.message = p.message();
+  JW_ASSIGN_OR_RETURN(out.details_json,
+                      StructToJson(p.details(), Path(field, "details")));
+  return out;
+}
+
+absl::StatusOr<JobResult> ResultFromProto(const v1::JobResult& r,
+                                          absl::string_view field) {
+  JobResult out;
+  JW_ASSIGN_OR_RETURN(out.data_json,
+                      StructToJson(r.data(), Path(field, "data")));
+  out.payload = r.payload();
+  return out;
+}
+
+absl::StatusOr<JobError> ErrorFromProto(const v1::JobError& e,
+                                        absl::string_view field) {
+  JobError out;
+  out.code = e.code();
+  out.message = e.message();
+  JW_ASSIGN_OR_RETURN(out.details_json,
+                      StructToJson(e.details(), Path(field, "details")));
+  out.retryable = e.retryable();
+  return out;
+}
+
+void JobToProto(const Job& job, v1::Job* out) {
+  out->set_id(job.id);
+  out->set_queue(job.queue);
+  out->set_kind(job.kind);
+  if (!job.args_json.empty())
+    JsonToStructOrEmpty(job.args_json, out->mutable_args());
+  out->set_payload(job.payload);
+  out->set_priority(job.priority);
+  for (const auto& [key, value] : job.labels)
+    (*out->mutable_labels())[key] = value;
+  if (job.schedule_time != absl::InfinitePast()) {
+    TimeToProto(job.schedule_time, out->mutable_schedule_time());
+  }
+  out->set_max_attempts(job.max_attempts);
+  if (job.retry_policy.has_value()) {
+    RetryPolicyToProto(*job.retry_policy, out->mutable_retry_policy());
+  }
+  if (job.attempt_timeout > absl::ZeroDuration()) {
+    DurationToProto(job.attempt_timeout, out->mutable_attempt_timeout());
+  }
+  out->set_state(StateToProto(job.state));
+  if (job.progress.has_value())
+    ProgressToProto(*job.progress, out->mutable_progress());
+  if (job.result.has_value()) ResultToProto(*job.result, out->mutable_result());
+  if (job.error.has_value()) ErrorToProto(*job.error, out->mutable_error());
+  out->set_attempt(job.attempt);
+  struct {
+    absl::Time time;
+    google::protobuf::Timestamp* (v1::Job::*field)();
+  } const times[] = {
+      {job.create_time, &v1::Job::mutable_create_time},
+      {job.start_time, &v1::Job::mutable_start_time},
+      {job.update_time, &v1::Job::mutable_update_time},
+      {job.finish_time, &v1::Job::mutable_finish_time},
+      {job.lease_expire_time, &v1::Job::mutable_lease_expire_time},
+  };
+  for (const auto& t : times) {
+    if (t.time != absl::InfinitePast()) TimeToProto(t.time, (out->*t.field)());
+  }
+  out->set_etag(job.etag());
+  if (job.webhook.has_value())
+    WebhookToProto(*job.webhook, out->mutable_webhook());
+  out->set_last_seq(job.last_seq);
+  out->set_checkpoint(job.checkpoint);
+  out->set_worker_id(job.worker_id);
+}
+
+absl::StatusOr<Job> NewJobFromProto(const v1::Job& in,
+                                    absl::string_view request_id,
+                                    absl::string_view field) {
+  std::vector<FieldViolation> violations;
+  Job job;
+  job.queue = in.queue().empty() ? std::string(kDefaultQueue) : in.queue();
+  job.kind = in.kind();
+  absl::StatusOr<std::string> args =
+      StructToJson(in.args(), Path(field, "args"));
+  if (args.ok()) {
+    job.args_json = *std::move(args);
+  } else {
+    for (FieldViolation& v : GetFieldViolations(args.status())) {
+      violations.push_back(std::move(v));
+    }
+  }
+  job.payload = in.payload();
+  job.priority = in.priority();
+  job.labels.insert(in.labels().begin(), in.labels().end());
+  if (in.has_schedule_time()) {
+    if (IsValidTimestamp(in.schedule_time())) {
+      job.schedule_time = TimeFromProto(in.schedule_time());
+    } else {
+      violations.push_back(
+          {Path(field, "schedule_time"), "not a valid timestamp"});
+    }
+  }
+  job.max_attempts =
+      in.max_attempts() == 0 ? kDefaultMaxAttempts : in.max_attempts();
+  if (in.has_retry_policy()) {
+    const v1::RetryPolicy& rp = in.retry_policy();
+    RetryPolicy policy;
+    if (rp.has_initial_backoff()) {
+      if (IsValidDuration(rp.initial_backoff())) {
+        policy.initial_backoff = DurationFromProto(rp.initial_backoff());
+      } else {
+        violations.push_back({Path(field, "retry_policy.initial_backoff"),
+                              "not a valid duration"});
+      }
+    }
+    if (rp.has_max_backoff()) {
+      if (IsValidDuration(rp.max_backoff())) {
+        policy.max_backoff = DurationFromProto(rp.max_backoff());
+      } else {
+        violations.push_back(
+            {Path(field, "retry_policy.max_backoff"), "not a valid duration"});
+      }
+    }
+    if (rp.multiplier() != 0) policy.multiplier = rp.multiplier();
+    if (rp.jitter() != 0) policy.jitter = rp.jitter();
+    job.retry_policy = policy;
+  }
+  if (in.has_attempt_timeout()) {
+    if (IsValidDuration(in.attempt_timeout())) {
+      job.attempt_timeout = DurationFromProto(in.attempt_timeout());
+    } else {
+      violations.push_back(
+          {Path(field, "attempt_timeout"), "not a valid duration"});
+    }
+  }
+  if (in.has_webhook()) {
+    WebhookSpec webhook;
+    webhook.url = in.webhook().url();
+    for (int i = 0; i < in.webhook().events_size(); ++i) {
+      const int e = in.webhook().events(i);
+      if (!v1::Webhook::Event_IsValid(e) ||
+          e == v1::Webhook::EVENT_UNSPECIFIED) {
+        violations.push_back(
+            {Path(field, absl::StrCat("webhook.events[", i, "]")),
+             "unknown webhook event"});
+      }
+      webhook.events.push_back(e);
+    }
+    job.webhook = std::move(webhook);
+  }
+  job.request_id = std::string(request_id);
+  if (!violations.empty()) return InvalidArgumentError(std::move(violations));
+  return job;
+}
+
+void EventToProto(const JobEvent& event, v1::JobEvent* out) {
+  out->set_event_id(event.event_id);
+  out->set_job_id(event.job_id);
+  out->set_seq(event.seq);
+  TimeToProto(event.time, out->mutable_time());
+  switch (event.type) {
+    case EventType::kStateChanged: {
+      v1::StateChanged* sc = out->mutable_state_changed();
+      sc->set_from(StateToProto(event.from));
+      sc->set_to(StateToProto(event.to));
+      sc->set_reason(event.reason);
+      sc->set_attempt(event.attempt);
+      if (event.result.has_value())
+        ResultToProto(*event.result, sc->mutable_result());
+      if (event.error.has_value())
+        ErrorToProto(*event.error, sc->mutable_error());
+      break;
+    }
+    case EventType::kProgress:
+      ProgressToProto(event.progress, out->mutable_progress());
+      break;
+    case EventType::kUpdated: {
+      v1::Updated* updated = out->mutable_updated();
+      for (const std::string& p : event.paths) updated->add_paths(p);
+      break;
+    }
+    case EventType::kLog:
+      out->mutable_log()->set_line(event.log_line);
+      break;
+    case EventType::kWebhookDelivery: {
+      v1::WebhookDelivery* wd = out->mutable_webhook_delivery();
+      wd->set_attempt(event.webhook_delivery.attempt);
+      wd->set_http_status(event.webhook_delivery.http_status);
+      wd->set_delivered(event.webhook_delivery.delivered);
+      wd->set_error(event.webhook_delivery.error);
+      break;
+    }
+  }
+}
+
+void SnapshotToProto(const Job& job, v1::JobEvent* out) {
+  out->set_event_id(0);
+  out->set_job_id(job.id);
+  out->set_seq(job.last_seq);
+  TimeToProto(job.update_time, out->mutable_time());
+  JobToProto(job, out->mutable_snapshot());
+}
+
+}  // namespace jobwire

@@ -1,0 +1,422 @@
+#include "server/api/job_service.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/api/convert.h"
+#include "server/common/errors.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/core/ids.h"
+#include "server/core/transitions.h"
+#include "server/core/validation.h"
+#include "server/transport/grpc_status.h"
+
+namespace jobwire {
+namespace {
+
+// Converts and validates one job of a request. `prefix` ("" or "jobs[3].")
+// goes in front of every violation path ("job.kind", "request_id").
+absl::StatusOr<Job> PrepareNewJob(const v1::SubmitJobRequest& request,
+                                  const std::string& prefix) {
+  absl::StatusOr<Job> job = NewJobFromProto(request.job(), request.request_id(),
+                                            absl::StrCat(prefix, "job"));
+  absl::Status status = job.status();
+  if (job.ok()) status = ValidateNewJob(*job);
+  if (status.ok()) return job;
+  std::vector<FieldViolation> violations = GetFieldViolations(status);
+  if (violations.empty()) return status;
+  for (FieldViolation& v : violations) {
+    if (!absl::StartsWith(v.field, prefix))
+      v.field = absl::StrCat(prefix, v.field);
+  }
+  return InvalidArgumentError(std::move(violations));
+}
+
+absl::Status CheckId(const std::string& id) {
+  if (id.empty()) return InvalidArgumentError("id", "is required");
+  if (!IsValidUlid(id))
+    return InvalidArgumentError("id", "is not a job id (ULID)");
+  return absl::OkStatus();
+}
+
+// SubmitJobs: read a batch, commit it, answer, and only then read the next,
+// so at most one batch per stream is in memory. Reference counted: gRPC holds
+// one reference until OnDone, a store write in flight holds another.
+class SubmitJobsReactor final
+    : public grpc::ServerBidiReactor<v1::SubmitJobsRequest,
+                                     v1::SubmitJobsResponse>,
+      public ServiceStream {
+ public:
+  SubmitJobsReactor(JobStore* store, StreamRegistry* registry,
+                    const std::atomic<bool>* draining,
+                    absl::Duration retry_delay)
+      : store_(store),
+        registry_(registry),
+        draining_(draining),
+        retry_delay_(retry_delay) {
+    registry_->Add(this);
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client has sent its last batch
+      absl::MutexLock lock(&mu_);
+      FinishLocked(absl::OkStatus());
+      return;
+    }
+    absl::StatusOr<std::vector<NewJob>> batch = PrepareBatch();
+    if (!batch.ok()) {
+      absl::MutexLock lock(&mu_);
+      FinishLocked(batch.status());
+      return;
+    }
+    refs_.fetch_add(1);
+    store_->Submit(*std::move(batch),
+                   [this](absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
+                     Answer(std::move(outcomes));
+                     Unref();
+                   });
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    if (!ok) {
+      FinishLocked(absl::CancelledError("write failed"));
+      return;
+    }
+    if (!finished_) StartRead(&request_);
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(absl::CancelledError("cancelled by the client"));
+  }
+
+  void OnDone() override { Unref(); }
+
+  // ServiceStream.
+  void Tick(absl::Time) override {}
+  void Drain(absl::Time) override {}
+  void Abort(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+  size_t BufferedMessages() override { return 0; }
+
+ private:
+  absl::StatusOr<std::vector<NewJob>> PrepareBatch() {
+    if (draining_->load()) {
+      return UnavailableError("server is shutting down", retry_delay_);
+    }
+    if (request_.jobs_size() > kMaxSubmitBatch) {
+      return InvalidArgumentError(
+          "jobs", absl::StrCat("at most ", kMaxSubmitBatch,
+                               " jobs per batch, got ", request_.jobs_size()));
+    }
+    std::vector<NewJob> jobs;
+    jobs.reserve(request_.jobs_size());
+    std::vector<FieldViolation> violations;
+    for (int i = 0; i < request_.jobs_size(); ++i) {
+      absl::StatusOr<Job> job =
+          PrepareNewJob(request_.jobs(i), absl::StrCat("jobs[", i, "]."));
+      if (!job.ok()) {
+        for (FieldViolation& v : GetFieldViolations(job.status())) {
+          violations.push_back(std::move(v));
+        }
+        continue;
+      }
+      jobs.push_back(NewJob{*std::move(job)});
+    }
+    if (!violations.empty()) return InvalidArgumentError(std::move(violations));
+    return jobs;
+  }
+
+  void Answer(absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    if (!outcomes.ok()) {
+      FinishLocked(outcomes.status());
+      return;
+    }
+    response_.Clear();
+    int created = 0;
+    for (const SubmitOutcome& o : *outcomes) {
+      response_.add_ids(o.job.id);
+      if (o.created) ++created;
+    }
+    response_.set_created(created);
+    StartWrite(&response_);
+  }
+
+  void FinishLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(ToGrpcStatus(status));
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1) != 1) return;
+    registry_->Remove(this);
+    delete this;
+  }
+
+  JobStore* const store_;
+  StreamRegistry* const registry_;
+  const std::atomic<bool>* const draining_;
+  const absl::Duration retry_delay_;
+  std::atomic<int> refs_{1};
+  v1::SubmitJobsRequest request_;  // owned by the read in flight
+  absl::Mutex mu_;
+  v1::SubmitJobsResponse response_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+JobServiceImpl::JobServiceImpl(JobStore* store, EventBus* bus,
+                               Executor* executor, Clock* clock,
+                               Options options)
+    : store_(store),
+      bus_(bus),
+      executor_(executor),
+      clock_(clock),
+      options_(std::move(options)) {
+  if (options_.tick_period > absl::ZeroDuration()) {
+    ticker_ = std::thread([this] { TickerLoop(); });
+  }
+}
+
+JobServiceImpl::~JobServiceImpl() {
+  {
+    absl::MutexLock lock(&ticker_mu_);
+    stop_ticker_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
+}
+
+void JobServiceImpl::TickerLoop() {
+  absl::MutexLock lock(&ticker_mu_);
+  while (!ticker_mu_.AwaitWithTimeout(absl::Condition(&stop_ticker_),
+                                      options_.tick_period)) {
+    ticker_mu_.Unlock();
+    Tick();
+    ticker_mu_.Lock();
+  }
+}
+
+WatchDeps JobServiceImpl::watch_deps() {
+  return WatchDeps{store_, bus_, executor_, clock_, &streams_, options_.watch};
+}
+
+absl::Status JobServiceImpl::UnavailableIfDraining() const {
+  if (draining_.load()) {
+    return UnavailableError("server is shutting down", options_.retry_delay);
+  }
+  return absl::OkStatus();
+}
+
+void JobServiceImpl::RunBlocking(grpc::ServerUnaryReactor* reactor,
+                                 std::function<absl::Status()> body) {
+  if (!executor_->Schedule([reactor, body = std::move(body)] {
+        reactor->Finish(ToGrpcStatus(body()));
+      })) {
+    reactor->Finish(ToGrpcStatus(
+        UnavailableError("server is shutting down", options_.retry_delay)));
+  }
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
+    grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
+    v1::SubmitJobResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = UnavailableIfDraining();
+  absl::StatusOr<Job> job = status.ok() ? PrepareNewJob(*request, "") : status;
+  if (!job.ok()) {
+    reactor->Finish(ToGrpcStatus(job.status()));
+    return reactor;
+  }
+  std::vector<NewJob> jobs;
+  jobs.push_back(NewJob{*std::move(job)});
+  store_->Submit(
+      std::move(jobs),
+      [reactor, response](absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
+        if (outcomes.ok() && outcomes->size() != 1) {
+          outcomes = absl::InternalError("store answered a different count");
+        }
+        if (!outcomes.ok()) {
+          reactor->Finish(ToGrpcStatus(outcomes.status()));
+          return;
+        }
+        JobToProto((*outcomes)[0].job, response->mutable_job());
+        response->set_created((*outcomes)[0].created);
+        reactor->Finish(grpc::Status::OK);
+      });
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::SubmitJobsRequest, v1::SubmitJobsResponse>*
+JobServiceImpl::SubmitJobs(grpc::CallbackServerContext* context) {
+  return new SubmitJobsReactor(store_, &streams_, &draining_,
+                               options_.retry_delay);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
+    grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = CheckId(request->id());
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  RunBlocking(reactor, [this, request, response]() -> absl::Status {
+    JW_ASSIGN_OR_RETURN(Job job, store_->GetJobBlocking(request->id()));
+    JobToProto(job, response);
+    return absl::OkStatus();
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
+    grpc::CallbackServerContext* context, const v1::ListJobsRequest* request,
+    v1::ListJobsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RunBlocking(reactor, [this, request, response]() -> absl::Status {
+    ListJobsQuery query;
+    query.filter = request->filter();
+    query.order_by = request->order_by();
+    query.page_size = request->page_size();
+    query.page_token = request->page_token();
+    JW_ASSIGN_OR_RETURN(ListJobsResult result, store_->ListJobsBlocking(query));
+    for (const Job& job : result.jobs) JobToProto(job, response->add_jobs());
+    response->set_next_page_token(result.next_page_token);
+    return absl::OkStatus();
+  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::WatchJobResponse>* JobServiceImpl::WatchJob(
+    grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  return WatchJobReactor::Start(watch_deps(), *request);
+}
+
+grpc::ServerWriteReactor<v1::WatchJobsResponse>* JobServiceImpl::WatchJobs(
+    grpc::CallbackServerContext* context, const v1::WatchJobsRequest* request) {
+  return WatchJobsReactor::Start(watch_deps(), *request);
+}
+
+void JobServiceImpl::MutateJob(grpc::ServerUnaryReactor* reactor,
+                               const std::string& id, JobMutation mutation,
+                               const RunningJobHook& running_hook,
+                               const std::string& reason, v1::Job* response) {
+  absl::Status status = CheckId(id);
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return;
+  }
+  auto answer = [reactor, response](absl::StatusOr<Job> job) {
+    if (!job.ok()) {
+      reactor->Finish(ToGrpcStatus(job.status()));
+      return;
+    }
+    JobToProto(*job, response);
+    reactor->Finish(grpc::Status::OK);
+  };
+  store_->Mutate(
+      id, std::move(mutation),
+      [id, reason, answer, running_hook](absl::StatusOr<Job> job) {
+        // A RUNNING job goes to the dispatcher, which tells the worker.
+        if (!job.ok() && running_hook && RefusedBecauseRunning(job.status())) {
+          running_hook(id, reason, answer);
+          return;
+        }
+        answer(std::move(job));
+      });
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
+    grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  MutateJob(reactor, request->id(), CancelMutation(request->reason()),
+            options_.cancel_running, request->reason(), response);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(
+    grpc::CallbackServerContext* context, const v1::PauseJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  MutateJob(reactor, request->id(), PauseMutation(), options_.pause_running, "",
+            response);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(
+    grpc::CallbackServerContext* context, const v1::ResumeJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  MutateJob(reactor, request->id(), ResumeMutation(), nullptr, "", response);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(
+    grpc::CallbackServerContext* context, const v1::RetryJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->additional_attempts() < 0) {
+    reactor->Finish(ToGrpcStatus(
+        InvalidArgumentError("additional_attempts", "must not be negative")));
+    return reactor;
+  }
+  MutateJob(reactor, request->id(),
+            RetryMutation(request->additional_attempts()), nullptr, "",
+            response);
+  return reactor;
+}
+
+void JobServiceImpl::Tick() {
+  const absl::Time now = clock_->Now();
+  streams_.ForEach([now](ServiceStream* s) { s->Tick(now); });
+}
+
+void JobServiceImpl::StartShutdown(absl::Time deadline) {
+  if (draining_.exchange(true)) return;
+  JW_LOG(INFO) << "job service draining " << streams_.size() << " streams";
+  streams_.ForEach([deadline](ServiceStream* s) { s->Drain(deadline); });
+}
+
+void JobServiceImpl::FinishShutdown() {
+  draining_ = true;
+  const absl::Status status =
+      UnavailableError("server is shutting down", options_.retry_delay);
+  streams_.ForEach([&status](ServiceStream* s) { s->Abort(status); });
+  if (!streams_.WaitUntilEmpty(absl::Seconds(2))) {
+    JW_LOG(WARNING) << streams_.size() << " streams still open after shutdown";
+  }
+}
+
+void JobServiceImpl::Shutdown(absl::Time deadline) {
+  StartShutdown(deadline);
+  while (clock_->Now() < deadline && streams_.size() > 0) {
+    streams_.WaitUntilEmpty(
+        std::min(deadline - clock_->Now(), absl::Milliseconds(50)));
+  }
+  FinishShutdown();
+}
+
+size_t JobServiceImpl::open_streams() { return streams_.size(); }
+
+size_t JobServiceImpl::buffered_messages() {
+  size_t total = 0;
+  streams_.ForEach(
+      [&total](ServiceStream* s) { total += s->BufferedMessages(); });
+  return total;
+}
+
+}  // namespace jobwire

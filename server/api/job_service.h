@@ -1,0 +1,157 @@
+// JobServiceImpl: the jobwire.v1.JobService, on the gRPC callback API.
+//
+// Validate -> convert -> call the store -> convert back. Unary handlers take
+// context->DefaultReactor(): reads (GetJob, ListJobs) run on the Executor;
+// writes (SubmitJob, CancelJob, ...) go through the store's asynchronous
+// write and finish in its `done` callback, after the commit is durable.
+// Streams are reactor classes: WatchJob/WatchJobs in watch_reactors.h,
+// SubmitJobs here. No handler blocks a gRPC thread.
+//
+// State changes for jobs that are not running (cancel, pause, resume, retry)
+// are the pure mutations of core/transitions.h. A RUNNING job is handed to
+// Options::cancel_running / pause_running (the dispatcher, which tells the
+// worker); without a hook such a request fails with FAILED_PRECONDITION.
+// UpdateJob, BulkUpdateJobs and ExplainJob are not served here (UNIMPLEMENTED).
+//
+// Time: heartbeats and stall checks run in Tick(), which reads the injected
+// Clock. With Options::tick_period > 0 a single ticker thread calls it (not a
+// thread per stream); tests set it to zero and call Tick() themselves.
+//
+// Shutdown: StartShutdown(deadline) makes new submissions fail with
+// UNAVAILABLE + RetryInfo and sends `draining` on every open watch;
+// FinishShutdown() finishes every open stream with UNAVAILABLE; Shutdown()
+// does both, waiting in between (by the Clock) until the deadline or until
+// every stream has ended. Call it before grpc::Server::Shutdown.
+//
+// Thread-safe. Does not own the store, bus, executor or clock; they must
+// outlive the service, and the service must outlive the grpc::Server it is
+// registered with (the server's Shutdown/Wait returns after every reactor's
+// OnDone). Errors: see job_service.proto; every absl::Status goes out through
+// ToGrpcStatus.
+#ifndef JOBWIRE_SERVER_API_JOB_SERVICE_H_
+#define JOBWIRE_SERVER_API_JOB_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+#include "server/api/stream_registry.h"
+#include "server/api/watch_reactors.h"
+#include "server/common/clock.h"
+#include "server/common/executor.h"
+#include "server/events/event_bus.h"
+#include "server/storage/job_store.h"
+
+namespace jobwire {
+
+// Most jobs in one SubmitJobs batch.
+inline constexpr int kMaxSubmitBatch = 1000;
+
+class JobServiceImpl final : public v1::JobService::CallbackService {
+ public:
+  // Asks the dispatcher to cancel (or pause) a RUNNING job; `done` gets the
+  // job as it stands after the request was taken. Must not block.
+  using RunningJobHook = std::function<void(
+      const std::string& id, const std::string& reason, JobCallback done)>;
+
+  struct Options {
+    WatchOptions watch;
+    // How often the ticker thread calls Tick(); zero: no thread.
+    absl::Duration tick_period = absl::Seconds(1);
+    // RetryInfo delay sent with UNAVAILABLE while shutting down.
+    absl::Duration retry_delay = absl::Seconds(1);
+    RunningJobHook cancel_running;
+    RunningJobHook pause_running;
+  };
+
+  JobServiceImpl(JobStore* store, EventBus* bus, Executor* executor,
+                 Clock* clock, Options options);
+  ~JobServiceImpl() override;
+  JobServiceImpl(const JobServiceImpl&) = delete;
+  JobServiceImpl& operator=(const JobServiceImpl&) = delete;
+
+  // v1::JobService.
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const v1::SubmitJobRequest* request,
+                                      v1::SubmitJobResponse* response) override;
+  grpc::ServerBidiReactor<v1::SubmitJobsRequest, v1::SubmitJobsResponse>*
+  SubmitJobs(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request,
+                                   v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
+      grpc::CallbackServerContext* context,
+      const v1::WatchJobRequest* request) override;
+  grpc::ServerWriteReactor<v1::WatchJobsResponse>* WatchJobs(
+      grpc::CallbackServerContext* context,
+      const v1::WatchJobsRequest* request) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* context,
+                                     const v1::PauseJobRequest* request,
+                                     v1::Job* response) override;
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* context,
+                                      const v1::ResumeJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* RetryJob(grpc::CallbackServerContext* context,
+                                     const v1::RetryJobRequest* request,
+                                     v1::Job* response) override;
+
+  // Heartbeats on idle watches and RESOURCE_EXHAUSTED for stalled ones, at
+  // the Clock's now. Non-blocking; any thread.
+  void Tick();
+
+  // See the class comment. StartShutdown and FinishShutdown do not block
+  // (FinishShutdown waits at most ~2 s, real time, for streams to end);
+  // Shutdown blocks until `deadline` by the injected Clock at most (pass
+  // clock->Now() with a FakeClock). Idempotent.
+  void StartShutdown(absl::Time deadline);
+  void FinishShutdown();
+  void Shutdown(absl::Time deadline);
+
+  // Open streams (watches and SubmitJobs) and the messages they hold.
+  size_t open_streams();
+  size_t buffered_messages();
+
+ private:
+  // Runs `body` on the Executor and finishes `reactor` with its status.
+  void RunBlocking(grpc::ServerUnaryReactor* reactor,
+                   std::function<absl::Status()> body);
+  // Applies a state-changing mutation to job `id` and answers with the job.
+  void MutateJob(grpc::ServerUnaryReactor* reactor, const std::string& id,
+                 JobMutation mutation, const RunningJobHook& running_hook,
+                 const std::string& reason, v1::Job* response);
+  absl::Status UnavailableIfDraining() const;
+  WatchDeps watch_deps();
+  void TickerLoop();
+
+  JobStore* const store_;
+  EventBus* const bus_;
+  Executor* const executor_;
+  Clock* const clock_;
+  const Options options_;
+
+  StreamRegistry streams_;
+  std::atomic<bool> draining_{false};
+
+  absl::Mutex ticker_mu_;
+  bool stop_ticker_ ABSL_GUARDED_BY(ticker_mu_) = false;
+  std::thread ticker_;
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_API_JOB_SERVICE_H_

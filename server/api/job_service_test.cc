@@ -1,0 +1,670 @@
+// JobService over a real gRPC server on 127.0.0.1:0 with the real SQLite
+// store in a temporary file. Time comes from a FakeClock; heartbeats and
+// stall checks are driven by calling Tick().
+#include "server/api/job_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "gtest/gtest.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+#include "server/common/clock.h"
+#include "server/common/executor.h"
+#include "server/events/event_bus.h"
+#include "server/storage/sqlite_job_store.h"
+
+namespace jobwire::test {
+namespace {
+
+using v1::WatchJobResponse;
+using v1::WatchJobsResponse;
+
+struct Fixture {
+  explicit Fixture(JobServiceImpl::Options options,
+                   SqliteJobStore::Retention retention = {}) {
+    SqliteJobStore::Options so;
+    so.path = ":memory:";  // a private temporary file
+    so.synchronous = SqliteJobStore::Synchronous::kOff;
+    so.clock = &clock;
+    so.retention = retention;
+    auto opened = SqliteJobStore::Open(so);
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    store = *std::move(opened);
+    store->AddCommitListener(&bus);
+    options.tick_period = absl::ZeroDuration();
+    service = std::make_unique<JobServiceImpl>(store.get(), &bus, &executor,
+                                               &clock, options);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(service.get());
+    server = builder.BuildAndStart();
+    channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                  grpc::InsecureChannelCredentials());
+    stub = v1::JobService::NewStub(channel);
+  }
+  ~Fixture() {
+    service->Shutdown(clock.Now());
+    server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::seconds(2));
+    executor.Shutdown();
+    store->Shutdown();
+  }
+
+  v1::Job Submit(const std::string& kind, const std::string& request_id = "",
+                 const std::string& queue = "") {
+    v1::SubmitJobRequest req;
+    req.mutable_job()->set_kind(kind);
+    req.mutable_job()->set_queue(queue);
+    req.set_request_id(request_id);
+    v1::SubmitJobResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->SubmitJob(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.job();
+  }
+
+  // Appends a log event to job `id` through the store, as a worker would.
+  void Log(const std::string& id, const std::string& line) {
+    absl::Notification done;
+    store->Mutate(
+        id,
+        [line](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+          JobChange change;
+          change.job = current;
+          JobEvent e;
+          e.type = EventType::kLog;
+          e.log_line = line;
+          change.events.push_back(e);
+          return change;
+        },
+        [&done](absl::StatusOr<Job> job) {
+          EXPECT_TRUE(job.ok()) << job.status();
+          done.Notify();
+        });
+    done.WaitForNotification();
+  }
+
+  grpc::Status Cancel(const std::string& id, v1::Job* out = nullptr) {
+    v1::CancelJobRequest req;
+    req.set_id(id);
+    v1::Job job;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub->CancelJob(&ctx, req, out ? out : &job);
+    return s;
+  }
+
+  // Waits until every stream's writes have completed (the peer took them).
+  void WaitForWritesDone() {
+    for (int i = 0; i < 10000 && service->buffered_messages() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(service->buffered_messages(), 0u);
+  }
+
+  int64_t CountJobs() {
+    v1::ListJobsRequest req;
+    req.set_page_size(1000);
+    v1::ListJobsResponse resp;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub->ListJobs(&ctx, req, &resp).ok());
+    return resp.jobs_size();
+  }
+
+  FakeClock clock;
+  EventBus bus;
+  Executor executor{4};
+  std::unique_ptr<SqliteJobStore> store;
+  std::unique_ptr<JobServiceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::JobService::Stub> stub;
+};
+
+JobServiceImpl::Options DefaultOptions() { return JobServiceImpl::Options(); }
+
+google::rpc::Status Details(const grpc::Status& s) {
+  google::rpc::Status rich;
+  rich.ParseFromString(s.error_details());
+  return rich;
+}
+
+std::vector<std::string> ViolationFields(const grpc::Status& s) {
+  std::vector<std::string> fields;
+  const google::rpc::Status rich = Details(s);
+  for (const auto& any : rich.details()) {
+    google::rpc::BadRequest bad;
+    if (any.UnpackTo(&bad)) {
+      for (const auto& v : bad.field_violations()) fields.push_back(v.field());
+    }
+  }
+  return fields;
+}
+
+TEST(JobServiceTest, SubmitWithSameRequestIdReturnsTheFirstJob) {
+  Fixture f(DefaultOptions());
+  v1::Job first = f.Submit("resize", "req-1");
+  v1::SubmitJobRequest req;
+  req.mutable_job()->set_kind("resize");
+  req.set_request_id("req-1");
+  v1::SubmitJobResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(f.stub->SubmitJob(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.job().id(), first.id());
+  EXPECT_FALSE(resp.created());
+  EXPECT_EQ(f.CountJobs(), 1);
+}
+
+TEST(JobServiceTest,
+     WatchWithoutCursorSendsSnapshotThenLiveEventsAndEndsAfterTerminal) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  auto reader = f.stub->WatchJob(&ctx, req);
+  WatchJobResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  ASSERT_TRUE(msg.event().has_snapshot());
+  EXPECT_EQ(msg.event().seq(), 1);
+  EXPECT_EQ(msg.event().snapshot().state(), v1::Job::STATE_QUEUED);
+
+  f.Log(job.id(), "hello");
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().seq(), 2);
+  EXPECT_EQ(msg.event().log().line(), "hello");
+
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().seq(), 3);
+  EXPECT_EQ(msg.event().state_changed().to(), v1::Job::STATE_CANCELLED);
+  EXPECT_FALSE(reader->Read(&msg));
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+TEST(JobServiceTest, WatchWithAfterSeqReplaysTheLogThenGoesLive) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  for (int i = 0; i < 5; ++i) f.Log(job.id(), absl::StrCat("line ", i));
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  req.set_after_seq(3);
+  auto reader = f.stub->WatchJob(&ctx, req);
+  WatchJobResponse msg;
+  for (int seq = 4; seq <= 6; ++seq) {
+    ASSERT_TRUE(reader->Read(&msg));
+    EXPECT_EQ(msg.event().seq(), seq);
+  }
+  f.Log(job.id(), "live");
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().seq(), 7);
+  EXPECT_EQ(msg.event().log().line(), "live");
+  ctx.TryCancel();
+}
+
+TEST(JobServiceTest, WatchOfATerminalJobAtItsLastSeqEndsAtOnce) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  v1::Job cancelled;
+  ASSERT_TRUE(f.Cancel(job.id(), &cancelled).ok());
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  req.set_after_seq(cancelled.last_seq());
+  auto reader = f.stub->WatchJob(&ctx, req);
+  WatchJobResponse msg;
+  EXPECT_FALSE(reader->Read(&msg));
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+// Watchers connect, read a little, drop and resume from their last seq at
+// random while a writer appends events: every stream sees each event after
+// its cursor exactly once, in order, and the union covers the whole log.
+TEST(JobServiceTest, ResumingWatchersSeeEveryEventOnceInOrderWhileAWriterRuns) {
+  JobServiceImpl::Options options;
+  options.watch.buffer = 16;  // force lagging and catch-up often
+  Fixture f(options);
+  v1::Job job = f.Submit("k");
+  constexpr int kEvents = 600;
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    for (int i = 0; i < kEvents; ++i) f.Log(job.id(), absl::StrCat(i));
+    writing = false;
+  });
+  constexpr int kWatchers = 4;
+  std::vector<std::thread> watchers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWatchers; ++w) {
+    watchers.emplace_back([&, w] {
+      absl::BitGen gen;
+      int64_t last = 1;  // resume after the "submitted" event
+      int reconnects = 0;
+      while (last < kEvents + 1 && reconnects < 1000) {
+        ++reconnects;
+        grpc::ClientContext ctx;
+        v1::WatchJobRequest req;
+        req.set_id(job.id());
+        req.set_after_seq(last);
+        auto reader = f.stub->WatchJob(&ctx, req);
+        const int take = absl::Uniform(gen, 1, 80);
+        WatchJobResponse msg;
+        for (int n = 0; n < take && last < kEvents + 1 && reader->Read(&msg);
+             ++n) {
+          if (!msg.has_event()) continue;
+          if (msg.event().seq() != last + 1) {
+            ADD_FAILURE() << "watcher " << w << " got seq " << msg.event().seq()
+                          << " after " << last;
+            ++failures;
+            return;
+          }
+          EXPECT_EQ(msg.event().log().line(), absl::StrCat(last - 1));
+          last = msg.event().seq();
+        }
+        ctx.TryCancel();
+        reader->Finish();
+      }
+      EXPECT_EQ(last, kEvents + 1) << "watcher " << w;
+    });
+  }
+  writer.join();
+  for (std::thread& t : watchers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_FALSE(writing.load());
+}
+
+TEST(JobServiceTest, WatchJobsFiltersAndResumesFromAfterEventId) {
+  Fixture f(DefaultOptions());
+  v1::Job a = f.Submit("k", "", "alpha");
+  v1::Job b = f.Submit("k", "", "beta");
+  v1::Job a2 = f.Submit("k", "", "alpha");
+  f.Log(b.id(), "b-line");
+  f.Log(a.id(), "a-line");
+
+  grpc::ClientContext ctx;
+  v1::WatchJobsRequest req;
+  req.set_filter("queue = alpha");
+  req.set_after_event_id(0);
+  auto reader = f.stub->WatchJobs(&ctx, req);
+  std::vector<std::pair<std::string, int64_t>> seen;
+  WatchJobsResponse msg;
+  int64_t last_event_id = 0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(reader->Read(&msg));
+    ASSERT_TRUE(msg.has_event());
+    EXPECT_GT(msg.event().event_id(), last_event_id);
+    last_event_id = msg.event().event_id();
+    seen.emplace_back(msg.event().job_id(), msg.event().seq());
+  }
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, int64_t>>{
+                      {a.id(), 1}, {a2.id(), 1}, {a.id(), 2}}));
+  // Live: an alpha event arrives, a beta one does not.
+  f.Log(b.id(), "b-live");
+  f.Log(a2.id(), "a2-live");
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().job_id(), a2.id());
+  EXPECT_EQ(msg.event().log().line(), "a2-live");
+  ctx.TryCancel();
+  reader->Finish();
+
+  // Resume after the second alpha event.
+  grpc::ClientContext ctx2;
+  req.set_after_event_id(last_event_id);
+  auto again = f.stub->WatchJobs(&ctx2, req);
+  ASSERT_TRUE(again->Read(&msg));
+  EXPECT_EQ(msg.event().log().line(), "a2-live");
+  ctx2.TryCancel();
+  again->Finish();
+}
+
+TEST(JobServiceTest, WatchJobsWithoutCursorStartsWithNewEventsOnly) {
+  Fixture f(DefaultOptions());
+  v1::Job before = f.Submit("k");
+  grpc::ClientContext ctx;
+  v1::WatchJobsRequest req;
+  req.set_filter("kind = k");
+  auto reader = f.stub->WatchJobs(&ctx, req);
+  // The stream is live once the server registered it.
+  for (int i = 0; i < 10000 && f.service->open_streams() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  f.Log(before.id(), "after");
+  WatchJobsResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().job_id(), before.id());
+  EXPECT_EQ(msg.event().log().line(), "after");
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST(JobServiceTest, WatchJobsCursorOlderThanRetentionGetsReset) {
+  SqliteJobStore::Retention retention;
+  retention.max_terminal_jobs = 1;
+  Fixture f(DefaultOptions(), retention);
+  v1::Job old_job = f.Submit("k");
+  ASSERT_TRUE(f.Cancel(old_job.id()).ok());
+  f.clock.Advance(absl::Seconds(1));
+  v1::Job newer = f.Submit("k");
+  ASSERT_TRUE(f.Cancel(newer.id()).ok());
+  absl::StatusOr<int64_t> pruned = f.store->RunRetentionOnceBlocking();
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  ASSERT_EQ(*pruned, 1);
+
+  grpc::ClientContext ctx;
+  v1::WatchJobsRequest req;
+  req.set_after_event_id(0);
+  auto reader = f.stub->WatchJobs(&ctx, req);
+  WatchJobsResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  ASSERT_TRUE(msg.has_reset());
+  EXPECT_GT(msg.reset().oldest_retained(), 0);
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().job_id(), newer.id());
+  ctx.TryCancel();
+  reader->Finish();
+
+  // The pruned job itself is gone.
+  grpc::ClientContext ctx2;
+  v1::WatchJobRequest one;
+  one.set_id(old_job.id());
+  auto gone = f.stub->WatchJob(&ctx2, one);
+  WatchJobResponse m;
+  EXPECT_FALSE(gone->Read(&m));
+  EXPECT_EQ(gone->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(JobServiceTest, IdleWatchGetsHeartbeats) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  auto reader = f.stub->WatchJob(&ctx, req);
+  WatchJobResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));  // snapshot
+  f.WaitForWritesDone();
+  f.service->Tick();  // not idle long enough yet
+  EXPECT_EQ(f.service->buffered_messages(), 0u);
+  f.clock.Advance(absl::Seconds(15));
+  f.service->Tick();
+  ASSERT_TRUE(reader->Read(&msg));
+  ASSERT_TRUE(msg.has_heartbeat());
+  EXPECT_EQ(msg.heartbeat().time().seconds(),
+            absl::ToUnixSeconds(f.clock.Now()));
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST(JobServiceTest,
+     WatcherThatStopsReadingIsEndedWithResourceExhaustedAndMemoryStaysBounded) {
+  JobServiceImpl::Options options;
+  options.watch.buffer = 8;
+  options.watch.stall_timeout = absl::Seconds(30);
+  Fixture f(options);
+  v1::Job job = f.Submit("k");
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  auto reader = f.stub->WatchJob(&ctx, req);
+  WatchJobResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));  // snapshot; then the client stops reading
+
+  const std::string big(256 * 1024, 'x');
+  for (int i = 0; i < 100; ++i) f.Log(job.id(), big);  // ~25 MiB
+  EXPECT_LE(f.service->buffered_messages(), 8u + 1u);
+
+  f.clock.Advance(absl::Seconds(31));
+  f.service->Tick();
+  int read = 0;
+  while (reader->Read(&msg)) ++read;
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  EXPECT_LT(read, 100);
+}
+
+TEST(JobServiceTest,
+     ShutdownSendsDrainingThenUnavailableAndRefusesSubmissions) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  auto reader = f.stub->WatchJob(&ctx, req);
+  WatchJobResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));  // snapshot
+
+  const absl::Time deadline = f.clock.Now() + absl::Seconds(5);
+  f.service->StartShutdown(deadline);
+  ASSERT_TRUE(reader->Read(&msg));
+  ASSERT_TRUE(msg.has_draining());
+  EXPECT_EQ(msg.draining().deadline().seconds(), absl::ToUnixSeconds(deadline));
+
+  v1::SubmitJobRequest sreq;
+  sreq.mutable_job()->set_kind("k");
+  v1::SubmitJobResponse sresp;
+  grpc::ClientContext sctx;
+  grpc::Status s = f.stub->SubmitJob(&sctx, sreq, &sresp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  bool has_retry_info = false;
+  const google::rpc::Status rich = Details(s);
+  for (const auto& any : rich.details()) {
+    google::rpc::RetryInfo info;
+    if (any.UnpackTo(&info)) has_retry_info = true;
+  }
+  EXPECT_TRUE(has_retry_info);
+
+  f.service->FinishShutdown();
+  EXPECT_FALSE(reader->Read(&msg));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(f.service->open_streams(), 0u);
+}
+
+TEST(JobServiceTest,
+     SubmitJobsAnswersEachBatchAndRefusesABadBatchNamingTheJob) {
+  Fixture f(DefaultOptions());
+  grpc::ClientContext ctx;
+  auto stream = f.stub->SubmitJobs(&ctx);
+  v1::SubmitJobsRequest batch;
+  for (int i = 0; i < 3; ++i) {
+    auto* j = batch.add_jobs();
+    j->mutable_job()->set_kind("k");
+    j->set_request_id(absl::StrCat("r", i));
+  }
+  ASSERT_TRUE(stream->Write(batch));
+  v1::SubmitJobsResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.ids_size(), 3);
+  EXPECT_EQ(resp.created(), 3);
+
+  ASSERT_TRUE(stream->Write(batch));  // the same request ids again
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.created(), 0);
+
+  v1::SubmitJobsRequest bad;
+  bad.add_jobs()->mutable_job()->set_kind("ok");
+  bad.add_jobs()->mutable_job()->set_queue("Bad Queue");
+  ASSERT_TRUE(stream->Write(bad));
+  EXPECT_FALSE(stream->Read(&resp));
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<std::string> fields = ViolationFields(status);
+  EXPECT_NE(std::find(fields.begin(), fields.end(), "jobs[1].job.queue"),
+            fields.end())
+      << status.error_message();
+  EXPECT_NE(std::find(fields.begin(), fields.end(), "jobs[1].job.kind"),
+            fields.end())
+      << status.error_message();
+  EXPECT_EQ(f.CountJobs(), 3);
+}
+
+TEST(JobServiceTest, CancelOfAFinishedJobIsFailedPreconditionWithDetails) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  grpc::Status s = f.Cancel(job.id());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  bool has_precondition = false;
+  const google::rpc::Status rich = Details(s);
+  for (const auto& any : rich.details()) {
+    google::rpc::PreconditionFailure pf;
+    if (any.UnpackTo(&pf)) has_precondition = pf.violations_size() == 1;
+  }
+  EXPECT_TRUE(has_precondition);
+}
+
+TEST(JobServiceTest, PauseResumeAndRetryChangeStates) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  v1::Job out;
+  {
+    grpc::ClientContext ctx;
+    v1::PauseJobRequest req;
+    req.set_id(job.id());
+    ASSERT_TRUE(f.stub->PauseJob(&ctx, req, &out).ok());
+    EXPECT_EQ(out.state(), v1::Job::STATE_PAUSED);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ResumeJobRequest req;
+    req.set_id(job.id());
+    ASSERT_TRUE(f.stub->ResumeJob(&ctx, req, &out).ok());
+    EXPECT_EQ(out.state(), v1::Job::STATE_QUEUED);
+  }
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  {
+    grpc::ClientContext ctx;
+    v1::RetryJobRequest req;
+    req.set_id(job.id());
+    ASSERT_TRUE(f.stub->RetryJob(&ctx, req, &out).ok());
+    EXPECT_EQ(out.state(), v1::Job::STATE_QUEUED);
+  }
+}
+
+// Bad input: each gets its documented code, BadRequest names the field, and
+// nothing is written.
+TEST(JobServiceTest, BadInputGetsTheDocumentedCodeAndWritesNothing) {
+  Fixture f(DefaultOptions());
+  f.Submit("k");
+  const int64_t before = f.CountJobs();
+
+  struct SubmitCase {
+    std::string name;
+    std::function<void(v1::SubmitJobRequest*)> edit;
+    std::string field;
+  };
+  const std::vector<SubmitCase> submit_cases = {
+      {"missing kind",
+       [](v1::SubmitJobRequest* r) { r->mutable_job()->clear_kind(); },
+       "job.kind"},
+      {"bad queue",
+       [](v1::SubmitJobRequest* r) { r->mutable_job()->set_queue("UPPER"); },
+       "job.queue"},
+      {"long queue",
+       [](v1::SubmitJobRequest* r) {
+         r->mutable_job()->set_queue(std::string(200, 'a'));
+       },
+       "job.queue"},
+      {"oversized payload",
+       [](v1::SubmitJobRequest* r) {
+         r->mutable_job()->set_payload(std::string((1 << 20) + 1, 'p'));
+       },
+       "job.payload"},
+      {"long request id",
+       [](v1::SubmitJobRequest* r) {
+         r->set_request_id(std::string(300, 'r'));
+       },
+       "request_id"},
+      {"bad schedule time",
+       [](v1::SubmitJobRequest* r) {
+         r->mutable_job()->mutable_schedule_time()->set_nanos(-1);
+       },
+       "job.schedule_time"},
+  };
+  for (const SubmitCase& c : submit_cases) {
+    v1::SubmitJobRequest req;
+    req.mutable_job()->set_kind("k");
+    c.edit(&req);
+    v1::SubmitJobResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = f.stub->SubmitJob(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    std::vector<std::string> fields = ViolationFields(s);
+    EXPECT_NE(std::find(fields.begin(), fields.end(), c.field), fields.end())
+        << c.name << ": " << s.error_message();
+  }
+
+  struct ListCase {
+    std::string name;
+    v1::ListJobsRequest req;
+    std::string field;
+  };
+  std::vector<ListCase> list_cases(3);
+  list_cases[0] = {"bad filter", {}, "filter"};
+  list_cases[0].req.set_filter("state = = QUEUED");
+  list_cases[1] = {"bad page token", {}, "page_token"};
+  list_cases[1].req.set_page_token("garbage!");
+  list_cases[2] = {"bad order", {}, "order_by"};
+  list_cases[2].req.set_order_by("kind sideways");
+  for (const ListCase& c : list_cases) {
+    v1::ListJobsResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = f.stub->ListJobs(&ctx, c.req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    std::vector<std::string> fields = ViolationFields(s);
+    EXPECT_NE(std::find(fields.begin(), fields.end(), c.field), fields.end())
+        << c.name << ": " << s.error_message();
+  }
+
+  {  // unknown and malformed ids
+    v1::GetJobRequest req;
+    req.set_id("01J0000000000000000000ZZZZ");
+    v1::Job job;
+    grpc::ClientContext ctx;
+    EXPECT_EQ(f.stub->GetJob(&ctx, req, &job).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+    req.set_id("nope");
+    grpc::ClientContext ctx2;
+    grpc::Status s = f.stub->GetJob(&ctx2, req, &job);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(ViolationFields(s), std::vector<std::string>{"id"});
+    EXPECT_EQ(f.Cancel("01J0000000000000000000ZZZZ").error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {  // a watch filter on a field live events do not carry
+    grpc::ClientContext ctx;
+    v1::WatchJobsRequest req;
+    req.set_filter("create_time > \"2026-01-01T00:00:00Z\"");
+    auto reader = f.stub->WatchJobs(&ctx, req);
+    WatchJobsResponse msg;
+    EXPECT_FALSE(reader->Read(&msg));
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(ViolationFields(s), std::vector<std::string>{"filter"});
+  }
+  {  // a cursor beyond the end
+    grpc::ClientContext ctx;
+    v1::WatchJobsRequest req;
+    req.set_after_event_id(1000000);
+    auto reader = f.stub->WatchJobs(&ctx, req);
+    WatchJobsResponse msg;
+    EXPECT_FALSE(reader->Read(&msg));
+    EXPECT_EQ(reader->Finish().error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(f.CountJobs(), before);
+}
+
+}  // namespace
+}  // namespace jobwire::test

@@ -1,0 +1,525 @@
+#include "server/api/watch_reactors.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/api/convert.h"
+#include "server/common/errors.h"
+#include "server/common/logging.h"
+#include "server/transport/grpc_status.h"
+
+namespace jobwire {
+namespace {
+
+// A write reactor that finishes at once with an error (invalid request).
+template <typename Response>
+class FinishedReactor final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit FinishedReactor(const absl::Status& status) {
+    this->Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override { delete this; }
+};
+
+// Fills either response type: both carry the same oneof.
+template <typename Response>
+void Fill(const WatchReactorCore::Outgoing& m, Response* out) {
+  using Kind = WatchReactorCore::Outgoing::Kind;
+  out->Clear();
+  switch (m.kind) {
+    case Kind::kEvent:
+      EventToProto(m.event, out->mutable_event());
+      break;
+    case Kind::kSnapshot:
+      SnapshotToProto(m.job, out->mutable_event());
+      break;
+    case Kind::kHeartbeat:
+      TimeToProto(m.time, out->mutable_heartbeat()->mutable_time());
+      break;
+    case Kind::kDraining:
+      TimeToProto(m.time, out->mutable_draining()->mutable_deadline());
+      break;
+    case Kind::kReset:
+      out->mutable_reset()->set_oldest_retained(m.oldest_retained);
+      out->mutable_reset()->set_reason(m.reason);
+      break;
+  }
+}
+
+bool IsTerminalEvent(const JobEvent& e) {
+  return e.type == EventType::kStateChanged && IsTerminal(e.to);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// WatchReactorCore
+
+WatchReactorCore::WatchReactorCore(const WatchDeps& deps) : deps_(deps) {
+  const absl::Time now = deps_.clock->Now();
+  write_started_ = now;
+  last_write_ = now;
+}
+
+WatchReactorCore::~WatchReactorCore() = default;
+
+void WatchReactorCore::Begin() {
+  deps_.registry->Add(this);
+  if (StartsLive()) {
+    // Live from the first event after the subscription; OnEvent may run on
+    // the writer thread before Subscribe returns.
+    {
+      absl::MutexLock lock(&mu_);
+      lagging_ = false;
+      started_ = true;
+    }
+    int64_t cursor = 0;
+    subscription_ = Subscribe(&cursor);
+    absl::MutexLock lock(&mu_);
+    cursor_ = std::max(cursor_, cursor);
+    return;
+  }
+  int64_t unused = 0;
+  subscription_ = Subscribe(&unused);
+  RunOnExecutor([this] { StartStep(); });
+}
+
+void WatchReactorCore::Unref() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  deps_.registry->Remove(this);
+  deps_.bus->Unsubscribe(subscription_);
+  delete this;
+}
+
+void WatchReactorCore::RunOnExecutor(std::function<void()> fn) {
+  Ref();
+  if (deps_.executor->Schedule([this, fn = std::move(fn)] {
+        fn();
+        Unref();
+      })) {
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    catching_up_ = false;
+    FinishLocked(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  }
+  Unref();
+}
+
+void WatchReactorCore::StartStep() {
+  absl::Status status = StartBlocking();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!status.ok()) {
+      FinishLocked(ToGrpcStatus(status));
+      return;
+    }
+    started_ = true;
+    PumpLocked();
+  }
+  CatchUp();
+}
+
+void WatchReactorCore::CatchUp() {
+  int64_t cursor;
+  bool read_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || end_after_queue_ || !started_ || !lagging_ || catching_up_)
+      return;
+    if (queue_.size() > deps_.options.buffer / 2) return;  // wait for the peer
+    catching_up_ = true;
+    cursor = cursor_;
+    if (read_log_first_) {
+      read_now = true;
+    } else {
+      // Optimistic: OnEvent calls during Resume may set it again.
+      lagging_ = false;
+    }
+  }
+  if (read_now) {
+    RunOnExecutor([this] { ReadStep(); });
+    return;
+  }
+  const EventBus::ResumeResult result = Resume(subscription_, cursor);
+  {
+    absl::MutexLock lock(&mu_);
+    if (result == EventBus::ResumeResult::kLagging) lagging_ = true;
+    if (result != EventBus::ResumeResult::kReadStore) {
+      catching_up_ = false;
+      PumpLocked();
+      return;
+    }
+    lagging_ = true;
+  }
+  RunOnExecutor([this] { ReadStep(); });
+}
+
+void WatchReactorCore::ReadStep() {
+  int64_t cursor;
+  int limit;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) {
+      catching_up_ = false;
+      return;
+    }
+    cursor = cursor_;
+    limit = static_cast<int>(std::max<size_t>(
+        1,
+        deps_.options.buffer - std::min(queue_.size(), deps_.options.buffer)));
+  }
+  absl::StatusOr<LogPage> page = ReadLogBlocking(cursor, limit);
+  {
+    absl::MutexLock lock(&mu_);
+    catching_up_ = false;
+    if (!page.ok()) {
+      FinishLocked(ToGrpcStatus(page.status()));
+      return;
+    }
+    if (page->reset.has_value()) {
+      queue_.push_back(*std::move(page->reset));
+      if (page->snapshot.has_value()) {
+        cursor_ = page->snapshot->last_seq;
+        Outgoing snap;
+        snap.kind = Outgoing::Kind::kSnapshot;
+        snap.job = *std::move(page->snapshot);
+        if (IsTerminal(snap.job.state)) end_after_queue_ = true;
+        queue_.push_back(std::move(snap));
+      }
+    }
+    for (const JobEvent& e : page->events) {
+      if (end_after_queue_) break;
+      AcceptLocked(e, /*from_log=*/true);
+    }
+    read_log_first_ = !page->at_end;
+    PumpLocked();
+  }
+  CatchUp();
+}
+
+bool WatchReactorCore::AcceptLocked(const JobEvent& event, bool from_log) {
+  if (finished_ || end_after_queue_) return true;
+  const int64_t c = CursorOf(event);
+  if (c <= cursor_) return true;  // already taken (read from the log first)
+  if (!from_log && Dense() && c != cursor_ + 1) return false;  // gap: catch up
+  if (!Wants(event)) {
+    cursor_ = c;
+    return true;
+  }
+  const size_t buffer = deps_.options.buffer;
+  // Coalesce progress while the peer lags: latest value wins.
+  if (event.type == EventType::kProgress && queue_.size() >= buffer / 2 &&
+      !queue_.empty()) {
+    Outgoing& last = queue_.back();
+    if (last.kind == Outgoing::Kind::kEvent &&
+        last.event.type == EventType::kProgress &&
+        last.event.job_id == event.job_id) {
+      last.event = event;
+      cursor_ = c;
+      return true;
+    }
+  }
+  if (!from_log && queue_.size() >= buffer) return false;
+  Outgoing m;
+  m.kind = Outgoing::Kind::kEvent;
+  m.event = event;
+  queue_.push_back(std::move(m));
+  cursor_ = c;
+  if (Ends(event)) end_after_queue_ = true;
+  return true;
+}
+
+bool WatchReactorCore::OnEvent(const JobEvent& event) {
+  absl::MutexLock lock(&mu_);
+  if (!AcceptLocked(event, /*from_log=*/false)) {
+    lagging_ = true;
+    return false;
+  }
+  PumpLocked();
+  return true;
+}
+
+void WatchReactorCore::PumpLocked() {
+  if (finished_ || writing_) return;
+  if (queue_.empty()) {
+    if (end_after_queue_) FinishLocked(grpc::Status::OK);
+    return;
+  }
+  in_flight_ = std::move(queue_.front());
+  queue_.pop_front();
+  writing_ = true;
+  write_started_ = deps_.clock->Now();
+  StartWriteOf(in_flight_);
+}
+
+void WatchReactorCore::FinishLocked(const grpc::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  queue_.clear();
+  FinishWith(status);
+}
+
+void WatchReactorCore::WriteDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    last_write_ = deps_.clock->Now();
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+      return;
+    }
+    PumpLocked();
+  }
+  CatchUp();
+}
+
+void WatchReactorCore::Cancelled() {
+  absl::MutexLock lock(&mu_);
+  FinishLocked(grpc::Status::CANCELLED);
+}
+
+void WatchReactorCore::Done() { Unref(); }
+
+void WatchReactorCore::Push(Outgoing message) {
+  absl::MutexLock lock(&mu_);
+  if (message.kind == Outgoing::Kind::kSnapshot &&
+      IsTerminal(message.job.state)) {
+    end_after_queue_ = true;
+  }
+  queue_.push_back(std::move(message));
+}
+
+void WatchReactorCore::SetCursor(int64_t cursor, bool read_log_first) {
+  absl::MutexLock lock(&mu_);
+  cursor_ = cursor;
+  read_log_first_ = read_log_first;
+}
+
+void WatchReactorCore::EndAfterQueue() {
+  absl::MutexLock lock(&mu_);
+  end_after_queue_ = true;
+}
+
+void WatchReactorCore::Tick(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  if (writing_) {
+    if (now - write_started_ >= deps_.options.stall_timeout) {
+      JW_LOG(WARNING) << "ending a watch whose peer stopped reading";
+      FinishLocked(ToGrpcStatus(ResourceExhaustedError(
+          absl::StrCat("the watcher took no message for ",
+                       absl::FormatDuration(now - write_started_)),
+          "WATCHER_STALLED")));
+    }
+    return;
+  }
+  if (queue_.empty() && now - last_write_ >= deps_.options.heartbeat_interval) {
+    Outgoing m;
+    m.kind = Outgoing::Kind::kHeartbeat;
+    m.time = now;
+    queue_.push_back(std::move(m));
+    PumpLocked();
+  }
+}
+
+void WatchReactorCore::Drain(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  Outgoing m;
+  m.kind = Outgoing::Kind::kDraining;
+  m.time = deadline;
+  queue_.push_front(std::move(m));
+  PumpLocked();
+}
+
+void WatchReactorCore::Abort(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  FinishLocked(ToGrpcStatus(status));
+}
+
+size_t WatchReactorCore::BufferedMessages() {
+  absl::MutexLock lock(&mu_);
+  return queue_.size() + (writing_ ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------
+// WatchJobReactor
+
+grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJobReactor::Start(
+    const WatchDeps& deps, const v1::WatchJobRequest& request) {
+  if (request.id().empty()) {
+    return new FinishedReactor<v1::WatchJobResponse>(
+        InvalidArgumentError("id", "is required"));
+  }
+  if (request.has_after_seq() && request.after_seq() < 0) {
+    return new FinishedReactor<v1::WatchJobResponse>(
+        InvalidArgumentError("after_seq", "must not be negative"));
+  }
+  auto* reactor = new WatchJobReactor(deps, request);
+  reactor->Begin();
+  return reactor;
+}
+
+WatchJobReactor::WatchJobReactor(const WatchDeps& deps,
+                                 const v1::WatchJobRequest& request)
+    : WatchReactorCore(deps),
+      job_id_(request.id()),
+      after_seq_(request.has_after_seq()
+                     ? std::optional<int64_t>(request.after_seq())
+                     : std::nullopt) {}
+
+EventBus::Subscription* WatchJobReactor::Subscribe(int64_t* cursor) {
+  return deps_.bus->SubscribeJob(job_id_, this, /*live=*/false);
+}
+
+absl::Status WatchJobReactor::StartBlocking() {
+  absl::StatusOr<Job> job = deps_.store->GetJobBlocking(job_id_);
+  if (!job.ok()) return job.status();
+  if (!after_seq_.has_value()) {
+    SetCursor(job->last_seq, /*read_log_first=*/false);
+    Outgoing snap;
+    snap.kind = Outgoing::Kind::kSnapshot;
+    snap.job = *std::move(job);
+    Push(std::move(snap));
+    return absl::OkStatus();
+  }
+  if (*after_seq_ > job->last_seq) {
+    return InvalidArgumentError(
+        "after_seq",
+        absl::StrCat("is beyond the job's last seq ", job->last_seq));
+  }
+  SetCursor(*after_seq_, /*read_log_first=*/true);
+  if (*after_seq_ == job->last_seq && IsTerminal(job->state)) EndAfterQueue();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WatchReactorCore::LogPage> WatchJobReactor::ReadLogBlocking(
+    int64_t cursor, int limit) {
+  LogPage page;
+  absl::StatusOr<std::vector<JobEvent>> events =
+      deps_.store->ReadJobEventsBlocking(job_id_, cursor, limit);
+  if (!events.ok()) return events.status();
+  page.at_end = static_cast<int>(events->size()) < limit;
+  if (!events->empty() && events->front().seq > cursor + 1) {
+    // The log no longer holds the cursor: reset, then a fresh snapshot.
+    Outgoing reset;
+    reset.kind = Outgoing::Kind::kReset;
+    reset.oldest_retained = events->front().seq - 1;
+    reset.reason =
+        absl::StrCat("events after seq ", cursor, " were pruned by retention");
+    page.reset = std::move(reset);
+    absl::StatusOr<Job> job = deps_.store->GetJobBlocking(job_id_);
+    if (!job.ok()) return job.status();
+    page.snapshot = *std::move(job);
+    page.at_end = true;
+    return page;
+  }
+  page.events = *std::move(events);
+  return page;
+}
+
+EventBus::ResumeResult WatchJobReactor::Resume(EventBus::Subscription* s,
+                                               int64_t cursor) {
+  return deps_.bus->ResumeJob(s, cursor);
+}
+
+bool WatchJobReactor::Ends(const JobEvent& event) const {
+  return IsTerminalEvent(event);
+}
+
+void WatchJobReactor::StartWriteOf(const Outgoing& message) {
+  Fill(message, &response_);
+  StartWrite(&response_);
+}
+
+// ---------------------------------------------------------------------------
+// WatchJobsReactor
+
+grpc::ServerWriteReactor<v1::WatchJobsResponse>* WatchJobsReactor::Start(
+    const WatchDeps& deps, const v1::WatchJobsRequest& request) {
+  absl::StatusOr<FilterExpr> filter = ParseFilter(request.filter());
+  if (!filter.ok()) {
+    return new FinishedReactor<v1::WatchJobsResponse>(filter.status());
+  }
+  if (!IsEvaluableInMemory(*filter)) {
+    return new FinishedReactor<v1::WatchJobsResponse>(InvalidArgumentError(
+        "filter",
+        "WatchJobs filters may use only id, queue, kind, priority, "
+        "state and labels.KEY"));
+  }
+  if (request.has_after_event_id() && request.after_event_id() < 0) {
+    return new FinishedReactor<v1::WatchJobsResponse>(
+        InvalidArgumentError("after_event_id", "must not be negative"));
+  }
+  auto* reactor = new WatchJobsReactor(deps, request, *std::move(filter));
+  reactor->Begin();
+  return reactor;
+}
+
+WatchJobsReactor::WatchJobsReactor(const WatchDeps& deps,
+                                   const v1::WatchJobsRequest& request,
+                                   FilterExpr filter)
+    : WatchReactorCore(deps),
+      filter_(std::move(filter)),
+      after_event_id_(request.has_after_event_id()
+                          ? std::optional<int64_t>(request.after_event_id())
+                          : std::nullopt) {}
+
+EventBus::Subscription* WatchJobsReactor::Subscribe(int64_t* cursor) {
+  // Without a cursor the watch starts live at the bus's last event.
+  return deps_.bus->SubscribeAll(this, StartsLive(), cursor);
+}
+
+absl::Status WatchJobsReactor::StartBlocking() {
+  const int64_t after = *after_event_id_;
+  absl::StatusOr<int64_t> last = deps_.store->LastEventIdBlocking();
+  if (!last.ok()) return last.status();
+  if (after > *last) {
+    return InvalidArgumentError(
+        "after_event_id", absl::StrCat("is beyond the last event_id ", *last));
+  }
+  absl::StatusOr<int64_t> pruned = deps_.store->MaxPrunedEventIdBlocking();
+  if (!pruned.ok()) return pruned.status();
+  if (after < *pruned) {
+    Outgoing reset;
+    reset.kind = Outgoing::Kind::kReset;
+    reset.oldest_retained = *pruned;
+    reset.reason = absl::StrCat(
+        "retention deleted finished jobs with events up to event_id ", *pruned,
+        "; every retained event after ", after, " follows");
+    Push(std::move(reset));
+  }
+  SetCursor(after, /*read_log_first=*/true);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WatchReactorCore::LogPage> WatchJobsReactor::ReadLogBlocking(
+    int64_t cursor, int limit) {
+  LogPage page;
+  absl::StatusOr<std::vector<JobEvent>> events =
+      deps_.store->ReadEventsBlocking(cursor, limit);
+  if (!events.ok()) return events.status();
+  page.at_end = static_cast<int>(events->size()) < limit;
+  page.events = *std::move(events);
+  return page;
+}
+
+EventBus::ResumeResult WatchJobsReactor::Resume(EventBus::Subscription* s,
+                                                int64_t cursor) {
+  return deps_.bus->ResumeAll(s, cursor);
+}
+
+bool WatchJobsReactor::Wants(const JobEvent& event) const {
+  return Matches(filter_, event);
+}
+
+void WatchJobsReactor::StartWriteOf(const Outgoing& message) {
+  Fill(message, &response_);
+  StartWrite(&response_);
+}
+
+}  // namespace jobwire

@@ -1,0 +1,103 @@
+#include "server/core/transitions.h"
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "server/common/errors.h"
+
+namespace jobwire::test {
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1700000000);
+
+Job JobIn(JobState state) {
+  Job job;
+  job.id = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+  job.kind = "k";
+  job.state = state;
+  job.attempt = 1;
+  return job;
+}
+
+TEST(CancelMutationTest, CancelsQueuedScheduledAndPausedJobsAtOnce) {
+  for (JobState state :
+       {JobState::kQueued, JobState::kScheduled, JobState::kPaused}) {
+    absl::StatusOr<JobChange> change =
+        CancelMutation("user asked")(JobIn(state), kNow);
+    ASSERT_TRUE(change.ok()) << change.status();
+    EXPECT_EQ(change->job.state, JobState::kCancelled);
+    EXPECT_EQ(change->job.finish_time, kNow);
+    ASSERT_TRUE(change->job.error.has_value());
+    EXPECT_EQ(change->job.error->code, 1);
+    EXPECT_EQ(change->job.error->message, "user asked");
+    ASSERT_EQ(change->events.size(), 1u);
+    EXPECT_EQ(change->events[0].type, EventType::kStateChanged);
+    EXPECT_EQ(change->events[0].from, state);
+    EXPECT_EQ(change->events[0].to, JobState::kCancelled);
+  }
+}
+
+TEST(CancelMutationTest, RefusesTerminalAndRunningJobsWithPreconditionFailure) {
+  for (JobState state : {JobState::kSucceeded, JobState::kFailed,
+                         JobState::kCancelled, JobState::kRunning}) {
+    absl::StatusOr<JobChange> change = CancelMutation("")(JobIn(state), kNow);
+    ASSERT_EQ(change.status().code(), absl::StatusCode::kFailedPrecondition);
+    std::vector<PreconditionViolation> v =
+        GetPreconditionViolations(change.status());
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(RefusedBecauseRunning(change.status()),
+              state == JobState::kRunning);
+  }
+}
+
+TEST(PauseResumeMutationTest, PausedJobResumesToQueuedOrScheduled) {
+  absl::StatusOr<JobChange> paused =
+      PauseMutation()(JobIn(JobState::kQueued), kNow);
+  ASSERT_TRUE(paused.ok());
+  EXPECT_EQ(paused->job.state, JobState::kPaused);
+
+  absl::StatusOr<JobChange> resumed = ResumeMutation()(paused->job, kNow);
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(resumed->job.state, JobState::kQueued);
+
+  Job later = paused->job;
+  later.schedule_time = kNow + absl::Minutes(1);
+  resumed = ResumeMutation()(later, kNow);
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(resumed->job.state, JobState::kScheduled);
+  EXPECT_EQ(resumed->events[0].from, JobState::kPaused);
+}
+
+TEST(PauseResumeMutationTest, RefusesWrongStates) {
+  EXPECT_EQ(PauseMutation()(JobIn(JobState::kRunning), kNow).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PauseMutation()(JobIn(JobState::kPaused), kNow).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ResumeMutation()(JobIn(JobState::kQueued), kNow).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RetryMutationTest, RequeuesFailedJobAndExtendsAttempts) {
+  Job failed = JobIn(JobState::kFailed);
+  failed.attempt = 3;
+  failed.max_attempts = 3;
+  failed.error = JobError{13, "boom", "", false};
+  failed.finish_time = kNow;
+  absl::StatusOr<JobChange> change = RetryMutation(2)(failed, kNow);
+  ASSERT_TRUE(change.ok());
+  EXPECT_EQ(change->job.state, JobState::kQueued);
+  EXPECT_EQ(change->job.max_attempts, 5);
+  EXPECT_FALSE(change->job.error.has_value());
+  EXPECT_EQ(change->job.finish_time, absl::InfinitePast());
+}
+
+TEST(RetryMutationTest, NeverShrinksTheBudgetAndRefusesLiveJobs) {
+  Job cancelled = JobIn(JobState::kCancelled);
+  cancelled.attempt = 0;
+  cancelled.max_attempts = 3;
+  EXPECT_EQ(RetryMutation(0)(cancelled, kNow)->job.max_attempts, 3);
+  EXPECT_EQ(RetryMutation(1)(JobIn(JobState::kQueued), kNow).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace jobwire::test
