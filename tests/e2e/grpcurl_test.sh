@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end checks with the real grpcurl against the real jobwired: server
 # reflection (list, describe), health over the Unix socket and TCP, an admin
-# call, error codes and details, and a clean stop.
+# call, JobService calls (submit with JSON args, get, watch), error codes and
+# details (BadRequest field violations, NotFound, filter positions), and a
+# clean stop.
 #
 # Usage: tests/e2e/grpcurl_test.sh [BIN_DIR]   (default: build/dev/bin)
 # grpcurl comes from $GRPCURL, build/tools/bin (tools/bootstrap) or PATH.
@@ -149,17 +151,62 @@ expect_output "GetServerInfo names version, listeners and storage" '"version"' \
 expect_error "an unimplemented admin method says so" Unimplemented "ListQueues" \
   -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/ListQueues
 
-# Error details: SubmitJob without a kind must be INVALID_ARGUMENT with a
-# google.rpc.BadRequest naming job.kind, once JobService is implemented.
-submit_out="$("$grpcurl" -plaintext -d '{"job":{}}' "$tcp" jobwire.v1.JobService/SubmitJob 2>&1 ||
-  true)"
-if grep -qF "Code: Unimplemented" <<<"$submit_out"; then
-  skip "SubmitJob without kind has BadRequest details (JobService not implemented yet)"
-elif grep -qF "Code: InvalidArgument" <<<"$submit_out" &&
-  grep -qF "google.rpc.BadRequest" <<<"$submit_out" && grep -qF "job.kind" <<<"$submit_out"; then
-  pass "SubmitJob without kind has BadRequest details"
+# Bad input: INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+formatted="$("$grpcurl" -plaintext -format-error -d '{"job":{"kind":"","queue":"Bad Queue!"}}' \
+  "$tcp" jobwire.v1.JobService/SubmitJob 2>&1 || true)"
+if grep -qF '"code": 3' <<<"$formatted" &&
+  grep -qF "type.googleapis.com/google.rpc.BadRequest" <<<"$formatted"; then
+  pass "SubmitJob with an empty kind and a bad queue is INVALID_ARGUMENT (-format-error)"
 else
-  fail "SubmitJob without kind has BadRequest details" "$submit_out"
+  fail "SubmitJob with an empty kind and a bad queue is INVALID_ARGUMENT (-format-error)" \
+    "$formatted"
+fi
+bad_submit="$("$grpcurl" -plaintext -d '{"job":{"kind":"","queue":"Bad Queue!"}}' \
+  "$tcp" jobwire.v1.JobService/SubmitJob 2>&1 || true)"
+if grep -qF "Code: InvalidArgument" <<<"$bad_submit" &&
+  grep -qF "google.rpc.BadRequest" <<<"$bad_submit" &&
+  grep -qE '"field_?[vV]iolations"' <<<"$bad_submit" &&
+  grep -qF '"field": "job.kind"' <<<"$bad_submit" &&
+  grep -qF '"field": "job.queue"' <<<"$bad_submit"; then
+  pass "its BadRequest field violations name job.kind and job.queue"
+else
+  fail "its BadRequest field violations name job.kind and job.queue" "$bad_submit"
+fi
+unknown_id=01ARZ3NDEKTSV4RRFFQ69G5FAV # a well-formed id no job has
+expect_error "GetJob of an unknown id is NotFound" NotFound "$unknown_id" \
+  -- "$grpcurl" -plaintext -unix -d "{\"id\":\"$unknown_id\"}" "$sock" \
+  jobwire.v1.JobService/GetJob
+expect_error "ListJobs with a bad filter is InvalidArgument naming the position" \
+  InvalidArgument "at position" \
+  -- "$grpcurl" -plaintext -unix -d '{"filter":"state = = QUEUED"}' "$sock" jobwire.v1.JobService/ListJobs
+
+# Happy path: submit with inline JSON args, read it back, watch its snapshot.
+submitted="$("$grpcurl" -plaintext -d '{"request_id":"e2e-1","job":{"queue":"e2e",
+  "kind":"resize-image","args":{"width":640,"src":"s3://bucket/a.png"},
+  "labels":{"tenant":"acme"}}}' "$tcp" jobwire.v1.JobService/SubmitJob 2>&1 || true)"
+job_id="$(grep -o '"id": "[^"]*"' <<<"$submitted" | head -1 | sed 's/"id": "\(.*\)"/\1/' || true)"
+if [[ -n "$job_id" ]] && grep -qF '"created": true' <<<"$submitted" &&
+  grep -qF '"STATE_QUEUED"' <<<"$submitted"; then
+  pass "SubmitJob with inline JSON args creates a QUEUED job ($job_id)"
+else
+  fail "SubmitJob with inline JSON args creates a QUEUED job" "$submitted"
+fi
+expect_output "SubmitJob again with the same request_id returns the same job" \
+  "\"id\": \"$job_id\"" -- "$grpcurl" -plaintext \
+  -d '{"request_id":"e2e-1","job":{"queue":"e2e","kind":"resize-image"}}' \
+  "$tcp" jobwire.v1.JobService/SubmitJob
+expect_output "GetJob returns the job with its args and labels" "\"id\": \"$job_id\"" \
+  '"kind": "resize-image"' '"src": "s3://bucket/a.png"' '"tenant": "acme"' \
+  -- "$grpcurl" -plaintext -unix -d "{\"id\":\"$job_id\"}" "$sock" \
+  jobwire.v1.JobService/GetJob
+# The watch stays open (the job is not finished): -max-time ends it.
+watch_out="$("$grpcurl" -plaintext -unix -max-time 2 -d "{\"id\":\"$job_id\"}" \
+  "$sock" jobwire.v1.JobService/WatchJob 2>&1 || true)"
+if grep -qF '"snapshot"' <<<"$watch_out" && grep -qE "\"job_?[iI]d\": \"$job_id\"" <<<"$watch_out" &&
+  grep -qF '"STATE_QUEUED"' <<<"$watch_out"; then
+  pass "WatchJob starts with the job's snapshot"
+else
+  fail "WatchJob starts with the job's snapshot" "$watch_out"
 fi
 
 # A clean stop: SIGTERM, exit 0, socket and lock removed.
