@@ -2,7 +2,6 @@
 // checks what a user or a supervisor sees: listeners, health, reflection,
 // socket files and permissions, a second instance, stale sockets, signals,
 // auth. Each test uses its own temp directory and 127.0.0.1:0.
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -15,9 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,99 +25,19 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "proto/reflection_subset.grpc.pb.h"
+#include "tests/jobwired_process.h"
 
 namespace jobwire::test {
 namespace {
 
 using grpc::health::v1::HealthCheckResponse;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool Exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// A jobwired child process whose stderr goes to a log file.
-class ServerProcess {
- public:
-  ServerProcess(const std::string& dir, std::vector<std::string> args)
-      : log_path_(dir + "/jobwired." + std::to_string(++counter_) + ".log") {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, STDERR_FILENO);
-      ::dup2(fd, STDOUT_FILENO);
-      if (::chdir(dir.c_str()) != 0) ::_exit(127);
-      std::vector<char*> argv;
-      std::string bin = JOBWIRED_PATH;
-      argv.push_back(bin.data());
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(bin.c_str(), argv.data());
-      ::_exit(127);
-    }
-  }
-  ~ServerProcess() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  // Waits until `n` "listening on" lines are logged; returns the addresses.
-  // Empty when the process exits first or 20 s pass.
-  std::vector<std::string> WaitListening(size_t n) {
-    absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < deadline) {
-      std::vector<std::string> found;
-      for (absl::string_view line : absl::StrSplit(ReadFile(log_path_), '\n')) {
-        size_t at = line.find("listening on ");
-        if (at != absl::string_view::npos) {
-          found.emplace_back(line.substr(at + std::strlen("listening on ")));
-        }
-      }
-      if (found.size() >= n) return found;
-      if (Exited(absl::ZeroDuration())) return {};
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return {};
-  }
-
-  void Signal(int signo) { ::kill(pid_, signo); }
-
-  // True once the process has exited (waiting up to `timeout`).
-  bool Exited(absl::Duration timeout) {
-    if (exited_) return true;
-    absl::Time deadline = absl::Now() + timeout;
-    do {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        exit_code_ =
-            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return true;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    } while (absl::Now() < deadline);
-    return false;
-  }
-
-  int exit_code() const { return exit_code_; }
-  std::string log() const { return ReadFile(log_path_); }
-
- private:
-  static inline int counter_ = 0;
-  std::string log_path_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int exit_code_ = -1;
-};
+using ServerProcess = JobwiredProcess;
 
 grpc::Status CheckHealth(const std::string& target,
                          HealthCheckResponse* response) {

@@ -1,0 +1,73 @@
+// JobwiredProcess: the real jobwired binary as a child process, for tests and
+// benchmarks that need what a user or a supervisor sees (listeners, signals,
+// crashes, restarts).
+//
+// The child runs in `dir` (relative --listen and --db paths resolve there);
+// its stdout and stderr go to a log file in `dir`, one per process, so the
+// `listening on ADDR` lines can be read back. The destructor kills (SIGKILL)
+// and reaps a child that is still running.
+//
+// Not thread-safe: one thread drives a JobwiredProcess. The binary is the
+// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt).
+#ifndef JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
+#define JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace jobwire::test {
+
+// The whole content of `path`; empty when it cannot be read.
+std::string ReadWholeFile(const std::string& path);
+
+// A fresh directory /tmp/PREFIX-XXXXXX (absolute path); aborts on failure.
+std::string MakeTempDir(const std::string& prefix);
+// rm -rf `dir`.
+void RemoveDir(const std::string& dir);
+
+// An insecure channel to `target` that reconnects within ~100-500 ms after
+// the server comes back (gRPC's default backoff grows to minutes), so tests
+// that restart jobwired do not wait on the channel.
+std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target);
+
+class JobwiredProcess {
+ public:
+  // Starts jobwired with `args` (without argv[0]) in `dir`.
+  JobwiredProcess(const std::string& dir, std::vector<std::string> args);
+  ~JobwiredProcess();
+  JobwiredProcess(const JobwiredProcess&) = delete;
+  JobwiredProcess& operator=(const JobwiredProcess&) = delete;
+
+  // Waits until `n` "listening on" lines are logged and returns the bound
+  // addresses, in --listen order. Empty when the process exits first or
+  // `timeout` passes.
+  std::vector<std::string> WaitListening(
+      size_t n, absl::Duration timeout = absl::Seconds(20));
+
+  void Signal(int signo);
+
+  // True once the process has exited, waiting up to `timeout` (polling).
+  bool Exited(absl::Duration timeout);
+
+  // The exit status (128 + signal for a killed process); -1 while running.
+  int exit_code() const { return exit_code_; }
+  pid_t pid() const { return pid_; }
+  std::string log() const { return ReadWholeFile(log_path_); }
+
+ private:
+  static inline int counter_ = 0;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_code_ = -1;
+};
+
+}  // namespace jobwire::test
+
+#endif  // JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
