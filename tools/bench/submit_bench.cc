@@ -1,0 +1,827 @@
+// submit_bench: end-to-end load on a real jobwired that it starts itself.
+//
+// Every case talks gRPC to a jobwired child process (synchronous=full, a
+// fresh database in a temporary directory), with the callback API: no thread
+// per call, a few gRPC threads carry every caller and stream.
+//
+//   submit     durable single-job SubmitJob, closed loop, 1 / 16 / 64
+//              concurrent callers, over TCP and over the Unix socket:
+//              acknowledged jobs/s and ack latency p50 / p99
+//   event      --watchers WatchJobs streams (default 100), each with the
+//              filter labels.w = "<i>"; SubmitJob paced at --rate jobs/s
+//              (default 1,000, open loop), job k labelled w = k % watchers.
+//              Latency: from just before SubmitJob is sent to the watcher
+//              receiving the job's `submitted` event. That is commit +
+//              fan-out + delivery; it includes the fsync (the event is
+//              published only after the commit), so it is an upper bound on
+//              commit-to-watcher time. The same submits' ack latency is
+//              reported beside it.
+//   idle       --idle-streams WatchJob streams (default 10,000) on as many
+//              queued jobs, spread over --channels connections (default
+//              100); server VmRSS before, with all streams open (each has
+//              received its snapshot), and after they are cancelled.
+//
+// Each case is bounded by --seconds. With --raw1 / --raw1000 (raw SQLite
+// inserts per second, from store_bench's baseline in the same run; see
+// tools/bench/run_benchmarks) the submit rates are also given as ratios.
+// --append FILE appends a Markdown section to FILE.
+//
+//   submit_bench [--seconds 3] [--only submit|event|idle] [--dir /tmp]
+//                [--rate 1000] [--watchers 100] [--idle-streams 10000]
+//                [--channels 100] [--raw1 N --raw1000 N] [--append FILE]
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+#include "tests/jobwired_process.h"
+#include "tools/bench/machine.h"
+
+namespace jobwire::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using test::JobwiredProcess;
+
+struct Flags {
+  double seconds = 3;
+  std::string only;
+  std::string dir = "/tmp";
+  double rate = 1000;
+  int watchers = 100;
+  int idle_streams = 10000;
+  int channels = 100;
+  double raw1 = 0;
+  double raw1000 = 0;
+  std::string append;
+  std::string command;
+};
+
+double Micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
+// Latency samples in microseconds. Thread-safe.
+class Samples {
+ public:
+  void Add(double us) {
+    absl::MutexLock lock(&mu_);
+    values_.push_back(us);
+  }
+  size_t count() {
+    absl::MutexLock lock(&mu_);
+    return values_.size();
+  }
+  // The q-quantile in milliseconds (nearest rank); 0 when empty.
+  double QuantileMs(double q) {
+    absl::MutexLock lock(&mu_);
+    if (values_.empty()) return 0;
+    std::sort(values_.begin(), values_.end());
+    size_t i = static_cast<size_t>(q * (values_.size() - 1) + 0.5);
+    return values_[std::min(i, values_.size() - 1)] / 1000.0;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<double> values_ ABSL_GUARDED_BY(mu_);
+};
+
+void FillSampleJob(v1::Job* job) {
+  job->set_queue("bench");
+  job->set_kind("resize-image");
+  auto& fields = *job->mutable_args()->mutable_fields();
+  fields["width"].set_number_value(640);
+  fields["height"].set_number_value(480);
+  fields["src"].set_string_value("s3://bucket/key.png");
+  (*job->mutable_labels())["tenant"] = "acme";
+}
+
+// A jobwired child on a fresh directory: Unix socket and 127.0.0.1:0.
+class Server {
+ public:
+  explicit Server(const Flags& flags) {
+    std::string tmpl = flags.dir + "/jobwire-submit-bench-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      perror("mkdtemp");
+      exit(1);
+    }
+    dir_ = tmpl;
+    process_ = std::make_unique<JobwiredProcess>(
+        dir_, std::vector<std::string>{
+                  "--listen", "unix:" + dir_ + "/j.sock", "--listen",
+                  "127.0.0.1:0", "--db", dir_ + "/j.db", "--synchronous",
+                  "full", "--log-level", "warning", "--shutdown-grace", "2s"});
+    // --log-level warning hides the listeners: wait for the socket instead.
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline && !Serving()) {
+      if (process_->Exited(absl::ZeroDuration())) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (!Serving()) {
+      std::cerr << "jobwired did not start:\n" << process_->log();
+      exit(1);
+    }
+  }
+  ~Server() {
+    process_->Signal(SIGTERM);
+    if (!process_->Exited(absl::Seconds(30))) process_->Signal(SIGKILL);
+    process_.reset();
+    test::RemoveDir(dir_);
+  }
+
+  std::string unix_target() const { return "unix:" + dir_ + "/j.sock"; }
+  // The TCP address, from GetServerInfo's listeners.
+  std::string tcp_target() const { return tcp_; }
+
+  // VmRSS of the server in KiB.
+  int64_t RssKib() const {
+    std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/status"));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) {
+        int64_t kib = 0;
+        std::istringstream(line.substr(6)) >> kib;
+        return kib;
+      }
+    }
+    return -1;
+  }
+
+ private:
+  bool Serving() {
+    auto channel =
+        grpc::CreateChannel(unix_target(), grpc::InsecureChannelCredentials());
+    auto stub = v1::AdminService::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::ServerInfo info;
+    if (!stub->GetServerInfo(&context, {}, &info).ok()) return false;
+    for (const std::string& l : info.listeners()) {
+      if (l.rfind("unix:", 0) != 0) tcp_ = l;
+    }
+    return !tcp_.empty();
+  }
+
+  std::string dir_;
+  std::string tcp_;
+  std::unique_ptr<JobwiredProcess> process_;
+};
+
+// A channel with its own connection (distinct arguments keep gRPC from
+// sharing one subchannel between channels).
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int n) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("jobwire.bench.channel", n);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+// ---------------------------------------------------------------- submit
+
+struct SubmitResult {
+  std::string transport;
+  int callers = 0;
+  int64_t jobs = 0;
+  int64_t errors = 0;
+  double seconds = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double rate() const { return seconds > 0 ? jobs / seconds : 0; }
+};
+
+// `callers` closed-loop callers, each with one SubmitJob in flight, all on
+// one channel, until `deadline`.
+class SubmitLoop {
+ public:
+  SubmitLoop(v1::JobService::Stub* stub, int callers, Clock::time_point end,
+             std::string prefix)
+      : stub_(stub), end_(end), prefix_(std::move(prefix)), callers_(callers) {
+    for (int i = 0; i < callers; ++i) {
+      slots_.push_back(std::make_unique<Caller>());
+      FillSampleJob(slots_.back()->request.mutable_job());
+    }
+  }
+
+  void RunAndWait() {
+    active_ = callers_;
+    for (auto& c : slots_) Issue(c.get());
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* active) { return *active == 0; }, &active_));
+  }
+
+  Samples& latencies() { return latencies_; }
+  int64_t acked() const { return acked_.load(); }
+  int64_t errors() const { return errors_.load(); }
+
+ private:
+  // One caller: its next call is issued from the callback of the last one.
+  // Replacing the context there is safe: the callback tag holds its own
+  // reference to the finished call.
+  struct Caller {
+    v1::SubmitJobRequest request;
+    std::unique_ptr<grpc::ClientContext> context;
+    v1::SubmitJobResponse response;
+    Clock::time_point start;
+  };
+
+  void Issue(Caller* c) {
+    c->context = std::make_unique<grpc::ClientContext>();
+    c->response.Clear();
+    c->request.set_request_id(absl::StrCat(prefix_, next_id_.fetch_add(1)));
+    c->start = Clock::now();
+    stub_->async()->SubmitJob(
+        c->context.get(), &c->request, &c->response,
+        [this, c](grpc::Status status) { Done(c, status); });
+  }
+
+  void Done(Caller* c, const grpc::Status& status) {
+    const Clock::time_point now = Clock::now();
+    if (status.ok()) {
+      acked_.fetch_add(1);
+      latencies_.Add(Micros(now - c->start));
+    } else if (errors_.fetch_add(1) < 3) {
+      std::cerr << "SubmitJob: " << status.error_code() << " "
+                << status.error_message() << "\n";
+    }
+    if (now < end_) {
+      Issue(c);
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    --active_;
+  }
+
+  v1::JobService::Stub* const stub_;
+  const Clock::time_point end_;
+  const std::string prefix_;
+  const int callers_;
+  std::vector<std::unique_ptr<Caller>> slots_;
+  std::atomic<int64_t> next_id_{0};
+  std::atomic<int64_t> acked_{0};
+  std::atomic<int64_t> errors_{0};
+  Samples latencies_;
+  absl::Mutex mu_;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
+  std::vector<SubmitResult> results;
+  Server server(flags);
+  for (const auto& [name, target] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"TCP", server.tcp_target()}, {"Unix", server.unix_target()}}) {
+    auto stub = v1::JobService::NewStub(OwnChannel(target, 0));
+    // Warm the connection up.
+    SubmitLoop(stub.get(), 1, Clock::now() + std::chrono::milliseconds(200),
+               absl::StrCat("warm-", name, "-"))
+        .RunAndWait();
+    for (int callers : {1, 16, 64}) {
+      const auto start = Clock::now();
+      const auto end = start + std::chrono::microseconds(
+                                   static_cast<int64_t>(flags.seconds * 1e6));
+      SubmitLoop loop(stub.get(), callers, end,
+                      absl::StrCat(name, "-", callers, "-"));
+      loop.RunAndWait();
+      SubmitResult r;
+      r.transport = name;
+      r.callers = callers;
+      r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      r.jobs = loop.acked();
+      r.errors = loop.errors();
+      r.p50_ms = loop.latencies().QuantileMs(0.50);
+      r.p99_ms = loop.latencies().QuantileMs(0.99);
+      absl::PrintF(
+          "submit %-4s %2d caller(s): %7.0f jobs/s  ack p50 %.3f ms  p99 "
+          "%.3f ms  (%d jobs, %d errors)\n",
+          name, callers, r.rate(), r.p50_ms, r.p99_ms, r.jobs, r.errors);
+      results.push_back(r);
+    }
+  }
+  return results;
+}
+
+// ----------------------------------------------------------------- event
+
+// A server stream read by the callback API; `on_message` runs on a gRPC
+// thread for every message.
+template <typename Response>
+class StreamReader : public grpc::ClientReadReactor<Response> {
+ public:
+  using OnMessage = std::function<void(const Response&)>;
+
+  explicit StreamReader(OnMessage on_message)
+      : on_message_(std::move(on_message)) {}
+
+  grpc::ClientContext* context() { return &context_; }
+  void Begin() {
+    this->StartRead(&response_);
+    this->StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    on_message_(response_);
+    this->StartRead(&response_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+    status_ = status;
+  }
+  void Cancel() { context_.TryCancel(); }
+  // Waits for OnDone until `deadline`; false on timeout.
+  bool WaitDone(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+  }
+
+ private:
+  OnMessage on_message_;
+  grpc::ClientContext context_;
+  Response response_;
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+struct EventResult {
+  int watchers = 0;
+  double rate = 0;
+  double achieved_rate = 0;
+  int64_t jobs = 0;
+  int64_t delivered = 0;
+  double event_p50_ms = 0;
+  double event_p99_ms = 0;
+  double ack_p50_ms = 0;
+  double ack_p99_ms = 0;
+};
+
+// Matches acks (job id known) with events (job id seen), in either order.
+class EventMatcher {
+ public:
+  explicit EventMatcher(size_t jobs) : sent_(jobs) {}
+
+  void Sent(int64_t k) { sent_[k] = Clock::now(); }
+  void Acked(int64_t k, const std::string& id) {
+    const Clock::time_point now = Clock::now();
+    acks_.Add(Micros(now - sent_[k]));
+    absl::MutexLock lock(&mu_);
+    auto it = early_events_.find(id);
+    if (it != early_events_.end()) {
+      events_.Add(Micros(it->second - sent_[k]));
+      early_events_.erase(it);
+      ++delivered_;
+    } else {
+      acked_ids_[id] = k;
+    }
+  }
+  void Event(const std::string& id) {
+    const Clock::time_point now = Clock::now();
+    absl::MutexLock lock(&mu_);
+    auto it = acked_ids_.find(id);
+    if (it != acked_ids_.end()) {
+      events_.Add(Micros(now - sent_[it->second]));
+      acked_ids_.erase(it);
+      ++delivered_;
+    } else {
+      early_events_[id] = now;
+    }
+  }
+  int64_t delivered() {
+    absl::MutexLock lock(&mu_);
+    return delivered_;
+  }
+  Samples& acks() { return acks_; }
+  Samples& events() { return events_; }
+
+ private:
+  std::vector<Clock::time_point> sent_;  // by k; written before the call
+  Samples acks_;
+  Samples events_;
+  absl::Mutex mu_;
+  std::unordered_map<std::string, int64_t> acked_ids_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, Clock::time_point> early_events_
+      ABSL_GUARDED_BY(mu_);
+  int64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One paced, fire-and-forget SubmitJob; deletes itself when answered.
+struct PacedCall {
+  grpc::ClientContext context;
+  v1::SubmitJobRequest request;
+  v1::SubmitJobResponse response;
+};
+
+EventResult RunEventCase(const Flags& flags) {
+  Server server(flags);
+  const int n_watchers = flags.watchers;
+  const int64_t max_jobs = static_cast<int64_t>(flags.rate * flags.seconds) + 1;
+  EventMatcher matcher(max_jobs);
+  std::atomic<int64_t> warm_events{0};
+  std::vector<std::atomic<bool>> warmed(n_watchers);
+  std::vector<std::unique_ptr<StreamReader<v1::WatchJobsResponse>>> watchers;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < n_watchers; ++i) {
+    channels.push_back(OwnChannel(server.unix_target(), i));
+    warmed[i] = false;
+    auto w = std::make_unique<StreamReader<v1::WatchJobsResponse>>(
+        [&, i](const v1::WatchJobsResponse& m) {
+          if (!m.has_event()) return;
+          if (!warmed[i].exchange(true)) {
+            warm_events.fetch_add(1);
+            return;  // the warm-up job
+          }
+          matcher.Event(m.event().job_id());
+        });
+    v1::WatchJobsRequest request;
+    request.set_filter(absl::StrCat("labels.w = \"", i, "\""));
+    v1::JobService::NewStub(channels.back())
+        ->async()
+        ->WatchJobs(w->context(), &request, w.get());
+    w->Begin();
+    watchers.push_back(std::move(w));
+  }
+  auto stub = v1::JobService::NewStub(OwnChannel(server.unix_target(), -1));
+  // Warm-up: one job per watcher, resubmitted until every watcher has seen
+  // one (a stream is live only once the server has subscribed it).
+  const absl::Time warm_deadline = absl::Now() + absl::Seconds(30);
+  while (warm_events.load() < n_watchers && absl::Now() < warm_deadline) {
+    for (int i = 0; i < n_watchers; ++i) {
+      if (warmed[i].load()) continue;
+      grpc::ClientContext context;
+      v1::SubmitJobRequest request;
+      FillSampleJob(request.mutable_job());
+      (*request.mutable_job()->mutable_labels())["w"] = absl::StrCat(i);
+      v1::SubmitJobResponse response;
+      stub->SubmitJob(&context, request, &response);
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  if (warm_events.load() < n_watchers) {
+    std::cerr << "only " << warm_events.load() << " of " << n_watchers
+              << " watchers went live\n";
+  }
+
+  // Paced submits, open loop.
+  const auto start = Clock::now();
+  const auto interval =
+      std::chrono::nanoseconds(static_cast<int64_t>(1e9 / flags.rate));
+  std::atomic<int64_t> outstanding{0};
+  int64_t k = 0;
+  for (; k < max_jobs; ++k) {
+    std::this_thread::sleep_until(start + k * interval);
+    auto* call = new PacedCall;
+    FillSampleJob(call->request.mutable_job());
+    (*call->request.mutable_job()->mutable_labels())["w"] =
+        absl::StrCat(k % n_watchers);
+    call->request.set_request_id(absl::StrCat("lat-", k));
+    outstanding.fetch_add(1);
+    matcher.Sent(k);
+    stub->async()->SubmitJob(
+        &call->context, &call->request, &call->response,
+        [&matcher, &outstanding, call, k](grpc::Status status) {
+          if (status.ok()) matcher.Acked(k, call->response.job().id());
+          outstanding.fetch_sub(1);
+          // Safe: the tag holds its own call reference.
+          delete call;
+        });
+  }
+  const double sent_seconds =
+      std::chrono::duration<double>(Clock::now() - start).count();
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(10);
+  while ((outstanding.load() > 0 || matcher.delivered() < k) &&
+         absl::Now() < drain_deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EventResult r;
+  r.watchers = n_watchers;
+  r.rate = flags.rate;
+  r.jobs = k;
+  r.achieved_rate = k / sent_seconds;
+  r.delivered = matcher.delivered();
+  r.event_p50_ms = matcher.events().QuantileMs(0.50);
+  r.event_p99_ms = matcher.events().QuantileMs(0.99);
+  r.ack_p50_ms = matcher.acks().QuantileMs(0.50);
+  r.ack_p99_ms = matcher.acks().QuantileMs(0.99);
+  for (auto& w : watchers) w->Cancel();
+  for (auto& w : watchers) w->WaitDone(absl::Now() + absl::Seconds(10));
+  absl::PrintF(
+      "event %d watchers, %.0f jobs/s paced (%.0f sent/s): submit->event "
+      "p50 %.3f ms p99 %.3f ms; ack p50 %.3f ms p99 %.3f ms; %d/%d "
+      "delivered\n",
+      r.watchers, r.rate, r.achieved_rate, r.event_p50_ms, r.event_p99_ms,
+      r.ack_p50_ms, r.ack_p99_ms, r.delivered, r.jobs);
+  return r;
+}
+
+// ------------------------------------------------------------------ idle
+
+struct IdleResult {
+  int streams = 0;
+  int channels = 0;
+  int64_t opened = 0;
+  double open_seconds = 0;
+  int64_t rss_before_kib = 0;
+  int64_t rss_open_kib = 0;
+  int64_t rss_after_kib = 0;
+  double per_stream_kib() const {
+    return opened > 0
+               ? static_cast<double>(rss_open_kib - rss_before_kib) / opened
+               : 0;
+  }
+};
+
+// Creates `n` queued jobs with SubmitJobs batches of 1,000; returns the ids.
+std::vector<std::string> CreateJobs(v1::JobService::Stub* stub, int n) {
+  std::vector<std::string> ids;
+  grpc::ClientContext context;
+  auto stream = stub->SubmitJobs(&context);
+  while (static_cast<int>(ids.size()) < n) {
+    v1::SubmitJobsRequest batch;
+    const int size = std::min(1000, n - static_cast<int>(ids.size()));
+    for (int i = 0; i < size; ++i)
+      FillSampleJob(batch.add_jobs()->mutable_job());
+    v1::SubmitJobsResponse response;
+    if (!stream->Write(batch) || !stream->Read(&response)) break;
+    for (const std::string& id : response.ids()) ids.push_back(id);
+  }
+  stream->WritesDone();
+  grpc::Status status = stream->Finish();
+  if (!status.ok())
+    std::cerr << "SubmitJobs: " << status.error_message() << "\n";
+  return ids;
+}
+
+IdleResult RunIdleCase(const Flags& flags) {
+  Server server(flags);
+  IdleResult r;
+  r.streams = flags.idle_streams;
+  r.channels = flags.channels;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::vector<std::unique_ptr<v1::JobService::Stub>> stubs;
+  for (int i = 0; i < flags.channels; ++i) {
+    channels.push_back(OwnChannel(server.unix_target(), i));
+    stubs.push_back(v1::JobService::NewStub(channels.back()));
+  }
+  std::vector<std::string> ids = CreateJobs(stubs[0].get(), flags.idle_streams);
+  // Connect every channel (one GetJob each) before the "before" reading.
+  for (auto& stub : stubs) {
+    grpc::ClientContext context;
+    v1::GetJobRequest get;
+    get.set_id(ids.empty() ? "" : ids[0]);
+    v1::Job job;
+    stub->GetJob(&context, get, &job);
+  }
+  r.rss_before_kib = server.RssKib();
+
+  std::atomic<int64_t> snapshots{0};
+  std::vector<std::unique_ptr<StreamReader<v1::WatchJobResponse>>> streams;
+  const auto start = Clock::now();
+  const absl::Time open_deadline =
+      absl::Now() + absl::Seconds(std::max(10.0, flags.seconds * 5));
+  for (size_t i = 0; i < ids.size() && absl::Now() < open_deadline; ++i) {
+    auto s = std::make_unique<StreamReader<v1::WatchJobResponse>>(
+        [&snapshots](const v1::WatchJobResponse& m) {
+          if (m.has_event() && m.event().has_snapshot()) snapshots.fetch_add(1);
+        });
+    v1::WatchJobRequest request;
+    request.set_id(ids[i]);
+    stubs[i % stubs.size()]->async()->WatchJob(s->context(), &request, s.get());
+    s->Begin();
+    streams.push_back(std::move(s));
+  }
+  while (snapshots.load() < static_cast<int64_t>(streams.size()) &&
+         absl::Now() < open_deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  r.open_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.opened = snapshots.load();
+  // Let allocations settle, then read.
+  absl::SleepFor(absl::Milliseconds(500));
+  r.rss_open_kib = server.RssKib();
+
+  for (auto& s : streams) s->Cancel();
+  for (auto& s : streams) s->WaitDone(absl::Now() + absl::Seconds(20));
+  absl::SleepFor(absl::Milliseconds(500));
+  r.rss_after_kib = server.RssKib();
+  absl::PrintF(
+      "idle %d WatchJob streams over %d channels: opened %d in %.1f s; "
+      "server RSS %.1f MiB before, %.1f MiB open (%.1f KiB/stream), %.1f "
+      "MiB after cancel\n",
+      r.streams, r.channels, r.opened, r.open_seconds,
+      r.rss_before_kib / 1024.0, r.rss_open_kib / 1024.0, r.per_stream_kib(),
+      r.rss_after_kib / 1024.0);
+  return r;
+}
+
+// ---------------------------------------------------------------- report
+
+const char* Verdict(bool met) { return met ? "met" : "MISSED"; }
+
+void Report(const Flags& flags, const std::string& load_at_start,
+            const std::vector<SubmitResult>& submits,
+            const std::optional<EventResult>& event,
+            const std::optional<IdleResult>& idle) {
+  std::ostringstream md;
+  md << "\n## submit_bench, "
+     << absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone())
+     << "\n\n"
+     << "- machine: " << MachineDescription() << ", load average at the start "
+     << load_at_start << ", at the end " << LoadAverage()
+     << ". The machine is shared and noisy: other builds and tests ran "
+        "meanwhile, so every number here is a lower bound on what the code "
+        "can do.\n"
+     << "- server: the real jobwired, started by the benchmark, "
+        "synchronous=full, WAL, database in a fresh directory under `"
+     << flags.dir << "`; client: gRPC callback API in the same process\n"
+     << "- command: `" << flags.command << "`";
+  if (const char* driver = getenv("JOBWIRE_BENCH_COMMAND"); driver != nullptr)
+    md << ", run by `" << driver << "`";
+  md << "\n";
+  if (flags.raw1 > 0) {
+    md << absl::StrFormat(
+        "- baseline in the same run (store_bench --only raw1 / raw1000): raw "
+        "SQLite inserts of the jobs row, %.0f rows/s at 1 row per "
+        "transaction, %.0f rows/s at 1,000 per transaction\n",
+        flags.raw1, flags.raw1000);
+  }
+  if (!submits.empty()) {
+    md << "\nDurable SubmitJob, closed loop (each caller waits for its "
+          "ack):\n\n"
+       << "| transport | callers | jobs | seconds | jobs/s | ack p50 ms | ack "
+          "p99 ms | vs raw 1/txn | vs raw 1000/txn |\n"
+       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const SubmitResult& r : submits) {
+      md << absl::StrFormat("| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | ",
+                            r.transport, r.callers, r.jobs, r.seconds, r.rate(),
+                            r.p50_ms, r.p99_ms);
+      if (flags.raw1 > 0) {
+        md << absl::StrFormat("%.2fx | %.3fx |\n", r.rate() / flags.raw1,
+                              r.rate() / flags.raw1000);
+      } else {
+        md << "- | - |\n";
+      }
+    }
+  }
+  if (event) {
+    md << absl::StrFormat(
+        "\nSubmit to watcher: %d WatchJobs streams (filter labels.w = \"i\"; "
+        "each job goes to one of them), SubmitJob paced at %.0f jobs/s "
+        "(achieved %.0f), %d jobs, %d events matched. Latency from just "
+        "before SubmitJob is sent to the watcher reading the `submitted` "
+        "event, so it includes the durable commit (fsync): p50 %.3f ms, "
+        "p99 %.3f ms. Ack latency of the same submits: p50 %.3f ms, p99 "
+        "%.3f ms.\n",
+        event->watchers, event->rate, event->achieved_rate, event->jobs,
+        event->delivered, event->event_p50_ms, event->event_p99_ms,
+        event->ack_p50_ms, event->ack_p99_ms);
+  }
+  if (idle) {
+    md << absl::StrFormat(
+        "\nIdle watches: %d WatchJob streams over %d connections (Unix "
+        "socket), %d open (snapshot received) after %.1f s. Server VmRSS "
+        "%.1f MiB before, %.1f MiB with the streams open (%.1f KiB per "
+        "stream), %.1f MiB after they were cancelled (glibc keeps freed "
+        "memory, so this is not a leak measure by itself).\n",
+        idle->streams, idle->channels, idle->opened, idle->open_seconds,
+        idle->rss_before_kib / 1024.0, idle->rss_open_kib / 1024.0,
+        idle->per_stream_kib(), idle->rss_after_kib / 1024.0);
+  }
+  md << "\nGoals:\n";
+  for (const SubmitResult& r : submits) {
+    if (r.callers == 64) {
+      md << absl::StrFormat(
+          "- >= 20k durable submits/s at 64 callers (%s): "
+          "%.0f/s, %s\n",
+          r.transport, r.rate(), Verdict(r.rate() >= 20000));
+    }
+    if (r.callers == 1) {
+      md << absl::StrFormat(
+          "- ack p50 <= 0.5 ms at 1 caller (%s): %.3f ms, "
+          "%s\n",
+          r.transport, r.p50_ms, Verdict(r.p50_ms <= 0.5));
+    }
+  }
+  if (event) {
+    md << absl::StrFormat(
+        "- event p99 <= 5 ms at %.0f jobs/s: %.3f ms, %s\n", event->rate,
+        event->event_p99_ms,
+        Verdict(event->event_p99_ms <= 5 && event->delivered == event->jobs));
+  }
+  if (idle) {
+    md << absl::StrFormat(
+        "- %d idle watch streams with server RSS <= 400 MB: %d open, %.1f "
+        "MiB, %s\n",
+        idle->streams, idle->opened, idle->rss_open_kib / 1024.0,
+        Verdict(idle->opened == idle->streams &&
+                idle->rss_open_kib * 1024.0 <= 400e6));
+  }
+  std::cout << md.str();
+  if (!flags.append.empty()) {
+    std::ofstream out(flags.append, std::ios::app);
+    out << md.str();
+  }
+}
+
+void RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  std::vector<std::string> args(argv, argv + argc);
+  flags.command = absl::StrJoin(args, " ");
+  if (const char* tmp = getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
+    flags.dir = tmp;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool has = i + 1 < args.size();
+    const std::string v = has ? args[i + 1] : "";
+    bool ok = has;
+    if (a == "--seconds") {
+      ok = ok && absl::SimpleAtod(v, &flags.seconds) && flags.seconds > 0 &&
+           flags.seconds <= 60;
+    } else if (a == "--only") {
+      flags.only = v;
+      ok = ok && (v == "submit" || v == "event" || v == "idle");
+    } else if (a == "--dir") {
+      flags.dir = v;
+    } else if (a == "--rate") {
+      ok = ok && absl::SimpleAtod(v, &flags.rate) && flags.rate > 0 &&
+           flags.rate <= 100000;
+    } else if (a == "--watchers") {
+      ok = ok && absl::SimpleAtoi(v, &flags.watchers) && flags.watchers > 0 &&
+           flags.watchers <= 10000;
+    } else if (a == "--idle-streams") {
+      ok = ok && absl::SimpleAtoi(v, &flags.idle_streams) &&
+           flags.idle_streams > 0 && flags.idle_streams <= 100000;
+    } else if (a == "--channels") {
+      ok = ok && absl::SimpleAtoi(v, &flags.channels) && flags.channels > 0 &&
+           flags.channels <= 1000;
+    } else if (a == "--raw1") {
+      ok = ok && absl::SimpleAtod(v, &flags.raw1);
+    } else if (a == "--raw1000") {
+      ok = ok && absl::SimpleAtod(v, &flags.raw1000);
+    } else if (a == "--append") {
+      flags.append = v;
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      std::cerr << "usage: submit_bench [--seconds S (0..60]] [--only "
+                   "submit|event|idle] [--dir DIR] [--rate JOBS_PER_S] "
+                   "[--watchers N] [--idle-streams N] [--channels N] "
+                   "[--raw1 N --raw1000 N] [--append FILE]\n";
+      return 2;
+    }
+    ++i;
+  }
+  RaiseFdLimit();
+  signal(SIGPIPE, SIG_IGN);
+  const std::string load_at_start = LoadAverage();
+  std::vector<SubmitResult> submits;
+  std::optional<EventResult> event;
+  std::optional<IdleResult> idle;
+  if (flags.only.empty() || flags.only == "submit")
+    submits = RunSubmitCases(flags);
+  if (flags.only.empty() || flags.only == "event") event = RunEventCase(flags);
+  if (flags.only.empty() || flags.only == "idle") idle = RunIdleCase(flags);
+  Report(flags, load_at_start, submits, event, idle);
+  return 0;
+}
+
+}  // namespace
+}  // namespace jobwire::bench
+
+int main(int argc, char** argv) { return jobwire::bench::Main(argc, argv); }
