@@ -28,7 +28,8 @@
 //
 //   submit_bench [--seconds 3] [--only submit|event|idle] [--dir /tmp]
 //                [--rate 1000] [--watchers 100] [--idle-streams 10000]
-//                [--channels 100] [--raw1 N --raw1000 N] [--append FILE]
+//                [--channels 100] [--sync full|normal|off]
+//                [--raw1 N --raw1000 N] [--append FILE]
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,7 +78,13 @@ struct Flags {
   double rate = 1000;
   int watchers = 100;
   int idle_streams = 10000;
+  // Open/cancel rounds of the idle streams; rounds after the first show
+  // whether memory is reused or leaks.
+  int idle_rounds = 2;
   int channels = 100;
+  // jobwired --synchronous: full (the benchmark); normal or off only to see
+  // how much of the time is the disk.
+  std::string sync = "full";
   double raw1 = 0;
   double raw1000 = 0;
   std::string append;
@@ -133,10 +141,11 @@ class Server {
     }
     dir_ = tmpl;
     process_ = std::make_unique<JobwiredProcess>(
-        dir_, std::vector<std::string>{
-                  "--listen", "unix:" + dir_ + "/j.sock", "--listen",
-                  "127.0.0.1:0", "--db", dir_ + "/j.db", "--synchronous",
-                  "full", "--log-level", "warning", "--shutdown-grace", "2s"});
+        dir_, std::vector<std::string>{"--listen", "unix:" + dir_ + "/j.sock",
+                                       "--listen", "127.0.0.1:0", "--db",
+                                       dir_ + "/j.db", "--synchronous",
+                                       flags.sync, "--log-level", "warning",
+                                       "--shutdown-grace", "2s"});
     // --log-level warning hides the listeners: wait for the socket instead.
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
     while (absl::Now() < deadline && !Serving()) {
@@ -158,6 +167,22 @@ class Server {
   std::string unix_target() const { return "unix:" + dir_ + "/j.sock"; }
   // The TCP address, from GetServerInfo's listeners.
   std::string tcp_target() const { return tcp_; }
+
+  // CPU time (user + system) the server has used, in seconds.
+  double CpuSeconds() const {
+    std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    // Fields after the ")" that ends the command name: state is field 3,
+    // utime 14 and stime 15.
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int f = 3; f <= 15 && rest >> field; ++f) {
+      if (f >= 14) ticks += std::stod(field);
+    }
+    return ticks / sysconf(_SC_CLK_TCK);
+  }
 
   // VmRSS of the server in KiB.
   int64_t RssKib() const {
@@ -193,6 +218,14 @@ class Server {
   std::unique_ptr<JobwiredProcess> process_;
 };
 
+// CPU time (user + system) of this process, in seconds.
+double SelfCpuSeconds() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
+         u.ru_stime.tv_usec / 1e6;
+}
+
 // A channel with its own connection (distinct arguments keep gRPC from
 // sharing one subchannel between channels).
 std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int n) {
@@ -213,6 +246,9 @@ struct SubmitResult {
   double seconds = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  // CPU microseconds per acknowledged job, in jobwired and in this process.
+  double server_cpu_us = 0;
+  double client_cpu_us = 0;
   double rate() const { return seconds > 0 ? jobs / seconds : 0; }
 };
 
@@ -304,6 +340,8 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
                absl::StrCat("warm-", name, "-"))
         .RunAndWait();
     for (int callers : {1, 16, 64}) {
+      const double server_cpu = server.CpuSeconds();
+      const double client_cpu = SelfCpuSeconds();
       const auto start = Clock::now();
       const auto end = start + std::chrono::microseconds(
                                    static_cast<int64_t>(flags.seconds * 1e6));
@@ -318,10 +356,16 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
       r.errors = loop.errors();
       r.p50_ms = loop.latencies().QuantileMs(0.50);
       r.p99_ms = loop.latencies().QuantileMs(0.99);
+      if (r.jobs > 0) {
+        r.server_cpu_us = (server.CpuSeconds() - server_cpu) * 1e6 / r.jobs;
+        r.client_cpu_us = (SelfCpuSeconds() - client_cpu) * 1e6 / r.jobs;
+      }
       absl::PrintF(
           "submit %-4s %2d caller(s): %7.0f jobs/s  ack p50 %.3f ms  p99 "
-          "%.3f ms  (%d jobs, %d errors)\n",
-          name, callers, r.rate(), r.p50_ms, r.p99_ms, r.jobs, r.errors);
+          "%.3f ms  (%d jobs, %d errors; CPU/job: server %.0f us, client "
+          "%.0f us)\n",
+          name, callers, r.rate(), r.p50_ms, r.p99_ms, r.jobs, r.errors,
+          r.server_cpu_us, r.client_cpu_us);
       results.push_back(r);
     }
   }
@@ -551,6 +595,10 @@ struct IdleResult {
   int64_t rss_before_kib = 0;
   int64_t rss_open_kib = 0;
   int64_t rss_after_kib = 0;
+  // The last of the further rounds (leak check).
+  int64_t reopened = 0;
+  int64_t rss_reopen_kib = 0;
+  int64_t rss_after2_kib = 0;
   double per_stream_kib() const {
     return opened > 0
                ? static_cast<double>(rss_open_kib - rss_before_kib) / opened
@@ -579,6 +627,39 @@ std::vector<std::string> CreateJobs(v1::JobService::Stub* stub, int n) {
   return ids;
 }
 
+// Opens one WatchJob per id, round robin over `stubs`, waits until each has
+// its snapshot (or `deadline`), then returns them open. `*opened` counts the
+// snapshots received.
+std::vector<std::unique_ptr<StreamReader<v1::WatchJobResponse>>> OpenWatches(
+    const std::vector<std::unique_ptr<v1::JobService::Stub>>& stubs,
+    const std::vector<std::string>& ids, absl::Time deadline,
+    std::atomic<int64_t>* opened) {
+  std::vector<std::unique_ptr<StreamReader<v1::WatchJobResponse>>> streams;
+  for (size_t i = 0; i < ids.size() && absl::Now() < deadline; ++i) {
+    auto s = std::make_unique<StreamReader<v1::WatchJobResponse>>(
+        [opened](const v1::WatchJobResponse& m) {
+          if (m.has_event() && m.event().has_snapshot()) opened->fetch_add(1);
+        });
+    v1::WatchJobRequest request;
+    request.set_id(ids[i]);
+    stubs[i % stubs.size()]->async()->WatchJob(s->context(), &request, s.get());
+    s->Begin();
+    streams.push_back(std::move(s));
+  }
+  while (opened->load() < static_cast<int64_t>(streams.size()) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return streams;
+}
+
+void CancelAll(
+    std::vector<std::unique_ptr<StreamReader<v1::WatchJobResponse>>>* streams) {
+  for (auto& s : *streams) s->Cancel();
+  for (auto& s : *streams) s->WaitDone(absl::Now() + absl::Seconds(20));
+  streams->clear();
+}
+
 IdleResult RunIdleCase(const Flags& flags) {
   Server server(flags);
   IdleResult r;
@@ -600,44 +681,45 @@ IdleResult RunIdleCase(const Flags& flags) {
     stub->GetJob(&context, get, &job);
   }
   r.rss_before_kib = server.RssKib();
+  const absl::Duration open_budget =
+      absl::Seconds(std::max(10.0, flags.seconds * 5));
 
-  std::atomic<int64_t> snapshots{0};
-  std::vector<std::unique_ptr<StreamReader<v1::WatchJobResponse>>> streams;
+  // Round 1: open, measure, cancel.
+  std::atomic<int64_t> opened{0};
   const auto start = Clock::now();
-  const absl::Time open_deadline =
-      absl::Now() + absl::Seconds(std::max(10.0, flags.seconds * 5));
-  for (size_t i = 0; i < ids.size() && absl::Now() < open_deadline; ++i) {
-    auto s = std::make_unique<StreamReader<v1::WatchJobResponse>>(
-        [&snapshots](const v1::WatchJobResponse& m) {
-          if (m.has_event() && m.event().has_snapshot()) snapshots.fetch_add(1);
-        });
-    v1::WatchJobRequest request;
-    request.set_id(ids[i]);
-    stubs[i % stubs.size()]->async()->WatchJob(s->context(), &request, s.get());
-    s->Begin();
-    streams.push_back(std::move(s));
-  }
-  while (snapshots.load() < static_cast<int64_t>(streams.size()) &&
-         absl::Now() < open_deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  auto streams = OpenWatches(stubs, ids, absl::Now() + open_budget, &opened);
   r.open_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  r.opened = snapshots.load();
-  // Let allocations settle, then read.
-  absl::SleepFor(absl::Milliseconds(500));
+  r.opened = opened.load();
+  absl::SleepFor(absl::Milliseconds(500));  // let allocations settle
   r.rss_open_kib = server.RssKib();
-
-  for (auto& s : streams) s->Cancel();
-  for (auto& s : streams) s->WaitDone(absl::Now() + absl::Seconds(20));
+  CancelAll(&streams);
   absl::SleepFor(absl::Milliseconds(500));
   r.rss_after_kib = server.RssKib();
+
+  // More rounds, the leak check: the same streams again should reuse the
+  // memory round 1 freed (glibc keeps it), not add as much again.
+  for (int round = 2; round <= flags.idle_rounds; ++round) {
+    std::atomic<int64_t> reopened{0};
+    streams = OpenWatches(stubs, ids, absl::Now() + open_budget, &reopened);
+    r.reopened = reopened.load();
+    absl::SleepFor(absl::Milliseconds(500));
+    r.rss_reopen_kib = server.RssKib();
+    CancelAll(&streams);
+    absl::SleepFor(absl::Milliseconds(500));
+    r.rss_after2_kib = server.RssKib();
+    absl::PrintF("  round %d: %d open, RSS %.1f MiB; %.1f MiB after cancel\n",
+                 round, r.reopened, r.rss_reopen_kib / 1024.0,
+                 r.rss_after2_kib / 1024.0);
+  }
   absl::PrintF(
       "idle %d WatchJob streams over %d channels: opened %d in %.1f s; "
       "server RSS %.1f MiB before, %.1f MiB open (%.1f KiB/stream), %.1f "
-      "MiB after cancel\n",
+      "MiB after cancel; last round: %d open %.1f MiB, %.1f MiB after "
+      "cancel\n",
       r.streams, r.channels, r.opened, r.open_seconds,
       r.rss_before_kib / 1024.0, r.rss_open_kib / 1024.0, r.per_stream_kib(),
-      r.rss_after_kib / 1024.0);
+      r.rss_after_kib / 1024.0, r.reopened, r.rss_reopen_kib / 1024.0,
+      r.rss_after2_kib / 1024.0);
   return r;
 }
 
@@ -659,7 +741,8 @@ void Report(const Flags& flags, const std::string& load_at_start,
         "meanwhile, so every number here is a lower bound on what the code "
         "can do.\n"
      << "- server: the real jobwired, started by the benchmark, "
-        "synchronous=full, WAL, database in a fresh directory under `"
+        "synchronous="
+     << flags.sync << ", WAL, database in a fresh directory under `"
      << flags.dir << "`; client: gRPC callback API in the same process\n"
      << "- command: `" << flags.command << "`";
   if (const char* driver = getenv("JOBWIRE_BENCH_COMMAND"); driver != nullptr)
@@ -676,8 +759,9 @@ void Report(const Flags& flags, const std::string& load_at_start,
     md << "\nDurable SubmitJob, closed loop (each caller waits for its "
           "ack):\n\n"
        << "| transport | callers | jobs | seconds | jobs/s | ack p50 ms | ack "
-          "p99 ms | vs raw 1/txn | vs raw 1000/txn |\n"
-       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+          "p99 ms | server CPU us/job | client CPU us/job | vs raw 1/txn | "
+          "vs raw 1000/txn |\n"
+       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const SubmitResult& r : submits) {
       md << absl::StrFormat("| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | ",
                             r.transport, r.callers, r.jobs, r.seconds, r.rate(),
@@ -709,12 +793,16 @@ void Report(const Flags& flags, const std::string& load_at_start,
         "socket), %d open (snapshot received) after %.1f s. Server VmRSS "
         "%.1f MiB before, %.1f MiB with the streams open (%.1f KiB per "
         "stream), %.1f MiB after they were cancelled (glibc keeps freed "
-        "memory, so this is not a leak measure by itself).\n",
+        "memory). Leak check, the same streams opened and cancelled %d more "
+        "time(s): last round %d open, %.1f MiB; %.1f MiB after they were "
+        "cancelled.\n",
         idle->streams, idle->channels, idle->opened, idle->open_seconds,
         idle->rss_before_kib / 1024.0, idle->rss_open_kib / 1024.0,
-        idle->per_stream_kib(), idle->rss_after_kib / 1024.0);
+        idle->per_stream_kib(), idle->rss_after_kib / 1024.0,
+        flags.idle_rounds - 1, idle->reopened, idle->rss_reopen_kib / 1024.0,
+        idle->rss_after2_kib / 1024.0);
   }
-  md << "\nGoals:\n";
+  md << "\nGoals (synchronous=" << flags.sync << "):\n";
   for (const SubmitResult& r : submits) {
     if (r.callers == 64) {
       md << absl::StrFormat(
@@ -786,9 +874,15 @@ int Main(int argc, char** argv) {
     } else if (a == "--idle-streams") {
       ok = ok && absl::SimpleAtoi(v, &flags.idle_streams) &&
            flags.idle_streams > 0 && flags.idle_streams <= 100000;
+    } else if (a == "--idle-rounds") {
+      ok = ok && absl::SimpleAtoi(v, &flags.idle_rounds) &&
+           flags.idle_rounds >= 1 && flags.idle_rounds <= 20;
     } else if (a == "--channels") {
       ok = ok && absl::SimpleAtoi(v, &flags.channels) && flags.channels > 0 &&
            flags.channels <= 1000;
+    } else if (a == "--sync") {
+      flags.sync = v;
+      ok = ok && (v == "full" || v == "normal" || v == "off");
     } else if (a == "--raw1") {
       ok = ok && absl::SimpleAtod(v, &flags.raw1);
     } else if (a == "--raw1000") {
@@ -801,7 +895,9 @@ int Main(int argc, char** argv) {
     if (!ok) {
       std::cerr << "usage: submit_bench [--seconds S (0..60]] [--only "
                    "submit|event|idle] [--dir DIR] [--rate JOBS_PER_S] "
-                   "[--watchers N] [--idle-streams N] [--channels N] "
+                   "[--watchers N] [--idle-streams N] [--idle-rounds N] "
+                   "[--channels N] "
+                   "[--sync full|normal|off] "
                    "[--raw1 N --raw1000 N] [--append FILE]\n";
       return 2;
     }
