@@ -763,9 +763,10 @@ void Report(const Flags& flags, const std::string& load_at_start,
           "vs raw 1000/txn |\n"
        << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const SubmitResult& r : submits) {
-      md << absl::StrFormat("| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | ",
-                            r.transport, r.callers, r.jobs, r.seconds, r.rate(),
-                            r.p50_ms, r.p99_ms);
+      md << absl::StrFormat(
+          "| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | %.0f | %.0f | ",
+          r.transport, r.callers, r.jobs, r.seconds, r.rate(), r.p50_ms,
+          r.p99_ms, r.server_cpu_us, r.client_cpu_us);
       if (flags.raw1 > 0) {
         md << absl::StrFormat("%.2fx | %.3fx |\n", r.rate() / flags.raw1,
                               r.rate() / flags.raw1000);
