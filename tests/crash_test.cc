@@ -46,6 +46,7 @@ struct Ledger {
   std::set<std::string> retried ABSL_GUARDED_BY(mu);  // errored, then acked
   std::set<std::string> unacked ABSL_GUARDED_BY(mu);  // never acked
   int64_t errors ABSL_GUARDED_BY(mu) = 0;
+  std::map<std::string, int> error_kinds ABSL_GUARDED_BY(mu);
 };
 
 class CrashTest : public ::testing::Test {
@@ -99,6 +100,8 @@ void RunClient(int index, const std::string& target, std::atomic<bool>* stop,
         break;
       }
       ++ledger->errors;
+      ++ledger->error_kinds[absl::StrCat(status.error_code(), " ",
+                                         status.error_message())];
       errored = true;
       if (index % 2 == 1 || absl::Now() > give_up_at) {
         ledger->unacked.insert(rid);
@@ -146,7 +149,9 @@ TEST_F(CrashTest, AcknowledgedSubmitsSurviveKillsExactlyOnce) {
   absl::MutexLock lock(&ledger.mu);
   std::cout << "acked " << ledger.acked.size() << ", retried after an error "
             << ledger.retried.size() << ", never acked "
-            << ledger.unacked.size() << ", errors " << ledger.errors << "\n";
+            << ledger.unacked.size() << ", errors " << ledger.errors << ":\n";
+  for (const auto& [kind, n] : ledger.error_kinds)
+    std::cout << "  " << n << " x " << kind << "\n";
 
   // Every job of the run, by its rid label.
   auto stub = v1::JobService::NewStub(ReconnectingChannel(target));
