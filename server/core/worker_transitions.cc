@@ -241,28 +241,35 @@ absl::StatusOr<JobChange> EndLease(const Job& job, absl::Time now,
   return FailedAttempt(job, now, error, backoff, why);
 }
 
+namespace {
+
+LeaseEnd EndFor(LeaseEndCause cause, bool cancel_requested,
+                double unit_random) {
+  LeaseEnd end;
+  end.cause = cause;
+  end.cancel_requested = cancel_requested;
+  end.unit_random = unit_random;
+  return end;
+}
+
+}  // namespace
+
 absl::StatusOr<JobChange> ReleaseLease(const Job& job, absl::Time now,
                                        int32_t attempt, bool cancel_requested) {
-  LeaseEnd end;
-  end.cause = LeaseEndCause::kDisconnected;
-  end.cancel_requested = cancel_requested;
-  return EndLease(job, now, attempt, end);
+  return EndLease(job, now, attempt,
+                  EndFor(LeaseEndCause::kDisconnected, cancel_requested, 0.5));
 }
 
 absl::StatusOr<JobChange> ExpireLease(const Job& job, absl::Time now,
                                       int32_t attempt, bool cancel_requested) {
-  LeaseEnd end;
-  end.cause = LeaseEndCause::kExpired;
-  end.cancel_requested = cancel_requested;
-  return EndLease(job, now, attempt, end);
+  return EndLease(job, now, attempt,
+                  EndFor(LeaseEndCause::kExpired, cancel_requested, 0.5));
 }
 
 absl::StatusOr<JobChange> AttemptTimeout(const Job& job, absl::Time now,
                                          int32_t attempt, double unit_random) {
-  LeaseEnd end;
-  end.cause = LeaseEndCause::kAttemptTimeout;
-  end.unit_random = unit_random;
-  return EndLease(job, now, attempt, end);
+  return EndLease(job, now, attempt,
+                  EndFor(LeaseEndCause::kAttemptTimeout, false, unit_random));
 }
 
 absl::StatusOr<JobChange> PromoteScheduled(const Job& job, absl::Time now) {

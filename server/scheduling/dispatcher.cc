@@ -567,47 +567,43 @@ void Dispatcher::Ack(int64_t session, const std::string& job_id,
 
 void Dispatcher::RequestCancel(const std::string& job_id,
                                const std::string& reason, JobCallback done) {
-  store_->Mutate(
-      job_id,
-      [](const Job& job, absl::Time now) {
-        return wt::RequestCancel(job, now);
-      },
-      [this, job_id, reason, done = std::move(done)](absl::StatusOr<Job> r) {
-        if (r.ok()) {
-          absl::MutexLock lock(&mu_);
-          auto it = leases_.find(job_id);
-          if (it != leases_.end() && !it->second.cancel_requested) {
-            Lease& lease = it->second;
-            lease.cancel_requested = true;
-            lease.cancel_reason = reason.empty() ? "cancelled" : reason;
-            auto s = sessions_.find(lease.session);
-            if (lease.active && !lease.ending && s != sessions_.end()) {
-              s->second.conn->SendCancel(job_id, lease.attempt,
-                                         lease.cancel_reason);
-            }
-          }
-        }
-        done(std::move(r));
-      });
+  RequestStop(job_id, /*cancel=*/true, reason.empty() ? "cancelled" : reason,
+              std::move(done));
 }
 
 void Dispatcher::RequestPause(const std::string& job_id, JobCallback done) {
+  RequestStop(job_id, /*cancel=*/false, "", std::move(done));
+}
+
+void Dispatcher::RequestStop(const std::string& job_id, bool cancel,
+                             const std::string& reason, JobCallback done) {
   store_->Mutate(
       job_id,
       [](const Job& job, absl::Time now) {
-        return wt::RequestCancel(job, now);  // the same check: RUNNING
+        return wt::RequestCancel(job, now);  // checks that the job is RUNNING
       },
-      [this, job_id, done = std::move(done)](absl::StatusOr<Job> r) {
+      [this, job_id, cancel, reason,
+       done = std::move(done)](absl::StatusOr<Job> r) {
         if (r.ok()) {
           absl::MutexLock lock(&mu_);
           auto it = leases_.find(job_id);
-          if (it != leases_.end() && !it->second.pause_requested &&
-              !it->second.cancel_requested) {
+          // A cancel overrides a pause; nothing overrides a cancel.
+          if (it != leases_.end() && !it->second.cancel_requested &&
+              (cancel || !it->second.pause_requested)) {
             Lease& lease = it->second;
-            lease.pause_requested = true;
+            if (cancel) {
+              lease.cancel_requested = true;
+              lease.cancel_reason = reason;
+            } else {
+              lease.pause_requested = true;
+            }
             auto s = sessions_.find(lease.session);
             if (lease.active && !lease.ending && s != sessions_.end()) {
-              s->second.conn->SendPause(job_id, lease.attempt);
+              if (cancel) {
+                s->second.conn->SendCancel(job_id, lease.attempt, reason);
+              } else {
+                s->second.conn->SendPause(job_id, lease.attempt);
+              }
             }
           }
         }

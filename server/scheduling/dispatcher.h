@@ -283,6 +283,9 @@ class Dispatcher final : public CommitListener {
   bool QueueOpenLocked(const std::string& queue) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Submit(std::vector<Action> actions);
+  // RequestCancel (cancel) or RequestPause (!cancel).
+  void RequestStop(const std::string& job_id, bool cancel,
+                   const std::string& reason, JobCallback done);
 
   JobStore* const store_;
   Clock* const clock_;
