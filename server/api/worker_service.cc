@@ -164,6 +164,10 @@ class WorkerSessionReactor final
     SetTimestamp(deadline, msg.mutable_drain()->mutable_deadline());
     Send(std::move(msg));
   }
+  void EndSession() override {
+    FinishOnce(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  }
 
   // Finishes the stream once, after the queued messages are written.
   void FinishOnce(grpc::Status status) {
@@ -403,8 +407,8 @@ class WorkerSessionReactor final
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-WorkerServiceImpl::WorkerServiceImpl(Dispatcher* dispatcher, Clock* clock)
-    : dispatcher_(dispatcher), clock_(clock) {}
+WorkerServiceImpl::WorkerServiceImpl(Dispatcher* dispatcher)
+    : dispatcher_(dispatcher) {}
 
 WorkerServiceImpl::~WorkerServiceImpl() = default;
 
@@ -440,26 +444,6 @@ void WorkerServiceImpl::Shutdown(absl::Time deadline) {
     shutting_down_ = true;
   }
   dispatcher_->Drain(deadline);
-  const absl::Duration grace = deadline - clock_->Now();
-  if (grace > absl::ZeroDuration() &&
-      !dispatcher_->AwaitNoLeasesBlocking(grace)) {
-    JW_LOG(INFO) << dispatcher_->LeaseCount()
-                 << " jobs still running at the drain deadline; releasing";
-  }
-  if (!dispatcher_->ReleaseAllLeasesBlocking(absl::Seconds(10))) {
-    JW_LOG(WARNING) << "some leases were not released before shutdown";
-  }
-  absl::MutexLock lock(&mu_);
-  for (WorkerSessionReactor* r : reactors_) {
-    r->FinishOnce(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-  }
-  // Wait (bounded) for the streams' OnDone so none outlives the service.
-  auto none = [this] {
-    mu_.AssertReaderHeld();
-    return reactors_.empty();
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&none), absl::Seconds(5));
 }
 
 }  // namespace jobwire

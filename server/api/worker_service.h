@@ -9,7 +9,7 @@
 // reaction. A closed or cancelled stream releases the session's leases at
 // once.
 //
-// Thread-safe. The dispatcher and clock are not owned and must outlive the
+// Thread-safe. The dispatcher is not owned and must outlive the
 // service. Shutdown() must run before grpc::Server::Shutdown.
 #ifndef JOBWIRE_SERVER_API_WORKER_SERVICE_H_
 #define JOBWIRE_SERVER_API_WORKER_SERVICE_H_
@@ -22,7 +22,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "jobwire/v1/worker_service.grpc.pb.h"
-#include "server/common/clock.h"
 #include "server/scheduling/dispatcher.h"
 
 namespace jobwire {
@@ -32,18 +31,22 @@ class WorkerSessionReactor;
 class WorkerServiceImpl final
     : public jobwire::v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(Dispatcher* dispatcher, Clock* clock);
+  explicit WorkerServiceImpl(Dispatcher* dispatcher);
   ~WorkerServiceImpl() override;
 
   grpc::ServerBidiReactor<jobwire::v1::ConnectRequest,
                           jobwire::v1::ConnectResponse>*
   Connect(grpc::CallbackServerContext* context) override;
 
-  // Graceful end of every session. Blocks (call it from the shutdown
-  // thread, never from a gRPC thread): refuses new sessions, sends `drain`
-  // with `deadline` to every worker, waits until their running jobs end or
-  // the deadline passes, then releases the leases left (jobs back to QUEUED,
-  // durably) and finishes every stream with UNAVAILABLE. Idempotent.
+  // Starts the graceful end of every session; returns at once (it is the
+  // service's App shutdown hook). Refuses new sessions, stops assigning and
+  // sends `drain` with `deadline` to every worker. A session whose jobs have
+  // ended is finished with UNAVAILABLE; sessions still running jobs at the
+  // deadline are cancelled by grpc::Server::Shutdown(deadline), which
+  // releases their leases as "server shutting down" (jobs back to QUEUED,
+  // not counted as a failed attempt). The App then calls
+  // Dispatcher::ReleaseAllLeasesBlocking so those writes are durable before
+  // the store closes. Idempotent.
   void Shutdown(absl::Time deadline);
 
   // Open sessions (for tests and server info).
@@ -55,7 +58,6 @@ class WorkerServiceImpl final
   void Unregister(WorkerSessionReactor* reactor);
 
   Dispatcher* const dispatcher_;
-  Clock* const clock_;
   absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::set<WorkerSessionReactor*> reactors_ ABSL_GUARDED_BY(mu_);

@@ -143,7 +143,9 @@ void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
   auto it = leases_.find(job_id);
   if (it == leases_.end()) return;
   auto s = sessions_.find(it->second.session);
-  if (s != sessions_.end()) --s->second.used;
+  if (s != sessions_.end() && --s->second.used == 0 && draining_) {
+    s->second.conn->EndSession();
+  }
   auto q = queue_leases_.find(it->second.queue);
   if (q != queue_leases_.end() && --q->second <= 0) queue_leases_.erase(q);
   leases_.erase(it);
@@ -417,7 +419,8 @@ void Dispatcher::CloseSession(int64_t session) {
   for (auto& [job_id, lease] : leases_) {
     if (lease.session != session) continue;
     if (lease.active && !lease.ending) {
-      EndLeaseLocked(&lease, wt::LeaseEndCause::kDisconnected);
+      EndLeaseLocked(&lease, draining_ ? wt::LeaseEndCause::kShutdown
+                                       : wt::LeaseEndCause::kDisconnected);
     }
     // A reserved lease is released when its Assign commits (OnAssignDone).
     lease.session = 0;
@@ -735,7 +738,10 @@ void Dispatcher::SetQueueWeight(const std::string& queue, int32_t weight) {
 void Dispatcher::Drain(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   draining_ = true;
-  for (auto& [id, s] : sessions_) s.conn->SendDrain(deadline);
+  for (auto& [id, s] : sessions_) {
+    s.conn->SendDrain(deadline);
+    if (s.used == 0) s.conn->EndSession();
+  }
 }
 
 int64_t Dispatcher::LeaseCount() {

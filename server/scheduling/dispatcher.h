@@ -100,6 +100,9 @@ class WorkerConnection {
                           const std::string& reason) = 0;
   virtual void SendPause(const std::string& job_id, int32_t attempt) = 0;
   virtual void SendDrain(absl::Time deadline) = 0;
+  // While draining: the session holds no lease any more, so its stream may
+  // end (with UNAVAILABLE, after the queued messages).
+  virtual void EndSession() = 0;
 };
 
 // One reason a job is not running, for ExplainJob.
@@ -155,8 +158,9 @@ class Dispatcher final : public CommitListener {
   absl::StatusOr<int64_t> AddSession(const WorkerHello& hello,
                                      WorkerConnection* conn);
   // Closes a session: its running jobs are released at once ("worker
-  // disconnected"; a job with a pending cancel ends CANCELLED). After it
-  // returns `conn` is never called again. Idempotent.
+  // disconnected"; a job with a pending cancel ends CANCELLED; while
+  // draining, "server shutting down", which does not count as a failed
+  // attempt). After it returns `conn` is never called again. Idempotent.
   void CloseSession(int64_t session);
   // Renews every lease of the session (any message from the worker).
   void Touch(int64_t session);
@@ -207,7 +211,8 @@ class Dispatcher final : public CommitListener {
 
   // --- Shutdown (called by WorkerService::Shutdown) ---
 
-  // Stops assigning and sends `drain` with `deadline` to every session.
+  // Stops assigning and sends `drain` with `deadline` to every session;
+  // sessions without leases (now or later) are ended (EndSession).
   void Drain(absl::Time deadline);
   // Number of leases (reserved or running).
   int64_t LeaseCount();
