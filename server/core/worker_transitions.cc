@@ -203,6 +203,8 @@ absl::string_view LeaseEndReason(LeaseEndCause cause) {
       return "attempt timeout";
     case LeaseEndCause::kShutdown:
       return "server shutting down";
+    case LeaseEndCause::kRestarted:
+      return "server restarted";
   }
   return "lease ended";
 }
@@ -221,7 +223,8 @@ absl::StatusOr<JobChange> EndLease(const Job& job, absl::Time now,
     c.events.back().error = error;
     return c;
   }
-  if (end.cause == LeaseEndCause::kShutdown) {
+  if (end.cause == LeaseEndCause::kShutdown ||
+      end.cause == LeaseEndCause::kRestarted) {
     JobChange c{job, {}};
     c.job.state = JobState::kQueued;
     DropLease(&c.job);

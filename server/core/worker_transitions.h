@@ -72,6 +72,7 @@ enum class LeaseEndCause {
   kExpired,         // no message from the worker within the lease ttl
   kAttemptTimeout,  // the job's attempt_timeout passed
   kShutdown,        // the server released it while shutting down
+  kRestarted,       // found RUNNING when the server started (it crashed)
 };
 
 struct LeaseEnd {
@@ -83,13 +84,13 @@ struct LeaseEnd {
   double unit_random = 0.5;
 };
 
-// Ends the lease of `attempt`. A requested cancel wins: CANCELLED. Shutdown:
-// back to QUEUED (the attempt is not held against the job). Disconnect and
-// expiry count as a failed, retryable attempt: back to QUEUED at once while
-// attempts remain, else FAILED. An attempt timeout is a retryable failure
-// with the usual backoff. The reason of the event names the cause
+// Ends the lease of `attempt`. A requested cancel wins: CANCELLED. Shutdown
+// and restart: back to QUEUED (the attempt is not held against the job).
+// Disconnect and expiry count as a failed, retryable attempt: back to QUEUED at
+// once while attempts remain, else FAILED. An attempt timeout is a retryable
+// failure with the usual backoff. The reason of the event names the cause
 // ("worker disconnected", "lease expired", "attempt timeout",
-// "server shutting down").
+// "server shutting down", "server restarted").
 absl::StatusOr<JobChange> EndLease(const Job& job, absl::Time now,
                                    int32_t attempt, const LeaseEnd& end);
 

@@ -136,6 +136,15 @@ TEST(WorkerTransitionsTest, ShutdownReleaseRequeuesEvenOnTheLastAttempt) {
   EXPECT_EQ(c->events[0].reason, "server shutting down");
 }
 
+TEST(WorkerTransitionsTest, RestartRequeuesARunningJob) {
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kRestarted;
+  auto c = wt::EndLease(Running(2), kNow, 2, end);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kQueued);
+  EXPECT_EQ(c->events[0].reason, "server restarted");
+}
+
 TEST(WorkerTransitionsTest, AttemptTimeoutRetriesWithBackoff) {
   auto c = wt::AttemptTimeout(Running(1), kNow, 1, 0.5);
   ASSERT_TRUE(c.ok());
