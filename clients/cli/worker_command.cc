@@ -39,6 +39,17 @@ namespace {
 namespace v1 = ::jobwire::v1;
 
 constexpr size_t kStderrTail = 2048;
+
+// SIGTERM / SIGINT write a byte here; the main loop polls it. (A handler
+// rather than sigwait: gRPC's threads exist before the command runs and do
+// not block the signals.)
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void OnDrainSignal(int) {
+  const char byte = 1;
+  ssize_t ignored = write(g_signal_pipe[1], &byte, 1);
+  (void)ignored;
+}
 constexpr absl::Duration kKillGrace = absl::Seconds(5);
 
 struct Flags {
@@ -519,22 +530,19 @@ int Worker::Main() {
   std::cerr << "jobwire worker: session " << welcome.welcome().session_id()
             << " as " << flags_.worker_id << "\n";
 
-  // Signals are taken by a sigwait loop below, not by handlers.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
   std::thread reader([this] { Reader(); });
   std::thread heartbeats([this, interval] { Heartbeats(interval); });
 
   // Wait for a signal or the end of the stream, checking twice a second.
-  timespec tick{0, 500'000'000};
   bool signalled = false;
   for (;;) {
-    int sig = sigtimedwait(&sigs, nullptr, &tick);
+    pollfd pfd{g_signal_pipe[0], POLLIN, 0};
+    if (poll(&pfd, 1, 500) > 0) {
+      char byte;
+      if (read(g_signal_pipe[0], &byte, 1) == 1) signalled = true;
+    }
     absl::MutexLock lock(&mu_);
-    if (sig == SIGTERM || sig == SIGINT) {
-      signalled = true;
+    if (signalled && !draining_) {
       draining_ = true;
       drain_deadline_ = std::min(drain_deadline_, absl::Now() + flags_.grace);
     }
@@ -614,12 +622,15 @@ int RunWorkerCommand(int argc, char** argv) {
     std::cerr << "jobwire worker: " << error << "\n";
     return 2;
   }
-  // Block the drain signals in every thread; Main() takes them with sigwait.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  if (g_signal_pipe[0] < 0 && pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    std::perror("jobwire worker: pipe");
+    return 1;
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnDrainSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   Worker worker(std::move(flags));
   return worker.Main();
