@@ -1,4 +1,17 @@
-#include "clients/cli/worker_command.h"
+// `jobwire worker`: runs a shell command once per job it gets from the server.
+//
+//   jobwire worker --queue Q [--queue Q2:weight] [--kind K] [--slots N]
+//                  [--grace 30s] [--worker-id ID] --exec 'COMMAND'
+//
+// COMMAND runs through /bin/sh -c with the job's args as JSON on stdin and
+// JOBWIRE_JOB_ID / JOBWIRE_ATTEMPT in its environment. Stdout lines
+// `progress DONE/TOTAL [message]` become progress reports; exit 0 completes
+// the job (a last stdout line that is a JSON object becomes the result);
+// any other exit fails the attempt (retryable) with the tail of stderr as
+// the message. SIGTERM or SIGINT drains: no new jobs, running ones get up to
+// --grace to finish, then they are stopped and failed as retryable.
+// A cancel from the server stops the command (SIGTERM to its process group,
+// SIGKILL after 5s) and acknowledges.
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
@@ -29,6 +42,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "clients/cli/cli.h"
 #include "jobwire/v1/worker_service.grpc.pb.h"
 
 extern char** environ;
@@ -53,7 +67,6 @@ extern "C" void OnDrainSignal(int) {
 constexpr absl::Duration kKillGrace = absl::Seconds(5);
 
 struct Flags {
-  std::string server = "unix:jobwire.sock";
   std::vector<std::pair<std::string, int>> queues;
   std::vector<std::string> kinds;
   int slots = 1;
@@ -62,64 +75,35 @@ struct Flags {
   std::string worker_id;
 };
 
-bool ParseFlags(int argc, char** argv, Flags* f, std::string* error) {
-  for (int i = 0; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    std::string value;
-    auto take = [&](absl::string_view name) {
-      if (arg == name) {
-        if (i + 1 >= argc) return false;
-        value = argv[++i];
-        return true;
-      }
-      if (absl::ConsumePrefix(&arg, absl::StrCat(name, "="))) {
-        value = std::string(arg);
-        return true;
-      }
-      return false;
-    };
-    if (take("--queue")) {
-      std::pair<std::string, std::string> parts =
-          absl::StrSplit(value, absl::MaxSplits(':', 1));
-      int weight = 0;
-      if (!parts.second.empty() && !absl::SimpleAtoi(parts.second, &weight)) {
-        *error = absl::StrCat("bad queue weight in --queue ", value);
-        return false;
-      }
-      f->queues.push_back({parts.first, weight});
-    } else if (take("--kind")) {
-      f->kinds.push_back(value);
-    } else if (take("--slots")) {
-      if (!absl::SimpleAtoi(value, &f->slots) || f->slots < 1) {
-        *error = "--slots must be a number >= 1";
-        return false;
-      }
-    } else if (take("--grace")) {
-      if (!absl::ParseDuration(value, &f->grace)) {
-        *error = "--grace must be a duration such as 30s";
-        return false;
-      }
-    } else if (take("--exec")) {
-      f->exec = value;
-    } else if (take("--server")) {
-      f->server = value;
-    } else if (take("--worker-id")) {
-      f->worker_id = value;
-    } else {
-      *error = absl::StrCat("unknown flag ", argv[i]);
-      return false;
+// Checks the raw flag values and fills `f`. INVALID_ARGUMENT naming the flag.
+absl::Status BuildFlags(const std::vector<std::string>& queues,
+                        const std::vector<std::string>& kinds, int slots,
+                        absl::Duration grace, const std::string& exec,
+                        const std::string& worker_id, Flags* f) {
+  for (const std::string& q : queues) {
+    std::pair<std::string, std::string> parts =
+        absl::StrSplit(q, absl::MaxSplits(':', 1));
+    int weight = 0;
+    if (!parts.second.empty() &&
+        (!absl::SimpleAtoi(parts.second, &weight) || weight < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--queue: bad weight in \"", q, "\" (want NAME:N, N >= 1)"));
     }
+    f->queues.push_back({parts.first, weight});
   }
-  if (f->exec.empty()) {
-    *error = "--exec is required";
-    return false;
-  }
+  f->kinds = kinds;
+  if (slots < 1) return absl::InvalidArgumentError("--slots: must be >= 1");
+  f->slots = slots;
+  f->grace = grace;
+  if (exec.empty()) return absl::InvalidArgumentError("--exec is required");
+  f->exec = exec;
+  f->worker_id = worker_id;
   if (f->worker_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
     f->worker_id = absl::StrCat(host, ":", getpid());
   }
-  return true;
+  return absl::OkStatus();
 }
 
 // Parses "progress DONE/TOTAL [message]".
@@ -188,9 +172,14 @@ class Run {
 
 class Worker {
  public:
-  explicit Worker(Flags flags) : flags_(std::move(flags)) {}
+  Worker(Flags flags, std::shared_ptr<grpc::Channel> channel,
+         std::unique_ptr<grpc::ClientContext> context)
+      : flags_(std::move(flags)),
+        channel_(std::move(channel)),
+        context_(std::move(context)) {}
 
-  int Main();
+  // Runs the session until a drain ends it (OK) or the stream breaks.
+  absl::Status Main();
   void Send(const v1::ConnectRequest& msg) {
     absl::MutexLock lock(&write_mu_);
     if (!writes_done_) stream_->Write(msg);
@@ -204,7 +193,8 @@ class Worker {
   void ReapFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Flags flags_;
-  grpc::ClientContext context_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<grpc::ClientContext> context_;
   std::unique_ptr<
       grpc::ClientReaderWriter<v1::ConnectRequest, v1::ConnectResponse>>
       stream_;
@@ -500,11 +490,9 @@ void Worker::Heartbeats(absl::Duration interval) {
   }
 }
 
-int Worker::Main() {
-  auto channel =
-      grpc::CreateChannel(flags_.server, grpc::InsecureChannelCredentials());
-  auto stub = v1::WorkerService::NewStub(channel);
-  stream_ = stub->Connect(&context_);
+absl::Status Worker::Main() {
+  auto stub = v1::WorkerService::NewStub(channel_);
+  stream_ = stub->Connect(context_.get());
   v1::ConnectRequest hello;
   v1::Hello* h = hello.mutable_hello();
   h->set_worker_id(flags_.worker_id);
@@ -518,10 +506,7 @@ int Worker::Main() {
   v1::ConnectResponse welcome;
   if (!stream_->Write(hello) || !stream_->Read(&welcome) ||
       !welcome.has_welcome()) {
-    grpc::Status s = stream_->Finish();
-    std::cerr << "jobwire worker: cannot start a session: " << s.error_message()
-              << "\n";
-    return 1;
+    return FromGrpcStatus(stream_->Finish());
   }
   absl::Duration interval =
       absl::Seconds(welcome.welcome().heartbeat_interval().seconds()) +
@@ -576,11 +561,10 @@ int Worker::Main() {
   absl::MutexLock lock(&mu_);
   for (auto& [key, run] : runs_) run->Join();
   if (broken) {
-    std::cerr << "jobwire worker: stream ended: "
-              << final_status_.error_message() << "\n";
-    return 1;
+    absl::Status s = FromGrpcStatus(final_status_);
+    return s.ok() ? absl::UnavailableError("the server ended the session") : s;
   }
-  return 0;
+  return absl::OkStatus();
 }
 
 void Worker::Drain(absl::Time deadline) {
@@ -613,27 +597,69 @@ void Worker::Drain(absl::Time deadline) {
   }
 }
 
+class WorkerCommand final : public Command {
+ public:
+  std::string name() const override { return "worker"; }
+  std::string summary() const override {
+    return "run a shell command (--exec) once per job of the given queues; "
+           "SIGTERM drains";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->StringList("queue", &queues_,
+                      "queue to serve, repeatable; NAME or NAME:WEIGHT "
+                      "(default: default)",
+                      "QUEUE");
+    flags->StringList("kind", &kinds_,
+                      "job kind to run, repeatable (default: every kind)",
+                      "KIND");
+    flags->Int("slots", &slots_, "jobs run at once (default 1)");
+    flags->Duration(
+        "grace", &grace_,
+        "on SIGTERM, how long running jobs may finish (default 30s)");
+    flags->String("exec", &exec_,
+                  "shell command run per job: args JSON on stdin, "
+                  "JOBWIRE_JOB_ID and JOBWIRE_ATTEMPT in the environment",
+                  "COMMAND");
+    flags->String("worker-id", &worker_id_,
+                  "name shown to operators (default host:pid)", "ID");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (!args.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("worker takes no arguments, got \"", args[0], "\""));
+    }
+    Flags flags;
+    absl::Status s =
+        BuildFlags(queues_, kinds_, slots_, grace_, exec_, worker_id_, &flags);
+    if (!s.ok()) return s;
+    if (g_signal_pipe[0] < 0 && pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+      return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+    }
+    struct sigaction sa = {};
+    sa.sa_handler = OnDrainSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    Worker worker(std::move(flags), context.channel,
+                  context.NewCallContext(/*with_deadline=*/false));
+    return worker.Main();
+  }
+
+ private:
+  std::vector<std::string> queues_;
+  std::vector<std::string> kinds_;
+  int slots_ = 1;
+  absl::Duration grace_ = absl::Seconds(30);
+  std::string exec_;
+  std::string worker_id_;
+};
+
 }  // namespace
 
-int RunWorkerCommand(int argc, char** argv) {
-  Flags flags;
-  std::string error;
-  if (!ParseFlags(argc, argv, &flags, &error)) {
-    std::cerr << "jobwire worker: " << error << "\n";
-    return 2;
-  }
-  if (g_signal_pipe[0] < 0 && pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
-    std::perror("jobwire worker: pipe");
-    return 1;
-  }
-  struct sigaction sa = {};
-  sa.sa_handler = OnDrainSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  Worker worker(std::move(flags));
-  return worker.Main();
+void AddWorkerCommand(CommandList* commands) {
+  commands->push_back(std::make_unique<WorkerCommand>());
 }
 
 }  // namespace jobwire::cli

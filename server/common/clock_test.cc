@@ -14,7 +14,8 @@ TEST(FakeClockTest, MovesOnlyWhenAdvanced) {
 }
 
 TEST(SystemClockTest, IsCloseToAbslNow) {
-  EXPECT_LT(absl::AbsDuration(Clock::Real()->Now() - absl::Now()), absl::Seconds(1));
+  EXPECT_LT(absl::AbsDuration(Clock::Real()->Now() - absl::Now()),
+            absl::Seconds(1));
 }
 
 }  // namespace

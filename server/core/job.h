@@ -163,6 +163,8 @@ struct JobEvent {
   int32_t priority = 0;
   std::map<std::string, std::string> labels;
   absl::Time run_after = absl::InfinitePast();
+  // The job's state right after this event.
+  JobState state = JobState::kUnspecified;
 };
 
 // Receives every batch of committed events, in event_id order, right after the

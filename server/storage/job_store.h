@@ -22,11 +22,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/core/job.h"
 #include "server/core/job_change.h"
 
@@ -46,6 +48,45 @@ struct SubmitOutcome {
 using SubmitCallback =
     std::function<void(absl::StatusOr<std::vector<SubmitOutcome>>)>;
 using JobCallback = std::function<void(absl::StatusOr<Job>)>;
+using StatusCallback = std::function<void(absl::Status)>;
+
+// A page request of ListJobsBlocking.
+struct ListJobsQuery {
+  // AIP-160 subset, see core/filter.h. Empty: every job.
+  std::string filter;
+  // "create_time" (default, same as empty; "create_time asc" too),
+  // "create_time desc", "priority desc" (then oldest first), "update_time
+  // desc".
+  std::string order_by;
+  // 0 means 100; values above 1,000 are treated as 1,000.
+  int32_t page_size = 0;
+  // next_page_token of the previous page, or empty for the first page. Only
+  // valid with the same filter and order_by.
+  std::string page_token;
+};
+
+struct ListJobsResult {
+  std::vector<Job> jobs;
+  // Empty on the last page.
+  std::string next_page_token;
+};
+
+struct QueueStateCount {
+  std::string queue;
+  JobState state = JobState::kUnspecified;
+  int64_t count = 0;
+};
+
+// Durable per-queue settings (AdminService). Queues without a row use the
+// defaults below.
+struct QueueRow {
+  std::string name;
+  bool paused = false;
+  // When a pause ends by itself; InfinitePast when it does not.
+  absl::Time resume_time = absl::InfinitePast();
+  int32_t concurrency_limit = 0;  // 0: no limit
+  int32_t weight = 1;
+};
 
 class JobStore {
  public:
@@ -66,15 +107,76 @@ class JobStore {
   virtual absl::StatusOr<Job> GetJobBlocking(const std::string& id) = 0;
 
   // Events of one job with seq > after_seq, in seq order, at most `limit`.
+  // `limit` above 10,000 reads 10,000; INVALID_ARGUMENT when limit <= 0. An
+  // unknown job has no events (empty result, not NOT_FOUND).
   virtual absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
       const std::string& job_id, int64_t after_seq, int limit) = 0;
 
   // Events of all jobs with event_id > after_event_id, in order, at most `limit`.
+  // Same limits as above. Events carry their job attributes as committed.
   virtual absl::StatusOr<std::vector<JobEvent>> ReadEventsBlocking(
       int64_t after_event_id, int limit) = 0;
 
+  // Registers a listener (not owned; must outlive the store). Call before the
+  // first write. Listeners are called in registration order on the writer
+  // thread after each durable commit, with that commit's events in event_id
+  // order, before any `done` of that commit runs.
+  virtual void AddCommitListener(CommitListener* listener) = 0;
+
+  // One page of jobs matching query.filter in query.order_by order. Pages are
+  // keyset-based: jobs added meanwhile never shift later pages (with the
+  // create_time orders, new jobs only appear at the end of an ascending
+  // listing). INVALID_ARGUMENT with field "filter", "order_by", "page_size"
+  // (negative) or "page_token" (garbage, or from another filter/order_by).
+  virtual absl::StatusOr<ListJobsResult> ListJobsBlocking(
+      const ListJobsQuery& query) = 0;
+
+  // Number of jobs per (queue, state), for rows with count > 0, ordered by
+  // queue then state.
+  virtual absl::StatusOr<std::vector<QueueStateCount>>
+  CountJobsByQueueAndStateBlocking() = 0;
+
+  // The highest event_id committed so far; 0 when none ever was.
+  virtual absl::StatusOr<int64_t> LastEventIdBlocking() = 0;
+  // The smallest event_id still stored; 0 when the log is empty.
+  virtual absl::StatusOr<int64_t> OldestEventIdBlocking() = 0;
+  // The highest event_id ever deleted by retention (0 when none). Retention
+  // deletes whole terminal jobs, so deleted and kept ids interleave: a
+  // WatchJobs cursor `after_event_id` may have missed events exactly when
+  // after_event_id < MaxPrunedEventIdBlocking(); such a watcher needs a
+  // `reset`. Events of jobs that still exist are never deleted, so a WatchJob
+  // cursor (job_id, after_seq) of an existing job is always replayable.
+  virtual absl::StatusOr<int64_t> MaxPrunedEventIdBlocking() = 0;
+
+  // Calls `visitor` for every job in QUEUED, SCHEDULED, RUNNING or PAUSED, in
+  // no particular order, with args_json, payload, checkpoint and result
+  // payload left empty (for the dispatcher's start-up rebuild). The visitor
+  // runs on the calling thread and must not call the store.
+  virtual absl::Status LoadActiveJobsBlocking(
+      const std::function<void(const Job&)>& visitor) = 0;
+
+  // Server-wide settings (e.g. the dispatch pause). nullopt when unset.
+  virtual absl::StatusOr<std::optional<std::string>> GetSettingBlocking(
+      const std::string& key) = 0;
+  // Writes a setting through the writer; `done` after the commit.
+  virtual void PutSetting(std::string key, std::string value,
+                          StatusCallback done) = 0;
+
+  // Every stored queue row, ordered by name.
+  virtual absl::StatusOr<std::vector<QueueRow>> ListQueueRowsBlocking() = 0;
+  // Creates or replaces the row of queue `row.name` through the writer.
+  virtual void UpsertQueue(QueueRow row, StatusCallback done) = 0;
+
+  // Deletes terminal jobs (and their events and labels) that retention
+  // allows to go, in small transactions through the writer so that other
+  // writes keep flowing between them. Returns the number of jobs deleted.
+  // The app calls it periodically.
+  virtual absl::StatusOr<int64_t> RunRetentionOnceBlocking() = 0;
+
   // Stops taking writes, commits what is queued, answers every caller, and
-  // closes the database cleanly. Idempotent.
+  // closes the database cleanly. Idempotent. Writes after Shutdown are
+  // answered at once, on the caller's thread, with UNAVAILABLE; reads fail
+  // with UNAVAILABLE.
   virtual void Shutdown() = 0;
 };
 

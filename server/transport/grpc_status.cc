@@ -28,7 +28,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     }
     rich.add_details()->PackFrom(bad);
   }
-  std::vector<PreconditionViolation> preconditions = GetPreconditionViolations(status);
+  std::vector<PreconditionViolation> preconditions =
+      GetPreconditionViolations(status);
   if (!preconditions.empty()) {
     google::rpc::PreconditionFailure failure;
     for (const PreconditionViolation& v : preconditions) {
@@ -43,8 +44,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (GetRetryDelay(status, &delay)) {
     google::rpc::RetryInfo retry;
     retry.mutable_retry_delay()->set_seconds(absl::ToInt64Seconds(delay));
-    retry.mutable_retry_delay()->set_nanos(static_cast<int32_t>(
-        absl::ToInt64Nanoseconds(delay - absl::Seconds(absl::ToInt64Seconds(delay)))));
+    retry.mutable_retry_delay()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(
+            delay - absl::Seconds(absl::ToInt64Seconds(delay)))));
     rich.add_details()->PackFrom(retry);
   }
   std::string reason = GetErrorReason(status);

@@ -1,0 +1,151 @@
+#include "clients/cli/cli.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+#include <ostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/transport/listen_address.h"
+
+namespace jobwire::cli {
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+struct GlobalFlags {
+  std::string addr = "unix:var/jobwire.sock";
+  absl::Duration timeout = absl::Seconds(10);
+  std::string token;
+};
+
+void AddGlobalFlags(FlagSet* flags, GlobalFlags* g) {
+  flags->String("addr", &g->addr,
+                "server address: unix:PATH, unix:///ABS, unix-abstract:NAME or "
+                "HOST:PORT (default unix:var/jobwire.sock) [JOBWIRE_ADDR]",
+                "ADDR");
+  flags->Duration("timeout", &g->timeout,
+                  "deadline of each call (default 10s)");
+  flags->String("token", &g->token,
+                "bearer token for the server [JOBWIRE_TOKEN]", "TOKEN");
+}
+
+std::string MainUsage(const CommandList& commands) {
+  FlagSet flags;
+  GlobalFlags g;
+  AddGlobalFlags(&flags, &g);
+  std::string out =
+      "usage: jobwire [FLAGS] COMMAND [ARGS]\n\n"
+      "The command-line client of jobwired. `jobwire COMMAND --help` tells "
+      "more.\n\n"
+      "Commands:\n";
+  for (const auto& c : commands) {
+    std::string head = absl::StrCat("  ", c->name());
+    if (head.size() < 12) head.resize(12, ' ');
+    absl::StrAppend(&out, head, " ", c->summary(), "\n");
+  }
+  absl::StrAppend(&out, "\nFlags (every command):\n", flags.Usage());
+  return out;
+}
+
+int Fail(std::ostream& err, absl::string_view command,
+         const absl::Status& status) {
+  err << "jobwire: " << command << ": "
+      << absl::StatusCodeToString(status.code()) << ": " << status.message()
+      << "\n";
+  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                             : kExitError;
+}
+
+}  // namespace
+
+std::unique_ptr<grpc::ClientContext> CliContext::NewCallContext(
+    bool with_deadline) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (with_deadline)
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
+  return context;
+}
+
+void CliContext::PrintJson(const google::protobuf::Message& message) const {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  *out << json;
+  if (json.empty() || json.back() != '\n') *out << "\n";
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+int RunCli(const std::vector<std::string>& args, CommandList commands,
+           const GetEnvFn& getenv, std::ostream& out, std::ostream& err) {
+  GlobalFlags g;
+  if (auto v = getenv("JOBWIRE_ADDR"); v.has_value() && !v->empty())
+    g.addr = *v;
+  if (auto v = getenv("JOBWIRE_TOKEN"); v.has_value()) g.token = *v;
+
+  FlagSet global;
+  AddGlobalFlags(&global, &g);
+  absl::StatusOr<std::vector<std::string>> rest = global.Parse(args, true);
+  if (!rest.ok()) return Fail(err, "jobwire", rest.status());
+  if (rest->empty()) {
+    if (global.help_requested()) {
+      out << MainUsage(commands);
+      return 0;
+    }
+    err << MainUsage(commands);
+    return kExitUsage;
+  }
+  const std::string name = rest->front();
+  Command* command = nullptr;
+  for (const auto& c : commands) {
+    if (c->name() == name) command = c.get();
+  }
+  if (command == nullptr) {
+    return Fail(err, name,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "unknown command \"", name, "\"; see jobwire --help")));
+  }
+
+  FlagSet flags;
+  AddGlobalFlags(&flags, &g);
+  command->AddFlags(&flags);
+  absl::StatusOr<std::vector<std::string>> positional =
+      flags.Parse(std::vector<std::string>(rest->begin() + 1, rest->end()));
+  if (!positional.ok()) return Fail(err, name, positional.status());
+  if (flags.help_requested() || global.help_requested()) {
+    out << "usage: jobwire " << name
+        << (command->args_usage().empty() ? "" : " " + command->args_usage())
+        << " [FLAGS]\n\n"
+        << command->summary() << "\n\nFlags:\n"
+        << flags.Usage();
+    return 0;
+  }
+
+  absl::StatusOr<ListenAddress> address = ParseListenAddress(g.addr);
+  if (!address.ok()) {
+    return Fail(err, name,
+                absl::InvalidArgumentError(
+                    absl::StrCat("--addr: ", address.status().message())));
+  }
+  CliContext context;
+  context.channel =
+      grpc::CreateChannel(address->ToUri(), grpc::InsecureChannelCredentials());
+  context.timeout = g.timeout;
+  context.token = g.token;
+  context.out = &out;
+  absl::Status status = command->Run(context, *positional);
+  if (!status.ok()) return Fail(err, name, status);
+  return 0;
+}
+
+}  // namespace jobwire::cli

@@ -1,0 +1,15 @@
+// The command table of `jobwire`: one line per command file.
+#include "clients/cli/cli.h"
+
+namespace jobwire::cli {
+
+CommandList AllCommands() {
+  CommandList commands;
+  AddServerCommands(&commands);  // server_commands.cc: health, info
+  // AddJobCommands(&commands);  // jobs_commands.cc (#4): submit, get, list,
+  // watch, ...
+  AddWorkerCommand(&commands);  // worker_command.cc: worker
+  return commands;
+}
+
+}  // namespace jobwire::cli

@@ -1,0 +1,94 @@
+// AdminServiceImpl: jobwire.v1.AdminService, for operators.
+//
+// Implemented now: GetServerInfo (version, start time, uptime, listeners,
+// storage path and size, draining). The queue and dispatch controls and
+// Backup answer UNIMPLEMENTED with a message until the scheduler and storage
+// provide them.
+//
+// Thread-safe. GetServerInfo stats the database file, so its body runs on the
+// Executor, never on a gRPC thread.
+#ifndef JOBWIRE_SERVER_API_ADMIN_SERVICE_H_
+#define JOBWIRE_SERVER_API_ADMIN_SERVICE_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
+#include "server/common/clock.h"
+#include "server/common/executor.h"
+
+namespace jobwire {
+
+class AdminServiceImpl final
+    : public jobwire::v1::AdminService::CallbackService {
+ public:
+  struct Options {
+    std::string version;
+    // Absolute path of the database file.
+    std::string storage_path;
+    // Whether the server is draining; called on the executor.
+    std::function<bool()> draining;
+  };
+
+  // `clock` and `executor` are not owned and must outlive the service.
+  // Start time is clock->Now() at construction.
+  AdminServiceImpl(Options options, Clock* clock, Executor* executor);
+
+  // The addresses actually served (ports resolved), set once the server is
+  // bound.
+  void SetListeners(std::vector<std::string> listeners);
+
+  // The body of GetServerInfo. Blocking (stats files).
+  absl::Status GetServerInfoBlocking(jobwire::v1::ServerInfo* info) const;
+
+  grpc::ServerUnaryReactor* GetServerInfo(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::GetServerInfoRequest* request,
+      jobwire::v1::ServerInfo* response) override;
+
+  grpc::ServerUnaryReactor* PauseDispatch(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::PauseDispatchRequest* request,
+      jobwire::v1::DispatchState* response) override;
+  grpc::ServerUnaryReactor* ResumeDispatch(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::ResumeDispatchRequest* request,
+      jobwire::v1::DispatchState* response) override;
+  grpc::ServerUnaryReactor* PauseQueue(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::PauseQueueRequest* request,
+      jobwire::v1::Queue* response) override;
+  grpc::ServerUnaryReactor* ResumeQueue(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::ResumeQueueRequest* request,
+      jobwire::v1::Queue* response) override;
+  grpc::ServerUnaryReactor* ListQueues(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::ListQueuesRequest* request,
+      jobwire::v1::ListQueuesResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateQueue(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::UpdateQueueRequest* request,
+      jobwire::v1::Queue* response) override;
+  grpc::ServerWriteReactor<jobwire::v1::BackupChunk>* Backup(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::BackupRequest* request) override;
+
+ private:
+  const Options options_;
+  Clock* const clock_;
+  Executor* const executor_;
+  const absl::Time start_time_;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::string> listeners_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_API_ADMIN_SERVICE_H_

@@ -1,0 +1,116 @@
+// App: the composition root of jobwired.
+//
+// App::Start builds every component in dependency order and owns each with a
+// unique_ptr; every other component gets non-owning pointers. Stop() tears
+// them down in reverse (the order is written out in app.cc). This is the one
+// place where the server is wired together, so this is where new parts plug
+// in (see "Plug-in points" in app.cc): the SqliteJobStore (server/storage),
+// the EventBus (server/events), the scheduler (server/scheduling),
+// JobServiceImpl (server/api/job_service.h) and WorkerServiceImpl
+// (server/api/worker_service.h). Until they land, JobService and
+// WorkerService are the generated base classes, whose methods answer
+// UNIMPLEMENTED.
+//
+// Thread-safety: Start and Stop are called from one thread (main);
+// SkipGrace and draining() are safe from any thread.
+#ifndef JOBWIRE_SERVER_APP_APP_H_
+#define JOBWIRE_SERVER_APP_APP_H_
+
+#include <grpcpp/server.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+#include "jobwire/v1/worker_service.grpc.pb.h"
+#include "server/api/admin_service.h"
+#include "server/api/health_service.h"
+#include "server/app/server_options.h"
+#include "server/common/clock.h"
+#include "server/common/executor.h"
+#include "server/transport/unix_socket_guard.h"
+
+namespace jobwire {
+
+// The jobwired version, from the CMake project version.
+const char* JobwireVersion();
+
+class App {
+ public:
+  // A service's part in a graceful stop, called once on the stopping thread
+  // before grpc::Server::Shutdown. The service tells its open streams that
+  // the server drains and until when (`deadline`), takes no new work, and
+  // finishes its streams by the deadline at the latest. It must return
+  // promptly, not wait for the deadline: Stop() then waits in
+  // grpc::Server::Shutdown(deadline), which returns as soon as every call is
+  // done and cancels what is still open at the deadline.
+  using ShutdownHook = std::function<void(absl::Time deadline)>;
+
+  // Builds and starts everything; serves on every listener when it returns.
+  // Fails: INVALID_ARGUMENT for a bad address or a non-loopback TCP listener
+  // without an auth token; FAILED_PRECONDITION when another server holds a
+  // Unix socket path; UNAVAILABLE when an address cannot be bound. On failure
+  // everything already built is torn down (sockets and locks removed).
+  static absl::StatusOr<std::unique_ptr<App>> Start(
+      const ServerOptions& options);
+
+  // Runs Stop() if it has not run.
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // The graceful stop: drain, shut down, release everything. Blocks for at
+  // most about `shutdown_grace`. Idempotent.
+  void Stop();
+
+  // Cuts the grace period short: open calls are cancelled now (the second
+  // stop signal). Safe from any thread, before or during Stop().
+  void SkipGrace();
+
+  // True from the start of Stop().
+  bool draining() const { return draining_.load(); }
+
+  // The addresses served, ports resolved ("unix:/abs/jobwire.sock",
+  // "127.0.0.1:43211"), in --listen order.
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+ private:
+  explicit App(ServerOptions options);
+  absl::Status Build();
+  absl::Status StartServer();
+  void AddShutdownHook(std::string name, ShutdownHook hook);
+
+  const ServerOptions options_;
+  std::atomic<bool> draining_{false};
+
+  // Owned components, in construction order; destroyed in reverse by Stop().
+  std::unique_ptr<Clock> clock_;
+  std::unique_ptr<Executor> executor_;
+  // Plug-in points (later): std::unique_ptr<SqliteJobStore> store_;
+  //                         std::unique_ptr<EventBus> events_;
+  std::unique_ptr<HealthServiceImpl> health_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<jobwire::v1::JobService::CallbackService> job_service_;
+  std::unique_ptr<jobwire::v1::WorkerService::CallbackService> worker_service_;
+  std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
+  std::unique_ptr<grpc::Server> server_;
+
+  std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;
+  std::vector<std::string> addresses_;
+  bool stopped_ = false;
+
+  absl::Mutex mu_;
+  bool skip_grace_ ABSL_GUARDED_BY(mu_) = false;
+  bool server_stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_APP_APP_H_

@@ -1,0 +1,129 @@
+#include "server/app/app.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace jobwire::test {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+class AppTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/jobwire-app-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    options_.listen = {"unix:" + dir_ + "/run/j.sock", "127.0.0.1:0"};
+    options_.db_path = dir_ + "/data/j.db";
+    options_.shutdown_grace = absl::Seconds(2);
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  static grpc::health::v1::HealthCheckResponse::ServingStatus Health(
+      const std::string& target) {
+    auto stub = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status s = stub->Check(&context, {}, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.status();
+  }
+
+  std::string dir_;
+  ServerOptions options_;
+};
+
+TEST_F(AppTest, ServesHealthOnEveryListenerWithResolvedAddresses) {
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok()) << app.status();
+  const auto& addresses = (*app)->addresses();
+  ASSERT_EQ(addresses.size(), 2u);
+  EXPECT_EQ(addresses[0], "unix:" + dir_ + "/run/j.sock");
+  EXPECT_NE(addresses[1], "127.0.0.1:0");
+  for (const std::string& a : addresses) {
+    EXPECT_EQ(Health(a), grpc::health::v1::HealthCheckResponse::SERVING) << a;
+  }
+  EXPECT_TRUE(Exists(dir_ + "/data"));
+}
+
+TEST_F(AppTest, SocketIsOwnerOnlyByDefault) {
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok()) << app.status();
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ + "/run/j.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(AppTest, SocketModeIsConfigurable) {
+  options_.socket_mode = 0660;
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok()) << app.status();
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ + "/run/j.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+}
+
+TEST_F(AppTest, StopRemovesSocketAndLockFile) {
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok());
+  EXPECT_TRUE(Exists(dir_ + "/run/j.sock.lock"));
+  (*app)->Stop();
+  EXPECT_TRUE((*app)->draining());
+  EXPECT_FALSE(Exists(dir_ + "/run/j.sock"));
+  EXPECT_FALSE(Exists(dir_ + "/run/j.sock.lock"));
+}
+
+TEST_F(AppTest, SecondAppOnTheSameSocketFailsAndTheFirstKeepsServing) {
+  auto first = App::Start(options_);
+  ASSERT_TRUE(first.ok());
+  auto second = App::Start(options_);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Health((*first)->addresses()[0]),
+            grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(AppTest, NonLoopbackTcpNeedsAToken) {
+  options_.listen = {"0.0.0.0:0"};
+  auto app = App::Start(options_);
+  EXPECT_EQ(app.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(app.status().message().find("--auth-token"),
+            absl::string_view::npos);
+
+  options_.auth_token = "t";
+  auto with_token = App::Start(options_);
+  EXPECT_TRUE(with_token.ok()) << with_token.status();
+}
+
+TEST_F(AppTest, BadListenAddressFailsAndLeavesNoFiles) {
+  options_.listen = {"unix:" + dir_ + "/run/j.sock", "nonsense"};
+  auto app = App::Start(options_);
+  EXPECT_EQ(app.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(Exists(dir_ + "/run/j.sock.lock"));
+}
+
+TEST_F(AppTest, SkipGraceBeforeStopMakesStopImmediate) {
+  options_.shutdown_grace = absl::Hours(1);
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok());
+  (*app)->SkipGrace();
+  (*app)->Stop();  // would hang for an hour if the grace applied
+  EXPECT_FALSE(Exists(dir_ + "/run/j.sock"));
+}
+
+}  // namespace
+}  // namespace jobwire::test

@@ -1,0 +1,218 @@
+#include "server/app/server_options.h"
+
+#include <cstdlib>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace jobwire {
+namespace {
+
+using Setter =
+    std::function<absl::Status(const std::string& value, ServerOptions*)>;
+
+struct Flag {
+  const char* name;  // without "--"
+  const char* env;
+  const char* value_name;
+  const char* help;
+  Setter set;
+};
+
+absl::Status Bad(absl::string_view what) {
+  return absl::InvalidArgumentError(what);
+}
+
+const std::vector<Flag>& Flags() {
+  static const auto* flags = new std::vector<Flag>{
+      {"listen", "JOBWIRE_LISTEN", "ADDR",
+       "address to serve; repeatable: unix:PATH, unix:///ABS, "
+       "unix-abstract:NAME, "
+       "HOST:PORT (default unix:var/jobwire.sock and 127.0.0.1:50051)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty address");
+         o->listen.push_back(v);
+         return absl::OkStatus();
+       }},
+      {"db", "JOBWIRE_DB", "PATH",
+       "SQLite database file (default var/jobwire.db)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->db_path = v;
+         return absl::OkStatus();
+       }},
+      {"log-level", "JOBWIRE_LOG_LEVEL", "LEVEL",
+       "debug, info, warning or error (default info)",
+       [](const std::string& v, ServerOptions* o) {
+         if (!ParseLogLevel(v, &o->log_level)) {
+           return Bad(absl::StrCat("unknown level \"", v,
+                                   "\" (want debug, info, warning, error)"));
+         }
+         return absl::OkStatus();
+       }},
+      {"log-format", "JOBWIRE_LOG_FORMAT", "FORMAT",
+       "text or json (default text)",
+       [](const std::string& v, ServerOptions* o) {
+         if (!ParseLogFormat(v, &o->log_format)) {
+           return Bad(
+               absl::StrCat("unknown format \"", v, "\" (want text, json)"));
+         }
+         return absl::OkStatus();
+       }},
+      {"shutdown-grace", "JOBWIRE_SHUTDOWN_GRACE", "DURATION",
+       "time open streams get to finish after a stop signal, e.g. 10s, 500ms "
+       "(default 10s)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Duration d;
+         if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration()) {
+           return Bad(
+               absl::StrCat("bad duration \"", v, "\" (e.g. 10s, 500ms)"));
+         }
+         o->shutdown_grace = d;
+         return absl::OkStatus();
+       }},
+      {"socket-mode", "JOBWIRE_SOCKET_MODE", "MODE",
+       "octal permissions of Unix socket files (default 0600)",
+       [](const std::string& v, ServerOptions* o) {
+         char* end = nullptr;
+         long mode = v.empty() ? -1 : std::strtol(v.c_str(), &end, 8);
+         if (mode < 0 || mode > 0777 || end == nullptr || *end != '\0') {
+           return Bad(
+               absl::StrCat("bad mode \"", v, "\" (octal, e.g. 0600, 0660)"));
+         }
+         o->socket_mode = static_cast<mode_t>(mode);
+         return absl::OkStatus();
+       }},
+      {"auth-token", "JOBWIRE_AUTH_TOKEN", "TOKEN",
+       "require 'authorization: Bearer TOKEN' on every method but health and "
+       "reflection; needed for a non-loopback TCP listener",
+       [](const std::string& v, ServerOptions* o) {
+         o->auth_token = v;
+         return absl::OkStatus();
+       }},
+      {"executor-threads", "JOBWIRE_EXECUTOR_THREADS", "N",
+       "threads for blocking work (default 4)",
+       [](const std::string& v, ServerOptions* o) {
+         int n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 256) {
+           return Bad(absl::StrCat("bad thread count \"", v, "\" (1 to 256)"));
+         }
+         o->executor_threads = n;
+         return absl::OkStatus();
+       }},
+  };
+  return *flags;
+}
+
+const Flag* FindFlag(absl::string_view name) {
+  for (const Flag& f : Flags()) {
+    if (name == f.name) return &f;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::optional<std::string> ProcessEnv(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  if (v == nullptr) return std::nullopt;
+  return std::string(v);
+}
+
+absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
+    const std::vector<std::string>& args, const GetEnvFn& getenv) {
+  ServerCommandLine cl;
+  ServerOptions& o = cl.options;
+
+  // Environment first, so that flags win.
+  for (const Flag& f : Flags()) {
+    std::optional<std::string> v = getenv(f.env);
+    if (!v.has_value()) continue;
+    absl::Status s;
+    if (absl::string_view(f.name) == "listen") {
+      o.listen.clear();
+      for (absl::string_view part :
+           absl::StrSplit(*v, ',', absl::SkipWhitespace())) {
+        s.Update(f.set(std::string(absl::StripAsciiWhitespace(part)), &o));
+      }
+      if (o.listen.empty()) s.Update(Bad("no address"));
+    } else {
+      s = f.set(*v, &o);
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(f.env, ": ", s.message()));
+    }
+  }
+
+  bool listen_from_flags = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      cl.help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      cl.version = true;
+      continue;
+    }
+    if (!absl::ConsumePrefix(&arg, "--")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", arg, "\"; see --help"));
+    }
+    std::string name(arg);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    const Flag* f = FindFlag(name);
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, "; see --help"));
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, ": missing value ", f->value_name));
+      }
+      value = args[++i];
+    }
+    if (name == "listen" && !listen_from_flags) {
+      o.listen.clear();
+      listen_from_flags = true;
+    }
+    if (absl::Status s = f->set(value, &o); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, ": ", s.message()));
+    }
+  }
+  return cl;
+}
+
+std::string ServerUsage() {
+  std::string out =
+      "usage: jobwired [FLAGS]\n\n"
+      "jobwired serves the jobwire gRPC API (JobService, WorkerService,\n"
+      "AdminService, grpc.health.v1.Health, server reflection) on every\n"
+      "--listen address at once. SIGINT, SIGTERM, SIGHUP or SIGQUIT stop it\n"
+      "gracefully; a second signal skips the grace period.\n\nFlags (flag wins "
+      "over "
+      "environment variable):\n";
+  for (const Flag& f : Flags()) {
+    absl::StrAppend(&out, "  --", f.name, " ", f.value_name, "  [", f.env,
+                    "]\n      ", f.help, "\n");
+  }
+  absl::StrAppend(&out,
+                  "  --help\n      print this text\n  --version\n      print "
+                  "the version\n");
+  return out;
+}
+
+}  // namespace jobwire

@@ -1,0 +1,64 @@
+// ServerOptions: everything jobwired can be told at start, and the parser for
+// its command line and JOBWIRE_* environment variables.
+//
+// Each flag has an environment equivalent (--db and JOBWIRE_DB); a flag wins
+// over its variable, which wins over the default. --listen may be repeated
+// (JOBWIRE_LISTEN takes a comma-separated list); any --listen replaces the
+// default listeners.
+#ifndef JOBWIRE_SERVER_APP_SERVER_OPTIONS_H_
+#define JOBWIRE_SERVER_APP_SERVER_OPTIONS_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/common/logging.h"
+
+namespace jobwire {
+
+struct ServerOptions {
+  // Addresses to serve, in ParseListenAddress forms. All serve at once.
+  std::vector<std::string> listen = {"unix:var/jobwire.sock",
+                                     "127.0.0.1:50051"};
+  // SQLite database file; its directory is created if missing.
+  std::string db_path = "var/jobwire.db";
+  LogLevel log_level = LogLevel::kInfo;
+  LogFormat log_format = LogFormat::kText;
+  // How long open streams and workers get to finish after a stop signal.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // Permissions of every Unix socket file.
+  mode_t socket_mode = 0600;
+  // Bearer token; empty means no auth (then only loopback listeners).
+  std::string auth_token;
+  // Threads for blocking work (storage reads, file I/O).
+  int executor_threads = 4;
+};
+
+struct ServerCommandLine {
+  ServerOptions options;
+  bool help = false;
+  bool version = false;
+};
+
+// Reads an environment variable; nullopt when unset.
+using GetEnvFn = std::function<std::optional<std::string>(const std::string&)>;
+
+// The process environment.
+std::optional<std::string> ProcessEnv(const std::string& name);
+
+// Parses `args` (without argv[0]). Fails with INVALID_ARGUMENT whose message
+// names the flag or variable ("--shutdown-grace: bad duration \"x\"").
+absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
+    const std::vector<std::string>& args, const GetEnvFn& getenv);
+
+// The --help text: every flag, its variable and default.
+std::string ServerUsage();
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_APP_SERVER_OPTIONS_H_

@@ -1,0 +1,101 @@
+#include "server/app/server_options.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace jobwire::test {
+namespace {
+
+GetEnvFn Env(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+TEST(ServerOptionsTest, DefaultsServeUnixSocketAndLoopbackTcp) {
+  auto cl = ParseServerCommandLine({}, Env({}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(
+      cl->options.listen,
+      (std::vector<std::string>{"unix:var/jobwire.sock", "127.0.0.1:50051"}));
+  EXPECT_EQ(cl->options.db_path, "var/jobwire.db");
+  EXPECT_EQ(cl->options.shutdown_grace, absl::Seconds(10));
+  EXPECT_EQ(cl->options.socket_mode, 0600u);
+  EXPECT_TRUE(cl->options.auth_token.empty());
+}
+
+TEST(ServerOptionsTest, RepeatedListenReplacesDefaults) {
+  auto cl = ParseServerCommandLine(
+      {"--listen", "unix:/tmp/a.sock", "--listen=127.0.0.1:0"}, Env({}));
+  ASSERT_TRUE(cl.ok());
+  EXPECT_EQ(cl->options.listen,
+            (std::vector<std::string>{"unix:/tmp/a.sock", "127.0.0.1:0"}));
+}
+
+TEST(ServerOptionsTest, EnvironmentGivesValuesAndFlagsWin) {
+  auto cl = ParseServerCommandLine(
+      {"--db", "flag.db"}, Env({{"JOBWIRE_DB", "env.db"},
+                                {"JOBWIRE_LISTEN", "unix:a.sock, 127.0.0.1:1"},
+                                {"JOBWIRE_SHUTDOWN_GRACE", "3s"},
+                                {"JOBWIRE_SOCKET_MODE", "0660"},
+                                {"JOBWIRE_AUTH_TOKEN", "t"},
+                                {"JOBWIRE_LOG_FORMAT", "json"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.db_path, "flag.db");
+  EXPECT_EQ(cl->options.listen,
+            (std::vector<std::string>{"unix:a.sock", "127.0.0.1:1"}));
+  EXPECT_EQ(cl->options.shutdown_grace, absl::Seconds(3));
+  EXPECT_EQ(cl->options.socket_mode, 0660u);
+  EXPECT_EQ(cl->options.auth_token, "t");
+  EXPECT_EQ(cl->options.log_format, LogFormat::kJson);
+}
+
+TEST(ServerOptionsTest, ListenFlagReplacesListenFromEnvironment) {
+  auto cl = ParseServerCommandLine({"--listen", "127.0.0.1:2"},
+                                   Env({{"JOBWIRE_LISTEN", "127.0.0.1:1"}}));
+  ASSERT_TRUE(cl.ok());
+  EXPECT_EQ(cl->options.listen, (std::vector<std::string>{"127.0.0.1:2"}));
+}
+
+TEST(ServerOptionsTest, BadValuesNameTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* flag;
+  };
+  for (const Case& c :
+       std::vector<Case>{{{"--shutdown-grace", "soon"}, "--shutdown-grace"},
+                         {{"--socket-mode", "0999"}, "--socket-mode"},
+                         {{"--log-level", "loud"}, "--log-level"},
+                         {{"--log-format", "xml"}, "--log-format"},
+                         {{"--db"}, "--db"},
+                         {{"--bogus", "1"}, "--bogus"}}) {
+    auto cl = ParseServerCommandLine(c.args, Env({}));
+    ASSERT_EQ(cl.status().code(), absl::StatusCode::kInvalidArgument) << c.flag;
+    EXPECT_NE(cl.status().message().find(c.flag), absl::string_view::npos)
+        << cl.status();
+  }
+}
+
+TEST(ServerOptionsTest, BadEnvironmentValueNamesTheVariable) {
+  auto cl = ParseServerCommandLine({}, Env({{"JOBWIRE_SHUTDOWN_GRACE", "x"}}));
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(cl.status().message().find("JOBWIRE_SHUTDOWN_GRACE"),
+            absl::string_view::npos);
+}
+
+TEST(ServerOptionsTest, HelpAndVersion) {
+  auto cl = ParseServerCommandLine({"--help", "--version"}, Env({}));
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->help);
+  EXPECT_TRUE(cl->version);
+  EXPECT_NE(ServerUsage().find("--shutdown-grace"), std::string::npos);
+  EXPECT_NE(ServerUsage().find("JOBWIRE_AUTH_TOKEN"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace jobwire::test

@@ -1,0 +1,161 @@
+#include "server/storage/migrations.h"
+
+#include <iterator>
+
+#include "SQLiteCpp/Exception.h"
+#include "SQLiteCpp/Transaction.h"
+#include "absl/strings/str_cat.h"
+#include "server/storage/sqlite_status.h"
+
+namespace jobwire {
+namespace {
+
+// Times are microseconds since the Unix epoch (NULL: unset); durations are
+// microseconds; states and event types use the jobwire.v1 enum numbers.
+constexpr const char* kMigrations[] = {
+    // 1: initial schema.
+    R"sql(
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY NOT NULL,
+  queue TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  args_json TEXT NOT NULL DEFAULT '',
+  payload BLOB,
+  priority INTEGER NOT NULL DEFAULT 0,
+  labels TEXT NOT NULL DEFAULT '',
+  schedule_time INTEGER,
+  max_attempts INTEGER NOT NULL,
+  retry_initial_us INTEGER,
+  retry_max_us INTEGER,
+  retry_multiplier REAL,
+  retry_jitter REAL,
+  attempt_timeout_us INTEGER NOT NULL DEFAULT 0,
+  webhook_url TEXT,
+  webhook_events TEXT,
+  request_id TEXT,
+  state INTEGER NOT NULL,
+  progress_done INTEGER,
+  progress_total INTEGER,
+  progress_message TEXT,
+  progress_details TEXT,
+  result_data TEXT,
+  result_payload BLOB,
+  error_code INTEGER,
+  error_message TEXT,
+  error_details TEXT,
+  error_retryable INTEGER,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  checkpoint BLOB,
+  backoff_until INTEGER,
+  worker_id TEXT NOT NULL DEFAULT '',
+  lease_expire_time INTEGER,
+  create_time INTEGER NOT NULL,
+  start_time INTEGER,
+  update_time INTEGER NOT NULL,
+  finish_time INTEGER,
+  version INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX jobs_request_id ON jobs (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX jobs_state_finish ON jobs (state, finish_time);
+CREATE INDEX jobs_queue_state ON jobs (queue, state);
+CREATE INDEX jobs_priority ON jobs (priority DESC, id);
+
+CREATE TABLE job_labels (
+  job_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (job_id, key)
+) WITHOUT ROWID;
+CREATE INDEX job_labels_key_value ON job_labels (key, value);
+
+-- AUTOINCREMENT: event ids are never reused, even after retention deleted
+-- the highest ones.
+CREATE TABLE job_events (
+  event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  type INTEGER NOT NULL,
+  from_state INTEGER NOT NULL DEFAULT 0,
+  to_state INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  attempt INTEGER NOT NULL DEFAULT 0,
+  result_data TEXT,
+  result_payload BLOB,
+  error_code INTEGER,
+  error_message TEXT,
+  error_details TEXT,
+  error_retryable INTEGER,
+  progress_done INTEGER NOT NULL DEFAULT 0,
+  progress_total INTEGER NOT NULL DEFAULT 0,
+  progress_message TEXT NOT NULL DEFAULT '',
+  progress_details TEXT NOT NULL DEFAULT '',
+  paths TEXT NOT NULL DEFAULT '',
+  log_line TEXT NOT NULL DEFAULT '',
+  wh_attempt INTEGER NOT NULL DEFAULT 0,
+  wh_http_status INTEGER NOT NULL DEFAULT 0,
+  wh_delivered INTEGER NOT NULL DEFAULT 0,
+  wh_error TEXT NOT NULL DEFAULT '',
+  queue TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  labels TEXT NOT NULL,
+  run_after INTEGER,
+  job_state INTEGER NOT NULL,
+  UNIQUE (job_id, seq)
+);
+
+CREATE TABLE queues (
+  name TEXT PRIMARY KEY NOT NULL,
+  paused INTEGER NOT NULL DEFAULT 0,
+  resume_time INTEGER,
+  concurrency_limit INTEGER NOT NULL DEFAULT 0,
+  weight INTEGER NOT NULL DEFAULT 1
+);
+
+CREATE TABLE settings (
+  key TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+);
+
+-- Filled by the webhooks component (later).
+CREATE TABLE webhook_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  event_id INTEGER NOT NULL,
+  url TEXT NOT NULL,
+  body BLOB,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  next_attempt_time INTEGER,
+  create_time INTEGER NOT NULL
+);
+CREATE INDEX webhook_outbox_next ON webhook_outbox (next_attempt_time);
+)sql",
+};
+
+}  // namespace
+
+int LatestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
+
+absl::Status MigrateBlocking(SQLite::Database& db) {
+  try {
+    int version = db.execAndGet("PRAGMA user_version").getInt();
+    if (version > LatestSchemaVersion()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database schema version ", version, " is newer than this jobwire (",
+          LatestSchemaVersion(), "); upgrade jobwire"));
+    }
+    for (; version < LatestSchemaVersion(); ++version) {
+      SQLite::Transaction txn(db);
+      db.exec(kMigrations[version]);
+      db.exec(absl::StrCat("PRAGMA user_version = ", version + 1));
+      txn.commit();
+    }
+    return absl::OkStatus();
+  } catch (const SQLite::Exception& e) {
+    return StatusFromSqlite(e);
+  }
+}
+
+}  // namespace jobwire

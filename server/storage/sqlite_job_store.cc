@@ -1,0 +1,868 @@
+#include "server/storage/sqlite_job_store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "SQLiteCpp/Database.h"
+#include "SQLiteCpp/Exception.h"
+#include "SQLiteCpp/Statement.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "server/common/errors.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/core/validation.h"
+#include "server/storage/list_query.h"
+#include "server/storage/migrations.h"
+#include "server/storage/sqlite_rows.h"
+#include "server/storage/sqlite_status.h"
+
+namespace jobwire {
+namespace {
+
+constexpr int kMaxReadLimit = 10000;
+constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
+constexpr const char* kTerminalStates = "(5, 6, 7)";
+
+absl::Status ShutDownError() {
+  return UnavailableError("job store is shut down", absl::Seconds(1));
+}
+
+const char* SynchronousPragma(SqliteJobStore::Synchronous s) {
+  switch (s) {
+    case SqliteJobStore::Synchronous::kFull:
+      return "PRAGMA synchronous = FULL";
+    case SqliteJobStore::Synchronous::kNormal:
+      return "PRAGMA synchronous = NORMAL";
+    case SqliteJobStore::Synchronous::kOff:
+      return "PRAGMA synchronous = OFF";
+  }
+  return "PRAGMA synchronous = FULL";
+}
+
+const std::string& InsertJobSql() {
+  static const auto* sql = [] {
+    std::vector<std::string> marks(JobColumns().size(), "?");
+    return new std::string(absl::StrCat("INSERT INTO jobs (",
+                                        JobColumnList(false), ") VALUES (",
+                                        absl::StrJoin(marks, ", "), ")"));
+  }();
+  return *sql;
+}
+
+const std::string& InsertEventSql() {
+  static const auto* sql = [] {
+    std::vector<std::string> names, marks;
+    for (const EventColumn& c : EventColumns()) {
+      names.push_back(c.name);
+      marks.push_back("?");
+    }
+    return new std::string(
+        absl::StrCat("INSERT INTO job_events (", absl::StrJoin(names, ", "),
+                     ") VALUES (", absl::StrJoin(marks, ", "), ")"));
+  }();
+  return *sql;
+}
+
+const std::string& SelectJobSql() {
+  static const auto* sql = new std::string(
+      absl::StrCat("SELECT ", JobColumnList(false), " FROM jobs WHERE id = ?"));
+  return *sql;
+}
+
+void FillAttributes(const Job& job, JobEvent* e) {
+  e->queue = job.queue;
+  e->kind = job.kind;
+  e->priority = job.priority;
+  e->labels = job.labels;
+  e->run_after = job.run_after();
+  e->state = job.state;
+}
+
+// A WriteOp finish that hands `*value` (filled by the op's apply) or the
+// error to `done`.
+template <typename T>
+std::function<void(absl::Status)> AnswerWith(
+    std::shared_ptr<T> value, std::function<void(absl::StatusOr<T>)> done) {
+  return
+      [value = std::move(value), done = std::move(done)](absl::Status status) {
+        if (status.ok()) {
+          done(std::move(*value));
+        } else {
+          done(std::move(status));
+        }
+      };
+}
+
+void BindAll(SQLite::Statement& stmt, const std::vector<SqlValue>& values) {
+  for (size_t i = 0; i < values.size(); ++i)
+    BindValue(stmt, static_cast<int>(i) + 1, values[i]);
+}
+
+}  // namespace
+
+// A connection and its prepared statements. Used by one thread at a time.
+class SqliteJobStore::Connection {
+ public:
+  Connection(const std::string& path, absl::Duration busy_timeout)
+      : db(path,
+           SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
+           static_cast<int>(absl::ToInt64Milliseconds(busy_timeout))),
+        stmts(&db) {}
+
+  SQLite::Database db;
+  StatementCache stmts;
+};
+
+// State of the writer thread: the writing connection and the transaction in
+// progress. Only the writer thread touches it.
+class SqliteJobStore::Writer {
+ public:
+  Writer(const std::string& path, absl::Duration busy_timeout, IdGenerator* ids)
+      : conn(path, busy_timeout), ids(ids) {}
+
+  void Exec(const std::string& sql) { conn.stmts.Get(sql)->exec(); }
+
+  absl::StatusOr<Job> LoadJob(const std::string& id) {
+    auto stmt = conn.stmts.Get(SelectJobSql());
+    stmt->bind(1, id);
+    if (!stmt->executeStep())
+      return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    return ReadJob(*stmt, false);
+  }
+
+  std::optional<Job> FindByRequestId(const std::string& request_id) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", JobColumnList(false), " FROM jobs WHERE request_id = ?"));
+    auto stmt = conn.stmts.Get(*sql);
+    stmt->bind(1, request_id);
+    if (!stmt->executeStep()) return std::nullopt;
+    return ReadJob(*stmt, false);
+  }
+
+  void InsertJob(const Job& job) {
+    std::vector<SqlValue> values;
+    values.reserve(JobColumns().size());
+    for (const JobColumn& c : JobColumns()) values.push_back(c.get(job));
+    auto stmt = conn.stmts.Get(InsertJobSql());
+    BindAll(*stmt, values);
+    stmt->exec();
+    InsertLabels(job);
+  }
+
+  // Writes the columns that differ between `before` and `after`.
+  void UpdateJob(const Job& before, const Job& after) {
+    std::vector<std::string> sets;
+    std::vector<SqlValue> values;
+    bool labels_changed = false;
+    for (const JobColumn& c : JobColumns()) {
+      SqlValue v = c.get(after);
+      if (v == c.get(before)) continue;
+      sets.push_back(absl::StrCat(c.name, " = ?"));
+      values.push_back(std::move(v));
+      if (std::string_view(c.name) == "labels") labels_changed = true;
+    }
+    if (sets.empty()) return;
+    values.push_back(SqlValue::Text(after.id));
+    auto stmt = conn.stmts.Get(absl::StrCat(
+        "UPDATE jobs SET ", absl::StrJoin(sets, ", "), " WHERE id = ?"));
+    BindAll(*stmt, values);
+    stmt->exec();
+    if (labels_changed) {
+      auto del = conn.stmts.Get("DELETE FROM job_labels WHERE job_id = ?");
+      del->bind(1, after.id);
+      del->exec();
+      InsertLabels(after);
+    }
+  }
+
+  void InsertLabels(const Job& job) {
+    if (job.labels.empty()) return;
+    auto stmt = conn.stmts.Get(
+        "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)");
+    for (const auto& [key, value] : job.labels) {
+      stmt->tryReset();
+      stmt->bindNoCopy(1, job.id);
+      stmt->bindNoCopy(2, key);
+      stmt->bindNoCopy(3, value);
+      stmt->exec();
+    }
+  }
+
+  // Appends `events` to the log of `job` with seq first_seq, first_seq+1...
+  void AppendEvents(const Job& job, std::vector<JobEvent> new_events,
+                    int64_t first_seq) {
+    auto stmt = conn.stmts.Get(InsertEventSql());
+    std::vector<SqlValue> values;
+    for (JobEvent& e : new_events) {
+      e.event_id = 0;
+      e.job_id = job.id;
+      e.seq = first_seq++;
+      e.time = now;
+      FillAttributes(job, &e);
+      values.clear();
+      for (const EventColumn& c : EventColumns()) values.push_back(c.get(e));
+      stmt->tryReset();
+      BindAll(*stmt, values);
+      stmt->exec();
+      e.event_id = conn.db.getLastInsertRowid();
+      events.push_back(std::move(e));
+    }
+  }
+
+  void PutSetting(const std::string& key, const std::string& value) {
+    auto stmt = conn.stmts.Get(
+        "INSERT INTO settings (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    stmt->bind(1, key);
+    stmt->bind(2, value);
+    stmt->exec();
+  }
+
+  Connection conn;
+  IdGenerator* const ids;
+  // Time of the transaction in progress.
+  absl::Time now = absl::InfinitePast();
+  // Events written by the transaction in progress, in event_id order.
+  std::vector<JobEvent> events;
+};
+
+// One queued write: `apply` runs on the writer inside a savepoint; `finish`
+// gets apply's status, or the batch's error when the commit failed.
+struct SqliteJobStore::WriteOp {
+  int64_t jobs = 1;
+  int64_t bytes = 0;
+  std::function<absl::Status(Writer&)> apply;
+  std::function<void(absl::Status)> finish;
+};
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
+    Options options) {
+  std::string path = options.path;
+  std::string temp_dir;
+  if (path == ":memory:") {
+    const char* tmp = getenv("TMPDIR");
+    std::string tmpl = absl::StrCat(
+        tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/jobwire-store-XXXXXX");
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return absl::InternalError(
+          absl::StrCat("storage: cannot create a temporary directory ", tmpl));
+    }
+    temp_dir = tmpl;
+    path = absl::StrCat(temp_dir, "/jobwire.db");
+  }
+  std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(
+      std::move(options), std::move(path), std::move(temp_dir)));
+  JW_RETURN_IF_ERROR(store->OpenBlocking());
+  return store;
+}
+
+SqliteJobStore::SqliteJobStore(Options options, std::string path,
+                               std::string temp_dir)
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
+      path_(std::move(path)),
+      temp_dir_(std::move(temp_dir)),
+      ids_(clock_) {}
+
+SqliteJobStore::~SqliteJobStore() { Shutdown(); }
+
+absl::Status SqliteJobStore::OpenBlocking() {
+  try {
+    writer_ = std::make_unique<Writer>(path_, options_.busy_timeout, &ids_);
+    SQLite::Database& db = writer_->conn.db;
+    std::string mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
+    if (mode != "wal") {
+      return absl::InternalError(absl::StrCat(
+          "storage: cannot enable WAL mode on ", path_, " (got ", mode, ")"));
+    }
+    db.exec(SynchronousPragma(options_.synchronous));
+    db.exec("PRAGMA foreign_keys = OFF");
+    db.exec("PRAGMA temp_store = MEMORY");
+    if (options_.max_db_pages > 0) {
+      db.execAndGet(
+          absl::StrCat("PRAGMA max_page_count = ", options_.max_db_pages));
+    }
+    JW_RETURN_IF_ERROR(MigrateBlocking(db));
+    // Ids keep growing across restarts even if the clock stepped back.
+    SQLite::Statement max_id(db, "SELECT MAX(id) FROM jobs");
+    if (max_id.executeStep()) ids_.AdvancePast(max_id.getColumn(0).getString());
+    SQLite::Statement pruned(db, "SELECT value FROM settings WHERE key = ?");
+    pruned.bind(1, kMaxPrunedEventIdKey);
+    if (pruned.executeStep())
+      max_pruned_event_id_ = pruned.getColumn(0).getInt64();
+
+    absl::MutexLock lock(&readers_mu_);
+    for (int i = 0; i < std::max(1, options_.reader_connections); ++i) {
+      auto conn = std::make_unique<Connection>(path_, options_.busy_timeout);
+      conn->db.exec("PRAGMA query_only = ON");
+      free_readers_.push_back(conn.get());
+      readers_.push_back(std::move(conn));
+    }
+  } catch (const SQLite::Exception& e) {
+    return StatusFromSqlite(e);
+  }
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+  return absl::OkStatus();
+}
+
+void SqliteJobStore::Shutdown() {
+  absl::MutexLock shutdown_lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    work_cv_.SignalAll();
+  }
+  // The writer drains the queue before it exits: everything accepted is
+  // committed (or failed) and answered.
+  if (writer_thread_.joinable()) writer_thread_.join();
+  {
+    absl::MutexLock lock(&readers_mu_);
+    readers_closed_ = true;
+    readers_cv_.SignalAll();
+    while (free_readers_.size() < readers_.size())
+      readers_cv_.Wait(&readers_mu_);
+    free_readers_.clear();
+    readers_.clear();
+  }
+  // The writer's connection closes last, so SQLite checkpoints and removes
+  // the WAL file.
+  writer_.reset();
+  if (!temp_dir_.empty()) {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::remove(absl::StrCat(path_, suffix).c_str());
+    }
+    rmdir(temp_dir_.c_str());
+  }
+}
+
+void SqliteJobStore::AddCommitListener(CommitListener* listener) {
+  absl::MutexLock lock(&mu_);
+  if (started_)
+    JW_LOG(WARNING) << "commit listener added after the first write";
+  listeners_.push_back(listener);
+}
+
+SqliteJobStore::Stats SqliteJobStore::stats() const {
+  return Stats{commits_.load(), write_requests_.load()};
+}
+
+void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      started_ = true;
+      queue_.push_back(std::move(op));
+      work_cv_.Signal();
+      return;
+    }
+  }
+  op->finish(ShutDownError());
+}
+
+void SqliteJobStore::WriterLoop() {
+  std::vector<std::unique_ptr<WriteOp>> batch;
+  std::vector<CommitListener*> listeners;
+  while (true) {
+    batch.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (queue_.empty()) return;  // stopping, and everything is answered
+      int64_t jobs = 0;
+      int64_t bytes = 0;
+      while (!queue_.empty()) {
+        const WriteOp& next = *queue_.front();
+        if (!batch.empty() && (jobs + next.jobs > options_.max_batch_jobs ||
+                               bytes + next.bytes > options_.max_batch_bytes)) {
+          break;
+        }
+        jobs += next.jobs;
+        bytes += next.bytes;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      listeners = listeners_;
+    }
+    RunBatch(batch, listeners);
+  }
+}
+
+void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
+                              const std::vector<CommitListener*>& listeners) {
+  Writer& w = *writer_;
+  sqlite3* handle = w.conn.db.getHandle();
+  w.now = clock_->Now();
+  w.events.clear();
+  std::vector<absl::Status> results(batch.size());
+  absl::Status batch_status;
+  try {
+    w.Exec("BEGIN IMMEDIATE");
+  } catch (const SQLite::Exception& e) {
+    batch_status = StatusFromSqlite(e);
+  }
+  for (size_t i = 0; i < batch.size() && batch_status.ok(); ++i) {
+    const size_t mark = w.events.size();
+    absl::Status s;
+    try {
+      w.Exec("SAVEPOINT op");
+      s = batch[i]->apply(w);
+      if (s.ok()) w.Exec("RELEASE op");
+    } catch (const SQLite::Exception& e) {
+      s = StatusFromSqlite(e);
+    }
+    if (s.ok()) continue;
+    results[i] = s;
+    w.events.resize(mark);
+    if (sqlite3_get_autocommit(handle) != 0) {
+      // SQLite rolled the whole transaction back (SQLITE_FULL, an I/O
+      // error...): the earlier requests of the batch are gone too.
+      batch_status = s;
+      break;
+    }
+    try {
+      w.Exec("ROLLBACK TO op");
+      w.Exec("RELEASE op");
+    } catch (const SQLite::Exception& e) {
+      batch_status = StatusFromSqlite(e);
+    }
+  }
+  if (batch_status.ok()) {
+    try {
+      w.Exec("COMMIT");
+    } catch (const SQLite::Exception& e) {
+      batch_status = StatusFromSqlite(e);
+    }
+  }
+  if (!batch_status.ok()) {
+    JW_LOG(WARNING) << "storage: transaction of " << batch.size()
+                    << " requests failed: " << batch_status;
+    if (sqlite3_get_autocommit(handle) == 0) {
+      try {
+        w.conn.db.exec("ROLLBACK");
+      } catch (const SQLite::Exception& e) {
+        JW_LOG(ERROR) << "storage: rollback failed: " << e.what();
+      }
+    }
+  } else {
+    commits_.fetch_add(1, std::memory_order_relaxed);
+    if (!w.events.empty()) {
+      for (CommitListener* listener : listeners) listener->OnCommit(w.events);
+    }
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    absl::Status s = !results[i].ok() ? results[i] : batch_status;
+    if (s.ok()) write_requests_.fetch_add(1, std::memory_order_relaxed);
+    batch[i]->finish(std::move(s));
+  }
+  w.events.clear();
+}
+
+void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->jobs = static_cast<int64_t>(jobs.size());
+  for (const NewJob& j : jobs) {
+    op->bytes +=
+        static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
+  }
+  auto outcomes = std::make_shared<std::vector<SubmitOutcome>>();
+  op->apply = [jobs = std::move(jobs), outcomes](Writer& w) -> absl::Status {
+    outcomes->clear();
+    for (const NewJob& j : jobs) JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
+    for (const NewJob& in : jobs) {
+      if (!in.job.request_id.empty()) {
+        std::optional<Job> existing = w.FindByRequestId(in.job.request_id);
+        if (existing.has_value()) {
+          outcomes->push_back(SubmitOutcome{*std::move(existing), false});
+          continue;
+        }
+      }
+      Job job;
+      // Input fields only: everything else is the store's to set.
+      job.queue =
+          in.job.queue.empty() ? std::string(kDefaultQueue) : in.job.queue;
+      job.kind = in.job.kind;
+      job.args_json = in.job.args_json;
+      job.payload = in.job.payload;
+      job.priority = in.job.priority;
+      job.labels = in.job.labels;
+      job.schedule_time = in.job.schedule_time;
+      job.max_attempts =
+          in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
+      job.retry_policy = in.job.retry_policy;
+      job.attempt_timeout = in.job.attempt_timeout;
+      job.webhook = in.job.webhook;
+      job.request_id = in.job.request_id;
+      job.id = w.ids->Next();
+      job.state =
+          job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
+      job.create_time = w.now;
+      job.update_time = w.now;
+      job.version = 1;
+      job.last_seq = 1;
+      w.InsertJob(job);
+      JobEvent submitted;
+      submitted.type = EventType::kStateChanged;
+      submitted.from = JobState::kUnspecified;
+      submitted.to = job.state;
+      submitted.reason = "submitted";
+      w.AppendEvents(job, {std::move(submitted)}, 1);
+      outcomes->push_back(SubmitOutcome{std::move(job), true});
+    }
+    return absl::OkStatus();
+  };
+  op->finish = AnswerWith(std::move(outcomes), std::move(done));
+  Enqueue(std::move(op));
+}
+
+void SqliteJobStore::Mutate(std::string id, JobMutation mutation,
+                            JobCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  auto result = std::make_shared<Job>();
+  op->apply = [id = std::move(id), mutation = std::move(mutation),
+               result](Writer& w) -> absl::Status {
+    JW_ASSIGN_OR_RETURN(Job current, w.LoadJob(id));
+    JW_ASSIGN_OR_RETURN(JobChange change, mutation(current, w.now));
+    Job next = std::move(change.job);
+    if (next.id != current.id) {
+      return absl::InternalError(
+          absl::StrCat("mutation of job ", id, " changed its id"));
+    }
+    // Not the mutation's to change.
+    next.create_time = current.create_time;
+    next.request_id = current.request_id;
+    next.version = current.version;
+    next.update_time = current.update_time;
+    next.last_seq = current.last_seq;
+    if (change.events.empty() && JobColumnsEqual(current, next)) {
+      *result = std::move(current);  // nothing to write
+      return absl::OkStatus();
+    }
+    next.version = current.version + 1;
+    next.update_time = w.now;
+    next.last_seq =
+        current.last_seq + static_cast<int64_t>(change.events.size());
+    w.UpdateJob(current, next);
+    w.AppendEvents(next, std::move(change.events), current.last_seq + 1);
+    *result = std::move(next);
+    return absl::OkStatus();
+  };
+  op->finish = AnswerWith(std::move(result), std::move(done));
+  Enqueue(std::move(op));
+}
+
+void SqliteJobStore::PutSetting(std::string key, std::string value,
+                                StatusCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [key = std::move(key), value = std::move(value)](Writer& w) {
+    w.PutSetting(key, value);
+    return absl::OkStatus();
+  };
+  op->finish = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void SqliteJobStore::UpsertQueue(QueueRow row, StatusCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [row = std::move(row)](Writer& w) -> absl::Status {
+    if (!IsValidQueueName(row.name)) {
+      return InvalidArgumentError("queue.name",
+                                  "must match [a-z0-9][a-z0-9._-]{0,127}");
+    }
+    auto stmt = w.conn.stmts.Get(
+        "INSERT INTO queues (name, paused, resume_time, concurrency_limit, "
+        "weight) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET paused = "
+        "excluded.paused, "
+        "resume_time = excluded.resume_time, concurrency_limit = "
+        "excluded.concurrency_limit, "
+        "weight = excluded.weight");
+    SqlValue resume = TimeValue(row.resume_time);
+    stmt->bind(1, row.name);
+    stmt->bind(2, row.paused ? 1 : 0);
+    BindValue(*stmt, 3, resume);
+    stmt->bind(4, row.concurrency_limit);
+    stmt->bind(5, row.weight);
+    stmt->exec();
+    return absl::OkStatus();
+  };
+  op->finish = std::move(done);
+  Enqueue(std::move(op));
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
+  const Retention& r = options_.retention;
+  if (r.terminal_max_age <= absl::ZeroDuration() && r.max_terminal_jobs <= 0)
+    return 0;
+  const int batch_size = std::max(1, r.batch_size);
+  int64_t total = 0;
+  while (true) {
+    int64_t deleted = 0;
+    int64_t max_pruned = 0;
+    absl::Status status;
+    absl::Notification answered;
+    auto op = std::make_unique<WriteOp>();
+    op->jobs = batch_size;
+    op->apply = [this, &r, batch_size, &deleted,
+                 &max_pruned](Writer& w) -> absl::Status {
+      std::vector<std::string> ids;
+      auto collect = [&ids](SQLite::Statement& stmt) {
+        while (stmt.executeStep()) ids.push_back(stmt.getColumn(0).getString());
+      };
+      if (r.terminal_max_age > absl::ZeroDuration()) {
+        auto stmt = w.conn.stmts.Get(
+            absl::StrCat("SELECT id FROM jobs WHERE state IN ", kTerminalStates,
+                         " AND finish_time < ? ORDER BY finish_time "
+                         "LIMIT ?"));
+        stmt->bind(1, static_cast<int64_t>(
+                          absl::ToUnixMicros(w.now - r.terminal_max_age)));
+        stmt->bind(2, batch_size);
+        collect(*stmt);
+      }
+      if (ids.empty() && r.max_terminal_jobs > 0) {
+        int64_t count = 0;
+        {
+          auto stmt = w.conn.stmts.Get(absl::StrCat(
+              "SELECT COUNT(*) FROM jobs WHERE state IN ", kTerminalStates));
+          if (stmt->executeStep()) count = stmt->getColumn(0).getInt64();
+        }
+        const int64_t excess = count - r.max_terminal_jobs;
+        if (excess > 0) {
+          auto stmt = w.conn.stmts.Get(absl::StrCat(
+              "SELECT id FROM jobs WHERE state IN ", kTerminalStates,
+              " ORDER BY finish_time, id LIMIT ?"));
+          stmt->bind(1, std::min<int64_t>(excess, batch_size));
+          collect(*stmt);
+        }
+      }
+      for (const std::string& id : ids) {
+        {
+          auto stmt = w.conn.stmts.Get(
+              "SELECT MAX(event_id) FROM job_events WHERE job_id = ?");
+          stmt->bind(1, id);
+          if (stmt->executeStep()) {
+            max_pruned = std::max(max_pruned, stmt->getColumn(0).getInt64());
+          }
+        }
+        for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?",
+                                "DELETE FROM job_labels WHERE job_id = ?",
+                                "DELETE FROM jobs WHERE id = ?"}) {
+          auto stmt = w.conn.stmts.Get(sql);
+          stmt->bind(1, id);
+          stmt->exec();
+        }
+      }
+      deleted = static_cast<int64_t>(ids.size());
+      // The high-water mark commits in the same transaction as the deletes.
+      if (max_pruned > max_pruned_event_id_.load()) {
+        w.PutSetting(kMaxPrunedEventIdKey, absl::StrCat(max_pruned));
+      }
+      return absl::OkStatus();
+    };
+    op->finish = [&status, &answered](absl::Status s) {
+      status = std::move(s);
+      answered.Notify();
+    };
+    Enqueue(std::move(op));
+    answered.WaitForNotification();
+    if (!status.ok()) return status;
+    int64_t previous = max_pruned_event_id_.load();
+    while (max_pruned > previous &&
+           !max_pruned_event_id_.compare_exchange_weak(previous, max_pruned)) {
+    }
+    total += deleted;
+    if (deleted < batch_size) return total;
+  }
+}
+
+absl::Status SqliteJobStore::WithReader(
+    const std::function<absl::Status(Connection&)>& read) {
+  Connection* conn = nullptr;
+  {
+    absl::MutexLock lock(&readers_mu_);
+    while (free_readers_.empty() && !readers_closed_)
+      readers_cv_.Wait(&readers_mu_);
+    if (readers_closed_) return ShutDownError();
+    conn = free_readers_.back();
+    free_readers_.pop_back();
+  }
+  absl::Status status;
+  try {
+    status = read(*conn);
+  } catch (const SQLite::Exception& e) {
+    status = StatusFromSqlite(e);
+  }
+  absl::MutexLock lock(&readers_mu_);
+  free_readers_.push_back(conn);
+  readers_cv_.SignalAll();
+  return status;
+}
+
+absl::StatusOr<Job> SqliteJobStore::GetJobBlocking(const std::string& id) {
+  Job job;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    auto stmt = c.stmts.Get(SelectJobSql());
+    stmt->bind(1, id);
+    if (!stmt->executeStep())
+      return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    job = ReadJob(*stmt, false);
+    return absl::OkStatus();
+  }));
+  return job;
+}
+
+absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadJobEventsBlocking(
+    const std::string& job_id, int64_t after_seq, int limit) {
+  if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  std::vector<JobEvent> events;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", EventSelectList(),
+        " FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
+    auto stmt = c.stmts.Get(*sql);
+    stmt->bind(1, job_id);
+    stmt->bind(2, static_cast<int64_t>(after_seq));
+    stmt->bind(3, std::min(limit, kMaxReadLimit));
+    while (stmt->executeStep()) events.push_back(ReadEvent(*stmt));
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadEventsBlocking(
+    int64_t after_event_id, int limit) {
+  if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  std::vector<JobEvent> events;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", EventSelectList(),
+        " FROM job_events WHERE event_id > ? ORDER BY event_id LIMIT ?"));
+    auto stmt = c.stmts.Get(*sql);
+    stmt->bind(1, static_cast<int64_t>(after_event_id));
+    stmt->bind(2, std::min(limit, kMaxReadLimit));
+    while (stmt->executeStep()) events.push_back(ReadEvent(*stmt));
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
+    const ListJobsQuery& query) {
+  JW_ASSIGN_OR_RETURN(ListPlan plan, PlanListJobs(query));
+  ListJobsResult result;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    // Filter-shaped SQL is prepared per call (not cached: unbounded shapes).
+    SQLite::Statement stmt(c.db, plan.sql);
+    BindAll(stmt, plan.params);
+    while (stmt.executeStep()) result.jobs.push_back(ReadJob(stmt, false));
+    return absl::OkStatus();
+  }));
+  if (result.jobs.size() > static_cast<size_t>(plan.page_size)) {
+    result.jobs.pop_back();
+    result.next_page_token = MakePageToken(plan, result.jobs.back());
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<QueueStateCount>>
+SqliteJobStore::CountJobsByQueueAndStateBlocking() {
+  std::vector<QueueStateCount> counts;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    auto stmt = c.stmts.Get(
+        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER "
+        "BY queue, state");
+    while (stmt->executeStep()) {
+      counts.push_back(
+          QueueStateCount{stmt->getColumn(0).getString(),
+                          static_cast<JobState>(stmt->getColumn(1).getInt()),
+                          stmt->getColumn(2).getInt64()});
+    }
+    return absl::OkStatus();
+  }));
+  return counts;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {
+  int64_t id = 0;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    // sqlite_sequence keeps the high-water mark even when retention deleted
+    // the newest events.
+    auto stmt = c.stmts.Get(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'job_events'");
+    if (stmt->executeStep()) id = stmt->getColumn(0).getInt64();
+    return absl::OkStatus();
+  }));
+  return id;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::OldestEventIdBlocking() {
+  int64_t id = 0;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    auto stmt = c.stmts.Get("SELECT MIN(event_id) FROM job_events");
+    if (stmt->executeStep()) id = stmt->getColumn(0).getInt64();
+    return absl::OkStatus();
+  }));
+  return id;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::MaxPrunedEventIdBlocking() {
+  {
+    absl::MutexLock lock(&readers_mu_);
+    if (readers_closed_) return ShutDownError();
+  }
+  return max_pruned_event_id_.load();
+}
+
+absl::Status SqliteJobStore::LoadActiveJobsBlocking(
+    const std::function<void(const Job&)>& visitor) {
+  return WithReader([&](Connection& c) {
+    static const auto* sql =
+        new std::string(absl::StrCat("SELECT ", JobColumnList(true),
+                                     " FROM jobs WHERE state IN (1, 2, 3, 4)"));
+    auto stmt = c.stmts.Get(*sql);
+    while (stmt->executeStep()) visitor(ReadJob(*stmt, true));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteJobStore::GetSettingBlocking(
+    const std::string& key) {
+  std::optional<std::string> value;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    auto stmt = c.stmts.Get("SELECT value FROM settings WHERE key = ?");
+    stmt->bind(1, key);
+    if (stmt->executeStep()) value = stmt->getColumn(0).getString();
+    return absl::OkStatus();
+  }));
+  return value;
+}
+
+absl::StatusOr<std::vector<QueueRow>> SqliteJobStore::ListQueueRowsBlocking() {
+  std::vector<QueueRow> rows;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    auto stmt = c.stmts.Get(
+        "SELECT name, paused, resume_time, concurrency_limit, weight FROM "
+        "queues ORDER BY name");
+    while (stmt->executeStep()) {
+      QueueRow row;
+      row.name = stmt->getColumn(0).getString();
+      row.paused = stmt->getColumn(1).getInt() != 0;
+      row.resume_time = TimeFromColumn(stmt->getColumn(2));
+      row.concurrency_limit = stmt->getColumn(3).getInt();
+      row.weight = stmt->getColumn(4).getInt();
+      rows.push_back(std::move(row));
+    }
+    return absl::OkStatus();
+  }));
+  return rows;
+}
+
+}  // namespace jobwire

@@ -1,0 +1,179 @@
+// SqliteJobStore: the JobStore on an embedded SQLite database.
+//
+// One writer thread owns the only writing connection and commits in groups:
+// it takes every pending write request (up to Options::max_batch_jobs jobs or
+// max_batch_bytes of payload), runs them in ONE transaction, each inside its
+// own SAVEPOINT so that one failing request (a mutation's precondition, an
+// invalid job) is rolled back alone, commits once, hands the commit's events
+// to the CommitListeners, and only then answers each request's `done`. A
+// failed COMMIT (or an error that made SQLite roll the transaction back, such
+// as a full disk) answers every request of the batch with that error: nothing
+// is acknowledged that is not durable.
+//
+// Reads run on a small pool of reader connections beside the writer (WAL).
+// The database is in WAL mode with synchronous=FULL by default.
+//
+// Thread-safe. Owns its connections and thread; Shutdown() (also run by the
+// destructor) drains the queue and closes everything. Errors follow
+// job_store.h; SQLite errors map through sqlite_status.h.
+#ifndef JOBWIRE_SERVER_STORAGE_SQLITE_JOB_STORE_H_
+#define JOBWIRE_SERVER_STORAGE_SQLITE_JOB_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/common/clock.h"
+#include "server/core/ids.h"
+#include "server/storage/job_store.h"
+
+namespace jobwire {
+
+class SqliteJobStore final : public JobStore {
+ public:
+  // How hard each commit waits for the disk.
+  //   kFull:   fsync on every commit. A commit that was acknowledged survives
+  //            power loss and OS crashes. The default.
+  //   kNormal: in WAL mode, fsync only at checkpoints. Survives a crash of
+  //            jobwired, but the last acknowledged commits may be LOST on
+  //            power loss or an OS crash (the database stays consistent).
+  //   kOff:    no fsync at all. An OS crash or power loss may lose recent
+  //            commits and may even CORRUPT the database. For tests and
+  //            throwaway data only.
+  enum class Synchronous { kFull, kNormal, kOff };
+
+  struct Retention {
+    // Terminal jobs whose finish_time is older than this are deleted. Zero:
+    // no age limit.
+    absl::Duration terminal_max_age = absl::ZeroDuration();
+    // At most this many terminal jobs are kept (the oldest finished go
+    // first). Zero: no count limit.
+    int64_t max_terminal_jobs = 0;
+    // Jobs deleted per transaction.
+    int batch_size = 500;
+  };
+
+  struct Options {
+    // Database file. ":memory:" makes a private database in a fresh temporary
+    // file that Shutdown() removes (several connections must share it).
+    std::string path = ":memory:";
+    Synchronous synchronous = Synchronous::kFull;
+    // Not owned; must outlive the store. Null means Clock::Real().
+    Clock* clock = nullptr;
+    Retention retention;
+    // Group commit caps, per transaction. A single request above the caps
+    // still goes in, alone.
+    int max_batch_jobs = 2000;
+    int64_t max_batch_bytes = 8 << 20;
+    // How long a connection waits for a lock held by another process.
+    absl::Duration busy_timeout = absl::Seconds(5);
+    int reader_connections = 4;
+    // Cap on the database size in pages (PRAGMA max_page_count); 0: none.
+    // Writes beyond it fail like a full disk (RESOURCE_EXHAUSTED, DISK_FULL).
+    int64_t max_db_pages = 0;
+  };
+
+  // Counters for tests and benchmarks.
+  struct Stats {
+    int64_t commits = 0;         // transactions committed
+    int64_t write_requests = 0;  // requests answered after a successful commit
+  };
+
+  // Opens (creating if needed) and migrates the database and starts the
+  // writer. FAILED_PRECONDITION for a database from a newer jobwire; the
+  // SQLite error mapping otherwise.
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(Options options);
+
+  ~SqliteJobStore() override;
+  SqliteJobStore(const SqliteJobStore&) = delete;
+  SqliteJobStore& operator=(const SqliteJobStore&) = delete;
+
+  // JobStore.
+  void Submit(std::vector<NewJob> jobs, SubmitCallback done) override;
+  void Mutate(std::string id, JobMutation mutation, JobCallback done) override;
+  absl::StatusOr<Job> GetJobBlocking(const std::string& id) override;
+  absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
+      const std::string& job_id, int64_t after_seq, int limit) override;
+  absl::StatusOr<std::vector<JobEvent>> ReadEventsBlocking(
+      int64_t after_event_id, int limit) override;
+  void AddCommitListener(CommitListener* listener) override;
+  absl::StatusOr<ListJobsResult> ListJobsBlocking(
+      const ListJobsQuery& query) override;
+  absl::StatusOr<std::vector<QueueStateCount>>
+  CountJobsByQueueAndStateBlocking() override;
+  absl::StatusOr<int64_t> LastEventIdBlocking() override;
+  absl::StatusOr<int64_t> OldestEventIdBlocking() override;
+  absl::StatusOr<int64_t> MaxPrunedEventIdBlocking() override;
+  absl::Status LoadActiveJobsBlocking(
+      const std::function<void(const Job&)>& visitor) override;
+  absl::StatusOr<std::optional<std::string>> GetSettingBlocking(
+      const std::string& key) override;
+  void PutSetting(std::string key, std::string value,
+                  StatusCallback done) override;
+  absl::StatusOr<std::vector<QueueRow>> ListQueueRowsBlocking() override;
+  void UpsertQueue(QueueRow row, StatusCallback done) override;
+  absl::StatusOr<int64_t> RunRetentionOnceBlocking() override;
+  void Shutdown() override;
+
+  Stats stats() const;
+  // The database file (a temporary one for ":memory:").
+  const std::string& path() const { return path_; }
+
+ private:
+  class Connection;
+  class Writer;
+  struct WriteOp;
+
+  SqliteJobStore(Options options, std::string path, std::string temp_dir);
+  absl::Status OpenBlocking();
+  void Enqueue(std::unique_ptr<WriteOp> op);
+  void WriterLoop();
+  void RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
+                const std::vector<CommitListener*>& listeners);
+  // Runs `read` on a reader connection, mapping SQLite exceptions;
+  // UNAVAILABLE after Shutdown().
+  absl::Status WithReader(const std::function<absl::Status(Connection&)>& read);
+
+  const Options options_;
+  Clock* const clock_;
+  const std::string path_;
+  const std::string temp_dir_;  // non-empty for ":memory:"
+  IdGenerator ids_;
+
+  std::unique_ptr<Writer> writer_;  // used only by the writer thread
+  std::thread writer_thread_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar work_cv_;
+  std::deque<std::unique_ptr<WriteOp>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex readers_mu_;
+  absl::CondVar readers_cv_;
+  std::vector<std::unique_ptr<Connection>> readers_
+      ABSL_GUARDED_BY(readers_mu_);
+  std::vector<Connection*> free_readers_ ABSL_GUARDED_BY(readers_mu_);
+  bool readers_closed_ ABSL_GUARDED_BY(readers_mu_) = false;
+
+  absl::Mutex shutdown_mu_;  // serialises Shutdown(); taken before mu_
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+
+  std::atomic<int64_t> commits_{0};
+  std::atomic<int64_t> write_requests_{0};
+  std::atomic<int64_t> max_pruned_event_id_{0};
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_STORAGE_SQLITE_JOB_STORE_H_

@@ -1,0 +1,725 @@
+#include "server/storage/sqlite_job_store.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "SQLiteCpp/Database.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/common/errors.h"
+
+namespace jobwire::test {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = "/tmp/jobwire-test-XXXXXX";
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::remove(absl::StrCat(db(), suffix).c_str());
+    }
+    rmdir(path_.c_str());
+  }
+  std::string db() const { return path_ + "/jobs.db"; }
+
+ private:
+  std::string path_;
+};
+
+NewJob MakeJob(std::string kind = "resize", std::string queue = "default") {
+  NewJob j;
+  j.job.kind = std::move(kind);
+  j.job.queue = std::move(queue);
+  return j;
+}
+
+absl::StatusOr<std::vector<SubmitOutcome>> SubmitSync(
+    JobStore& store, std::vector<NewJob> jobs) {
+  absl::Notification n;
+  absl::StatusOr<std::vector<SubmitOutcome>> out;
+  store.Submit(std::move(jobs),
+               [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                 out = std::move(r);
+                 n.Notify();
+               });
+  n.WaitForNotification();
+  return out;
+}
+
+absl::StatusOr<Job> SubmitOne(JobStore& store, NewJob job) {
+  auto r = SubmitSync(store, {std::move(job)});
+  if (!r.ok()) return r.status();
+  return (*r)[0].job;
+}
+
+absl::StatusOr<Job> MutateSync(JobStore& store, const std::string& id,
+                               JobMutation m) {
+  absl::Notification n;
+  absl::StatusOr<Job> out;
+  store.Mutate(id, std::move(m), [&](absl::StatusOr<Job> r) {
+    out = std::move(r);
+    n.Notify();
+  });
+  n.WaitForNotification();
+  return out;
+}
+
+// A mutation that holds the writer thread until released: lets a test queue
+// several writes so that they land in one batch.
+class WriterGate {
+ public:
+  void Block(JobStore& store, const std::string& job_id) {
+    store.Mutate(
+        job_id,
+        [this](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+          entered_.Notify();
+          release_.WaitForNotification();
+          return JobChange{current, {}};
+        },
+        [this](absl::StatusOr<Job>) { done_.Notify(); });
+    entered_.WaitForNotification();
+  }
+  void Release() {
+    release_.Notify();
+    done_.WaitForNotification();
+  }
+
+ private:
+  absl::Notification entered_, release_, done_;
+};
+
+JobMutation Finish(JobState to) {
+  return [to](const Job& current, absl::Time now) -> absl::StatusOr<JobChange> {
+    JobChange change{current, {}};
+    change.job.state = to;
+    change.job.finish_time = now;
+    JobEvent e;
+    e.type = EventType::kStateChanged;
+    e.from = current.state;
+    e.to = to;
+    change.events.push_back(e);
+    return change;
+  };
+}
+
+class SqliteJobStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<SqliteJobStore> Open(SqliteJobStore::Options options = {}) {
+    if (options.path == ":memory:") options.path = dir_.db();
+    options.clock = &clock_;
+    auto store = SqliteJobStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+};
+
+TEST_F(SqliteJobStoreTest, SubmitCreatesAQueuedJobWithASubmittedEvent) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.queue = "";
+  in.job.labels = {{"tenant", "acme"}};
+  in.job.payload = std::string("\0bin\xff", 5);
+  in.job.retry_policy = RetryPolicy{};
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->queue, "default");
+  EXPECT_EQ(job->state, JobState::kQueued);
+  EXPECT_EQ(job->create_time, clock_.Now());
+  EXPECT_EQ(job->version, 1);
+
+  absl::StatusOr<Job> got = store->GetJobBlocking(job->id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->payload, in.job.payload);
+  EXPECT_EQ(got->labels, in.job.labels);
+  EXPECT_TRUE(got->retry_policy.has_value());
+  EXPECT_FALSE(got->progress.has_value());
+  EXPECT_EQ(got->create_time, clock_.Now());
+
+  auto events = store->ReadJobEventsBlocking(job->id, 0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(1));
+  const JobEvent& e = (*events)[0];
+  EXPECT_EQ(e.seq, 1);
+  EXPECT_GT(e.event_id, 0);
+  EXPECT_EQ(e.to, JobState::kQueued);
+  EXPECT_EQ(e.reason, "submitted");
+  EXPECT_EQ(e.queue, "default");
+  EXPECT_EQ(e.labels, in.job.labels);
+  EXPECT_EQ(e.state, JobState::kQueued);
+}
+
+TEST_F(SqliteJobStoreTest, FutureScheduleTimeMakesAScheduledJob) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.schedule_time = clock_.Now() + absl::Minutes(1);
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state, JobState::kScheduled);
+}
+
+TEST_F(SqliteJobStoreTest, InvalidJobIsRefused) {
+  auto store = Open();
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob("", "default"));
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SqliteJobStoreTest, ConcurrentSubmitsAreAllAnsweredAndStoredOnce) {
+  auto store = Open();
+  constexpr int kThreads = 8, kPerThread = 100;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+        ASSERT_TRUE(job.ok()) << job.status();
+        ids[t].push_back(job->id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> all;
+  for (const auto& v : ids) all.insert(v.begin(), v.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kPerThread));
+  auto counts = store->CountJobsByQueueAndStateBlocking();
+  ASSERT_TRUE(counts.ok());
+  ASSERT_THAT(*counts, SizeIs(1));
+  EXPECT_EQ((*counts)[0].count, kThreads * kPerThread);
+  auto events = store->ReadEventsBlocking(0, 10000);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(kThreads * kPerThread));
+}
+
+TEST_F(SqliteJobStoreTest, GroupCommitPutsQueuedWritesInOneTransaction) {
+  auto store = Open();
+  absl::StatusOr<Job> first = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(first.ok());
+  const int64_t commits_before = store->stats().commits;
+
+  WriterGate gate;
+  gate.Block(*store, first->id);
+  std::atomic<int> answered{0};
+  absl::Notification all_done;
+  for (int i = 0; i < 100; ++i) {
+    store->Submit({MakeJob()},
+                  [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                    EXPECT_TRUE(r.ok());
+                    if (++answered == 100) all_done.Notify();
+                  });
+  }
+  gate.Release();
+  all_done.WaitForNotification();
+  // The gate's own transaction, then one for the 100 queued submits.
+  EXPECT_EQ(store->stats().commits - commits_before, 2);
+}
+
+TEST_F(SqliteJobStoreTest, SameRequestIdReturnsTheFirstJob) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.request_id = "req-1";
+  absl::StatusOr<std::vector<SubmitOutcome>> first = SubmitSync(*store, {in});
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE((*first)[0].created);
+  absl::StatusOr<std::vector<SubmitOutcome>> again = SubmitSync(*store, {in});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE((*again)[0].created);
+  EXPECT_EQ((*again)[0].job.id, (*first)[0].job.id);
+}
+
+TEST_F(SqliteJobStoreTest, SameRequestIdWithinOneBatchCreatesOneJob) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.request_id = "req-2";
+  // Twice in one call...
+  absl::StatusOr<std::vector<SubmitOutcome>> both =
+      SubmitSync(*store, {in, in});
+  ASSERT_TRUE(both.ok());
+  EXPECT_TRUE((*both)[0].created);
+  EXPECT_FALSE((*both)[1].created);
+  EXPECT_EQ((*both)[0].job.id, (*both)[1].job.id);
+
+  // ...and in two calls committed together.
+  absl::StatusOr<Job> holder = SubmitOne(*store, MakeJob());
+  WriterGate gate;
+  gate.Block(*store, holder->id);
+  in.job.request_id = "req-3";
+  std::vector<absl::StatusOr<std::vector<SubmitOutcome>>> out(2);
+  absl::Notification n1, n2;
+  store->Submit({in}, [&](auto r) {
+    out[0] = std::move(r);
+    n1.Notify();
+  });
+  store->Submit({in}, [&](auto r) {
+    out[1] = std::move(r);
+    n2.Notify();
+  });
+  gate.Release();
+  n1.WaitForNotification();
+  n2.WaitForNotification();
+  ASSERT_TRUE(out[0].ok() && out[1].ok());
+  EXPECT_TRUE((*out[0])[0].created);
+  EXPECT_FALSE((*out[1])[0].created);
+  EXPECT_EQ((*out[0])[0].job.id, (*out[1])[0].job.id);
+}
+
+TEST_F(SqliteJobStoreTest, ReopenKeepsDataAndEventIdsKeepGrowing) {
+  std::string id;
+  int64_t last_event = 0;
+  {
+    auto store = Open();
+    absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+    ASSERT_TRUE(job.ok());
+    id = job->id;
+    last_event = *store->LastEventIdBlocking();
+  }
+  auto store = Open();
+  EXPECT_TRUE(store->GetJobBlocking(id).ok());
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  EXPECT_GT(job->id, id);
+  auto events = store->ReadJobEventsBlocking(job->id, 0, 10);
+  ASSERT_TRUE(events.ok());
+  EXPECT_GT((*events)[0].event_id, last_event);
+}
+
+TEST_F(SqliteJobStoreTest, MutateWritesOnlyChangedColumnsAndAppendsDenseSeq) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.payload = "big input";
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  {
+    // Records every UPDATE that names payload or args_json in its SET list.
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec("CREATE TABLE touched (col TEXT)");
+    db.exec(
+        "CREATE TRIGGER t AFTER UPDATE OF payload, args_json ON jobs "
+        "BEGIN INSERT INTO touched VALUES ('payload'); END");
+  }
+  clock_.Advance(absl::Seconds(3));
+  absl::StatusOr<Job> after = MutateSync(
+      *store, job->id,
+      [](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+        JobChange c{current, {}};
+        c.job.priority = 7;
+        c.job.labels["tier"] = "gold";
+        JobEvent a, b;
+        a.type = EventType::kUpdated;
+        a.paths = {"priority", "labels"};
+        b.type = EventType::kLog;
+        b.log_line = "bumped";
+        c.events = {a, b};
+        return c;
+      });
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->version, 2);
+  EXPECT_EQ(after->last_seq, 3);
+  EXPECT_EQ(after->update_time, clock_.Now());
+  {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM touched").getInt(), 0);
+  }
+  absl::StatusOr<Job> got = store->GetJobBlocking(job->id);
+  EXPECT_EQ(got->priority, 7);
+  EXPECT_EQ(got->payload, "big input");
+  auto events = store->ReadJobEventsBlocking(job->id, 1, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(2));
+  EXPECT_EQ((*events)[0].seq, 2);
+  EXPECT_EQ((*events)[1].seq, 3);
+  EXPECT_EQ((*events)[0].paths,
+            (std::vector<std::string>{"priority", "labels"}));
+  EXPECT_EQ((*events)[1].log_line, "bumped");
+  EXPECT_EQ((*events)[1].priority, 7);
+  EXPECT_EQ((*events)[1].labels.at("tier"), "gold");
+  EXPECT_EQ((*events)[1].time, clock_.Now());
+  auto by_label =
+      store->ListJobsBlocking(ListJobsQuery{"labels.tier = gold", "", 0, ""});
+  ASSERT_TRUE(by_label.ok());
+  EXPECT_THAT(by_label->jobs, SizeIs(1));
+}
+
+TEST_F(SqliteJobStoreTest, UnchangedMutationWritesNothing) {
+  auto store = Open();
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  absl::StatusOr<Job> same =
+      MutateSync(*store, job->id,
+                 [](const Job& c, absl::Time) -> absl::StatusOr<JobChange> {
+                   return JobChange{c, {}};
+                 });
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->version, 1);
+}
+
+TEST_F(SqliteJobStoreTest, MutateUnknownJobIsNotFound) {
+  auto store = Open();
+  EXPECT_EQ(
+      MutateSync(*store, "nope", Finish(JobState::kCancelled)).status().code(),
+      absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->GetJobBlocking("nope").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SqliteJobStoreTest, AMutationErrorLeavesTheOtherWritesOfTheBatchIntact) {
+  auto store = Open();
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  WriterGate gate;
+  gate.Block(*store, job->id);
+  absl::StatusOr<Job> a, c;
+  absl::StatusOr<Job> b;
+  absl::Notification na, nb, nc;
+  store->Submit({MakeJob("a")}, [&](auto r) {
+    a = r.ok() ? absl::StatusOr<Job>((*r)[0].job) : r.status();
+    na.Notify();
+  });
+  store->Mutate(
+      job->id,
+      [](const Job&, absl::Time) -> absl::StatusOr<JobChange> {
+        return FailedPreconditionError(
+            "no", PreconditionViolation{"STATE", "job", "no"});
+      },
+      [&](absl::StatusOr<Job> r) {
+        b = std::move(r);
+        nb.Notify();
+      });
+  store->Submit({MakeJob("c")}, [&](auto r) {
+    c = r.ok() ? absl::StatusOr<Job>((*r)[0].job) : r.status();
+    nc.Notify();
+  });
+  const int64_t commits_before = store->stats().commits;
+  gate.Release();
+  na.WaitForNotification();
+  nb.WaitForNotification();
+  nc.WaitForNotification();
+  EXPECT_TRUE(a.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(c.ok());
+  EXPECT_TRUE(store->GetJobBlocking(a->id).ok());
+  EXPECT_TRUE(store->GetJobBlocking(c->id).ok());
+  // The gate's own transaction, then one for all three requests.
+  EXPECT_EQ(store->stats().commits - commits_before, 2);
+}
+
+TEST_F(SqliteJobStoreTest,
+       FullDiskIsResourceExhaustedAndNothingIsAcknowledged) {
+  SqliteJobStore::Options options;
+  options.max_db_pages = 64;
+  auto store = Open(options);
+  int acknowledged = 0;
+  absl::Status failure;
+  for (int i = 0; i < 100 && failure.ok(); ++i) {
+    NewJob in = MakeJob();
+    in.job.payload = std::string(64 << 10, 'x');
+    absl::StatusOr<Job> job = SubmitOne(*store, in);
+    if (job.ok()) {
+      ++acknowledged;
+    } else {
+      failure = job.status();
+    }
+  }
+  ASSERT_FALSE(failure.ok()) << "the database never filled up";
+  EXPECT_EQ(failure.code(), absl::StatusCode::kResourceExhausted) << failure;
+  EXPECT_EQ(GetErrorReason(failure), "DISK_FULL");
+  auto counts = store->CountJobsByQueueAndStateBlocking();
+  ASSERT_TRUE(counts.ok());
+  int64_t stored = counts->empty() ? 0 : (*counts)[0].count;
+  EXPECT_EQ(stored, acknowledged);
+  // Small writes still fit and the store keeps working.
+  EXPECT_TRUE(SubmitOne(*store, MakeJob()).ok());
+}
+
+TEST_F(SqliteJobStoreTest, CommitListenerSeesEventsBeforeDone) {
+  class Recorder : public CommitListener {
+   public:
+    void OnCommit(const std::vector<JobEvent>& events) override {
+      for (const JobEvent& e : events) seen.push_back(e);
+    }
+    std::vector<JobEvent> seen;
+  };
+  auto store = Open();
+  Recorder recorder;
+  store->AddCommitListener(&recorder);
+  absl::Notification n;
+  size_t seen_at_done = 0;
+  std::string id;
+  store->Submit({MakeJob(), MakeJob()},
+                [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                  seen_at_done = recorder.seen.size();
+                  id = (*r)[1].job.id;
+                  n.Notify();
+                });
+  n.WaitForNotification();
+  EXPECT_EQ(seen_at_done, 2u);
+  EXPECT_LT(recorder.seen[0].event_id, recorder.seen[1].event_id);
+  EXPECT_EQ(recorder.seen[1].job_id, id);
+  EXPECT_EQ(recorder.seen[1].queue, "default");
+}
+
+TEST_F(SqliteJobStoreTest, WritesAfterShutdownAreUnavailable) {
+  auto store = Open();
+  store->Shutdown();
+  EXPECT_EQ(SubmitOne(*store, MakeJob()).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->GetJobBlocking("x").status().code(),
+            absl::StatusCode::kUnavailable);
+  store->Shutdown();  // idempotent
+}
+
+TEST_F(SqliteJobStoreTest, ShutdownAnswersEveryQueuedWrite) {
+  auto store = Open();
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 200; ++i) {
+    store->Submit({MakeJob()}, [&](auto r) {
+      if (r.ok()) ++ok;
+    });
+  }
+  store->Shutdown();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+TEST_F(SqliteJobStoreTest, MemoryPathUsesAPrivateTemporaryFile) {
+  SqliteJobStore::Options options;
+  options.clock = &clock_;
+  auto store = SqliteJobStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::string path = (*store)->path();
+  EXPECT_TRUE(SubmitOne(**store, MakeJob()).ok());
+  EXPECT_EQ(access(path.c_str(), F_OK), 0);
+  (*store)->Shutdown();
+  EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+TEST_F(SqliteJobStoreTest, ListJobsFiltersOrdersAndPagesStablyWhileInserting) {
+  auto store = Open();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 25; ++i) {
+    NewJob in = MakeJob(i % 2 == 0 ? "even" : "odd");
+    in.job.priority = i % 5;
+    in.job.labels = {{"n", absl::StrCat(i)}};
+    ids.push_back(SubmitOne(*store, in)->id);
+    clock_.Advance(absl::Milliseconds(1));
+  }
+  ListJobsQuery q;
+  q.filter = "kind = even";
+  q.page_size = 5;
+  std::vector<std::string> seen;
+  while (true) {
+    absl::StatusOr<ListJobsResult> page = store->ListJobsBlocking(q);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const Job& j : page->jobs) seen.push_back(j.id);
+    // New matching jobs arrive between pages.
+    ASSERT_TRUE(SubmitOne(*store, MakeJob("odd")).ok());
+    if (page->next_page_token.empty()) break;
+    q.page_token = page->next_page_token;
+  }
+  std::vector<std::string> want;
+  for (int i = 0; i < 25; i += 2) want.push_back(ids[i]);
+  EXPECT_EQ(seen, want);
+
+  // priority desc, then oldest first; paged across ties.
+  ListJobsQuery p;
+  p.filter = "kind = even OR kind = odd AND priority >= 3";
+  p.order_by = "priority desc";
+  p.page_size = 3;
+  std::vector<std::pair<int, std::string>> got;
+  while (true) {
+    absl::StatusOr<ListJobsResult> page = store->ListJobsBlocking(p);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const Job& j : page->jobs) got.emplace_back(j.priority, j.id);
+    if (page->next_page_token.empty()) break;
+    p.page_token = page->next_page_token;
+  }
+  ASSERT_EQ(got.size(), 10u);  // priorities 3 and 4 among the first 25
+  for (size_t i = 1; i < got.size(); ++i) {
+    EXPECT_TRUE(got[i - 1].first > got[i].first ||
+                (got[i - 1].first == got[i].first &&
+                 got[i - 1].second < got[i].second));
+  }
+
+  absl::StatusOr<ListJobsResult> newest = store->ListJobsBlocking(ListJobsQuery{
+      "labels.n = \"24\" OR labels.n = \"23\"", "create_time desc", 1, ""});
+  ASSERT_TRUE(newest.ok());
+  ASSERT_THAT(newest->jobs, SizeIs(1));
+  EXPECT_EQ(newest->jobs[0].id, ids[24]);
+  EXPECT_FALSE(newest->next_page_token.empty());
+}
+
+TEST_F(SqliteJobStoreTest, ListJobsRejectsBadTokensOrdersAndFilters) {
+  auto store = Open();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());
+  absl::StatusOr<ListJobsResult> page =
+      store->ListJobsBlocking(ListJobsQuery{"", "", 1, ""});
+  ASSERT_TRUE(page.ok());
+  ASSERT_FALSE(page->next_page_token.empty());
+  auto field_of = [](const absl::Status& s) {
+    auto v = GetFieldViolations(s);
+    return v.empty() ? std::string() : v[0].field;
+  };
+  auto other_filter = store->ListJobsBlocking(
+      ListJobsQuery{"kind = x", "", 1, page->next_page_token});
+  EXPECT_EQ(field_of(other_filter.status()), "page_token");
+  auto other_order = store->ListJobsBlocking(
+      ListJobsQuery{"", "create_time desc", 1, page->next_page_token});
+  EXPECT_EQ(field_of(other_order.status()), "page_token");
+  auto garbage =
+      store->ListJobsBlocking(ListJobsQuery{"", "", 1, "!!not a token"});
+  EXPECT_EQ(field_of(garbage.status()), "page_token");
+  auto order = store->ListJobsBlocking(ListJobsQuery{"", "kind", 1, ""});
+  EXPECT_EQ(field_of(order.status()), "order_by");
+  auto filter = store->ListJobsBlocking(ListJobsQuery{"kind ==", "", 1, ""});
+  EXPECT_EQ(field_of(filter.status()), "filter");
+  auto size = store->ListJobsBlocking(ListJobsQuery{"", "", -1, ""});
+  EXPECT_EQ(field_of(size.status()), "page_size");
+}
+
+TEST_F(SqliteJobStoreTest, ListJobsFiltersOnTimesAndStates) {
+  auto store = Open();
+  absl::Time t0 = clock_.Now();
+  absl::StatusOr<Job> a = SubmitOne(*store, MakeJob());
+  clock_.Advance(absl::Hours(1));
+  absl::StatusOr<Job> b = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(MutateSync(*store, b->id, Finish(JobState::kSucceeded)).ok());
+  std::string after = absl::StrCat(
+      "create_time > \"",
+      absl::FormatTime(absl::RFC3339_full, t0, absl::UTCTimeZone()), "\"");
+  auto later = store->ListJobsBlocking(ListJobsQuery{after, "", 0, ""});
+  ASSERT_TRUE(later.ok()) << later.status();
+  ASSERT_THAT(later->jobs, SizeIs(1));
+  EXPECT_EQ(later->jobs[0].id, b->id);
+  auto done =
+      store->ListJobsBlocking(ListJobsQuery{"state = SUCCEEDED", "", 0, ""});
+  ASSERT_THAT(done->jobs, SizeIs(1));
+  auto unfinished = store->ListJobsBlocking(
+      ListJobsQuery{"NOT finish_time > \"2000-01-01T00:00:00Z\"", "", 0, ""});
+  ASSERT_TRUE(unfinished.ok());
+  ASSERT_THAT(unfinished->jobs, SizeIs(1));
+  EXPECT_EQ(unfinished->jobs[0].id, a->id);
+}
+
+TEST_F(SqliteJobStoreTest,
+       RetentionPrunesTerminalJobsInBatchesAndEventIdsStayUnique) {
+  SqliteJobStore::Options options;
+  options.retention.max_terminal_jobs = 5;
+  options.retention.batch_size = 4;
+  auto store = Open(options);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+    ids.push_back(job->id);
+    clock_.Advance(absl::Seconds(1));
+    if (i < 17) {
+      ASSERT_TRUE(
+          MutateSync(*store, job->id, Finish(JobState::kSucceeded)).ok());
+    }
+  }
+  const int64_t last_before = *store->LastEventIdBlocking();
+  const int64_t commits_before = store->stats().commits;
+  absl::StatusOr<int64_t> deleted = store->RunRetentionOnceBlocking();
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 12);
+  EXPECT_GE(store->stats().commits - commits_before, 3);  // 4 + 4 + 4
+  EXPECT_EQ(store->GetJobBlocking(ids[0]).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->GetJobBlocking(ids[12]).ok());
+  EXPECT_TRUE(store->GetJobBlocking(ids[19]).ok());
+  EXPECT_GT(*store->MaxPrunedEventIdBlocking(), 0);
+  EXPECT_GT(*store->OldestEventIdBlocking(), 1);
+
+  // Age limit: jobs that finished more than a minute ago.
+  absl::StatusOr<int64_t> again = store->RunRetentionOnceBlocking();
+  EXPECT_EQ(*again, 0);
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  auto events = store->ReadJobEventsBlocking(job->id, 0, 10);
+  EXPECT_GT((*events)[0].event_id, last_before);
+  EXPECT_EQ(*store->LastEventIdBlocking(), (*events)[0].event_id);
+}
+
+TEST_F(SqliteJobStoreTest, RetentionByAgeKeepsRecentAndLiveJobs) {
+  SqliteJobStore::Options options;
+  options.retention.terminal_max_age = absl::Hours(1);
+  auto store = Open(options);
+  absl::StatusOr<Job> old_done = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(MutateSync(*store, old_done->id, Finish(JobState::kFailed)).ok());
+  absl::StatusOr<Job> live = SubmitOne(*store, MakeJob());
+  clock_.Advance(absl::Hours(2));
+  absl::StatusOr<Job> new_done = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(
+      MutateSync(*store, new_done->id, Finish(JobState::kCancelled)).ok());
+  EXPECT_EQ(*store->RunRetentionOnceBlocking(), 1);
+  EXPECT_FALSE(store->GetJobBlocking(old_done->id).ok());
+  EXPECT_TRUE(store->GetJobBlocking(live->id).ok());
+  EXPECT_TRUE(store->GetJobBlocking(new_done->id).ok());
+  // The pruned high-water mark survives a restart.
+  int64_t pruned = *store->MaxPrunedEventIdBlocking();
+  store.reset();
+  store = Open(options);
+  EXPECT_EQ(*store->MaxPrunedEventIdBlocking(), pruned);
+}
+
+TEST_F(SqliteJobStoreTest, LoadActiveJobsSkipsTerminalJobsAndHeavyColumns) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.payload = "payload";
+  absl::StatusOr<Job> live = SubmitOne(*store, in);
+  absl::StatusOr<Job> done = SubmitOne(*store, in);
+  ASSERT_TRUE(MutateSync(*store, done->id, Finish(JobState::kSucceeded)).ok());
+  std::vector<Job> seen;
+  ASSERT_TRUE(
+      store->LoadActiveJobsBlocking([&](const Job& j) { seen.push_back(j); })
+          .ok());
+  ASSERT_THAT(seen, SizeIs(1));
+  EXPECT_EQ(seen[0].id, live->id);
+  EXPECT_THAT(seen[0].payload, IsEmpty());
+  EXPECT_EQ(seen[0].kind, "resize");
+}
+
+TEST_F(SqliteJobStoreTest, SettingsAndQueuesRoundTrip) {
+  auto store = Open();
+  EXPECT_FALSE(store->GetSettingBlocking("dispatch.paused")->has_value());
+  absl::Notification n1;
+  store->PutSetting("dispatch.paused", "1", [&](absl::Status s) {
+    EXPECT_TRUE(s.ok());
+    n1.Notify();
+  });
+  n1.WaitForNotification();
+  EXPECT_EQ(store->GetSettingBlocking("dispatch.paused")->value(), "1");
+
+  QueueRow row;
+  row.name = "emails";
+  row.paused = true;
+  row.resume_time = clock_.Now() + absl::Hours(1);
+  row.weight = 3;
+  absl::Notification n2;
+  store->UpsertQueue(row, [&](absl::Status s) {
+    EXPECT_TRUE(s.ok());
+    n2.Notify();
+  });
+  n2.WaitForNotification();
+  auto rows = store->ListQueueRowsBlocking();
+  ASSERT_TRUE(rows.ok());
+  ASSERT_THAT(*rows, SizeIs(1));
+  EXPECT_TRUE((*rows)[0].paused);
+  EXPECT_EQ((*rows)[0].resume_time, row.resume_time);
+  EXPECT_EQ((*rows)[0].weight, 3);
+}
+
+}  // namespace
+}  // namespace jobwire::test

@@ -1,0 +1,504 @@
+#include "server/storage/sqlite_rows.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace jobwire {
+namespace {
+
+using C = const SQLite::Column&;
+
+SqlValue OptText(bool present, const std::string& v) {
+  return present ? SqlValue::Text(v) : SqlValue::Null();
+}
+SqlValue DurationValue(absl::Duration d) {
+  return SqlValue::Int(absl::ToInt64Microseconds(d));
+}
+absl::Duration DurationFromColumn(C c) {
+  return absl::Microseconds(c.getInt64());
+}
+std::string BlobFromColumn(C c) {
+  if (c.isNull()) return {};
+  return std::string(static_cast<const char*>(c.getBlob()),
+                     static_cast<size_t>(c.getBytes()));
+}
+int32_t Int32(C c) { return static_cast<int32_t>(c.getInt64()); }
+
+std::string JoinInts(const std::vector<int>& v) {
+  return absl::StrJoin(v, ",");
+}
+std::vector<int> SplitInts(absl::string_view text) {
+  std::vector<int> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int v = 0;
+    if (absl::SimpleAtoi(part, &v)) out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<JobColumn> MakeJobColumns() {
+  return {
+      {"id", [](const Job& j) { return SqlValue::Text(j.id); },
+       [](C c, Job* j) { j->id = c.getString(); }, false},
+      {"queue", [](const Job& j) { return SqlValue::Text(j.queue); },
+       [](C c, Job* j) { j->queue = c.getString(); }, false},
+      {"kind", [](const Job& j) { return SqlValue::Text(j.kind); },
+       [](C c, Job* j) { j->kind = c.getString(); }, false},
+      {"args_json", [](const Job& j) { return SqlValue::Text(j.args_json); },
+       [](C c, Job* j) { j->args_json = c.getString(); }, true},
+      {"payload", [](const Job& j) { return SqlValue::Blob(j.payload); },
+       [](C c, Job* j) { j->payload = BlobFromColumn(c); }, true},
+      {"priority", [](const Job& j) { return SqlValue::Int(j.priority); },
+       [](C c, Job* j) { j->priority = Int32(c); }, false},
+      {"labels",
+       [](const Job& j) { return SqlValue::Text(EncodeLabels(j.labels)); },
+       [](C c, Job* j) { j->labels = DecodeLabels(c.getString()); }, false},
+      {"schedule_time", [](const Job& j) { return TimeValue(j.schedule_time); },
+       [](C c, Job* j) { j->schedule_time = TimeFromColumn(c); }, false},
+      {"max_attempts",
+       [](const Job& j) { return SqlValue::Int(j.max_attempts); },
+       [](C c, Job* j) { j->max_attempts = Int32(c); }, false},
+      // retry_policy: present iff retry_initial_us is not NULL.
+      {"retry_initial_us",
+       [](const Job& j) {
+         return j.retry_policy ? DurationValue(j.retry_policy->initial_backoff)
+                               : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (c.isNull()) return;
+         j->retry_policy.emplace();
+         j->retry_policy->initial_backoff = DurationFromColumn(c);
+       },
+       false},
+      {"retry_max_us",
+       [](const Job& j) {
+         return j.retry_policy ? DurationValue(j.retry_policy->max_backoff)
+                               : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->retry_policy)
+           j->retry_policy->max_backoff = DurationFromColumn(c);
+       },
+       false},
+      {"retry_multiplier",
+       [](const Job& j) {
+         return j.retry_policy ? SqlValue::Real(j.retry_policy->multiplier)
+                               : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->retry_policy) j->retry_policy->multiplier = c.getDouble();
+       },
+       false},
+      {"retry_jitter",
+       [](const Job& j) {
+         return j.retry_policy ? SqlValue::Real(j.retry_policy->jitter)
+                               : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->retry_policy) j->retry_policy->jitter = c.getDouble();
+       },
+       false},
+      {"attempt_timeout_us",
+       [](const Job& j) { return DurationValue(j.attempt_timeout); },
+       [](C c, Job* j) { j->attempt_timeout = DurationFromColumn(c); }, false},
+      // webhook: present iff webhook_url is not NULL.
+      {"webhook_url",
+       [](const Job& j) {
+         return OptText(j.webhook.has_value(), j.webhook ? j.webhook->url : "");
+       },
+       [](C c, Job* j) {
+         if (c.isNull()) return;
+         j->webhook.emplace();
+         j->webhook->url = c.getString();
+       },
+       false},
+      {"webhook_events",
+       [](const Job& j) {
+         return j.webhook ? SqlValue::Text(JoinInts(j.webhook->events))
+                          : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->webhook) j->webhook->events = SplitInts(c.getString());
+       },
+       false},
+      {"request_id",
+       [](const Job& j) {
+         return OptText(!j.request_id.empty(), j.request_id);
+       },
+       [](C c, Job* j) { j->request_id = c.getString(); }, false},
+      {"state",
+       [](const Job& j) { return SqlValue::Int(static_cast<int>(j.state)); },
+       [](C c, Job* j) { j->state = static_cast<JobState>(c.getInt()); },
+       false},
+      // progress: present iff progress_done is not NULL.
+      {"progress_done",
+       [](const Job& j) {
+         return j.progress ? SqlValue::Int(j.progress->done) : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (c.isNull()) return;
+         j->progress.emplace();
+         j->progress->done = c.getInt64();
+       },
+       false},
+      {"progress_total",
+       [](const Job& j) {
+         return j.progress ? SqlValue::Int(j.progress->total)
+                           : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->progress) j->progress->total = c.getInt64();
+       },
+       false},
+      {"progress_message",
+       [](const Job& j) {
+         return OptText(j.progress.has_value(),
+                        j.progress ? j.progress->message : "");
+       },
+       [](C c, Job* j) {
+         if (j->progress) j->progress->message = c.getString();
+       },
+       false},
+      {"progress_details",
+       [](const Job& j) {
+         return OptText(j.progress.has_value(),
+                        j.progress ? j.progress->details_json : "");
+       },
+       [](C c, Job* j) {
+         if (j->progress) j->progress->details_json = c.getString();
+       },
+       false},
+      // result: present iff result_data is not NULL.
+      {"result_data",
+       [](const Job& j) {
+         return OptText(j.result.has_value(),
+                        j.result ? j.result->data_json : "");
+       },
+       [](C c, Job* j) {
+         if (c.isNull()) return;
+         j->result.emplace();
+         j->result->data_json = c.getString();
+       },
+       false},
+      {"result_payload",
+       [](const Job& j) {
+         return j.result ? SqlValue::Blob(j.result->payload) : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->result) j->result->payload = BlobFromColumn(c);
+       },
+       true},
+      // error: present iff error_code is not NULL.
+      {"error_code",
+       [](const Job& j) {
+         return j.error ? SqlValue::Int(j.error->code) : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (c.isNull()) return;
+         j->error.emplace();
+         j->error->code = Int32(c);
+       },
+       false},
+      {"error_message",
+       [](const Job& j) {
+         return OptText(j.error.has_value(), j.error ? j.error->message : "");
+       },
+       [](C c, Job* j) {
+         if (j->error) j->error->message = c.getString();
+       },
+       false},
+      {"error_details",
+       [](const Job& j) {
+         return OptText(j.error.has_value(),
+                        j.error ? j.error->details_json : "");
+       },
+       [](C c, Job* j) {
+         if (j->error) j->error->details_json = c.getString();
+       },
+       false},
+      {"error_retryable",
+       [](const Job& j) {
+         return j.error ? SqlValue::Int(j.error->retryable ? 1 : 0)
+                        : SqlValue::Null();
+       },
+       [](C c, Job* j) {
+         if (j->error) j->error->retryable = c.getInt() != 0;
+       },
+       false},
+      {"attempt", [](const Job& j) { return SqlValue::Int(j.attempt); },
+       [](C c, Job* j) { j->attempt = Int32(c); }, false},
+      {"checkpoint", [](const Job& j) { return SqlValue::Blob(j.checkpoint); },
+       [](C c, Job* j) { j->checkpoint = BlobFromColumn(c); }, true},
+      {"backoff_until", [](const Job& j) { return TimeValue(j.backoff_until); },
+       [](C c, Job* j) { j->backoff_until = TimeFromColumn(c); }, false},
+      {"worker_id", [](const Job& j) { return SqlValue::Text(j.worker_id); },
+       [](C c, Job* j) { j->worker_id = c.getString(); }, false},
+      {"lease_expire_time",
+       [](const Job& j) { return TimeValue(j.lease_expire_time); },
+       [](C c, Job* j) { j->lease_expire_time = TimeFromColumn(c); }, false},
+      {"create_time", [](const Job& j) { return TimeValue(j.create_time); },
+       [](C c, Job* j) { j->create_time = TimeFromColumn(c); }, false},
+      {"start_time", [](const Job& j) { return TimeValue(j.start_time); },
+       [](C c, Job* j) { j->start_time = TimeFromColumn(c); }, false},
+      {"update_time", [](const Job& j) { return TimeValue(j.update_time); },
+       [](C c, Job* j) { j->update_time = TimeFromColumn(c); }, false},
+      {"finish_time", [](const Job& j) { return TimeValue(j.finish_time); },
+       [](C c, Job* j) { j->finish_time = TimeFromColumn(c); }, false},
+      {"version", [](const Job& j) { return SqlValue::Int(j.version); },
+       [](C c, Job* j) { j->version = c.getInt64(); }, false},
+      {"last_seq", [](const Job& j) { return SqlValue::Int(j.last_seq); },
+       [](C c, Job* j) { j->last_seq = c.getInt64(); }, false},
+  };
+}
+
+std::vector<EventColumn> MakeEventColumns() {
+  using E = const JobEvent&;
+  return {
+      {"job_id", [](E e) { return SqlValue::Text(e.job_id); },
+       [](C c, JobEvent* e) { e->job_id = c.getString(); }},
+      {"seq", [](E e) { return SqlValue::Int(e.seq); },
+       [](C c, JobEvent* e) { e->seq = c.getInt64(); }},
+      {"time", [](E e) { return TimeValue(e.time); },
+       [](C c, JobEvent* e) { e->time = TimeFromColumn(c); }},
+      {"type", [](E e) { return SqlValue::Int(static_cast<int>(e.type)); },
+       [](C c, JobEvent* e) { e->type = static_cast<EventType>(c.getInt()); }},
+      {"from_state",
+       [](E e) { return SqlValue::Int(static_cast<int>(e.from)); },
+       [](C c, JobEvent* e) { e->from = static_cast<JobState>(c.getInt()); }},
+      {"to_state", [](E e) { return SqlValue::Int(static_cast<int>(e.to)); },
+       [](C c, JobEvent* e) { e->to = static_cast<JobState>(c.getInt()); }},
+      {"reason", [](E e) { return SqlValue::Text(e.reason); },
+       [](C c, JobEvent* e) { e->reason = c.getString(); }},
+      {"attempt", [](E e) { return SqlValue::Int(e.attempt); },
+       [](C c, JobEvent* e) { e->attempt = Int32(c); }},
+      {"result_data",
+       [](E e) {
+         return OptText(e.result.has_value(),
+                        e.result ? e.result->data_json : "");
+       },
+       [](C c, JobEvent* e) {
+         if (c.isNull()) return;
+         e->result.emplace();
+         e->result->data_json = c.getString();
+       }},
+      {"result_payload",
+       [](E e) {
+         return e.result ? SqlValue::Blob(e.result->payload) : SqlValue::Null();
+       },
+       [](C c, JobEvent* e) {
+         if (e->result) e->result->payload = BlobFromColumn(c);
+       }},
+      {"error_code",
+       [](E e) {
+         return e.error ? SqlValue::Int(e.error->code) : SqlValue::Null();
+       },
+       [](C c, JobEvent* e) {
+         if (c.isNull()) return;
+         e->error.emplace();
+         e->error->code = Int32(c);
+       }},
+      {"error_message",
+       [](E e) {
+         return OptText(e.error.has_value(), e.error ? e.error->message : "");
+       },
+       [](C c, JobEvent* e) {
+         if (e->error) e->error->message = c.getString();
+       }},
+      {"error_details",
+       [](E e) {
+         return OptText(e.error.has_value(),
+                        e.error ? e.error->details_json : "");
+       },
+       [](C c, JobEvent* e) {
+         if (e->error) e->error->details_json = c.getString();
+       }},
+      {"error_retryable",
+       [](E e) {
+         return e.error ? SqlValue::Int(e.error->retryable ? 1 : 0)
+                        : SqlValue::Null();
+       },
+       [](C c, JobEvent* e) {
+         if (e->error) e->error->retryable = c.getInt() != 0;
+       }},
+      {"progress_done", [](E e) { return SqlValue::Int(e.progress.done); },
+       [](C c, JobEvent* e) { e->progress.done = c.getInt64(); }},
+      {"progress_total", [](E e) { return SqlValue::Int(e.progress.total); },
+       [](C c, JobEvent* e) { e->progress.total = c.getInt64(); }},
+      {"progress_message",
+       [](E e) { return SqlValue::Text(e.progress.message); },
+       [](C c, JobEvent* e) { e->progress.message = c.getString(); }},
+      {"progress_details",
+       [](E e) { return SqlValue::Text(e.progress.details_json); },
+       [](C c, JobEvent* e) { e->progress.details_json = c.getString(); }},
+      {"paths", [](E e) { return SqlValue::Text(absl::StrJoin(e.paths, ",")); },
+       [](C c, JobEvent* e) {
+         e->paths = absl::StrSplit(c.getString(), ',', absl::SkipEmpty());
+       }},
+      {"log_line", [](E e) { return SqlValue::Text(e.log_line); },
+       [](C c, JobEvent* e) { e->log_line = c.getString(); }},
+      {"wh_attempt",
+       [](E e) { return SqlValue::Int(e.webhook_delivery.attempt); },
+       [](C c, JobEvent* e) { e->webhook_delivery.attempt = Int32(c); }},
+      {"wh_http_status",
+       [](E e) { return SqlValue::Int(e.webhook_delivery.http_status); },
+       [](C c, JobEvent* e) { e->webhook_delivery.http_status = Int32(c); }},
+      {"wh_delivered",
+       [](E e) { return SqlValue::Int(e.webhook_delivery.delivered ? 1 : 0); },
+       [](C c, JobEvent* e) {
+         e->webhook_delivery.delivered = c.getInt() != 0;
+       }},
+      {"wh_error", [](E e) { return SqlValue::Text(e.webhook_delivery.error); },
+       [](C c, JobEvent* e) { e->webhook_delivery.error = c.getString(); }},
+      {"queue", [](E e) { return SqlValue::Text(e.queue); },
+       [](C c, JobEvent* e) { e->queue = c.getString(); }},
+      {"kind", [](E e) { return SqlValue::Text(e.kind); },
+       [](C c, JobEvent* e) { e->kind = c.getString(); }},
+      {"priority", [](E e) { return SqlValue::Int(e.priority); },
+       [](C c, JobEvent* e) { e->priority = Int32(c); }},
+      {"labels", [](E e) { return SqlValue::Text(EncodeLabels(e.labels)); },
+       [](C c, JobEvent* e) { e->labels = DecodeLabels(c.getString()); }},
+      {"run_after", [](E e) { return TimeValue(e.run_after); },
+       [](C c, JobEvent* e) { e->run_after = TimeFromColumn(c); }},
+      {"job_state",
+       [](E e) { return SqlValue::Int(static_cast<int>(e.state)); },
+       [](C c, JobEvent* e) { e->state = static_cast<JobState>(c.getInt()); }},
+  };
+}
+
+}  // namespace
+
+void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value) {
+  switch (value.type) {
+    case SqlValue::Type::kNull:
+      stmt.bind(index);
+      return;
+    case SqlValue::Type::kInt:
+      stmt.bind(index, static_cast<int64_t>(value.i));
+      return;
+    case SqlValue::Type::kReal:
+      stmt.bind(index, value.d);
+      return;
+    case SqlValue::Type::kText:
+      stmt.bindNoCopy(index, value.s);
+      return;
+    case SqlValue::Type::kBlob:
+      stmt.bindNoCopy(index, value.s.data(), static_cast<int>(value.s.size()));
+      return;
+  }
+}
+
+SqlValue TimeValue(absl::Time t) {
+  if (t == absl::InfinitePast()) return SqlValue::Null();
+  return SqlValue::Int(absl::ToUnixMicros(t));
+}
+
+absl::Time TimeFromColumn(const SQLite::Column& c) {
+  if (c.isNull()) return absl::InfinitePast();
+  return absl::FromUnixMicros(c.getInt64());
+}
+
+std::string EncodeLabels(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels)
+    absl::StrAppend(&out, k.size(), ":", k, v.size(), ":", v);
+  return out;
+}
+
+std::map<std::string, std::string> DecodeLabels(absl::string_view text) {
+  std::map<std::string, std::string> out;
+  auto next = [&text](std::string* part) {
+    size_t colon = text.find(':');
+    size_t len = 0;
+    if (colon == absl::string_view::npos ||
+        !absl::SimpleAtoi(text.substr(0, colon), &len) ||
+        len > text.size() - colon - 1) {
+      return false;
+    }
+    *part = std::string(text.substr(colon + 1, len));
+    text.remove_prefix(colon + 1 + len);
+    return true;
+  };
+  std::string key, value;
+  while (!text.empty() && next(&key) && next(&value)) out[key] = value;
+  return out;
+}
+
+const std::vector<JobColumn>& JobColumns() {
+  static const auto* columns = new std::vector<JobColumn>(MakeJobColumns());
+  return *columns;
+}
+
+const std::string& JobColumnList(bool light_only) {
+  static const auto* lists = [] {
+    auto* l = new std::string[2];
+    for (int light = 0; light < 2; ++light) {
+      std::vector<std::string> names;
+      for (const JobColumn& c : JobColumns()) {
+        if (!light || !c.heavy) names.push_back(c.name);
+      }
+      l[light] = absl::StrJoin(names, ", ");
+    }
+    return l;
+  }();
+  return lists[light_only ? 1 : 0];
+}
+
+bool JobColumnsEqual(const Job& a, const Job& b) {
+  for (const JobColumn& c : JobColumns()) {
+    if (c.get(a) != c.get(b)) return false;
+  }
+  return true;
+}
+
+Job ReadJob(SQLite::Statement& stmt, bool light_only) {
+  Job job;
+  int index = 0;
+  for (const JobColumn& c : JobColumns()) {
+    if (light_only && c.heavy) continue;
+    c.set(stmt.getColumn(index++), &job);
+  }
+  return job;
+}
+
+const std::vector<EventColumn>& EventColumns() {
+  static const auto* columns = new std::vector<EventColumn>(MakeEventColumns());
+  return *columns;
+}
+
+const std::string& EventSelectList() {
+  static const auto* list = [] {
+    std::vector<std::string> names = {"event_id"};
+    for (const EventColumn& c : EventColumns()) names.push_back(c.name);
+    return new std::string(absl::StrJoin(names, ", "));
+  }();
+  return *list;
+}
+
+JobEvent ReadEvent(SQLite::Statement& stmt) {
+  JobEvent event;
+  event.event_id = stmt.getColumn(0).getInt64();
+  int index = 1;
+  for (const EventColumn& c : EventColumns())
+    c.set(stmt.getColumn(index++), &event);
+  return event;
+}
+
+StatementCache::Lease::~Lease() {
+  // Every use binds every parameter again, so bindings need no clearing.
+  if (stmt_ != nullptr) stmt_->tryReset();
+}
+
+StatementCache::Lease StatementCache::Get(const std::string& sql) {
+  auto it = stmts_.find(sql);
+  if (it == stmts_.end()) {
+    it = stmts_.emplace(sql, std::make_unique<SQLite::Statement>(*db_, sql))
+             .first;
+  }
+  return Lease(it->second.get());
+}
+
+}  // namespace jobwire

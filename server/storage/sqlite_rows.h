@@ -1,0 +1,119 @@
+// Row mapping between the core model (Job, JobEvent) and SQLite columns, and
+// a per-connection cache of prepared statements. Internal to storage/.
+//
+// Each Job and JobEvent field maps to one or more columns through a table of
+// column descriptors, so INSERT, SELECT and the changed-columns-only UPDATE
+// are all generated from one list. Times are microseconds since the Unix
+// epoch, NULL when unset (InfinitePast). Functions may throw
+// SQLite::Exception; callers in storage/ map it with StatusFromSqlite.
+#ifndef JOBWIRE_SERVER_STORAGE_SQLITE_ROWS_H_
+#define JOBWIRE_SERVER_STORAGE_SQLITE_ROWS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "SQLiteCpp/Column.h"
+#include "SQLiteCpp/Database.h"
+#include "SQLiteCpp/Statement.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/core/job.h"
+
+namespace jobwire {
+
+// One bindable SQLite value.
+struct SqlValue {
+  enum class Type { kNull, kInt, kReal, kText, kBlob };
+  Type type = Type::kNull;
+  int64_t i = 0;
+  double d = 0;
+  std::string s;
+
+  static SqlValue Null() { return {}; }
+  static SqlValue Int(int64_t v) { return {Type::kInt, v, 0, {}}; }
+  static SqlValue Real(double v) { return {Type::kReal, 0, v, {}}; }
+  static SqlValue Text(std::string v) {
+    return {Type::kText, 0, 0, std::move(v)};
+  }
+  static SqlValue Blob(std::string v) {
+    return {Type::kBlob, 0, 0, std::move(v)};
+  }
+  bool operator==(const SqlValue& o) const {
+    return type == o.type && i == o.i && d == o.d && s == o.s;
+  }
+  bool operator!=(const SqlValue& o) const { return !(*this == o); }
+};
+
+// Binds without copying: `value` must outlive the statement's execution.
+void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value);
+
+SqlValue TimeValue(absl::Time t);
+absl::Time TimeFromColumn(const SQLite::Column& c);
+
+// Labels as one text column: "<len>:<key><len>:<value>..." (binary-safe).
+std::string EncodeLabels(const std::map<std::string, std::string>& labels);
+std::map<std::string, std::string> DecodeLabels(absl::string_view text);
+
+struct JobColumn {
+  const char* name;
+  SqlValue (*get)(const Job&);
+  void (*set)(const SQLite::Column&, Job*);
+  bool heavy;  // left out of LoadActiveJobs (args, payload, checkpoint...)
+};
+// In schema order; index 0 is "id".
+const std::vector<JobColumn>& JobColumns();
+// "id, queue, ..." for every column, or only the light ones.
+const std::string& JobColumnList(bool light_only);
+// True when every column of `a` equals that of `b`.
+bool JobColumnsEqual(const Job& a, const Job& b);
+// Reads the columns of JobColumnList(light_only) from the current row.
+Job ReadJob(SQLite::Statement& stmt, bool light_only);
+
+struct EventColumn {
+  const char* name;
+  SqlValue (*get)(const JobEvent&);
+  void (*set)(const SQLite::Column&, JobEvent*);
+};
+// Insertable event columns (event_id excluded: it is the rowid).
+const std::vector<EventColumn>& EventColumns();
+// "event_id, job_id, ..." for SELECT.
+const std::string& EventSelectList();
+JobEvent ReadEvent(SQLite::Statement& stmt);
+
+// Prepared statements of one connection, keyed by SQL text. Only for the
+// store's fixed set of statements (SQL built from user filters is prepared
+// per call, so the cache stays bounded). Not thread-safe: a connection is
+// used by one thread at a time.
+class StatementCache {
+ public:
+  // A statement borrowed from the cache; resets it (ending any read it holds)
+  // when it goes out of scope.
+  class Lease {
+   public:
+    explicit Lease(SQLite::Statement* stmt) : stmt_(stmt) {}
+    Lease(Lease&& o) noexcept : stmt_(o.stmt_) { o.stmt_ = nullptr; }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease();
+    SQLite::Statement& operator*() const { return *stmt_; }
+    SQLite::Statement* operator->() const { return stmt_; }
+
+   private:
+    SQLite::Statement* stmt_;
+  };
+
+  explicit StatementCache(SQLite::Database* db) : db_(db) {}
+  Lease Get(const std::string& sql);
+
+ private:
+  SQLite::Database* const db_;
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> stmts_;
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_STORAGE_SQLITE_ROWS_H_

@@ -1,0 +1,42 @@
+// Bearer-token authentication for every jobwired listener.
+//
+// With a token configured, every call must carry the metadata
+// `authorization: Bearer <token>`, except the methods that stay open so that
+// probes and tools work without secrets: grpc.health.v1.Health/* and server
+// reflection. A call without a valid token fails with UNAUTHENTICATED before
+// any handler runs.
+//
+// gRPC 1.51's InsecureServerCredentials cannot take an AuthMetadataProcessor
+// and server interceptors cannot reject a call, so TokenServerCredentials
+// wraps core's insecure credentials with a core auth metadata processor: the
+// check runs in gRPC's server auth filter, for TCP and Unix sockets alike.
+#ifndef JOBWIRE_SERVER_TRANSPORT_TOKEN_AUTH_H_
+#define JOBWIRE_SERVER_TRANSPORT_TOKEN_AUTH_H_
+
+#include <grpcpp/security/server_credentials.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace jobwire {
+
+// Plaintext server credentials that require `token` as described above. An
+// empty token returns grpc::InsecureServerCredentials() (no auth). The result
+// is shared by every listener.
+std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
+    const std::string& token);
+
+// True for method paths that need no token: "/grpc.health.v1.Health/..." and
+// "/grpc.reflection.v1alpha.ServerReflection/..." (and v1).
+bool IsOpenMethod(absl::string_view method_path);
+
+// True when `authorization` is "Bearer <token>" with exactly `token`
+// (compared in constant time). An empty `token` never matches.
+bool BearerTokenMatches(absl::string_view authorization,
+                        absl::string_view token);
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_TRANSPORT_TOKEN_AUTH_H_

@@ -1,0 +1,436 @@
+// Starts the real jobwired binary (and the jobwire CLI) as processes and
+// checks what a user or a supervisor sees: listeners, health, reflection,
+// socket files and permissions, a second instance, stale sockets, signals,
+// auth. Each test uses its own temp directory and 127.0.0.1:0.
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/reflection_subset.grpc.pb.h"
+
+namespace jobwire::test {
+namespace {
+
+using grpc::health::v1::HealthCheckResponse;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// A jobwired child process whose stderr goes to a log file.
+class ServerProcess {
+ public:
+  ServerProcess(const std::string& dir, std::vector<std::string> args)
+      : log_path_(dir + "/jobwired." + std::to_string(++counter_) + ".log") {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, STDERR_FILENO);
+      ::dup2(fd, STDOUT_FILENO);
+      if (::chdir(dir.c_str()) != 0) ::_exit(127);
+      std::vector<char*> argv;
+      std::string bin = JOBWIRED_PATH;
+      argv.push_back(bin.data());
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(bin.c_str(), argv.data());
+      ::_exit(127);
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // Waits until `n` "listening on" lines are logged; returns the addresses.
+  // Empty when the process exits first or 20 s pass.
+  std::vector<std::string> WaitListening(size_t n) {
+    absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      std::vector<std::string> found;
+      for (absl::string_view line : absl::StrSplit(ReadFile(log_path_), '\n')) {
+        size_t at = line.find("listening on ");
+        if (at != absl::string_view::npos) {
+          found.emplace_back(line.substr(at + std::strlen("listening on ")));
+        }
+      }
+      if (found.size() >= n) return found;
+      if (Exited(absl::ZeroDuration())) return {};
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return {};
+  }
+
+  void Signal(int signo) { ::kill(pid_, signo); }
+
+  // True once the process has exited (waiting up to `timeout`).
+  bool Exited(absl::Duration timeout) {
+    if (exited_) return true;
+    absl::Time deadline = absl::Now() + timeout;
+    do {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        exit_code_ =
+            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    } while (absl::Now() < deadline);
+    return false;
+  }
+
+  int exit_code() const { return exit_code_; }
+  std::string log() const { return ReadFile(log_path_); }
+
+ private:
+  static inline int counter_ = 0;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_code_ = -1;
+};
+
+grpc::Status CheckHealth(const std::string& target,
+                         HealthCheckResponse* response) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  return stub->Check(&context, {}, response);
+}
+
+bool IsServing(const std::string& target) {
+  HealthCheckResponse response;
+  return CheckHealth(target, &response).ok() &&
+         response.status() == HealthCheckResponse::SERVING;
+}
+
+std::vector<std::string> ListServices(const std::string& target) {
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  auto stream = stub->ServerReflectionInfo(&context);
+  grpc::reflection::v1alpha::ServerReflectionRequest request;
+  request.set_list_services("*");
+  std::vector<std::string> names;
+  if (!stream->Write(request)) return names;
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  while (stream->Read(&response)) {
+    for (const auto& s : response.list_services_response().service()) {
+      names.push_back(s.name());
+    }
+  }
+  stream->Finish();
+  return names;
+}
+
+struct CliResult {
+  int code;
+  std::string out;
+};
+
+// Runs the jobwire CLI; stderr is folded into `out`.
+CliResult RunCli(const std::string& args) {
+  std::string command = std::string(JOBWIRE_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = ::popen(command.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+void MakeStaleSocket(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::close(fd);
+}
+
+class ServerIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/jobwire-it-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    socket_ = dir_ + "/var/j.sock";
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  std::vector<std::string> DefaultArgs() {
+    return {"--listen", "unix:var/j.sock", "--listen", "127.0.0.1:0",
+            "--db",     "var/j.db"};
+  }
+
+  std::string dir_;
+  std::string socket_;
+};
+
+TEST_F(ServerIntegrationTest, ServesHealthOnUnixSocketAndTcpAtOnce) {
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  EXPECT_EQ(addresses[0], "unix:" + socket_);
+  ASSERT_TRUE(absl::StartsWith(addresses[1], "127.0.0.1:"));
+  EXPECT_NE(addresses[1], "127.0.0.1:0");
+  EXPECT_TRUE(IsServing(addresses[0]));
+  EXPECT_TRUE(IsServing(addresses[1]));
+}
+
+TEST_F(ServerIntegrationTest, ReflectionListsEveryService) {
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  std::vector<std::string> names = ListServices(addresses[1]);
+  for (const char* want :
+       {"jobwire.v1.JobService", "jobwire.v1.WorkerService",
+        "jobwire.v1.AdminService", "grpc.health.v1.Health"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
+  }
+}
+
+TEST_F(ServerIntegrationTest, SocketIsOwnerOnlyAndLogLinesHaveTimeAndLevel) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  struct stat st;
+  ASSERT_EQ(::stat(socket_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_TRUE(Exists(socket_ + ".lock"));
+  for (absl::string_view line :
+       absl::StrSplit(server.log(), '\n', absl::SkipEmpty())) {
+    // 2026-01-02T03:04:05.123456Z INFO ...
+    EXPECT_TRUE(line.size() > 28 && line[4] == '-' && line[10] == 'T') << line;
+    EXPECT_TRUE(absl::StrContains(line, " INFO ") ||
+                absl::StrContains(line, " WARNING ") ||
+                absl::StrContains(line, " ERROR "))
+        << line;
+  }
+}
+
+TEST_F(ServerIntegrationTest, JsonLogFormatWritesOneObjectPerLine) {
+  std::vector<std::string> args = DefaultArgs();
+  args.push_back("--log-format=json");
+  ServerProcess server(dir_, args);
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  for (absl::string_view line :
+       absl::StrSplit(server.log(), '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "{\"time\":\"") &&
+                absl::EndsWith(line, "}"))
+        << line;
+    EXPECT_TRUE(absl::StrContains(line, "\"level\":\"")) << line;
+  }
+}
+
+TEST_F(ServerIntegrationTest,
+       SecondServerOnTheSameSocketFailsAndTheFirstGoesOn) {
+  ServerProcess first(dir_, DefaultArgs());
+  std::vector<std::string> addresses = first.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << first.log();
+
+  ServerProcess second(dir_, DefaultArgs());
+  ASSERT_TRUE(second.Exited(absl::Seconds(20)));
+  EXPECT_NE(second.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(second.log(), "another jobwired is serving"))
+      << second.log();
+
+  EXPECT_TRUE(Exists(socket_));
+  EXPECT_TRUE(IsServing(addresses[0]));
+}
+
+TEST_F(ServerIntegrationTest, StaleSocketFromACrashedServerIsReplaced) {
+  ASSERT_EQ(::mkdir((dir_ + "/var").c_str(), 0755), 0);
+  MakeStaleSocket(socket_);
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  EXPECT_TRUE(IsServing(addresses[0]));
+}
+
+TEST_F(ServerIntegrationTest,
+       KilledServerLeavesAStaleSocketThatTheNextOneReplaces) {
+  {
+    ServerProcess crashed(dir_, DefaultArgs());
+    ASSERT_EQ(crashed.WaitListening(2).size(), 2u) << crashed.log();
+    crashed.Signal(SIGKILL);
+    ASSERT_TRUE(crashed.Exited(absl::Seconds(10)));
+  }
+  ASSERT_TRUE(Exists(socket_));
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  EXPECT_TRUE(IsServing(addresses[0]));
+}
+
+class StopSignalTest : public ServerIntegrationTest,
+                       public ::testing::WithParamInterface<int> {};
+
+TEST_P(StopSignalTest, ExitsZeroAndRemovesSocketAndLock) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  server.Signal(GetParam());
+  ASSERT_TRUE(server.Exited(absl::Seconds(20))) << server.log();
+  EXPECT_EQ(server.exit_code(), 0) << server.log();
+  EXPECT_FALSE(Exists(socket_));
+  EXPECT_FALSE(Exists(socket_ + ".lock"));
+  EXPECT_TRUE(absl::StrContains(server.log(), "stopping")) << server.log();
+}
+
+INSTANTIATE_TEST_SUITE_P(EverySignal, StopSignalTest,
+                         ::testing::Values(SIGTERM, SIGINT, SIGHUP, SIGQUIT),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string(sigabbrev_np(info.param));
+                         });
+
+// An open reflection stream keeps the server in its grace period.
+class OpenStream {
+ public:
+  explicit OpenStream(const std::string& target)
+      : stub_(grpc::reflection::v1alpha::ServerReflection::NewStub(
+            grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))),
+        stream_(stub_->ServerReflectionInfo(&context_)) {
+    grpc::reflection::v1alpha::ServerReflectionRequest request;
+    request.set_list_services("*");
+    stream_->Write(request);
+    grpc::reflection::v1alpha::ServerReflectionResponse response;
+    stream_->Read(&response);  // the call is now open on the server
+  }
+  ~OpenStream() {
+    context_.TryCancel();
+    stream_->Finish();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::reflection::v1alpha::ServerReflection::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<
+      grpc::reflection::v1alpha::ServerReflectionRequest,
+      grpc::reflection::v1alpha::ServerReflectionResponse>>
+      stream_;
+};
+
+TEST_F(ServerIntegrationTest, GracePeriodEndsOpenStreams) {
+  std::vector<std::string> args = DefaultArgs();
+  args.push_back("--shutdown-grace=1s");
+  ServerProcess server(dir_, args);
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  OpenStream stream(addresses[1]);
+  server.Signal(SIGTERM);
+  ASSERT_TRUE(server.Exited(absl::Seconds(20))) << server.log();
+  EXPECT_EQ(server.exit_code(), 0);
+}
+
+TEST_F(ServerIntegrationTest, SecondSignalSkipsTheGracePeriod) {
+  std::vector<std::string> args = DefaultArgs();
+  args.push_back("--shutdown-grace=1h");
+  ServerProcess server(dir_, args);
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  OpenStream stream(addresses[1]);
+  server.Signal(SIGTERM);
+  EXPECT_FALSE(server.Exited(absl::Milliseconds(300)));  // held by the stream
+  server.Signal(SIGINT);
+  ASSERT_TRUE(server.Exited(absl::Seconds(20))) << server.log();
+  EXPECT_EQ(server.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(server.log(), "skipping the grace period"));
+  EXPECT_FALSE(Exists(socket_));
+}
+
+TEST_F(ServerIntegrationTest, NonLoopbackListenerWithoutTokenIsRefused) {
+  ServerProcess server(dir_, {"--listen", "0.0.0.0:0", "--db", "var/j.db"});
+  ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+  EXPECT_NE(server.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(server.log(), "--auth-token")) << server.log();
+}
+
+TEST_F(ServerIntegrationTest, TokenGuardsEverythingButHealthAndReflection) {
+  ServerProcess server(
+      dir_, {"--listen", "unix:var/j.sock", "--listen", "0.0.0.0:0", "--db",
+             "var/j.db", "--auth-token", "s3cret"});
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  std::string tcp =
+      "127.0.0.1:" + addresses[1].substr(addresses[1].rfind(':') + 1);
+
+  EXPECT_TRUE(IsServing(tcp));
+  EXPECT_FALSE(ListServices(tcp).empty());
+  CliResult denied = RunCli("info --addr " + tcp);
+  EXPECT_EQ(denied.code, 1);
+  EXPECT_TRUE(absl::StartsWith(denied.out, "jobwire: info: UNAUTHENTICATED: "))
+      << denied.out;
+  CliResult allowed = RunCli("info --token s3cret --addr unix://" + socket_);
+  EXPECT_EQ(allowed.code, 0) << allowed.out;
+}
+
+TEST_F(ServerIntegrationTest, CliHealthAndInfoTalkToTheServer) {
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+
+  CliResult health = RunCli("health --addr " + addresses[0]);
+  EXPECT_EQ(health.code, 0);
+  EXPECT_EQ(health.out, "SERVING\n");
+  CliResult info = RunCli("--addr " + addresses[1] + " info");
+  EXPECT_EQ(info.code, 0) << info.out;
+  EXPECT_TRUE(absl::StrContains(info.out, "\"version\"")) << info.out;
+  EXPECT_TRUE(absl::StrContains(info.out, dir_ + "/var/j.db")) << info.out;
+
+  CliResult unknown =
+      RunCli("--addr " + addresses[1] + " health --service nope.Service");
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_TRUE(absl::StartsWith(unknown.out, "jobwire: health: NOT_FOUND: "))
+      << unknown.out;
+}
+
+TEST_F(ServerIntegrationTest,
+       CliDefaultAddressIsTheDefaultSocketInTheWorkingDirectory) {
+  ServerProcess server(
+      dir_, {"--listen", "unix:var/jobwire.sock", "--db", "var/j.db"});
+  ASSERT_EQ(server.WaitListening(1).size(), 1u) << server.log();
+  CliResult in_dir = RunCli("health --addr unix:" + dir_ + "/var/jobwire.sock");
+  EXPECT_EQ(in_dir.code, 0) << in_dir.out;
+  std::string cd = "cd " + dir_ + " && " + JOBWIRE_CLI_PATH + " health";
+  EXPECT_EQ(std::system(cd.c_str()), 0);
+}
+
+}  // namespace
+}  // namespace jobwire::test
