@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
+#include "server/common/status_macros.h"
 
 namespace jobwire {
 namespace {
@@ -155,12 +156,67 @@ void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
 // --- Recovery ---
 
 absl::Status Dispatcher::RecoverBlocking() {
-  std::vector<Job> running;
+  std::vector<std::pair<std::string, int32_t>> running;
+  const absl::Time now = clock_->Now();
+  JW_RETURN_IF_ERROR(store_->LoadActiveJobsBlocking([&](const Job& job) {
+    absl::MutexLock lock(&mu_);
+    switch (job.state) {
+      case JobState::kQueued:
+        index_.Add({job.id, job.queue, job.kind, job.priority});
+        ready_at_[job.id] = now;
+        break;
+      case JobState::kScheduled:
+        scheduled_[job.id] = job.run_after();
+        timers_.Push({job.run_after(), TimerKind::kRunAfter, job.id, 0});
+        break;
+      case JobState::kRunning:
+        running.emplace_back(job.id, job.attempt);
+        break;
+      default:
+        break;
+    }
+  }));
+  JW_ASSIGN_OR_RETURN(std::vector<QueueRow> queues,
+                      store_->ListQueueRowsBlocking());
   {
     absl::MutexLock lock(&mu_);
-    // Filled by the store's active-job scan; see LoadActiveJobsBlocking.
+    for (const QueueRow& q : queues) {
+      if (q.concurrency_limit > 0) concurrency_[q.name] = q.concurrency_limit;
+      if (q.weight > 0) weights_[q.name] = q.weight;
+      if (q.paused &&
+          (q.resume_time == absl::InfinitePast() || q.resume_time > now)) {
+        paused_queues_.insert(q.name);
+      }
+    }
   }
-  (void)running;
+  // Their workers went with the previous process: requeue them (the commits
+  // reach the index through OnCommit).
+  absl::Mutex mu;
+  size_t pending = running.size();
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kRestarted;
+  for (const auto& [id, attempt] : running) {
+    store_->Mutate(
+        id,
+        [attempt = attempt, end](const Job& job, absl::Time at) {
+          return wt::EndLease(job, at, attempt, end);
+        },
+        [&mu, &pending, id = id](absl::StatusOr<Job> r) {
+          if (!r.ok()) {
+            JW_LOG(WARNING) << "requeue of " << id << " failed: " << r.status();
+          }
+          absl::MutexLock lock(&mu);
+          --pending;
+        });
+  }
+  absl::MutexLock lock(&mu);
+  auto none = [&] {
+    mu.AssertReaderHeld();
+    return pending == 0;
+  };
+  mu.Await(absl::Condition(&none));
+  JW_LOG(INFO) << "dispatcher requeued " << running.size()
+               << " jobs left running by the previous process";
   return absl::OkStatus();
 }
 
@@ -199,6 +255,7 @@ void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
           timers_.Push({deadline, TimerKind::kLease, t.job_id, t.attempt});
           break;
         }
+        if (s != sessions_.end()) s->second.silent = true;
         EndLeaseLocked(&lease, wt::LeaseEndCause::kExpired);
         break;
       }
@@ -282,7 +339,7 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
     for (size_t n = 0; n < sessions_.size(); ++n, ++it) {
       if (it == sessions_.end()) it = sessions_.begin();
       Session& s = it->second;
-      if (s.used >= s.slots) continue;
+      if (s.used >= s.slots || s.silent) continue;
       auto accepts = [&s](const std::string& kind) {
         return s.kinds.empty() || s.kinds.count(kind) > 0;
       };
@@ -433,7 +490,12 @@ void Dispatcher::CloseSession(int64_t session) {
 void Dispatcher::Touch(int64_t session) {
   absl::MutexLock lock(&mu_);
   auto s = sessions_.find(session);
-  if (s != sessions_.end()) s->second.last_heard = clock_->Now();
+  if (s == sessions_.end()) return;
+  s->second.last_heard = clock_->Now();
+  if (s->second.silent) {
+    s->second.silent = false;
+    dirty_ = true;
+  }
 }
 
 void Dispatcher::AddSlots(int64_t session, int32_t slots) {

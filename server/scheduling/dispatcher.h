@@ -22,8 +22,9 @@
 // worker `cancel` and requeues the job (ExpireLease); a closed session
 // releases its leases at once (ReleaseLease, "worker disconnected"); an
 // attempt past the job's attempt_timeout is cancelled and retried with
-// backoff. A lease ends, and its slot is freed, when the store commits the
-// job's move out of RUNNING, whoever caused it.
+// backoff. A session that lost a lease to silence gets no new work until it
+// sends something again. A lease ends, and its slot is freed, when the store
+// commits the job's move out of RUNNING, whoever caused it.
 //
 // Fencing: worker reports name (job, attempt). A report from a session that
 // does not hold that attempt's live lease is refused with ABORTED before it
@@ -121,8 +122,6 @@ struct DispatcherStats {
   int64_t assigned = 0;   // assigns sent since start
 };
 
-using StatusCallback = std::function<void(absl::Status)>;
-
 class Dispatcher final : public CommitListener {
  public:
   Dispatcher(JobStore* store, Clock* clock, RandomSource* random,
@@ -162,7 +161,8 @@ class Dispatcher final : public CommitListener {
   // draining, "server shutting down", which does not count as a failed
   // attempt). After it returns `conn` is never called again. Idempotent.
   void CloseSession(int64_t session);
-  // Renews every lease of the session (any message from the worker).
+  // Renews every lease of the session (any message from the worker); a
+  // session that lost a lease to silence gets work again.
   void Touch(int64_t session);
   // Adds slots to a session; a negative count withdraws slots (a worker that
   // drains sends -slots). The session never has fewer than 0 slots.
@@ -239,6 +239,8 @@ class Dispatcher final : public CommitListener {
     int32_t slots = 0;
     int32_t used = 0;  // leases held (reserved or running)
     absl::Time last_heard;
+    // Lost a lease to silence: gets no work until it sends something.
+    bool silent = false;
     WorkerConnection* conn = nullptr;
     FairChoice choice;
   };
