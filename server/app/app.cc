@@ -82,9 +82,8 @@ absl::Status App::Build() {
   if (db_path.empty() || db_path[0] != '/')
     db_path = absl::StrCat(cwd, "/", db_path);
   JW_RETURN_IF_ERROR(CreateParentDirectories(db_path));
-  // Plug-in (storage, #3): open the store here; it fails start on a bad file.
-  //   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(db_path, clock_.get(),
-  //   ...));
+  // Plug-in (storage, #3): open the store here; a bad file fails the start.
+  //   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(db_path, ...));
   // Plug-in (events, #4):
   //   events_ = std::make_unique<EventBus>(store_.get(), ...);
   // Plug-in (scheduling, #5): the dispatcher, fed by events_, using store_.
@@ -96,18 +95,18 @@ absl::Status App::Build() {
   admin_options.draining = [this] { return draining(); };
   admin_service_ = std::make_unique<AdminServiceImpl>(
       std::move(admin_options), clock_.get(), executor_.get());
-  // Plug-in (events + JobService, #4): replace with
-  //   std::make_unique<JobServiceImpl>(store_.get(), events_.get(),
-  //   executor_.get(), clock_.get())
-  // and register its Shutdown below.
+  // Plug-in (events + JobService, #4): replace with JobServiceImpl, built
+  // from store_.get(), events_.get(), executor_.get() and clock_.get(), and
+  // register its Shutdown below.
   job_service_ = std::make_unique<jobwire::v1::JobService::CallbackService>();
   // Plug-in (workers, #5): replace with WorkerServiceImpl, same pattern.
   worker_service_ =
       std::make_unique<jobwire::v1::WorkerService::CallbackService>();
 
-  // Shutdown hooks run in this order at Stop(). Later services add theirs:
-  //   AddShutdownHook("jobs", [s = job_service.get()](absl::Time d) {
-  //   s->Shutdown(d); });
+  // Shutdown hooks run in this order at Stop(); health goes first, so
+  // probes see NOT_SERVING before anything else drains. Later services add
+  // theirs after it, for example:
+  //   AddShutdownHook("jobs", [s](absl::Time d) { s->Shutdown(d); });
   AddShutdownHook(
       "health", [h = health_service_.get()](absl::Time d) { h->Shutdown(d); });
 
@@ -220,6 +219,11 @@ void App::Stop() {
   {
     absl::MutexLock lock(&mu_);
     if (skip_grace_) deadline = absl::Now();
+  }
+  if (server_ != nullptr) {
+    JW_LOG(INFO) << "draining: health NOT_SERVING, open calls have until "
+                 << absl::FormatTime("%H:%M:%E3SZ", deadline,
+                                     absl::UTCTimeZone());
   }
   for (auto& [name, hook] : shutdown_hooks_) {
     JW_LOG(DEBUG) << "shutdown hook: " << name;

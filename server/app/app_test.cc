@@ -61,6 +61,16 @@ TEST_F(AppTest, ServesHealthOnEveryListenerWithResolvedAddresses) {
   EXPECT_TRUE(Exists(dir_ + "/data"));
 }
 
+TEST_F(AppTest, ServesAnAbstractUnixSocket) {
+  const std::string name = "jobwire-app-test-" + std::to_string(::getpid());
+  options_.listen = {"unix-abstract:" + name};
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok()) << app.status();
+  EXPECT_EQ((*app)->addresses()[0], "unix-abstract:" + name);
+  EXPECT_EQ(Health("unix-abstract:" + name),
+            grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
 TEST_F(AppTest, SocketIsOwnerOnlyByDefault) {
   auto app = App::Start(options_);
   ASSERT_TRUE(app.ok()) << app.status();

@@ -18,8 +18,8 @@ TEST(AppendFilterSqlTest, ValuesBecomeParametersNeverSqlText) {
             "= jobs.id AND "
             "l.key = ? AND l.value = ?) OR NOT (priority > ?)))");
   ASSERT_EQ(params.size(), 4u);
-  EXPECT_EQ(params[0].s, "x'); DROP TABLE jobs; --");
-  EXPECT_EQ(params[1].s, "a");
+  EXPECT_EQ(params[0].str(), "x'); DROP TABLE jobs; --");
+  EXPECT_EQ(params[1].str(), "a");
   EXPECT_EQ(params[3].i, 3);
 }
 

@@ -147,11 +147,11 @@ class SqliteJobStore::Writer {
   }
 
   void InsertJob(const Job& job) {
-    std::vector<SqlValue> values;
-    values.reserve(JobColumns().size());
-    for (const JobColumn& c : JobColumns()) values.push_back(c.get(job));
     auto stmt = conn.stmts.Get(InsertJobSql());
-    BindAll(*stmt, values);
+    int index = 0;
+    // Borrowed values point into `job`, which outlives exec().
+    for (const JobColumn& c : JobColumns())
+      BindValue(*stmt, ++index, c.get(job));
     stmt->exec();
     InsertLabels(job);
   }
@@ -199,17 +199,16 @@ class SqliteJobStore::Writer {
   void AppendEvents(const Job& job, std::vector<JobEvent> new_events,
                     int64_t first_seq) {
     auto stmt = conn.stmts.Get(InsertEventSql());
-    std::vector<SqlValue> values;
     for (JobEvent& e : new_events) {
       e.event_id = 0;
       e.job_id = job.id;
       e.seq = first_seq++;
       e.time = now;
       FillAttributes(job, &e);
-      values.clear();
-      for (const EventColumn& c : EventColumns()) values.push_back(c.get(e));
       stmt->tryReset();
-      BindAll(*stmt, values);
+      int index = 0;
+      for (const EventColumn& c : EventColumns())
+        BindValue(*stmt, ++index, c.get(e));
       stmt->exec();
       e.event_id = conn.db.getLastInsertRowid();
       events.push_back(std::move(e));
@@ -285,11 +284,20 @@ absl::Status SqliteJobStore::OpenBlocking() {
     db.exec(SynchronousPragma(options_.synchronous));
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec("PRAGMA temp_store = MEMORY");
+    // 64 MiB of page cache keeps the hot index pages of a busy writer in
+    // memory.
+    db.exec("PRAGMA cache_size = -65536");
     if (options_.max_db_pages > 0) {
       db.execAndGet(
           absl::StrCat("PRAGMA max_page_count = ", options_.max_db_pages));
     }
     JW_RETURN_IF_ERROR(MigrateBlocking(db));
+    if (options_.checkpoint_pages > 0) {
+      db.exec("PRAGMA wal_autocheckpoint = 0");
+      sqlite3_wal_hook(db.getHandle(), &SqliteJobStore::OnWalCommit, this);
+      checkpointer_ =
+          std::make_unique<Connection>(path_, options_.busy_timeout);
+    }
     // Ids keep growing across restarts even if the clock stepped back.
     SQLite::Statement max_id(db, "SELECT MAX(id) FROM jobs");
     if (max_id.executeStep()) ids_.AdvancePast(max_id.getColumn(0).getString());
@@ -309,7 +317,38 @@ absl::Status SqliteJobStore::OpenBlocking() {
     return StatusFromSqlite(e);
   }
   writer_thread_ = std::thread([this] { WriterLoop(); });
+  if (checkpointer_ != nullptr)
+    checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
   return absl::OkStatus();
+}
+
+int SqliteJobStore::OnWalCommit(void* store, sqlite3*, const char*, int pages) {
+  auto* self = static_cast<SqliteJobStore*>(store);
+  if (pages >= self->options_.checkpoint_pages) {
+    absl::MutexLock lock(&self->checkpoint_mu_);
+    self->checkpoint_wanted_ = true;
+    self->checkpoint_cv_.Signal();
+  }
+  return SQLITE_OK;
+}
+
+void SqliteJobStore::CheckpointLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&checkpoint_mu_);
+      while (!checkpoint_wanted_ && !checkpoint_stop_)
+        checkpoint_cv_.Wait(&checkpoint_mu_);
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+    }
+    // PASSIVE: copies what it can without blocking the writer or readers.
+    try {
+      checkpointer_->db.execAndGet("PRAGMA wal_checkpoint(PASSIVE)");
+      checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    } catch (const SQLite::Exception& e) {
+      JW_LOG(WARNING) << "storage: checkpoint failed: " << StatusFromSqlite(e);
+    }
+  }
 }
 
 void SqliteJobStore::Shutdown() {
@@ -324,6 +363,13 @@ void SqliteJobStore::Shutdown() {
   // The writer drains the queue before it exits: everything accepted is
   // committed (or failed) and answered.
   if (writer_thread_.joinable()) writer_thread_.join();
+  {
+    absl::MutexLock lock(&checkpoint_mu_);
+    checkpoint_stop_ = true;
+    checkpoint_cv_.Signal();
+  }
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  checkpointer_.reset();
   {
     absl::MutexLock lock(&readers_mu_);
     readers_closed_ = true;
@@ -352,7 +398,7 @@ void SqliteJobStore::AddCommitListener(CommitListener* listener) {
 }
 
 SqliteJobStore::Stats SqliteJobStore::stats() const {
-  return Stats{commits_.load(), write_requests_.load()};
+  return Stats{commits_.load(), write_requests_.load(), checkpoints_.load()};
 }
 
 void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
@@ -474,10 +520,12 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
         static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
   }
   auto outcomes = std::make_shared<std::vector<SubmitOutcome>>();
-  op->apply = [jobs = std::move(jobs), outcomes](Writer& w) -> absl::Status {
+  op->apply = [jobs = std::move(jobs),
+               outcomes](Writer& w) mutable -> absl::Status {
     outcomes->clear();
     for (const NewJob& j : jobs) JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
-    for (const NewJob& in : jobs) {
+    // apply runs once: the inputs can move into the rows.
+    for (NewJob& in : jobs) {
       if (!in.job.request_id.empty()) {
         std::optional<Job> existing = w.FindByRequestId(in.job.request_id);
         if (existing.has_value()) {
@@ -487,19 +535,19 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
       }
       Job job;
       // Input fields only: everything else is the store's to set.
-      job.queue =
-          in.job.queue.empty() ? std::string(kDefaultQueue) : in.job.queue;
-      job.kind = in.job.kind;
-      job.args_json = in.job.args_json;
-      job.payload = in.job.payload;
+      job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
+                                       : std::move(in.job.queue);
+      job.kind = std::move(in.job.kind);
+      job.args_json = std::move(in.job.args_json);
+      job.payload = std::move(in.job.payload);
       job.priority = in.job.priority;
-      job.labels = in.job.labels;
+      job.labels = std::move(in.job.labels);
       job.schedule_time = in.job.schedule_time;
       job.max_attempts =
           in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
-      job.retry_policy = in.job.retry_policy;
+      job.retry_policy = std::move(in.job.retry_policy);
       job.attempt_timeout = in.job.attempt_timeout;
-      job.webhook = in.job.webhook;
+      job.webhook = std::move(in.job.webhook);
       job.request_id = in.job.request_id;
       job.id = w.ids->Next();
       job.state =
@@ -790,27 +838,26 @@ SqliteJobStore::CountJobsByQueueAndStateBlocking() {
   return counts;
 }
 
-absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {
-  int64_t id = 0;
+absl::StatusOr<int64_t> SqliteJobStore::QueryIntBlocking(
+    const std::string& sql) {
+  int64_t value = 0;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
-    // sqlite_sequence keeps the high-water mark even when retention deleted
-    // the newest events.
-    auto stmt = c.stmts.Get(
-        "SELECT seq FROM sqlite_sequence WHERE name = 'job_events'");
-    if (stmt->executeStep()) id = stmt->getColumn(0).getInt64();
+    auto stmt = c.stmts.Get(sql);
+    if (stmt->executeStep()) value = stmt->getColumn(0).getInt64();
     return absl::OkStatus();
   }));
-  return id;
+  return value;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {
+  // sqlite_sequence keeps the high-water mark even when retention deleted
+  // the newest events.
+  return QueryIntBlocking(
+      "SELECT seq FROM sqlite_sequence WHERE name = 'job_events'");
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::OldestEventIdBlocking() {
-  int64_t id = 0;
-  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
-    auto stmt = c.stmts.Get("SELECT MIN(event_id) FROM job_events");
-    if (stmt->executeStep()) id = stmt->getColumn(0).getInt64();
-    return absl::OkStatus();
-  }));
-  return id;
+  return QueryIntBlocking("SELECT MIN(event_id) FROM job_events");
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::MaxPrunedEventIdBlocking() {

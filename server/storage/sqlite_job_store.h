@@ -36,6 +36,8 @@
 #include "server/core/ids.h"
 #include "server/storage/job_store.h"
 
+struct sqlite3;
+
 namespace jobwire {
 
 class SqliteJobStore final : public JobStore {
@@ -77,6 +79,11 @@ class SqliteJobStore final : public JobStore {
     // How long a connection waits for a lock held by another process.
     absl::Duration busy_timeout = absl::Seconds(5);
     int reader_connections = 4;
+    // WAL checkpoints run on their own thread and connection once the WAL
+    // holds this many pages, so the writer's commits never wait for the
+    // database file's fsync. 0: SQLite's automatic checkpoints on the writer
+    // instead.
+    int checkpoint_pages = 1000;
     // Cap on the database size in pages (PRAGMA max_page_count); 0: none.
     // Writes beyond it fail like a full disk (RESOURCE_EXHAUSTED, DISK_FULL).
     int64_t max_db_pages = 0;
@@ -86,6 +93,7 @@ class SqliteJobStore final : public JobStore {
   struct Stats {
     int64_t commits = 0;         // transactions committed
     int64_t write_requests = 0;  // requests answered after a successful commit
+    int64_t checkpoints = 0;     // background WAL checkpoints run
   };
 
   // Opens (creating if needed) and migrates the database and starts the
@@ -139,6 +147,10 @@ class SqliteJobStore final : public JobStore {
   void WriterLoop();
   void RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
                 const std::vector<CommitListener*>& listeners);
+  void CheckpointLoop();
+  static int OnWalCommit(void* store, sqlite3* db, const char* name, int pages);
+  // The first column of the first row of `sql` (0 when none or NULL).
+  absl::StatusOr<int64_t> QueryIntBlocking(const std::string& sql);
   // Runs `read` on a reader connection, mapping SQLite exceptions;
   // UNAVAILABLE after Shutdown().
   absl::Status WithReader(const std::function<absl::Status(Connection&)>& read);
@@ -158,6 +170,15 @@ class SqliteJobStore final : public JobStore {
   std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Background WAL checkpoints (see Options::checkpoint_pages).
+  std::unique_ptr<Connection> checkpointer_;
+  std::thread checkpoint_thread_;
+  absl::Mutex checkpoint_mu_;
+  absl::CondVar checkpoint_cv_;
+  bool checkpoint_wanted_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
+  bool checkpoint_stop_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
+  std::atomic<int64_t> checkpoints_{0};
 
   absl::Mutex readers_mu_;
   absl::CondVar readers_cv_;

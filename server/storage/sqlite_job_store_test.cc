@@ -357,6 +357,86 @@ TEST_F(SqliteJobStoreTest, MutateWritesOnlyChangedColumnsAndAppendsDenseSeq) {
   EXPECT_THAT(by_label->jobs, SizeIs(1));
 }
 
+TEST_F(SqliteJobStoreTest, EveryFieldOfJobsAndEventsRoundTrips) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.args_json = R"({"a":1})";
+  in.job.retry_policy =
+      RetryPolicy{absl::Seconds(2), absl::Minutes(1), 3.0, 0.5};
+  in.job.attempt_timeout = absl::Seconds(30);
+  in.job.webhook = WebhookSpec{"https://example.com/hook", {1, 3}};
+  in.job.request_id = "rid";
+  in.job.max_attempts = 7;
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  absl::StatusOr<Job> done = MutateSync(
+      *store, job->id,
+      [this](const Job& c, absl::Time) -> absl::StatusOr<JobChange> {
+        JobChange change{c, {}};
+        Job& j = change.job;
+        j.state = JobState::kFailed;
+        j.progress = Progress{5, 10, "half", R"({"p":1})"};
+        j.result = JobResult{R"({"r":2})", std::string("\0res", 4)};
+        j.error = JobError{13, "boom", R"({"e":3})", true};
+        j.attempt = 2;
+        j.checkpoint = "ck";
+        j.backoff_until = clock_.Now() + absl::Seconds(9);
+        j.worker_id = "w1";
+        j.lease_expire_time = clock_.Now() + absl::Seconds(8);
+        j.start_time = clock_.Now();
+        j.finish_time = clock_.Now();
+        JobEvent e;
+        e.type = EventType::kStateChanged;
+        e.from = c.state;
+        e.to = JobState::kFailed;
+        e.reason = "failed";
+        e.attempt = 2;
+        e.result = j.result;
+        e.error = j.error;
+        e.progress = *j.progress;
+        e.webhook_delivery = WebhookDeliveryInfo{1, 500, false, "nope"};
+        change.events.push_back(e);
+        return change;
+      });
+  ASSERT_TRUE(done.ok()) << done.status();
+  absl::StatusOr<Job> got = store->GetJobBlocking(job->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->args_json, in.job.args_json);
+  EXPECT_EQ(got->retry_policy->max_backoff, absl::Minutes(1));
+  EXPECT_EQ(got->retry_policy->multiplier, 3.0);
+  EXPECT_EQ(got->retry_policy->jitter, 0.5);
+  EXPECT_EQ(got->attempt_timeout, absl::Seconds(30));
+  EXPECT_EQ(got->webhook->url, "https://example.com/hook");
+  EXPECT_EQ(got->webhook->events, (std::vector<int>{1, 3}));
+  EXPECT_EQ(got->request_id, "rid");
+  EXPECT_EQ(got->max_attempts, 7);
+  EXPECT_EQ(got->progress->message, "half");
+  EXPECT_EQ(got->progress->details_json, R"({"p":1})");
+  EXPECT_EQ(got->result->payload, std::string("\0res", 4));
+  EXPECT_EQ(got->error->code, 13);
+  EXPECT_TRUE(got->error->retryable);
+  EXPECT_EQ(got->error->details_json, R"({"e":3})");
+  EXPECT_EQ(got->checkpoint, "ck");
+  EXPECT_EQ(got->backoff_until, done->backoff_until);
+  EXPECT_EQ(got->worker_id, "w1");
+  EXPECT_EQ(got->lease_expire_time, done->lease_expire_time);
+  EXPECT_EQ(got->finish_time, clock_.Now());
+  auto events = store->ReadJobEventsBlocking(job->id, 1, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(1));
+  const JobEvent& e = (*events)[0];
+  EXPECT_EQ(e.from, JobState::kQueued);
+  EXPECT_EQ(e.to, JobState::kFailed);
+  EXPECT_EQ(e.attempt, 2);
+  EXPECT_EQ(e.result->data_json, R"({"r":2})");
+  EXPECT_EQ(e.error->message, "boom");
+  EXPECT_EQ(e.progress.total, 10);
+  EXPECT_EQ(e.webhook_delivery.http_status, 500);
+  EXPECT_EQ(e.webhook_delivery.error, "nope");
+  EXPECT_EQ(e.run_after, done->backoff_until);
+  EXPECT_EQ(e.state, JobState::kFailed);
+}
+
 TEST_F(SqliteJobStoreTest, UnchangedMutationWritesNothing) {
   auto store = Open();
   absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
@@ -493,6 +573,25 @@ TEST_F(SqliteJobStoreTest, ShutdownAnswersEveryQueuedWrite) {
   }
   store->Shutdown();
   EXPECT_EQ(ok.load(), 200);
+}
+
+TEST_F(SqliteJobStoreTest, BackgroundCheckpointsKeepTheWalSmall) {
+  SqliteJobStore::Options options;
+  options.checkpoint_pages = 8;
+  auto store = Open(options);
+  for (int i = 0; i < 50; ++i) {
+    NewJob in = MakeJob();
+    in.job.payload = std::string(8 << 10, 'p');
+    ASSERT_TRUE(SubmitOne(*store, in).ok());
+  }
+  // Checkpoints run on their own thread; wait (bounded) for one to finish.
+  for (int i = 0; i < 500 && store->stats().checkpoints == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(store->stats().checkpoints, 0);
+  auto page = store->ListJobsBlocking(ListJobsQuery{"", "", 1000, ""});
+  ASSERT_TRUE(page.ok());
+  EXPECT_THAT(page->jobs, SizeIs(50));
 }
 
 TEST_F(SqliteJobStoreTest, MemoryPathUsesAPrivateTemporaryFile) {

@@ -12,8 +12,9 @@ namespace {
 
 using C = const SQLite::Column&;
 
-SqlValue OptText(bool present, const std::string& v) {
-  return present ? SqlValue::Text(v) : SqlValue::Null();
+// Text borrowed from `*v`, or NULL when v is null.
+SqlValue OptText(const std::string* v) {
+  return v != nullptr ? SqlValue::TextRef(*v) : SqlValue::Null();
 }
 SqlValue DurationValue(absl::Duration d) {
   return SqlValue::Int(absl::ToInt64Microseconds(d));
@@ -40,17 +41,76 @@ std::vector<int> SplitInts(absl::string_view text) {
   return out;
 }
 
+// The columns of the `result` and `error` members that Job and JobEvent
+// share: a result is present iff result_data is not NULL, an error iff
+// error_code is not NULL. result_payload is heavy.
+template <typename Row>
+void AppendResultAndErrorColumns(std::vector<RowColumn<Row>>* columns) {
+  using R = const Row&;
+  columns->insert(
+      columns->end(),
+      {
+          {"result_data",
+           [](R r) {
+             return OptText(r.result ? &r.result->data_json : nullptr);
+           },
+           [](C c, Row* r) {
+             if (c.isNull()) return;
+             r->result.emplace();
+             r->result->data_json = c.getString();
+           }},
+          {"result_payload",
+           [](R r) {
+             return r.result ? SqlValue::BlobRef(r.result->payload)
+                             : SqlValue::Null();
+           },
+           [](C c, Row* r) {
+             if (r->result) r->result->payload = BlobFromColumn(c);
+           },
+           true},
+          {"error_code",
+           [](R r) {
+             return r.error ? SqlValue::Int(r.error->code) : SqlValue::Null();
+           },
+           [](C c, Row* r) {
+             if (c.isNull()) return;
+             r->error.emplace();
+             r->error->code = Int32(c);
+           }},
+          {"error_message",
+           [](R r) { return OptText(r.error ? &r.error->message : nullptr); },
+           [](C c, Row* r) {
+             if (r->error) r->error->message = c.getString();
+           }},
+          {"error_details",
+           [](R r) {
+             return OptText(r.error ? &r.error->details_json : nullptr);
+           },
+           [](C c, Row* r) {
+             if (r->error) r->error->details_json = c.getString();
+           }},
+          {"error_retryable",
+           [](R r) {
+             return r.error ? SqlValue::Int(r.error->retryable ? 1 : 0)
+                            : SqlValue::Null();
+           },
+           [](C c, Row* r) {
+             if (r->error) r->error->retryable = c.getInt() != 0;
+           }},
+      });
+}
+
 std::vector<JobColumn> MakeJobColumns() {
-  return {
-      {"id", [](const Job& j) { return SqlValue::Text(j.id); },
+  std::vector<JobColumn> columns = {
+      {"id", [](const Job& j) { return SqlValue::TextRef(j.id); },
        [](C c, Job* j) { j->id = c.getString(); }, false},
-      {"queue", [](const Job& j) { return SqlValue::Text(j.queue); },
+      {"queue", [](const Job& j) { return SqlValue::TextRef(j.queue); },
        [](C c, Job* j) { j->queue = c.getString(); }, false},
-      {"kind", [](const Job& j) { return SqlValue::Text(j.kind); },
+      {"kind", [](const Job& j) { return SqlValue::TextRef(j.kind); },
        [](C c, Job* j) { j->kind = c.getString(); }, false},
-      {"args_json", [](const Job& j) { return SqlValue::Text(j.args_json); },
+      {"args_json", [](const Job& j) { return SqlValue::TextRef(j.args_json); },
        [](C c, Job* j) { j->args_json = c.getString(); }, true},
-      {"payload", [](const Job& j) { return SqlValue::Blob(j.payload); },
+      {"payload", [](const Job& j) { return SqlValue::BlobRef(j.payload); },
        [](C c, Job* j) { j->payload = BlobFromColumn(c); }, true},
       {"priority", [](const Job& j) { return SqlValue::Int(j.priority); },
        [](C c, Job* j) { j->priority = Int32(c); }, false},
@@ -108,7 +168,7 @@ std::vector<JobColumn> MakeJobColumns() {
       // webhook: present iff webhook_url is not NULL.
       {"webhook_url",
        [](const Job& j) {
-         return OptText(j.webhook.has_value(), j.webhook ? j.webhook->url : "");
+         return OptText(j.webhook ? &j.webhook->url : nullptr);
        },
        [](C c, Job* j) {
          if (c.isNull()) return;
@@ -127,7 +187,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"request_id",
        [](const Job& j) {
-         return OptText(!j.request_id.empty(), j.request_id);
+         return OptText(j.request_id.empty() ? nullptr : &j.request_id);
        },
        [](C c, Job* j) { j->request_id = c.getString(); }, false},
       {"state",
@@ -156,8 +216,7 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"progress_message",
        [](const Job& j) {
-         return OptText(j.progress.has_value(),
-                        j.progress ? j.progress->message : "");
+         return OptText(j.progress ? &j.progress->message : nullptr);
        },
        [](C c, Job* j) {
          if (j->progress) j->progress->message = c.getString();
@@ -165,77 +224,20 @@ std::vector<JobColumn> MakeJobColumns() {
        false},
       {"progress_details",
        [](const Job& j) {
-         return OptText(j.progress.has_value(),
-                        j.progress ? j.progress->details_json : "");
+         return OptText(j.progress ? &j.progress->details_json : nullptr);
        },
        [](C c, Job* j) {
          if (j->progress) j->progress->details_json = c.getString();
        },
        false},
-      // result: present iff result_data is not NULL.
-      {"result_data",
-       [](const Job& j) {
-         return OptText(j.result.has_value(),
-                        j.result ? j.result->data_json : "");
-       },
-       [](C c, Job* j) {
-         if (c.isNull()) return;
-         j->result.emplace();
-         j->result->data_json = c.getString();
-       },
-       false},
-      {"result_payload",
-       [](const Job& j) {
-         return j.result ? SqlValue::Blob(j.result->payload) : SqlValue::Null();
-       },
-       [](C c, Job* j) {
-         if (j->result) j->result->payload = BlobFromColumn(c);
-       },
-       true},
-      // error: present iff error_code is not NULL.
-      {"error_code",
-       [](const Job& j) {
-         return j.error ? SqlValue::Int(j.error->code) : SqlValue::Null();
-       },
-       [](C c, Job* j) {
-         if (c.isNull()) return;
-         j->error.emplace();
-         j->error->code = Int32(c);
-       },
-       false},
-      {"error_message",
-       [](const Job& j) {
-         return OptText(j.error.has_value(), j.error ? j.error->message : "");
-       },
-       [](C c, Job* j) {
-         if (j->error) j->error->message = c.getString();
-       },
-       false},
-      {"error_details",
-       [](const Job& j) {
-         return OptText(j.error.has_value(),
-                        j.error ? j.error->details_json : "");
-       },
-       [](C c, Job* j) {
-         if (j->error) j->error->details_json = c.getString();
-       },
-       false},
-      {"error_retryable",
-       [](const Job& j) {
-         return j.error ? SqlValue::Int(j.error->retryable ? 1 : 0)
-                        : SqlValue::Null();
-       },
-       [](C c, Job* j) {
-         if (j->error) j->error->retryable = c.getInt() != 0;
-       },
-       false},
       {"attempt", [](const Job& j) { return SqlValue::Int(j.attempt); },
        [](C c, Job* j) { j->attempt = Int32(c); }, false},
-      {"checkpoint", [](const Job& j) { return SqlValue::Blob(j.checkpoint); },
+      {"checkpoint",
+       [](const Job& j) { return SqlValue::BlobRef(j.checkpoint); },
        [](C c, Job* j) { j->checkpoint = BlobFromColumn(c); }, true},
       {"backoff_until", [](const Job& j) { return TimeValue(j.backoff_until); },
        [](C c, Job* j) { j->backoff_until = TimeFromColumn(c); }, false},
-      {"worker_id", [](const Job& j) { return SqlValue::Text(j.worker_id); },
+      {"worker_id", [](const Job& j) { return SqlValue::TextRef(j.worker_id); },
        [](C c, Job* j) { j->worker_id = c.getString(); }, false},
       {"lease_expire_time",
        [](const Job& j) { return TimeValue(j.lease_expire_time); },
@@ -253,12 +255,14 @@ std::vector<JobColumn> MakeJobColumns() {
       {"last_seq", [](const Job& j) { return SqlValue::Int(j.last_seq); },
        [](C c, Job* j) { j->last_seq = c.getInt64(); }, false},
   };
+  AppendResultAndErrorColumns(&columns);
+  return columns;
 }
 
 std::vector<EventColumn> MakeEventColumns() {
   using E = const JobEvent&;
-  return {
-      {"job_id", [](E e) { return SqlValue::Text(e.job_id); },
+  std::vector<EventColumn> columns = {
+      {"job_id", [](E e) { return SqlValue::TextRef(e.job_id); },
        [](C c, JobEvent* e) { e->job_id = c.getString(); }},
       {"seq", [](E e) { return SqlValue::Int(e.seq); },
        [](C c, JobEvent* e) { e->seq = c.getInt64(); }},
@@ -271,74 +275,25 @@ std::vector<EventColumn> MakeEventColumns() {
        [](C c, JobEvent* e) { e->from = static_cast<JobState>(c.getInt()); }},
       {"to_state", [](E e) { return SqlValue::Int(static_cast<int>(e.to)); },
        [](C c, JobEvent* e) { e->to = static_cast<JobState>(c.getInt()); }},
-      {"reason", [](E e) { return SqlValue::Text(e.reason); },
+      {"reason", [](E e) { return SqlValue::TextRef(e.reason); },
        [](C c, JobEvent* e) { e->reason = c.getString(); }},
       {"attempt", [](E e) { return SqlValue::Int(e.attempt); },
        [](C c, JobEvent* e) { e->attempt = Int32(c); }},
-      {"result_data",
-       [](E e) {
-         return OptText(e.result.has_value(),
-                        e.result ? e.result->data_json : "");
-       },
-       [](C c, JobEvent* e) {
-         if (c.isNull()) return;
-         e->result.emplace();
-         e->result->data_json = c.getString();
-       }},
-      {"result_payload",
-       [](E e) {
-         return e.result ? SqlValue::Blob(e.result->payload) : SqlValue::Null();
-       },
-       [](C c, JobEvent* e) {
-         if (e->result) e->result->payload = BlobFromColumn(c);
-       }},
-      {"error_code",
-       [](E e) {
-         return e.error ? SqlValue::Int(e.error->code) : SqlValue::Null();
-       },
-       [](C c, JobEvent* e) {
-         if (c.isNull()) return;
-         e->error.emplace();
-         e->error->code = Int32(c);
-       }},
-      {"error_message",
-       [](E e) {
-         return OptText(e.error.has_value(), e.error ? e.error->message : "");
-       },
-       [](C c, JobEvent* e) {
-         if (e->error) e->error->message = c.getString();
-       }},
-      {"error_details",
-       [](E e) {
-         return OptText(e.error.has_value(),
-                        e.error ? e.error->details_json : "");
-       },
-       [](C c, JobEvent* e) {
-         if (e->error) e->error->details_json = c.getString();
-       }},
-      {"error_retryable",
-       [](E e) {
-         return e.error ? SqlValue::Int(e.error->retryable ? 1 : 0)
-                        : SqlValue::Null();
-       },
-       [](C c, JobEvent* e) {
-         if (e->error) e->error->retryable = c.getInt() != 0;
-       }},
       {"progress_done", [](E e) { return SqlValue::Int(e.progress.done); },
        [](C c, JobEvent* e) { e->progress.done = c.getInt64(); }},
       {"progress_total", [](E e) { return SqlValue::Int(e.progress.total); },
        [](C c, JobEvent* e) { e->progress.total = c.getInt64(); }},
       {"progress_message",
-       [](E e) { return SqlValue::Text(e.progress.message); },
+       [](E e) { return SqlValue::TextRef(e.progress.message); },
        [](C c, JobEvent* e) { e->progress.message = c.getString(); }},
       {"progress_details",
-       [](E e) { return SqlValue::Text(e.progress.details_json); },
+       [](E e) { return SqlValue::TextRef(e.progress.details_json); },
        [](C c, JobEvent* e) { e->progress.details_json = c.getString(); }},
       {"paths", [](E e) { return SqlValue::Text(absl::StrJoin(e.paths, ",")); },
        [](C c, JobEvent* e) {
          e->paths = absl::StrSplit(c.getString(), ',', absl::SkipEmpty());
        }},
-      {"log_line", [](E e) { return SqlValue::Text(e.log_line); },
+      {"log_line", [](E e) { return SqlValue::TextRef(e.log_line); },
        [](C c, JobEvent* e) { e->log_line = c.getString(); }},
       {"wh_attempt",
        [](E e) { return SqlValue::Int(e.webhook_delivery.attempt); },
@@ -351,11 +306,12 @@ std::vector<EventColumn> MakeEventColumns() {
        [](C c, JobEvent* e) {
          e->webhook_delivery.delivered = c.getInt() != 0;
        }},
-      {"wh_error", [](E e) { return SqlValue::Text(e.webhook_delivery.error); },
+      {"wh_error",
+       [](E e) { return SqlValue::TextRef(e.webhook_delivery.error); },
        [](C c, JobEvent* e) { e->webhook_delivery.error = c.getString(); }},
-      {"queue", [](E e) { return SqlValue::Text(e.queue); },
+      {"queue", [](E e) { return SqlValue::TextRef(e.queue); },
        [](C c, JobEvent* e) { e->queue = c.getString(); }},
-      {"kind", [](E e) { return SqlValue::Text(e.kind); },
+      {"kind", [](E e) { return SqlValue::TextRef(e.kind); },
        [](C c, JobEvent* e) { e->kind = c.getString(); }},
       {"priority", [](E e) { return SqlValue::Int(e.priority); },
        [](C c, JobEvent* e) { e->priority = Int32(c); }},
@@ -367,6 +323,8 @@ std::vector<EventColumn> MakeEventColumns() {
        [](E e) { return SqlValue::Int(static_cast<int>(e.state)); },
        [](C c, JobEvent* e) { e->state = static_cast<JobState>(c.getInt()); }},
   };
+  AppendResultAndErrorColumns(&columns);
+  return columns;
 }
 
 }  // namespace
@@ -383,10 +341,20 @@ void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value) {
       stmt.bind(index, value.d);
       return;
     case SqlValue::Type::kText:
-      stmt.bindNoCopy(index, value.s);
+      if (value.ref != nullptr) {
+        stmt.bindNoCopy(index, *value.ref);
+      } else {
+        stmt.bind(index, value.owned);
+      }
       return;
     case SqlValue::Type::kBlob:
-      stmt.bindNoCopy(index, value.s.data(), static_cast<int>(value.s.size()));
+      if (value.ref != nullptr) {
+        stmt.bindNoCopy(index, value.ref->data(),
+                        static_cast<int>(value.ref->size()));
+      } else {
+        stmt.bind(index, value.owned.data(),
+                  static_cast<int>(value.owned.size()));
+      }
       return;
   }
 }

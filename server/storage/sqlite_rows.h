@@ -25,30 +25,39 @@
 
 namespace jobwire {
 
-// One bindable SQLite value.
+// One bindable SQLite value. Text and blobs are either owned or borrowed
+// (`...Ref`: a view of storage that must outlive the statement's execution,
+// so that large payloads are never copied on the way to SQLite).
 struct SqlValue {
   enum class Type { kNull, kInt, kReal, kText, kBlob };
   Type type = Type::kNull;
   int64_t i = 0;
   double d = 0;
-  std::string s;
 
   static SqlValue Null() { return {}; }
-  static SqlValue Int(int64_t v) { return {Type::kInt, v, 0, {}}; }
-  static SqlValue Real(double v) { return {Type::kReal, 0, v, {}}; }
+  static SqlValue Int(int64_t v) { return {Type::kInt, v, 0, {}, nullptr}; }
+  static SqlValue Real(double v) { return {Type::kReal, 0, v, {}, nullptr}; }
   static SqlValue Text(std::string v) {
-    return {Type::kText, 0, 0, std::move(v)};
+    return {Type::kText, 0, 0, std::move(v), nullptr};
   }
-  static SqlValue Blob(std::string v) {
-    return {Type::kBlob, 0, 0, std::move(v)};
+  static SqlValue TextRef(const std::string& v) {
+    return {Type::kText, 0, 0, {}, &v};
   }
+  static SqlValue BlobRef(const std::string& v) {
+    return {Type::kBlob, 0, 0, {}, &v};
+  }
+
+  const std::string& str() const { return ref != nullptr ? *ref : owned; }
   bool operator==(const SqlValue& o) const {
-    return type == o.type && i == o.i && d == o.d && s == o.s;
+    return type == o.type && i == o.i && d == o.d && str() == o.str();
   }
   bool operator!=(const SqlValue& o) const { return !(*this == o); }
+
+  std::string owned;
+  const std::string* ref = nullptr;  // borrowed text or blob
 };
 
-// Binds without copying: `value` must outlive the statement's execution.
+// Binds borrowed values without copying; owned ones are copied by SQLite.
 void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value);
 
 SqlValue TimeValue(absl::Time t);
@@ -58,13 +67,18 @@ absl::Time TimeFromColumn(const SQLite::Column& c);
 std::string EncodeLabels(const std::map<std::string, std::string>& labels);
 std::map<std::string, std::string> DecodeLabels(absl::string_view text);
 
-struct JobColumn {
+// One column of a Job or JobEvent row: how to get its value from the model
+// and how to set the model from it.
+template <typename Row>
+struct RowColumn {
   const char* name;
-  SqlValue (*get)(const Job&);
-  void (*set)(const SQLite::Column&, Job*);
-  bool heavy;  // left out of LoadActiveJobs (args, payload, checkpoint...)
+  SqlValue (*get)(const Row&);
+  void (*set)(const SQLite::Column&, Row*);
+  bool heavy = false;  // left out of LoadActiveJobs (args, payload...)
 };
-// In schema order; index 0 is "id".
+
+using JobColumn = RowColumn<Job>;
+// Index 0 is "id"; the order is that of SELECT lists, not of the schema.
 const std::vector<JobColumn>& JobColumns();
 // "id, queue, ..." for every column, or only the light ones.
 const std::string& JobColumnList(bool light_only);
@@ -73,11 +87,7 @@ bool JobColumnsEqual(const Job& a, const Job& b);
 // Reads the columns of JobColumnList(light_only) from the current row.
 Job ReadJob(SQLite::Statement& stmt, bool light_only);
 
-struct EventColumn {
-  const char* name;
-  SqlValue (*get)(const JobEvent&);
-  void (*set)(const SQLite::Column&, JobEvent*);
-};
+using EventColumn = RowColumn<JobEvent>;
 // Insertable event columns (event_id excluded: it is the rowid).
 const std::vector<EventColumn>& EventColumns();
 // "event_id, job_id, ..." for SELECT.

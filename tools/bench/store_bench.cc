@@ -1,0 +1,301 @@
+// store_bench: durable submit throughput of SqliteJobStore against raw SQLite.
+//
+// In one run, on one disk (a fresh temporary directory), with WAL and
+// synchronous=FULL everywhere:
+//   raw-1      raw SQLite inserts of job rows, one row per transaction
+//   raw-1000   the same rows, 1,000 per transaction
+//   store-N    SqliteJobStore::Submit of single jobs from N threads, each
+//              waiting for its `done` before the next (N = 1, 16, 64)
+// Each case runs for --seconds. Prints jobs/s and ratios; with --append FILE
+// appends a Markdown section (machine, date, command, results) to FILE.
+//
+//   store_bench [--seconds 3] [--dir /tmp] [--append BENCHMARKS.md]
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "SQLiteCpp/Database.h"
+#include "SQLiteCpp/Statement.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/core/ids.h"
+#include "server/storage/migrations.h"
+#include "server/storage/sqlite_job_store.h"
+#include "server/storage/sqlite_rows.h"
+
+namespace jobwire {
+namespace {
+
+struct Flags {
+  double seconds = 3;
+  std::string dir = "/tmp";
+  std::string append;
+  std::string only;  // run one case: raw1, raw1000, store1, store16, store64
+  // synchronous for the store cases: FULL (default), NORMAL or OFF (to see
+  // how much of the cost is the disk).
+  std::string sync = "FULL";
+  std::string command;
+};
+
+struct Result {
+  std::string name;
+  int64_t jobs = 0;
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? jobs / seconds : 0; }
+};
+
+Job SampleJob() {
+  Job job;
+  job.queue = "bench";
+  job.kind = "resize-image";
+  job.args_json = R"({"width":640,"height":480,"src":"s3://bucket/key.png"})";
+  job.labels = {{"tenant", "acme"}};
+  return job;
+}
+
+// A fresh database file in its own directory; removed afterwards.
+class TempDb {
+ public:
+  explicit TempDb(const std::string& parent) {
+    std::string tmpl = parent + "/jobwire-bench-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      perror("mkdtemp");
+      exit(1);
+    }
+    dir_ = tmpl;
+  }
+  ~TempDb() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::remove(absl::StrCat(path(), suffix).c_str());
+    }
+    rmdir(dir_.c_str());
+  }
+  std::string path() const { return dir_ + "/bench.db"; }
+
+ private:
+  std::string dir_;
+};
+
+Result RawInserts(const Flags& flags, int per_txn) {
+  TempDb tmp(flags.dir);
+  SQLite::Database db(tmp.path(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA synchronous = FULL");
+  if (!MigrateBlocking(db).ok()) {
+    std::cerr << "migration failed\n";
+    exit(1);
+  }
+  std::vector<std::string> marks(JobColumns().size(), "?");
+  SQLite::Statement insert(
+      db, absl::StrCat("INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
+                       absl::StrJoin(marks, ", "), ")"));
+  IdGenerator ids(Clock::Real());
+  Job job = SampleJob();
+  Result r{absl::StrCat("raw SQLite, ", per_txn, " row(s)/txn")};
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + absl::Seconds(flags.seconds);
+  std::vector<SqlValue> values;
+  while (absl::Now() < deadline) {
+    db.exec("BEGIN");
+    for (int i = 0; i < per_txn; ++i) {
+      job.id = ids.Next();
+      job.create_time = job.update_time = absl::Now();
+      values.clear();
+      for (const JobColumn& c : JobColumns()) values.push_back(c.get(job));
+      insert.reset();
+      for (size_t k = 0; k < values.size(); ++k)
+        BindValue(insert, static_cast<int>(k) + 1, values[k]);
+      insert.exec();
+    }
+    db.exec("COMMIT");
+    r.jobs += per_txn;
+  }
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return r;
+}
+
+Result StoreSubmits(const Flags& flags, int threads) {
+  TempDb tmp(flags.dir);
+  SqliteJobStore::Options options;
+  options.path = tmp.path();
+  options.synchronous = flags.sync == "OFF" ? SqliteJobStore::Synchronous::kOff
+                        : flags.sync == "NORMAL"
+                            ? SqliteJobStore::Synchronous::kNormal
+                            : SqliteJobStore::Synchronous::kFull;
+  auto store = SqliteJobStore::Open(options);
+  if (!store.ok()) {
+    std::cerr << "open failed: " << store.status() << "\n";
+    exit(1);
+  }
+  std::atomic<int64_t> done_jobs{0};
+  std::atomic<int64_t> errors{0};
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + absl::Seconds(flags.seconds);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      absl::Mutex mu;
+      bool answered = false;
+      while (absl::Now() < deadline) {
+        NewJob in{SampleJob()};
+        {
+          absl::MutexLock lock(&mu);
+          answered = false;
+        }
+        (*store)->Submit({std::move(in)},
+                         [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                           if (!r.ok()) errors.fetch_add(1);
+                           absl::MutexLock lock(&mu);
+                           answered = true;
+                         });
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(&answered));
+        done_jobs.fetch_add(1);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  Result r{absl::StrCat("SqliteJobStore, ", threads, " submitter(s)")};
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  SqliteJobStore::Stats stats = (*store)->stats();
+  r.jobs = done_jobs.load() - errors.load();
+  (*store)->Shutdown();
+  absl::PrintF("  %-34s commits=%d jobs/commit=%.1f errors=%d\n", r.name,
+               stats.commits,
+               stats.commits > 0
+                   ? static_cast<double>(stats.write_requests) / stats.commits
+                   : 0,
+               errors.load());
+  return r;
+}
+
+std::string FirstLineWith(const std::string& file, const std::string& key) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      size_t colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+std::string FirstWords(const std::string& file, int n) {
+  std::ifstream in(file);
+  std::string word, out;
+  for (int i = 0; i < n && in >> word; ++i) out += (i > 0 ? " " : "") + word;
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  std::vector<std::string> args(argv, argv + argc);
+  flags.command = absl::StrJoin(args, " ");
+  if (const char* tmp = getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
+    flags.dir = tmp;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    bool has_value = i + 1 < args.size();
+    if (a == "--seconds" && has_value &&
+        absl::SimpleAtod(args[i + 1], &flags.seconds) && flags.seconds > 0 &&
+        flags.seconds <= 60) {
+      ++i;
+    } else if (a == "--dir" && has_value) {
+      flags.dir = args[++i];
+    } else if (a == "--sync" && has_value &&
+               (args[i + 1] == "FULL" || args[i + 1] == "NORMAL" ||
+                args[i + 1] == "OFF")) {
+      flags.sync = args[++i];
+    } else if (a == "--only" && has_value) {
+      flags.only = args[++i];
+    } else if (a == "--append" && has_value) {
+      flags.append = args[++i];
+    } else {
+      std::cerr << "usage: store_bench [--seconds S (0..60]] [--dir DIR] "
+                   "[--append FILE] "
+                   "[--only rawN|storeN] [--sync FULL|NORMAL|OFF]\n";
+      return 2;
+    }
+  }
+
+  if (!flags.only.empty()) {
+    int n = 0;
+    absl::string_view only = flags.only;
+    Result r;
+    if (absl::ConsumePrefix(&only, "raw") && absl::SimpleAtoi(only, &n) &&
+        n > 0) {
+      r = RawInserts(flags, n);
+    } else if (absl::ConsumePrefix(&only, "store") &&
+               absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
+      r = StoreSubmits(flags, n);
+    } else {
+      std::cerr << "--only takes rawN or storeN\n";
+      return 2;
+    }
+    absl::PrintF("%s: %.0f jobs/s\n", r.name, r.rate());
+    return 0;
+  }
+  std::vector<Result> results;
+  results.push_back(RawInserts(flags, 1));
+  results.push_back(RawInserts(flags, 1000));
+  for (int threads : {1, 16, 64})
+    results.push_back(StoreSubmits(flags, threads));
+
+  std::ostringstream table;
+  table
+      << "| case | jobs | seconds | jobs/s | vs raw 1/txn | vs raw 1000/txn |\n"
+      << "|---|---:|---:|---:|---:|---:|\n";
+  for (const Result& r : results) {
+    table << absl::StrFormat("| %s | %d | %.2f | %.0f | %.2fx | %.3fx |\n",
+                             r.name, r.jobs, r.seconds, r.rate(),
+                             r.rate() / results[0].rate(),
+                             r.rate() / results[1].rate());
+  }
+  std::cout << table.str();
+
+  if (!flags.append.empty()) {
+    struct utsname u;
+    uname(&u);
+    std::ofstream out(flags.append, std::ios::app);
+    out << "\n## store_bench, "
+        << absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(),
+                            absl::UTCTimeZone())
+        << "\n\n"
+        << "- machine: " << std::thread::hardware_concurrency() << " CPUs ("
+        << FirstLineWith("/proc/cpuinfo", "model name") << "), kernel "
+        << u.release << ", load average at the end "
+        << FirstWords("/proc/loadavg", 3)
+        << " (other work on the machine skews the numbers)\n"
+        << "- disk: temporary directory under `" << flags.dir
+        << "`; WAL; raw cases synchronous=FULL, store cases synchronous="
+        << flags.sync << "\n"
+        << "- command: `" << flags.command << "`\n"
+        << "- the store writes per job a jobs row, its label rows and a "
+           "`submitted` event "
+           "row; the raw cases write the jobs row only\n\n"
+        << table.str();
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace jobwire
+
+int main(int argc, char** argv) { return jobwire::Main(argc, argv); }
