@@ -4,7 +4,9 @@
 #include "server/api/worker_service.h"
 
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -51,8 +53,8 @@ class WorkerServiceTest : public ::testing::Test {
                              &port);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                   grpc::InsecureChannelCredentials());
+    addr_ = absl::StrCat("127.0.0.1:", port);
+    channel_ = grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials());
   }
 
   void TearDown() override {
@@ -108,6 +110,7 @@ class WorkerServiceTest : public ::testing::Test {
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::string addr_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 
@@ -402,6 +405,36 @@ TEST_F(WorkerServiceTest, IdleSessionsEndAtDrainWithUnavailable) {
   service_->Shutdown(clock_.Now() + absl::Seconds(30));
   ASSERT_TRUE(w->NextOf(ConnectResponse::kDrain).has_value());
   EXPECT_EQ(w->AwaitEnd().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(WorkerServiceTest, CliWorkerRunsTheCommandAndDrainsOnSigterm) {
+  Job job;
+  job.args_json = R"({"n":2})";
+  const std::string id = Submit(job);
+  const std::string cmd = absl::StrCat(
+      JOBWIRE_CLI_PATH, " --addr ", addr_,
+      " worker --queue default --slots 2 --exec "
+      "'cat >/dev/null; echo progress 1/2 half; echo \"{\\\"ok\\\":true}\"'"
+      " >/dev/null 2>&1 & echo $!");
+  FILE* out = popen(cmd.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  int pid = 0;
+  ASSERT_EQ(fscanf(out, "%d", &pid), 1);
+  pclose(out);
+  EXPECT_TRUE(events_.WaitForState(id, JobState::kSucceeded));
+  Job done = Get(id);
+  EXPECT_EQ(done.result->data_json, R"({"ok":true})");
+  EXPECT_EQ(done.progress->done, 1);
+  EXPECT_EQ(done.progress->total, 2);
+  kill(pid, SIGTERM);
+  // The worker drains, closes its session and exits (polled, bounded).
+  bool exited = false;
+  for (int i = 0; i < 400 && !exited; ++i) {
+    exited = kill(pid, 0) != 0;
+    if (!exited) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(exited);
+  EXPECT_EQ(dispatcher_->Stats().sessions, 0);
 }
 
 }  // namespace
