@@ -33,10 +33,6 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
 }
 
-absl::Duration FromDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
 std::string StructToJson(const google::protobuf::Struct& s) {
   if (s.fields().empty()) return "";
   std::string out;
