@@ -496,6 +496,60 @@ TEST_F(SqliteJobStoreTest, AMutationErrorLeavesTheOtherWritesOfTheBatchIntact) {
   EXPECT_TRUE(store->GetJobBlocking(c->id).ok());
   // The gate's own transaction, then one for all three requests.
   EXPECT_EQ(store->stats().commits - commits_before, 2);
+  // The mutation failed before writing: no second run with savepoints.
+  EXPECT_EQ(store->stats().rerun_batches, 0);
+}
+
+TEST_F(SqliteJobStoreTest,
+       ARequestThatFailsHalfwayIsUndoneAloneAndTheBatchCommits) {
+  auto store = Open();
+  {
+    // A real statement failure that leaves the transaction open.
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
+        "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
+  }
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  WriterGate gate;
+  gate.Block(*store, job->id);
+  absl::StatusOr<std::vector<SubmitOutcome>> a, b, c;
+  absl::Notification na, nb, nc;
+  store->Submit({MakeJob("a")}, [&](auto r) {
+    a = std::move(r);
+    na.Notify();
+  });
+  // b's first job is written, its second refused: b fails after writing.
+  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto r) {
+    b = std::move(r);
+    nb.Notify();
+  });
+  store->Submit({MakeJob("c")}, [&](auto r) {
+    c = std::move(r);
+    nc.Notify();
+  });
+  const SqliteJobStore::Stats before = store->stats();
+  gate.Release();
+  na.WaitForNotification();
+  nb.WaitForNotification();
+  nc.WaitForNotification();
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(b.ok());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(store->GetJobBlocking((*a)[0].job.id).ok());
+  EXPECT_TRUE(store->GetJobBlocking((*c)[0].job.id).ok());
+  // b1 was undone with b2: only the gate's job, a and c exist.
+  auto counts = store->CountJobsByQueueAndStateBlocking();
+  ASSERT_TRUE(counts.ok());
+  ASSERT_THAT(*counts, SizeIs(1));
+  EXPECT_EQ((*counts)[0].count, 3);
+  auto events = store->ReadEventsBlocking(0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(3));
+  const SqliteJobStore::Stats after = store->stats();
+  EXPECT_EQ(after.rerun_batches - before.rerun_batches, 1);
+  EXPECT_EQ(after.commits - before.commits, 2);  // the gate's, then a + c
 }
 
 TEST_F(SqliteJobStoreTest,
