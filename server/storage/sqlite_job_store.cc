@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "SQLiteCpp/Database.h"
@@ -27,6 +29,7 @@ namespace jobwire {
 namespace {
 
 constexpr int kMaxReadLimit = 10000;
+constexpr size_t kMaxUpdateStatements = 256;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 constexpr const char* kTerminalStates = "(5, 6, 7)";
 
@@ -158,21 +161,47 @@ class SqliteJobStore::Writer {
 
   // Writes the columns that differ between `before` and `after`.
   void UpdateJob(const Job& before, const Job& after) {
-    std::vector<std::string> sets;
-    std::vector<SqlValue> values;
+    const std::vector<JobColumn>& columns = JobColumns();
+    // The indexes of the changed columns, one char each: the key of the
+    // cached UPDATE for this set of columns. Mutations change only a few
+    // distinct sets (assign, complete, progress...).
+    update_key_.clear();
+    update_values_.clear();
     bool labels_changed = false;
-    for (const JobColumn& c : JobColumns()) {
-      SqlValue v = c.get(after);
-      if (v == c.get(before)) continue;
-      sets.push_back(absl::StrCat(c.name, " = ?"));
-      values.push_back(std::move(v));
-      if (std::string_view(c.name) == "labels") labels_changed = true;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      SqlValue v;
+      if (i == labels_column_) {
+        // Compare the maps, not their encodings.
+        if (before.labels == after.labels) continue;
+        labels_changed = true;
+        v = columns[i].get(after);
+      } else {
+        v = columns[i].get(after);
+        if (v == columns[i].get(before)) continue;
+      }
+      update_key_.push_back(static_cast<char>(i));
+      update_values_.push_back(std::move(v));
     }
-    if (sets.empty()) return;
-    values.push_back(SqlValue::Text(after.id));
-    auto stmt = conn.stmts.Get(absl::StrCat(
-        "UPDATE jobs SET ", absl::StrJoin(sets, ", "), " WHERE id = ?"));
-    BindAll(*stmt, values);
+    if (update_key_.empty()) return;
+    // A bound for the unexpected: mutations that change ever new sets.
+    if (update_stmts_.size() >= kMaxUpdateStatements &&
+        update_stmts_.count(update_key_) == 0) {
+      update_stmts_.clear();
+    }
+    std::unique_ptr<SQLite::Statement>& stmt = update_stmts_[update_key_];
+    if (stmt == nullptr) {
+      std::vector<std::string> sets;
+      for (char i : update_key_)
+        sets.push_back(
+            absl::StrCat(columns[static_cast<size_t>(i)].name, " = ?"));
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
+                                " WHERE id = ?"));
+    }
+    BindAll(*stmt, update_values_);
+    stmt->bindNoCopy(static_cast<int>(update_values_.size()) + 1, after.id);
+    // Reset even when exec() throws, so the statement holds no lock.
+    StatementCache::Lease reset_after(stmt.get());
     stmt->exec();
     if (labels_changed) {
       auto del = conn.stmts.Get("DELETE FROM job_labels WHERE job_id = ?");
@@ -226,6 +255,18 @@ class SqliteJobStore::Writer {
 
   Connection conn;
   IdGenerator* const ids;
+  const size_t labels_column_ = [] {
+    const std::vector<JobColumn>& columns = JobColumns();
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (std::string_view(columns[i].name) == "labels") return i;
+    }
+    return columns.size();
+  }();
+  // UpdateJob's statements by changed-column key, and its scratch space.
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>>
+      update_stmts_;
+  std::string update_key_;
+  std::vector<SqlValue> update_values_;
   // Time of the transaction in progress.
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.

@@ -357,6 +357,48 @@ TEST_F(SqliteJobStoreTest, MutateWritesOnlyChangedColumnsAndAppendsDenseSeq) {
   EXPECT_THAT(by_label->jobs, SizeIs(1));
 }
 
+TEST_F(SqliteJobStoreTest, RepeatedMutationShapesReuseUpdatesCorrectly) {
+  auto store = Open();
+  absl::StatusOr<Job> a = SubmitOne(*store, MakeJob("a"));
+  absl::StatusOr<Job> b = SubmitOne(*store, MakeJob("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto set_priority = [](int p) -> JobMutation {
+    return [p](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+      JobChange c{current, {}};
+      c.job.priority = p;
+      return c;
+    };
+  };
+  auto set_worker = [](std::string w) -> JobMutation {
+    return [w](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+      JobChange c{current, {}};
+      c.job.worker_id = w;
+      c.job.labels["w"] = w;
+      return c;
+    };
+  };
+  // Same column set on two jobs, another set, then the first set again.
+  ASSERT_TRUE(MutateSync(*store, a->id, set_priority(1)).ok());
+  ASSERT_TRUE(MutateSync(*store, b->id, set_priority(2)).ok());
+  ASSERT_TRUE(MutateSync(*store, a->id, set_worker("wa")).ok());
+  ASSERT_TRUE(MutateSync(*store, b->id, set_worker("wb")).ok());
+  ASSERT_TRUE(MutateSync(*store, a->id, set_priority(3)).ok());
+  absl::StatusOr<Job> got_a = store->GetJobBlocking(a->id);
+  absl::StatusOr<Job> got_b = store->GetJobBlocking(b->id);
+  ASSERT_TRUE(got_a.ok() && got_b.ok());
+  EXPECT_EQ(got_a->priority, 3);
+  EXPECT_EQ(got_a->worker_id, "wa");
+  EXPECT_EQ(got_a->version, 4);
+  EXPECT_EQ(got_b->priority, 2);
+  EXPECT_EQ(got_b->worker_id, "wb");
+  EXPECT_EQ(got_b->version, 3);
+  auto by_label =
+      store->ListJobsBlocking(ListJobsQuery{"labels.w = wb", "", 0, ""});
+  ASSERT_TRUE(by_label.ok());
+  ASSERT_THAT(by_label->jobs, SizeIs(1));
+  EXPECT_EQ(by_label->jobs[0].id, b->id);
+}
+
 TEST_F(SqliteJobStoreTest, EveryFieldOfJobsAndEventsRoundTrips) {
   auto store = Open();
   NewJob in = MakeJob();
