@@ -72,6 +72,8 @@ CommandList AllCommands();
 void AddServerCommands(CommandList* commands);
 // jobs_commands.cc: submit, get, list, watch, cancel.
 void AddJobCommands(CommandList* commands);
+// worker_command.cc: worker.
+void AddWorkerCommand(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);

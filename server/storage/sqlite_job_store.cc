@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "SQLiteCpp/Database.h"
@@ -27,6 +29,7 @@ namespace jobwire {
 namespace {
 
 constexpr int kMaxReadLimit = 10000;
+constexpr size_t kMaxUpdateStatements = 256;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 constexpr const char* kTerminalStates = "(5, 6, 7)";
 
@@ -158,21 +161,47 @@ class SqliteJobStore::Writer {
 
   // Writes the columns that differ between `before` and `after`.
   void UpdateJob(const Job& before, const Job& after) {
-    std::vector<std::string> sets;
-    std::vector<SqlValue> values;
+    const std::vector<JobColumn>& columns = JobColumns();
+    // The indexes of the changed columns, one char each: the key of the
+    // cached UPDATE for this set of columns. Mutations change only a few
+    // distinct sets (assign, complete, progress...).
+    update_key_.clear();
+    update_values_.clear();
     bool labels_changed = false;
-    for (const JobColumn& c : JobColumns()) {
-      SqlValue v = c.get(after);
-      if (v == c.get(before)) continue;
-      sets.push_back(absl::StrCat(c.name, " = ?"));
-      values.push_back(std::move(v));
-      if (std::string_view(c.name) == "labels") labels_changed = true;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      SqlValue v;
+      if (i == labels_column_) {
+        // Compare the maps, not their encodings.
+        if (before.labels == after.labels) continue;
+        labels_changed = true;
+        v = columns[i].get(after);
+      } else {
+        v = columns[i].get(after);
+        if (v == columns[i].get(before)) continue;
+      }
+      update_key_.push_back(static_cast<char>(i));
+      update_values_.push_back(std::move(v));
     }
-    if (sets.empty()) return;
-    values.push_back(SqlValue::Text(after.id));
-    auto stmt = conn.stmts.Get(absl::StrCat(
-        "UPDATE jobs SET ", absl::StrJoin(sets, ", "), " WHERE id = ?"));
-    BindAll(*stmt, values);
+    if (update_key_.empty()) return;
+    // A bound for the unexpected: mutations that change ever new sets.
+    if (update_stmts_.size() >= kMaxUpdateStatements &&
+        update_stmts_.count(update_key_) == 0) {
+      update_stmts_.clear();
+    }
+    std::unique_ptr<SQLite::Statement>& stmt = update_stmts_[update_key_];
+    if (stmt == nullptr) {
+      std::vector<std::string> sets;
+      for (char i : update_key_)
+        sets.push_back(
+            absl::StrCat(columns[static_cast<size_t>(i)].name, " = ?"));
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
+                                " WHERE id = ?"));
+    }
+    BindAll(*stmt, update_values_);
+    stmt->bindNoCopy(static_cast<int>(update_values_.size()) + 1, after.id);
+    // Reset even when exec() throws, so the statement holds no lock.
+    StatementCache::Lease reset_after(stmt.get());
     stmt->exec();
     if (labels_changed) {
       auto del = conn.stmts.Get("DELETE FROM job_labels WHERE job_id = ?");
@@ -226,14 +255,30 @@ class SqliteJobStore::Writer {
 
   Connection conn;
   IdGenerator* const ids;
+  const size_t labels_column_ = [] {
+    const std::vector<JobColumn>& columns = JobColumns();
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (std::string_view(columns[i].name) == "labels") return i;
+    }
+    return columns.size();
+  }();
+  // UpdateJob's statements by changed-column key, and its scratch space.
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>>
+      update_stmts_;
+  std::string update_key_;
+  std::vector<SqlValue> update_values_;
   // Time of the transaction in progress.
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
 };
 
-// One queued write: `apply` runs on the writer inside a savepoint; `finish`
-// gets apply's status, or the batch's error when the commit failed.
+// One queued write: `apply` runs on the writer inside the batch's
+// transaction; `finish` gets apply's status, or the batch's error when the
+// commit failed. `apply` may run a second time (in a fresh transaction, after
+// the first one was rolled back, see RunBatch), so it must not depend on
+// state that its first run consumed; and it should fail, when it fails,
+// before its first write.
 struct SqliteJobStore::WriteOp {
   int64_t jobs = 1;
   int64_t bytes = 0;
@@ -398,7 +443,8 @@ void SqliteJobStore::AddCommitListener(CommitListener* listener) {
 }
 
 SqliteJobStore::Stats SqliteJobStore::stats() const {
-  return Stats{commits_.load(), write_requests_.load(), checkpoints_.load()};
+  return Stats{commits_.load(), write_requests_.load(), checkpoints_.load(),
+               rerun_batches_.load()};
 }
 
 void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
@@ -442,26 +488,29 @@ void SqliteJobStore::WriterLoop() {
   }
 }
 
-void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
-                              const std::vector<CommitListener*>& listeners) {
+bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
+                                bool savepoints,
+                                std::vector<absl::Status>& results,
+                                absl::Status& batch_status) {
   Writer& w = *writer_;
   sqlite3* handle = w.conn.db.getHandle();
-  w.now = clock_->Now();
   w.events.clear();
-  std::vector<absl::Status> results(batch.size());
-  absl::Status batch_status;
+  results.assign(batch.size(), absl::OkStatus());
+  batch_status = absl::OkStatus();
   try {
     w.Exec("BEGIN IMMEDIATE");
   } catch (const SQLite::Exception& e) {
     batch_status = StatusFromSqlite(e);
+    return true;
   }
-  for (size_t i = 0; i < batch.size() && batch_status.ok(); ++i) {
+  for (size_t i = 0; i < batch.size(); ++i) {
     const size_t mark = w.events.size();
+    const int64_t changes = sqlite3_total_changes64(handle);
     absl::Status s;
     try {
-      w.Exec("SAVEPOINT op");
+      if (savepoints) w.Exec("SAVEPOINT op");
       s = batch[i]->apply(w);
-      if (s.ok()) w.Exec("RELEASE op");
+      if (s.ok() && savepoints) w.Exec("RELEASE op");
     } catch (const SQLite::Exception& e) {
       s = StatusFromSqlite(e);
     }
@@ -472,14 +521,48 @@ void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
       // SQLite rolled the whole transaction back (SQLITE_FULL, an I/O
       // error...): the earlier requests of the batch are gone too.
       batch_status = s;
-      break;
+      return true;
     }
-    try {
-      w.Exec("ROLLBACK TO op");
-      w.Exec("RELEASE op");
-    } catch (const SQLite::Exception& e) {
-      batch_status = StatusFromSqlite(e);
+    if (savepoints) {
+      try {
+        w.Exec("ROLLBACK TO op");
+        w.Exec("RELEASE op");
+      } catch (const SQLite::Exception& e) {
+        batch_status = StatusFromSqlite(e);
+        return true;
+      }
+    } else if (sqlite3_total_changes64(handle) != changes) {
+      // The request wrote rows before it failed and there is no savepoint to
+      // undo them alone: undo the whole transaction.
+      try {
+        w.Exec("ROLLBACK");
+      } catch (const SQLite::Exception& e) {
+        batch_status = StatusFromSqlite(e);
+        return true;
+      }
+      return false;
     }
+    // Otherwise the request failed before writing anything (a validation,
+    // NOT_FOUND or mutation error, or a statement that SQLite undid itself):
+    // nothing to undo.
+  }
+  return true;
+}
+
+void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
+                              const std::vector<CommitListener*>& listeners) {
+  Writer& w = *writer_;
+  sqlite3* handle = w.conn.db.getHandle();
+  w.now = clock_->Now();
+  std::vector<absl::Status> results;
+  absl::Status batch_status;
+  // Savepoints cost about a third of the writer's work (every page a request
+  // touches is copied to the statement journal), and almost every failing
+  // request fails before it writes: run without them, and only when a request
+  // failed halfway run the batch again with one savepoint per request.
+  if (!ApplyBatch(batch, /*savepoints=*/false, results, batch_status)) {
+    rerun_batches_.fetch_add(1, std::memory_order_relaxed);
+    ApplyBatch(batch, /*savepoints=*/true, results, batch_status);
   }
   if (batch_status.ok()) {
     try {
@@ -519,36 +602,54 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
     op->bytes +=
         static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
   }
-  auto outcomes = std::make_shared<std::vector<SubmitOutcome>>();
-  op->apply = [jobs = std::move(jobs),
-               outcomes](Writer& w) mutable -> absl::Status {
-    outcomes->clear();
-    for (const NewJob& j : jobs) JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
-    // apply runs once: the inputs can move into the rows.
-    for (NewJob& in : jobs) {
-      if (!in.job.request_id.empty()) {
-        std::optional<Job> existing = w.FindByRequestId(in.job.request_id);
+  // The validated inputs become `rows` once (moved, not copied); a second
+  // run of apply (see WriteOp) writes the same rows again.
+  struct Work {
+    std::vector<NewJob> jobs;
+    bool validated = false;
+    std::vector<Job> rows;
+    // Per input: the existing job (created=false), or a created one whose job
+    // is taken from rows[i] when the commit succeeded.
+    std::vector<SubmitOutcome> outcomes;
+  };
+  auto work = std::make_shared<Work>();
+  work->jobs = std::move(jobs);
+  op->apply = [work](Writer& w) -> absl::Status {
+    if (!work->validated) {
+      for (const NewJob& j : work->jobs)
+        JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
+      work->validated = true;
+      work->rows.reserve(work->jobs.size());
+      for (NewJob& in : work->jobs) {
+        Job job;
+        // Input fields only: everything else is the store's to set.
+        job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
+                                         : std::move(in.job.queue);
+        job.kind = std::move(in.job.kind);
+        job.args_json = std::move(in.job.args_json);
+        job.payload = std::move(in.job.payload);
+        job.priority = in.job.priority;
+        job.labels = std::move(in.job.labels);
+        job.schedule_time = in.job.schedule_time;
+        job.max_attempts = in.job.max_attempts == 0 ? kDefaultMaxAttempts
+                                                    : in.job.max_attempts;
+        job.retry_policy = std::move(in.job.retry_policy);
+        job.attempt_timeout = in.job.attempt_timeout;
+        job.webhook = std::move(in.job.webhook);
+        job.request_id = std::move(in.job.request_id);
+        work->rows.push_back(std::move(job));
+      }
+      work->jobs.clear();
+    }
+    work->outcomes.clear();
+    for (Job& job : work->rows) {
+      if (!job.request_id.empty()) {
+        std::optional<Job> existing = w.FindByRequestId(job.request_id);
         if (existing.has_value()) {
-          outcomes->push_back(SubmitOutcome{*std::move(existing), false});
+          work->outcomes.push_back(SubmitOutcome{*std::move(existing), false});
           continue;
         }
       }
-      Job job;
-      // Input fields only: everything else is the store's to set.
-      job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
-                                       : std::move(in.job.queue);
-      job.kind = std::move(in.job.kind);
-      job.args_json = std::move(in.job.args_json);
-      job.payload = std::move(in.job.payload);
-      job.priority = in.job.priority;
-      job.labels = std::move(in.job.labels);
-      job.schedule_time = in.job.schedule_time;
-      job.max_attempts =
-          in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
-      job.retry_policy = std::move(in.job.retry_policy);
-      job.attempt_timeout = in.job.attempt_timeout;
-      job.webhook = std::move(in.job.webhook);
-      job.request_id = in.job.request_id;
       job.id = w.ids->Next();
       job.state =
           job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
@@ -563,11 +664,21 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
       submitted.to = job.state;
       submitted.reason = "submitted";
       w.AppendEvents(job, {std::move(submitted)}, 1);
-      outcomes->push_back(SubmitOutcome{std::move(job), true});
+      work->outcomes.push_back(SubmitOutcome{Job{}, true});
     }
     return absl::OkStatus();
   };
-  op->finish = AnswerWith(std::move(outcomes), std::move(done));
+  op->finish = [work, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    for (size_t i = 0; i < work->outcomes.size(); ++i) {
+      if (work->outcomes[i].created)
+        work->outcomes[i].job = std::move(work->rows[i]);
+    }
+    done(std::move(work->outcomes));
+  };
   Enqueue(std::move(op));
 }
 
@@ -661,6 +772,7 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
     op->jobs = batch_size;
     op->apply = [this, &r, batch_size, &deleted,
                  &max_pruned](Writer& w) -> absl::Status {
+      max_pruned = 0;  // apply may run twice (see WriteOp)
       std::vector<std::string> ids;
       auto collect = [&ids](SQLite::Statement& stmt) {
         while (stmt.executeStep()) ids.push_back(stmt.getColumn(0).getString());

@@ -2,10 +2,13 @@
 //
 // One writer thread owns the only writing connection and commits in groups:
 // it takes every pending write request (up to Options::max_batch_jobs jobs or
-// max_batch_bytes of payload), runs them in ONE transaction, each inside its
-// own SAVEPOINT so that one failing request (a mutation's precondition, an
-// invalid job) is rolled back alone, commits once, hands the commit's events
-// to the CommitListeners, and only then answers each request's `done`. A
+// max_batch_bytes of payload), runs them in ONE transaction, commits once,
+// hands the commit's events to the CommitListeners, and only then answers
+// each request's `done`. One failing request (a mutation's precondition, an
+// invalid job) fails alone: requests fail before they write, so nothing needs
+// undoing; a request that fails after writing part of its rows (a SQLite
+// error halfway through a multi-job Submit) makes the writer roll the
+// transaction back and run the batch again with one SAVEPOINT per request. A
 // failed COMMIT (or an error that made SQLite roll the transaction back, such
 // as a full disk) answers every request of the batch with that error: nothing
 // is acknowledged that is not durable.
@@ -94,6 +97,9 @@ class SqliteJobStore final : public JobStore {
     int64_t commits = 0;         // transactions committed
     int64_t write_requests = 0;  // requests answered after a successful commit
     int64_t checkpoints = 0;     // background WAL checkpoints run
+    // Batches run a second time, with savepoints, because a request failed
+    // after writing part of its rows.
+    int64_t rerun_batches = 0;
   };
 
   // Opens (creating if needed) and migrates the database and starts the
@@ -147,6 +153,13 @@ class SqliteJobStore final : public JobStore {
   void WriterLoop();
   void RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
                 const std::vector<CommitListener*>& listeners);
+  // Runs the requests of `batch` in a new transaction (left open unless
+  // `batch_status` is an error), each inside its own SAVEPOINT when
+  // `savepoints`. Returns false, with the transaction rolled back, when
+  // without savepoints a request failed after writing some rows.
+  bool ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch, bool savepoints,
+                  std::vector<absl::Status>& results,
+                  absl::Status& batch_status);
   void CheckpointLoop();
   static int OnWalCommit(void* store, sqlite3* db, const char* name, int pages);
   // The first column of the first row of `sql` (0 when none or NULL).
@@ -192,6 +205,7 @@ class SqliteJobStore final : public JobStore {
 
   std::atomic<int64_t> commits_{0};
   std::atomic<int64_t> write_requests_{0};
+  std::atomic<int64_t> rerun_batches_{0};
   std::atomic<int64_t> max_pruned_event_id_{0};
 };
 

@@ -357,6 +357,48 @@ TEST_F(SqliteJobStoreTest, MutateWritesOnlyChangedColumnsAndAppendsDenseSeq) {
   EXPECT_THAT(by_label->jobs, SizeIs(1));
 }
 
+TEST_F(SqliteJobStoreTest, RepeatedMutationShapesReuseUpdatesCorrectly) {
+  auto store = Open();
+  absl::StatusOr<Job> a = SubmitOne(*store, MakeJob("a"));
+  absl::StatusOr<Job> b = SubmitOne(*store, MakeJob("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto set_priority = [](int p) -> JobMutation {
+    return [p](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+      JobChange c{current, {}};
+      c.job.priority = p;
+      return c;
+    };
+  };
+  auto set_worker = [](std::string w) -> JobMutation {
+    return [w](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+      JobChange c{current, {}};
+      c.job.worker_id = w;
+      c.job.labels["w"] = w;
+      return c;
+    };
+  };
+  // Same column set on two jobs, another set, then the first set again.
+  ASSERT_TRUE(MutateSync(*store, a->id, set_priority(1)).ok());
+  ASSERT_TRUE(MutateSync(*store, b->id, set_priority(2)).ok());
+  ASSERT_TRUE(MutateSync(*store, a->id, set_worker("wa")).ok());
+  ASSERT_TRUE(MutateSync(*store, b->id, set_worker("wb")).ok());
+  ASSERT_TRUE(MutateSync(*store, a->id, set_priority(3)).ok());
+  absl::StatusOr<Job> got_a = store->GetJobBlocking(a->id);
+  absl::StatusOr<Job> got_b = store->GetJobBlocking(b->id);
+  ASSERT_TRUE(got_a.ok() && got_b.ok());
+  EXPECT_EQ(got_a->priority, 3);
+  EXPECT_EQ(got_a->worker_id, "wa");
+  EXPECT_EQ(got_a->version, 4);
+  EXPECT_EQ(got_b->priority, 2);
+  EXPECT_EQ(got_b->worker_id, "wb");
+  EXPECT_EQ(got_b->version, 3);
+  auto by_label =
+      store->ListJobsBlocking(ListJobsQuery{"labels.w = wb", "", 0, ""});
+  ASSERT_TRUE(by_label.ok());
+  ASSERT_THAT(by_label->jobs, SizeIs(1));
+  EXPECT_EQ(by_label->jobs[0].id, b->id);
+}
+
 TEST_F(SqliteJobStoreTest, EveryFieldOfJobsAndEventsRoundTrips) {
   auto store = Open();
   NewJob in = MakeJob();
@@ -496,6 +538,60 @@ TEST_F(SqliteJobStoreTest, AMutationErrorLeavesTheOtherWritesOfTheBatchIntact) {
   EXPECT_TRUE(store->GetJobBlocking(c->id).ok());
   // The gate's own transaction, then one for all three requests.
   EXPECT_EQ(store->stats().commits - commits_before, 2);
+  // The mutation failed before writing: no second run with savepoints.
+  EXPECT_EQ(store->stats().rerun_batches, 0);
+}
+
+TEST_F(SqliteJobStoreTest,
+       ARequestThatFailsHalfwayIsUndoneAloneAndTheBatchCommits) {
+  auto store = Open();
+  {
+    // A real statement failure that leaves the transaction open.
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
+        "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
+  }
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  WriterGate gate;
+  gate.Block(*store, job->id);
+  absl::StatusOr<std::vector<SubmitOutcome>> a, b, c;
+  absl::Notification na, nb, nc;
+  store->Submit({MakeJob("a")}, [&](auto r) {
+    a = std::move(r);
+    na.Notify();
+  });
+  // b's first job is written, its second refused: b fails after writing.
+  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto r) {
+    b = std::move(r);
+    nb.Notify();
+  });
+  store->Submit({MakeJob("c")}, [&](auto r) {
+    c = std::move(r);
+    nc.Notify();
+  });
+  const SqliteJobStore::Stats before = store->stats();
+  gate.Release();
+  na.WaitForNotification();
+  nb.WaitForNotification();
+  nc.WaitForNotification();
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(b.ok());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(store->GetJobBlocking((*a)[0].job.id).ok());
+  EXPECT_TRUE(store->GetJobBlocking((*c)[0].job.id).ok());
+  // b1 was undone with b2: only the gate's job, a and c exist.
+  auto counts = store->CountJobsByQueueAndStateBlocking();
+  ASSERT_TRUE(counts.ok());
+  ASSERT_THAT(*counts, SizeIs(1));
+  EXPECT_EQ((*counts)[0].count, 3);
+  auto events = store->ReadEventsBlocking(0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(3));
+  const SqliteJobStore::Stats after = store->stats();
+  EXPECT_EQ(after.rerun_batches - before.rerun_batches, 1);
+  EXPECT_EQ(after.commits - before.commits, 2);  // the gate's, then a + c
 }
 
 TEST_F(SqliteJobStoreTest,

@@ -6,10 +6,16 @@
 //   raw-1000   the same rows, 1,000 per transaction
 //   store-N    SqliteJobStore::Submit of single jobs from N threads, each
 //              waiting for its `done` before the next (N = 1, 16, 64)
-// Each case runs for --seconds. Prints jobs/s and ratios; with --append FILE
-// appends a Markdown section (machine, date, command, results) to FILE.
+//   flow-N     the dispatcher's pattern for a no-op job from N threads: Submit,
+//              then Mutate QUEUED->RUNNING (assign), then Mutate
+//              RUNNING->SUCCEEDED (complete), each waited for (N = 64)
+// Each case runs for --seconds, or until --jobs jobs are done (for
+// instruction-count profiles: `valgrind --tool=callgrind
+// --toggle-collect='*RunBatch*' store_bench --only store64 --jobs 20000`).
+// Prints jobs/s and ratios; with --append FILE appends a Markdown section
+// (machine, date, command, results) to FILE.
 //
-//   store_bench [--seconds 3] [--dir /tmp] [--append BENCHMARKS.md]
+//   store_bench [--seconds 3] [--jobs N] [--dir /tmp] [--append BENCHMARKS.md]
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
@@ -44,9 +50,12 @@ namespace {
 
 struct Flags {
   double seconds = 3;
+  // When > 0, each store case stops after this many jobs (not a deadline).
+  int64_t jobs = 0;
   std::string dir = "/tmp";
   std::string append;
-  std::string only;  // run one case: raw1, raw1000, store1, store16, store64
+  // run one case: rawN, storeN or flowN
+  std::string only;
   // synchronous for the store cases: FULL (default), NORMAL or OFF (to see
   // how much of the cost is the disk).
   std::string sync = "FULL";
@@ -130,10 +139,10 @@ Result RawInserts(const Flags& flags, int per_txn) {
   return r;
 }
 
-Result StoreSubmits(const Flags& flags, int threads) {
-  TempDb tmp(flags.dir);
+std::unique_ptr<SqliteJobStore> OpenStore(const Flags& flags,
+                                          const std::string& path) {
   SqliteJobStore::Options options;
-  options.path = tmp.path();
+  options.path = path;
   options.synchronous = flags.sync == "OFF" ? SqliteJobStore::Synchronous::kOff
                         : flags.sync == "NORMAL"
                             ? SqliteJobStore::Synchronous::kNormal
@@ -143,40 +152,115 @@ Result StoreSubmits(const Flags& flags, int threads) {
     std::cerr << "open failed: " << store.status() << "\n";
     exit(1);
   }
+  return *std::move(store);
+}
+
+// Waits for one asynchronous answer on the calling thread.
+class Waiter {
+ public:
+  void Reset() {
+    absl::MutexLock lock(&mu_);
+    answered_ = false;
+  }
+  void Answer(bool ok) {
+    absl::MutexLock lock(&mu_);
+    ok_ = ok;
+    answered_ = true;
+  }
+  bool Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&answered_));
+    return ok_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool answered_ = false;
+  bool ok_ = false;
+};
+
+// A state step of the dispatcher: `from` -> `to` with one state_changed event.
+JobMutation Step(JobState from, JobState to) {
+  return [from, to](const Job& current,
+                    absl::Time now) -> absl::StatusOr<JobChange> {
+    if (current.state != from)
+      return absl::FailedPreconditionError("unexpected state");
+    JobChange change{current, {}};
+    change.job.state = to;
+    if (to == JobState::kRunning) {
+      change.job.attempt = current.attempt + 1;
+      change.job.worker_id = "bench-worker";
+      change.job.start_time = now;
+      change.job.lease_expire_time = now + absl::Seconds(30);
+    } else {
+      change.job.worker_id.clear();
+      change.job.lease_expire_time = absl::InfinitePast();
+      change.job.finish_time = now;
+      change.job.result.emplace();
+    }
+    JobEvent e;
+    e.from = from;
+    e.to = to;
+    e.attempt = change.job.attempt;
+    e.reason = to == JobState::kRunning ? "assigned" : "completed";
+    change.events.push_back(std::move(e));
+    return change;
+  };
+}
+
+// Submit only (flow=false) or submit + assign + complete (flow=true).
+Result StoreJobs(const Flags& flags, int threads, bool flow) {
+  TempDb tmp(flags.dir);
+  std::unique_ptr<SqliteJobStore> store = OpenStore(flags, tmp.path());
+  std::atomic<int64_t> started_jobs{0};
   std::atomic<int64_t> done_jobs{0};
   std::atomic<int64_t> errors{0};
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + absl::Seconds(flags.seconds);
+  auto more = [&] {
+    if (flags.jobs > 0) return started_jobs.fetch_add(1) < flags.jobs;
+    return absl::Now() < deadline;
+  };
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
-      absl::Mutex mu;
-      bool answered = false;
-      while (absl::Now() < deadline) {
-        NewJob in{SampleJob()};
-        {
-          absl::MutexLock lock(&mu);
-          answered = false;
+      Waiter waiter;
+      while (more()) {
+        waiter.Reset();
+        std::string id;
+        store->Submit({NewJob{SampleJob()}},
+                      [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                        if (r.ok()) id = (*r)[0].job.id;
+                        waiter.Answer(r.ok());
+                      });
+        bool ok = waiter.Wait();
+        for (JobState to : {JobState::kRunning, JobState::kSucceeded}) {
+          if (!flow || !ok) break;
+          waiter.Reset();
+          store->Mutate(id,
+                        Step(to == JobState::kRunning ? JobState::kQueued
+                                                      : JobState::kRunning,
+                             to),
+                        [&](absl::StatusOr<Job> r) { waiter.Answer(r.ok()); });
+          ok = waiter.Wait();
         }
-        (*store)->Submit({std::move(in)},
-                         [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
-                           if (!r.ok()) errors.fetch_add(1);
-                           absl::MutexLock lock(&mu);
-                           answered = true;
-                         });
-        absl::MutexLock lock(&mu);
-        mu.Await(absl::Condition(&answered));
-        done_jobs.fetch_add(1);
+        if (ok) {
+          done_jobs.fetch_add(1);
+        } else {
+          errors.fetch_add(1);
+        }
       }
     });
   }
   for (auto& w : workers) w.join();
-  Result r{absl::StrCat("SqliteJobStore, ", threads, " submitter(s)")};
+  Result r{flow ? absl::StrCat("SqliteJobStore flow (submit+2 mutates), ",
+                               threads, " caller(s)")
+                : absl::StrCat("SqliteJobStore, ", threads, " submitter(s)")};
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  SqliteJobStore::Stats stats = (*store)->stats();
-  r.jobs = done_jobs.load() - errors.load();
-  (*store)->Shutdown();
-  absl::PrintF("  %-34s commits=%d jobs/commit=%.1f errors=%d\n", r.name,
+  SqliteJobStore::Stats stats = store->stats();
+  r.jobs = done_jobs.load();
+  store->Shutdown();
+  absl::PrintF("  %-48s commits=%d requests/commit=%.1f errors=%d\n", r.name,
                stats.commits,
                stats.commits > 0
                    ? static_cast<double>(stats.write_requests) / stats.commits
@@ -217,6 +301,9 @@ int Main(int argc, char** argv) {
         absl::SimpleAtod(args[i + 1], &flags.seconds) && flags.seconds > 0 &&
         flags.seconds <= 60) {
       ++i;
+    } else if (a == "--jobs" && has_value &&
+               absl::SimpleAtoi(args[i + 1], &flags.jobs) && flags.jobs > 0) {
+      ++i;
     } else if (a == "--dir" && has_value) {
       flags.dir = args[++i];
     } else if (a == "--sync" && has_value &&
@@ -228,9 +315,9 @@ int Main(int argc, char** argv) {
     } else if (a == "--append" && has_value) {
       flags.append = args[++i];
     } else {
-      std::cerr << "usage: store_bench [--seconds S (0..60]] [--dir DIR] "
-                   "[--append FILE] "
-                   "[--only rawN|storeN] [--sync FULL|NORMAL|OFF]\n";
+      std::cerr << "usage: store_bench [--seconds S (0..60]] [--jobs N] "
+                   "[--dir DIR] [--append FILE] "
+                   "[--only rawN|storeN|flowN] [--sync FULL|NORMAL|OFF]\n";
       return 2;
     }
   }
@@ -244,9 +331,12 @@ int Main(int argc, char** argv) {
       r = RawInserts(flags, n);
     } else if (absl::ConsumePrefix(&only, "store") &&
                absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
-      r = StoreSubmits(flags, n);
+      r = StoreJobs(flags, n, false);
+    } else if (absl::ConsumePrefix(&only, "flow") &&
+               absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
+      r = StoreJobs(flags, n, true);
     } else {
-      std::cerr << "--only takes rawN or storeN\n";
+      std::cerr << "--only takes rawN, storeN or flowN\n";
       return 2;
     }
     absl::PrintF("%s: %.0f jobs/s\n", r.name, r.rate());
@@ -256,7 +346,8 @@ int Main(int argc, char** argv) {
   results.push_back(RawInserts(flags, 1));
   results.push_back(RawInserts(flags, 1000));
   for (int threads : {1, 16, 64})
-    results.push_back(StoreSubmits(flags, threads));
+    results.push_back(StoreJobs(flags, threads, false));
+  results.push_back(StoreJobs(flags, 64, true));
 
   std::ostringstream table;
   table
@@ -289,7 +380,8 @@ int Main(int argc, char** argv) {
         << "- command: `" << flags.command << "`\n"
         << "- the store writes per job a jobs row, its label rows and a "
            "`submitted` event "
-           "row; the raw cases write the jobs row only\n\n"
+           "row; the raw cases write the jobs row only; a flow job is three "
+           "writes (submit, assign, complete), each its own request\n\n"
         << table.str();
   }
   return 0;

@@ -1,0 +1,445 @@
+#include "server/api/worker_service.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <atomic>
+#include <deque>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+#include "server/transport/grpc_status.h"
+
+namespace jobwire {
+namespace {
+
+namespace v1 = ::jobwire::v1;
+
+// Reports in flight per session before the stream stops reading (bounds the
+// memory a fast worker can make the server hold).
+constexpr int kMaxReportsInFlight = 4096;
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t s = absl::ToUnixSeconds(t);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) /
+                                      absl::Nanoseconds(1)));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
+  out->set_seconds(s);
+  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
+}
+
+std::string StructToJson(const google::protobuf::Struct& s) {
+  if (s.fields().empty()) return "";
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(s, &out).ok()) return "";
+  return out;
+}
+
+void JsonToStruct(const std::string& json, google::protobuf::Struct* out) {
+  if (json.empty()) return;
+  if (!google::protobuf::util::JsonStringToMessage(json, out).ok()) {
+    out->Clear();
+  }
+}
+
+// The job as a worker sees it in `assign`: what it needs to run it.
+void ToProto(const Job& job, v1::Job* out) {
+  out->set_id(job.id);
+  out->set_queue(job.queue);
+  out->set_kind(job.kind);
+  JsonToStruct(job.args_json, out->mutable_args());
+  out->set_payload(job.payload);
+  out->set_priority(job.priority);
+  for (const auto& [k, v] : job.labels) (*out->mutable_labels())[k] = v;
+  if (job.schedule_time != absl::InfinitePast()) {
+    SetTimestamp(job.schedule_time, out->mutable_schedule_time());
+  }
+  out->set_max_attempts(job.max_attempts);
+  if (job.attempt_timeout > absl::ZeroDuration()) {
+    SetDuration(job.attempt_timeout, out->mutable_attempt_timeout());
+  }
+  out->set_state(static_cast<v1::Job::State>(job.state));
+  out->set_attempt(job.attempt);
+  SetTimestamp(job.create_time, out->mutable_create_time());
+  SetTimestamp(job.start_time, out->mutable_start_time());
+  SetTimestamp(job.update_time, out->mutable_update_time());
+  out->set_etag(job.etag());
+  out->set_last_seq(job.last_seq);
+  out->set_checkpoint(job.checkpoint);
+  out->set_worker_id(job.worker_id);
+  SetTimestamp(job.lease_expire_time, out->mutable_lease_expire_time());
+}
+
+Progress FromProto(const v1::Progress& p) {
+  Progress out;
+  out.done = p.done();
+  out.total = p.total();
+  out.message = p.message();
+  out.details_json = StructToJson(p.details());
+  return out;
+}
+
+JobResult FromProto(const v1::JobResult& r) {
+  JobResult out;
+  out.data_json = StructToJson(r.data());
+  out.payload = r.payload();
+  return out;
+}
+
+JobError FromProto(const v1::JobError& e, bool retryable) {
+  JobError out;
+  out.code = e.code() == 0 ? 2 : e.code();
+  out.message = e.message();
+  out.details_json = StructToJson(e.details());
+  out.retryable = retryable;
+  return out;
+}
+
+WorkerHello FromProto(const v1::Hello& h) {
+  WorkerHello out;
+  out.worker_id = h.worker_id();
+  for (const v1::WorkerQueue& q : h.queues()) {
+    out.queues.push_back({q.name(), q.weight()});
+  }
+  out.kinds.assign(h.kinds().begin(), h.kinds().end());
+  out.slots = h.slots();
+  return out;
+}
+
+}  // namespace
+
+// One worker session. Lifetime: held once by gRPC until OnDone and once per
+// store callback in flight; deleted when the last hold goes.
+class WorkerSessionReactor final
+    : public grpc::ServerBidiReactor<v1::ConnectRequest, v1::ConnectResponse>,
+      public WorkerConnection {
+ public:
+  WorkerSessionReactor(WorkerServiceImpl* service, bool refuse)
+      : service_(service) {
+    if (refuse) {
+      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server is shutting down"));
+      return;
+    }
+    service_->Register(this);
+    registered_ = true;
+    StartRead(&request_);
+  }
+
+  // --- WorkerConnection (called with the dispatcher's lock held) ---
+  void SendAssign(const Job& job, absl::Time lease_deadline) override {
+    v1::ConnectResponse msg;
+    v1::Assign* a = msg.mutable_assign();
+    ToProto(job, a->mutable_job());
+    a->set_attempt(job.attempt);
+    SetTimestamp(lease_deadline, a->mutable_lease_deadline());
+    a->set_checkpoint(job.checkpoint);
+    Send(std::move(msg));
+  }
+  void SendCancel(const std::string& job_id, int32_t attempt,
+                  const std::string& reason) override {
+    v1::ConnectResponse msg;
+    msg.mutable_cancel()->set_job_id(job_id);
+    msg.mutable_cancel()->set_attempt(attempt);
+    msg.mutable_cancel()->set_reason(reason);
+    Send(std::move(msg));
+  }
+  void SendPause(const std::string& job_id, int32_t attempt) override {
+    v1::ConnectResponse msg;
+    msg.mutable_pause()->set_job_id(job_id);
+    msg.mutable_pause()->set_attempt(attempt);
+    Send(std::move(msg));
+  }
+  void SendDrain(absl::Time deadline) override {
+    v1::ConnectResponse msg;
+    SetTimestamp(deadline, msg.mutable_drain()->mutable_deadline());
+    Send(std::move(msg));
+  }
+  void EndSession() override {
+    FinishOnce(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  }
+
+  // Finishes the stream once, after the queued messages are written.
+  void FinishOnce(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = std::move(status);
+    if (!writing_) {
+      outbox_.clear();
+      Finish(finish_status_);
+    }
+  }
+
+  // --- Reactions ---
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The worker closed its side or the stream broke.
+      CloseSession();
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    if (session_.load() != 0) dispatcher()->Touch(session_.load());
+    Handle(request_);
+    request_.Clear();
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    if (in_flight_ >= kMaxReportsInFlight) {
+      read_paused_ = true;
+    } else {
+      StartRead(&request_);
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) outbox_.clear();
+    if (finish_requested_ && (outbox_.empty() || !ok)) {
+      outbox_.clear();
+      Finish(finish_status_);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    CloseSession();
+    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+  }
+
+  void OnDone() override {
+    CloseSession();
+    if (registered_) service_->Unregister(this);
+    Unref();
+  }
+
+ private:
+  Dispatcher* dispatcher() const { return service_->dispatcher_; }
+
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void CloseSession() {
+    {
+      absl::MutexLock lock(&mu_);
+      session_closed_ = true;
+    }
+    const int64_t session = session_.load();
+    if (session != 0) dispatcher()->CloseSession(session);
+  }
+
+  void Send(v1::ConnectResponse msg) {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    outbox_.push_back(std::move(msg));
+    // Nothing goes out before the welcome.
+    if (welcomed_) WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || outbox_.empty()) return;
+    writing_ = true;
+    current_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    grpc::WriteOptions options;
+    // Let gRPC coalesce a burst; the last message of a burst flushes.
+    if (!outbox_.empty()) options.set_buffer_hint();
+    StartWrite(&current_, options);
+  }
+
+  // A report's outcome: a refusal goes back as `rejected`.
+  StatusCallback Answer(const std::string& job_id, int32_t attempt) {
+    Ref();
+    {
+      absl::MutexLock lock(&mu_);
+      ++in_flight_;
+    }
+    return [this, job_id, attempt](absl::Status status) {
+      if (!status.ok()) {
+        v1::ConnectResponse msg;
+        v1::Rejected* r = msg.mutable_rejected();
+        r->set_job_id(job_id);
+        r->set_attempt(attempt);
+        r->set_code(static_cast<int32_t>(status.code()));
+        r->set_message(std::string(status.message()));
+        Send(std::move(msg));
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        --in_flight_;
+        if (read_paused_ && !finish_requested_ &&
+            in_flight_ < kMaxReportsInFlight / 2) {
+          read_paused_ = false;
+          StartRead(&request_);
+        }
+      }
+      Unref();
+    };
+  }
+
+  void Reject(const std::string& job_id, int32_t attempt, absl::Status s) {
+    Answer(job_id, attempt)(std::move(s));
+  }
+
+  void Handle(const v1::ConnectRequest& req) {
+    if (req.kind_case() == v1::ConnectRequest::kHello) {
+      OnHello(req.hello());
+      return;
+    }
+    const int64_t session = session_.load();
+    if (session == 0) {
+      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the first message must be hello"));
+      return;
+    }
+    switch (req.kind_case()) {
+      case v1::ConnectRequest::kReady:
+        dispatcher()->AddSlots(session, req.ready().slots());
+        break;
+      case v1::ConnectRequest::kProgress: {
+        const v1::ReportProgress& p = req.progress();
+        dispatcher()->ReportProgress(session, p.job_id(), p.attempt(),
+                                     FromProto(p.progress()), p.log(),
+                                     Answer(p.job_id(), p.attempt()));
+        break;
+      }
+      case v1::ConnectRequest::kComplete: {
+        const v1::Complete& c = req.complete();
+        dispatcher()->Complete(session, c.job_id(), c.attempt(),
+                               FromProto(c.result()),
+                               Answer(c.job_id(), c.attempt()));
+        break;
+      }
+      case v1::ConnectRequest::kFail: {
+        const v1::Fail& f = req.fail();
+        dispatcher()->Fail(session, f.job_id(), f.attempt(),
+                           FromProto(f.error(), f.retryable()),
+                           Answer(f.job_id(), f.attempt()));
+        break;
+      }
+      case v1::ConnectRequest::kCheckpoint: {
+        const v1::Checkpoint& c = req.checkpoint();
+        dispatcher()->Checkpoint(session, c.job_id(), c.attempt(), c.data(),
+                                 c.release(), Answer(c.job_id(), c.attempt()));
+        break;
+      }
+      case v1::ConnectRequest::kAck: {
+        const v1::Ack& a = req.ack();
+        dispatcher()->Ack(session, a.job_id(), a.attempt(), a.stopped(),
+                          Answer(a.job_id(), a.attempt()));
+        break;
+      }
+      case v1::ConnectRequest::kHeartbeat:
+        break;  // Touch above renewed the leases.
+      default:
+        Reject("", 0,
+               absl::InvalidArgumentError("empty or unknown message kind"));
+        break;
+    }
+  }
+
+  void OnHello(const v1::Hello& hello) {
+    if (session_.load() != 0) {
+      FinishOnce(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello sent twice"));
+      return;
+    }
+    absl::StatusOr<int64_t> session =
+        dispatcher()->AddSession(FromProto(hello), this);
+    if (!session.ok()) {
+      FinishOnce(ToGrpcStatus(session.status()));
+      return;
+    }
+    bool closed;
+    {
+      absl::MutexLock lock(&mu_);
+      session_.store(*session);
+      closed = session_closed_;
+    }
+    if (closed) {  // cancelled while the hello was handled
+      dispatcher()->CloseSession(*session);
+      return;
+    }
+    v1::ConnectResponse msg;
+    v1::Welcome* w = msg.mutable_welcome();
+    w->set_session_id(absl::StrCat("s", *session));
+    const absl::Duration ttl = dispatcher()->lease_ttl();
+    SetDuration(ttl, w->mutable_lease_ttl());
+    SetDuration(ttl / 3, w->mutable_heartbeat_interval());
+    // The dispatcher may queue an assign as soon as AddSession returned; the
+    // welcome goes first, and Send holds messages back until it is queued.
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    outbox_.push_front(std::move(msg));
+    welcomed_ = true;
+    WriteNextLocked();
+  }
+
+  WorkerServiceImpl* const service_;
+  bool registered_ = false;
+  std::atomic<int> refs_{1};
+  v1::ConnectRequest request_;
+
+  absl::Mutex mu_;
+  // Set once by the hello (read thread); read by store callbacks too.
+  std::atomic<int64_t> session_{0};
+  bool session_closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::ConnectResponse> outbox_ ABSL_GUARDED_BY(mu_);
+  v1::ConnectResponse current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+WorkerServiceImpl::WorkerServiceImpl(Dispatcher* dispatcher)
+    : dispatcher_(dispatcher) {}
+
+WorkerServiceImpl::~WorkerServiceImpl() = default;
+
+grpc::ServerBidiReactor<v1::ConnectRequest, v1::ConnectResponse>*
+WorkerServiceImpl::Connect(grpc::CallbackServerContext* context) {
+  bool refuse;
+  {
+    absl::MutexLock lock(&mu_);
+    refuse = shutting_down_;
+  }
+  return new WorkerSessionReactor(this, refuse);
+}
+
+void WorkerServiceImpl::Register(WorkerSessionReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  reactors_.insert(reactor);
+}
+
+void WorkerServiceImpl::Unregister(WorkerSessionReactor* reactor) {
+  absl::MutexLock lock(&mu_);
+  reactors_.erase(reactor);
+}
+
+int WorkerServiceImpl::SessionCount() {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(reactors_.size());
+}
+
+void WorkerServiceImpl::Shutdown(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+  }
+  dispatcher_->Drain(deadline);
+}
+
+}  // namespace jobwire

@@ -1,0 +1,205 @@
+#include "server/core/worker_transitions.h"
+
+#include "gtest/gtest.h"
+
+namespace jobwire::test {
+namespace {
+
+namespace wt = worker_transitions;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+Job Queued() {
+  Job job;
+  job.id = "01JOB";
+  job.kind = "k";
+  job.state = JobState::kQueued;
+  job.max_attempts = 3;
+  return job;
+}
+
+Job Running(int32_t attempt = 1) {
+  Job job = Queued();
+  job.state = JobState::kRunning;
+  job.attempt = attempt;
+  job.worker_id = "w1";
+  job.lease_expire_time = kNow + absl::Seconds(30);
+  return job;
+}
+
+TEST(WorkerTransitionsTest, AssignStartsTheNextAttemptUnderALease) {
+  auto c = wt::Assign(Queued(), kNow, "w1", absl::Seconds(30));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->job.state, JobState::kRunning);
+  EXPECT_EQ(c->job.attempt, 1);
+  EXPECT_EQ(c->job.worker_id, "w1");
+  EXPECT_EQ(c->job.lease_expire_time, kNow + absl::Seconds(30));
+  ASSERT_EQ(c->events.size(), 1u);
+  EXPECT_EQ(c->events[0].from, JobState::kQueued);
+  EXPECT_EQ(c->events[0].to, JobState::kRunning);
+  EXPECT_EQ(c->events[0].attempt, 1);
+}
+
+TEST(WorkerTransitionsTest, AssignRefusesACancelledOrNotYetDueJob) {
+  Job cancelled = Queued();
+  cancelled.state = JobState::kCancelled;
+  EXPECT_EQ(
+      wt::Assign(cancelled, kNow, "w1", absl::Seconds(30)).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  Job later = Queued();
+  later.schedule_time = kNow + absl::Seconds(1);
+  EXPECT_EQ(wt::Assign(later, kNow, "w1", absl::Seconds(30)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(WorkerTransitionsTest, CompleteOfTheLeasedAttemptSucceeds) {
+  JobResult result;
+  result.data_json = R"({"ok":true})";
+  auto c = wt::Complete(Running(2), kNow, 2, result);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kSucceeded);
+  EXPECT_EQ(c->job.result->data_json, result.data_json);
+  EXPECT_EQ(c->job.finish_time, kNow);
+  EXPECT_TRUE(c->job.worker_id.empty());
+  ASSERT_EQ(c->events.size(), 1u);
+  ASSERT_TRUE(c->events[0].result.has_value());
+}
+
+TEST(WorkerTransitionsTest, StaleAttemptIsAbortedAndChangesNothing) {
+  EXPECT_EQ(wt::Complete(Running(2), kNow, 1, {}).status().code(),
+            absl::StatusCode::kAborted);
+  Job done = Running(1);
+  done.state = JobState::kSucceeded;
+  EXPECT_EQ(wt::Complete(done, kNow, 1, {}).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(wt::ReportProgress(done, kNow, 1, {}, "").status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(wt::ExpireLease(done, kNow, 1, false).status().code(),
+            absl::StatusCode::kAborted);
+}
+
+TEST(WorkerTransitionsTest, RetryableFailureWaitsForBackoff) {
+  JobError error;
+  error.message = "boom";
+  error.retryable = true;
+  auto c = wt::Fail(Running(1), kNow, 1, error, 0.5);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kScheduled);
+  EXPECT_EQ(c->job.backoff_until, kNow + absl::Seconds(1));
+  EXPECT_EQ(c->job.error->message, "boom");
+  ASSERT_TRUE(c->events[0].error.has_value());
+}
+
+TEST(WorkerTransitionsTest, LastAttemptFailureEndsFailedWithTheError) {
+  JobError error;
+  error.message = "third time";
+  error.retryable = true;
+  auto c = wt::Fail(Running(3), kNow, 3, error, 0.5);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kFailed);
+  EXPECT_EQ(c->job.error->message, "third time");
+  EXPECT_EQ(c->job.finish_time, kNow);
+}
+
+TEST(WorkerTransitionsTest, UnretryableFailureEndsFailedAtOnce) {
+  JobError error;
+  error.message = "bad input";
+  auto c = wt::Fail(Running(1), kNow, 1, error, 0.5);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kFailed);
+}
+
+TEST(WorkerTransitionsTest, DisconnectRequeuesAtOnceWhileAttemptsRemain) {
+  auto c = wt::ReleaseLease(Running(1), kNow, 1, false);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kQueued);
+  EXPECT_EQ(c->events[0].reason, "worker disconnected");
+  EXPECT_TRUE(c->job.worker_id.empty());
+  auto last = wt::ExpireLease(Running(3), kNow, 3, false);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->job.state, JobState::kFailed);
+  EXPECT_EQ(last->job.error->message, "lease expired");
+}
+
+TEST(WorkerTransitionsTest, LeaseEndAfterCancelRequestCancels) {
+  auto c = wt::ExpireLease(Running(1), kNow, 1, true);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kCancelled);
+}
+
+TEST(WorkerTransitionsTest, ShutdownReleaseRequeuesEvenOnTheLastAttempt) {
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kShutdown;
+  auto c = wt::EndLease(Running(3), kNow, 3, end);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kQueued);
+  EXPECT_EQ(c->events[0].reason, "server shutting down");
+}
+
+TEST(WorkerTransitionsTest, RestartRequeuesARunningJob) {
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kRestarted;
+  auto c = wt::EndLease(Running(2), kNow, 2, end);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kQueued);
+  EXPECT_EQ(c->events[0].reason, "server restarted");
+}
+
+TEST(WorkerTransitionsTest, AttemptTimeoutRetriesWithBackoff) {
+  auto c = wt::AttemptTimeout(Running(1), kNow, 1, 0.5);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kScheduled);
+  EXPECT_EQ(c->job.error->code, 4);
+}
+
+TEST(WorkerTransitionsTest, AcksStopTheJob) {
+  auto cancel = wt::AckCancel(Running(1), kNow, 1, "cancelled by user");
+  ASSERT_TRUE(cancel.ok());
+  EXPECT_EQ(cancel->job.state, JobState::kCancelled);
+  auto pause = wt::AckPause(Running(1), kNow, 1);
+  ASSERT_TRUE(pause.ok());
+  EXPECT_EQ(pause->job.state, JobState::kPaused);
+}
+
+TEST(WorkerTransitionsTest, CheckpointWithReleasePausesAndKeepsTheData) {
+  auto keep = wt::Checkpoint(Running(1), kNow, 1, "state-1", false);
+  ASSERT_TRUE(keep.ok());
+  EXPECT_EQ(keep->job.state, JobState::kRunning);
+  EXPECT_TRUE(keep->events.empty());
+  auto release = wt::Checkpoint(Running(1), kNow, 1, "state-2", true);
+  ASSERT_TRUE(release.ok());
+  EXPECT_EQ(release->job.state, JobState::kPaused);
+  EXPECT_EQ(release->job.checkpoint, "state-2");
+}
+
+TEST(WorkerTransitionsTest, ProgressIsRecordedWithAnOptionalLogLine) {
+  Progress p;
+  p.done = 3;
+  p.total = 10;
+  auto c = wt::ReportProgress(Running(1), kNow, 1, p, "resizing");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.progress->done, 3);
+  ASSERT_EQ(c->events.size(), 2u);
+  EXPECT_EQ(c->events[0].type, EventType::kProgress);
+  EXPECT_EQ(c->events[1].type, EventType::kLog);
+}
+
+TEST(WorkerTransitionsTest, PromoteScheduledWhenDue) {
+  Job job = Queued();
+  job.state = JobState::kScheduled;
+  job.backoff_until = kNow + absl::Seconds(5);
+  EXPECT_FALSE(wt::PromoteScheduled(job, kNow).ok());
+  auto c = wt::PromoteScheduled(job, kNow + absl::Seconds(5));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.state, JobState::kQueued);
+  EXPECT_EQ(c->events[0].reason, "backoff ended");
+}
+
+TEST(WorkerTransitionsTest, RequestCancelNeedsARunningJob) {
+  EXPECT_TRUE(wt::RequestCancel(Running(1), kNow).ok());
+  EXPECT_EQ(wt::RequestCancel(Queued(), kNow).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace jobwire::test

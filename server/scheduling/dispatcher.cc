@@ -1,0 +1,859 @@
+#include "server/scheduling/dispatcher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/errors.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+
+namespace jobwire {
+namespace {
+
+namespace wt = worker_transitions;
+
+// Picks per loop pass before the lock is dropped to submit them.
+constexpr int kMaxPicksPerPass = 1024;
+// Longest real-time sleep of the loop between timer checks.
+constexpr absl::Duration kMaxIdleWait = absl::Milliseconds(200);
+constexpr size_t kMaxLatencySamples = 1'000'000;
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(JobStore* store, Clock* clock, RandomSource* random,
+                       DispatcherOptions options)
+    : store_(store),
+      clock_(clock),
+      random_(random),
+      options_(std::move(options)),
+      concurrency_(options_.queue_concurrency),
+      weights_(options_.queue_weights) {}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+void Dispatcher::Start() {
+  absl::MutexLock lock(&mu_);
+  if (loop_.joinable() || stop_) return;
+  loop_ = std::thread([this] { Loop(); });
+}
+
+void Dispatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (loop_.joinable()) loop_.join();
+}
+
+void Dispatcher::Wake() {
+  absl::MutexLock lock(&mu_);
+  dirty_ = true;
+}
+
+void Dispatcher::Loop() {
+  for (;;) {
+    std::vector<Action> actions;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::Time now = clock_->Now();
+      absl::Duration wait = std::clamp(timers_.NextDeadline() - now,
+                                       absl::ZeroDuration(), kMaxIdleWait);
+      auto ready = [this] {
+        mu_.AssertReaderHeld();
+        return stop_ || dirty_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+      if (stop_) break;
+      dirty_ = false;
+      now = clock_->Now();
+      RunTimersLocked(now, &actions);
+      DispatchLocked(now, &actions);
+      for (Action& a : deferred_) actions.push_back(std::move(a));
+      deferred_.clear();
+    }
+    Submit(std::move(actions));
+  }
+  // Mutations raised after the stop still reach the store.
+  std::vector<Action> rest;
+  {
+    absl::MutexLock lock(&mu_);
+    rest.swap(deferred_);
+  }
+  Submit(std::move(rest));
+}
+
+void Dispatcher::Submit(std::vector<Action> actions) {
+  for (Action& a : actions) {
+    store_->Mutate(std::move(a.job_id), std::move(a.mutation),
+                   std::move(a.done));
+  }
+}
+
+// --- CommitListener ---
+
+void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  for (const JobEvent& e : events) {
+    if (e.type == EventType::kUpdated) {
+      // Queue, kind or priority may have moved: re-key a ready job.
+      if (index_.Contains(e.job_id)) {
+        index_.Add({e.job_id, e.queue, e.kind, e.priority});
+        dirty_ = true;
+      }
+      auto s = scheduled_.find(e.job_id);
+      if (s != scheduled_.end() && s->second != e.run_after) {
+        s->second = e.run_after;
+        timers_.Push({e.run_after, TimerKind::kRunAfter, e.job_id, 0});
+        dirty_ = true;
+      }
+      continue;
+    }
+    if (e.type != EventType::kStateChanged) continue;
+    if (e.to == JobState::kQueued) {
+      index_.Add({e.job_id, e.queue, e.kind, e.priority});
+      ready_at_[e.job_id] = now;
+      dirty_ = true;
+    } else if (index_.Remove(e.job_id)) {
+      ready_at_.erase(e.job_id);
+    }
+    if (e.to == JobState::kScheduled) {
+      scheduled_[e.job_id] = e.run_after;
+      timers_.Push({e.run_after, TimerKind::kRunAfter, e.job_id, 0});
+      dirty_ = true;
+    } else {
+      scheduled_.erase(e.job_id);
+    }
+    if (e.from == JobState::kRunning && e.to != JobState::kRunning) {
+      auto it = leases_.find(e.job_id);
+      if (it != leases_.end() && it->second.active &&
+          it->second.attempt == e.attempt) {
+        RemoveLeaseLocked(e.job_id);
+      }
+    }
+  }
+}
+
+void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
+  auto it = leases_.find(job_id);
+  if (it == leases_.end()) return;
+  auto s = sessions_.find(it->second.session);
+  if (s != sessions_.end() && --s->second.used == 0 && draining_) {
+    s->second.conn->EndSession();
+  }
+  auto q = queue_leases_.find(it->second.queue);
+  if (q != queue_leases_.end() && --q->second <= 0) queue_leases_.erase(q);
+  leases_.erase(it);
+  dirty_ = true;
+}
+
+// --- Recovery ---
+
+absl::Status Dispatcher::RecoverBlocking() {
+  std::vector<std::pair<std::string, int32_t>> running;
+  const absl::Time now = clock_->Now();
+  JW_RETURN_IF_ERROR(store_->LoadActiveJobsBlocking([&](const Job& job) {
+    absl::MutexLock lock(&mu_);
+    switch (job.state) {
+      case JobState::kQueued:
+        index_.Add({job.id, job.queue, job.kind, job.priority});
+        ready_at_[job.id] = now;
+        break;
+      case JobState::kScheduled:
+        scheduled_[job.id] = job.run_after();
+        timers_.Push({job.run_after(), TimerKind::kRunAfter, job.id, 0});
+        break;
+      case JobState::kRunning:
+        running.emplace_back(job.id, job.attempt);
+        break;
+      default:
+        break;
+    }
+  }));
+  JW_ASSIGN_OR_RETURN(std::vector<QueueRow> queues,
+                      store_->ListQueueRowsBlocking());
+  {
+    absl::MutexLock lock(&mu_);
+    for (const QueueRow& q : queues) {
+      if (q.concurrency_limit > 0) concurrency_[q.name] = q.concurrency_limit;
+      if (q.weight > 0) weights_[q.name] = q.weight;
+      if (q.paused &&
+          (q.resume_time == absl::InfinitePast() || q.resume_time > now)) {
+        paused_queues_.insert(q.name);
+      }
+    }
+  }
+  // Their workers went with the previous process: requeue them (the commits
+  // reach the index through OnCommit).
+  absl::Mutex mu;
+  size_t pending = running.size();
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kRestarted;
+  for (const auto& [id, attempt] : running) {
+    store_->Mutate(
+        id,
+        [attempt = attempt, end](const Job& job, absl::Time at) {
+          return wt::EndLease(job, at, attempt, end);
+        },
+        [&mu, &pending, id = id](absl::StatusOr<Job> r) {
+          if (!r.ok()) {
+            JW_LOG(WARNING) << "requeue of " << id << " failed: " << r.status();
+          }
+          absl::MutexLock lock(&mu);
+          --pending;
+        });
+  }
+  absl::MutexLock lock(&mu);
+  auto none = [&] {
+    mu.AssertReaderHeld();
+    return pending == 0;
+  };
+  mu.Await(absl::Condition(&none));
+  JW_LOG(INFO) << "dispatcher requeued " << running.size()
+               << " jobs left running by the previous process";
+  return absl::OkStatus();
+}
+
+// --- Timers ---
+
+void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
+  for (const Timer& t : timers_.PopDue(now)) {
+    switch (t.kind) {
+      case TimerKind::kRunAfter: {
+        auto s = scheduled_.find(t.job_id);
+        if (s == scheduled_.end() || s->second > now) break;
+        scheduled_.erase(s);
+        actions->push_back(
+            {t.job_id,
+             [](const Job& job, absl::Time at) {
+               return wt::PromoteScheduled(job, at);
+             },
+             [](absl::StatusOr<Job> r) {
+               if (!r.ok() &&
+                   r.status().code() != absl::StatusCode::kFailedPrecondition) {
+                 JW_LOG(WARNING) << "promote failed: " << r.status();
+               }
+             }});
+        break;
+      }
+      case TimerKind::kLease: {
+        auto it = leases_.find(t.job_id);
+        if (it == leases_.end()) break;
+        Lease& lease = it->second;
+        if (!lease.active || lease.ending || lease.attempt != t.attempt) break;
+        absl::Time heard = lease.started;
+        auto s = sessions_.find(lease.session);
+        if (s != sessions_.end()) heard = std::max(heard, s->second.last_heard);
+        const absl::Time deadline = heard + options_.lease_ttl;
+        if (deadline > now) {
+          timers_.Push({deadline, TimerKind::kLease, t.job_id, t.attempt});
+          break;
+        }
+        if (s != sessions_.end()) s->second.silent = true;
+        EndLeaseLocked(&lease, wt::LeaseEndCause::kExpired);
+        break;
+      }
+      case TimerKind::kAttemptTimeout: {
+        auto it = leases_.find(t.job_id);
+        if (it == leases_.end()) break;
+        Lease& lease = it->second;
+        if (!lease.active || lease.ending || lease.attempt != t.attempt) break;
+        EndLeaseLocked(&lease, wt::LeaseEndCause::kAttemptTimeout);
+        break;
+      }
+    }
+  }
+}
+
+void Dispatcher::EndLeaseLocked(Lease* lease, wt::LeaseEndCause cause) {
+  lease->ending = true;
+  auto s = sessions_.find(lease->session);
+  if (s != sessions_.end() && cause != wt::LeaseEndCause::kDisconnected) {
+    s->second.conn->SendCancel(lease->job_id, lease->attempt,
+                               lease->cancel_requested
+                                   ? lease->cancel_reason
+                                   : std::string(wt::LeaseEndReason(cause)));
+  }
+  wt::LeaseEnd end;
+  end.cause = cause;
+  end.cancel_requested = lease->cancel_requested;
+  if (!lease->cancel_reason.empty()) end.cancel_reason = lease->cancel_reason;
+  end.unit_random = random_->Uniform();
+  const int32_t attempt = lease->attempt;
+  const std::string job_id = lease->job_id;
+  deferred_.push_back(
+      {job_id,
+       [attempt, end](const Job& job, absl::Time now) {
+         return wt::EndLease(job, now, attempt, end);
+       },
+       [this, job_id, attempt](absl::StatusOr<Job> r) {
+         if (r.ok() || r.status().code() == absl::StatusCode::kAborted) return;
+         // The store refused for another reason (busy, shut down): try again.
+         JW_LOG(WARNING) << "ending lease of " << job_id
+                         << " failed: " << r.status();
+         absl::MutexLock lock(&mu_);
+         auto it = leases_.find(job_id);
+         if (it == leases_.end() || it->second.attempt != attempt) return;
+         it->second.ending = false;
+         timers_.Push({clock_->Now() + absl::Seconds(1), TimerKind::kLease,
+                       job_id, attempt});
+       }});
+  dirty_ = true;
+}
+
+// --- Dispatch ---
+
+int32_t Dispatcher::WeightLocked(const WorkerQueueSpec& q) const {
+  if (q.weight > 0) return q.weight;
+  auto it = weights_.find(q.name);
+  return it == weights_.end() ? 1 : std::max(1, it->second);
+}
+
+bool Dispatcher::QueueOpenLocked(const std::string& queue) const {
+  if (paused_queues_.count(queue) > 0) return false;
+  auto limit = concurrency_.find(queue);
+  if (limit == concurrency_.end() || limit->second <= 0) return true;
+  auto used = queue_leases_.find(queue);
+  return used == queue_leases_.end() || used->second < limit->second;
+}
+
+void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
+  if (draining_ || dispatch_paused_ || index_.size() == 0 ||
+      sessions_.empty()) {
+    return;
+  }
+  int picks = 0;
+  bool progress = true;
+  std::vector<FairChoice::Candidate> eligible;
+  while (progress && picks < kMaxPicksPerPass && index_.size() > 0 &&
+         assigns_in_flight_ < options_.max_assigns_in_flight) {
+    progress = false;
+    // Start each round after the session served last, so sessions take turns.
+    auto it = sessions_.upper_bound(rr_cursor_);
+    for (size_t n = 0; n < sessions_.size(); ++n, ++it) {
+      if (it == sessions_.end()) it = sessions_.begin();
+      Session& s = it->second;
+      if (s.used >= s.slots || s.silent) continue;
+      auto accepts = [&s](const std::string& kind) {
+        return s.kinds.empty() || s.kinds.count(kind) > 0;
+      };
+      eligible.clear();
+      for (const WorkerQueueSpec& q : s.queues) {
+        if (!QueueOpenLocked(q.name)) continue;
+        if (index_.QueueSize(q.name) == 0) continue;
+        if (!index_.Peek(q.name, accepts)) continue;
+        eligible.push_back({q.name, WeightLocked(q)});
+      }
+      if (eligible.empty()) continue;
+      const std::string& queue = eligible[s.choice.Choose(eligible)].queue;
+      ReadyJob job = *index_.Peek(queue, accepts);
+      index_.Remove(job.id);
+      absl::Time ready_at = now;
+      if (auto r = ready_at_.find(job.id); r != ready_at_.end()) {
+        ready_at = r->second;
+        ready_at_.erase(r);
+      }
+      Lease& lease = leases_[job.id];
+      lease.job_id = job.id;
+      lease.queue = job.queue;
+      lease.session = s.id;
+      lease.worker_id = s.worker_id;
+      ++s.used;
+      ++queue_leases_[job.queue];
+      ++assigns_in_flight_;
+      const int64_t session = s.id;
+      const std::string worker_id = s.worker_id;
+      const absl::Duration ttl = options_.lease_ttl;
+      actions->push_back(
+          {job.id,
+           [worker_id, ttl](const Job& current, absl::Time at) {
+             return wt::Assign(current, at, worker_id, ttl);
+           },
+           [this, session, id = job.id, ready_at](absl::StatusOr<Job> r) {
+             OnAssignDone(session, id, ready_at, std::move(r));
+           }});
+      rr_cursor_ = s.id;
+      progress = true;
+      if (++picks >= kMaxPicksPerPass || index_.size() == 0 ||
+          assigns_in_flight_ >= options_.max_assigns_in_flight) {
+        break;
+      }
+    }
+  }
+  // More work may remain than one pass takes: come back at once.
+  if (picks >= kMaxPicksPerPass) dirty_ = true;
+}
+
+void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
+                              absl::Time ready_at, absl::StatusOr<Job> result) {
+  absl::MutexLock lock(&mu_);
+  --assigns_in_flight_;
+  dirty_ = true;
+  auto it = leases_.find(job_id);
+  if (it == leases_.end() || it->second.active) return;  // not ours
+  Lease& lease = it->second;
+  if (!result.ok()) {
+    // Cancelled, paused or moved meanwhile: drop it and free the slot.
+    if (result.status().code() != absl::StatusCode::kFailedPrecondition) {
+      JW_LOG(WARNING) << "assign of " << job_id
+                      << " failed: " << result.status();
+    }
+    RemoveLeaseLocked(job_id);
+    return;
+  }
+  const Job& job = *result;
+  const absl::Time now = clock_->Now();
+  lease.active = true;
+  lease.attempt = job.attempt;
+  lease.started = now;
+  timers_.Push(
+      {now + options_.lease_ttl, TimerKind::kLease, job_id, job.attempt});
+  if (job.attempt_timeout > absl::ZeroDuration()) {
+    timers_.Push({now + job.attempt_timeout, TimerKind::kAttemptTimeout, job_id,
+                  job.attempt});
+  }
+  auto s = sessions_.find(lease.session);
+  if (s == sessions_.end()) {
+    // The worker left while the Assign was in flight.
+    EndLeaseLocked(&lease, wt::LeaseEndCause::kDisconnected);
+    return;
+  }
+  if (releasing_) {
+    EndLeaseLocked(&lease, wt::LeaseEndCause::kShutdown);
+    return;
+  }
+  s->second.conn->SendAssign(job, now + options_.lease_ttl);
+  ++assigned_;
+  if (latencies_.size() < kMaxLatencySamples) {
+    latencies_.push_back(now - ready_at);
+  }
+  if (lease.cancel_requested) {
+    s->second.conn->SendCancel(job_id, job.attempt, lease.cancel_reason);
+  } else if (lease.pause_requested) {
+    s->second.conn->SendPause(job_id, job.attempt);
+  }
+}
+
+// --- Sessions ---
+
+absl::StatusOr<int64_t> Dispatcher::AddSession(const WorkerHello& hello,
+                                               WorkerConnection* conn) {
+  if (hello.worker_id.empty()) {
+    return InvalidArgumentError("hello.worker_id", "is required");
+  }
+  if (hello.slots < 1) {
+    return InvalidArgumentError("hello.slots", "must be at least 1");
+  }
+  absl::MutexLock lock(&mu_);
+  if (draining_) {
+    return UnavailableError("server is shutting down", absl::Seconds(1));
+  }
+  Session s;
+  s.id = next_session_++;
+  s.worker_id = hello.worker_id;
+  s.queues = hello.queues;
+  if (s.queues.empty()) s.queues.push_back({std::string(kDefaultQueue), 0});
+  s.kinds.insert(hello.kinds.begin(), hello.kinds.end());
+  s.slots = hello.slots;
+  s.last_heard = clock_->Now();
+  s.conn = conn;
+  const int64_t id = s.id;
+  sessions_.emplace(id, std::move(s));
+  dirty_ = true;
+  return id;
+}
+
+void Dispatcher::CloseSession(int64_t session) {
+  absl::MutexLock lock(&mu_);
+  auto s = sessions_.find(session);
+  if (s == sessions_.end()) return;
+  for (auto& [job_id, lease] : leases_) {
+    if (lease.session != session) continue;
+    if (lease.active && !lease.ending) {
+      EndLeaseLocked(&lease, draining_ ? wt::LeaseEndCause::kShutdown
+                                       : wt::LeaseEndCause::kDisconnected);
+    }
+    // A reserved lease is released when its Assign commits (OnAssignDone).
+    lease.session = 0;
+  }
+  // The session's reservations now belong to no session.
+  sessions_.erase(s);
+  dirty_ = true;
+}
+
+void Dispatcher::Touch(int64_t session) {
+  absl::MutexLock lock(&mu_);
+  auto s = sessions_.find(session);
+  if (s == sessions_.end()) return;
+  s->second.last_heard = clock_->Now();
+  if (s->second.silent) {
+    s->second.silent = false;
+    dirty_ = true;
+  }
+}
+
+void Dispatcher::AddSlots(int64_t session, int32_t slots) {
+  absl::MutexLock lock(&mu_);
+  auto s = sessions_.find(session);
+  if (s == sessions_.end()) return;
+  s->second.slots = std::max(0, s->second.slots + slots);
+  dirty_ = true;
+}
+
+// --- Reports ---
+
+absl::Status Dispatcher::CheckLeaseLocked(int64_t session,
+                                          const std::string& job_id,
+                                          int32_t attempt) {
+  auto it = leases_.find(job_id);
+  if (it == leases_.end() || it->second.session != session ||
+      !it->second.active || it->second.attempt != attempt ||
+      it->second.ending) {
+    return absl::AbortedError(absl::StrCat("attempt ", attempt, " of job ",
+                                           job_id,
+                                           " does not hold a lease here"));
+  }
+  return absl::OkStatus();
+}
+
+void Dispatcher::Report(int64_t session, const std::string& job_id,
+                        int32_t attempt, JobMutation mutation,
+                        StatusCallback done) {
+  absl::Status held;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto s = sessions_.find(session); s != sessions_.end()) {
+      s->second.last_heard = clock_->Now();
+    }
+    held = CheckLeaseLocked(session, job_id, attempt);
+  }
+  if (!held.ok()) {
+    done(held);
+    return;
+  }
+  store_->Mutate(
+      job_id, std::move(mutation),
+      [done = std::move(done)](absl::StatusOr<Job> r) { done(r.status()); });
+}
+
+void Dispatcher::ReportProgress(int64_t session, const std::string& job_id,
+                                int32_t attempt, const Progress& progress,
+                                const std::string& log_line,
+                                StatusCallback done) {
+  Report(
+      session, job_id, attempt,
+      [attempt, progress, log_line](const Job& job, absl::Time now) {
+        return wt::ReportProgress(job, now, attempt, progress, log_line);
+      },
+      std::move(done));
+}
+
+void Dispatcher::Complete(int64_t session, const std::string& job_id,
+                          int32_t attempt, const JobResult& result,
+                          StatusCallback done) {
+  Report(
+      session, job_id, attempt,
+      [attempt, result](const Job& job, absl::Time now) {
+        return wt::Complete(job, now, attempt, result);
+      },
+      std::move(done));
+}
+
+void Dispatcher::Fail(int64_t session, const std::string& job_id,
+                      int32_t attempt, const JobError& error,
+                      StatusCallback done) {
+  const double unit = random_->Uniform();
+  Report(
+      session, job_id, attempt,
+      [attempt, error, unit](const Job& job, absl::Time now) {
+        return wt::Fail(job, now, attempt, error, unit);
+      },
+      std::move(done));
+}
+
+void Dispatcher::Checkpoint(int64_t session, const std::string& job_id,
+                            int32_t attempt, const std::string& data,
+                            bool release, StatusCallback done) {
+  Report(
+      session, job_id, attempt,
+      [attempt, data, release](const Job& job, absl::Time now) {
+        return wt::Checkpoint(job, now, attempt, data, release);
+      },
+      std::move(done));
+}
+
+void Dispatcher::Ack(int64_t session, const std::string& job_id,
+                     int32_t attempt, bool stopped, StatusCallback done) {
+  bool cancel = false;
+  std::string reason;
+  absl::Status held;
+  {
+    absl::MutexLock lock(&mu_);
+    held = CheckLeaseLocked(session, job_id, attempt);
+    if (held.ok()) {
+      const Lease& lease = leases_.at(job_id);
+      if (!lease.cancel_requested && !lease.pause_requested) {
+        held = FailedPreconditionError(
+            absl::StrCat("nothing to acknowledge for job ", job_id),
+            {"STATE", job_id, "no cancel or pause was sent"});
+      }
+      cancel = lease.cancel_requested;
+      reason = lease.cancel_reason;
+    }
+  }
+  if (!held.ok() || !stopped) {
+    done(held);
+    return;
+  }
+  if (cancel) {
+    Report(
+        session, job_id, attempt,
+        [attempt, reason](const Job& job, absl::Time now) {
+          return wt::AckCancel(job, now, attempt, reason);
+        },
+        std::move(done));
+  } else {
+    Report(
+        session, job_id, attempt,
+        [attempt](const Job& job, absl::Time now) {
+          return wt::AckPause(job, now, attempt);
+        },
+        std::move(done));
+  }
+}
+
+// --- Job control ---
+
+void Dispatcher::RequestCancel(const std::string& job_id,
+                               const std::string& reason, JobCallback done) {
+  RequestStop(job_id, /*cancel=*/true, reason.empty() ? "cancelled" : reason,
+              std::move(done));
+}
+
+void Dispatcher::RequestPause(const std::string& job_id, JobCallback done) {
+  RequestStop(job_id, /*cancel=*/false, "", std::move(done));
+}
+
+void Dispatcher::RequestStop(const std::string& job_id, bool cancel,
+                             const std::string& reason, JobCallback done) {
+  store_->Mutate(
+      job_id,
+      [](const Job& job, absl::Time now) {
+        return wt::RequestCancel(job, now);  // checks that the job is RUNNING
+      },
+      [this, job_id, cancel, reason,
+       done = std::move(done)](absl::StatusOr<Job> r) {
+        if (r.ok()) {
+          absl::MutexLock lock(&mu_);
+          auto it = leases_.find(job_id);
+          // A cancel overrides a pause; nothing overrides a cancel.
+          if (it != leases_.end() && !it->second.cancel_requested &&
+              (cancel || !it->second.pause_requested)) {
+            Lease& lease = it->second;
+            if (cancel) {
+              lease.cancel_requested = true;
+              lease.cancel_reason = reason;
+            } else {
+              lease.pause_requested = true;
+            }
+            auto s = sessions_.find(lease.session);
+            if (lease.active && !lease.ending && s != sessions_.end()) {
+              if (cancel) {
+                s->second.conn->SendCancel(job_id, lease.attempt, reason);
+              } else {
+                s->second.conn->SendPause(job_id, lease.attempt);
+              }
+            }
+          }
+        }
+        done(std::move(r));
+      });
+}
+
+// --- Explain ---
+
+std::vector<ExplainGate> Dispatcher::Explain(const Job& job) {
+  std::vector<ExplainGate> gates;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  if (IsTerminal(job.state)) {
+    gates.push_back(
+        {"TERMINAL", absl::StrCat("job is ", JobStateName(job.state),
+                                  " and will not run again")});
+    return gates;
+  }
+  if (job.state == JobState::kRunning) {
+    auto it = leases_.find(job.id);
+    std::string worker = job.worker_id;
+    absl::Time until = job.lease_expire_time;
+    if (it != leases_.end() && it->second.active) {
+      worker = it->second.worker_id;
+      absl::Time heard = it->second.started;
+      if (auto s = sessions_.find(it->second.session); s != sessions_.end()) {
+        heard = std::max(heard, s->second.last_heard);
+      }
+      until = heard + options_.lease_ttl;
+    }
+    gates.push_back({"LEASED", absl::StrCat("lease held by worker ", worker,
+                                            " until ", Rfc3339(until))});
+    return gates;
+  }
+  if (job.state == JobState::kPaused) {
+    gates.push_back({"JOB_PAUSED", "job is paused; ResumeJob releases it"});
+  }
+  if (job.schedule_time > now) {
+    gates.push_back(
+        {"SCHEDULE_TIME",
+         absl::StrCat("scheduled for ", Rfc3339(job.schedule_time))});
+  }
+  if (job.backoff_until > now) {
+    gates.push_back({"BACKOFF", absl::StrCat("attempt ", job.attempt,
+                                             " failed; retry backoff until ",
+                                             Rfc3339(job.backoff_until))});
+  }
+  if (dispatch_paused_) {
+    gates.push_back({"DISPATCH_PAUSED", "dispatch is paused server-wide"});
+  }
+  if (paused_queues_.count(job.queue) > 0) {
+    gates.push_back(
+        {"QUEUE_PAUSED", absl::StrCat("queue ", job.queue, " is paused")});
+  }
+  if (draining_) {
+    gates.push_back(
+        {"DRAINING", "server is shutting down; nothing new starts"});
+  }
+  if (auto limit = concurrency_.find(job.queue);
+      limit != concurrency_.end() && limit->second > 0) {
+    auto used = queue_leases_.find(job.queue);
+    const int32_t running = used == queue_leases_.end() ? 0 : used->second;
+    if (running >= limit->second) {
+      gates.push_back({"CONCURRENCY_LIMIT",
+                       absl::StrCat("queue ", job.queue, " runs ", running,
+                                    " jobs, its limit is ", limit->second)});
+    }
+  }
+  int serving = 0;
+  int free_slots = 0;
+  for (const auto& [id, s] : sessions_) {
+    const bool queue_ok = std::any_of(
+        s.queues.begin(), s.queues.end(),
+        [&](const WorkerQueueSpec& q) { return q.name == job.queue; });
+    const bool kind_ok = s.kinds.empty() || s.kinds.count(job.kind) > 0;
+    if (!queue_ok || !kind_ok) continue;
+    ++serving;
+    free_slots += std::max(0, s.slots - s.used);
+  }
+  if (serving == 0) {
+    gates.push_back(
+        {"NO_WORKER", absl::StrCat("no connected worker serves queue ",
+                                   job.queue, " and kind ", job.kind)});
+  } else if (free_slots == 0 && job.state == JobState::kQueued) {
+    const int64_t ahead = index_.Rank(job.id);
+    gates.push_back(
+        {"NO_WORKER",
+         absl::StrCat("all ", serving, " workers for queue ", job.queue,
+                      " and kind ", job.kind, " are busy",
+                      ahead > 0 ? absl::StrCat("; ", ahead, " jobs ahead")
+                                : std::string())});
+  }
+  return gates;
+}
+
+// --- Gates ---
+
+void Dispatcher::SetDispatchPaused(bool paused) {
+  absl::MutexLock lock(&mu_);
+  dispatch_paused_ = paused;
+  dirty_ = true;
+}
+
+void Dispatcher::SetQueuePaused(const std::string& queue, bool paused) {
+  absl::MutexLock lock(&mu_);
+  if (paused) {
+    paused_queues_.insert(queue);
+  } else {
+    paused_queues_.erase(queue);
+  }
+  dirty_ = true;
+}
+
+void Dispatcher::SetQueueConcurrency(const std::string& queue, int32_t limit) {
+  absl::MutexLock lock(&mu_);
+  concurrency_[queue] = limit;
+  dirty_ = true;
+}
+
+void Dispatcher::SetQueueWeight(const std::string& queue, int32_t weight) {
+  absl::MutexLock lock(&mu_);
+  weights_[queue] = weight;
+  dirty_ = true;
+}
+
+// --- Shutdown ---
+
+void Dispatcher::Drain(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  for (auto& [id, s] : sessions_) {
+    s.conn->SendDrain(deadline);
+    if (s.used == 0) s.conn->EndSession();
+  }
+}
+
+int64_t Dispatcher::LeaseCount() {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(leases_.size());
+}
+
+bool Dispatcher::AwaitNoLeasesBlocking(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto none = [this] {
+    mu_.AssertReaderHeld();
+    return leases_.empty();
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&none), timeout);
+}
+
+bool Dispatcher::ReleaseAllLeasesBlocking(absl::Duration timeout) {
+  std::vector<Action> actions;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    releasing_ = true;
+    for (auto& [job_id, lease] : leases_) {
+      if (lease.active && !lease.ending) {
+        EndLeaseLocked(&lease, wt::LeaseEndCause::kShutdown);
+      }
+    }
+    actions.swap(deferred_);
+  }
+  // The loop may be stopped already: submit from here.
+  Submit(std::move(actions));
+  return AwaitNoLeasesBlocking(timeout);
+}
+
+DispatcherStats Dispatcher::Stats() {
+  absl::MutexLock lock(&mu_);
+  DispatcherStats st;
+  st.sessions = static_cast<int64_t>(sessions_.size());
+  st.ready = index_.size();
+  st.leases = static_cast<int64_t>(leases_.size());
+  st.scheduled = static_cast<int64_t>(scheduled_.size());
+  st.assigned = assigned_;
+  return st;
+}
+
+std::vector<absl::Duration> Dispatcher::TakeLatencySamples() {
+  absl::MutexLock lock(&mu_);
+  std::vector<absl::Duration> out;
+  out.swap(latencies_);
+  return out;
+}
+
+}  // namespace jobwire

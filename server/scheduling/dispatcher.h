@@ -1,0 +1,334 @@
+// Dispatcher: hands QUEUED jobs to connected workers, holds their leases,
+// and runs the timers of scheduled jobs, backoffs, leases and attempt
+// timeouts.
+//
+// How it learns: it is a CommitListener of the JobStore. Every committed
+// state change updates the in-memory ready index (per queue and kind,
+// priority then age) and the timer heap; nothing polls SQLite. At start-up
+// RecoverBlocking() rebuilds both from the store's active jobs.
+//
+// How it assigns: one loop thread serves every queue. For each worker session
+// with a free slot, in turn, it picks one of the session's queues that has
+// work of a kind the worker runs, by smooth weighted round robin (FairChoice),
+// below the queue's concurrency limit, and takes the best job of it. The
+// job's slot is reserved at once and worker_transitions::Assign is submitted
+// to the store (many Assigns in flight, so the store's group commit batches
+// them). When the Assign commits, the `assign` goes to the worker's
+// connection; when it fails (the job was cancelled or paused meanwhile) the
+// slot is freed and the job dropped.
+//
+// Leases: each attempt's lease lasts `lease_ttl` after the later of its start
+// and the last message from the worker (Touch). An expired lease tells the
+// worker `cancel` and requeues the job (ExpireLease); a closed session
+// releases its leases at once (ReleaseLease, "worker disconnected"); an
+// attempt past the job's attempt_timeout is cancelled and retried with
+// backoff. A session that lost a lease to silence gets no new work until it
+// sends something again. A lease ends, and its slot is freed, when the store
+// commits the job's move out of RUNNING, whoever caused it.
+//
+// Fencing: worker reports name (job, attempt). A report from a session that
+// does not hold that attempt's live lease is refused with ABORTED before it
+// reaches the store, and the store-side mutation checks again.
+//
+// Thread-safety: every public method is thread-safe and never blocks on I/O
+// (except those named ...Blocking). Callbacks run on the store's writer
+// thread. WorkerConnection methods are called with the dispatcher's mutex
+// held (lock order: Dispatcher::mu_ before the connection's own lock).
+// Ownership: store, clock and random are not owned and must outlive it.
+#ifndef JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
+#define JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/common/clock.h"
+#include "server/core/job.h"
+#include "server/core/job_change.h"
+#include "server/core/retry.h"
+#include "server/core/worker_transitions.h"
+#include "server/scheduling/fair_choice.h"
+#include "server/scheduling/ready_index.h"
+#include "server/scheduling/timer_heap.h"
+#include "server/storage/job_store.h"
+
+namespace jobwire {
+
+struct DispatcherOptions {
+  // How long a lease lasts without a message from its worker.
+  absl::Duration lease_ttl = absl::Seconds(30);
+  // Per-queue limit of running jobs (leases); absent or <= 0: unlimited.
+  std::map<std::string, int32_t> queue_concurrency;
+  // Per-queue weight used when a worker gives none; absent: 1.
+  std::map<std::string, int32_t> queue_weights;
+  // Assign mutations in flight at once (a bound on memory, not on speed).
+  int max_assigns_in_flight = 8192;
+};
+
+struct WorkerQueueSpec {
+  std::string name;
+  int32_t weight = 0;  // 0: the queue's default weight
+};
+
+// What a worker declares in its hello.
+struct WorkerHello {
+  std::string worker_id;
+  std::vector<WorkerQueueSpec> queues;  // empty: {"default"}
+  std::vector<std::string> kinds;       // empty: every kind
+  int32_t slots = 1;
+};
+
+// The sending side of one worker session, implemented by the stream reactor
+// in api/. Called with the Dispatcher's mutex held: implementations queue the
+// message and return; they must not block or call into the Dispatcher.
+class WorkerConnection {
+ public:
+  virtual ~WorkerConnection() = default;
+  virtual void SendAssign(const Job& job, absl::Time lease_deadline) = 0;
+  virtual void SendCancel(const std::string& job_id, int32_t attempt,
+                          const std::string& reason) = 0;
+  virtual void SendPause(const std::string& job_id, int32_t attempt) = 0;
+  virtual void SendDrain(absl::Time deadline) = 0;
+  // While draining: the session holds no lease any more, so its stream may
+  // end (with UNAVAILABLE, after the queued messages).
+  virtual void EndSession() = 0;
+};
+
+// One reason a job is not running, for ExplainJob.
+struct ExplainGate {
+  // SCHEDULE_TIME, BACKOFF, JOB_PAUSED, QUEUE_PAUSED, DISPATCH_PAUSED,
+  // CONCURRENCY_LIMIT, NO_WORKER, LEASED, TERMINAL, DRAINING.
+  std::string type;
+  std::string description;
+};
+
+struct DispatcherStats {
+  int64_t sessions = 0;
+  int64_t ready = 0;      // jobs in the ready index
+  int64_t leases = 0;     // reserved or running
+  int64_t scheduled = 0;  // waiting for schedule time or backoff
+  int64_t assigned = 0;   // assigns sent since start
+};
+
+class Dispatcher final : public CommitListener {
+ public:
+  Dispatcher(JobStore* store, Clock* clock, RandomSource* random,
+             DispatcherOptions options);
+  // Stops the loop if it still runs.
+  ~Dispatcher() override;
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Loads the active jobs: QUEUED into the index, SCHEDULED onto the timer
+  // heap, and RUNNING ones (their workers are gone with the previous process)
+  // released back to QUEUED ("server restarted"). Call once, after the
+  // Dispatcher is registered as a CommitListener and before Start().
+  absl::Status RecoverBlocking();
+
+  // Starts / stops the dispatch loop thread. Stop() is idempotent; mutations
+  // already submitted still complete.
+  void Start();
+  void Stop();
+
+  // CommitListener. Runs on the store's writer thread; only updates memory.
+  void OnCommit(const std::vector<JobEvent>& events) override;
+
+  // Makes the loop re-read the clock now (tests call it after advancing a
+  // FakeClock; timers are otherwise re-checked at their deadline).
+  void Wake();
+
+  // --- Worker sessions (called by the WorkerService stream) ---
+
+  // Opens a session. INVALID_ARGUMENT for slots < 1 or an empty worker id;
+  // UNAVAILABLE while draining. `conn` is not owned and must stay valid
+  // until CloseSession returns.
+  absl::StatusOr<int64_t> AddSession(const WorkerHello& hello,
+                                     WorkerConnection* conn);
+  // Closes a session: its running jobs are released at once ("worker
+  // disconnected"; a job with a pending cancel ends CANCELLED; while
+  // draining, "server shutting down", which does not count as a failed
+  // attempt). After it returns `conn` is never called again. Idempotent.
+  void CloseSession(int64_t session);
+  // Renews every lease of the session (any message from the worker); a
+  // session that lost a lease to silence gets work again.
+  void Touch(int64_t session);
+  // Adds slots to a session; a negative count withdraws slots (a worker that
+  // drains sends -slots). The session never has fewer than 0 slots.
+  void AddSlots(int64_t session, int32_t slots);
+
+  // Worker reports. `done` gets OK once the change is durable, ABORTED when
+  // the session does not hold the attempt's lease, or the store's error.
+  void ReportProgress(int64_t session, const std::string& job_id,
+                      int32_t attempt, const Progress& progress,
+                      const std::string& log_line, StatusCallback done);
+  void Complete(int64_t session, const std::string& job_id, int32_t attempt,
+                const JobResult& result, StatusCallback done);
+  void Fail(int64_t session, const std::string& job_id, int32_t attempt,
+            const JobError& error, StatusCallback done);
+  void Checkpoint(int64_t session, const std::string& job_id, int32_t attempt,
+                  const std::string& data, bool release, StatusCallback done);
+  // An ack of our cancel or pause. With `stopped` the job ends CANCELLED (or
+  // PAUSED); without it nothing changes. FAILED_PRECONDITION when neither a
+  // cancel nor a pause was asked of this attempt.
+  void Ack(int64_t session, const std::string& job_id, int32_t attempt,
+           bool stopped, StatusCallback done);
+
+  // --- Job control (called by JobService) ---
+
+  // Asks the worker of a RUNNING job to stop: `cancel` goes over its stream;
+  // the job ends CANCELLED on the worker's ack or when the lease ends.
+  // `done` gets the job as it is (still RUNNING), NOT_FOUND, or
+  // FAILED_PRECONDITION when the job is not RUNNING (cancel it with
+  // core/transitions instead). The request is held in memory: a server
+  // restart releases the job to QUEUED instead.
+  void RequestCancel(const std::string& job_id, const std::string& reason,
+                     JobCallback done);
+  // Asks the worker of a RUNNING job to pause (checkpoint with release, or
+  // ack). Same contract as RequestCancel.
+  void RequestPause(const std::string& job_id, JobCallback done);
+
+  // Every reason `job` (as just read from the store) is not running now;
+  // empty when it is about to run.
+  std::vector<ExplainGate> Explain(const Job& job);
+
+  // --- Gates (called by AdminService) ---
+  void SetDispatchPaused(bool paused);
+  void SetQueuePaused(const std::string& queue, bool paused);
+  void SetQueueConcurrency(const std::string& queue, int32_t limit);
+  void SetQueueWeight(const std::string& queue, int32_t weight);
+
+  // --- Shutdown (called by WorkerService::Shutdown) ---
+
+  // Stops assigning and sends `drain` with `deadline` to every session;
+  // sessions without leases (now or later) are ended (EndSession).
+  void Drain(absl::Time deadline);
+  // Number of leases (reserved or running).
+  int64_t LeaseCount();
+  // Waits (real time, at most `timeout`) until no lease is left; true if so.
+  bool AwaitNoLeasesBlocking(absl::Duration timeout);
+  // Releases every lease back to QUEUED ("server shutting down") and waits
+  // (at most `timeout`) until the store committed them. True when none is
+  // left.
+  bool ReleaseAllLeasesBlocking(absl::Duration timeout);
+
+  DispatcherStats Stats();
+  // Dispatch latencies (ready commit -> assign sent) recorded since the last
+  // call, at most 1,000,000 of them.
+  std::vector<absl::Duration> TakeLatencySamples();
+
+  absl::Duration lease_ttl() const { return options_.lease_ttl; }
+
+ private:
+  struct Session {
+    int64_t id = 0;
+    std::string worker_id;
+    std::vector<WorkerQueueSpec> queues;
+    std::set<std::string> kinds;  // empty: all
+    int32_t slots = 0;
+    int32_t used = 0;  // leases held (reserved or running)
+    absl::Time last_heard;
+    // Lost a lease to silence: gets no work until it sends something.
+    bool silent = false;
+    WorkerConnection* conn = nullptr;
+    FairChoice choice;
+  };
+  struct Lease {
+    std::string job_id;
+    std::string queue;
+    int64_t session = 0;  // 0 once its session closed
+    std::string worker_id;
+    int32_t attempt = 0;  // known once the Assign committed
+    bool active = false;  // Assign committed (and assign sent)
+    bool ending = false;  // a mutation that ends it is in flight
+    absl::Time started;
+    bool cancel_requested = false;
+    std::string cancel_reason;
+    bool pause_requested = false;
+  };
+  // Work the loop does outside the lock.
+  struct Action {
+    std::string job_id;
+    JobMutation mutation;
+    JobCallback done;
+  };
+
+  void Loop();
+  // Pops due timers and turns them into actions.
+  void RunTimersLocked(absl::Time now, std::vector<Action>* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Picks jobs for free slots.
+  void DispatchLocked(absl::Time now, std::vector<Action>* actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnAssignDone(int64_t session, const std::string& job_id,
+                    absl::Time ready_at, absl::StatusOr<Job> result);
+  // Ends `lease` with `cause` through the store (queued as an action).
+  void EndLeaseLocked(Lease* lease, worker_transitions::LeaseEndCause cause)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveLeaseLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK when `session` holds the live lease of (job_id, attempt).
+  absl::Status CheckLeaseLocked(int64_t session, const std::string& job_id,
+                                int32_t attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks the lease, then submits `mutation`; `done` gets its status.
+  void Report(int64_t session, const std::string& job_id, int32_t attempt,
+              JobMutation mutation, StatusCallback done);
+  int32_t WeightLocked(const WorkerQueueSpec& q) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool QueueOpenLocked(const std::string& queue) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Submit(std::vector<Action> actions);
+  // RequestCancel (cancel) or RequestPause (!cancel).
+  void RequestStop(const std::string& job_id, bool cancel,
+                   const std::string& reason, JobCallback done);
+
+  JobStore* const store_;
+  Clock* const clock_;
+  RandomSource* const random_;
+  const DispatcherOptions options_;
+
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = true;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  // Leases are being released for shutdown: new ones end at once.
+  bool releasing_ ABSL_GUARDED_BY(mu_) = false;
+  bool dispatch_paused_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> paused_queues_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int32_t> concurrency_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int32_t> weights_ ABSL_GUARDED_BY(mu_);
+  ReadyIndex index_ ABSL_GUARDED_BY(mu_);
+  // When each ready job became ready (for the dispatch latency).
+  std::unordered_map<std::string, absl::Time> ready_at_ ABSL_GUARDED_BY(mu_);
+  TimerHeap timers_ ABSL_GUARDED_BY(mu_);
+  // SCHEDULED jobs and when they are due.
+  std::unordered_map<std::string, absl::Time> scheduled_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  int64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t rr_cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int32_t> queue_leases_ ABSL_GUARDED_BY(mu_);
+  int assigns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Mutations raised on the writer thread, submitted by the loop.
+  std::vector<Action> deferred_ ABSL_GUARDED_BY(mu_);
+  int64_t assigned_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<absl::Duration> latencies_ ABSL_GUARDED_BY(mu_);
+
+  std::thread loop_;
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
