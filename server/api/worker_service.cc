@@ -169,10 +169,11 @@ class WorkerSessionReactor final
     writing_ = true;
     current_ = std::move(outbox_.front());
     outbox_.pop_front();
-    grpc::WriteOptions options;
-    // Let gRPC coalesce a burst; the last message of a burst flushes.
-    if (!outbox_.empty()) options.set_buffer_hint();
-    StartWrite(&current_, options);
+    // No WriteOptions::set_buffer_hint: with chttp2 a hinted write may not
+    // complete (no OnWriteDone) until something flushes it, and the next
+    // write waits for OnWriteDone, so a welcome followed at once by an
+    // assign stalled the session (seen in worker_e2e_test).
+    StartWrite(&current_);
   }
 
   // A report's outcome: a refusal goes back as `rejected`.
