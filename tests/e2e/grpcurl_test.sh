@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end checks with the real grpcurl against the real jobwired: server
 # reflection (list, describe), health over the Unix socket and TCP, an admin
-# call, error codes and details, and a clean stop.
+# call, error codes and details, ExplainJob, and a clean stop.
 #
 # Usage: tests/e2e/grpcurl_test.sh [BIN_DIR]   (default: build/dev/bin)
 # grpcurl comes from $GRPCURL, build/tools/bin (tools/bootstrap) or PATH.
@@ -161,6 +161,23 @@ elif grep -qF "Code: InvalidArgument" <<<"$submit_out" &&
 else
   fail "SubmitJob without kind has BadRequest details" "$submit_out"
 fi
+
+# ExplainJob: a queued job with no worker connected is held by NO_WORKER.
+job_id="$("${tcp_grpcurl[@]}" -d '{"job":{"queue":"explain","kind":"e2e"}}' \
+  jobwire.v1.JobService/SubmitJob 2>&1 | grep -o '"id": "[0-9A-Z]*"' | head -n 1 |
+  sed 's/"id": "\(.*\)"/\1/' || true)"
+if [[ -z "$job_id" ]]; then
+  fail "SubmitJob returns a job id for ExplainJob"
+else
+  expect_output "ExplainJob of a queued job without workers names NO_WORKER" \
+    '"type": "NO_WORKER"' "$job_id" \
+    -- "${tcp_grpcurl[@]}" -d "{\"id\":\"$job_id\"}" jobwire.v1.JobService/ExplainJob
+fi
+expect_output "GetServerInfo counts jobs by state" '"jobCounts"' '"QUEUED": "1"' \
+  -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
+expect_error "ExplainJob of an unknown job is NotFound" NotFound "" \
+  -- "${tcp_grpcurl[@]}" -d '{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}' \
+  jobwire.v1.JobService/ExplainJob
 
 # A clean stop: SIGTERM, exit 0, socket and lock removed.
 kill -TERM "$server_pid"
