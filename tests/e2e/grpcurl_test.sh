@@ -163,7 +163,7 @@ else
 fi
 
 # ExplainJob: a queued job with no worker connected is held by NO_WORKER.
-job_id="$("${tcp_grpcurl[@]}" -d '{"job":{"queue":"explain","kind":"e2e"}}' \
+job_id="$("$grpcurl" -plaintext -d '{"job":{"queue":"explain","kind":"e2e"}}' "$tcp" \
   jobwire.v1.JobService/SubmitJob 2>&1 | grep -o '"id": "[0-9A-Z]*"' | head -n 1 |
   sed 's/"id": "\(.*\)"/\1/' || true)"
 if [[ -z "$job_id" ]]; then
@@ -171,12 +171,12 @@ if [[ -z "$job_id" ]]; then
 else
   expect_output "ExplainJob of a queued job without workers names NO_WORKER" \
     '"type": "NO_WORKER"' "$job_id" \
-    -- "${tcp_grpcurl[@]}" -d "{\"id\":\"$job_id\"}" jobwire.v1.JobService/ExplainJob
+    -- "$grpcurl" -plaintext -d "{\"id\":\"$job_id\"}" "$tcp" jobwire.v1.JobService/ExplainJob
 fi
-expect_output "GetServerInfo counts jobs by state" '"jobCounts"' '"QUEUED": "1"' \
+expect_output "GetServerInfo counts jobs by state" '"job_counts"' '"QUEUED": "1"' \
   -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
 expect_error "ExplainJob of an unknown job is NotFound" NotFound "" \
-  -- "${tcp_grpcurl[@]}" -d '{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}' \
+  -- "$grpcurl" -plaintext -d '{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}' "$tcp" \
   jobwire.v1.JobService/ExplainJob
 
 # A clean stop: SIGTERM, exit 0, socket and lock removed.
