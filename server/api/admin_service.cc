@@ -69,6 +69,17 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
                           FileSize(options_.storage_path + "-wal"));
   info->mutable_dispatch()->set_paused(false);
   info->set_draining(options_.draining ? options_.draining() : false);
+  info->set_workers(options_.workers ? options_.workers() : 0);
+  info->set_watchers(options_.watchers ? options_.watchers() : 0);
+  if (options_.store != nullptr) {
+    absl::StatusOr<std::vector<QueueStateCount>> counts =
+        options_.store->CountJobsByQueueAndStateBlocking();
+    if (!counts.ok()) return counts.status();
+    auto* by_state = info->mutable_job_counts();
+    for (const QueueStateCount& c : *counts) {
+      (*by_state)[std::string(JobStateName(c.state))] += c.count;
+    }
+  }
   return absl::OkStatus();
 }
 

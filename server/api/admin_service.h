@@ -1,7 +1,8 @@
 // AdminServiceImpl: jobwire.v1.AdminService, for operators.
 //
 // Implemented now: GetServerInfo (version, start time, uptime, listeners,
-// storage path and size, draining). The queue and dispatch controls and
+// storage path and size, draining, job counts by state, connected workers,
+// open watch streams). The queue and dispatch controls and
 // Backup answer UNIMPLEMENTED with a message until the scheduler and storage
 // provide them.
 //
@@ -21,6 +22,7 @@
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
+#include "server/storage/job_store.h"
 
 namespace jobwire {
 
@@ -33,6 +35,13 @@ class AdminServiceImpl final
     std::string storage_path;
     // Whether the server is draining; called on the executor.
     std::function<bool()> draining;
+    // Source of ServerInfo.job_counts (summed over queues); not owned, must
+    // outlive the service. Null: no counts.
+    JobStore* store = nullptr;
+    // Connected worker sessions and open job streams; called on the
+    // executor, must be cheap. Null: 0.
+    std::function<int()> workers;
+    std::function<int()> watchers;
   };
 
   // `clock` and `executor` are not owned and must outlive the service.
@@ -43,7 +52,8 @@ class AdminServiceImpl final
   // bound.
   void SetListeners(std::vector<std::string> listeners);
 
-  // The body of GetServerInfo. Blocking (stats files).
+  // The body of GetServerInfo. Blocking (stats files, counts jobs); fails
+  // with the store's error.
   absl::Status GetServerInfoBlocking(jobwire::v1::ServerInfo* info) const;
 
   grpc::ServerUnaryReactor* GetServerInfo(

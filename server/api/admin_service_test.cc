@@ -54,6 +54,18 @@ TEST_F(AdminServiceTest, ServerInfoReportsVersionUptimeListenersAndStorage) {
   EXPECT_FALSE(info.draining());
 }
 
+TEST_F(AdminServiceTest, ServerInfoReportsWorkersAndWatchersFromTheServices) {
+  AdminServiceImpl::Options options;
+  options.workers = [] { return 3; };
+  options.watchers = [] { return 7; };
+  AdminServiceImpl service(options, &clock_, &executor_);
+  jobwire::v1::ServerInfo info;
+  ASSERT_TRUE(service.GetServerInfoBlocking(&info).ok());
+  EXPECT_EQ(info.workers(), 3);
+  EXPECT_EQ(info.watchers(), 7);
+  EXPECT_TRUE(info.job_counts().empty());
+}
+
 TEST_F(AdminServiceTest, ServerInfoReportsDraining) {
   draining_ = true;
   jobwire::v1::ServerInfo info;

@@ -380,6 +380,32 @@ grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* JobServiceImpl::ExplainJob(
+    grpc::CallbackServerContext* context, const v1::ExplainJobRequest* request,
+    v1::ExplainJobResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = CheckId(request->id());
+  if (status.ok() && options_.dispatcher == nullptr) {
+    status = absl::UnimplementedError(
+        "jobwire.v1.JobService.ExplainJob needs the dispatcher");
+  }
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  RunBlocking(reactor, [this, request, response]() -> absl::Status {
+    JW_ASSIGN_OR_RETURN(Job job, store_->GetJobBlocking(request->id()));
+    JobToProto(job, response->mutable_job());
+    for (const ExplainGate& gate : options_.dispatcher->Explain(job)) {
+      v1::ExplainJobResponse::Gate* out = response->add_gates();
+      out->set_type(gate.type);
+      out->set_description(gate.description);
+    }
+    return absl::OkStatus();
+  });
+  return reactor;
+}
+
 void JobServiceImpl::Tick() {
   const absl::Time now = clock_->Now();
   streams_.ForEach([now](ServiceStream* s) { s->Tick(now); });

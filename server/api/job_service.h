@@ -11,7 +11,9 @@
 // are the pure mutations of core/transitions.h. A RUNNING job is handed to
 // Options::cancel_running / pause_running (the dispatcher, which tells the
 // worker); without a hook such a request fails with FAILED_PRECONDITION.
-// UpdateJob, BulkUpdateJobs and ExplainJob are not served here (UNIMPLEMENTED).
+// ExplainJob reads the job and asks Options::dispatcher for its gates
+// (UNIMPLEMENTED without one). UpdateJob and BulkUpdateJobs are not served
+// here (UNIMPLEMENTED).
 //
 // Time: heartbeats and stall checks run in Tick(), which reads the injected
 // Clock. With Options::tick_period > 0 a single ticker thread calls it (not a
@@ -49,6 +51,7 @@
 #include "server/common/clock.h"
 #include "server/common/executor.h"
 #include "server/events/event_bus.h"
+#include "server/scheduling/dispatcher.h"
 #include "server/storage/job_store.h"
 
 namespace jobwire {
@@ -71,6 +74,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
     absl::Duration retry_delay = absl::Seconds(1);
     RunningJobHook cancel_running;
     RunningJobHook pause_running;
+    // Answers ExplainJob; not owned, must outlive the service. Null:
+    // ExplainJob fails with UNIMPLEMENTED.
+    Dispatcher* dispatcher = nullptr;
   };
 
   JobServiceImpl(JobStore* store, EventBus* bus, Executor* executor,
@@ -109,6 +115,12 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* RetryJob(grpc::CallbackServerContext* context,
                                      const v1::RetryJobRequest* request,
                                      v1::Job* response) override;
+  // The job and every gate that holds it (Dispatcher::Explain). Fails:
+  // INVALID_ARGUMENT (bad id), NOT_FOUND.
+  grpc::ServerUnaryReactor* ExplainJob(
+      grpc::CallbackServerContext* context,
+      const v1::ExplainJobRequest* request,
+      v1::ExplainJobResponse* response) override;
 
   // Heartbeats on idle watches and RESOURCE_EXHAUSTED for stalled ones, at
   // the Clock's now. Non-blocking; any thread.

@@ -20,7 +20,9 @@
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
+#include "server/core/retry.h"
 #include "server/events/event_bus.h"
+#include "server/scheduling/dispatcher.h"
 #include "server/storage/sqlite_job_store.h"
 
 namespace jobwire::test {
@@ -31,7 +33,8 @@ using v1::WatchJobsResponse;
 
 struct Fixture {
   explicit Fixture(JobServiceImpl::Options options,
-                   SqliteJobStore::Retention retention = {}) {
+                   SqliteJobStore::Retention retention = {},
+                   bool with_dispatcher = false) {
     SqliteJobStore::Options so;
     so.path = ":memory:";  // a private temporary file
     so.synchronous = SqliteJobStore::Synchronous::kOff;
@@ -42,6 +45,13 @@ struct Fixture {
     store = *std::move(opened);
     store->AddCommitListener(&bus);
     options.tick_period = absl::ZeroDuration();
+    if (with_dispatcher) {
+      // Not started: ExplainJob only reads its gates.
+      dispatcher = std::make_unique<Dispatcher>(store.get(), &clock, &random,
+                                                DispatcherOptions());
+      store->AddCommitListener(dispatcher.get());
+      options.dispatcher = dispatcher.get();
+    }
     service = std::make_unique<JobServiceImpl>(store.get(), &bus, &executor,
                                                &clock, options);
     grpc::ServerBuilder builder;
@@ -125,6 +135,8 @@ struct Fixture {
   FakeClock clock;
   EventBus bus;
   Executor executor{4};
+  FixedRandomSource random{0.5};
+  std::unique_ptr<Dispatcher> dispatcher;  // outlives store's commits
   std::unique_ptr<SqliteJobStore> store;
   std::unique_ptr<JobServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -522,6 +534,46 @@ TEST(JobServiceTest, CancelOfAFinishedJobIsFailedPreconditionWithDetails) {
     if (any.UnpackTo(&pf)) has_precondition = pf.violations_size() == 1;
   }
   EXPECT_TRUE(has_precondition);
+}
+
+v1::ExplainJobResponse Explain(Fixture& f, const std::string& id,
+                               grpc::Status* status) {
+  v1::ExplainJobRequest req;
+  req.set_id(id);
+  v1::ExplainJobResponse resp;
+  grpc::ClientContext ctx;
+  *status = f.stub->ExplainJob(&ctx, req, &resp);
+  return resp;
+}
+
+TEST(JobServiceTest, ExplainJobNamesTheGatesOfQueuedAndFinishedJobs) {
+  Fixture f(DefaultOptions(), {}, /*with_dispatcher=*/true);
+  v1::Job queued = f.Submit("k");
+  grpc::Status status;
+  v1::ExplainJobResponse resp = Explain(f, queued.id(), &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.job().id(), queued.id());
+  ASSERT_EQ(resp.gates_size(), 1);
+  EXPECT_EQ(resp.gates(0).type(), "NO_WORKER");
+
+  v1::Job cancelled = f.Submit("k");
+  ASSERT_TRUE(f.Cancel(cancelled.id()).ok());
+  resp = Explain(f, cancelled.id(), &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(resp.gates_size(), 1);
+  EXPECT_EQ(resp.gates(0).type(), "TERMINAL");
+
+  Explain(f, "01ARZ3NDEKTSV4RRFFQ69G5FAV", &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  Explain(f, "nope", &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST(JobServiceTest, ExplainJobWithoutADispatcherIsUnimplemented) {
+  Fixture f(DefaultOptions());
+  grpc::Status status;
+  Explain(f, f.Submit("k").id(), &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST(JobServiceTest, PauseResumeAndRetryChangeStates) {

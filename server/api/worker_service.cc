@@ -1,13 +1,12 @@
 #include "server/api/worker_service.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <atomic>
 #include <deque>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/api/convert.h"
 #include "server/common/logging.h"
 #include "server/transport/grpc_status.h"
 
@@ -19,86 +18,6 @@ namespace v1 = ::jobwire::v1;
 // Reports in flight per session before the stream stops reading (bounds the
 // memory a fast worker can make the server hold).
 constexpr int kMaxReportsInFlight = 4096;
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t s = absl::ToUnixSeconds(t);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>((t - absl::FromUnixSeconds(s)) /
-                                      absl::Nanoseconds(1)));
-}
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t s = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(s);
-  out->set_nanos(static_cast<int32_t>(d / absl::Nanoseconds(1)));
-}
-
-std::string StructToJson(const google::protobuf::Struct& s) {
-  if (s.fields().empty()) return "";
-  std::string out;
-  if (!google::protobuf::util::MessageToJsonString(s, &out).ok()) return "";
-  return out;
-}
-
-void JsonToStruct(const std::string& json, google::protobuf::Struct* out) {
-  if (json.empty()) return;
-  if (!google::protobuf::util::JsonStringToMessage(json, out).ok()) {
-    out->Clear();
-  }
-}
-
-// The job as a worker sees it in `assign`: what it needs to run it.
-void ToProto(const Job& job, v1::Job* out) {
-  out->set_id(job.id);
-  out->set_queue(job.queue);
-  out->set_kind(job.kind);
-  JsonToStruct(job.args_json, out->mutable_args());
-  out->set_payload(job.payload);
-  out->set_priority(job.priority);
-  for (const auto& [k, v] : job.labels) (*out->mutable_labels())[k] = v;
-  if (job.schedule_time != absl::InfinitePast()) {
-    SetTimestamp(job.schedule_time, out->mutable_schedule_time());
-  }
-  out->set_max_attempts(job.max_attempts);
-  if (job.attempt_timeout > absl::ZeroDuration()) {
-    SetDuration(job.attempt_timeout, out->mutable_attempt_timeout());
-  }
-  out->set_state(static_cast<v1::Job::State>(job.state));
-  out->set_attempt(job.attempt);
-  SetTimestamp(job.create_time, out->mutable_create_time());
-  SetTimestamp(job.start_time, out->mutable_start_time());
-  SetTimestamp(job.update_time, out->mutable_update_time());
-  out->set_etag(job.etag());
-  out->set_last_seq(job.last_seq);
-  out->set_checkpoint(job.checkpoint);
-  out->set_worker_id(job.worker_id);
-  SetTimestamp(job.lease_expire_time, out->mutable_lease_expire_time());
-}
-
-Progress FromProto(const v1::Progress& p) {
-  Progress out;
-  out.done = p.done();
-  out.total = p.total();
-  out.message = p.message();
-  out.details_json = StructToJson(p.details());
-  return out;
-}
-
-JobResult FromProto(const v1::JobResult& r) {
-  JobResult out;
-  out.data_json = StructToJson(r.data());
-  out.payload = r.payload();
-  return out;
-}
-
-JobError FromProto(const v1::JobError& e, bool retryable) {
-  JobError out;
-  out.code = e.code() == 0 ? 2 : e.code();
-  out.message = e.message();
-  out.details_json = StructToJson(e.details());
-  out.retryable = retryable;
-  return out;
-}
 
 WorkerHello FromProto(const v1::Hello& h) {
   WorkerHello out;
@@ -135,9 +54,9 @@ class WorkerSessionReactor final
   void SendAssign(const Job& job, absl::Time lease_deadline) override {
     v1::ConnectResponse msg;
     v1::Assign* a = msg.mutable_assign();
-    ToProto(job, a->mutable_job());
+    JobToProto(job, a->mutable_job());
     a->set_attempt(job.attempt);
-    SetTimestamp(lease_deadline, a->mutable_lease_deadline());
+    TimeToProto(lease_deadline, a->mutable_lease_deadline());
     a->set_checkpoint(job.checkpoint);
     Send(std::move(msg));
   }
@@ -157,7 +76,7 @@ class WorkerSessionReactor final
   }
   void SendDrain(absl::Time deadline) override {
     v1::ConnectResponse msg;
-    SetTimestamp(deadline, msg.mutable_drain()->mutable_deadline());
+    TimeToProto(deadline, msg.mutable_drain()->mutable_deadline());
     Send(std::move(msg));
   }
   void EndSession() override {
@@ -250,10 +169,11 @@ class WorkerSessionReactor final
     writing_ = true;
     current_ = std::move(outbox_.front());
     outbox_.pop_front();
-    grpc::WriteOptions options;
-    // Let gRPC coalesce a burst; the last message of a burst flushes.
-    if (!outbox_.empty()) options.set_buffer_hint();
-    StartWrite(&current_, options);
+    // No WriteOptions::set_buffer_hint: with chttp2 a hinted write may not
+    // complete (no OnWriteDone) until something flushes it, and the next
+    // write waits for OnWriteDone, so a welcome followed at once by an
+    // assign stalled the session (seen in worker_e2e_test).
+    StartWrite(&current_);
   }
 
   // A report's outcome: a refusal goes back as `rejected`.
@@ -265,6 +185,9 @@ class WorkerSessionReactor final
     }
     return [this, job_id, attempt](absl::Status status) {
       if (!status.ok()) {
+        // A refused report is worth an operator's eye: a worker that lost
+        // its lease (frozen, partitioned) or a buggy one.
+        JW_LOG(INFO) << "worker report refused: " << status;
         v1::ConnectResponse msg;
         v1::Rejected* r = msg.mutable_rejected();
         r->set_job_id(job_id);
@@ -290,6 +213,9 @@ class WorkerSessionReactor final
     Answer(job_id, attempt)(std::move(s));
   }
 
+  // Conversions are those of convert.h; a report whose Struct fields JSON
+  // cannot hold (NaN numbers) is rejected with INVALID_ARGUMENT before it
+  // reaches the dispatcher.
   void Handle(const v1::ConnectRequest& req) {
     if (req.kind_case() == v1::ConnectRequest::kHello) {
       OnHello(req.hello());
@@ -307,22 +233,42 @@ class WorkerSessionReactor final
         break;
       case v1::ConnectRequest::kProgress: {
         const v1::ReportProgress& p = req.progress();
+        absl::StatusOr<Progress> progress =
+            ProgressFromProto(p.progress(), "progress.progress");
+        if (!progress.ok()) {
+          Reject(p.job_id(), p.attempt(), progress.status());
+          break;
+        }
         dispatcher()->ReportProgress(session, p.job_id(), p.attempt(),
-                                     FromProto(p.progress()), p.log(),
+                                     *progress, p.log(),
                                      Answer(p.job_id(), p.attempt()));
         break;
       }
       case v1::ConnectRequest::kComplete: {
         const v1::Complete& c = req.complete();
-        dispatcher()->Complete(session, c.job_id(), c.attempt(),
-                               FromProto(c.result()),
+        absl::StatusOr<JobResult> result =
+            ResultFromProto(c.result(), "complete.result");
+        if (!result.ok()) {
+          Reject(c.job_id(), c.attempt(), result.status());
+          break;
+        }
+        dispatcher()->Complete(session, c.job_id(), c.attempt(), *result,
                                Answer(c.job_id(), c.attempt()));
         break;
       }
       case v1::ConnectRequest::kFail: {
         const v1::Fail& f = req.fail();
-        dispatcher()->Fail(session, f.job_id(), f.attempt(),
-                           FromProto(f.error(), f.retryable()),
+        absl::StatusOr<JobError> error =
+            ErrorFromProto(f.error(), "fail.error");
+        if (!error.ok()) {
+          Reject(f.job_id(), f.attempt(), error.status());
+          break;
+        }
+        // Fail.retryable decides, not error.retryable; an error without a
+        // code is recorded as UNKNOWN (2).
+        if (error->code == 0) error->code = 2;
+        error->retryable = f.retryable();
+        dispatcher()->Fail(session, f.job_id(), f.attempt(), *error,
                            Answer(f.job_id(), f.attempt()));
         break;
       }
@@ -373,8 +319,8 @@ class WorkerSessionReactor final
     v1::Welcome* w = msg.mutable_welcome();
     w->set_session_id(absl::StrCat("s", *session));
     const absl::Duration ttl = dispatcher()->lease_ttl();
-    SetDuration(ttl, w->mutable_lease_ttl());
-    SetDuration(ttl / 3, w->mutable_heartbeat_interval());
+    DurationToProto(ttl, w->mutable_lease_ttl());
+    DurationToProto(ttl / 3, w->mutable_heartbeat_interval());
     // The dispatcher may queue an assign as soon as AddSession returned; the
     // welcome goes first, and Send holds messages back until it is queued.
     absl::MutexLock lock(&mu_);

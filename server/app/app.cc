@@ -72,8 +72,7 @@ App::App(ServerOptions options) : options_(std::move(options)) {}
 
 App::~App() { Stop(); }
 
-// Composition, in dependency order. Plug-in points for the parts still to
-// come are marked "Plug-in"; each owns its component here and hands
+// Composition, in dependency order: each component is owned here and hands
 // non-owning pointers to the next.
 absl::Status App::Build() {
   clock_ = std::make_unique<SystemClock>();
@@ -99,23 +98,51 @@ absl::Status App::Build() {
       options_.retention.max_terminal_jobs > 0) {
     retention_thread_ = std::thread([this] { RetentionLoop(); });
   }
-  // Plug-in (scheduling, #5): the dispatcher, fed by events_, using store_.
+  // The dispatcher learns every commit from the store, like the bus. It is
+  // registered before recovery so no commit falls between the two; recovery
+  // releases jobs left RUNNING by the previous process back to QUEUED.
+  random_ = std::make_unique<SystemRandomSource>();
+  DispatcherOptions dispatcher_options;
+  dispatcher_options.lease_ttl = options_.lease_ttl;
+  dispatcher_ = std::make_unique<Dispatcher>(store_.get(), clock_.get(),
+                                             random_.get(), dispatcher_options);
+  store_->AddCommitListener(dispatcher_.get());
+  JW_RETURN_IF_ERROR(dispatcher_->RecoverBlocking());
+  dispatcher_->Start();
 
   health_service_ = std::make_unique<HealthServiceImpl>(ServiceNames());
   AdminServiceImpl::Options admin_options;
   admin_options.version = JobwireVersion();
   admin_options.storage_path = db_path;
   admin_options.draining = [this] { return draining(); };
+  admin_options.store = store_.get();
+  // The services are built below; GetServerInfo runs only once they serve.
+  admin_options.workers = [this] { return worker_service_->SessionCount(); };
+  admin_options.watchers = [this] {
+    return static_cast<int>(job_service_->open_streams());
+  };
   admin_service_ = std::make_unique<AdminServiceImpl>(
       std::move(admin_options), clock_.get(), executor_.get());
   JobServiceImpl::Options job_options;
   job_options.watch.heartbeat_interval = options_.heartbeat_interval;
   job_options.watch.buffer = options_.watch_buffer;
+  // Cancel of a RUNNING job goes to its worker; the job ends CANCELLED on the
+  // worker's ack or when its lease ends. Pause likewise ends PAUSED.
+  Dispatcher* dispatcher = dispatcher_.get();
+  job_options.cancel_running = [dispatcher](const std::string& id,
+                                            const std::string& reason,
+                                            JobCallback done) {
+    dispatcher->RequestCancel(id, reason, std::move(done));
+  };
+  job_options.pause_running = [dispatcher](const std::string& id,
+                                           const std::string& /*reason*/,
+                                           JobCallback done) {
+    dispatcher->RequestPause(id, std::move(done));
+  };
+  job_options.dispatcher = dispatcher;
   job_service_ = std::make_unique<JobServiceImpl>(
       store_.get(), events_.get(), executor_.get(), clock_.get(), job_options);
-  // Plug-in (workers, #5): replace with WorkerServiceImpl, same pattern.
-  worker_service_ =
-      std::make_unique<jobwire::v1::WorkerService::CallbackService>();
+  worker_service_ = std::make_unique<WorkerServiceImpl>(dispatcher);
 
   // Shutdown hooks run in this order at Stop(). Each returns at once.
   AddShutdownHook(
@@ -124,6 +151,10 @@ absl::Status App::Build() {
   // server shuts down, whichever is first); submissions get UNAVAILABLE.
   AddShutdownHook(
       "jobs", [s = job_service_.get()](absl::Time d) { s->StartShutdown(d); });
+  // Workers get `drain`: no new assignments; sessions without jobs end now,
+  // the others when their jobs end or at the deadline.
+  AddShutdownHook(
+      "workers", [s = worker_service_.get()](absl::Time d) { s->Shutdown(d); });
 
   return StartServer();
 }
@@ -235,10 +266,15 @@ void App::SkipGrace() {
 //  3. grpc::Server::Shutdown(deadline): stop accepting, wait for open calls
 //     until the deadline, cancel the rest (SkipGrace cancels at once), then
 //     Wait();
-//  4. drain the executor (queued blocking work still finishes its reactors,
+//  4. release every lease still held (the worker sessions are gone with the
+//     server) back to QUEUED as "server shutting down", waiting up to 5 s for
+//     those commits, then stop the dispatcher loop;
+//  5. drain the executor (queued blocking work still finishes its reactors,
 //     so it must outlive the server);
-//  5. stop retention and close storage, after everything that uses it;
-//  6. remove the Unix socket and lock files (socket_guards_), last, so no
+//  6. stop retention and close storage, after everything that uses it; the
+//     dispatcher and the bus, the store's commit listeners, are destroyed
+//     after it;
+//  7. remove the Unix socket and lock files (socket_guards_), last, so no
 //     second server can take the path while this one still serves.
 void App::Stop() {
   if (stopped_) return;
@@ -288,6 +324,14 @@ void App::Stop() {
       server_stopping_ = false;
     }
   }
+  if (dispatcher_ != nullptr) {
+    if (!dispatcher_->ReleaseAllLeasesBlocking(absl::Seconds(5))) {
+      JW_LOG(WARNING) << dispatcher_->LeaseCount()
+                      << " leases not released at shutdown; those jobs go "
+                         "back to QUEUED at the next start";
+    }
+    dispatcher_->Stop();
+  }
   if (executor_ != nullptr) executor_->Shutdown();
   {
     absl::MutexLock lock(&mu_);
@@ -302,6 +346,8 @@ void App::Stop() {
   admin_service_.reset();
   health_service_.reset();
   store_.reset();
+  dispatcher_.reset();
+  random_.reset();
   events_.reset();
   executor_.reset();
 }

@@ -4,12 +4,9 @@
 // unique_ptr; every other component gets non-owning pointers. Stop() tears
 // them down in reverse (the order is written out in app.cc). This is the one
 // place where the server is wired together, so this is where new parts plug
-// in (see "Plug-in points" in app.cc): the SqliteJobStore (server/storage),
-// the EventBus (server/events), the scheduler (server/scheduling),
-// JobServiceImpl (server/api/job_service.h) and WorkerServiceImpl
-// (server/api/worker_service.h). Until they land, JobService and
-// WorkerService are the generated base classes, whose methods answer
-// UNIMPLEMENTED.
+// in: the SqliteJobStore (server/storage), the EventBus (server/events), the
+// Dispatcher (server/scheduling), JobServiceImpl (server/api/job_service.h)
+// and WorkerServiceImpl (server/api/worker_service.h).
 //
 // Thread-safety: Start and Stop are called from one thread (main);
 // SkipGrace and draining() are safe from any thread.
@@ -30,14 +27,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
-#include "jobwire/v1/worker_service.grpc.pb.h"
 #include "server/api/admin_service.h"
 #include "server/api/health_service.h"
 #include "server/api/job_service.h"
+#include "server/api/worker_service.h"
 #include "server/app/server_options.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
+#include "server/core/retry.h"
 #include "server/events/event_bus.h"
+#include "server/scheduling/dispatcher.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/unix_socket_guard.h"
 
@@ -102,10 +101,12 @@ class App {
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<EventBus> events_;  // listens to store_; outlives it
   std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<SystemRandomSource> random_;
+  std::unique_ptr<Dispatcher> dispatcher_;  // listens to store_; outlives it
   std::unique_ptr<HealthServiceImpl> health_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<JobServiceImpl> job_service_;
-  std::unique_ptr<jobwire::v1::WorkerService::CallbackService> worker_service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
   std::unique_ptr<grpc::Server> server_;
 

@@ -167,6 +167,17 @@ const std::vector<Flag>& Flags() {
          }
          return s;
        }},
+      {"lease-ttl", "JOBWIRE_LEASE_TTL", "DURATION",
+       "a running job goes back to its queue when its worker is silent this "
+       "long (default 30s; workers heartbeat every third of it)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->lease_ttl);
+         if (s.ok() && o->lease_ttl < absl::Milliseconds(300)) {
+           return Bad(
+               absl::StrCat("bad duration \"", v, "\" (at least 300ms)"));
+         }
+         return s;
+       }},
       {"watch-buffer", "JOBWIRE_WATCH_BUFFER", "N",
        "events buffered per watch stream before it catches up from the log "
        "(default 256)",

@@ -49,6 +49,9 @@ struct ServerOptions {
   int watch_buffer = 256;
   // Recent events kept in memory for watchers that fall a little behind.
   int event_ring = 4096;
+  // How long a worker's lease on a job lasts without a message from it
+  // (DispatcherOptions::lease_ttl). Workers heartbeat every third of it.
+  absl::Duration lease_ttl = absl::Seconds(30);
 };
 
 struct ServerCommandLine {

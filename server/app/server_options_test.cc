@@ -27,6 +27,16 @@ TEST(ServerOptionsTest, DefaultsServeUnixSocketAndLoopbackTcp) {
   EXPECT_EQ(cl->options.shutdown_grace, absl::Seconds(10));
   EXPECT_EQ(cl->options.socket_mode, 0600u);
   EXPECT_TRUE(cl->options.auth_token.empty());
+  EXPECT_EQ(cl->options.lease_ttl, absl::Seconds(30));
+}
+
+TEST(ServerOptionsTest, LeaseTtlFromFlagOrEnvironment) {
+  auto cl = ParseServerCommandLine({"--lease-ttl", "2s"}, Env({}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.lease_ttl, absl::Seconds(2));
+  cl = ParseServerCommandLine({}, Env({{"JOBWIRE_LEASE_TTL", "1m"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.lease_ttl, absl::Minutes(1));
 }
 
 TEST(ServerOptionsTest, RepeatedListenReplacesDefaults) {
@@ -71,6 +81,7 @@ TEST(ServerOptionsTest, BadValuesNameTheFlag) {
        std::vector<Case>{{{"--shutdown-grace", "soon"}, "--shutdown-grace"},
                          {{"--socket-mode", "0999"}, "--socket-mode"},
                          {{"--log-level", "loud"}, "--log-level"},
+                         {{"--lease-ttl", "10ms"}, "--lease-ttl"},
                          {{"--log-format", "xml"}, "--log-format"},
                          {{"--db"}, "--db"},
                          {{"--bogus", "1"}, "--bogus"}}) {

@@ -2,8 +2,8 @@
 # End-to-end checks with the real grpcurl against the real jobwired: server
 # reflection (list, describe), health over the Unix socket and TCP, an admin
 # call, JobService calls (submit with JSON args, get, watch), error codes and
-# details (BadRequest field violations, NotFound, filter positions), and a
-# clean stop.
+# details (BadRequest field violations, NotFound, filter positions), ExplainJob,
+# and a clean stop.
 #
 # Usage: tests/e2e/grpcurl_test.sh [BIN_DIR]   (default: build/dev/bin)
 # grpcurl comes from $GRPCURL, build/tools/bin (tools/bootstrap) or PATH.
@@ -208,6 +208,23 @@ if grep -qF '"snapshot"' <<<"$watch_out" && grep -qE "\"job_?[iI]d\": \"$job_id\
 else
   fail "WatchJob starts with the job's snapshot" "$watch_out"
 fi
+
+# ExplainJob: a queued job with no worker connected is held by NO_WORKER.
+job_id="$("$grpcurl" -plaintext -d '{"job":{"queue":"explain","kind":"e2e"}}' "$tcp" \
+  jobwire.v1.JobService/SubmitJob 2>&1 | grep -o '"id": "[0-9A-Z]*"' | head -n 1 |
+  sed 's/"id": "\(.*\)"/\1/' || true)"
+if [[ -z "$job_id" ]]; then
+  fail "SubmitJob returns a job id for ExplainJob"
+else
+  expect_output "ExplainJob of a queued job without workers names NO_WORKER" \
+    '"type": "NO_WORKER"' "$job_id" \
+    -- "$grpcurl" -plaintext -d "{\"id\":\"$job_id\"}" "$tcp" jobwire.v1.JobService/ExplainJob
+fi
+expect_output "GetServerInfo counts jobs by state" '"job_counts"' '"QUEUED": "1"' \
+  -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
+expect_error "ExplainJob of an unknown job is NotFound" NotFound "" \
+  -- "$grpcurl" -plaintext -d '{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}' "$tcp" \
+  jobwire.v1.JobService/ExplainJob
 
 # A clean stop: SIGTERM, exit 0, socket and lock removed.
 kill -TERM "$server_pid"
