@@ -220,7 +220,9 @@ else
     '"type": "NO_WORKER"' "$job_id" \
     -- "$grpcurl" -plaintext -d "{\"id\":\"$job_id\"}" "$tcp" jobwire.v1.JobService/ExplainJob
 fi
-expect_output "GetServerInfo counts jobs by state" '"job_counts"' '"QUEUED": "1"' \
+# Two distinct jobs were submitted above (the inline-args job, submitted twice
+# with one request_id, and the ExplainJob job): both are QUEUED, no worker.
+expect_output "GetServerInfo counts jobs by state" '"job_counts"' '"QUEUED": "2"' \
   -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
 expect_error "ExplainJob of an unknown job is NotFound" NotFound "" \
   -- "$grpcurl" -plaintext -d '{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}' "$tcp" \
