@@ -6,7 +6,8 @@ namespace jobwire::cli {
 CommandList AllCommands() {
   CommandList commands;
   AddServerCommands(&commands);  // server_commands.cc: health, info
-  AddJobCommands(&commands);    // jobs_commands.cc: submit, get, list, watch, cancel
+  AddJobCommands(
+      &commands);  // jobs_commands.cc: submit, get, list, watch, cancel
   AddWorkerCommand(&commands);  // worker_command.cc: worker
   return commands;
 }

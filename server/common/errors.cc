@@ -11,7 +11,8 @@ namespace jobwire {
 namespace {
 
 // Payload type URLs private to this process; never sent on the wire.
-constexpr absl::string_view kFieldViolationsUrl = "jobwire.internal/field-violations";
+constexpr absl::string_view kFieldViolationsUrl =
+    "jobwire.internal/field-violations";
 constexpr absl::string_view kPreconditionUrl = "jobwire.internal/precondition";
 constexpr absl::string_view kRetryDelayUrl = "jobwire.internal/retry-delay";
 constexpr absl::string_view kReasonUrl = "jobwire.internal/reason";
@@ -27,7 +28,8 @@ std::vector<std::vector<std::string>> Decode(const absl::Status& status,
   absl::optional<absl::Cord> payload = status.GetPayload(url);
   if (!payload.has_value()) return out;
   std::string text(*payload);
-  for (absl::string_view record : absl::StrSplit(text, kRecordSep, absl::SkipEmpty())) {
+  for (absl::string_view record :
+       absl::StrSplit(text, kRecordSep, absl::SkipEmpty())) {
     out.push_back(absl::StrSplit(record, kFieldSep));
   }
   return out;
@@ -40,11 +42,13 @@ absl::Status InvalidArgumentError(std::vector<FieldViolation> violations) {
   std::vector<std::string> records;
   for (const FieldViolation& v : violations) {
     parts.push_back(absl::StrCat(v.field, ": ", v.description));
-    records.push_back(absl::StrCat(v.field, std::string(1, kFieldSep), v.description));
+    records.push_back(
+        absl::StrCat(v.field, std::string(1, kFieldSep), v.description));
   }
   absl::Status status = absl::InvalidArgumentError(absl::StrJoin(parts, "; "));
-  status.SetPayload(kFieldViolationsUrl,
-                    absl::Cord(absl::StrJoin(records, std::string(1, kRecordSep))));
+  status.SetPayload(
+      kFieldViolationsUrl,
+      absl::Cord(absl::StrJoin(records, std::string(1, kRecordSep))));
   return status;
 }
 
@@ -57,21 +61,25 @@ absl::Status InvalidArgumentError(absl::string_view field,
 absl::Status FailedPreconditionError(absl::string_view message,
                                      PreconditionViolation violation) {
   absl::Status status = absl::FailedPreconditionError(message);
-  status.SetPayload(kPreconditionUrl,
-                    absl::Cord(absl::StrCat(violation.type, std::string(1, kFieldSep),
-                                            violation.subject, std::string(1, kFieldSep),
-                                            violation.description)));
+  status.SetPayload(
+      kPreconditionUrl,
+      absl::Cord(absl::StrCat(violation.type, std::string(1, kFieldSep),
+                              violation.subject, std::string(1, kFieldSep),
+                              violation.description)));
   return status;
 }
 
-absl::Status UnavailableError(absl::string_view message, absl::Duration retry_delay) {
+absl::Status UnavailableError(absl::string_view message,
+                              absl::Duration retry_delay) {
   absl::Status status = absl::UnavailableError(message);
-  status.SetPayload(kRetryDelayUrl,
-                    absl::Cord(absl::StrCat(absl::ToInt64Milliseconds(retry_delay))));
+  status.SetPayload(
+      kRetryDelayUrl,
+      absl::Cord(absl::StrCat(absl::ToInt64Milliseconds(retry_delay))));
   return status;
 }
 
-absl::Status ResourceExhaustedError(absl::string_view message, absl::string_view reason) {
+absl::Status ResourceExhaustedError(absl::string_view message,
+                                    absl::string_view reason) {
   absl::Status status = absl::ResourceExhaustedError(message);
   status.SetPayload(kReasonUrl, absl::Cord(reason));
   return status;
@@ -80,16 +88,19 @@ absl::Status ResourceExhaustedError(absl::string_view message, absl::string_view
 std::vector<FieldViolation> GetFieldViolations(const absl::Status& status) {
   std::vector<FieldViolation> out;
   for (auto& fields : Decode(status, kFieldViolationsUrl)) {
-    if (fields.size() == 2) out.push_back({std::move(fields[0]), std::move(fields[1])});
+    if (fields.size() == 2)
+      out.push_back({std::move(fields[0]), std::move(fields[1])});
   }
   return out;
 }
 
-std::vector<PreconditionViolation> GetPreconditionViolations(const absl::Status& status) {
+std::vector<PreconditionViolation> GetPreconditionViolations(
+    const absl::Status& status) {
   std::vector<PreconditionViolation> out;
   for (auto& fields : Decode(status, kPreconditionUrl)) {
     if (fields.size() == 3) {
-      out.push_back({std::move(fields[0]), std::move(fields[1]), std::move(fields[2])});
+      out.push_back(
+          {std::move(fields[0]), std::move(fields[1]), std::move(fields[2])});
     }
   }
   return out;

@@ -61,12 +61,12 @@ struct LogVoidify {
 #define JW_LOG_LEVEL_WARNING ::jobwire::LogLevel::kWarning
 #define JW_LOG_LEVEL_ERROR ::jobwire::LogLevel::kError
 
-#define JW_LOG(severity)                                              \
-  !::jobwire::LogLevelEnabled(JW_LOG_LEVEL_##severity)                \
-      ? (void)0                                                       \
-      : ::jobwire::internal::LogVoidify() &                           \
-            ::jobwire::internal::LogMessage(JW_LOG_LEVEL_##severity,  \
-                                            __FILE__, __LINE__)       \
+#define JW_LOG(severity)                                                       \
+  !::jobwire::LogLevelEnabled(JW_LOG_LEVEL_##severity)                         \
+      ? (void)0                                                                \
+      : ::jobwire::internal::LogVoidify() &                                    \
+            ::jobwire::internal::LogMessage(JW_LOG_LEVEL_##severity, __FILE__, \
+                                            __LINE__)                          \
                 .stream()
 
 #endif  // JOBWIRE_SERVER_COMMON_LOGGING_H_

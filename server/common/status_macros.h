@@ -13,10 +13,10 @@
 
 // Evaluates `expr` (an absl::Status) and returns it from the current function
 // if it is not OK.
-#define JW_RETURN_IF_ERROR(expr)                    \
-  do {                                              \
-    ::absl::Status jw_status_ = (expr);             \
-    if (!jw_status_.ok()) return jw_status_;        \
+#define JW_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status jw_status_ = (expr);      \
+    if (!jw_status_.ok()) return jw_status_; \
   } while (false)
 
 #define JW_STATUS_CONCAT_INNER_(a, b) a##b
@@ -24,11 +24,12 @@
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else
 // moves the value into `lhs` (a declaration such as `auto x` or an lvalue).
-#define JW_ASSIGN_OR_RETURN(lhs, rexpr) \
-  JW_ASSIGN_OR_RETURN_IMPL_(JW_STATUS_CONCAT_(jw_statusor_, __LINE__), lhs, rexpr)
+#define JW_ASSIGN_OR_RETURN(lhs, rexpr)                                     \
+  JW_ASSIGN_OR_RETURN_IMPL_(JW_STATUS_CONCAT_(jw_statusor_, __LINE__), lhs, \
+                            rexpr)
 
-#define JW_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                              \
+#define JW_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)    \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)
 

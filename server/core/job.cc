@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace jobwire {
 
@@ -48,6 +48,8 @@ bool ParseJobState(absl::string_view text, JobState* state) {
 
 std::string Job::etag() const { return absl::StrCat("v", version); }
 
-absl::Time Job::run_after() const { return std::max(schedule_time, backoff_until); }
+absl::Time Job::run_after() const {
+  return std::max(schedule_time, backoff_until);
+}
 
 }  // namespace jobwire

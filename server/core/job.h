@@ -95,7 +95,8 @@ struct Job {
   int32_t attempt = 0;
   std::string checkpoint;  // bytes from the last checkpoint
 
-  // Earliest start of the next attempt after a failure (backoff); InfinitePast when none.
+  // Earliest start of the next attempt after a failure (backoff); InfinitePast
+  // when none.
   absl::Time backoff_until = absl::InfinitePast();
   // Lease of the current attempt while RUNNING.
   std::string worker_id;

@@ -31,8 +31,8 @@ struct JobChange {
 // Returns the change, or an error that aborts this job's write only (other
 // writes in the same group commit are unaffected): FAILED_PRECONDITION for a
 // state that does not allow it, ABORTED for a stale attempt or etag.
-using JobMutation =
-    std::function<absl::StatusOr<JobChange>(const Job& current, absl::Time now)>;
+using JobMutation = std::function<absl::StatusOr<JobChange>(const Job& current,
+                                                            absl::Time now)>;
 
 }  // namespace jobwire
 

@@ -101,7 +101,8 @@ class JobStore {
   // Runs `mutation` against job `id` inside a write transaction and writes its
   // result. `done` gets the job as committed, NOT_FOUND, or the mutation's
   // own error (nothing written).
-  virtual void Mutate(std::string id, JobMutation mutation, JobCallback done) = 0;
+  virtual void Mutate(std::string id, JobMutation mutation,
+                      JobCallback done) = 0;
 
   // NOT_FOUND for an unknown id.
   virtual absl::StatusOr<Job> GetJobBlocking(const std::string& id) = 0;
@@ -112,8 +113,9 @@ class JobStore {
   virtual absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
       const std::string& job_id, int64_t after_seq, int limit) = 0;
 
-  // Events of all jobs with event_id > after_event_id, in order, at most `limit`.
-  // Same limits as above. Events carry their job attributes as committed.
+  // Events of all jobs with event_id > after_event_id, in order, at most
+  // `limit`. Same limits as above. Events carry their job attributes as
+  // committed.
   virtual absl::StatusOr<std::vector<JobEvent>> ReadEventsBlocking(
       int64_t after_event_id, int limit) = 0;
 
