@@ -28,6 +28,12 @@
 //   e2e_bench [--mode=jobwired|inproc] [--jobs=200000] [--workers=4]
 //             [--slots=512] [--batch=500] [--streams=8] [--in_flight=8]
 //             [--trickle=1000] [--max_seconds=60] [--sync=full|normal|off]
+//             [--burn_down]
+//
+// --burn_down (jobwired mode): submit every job first with no worker
+// connected, then connect the workers and time them emptying the queue (the
+// way queue benchmarks such as BullMQ's "burn down" a filled queue); the
+// submit phase is reported on its own line.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -47,6 +53,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -78,6 +85,9 @@ struct Flags {
   int trickle = 1000;
   int max_seconds = 60;
   std::string sync = "full";
+  // jobwired mode: submit every job first, then connect the workers and time
+  // how fast they empty the queue (a "burn-down").
+  bool burn_down = false;
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f) {
@@ -94,6 +104,10 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
       *out = std::string(v);
       return true;
     };
+    if (arg == "--burn_down") {
+      f->burn_down = true;
+      continue;
+    }
     if (!(num("jobs", &f->jobs) || num("workers", &f->workers) ||
           num("slots", &f->slots) || num("batch", &f->batch) ||
           num("streams", &f->streams) || num("in_flight", &f->in_flight) ||
@@ -201,21 +215,22 @@ struct Result {
                           // the forked worker process (inproc mode)
   std::vector<absl::Duration> latency;
   std::string latency_name;
-  std::string store_stats;  // inproc mode only
+  std::string store_stats;   // inproc mode only
+  std::string submit_phase;  // --burn_down only
 };
 
 void Print(const Flags& flags, const Result& r) {
   const bool inproc = flags.mode == "inproc";
   std::printf(
-      "mode: %s (%s)\n"
+      "mode: %s%s (%s)\n"
       "jobs completed: %lld of %d in %.2fs\n"
       "throughput: %.0f jobs/s\n"
       "%s CPU: %.2fs (%.0f jobs per CPU-second)\n"
       "%s CPU: %.2fs\n"
       "dispatch latency (%s, idle workers, n=%zu): p50 %s, p99 %s\n"
-      "%s"
+      "%s%s"
       "machine: %s, load average at the end %s\n",
-      flags.mode.c_str(),
+      flags.mode.c_str(), flags.burn_down ? ", burn-down" : "",
       inproc ? "store-direct submits, not end to end"
              : "gRPC submits to a jobwired child, end to end",
       static_cast<long long>(r.done), flags.jobs, r.seconds, r.done / r.seconds,
@@ -225,8 +240,8 @@ void Print(const Flags& flags, const Result& r) {
       r.client_cpu, r.latency_name.c_str(), r.latency.size(),
       absl::FormatDuration(Percentile(r.latency, 0.50)).c_str(),
       absl::FormatDuration(Percentile(r.latency, 0.99)).c_str(),
-      r.store_stats.c_str(), MachineDescription().c_str(),
-      LoadAverage().c_str());
+      r.store_stats.c_str(), r.submit_phase.c_str(),
+      MachineDescription().c_str(), LoadAverage().c_str());
 }
 
 // --- jobwired mode ---
@@ -300,24 +315,29 @@ int RunJobwired(const Flags& flags) {
   auto admin = v1::AdminService::NewStub(channel);
   auto jobs = v1::JobService::NewStub(channel);
   AssignLog assigns;
-  Workers workers(address, flags,
-                  [&assigns](const std::string& id) { assigns.Seen(id); });
-  // Start-up only, not measured: every worker connected.
-  for (int i = 0; i < 500; ++i) {
-    grpc::ClientContext ctx;
-    v1::ServerInfo info;
-    if (admin->GetServerInfo(&ctx, {}, &info).ok() &&
-        info.workers() >= flags.workers) {
-      break;
+  std::unique_ptr<Workers> workers;
+  auto connect_workers = [&] {
+    workers = std::make_unique<Workers>(
+        address, flags,
+        [&assigns](const std::string& id) { assigns.Seen(id); });
+    // Every worker connected (not measured in the default mode).
+    for (int i = 0; i < 500; ++i) {
+      grpc::ClientContext ctx;
+      v1::ServerInfo info;
+      if (admin->GetServerInfo(&ctx, {}, &info).ok() &&
+          info.workers() >= flags.workers) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
     }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  };
+  if (!flags.burn_down) connect_workers();
 
   Result r;
   const auto stat = [&] { return ProcessCpuSeconds(server->pid()); };
-  const double server_cpu0 = stat();
-  const double client_cpu0 = SelfCpuSeconds();
-  const absl::Time t0 = absl::Now();
+  double server_cpu0 = stat();
+  double client_cpu0 = SelfCpuSeconds();
+  absl::Time t0 = absl::Now();
   const absl::Time deadline = t0 + absl::Seconds(flags.max_seconds);
   std::atomic<int> next{0};
   std::atomic<bool> failed{false};
@@ -351,8 +371,23 @@ int RunJobwired(const Flags& flags) {
     });
   }
   for (std::thread& t : submitters) t.join();
+  if (flags.burn_down) {
+    // The queue is full and idle: time the workers burning it down.
+    const absl::Time t_submitted = absl::Now();
+    const double submit_cpu = stat() - server_cpu0;
+    r.submit_phase = absl::StrFormat(
+        "submit phase (no worker connected): %d jobs in %.2fs = %.0f jobs/s, "
+        "jobwired CPU %.2fs (%.0f jobs per CPU-second)\n",
+        flags.jobs, absl::ToDoubleSeconds(t_submitted - t0),
+        flags.jobs / absl::ToDoubleSeconds(t_submitted - t0), submit_cpu,
+        flags.jobs / submit_cpu);
+    server_cpu0 = stat();
+    client_cpu0 = SelfCpuSeconds();
+    t0 = absl::Now();
+    connect_workers();
+  }
   // Every complete sent, then the server's count of durable completions.
-  while (workers.completes_sent() < flags.jobs && absl::Now() < deadline &&
+  while (workers->completes_sent() < flags.jobs && absl::Now() < deadline &&
          !failed) {
     absl::SleepFor(absl::Milliseconds(2));
   }
@@ -378,7 +413,7 @@ int RunJobwired(const Flags& flags) {
     r.latency.push_back(got - sent);
   }
 
-  workers.Stop();
+  workers->Stop();
   server->Signal(SIGTERM);
   if (!server->Exited(absl::Seconds(30))) server->Signal(SIGKILL);
   server.reset();
