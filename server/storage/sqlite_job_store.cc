@@ -257,7 +257,10 @@ class SqliteJobStore::Writer {
 
   Connection conn;
   IdGenerator* const ids;
-  // Rows of active jobs as the open transaction sees them.
+  // Rows of active jobs as the open transaction sees them. Every statement
+  // that writes a jobs row must keep it right: Put the new row or Forget the
+  // id (Submit and Mutate Put, retention Forgets). Failed requests and
+  // rolled-back transactions are handled by ApplyBatch and RunBatch.
   JobRowCache rows;
   const size_t labels_column_ = [] {
     const std::vector<JobColumn>& columns = JobColumns();
