@@ -50,6 +50,10 @@ JobwiredProcess::JobwiredProcess(const std::string& dir,
                                  std::vector<std::string> args)
     : log_path_(dir + "/jobwired." + std::to_string(getpid()) + "." +
                 std::to_string(++counter_) + ".log") {
+  const char* override_bin = ::getenv("JOBWIRED_BIN");
+  std::string bin = override_bin != nullptr && *override_bin != '\0'
+                        ? override_bin
+                        : JOBWIRED_PATH;
   pid_ = ::fork();
   if (pid_ == 0) {
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -57,7 +61,6 @@ JobwiredProcess::JobwiredProcess(const std::string& dir,
     ::dup2(fd, STDOUT_FILENO);
     if (::chdir(dir.c_str()) != 0) ::_exit(127);
     std::vector<char*> argv;
-    std::string bin = JOBWIRED_PATH;
     argv.push_back(bin.data());
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

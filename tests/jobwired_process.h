@@ -8,7 +8,8 @@
 // and reaps a child that is still running.
 //
 // Not thread-safe: one thread drives a JobwiredProcess. The binary is the
-// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt).
+// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt),
+// or $JOBWIRED_BIN when set (benchmarks comparing two builds).
 #ifndef JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 #define JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 

@@ -20,6 +20,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/core/validation.h"
+#include "server/storage/job_row_cache.h"
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
 #include "server/storage/sqlite_rows.h"
@@ -127,8 +128,9 @@ class SqliteJobStore::Connection {
 // progress. Only the writer thread touches it.
 class SqliteJobStore::Writer {
  public:
-  Writer(const std::string& path, absl::Duration busy_timeout, IdGenerator* ids)
-      : conn(path, busy_timeout), ids(ids) {}
+  Writer(const std::string& path, absl::Duration busy_timeout, IdGenerator* ids,
+         JobRowCache::Limits cache_limits)
+      : conn(path, busy_timeout), ids(ids), rows(cache_limits) {}
 
   void Exec(const std::string& sql) { conn.stmts.Get(sql)->exec(); }
 
@@ -255,6 +257,11 @@ class SqliteJobStore::Writer {
 
   Connection conn;
   IdGenerator* const ids;
+  // Rows of active jobs as the open transaction sees them. Every statement
+  // that writes a jobs row must keep it right: Put the new row or Forget the
+  // id (Submit and Mutate Put, retention Forgets). Failed requests and
+  // rolled-back transactions are handled by ApplyBatch and RunBatch.
+  JobRowCache rows;
   const size_t labels_column_ = [] {
     const std::vector<JobColumn>& columns = JobColumns();
     for (size_t i = 0; i < columns.size(); ++i) {
@@ -269,6 +276,8 @@ class SqliteJobStore::Writer {
   std::vector<SqlValue> update_values_;
   // Time of the transaction in progress.
   absl::Time now = absl::InfinitePast();
+  // Per-request outcomes of the batch in progress (RunBatch's scratch).
+  std::vector<absl::Status> results;
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
 };
@@ -319,7 +328,11 @@ SqliteJobStore::~SqliteJobStore() { Shutdown(); }
 
 absl::Status SqliteJobStore::OpenBlocking() {
   try {
-    writer_ = std::make_unique<Writer>(path_, options_.busy_timeout, &ids_);
+    JobRowCache::Limits cache_limits;
+    cache_limits.max_jobs =
+        static_cast<size_t>(std::max<int64_t>(0, options_.row_cache_jobs));
+    writer_ = std::make_unique<Writer>(path_, options_.busy_timeout, &ids_,
+                                       cache_limits);
     SQLite::Database& db = writer_->conn.db;
     std::string mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
     if (mode != "wal") {
@@ -443,8 +456,9 @@ void SqliteJobStore::AddCommitListener(CommitListener* listener) {
 }
 
 SqliteJobStore::Stats SqliteJobStore::stats() const {
-  return Stats{commits_.load(), write_requests_.load(), checkpoints_.load(),
-               rerun_batches_.load()};
+  return Stats{commits_.load(),        write_requests_.load(),
+               checkpoints_.load(),    rerun_batches_.load(),
+               row_cache_hits_.load(), row_cache_misses_.load()};
 }
 
 void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
@@ -505,6 +519,7 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     const size_t mark = w.events.size();
+    const size_t cache_mark = w.rows.mark();
     const int64_t changes = sqlite3_total_changes64(handle);
     absl::Status s;
     try {
@@ -517,6 +532,8 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
     if (s.ok()) continue;
     results[i] = s;
     w.events.resize(mark);
+    // Whatever the request wrote is undone below (or the batch fails).
+    w.rows.RollbackTo(cache_mark);
     if (sqlite3_get_autocommit(handle) != 0) {
       // SQLite rolled the whole transaction back (SQLITE_FULL, an I/O
       // error...): the earlier requests of the batch are gone too.
@@ -554,7 +571,9 @@ void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   Writer& w = *writer_;
   sqlite3* handle = w.conn.db.getHandle();
   w.now = clock_->Now();
-  std::vector<absl::Status> results;
+  // Reused across batches: a fresh vector of a thousand statuses per batch
+  // is a large allocation, and glibc consolidates its free lists on each.
+  std::vector<absl::Status>& results = w.results;
   absl::Status batch_status;
   // Savepoints cost about a third of the writer's work (every page a request
   // touches is copied to the statement journal), and almost every failing
@@ -562,6 +581,7 @@ void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   // failed halfway run the batch again with one savepoint per request.
   if (!ApplyBatch(batch, /*savepoints=*/false, results, batch_status)) {
     rerun_batches_.fetch_add(1, std::memory_order_relaxed);
+    w.rows.RollbackTo(0);  // the rows of the rolled-back transaction
     ApplyBatch(batch, /*savepoints=*/true, results, batch_status);
   }
   if (batch_status.ok()) {
@@ -572,6 +592,7 @@ void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
     }
   }
   if (!batch_status.ok()) {
+    w.rows.RollbackTo(0);
     JW_LOG(WARNING) << "storage: transaction of " << batch.size()
                     << " requests failed: " << batch_status;
     if (sqlite3_get_autocommit(handle) == 0) {
@@ -582,11 +603,14 @@ void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
       }
     }
   } else {
+    w.rows.Commit();
     commits_.fetch_add(1, std::memory_order_relaxed);
     if (!w.events.empty()) {
       for (CommitListener* listener : listeners) listener->OnCommit(w.events);
     }
   }
+  row_cache_hits_.store(w.rows.hits(), std::memory_order_relaxed);
+  row_cache_misses_.store(w.rows.misses(), std::memory_order_relaxed);
   for (size_t i = 0; i < batch.size(); ++i) {
     absl::Status s = !results[i].ok() ? results[i] : batch_status;
     if (s.ok()) write_requests_.fetch_add(1, std::memory_order_relaxed);
@@ -664,6 +688,7 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
       submitted.to = job.state;
       submitted.reason = "submitted";
       w.AppendEvents(job, {std::move(submitted)}, 1);
+      w.rows.Put(job);
       work->outcomes.push_back(SubmitOutcome{Job{}, true});
     }
     return absl::OkStatus();
@@ -688,7 +713,14 @@ void SqliteJobStore::Mutate(std::string id, JobMutation mutation,
   auto result = std::make_shared<Job>();
   op->apply = [id = std::move(id), mutation = std::move(mutation),
                result](Writer& w) -> absl::Status {
-    JW_ASSIGN_OR_RETURN(Job current, w.LoadJob(id));
+    // The cached row when the writer holds it; otherwise read it.
+    Job loaded;
+    const Job* cached = w.rows.Find(id);
+    if (cached == nullptr) {
+      JW_ASSIGN_OR_RETURN(loaded, w.LoadJob(id));
+      cached = &loaded;
+    }
+    const Job& current = *cached;
     JW_ASSIGN_OR_RETURN(JobChange change, mutation(current, w.now));
     Job next = std::move(change.job);
     if (next.id != current.id) {
@@ -702,7 +734,12 @@ void SqliteJobStore::Mutate(std::string id, JobMutation mutation,
     next.update_time = current.update_time;
     next.last_seq = current.last_seq;
     if (change.events.empty() && JobColumnsEqual(current, next)) {
-      *result = std::move(current);  // nothing to write
+      // Nothing to write.
+      if (cached == &loaded) {
+        *result = std::move(loaded);
+      } else {
+        *result = current;
+      }
       return absl::OkStatus();
     }
     next.version = current.version + 1;
@@ -711,6 +748,8 @@ void SqliteJobStore::Mutate(std::string id, JobMutation mutation,
         current.last_seq + static_cast<int64_t>(change.events.size());
     w.UpdateJob(current, next);
     w.AppendEvents(next, std::move(change.events), current.last_seq + 1);
+    // `current` may be the cached row: Put overwrites it, so it comes last.
+    w.rows.Put(next);
     *result = std::move(next);
     return absl::OkStatus();
   };
@@ -804,6 +843,7 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
         }
       }
       for (const std::string& id : ids) {
+        w.rows.Forget(id);
         {
           auto stmt = w.conn.stmts.Get(
               "SELECT MAX(event_id) FROM job_events WHERE job_id = ?");

@@ -13,6 +13,11 @@
 // as a full disk) answers every request of the batch with that error: nothing
 // is acknowledged that is not durable.
 //
+// The writer keeps the rows of active jobs it wrote in a bounded cache
+// (job_row_cache.h), so that most Mutates rewrite a row without reading it
+// first; rows touched by a rolled-back request or transaction are dropped
+// from it, so it never differs from what the transaction sees.
+//
 // Reads run on a small pool of reader connections beside the writer (WAL).
 // The database is in WAL mode with synchronous=FULL by default.
 //
@@ -90,6 +95,10 @@ class SqliteJobStore final : public JobStore {
     // Cap on the database size in pages (PRAGMA max_page_count); 0: none.
     // Writes beyond it fail like a full disk (RESOURCE_EXHAUSTED, DISK_FULL).
     int64_t max_db_pages = 0;
+    // The writer keeps a copy of the rows of up to this many active jobs
+    // (small ones, see job_row_cache.h), so a Mutate of a recently written
+    // job does not read its row back from SQLite. 0 disables it.
+    int64_t row_cache_jobs = 100'000;
   };
 
   // Counters for tests and benchmarks.
@@ -100,6 +109,10 @@ class SqliteJobStore final : public JobStore {
     // Batches run a second time, with savepoints, because a request failed
     // after writing part of its rows.
     int64_t rerun_batches = 0;
+    // Mutates that found their job's row in the writer's row cache, and
+    // those that read it from SQLite.
+    int64_t row_cache_hits = 0;
+    int64_t row_cache_misses = 0;
   };
 
   // Opens (creating if needed) and migrates the database and starts the
@@ -206,6 +219,8 @@ class SqliteJobStore final : public JobStore {
   std::atomic<int64_t> commits_{0};
   std::atomic<int64_t> write_requests_{0};
   std::atomic<int64_t> rerun_batches_{0};
+  std::atomic<int64_t> row_cache_hits_{0};
+  std::atomic<int64_t> row_cache_misses_{0};
   std::atomic<int64_t> max_pruned_event_id_{0};
 };
 

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/storage/sqlite_rows.h"
 
 namespace jobwire::test {
 namespace {
@@ -914,6 +915,172 @@ TEST_F(SqliteJobStoreTest, SettingsAndQueuesRoundTrip) {
   EXPECT_TRUE((*rows)[0].paused);
   EXPECT_EQ((*rows)[0].resume_time, row.resume_time);
   EXPECT_EQ((*rows)[0].weight, 3);
+}
+
+// The row a mutation of `id` gets as `current` (the writer's view), written
+// back unchanged.
+absl::StatusOr<Job> RowSeenByWriter(JobStore& store, const std::string& id) {
+  Job seen;
+  absl::StatusOr<Job> r = MutateSync(
+      store, id,
+      [&seen](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+        seen = current;
+        return JobChange{current, {}};
+      });
+  if (!r.ok()) return r.status();
+  return seen;
+}
+
+// Expects the writer's view of job `id` to equal the stored row.
+void ExpectWriterSeesStoredRow(SqliteJobStore& store, const std::string& id) {
+  absl::StatusOr<Job> seen = RowSeenByWriter(store, id);
+  absl::StatusOr<Job> stored = store.GetJobBlocking(id);
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_TRUE(JobColumnsEqual(*seen, *stored))
+      << "version " << seen->version << " vs " << stored->version << ", state "
+      << static_cast<int>(seen->state) << " vs "
+      << static_cast<int>(stored->state);
+}
+
+JobMutation BumpPriority() {
+  return [](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+    JobChange c{current, {}};
+    c.job.priority = current.priority + 1;
+    JobEvent e;
+    e.type = EventType::kUpdated;
+    e.paths = {"priority"};
+    c.events.push_back(e);
+    return c;
+  };
+}
+
+TEST_F(SqliteJobStoreTest, MutatesOfRecentlyWrittenJobsUseTheRowCache) {
+  clock_.Advance(absl::Nanoseconds(1'234'567));  // not a whole microsecond
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.args_json = R"({"a":1})";
+  in.job.labels = {{"tier", "gold"}};
+  in.job.retry_policy =
+      RetryPolicy{absl::Nanoseconds(2'000'500), absl::Minutes(1), 3.0, 0.5};
+  in.job.webhook = WebhookSpec{"https://example.com/hook", {1, 3}};
+  in.job.request_id = "rid";
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  const SqliteJobStore::Stats before = store->stats();
+  ASSERT_TRUE(MutateSync(*store, job->id, BumpPriority()).ok());
+  ExpectWriterSeesStoredRow(*store, job->id);
+  ASSERT_TRUE(
+      MutateSync(*store, job->id,
+                 [this](const Job& c, absl::Time) -> absl::StatusOr<JobChange> {
+                   JobChange change{c, {}};
+                   change.job.state = JobState::kRunning;
+                   change.job.attempt = 1;
+                   change.job.worker_id = "w1";
+                   change.job.progress = Progress{1, 2, "half", ""};
+                   change.job.lease_expire_time =
+                       clock_.Now() + absl::Nanoseconds(30'000'000'001);
+                   change.job.labels.erase("tier");
+                   return change;
+                 })
+          .ok());
+  ExpectWriterSeesStoredRow(*store, job->id);
+  const SqliteJobStore::Stats after = store->stats();
+  EXPECT_GT(after.row_cache_hits, before.row_cache_hits);
+  EXPECT_EQ(after.row_cache_misses, before.row_cache_misses);
+  // A terminal job leaves the cache; it is read from SQLite again.
+  ASSERT_TRUE(MutateSync(*store, job->id, Finish(JobState::kSucceeded)).ok());
+  ExpectWriterSeesStoredRow(*store, job->id);
+  EXPECT_GT(store->stats().row_cache_misses, after.row_cache_misses);
+}
+
+TEST_F(SqliteJobStoreTest, ARerunBatchDoesNotSeeRowsOfItsRolledBackFirstRun) {
+  auto store = Open();
+  {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
+        "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
+  }
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  WriterGate gate;
+  gate.Block(*store, job->id);
+  absl::StatusOr<Job> bumped;
+  absl::Notification nm, nb;
+  // Written (and cached) in the first run, which is then rolled back.
+  store->Mutate(job->id, BumpPriority(), [&](absl::StatusOr<Job> r) {
+    bumped = std::move(r);
+    nm.Notify();
+  });
+  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto) { nb.Notify(); });
+  const SqliteJobStore::Stats before = store->stats();
+  gate.Release();
+  nm.WaitForNotification();
+  nb.WaitForNotification();
+  ASSERT_EQ(store->stats().rerun_batches - before.rerun_batches, 1);
+  ASSERT_TRUE(bumped.ok()) << bumped.status();
+  // Applied once: the second run started from the committed row.
+  EXPECT_EQ(bumped->version, 2);
+  EXPECT_EQ(bumped->last_seq, 2);
+  EXPECT_EQ(bumped->priority, 1);
+  ExpectWriterSeesStoredRow(*store, job->id);
+  auto events = store->ReadJobEventsBlocking(job->id, 0, 10);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(2));
+  // b1, written and undone twice, is in neither the table nor the cache.
+  auto counts = store->CountJobsByQueueAndStateBlocking();
+  ASSERT_TRUE(counts.ok());
+  ASSERT_THAT(*counts, SizeIs(1));
+  EXPECT_EQ((*counts)[0].count, 1);
+}
+
+TEST_F(SqliteJobStoreTest, AFailedTransactionLeavesNoWrittenRowInTheCache) {
+  SqliteJobStore::Options options;
+  options.max_db_pages = 64;
+  auto store = Open(options);
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  WriterGate gate;
+  gate.Block(*store, job->id);
+  absl::Status bumped, big;
+  absl::Notification nm, nb;
+  store->Mutate(job->id, BumpPriority(), [&](absl::StatusOr<Job> r) {
+    bumped = r.status();
+    nm.Notify();
+  });
+  std::vector<NewJob> huge;
+  for (int i = 0; i < 8; ++i) {
+    huge.push_back(MakeJob());
+    huge.back().job.payload = std::string(64 << 10, 'x');
+  }
+  store->Submit(std::move(huge), [&](auto r) {
+    big = r.status();
+    nb.Notify();
+  });
+  gate.Release();
+  nm.WaitForNotification();
+  nb.WaitForNotification();
+  ASSERT_EQ(big.code(), absl::StatusCode::kResourceExhausted) << big;
+  // Whether SQLite undid the statement or the whole transaction, the writer
+  // sees exactly what is stored, and the bump counts once or not at all.
+  ExpectWriterSeesStoredRow(*store, job->id);
+  absl::StatusOr<Job> stored = store->GetJobBlocking(job->id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->version, bumped.ok() ? 2 : 1);
+  ASSERT_TRUE(MutateSync(*store, job->id, BumpPriority()).ok());
+  ExpectWriterSeesStoredRow(*store, job->id);
+}
+
+TEST_F(SqliteJobStoreTest, ADisabledRowCacheReadsEveryRow) {
+  SqliteJobStore::Options options;
+  options.row_cache_jobs = 0;
+  auto store = Open(options);
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE(MutateSync(*store, job->id, BumpPriority()).ok());
+  ExpectWriterSeesStoredRow(*store, job->id);
+  EXPECT_EQ(store->stats().row_cache_hits, 0);
 }
 
 }  // namespace

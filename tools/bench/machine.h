@@ -13,6 +13,10 @@ std::string MachineDescription();
 // The three load averages of /proc/loadavg, "4.98 5.24 5.68".
 std::string LoadAverage();
 
+// CPU time (user + system) process `pid` has used so far, in seconds, from
+// /proc/PID/stat; -1 when it cannot be read.
+double ProcessCpuSeconds(int pid);
+
 }  // namespace jobwire::bench
 
 #endif  // JOBWIRE_TOOLS_BENCH_MACHINE_H_
