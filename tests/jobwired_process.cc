@@ -47,7 +47,8 @@ std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target) {
 }
 
 JobwiredProcess::JobwiredProcess(const std::string& dir,
-                                 std::vector<std::string> args)
+                                 std::vector<std::string> args,
+                                 const std::string& binary)
     : log_path_(dir + "/jobwired." + std::to_string(getpid()) + "." +
                 std::to_string(++counter_) + ".log") {
   pid_ = ::fork();
@@ -57,7 +58,7 @@ JobwiredProcess::JobwiredProcess(const std::string& dir,
     ::dup2(fd, STDOUT_FILENO);
     if (::chdir(dir.c_str()) != 0) ::_exit(127);
     std::vector<char*> argv;
-    std::string bin = JOBWIRED_PATH;
+    std::string bin = binary.empty() ? std::string(JOBWIRED_PATH) : binary;
     argv.push_back(bin.data());
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -8,7 +8,8 @@
 // and reaps a child that is still running.
 //
 // Not thread-safe: one thread drives a JobwiredProcess. The binary is the
-// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt).
+// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt)
+// unless the caller names another (benchmarks comparing two builds).
 #ifndef JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 #define JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 
@@ -38,8 +39,10 @@ std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target);
 
 class JobwiredProcess {
  public:
-  // Starts jobwired with `args` (without argv[0]) in `dir`.
-  JobwiredProcess(const std::string& dir, std::vector<std::string> args);
+  // Starts jobwired with `args` (without argv[0]) in `dir`. `binary`, when
+  // not empty, is the jobwired executable to run instead of this build's.
+  JobwiredProcess(const std::string& dir, std::vector<std::string> args,
+                  const std::string& binary = "");
   ~JobwiredProcess();
   JobwiredProcess(const JobwiredProcess&) = delete;
   JobwiredProcess& operator=(const JobwiredProcess&) = delete;
