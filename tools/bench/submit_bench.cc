@@ -265,6 +265,7 @@ struct SubmitResult {
   // concurrency, measured right before.
   double floor_rate = 0;
   double floor_p50_ms = 0;
+  double floor_server_cpu_us = 0;  // jobwired CPU per Check
   double rate() const { return seconds > 0 ? jobs / seconds : 0; }
 };
 
@@ -411,6 +412,7 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
       r.transport = name;
       r.callers = callers;
 
+      const double floor_cpu = server.CpuSeconds();
       auto start = Clock::now();
       HealthLoop floor =
           MakeHealthLoop(health.get(), callers, start + case_time);
@@ -419,6 +421,10 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
           std::chrono::duration<double>(Clock::now() - start).count();
       r.floor_rate = floor.acked() / floor_seconds;
       r.floor_p50_ms = floor.latencies().QuantileMs(0.50);
+      if (floor.acked() > 0) {
+        r.floor_server_cpu_us =
+            (server.CpuSeconds() - floor_cpu) * 1e6 / floor.acked();
+      }
 
       const double server_cpu = server.CpuSeconds();
       const double client_cpu = SelfCpuSeconds();
@@ -438,9 +444,11 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
       absl::PrintF(
           "submit %-4s %2d caller(s): %7.0f jobs/s  ack p50 %.3f ms  p99 "
           "%.3f ms  (%d jobs, %d errors; CPU/job: server %.0f us, client "
-          "%.0f us); gRPC floor %.0f calls/s p50 %.3f ms (submits %.2fx)\n",
+          "%.0f us); gRPC floor %.0f calls/s p50 %.3f ms, server %.0f us/call "
+          "(submits %.2fx)\n",
           name, callers, r.rate(), r.p50_ms, r.p99_ms, r.jobs, r.errors,
           r.server_cpu_us, r.client_cpu_us, r.floor_rate, r.floor_p50_ms,
+          r.floor_server_cpu_us,
           r.floor_rate > 0 ? r.rate() / r.floor_rate : 0);
       results.push_back(r);
     }
@@ -839,17 +847,19 @@ void Report(const Flags& flags, const std::string& load_at_start,
           "submits/s divided by those calls/s:\n\n"
        << "| transport | callers | jobs | seconds | jobs/s | ack p50 ms | ack "
           "p99 ms | server CPU us/job | client CPU us/job | gRPC floor "
-          "calls/s | floor p50 ms | vs floor | vs raw 1/txn | vs raw "
+          "calls/s | floor p50 ms | floor server CPU us/call | vs floor | vs "
+          "raw 1/txn | vs raw "
           "1000/txn |\n"
        << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-          "---:|\n";
+          "---:|---:|\n";
     for (const SubmitResult& r : submits) {
       md << absl::StrFormat(
           "| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | %.0f | %.0f | %.0f | "
-          "%.3f | %.3fx | ",
+          "%.3f | %.0f | %.3fx | ",
           r.transport, r.callers, r.jobs, r.seconds, r.rate(), r.p50_ms,
           r.p99_ms, r.server_cpu_us, r.client_cpu_us, r.floor_rate,
-          r.floor_p50_ms, r.floor_rate > 0 ? r.rate() / r.floor_rate : 0);
+          r.floor_p50_ms, r.floor_server_cpu_us,
+          r.floor_rate > 0 ? r.rate() / r.floor_rate : 0);
       if (flags.raw1 > 0) {
         md << absl::StrFormat("%.2fx | %.3fx |\n", r.rate() / flags.raw1,
                               r.rate() / flags.raw1000);
