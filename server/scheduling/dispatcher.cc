@@ -157,6 +157,7 @@ void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
 
 absl::Status Dispatcher::RecoverBlocking() {
   std::vector<std::pair<std::string, int32_t>> running;
+  int stopped = 0;  // running jobs with a pending cancel or pause
   const absl::Time now = clock_->Now();
   JW_RETURN_IF_ERROR(store_->LoadActiveJobsBlocking([&](const Job& job) {
     absl::MutexLock lock(&mu_);
@@ -171,6 +172,7 @@ absl::Status Dispatcher::RecoverBlocking() {
         break;
       case JobState::kRunning:
         running.emplace_back(job.id, job.attempt);
+        if (job.stop_request != StopRequest::kNone) ++stopped;
         break;
       default:
         break;
@@ -189,8 +191,9 @@ absl::Status Dispatcher::RecoverBlocking() {
       }
     }
   }
-  // Their workers went with the previous process: requeue them (the commits
-  // reach the index through OnCommit).
+  // Their workers went with the previous process: requeue them, or end them
+  // CANCELLED / PAUSED when a cancel or pause was pending (EndLease reads the
+  // stored request). The commits reach the index through OnCommit.
   absl::Mutex mu;
   size_t pending = running.size();
   wt::LeaseEnd end;
@@ -215,8 +218,9 @@ absl::Status Dispatcher::RecoverBlocking() {
     return pending == 0;
   };
   mu.Await(absl::Condition(&none));
-  JW_LOG(INFO) << "dispatcher requeued " << running.size()
-               << " jobs left running by the previous process";
+  JW_LOG(INFO) << "dispatcher released " << running.size()
+               << " jobs left running by the previous process (" << stopped
+               << " with a pending cancel or pause)";
   return absl::OkStatus();
 }
 
@@ -642,30 +646,36 @@ void Dispatcher::RequestPause(const std::string& job_id, JobCallback done) {
 
 void Dispatcher::RequestStop(const std::string& job_id, bool cancel,
                              const std::string& reason, JobCallback done) {
+  // The request is committed with the job first, so a restart before the
+  // worker answers still ends the job CANCELLED (or PAUSED), not requeued.
+  const StopRequest request =
+      cancel ? StopRequest::kCancel : StopRequest::kPause;
   store_->Mutate(
       job_id,
-      [](const Job& job, absl::Time now) {
-        return wt::RequestCancel(job, now);  // checks that the job is RUNNING
+      [request, reason](const Job& job, absl::Time now) {
+        return wt::RequestStop(job, now, request, reason);
       },
-      [this, job_id, cancel, reason,
-       done = std::move(done)](absl::StatusOr<Job> r) {
-        if (r.ok()) {
+      [this, job_id, done = std::move(done)](absl::StatusOr<Job> r) {
+        if (r.ok() && r->stop_request != StopRequest::kNone) {
+          // The committed request decides: a cancel overrides a pause;
+          // nothing overrides a cancel.
+          const bool cancel = r->stop_request == StopRequest::kCancel;
           absl::MutexLock lock(&mu_);
           auto it = leases_.find(job_id);
-          // A cancel overrides a pause; nothing overrides a cancel.
           if (it != leases_.end() && !it->second.cancel_requested &&
               (cancel || !it->second.pause_requested)) {
             Lease& lease = it->second;
             if (cancel) {
               lease.cancel_requested = true;
-              lease.cancel_reason = reason;
+              lease.cancel_reason = r->stop_reason;
             } else {
               lease.pause_requested = true;
             }
             auto s = sessions_.find(lease.session);
             if (lease.active && !lease.ending && s != sessions_.end()) {
               if (cancel) {
-                s->second.conn->SendCancel(job_id, lease.attempt, reason);
+                s->second.conn->SendCancel(job_id, lease.attempt,
+                                           lease.cancel_reason);
               } else {
                 s->second.conn->SendPause(job_id, lease.attempt);
               }

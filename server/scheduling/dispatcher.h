@@ -133,7 +133,8 @@ class Dispatcher final : public CommitListener {
 
   // Loads the active jobs: QUEUED into the index, SCHEDULED onto the timer
   // heap, and RUNNING ones (their workers are gone with the previous process)
-  // released back to QUEUED ("server restarted"). Call once, after the
+  // released back to QUEUED ("server restarted"), or to CANCELLED / PAUSED
+  // when a cancel / pause was pending. Call once, after the
   // Dispatcher is registered as a CommitListener and before Start().
   absl::Status RecoverBlocking();
 
@@ -191,12 +192,14 @@ class Dispatcher final : public CommitListener {
   // the job ends CANCELLED on the worker's ack or when the lease ends.
   // `done` gets the job as it is (still RUNNING), NOT_FOUND, or
   // FAILED_PRECONDITION when the job is not RUNNING (cancel it with
-  // core/transitions instead). The request is held in memory: a server
-  // restart releases the job to QUEUED instead.
+  // core/transitions instead). The request is committed with the job
+  // (Job::stop_request, an `updated` event) before the worker is told, so a
+  // server restart ends the job CANCELLED instead of requeueing it.
   void RequestCancel(const std::string& job_id, const std::string& reason,
                      JobCallback done);
   // Asks the worker of a RUNNING job to pause (checkpoint with release, or
-  // ack). Same contract as RequestCancel.
+  // ack). Same contract as RequestCancel; a pending pause makes any end of
+  // the lease (a restart too) leave the job PAUSED.
   void RequestPause(const std::string& job_id, JobCallback done);
 
   // Every reason `job` (as just read from the store) is not running now;
