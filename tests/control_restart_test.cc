@@ -1,6 +1,6 @@
-// Job controls that must survive a crash of the real jobwired (SIGKILL, then a
-// restart on the same database): a cancel asked of a running job whose worker
-// never acknowledged it.
+// Operator and job controls that must survive a crash of the real jobwired
+// (SIGKILL, then a restart on the same database): a cancel asked of a running
+// job whose worker never acknowledged it, and a dispatch pause.
 //
 // The worker is a bare WorkerService stream driven by the test (TestWorker),
 // so it can receive the cancel and stay silent.
@@ -15,6 +15,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/api/worker_test_util.h"
 #include "tests/jobwired_process.h"
@@ -41,6 +42,7 @@ class ControlRestartTest : public ::testing::Test {
     channel_ =
         grpc::CreateChannel(addresses[0], grpc::InsecureChannelCredentials());
     jobs_ = v1::JobService::NewStub(channel_);
+    admin_ = v1::AdminService::NewStub(channel_);
   }
 
   void KillAndRestart() {
@@ -93,6 +95,7 @@ class ControlRestartTest : public ::testing::Test {
   std::unique_ptr<JobwiredProcess> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
 TEST_F(ControlRestartTest, UnackedCancelEndsCancelledAfterAKillAndRestart) {
@@ -130,6 +133,30 @@ TEST_F(ControlRestartTest, UnackedCancelEndsCancelledAfterAKillAndRestart) {
     }
   }
   EXPECT_EQ(running, 1) << server_->log();
+}
+
+TEST_F(ControlRestartTest, DispatchPauseHoldsAfterAKillAndRestart) {
+  StartServer();
+  v1::PauseDispatchRequest pause;
+  pause.set_reason("upgrade");
+  v1::DispatchState state;
+  ASSERT_TRUE(admin_->PauseDispatch(Call().get(), pause, &state).ok());
+  KillAndRestart();
+
+  v1::ServerInfo info;
+  ASSERT_TRUE(admin_->GetServerInfo(Call().get(), {}, &info).ok());
+  EXPECT_TRUE(info.dispatch().paused());
+  EXPECT_EQ(info.dispatch().reason(), "upgrade");
+  const std::string id = Submit();
+  TestWorker worker(channel_, "w1", {"default"}, 1);
+  ASSERT_TRUE(worker.NextOf(ConnectResponse::kWelcome).has_value());
+  EXPECT_FALSE(worker.NextOf(ConnectResponse::kAssign, absl::Milliseconds(500))
+                   .has_value());
+
+  ASSERT_TRUE(admin_->ResumeDispatch(Call().get(), {}, &state).ok());
+  auto assign = worker.NextOf(ConnectResponse::kAssign);
+  ASSERT_TRUE(assign.has_value());
+  EXPECT_EQ(assign->assign().job().id(), id);
 }
 
 }  // namespace

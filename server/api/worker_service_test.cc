@@ -77,6 +77,15 @@ class WorkerServiceTest : public ::testing::Test {
     OpenServer();
   }
 
+  void SetConcurrency(const std::string& queue, int32_t limit) {
+    ASSERT_TRUE(dispatcher_
+                    ->UpdateQueueBlocking(queue,
+                                          [limit](QueueRow* row) {
+                                            row->concurrency_limit = limit;
+                                          })
+                    .ok());
+  }
+
   void TearDown() override {
     service_->Shutdown(clock_.Now());
     server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
@@ -87,17 +96,7 @@ class WorkerServiceTest : public ::testing::Test {
   }
 
   std::string Submit(Job job) {
-    if (job.kind.empty()) job.kind = "k";
-    absl::Notification done;
-    std::string id;
-    store_->Submit({NewJob{job}},
-                   [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
-                     EXPECT_TRUE(r.ok()) << r.status();
-                     if (r.ok()) id = (*r)[0].job.id;
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    return id;
+    return SubmitBlocking(*store_, std::move(job));
   }
 
   std::string SubmitTo(const std::string& queue) {
@@ -423,7 +422,7 @@ TEST_F(WorkerServiceTest, ExplainNamesScheduleLeaseAndConcurrencyGates) {
   EXPECT_EQ(gates[0].type, "LEASED");
   EXPECT_NE(gates[0].description.find("w1"), std::string::npos);
 
-  dispatcher_->SetQueueConcurrency("default", 1);
+  SetConcurrency("default", 1);
   const std::string waiting = SubmitTo("default");
   gates = dispatcher_->Explain(Get(waiting));
   bool limit = false;
@@ -432,7 +431,7 @@ TEST_F(WorkerServiceTest, ExplainNamesScheduleLeaseAndConcurrencyGates) {
 }
 
 TEST_F(WorkerServiceTest, ConcurrencyLimitHoldsAQueue) {
-  dispatcher_->SetQueueConcurrency("default", 1);
+  SetConcurrency("default", 1);
   auto w = Connect("w", {}, 3);
   SubmitTo("default");
   SubmitTo("default");
