@@ -422,7 +422,7 @@ TEST_F(AdminControlsTest, PauseQueueRejectsAPastResumeTime) {
 
 TEST_F(AdminControlsTest, ListQueuesCountsJobsWorkersAndFinishedJobs) {
   auto w = Connect("mail");
-  const std::string id = Submit("mail");
+  Submit("mail");
   Submit("mail");
   Submit("other");
   auto assign = w->NextOf(ConnectResponse::kAssign);
@@ -440,7 +440,6 @@ TEST_F(AdminControlsTest, ListQueuesCountsJobsWorkersAndFinishedJobs) {
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(other->workers(), 0);
   EXPECT_EQ(other->counts().at("QUEUED"), 1);
-  (void)id;
 }
 
 }  // namespace
