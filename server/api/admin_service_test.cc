@@ -147,8 +147,10 @@ class AdminControlsTest : public ::testing::Test {
     store_ = *std::move(store);
     dispatcher_ = std::make_unique<Dispatcher>(store_.get(), &clock_, &random_,
                                                DispatcherOptions{});
-    store_->AddCommitListener(&events_);
+    // The dispatcher hears each commit before the recorder, so a test that
+    // waited for an event sees the dispatcher's view of it.
     store_->AddCommitListener(dispatcher_.get());
+    store_->AddCommitListener(&events_);
     ASSERT_TRUE(dispatcher_->RecoverBlocking().ok());
     dispatcher_->Start();
     workers_ = std::make_unique<WorkerServiceImpl>(dispatcher_.get());
