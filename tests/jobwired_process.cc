@@ -46,62 +46,39 @@ std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target) {
                                    args);
 }
 
-JobwiredProcess::JobwiredProcess(const std::string& dir,
-                                 std::vector<std::string> args,
-                                 const std::string& binary)
-    : log_path_(dir + "/jobwired." + std::to_string(getpid()) + "." +
-                std::to_string(++counter_) + ".log") {
-  const char* override_bin = ::getenv("JOBWIRED_BIN");
-  std::string bin = !binary.empty() ? binary
-                    : override_bin != nullptr && *override_bin != '\0'
-                        ? std::string(override_bin)
-                        : std::string(JOBWIRED_PATH);
+ChildProcess::ChildProcess(std::string binary, std::vector<std::string> args,
+                           std::string log_path, const std::string& dir)
+    : log_path_(std::move(log_path)) {
+  // Everything is allocated before fork: the child of a threaded process may
+  // only make async-signal-safe calls before exec.
+  std::vector<char*> argv;
+  argv.push_back(binary.data());
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = ::fork();
   if (pid_ == 0) {
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, STDERR_FILENO);
     ::dup2(fd, STDOUT_FILENO);
-    if (::chdir(dir.c_str()) != 0) ::_exit(127);
-    std::vector<char*> argv;
-    argv.push_back(bin.data());
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
+    if (!dir.empty() && ::chdir(dir.c_str()) != 0) ::_exit(127);
+    ::execv(argv[0], argv.data());
     ::_exit(127);
   }
 }
 
-JobwiredProcess::~JobwiredProcess() {
+ChildProcess::~ChildProcess() {
   if (pid_ > 0 && !exited_) {
+    ::kill(pid_, SIGCONT);
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
 }
 
-std::vector<std::string> JobwiredProcess::WaitListening(
-    size_t n, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    std::vector<std::string> found;
-    for (absl::string_view line :
-         absl::StrSplit(ReadWholeFile(log_path_), '\n')) {
-      size_t at = line.find("listening on ");
-      if (at != absl::string_view::npos) {
-        found.emplace_back(line.substr(at + std::strlen("listening on ")));
-      }
-    }
-    if (found.size() >= n) return found;
-    if (Exited(absl::ZeroDuration())) return {};
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return {};
-}
-
-void JobwiredProcess::Signal(int signo) {
+void ChildProcess::Signal(int signo) {
   if (pid_ > 0 && !exited_) ::kill(pid_, signo);
 }
 
-bool JobwiredProcess::Exited(absl::Duration timeout) {
+bool ChildProcess::Exited(absl::Duration timeout) {
   if (exited_) return true;
   const absl::Time deadline = absl::Now() + timeout;
   do {
@@ -115,6 +92,46 @@ bool JobwiredProcess::Exited(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   } while (absl::Now() < deadline);
   return false;
+}
+
+namespace {
+
+// The binary JobwiredProcess runs: `binary`, else $JOBWIRED_BIN, else this
+// build's jobwired.
+std::string JobwiredBinary(const std::string& binary) {
+  if (!binary.empty()) return binary;
+  const char* env = ::getenv("JOBWIRED_BIN");
+  if (env != nullptr && *env != '\0') return env;
+  return JOBWIRED_PATH;
+}
+
+}  // namespace
+
+JobwiredProcess::JobwiredProcess(const std::string& dir,
+                                 std::vector<std::string> args,
+                                 const std::string& binary)
+    : ChildProcess(JobwiredBinary(binary), std::move(args),
+                   dir + "/jobwired." + std::to_string(getpid()) + "." +
+                       std::to_string(++counter_) + ".log",
+                   dir) {}
+
+std::vector<std::string> JobwiredProcess::WaitListening(
+    size_t n, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::vector<std::string> found;
+    for (absl::string_view line :
+         absl::StrSplit(ReadWholeFile(log_path()), '\n')) {
+      size_t at = line.find("listening on ");
+      if (at != absl::string_view::npos) {
+        found.emplace_back(line.substr(at + std::strlen("listening on ")));
+      }
+    }
+    if (found.size() >= n) return found;
+    if (Exited(absl::ZeroDuration())) return {};
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return {};
 }
 
 }  // namespace jobwire::test

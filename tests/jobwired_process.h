@@ -1,16 +1,16 @@
 // JobwiredProcess: the real jobwired binary as a child process, for tests and
 // benchmarks that need what a user or a supervisor sees (listeners, signals,
-// crashes, restarts).
+// crashes, restarts); ChildProcess for any other binary (`jobwire worker`).
 //
 // The child runs in `dir` (relative --listen and --db paths resolve there);
 // its stdout and stderr go to a log file in `dir`, one per process, so the
 // `listening on ADDR` lines can be read back. The destructor kills (SIGKILL)
 // and reaps a child that is still running.
 //
-// Not thread-safe: one thread drives a JobwiredProcess. The binary is the
-// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt)
-// unless the caller names another or $JOBWIRED_BIN is set (benchmarks
-// comparing two builds); an explicit `binary` wins over the environment.
+// Not thread-safe: one thread drives a process. The jobwired binary is the
+// one of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt) unless
+// the caller names another or $JOBWIRED_BIN is set (benchmarks comparing two
+// builds); an explicit `binary` wins over the environment.
 #ifndef JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 #define JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 
@@ -38,21 +38,16 @@ void RemoveDir(const std::string& dir);
 // that restart jobwired do not wait on the channel.
 std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target);
 
-class JobwiredProcess {
+// Any child process: `binary` with `args`, run in `dir` (when not empty),
+// stdout and stderr to `log_path`. The destructor continues (SIGCONT, in case
+// a test stopped it), kills (SIGKILL) and reaps a child that still runs.
+class ChildProcess {
  public:
-  // Starts jobwired with `args` (without argv[0]) in `dir`. `binary`, when
-  // not empty, is the jobwired executable to run instead of this build's.
-  JobwiredProcess(const std::string& dir, std::vector<std::string> args,
-                  const std::string& binary = "");
-  ~JobwiredProcess();
-  JobwiredProcess(const JobwiredProcess&) = delete;
-  JobwiredProcess& operator=(const JobwiredProcess&) = delete;
-
-  // Waits until `n` "listening on" lines are logged and returns the bound
-  // addresses, in --listen order. Empty when the process exits first or
-  // `timeout` passes.
-  std::vector<std::string> WaitListening(
-      size_t n, absl::Duration timeout = absl::Seconds(20));
+  ChildProcess(std::string binary, std::vector<std::string> args,
+               std::string log_path, const std::string& dir = "");
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
 
   void Signal(int signo);
 
@@ -63,13 +58,31 @@ class JobwiredProcess {
   int exit_code() const { return exit_code_; }
   pid_t pid() const { return pid_; }
   std::string log() const { return ReadWholeFile(log_path_); }
+  const std::string& log_path() const { return log_path_; }
 
  private:
-  static inline int counter_ = 0;
   std::string log_path_;
   pid_t pid_ = -1;
   bool exited_ = false;
   int exit_code_ = -1;
+};
+
+// jobwired of this build, logging to a fresh file in `dir`.
+class JobwiredProcess : public ChildProcess {
+ public:
+  // Starts jobwired with `args` (without argv[0]) in `dir`. `binary`, when
+  // not empty, is the jobwired executable to run instead of this build's.
+  JobwiredProcess(const std::string& dir, std::vector<std::string> args,
+                  const std::string& binary = "");
+
+  // Waits until `n` "listening on" lines are logged and returns the bound
+  // addresses, in --listen order. Empty when the process exits first or
+  // `timeout` passes.
+  std::vector<std::string> WaitListening(
+      size_t n, absl::Duration timeout = absl::Seconds(20));
+
+ private:
+  static inline int counter_ = 0;
 };
 
 }  // namespace jobwire::test

@@ -338,6 +338,45 @@ TEST_F(ServerIntegrationTest, CliHealthAndInfoTalkToTheServer) {
       << unknown.out;
 }
 
+TEST_F(ServerIntegrationTest, CliPausesResumesAndListsQueues) {
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const std::string addr = "--addr " + addresses[1] + " ";
+
+  CliResult paused = RunCli(addr + "pause --queue mail --for 10m");
+  EXPECT_EQ(paused.code, 0) << paused.out;
+  EXPECT_TRUE(absl::StartsWith(paused.out, "queue mail paused until "))
+      << paused.out;
+  CliResult table = RunCli(addr + "queues");
+  EXPECT_EQ(table.code, 0) << table.out;
+  EXPECT_TRUE(absl::StartsWith(table.out, "QUEUE ")) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, "mail ")) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, "paused until")) << table.out;
+  CliResult resumed = RunCli(addr + "resume --queue mail");
+  EXPECT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_EQ(resumed.out, "queue mail active\n");
+
+  CliResult dispatch = RunCli(addr + "pause --reason 'db upgrade'");
+  EXPECT_EQ(dispatch.code, 0) << dispatch.out;
+  EXPECT_EQ(dispatch.out, "dispatch paused: db upgrade\n");
+  CliResult info = RunCli(addr + "info");
+  EXPECT_TRUE(absl::StrContains(info.out, "\"paused\": true")) << info.out;
+  EXPECT_EQ(RunCli(addr + "resume").out, "dispatch resumed\n");
+
+  // Usage errors name the flag.
+  CliResult no_queue = RunCli(addr + "pause --for 10m");
+  EXPECT_EQ(no_queue.code, 2);
+  EXPECT_TRUE(absl::StrContains(no_queue.out, "--for: needs --queue"))
+      << no_queue.out;
+  CliResult bad_name = RunCli(addr + "pause --queue 'Bad Name'");
+  EXPECT_EQ(bad_name.code, 2) << bad_name.out;
+  EXPECT_TRUE(absl::StrContains(bad_name.out, "--queue: ")) << bad_name.out;
+  CliResult unknown = RunCli(addr + "resume --queue never-seen");
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_TRUE(absl::StrContains(unknown.out, "NOT_FOUND")) << unknown.out;
+}
+
 TEST_F(ServerIntegrationTest,
        CliDefaultAddressIsTheDefaultSocketInTheWorkingDirectory) {
   ServerProcess server(

@@ -7,12 +7,10 @@
 // process group id to a file, so the test decides when a job ends and can
 // clean up what a killed worker leaves behind. Timing is by polling with
 // deadlines.
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,30 +19,22 @@
 #include <functional>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
+#include "tests/jobwired_process.h"
 
 namespace jobwire::test {
 namespace {
 
 namespace v1 = ::jobwire::v1;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void Touch(const std::string& path) { std::ofstream(path) << "go\n"; }
 
@@ -58,55 +48,6 @@ bool WaitFor(const std::function<bool()>& done,
   }
   return done();
 }
-
-// A child process, stdout and stderr to `log_path`, killed (SIGKILL) and
-// reaped on destruction.
-class Child {
- public:
-  Child(std::string binary, std::vector<std::string> args, std::string log_path)
-      : log_path_(std::move(log_path)) {
-    // Everything is allocated before fork: the child of a threaded process
-    // may only make async-signal-safe calls before exec.
-    std::vector<char*> argv;
-    argv.push_back(binary.data());
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  ~Child() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGCONT);
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  void Signal(int signo) { ::kill(pid_, signo); }
-  bool Exited(absl::Duration timeout) {
-    return WaitFor(
-        [this] {
-          if (exited_) return true;
-          exited_ = ::waitpid(pid_, nullptr, WNOHANG) == pid_;
-          return exited_;
-        },
-        timeout);
-  }
-  std::string log() const { return ReadFile(log_path_); }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-};
 
 // The shell command every worker runs: reports progress, records its process
 // group, waits (at most ~40 s) for go.<job>.<attempt>, then prints a JSON
@@ -134,7 +75,7 @@ class WorkerE2eTest : public ::testing::Test {
     // Commands of killed workers run on in their own process groups.
     for (const std::string& pgid_file : pgid_files_) {
       int pgid = 0;
-      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pgid_file)),
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadWholeFile(pgid_file)),
                            &pgid) &&
           pgid > 1) {
         ::kill(-pgid, SIGKILL);
@@ -155,25 +96,17 @@ class WorkerE2eTest : public ::testing::Test {
                                      "--shutdown-grace",
                                      "2s"};
     for (std::string& a : extra) args.push_back(std::move(a));
-    const std::string log = dir_ + "/jobwired.log";
-    server_ = std::make_unique<Child>(JOBWIRED_PATH, args, log);
-    ASSERT_TRUE(WaitFor([&] {
-      for (absl::string_view line : absl::StrSplit(ReadFile(log), '\n')) {
-        size_t at = line.find("listening on ");
-        if (at != absl::string_view::npos) {
-          address_ = std::string(line.substr(at + 13));
-          return true;
-        }
-      }
-      return false;
-    })) << ReadFile(log);
+    server_ = std::make_unique<JobwiredProcess>(dir_, args);
+    std::vector<std::string> addresses = server_->WaitListening(1);
+    ASSERT_EQ(addresses.size(), 1u) << server_->log();
+    address_ = addresses[0];
     stub_ = v1::JobService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
   // Starts a `jobwire worker` on the default queue; returns its index.
-  Child* StartWorker(const std::string& name) {
-    workers_.push_back(std::make_unique<Child>(
+  ChildProcess* StartWorker(const std::string& name) {
+    workers_.push_back(std::make_unique<ChildProcess>(
         JOBWIRE_CLI_PATH,
         std::vector<std::string>{"worker", "--addr", address_, "--queue",
                                  "default", "--worker-id", name, "--grace",
@@ -249,7 +182,7 @@ class WorkerE2eTest : public ::testing::Test {
   // True once no process of the group is left (reaped by its worker).
   bool GroupGone(const std::string& pgid_file) {
     int pgid = 0;
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pgid_file)),
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadWholeFile(pgid_file)),
                           &pgid)) {
       return false;
     }
@@ -276,8 +209,8 @@ class WorkerE2eTest : public ::testing::Test {
 
   std::string dir_;
   std::string address_;
-  std::unique_ptr<Child> server_;
-  std::vector<std::unique_ptr<Child>> workers_;
+  std::unique_ptr<JobwiredProcess> server_;
+  std::vector<std::unique_ptr<ChildProcess>> workers_;
   std::unique_ptr<v1::JobService::Stub> stub_;
   std::vector<std::string> pgid_files_;
 };
@@ -315,7 +248,7 @@ TEST_F(WorkerE2eTest, WatchShowsQueuedRunningProgressAndSucceededWithResult) {
 TEST_F(WorkerE2eTest, KilledWorkersJobRunsAgainOnAnotherWorkerAndEndsOnce) {
   StartServer();
   const std::string id = Submit();
-  Child* w1 = StartWorker("w1");
+  ChildProcess* w1 = StartWorker("w1");
   ASSERT_TRUE(WaitFor([&] { return RunningAttempt(id, 1); })) << Logs();
 
   w1->Signal(SIGKILL);
@@ -323,8 +256,8 @@ TEST_F(WorkerE2eTest, KilledWorkersJobRunsAgainOnAnotherWorkerAndEndsOnce) {
   // The machine died with it: so does its command.
   const std::string pgid1 = PgidFile(id, 1);
   int pgid = 0;
-  ASSERT_TRUE(
-      absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pgid1)), &pgid));
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadWholeFile(pgid1)),
+                               &pgid));
   ::kill(-pgid, SIGKILL);
 
   StartWorker("w2");
@@ -343,7 +276,7 @@ TEST_F(WorkerE2eTest, KilledWorkersJobRunsAgainOnAnotherWorkerAndEndsOnce) {
 TEST_F(WorkerE2eTest, FrozenWorkerLosesItsLeaseAndItsLateResultIsNotRecorded) {
   StartServer({"--lease-ttl", "2s"});
   const std::string id = Submit();
-  Child* w1 = StartWorker("w1");
+  ChildProcess* w1 = StartWorker("w1");
   ASSERT_TRUE(WaitFor([&] { return RunningAttempt(id, 1); })) << Logs();
 
   // Freeze w1; its command finishes meanwhile, so w1 holds a result it

@@ -74,6 +74,8 @@ void AddServerCommands(CommandList* commands);
 void AddJobCommands(CommandList* commands);
 // worker_command.cc: worker.
 void AddWorkerCommand(CommandList* commands);
+// queue_commands.cc: pause, resume, queues.
+void AddQueueCommands(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);

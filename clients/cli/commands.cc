@@ -9,6 +9,7 @@ CommandList AllCommands() {
   AddJobCommands(
       &commands);  // jobs_commands.cc: submit, get, list, watch, cancel
   AddWorkerCommand(&commands);  // worker_command.cc: worker
+  AddQueueCommands(&commands);  // queue_commands.cc: pause, resume, queues
   return commands;
 }
 

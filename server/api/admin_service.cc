@@ -2,9 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/api/convert.h"
+#include "server/common/errors.h"
+#include "server/common/status_macros.h"
+#include "server/core/validation.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -19,12 +24,22 @@ int64_t FileSize(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
-grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* context,
-                                        absl::string_view method) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(absl::UnimplementedError(absl::StrCat(
-      "jobwire.v1.AdminService.", method, " is not implemented yet"))));
-  return reactor;
+constexpr size_t kMaxReasonBytes = 1024;
+constexpr int32_t kMaxConcurrencyLimit = 1'000'000;
+constexpr int32_t kMaxQueueWeight = 1000;
+constexpr char kQueueNameRule[] = "must match [a-z0-9][a-z0-9._-]{0,127}";
+
+absl::Status CheckQueueName(absl::string_view field, const std::string& name) {
+  if (name.empty()) return InvalidArgumentError(field, "is required");
+  if (!IsValidQueueName(name))
+    return InvalidArgumentError(field, kQueueNameRule);
+  return absl::OkStatus();
+}
+
+void DispatchToProto(const Dispatcher::DispatchPause& pause,
+                     jobwire::v1::DispatchState* out) {
+  out->set_paused(pause.paused);
+  out->set_reason(pause.reason);
 }
 
 // A server stream that ends at once with a fixed status.
@@ -67,7 +82,10 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
   // SQLite in WAL mode keeps recent commits in the -wal file.
   info->set_storage_bytes(FileSize(options_.storage_path) +
                           FileSize(options_.storage_path + "-wal"));
-  info->mutable_dispatch()->set_paused(false);
+  if (options_.dispatcher != nullptr) {
+    DispatchToProto(options_.dispatcher->dispatch_pause(),
+                    info->mutable_dispatch());
+  }
   info->set_draining(options_.draining ? options_.draining() : false);
   info->set_workers(options_.workers ? options_.workers() : 0);
   info->set_watchers(options_.watchers ? options_.watchers() : 0);
@@ -83,13 +101,11 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
   return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(
-    grpc::CallbackServerContext* context,
-    const jobwire::v1::GetServerInfoRequest* /*request*/,
-    jobwire::v1::ServerInfo* response) {
+grpc::ServerUnaryReactor* AdminServiceImpl::RunBlocking(
+    grpc::CallbackServerContext* context, std::function<absl::Status()> body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  bool scheduled = executor_->Schedule([this, reactor, response] {
-    reactor->Finish(ToGrpcStatus(GetServerInfoBlocking(response)));
+  bool scheduled = executor_->Schedule([reactor, body = std::move(body)] {
+    reactor->Finish(ToGrpcStatus(body()));
   });
   if (!scheduled) {
     reactor->Finish(
@@ -98,40 +114,245 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(
+    grpc::CallbackServerContext* context,
+    const jobwire::v1::GetServerInfoRequest* /*request*/,
+    jobwire::v1::ServerInfo* response) {
+  return RunBlocking(
+      context, [this, response] { return GetServerInfoBlocking(response); });
+}
+
+absl::Status AdminServiceImpl::NeedDispatcher() const {
+  if (options_.dispatcher != nullptr) return absl::OkStatus();
+  return absl::UnimplementedError("this server has no dispatcher");
+}
+
+absl::Status AdminServiceImpl::PauseDispatchBlocking(
+    const jobwire::v1::PauseDispatchRequest& request,
+    jobwire::v1::DispatchState* response) {
+  JW_RETURN_IF_ERROR(NeedDispatcher());
+  if (request.reason().size() > kMaxReasonBytes) {
+    return InvalidArgumentError(
+        "reason", absl::StrCat("is longer than ", kMaxReasonBytes, " bytes"));
+  }
+  JW_RETURN_IF_ERROR(
+      options_.dispatcher->SetDispatchPausedBlocking(true, request.reason()));
+  DispatchToProto(options_.dispatcher->dispatch_pause(), response);
+  return absl::OkStatus();
+}
+
+absl::Status AdminServiceImpl::ResumeDispatchBlocking(
+    jobwire::v1::DispatchState* response) {
+  JW_RETURN_IF_ERROR(NeedDispatcher());
+  JW_RETURN_IF_ERROR(options_.dispatcher->SetDispatchPausedBlocking(false, ""));
+  DispatchToProto(options_.dispatcher->dispatch_pause(), response);
+  return absl::OkStatus();
+}
+
+absl::Status AdminServiceImpl::PauseQueueBlocking(
+    const jobwire::v1::PauseQueueRequest& request,
+    jobwire::v1::Queue* response) {
+  JW_RETURN_IF_ERROR(NeedDispatcher());
+  JW_RETURN_IF_ERROR(CheckQueueName("name", request.name()));
+  absl::Time resume_time = absl::InfinitePast();
+  if (request.has_resume_time()) {
+    if (!IsValidTimestamp(request.resume_time())) {
+      return InvalidArgumentError("resume_time", "is not a valid timestamp");
+    }
+    resume_time = TimeFromProto(request.resume_time());
+    if (resume_time <= clock_->Now()) {
+      return InvalidArgumentError("resume_time", "must be in the future");
+    }
+  }
+  JW_RETURN_IF_ERROR(options_.dispatcher
+                         ->UpdateQueueBlocking(request.name(),
+                                               [resume_time](QueueRow* row) {
+                                                 row->paused = true;
+                                                 row->resume_time = resume_time;
+                                               })
+                         .status());
+  return DescribeQueueBlocking(request.name(), response);
+}
+
+absl::Status AdminServiceImpl::ResumeQueueBlocking(
+    const jobwire::v1::ResumeQueueRequest& request,
+    jobwire::v1::Queue* response) {
+  JW_RETURN_IF_ERROR(NeedDispatcher());
+  JW_RETURN_IF_ERROR(CheckQueueName("name", request.name()));
+  JW_ASSIGN_OR_RETURN(std::vector<jobwire::v1::Queue> known,
+                      QueuesBlocking(request.name()));
+  if (known.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("queue ", request.name(), " was never seen"));
+  }
+  JW_RETURN_IF_ERROR(
+      options_.dispatcher
+          ->UpdateQueueBlocking(request.name(),
+                                [](QueueRow* row) { row->paused = false; })
+          .status());
+  return DescribeQueueBlocking(request.name(), response);
+}
+
+absl::Status AdminServiceImpl::UpdateQueueBlocking(
+    const jobwire::v1::UpdateQueueRequest& request,
+    jobwire::v1::Queue* response) {
+  JW_RETURN_IF_ERROR(NeedDispatcher());
+  const jobwire::v1::Queue& queue = request.queue();
+  std::vector<FieldViolation> bad;
+  if (!request.has_queue()) {
+    bad.push_back({"queue", "is required"});
+  } else if (!IsValidQueueName(queue.name())) {
+    bad.push_back({"queue.name", kQueueNameRule});
+  }
+  bool set_limit = false;
+  bool set_weight = false;
+  if (request.update_mask().paths_size() == 0) {
+    bad.push_back(
+        {"update_mask", "is required: name concurrency_limit and/or weight"});
+  }
+  for (int i = 0; i < request.update_mask().paths_size(); ++i) {
+    const std::string& path = request.update_mask().paths(i);
+    if (path == "concurrency_limit") {
+      set_limit = true;
+    } else if (path == "weight") {
+      set_weight = true;
+    } else {
+      bad.push_back({absl::StrCat("update_mask.paths[", i, "]"),
+                     absl::StrCat("\"", path,
+                                  "\" is not updatable; use concurrency_limit "
+                                  "or weight")});
+    }
+  }
+  if (set_limit && (queue.concurrency_limit() < 0 ||
+                    queue.concurrency_limit() > kMaxConcurrencyLimit)) {
+    bad.push_back({"queue.concurrency_limit",
+                   absl::StrCat("must be between 0 (no limit) and ",
+                                kMaxConcurrencyLimit)});
+  }
+  if (set_weight && (queue.weight() < 1 || queue.weight() > kMaxQueueWeight)) {
+    bad.push_back({"queue.weight",
+                   absl::StrCat("must be between 1 and ", kMaxQueueWeight)});
+  }
+  if (!bad.empty()) return InvalidArgumentError(std::move(bad));
+  JW_RETURN_IF_ERROR(
+      options_.dispatcher
+          ->UpdateQueueBlocking(queue.name(),
+                                [&](QueueRow* row) {
+                                  if (set_limit) {
+                                    row->concurrency_limit =
+                                        queue.concurrency_limit();
+                                  }
+                                  if (set_weight) row->weight = queue.weight();
+                                })
+          .status());
+  return DescribeQueueBlocking(queue.name(), response);
+}
+
+absl::Status AdminServiceImpl::ListQueuesBlocking(
+    jobwire::v1::ListQueuesResponse* response) {
+  JW_RETURN_IF_ERROR(NeedDispatcher());
+  JW_ASSIGN_OR_RETURN(std::vector<jobwire::v1::Queue> queues,
+                      QueuesBlocking(""));
+  for (jobwire::v1::Queue& q : queues) *response->add_queues() = std::move(q);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<jobwire::v1::Queue>>
+AdminServiceImpl::QueuesBlocking(const std::string& name) {
+  std::map<std::string, std::map<std::string, int64_t>> counts;
+  if (options_.store != nullptr) {
+    JW_ASSIGN_OR_RETURN(std::vector<QueueStateCount> rows,
+                        options_.store->CountJobsByQueueAndStateBlocking());
+    for (const QueueStateCount& c : rows) {
+      counts[c.queue][std::string(JobStateName(c.state))] += c.count;
+    }
+  }
+  std::vector<std::string> with_jobs;
+  with_jobs.reserve(counts.size());
+  for (const auto& [queue, by_state] : counts) with_jobs.push_back(queue);
+  std::vector<jobwire::v1::Queue> out;
+  for (const Dispatcher::QueueView& v :
+       options_.dispatcher->Queues(with_jobs)) {
+    if (!name.empty() && v.settings.name != name) continue;
+    jobwire::v1::Queue q;
+    q.set_name(v.settings.name);
+    q.set_paused(v.settings.paused);
+    if (v.settings.paused && v.settings.resume_time != absl::InfinitePast()) {
+      TimeToProto(v.settings.resume_time, q.mutable_resume_time());
+    }
+    q.set_concurrency_limit(v.settings.concurrency_limit);
+    q.set_weight(v.settings.weight);
+    q.set_workers(v.workers);
+    q.set_finished_last_minute(v.finished_last_minute);
+    if (auto c = counts.find(v.settings.name); c != counts.end()) {
+      for (const auto& [state, n] : c->second) (*q.mutable_counts())[state] = n;
+    }
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+absl::Status AdminServiceImpl::DescribeQueueBlocking(
+    const std::string& name, jobwire::v1::Queue* response) {
+  JW_ASSIGN_OR_RETURN(std::vector<jobwire::v1::Queue> queues,
+                      QueuesBlocking(name));
+  if (queues.empty()) {
+    return absl::InternalError(absl::StrCat("queue ", name, " vanished"));
+  }
+  *response = std::move(queues[0]);
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::PauseDispatch(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::PauseDispatchRequest*, jobwire::v1::DispatchState*) {
-  return Unimplemented(context, "PauseDispatch");
+    const jobwire::v1::PauseDispatchRequest* request,
+    jobwire::v1::DispatchState* response) {
+  return RunBlocking(context, [this, request, response] {
+    return PauseDispatchBlocking(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ResumeDispatch(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::ResumeDispatchRequest*, jobwire::v1::DispatchState*) {
-  return Unimplemented(context, "ResumeDispatch");
+    const jobwire::v1::ResumeDispatchRequest* /*request*/,
+    jobwire::v1::DispatchState* response) {
+  return RunBlocking(
+      context, [this, response] { return ResumeDispatchBlocking(response); });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::PauseQueue(
-    grpc::CallbackServerContext* context, const jobwire::v1::PauseQueueRequest*,
-    jobwire::v1::Queue*) {
-  return Unimplemented(context, "PauseQueue");
+    grpc::CallbackServerContext* context,
+    const jobwire::v1::PauseQueueRequest* request,
+    jobwire::v1::Queue* response) {
+  return RunBlocking(context, [this, request, response] {
+    return PauseQueueBlocking(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ResumeQueue(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::ResumeQueueRequest*, jobwire::v1::Queue*) {
-  return Unimplemented(context, "ResumeQueue");
+    const jobwire::v1::ResumeQueueRequest* request,
+    jobwire::v1::Queue* response) {
+  return RunBlocking(context, [this, request, response] {
+    return ResumeQueueBlocking(*request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListQueues(
-    grpc::CallbackServerContext* context, const jobwire::v1::ListQueuesRequest*,
-    jobwire::v1::ListQueuesResponse*) {
-  return Unimplemented(context, "ListQueues");
+    grpc::CallbackServerContext* context,
+    const jobwire::v1::ListQueuesRequest* /*request*/,
+    jobwire::v1::ListQueuesResponse* response) {
+  return RunBlocking(context,
+                     [this, response] { return ListQueuesBlocking(response); });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::UpdateQueue(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::UpdateQueueRequest*, jobwire::v1::Queue*) {
-  return Unimplemented(context, "UpdateQueue");
+    const jobwire::v1::UpdateQueueRequest* request,
+    jobwire::v1::Queue* response) {
+  return RunBlocking(context, [this, request, response] {
+    return UpdateQueueBlocking(*request, response);
+  });
 }
 
 grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(

@@ -1,13 +1,16 @@
 // AdminServiceImpl: jobwire.v1.AdminService, for operators.
 //
-// Implemented now: GetServerInfo (version, start time, uptime, listeners,
-// storage path and size, draining, job counts by state, connected workers,
-// open watch streams). The queue and dispatch controls and
-// Backup answer UNIMPLEMENTED with a message until the scheduler and storage
-// provide them.
+// GetServerInfo (version, start time, uptime, listeners, storage path and
+// size, dispatch pause, draining, job counts by state, connected workers,
+// open watch streams); the dispatch and queue controls (PauseDispatch,
+// ResumeDispatch, PauseQueue, ResumeQueue, UpdateQueue, ListQueues), which
+// the Dispatcher keeps durable in the store. Backup answers UNIMPLEMENTED.
 //
-// Thread-safe. GetServerInfo stats the database file, so its body runs on the
-// Executor, never on a gRPC thread.
+// Thread-safe. Every body reads or writes the store, so it runs on the
+// Executor, never on a gRPC thread. Failures: INVALID_ARGUMENT (BadRequest
+// naming the field) for a bad queue name, resume_time, mask or value;
+// NOT_FOUND from ResumeQueue for a queue never seen; UNIMPLEMENTED for the
+// controls when no dispatcher is wired in; the store's errors otherwise.
 #ifndef JOBWIRE_SERVER_API_ADMIN_SERVICE_H_
 #define JOBWIRE_SERVER_API_ADMIN_SERVICE_H_
 
@@ -22,6 +25,7 @@
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
+#include "server/scheduling/dispatcher.h"
 #include "server/storage/job_store.h"
 
 namespace jobwire {
@@ -42,6 +46,9 @@ class AdminServiceImpl final
     // executor, must be cheap. Null: 0.
     std::function<int()> workers;
     std::function<int()> watchers;
+    // The gates' owner; not owned, must outlive the service. Null: the
+    // controls answer UNIMPLEMENTED and ServerInfo shows dispatch unpaused.
+    Dispatcher* dispatcher = nullptr;
   };
 
   // `clock` and `executor` are not owned and must outlive the service.
@@ -55,6 +62,21 @@ class AdminServiceImpl final
   // The body of GetServerInfo. Blocking (stats files, counts jobs); fails
   // with the store's error.
   absl::Status GetServerInfoBlocking(jobwire::v1::ServerInfo* info) const;
+
+  // The bodies of the controls (blocking, see the class comment).
+  absl::Status PauseDispatchBlocking(
+      const jobwire::v1::PauseDispatchRequest& request,
+      jobwire::v1::DispatchState* response);
+  absl::Status ResumeDispatchBlocking(jobwire::v1::DispatchState* response);
+  absl::Status PauseQueueBlocking(const jobwire::v1::PauseQueueRequest& request,
+                                  jobwire::v1::Queue* response);
+  absl::Status ResumeQueueBlocking(
+      const jobwire::v1::ResumeQueueRequest& request,
+      jobwire::v1::Queue* response);
+  absl::Status UpdateQueueBlocking(
+      const jobwire::v1::UpdateQueueRequest& request,
+      jobwire::v1::Queue* response);
+  absl::Status ListQueuesBlocking(jobwire::v1::ListQueuesResponse* response);
 
   grpc::ServerUnaryReactor* GetServerInfo(
       grpc::CallbackServerContext* context,
@@ -90,6 +112,18 @@ class AdminServiceImpl final
       const jobwire::v1::BackupRequest* request) override;
 
  private:
+  // Runs `body` on the executor and finishes the call with its status.
+  grpc::ServerUnaryReactor* RunBlocking(grpc::CallbackServerContext* context,
+                                        std::function<absl::Status()> body);
+  absl::Status NeedDispatcher() const;
+  // Every queue (the dispatcher's and those with jobs), with counts; only
+  // `name` when it is not empty.
+  absl::StatusOr<std::vector<jobwire::v1::Queue>> QueuesBlocking(
+      const std::string& name);
+  // `response` = the queue `name` as ListQueues shows it.
+  absl::Status DescribeQueueBlocking(const std::string& name,
+                                     jobwire::v1::Queue* response);
+
   const Options options_;
   Clock* const clock_;
   Executor* const executor_;

@@ -34,6 +34,11 @@ class WorkerServiceTest : public ::testing::Test {
     dir_ = mkdtemp(tmpl);
     options.lease_ttl = absl::Seconds(30);
     options_ = options;
+    OpenServer();
+  }
+
+  // Opens the store in dir_, recovers a dispatcher from it and serves.
+  void OpenServer() {
     SqliteJobStore::Options store_options;
     store_options.path = dir_ + "/jobs.db";
     store_options.clock = &clock_;
@@ -41,7 +46,7 @@ class WorkerServiceTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
     dispatcher_ =
-        std::make_unique<Dispatcher>(store_.get(), &clock_, &random_, options);
+        std::make_unique<Dispatcher>(store_.get(), &clock_, &random_, options_);
     store_->AddCommitListener(&events_);
     store_->AddCommitListener(dispatcher_.get());
     ASSERT_TRUE(dispatcher_->RecoverBlocking().ok());
@@ -57,6 +62,30 @@ class WorkerServiceTest : public ::testing::Test {
     channel_ = grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials());
   }
 
+  // As if the server were killed: the dispatcher and the store stop before
+  // the worker streams close, so nothing is released (RUNNING jobs stay
+  // RUNNING in the file); then a new server recovers from the same file.
+  void CrashAndRestart() {
+    dispatcher_->Stop();
+    store_->Shutdown();
+    service_->Shutdown(clock_.Now());
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    server_.reset();
+    service_.reset();
+    dispatcher_.reset();
+    store_.reset();
+    OpenServer();
+  }
+
+  void SetConcurrency(const std::string& queue, int32_t limit) {
+    ASSERT_TRUE(dispatcher_
+                    ->UpdateQueueBlocking(queue,
+                                          [limit](QueueRow* row) {
+                                            row->concurrency_limit = limit;
+                                          })
+                    .ok());
+  }
+
   void TearDown() override {
     service_->Shutdown(clock_.Now());
     server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
@@ -67,17 +96,7 @@ class WorkerServiceTest : public ::testing::Test {
   }
 
   std::string Submit(Job job) {
-    if (job.kind.empty()) job.kind = "k";
-    absl::Notification done;
-    std::string id;
-    store_->Submit({NewJob{job}},
-                   [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
-                     EXPECT_TRUE(r.ok()) << r.status();
-                     if (r.ok()) id = (*r)[0].job.id;
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    return id;
+    return SubmitBlocking(*store_, std::move(job));
   }
 
   std::string SubmitTo(const std::string& queue) {
@@ -292,6 +311,65 @@ TEST_F(WorkerServiceTest, CancelWithoutAckEndsWhenTheLeaseEnds) {
   ASSERT_TRUE(events_.WaitForState(id, JobState::kCancelled));
 }
 
+TEST_F(WorkerServiceTest, CancelRequestedBeforeACrashEndsCancelledOnRestart) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  absl::Notification requested;
+  dispatcher_->RequestCancel(id, "stop it", [&](absl::StatusOr<Job> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    requested.Notify();
+  });
+  requested.WaitForNotification();
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kCancel).has_value());
+  EXPECT_EQ(Get(id).stop_request, StopRequest::kCancel);
+
+  CrashAndRestart();
+  // Ended by the recovery, not by the old stream's close.
+  EXPECT_EQ(
+      events_.WaitForTransition(id, JobState::kRunning, JobState::kCancelled),
+      "stop it (server restarted)");
+  Job job = Get(id);
+  EXPECT_EQ(job.state, JobState::kCancelled);
+  EXPECT_EQ(job.stop_request, StopRequest::kNone);
+  ASSERT_TRUE(job.error.has_value());
+  EXPECT_EQ(job.error->message, "stop it");
+  // Nothing is left to assign.
+  auto w2 = Connect("w2");
+  EXPECT_FALSE(w2->NextOf(ConnectResponse::kAssign, absl::Milliseconds(300))
+                   .has_value());
+}
+
+TEST_F(WorkerServiceTest, PauseRequestedBeforeACrashEndsPausedOnRestart) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  absl::Notification requested;
+  dispatcher_->RequestPause(id, [&](absl::StatusOr<Job> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    requested.Notify();
+  });
+  requested.WaitForNotification();
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kPause).has_value());
+
+  CrashAndRestart();
+  EXPECT_EQ(
+      events_.WaitForTransition(id, JobState::kRunning, JobState::kPaused),
+      "paused (server restarted)");
+  EXPECT_EQ(Get(id).state, JobState::kPaused);
+}
+
+TEST_F(WorkerServiceTest, RunningJobWithoutRequestIsRequeuedOnRestart) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  CrashAndRestart();
+  EXPECT_EQ(
+      events_.WaitForTransition(id, JobState::kRunning, JobState::kQueued),
+      "server restarted");
+  EXPECT_EQ(Get(id).state, JobState::kQueued);
+}
+
 TEST_F(WorkerServiceTest, ScheduledJobIsPromotedWhenDue) {
   auto w = Connect("w");
   Job job;
@@ -344,7 +422,7 @@ TEST_F(WorkerServiceTest, ExplainNamesScheduleLeaseAndConcurrencyGates) {
   EXPECT_EQ(gates[0].type, "LEASED");
   EXPECT_NE(gates[0].description.find("w1"), std::string::npos);
 
-  dispatcher_->SetQueueConcurrency("default", 1);
+  SetConcurrency("default", 1);
   const std::string waiting = SubmitTo("default");
   gates = dispatcher_->Explain(Get(waiting));
   bool limit = false;
@@ -353,7 +431,7 @@ TEST_F(WorkerServiceTest, ExplainNamesScheduleLeaseAndConcurrencyGates) {
 }
 
 TEST_F(WorkerServiceTest, ConcurrencyLimitHoldsAQueue) {
-  dispatcher_->SetQueueConcurrency("default", 1);
+  SetConcurrency("default", 1);
   auto w = Connect("w", {}, 3);
   SubmitTo("default");
   SubmitTo("default");

@@ -1,9 +1,27 @@
 #include "server/api/worker_test_util.h"
 
+#include <utility>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
 
 namespace jobwire::test {
+
+std::string SubmitBlocking(JobStore& store, Job job) {
+  if (job.kind.empty()) job.kind = "k";
+  absl::Notification done;
+  std::string id;
+  store.Submit({NewJob{std::move(job)}},
+               [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                 EXPECT_TRUE(r.ok()) << r.status();
+                 if (r.ok()) id = (*r)[0].job.id;
+                 done.Notify();
+               });
+  done.WaitForNotification();
+  return id;
+}
 
 TestWorker::TestWorker(const std::shared_ptr<grpc::Channel>& channel,
                        const std::string& worker_id,

@@ -17,8 +17,13 @@
 #include "absl/time/time.h"
 #include "jobwire/v1/worker_service.grpc.pb.h"
 #include "server/core/job.h"
+#include "server/storage/job_store.h"
 
 namespace jobwire::test {
+
+// Submits `job` (kind "k" when empty) and waits for the commit; returns its
+// id, or "" (with a test failure) when the store refused it.
+std::string SubmitBlocking(JobStore& store, Job job);
 
 // A worker process's stream, driven step by step by a test. Thread-safe.
 class TestWorker {

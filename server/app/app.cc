@@ -116,6 +116,7 @@ absl::Status App::Build() {
   admin_options.storage_path = db_path;
   admin_options.draining = [this] { return draining(); };
   admin_options.store = store_.get();
+  admin_options.dispatcher = dispatcher_.get();
   // The services are built below; GetServerInfo runs only once they serve.
   admin_options.workers = [this] { return worker_service_->SessionCount(); };
   admin_options.watchers = [this] {

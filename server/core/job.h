@@ -67,6 +67,15 @@ struct JobError {
   bool retryable = false;
 };
 
+// A stop asked of a RUNNING job's worker and not yet answered (see
+// worker_transitions::RequestStop). Stored with the job so that it survives a
+// server restart. Numeric values are stored; never renumber.
+enum class StopRequest : int {
+  kNone = 0,
+  kCancel = 1,
+  kPause = 2,
+};
+
 struct WebhookSpec {
   std::string url;
   std::vector<int> events;  // jobwire.v1.Webhook.Event values; empty = all
@@ -101,6 +110,10 @@ struct Job {
   // Lease of the current attempt while RUNNING.
   std::string worker_id;
   absl::Time lease_expire_time = absl::InfinitePast();
+  // A cancel or pause asked of the current attempt's worker, pending until
+  // the job leaves RUNNING; stop_reason is the cancel's reason.
+  StopRequest stop_request = StopRequest::kNone;
+  std::string stop_reason;
 
   absl::Time create_time = absl::InfinitePast();
   absl::Time start_time = absl::InfinitePast();

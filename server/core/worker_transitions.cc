@@ -46,6 +46,8 @@ JobEvent StateEvent(JobState from, const Job& after, std::string reason) {
 void DropLease(Job* job) {
   job->worker_id.clear();
   job->lease_expire_time = absl::InfinitePast();
+  job->stop_request = StopRequest::kNone;
+  job->stop_reason.clear();
 }
 
 JobChange Finish(const Job& job, absl::Time now, JobState to,
@@ -107,6 +109,8 @@ absl::StatusOr<JobChange> Assign(const Job& job, absl::Time now,
   c.job.lease_expire_time = now + lease_ttl;
   c.job.start_time = now;
   c.job.progress.reset();
+  c.job.stop_request = StopRequest::kNone;
+  c.job.stop_reason.clear();
   c.events.push_back(StateEvent(
       job.state, c.job, absl::StrCat("assigned to worker ", worker_id)));
   return c;
@@ -213,14 +217,27 @@ absl::StatusOr<JobChange> EndLease(const Job& job, absl::Time now,
                                    int32_t attempt, const LeaseEnd& end) {
   if (absl::Status s = CheckLease(job, attempt); !s.ok()) return s;
   const absl::string_view why = LeaseEndReason(end.cause);
-  if (end.cancel_requested) {
+  if (end.cancel_requested || job.stop_request == StopRequest::kCancel) {
+    // The durable request names the reason; the in-memory one repeats it.
+    const std::string reason =
+        job.stop_request == StopRequest::kCancel && !job.stop_reason.empty()
+            ? job.stop_reason
+            : end.cancel_reason;
     JobChange c = Finish(job, now, JobState::kCancelled,
-                         absl::StrCat(end.cancel_reason, " (", why, ")"));
+                         absl::StrCat(reason, " (", why, ")"));
     JobError error;
     error.code = kCodeCancelled;
-    error.message = end.cancel_reason;
+    error.message = reason;
     c.job.error = error;
     c.events.back().error = error;
+    return c;
+  }
+  if (job.stop_request == StopRequest::kPause) {
+    JobChange c{job, {}};
+    c.job.state = JobState::kPaused;
+    DropLease(&c.job);
+    c.events.push_back(
+        StateEvent(job.state, c.job, absl::StrCat("paused (", why, ")")));
     return c;
   }
   if (end.cause == LeaseEndCause::kShutdown ||
@@ -292,9 +309,27 @@ absl::StatusOr<JobChange> PromoteScheduled(const Job& job, absl::Time now) {
   return c;
 }
 
-absl::StatusOr<JobChange> RequestCancel(const Job& job, absl::Time now) {
+absl::StatusOr<JobChange> RequestStop(const Job& job, absl::Time /*now*/,
+                                      StopRequest request,
+                                      absl::string_view reason) {
+  if (request == StopRequest::kNone) {
+    return InvalidArgumentError("stop_request", "must be a cancel or a pause");
+  }
   if (job.state != JobState::kRunning) return WrongState(job, "RUNNING");
-  return JobChange{job, {}};
+  JobChange c{job, {}};
+  if (job.stop_request == StopRequest::kCancel || job.stop_request == request) {
+    return c;  // already asked; a cancel is never downgraded to a pause
+  }
+  c.job.stop_request = request;
+  c.job.stop_reason =
+      request == StopRequest::kCancel ? std::string(reason) : std::string();
+  JobEvent e;
+  e.job_id = job.id;
+  e.type = EventType::kUpdated;
+  e.paths.push_back(request == StopRequest::kCancel ? "cancel_requested"
+                                                    : "pause_requested");
+  c.events.push_back(std::move(e));
+  return c;
 }
 
 }  // namespace jobwire::worker_transitions

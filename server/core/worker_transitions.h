@@ -84,7 +84,10 @@ struct LeaseEnd {
   double unit_random = 0.5;
 };
 
-// Ends the lease of `attempt`. A requested cancel wins: CANCELLED. Shutdown
+// Ends the lease of `attempt`. A requested cancel wins: CANCELLED (a cancel
+// is requested when `end.cancel_requested` or job.stop_request is kCancel).
+// Then a pending pause (job.stop_request kPause): PAUSED, whatever the cause,
+// and the attempt is not held against the job. Shutdown
 // and restart: back to QUEUED (the attempt is not held against the job).
 // Disconnect and expiry count as a failed, retryable attempt: back to QUEUED at
 // once while attempts remain, else FAILED. An attempt timeout is a retryable
@@ -105,10 +108,17 @@ absl::StatusOr<JobChange> AttemptTimeout(const Job& job, absl::Time now,
 // SCHEDULED and due -> QUEUED ("schedule time reached" or "backoff ended").
 absl::StatusOr<JobChange> PromoteScheduled(const Job& job, absl::Time now);
 
-// Checks that a cancel can be requested of a RUNNING job and changes nothing
-// (the scheduler then tells the worker). FAILED_PRECONDITION for any other
-// state: jobs that are not running are cancelled by core/transitions.
-absl::StatusOr<JobChange> RequestCancel(const Job& job, absl::Time now);
+// Records that a cancel (`request` kCancel, with `reason`) or a pause
+// (kPause) was asked of a RUNNING job's worker: job.stop_request is set, with
+// an `updated` event naming "cancel_requested" or "pause_requested", so the
+// request survives a server restart (the scheduler then tells the worker). A
+// cancel overrides a pending pause; nothing overrides a pending cancel, and a
+// repeated request changes nothing (no event). FAILED_PRECONDITION for any
+// other state: jobs that are not running are cancelled and paused by
+// core/transitions. INVALID_ARGUMENT for kNone.
+absl::StatusOr<JobChange> RequestStop(const Job& job, absl::Time now,
+                                      StopRequest request,
+                                      absl::string_view reason);
 
 // The reason text of a lease end, as recorded in the event.
 absl::string_view LeaseEndReason(LeaseEndCause cause);

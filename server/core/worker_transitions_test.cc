@@ -195,10 +195,68 @@ TEST(WorkerTransitionsTest, PromoteScheduledWhenDue) {
   EXPECT_EQ(c->events[0].reason, "backoff ended");
 }
 
-TEST(WorkerTransitionsTest, RequestCancelNeedsARunningJob) {
-  EXPECT_TRUE(wt::RequestCancel(Running(1), kNow).ok());
-  EXPECT_EQ(wt::RequestCancel(Queued(), kNow).status().code(),
+TEST(WorkerTransitionsTest, RequestStopNeedsARunningJob) {
+  EXPECT_TRUE(
+      wt::RequestStop(Running(1), kNow, StopRequest::kCancel, "stop").ok());
+  EXPECT_EQ(wt::RequestStop(Queued(), kNow, StopRequest::kCancel, "stop")
+                .status()
+                .code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(WorkerTransitionsTest, RequestStopRecordsTheRequestWithAnUpdatedEvent) {
+  auto c = wt::RequestStop(Running(1), kNow, StopRequest::kCancel, "user");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->job.state, JobState::kRunning);
+  EXPECT_EQ(c->job.stop_request, StopRequest::kCancel);
+  EXPECT_EQ(c->job.stop_reason, "user");
+  ASSERT_EQ(c->events.size(), 1u);
+  EXPECT_EQ(c->events[0].type, EventType::kUpdated);
+  ASSERT_EQ(c->events[0].paths.size(), 1u);
+  EXPECT_EQ(c->events[0].paths[0], "cancel_requested");
+}
+
+TEST(WorkerTransitionsTest, CancelOverridesAPendingPauseButNotTheReverse) {
+  Job paused = Running(1);
+  paused.stop_request = StopRequest::kPause;
+  auto c = wt::RequestStop(paused, kNow, StopRequest::kCancel, "user");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->job.stop_request, StopRequest::kCancel);
+
+  Job cancelled = Running(1);
+  cancelled.stop_request = StopRequest::kCancel;
+  auto p = wt::RequestStop(cancelled, kNow, StopRequest::kPause, "");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->job.stop_request, StopRequest::kCancel);
+  EXPECT_TRUE(p->events.empty());
+}
+
+TEST(WorkerTransitionsTest, RestartWithAStoredCancelEndsCancelled) {
+  Job job = Running(1);
+  job.stop_request = StopRequest::kCancel;
+  job.stop_reason = "user";
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kRestarted;
+  auto c = wt::EndLease(job, kNow, 1, end);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->job.state, JobState::kCancelled);
+  EXPECT_EQ(c->job.stop_request, StopRequest::kNone);
+  ASSERT_TRUE(c->job.error.has_value());
+  EXPECT_EQ(c->job.error->message, "user");
+  EXPECT_EQ(c->events[0].reason, "user (server restarted)");
+}
+
+TEST(WorkerTransitionsTest, RestartWithAStoredPauseEndsPaused) {
+  Job job = Running(1);
+  job.stop_request = StopRequest::kPause;
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kRestarted;
+  auto c = wt::EndLease(job, kNow, 1, end);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->job.state, JobState::kPaused);
+  EXPECT_EQ(c->job.stop_request, StopRequest::kNone);
+  EXPECT_TRUE(c->job.worker_id.empty());
+  EXPECT_EQ(c->events[0].reason, "paused (server restarted)");
 }
 
 }  // namespace

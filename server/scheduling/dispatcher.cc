@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -16,6 +18,10 @@ namespace wt = worker_transitions;
 
 // Picks per loop pass before the lock is dropped to submit them.
 constexpr int kMaxPicksPerPass = 1024;
+// The setting that holds the dispatch pause: "0", or "1:" and the reason.
+constexpr char kDispatchPausedKey[] = "dispatch.paused";
+// Seconds of history kept for finished_last_minute.
+constexpr int64_t kFinishedWindowSeconds = 60;
 // Longest real-time sleep of the loop between timer checks.
 constexpr absl::Duration kMaxIdleWait = absl::Milliseconds(200);
 constexpr size_t kMaxLatencySamples = 1'000'000;
@@ -31,9 +37,15 @@ Dispatcher::Dispatcher(JobStore* store, Clock* clock, RandomSource* random,
     : store_(store),
       clock_(clock),
       random_(random),
-      options_(std::move(options)),
-      concurrency_(options_.queue_concurrency),
-      weights_(options_.queue_weights) {}
+      options_(std::move(options)) {
+  for (const auto& [name, limit] : options_.queue_concurrency) {
+    queues_[name].concurrency_limit = std::max(0, limit);
+  }
+  for (const auto& [name, weight] : options_.queue_weights) {
+    queues_[name].weight = std::max(1, weight);
+  }
+  for (auto& [name, row] : queues_) row.name = name;
+}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
@@ -116,6 +128,7 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
       continue;
     }
     if (e.type != EventType::kStateChanged) continue;
+    if (IsTerminal(e.to)) CountFinishedLocked(e.queue, now);
     if (e.to == JobState::kQueued) {
       index_.Add({e.job_id, e.queue, e.kind, e.priority});
       ready_at_[e.job_id] = now;
@@ -157,6 +170,7 @@ void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
 
 absl::Status Dispatcher::RecoverBlocking() {
   std::vector<std::pair<std::string, int32_t>> running;
+  int stopped = 0;  // running jobs with a pending cancel or pause
   const absl::Time now = clock_->Now();
   JW_RETURN_IF_ERROR(store_->LoadActiveJobsBlocking([&](const Job& job) {
     absl::MutexLock lock(&mu_);
@@ -171,6 +185,7 @@ absl::Status Dispatcher::RecoverBlocking() {
         break;
       case JobState::kRunning:
         running.emplace_back(job.id, job.attempt);
+        if (job.stop_request != StopRequest::kNone) ++stopped;
         break;
       default:
         break;
@@ -178,19 +193,21 @@ absl::Status Dispatcher::RecoverBlocking() {
   }));
   JW_ASSIGN_OR_RETURN(std::vector<QueueRow> queues,
                       store_->ListQueueRowsBlocking());
+  JW_ASSIGN_OR_RETURN(std::optional<std::string> paused,
+                      store_->GetSettingBlocking(kDispatchPausedKey));
   {
     absl::MutexLock lock(&mu_);
-    for (const QueueRow& q : queues) {
-      if (q.concurrency_limit > 0) concurrency_[q.name] = q.concurrency_limit;
-      if (q.weight > 0) weights_[q.name] = q.weight;
-      if (q.paused &&
-          (q.resume_time == absl::InfinitePast() || q.resume_time > now)) {
-        paused_queues_.insert(q.name);
-      }
+    for (const QueueRow& q : queues) ApplyQueueRowLocked(q);
+    if (paused.has_value() && absl::StartsWith(*paused, "1")) {
+      dispatch_paused_ = true;
+      dispatch_pause_reason_ = std::string(absl::StripPrefix(*paused, "1:"));
+      JW_LOG(INFO) << "dispatch is paused (" << dispatch_pause_reason_
+                   << "); ResumeDispatch lifts it";
     }
   }
-  // Their workers went with the previous process: requeue them (the commits
-  // reach the index through OnCommit).
+  // Their workers went with the previous process: requeue them, or end them
+  // CANCELLED / PAUSED when a cancel or pause was pending (EndLease reads the
+  // stored request). The commits reach the index through OnCommit.
   absl::Mutex mu;
   size_t pending = running.size();
   wt::LeaseEnd end;
@@ -215,8 +232,9 @@ absl::Status Dispatcher::RecoverBlocking() {
     return pending == 0;
   };
   mu.Await(absl::Condition(&none));
-  JW_LOG(INFO) << "dispatcher requeued " << running.size()
-               << " jobs left running by the previous process";
+  JW_LOG(INFO) << "dispatcher released " << running.size()
+               << " jobs left running by the previous process (" << stopped
+               << " with a pending cancel or pause)";
   return absl::OkStatus();
 }
 
@@ -267,6 +285,21 @@ void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
         EndLeaseLocked(&lease, wt::LeaseEndCause::kAttemptTimeout);
         break;
       }
+      case TimerKind::kQueueResume: {
+        // The pause ended (QueuePausedLocked already reads it so); forget it
+        // in memory. The stored row keeps paused=1 with a past resume_time,
+        // which reads as not paused; the next write of the row clears it.
+        auto it = queues_.find(t.job_id);
+        if (it == queues_.end() || !it->second.paused ||
+            it->second.resume_time == absl::InfinitePast() ||
+            it->second.resume_time > now) {
+          break;
+        }
+        it->second.paused = false;
+        it->second.resume_time = absl::InfinitePast();
+        JW_LOG(INFO) << "queue " << t.job_id << " resumed (timed pause ended)";
+        break;
+      }
     }
   }
 }
@@ -311,16 +344,65 @@ void Dispatcher::EndLeaseLocked(Lease* lease, wt::LeaseEndCause cause) {
 
 int32_t Dispatcher::WeightLocked(const WorkerQueueSpec& q) const {
   if (q.weight > 0) return q.weight;
-  auto it = weights_.find(q.name);
-  return it == weights_.end() ? 1 : std::max(1, it->second);
+  auto it = queues_.find(q.name);
+  return it == queues_.end() ? 1 : std::max(1, it->second.weight);
 }
 
-bool Dispatcher::QueueOpenLocked(const std::string& queue) const {
-  if (paused_queues_.count(queue) > 0) return false;
-  auto limit = concurrency_.find(queue);
-  if (limit == concurrency_.end() || limit->second <= 0) return true;
+QueueRow Dispatcher::QueueSettingsLocked(const std::string& queue) const {
+  auto it = queues_.find(queue);
+  if (it != queues_.end()) return it->second;
+  QueueRow row;
+  row.name = queue;
+  return row;
+}
+
+bool Dispatcher::QueuePausedLocked(const std::string& queue,
+                                   absl::Time now) const {
+  auto it = queues_.find(queue);
+  if (it == queues_.end() || !it->second.paused) return false;
+  return it->second.resume_time == absl::InfinitePast() ||
+         it->second.resume_time > now;
+}
+
+bool Dispatcher::QueueOpenLocked(const std::string& queue,
+                                 absl::Time now) const {
+  auto it = queues_.find(queue);
+  if (it == queues_.end()) return true;
+  if (QueuePausedLocked(queue, now)) return false;
+  if (it->second.concurrency_limit <= 0) return true;
   auto used = queue_leases_.find(queue);
-  return used == queue_leases_.end() || used->second < limit->second;
+  return used == queue_leases_.end() ||
+         used->second < it->second.concurrency_limit;
+}
+
+void Dispatcher::ApplyQueueRowLocked(const QueueRow& row) {
+  queues_[row.name] = row;
+  stored_queues_.insert(row.name);
+  if (row.paused && row.resume_time != absl::InfinitePast()) {
+    timers_.Push({row.resume_time, TimerKind::kQueueResume, row.name, 0});
+  }
+  dirty_ = true;
+}
+
+void Dispatcher::CountFinishedLocked(const std::string& queue, absl::Time now) {
+  const int64_t second = absl::ToUnixSeconds(now);
+  std::map<int64_t, int64_t>& buckets = finished_[queue];
+  ++buckets[second];
+  // Forget the seconds that left the window.
+  buckets.erase(buckets.begin(),
+                buckets.lower_bound(second - kFinishedWindowSeconds + 1));
+}
+
+int64_t Dispatcher::FinishedLastMinuteLocked(const std::string& queue,
+                                             absl::Time now) const {
+  auto it = finished_.find(queue);
+  if (it == finished_.end()) return 0;
+  int64_t total = 0;
+  const int64_t from = absl::ToUnixSeconds(now) - kFinishedWindowSeconds + 1;
+  for (auto b = it->second.lower_bound(from); b != it->second.end(); ++b) {
+    total += b->second;
+  }
+  return total;
 }
 
 void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
@@ -345,7 +427,7 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
       };
       eligible.clear();
       for (const WorkerQueueSpec& q : s.queues) {
-        if (!QueueOpenLocked(q.name)) continue;
+        if (!QueueOpenLocked(q.name, now)) continue;
         if (index_.QueueSize(q.name) == 0) continue;
         if (!index_.Peek(q.name, accepts)) continue;
         eligible.push_back({q.name, WeightLocked(q)});
@@ -642,30 +724,36 @@ void Dispatcher::RequestPause(const std::string& job_id, JobCallback done) {
 
 void Dispatcher::RequestStop(const std::string& job_id, bool cancel,
                              const std::string& reason, JobCallback done) {
+  // The request is committed with the job first, so a restart before the
+  // worker answers still ends the job CANCELLED (or PAUSED), not requeued.
+  const StopRequest request =
+      cancel ? StopRequest::kCancel : StopRequest::kPause;
   store_->Mutate(
       job_id,
-      [](const Job& job, absl::Time now) {
-        return wt::RequestCancel(job, now);  // checks that the job is RUNNING
+      [request, reason](const Job& job, absl::Time now) {
+        return wt::RequestStop(job, now, request, reason);
       },
-      [this, job_id, cancel, reason,
-       done = std::move(done)](absl::StatusOr<Job> r) {
-        if (r.ok()) {
+      [this, job_id, done = std::move(done)](absl::StatusOr<Job> r) {
+        if (r.ok() && r->stop_request != StopRequest::kNone) {
+          // The committed request decides: a cancel overrides a pause;
+          // nothing overrides a cancel.
+          const bool cancel = r->stop_request == StopRequest::kCancel;
           absl::MutexLock lock(&mu_);
           auto it = leases_.find(job_id);
-          // A cancel overrides a pause; nothing overrides a cancel.
           if (it != leases_.end() && !it->second.cancel_requested &&
               (cancel || !it->second.pause_requested)) {
             Lease& lease = it->second;
             if (cancel) {
               lease.cancel_requested = true;
-              lease.cancel_reason = reason;
+              lease.cancel_reason = r->stop_reason;
             } else {
               lease.pause_requested = true;
             }
             auto s = sessions_.find(lease.session);
             if (lease.active && !lease.ending && s != sessions_.end()) {
               if (cancel) {
-                s->second.conn->SendCancel(job_id, lease.attempt, reason);
+                s->second.conn->SendCancel(job_id, lease.attempt,
+                                           lease.cancel_reason);
               } else {
                 s->second.conn->SendPause(job_id, lease.attempt);
               }
@@ -718,24 +806,36 @@ std::vector<ExplainGate> Dispatcher::Explain(const Job& job) {
                                              Rfc3339(job.backoff_until))});
   }
   if (dispatch_paused_) {
-    gates.push_back({"DISPATCH_PAUSED", "dispatch is paused server-wide"});
-  }
-  if (paused_queues_.count(job.queue) > 0) {
     gates.push_back(
-        {"QUEUE_PAUSED", absl::StrCat("queue ", job.queue, " is paused")});
+        {"DISPATCH_PAUSED",
+         absl::StrCat("dispatch is paused server-wide",
+                      dispatch_pause_reason_.empty()
+                          ? std::string()
+                          : absl::StrCat(" (", dispatch_pause_reason_, ")"),
+                      "; ResumeDispatch lifts it")});
+  }
+  const QueueRow queue = QueueSettingsLocked(job.queue);
+  if (QueuePausedLocked(job.queue, now)) {
+    gates.push_back(
+        {"QUEUE_PAUSED",
+         absl::StrCat(
+             "queue ", job.queue, " is paused",
+             queue.resume_time == absl::InfinitePast()
+                 ? std::string("; ResumeQueue lifts it")
+                 : absl::StrCat(" until ", Rfc3339(queue.resume_time)))});
   }
   if (draining_) {
     gates.push_back(
         {"DRAINING", "server is shutting down; nothing new starts"});
   }
-  if (auto limit = concurrency_.find(job.queue);
-      limit != concurrency_.end() && limit->second > 0) {
+  if (queue.concurrency_limit > 0) {
     auto used = queue_leases_.find(job.queue);
     const int32_t running = used == queue_leases_.end() ? 0 : used->second;
-    if (running >= limit->second) {
-      gates.push_back({"CONCURRENCY_LIMIT",
-                       absl::StrCat("queue ", job.queue, " runs ", running,
-                                    " jobs, its limit is ", limit->second)});
+    if (running >= queue.concurrency_limit) {
+      gates.push_back(
+          {"CONCURRENCY_LIMIT",
+           absl::StrCat("queue ", job.queue, " runs ", running,
+                        " jobs, its limit is ", queue.concurrency_limit)});
     }
   }
   int serving = 0;
@@ -767,32 +867,100 @@ std::vector<ExplainGate> Dispatcher::Explain(const Job& job) {
 
 // --- Gates ---
 
-void Dispatcher::SetDispatchPaused(bool paused) {
+namespace {
+
+// Runs a store write that reports through a callback and waits for it.
+absl::Status AwaitWrite(const std::function<void(StatusCallback)>& write) {
+  absl::Mutex mu;
+  bool done = false;
+  absl::Status status;
+  write([&](absl::Status s) {
+    absl::MutexLock lock(&mu);
+    status = std::move(s);
+    done = true;
+  });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&done));
+  return status;
+}
+
+}  // namespace
+
+absl::Status Dispatcher::SetDispatchPausedBlocking(bool paused,
+                                                   const std::string& reason) {
+  absl::MutexLock gate(&gate_mu_);
+  std::string value = paused ? absl::StrCat("1:", reason) : "0";
+  JW_RETURN_IF_ERROR(AwaitWrite([&](StatusCallback done) {
+    store_->PutSetting(kDispatchPausedKey, std::move(value), std::move(done));
+  }));
   absl::MutexLock lock(&mu_);
   dispatch_paused_ = paused;
+  dispatch_pause_reason_ = paused ? reason : "";
   dirty_ = true;
+  JW_LOG(INFO) << "dispatch " << (paused ? "paused" : "resumed")
+               << (reason.empty() ? "" : ": ") << reason;
+  return absl::OkStatus();
 }
 
-void Dispatcher::SetQueuePaused(const std::string& queue, bool paused) {
+Dispatcher::DispatchPause Dispatcher::dispatch_pause() {
   absl::MutexLock lock(&mu_);
-  if (paused) {
-    paused_queues_.insert(queue);
-  } else {
-    paused_queues_.erase(queue);
+  return {dispatch_paused_, dispatch_pause_reason_};
+}
+
+absl::StatusOr<QueueRow> Dispatcher::UpdateQueueBlocking(
+    const std::string& name, const std::function<void(QueueRow*)>& edit) {
+  absl::MutexLock gate(&gate_mu_);
+  QueueRow row;
+  {
+    absl::MutexLock lock(&mu_);
+    row = QueueSettingsLocked(name);
+    if (!QueuePausedLocked(name, clock_->Now())) {
+      row.paused = false;  // a timed pause that ended
+      row.resume_time = absl::InfinitePast();
+    }
   }
-  dirty_ = true;
+  edit(&row);
+  row.name = name;
+  if (!row.paused) row.resume_time = absl::InfinitePast();
+  JW_RETURN_IF_ERROR(AwaitWrite(
+      [&](StatusCallback done) { store_->UpsertQueue(row, std::move(done)); }));
+  absl::MutexLock lock(&mu_);
+  ApplyQueueRowLocked(row);
+  return row;
 }
 
-void Dispatcher::SetQueueConcurrency(const std::string& queue, int32_t limit) {
+std::vector<Dispatcher::QueueView> Dispatcher::Queues(
+    const std::vector<std::string>& also) {
   absl::MutexLock lock(&mu_);
-  concurrency_[queue] = limit;
-  dirty_ = true;
-}
-
-void Dispatcher::SetQueueWeight(const std::string& queue, int32_t weight) {
-  absl::MutexLock lock(&mu_);
-  weights_[queue] = weight;
-  dirty_ = true;
+  const absl::Time now = clock_->Now();
+  std::set<std::string> names(also.begin(), also.end());
+  for (const auto& [name, row] : queues_) names.insert(name);
+  for (const auto& [name, buckets] : finished_) {
+    if (FinishedLastMinuteLocked(name, now) > 0) names.insert(name);
+  }
+  std::map<std::string, int32_t> workers;
+  for (const auto& [id, s] : sessions_) {
+    for (const WorkerQueueSpec& q : s.queues) ++workers[q.name];
+  }
+  for (const auto& [name, count] : workers) names.insert(name);
+  std::vector<QueueView> out;
+  out.reserve(names.size());
+  for (const std::string& name : names) {
+    QueueView v;
+    v.settings = QueueSettingsLocked(name);
+    if (!QueuePausedLocked(name, now)) {
+      v.settings.paused = false;
+      v.settings.resume_time = absl::InfinitePast();
+    }
+    v.stored = stored_queues_.count(name) > 0;
+    if (auto w = workers.find(name); w != workers.end()) v.workers = w->second;
+    if (auto l = queue_leases_.find(name); l != queue_leases_.end()) {
+      v.running = l->second;
+    }
+    v.finished_last_minute = FinishedLastMinuteLocked(name, now);
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 // --- Shutdown ---

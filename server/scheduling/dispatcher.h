@@ -133,7 +133,9 @@ class Dispatcher final : public CommitListener {
 
   // Loads the active jobs: QUEUED into the index, SCHEDULED onto the timer
   // heap, and RUNNING ones (their workers are gone with the previous process)
-  // released back to QUEUED ("server restarted"). Call once, after the
+  // released back to QUEUED ("server restarted"), or to CANCELLED / PAUSED
+  // when a cancel / pause was pending. Also loads the durable gates (dispatch
+  // pause, queue rows). Call once, after the
   // Dispatcher is registered as a CommitListener and before Start().
   absl::Status RecoverBlocking();
 
@@ -191,12 +193,14 @@ class Dispatcher final : public CommitListener {
   // the job ends CANCELLED on the worker's ack or when the lease ends.
   // `done` gets the job as it is (still RUNNING), NOT_FOUND, or
   // FAILED_PRECONDITION when the job is not RUNNING (cancel it with
-  // core/transitions instead). The request is held in memory: a server
-  // restart releases the job to QUEUED instead.
+  // core/transitions instead). The request is committed with the job
+  // (Job::stop_request, an `updated` event) before the worker is told, so a
+  // server restart ends the job CANCELLED instead of requeueing it.
   void RequestCancel(const std::string& job_id, const std::string& reason,
                      JobCallback done);
   // Asks the worker of a RUNNING job to pause (checkpoint with release, or
-  // ack). Same contract as RequestCancel.
+  // ack). Same contract as RequestCancel; a pending pause makes any end of
+  // the lease (a restart too) leave the job PAUSED.
   void RequestPause(const std::string& job_id, JobCallback done);
 
   // Every reason `job` (as just read from the store) is not running now;
@@ -204,10 +208,47 @@ class Dispatcher final : public CommitListener {
   std::vector<ExplainGate> Explain(const Job& job);
 
   // --- Gates (called by AdminService) ---
-  void SetDispatchPaused(bool paused);
-  void SetQueuePaused(const std::string& queue, bool paused);
-  void SetQueueConcurrency(const std::string& queue, int32_t limit);
-  void SetQueueWeight(const std::string& queue, int32_t weight);
+  //
+  // The gates are durable: the ...Blocking setters write the store (the
+  // "dispatch.paused" setting, the queues table) and wait for the commit
+  // before the gate changes in memory, so a gate that was answered OK
+  // survives a restart (RecoverBlocking loads them). Setters are serialised
+  // with each other (lock order: gate_mu_ before mu_). They block on the
+  // store: call them from the Executor, never from a gRPC thread. They fail
+  // with the store's error, and change nothing then.
+
+  // Pauses (or resumes) every new assignment, server-wide. Submissions are
+  // still taken and running jobs go on. `reason` is kept while paused.
+  absl::Status SetDispatchPausedBlocking(bool paused,
+                                         const std::string& reason);
+  struct DispatchPause {
+    bool paused = false;
+    std::string reason;
+  };
+  DispatchPause dispatch_pause();
+
+  // Rewrites the settings of queue `name`: `edit` gets the queue's current
+  // settings (the stored row, or the defaults from DispatcherOptions) and
+  // changes them; the result is stored and applied. A pause with a
+  // resume_time ends by itself at that time (by the injected clock); until
+  // then it holds. Returns the row as stored.
+  absl::StatusOr<QueueRow> UpdateQueueBlocking(
+      const std::string& name, const std::function<void(QueueRow*)>& edit);
+
+  // What the dispatcher knows of one queue, for ListQueues.
+  struct QueueView {
+    // Effective settings: paused is false (and resume_time InfinitePast)
+    // once a timed pause has ended.
+    QueueRow settings;
+    bool stored = false;  // the queue has a row in the store
+    int32_t workers = 0;  // connected sessions serving it
+    int32_t running = 0;  // leases (reserved or running)
+    int64_t finished_last_minute = 0;
+  };
+  // Every queue with a stored row, a connected worker, or jobs that the
+  // dispatcher saw finish in the last minute, ordered by name; plus `also`
+  // (queues the caller knows from elsewhere, e.g. job counts).
+  std::vector<QueueView> Queues(const std::vector<std::string>& also);
 
   // --- Shutdown (called by WorkerService::Shutdown) ---
 
@@ -287,7 +328,22 @@ class Dispatcher final : public CommitListener {
               JobMutation mutation, StatusCallback done);
   int32_t WeightLocked(const WorkerQueueSpec& q) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool QueueOpenLocked(const std::string& queue) const
+  // The queue's settings: its stored row, else the options' defaults.
+  QueueRow QueueSettingsLocked(const std::string& queue) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True while a pause of `queue` holds at `now`.
+  bool QueuePausedLocked(const std::string& queue, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool QueueOpenLocked(const std::string& queue, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts a stored queue row in force (and arms the timer of a timed pause).
+  void ApplyQueueRowLocked(const QueueRow& row)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a job of `queue` that finished at `now` (finished_last_minute).
+  void CountFinishedLocked(const std::string& queue, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t FinishedLastMinuteLocked(const std::string& queue,
+                                   absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Submit(std::vector<Action> actions);
   // RequestCancel (cancel) or RequestPause (!cancel).
@@ -299,6 +355,9 @@ class Dispatcher final : public CommitListener {
   RandomSource* const random_;
   const DispatcherOptions options_;
 
+  // Serialises the gate setters (taken before mu_, held across the store
+  // write).
+  absl::Mutex gate_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;
@@ -306,9 +365,13 @@ class Dispatcher final : public CommitListener {
   // Leases are being released for shutdown: new ones end at once.
   bool releasing_ ABSL_GUARDED_BY(mu_) = false;
   bool dispatch_paused_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<std::string> paused_queues_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int32_t> concurrency_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int32_t> weights_ ABSL_GUARDED_BY(mu_);
+  std::string dispatch_pause_reason_ ABSL_GUARDED_BY(mu_);
+  // Settings of queues that have a stored row, or defaults from the options.
+  std::map<std::string, QueueRow> queues_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> stored_queues_ ABSL_GUARDED_BY(mu_);
+  // Jobs finished per queue in each of the last 60 seconds: second -> count.
+  std::map<std::string, std::map<int64_t, int64_t>> finished_
+      ABSL_GUARDED_BY(mu_);
   ReadyIndex index_ ABSL_GUARDED_BY(mu_);
   // When each ready job became ready (for the dispatch latency).
   std::unordered_map<std::string, absl::Time> ready_at_ ABSL_GUARDED_BY(mu_);

@@ -20,6 +20,7 @@ enum class TimerKind {
   kRunAfter,        // a SCHEDULED job becomes due
   kLease,           // a lease may have expired
   kAttemptTimeout,  // an attempt's deadline
+  kQueueResume,     // a timed queue pause ends (job_id holds the queue name)
 };
 
 struct Timer {

@@ -132,6 +132,12 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_next ON webhook_outbox (next_attempt_time);
 )sql",
+    // 2: a cancel or pause asked of a running job's worker, kept across
+    // restarts (core/job.h StopRequest).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN stop_request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

@@ -1083,5 +1083,68 @@ TEST_F(SqliteJobStoreTest, ADisabledRowCacheReadsEveryRow) {
   EXPECT_EQ(store->stats().row_cache_hits, 0);
 }
 
+// A running job's pending stop request, as worker_transitions::RequestStop
+// writes it (the store test does not depend on core/worker_transitions).
+JobMutation RunWithStopRequest(StopRequest request, std::string reason) {
+  return [request, reason](const Job& current,
+                           absl::Time) -> absl::StatusOr<JobChange> {
+    JobChange change{current, {}};
+    change.job.state = JobState::kRunning;
+    change.job.attempt = 1;
+    change.job.stop_request = request;
+    change.job.stop_reason = reason;
+    JobEvent e;
+    e.type = EventType::kUpdated;
+    e.paths = {"cancel_requested"};
+    change.events.push_back(e);
+    return change;
+  };
+}
+
+TEST_F(SqliteJobStoreTest, StopRequestOfARunningJobSurvivesAReopen) {
+  auto store = Open();
+  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE(MutateSync(*store, job->id,
+                         RunWithStopRequest(StopRequest::kCancel, "by user"))
+                  .ok());
+  store.reset();
+  store = Open();
+  absl::StatusOr<Job> read = store->GetJobBlocking(job->id);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->stop_request, StopRequest::kCancel);
+  EXPECT_EQ(read->stop_reason, "by user");
+  std::vector<Job> active;
+  ASSERT_TRUE(
+      store->LoadActiveJobsBlocking([&](const Job& j) { active.push_back(j); })
+          .ok());
+  ASSERT_THAT(active, SizeIs(1));
+  EXPECT_EQ(active[0].state, JobState::kRunning);
+  EXPECT_EQ(active[0].stop_request, StopRequest::kCancel);
+  EXPECT_EQ(active[0].stop_reason, "by user");
+}
+
+TEST_F(SqliteJobStoreTest, SchemaVersionOneGainsTheStopRequestColumns) {
+  absl::StatusOr<Job> job;
+  {
+    auto store = Open();
+    job = SubmitOne(*store, MakeJob());
+    ASSERT_TRUE(job.ok());
+  }
+  {
+    // Back to the first schema, as a jobwire before migration 2 left it.
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE jobs DROP COLUMN stop_request");
+    db.exec("ALTER TABLE jobs DROP COLUMN stop_reason");
+    db.exec("PRAGMA user_version = 1");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<Job> read = store->GetJobBlocking(job->id);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->stop_request, StopRequest::kNone);
+  EXPECT_EQ(read->stop_reason, "");
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -242,6 +242,17 @@ std::vector<JobColumn> MakeJobColumns() {
       {"lease_expire_time",
        [](const Job& j) { return TimeValue(j.lease_expire_time); },
        [](C c, Job* j) { j->lease_expire_time = TimeFromColumn(c); }, false},
+      {"stop_request",
+       [](const Job& j) {
+         return SqlValue::Int(static_cast<int>(j.stop_request));
+       },
+       [](C c, Job* j) {
+         j->stop_request = static_cast<StopRequest>(c.getInt());
+       },
+       false},
+      {"stop_reason",
+       [](const Job& j) { return SqlValue::TextRef(j.stop_reason); },
+       [](C c, Job* j) { j->stop_reason = c.getString(); }, false},
       {"create_time", [](const Job& j) { return TimeValue(j.create_time); },
        [](C c, Job* j) { j->create_time = TimeFromColumn(c); }, false},
       {"start_time", [](const Job& j) { return TimeValue(j.start_time); },

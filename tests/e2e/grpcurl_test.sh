@@ -3,7 +3,8 @@
 # reflection (list, describe), health over the Unix socket and TCP, an admin
 # call, JobService calls (submit with JSON args, get, watch), error codes and
 # details (BadRequest field violations, NotFound, filter positions), ExplainJob,
-# and a clean stop.
+# the dispatch and queue controls (PauseDispatch, ResumeDispatch, ListQueues,
+# UpdateQueue), and a clean stop.
 #
 # Usage: tests/e2e/grpcurl_test.sh [BIN_DIR]   (default: build/dev/bin)
 # grpcurl comes from $GRPCURL, build/tools/bin (tools/bootstrap) or PATH.
@@ -148,8 +149,8 @@ expect_error "health Check of an unknown service is NotFound" NotFound "unknown 
 expect_output "GetServerInfo names version, listeners and storage" '"version"' \
   "$tcp" "unix:$sock" "$work/var/j.db" \
   -- "${unix_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
-expect_error "an unimplemented admin method says so" Unimplemented "ListQueues" \
-  -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/ListQueues
+expect_error "an unimplemented admin method says so" Unimplemented "Backup" \
+  -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/Backup
 
 # Bad input: INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 formatted="$("$grpcurl" -plaintext -format-error -d '{"job":{"kind":"","queue":"Bad Queue!"}}' \
@@ -224,6 +225,28 @@ fi
 # with one request_id, and the ExplainJob job): both are QUEUED, no worker.
 expect_output "GetServerInfo counts jobs by state" '"job_counts"' '"QUEUED": "2"' \
   -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
+
+# Operator controls: a dispatch pause shows in GetServerInfo and ExplainJob.
+expect_output "PauseDispatch pauses with its reason" '"paused": true' \
+  '"reason": "e2e maintenance"' \
+  -- "$grpcurl" -plaintext -unix -d '{"reason":"e2e maintenance"}' "$sock" \
+  jobwire.v1.AdminService/PauseDispatch
+expect_output "GetServerInfo shows the dispatch pause" '"paused": true' \
+  -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
+if [[ -n "$job_id" ]]; then
+  expect_output "ExplainJob names the dispatch pause" '"type": "DISPATCH_PAUSED"' \
+    -- "$grpcurl" -plaintext -d "{\"id\":\"$job_id\"}" "$tcp" jobwire.v1.JobService/ExplainJob
+fi
+expect_output "ResumeDispatch lifts it" '"paused": false' \
+  -- "$grpcurl" -plaintext -emit-defaults "$tcp" jobwire.v1.AdminService/ResumeDispatch
+expect_output "ListQueues lists the queues with jobs and their counts" \
+  '"name": "e2e"' '"name": "explain"' '"QUEUED": "1"' '"weight": 1' \
+  -- "${unix_grpcurl[@]}" jobwire.v1.AdminService/ListQueues
+expect_error "UpdateQueue with a bad mask is InvalidArgument naming the path" \
+  InvalidArgument "update_mask.paths[0]" \
+  -- "$grpcurl" -plaintext -d '{"queue":{"name":"e2e","weight":2},"update_mask":{"paths":["paused"]}}' \
+  "$tcp" jobwire.v1.AdminService/UpdateQueue
+
 expect_error "ExplainJob of an unknown job is NotFound" NotFound "" \
   -- "$grpcurl" -plaintext -d '{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}' "$tcp" \
   jobwire.v1.JobService/ExplainJob

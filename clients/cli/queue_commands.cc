@@ -1,0 +1,203 @@
+// `jobwire pause`, `jobwire resume` and `jobwire queues`: the operator's
+// dispatch and queue controls (AdminService).
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "clients/cli/cli.h"
+#include "google/protobuf/util/time_util.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
+
+namespace jobwire::cli {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using jobwire::v1::AdminService;
+using jobwire::v1::Queue;
+
+absl::Status NoPositional(const std::string& command,
+                          const std::vector<std::string>& args) {
+  if (args.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      command, ": unexpected argument \"", args[0], "\"; flags only"));
+}
+
+// The server names request fields ("name: must match ..."); the user typed
+// flags, so errors name those.
+absl::Status NameFlags(const grpc::Status& status) {
+  absl::Status s = FromGrpcStatus(status);
+  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
+  std::string message(s.message());
+  if (absl::StartsWith(message, "name: ")) {
+    message = absl::StrCat("--queue: ", message.substr(6));
+  } else if (absl::StartsWith(message, "resume_time: ")) {
+    message = absl::StrCat("--for: ", message.substr(13));
+  } else if (absl::StartsWith(message, "reason: ")) {
+    message = absl::StrCat("--reason: ", message.substr(8));
+  }
+  return absl::InvalidArgumentError(message);
+}
+
+std::string PauseText(const Queue& q) {
+  if (!q.paused()) return "active";
+  if (!q.has_resume_time()) return "paused";
+  return absl::StrCat("paused until ", TimeUtil::ToString(q.resume_time()));
+}
+
+class PauseCommand final : public Command {
+ public:
+  std::string name() const override { return "pause"; }
+  std::string summary() const override {
+    return "pause dispatch server-wide, or one queue: [--queue Q [--for 10m]] "
+           "[--reason TEXT]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("queue", &queue_, "pause only this queue", "Q");
+    flags->Duration("for", &for_,
+                    "with --queue: resume by itself after this long");
+    flags->String("reason", &reason_,
+                  "why (dispatch pause; shown by info and explain)", "TEXT");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
+    if (for_ != absl::ZeroDuration() && queue_.empty()) {
+      return absl::InvalidArgumentError(
+          "--for: needs --queue (a dispatch pause lasts until resume)");
+    }
+    if (for_ < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("--for: must be positive");
+    }
+    auto stub = AdminService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    if (queue_.empty()) {
+      jobwire::v1::PauseDispatchRequest request;
+      request.set_reason(reason_);
+      jobwire::v1::DispatchState state;
+      grpc::Status status = stub->PauseDispatch(call.get(), request, &state);
+      if (!status.ok()) return NameFlags(status);
+      *context.out << "dispatch paused" << (state.reason().empty() ? "" : ": ")
+                   << state.reason() << "\n";
+      return absl::OkStatus();
+    }
+    if (!reason_.empty()) {
+      return absl::InvalidArgumentError(
+          "--reason: only for a dispatch pause (without --queue)");
+    }
+    jobwire::v1::PauseQueueRequest request;
+    request.set_name(queue_);
+    if (for_ > absl::ZeroDuration()) {
+      *request.mutable_resume_time() = TimeUtil::NanosecondsToTimestamp(
+          absl::ToUnixNanos(absl::Now() + for_));
+    }
+    Queue queue;
+    grpc::Status status = stub->PauseQueue(call.get(), request, &queue);
+    if (!status.ok()) return NameFlags(status);
+    *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string queue_;
+  absl::Duration for_ = absl::ZeroDuration();
+  std::string reason_;
+};
+
+class ResumeCommand final : public Command {
+ public:
+  std::string name() const override { return "resume"; }
+  std::string summary() const override {
+    return "lift a dispatch pause, or a queue's: [--queue Q]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("queue", &queue_, "resume only this queue", "Q");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
+    auto stub = AdminService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    if (queue_.empty()) {
+      jobwire::v1::DispatchState state;
+      grpc::Status status = stub->ResumeDispatch(call.get(), {}, &state);
+      if (!status.ok()) return NameFlags(status);
+      *context.out << "dispatch resumed\n";
+      return absl::OkStatus();
+    }
+    jobwire::v1::ResumeQueueRequest request;
+    request.set_name(queue_);
+    Queue queue;
+    grpc::Status status = stub->ResumeQueue(call.get(), request, &queue);
+    if (!status.ok()) return NameFlags(status);
+    *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string queue_;
+};
+
+class QueuesCommand final : public Command {
+ public:
+  std::string name() const override { return "queues"; }
+  std::string summary() const override {
+    return "list queues with job counts, workers and pause state: "
+           "[--output table|json]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("output", &output_, "table (default) or json", "FORMAT");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
+    if (output_ != "table" && output_ != "json") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--output: want table or json, got \"", output_, "\""));
+    }
+    auto stub = AdminService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    jobwire::v1::ListQueuesResponse response;
+    grpc::Status status = stub->ListQueues(call.get(), {}, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (output_ == "json") {
+      context.PrintJson(response);
+      return absl::OkStatus();
+    }
+    constexpr char kRow[] =
+        "%-20s  %7s  %7s  %7s  %7s  %9s  %6s  %9s  %6s  %7s  %s\n";
+    *context.out << absl::StrFormat(kRow, "QUEUE", "QUEUED", "RUNNING",
+                                    "PAUSED", "FAILED", "SUCCEEDED", "WEIGHT",
+                                    "LIMIT", "WORKERS", "DONE/1M", "STATE");
+    for (const Queue& q : response.queues()) {
+      auto count = [&q](const char* state) {
+        auto it = q.counts().find(state);
+        return it == q.counts().end() ? int64_t{0} : it->second;
+      };
+      *context.out << absl::StrFormat(
+          kRow, q.name(), absl::StrCat(count("QUEUED") + count("SCHEDULED")),
+          absl::StrCat(count("RUNNING")), absl::StrCat(count("PAUSED")),
+          absl::StrCat(count("FAILED")), absl::StrCat(count("SUCCEEDED")),
+          absl::StrCat(q.weight()),
+          q.concurrency_limit() > 0 ? absl::StrCat(q.concurrency_limit())
+                                    : std::string("-"),
+          absl::StrCat(q.workers()), absl::StrCat(q.finished_last_minute()),
+          PauseText(q));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string output_ = "table";
+};
+
+}  // namespace
+
+void AddQueueCommands(CommandList* commands) {
+  commands->push_back(std::make_unique<PauseCommand>());
+  commands->push_back(std::make_unique<ResumeCommand>());
+  commands->push_back(std::make_unique<QueuesCommand>());
+}
+
+}  // namespace jobwire::cli
