@@ -47,13 +47,15 @@ std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target) {
 }
 
 JobwiredProcess::JobwiredProcess(const std::string& dir,
-                                 std::vector<std::string> args)
+                                 std::vector<std::string> args,
+                                 const std::string& binary)
     : log_path_(dir + "/jobwired." + std::to_string(getpid()) + "." +
                 std::to_string(++counter_) + ".log") {
   const char* override_bin = ::getenv("JOBWIRED_BIN");
-  std::string bin = override_bin != nullptr && *override_bin != '\0'
-                        ? override_bin
-                        : JOBWIRED_PATH;
+  std::string bin = !binary.empty() ? binary
+                    : override_bin != nullptr && *override_bin != '\0'
+                        ? std::string(override_bin)
+                        : std::string(JOBWIRED_PATH);
   pid_ = ::fork();
   if (pid_ == 0) {
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -8,8 +8,9 @@
 // and reaps a child that is still running.
 //
 // Not thread-safe: one thread drives a JobwiredProcess. The binary is the
-// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt),
-// or $JOBWIRED_BIN when set (benchmarks comparing two builds).
+// jobwired of the same build (JOBWIRED_PATH, set by tests/CMakeLists.txt)
+// unless the caller names another or $JOBWIRED_BIN is set (benchmarks
+// comparing two builds); an explicit `binary` wins over the environment.
 #ifndef JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 #define JOBWIRE_TESTS_JOBWIRED_PROCESS_H_
 
@@ -39,8 +40,10 @@ std::shared_ptr<grpc::Channel> ReconnectingChannel(const std::string& target);
 
 class JobwiredProcess {
  public:
-  // Starts jobwired with `args` (without argv[0]) in `dir`.
-  JobwiredProcess(const std::string& dir, std::vector<std::string> args);
+  // Starts jobwired with `args` (without argv[0]) in `dir`. `binary`, when
+  // not empty, is the jobwired executable to run instead of this build's.
+  JobwiredProcess(const std::string& dir, std::vector<std::string> args,
+                  const std::string& binary = "");
   ~JobwiredProcess();
   JobwiredProcess(const JobwiredProcess&) = delete;
   JobwiredProcess& operator=(const JobwiredProcess&) = delete;

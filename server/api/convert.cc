@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/json_util.h"
+#include "server/api/struct_json.h"
 #include "server/common/errors.h"
 #include "server/common/status_macros.h"
 
@@ -78,30 +78,19 @@ bool IsValidDuration(const google::protobuf::Duration& d) {
 
 absl::StatusOr<std::string> StructToJson(const google::protobuf::Struct& s,
                                          absl::string_view field) {
-  if (s.fields().empty()) return std::string();
   std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(s, &out);
-  if (!status.ok()) {
-    return InvalidArgumentError(field,
-                                absl::StrCat("not representable as JSON: ",
-                                             status.message().as_string()));
-  }
+  if (s.fields().empty()) return out;
+  JW_RETURN_IF_ERROR(AppendStructJson(s, field, &out));
   return out;
 }
 
 absl::Status JsonToStruct(absl::string_view json, google::protobuf::Struct* out,
                           absl::string_view field) {
-  out->Clear();
-  if (json.empty()) return absl::OkStatus();
-  auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), out);
-  if (!status.ok()) {
+  if (json.empty()) {
     out->Clear();
-    return InvalidArgumentError(
-        field,
-        absl::StrCat("not a JSON object: ", status.message().as_string()));
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  return ParseStructJson(json, field, out);
 }
 
 v1::Job::State StateToProto(JobState state) {

@@ -2,8 +2,8 @@
 //
 // The only place where api/ maps protobuf to core types and back. Structured
 // values (args, result data, error and progress details) are
-// google.protobuf.Struct on the wire and JSON object text in core; the
-// conversion uses protobuf's JSON utilities. Unset times are
+// google.protobuf.Struct on the wire and JSON object text in core
+// (server/api/struct_json.h says which JSON). Unset times are
 // absl::InfinitePast() in core and unset Timestamps on the wire.
 //
 // Output conversions (core -> proto) cannot fail: core values were produced
@@ -41,7 +41,8 @@ bool IsValidDuration(const google::protobuf::Duration& d);
 
 // Struct <-> JSON object text. Empty text <-> empty Struct.
 // StructToJson fails (INVALID_ARGUMENT at `field`) for values JSON cannot
-// hold, such as NaN numbers.
+// hold, such as NaN numbers; see server/api/struct_json.h for the exact text
+// written and accepted.
 absl::StatusOr<std::string> StructToJson(const google::protobuf::Struct& s,
                                          absl::string_view field);
 // Parses JSON object text; INVALID_ARGUMENT at `field` when it is not one.

@@ -6,7 +6,12 @@
 //
 //   submit     durable single-job SubmitJob, closed loop, 1 / 16 / 64
 //              concurrent callers, over TCP and over the Unix socket:
-//              acknowledged jobs/s and ack latency p50 / p99
+//              acknowledged jobs/s and ack latency p50 / p99. Before each
+//              case the same load generator calls grpc.health.v1.Health/
+//              Check (answered inline from memory) on the same server,
+//              channel and concurrency: the "gRPC floor", what gRPC alone
+//              does on this machine right now; submits/s are also given as
+//              a fraction of it.
 //   event      --watchers WatchJobs streams (default 100), each with the
 //              filter labels.w = "<i>"; SubmitJob paced at --rate jobs/s
 //              (default 1,000, open loop), job k labelled w = k % watchers.
@@ -29,7 +34,11 @@
 //   submit_bench [--seconds 3] [--only submit|event|idle] [--dir /tmp]
 //                [--rate 1000] [--watchers 100] [--idle-streams 10000]
 //                [--channels 100] [--sync full|normal|off]
-//                [--raw1 N --raw1000 N] [--append FILE]
+//                [--raw1 N --raw1000 N] [--jobwired PATH] [--append FILE]
+//
+// --jobwired runs another jobwired binary (for example one built from an
+// older commit) instead of this build's, to compare two builds on the same
+// machine in the same hour.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -60,6 +69,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
@@ -87,6 +97,7 @@ struct Flags {
   std::string sync = "full";
   double raw1 = 0;
   double raw1000 = 0;
+  std::string jobwired;  // empty: this build's
   std::string append;
   std::string command;
 };
@@ -141,11 +152,12 @@ class Server {
     }
     dir_ = tmpl;
     process_ = std::make_unique<JobwiredProcess>(
-        dir_, std::vector<std::string>{"--listen", "unix:" + dir_ + "/j.sock",
-                                       "--listen", "127.0.0.1:0", "--db",
-                                       dir_ + "/j.db", "--synchronous",
-                                       flags.sync, "--log-level", "warning",
-                                       "--shutdown-grace", "2s"});
+        dir_,
+        std::vector<std::string>{
+            "--listen", "unix:" + dir_ + "/j.sock", "--listen", "127.0.0.1:0",
+            "--db", dir_ + "/j.db", "--synchronous", flags.sync, "--log-level",
+            "warning", "--shutdown-grace", "2s"},
+        flags.jobwired);
     // --log-level warning hides the listeners: wait for the socket instead.
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
     while (absl::Now() < deadline && !Serving()) {
@@ -249,24 +261,44 @@ struct SubmitResult {
   // CPU microseconds per acknowledged job, in jobwired and in this process.
   double server_cpu_us = 0;
   double client_cpu_us = 0;
+  // The gRPC floor: Health/Check calls/s and their p50 at the same
+  // concurrency, measured right before.
+  double floor_rate = 0;
+  double floor_p50_ms = 0;
+  double floor_server_cpu_us = 0;  // jobwired CPU per Check
   double rate() const { return seconds > 0 ? jobs / seconds : 0; }
 };
 
-// `callers` closed-loop callers, each with one SubmitJob in flight, all on
-// one channel, until `deadline`.
-class SubmitLoop {
+// `callers` closed-loop callers, each with one call in flight, all on one
+// channel, until `end`. `init` readies each caller's request once, `next`
+// before every call (with a number unique in this loop); `call` starts the
+// call with the stub's callback API.
+template <typename Request, typename Response>
+class ClosedLoop {
  public:
-  SubmitLoop(v1::JobService::Stub* stub, int callers, Clock::time_point end,
-             std::string prefix)
-      : stub_(stub), end_(end), prefix_(std::move(prefix)), callers_(callers) {
+  using Init = std::function<void(Request*)>;
+  using Next = std::function<void(int64_t, Request*)>;
+  using Call =
+      std::function<void(grpc::ClientContext*, const Request*, Response*,
+                         std::function<void(grpc::Status)>)>;
+
+  ClosedLoop(int callers, Clock::time_point end, const Init& init, Next next,
+             Call call)
+      : end_(end),
+        next_(std::move(next)),
+        call_(std::move(call)),
+        callers_(callers) {
     for (int i = 0; i < callers; ++i) {
       slots_.push_back(std::make_unique<Caller>());
-      FillSampleJob(slots_.back()->request.mutable_job());
+      init(&slots_.back()->request);
     }
   }
 
   void RunAndWait() {
-    active_ = callers_;
+    {
+      absl::MutexLock lock(&mu_);
+      active_ = callers_;
+    }
     for (auto& c : slots_) Issue(c.get());
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
@@ -282,20 +314,19 @@ class SubmitLoop {
   // Replacing the context there is safe: the callback tag holds its own
   // reference to the finished call.
   struct Caller {
-    v1::SubmitJobRequest request;
+    Request request;
     std::unique_ptr<grpc::ClientContext> context;
-    v1::SubmitJobResponse response;
+    Response response;
     Clock::time_point start;
   };
 
   void Issue(Caller* c) {
     c->context = std::make_unique<grpc::ClientContext>();
     c->response.Clear();
-    c->request.set_request_id(absl::StrCat(prefix_, next_id_.fetch_add(1)));
+    next_(next_id_.fetch_add(1), &c->request);
     c->start = Clock::now();
-    stub_->async()->SubmitJob(
-        c->context.get(), &c->request, &c->response,
-        [this, c](grpc::Status status) { Done(c, status); });
+    call_(c->context.get(), &c->request, &c->response,
+          [this, c](grpc::Status status) { Done(c, status); });
   }
 
   void Done(Caller* c, const grpc::Status& status) {
@@ -304,7 +335,7 @@ class SubmitLoop {
       acked_.fetch_add(1);
       latencies_.Add(Micros(now - c->start));
     } else if (errors_.fetch_add(1) < 3) {
-      std::cerr << "SubmitJob: " << status.error_code() << " "
+      std::cerr << "call failed: " << status.error_code() << " "
                 << status.error_message() << "\n";
     }
     if (now < end_) {
@@ -315,9 +346,9 @@ class SubmitLoop {
     --active_;
   }
 
-  v1::JobService::Stub* const stub_;
   const Clock::time_point end_;
-  const std::string prefix_;
+  const Next next_;
+  const Call call_;
   const int callers_;
   std::vector<std::unique_ptr<Caller>> slots_;
   std::atomic<int64_t> next_id_{0};
@@ -328,29 +359,79 @@ class SubmitLoop {
   int active_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+using SubmitLoop = ClosedLoop<v1::SubmitJobRequest, v1::SubmitJobResponse>;
+using HealthLoop = ClosedLoop<grpc::health::v1::HealthCheckRequest,
+                              grpc::health::v1::HealthCheckResponse>;
+
+SubmitLoop MakeSubmitLoop(v1::JobService::Stub* stub, int callers,
+                          Clock::time_point end, std::string prefix) {
+  return SubmitLoop(
+      callers, end,
+      [](v1::SubmitJobRequest* r) { FillSampleJob(r->mutable_job()); },
+      [prefix = std::move(prefix)](int64_t n, v1::SubmitJobRequest* r) {
+        r->set_request_id(absl::StrCat(prefix, n));
+      },
+      [stub](grpc::ClientContext* context, const v1::SubmitJobRequest* request,
+             v1::SubmitJobResponse* response,
+             std::function<void(grpc::Status)> done) {
+        stub->async()->SubmitJob(context, request, response, std::move(done));
+      });
+}
+
+// The gRPC floor: Check of the server as a whole, answered inline.
+HealthLoop MakeHealthLoop(grpc::health::v1::Health::Stub* stub, int callers,
+                          Clock::time_point end) {
+  return HealthLoop(
+      callers, end, [](grpc::health::v1::HealthCheckRequest*) {},
+      [](int64_t, grpc::health::v1::HealthCheckRequest*) {},
+      [stub](grpc::ClientContext* context,
+             const grpc::health::v1::HealthCheckRequest* request,
+             grpc::health::v1::HealthCheckResponse* response,
+             std::function<void(grpc::Status)> done) {
+        stub->async()->Check(context, request, response, std::move(done));
+      });
+}
+
 std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
   std::vector<SubmitResult> results;
   Server server(flags);
   for (const auto& [name, target] :
        std::vector<std::pair<std::string, std::string>>{
            {"TCP", server.tcp_target()}, {"Unix", server.unix_target()}}) {
-    auto stub = v1::JobService::NewStub(OwnChannel(target, 0));
+    auto channel = OwnChannel(target, 0);
+    auto stub = v1::JobService::NewStub(channel);
+    auto health = grpc::health::v1::Health::NewStub(channel);
     // Warm the connection up.
-    SubmitLoop(stub.get(), 1, Clock::now() + std::chrono::milliseconds(200),
-               absl::StrCat("warm-", name, "-"))
+    MakeSubmitLoop(stub.get(), 1, Clock::now() + std::chrono::milliseconds(200),
+                   absl::StrCat("warm-", name, "-"))
         .RunAndWait();
     for (int callers : {1, 16, 64}) {
-      const double server_cpu = server.CpuSeconds();
-      const double client_cpu = SelfCpuSeconds();
-      const auto start = Clock::now();
-      const auto end = start + std::chrono::microseconds(
-                                   static_cast<int64_t>(flags.seconds * 1e6));
-      SubmitLoop loop(stub.get(), callers, end,
-                      absl::StrCat(name, "-", callers, "-"));
-      loop.RunAndWait();
+      const auto case_time =
+          std::chrono::microseconds(static_cast<int64_t>(flags.seconds * 1e6));
       SubmitResult r;
       r.transport = name;
       r.callers = callers;
+
+      const double floor_cpu = server.CpuSeconds();
+      auto start = Clock::now();
+      HealthLoop floor =
+          MakeHealthLoop(health.get(), callers, start + case_time);
+      floor.RunAndWait();
+      const double floor_seconds =
+          std::chrono::duration<double>(Clock::now() - start).count();
+      r.floor_rate = floor.acked() / floor_seconds;
+      r.floor_p50_ms = floor.latencies().QuantileMs(0.50);
+      if (floor.acked() > 0) {
+        r.floor_server_cpu_us =
+            (server.CpuSeconds() - floor_cpu) * 1e6 / floor.acked();
+      }
+
+      const double server_cpu = server.CpuSeconds();
+      const double client_cpu = SelfCpuSeconds();
+      start = Clock::now();
+      SubmitLoop loop = MakeSubmitLoop(stub.get(), callers, start + case_time,
+                                       absl::StrCat(name, "-", callers, "-"));
+      loop.RunAndWait();
       r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
       r.jobs = loop.acked();
       r.errors = loop.errors();
@@ -363,9 +444,12 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
       absl::PrintF(
           "submit %-4s %2d caller(s): %7.0f jobs/s  ack p50 %.3f ms  p99 "
           "%.3f ms  (%d jobs, %d errors; CPU/job: server %.0f us, client "
-          "%.0f us)\n",
+          "%.0f us); gRPC floor %.0f calls/s p50 %.3f ms, server %.0f us/call "
+          "(submits %.2fx)\n",
           name, callers, r.rate(), r.p50_ms, r.p99_ms, r.jobs, r.errors,
-          r.server_cpu_us, r.client_cpu_us);
+          r.server_cpu_us, r.client_cpu_us, r.floor_rate, r.floor_p50_ms,
+          r.floor_server_cpu_us,
+          r.floor_rate > 0 ? r.rate() / r.floor_rate : 0);
       results.push_back(r);
     }
   }
@@ -757,16 +841,25 @@ void Report(const Flags& flags, const std::string& load_at_start,
   }
   if (!submits.empty()) {
     md << "\nDurable SubmitJob, closed loop (each caller waits for its "
-          "ack):\n\n"
+          "ack). gRPC floor: the same load generator, channel and number of "
+          "callers calling grpc.health.v1.Health/Check (answered inline from "
+          "memory) on the same server right before; \"vs floor\" is "
+          "submits/s divided by those calls/s:\n\n"
        << "| transport | callers | jobs | seconds | jobs/s | ack p50 ms | ack "
-          "p99 ms | server CPU us/job | client CPU us/job | vs raw 1/txn | "
-          "vs raw 1000/txn |\n"
-       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+          "p99 ms | server CPU us/job | client CPU us/job | gRPC floor "
+          "calls/s | floor p50 ms | floor server CPU us/call | vs floor | vs "
+          "raw 1/txn | vs raw "
+          "1000/txn |\n"
+       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          "---:|---:|\n";
     for (const SubmitResult& r : submits) {
       md << absl::StrFormat(
-          "| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | %.0f | %.0f | ",
+          "| %s | %d | %d | %.2f | %.0f | %.3f | %.3f | %.0f | %.0f | %.0f | "
+          "%.3f | %.0f | %.3fx | ",
           r.transport, r.callers, r.jobs, r.seconds, r.rate(), r.p50_ms,
-          r.p99_ms, r.server_cpu_us, r.client_cpu_us);
+          r.p99_ms, r.server_cpu_us, r.client_cpu_us, r.floor_rate,
+          r.floor_p50_ms, r.floor_server_cpu_us,
+          r.floor_rate > 0 ? r.rate() / r.floor_rate : 0);
       if (flags.raw1 > 0) {
         md << absl::StrFormat("%.2fx | %.3fx |\n", r.rate() / flags.raw1,
                               r.rate() / flags.raw1000);
@@ -888,6 +981,9 @@ int Main(int argc, char** argv) {
       ok = ok && absl::SimpleAtod(v, &flags.raw1);
     } else if (a == "--raw1000") {
       ok = ok && absl::SimpleAtod(v, &flags.raw1000);
+    } else if (a == "--jobwired") {
+      flags.jobwired = v;
+      ok = ok && access(v.c_str(), X_OK) == 0;
     } else if (a == "--append") {
       flags.append = v;
     } else {
@@ -899,7 +995,8 @@ int Main(int argc, char** argv) {
                    "[--watchers N] [--idle-streams N] [--idle-rounds N] "
                    "[--channels N] "
                    "[--sync full|normal|off] "
-                   "[--raw1 N --raw1000 N] [--append FILE]\n";
+                   "[--raw1 N --raw1000 N] [--jobwired PATH] "
+                   "[--append FILE]\n";
       return 2;
     }
     ++i;
