@@ -1,5 +1,6 @@
 #include "server/storage/sqlite_job_store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -102,6 +103,11 @@ std::function<void(absl::Status)> AnswerWith(
           done(std::move(status));
         }
       };
+}
+
+// Names the calling thread for top, perf and gdb (at most 15 characters).
+void NameThisThread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
 }
 
 void BindAll(SQLite::Statement& stmt, const std::vector<SqlValue>& values) {
@@ -403,6 +409,7 @@ int SqliteJobStore::OnWalCommit(void* store, sqlite3*, const char*, int pages) {
 }
 
 void SqliteJobStore::CheckpointLoop() {
+  NameThisThread("jw-checkpoint");
   while (true) {
     {
       absl::MutexLock lock(&checkpoint_mu_);
@@ -494,6 +501,7 @@ void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
 }
 
 void SqliteJobStore::WriterLoop() {
+  NameThisThread("jw-writer");
   auto next = std::make_unique<Completion>();
   while (true) {
     std::vector<std::unique_ptr<WriteOp>>& batch = next->ops;
@@ -537,6 +545,7 @@ std::unique_ptr<SqliteJobStore::Completion> SqliteJobStore::HandOff(
 }
 
 void SqliteJobStore::CompletionLoop() {
+  NameThisThread("jw-complete");
   while (true) {
     std::unique_ptr<Completion> c;
     {
