@@ -68,7 +68,7 @@ void WatchReactorCore::Begin() {
   deps_.registry->Add(this);
   if (StartsLive()) {
     // Live from the first event after the subscription; OnEvent may run on
-    // the writer thread before Subscribe returns.
+    // the store's completion thread before Subscribe returns.
     {
       absl::MutexLock lock(&mu_);
       lagging_ = false;

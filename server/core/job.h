@@ -183,8 +183,8 @@ struct JobEvent {
 
 // Receives every batch of committed events, in event_id order, right after the
 // commit is durable and before any writer is answered. Implementations must
-// not block (they run on the store's writer thread) and must not call back
-// into the store's write path.
+// not block (they run on the store's completion thread, before the commit's
+// `done` callbacks) and must not call back into the store's write path.
 class CommitListener {
  public:
   virtual ~CommitListener() = default;

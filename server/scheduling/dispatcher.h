@@ -31,9 +31,11 @@
 // reaches the store, and the store-side mutation checks again.
 //
 // Thread-safety: every public method is thread-safe and never blocks on I/O
-// (except those named ...Blocking). Callbacks run on the store's writer
-// thread. WorkerConnection methods are called with the dispatcher's mutex
-// held (lock order: Dispatcher::mu_ before the connection's own lock).
+// (except those named ...Blocking). Store callbacks (OnCommit and the `done`s
+// of its mutations) run on the store's completion thread; its mutations run on
+// the store's writer thread and only read the job they are given.
+// WorkerConnection methods are called with the dispatcher's mutex held (lock
+// order: Dispatcher::mu_ before the connection's own lock).
 // Ownership: store, clock and random are not owned and must outlive it.
 #ifndef JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
 #define JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
@@ -144,7 +146,8 @@ class Dispatcher final : public CommitListener {
   void Start();
   void Stop();
 
-  // CommitListener. Runs on the store's writer thread; only updates memory.
+  // CommitListener. Runs on the store's completion thread; only updates
+  // memory.
   void OnCommit(const std::vector<JobEvent>& events) override;
 
   // Makes the loop re-read the clock now (tests call it after advancing a
@@ -384,7 +387,8 @@ class Dispatcher final : public CommitListener {
   std::unordered_map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> queue_leases_ ABSL_GUARDED_BY(mu_);
   int assigns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  // Mutations raised on the writer thread, submitted by the loop.
+  // Mutations raised under mu_ (also in store callbacks, on the store's
+  // completion thread), submitted by the loop.
   std::vector<Action> deferred_ ABSL_GUARDED_BY(mu_);
   int64_t assigned_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<absl::Duration> latencies_ ABSL_GUARDED_BY(mu_);

@@ -5,11 +5,16 @@
 //
 // Writes are asynchronous: they are queued to the store's writer, committed
 // together with other pending writes (group commit), and answered through
-// `done` on the writer thread only after the commit is durable (or failed).
+// `done` only after the commit is durable (or failed; a failed write is never
+// answered OK). Mutations (JobMutation) run on the writer thread; listeners
+// and `done` callbacks run on the store's completion thread, one commit after
+// the other in commit order, while the writer already applies later writes.
 // Before any `done` of a commit runs, the commit's events are handed to the
-// CommitListener, so an event is never announced before it is durable and a
-// caller that reads after `done` sees its write. `done` callbacks must not
-// block; they typically finish a gRPC reactor or schedule work.
+// CommitListeners, so an event is never announced before it is durable and a
+// caller that reads after `done` sees its write. Within a commit, `done`s run
+// in the order the writes were queued. `done` callbacks must not block (they
+// hold up every later commit's answers) and must not call Shutdown(); they
+// typically finish a gRPC reactor or schedule work, and may queue new writes.
 //
 // Reads (`...Blocking`) run on the calling thread on a reader connection and
 // may block on disk: never call them from a gRPC callback thread.
@@ -120,9 +125,10 @@ class JobStore {
       int64_t after_event_id, int limit) = 0;
 
   // Registers a listener (not owned; must outlive the store). Call before the
-  // first write. Listeners are called in registration order on the writer
-  // thread after each durable commit, with that commit's events in event_id
-  // order, before any `done` of that commit runs.
+  // first write. Listeners are called in registration order on the
+  // completion thread after each durable commit, with that commit's events
+  // in event_id order, before any `done` of that commit runs and after every
+  // `done` of earlier commits.
   virtual void AddCommitListener(CommitListener* listener) = 0;
 
   // One page of jobs matching query.filter in query.order_by order. Pages are
@@ -175,10 +181,11 @@ class JobStore {
   // The app calls it periodically.
   virtual absl::StatusOr<int64_t> RunRetentionOnceBlocking() = 0;
 
-  // Stops taking writes, commits what is queued, answers every caller, and
-  // closes the database cleanly. Idempotent. Writes after Shutdown are
-  // answered at once, on the caller's thread, with UNAVAILABLE; reads fail
-  // with UNAVAILABLE.
+  // Stops taking writes, commits what is queued, answers every caller
+  // exactly once (no listener or `done` runs after it returns), and closes
+  // the database cleanly. Idempotent. Writes after Shutdown started
+  // (including those a `done` makes while it drains) are answered at once,
+  // on the caller's thread, with UNAVAILABLE; reads fail with UNAVAILABLE.
   virtual void Shutdown() = 0;
 };
 

@@ -1,5 +1,6 @@
 #include "server/storage/sqlite_job_store.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -102,6 +103,11 @@ std::function<void(absl::Status)> AnswerWith(
           done(std::move(status));
         }
       };
+}
+
+// Names the calling thread for top, perf and gdb (at most 15 characters).
+void NameThisThread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
 }
 
 void BindAll(SQLite::Statement& stmt, const std::vector<SqlValue>& values) {
@@ -276,8 +282,6 @@ class SqliteJobStore::Writer {
   std::vector<SqlValue> update_values_;
   // Time of the transaction in progress.
   absl::Time now = absl::InfinitePast();
-  // Per-request outcomes of the batch in progress (RunBatch's scratch).
-  std::vector<absl::Status> results;
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
 };
@@ -293,6 +297,19 @@ struct SqliteJobStore::WriteOp {
   int64_t bytes = 0;
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
+};
+
+// One batch, from the writer to the completion thread. The writer fills it
+// (RunBatch) and hands it off; the completion thread calls the listeners
+// with `events` (empty when the commit failed), then ops[i]->finish with
+// results[i], and returns it emptied for reuse: the vectors keep their
+// capacity, so a batch of a thousand requests allocates nothing.
+struct SqliteJobStore::Completion {
+  std::vector<std::unique_ptr<WriteOp>> ops;
+  // Per request: its final status (its own error, else the batch's).
+  std::vector<absl::Status> results;
+  std::vector<JobEvent> events;
+  std::vector<CommitListener*> listeners;
 };
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
@@ -374,6 +391,7 @@ absl::Status SqliteJobStore::OpenBlocking() {
   } catch (const SQLite::Exception& e) {
     return StatusFromSqlite(e);
   }
+  completion_thread_ = std::thread([this] { CompletionLoop(); });
   writer_thread_ = std::thread([this] { WriterLoop(); });
   if (checkpointer_ != nullptr)
     checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
@@ -391,6 +409,7 @@ int SqliteJobStore::OnWalCommit(void* store, sqlite3*, const char*, int pages) {
 }
 
 void SqliteJobStore::CheckpointLoop() {
+  NameThisThread("jw-checkpoint");
   while (true) {
     {
       absl::MutexLock lock(&checkpoint_mu_);
@@ -419,8 +438,15 @@ void SqliteJobStore::Shutdown() {
     work_cv_.SignalAll();
   }
   // The writer drains the queue before it exits: everything accepted is
-  // committed (or failed) and answered.
+  // committed (or failed) and handed to the completion thread, which answers
+  // it before it exits. Writes that a `done` makes meanwhile are answered at
+  // once (stopping_).
   if (writer_thread_.joinable()) writer_thread_.join();
+  {
+    absl::MutexLock lock(&completion_mu_);
+    completion_stop_ = true;
+  }
+  if (completion_thread_.joinable()) completion_thread_.join();
   {
     absl::MutexLock lock(&checkpoint_mu_);
     checkpoint_stop_ = true;
@@ -475,30 +501,80 @@ void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
 }
 
 void SqliteJobStore::WriterLoop() {
-  std::vector<std::unique_ptr<WriteOp>> batch;
-  std::vector<CommitListener*> listeners;
+  NameThisThread("jw-writer");
+  auto next = std::make_unique<Completion>();
   while (true) {
-    batch.clear();
+    std::vector<std::unique_ptr<WriteOp>>& batch = next->ops;
     {
       absl::MutexLock lock(&mu_);
       while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
-      if (queue_.empty()) return;  // stopping, and everything is answered
+      if (queue_.empty()) return;  // stopping, and everything is handed off
       int64_t jobs = 0;
       int64_t bytes = 0;
       while (!queue_.empty()) {
-        const WriteOp& next = *queue_.front();
-        if (!batch.empty() && (jobs + next.jobs > options_.max_batch_jobs ||
-                               bytes + next.bytes > options_.max_batch_bytes)) {
+        const WriteOp& op = *queue_.front();
+        if (!batch.empty() && (jobs + op.jobs > options_.max_batch_jobs ||
+                               bytes + op.bytes > options_.max_batch_bytes)) {
           break;
         }
-        jobs += next.jobs;
-        bytes += next.bytes;
+        jobs += op.jobs;
+        bytes += op.bytes;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      listeners = listeners_;
+      next->listeners = listeners_;
     }
-    RunBatch(batch, listeners);
+    RunBatch(*next);
+    next = HandOff(std::move(next));
+  }
+}
+
+std::unique_ptr<SqliteJobStore::Completion> SqliteJobStore::HandOff(
+    std::unique_ptr<Completion> c) {
+  absl::MutexLock lock(&completion_mu_);
+  auto has_room = [this] {
+    completion_mu_.AssertReaderHeld();
+    return completions_.size() < kMaxPendingCompletions;
+  };
+  completion_mu_.Await(absl::Condition(&has_room));
+  completions_.push_back(std::move(c));
+  if (spare_completions_.empty()) return std::make_unique<Completion>();
+  std::unique_ptr<Completion> spare = std::move(spare_completions_.back());
+  spare_completions_.pop_back();
+  return spare;
+}
+
+void SqliteJobStore::CompletionLoop() {
+  NameThisThread("jw-complete");
+  while (true) {
+    std::unique_ptr<Completion> c;
+    {
+      absl::MutexLock lock(&completion_mu_);
+      auto has_work = [this] {
+        completion_mu_.AssertReaderHeld();
+        return !completions_.empty() || completion_stop_;
+      };
+      completion_mu_.Await(absl::Condition(&has_work));
+      // Shutdown stops it only after the writer exited: nothing comes later.
+      if (completions_.empty()) return;
+      c = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    // The events are durable and reach the listeners before any `done` of
+    // their commit; an earlier commit's work all ran in an earlier turn.
+    if (!c->events.empty()) {
+      for (CommitListener* listener : c->listeners)
+        listener->OnCommit(c->events);
+    }
+    for (size_t i = 0; i < c->ops.size(); ++i)
+      c->ops[i]->finish(std::move(c->results[i]));
+    c->ops.clear();  // the requests' captures go here, not on the writer
+    c->results.clear();
+    c->events.clear();
+    c->listeners.clear();
+    absl::MutexLock lock(&completion_mu_);
+    if (spare_completions_.size() <= kMaxPendingCompletions)
+      spare_completions_.push_back(std::move(c));
   }
 }
 
@@ -566,14 +642,14 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   return true;
 }
 
-void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
-                              const std::vector<CommitListener*>& listeners) {
+void SqliteJobStore::RunBatch(Completion& c) {
   Writer& w = *writer_;
   sqlite3* handle = w.conn.db.getHandle();
   w.now = clock_->Now();
-  // Reused across batches: a fresh vector of a thousand statuses per batch
-  // is a large allocation, and glibc consolidates its free lists on each.
-  std::vector<absl::Status>& results = w.results;
+  std::vector<std::unique_ptr<WriteOp>>& batch = c.ops;
+  // Recycled with `c`: a fresh vector of a thousand statuses per batch is a
+  // large allocation, and glibc consolidates its free lists on each.
+  std::vector<absl::Status>& results = c.results;
   absl::Status batch_status;
   // Savepoints cost about a third of the writer's work (every page a request
   // touches is copied to the statement journal), and almost every failing
@@ -605,18 +681,22 @@ void SqliteJobStore::RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   } else {
     w.rows.Commit();
     commits_.fetch_add(1, std::memory_order_relaxed);
-    if (!w.events.empty()) {
-      for (CommitListener* listener : listeners) listener->OnCommit(w.events);
-    }
-  }
-  row_cache_hits_.store(w.rows.hits(), std::memory_order_relaxed);
-  row_cache_misses_.store(w.rows.misses(), std::memory_order_relaxed);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    absl::Status s = !results[i].ok() ? results[i] : batch_status;
-    if (s.ok()) write_requests_.fetch_add(1, std::memory_order_relaxed);
-    batch[i]->finish(std::move(s));
+    // The events go with `c`; the writer keeps c's emptied vector (and its
+    // capacity) for the next transaction.
+    c.events.clear();
+    c.events.swap(w.events);
   }
   w.events.clear();
+  row_cache_hits_.store(w.rows.hits(), std::memory_order_relaxed);
+  row_cache_misses_.store(w.rows.misses(), std::memory_order_relaxed);
+  // Counted here, before the hand-off, so stats() is current when a `done`
+  // runs.
+  int64_t answered_ok = 0;
+  for (absl::Status& s : results) {
+    if (s.ok()) s = batch_status;
+    answered_ok += s.ok() ? 1 : 0;
+  }
+  write_requests_.fetch_add(answered_ok, std::memory_order_relaxed);
 }
 
 void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {

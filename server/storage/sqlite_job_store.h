@@ -2,9 +2,14 @@
 //
 // One writer thread owns the only writing connection and commits in groups:
 // it takes every pending write request (up to Options::max_batch_jobs jobs or
-// max_batch_bytes of payload), runs them in ONE transaction, commits once,
-// hands the commit's events to the CommitListeners, and only then answers
-// each request's `done`. One failing request (a mutation's precondition, an
+// max_batch_bytes of payload), runs them in ONE transaction and commits once.
+// Then it hands the commit's post-work to the completion thread and goes on
+// with the next batch: the completion thread gives the commit's events to the
+// CommitListeners and only then answers each request's `done`, in request
+// order, one commit after the other in commit order. At most
+// kMaxPendingCompletions commits wait for the completion thread; when that
+// many do, the writer waits (its queue grows, and the next batch with it).
+// One failing request (a mutation's precondition, an
 // invalid job) fails alone: requests fail before they write, so nothing needs
 // undoing; a request that fails after writing part of its rows (a SQLite
 // error halfway through a multi-job Submit) makes the writer roll the
@@ -21,8 +26,10 @@
 // Reads run on a small pool of reader connections beside the writer (WAL).
 // The database is in WAL mode with synchronous=FULL by default.
 //
-// Thread-safe. Owns its connections and thread; Shutdown() (also run by the
-// destructor) drains the queue and closes everything. Errors follow
+// Thread-safe. Owns its connections and threads; Shutdown() (also run by the
+// destructor) drains the queue, runs every pending completion and closes
+// everything. A `done` or listener must not call Shutdown() (it runs on the
+// completion thread, which Shutdown joins). Errors follow
 // job_store.h; SQLite errors map through sqlite_status.h.
 #ifndef JOBWIRE_SERVER_STORAGE_SQLITE_JOB_STORE_H_
 #define JOBWIRE_SERVER_STORAGE_SQLITE_JOB_STORE_H_
@@ -159,13 +166,26 @@ class SqliteJobStore final : public JobStore {
   class Connection;
   class Writer;
   struct WriteOp;
+  struct Completion;
+
+  // Commits handed off by the writer and not yet taken by the completion
+  // thread; the writer waits while this many are pending.
+  static constexpr size_t kMaxPendingCompletions = 2;
 
   SqliteJobStore(Options options, std::string path, std::string temp_dir);
   absl::Status OpenBlocking();
   void Enqueue(std::unique_ptr<WriteOp> op);
   void WriterLoop();
-  void RunBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
-                const std::vector<CommitListener*>& listeners);
+  // Applies and commits `c.ops` and fills the rest of `c`: each request's
+  // final status and, when the commit succeeded, its events.
+  void RunBatch(Completion& c);
+  // Writer: queues `c` for the completion thread, waiting while
+  // kMaxPendingCompletions are pending, and returns an empty Completion for
+  // the next batch (a recycled one when there is one).
+  std::unique_ptr<Completion> HandOff(std::unique_ptr<Completion> c);
+  // The completion thread: runs handed-off commits in order until Shutdown
+  // stops it with none pending.
+  void CompletionLoop();
   // Runs the requests of `batch` in a new transaction (left open unless
   // `batch_status` is an error), each inside its own SAVEPOINT when
   // `savepoints`. Returns false, with the transaction rolled back, when
@@ -189,6 +209,17 @@ class SqliteJobStore final : public JobStore {
 
   std::unique_ptr<Writer> writer_;  // used only by the writer thread
   std::thread writer_thread_;
+
+  // Post-commit work: listeners and `done`s, off the writer thread. Lock
+  // order: never held together with mu_.
+  std::thread completion_thread_;
+  absl::Mutex completion_mu_;
+  std::deque<std::unique_ptr<Completion>> completions_
+      ABSL_GUARDED_BY(completion_mu_);
+  // Emptied Completions, kept for their vectors' capacity.
+  std::vector<std::unique_ptr<Completion>> spare_completions_
+      ABSL_GUARDED_BY(completion_mu_);
+  bool completion_stop_ ABSL_GUARDED_BY(completion_mu_) = false;
 
   mutable absl::Mutex mu_;
   absl::CondVar work_cv_;

@@ -3,14 +3,19 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "SQLiteCpp/Database.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -648,6 +653,200 @@ TEST_F(SqliteJobStoreTest, CommitListenerSeesEventsBeforeDone) {
   EXPECT_LT(recorder.seen[0].event_id, recorder.seen[1].event_id);
   EXPECT_EQ(recorder.seen[1].job_id, id);
   EXPECT_EQ(recorder.seen[1].queue, "default");
+}
+
+// Records listener calls and `done`s in one log, in the order they ran.
+class OrderLog : public CommitListener {
+ public:
+  void OnCommit(const std::vector<JobEvent>& events) override {
+    absl::MutexLock lock(&mu_);
+    for (const JobEvent& e : events) {
+      entries_.push_back(absl::StrCat("event ", e.job_id));
+      event_ids_.push_back(e.event_id);
+    }
+  }
+  void Done(const std::string& job_id) {
+    absl::MutexLock lock(&mu_);
+    entries_.push_back(absl::StrCat("done ", job_id));
+  }
+  std::vector<std::string> entries() {
+    absl::MutexLock lock(&mu_);
+    return entries_;
+  }
+  std::vector<int64_t> event_ids() {
+    absl::MutexLock lock(&mu_);
+    return event_ids_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> event_ids_ ABSL_GUARDED_BY(mu_);
+};
+
+// Jobs stored so far (read beside the writer, not through a `done`).
+int64_t StoredJobs(SqliteJobStore& store) {
+  auto counts = store.CountJobsByQueueAndStateBlocking();
+  EXPECT_TRUE(counts.ok()) << counts.status();
+  int64_t n = 0;
+  if (counts.ok()) {
+    for (const QueueStateCount& c : *counts) n += c.count;
+  }
+  return n;
+}
+
+// Polls (bounded) until `store` holds `n` jobs; false when it never does.
+bool AwaitStoredJobs(SqliteJobStore& store, int64_t n) {
+  for (int i = 0; i < 1000; ++i) {
+    if (StoredJobs(store) >= n) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
+}
+
+TEST_F(SqliteJobStoreTest,
+       CommitsAreAnsweredInOrderEachListenerBeforeItsDones) {
+  SqliteJobStore::Options options;
+  options.max_batch_jobs = 1;  // one commit per request
+  auto store = Open(options);
+  OrderLog log;
+  store->AddCommitListener(&log);
+  constexpr int kJobs = 300;
+  std::vector<std::string> ids(kJobs);
+  absl::Notification all_done;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kJobs; ++i) {
+    store->Submit({MakeJob()},
+                  [&, i](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                    ASSERT_TRUE(r.ok()) << r.status();
+                    ids[i] = (*r)[0].job.id;
+                    log.Done(ids[i]);
+                    if (++answered == kJobs) all_done.Notify();
+                  });
+  }
+  all_done.WaitForNotification();
+  EXPECT_EQ(store->stats().commits, kJobs);
+  // Queue order is commit order, and each commit's event came before its
+  // done and after the previous commit's done.
+  std::vector<std::string> want;
+  for (const std::string& id : ids) {
+    want.push_back(absl::StrCat("event ", id));
+    want.push_back(absl::StrCat("done ", id));
+  }
+  EXPECT_EQ(log.entries(), want);
+  std::vector<int64_t> event_ids = log.event_ids();
+  EXPECT_TRUE(std::is_sorted(event_ids.begin(), event_ids.end()));
+}
+
+TEST_F(SqliteJobStoreTest, WriterCommitsAheadOfASlowDoneUpToTheHandOffBound) {
+  SqliteJobStore::Options options;
+  options.max_batch_jobs = 1;
+  auto store = Open(options);
+  OrderLog log;
+  store->AddCommitListener(&log);
+  absl::Notification first_entered, release_first;
+  std::vector<std::string> answered_ids;
+  absl::Mutex answered_mu;
+  absl::Notification all_done;
+  constexpr int kJobs = 20;
+  for (int i = 0; i < kJobs; ++i) {
+    store->Submit({MakeJob()},
+                  [&, i](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                    ASSERT_TRUE(r.ok()) << r.status();
+                    if (i == 0) {
+                      first_entered.Notify();
+                      release_first.WaitForNotification();
+                    }
+                    absl::MutexLock lock(&answered_mu);
+                    answered_ids.push_back((*r)[0].job.id);
+                    if (answered_ids.size() == kJobs) all_done.Notify();
+                  });
+  }
+  first_entered.WaitForNotification();
+  // The first `done` holds the completion thread; the writer still commits
+  // the next requests: two wait for the completion thread, and one more is
+  // committed and waits for room. Then it stops.
+  constexpr int64_t kBound = 4;
+  EXPECT_TRUE(AwaitStoredJobs(*store, kBound));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(StoredJobs(*store), kBound);
+  // Only the first commit's events were announced so far.
+  EXPECT_THAT(log.entries(), SizeIs(1));
+  release_first.Notify();
+  all_done.WaitForNotification();
+  EXPECT_EQ(StoredJobs(*store), kJobs);
+  // Answered in commit (= event_id) order.
+  std::vector<std::string> events;
+  for (const std::string& entry : log.entries()) {
+    if (absl::StartsWith(entry, "event ")) events.push_back(entry.substr(6));
+  }
+  absl::MutexLock lock(&answered_mu);
+  EXPECT_EQ(answered_ids, events);
+}
+
+TEST_F(SqliteJobStoreTest, ShutdownRunsEveryPendingCompletionExactlyOnce) {
+  SqliteJobStore::Options options;
+  options.max_batch_jobs = 1;
+  auto store = Open(options);
+  absl::Notification first_entered, release_first;
+  constexpr int kJobs = 50;
+  std::vector<std::atomic<int>> calls(kJobs);
+  std::vector<absl::StatusCode> codes(kJobs, absl::StatusCode::kUnknown);
+  std::atomic<int> follow_up_calls{0};
+  absl::StatusCode follow_up_code = absl::StatusCode::kUnknown;
+  for (int i = 0; i < kJobs; ++i) {
+    store->Submit(
+        {MakeJob()}, [&, i](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+          ++calls[i];
+          codes[i] = r.status().code();
+          if (i == 0) {
+            first_entered.Notify();
+            release_first.WaitForNotification();
+          }
+          if (i == kJobs - 1) {
+            // A write made by a `done` while Shutdown drains: refused at once.
+            store->Submit({MakeJob()},
+                          [&](absl::StatusOr<std::vector<SubmitOutcome>> f) {
+                            ++follow_up_calls;
+                            follow_up_code = f.status().code();
+                          });
+          }
+        });
+  }
+  first_entered.WaitForNotification();
+  std::atomic<bool> shut_down{false};
+  std::thread stopper([&] {
+    store->Shutdown();
+    shut_down = true;
+  });
+  // Wait until Shutdown stopped taking writes: a probe is then refused on
+  // this thread. Probes taken before that are committed like the rest.
+  std::atomic<int> probes_ok{0};
+  for (int i = 0; i < 1000; ++i) {
+    auto refused = std::make_shared<std::atomic<bool>>(false);
+    store->Submit(
+        {MakeJob()},
+        [&probes_ok, refused](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+          if (r.ok()) {
+            ++probes_ok;
+          } else {
+            *refused = true;
+          }
+        });
+    if (*refused) break;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  // Shutdown waits for the held completion.
+  EXPECT_FALSE(shut_down.load());
+  release_first.Notify();
+  stopper.join();
+  for (int i = 0; i < kJobs; ++i) {
+    EXPECT_EQ(calls[i].load(), 1) << "request " << i;
+    EXPECT_EQ(codes[i], absl::StatusCode::kOk) << "request " << i;
+  }
+  EXPECT_EQ(follow_up_calls.load(), 1);
+  EXPECT_EQ(follow_up_code, absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->stats().write_requests, kJobs + probes_ok.load());
 }
 
 TEST_F(SqliteJobStoreTest, WritesAfterShutdownAreUnavailable) {
