@@ -18,7 +18,6 @@
 //   store_bench [--seconds 3] [--jobs N] [--dir /tmp] [--append BENCHMARKS.md]
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -44,6 +43,7 @@
 #include "server/storage/migrations.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/storage/sqlite_rows.h"
+#include "tools/bench/machine.h"
 
 namespace jobwire {
 namespace {
@@ -269,25 +269,6 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
   return r;
 }
 
-std::string FirstLineWith(const std::string& file, const std::string& key) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) {
-      size_t colon = line.find(':');
-      return colon == std::string::npos ? line : line.substr(colon + 2);
-    }
-  }
-  return "unknown";
-}
-
-std::string FirstWords(const std::string& file, int n) {
-  std::ifstream in(file);
-  std::string word, out;
-  for (int i = 0; i < n && in >> word; ++i) out += (i > 0 ? " " : "") + word;
-  return out;
-}
-
 int Main(int argc, char** argv) {
   Flags flags;
   std::vector<std::string> args(argv, argv + argc);
@@ -362,17 +343,13 @@ int Main(int argc, char** argv) {
   std::cout << table.str();
 
   if (!flags.append.empty()) {
-    struct utsname u;
-    uname(&u);
     std::ofstream out(flags.append, std::ios::app);
     out << "\n## store_bench, "
         << absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(),
                             absl::UTCTimeZone())
         << "\n\n"
-        << "- machine: " << std::thread::hardware_concurrency() << " CPUs ("
-        << FirstLineWith("/proc/cpuinfo", "model name") << "), kernel "
-        << u.release << ", load average at the end "
-        << FirstWords("/proc/loadavg", 3)
+        << "- machine: " << bench::MachineDescription()
+        << ", load average at the end " << bench::LoadAverage()
         << " (other work on the machine skews the numbers)\n"
         << "- disk: temporary directory under `" << flags.dir
         << "`; WAL; raw cases synchronous=FULL, store cases synchronous="

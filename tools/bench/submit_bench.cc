@@ -182,18 +182,7 @@ class Server {
 
   // CPU time (user + system) the server has used, in seconds.
   double CpuSeconds() const {
-    std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/stat"));
-    std::string stat((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-    // Fields after the ")" that ends the command name: state is field 3,
-    // utime 14 and stime 15.
-    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    double ticks = 0;
-    for (int f = 3; f <= 15 && rest >> field; ++f) {
-      if (f >= 14) ticks += std::stod(field);
-    }
-    return ticks / sysconf(_SC_CLK_TCK);
+    return bench::ProcessCpuSeconds(process_->pid());
   }
 
   // VmRSS of the server in KiB.
