@@ -125,6 +125,15 @@ JobMutation Finish(JobState to) {
 
 class SqliteJobStoreTest : public ::testing::Test {
  protected:
+  // Makes every insert of a job of kind "b2" fail inside SQLite: a real
+  // statement failure that leaves the writer's transaction open.
+  void RefuseInsertsOfKindB2() {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
+        "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
+  }
+
   std::unique_ptr<SqliteJobStore> Open(SqliteJobStore::Options options = {}) {
     if (options.path == ":memory:") options.path = dir_.db();
     options.clock = &clock_;
@@ -551,13 +560,7 @@ TEST_F(SqliteJobStoreTest, AMutationErrorLeavesTheOtherWritesOfTheBatchIntact) {
 TEST_F(SqliteJobStoreTest,
        ARequestThatFailsHalfwayIsUndoneAloneAndTheBatchCommits) {
   auto store = Open();
-  {
-    // A real statement failure that leaves the transaction open.
-    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
-    db.exec(
-        "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
-        "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
-  }
+  RefuseInsertsOfKindB2();
   absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
   ASSERT_TRUE(job.ok());
   WriterGate gate;
@@ -1195,12 +1198,7 @@ TEST_F(SqliteJobStoreTest, MutatesOfRecentlyWrittenJobsUseTheRowCache) {
 
 TEST_F(SqliteJobStoreTest, ARerunBatchDoesNotSeeRowsOfItsRolledBackFirstRun) {
   auto store = Open();
-  {
-    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
-    db.exec(
-        "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
-        "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
-  }
+  RefuseInsertsOfKindB2();
   absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
   ASSERT_TRUE(job.ok());
   WriterGate gate;
