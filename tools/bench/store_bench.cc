@@ -2,7 +2,9 @@
 //
 // In one run, on one disk (a fresh temporary directory), with WAL and
 // synchronous=FULL everywhere:
-//   raw-1      raw SQLite inserts of job rows, one row per transaction
+//   raw-1      raw SQLite inserts of job rows, one row per transaction; the
+//              p50/p99 of its COMMITs (one WAL fsync each) is the disk's
+//              floor under any durable ack latency
 //   raw-1000   the same rows, 1,000 per transaction
 //   store-N    SqliteJobStore::Submit of single jobs from N threads, each
 //              waiting for its `done` before the next (N = 1, 16, 64)
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <iostream>
@@ -66,8 +69,19 @@ struct Result {
   std::string name;
   int64_t jobs = 0;
   double seconds = 0;
+  // Raw cases: the duration of each COMMIT (with synchronous=FULL, the
+  // fsync of the WAL): the disk's floor under any durable ack.
+  std::vector<absl::Duration> commits;
   double rate() const { return seconds > 0 ? jobs / seconds : 0; }
 };
+
+// The p-quantile (0..1) of `v` in milliseconds, or "-" when v is empty.
+std::string QuantileMs(std::vector<absl::Duration> v, double p) {
+  if (v.empty()) return "-";
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * v.size()));
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return absl::StrFormat("%.3f", absl::ToDoubleMilliseconds(v[k]));
+}
 
 Job SampleJob() {
   Job job;
@@ -132,7 +146,9 @@ Result RawInserts(const Flags& flags, int per_txn) {
         BindValue(insert, static_cast<int>(k) + 1, values[k]);
       insert.exec();
     }
+    const absl::Time commit_start = absl::Now();
     db.exec("COMMIT");
+    r.commits.push_back(absl::Now() - commit_start);
     r.jobs += per_txn;
   }
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -320,7 +336,9 @@ int Main(int argc, char** argv) {
       std::cerr << "--only takes rawN, storeN or flowN\n";
       return 2;
     }
-    absl::PrintF("%s: %.0f jobs/s\n", r.name, r.rate());
+    absl::PrintF("%s: %.0f jobs/s, commit p50 %s ms, p99 %s ms\n", r.name,
+                 r.rate(), QuantileMs(r.commits, 0.50),
+                 QuantileMs(r.commits, 0.99));
     return 0;
   }
   std::vector<Result> results;
@@ -331,14 +349,15 @@ int Main(int argc, char** argv) {
   results.push_back(StoreJobs(flags, 64, true));
 
   std::ostringstream table;
-  table
-      << "| case | jobs | seconds | jobs/s | vs raw 1/txn | vs raw 1000/txn |\n"
-      << "|---|---:|---:|---:|---:|---:|\n";
+  table << "| case | jobs | seconds | jobs/s | vs raw 1/txn | vs raw 1000/txn "
+           "| COMMIT p50 ms | COMMIT p99 ms |\n"
+        << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Result& r : results) {
-    table << absl::StrFormat("| %s | %d | %.2f | %.0f | %.2fx | %.3fx |\n",
-                             r.name, r.jobs, r.seconds, r.rate(),
-                             r.rate() / results[0].rate(),
-                             r.rate() / results[1].rate());
+    table << absl::StrFormat(
+        "| %s | %d | %.2f | %.0f | %.2fx | %.3fx | %s | %s |\n", r.name, r.jobs,
+        r.seconds, r.rate(), r.rate() / results[0].rate(),
+        r.rate() / results[1].rate(), QuantileMs(r.commits, 0.50),
+        QuantileMs(r.commits, 0.99));
   }
   std::cout << table.str();
 
