@@ -135,6 +135,17 @@ class SqliteJobStoreTest : public ::testing::Test {
         "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
   }
 
+  // Opens a store that refuses kind "b2" and holds its writer in `gate` on
+  // a job submitted first (the gate's job has the first event).
+  std::unique_ptr<SqliteJobStore> OpenHeldRefusingB2(WriterGate& gate) {
+    auto store = Open();
+    RefuseInsertsOfKindB2();
+    absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+    EXPECT_TRUE(job.ok()) << job.status();
+    gate.Block(*store, job->id);
+    return store;
+  }
+
   std::unique_ptr<SqliteJobStore> Open(SqliteJobStore::Options options = {}) {
     if (options.path == ":memory:") options.path = dir_.db();
     options.clock = &clock_;
@@ -1416,12 +1427,8 @@ TEST_F(SqliteJobStoreTest,
 }
 
 TEST_F(SqliteJobStoreTest, AFailedRequestOrBatchNeverLeadsToAReusedEventId) {
-  auto store = Open();
-  RefuseInsertsOfKindB2();
-  absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
-  ASSERT_TRUE(job.ok());
   WriterGate gate;
-  gate.Block(*store, job->id);
+  auto store = OpenHeldRefusingB2(gate);
   absl::Notification na, nb, nc;
   bool b_failed = false;
   store->Submit({MakeJob("a")}, [&](auto) { na.Notify(); });
