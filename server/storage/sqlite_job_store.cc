@@ -403,8 +403,8 @@ absl::Status SqliteJobStore::OpenBlocking() {
     if (pruned.executeStep())
       max_pruned_event_id_ = pruned.getColumn(0).getInt64();
     // Event ids continue above every id ever given out: the log's newest,
-    // and the newest that retention (or the AUTOINCREMENT table before
-    // migration 3) saw deleted.
+    // and the newest that retention (or, before the migration that dropped
+    // AUTOINCREMENT, sqlite_sequence) saw deleted.
     SQLite::Statement high(
         db,
         "SELECT MAX(COALESCE((SELECT MAX(event_id) FROM job_events), 0), "

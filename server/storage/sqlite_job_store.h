@@ -24,12 +24,12 @@
 // from it, so it never differs from what the transaction sees.
 //
 // The writer also assigns event ids (job_events has no AUTOINCREMENT, whose
-// sqlite_sequence update cost a third of each event insert): at open the next
-// id is one above the largest of MAX(event_id), the highest id retention ever
-// deleted and the high-water mark the schema migration carried over (all
-// durable, retention's in the same transaction as its deletes), and it only
-// grows. Ids of rolled-back writes are skipped, never reused: event ids
-// increase in commit order but may have gaps; per-job seq stays dense.
+// sqlite_sequence read and update cost ~14% of each event insert): at open
+// the next id is one above the largest of MAX(event_id), the highest id
+// retention ever deleted and the high-water mark the schema migration carried
+// over (all durable, retention's in the same transaction as its deletes), and
+// it only grows. Ids of rolled-back writes are skipped, never reused: event
+// ids increase in commit order but may have gaps; per-job seq stays dense.
 //
 // Reads run on a small pool of reader connections beside the writer (WAL).
 // The database is in WAL mode with synchronous=FULL by default.
