@@ -144,7 +144,12 @@ class JobStore {
   virtual absl::StatusOr<std::vector<QueueStateCount>>
   CountJobsByQueueAndStateBlocking() = 0;
 
-  // The highest event_id committed so far; 0 when none ever was.
+  // Event ids grow in commit order and are never reused, not even after
+  // retention deleted the newest events and the server restarted; they may
+  // have gaps (ids of writes that failed), unlike the per-job seq.
+  //
+  // The highest event_id committed so far (still the same after retention
+  // deleted it); 0 when none ever was.
   virtual absl::StatusOr<int64_t> LastEventIdBlocking() = 0;
   // The smallest event_id still stored; 0 when the log is empty.
   virtual absl::StatusOr<int64_t> OldestEventIdBlocking() = 0;

@@ -138,6 +138,70 @@ CREATE INDEX webhook_outbox_next ON webhook_outbox (next_attempt_time);
 ALTER TABLE jobs ADD COLUMN stop_request INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
 )sql",
+    // 3: job_events without AUTOINCREMENT (every insert read and rewrote
+    // sqlite_sequence). The writer assigns event ids itself, above every id
+    // the log ever held: the old table's high-water mark (above MAX(event_id)
+    // when retention deleted the newest events) moves to the setting
+    // 'events.high_water', which the store reads at open. Rows keep their
+    // event_id.
+    R"sql(
+INSERT OR REPLACE INTO settings (key, value)
+SELECT 'events.high_water', CAST(COALESCE(MAX(hw), 0) AS TEXT) FROM (
+  SELECT seq AS hw FROM sqlite_sequence WHERE name = 'job_events'
+  UNION ALL SELECT MAX(event_id) FROM job_events
+  UNION ALL SELECT CAST(value AS INTEGER) FROM settings
+    WHERE key = 'events.high_water'
+);
+ALTER TABLE job_events RENAME TO job_events_autoincrement;
+CREATE TABLE job_events (
+  event_id INTEGER PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  type INTEGER NOT NULL,
+  from_state INTEGER NOT NULL DEFAULT 0,
+  to_state INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  attempt INTEGER NOT NULL DEFAULT 0,
+  result_data TEXT,
+  result_payload BLOB,
+  error_code INTEGER,
+  error_message TEXT,
+  error_details TEXT,
+  error_retryable INTEGER,
+  progress_done INTEGER NOT NULL DEFAULT 0,
+  progress_total INTEGER NOT NULL DEFAULT 0,
+  progress_message TEXT NOT NULL DEFAULT '',
+  progress_details TEXT NOT NULL DEFAULT '',
+  paths TEXT NOT NULL DEFAULT '',
+  log_line TEXT NOT NULL DEFAULT '',
+  wh_attempt INTEGER NOT NULL DEFAULT 0,
+  wh_http_status INTEGER NOT NULL DEFAULT 0,
+  wh_delivered INTEGER NOT NULL DEFAULT 0,
+  wh_error TEXT NOT NULL DEFAULT '',
+  queue TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  labels TEXT NOT NULL,
+  run_after INTEGER,
+  job_state INTEGER NOT NULL,
+  UNIQUE (job_id, seq)
+);
+INSERT INTO job_events (
+  event_id, job_id, seq, time, type, from_state, to_state, reason, attempt,
+  result_data, result_payload, error_code, error_message, error_details,
+  error_retryable, progress_done, progress_total, progress_message,
+  progress_details, paths, log_line, wh_attempt, wh_http_status, wh_delivered,
+  wh_error, queue, kind, priority, labels, run_after, job_state)
+SELECT
+  event_id, job_id, seq, time, type, from_state, to_state, reason, attempt,
+  result_data, result_payload, error_code, error_message, error_details,
+  error_retryable, progress_done, progress_total, progress_message,
+  progress_details, paths, log_line, wh_attempt, wh_http_status, wh_delivered,
+  wh_error, queue, kind, priority, labels, run_after, job_state
+FROM job_events_autoincrement ORDER BY event_id;
+DROP TABLE job_events_autoincrement;
+)sql",
 };
 
 }  // namespace

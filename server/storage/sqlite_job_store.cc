@@ -33,6 +33,9 @@ namespace {
 constexpr int kMaxReadLimit = 10000;
 constexpr size_t kMaxUpdateStatements = 256;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
+// Every event id at or below it was given out once (written by the migration
+// that dropped AUTOINCREMENT from job_events; see migrations.cc).
+constexpr const char* kEventsHighWaterKey = "events.high_water";
 constexpr const char* kTerminalStates = "(5, 6, 7)";
 
 absl::Status ShutDownError() {
@@ -63,7 +66,8 @@ const std::string& InsertJobSql() {
 
 const std::string& InsertEventSql() {
   static const auto* sql = [] {
-    std::vector<std::string> names, marks;
+    // The writer assigns event_id (Writer::next_event_id).
+    std::vector<std::string> names = {"event_id"}, marks = {"?"};
     for (const EventColumn& c : EventColumns()) {
       names.push_back(c.name);
       marks.push_back("?");
@@ -233,21 +237,24 @@ class SqliteJobStore::Writer {
   }
 
   // Appends `events` to the log of `job` with seq first_seq, first_seq+1...
+  // and the next event ids.
   void AppendEvents(const Job& job, std::vector<JobEvent> new_events,
                     int64_t first_seq) {
     auto stmt = conn.stmts.Get(InsertEventSql());
     for (JobEvent& e : new_events) {
-      e.event_id = 0;
+      // Taken before the insert and never given back: an id of a failed
+      // insert or a rolled-back transaction is skipped, not reused.
+      e.event_id = next_event_id++;
       e.job_id = job.id;
       e.seq = first_seq++;
       e.time = now;
       FillAttributes(job, &e);
       stmt->tryReset();
-      int index = 0;
+      stmt->bind(1, static_cast<int64_t>(e.event_id));
+      int index = 1;
       for (const EventColumn& c : EventColumns())
         BindValue(*stmt, ++index, c.get(e));
       stmt->exec();
-      e.event_id = conn.db.getLastInsertRowid();
       events.push_back(std::move(e));
     }
   }
@@ -258,6 +265,17 @@ class SqliteJobStore::Writer {
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
     stmt->bind(1, key);
     stmt->bind(2, value);
+    stmt->exec();
+  }
+
+  // Sets integer setting `key` to `value` unless it holds a larger one.
+  void RaiseSetting(const std::string& key, int64_t value) {
+    auto stmt = conn.stmts.Get(
+        "INSERT INTO settings (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+        "WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)");
+    stmt->bind(1, key);
+    stmt->bind(2, absl::StrCat(value));
     stmt->exec();
   }
 
@@ -284,6 +302,10 @@ class SqliteJobStore::Writer {
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
+  // The id of the next event: above every id ever committed (set at open
+  // from the log and the stored high-water marks) and only ever increasing,
+  // so event ids are never reused; ids of rolled-back writes are skipped.
+  int64_t next_event_id = 1;
 };
 
 // One queued write: `apply` runs on the writer inside the batch's
@@ -380,6 +402,20 @@ absl::Status SqliteJobStore::OpenBlocking() {
     pruned.bind(1, kMaxPrunedEventIdKey);
     if (pruned.executeStep())
       max_pruned_event_id_ = pruned.getColumn(0).getInt64();
+    // Event ids continue above every id ever given out: the log's newest,
+    // and the newest that retention (or, before the migration that dropped
+    // AUTOINCREMENT, sqlite_sequence) saw deleted.
+    SQLite::Statement high(
+        db,
+        "SELECT MAX(COALESCE((SELECT MAX(event_id) FROM job_events), 0), "
+        "COALESCE((SELECT CAST(value AS INTEGER) FROM settings WHERE key = ?), "
+        "0))");
+    high.bind(1, kEventsHighWaterKey);
+    int64_t last_event_id = max_pruned_event_id_.load();
+    if (high.executeStep())
+      last_event_id = std::max(last_event_id, high.getColumn(0).getInt64());
+    writer_->next_event_id = last_event_id + 1;
+    last_event_id_ = last_event_id;
 
     absl::MutexLock lock(&readers_mu_);
     for (int i = 0; i < std::max(1, options_.reader_connections); ++i) {
@@ -681,6 +717,8 @@ void SqliteJobStore::RunBatch(Completion& c) {
   } else {
     w.rows.Commit();
     commits_.fetch_add(1, std::memory_order_relaxed);
+    if (!w.events.empty())
+      last_event_id_.store(w.events.back().event_id, std::memory_order_release);
     // The events go with `c`; the writer keeps c's emptied vector (and its
     // capacity) for the next transaction.
     c.events.clear();
@@ -941,10 +979,11 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
         }
       }
       deleted = static_cast<int64_t>(ids.size());
-      // The high-water mark commits in the same transaction as the deletes.
-      if (max_pruned > max_pruned_event_id_.load()) {
-        w.PutSetting(kMaxPrunedEventIdKey, absl::StrCat(max_pruned));
-      }
+      // The high-water mark commits in the same transaction as the deletes
+      // (the writer's next event id after a restart stays above it). Raised
+      // only: another retention run may have committed a higher one.
+      if (max_pruned > max_pruned_event_id_.load())
+        w.RaiseSetting(kMaxPrunedEventIdKey, max_pruned);
       return absl::OkStatus();
     };
     op->finish = [&status, &answered](absl::Status s) {
@@ -1082,10 +1121,10 @@ absl::StatusOr<int64_t> SqliteJobStore::QueryIntBlocking(
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {
-  // sqlite_sequence keeps the high-water mark even when retention deleted
-  // the newest events.
-  return QueryIntBlocking(
-      "SELECT seq FROM sqlite_sequence WHERE name = 'job_events'");
+  // Kept by the writer (set at open, raised after each commit), so it stays
+  // put when retention deletes the newest events.
+  JW_RETURN_IF_ERROR(ReadersOpen());
+  return last_event_id_.load(std::memory_order_acquire);
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::OldestEventIdBlocking() {
@@ -1093,11 +1132,13 @@ absl::StatusOr<int64_t> SqliteJobStore::OldestEventIdBlocking() {
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::MaxPrunedEventIdBlocking() {
-  {
-    absl::MutexLock lock(&readers_mu_);
-    if (readers_closed_) return ShutDownError();
-  }
+  JW_RETURN_IF_ERROR(ReadersOpen());
   return max_pruned_event_id_.load();
+}
+
+absl::Status SqliteJobStore::ReadersOpen() {
+  absl::MutexLock lock(&readers_mu_);
+  return readers_closed_ ? ShutDownError() : absl::OkStatus();
 }
 
 absl::Status SqliteJobStore::LoadActiveJobsBlocking(

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/storage/migrations.h"
 #include "server/storage/sqlite_rows.h"
 
 namespace jobwire::test {
@@ -132,6 +133,17 @@ class SqliteJobStoreTest : public ::testing::Test {
     db.exec(
         "CREATE TRIGGER refuse_b2 BEFORE INSERT ON jobs WHEN NEW.kind = 'b2' "
         "BEGIN SELECT RAISE(ABORT, 'b2 refused'); END");
+  }
+
+  // Opens a store that refuses kind "b2" and holds its writer in `gate` on
+  // a job submitted first (the gate's job has the first event).
+  std::unique_ptr<SqliteJobStore> OpenHeldRefusingB2(WriterGate& gate) {
+    auto store = Open();
+    RefuseInsertsOfKindB2();
+    absl::StatusOr<Job> job = SubmitOne(*store, MakeJob());
+    EXPECT_TRUE(job.ok()) << job.status();
+    gate.Block(*store, job->id);
+    return store;
   }
 
   std::unique_ptr<SqliteJobStore> Open(SqliteJobStore::Options options = {}) {
@@ -1341,6 +1353,172 @@ TEST_F(SqliteJobStoreTest, SchemaVersionOneGainsTheStopRequestColumns) {
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->stop_request, StopRequest::kNone);
   EXPECT_EQ(read->stop_reason, "");
+}
+
+// Every event of the log in event_id order.
+std::vector<JobEvent> AllEvents(JobStore& store) {
+  absl::StatusOr<std::vector<JobEvent>> events =
+      store.ReadEventsBlocking(0, 10000);
+  EXPECT_TRUE(events.ok()) << events.status();
+  return events.ok() ? *std::move(events) : std::vector<JobEvent>{};
+}
+
+// The CREATE TABLE statement of job_events.
+std::string EventsTableSql(SQLite::Database& db) {
+  return db
+      .execAndGet("SELECT sql FROM sqlite_master WHERE name = 'job_events'")
+      .getString();
+}
+
+void ExpectIncreasingIds(const std::vector<JobEvent>& events) {
+  for (size_t i = 1; i < events.size(); ++i)
+    EXPECT_LT(events[i - 1].event_id, events[i].event_id) << i;
+}
+
+TEST_F(SqliteJobStoreTest, EventIdsIncreaseAcrossBatchesAndSeqStaysDense) {
+  auto store = Open();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::vector<SubmitOutcome>> out =
+        SubmitSync(*store, {MakeJob(), MakeJob()});
+    ASSERT_TRUE(out.ok()) << out.status();
+    for (const SubmitOutcome& o : *out) ids.push_back(o.job.id);
+  }
+  ASSERT_TRUE(MutateSync(*store, ids[0], Finish(JobState::kSucceeded)).ok());
+  std::vector<JobEvent> events = AllEvents(*store);
+  ASSERT_THAT(events, SizeIs(7));
+  ExpectIncreasingIds(events);
+  EXPECT_GT(events[0].event_id, 0);
+  // The last event, in the last commit, is the finish of ids[0].
+  EXPECT_EQ(events.back().job_id, ids[0]);
+  EXPECT_EQ(events.back().seq, 2);
+  EXPECT_EQ(*store->LastEventIdBlocking(), events.back().event_id);
+}
+
+TEST_F(SqliteJobStoreTest,
+       EventIdsStayAboveEveryIdGivenAfterRetentionDeletedTheNewestAndReopen) {
+  SqliteJobStore::Options options;
+  options.retention.terminal_max_age = absl::Hours(1);
+  int64_t newest = 0;
+  {
+    auto store = Open(options);
+    absl::StatusOr<Job> live = SubmitOne(*store, MakeJob());
+    absl::StatusOr<Job> done = SubmitOne(*store, MakeJob());
+    ASSERT_TRUE(live.ok() && done.ok());
+    ASSERT_TRUE(
+        MutateSync(*store, done->id, Finish(JobState::kSucceeded)).ok());
+    newest = AllEvents(*store).back().event_id;
+    clock_.Advance(absl::Hours(2));
+    ASSERT_EQ(*store->RunRetentionOnceBlocking(), 1);
+    // Only the live job's event is left, below the deleted ones.
+    std::vector<JobEvent> left = AllEvents(*store);
+    ASSERT_THAT(left, SizeIs(1));
+    EXPECT_LT(left[0].event_id, newest);
+    EXPECT_EQ(*store->LastEventIdBlocking(), newest);
+  }
+  auto store = Open(options);
+  EXPECT_EQ(*store->LastEventIdBlocking(), newest);
+  absl::StatusOr<Job> next = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(next.ok());
+  std::vector<JobEvent> events = AllEvents(*store);
+  EXPECT_GT(events.back().event_id, newest);
+  EXPECT_EQ(events.back().job_id, next->id);
+  EXPECT_EQ(*store->LastEventIdBlocking(), events.back().event_id);
+}
+
+TEST_F(SqliteJobStoreTest, AFailedRequestOrBatchNeverLeadsToAReusedEventId) {
+  WriterGate gate;
+  auto store = OpenHeldRefusingB2(gate);
+  absl::Notification na, nb, nc;
+  bool b_failed = false;
+  store->Submit({MakeJob("a")}, [&](auto) { na.Notify(); });
+  // Written with its events, refused halfway: the batch runs again.
+  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto r) {
+    b_failed = !r.ok();
+    nb.Notify();
+  });
+  store->Submit({MakeJob("c")}, [&](auto) { nc.Notify(); });
+  gate.Release();
+  na.WaitForNotification();
+  nb.WaitForNotification();
+  nc.WaitForNotification();
+  EXPECT_TRUE(b_failed);
+  // A batch of nothing but the failing request.
+  EXPECT_FALSE(SubmitSync(*store, {MakeJob("b1"), MakeJob("b2")}).ok());
+  ASSERT_TRUE(SubmitOne(*store, MakeJob("d")).ok());
+  std::vector<JobEvent> events = AllEvents(*store);
+  ASSERT_THAT(events, SizeIs(4));  // the gate's job, a, c, d
+  ExpectIncreasingIds(events);
+  EXPECT_EQ(*store->LastEventIdBlocking(), events.back().event_id);
+  store.reset();
+  store = Open();
+  ASSERT_TRUE(SubmitOne(*store, MakeJob("e")).ok());
+  std::vector<JobEvent> after = AllEvents(*store);
+  ASSERT_THAT(after, SizeIs(5));
+  EXPECT_GT(after.back().event_id, events.back().event_id);
+}
+
+TEST_F(SqliteJobStoreTest,
+       AnOlderDatabaseMigratesAndKeepsTheAutoincrementHighWater) {
+  std::vector<JobEvent> before;
+  {
+    auto store = Open();
+    ASSERT_TRUE(SubmitSync(*store, {MakeJob(), MakeJob()}).ok());
+    before = AllEvents(*store);
+  }
+  ASSERT_THAT(before, SizeIs(2));
+  const int64_t high_water = before.back().event_id + 50;
+  {
+    // Back to the schema before job_events lost AUTOINCREMENT, after a
+    // retention that deleted the 50 newest events: sqlite_sequence is above
+    // MAX(event_id) and nothing else remembers those ids.
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    std::string ddl = EventsTableSql(db);
+    const std::string key = "event_id INTEGER PRIMARY KEY";
+    ASSERT_NE(ddl.find(key), std::string::npos) << ddl;
+    ASSERT_EQ(ddl.find("AUTOINCREMENT"), std::string::npos) << ddl;
+    ddl.insert(ddl.find(key) + key.size(), " AUTOINCREMENT");
+    db.exec("ALTER TABLE job_events RENAME TO job_events_now");
+    db.exec(ddl);
+    db.exec("INSERT INTO job_events SELECT * FROM job_events_now");
+    db.exec("DROP TABLE job_events_now");
+    db.exec(absl::StrCat("UPDATE sqlite_sequence SET seq = ", high_water,
+                         " WHERE name = 'job_events'"));
+    db.exec("DELETE FROM settings");
+    // The stop_request columns came with migration 2.
+    db.exec("ALTER TABLE jobs DROP COLUMN stop_request");
+    db.exec("ALTER TABLE jobs DROP COLUMN stop_reason");
+    db.exec("PRAGMA user_version = 1");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(),
+              LatestSchemaVersion());
+    std::string ddl = EventsTableSql(db);
+    EXPECT_EQ(ddl.find("AUTOINCREMENT"), std::string::npos) << ddl;
+    EXPECT_NE(ddl.find("UNIQUE (job_id, seq)"), std::string::npos) << ddl;
+  }
+  // The events kept their ids and contents.
+  std::vector<JobEvent> migrated = AllEvents(*store);
+  ASSERT_THAT(migrated, SizeIs(2));
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(migrated[i].event_id, before[i].event_id);
+    EXPECT_EQ(migrated[i].job_id, before[i].job_id);
+    EXPECT_EQ(migrated[i].seq, before[i].seq);
+    EXPECT_EQ(migrated[i].reason, before[i].reason);
+  }
+  EXPECT_EQ(*store->LastEventIdBlocking(), high_water);
+  absl::StatusOr<Job> next = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_GT(AllEvents(*store).back().event_id, high_water);
+  // And again after a restart: the high-water mark is durable.
+  const int64_t last = *store->LastEventIdBlocking();
+  store.reset();
+  store = Open();
+  ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());
+  EXPECT_GT(AllEvents(*store).back().event_id, last);
 }
 
 }  // namespace
