@@ -99,5 +99,26 @@ TEST(RetryMutationTest, NeverShrinksTheBudgetAndRefusesLiveJobs) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// The store's indexes rely on it (storage/migrations.cc, migration 3).
+TEST(TransitionsTest, FinishTimeIsSetExactlyOnTerminalStates) {
+  for (JobState state :
+       {JobState::kQueued, JobState::kScheduled, JobState::kRunning,
+        JobState::kPaused, JobState::kSucceeded, JobState::kFailed,
+        JobState::kCancelled}) {
+    Job job = JobIn(state);
+    if (IsTerminal(state)) job.finish_time = kNow - absl::Hours(1);
+    job.schedule_time = kNow + absl::Hours(1);
+    for (const JobMutation& m : {CancelMutation("x"), PauseMutation(),
+                                 ResumeMutation(), RetryMutation(1)}) {
+      absl::StatusOr<JobChange> change = m(job, kNow);
+      if (!change.ok()) continue;
+      SCOPED_TRACE(JobStateName(state));
+      EXPECT_EQ(IsTerminal(change->job.state),
+                change->job.finish_time != absl::InfinitePast())
+          << JobStateName(change->job.state);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace jobwire::test

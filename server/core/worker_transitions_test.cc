@@ -1,5 +1,7 @@
 #include "server/core/worker_transitions.h"
 
+#include <vector>
+
 #include "gtest/gtest.h"
 
 namespace jobwire::test {
@@ -257,6 +259,51 @@ TEST(WorkerTransitionsTest, RestartWithAStoredPauseEndsPaused) {
   EXPECT_EQ(c->job.stop_request, StopRequest::kNone);
   EXPECT_TRUE(c->job.worker_id.empty());
   EXPECT_EQ(c->events[0].reason, "paused (server restarted)");
+}
+
+// The store's indexes rely on it (storage/migrations.cc, migration 3).
+TEST(WorkerTransitionsTest, FinishTimeIsSetExactlyOnTerminalStates) {
+  Job last = Running(3);
+  Job stop_cancel = Running();
+  stop_cancel.stop_request = StopRequest::kCancel;
+  Job stop_pause = Running();
+  stop_pause.stop_request = StopRequest::kPause;
+  Job scheduled = Queued();
+  scheduled.state = JobState::kScheduled;
+  const JobError retryable{14, "x", "", true};
+  const JobError fatal{13, "x", "", false};
+  std::vector<absl::StatusOr<JobChange>> changes = {
+      wt::Assign(Queued(), kNow, "w1", absl::Seconds(30)),
+      wt::ReportProgress(Running(), kNow, 1, Progress{}, "line"),
+      wt::Complete(Running(), kNow, 1, JobResult{}),
+      wt::Fail(Running(), kNow, 1, retryable, 0.5),
+      wt::Fail(last, kNow, 3, retryable, 0.5),
+      wt::Fail(Running(), kNow, 1, fatal, 0.5),
+      wt::Checkpoint(Running(), kNow, 1, "data", false),
+      wt::Checkpoint(Running(), kNow, 1, "data", true),
+      wt::AckCancel(Running(), kNow, 1, "x"),
+      wt::AckPause(Running(), kNow, 1),
+      wt::ReleaseLease(Running(), kNow, 1, false),
+      wt::ReleaseLease(Running(), kNow, 1, true),
+      wt::ReleaseLease(stop_cancel, kNow, 1, false),
+      wt::ReleaseLease(stop_pause, kNow, 1, false),
+      wt::ExpireLease(last, kNow, 3, false),
+      wt::AttemptTimeout(Running(), kNow, 1, 0.5),
+      wt::AttemptTimeout(last, kNow, 3, 0.5),
+      wt::EndLease(Running(), kNow, 1,
+                   wt::LeaseEnd{wt::LeaseEndCause::kShutdown}),
+      wt::EndLease(Running(), kNow, 1,
+                   wt::LeaseEnd{wt::LeaseEndCause::kRestarted}),
+      wt::PromoteScheduled(scheduled, kNow),
+      wt::RequestStop(Running(), kNow, StopRequest::kCancel, "x"),
+  };
+  for (size_t i = 0; i < changes.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(changes[i].ok()) << changes[i].status();
+    EXPECT_EQ(IsTerminal(changes[i]->job.state),
+              changes[i]->job.finish_time != absl::InfinitePast())
+        << JobStateName(changes[i]->job.state);
+  }
 }
 
 }  // namespace

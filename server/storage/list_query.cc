@@ -1,5 +1,6 @@
 #include "server/storage/list_query.h"
 
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -142,7 +143,65 @@ int64_t SortKey(ListOrder order, const Job& job) {
   }
 }
 
+// Bit s set: a job in state s may match. Stored jobs are in states 1..7.
+using StateSet = uint32_t;
+constexpr StateSet kAllStates = 0xFE;
+constexpr StateSet kTerminalSet = (1u << 5) | (1u << 6) | (1u << 7);
+
+// The states of the jobs that may match `filter`: exactly those when *exact
+// comes back true, else a superset.
+StateSet MatchingStates(const FilterExpr& filter, bool* exact) {
+  switch (filter.kind) {
+    case FilterExpr::Kind::kTrue:
+      *exact = true;
+      return kAllStates;
+    case FilterExpr::Kind::kAnd:
+    case FilterExpr::Kind::kOr: {
+      const bool is_and = filter.kind == FilterExpr::Kind::kAnd;
+      StateSet set = is_and ? kAllStates : 0;
+      *exact = true;
+      for (const FilterExpr& child : filter.children) {
+        bool child_exact = false;
+        const StateSet s = MatchingStates(child, &child_exact);
+        set = is_and ? (set & s) : (set | s);
+        *exact = *exact && child_exact;
+      }
+      return set;
+    }
+    case FilterExpr::Kind::kNot: {
+      bool child_exact = false;
+      const StateSet s = MatchingStates(filter.children.front(), &child_exact);
+      *exact = child_exact;
+      return child_exact ? (kAllStates & ~s) : kAllStates;
+    }
+    case FilterExpr::Kind::kCompare:
+      break;
+  }
+  if (filter.field != FilterField::kState) {
+    *exact = false;
+    return kAllStates;
+  }
+  *exact = true;
+  const int value = static_cast<int>(filter.value.state);
+  StateSet set = 0;
+  for (int s = 1; s <= 7; ++s) {
+    if (ApplyCompareOp(filter.op, s < value ? -1 : (s > value ? 1 : 0))) {
+      set |= 1u << s;
+    }
+  }
+  return set;
+}
+
 }  // namespace
+
+const char* ImpliedFinishTimeSql(const FilterExpr& filter) {
+  bool exact = false;
+  const StateSet states = MatchingStates(filter, &exact);
+  if (states == 0 || states == kAllStates) return nullptr;
+  if ((states & ~kTerminalSet) == 0) return "finish_time IS NOT NULL";
+  if ((states & kTerminalSet) == 0) return "finish_time IS NULL";
+  return nullptr;
+}
 
 void AppendFilterSql(const FilterExpr& filter, std::string* sql,
                      std::vector<SqlValue>* params) {
@@ -187,6 +246,9 @@ absl::StatusOr<ListPlan> PlanListJobs(const ListJobsQuery& query) {
 
   plan.sql = absl::StrCat("SELECT ", JobColumnList(false), " FROM jobs WHERE ");
   AppendFilterSql(filter, &plan.sql, &plan.params);
+  if (const char* implied = ImpliedFinishTimeSql(filter); implied != nullptr) {
+    absl::StrAppend(&plan.sql, " AND ", implied);
+  }
   if (!query.page_token.empty()) {
     JW_ASSIGN_OR_RETURN(PageCursor cursor, ParseToken(query.page_token, plan));
     switch (plan.order) {

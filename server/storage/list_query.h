@@ -27,6 +27,14 @@ inline constexpr int32_t kMaxPageSize = 1000;
 void AppendFilterSql(const FilterExpr& filter, std::string* sql,
                      std::vector<SqlValue>* params);
 
+// A term implied by `filter` that lets SQLite use a partial index of active
+// or finished jobs (migration 3): "finish_time IS NULL" when every job the
+// filter can match is in a non-terminal state, "finish_time IS NOT NULL" when
+// every one is terminal, else nullptr. It holds because finish_time is set
+// exactly on terminal jobs, so ANDing it to the filter selects the same jobs.
+// NOT, OR and != are followed exactly (`NOT state = QUEUED` implies nothing).
+const char* ImpliedFinishTimeSql(const FilterExpr& filter);
+
 enum class ListOrder {
   kCreateAsc = 0,
   kCreateDesc = 1,

@@ -30,5 +30,54 @@ TEST(PlanListJobsTest, ClampsPageSize) {
             ListOrder::kPriorityDesc);
 }
 
+const char* Implied(const char* filter) {
+  absl::StatusOr<FilterExpr> f = ParseFilter(filter);
+  EXPECT_TRUE(f.ok()) << f.status();
+  return f.ok() ? ImpliedFinishTimeSql(*f) : nullptr;
+}
+
+TEST(ImpliedFinishTimeSqlTest, StateTermsNameTheActiveOrFinishedJobs) {
+  EXPECT_STREQ(Implied("state = QUEUED"), "finish_time IS NULL");
+  EXPECT_STREQ(Implied("state = PAUSED AND queue = q"), "finish_time IS NULL");
+  EXPECT_STREQ(Implied("queue = q AND state = FAILED"),
+               "finish_time IS NOT NULL");
+  EXPECT_STREQ(Implied("state = RUNNING OR state = SCHEDULED"),
+               "finish_time IS NULL");
+  EXPECT_STREQ(Implied("state = SUCCEEDED OR state = CANCELLED"),
+               "finish_time IS NOT NULL");
+  EXPECT_STREQ(Implied("NOT (state = SUCCEEDED OR state = FAILED OR state = "
+                       "CANCELLED)"),
+               "finish_time IS NULL");
+  EXPECT_STREQ(Implied("state != QUEUED AND state != SCHEDULED AND state != "
+                       "RUNNING AND state != PAUSED"),
+               "finish_time IS NOT NULL");
+}
+
+TEST(ImpliedFinishTimeSqlTest, MixedOrUnknownStatesImplyNothing) {
+  EXPECT_EQ(Implied(""), nullptr);
+  EXPECT_EQ(Implied("queue = q"), nullptr);
+  EXPECT_EQ(Implied("state != QUEUED"), nullptr);
+  EXPECT_EQ(Implied("NOT state = QUEUED"), nullptr);
+  EXPECT_EQ(Implied("-state = SUCCEEDED"), nullptr);
+  EXPECT_EQ(Implied("state = QUEUED OR state = SUCCEEDED"), nullptr);
+  EXPECT_EQ(Implied("state = QUEUED OR queue = q"), nullptr);
+  EXPECT_EQ(Implied("NOT (state = QUEUED AND queue = q)"), nullptr);
+  // No job matches: nothing to add.
+  EXPECT_EQ(Implied("state = QUEUED AND state = FAILED"), nullptr);
+}
+
+TEST(PlanListJobsTest, AddsTheImpliedTermOutsideTheFilter) {
+  absl::StatusOr<ListPlan> plan = PlanListJobs(
+      ListJobsQuery{"state = QUEUED OR state = PAUSED", "", 0, ""});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NE(plan->sql.find(
+                "WHERE (state = ? OR state = ?) AND finish_time IS NULL ORDER"),
+            std::string::npos)
+      << plan->sql;
+  plan = PlanListJobs(ListJobsQuery{"NOT state = FAILED", "", 0, ""});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->sql.find("finish_time IS"), std::string::npos) << plan->sql;
+}
+
 }  // namespace
 }  // namespace jobwire::test

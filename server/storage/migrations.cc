@@ -1,5 +1,6 @@
 #include "server/storage/migrations.h"
 
+#include <algorithm>
 #include <iterator>
 
 #include "SQLiteCpp/Exception.h"
@@ -202,6 +203,31 @@ SELECT
 FROM job_events_autoincrement ORDER BY event_id;
 DROP TABLE job_events_autoincrement;
 )sql",
+    // 4: indexes that a job's state changes leave alone. finish_time is set
+    // exactly when the state is terminal (SUCCEEDED, FAILED, CANCELLED; core/
+    // transitions.cc and worker_transitions.cc keep it so), hence
+    // "finish_time IS NULL" selects the active jobs. SQLite touches an index
+    // on UPDATE only when the statement sets a column of its key or of its
+    // WHERE: assigning a job touches none of these three, finishing it moves
+    // it from jobs_active to the finished ones, a retry moves it back.
+    // jobs_active: recovery, ListJobs of active states (in id order).
+    // jobs_finished: retention by age and by count.
+    // jobs_finished_state: ListJobs of a terminal state, ListQueues counts
+    // (finish_time in the key makes it covering for them).
+    // The UPDATEs repair rows that an older jobwire wrote against the rule.
+    R"sql(
+UPDATE jobs SET finish_time = update_time
+  WHERE finish_time IS NULL AND state IN (5, 6, 7);
+UPDATE jobs SET finish_time = NULL
+  WHERE finish_time IS NOT NULL AND state NOT IN (5, 6, 7);
+DROP INDEX IF EXISTS jobs_state_finish;
+DROP INDEX IF EXISTS jobs_queue_state;
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs (id) WHERE finish_time IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finish_time, id)
+  WHERE finish_time IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_finished_state
+  ON jobs (state, queue, finish_time) WHERE finish_time IS NOT NULL;
+)sql",
 };
 
 }  // namespace
@@ -209,6 +235,10 @@ DROP TABLE job_events_autoincrement;
 int LatestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
 
 absl::Status MigrateBlocking(SQLite::Database& db) {
+  return MigrateBlocking(db, LatestSchemaVersion());
+}
+
+absl::Status MigrateBlocking(SQLite::Database& db, int target) {
   try {
     int version = db.execAndGet("PRAGMA user_version").getInt();
     if (version > LatestSchemaVersion()) {
@@ -216,7 +246,7 @@ absl::Status MigrateBlocking(SQLite::Database& db) {
           "database schema version ", version, " is newer than this jobwire (",
           LatestSchemaVersion(), "); upgrade jobwire"));
     }
-    for (; version < LatestSchemaVersion(); ++version) {
+    for (; version < std::min(target, LatestSchemaVersion()); ++version) {
       SQLite::Transaction txn(db);
       db.exec(kMigrations[version]);
       db.exec(absl::StrCat("PRAGMA user_version = ", version + 1));

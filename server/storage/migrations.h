@@ -19,6 +19,37 @@ int LatestSchemaVersion();
 // SQLite error mapping otherwise. Run on the writer connection before any
 // other use.
 absl::Status MigrateBlocking(SQLite::Database& db);
+// Applies the missing migrations up to `version` only: for tests that build
+// the database of an older jobwire.
+absl::Status MigrateBlocking(SQLite::Database& db, int version);
+
+// The store's queries that the partial indexes of the schema serve (tests
+// check their query plans). finish_time is set exactly on terminal jobs; the
+// state terms only guard against rows that would break that rule ("+state":
+// the guard must not make SQLite pick jobs_finished_state and sort every
+// finished job).
+//
+// Terminal jobs that finished before ?1, oldest first, at most ?2.
+inline constexpr const char* kOldFinishedJobsSql =
+    "SELECT id FROM jobs WHERE finish_time IS NOT NULL AND finish_time < ? "
+    "AND +state IN (5, 6, 7) ORDER BY finish_time, id LIMIT ?";
+// A covering scan of jobs_finished.
+inline constexpr const char* kCountFinishedJobsSql =
+    "SELECT COUNT(*) FROM jobs WHERE finish_time IS NOT NULL";
+// The ?1 terminal jobs that finished first.
+inline constexpr const char* kFirstFinishedJobsSql =
+    "SELECT id FROM jobs WHERE finish_time IS NOT NULL AND +state IN (5, 6, "
+    "7) ORDER BY finish_time, id LIMIT ?";
+// Appended to "SELECT <columns> FROM jobs WHERE ".
+inline constexpr const char* kActiveJobsCondition =
+    "finish_time IS NULL AND state IN (1, 2, 3, 4)";
+// (queue, state, count) rows ordered by queue and state; active and finished
+// jobs apart so that each half reads one index.
+inline constexpr const char* kCountJobsByQueueAndStateSql =
+    "SELECT queue, state, COUNT(*) FROM jobs WHERE finish_time IS NULL "
+    "GROUP BY queue, state UNION ALL "
+    "SELECT queue, state, COUNT(*) FROM jobs WHERE finish_time IS NOT NULL "
+    "GROUP BY queue, state ORDER BY 1, 2";
 
 }  // namespace jobwire
 

@@ -36,7 +36,6 @@ constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // Every event id at or below it was given out once (written by the migration
 // that dropped AUTOINCREMENT from job_events; see migrations.cc).
 constexpr const char* kEventsHighWaterKey = "events.high_water";
-constexpr const char* kTerminalStates = "(5, 6, 7)";
 
 absl::Status ShutDownError() {
   return UnavailableError("job store is shut down", absl::Seconds(1));
@@ -935,10 +934,7 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
         while (stmt.executeStep()) ids.push_back(stmt.getColumn(0).getString());
       };
       if (r.terminal_max_age > absl::ZeroDuration()) {
-        auto stmt = w.conn.stmts.Get(
-            absl::StrCat("SELECT id FROM jobs WHERE state IN ", kTerminalStates,
-                         " AND finish_time < ? ORDER BY finish_time "
-                         "LIMIT ?"));
+        auto stmt = w.conn.stmts.Get(kOldFinishedJobsSql);
         stmt->bind(1, static_cast<int64_t>(
                           absl::ToUnixMicros(w.now - r.terminal_max_age)));
         stmt->bind(2, batch_size);
@@ -947,15 +943,12 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
       if (ids.empty() && r.max_terminal_jobs > 0) {
         int64_t count = 0;
         {
-          auto stmt = w.conn.stmts.Get(absl::StrCat(
-              "SELECT COUNT(*) FROM jobs WHERE state IN ", kTerminalStates));
+          auto stmt = w.conn.stmts.Get(kCountFinishedJobsSql);
           if (stmt->executeStep()) count = stmt->getColumn(0).getInt64();
         }
         const int64_t excess = count - r.max_terminal_jobs;
         if (excess > 0) {
-          auto stmt = w.conn.stmts.Get(absl::StrCat(
-              "SELECT id FROM jobs WHERE state IN ", kTerminalStates,
-              " ORDER BY finish_time, id LIMIT ?"));
+          auto stmt = w.conn.stmts.Get(kFirstFinishedJobsSql);
           stmt->bind(1, std::min<int64_t>(excess, batch_size));
           collect(*stmt);
         }
@@ -1095,9 +1088,7 @@ absl::StatusOr<std::vector<QueueStateCount>>
 SqliteJobStore::CountJobsByQueueAndStateBlocking() {
   std::vector<QueueStateCount> counts;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
-    auto stmt = c.stmts.Get(
-        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state ORDER "
-        "BY queue, state");
+    auto stmt = c.stmts.Get(kCountJobsByQueueAndStateSql);
     while (stmt->executeStep()) {
       counts.push_back(
           QueueStateCount{stmt->getColumn(0).getString(),
@@ -1144,9 +1135,9 @@ absl::Status SqliteJobStore::ReadersOpen() {
 absl::Status SqliteJobStore::LoadActiveJobsBlocking(
     const std::function<void(const Job&)>& visitor) {
   return WithReader([&](Connection& c) {
-    static const auto* sql =
-        new std::string(absl::StrCat("SELECT ", JobColumnList(true),
-                                     " FROM jobs WHERE state IN (1, 2, 3, 4)"));
+    static const auto* sql = new std::string(
+        absl::StrCat("SELECT ", JobColumnList(true), " FROM jobs WHERE ",
+                     kActiveJobsCondition));
     auto stmt = c.stmts.Get(*sql);
     while (stmt->executeStep()) visitor(ReadJob(*stmt, true));
     return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
 #include "server/storage/sqlite_rows.h"
 
@@ -27,6 +28,7 @@ namespace jobwire::test {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
@@ -110,11 +112,13 @@ class WriterGate {
   absl::Notification entered_, release_, done_;
 };
 
-JobMutation Finish(JobState to) {
+// Moves a job to `to` as the core transitions do: finish_time set exactly on
+// terminal states.
+JobMutation MoveTo(JobState to) {
   return [to](const Job& current, absl::Time now) -> absl::StatusOr<JobChange> {
     JobChange change{current, {}};
     change.job.state = to;
-    change.job.finish_time = now;
+    change.job.finish_time = IsTerminal(to) ? now : absl::InfinitePast();
     JobEvent e;
     e.type = EventType::kStateChanged;
     e.from = current.state;
@@ -521,7 +525,7 @@ TEST_F(SqliteJobStoreTest, UnchangedMutationWritesNothing) {
 TEST_F(SqliteJobStoreTest, MutateUnknownJobIsNotFound) {
   auto store = Open();
   EXPECT_EQ(
-      MutateSync(*store, "nope", Finish(JobState::kCancelled)).status().code(),
+      MutateSync(*store, "nope", MoveTo(JobState::kCancelled)).status().code(),
       absl::StatusCode::kNotFound);
   EXPECT_EQ(store->GetJobBlocking("nope").status().code(),
             absl::StatusCode::kNotFound);
@@ -1006,7 +1010,7 @@ TEST_F(SqliteJobStoreTest, ListJobsFiltersOnTimesAndStates) {
   absl::StatusOr<Job> a = SubmitOne(*store, MakeJob());
   clock_.Advance(absl::Hours(1));
   absl::StatusOr<Job> b = SubmitOne(*store, MakeJob());
-  ASSERT_TRUE(MutateSync(*store, b->id, Finish(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, b->id, MoveTo(JobState::kSucceeded)).ok());
   std::string after = absl::StrCat(
       "create_time > \"",
       absl::FormatTime(absl::RFC3339_full, t0, absl::UTCTimeZone()), "\"");
@@ -1037,7 +1041,7 @@ TEST_F(SqliteJobStoreTest,
     clock_.Advance(absl::Seconds(1));
     if (i < 17) {
       ASSERT_TRUE(
-          MutateSync(*store, job->id, Finish(JobState::kSucceeded)).ok());
+          MutateSync(*store, job->id, MoveTo(JobState::kSucceeded)).ok());
     }
   }
   const int64_t last_before = *store->LastEventIdBlocking();
@@ -1067,12 +1071,12 @@ TEST_F(SqliteJobStoreTest, RetentionByAgeKeepsRecentAndLiveJobs) {
   options.retention.terminal_max_age = absl::Hours(1);
   auto store = Open(options);
   absl::StatusOr<Job> old_done = SubmitOne(*store, MakeJob());
-  ASSERT_TRUE(MutateSync(*store, old_done->id, Finish(JobState::kFailed)).ok());
+  ASSERT_TRUE(MutateSync(*store, old_done->id, MoveTo(JobState::kFailed)).ok());
   absl::StatusOr<Job> live = SubmitOne(*store, MakeJob());
   clock_.Advance(absl::Hours(2));
   absl::StatusOr<Job> new_done = SubmitOne(*store, MakeJob());
   ASSERT_TRUE(
-      MutateSync(*store, new_done->id, Finish(JobState::kCancelled)).ok());
+      MutateSync(*store, new_done->id, MoveTo(JobState::kCancelled)).ok());
   EXPECT_EQ(*store->RunRetentionOnceBlocking(), 1);
   EXPECT_FALSE(store->GetJobBlocking(old_done->id).ok());
   EXPECT_TRUE(store->GetJobBlocking(live->id).ok());
@@ -1090,7 +1094,7 @@ TEST_F(SqliteJobStoreTest, LoadActiveJobsSkipsTerminalJobsAndHeavyColumns) {
   in.job.payload = "payload";
   absl::StatusOr<Job> live = SubmitOne(*store, in);
   absl::StatusOr<Job> done = SubmitOne(*store, in);
-  ASSERT_TRUE(MutateSync(*store, done->id, Finish(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, done->id, MoveTo(JobState::kSucceeded)).ok());
   std::vector<Job> seen;
   ASSERT_TRUE(
       store->LoadActiveJobsBlocking([&](const Job& j) { seen.push_back(j); })
@@ -1203,7 +1207,7 @@ TEST_F(SqliteJobStoreTest, MutatesOfRecentlyWrittenJobsUseTheRowCache) {
   EXPECT_GT(after.row_cache_hits, before.row_cache_hits);
   EXPECT_EQ(after.row_cache_misses, before.row_cache_misses);
   // A terminal job leaves the cache; it is read from SQLite again.
-  ASSERT_TRUE(MutateSync(*store, job->id, Finish(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, job->id, MoveTo(JobState::kSucceeded)).ok());
   ExpectWriterSeesStoredRow(*store, job->id);
   EXPECT_GT(store->stats().row_cache_misses, after.row_cache_misses);
 }
@@ -1355,6 +1359,273 @@ TEST_F(SqliteJobStoreTest, SchemaVersionOneGainsTheStopRequestColumns) {
   EXPECT_EQ(read->stop_reason, "");
 }
 
+constexpr JobState kEveryState[] = {JobState::kQueued,    JobState::kScheduled,
+                                    JobState::kRunning,   JobState::kPaused,
+                                    JobState::kSucceeded, JobState::kFailed,
+                                    JobState::kCancelled};
+
+// Filters on state alone and mixed with other fields, through NOT, OR, !=.
+constexpr const char* kStateFilters[] = {
+    "state = QUEUED",
+    "state = SCHEDULED",
+    "state = RUNNING",
+    "state = PAUSED",
+    "state = SUCCEEDED",
+    "state = FAILED",
+    "state = CANCELLED",
+    "state != QUEUED",
+    "state != SUCCEEDED",
+    "NOT state = RUNNING",
+    "-state = FAILED",
+    "state = QUEUED OR state = PAUSED",
+    "state = QUEUED OR state = FAILED",
+    "state = SUCCEEDED OR state = CANCELLED",
+    "NOT (state = SUCCEEDED OR state = FAILED OR state = CANCELLED)",
+    "state != QUEUED AND state != SCHEDULED AND state != RUNNING AND "
+    "state != PAUSED",
+    "queue = q1 AND state = RUNNING",
+    "queue = q1 OR state = RUNNING",
+    "NOT (queue = q1 AND state = SUCCEEDED)",
+    "queue = q2 AND -state = SCHEDULED",
+    "state = QUEUED AND state = SUCCEEDED",
+};
+
+std::vector<std::string> Ids(const std::vector<Job>& jobs) {
+  std::vector<std::string> ids;
+  for (const Job& j : jobs) ids.push_back(j.id);
+  return ids;
+}
+
+// The ids the filter selects when compiled without the implied term, in id
+// order, read straight from the database file.
+std::vector<std::string> IdsByPlainFilter(const std::string& path,
+                                          const char* filter) {
+  absl::StatusOr<FilterExpr> f = ParseFilter(filter);
+  EXPECT_TRUE(f.ok()) << f.status();
+  std::string sql = "SELECT id FROM jobs WHERE ";
+  std::vector<SqlValue> params;
+  AppendFilterSql(*f, &sql, &params);
+  sql.append(" ORDER BY id");
+  SQLite::Database db(path, SQLite::OPEN_READONLY);
+  SQLite::Statement stmt(db, sql);
+  for (size_t i = 0; i < params.size(); ++i) {
+    BindValue(stmt, static_cast<int>(i) + 1, params[i]);
+  }
+  std::vector<std::string> ids;
+  while (stmt.executeStep()) ids.push_back(stmt.getColumn(0).getString());
+  return ids;
+}
+
+// The details of EXPLAIN QUERY PLAN of `sql`, one line each.
+std::string QueryPlan(const std::string& path, const std::string& sql) {
+  SQLite::Database db(path, SQLite::OPEN_READONLY);
+  SQLite::Statement stmt(db, "EXPLAIN QUERY PLAN " + sql);
+  std::string plan;
+  while (stmt.executeStep()) {
+    absl::StrAppend(&plan, stmt.getColumn(3).getString(), "\n");
+  }
+  return plan;
+}
+
+TEST_F(SqliteJobStoreTest, StateFiltersSelectTheSameJobsAsWithoutTheIndexTerm) {
+  auto store = Open();
+  for (const char* queue : {"q1", "q2"}) {
+    for (JobState state : kEveryState) {
+      absl::StatusOr<Job> job = SubmitOne(*store, MakeJob("k", queue));
+      ASSERT_TRUE(job.ok()) << job.status();
+      if (state != JobState::kQueued) {
+        ASSERT_TRUE(MutateSync(*store, job->id, MoveTo(state)).ok());
+      }
+    }
+  }
+  for (const char* filter : kStateFilters) {
+    SCOPED_TRACE(filter);
+    auto listed = store->ListJobsBlocking(ListJobsQuery{filter, "", 1000, ""});
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(Ids(listed->jobs), IdsByPlainFilter(dir_.db(), filter));
+  }
+  auto queued =
+      store->ListJobsBlocking(ListJobsQuery{"state = QUEUED", "", 0, ""});
+  EXPECT_THAT(queued->jobs, SizeIs(2));
+  auto not_failed =
+      store->ListJobsBlocking(ListJobsQuery{"NOT state = FAILED", "", 0, ""});
+  EXPECT_THAT(not_failed->jobs, SizeIs(12));
+}
+
+TEST_F(SqliteJobStoreTest, RetentionByCountSkipsRetriedJobsAndPrunesOldest) {
+  SqliteJobStore::Options options;
+  options.retention.max_terminal_jobs = 1;
+  auto store = Open(options);
+  absl::StatusOr<Job> first = SubmitOne(*store, MakeJob());
+  absl::StatusOr<Job> retried = SubmitOne(*store, MakeJob());
+  absl::StatusOr<Job> last = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(MutateSync(*store, first->id, MoveTo(JobState::kFailed)).ok());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(MutateSync(*store, retried->id, MoveTo(JobState::kFailed)).ok());
+  // A retry takes the job out of the finished jobs again.
+  ASSERT_TRUE(MutateSync(*store, retried->id, MoveTo(JobState::kQueued)).ok());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(MutateSync(*store, last->id, MoveTo(JobState::kSucceeded)).ok());
+  EXPECT_EQ(*store->RunRetentionOnceBlocking(), 1);
+  EXPECT_FALSE(store->GetJobBlocking(first->id).ok());
+  EXPECT_TRUE(store->GetJobBlocking(retried->id).ok());
+  EXPECT_TRUE(store->GetJobBlocking(last->id).ok());
+  EXPECT_EQ(*store->RunRetentionOnceBlocking(), 0);
+}
+
+TEST_F(SqliteJobStoreTest,
+       RetentionRecoveryAndStateFiltersReadThePartialIndexes) {
+  auto store = Open();
+  ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());
+  const std::string path = dir_.db();
+  EXPECT_THAT(QueryPlan(path, kOldFinishedJobsSql),
+              HasSubstr("USING INDEX jobs_finished (finish_time>? AND "
+                        "finish_time<?)"));
+  EXPECT_THAT(QueryPlan(path, kFirstFinishedJobsSql),
+              HasSubstr("USING INDEX jobs_finished (finish_time>?)"));
+  EXPECT_THAT(QueryPlan(path, kCountFinishedJobsSql),
+              HasSubstr("USING COVERING INDEX jobs_finished"));
+  EXPECT_THAT(
+      QueryPlan(path, absl::StrCat("SELECT ", JobColumnList(true),
+                                   " FROM jobs WHERE ", kActiveJobsCondition)),
+      HasSubstr("USING INDEX jobs_active"));
+  const std::string counts = QueryPlan(path, kCountJobsByQueueAndStateSql);
+  EXPECT_THAT(counts, HasSubstr("USING INDEX jobs_active"));
+  EXPECT_THAT(counts, HasSubstr("USING COVERING INDEX jobs_finished_state"));
+  const std::pair<const char*, const char*> filters[] = {
+      {"state = QUEUED", "USING INDEX jobs_active"},
+      {"queue = q1 AND state = RUNNING", "USING INDEX jobs_active"},
+      {"state = QUEUED OR state = PAUSED", "USING INDEX jobs_active"},
+      {"state = FAILED", "USING INDEX jobs_finished_state (state=?)"},
+      {"state = SUCCEEDED OR state = CANCELLED",
+       "USING INDEX jobs_finished_state (state=?)"},
+  };
+  for (const auto& [filter, index] : filters) {
+    SCOPED_TRACE(filter);
+    absl::StatusOr<ListPlan> plan =
+        PlanListJobs(ListJobsQuery{filter, "", 0, ""});
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_THAT(QueryPlan(path, plan->sql), HasSubstr(index));
+  }
+}
+
+TEST_F(SqliteJobStoreTest, AnOlderDatabaseWithJobsInEveryStateMigrates) {
+  // Version 2: the schema before the partial indexes, with the indexes on
+  // state; rows as an older jobwire wrote them, plus two that break the rule
+  // "finish_time set exactly on terminal jobs" and are repaired.
+  struct Row {
+    std::string id;
+    std::string queue;
+    int state;
+    bool finished;
+  };
+  std::vector<Row> rows;
+  int n = 0;
+  for (const char* queue : {"q1", "q2"}) {
+    for (JobState state : kEveryState) {
+      rows.push_back(
+          Row{absl::StrCat("01JAAAAAAAAAAAAAAAAAAAAA", n / 10, n % 10), queue,
+              static_cast<int>(state), IsTerminal(state)});
+      ++n;
+    }
+  }
+  rows.push_back(Row{"01JAAAAAAAAAAAAAAAAAAAAA90", "q1", 5, false});
+  rows.push_back(Row{"01JAAAAAAAAAAAAAAAAAAAAA91", "q1", 3, true});
+  std::vector<std::pair<std::string, std::vector<std::string>>> before;
+  std::vector<std::string> counts_before;
+  {
+    SQLite::Database db(dir_.db(),
+                        SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    ASSERT_TRUE(MigrateBlocking(db, 2).ok());
+    ASSERT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 2);
+    SQLite::Statement insert(
+        db,
+        "INSERT INTO jobs (id, queue, kind, max_attempts, state, create_time, "
+        "update_time, finish_time, version, last_seq) VALUES (?, ?, 'k', 3, ?, "
+        "1000, 2000, ?, 1, 0)");
+    for (const Row& r : rows) {
+      insert.bind(1, r.id);
+      insert.bind(2, r.queue);
+      insert.bind(3, r.state);
+      if (r.finished) {
+        insert.bind(4, 1500);
+      } else {
+        insert.bind(4);
+      }
+      insert.exec();
+      insert.reset();
+    }
+    for (const char* filter : kStateFilters) {
+      before.emplace_back(filter, IdsByPlainFilter(dir_.db(), filter));
+    }
+    SQLite::Statement counts(db,
+                             "SELECT queue, state, COUNT(*) FROM jobs GROUP "
+                             "BY queue, state ORDER BY queue, state");
+    while (counts.executeStep()) {
+      counts_before.push_back(absl::StrCat(counts.getColumn(0).getString(), "/",
+                                           counts.getColumn(1).getInt(), "=",
+                                           counts.getColumn(2).getInt64()));
+    }
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(),
+              LatestSchemaVersion());
+    std::set<std::string> indexes;
+    SQLite::Statement names(
+        db,
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+        "tbl_name = 'jobs'");
+    while (names.executeStep()) indexes.insert(names.getColumn(0).getString());
+    EXPECT_EQ(indexes.count("jobs_active"), 1u);
+    EXPECT_EQ(indexes.count("jobs_finished"), 1u);
+    EXPECT_EQ(indexes.count("jobs_finished_state"), 1u);
+    EXPECT_EQ(indexes.count("jobs_state_finish"), 0u);
+    EXPECT_EQ(indexes.count("jobs_queue_state"), 0u);
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM jobs WHERE (finish_time IS "
+                            "NULL) = (state IN (5, 6, 7))")
+                  .getInt(),
+              0);
+  }
+  for (const auto& [filter, ids] : before) {
+    SCOPED_TRACE(filter);
+    auto listed = store->ListJobsBlocking(ListJobsQuery{filter, "", 1000, ""});
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(Ids(listed->jobs), ids);
+  }
+  absl::StatusOr<std::vector<QueueStateCount>> counts =
+      store->CountJobsByQueueAndStateBlocking();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  std::vector<std::string> counts_after;
+  for (const QueueStateCount& c : *counts) {
+    counts_after.push_back(
+        absl::StrCat(c.queue, "/", static_cast<int>(c.state), "=", c.count));
+  }
+  EXPECT_EQ(counts_after, counts_before);
+  std::vector<std::string> active;
+  ASSERT_TRUE(store
+                  ->LoadActiveJobsBlocking(
+                      [&](const Job& j) { active.push_back(j.id); })
+                  .ok());
+  std::sort(active.begin(), active.end());
+  std::vector<std::string> want;
+  for (const Row& r : rows) {
+    if (r.state <= 4) want.push_back(r.id);
+  }
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(active, want);
+  // The repaired terminal row counts for retention.
+  SqliteJobStore::Options options;
+  options.retention.max_terminal_jobs = 6;
+  store.reset();
+  store = Open(options);
+  EXPECT_EQ(*store->RunRetentionOnceBlocking(), 1);
+  EXPECT_TRUE(store->GetJobBlocking("01JAAAAAAAAAAAAAAAAAAAAA90").ok());
+}
+
+
 // Every event of the log in event_id order.
 std::vector<JobEvent> AllEvents(JobStore& store) {
   absl::StatusOr<std::vector<JobEvent>> events =
@@ -1384,7 +1655,7 @@ TEST_F(SqliteJobStoreTest, EventIdsIncreaseAcrossBatchesAndSeqStaysDense) {
     ASSERT_TRUE(out.ok()) << out.status();
     for (const SubmitOutcome& o : *out) ids.push_back(o.job.id);
   }
-  ASSERT_TRUE(MutateSync(*store, ids[0], Finish(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, ids[0], MoveTo(JobState::kSucceeded)).ok());
   std::vector<JobEvent> events = AllEvents(*store);
   ASSERT_THAT(events, SizeIs(7));
   ExpectIncreasingIds(events);
@@ -1406,7 +1677,7 @@ TEST_F(SqliteJobStoreTest,
     absl::StatusOr<Job> done = SubmitOne(*store, MakeJob());
     ASSERT_TRUE(live.ok() && done.ok());
     ASSERT_TRUE(
-        MutateSync(*store, done->id, Finish(JobState::kSucceeded)).ok());
+        MutateSync(*store, done->id, MoveTo(JobState::kSucceeded)).ok());
     newest = AllEvents(*store).back().event_id;
     clock_.Advance(absl::Hours(2));
     ASSERT_EQ(*store->RunRetentionOnceBlocking(), 1);
