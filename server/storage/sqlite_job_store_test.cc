@@ -1625,7 +1625,6 @@ TEST_F(SqliteJobStoreTest, AnOlderDatabaseWithJobsInEveryStateMigrates) {
   EXPECT_TRUE(store->GetJobBlocking("01JAAAAAAAAAAAAAAAAAAAAA90").ok());
 }
 
-
 // Every event of the log in event_id order.
 std::vector<JobEvent> AllEvents(JobStore& store) {
   absl::StatusOr<std::vector<JobEvent>> events =
