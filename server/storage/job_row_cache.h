@@ -50,11 +50,11 @@ class JobRowCache {
   void Forget(const std::string& id);
 
   // A position in the touched log, for RollbackTo.
-  size_t mark() const { return touched_.size(); }
+  size_t mark() const { return touched_count_; }
   // Forgets every row touched since `mark`.
   void RollbackTo(size_t mark);
   // The open transaction committed: its rows stay.
-  void Commit() { touched_.clear(); }
+  void Commit();
   void Clear();
 
   size_t size() const { return rows_.size(); }
@@ -71,7 +71,10 @@ class JobRowCache {
   const Limits limits_;
   std::unordered_map<std::string, Entry> rows_;
   size_t bytes_ = 0;
+  // touched_[0, touched_count_) are the ids touched since the last Commit;
+  // the strings beyond are kept for their storage (no allocation per Put).
   std::vector<std::string> touched_;
+  size_t touched_count_ = 0;
   int64_t hits_ = 0;
   int64_t misses_ = 0;
 };
