@@ -24,9 +24,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "absl/container/node_hash_map.h"
 #include "server/core/job.h"
 
 namespace jobwire {
@@ -69,7 +69,8 @@ class JobRowCache {
   static size_t ApproxBytes(const Job& job);
 
   const Limits limits_;
-  std::unordered_map<std::string, Entry> rows_;
+  // Node-based: the entries (about 1 KB each) never move on a rehash.
+  absl::node_hash_map<std::string, Entry> rows_;
   size_t bytes_ = 0;
   // touched_[0, touched_count_) are the ids touched since the last Commit;
   // the strings beyond are kept for their storage (no allocation per Put).
