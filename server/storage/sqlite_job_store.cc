@@ -314,7 +314,7 @@ struct SqliteJobStore::MutateOp final : WriteOp {
 
 // One batch, from the writer to the completion thread. The writer fills it
 // (RunBatch) and hands it off; the completion thread calls the listeners
-// with `events` (empty when the commit failed), then ops[i]->finish with
+// with `events` (empty when the commit failed), then ops[i]->Finish with
 // results[i], and returns it emptied for reuse: the vectors keep their
 // capacity, so a batch of a thousand requests allocates nothing.
 struct SqliteJobStore::Completion {
