@@ -34,10 +34,13 @@ void EventBus::DeliverLocked(Subscription* s, const JobEvent& event) {
 void EventBus::PublishLocked(const JobEvent& event) {
   if (options_.ring_capacity > 0) {
     if (covered_after_ < 0) covered_after_ = event.event_id - 1;
-    ring_.push_back(event);
-    while (ring_.size() > options_.ring_capacity) {
-      covered_after_ = ring_.front().event_id;
-      ring_.pop_front();
+    if (ring_.size() < options_.ring_capacity) {
+      ring_.push_back(event);
+    } else {
+      JobEvent& oldest = ring_[ring_head_];
+      covered_after_ = oldest.event_id;
+      oldest = event;
+      ring_head_ = (ring_head_ + 1) % ring_.size();
     }
   } else {
     covered_after_ = event.event_id;
@@ -115,11 +118,27 @@ EventBus::ResumeResult EventBus::ResumeAll(Subscription* subscription,
   if (covered_after_ < 0 || after_event_id < covered_after_) {
     return ResumeResult::kReadStore;
   }
-  auto first = std::upper_bound(
-      ring_.begin(), ring_.end(), after_event_id,
-      [](int64_t id, const JobEvent& e) { return id < e.event_id; });
-  for (auto it = first; it != ring_.end(); ++it) {
-    if (!subscription->subscriber->OnEvent(*it)) return ResumeResult::kLagging;
+  // The ring in publishing order is ring_[ring_head_...] then ring_[0...].
+  const size_t n = ring_.size();
+  auto at = [&](size_t i) -> const JobEvent& {
+    mu_.AssertHeld();
+    return ring_[(ring_head_ + i) % n];
+  };
+  // The first position whose event_id is above after_event_id.
+  size_t lo = 0;
+  size_t hi = n;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    if (at(mid).event_id <= after_event_id) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  for (size_t i = lo; i < n; ++i) {
+    if (!subscription->subscriber->OnEvent(at(i))) {
+      return ResumeResult::kLagging;
+    }
   }
   subscription->lagging = false;
   return ResumeResult::kLive;

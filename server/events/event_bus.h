@@ -37,7 +37,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -139,7 +138,11 @@ class EventBus final : public CommitListener {
 
   const Options options_;
   mutable absl::Mutex mu_;
-  std::deque<JobEvent> ring_ ABSL_GUARDED_BY(mu_);
+  // A circular buffer of at most ring_capacity events, oldest at
+  // ring_head_. Full slots are overwritten by copy assignment, which reuses
+  // the old event's storage: publishing allocates nothing in steady state.
+  std::vector<JobEvent> ring_ ABSL_GUARDED_BY(mu_);
+  size_t ring_head_ ABSL_GUARDED_BY(mu_) = 0;
   // The ring holds every published event with event_id > covered_after_;
   // -1 until the first event.
   int64_t covered_after_ ABSL_GUARDED_BY(mu_) = -1;

@@ -140,14 +140,14 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
       scheduled_[e.job_id] = e.run_after;
       timers_.Push({e.run_after, TimerKind::kRunAfter, e.job_id, 0});
       dirty_ = true;
-    } else {
+    } else if (!scheduled_.empty()) {
       scheduled_.erase(e.job_id);
     }
     if (e.from == JobState::kRunning && e.to != JobState::kRunning) {
       auto it = leases_.find(e.job_id);
       if (it != leases_.end() && it->second.active &&
           it->second.attempt == e.attempt) {
-        RemoveLeaseLocked(e.job_id);
+        RemoveLeaseLocked(it);
       }
     }
   }
@@ -155,7 +155,10 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
 
 void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
   auto it = leases_.find(job_id);
-  if (it == leases_.end()) return;
+  if (it != leases_.end()) RemoveLeaseLocked(it);
+}
+
+void Dispatcher::RemoveLeaseLocked(LeaseMap::iterator it) {
   auto s = sessions_.find(it->second.session);
   if (s != sessions_.end() && --s->second.used == 0 && draining_) {
     s->second.conn->EndSession();
@@ -486,7 +489,7 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
       JW_LOG(WARNING) << "assign of " << job_id
                       << " failed: " << result.status();
     }
-    RemoveLeaseLocked(job_id);
+    RemoveLeaseLocked(it);
     return;
   }
   const Job& job = *result;

@@ -48,10 +48,11 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -301,6 +302,8 @@ class Dispatcher final : public CommitListener {
     std::string cancel_reason;
     bool pause_requested = false;
   };
+  // Pointer-stable: Lease pointers and references are held across inserts.
+  using LeaseMap = absl::node_hash_map<std::string, Lease>;
   // Work the loop does outside the lock.
   struct Action {
     std::string job_id;
@@ -321,6 +324,9 @@ class Dispatcher final : public CommitListener {
   void EndLeaseLocked(Lease* lease, worker_transitions::LeaseEndCause cause)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLeaseLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same for a lease already found (no second lookup).
+  void RemoveLeaseLocked(LeaseMap::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // OK when `session` holds the live lease of (job_id, attempt).
   absl::Status CheckLeaseLocked(int64_t session, const std::string& job_id,
@@ -377,14 +383,14 @@ class Dispatcher final : public CommitListener {
       ABSL_GUARDED_BY(mu_);
   ReadyIndex index_ ABSL_GUARDED_BY(mu_);
   // When each ready job became ready (for the dispatch latency).
-  std::unordered_map<std::string, absl::Time> ready_at_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> ready_at_ ABSL_GUARDED_BY(mu_);
   TimerHeap timers_ ABSL_GUARDED_BY(mu_);
   // SCHEDULED jobs and when they are due.
-  std::unordered_map<std::string, absl::Time> scheduled_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> scheduled_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
   int64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t rr_cursor_ ABSL_GUARDED_BY(mu_) = 0;
-  std::unordered_map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  LeaseMap leases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> queue_leases_ ABSL_GUARDED_BY(mu_);
   int assigns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Mutations raised under mu_ (also in store callbacks, on the store's

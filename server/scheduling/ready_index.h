@@ -14,8 +14,9 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <unordered_map>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 
 namespace jobwire {
@@ -61,7 +62,9 @@ class ReadyIndex {
   };
   // queue -> kind -> ordered jobs.
   std::map<std::string, std::map<std::string, std::set<Key>>> queues_;
-  std::unordered_map<std::string, ReadyJob> where_;
+  // Every job by id (a flat map: the commit callbacks look up every job
+  // that changes state, and most are not here).
+  absl::flat_hash_map<std::string, ReadyJob> where_;
 };
 
 }  // namespace jobwire

@@ -81,7 +81,12 @@ void JobRowCache::Put(const Job& job) {
   it->second.job = job;
   TruncateToMicros(&it->second.job);
   it->second.bytes = bytes;
-  touched_.push_back(job.id);
+  if (touched_count_ < touched_.size()) {
+    touched_[touched_count_] = job.id;
+  } else {
+    touched_.push_back(job.id);
+  }
+  ++touched_count_;
 }
 
 void JobRowCache::Forget(const std::string& id) {
@@ -92,9 +97,19 @@ void JobRowCache::Forget(const std::string& id) {
 }
 
 void JobRowCache::RollbackTo(size_t mark) {
-  if (mark >= touched_.size()) return;
-  for (size_t i = mark; i < touched_.size(); ++i) Forget(touched_[i]);
-  touched_.resize(mark);
+  if (mark >= touched_count_) return;
+  for (size_t i = mark; i < touched_count_; ++i) Forget(touched_[i]);
+  touched_count_ = mark;
+}
+
+void JobRowCache::Commit() {
+  touched_count_ = 0;
+  // Kept for reuse up to a usual batch; a huge Submit does not pin its ids.
+  constexpr size_t kKeptTouched = 4096;
+  if (touched_.size() > kKeptTouched) {
+    touched_.resize(kKeptTouched);
+    touched_.shrink_to_fit();
+  }
 }
 
 void JobRowCache::Clear() {

@@ -24,9 +24,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "absl/container/node_hash_map.h"
 #include "server/core/job.h"
 
 namespace jobwire {
@@ -50,11 +50,11 @@ class JobRowCache {
   void Forget(const std::string& id);
 
   // A position in the touched log, for RollbackTo.
-  size_t mark() const { return touched_.size(); }
+  size_t mark() const { return touched_count_; }
   // Forgets every row touched since `mark`.
   void RollbackTo(size_t mark);
   // The open transaction committed: its rows stay.
-  void Commit() { touched_.clear(); }
+  void Commit();
   void Clear();
 
   size_t size() const { return rows_.size(); }
@@ -69,9 +69,13 @@ class JobRowCache {
   static size_t ApproxBytes(const Job& job);
 
   const Limits limits_;
-  std::unordered_map<std::string, Entry> rows_;
+  // Node-based: the entries (about 1 KB each) never move on a rehash.
+  absl::node_hash_map<std::string, Entry> rows_;
   size_t bytes_ = 0;
+  // touched_[0, touched_count_) are the ids touched since the last Commit;
+  // the strings beyond are kept for their storage (no allocation per Put).
   std::vector<std::string> touched_;
+  size_t touched_count_ = 0;
   int64_t hits_ = 0;
   int64_t misses_ = 0;
 };

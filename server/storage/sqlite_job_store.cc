@@ -93,21 +93,6 @@ void FillAttributes(const Job& job, JobEvent* e) {
   e->state = job.state;
 }
 
-// A WriteOp finish that hands `*value` (filled by the op's apply) or the
-// error to `done`.
-template <typename T>
-std::function<void(absl::Status)> AnswerWith(
-    std::shared_ptr<T> value, std::function<void(absl::StatusOr<T>)> done) {
-  return
-      [value = std::move(value), done = std::move(done)](absl::Status status) {
-        if (status.ok()) {
-          done(std::move(*value));
-        } else {
-          done(std::move(status));
-        }
-      };
-}
-
 // Names the calling thread for top, perf and gdb (at most 15 characters).
 void NameThisThread(const char* name) {
   pthread_setname_np(pthread_self(), name);
@@ -307,22 +292,50 @@ class SqliteJobStore::Writer {
   int64_t next_event_id = 1;
 };
 
-// One queued write: `apply` runs on the writer inside the batch's
-// transaction; `finish` gets apply's status, or the batch's error when the
-// commit failed. `apply` may run a second time (in a fresh transaction, after
+// One queued write: Apply runs on the writer inside the batch's
+// transaction; Finish gets Apply's status, or the batch's error when the
+// commit failed. Apply may run a second time (in a fresh transaction, after
 // the first one was rolled back, see RunBatch), so it must not depend on
 // state that its first run consumed; and it should fail, when it fails,
-// before its first write.
+// before its first write. The base class runs `apply` and `finish`; the hot
+// Mutate has its own subclass, which keeps its result inline and saves the
+// closures' allocations.
 struct SqliteJobStore::WriteOp {
+  virtual ~WriteOp() = default;
+  virtual absl::Status Apply(Writer& w) { return apply(w); }
+  virtual void Finish(absl::Status status) { finish(std::move(status)); }
+
   int64_t jobs = 1;
   int64_t bytes = 0;
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
 };
 
+// Mutate's write: runs the mutation against the job's row and answers with
+// the job as written.
+struct SqliteJobStore::MutateOp final : WriteOp {
+  MutateOp(std::string id, JobMutation mutation, JobCallback done)
+      : id(std::move(id)),
+        mutation(std::move(mutation)),
+        done(std::move(done)) {}
+  absl::Status Apply(Writer& w) override;
+  void Finish(absl::Status status) override {
+    if (status.ok()) {
+      done(std::move(result));
+    } else {
+      done(std::move(status));
+    }
+  }
+
+  const std::string id;
+  const JobMutation mutation;
+  const JobCallback done;
+  Job result;  // set by Apply
+};
+
 // One batch, from the writer to the completion thread. The writer fills it
 // (RunBatch) and hands it off; the completion thread calls the listeners
-// with `events` (empty when the commit failed), then ops[i]->finish with
+// with `events` (empty when the commit failed), then ops[i]->Finish with
 // results[i], and returns it emptied for reuse: the vectors keep their
 // capacity, so a batch of a thousand requests allocates nothing.
 struct SqliteJobStore::Completion {
@@ -532,7 +545,7 @@ void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
       return;
     }
   }
-  op->finish(ShutDownError());
+  op->Finish(ShutDownError());
 }
 
 void SqliteJobStore::WriterLoop() {
@@ -602,7 +615,7 @@ void SqliteJobStore::CompletionLoop() {
         listener->OnCommit(c->events);
     }
     for (size_t i = 0; i < c->ops.size(); ++i)
-      c->ops[i]->finish(std::move(c->results[i]));
+      c->ops[i]->Finish(std::move(c->results[i]));
     c->ops.clear();  // the requests' captures go here, not on the writer
     c->results.clear();
     c->events.clear();
@@ -635,7 +648,7 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
     absl::Status s;
     try {
       if (savepoints) w.Exec("SAVEPOINT op");
-      s = batch[i]->apply(w);
+      s = batch[i]->Apply(w);
       if (s.ok() && savepoints) w.Exec("RELEASE op");
     } catch (const SQLite::Exception& e) {
       s = StatusFromSqlite(e);
@@ -826,52 +839,49 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
 
 void SqliteJobStore::Mutate(std::string id, JobMutation mutation,
                             JobCallback done) {
-  auto op = std::make_unique<WriteOp>();
-  auto result = std::make_shared<Job>();
-  op->apply = [id = std::move(id), mutation = std::move(mutation),
-               result](Writer& w) -> absl::Status {
-    // The cached row when the writer holds it; otherwise read it.
-    Job loaded;
-    const Job* cached = w.rows.Find(id);
-    if (cached == nullptr) {
-      JW_ASSIGN_OR_RETURN(loaded, w.LoadJob(id));
-      cached = &loaded;
+  Enqueue(std::make_unique<MutateOp>(std::move(id), std::move(mutation),
+                                     std::move(done)));
+}
+
+absl::Status SqliteJobStore::MutateOp::Apply(Writer& w) {
+  // The cached row when the writer holds it; otherwise read it.
+  Job loaded;
+  const Job* cached = w.rows.Find(id);
+  if (cached == nullptr) {
+    JW_ASSIGN_OR_RETURN(loaded, w.LoadJob(id));
+    cached = &loaded;
+  }
+  const Job& current = *cached;
+  JW_ASSIGN_OR_RETURN(JobChange change, mutation(current, w.now));
+  Job& next = result;
+  next = std::move(change.job);
+  if (next.id != current.id) {
+    return absl::InternalError(
+        absl::StrCat("mutation of job ", id, " changed its id"));
+  }
+  // Not the mutation's to change.
+  next.create_time = current.create_time;
+  next.request_id = current.request_id;
+  next.version = current.version;
+  next.update_time = current.update_time;
+  next.last_seq = current.last_seq;
+  if (change.events.empty() && JobColumnsEqual(current, next)) {
+    // Nothing to write.
+    if (cached == &loaded) {
+      next = std::move(loaded);
+    } else {
+      next = current;
     }
-    const Job& current = *cached;
-    JW_ASSIGN_OR_RETURN(JobChange change, mutation(current, w.now));
-    Job next = std::move(change.job);
-    if (next.id != current.id) {
-      return absl::InternalError(
-          absl::StrCat("mutation of job ", id, " changed its id"));
-    }
-    // Not the mutation's to change.
-    next.create_time = current.create_time;
-    next.request_id = current.request_id;
-    next.version = current.version;
-    next.update_time = current.update_time;
-    next.last_seq = current.last_seq;
-    if (change.events.empty() && JobColumnsEqual(current, next)) {
-      // Nothing to write.
-      if (cached == &loaded) {
-        *result = std::move(loaded);
-      } else {
-        *result = current;
-      }
-      return absl::OkStatus();
-    }
-    next.version = current.version + 1;
-    next.update_time = w.now;
-    next.last_seq =
-        current.last_seq + static_cast<int64_t>(change.events.size());
-    w.UpdateJob(current, next);
-    w.AppendEvents(next, std::move(change.events), current.last_seq + 1);
-    // `current` may be the cached row: Put overwrites it, so it comes last.
-    w.rows.Put(next);
-    *result = std::move(next);
     return absl::OkStatus();
-  };
-  op->finish = AnswerWith(std::move(result), std::move(done));
-  Enqueue(std::move(op));
+  }
+  next.version = current.version + 1;
+  next.update_time = w.now;
+  next.last_seq = current.last_seq + static_cast<int64_t>(change.events.size());
+  w.UpdateJob(current, next);
+  w.AppendEvents(next, std::move(change.events), current.last_seq + 1);
+  // `current` may be the cached row: Put overwrites it, so it comes last.
+  w.rows.Put(next);
+  return absl::OkStatus();
 }
 
 void SqliteJobStore::PutSetting(std::string key, std::string value,

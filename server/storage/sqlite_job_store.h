@@ -174,6 +174,7 @@ class SqliteJobStore final : public JobStore {
   class Connection;
   class Writer;
   struct WriteOp;
+  struct MutateOp;
   struct Completion;
 
   // Commits handed off by the writer and not yet taken by the completion
