@@ -39,8 +39,10 @@
 // completion thread (or inside a Resume call), reads on the Executor; none
 // blocks except the Executor reads. Lock order: EventBus::mu_ and
 // StreamRegistry::mu_ before WatchReactorCore::mu_; the reactor never calls
-// the bus or the registry while holding mu_. One write in flight; Finish
-// exactly once behind finished_.
+// the bus or the registry while holding mu_. One write in flight (a burst
+// of queued events is coalesced into few socket writes, the last one never
+// held back: server/api/write_coalescing.h); Finish exactly once behind
+// finished_.
 //
 // Lifetime: reference counted. gRPC holds one reference until OnDone; each
 // scheduled Executor task holds one. The last release unregisters, ends the

@@ -1,6 +1,7 @@
 #include "server/api/worker_service.h"
 
 #include <atomic>
+#include <cstddef>
 #include <deque>
 #include <memory>
 #include <string>
