@@ -168,12 +168,14 @@ absl::StatusOr<JobError> ErrorFromProto(const v1::JobError& e,
 }
 
 void JobToProto(const Job& job, v1::Job* out) {
+  // Empty strings are left unset (the same on the wire): setting one still
+  // allocates a string, and an assign is built per dispatched job.
   out->set_id(job.id);
   out->set_queue(job.queue);
   out->set_kind(job.kind);
   if (!job.args_json.empty())
     JsonToStructOrEmpty(job.args_json, out->mutable_args());
-  out->set_payload(job.payload);
+  if (!job.payload.empty()) out->set_payload(job.payload);
   out->set_priority(job.priority);
   for (const auto& [key, value] : job.labels)
     (*out->mutable_labels())[key] = value;
@@ -210,8 +212,8 @@ void JobToProto(const Job& job, v1::Job* out) {
   if (job.webhook.has_value())
     WebhookToProto(*job.webhook, out->mutable_webhook());
   out->set_last_seq(job.last_seq);
-  out->set_checkpoint(job.checkpoint);
-  out->set_worker_id(job.worker_id);
+  if (!job.checkpoint.empty()) out->set_checkpoint(job.checkpoint);
+  if (!job.worker_id.empty()) out->set_worker_id(job.worker_id);
 }
 
 absl::StatusOr<Job> NewJobFromProto(const v1::Job& in,

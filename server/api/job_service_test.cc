@@ -6,7 +6,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -356,6 +358,58 @@ TEST(JobServiceTest, WatchJobsWithoutCursorStartsWithNewEventsOnly) {
   ASSERT_TRUE(reader->Read(&msg));
   EXPECT_EQ(msg.event().job_id(), before.id());
   EXPECT_EQ(msg.event().log().line(), "after");
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+// Events committed together go out coalesced into few socket writes
+// (server/api/write_coalescing.h): the watcher gets every one of them, the
+// last included, although nothing follows it to flush the stream; and a lone
+// event after the burst is not held back either. The deadline only bounds a
+// failure.
+TEST(JobServiceTest, WatchJobsGetsABurstWholeAndALoneEventAfterIt) {
+  Fixture f(DefaultOptions());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::WatchJobsRequest req;
+  req.set_filter("kind = burst");
+  auto reader = f.stub->WatchJobs(&ctx, req);
+  for (int i = 0; i < 10000 && f.service->open_streams() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // The first write of the stream, alone.
+  v1::Job first = f.Submit("burst");
+  WatchJobsResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().job_id(), first.id());
+
+  constexpr int kJobs = 200;  // below WatchOptions::buffer: one live burst
+  std::vector<NewJob> jobs(kJobs);
+  for (NewJob& j : jobs) j.job.kind = "burst";
+  std::set<std::string> ids;
+  absl::Notification submitted;
+  f.store->Submit(std::move(jobs),
+                  [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                    EXPECT_TRUE(r.ok()) << r.status();
+                    if (r.ok()) {
+                      for (const SubmitOutcome& o : *r) ids.insert(o.job.id);
+                    }
+                    submitted.Notify();
+                  });
+  submitted.WaitForNotification();
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  std::set<std::string> seen;
+  while (seen.size() < ids.size()) {
+    ASSERT_TRUE(reader->Read(&msg)) << "only " << seen.size() << " jobs seen";
+    ASSERT_TRUE(msg.has_event());
+    seen.insert(msg.event().job_id());
+  }
+  EXPECT_EQ(seen, ids);
+
+  f.Log(first.id(), "lone");
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_EQ(msg.event().job_id(), first.id());
+  EXPECT_EQ(msg.event().log().line(), "lone");
   ctx.TryCancel();
   reader->Finish();
 }

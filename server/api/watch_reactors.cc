@@ -253,7 +253,9 @@ void WatchReactorCore::PumpLocked() {
   queue_.pop_front();
   writing_ = true;
   write_started_ = deps_.clock->Now();
-  StartWriteOf(in_flight_);
+  // A burst of events leaves in one socket write; the last one, or a lone
+  // one, is not held back (server/api/write_coalescing.h).
+  StartWriteOf(in_flight_, coalescer_.Next(!queue_.empty()));
 }
 
 void WatchReactorCore::FinishLocked(const grpc::Status& status) {
@@ -431,9 +433,10 @@ bool WatchJobReactor::Ends(const JobEvent& event) const {
   return IsTerminalEvent(event);
 }
 
-void WatchJobReactor::StartWriteOf(const Outgoing& message) {
+void WatchJobReactor::StartWriteOf(const Outgoing& message,
+                                   grpc::WriteOptions options) {
   Fill(message, &response_);
-  StartWrite(&response_);
+  StartWrite(&response_, options);
 }
 
 // ---------------------------------------------------------------------------
@@ -517,9 +520,10 @@ bool WatchJobsReactor::Wants(const JobEvent& event) const {
   return Matches(filter_, event);
 }
 
-void WatchJobsReactor::StartWriteOf(const Outgoing& message) {
+void WatchJobsReactor::StartWriteOf(const Outgoing& message,
+                                    grpc::WriteOptions options) {
   Fill(message, &response_);
-  StartWrite(&response_);
+  StartWrite(&response_, options);
 }
 
 }  // namespace jobwire

@@ -39,8 +39,10 @@
 // completion thread (or inside a Resume call), reads on the Executor; none
 // blocks except the Executor reads. Lock order: EventBus::mu_ and
 // StreamRegistry::mu_ before WatchReactorCore::mu_; the reactor never calls
-// the bus or the registry while holding mu_. One write in flight; Finish
-// exactly once behind finished_.
+// the bus or the registry while holding mu_. One write in flight (a burst
+// of queued events is coalesced into few socket writes, the last one never
+// held back: server/api/write_coalescing.h); Finish exactly once behind
+// finished_.
 //
 // Lifetime: reference counted. gRPC holds one reference until OnDone; each
 // scheduled Executor task holds one. The last release unregisters, ends the
@@ -65,6 +67,7 @@
 #include "absl/time/time.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/api/stream_registry.h"
+#include "server/api/write_coalescing.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
 #include "server/core/filter.h"
@@ -158,8 +161,10 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   virtual bool Ends(const JobEvent& event) const = 0;
   // Whether live events must be contiguous (WatchJob: seq + 1).
   virtual bool Dense() const = 0;
-  // Starts writing `message` (called with mu_ held, no write in flight).
-  virtual void StartWriteOf(const Outgoing& message) = 0;
+  // Starts writing `message` with `options` (called with mu_ held, no write
+  // in flight).
+  virtual void StartWriteOf(const Outgoing& message,
+                            grpc::WriteOptions options) = 0;
   // Calls the gRPC Finish (called once, with mu_ held).
   virtual void FinishWith(const grpc::Status& status) = 0;
 
@@ -203,6 +208,7 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mu_);
   Outgoing in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  WriteCoalescer coalescer_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool end_after_queue_ ABSL_GUARDED_BY(mu_) = false;
@@ -244,7 +250,8 @@ class WatchJobReactor final
   bool Wants(const JobEvent& event) const override { return true; }
   bool Ends(const JobEvent& event) const override;
   bool Dense() const override { return true; }
-  void StartWriteOf(const Outgoing& message) override;
+  void StartWriteOf(const Outgoing& message,
+                    grpc::WriteOptions options) override;
   void FinishWith(const grpc::Status& status) override { Finish(status); }
 
   const std::string job_id_;
@@ -282,7 +289,8 @@ class WatchJobsReactor final
   bool Wants(const JobEvent& event) const override;
   bool Ends(const JobEvent& event) const override { return false; }
   bool Dense() const override { return false; }
-  void StartWriteOf(const Outgoing& message) override;
+  void StartWriteOf(const Outgoing& message,
+                    grpc::WriteOptions options) override;
   void FinishWith(const grpc::Status& status) override { Finish(status); }
 
   const FilterExpr filter_;

@@ -5,9 +5,10 @@
 // message at a time and hands it to the Dispatcher, which fences it against
 // the session's leases and writes through the store; it writes the
 // dispatcher's assign / cancel / pause / drain messages and `rejected`
-// answers from an outgoing queue, one write in flight. Nothing blocks in a
-// reaction. A closed or cancelled stream releases the session's leases at
-// once.
+// answers from an outgoing queue, one write in flight; a burst of queued
+// messages is coalesced into few socket writes without holding the last one
+// back (server/api/write_coalescing.h). Nothing blocks in a reaction. A closed
+// or cancelled stream releases the session's leases at once.
 //
 // Thread-safe. The dispatcher is not owned and must outlive the
 // service. Shutdown() must run before grpc::Server::Shutdown.

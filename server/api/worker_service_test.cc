@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
@@ -99,6 +101,24 @@ class WorkerServiceTest : public ::testing::Test {
     return SubmitBlocking(*store_, std::move(job));
   }
 
+  // Submits `n` jobs of kind "k" in one commit; returns their ids.
+  std::set<std::string> SubmitMany(int n) {
+    std::vector<NewJob> jobs(n);
+    for (NewJob& j : jobs) j.job.kind = "k";
+    absl::Notification done;
+    std::set<std::string> ids;
+    store_->Submit(std::move(jobs),
+                   [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                     EXPECT_TRUE(r.ok()) << r.status();
+                     if (r.ok()) {
+                       for (const SubmitOutcome& o : *r) ids.insert(o.job.id);
+                     }
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    return ids;
+  }
+
   std::string SubmitTo(const std::string& queue) {
     Job job;
     job.queue = queue;
@@ -179,6 +199,30 @@ TEST_F(WorkerServiceTest, SlotsBoundTheJobsAWorkerHolds) {
       w->NextOf(ConnectResponse::kAssign, absl::Milliseconds(300)).has_value());
   w->Complete(a1->assign().job().id(), 1);
   EXPECT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+}
+
+// A burst of assigns goes out coalesced into few socket writes
+// (server/api/write_coalescing.h): every assign must still arrive, the last
+// one included, although nothing follows it to flush the stream. Connecting
+// after the submit also puts the burst right behind the welcome (the
+// stream's first write).
+TEST_F(WorkerServiceTest, BurstOfAssignsArrivesWholeAndTheLastIsNotHeldBack) {
+  constexpr int kJobs = 300;
+  const std::set<std::string> ids = SubmitMany(kJobs);
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  auto w = Connect("w1", {}, kJobs + 1);
+  std::set<std::string> assigned;
+  for (int i = 0; i < kJobs; ++i) {
+    auto a = w->NextOf(ConnectResponse::kAssign);
+    ASSERT_TRUE(a.has_value()) << "only " << i << " of " << kJobs;
+    assigned.insert(a->assign().job().id());
+  }
+  EXPECT_EQ(assigned, ids);
+  // A lone assign after the burst is not held back either.
+  const std::string lone = SubmitTo("default");
+  auto a = w->NextOf(ConnectResponse::kAssign);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->assign().job().id(), lone);
 }
 
 TEST_F(WorkerServiceTest, KilledWorkerJobRunsAgainOnAnotherWorkerOnce) {
