@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -1161,16 +1162,22 @@ void ExpectWriterSeesStoredRow(SqliteJobStore& store, const std::string& id) {
       << static_cast<int>(stored->state);
 }
 
-JobMutation BumpPriority() {
-  return [](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
-    JobChange c{current, {}};
-    c.job.priority = current.priority + 1;
+// Applies `edit` to the job and records one `updated` event naming `path`.
+JobMutation UpdateWith(std::string path, std::function<void(Job&)> edit) {
+  return [path = std::move(path), edit = std::move(edit)](
+             const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+    JobChange change{current, {}};
+    edit(change.job);
     JobEvent e;
     e.type = EventType::kUpdated;
-    e.paths = {"priority"};
-    c.events.push_back(e);
-    return c;
+    e.paths = {path};
+    change.events.push_back(std::move(e));
+    return change;
   };
+}
+
+JobMutation BumpPriority() {
+  return UpdateWith("priority", [](Job& job) { ++job.priority; });
 }
 
 TEST_F(SqliteJobStoreTest, MutatesOfRecentlyWrittenJobsUseTheRowCache) {
@@ -1299,19 +1306,13 @@ TEST_F(SqliteJobStoreTest, ADisabledRowCacheReadsEveryRow) {
 // A running job's pending stop request, as worker_transitions::RequestStop
 // writes it (the store test does not depend on core/worker_transitions).
 JobMutation RunWithStopRequest(StopRequest request, std::string reason) {
-  return [request, reason](const Job& current,
-                           absl::Time) -> absl::StatusOr<JobChange> {
-    JobChange change{current, {}};
-    change.job.state = JobState::kRunning;
-    change.job.attempt = 1;
-    change.job.stop_request = request;
-    change.job.stop_reason = reason;
-    JobEvent e;
-    e.type = EventType::kUpdated;
-    e.paths = {"cancel_requested"};
-    change.events.push_back(e);
-    return change;
-  };
+  return UpdateWith("cancel_requested",
+                    [request, reason = std::move(reason)](Job& job) {
+                      job.state = JobState::kRunning;
+                      job.attempt = 1;
+                      job.stop_request = request;
+                      job.stop_reason = reason;
+                    });
 }
 
 TEST_F(SqliteJobStoreTest, StopRequestOfARunningJobSurvivesAReopen) {
