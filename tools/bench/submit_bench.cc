@@ -62,10 +62,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -100,6 +102,9 @@ struct Flags {
   std::string jobwired;  // empty: this build's
   std::string append;
   std::string command;
+  // Submit cases to run (all by default); narrowing them helps profiling.
+  std::vector<int> callers = {1, 16, 64};
+  std::string transport;  // "tcp", "unix" or empty for both
 };
 
 double Micros(Clock::duration d) {
@@ -387,6 +392,9 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
   for (const auto& [name, target] :
        std::vector<std::pair<std::string, std::string>>{
            {"TCP", server.tcp_target()}, {"Unix", server.unix_target()}}) {
+    if (!flags.transport.empty() &&
+        absl::AsciiStrToLower(name) != flags.transport)
+      continue;
     auto channel = OwnChannel(target, 0);
     auto stub = v1::JobService::NewStub(channel);
     auto health = grpc::health::v1::Health::NewStub(channel);
@@ -394,7 +402,7 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
     MakeSubmitLoop(stub.get(), 1, Clock::now() + std::chrono::milliseconds(200),
                    absl::StrCat("warm-", name, "-"))
         .RunAndWait();
-    for (int callers : {1, 16, 64}) {
+    for (int callers : flags.callers) {
       const auto case_time =
           std::chrono::microseconds(static_cast<int64_t>(flags.seconds * 1e6));
       SubmitResult r;
@@ -975,6 +983,16 @@ int Main(int argc, char** argv) {
       ok = ok && access(v.c_str(), X_OK) == 0;
     } else if (a == "--append") {
       flags.append = v;
+    } else if (a == "--callers") {
+      flags.callers.clear();
+      for (absl::string_view part : absl::StrSplit(v, ',')) {
+        int n = 0;
+        ok = ok && absl::SimpleAtoi(part, &n) && n >= 1 && n <= 1024;
+        flags.callers.push_back(n);
+      }
+    } else if (a == "--transport") {
+      flags.transport = v;
+      ok = ok && (v == "tcp" || v == "unix");
     } else {
       ok = false;
     }
@@ -985,7 +1003,8 @@ int Main(int argc, char** argv) {
                    "[--channels N] "
                    "[--sync full|normal|off] "
                    "[--raw1 N --raw1000 N] [--jobwired PATH] "
-                   "[--append FILE]\n";
+                   "[--append FILE] [--callers N,N,..] "
+                   "[--transport tcp|unix]\n";
       return 2;
     }
     ++i;
