@@ -577,8 +577,29 @@ void SqliteJobStore::WriterLoop() {
   }
 }
 
+bool SqliteJobStore::WriterIdle() {
+  if (!options_.complete_on_idle_writer) return false;
+  absl::MutexLock lock(&mu_);
+  return queue_.empty();
+}
+
 std::unique_ptr<SqliteJobStore::Completion> SqliteJobStore::HandOff(
     std::unique_ptr<Completion> c) {
+  // Idle writer, idle completion thread (a single caller): answering here
+  // saves waking the completion thread, a run-queue wait on a busy box. Order
+  // holds: no earlier commit is pending or running, and no later commit can
+  // be handed off while this one runs.
+  if (WriterIdle()) {
+    bool inline_run = false;
+    {
+      absl::MutexLock lock(&completion_mu_);
+      inline_run = completions_.empty() && !completing_;
+    }
+    if (inline_run) {
+      RunCompletion(*c);
+      return c;
+    }
+  }
   absl::MutexLock lock(&completion_mu_);
   auto has_room = [this] {
     completion_mu_.AssertReaderHeld();
@@ -607,23 +628,28 @@ void SqliteJobStore::CompletionLoop() {
       if (completions_.empty()) return;
       c = std::move(completions_.front());
       completions_.pop_front();
+      completing_ = true;
     }
-    // The events are durable and reach the listeners before any `done` of
-    // their commit; an earlier commit's work all ran in an earlier turn.
-    if (!c->events.empty()) {
-      for (CommitListener* listener : c->listeners)
-        listener->OnCommit(c->events);
-    }
-    for (size_t i = 0; i < c->ops.size(); ++i)
-      c->ops[i]->Finish(std::move(c->results[i]));
-    c->ops.clear();  // the requests' captures go here, not on the writer
-    c->results.clear();
-    c->events.clear();
-    c->listeners.clear();
+    RunCompletion(*c);
     absl::MutexLock lock(&completion_mu_);
+    completing_ = false;
     if (spare_completions_.size() <= kMaxPendingCompletions)
       spare_completions_.push_back(std::move(c));
   }
+}
+
+void SqliteJobStore::RunCompletion(Completion& c) {
+  // The events are durable and reach the listeners before any `done` of
+  // their commit; an earlier commit's work all ran in an earlier turn.
+  if (!c.events.empty()) {
+    for (CommitListener* listener : c.listeners) listener->OnCommit(c.events);
+  }
+  for (size_t i = 0; i < c.ops.size(); ++i)
+    c.ops[i]->Finish(std::move(c.results[i]));
+  c.ops.clear();  // the requests' captures go here
+  c.results.clear();
+  c.events.clear();
+  c.listeners.clear();
 }
 
 bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
