@@ -53,12 +53,16 @@ const char* SynchronousPragma(SqliteJobStore::Synchronous s) {
   return "PRAGMA synchronous = FULL";
 }
 
+// A job whose request_id is taken already is not inserted (no error, no
+// change): the unique index answers the idempotency check that a SELECT
+// before each insert would repeat. Every other constraint still fails.
 const std::string& InsertJobSql() {
   static const auto* sql = [] {
     std::vector<std::string> marks(JobColumns().size(), "?");
-    return new std::string(absl::StrCat("INSERT INTO jobs (",
-                                        JobColumnList(false), ") VALUES (",
-                                        absl::StrJoin(marks, ", "), ")"));
+    return new std::string(absl::StrCat(
+        "INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
+        absl::StrJoin(marks, ", "),
+        ") ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"));
   }();
   return *sql;
 }
@@ -145,14 +149,17 @@ class SqliteJobStore::Writer {
     return ReadJob(*stmt, false);
   }
 
-  void InsertJob(const Job& job) {
+  // Inserts `job` and its labels. False, with nothing written, when another
+  // job has its request_id.
+  bool InsertJob(const Job& job) {
     auto stmt = conn.stmts.Get(InsertJobSql());
     int index = 0;
     // Borrowed values point into `job`, which outlives exec().
     for (const JobColumn& c : JobColumns())
       BindValue(*stmt, ++index, c.get(job));
-    stmt->exec();
+    if (stmt->exec() == 0) return false;
     InsertLabels(job);
+    return true;
   }
 
   // Writes the columns that differ between `before` and `after`.
@@ -331,6 +338,22 @@ struct SqliteJobStore::MutateOp final : WriteOp {
   const JobMutation mutation;
   const JobCallback done;
   Job result;  // set by Apply
+};
+
+// Submit's write: inserts the jobs (or finds them by request_id) and answers
+// with the outcomes.
+struct SqliteJobStore::SubmitOp final : WriteOp {
+  SubmitOp(std::vector<NewJob> jobs, SubmitCallback done);
+  absl::Status Apply(Writer& w) override;
+  void Finish(absl::Status status) override;
+
+  std::vector<NewJob> inputs;  // moved to `rows` by the first Apply
+  const SubmitCallback done;
+  bool validated = false;
+  std::vector<Job> rows;
+  // Per input: the existing job (created=false), or a created one whose job
+  // is taken from rows[i] when the commit succeeded.
+  std::vector<SubmitOutcome> outcomes;
 };
 
 // One batch, from the writer to the completion thread. The writer fills it
@@ -776,91 +799,89 @@ void SqliteJobStore::RunBatch(Completion& c) {
 }
 
 void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
-  auto op = std::make_unique<WriteOp>();
-  op->jobs = static_cast<int64_t>(jobs.size());
-  for (const NewJob& j : jobs) {
-    op->bytes +=
+  Enqueue(std::make_unique<SubmitOp>(std::move(jobs), std::move(done)));
+}
+
+SqliteJobStore::SubmitOp::SubmitOp(std::vector<NewJob> jobs,
+                                   SubmitCallback done)
+    : inputs(std::move(jobs)), done(std::move(done)) {
+  this->jobs = static_cast<int64_t>(inputs.size());
+  for (const NewJob& j : inputs) {
+    bytes +=
         static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
   }
+}
+
+absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
   // The validated inputs become `rows` once (moved, not copied); a second
-  // run of apply (see WriteOp) writes the same rows again.
-  struct Work {
-    std::vector<NewJob> jobs;
-    bool validated = false;
-    std::vector<Job> rows;
-    // Per input: the existing job (created=false), or a created one whose job
-    // is taken from rows[i] when the commit succeeded.
-    std::vector<SubmitOutcome> outcomes;
-  };
-  auto work = std::make_shared<Work>();
-  work->jobs = std::move(jobs);
-  op->apply = [work](Writer& w) -> absl::Status {
-    if (!work->validated) {
-      for (const NewJob& j : work->jobs)
-        JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
-      work->validated = true;
-      work->rows.reserve(work->jobs.size());
-      for (NewJob& in : work->jobs) {
-        Job job;
-        // Input fields only: everything else is the store's to set.
-        job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
-                                         : std::move(in.job.queue);
-        job.kind = std::move(in.job.kind);
-        job.args_json = std::move(in.job.args_json);
-        job.payload = std::move(in.job.payload);
-        job.priority = in.job.priority;
-        job.labels = std::move(in.job.labels);
-        job.schedule_time = in.job.schedule_time;
-        job.max_attempts = in.job.max_attempts == 0 ? kDefaultMaxAttempts
-                                                    : in.job.max_attempts;
-        job.retry_policy = std::move(in.job.retry_policy);
-        job.attempt_timeout = in.job.attempt_timeout;
-        job.webhook = std::move(in.job.webhook);
-        job.request_id = std::move(in.job.request_id);
-        work->rows.push_back(std::move(job));
+  // run (see WriteOp) writes the same rows again.
+  if (!validated) {
+    for (const NewJob& j : inputs) JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
+    validated = true;
+    rows.reserve(inputs.size());
+    for (NewJob& in : inputs) {
+      Job job;
+      // Input fields only: everything else is the store's to set.
+      job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
+                                       : std::move(in.job.queue);
+      job.kind = std::move(in.job.kind);
+      job.args_json = std::move(in.job.args_json);
+      job.payload = std::move(in.job.payload);
+      job.priority = in.job.priority;
+      job.labels = std::move(in.job.labels);
+      job.schedule_time = in.job.schedule_time;
+      job.max_attempts =
+          in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
+      job.retry_policy = std::move(in.job.retry_policy);
+      job.attempt_timeout = in.job.attempt_timeout;
+      job.webhook = std::move(in.job.webhook);
+      job.request_id = std::move(in.job.request_id);
+      rows.push_back(std::move(job));
+    }
+    inputs.clear();
+  }
+  outcomes.clear();
+  outcomes.reserve(rows.size());
+  for (Job& job : rows) {
+    job.id = w.ids->Next();
+    job.state =
+        job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
+    job.create_time = w.now;
+    job.update_time = w.now;
+    job.version = 1;
+    job.last_seq = 1;
+    if (!w.InsertJob(job)) {
+      // The request_id is taken (by an earlier job, or one of this batch):
+      // answer with that job.
+      std::optional<Job> existing = w.FindByRequestId(job.request_id);
+      if (!existing.has_value()) {
+        return absl::InternalError(
+            absl::StrCat("job with request_id ", job.request_id, " vanished"));
       }
-      work->jobs.clear();
+      outcomes.push_back(SubmitOutcome{*std::move(existing), false});
+      continue;
     }
-    work->outcomes.clear();
-    for (Job& job : work->rows) {
-      if (!job.request_id.empty()) {
-        std::optional<Job> existing = w.FindByRequestId(job.request_id);
-        if (existing.has_value()) {
-          work->outcomes.push_back(SubmitOutcome{*std::move(existing), false});
-          continue;
-        }
-      }
-      job.id = w.ids->Next();
-      job.state =
-          job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
-      job.create_time = w.now;
-      job.update_time = w.now;
-      job.version = 1;
-      job.last_seq = 1;
-      w.InsertJob(job);
-      JobEvent submitted;
-      submitted.type = EventType::kStateChanged;
-      submitted.from = JobState::kUnspecified;
-      submitted.to = job.state;
-      submitted.reason = "submitted";
-      w.AppendEvents(job, {std::move(submitted)}, 1);
-      w.rows.Put(job);
-      work->outcomes.push_back(SubmitOutcome{Job{}, true});
-    }
-    return absl::OkStatus();
-  };
-  op->finish = [work, done = std::move(done)](absl::Status status) {
-    if (!status.ok()) {
-      done(std::move(status));
-      return;
-    }
-    for (size_t i = 0; i < work->outcomes.size(); ++i) {
-      if (work->outcomes[i].created)
-        work->outcomes[i].job = std::move(work->rows[i]);
-    }
-    done(std::move(work->outcomes));
-  };
-  Enqueue(std::move(op));
+    std::vector<JobEvent> submitted(1);  // built in place, never copied
+    submitted[0].type = EventType::kStateChanged;
+    submitted[0].from = JobState::kUnspecified;
+    submitted[0].to = job.state;
+    submitted[0].reason = "submitted";
+    w.AppendEvents(job, std::move(submitted), 1);
+    w.rows.Put(job);
+    outcomes.push_back(SubmitOutcome{Job{}, true});
+  }
+  return absl::OkStatus();
+}
+
+void SqliteJobStore::SubmitOp::Finish(absl::Status status) {
+  if (!status.ok()) {
+    done(std::move(status));
+    return;
+  }
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (outcomes[i].created) outcomes[i].job = std::move(rows[i]);
+  }
+  done(std::move(outcomes));
 }
 
 void SqliteJobStore::Mutate(std::string id, JobMutation mutation,

@@ -185,6 +185,7 @@ class SqliteJobStore final : public JobStore {
   class Writer;
   struct WriteOp;
   struct MutateOp;
+  struct SubmitOp;
   struct Completion;
 
   // Commits handed off by the writer and not yet taken by the completion

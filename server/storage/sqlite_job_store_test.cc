@@ -277,6 +277,26 @@ TEST_F(SqliteJobStoreTest, SameRequestIdReturnsTheFirstJob) {
   EXPECT_EQ((*again)[0].job.id, (*first)[0].job.id);
 }
 
+TEST_F(SqliteJobStoreTest, SameRequestIdWritesNoSecondLabelsOrEvents) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.request_id = "req-labels";
+  in.job.labels = {{"tenant", "acme"}};
+  ASSERT_TRUE(SubmitSync(*store, {in}).ok());
+  absl::StatusOr<std::vector<SubmitOutcome>> again = SubmitSync(*store, {in});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE((*again)[0].created);
+  ListJobsQuery query;
+  query.filter = "labels.tenant = \"acme\"";
+  absl::StatusOr<ListJobsResult> listed = store->ListJobsBlocking(query);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(listed->jobs, SizeIs(1));
+  absl::StatusOr<std::vector<JobEvent>> events =
+      store->ReadEventsBlocking(0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(1));
+}
+
 TEST_F(SqliteJobStoreTest, SameRequestIdWithinOneBatchCreatesOneJob) {
   auto store = Open();
   NewJob in = MakeJob();
