@@ -347,9 +347,10 @@ struct SqliteJobStore::SubmitOp final : WriteOp {
   absl::Status Apply(Writer& w) override;
   void Finish(absl::Status status) override;
 
-  std::vector<NewJob> inputs;  // moved to `rows` by the first Apply
   const SubmitCallback done;
-  bool validated = false;
+  // The first invalid input's error; OK when every input is valid.
+  absl::Status invalid;
+  // The inputs as rows to insert (empty when `invalid`).
   std::vector<Job> rows;
   // Per input: the existing job (created=false), or a created one whose job
   // is taken from rows[i] when the commit succeeded.
@@ -802,44 +803,44 @@ void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
   Enqueue(std::make_unique<SubmitOp>(std::move(jobs), std::move(done)));
 }
 
-SqliteJobStore::SubmitOp::SubmitOp(std::vector<NewJob> jobs,
+SqliteJobStore::SubmitOp::SubmitOp(std::vector<NewJob> inputs,
                                    SubmitCallback done)
-    : inputs(std::move(jobs)), done(std::move(done)) {
-  this->jobs = static_cast<int64_t>(inputs.size());
+    : done(std::move(done)) {
+  // Validated and turned into rows here, on the caller's thread, so the
+  // writer (the store's bottleneck) only writes them. An invalid input fails
+  // the whole request in Apply, before it writes anything.
+  jobs = static_cast<int64_t>(inputs.size());
   for (const NewJob& j : inputs) {
     bytes +=
         static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
+    if (invalid.ok()) invalid = ValidateNewJob(j.job);
+  }
+  if (!invalid.ok()) return;
+  rows.reserve(inputs.size());
+  for (NewJob& in : inputs) {
+    Job job;
+    // Input fields only: everything else is the store's to set.
+    job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
+                                     : std::move(in.job.queue);
+    job.kind = std::move(in.job.kind);
+    job.args_json = std::move(in.job.args_json);
+    job.payload = std::move(in.job.payload);
+    job.priority = in.job.priority;
+    job.labels = std::move(in.job.labels);
+    job.schedule_time = in.job.schedule_time;
+    job.max_attempts =
+        in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
+    job.retry_policy = std::move(in.job.retry_policy);
+    job.attempt_timeout = in.job.attempt_timeout;
+    job.webhook = std::move(in.job.webhook);
+    job.request_id = std::move(in.job.request_id);
+    rows.push_back(std::move(job));
   }
 }
 
 absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
-  // The validated inputs become `rows` once (moved, not copied); a second
-  // run (see WriteOp) writes the same rows again.
-  if (!validated) {
-    for (const NewJob& j : inputs) JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
-    validated = true;
-    rows.reserve(inputs.size());
-    for (NewJob& in : inputs) {
-      Job job;
-      // Input fields only: everything else is the store's to set.
-      job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
-                                       : std::move(in.job.queue);
-      job.kind = std::move(in.job.kind);
-      job.args_json = std::move(in.job.args_json);
-      job.payload = std::move(in.job.payload);
-      job.priority = in.job.priority;
-      job.labels = std::move(in.job.labels);
-      job.schedule_time = in.job.schedule_time;
-      job.max_attempts =
-          in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
-      job.retry_policy = std::move(in.job.retry_policy);
-      job.attempt_timeout = in.job.attempt_timeout;
-      job.webhook = std::move(in.job.webhook);
-      job.request_id = std::move(in.job.request_id);
-      rows.push_back(std::move(job));
-    }
-    inputs.clear();
-  }
+  JW_RETURN_IF_ERROR(invalid);
+  // A second run (see WriteOp) writes the same rows again, with new ids.
   outcomes.clear();
   outcomes.reserve(rows.size());
   for (Job& job : rows) {
