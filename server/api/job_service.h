@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -150,6 +151,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   WatchDeps watch_deps();
   void TickerLoop();
 
+  // Puts each SubmitJob's request and response on one arena (see .cc).
+  class SubmitJobAllocator;
+
   JobStore* const store_;
   EventBus* const bus_;
   Executor* const executor_;
@@ -158,6 +162,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
 
   StreamRegistry streams_;
   std::atomic<bool> draining_{false};
+  // Registered with the SubmitJob handler; outlives every call, as the
+  // service outlives the server.
+  const std::unique_ptr<SubmitJobAllocator> submit_allocator_;
 
   absl::Mutex ticker_mu_;
   bool stop_ticker_ ABSL_GUARDED_BY(ticker_mu_) = false;

@@ -7,7 +7,8 @@
 // together with other pending writes (group commit), and answered through
 // `done` only after the commit is durable (or failed; a failed write is never
 // answered OK). Mutations (JobMutation) run on the writer thread; listeners
-// and `done` callbacks run on the store's completion thread, one commit after
+// and `done` callbacks run on the store's completion thread (a store may run
+// them on its writer thread when it has nothing else to do), one commit after
 // the other in commit order, while the writer already applies later writes.
 // Before any `done` of a commit runs, the commit's events are handed to the
 // CommitListeners, so an event is never announced before it is durable and a

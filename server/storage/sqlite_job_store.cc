@@ -53,12 +53,16 @@ const char* SynchronousPragma(SqliteJobStore::Synchronous s) {
   return "PRAGMA synchronous = FULL";
 }
 
+// A job whose request_id is taken already is not inserted (no error, no
+// change): the unique index answers the idempotency check that a SELECT
+// before each insert would repeat. Every other constraint still fails.
 const std::string& InsertJobSql() {
   static const auto* sql = [] {
     std::vector<std::string> marks(JobColumns().size(), "?");
-    return new std::string(absl::StrCat("INSERT INTO jobs (",
-                                        JobColumnList(false), ") VALUES (",
-                                        absl::StrJoin(marks, ", "), ")"));
+    return new std::string(absl::StrCat(
+        "INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
+        absl::StrJoin(marks, ", "),
+        ") ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"));
   }();
   return *sql;
 }
@@ -145,14 +149,17 @@ class SqliteJobStore::Writer {
     return ReadJob(*stmt, false);
   }
 
-  void InsertJob(const Job& job) {
+  // Inserts `job` and its labels. False, with nothing written, when another
+  // job has its request_id.
+  bool InsertJob(const Job& job) {
     auto stmt = conn.stmts.Get(InsertJobSql());
     int index = 0;
     // Borrowed values point into `job`, which outlives exec().
     for (const JobColumn& c : JobColumns())
       BindValue(*stmt, ++index, c.get(job));
-    stmt->exec();
+    if (stmt->exec() == 0) return false;
     InsertLabels(job);
+    return true;
   }
 
   // Writes the columns that differ between `before` and `after`.
@@ -331,6 +338,23 @@ struct SqliteJobStore::MutateOp final : WriteOp {
   const JobMutation mutation;
   const JobCallback done;
   Job result;  // set by Apply
+};
+
+// Submit's write: inserts the jobs (or finds them by request_id) and answers
+// with the outcomes.
+struct SqliteJobStore::SubmitOp final : WriteOp {
+  SubmitOp(std::vector<NewJob> jobs, SubmitCallback done);
+  absl::Status Apply(Writer& w) override;
+  void Finish(absl::Status status) override;
+
+  const SubmitCallback done;
+  // The first invalid input's error; OK when every input is valid.
+  absl::Status invalid;
+  // The inputs as rows to insert (empty when `invalid`).
+  std::vector<Job> rows;
+  // Per input: the existing job (created=false), or a created one whose job
+  // is taken from rows[i] when the commit succeeded.
+  std::vector<SubmitOutcome> outcomes;
 };
 
 // One batch, from the writer to the completion thread. The writer fills it
@@ -577,8 +601,29 @@ void SqliteJobStore::WriterLoop() {
   }
 }
 
+bool SqliteJobStore::WriterIdle() {
+  if (!options_.complete_on_idle_writer) return false;
+  absl::MutexLock lock(&mu_);
+  return queue_.empty();
+}
+
 std::unique_ptr<SqliteJobStore::Completion> SqliteJobStore::HandOff(
     std::unique_ptr<Completion> c) {
+  // Idle writer, idle completion thread (a single caller): answering here
+  // saves waking the completion thread, a run-queue wait on a busy box. Order
+  // holds: no earlier commit is pending or running, and no later commit can
+  // be handed off while this one runs.
+  if (WriterIdle()) {
+    bool inline_run = false;
+    {
+      absl::MutexLock lock(&completion_mu_);
+      inline_run = completions_.empty() && !completing_;
+    }
+    if (inline_run) {
+      RunCompletion(*c);
+      return c;
+    }
+  }
   absl::MutexLock lock(&completion_mu_);
   auto has_room = [this] {
     completion_mu_.AssertReaderHeld();
@@ -607,23 +652,28 @@ void SqliteJobStore::CompletionLoop() {
       if (completions_.empty()) return;
       c = std::move(completions_.front());
       completions_.pop_front();
+      completing_ = true;
     }
-    // The events are durable and reach the listeners before any `done` of
-    // their commit; an earlier commit's work all ran in an earlier turn.
-    if (!c->events.empty()) {
-      for (CommitListener* listener : c->listeners)
-        listener->OnCommit(c->events);
-    }
-    for (size_t i = 0; i < c->ops.size(); ++i)
-      c->ops[i]->Finish(std::move(c->results[i]));
-    c->ops.clear();  // the requests' captures go here, not on the writer
-    c->results.clear();
-    c->events.clear();
-    c->listeners.clear();
+    RunCompletion(*c);
     absl::MutexLock lock(&completion_mu_);
+    completing_ = false;
     if (spare_completions_.size() <= kMaxPendingCompletions)
       spare_completions_.push_back(std::move(c));
   }
+}
+
+void SqliteJobStore::RunCompletion(Completion& c) {
+  // The events are durable and reach the listeners before any `done` of
+  // their commit; an earlier commit's work all ran in an earlier turn.
+  if (!c.events.empty()) {
+    for (CommitListener* listener : c.listeners) listener->OnCommit(c.events);
+  }
+  for (size_t i = 0; i < c.ops.size(); ++i)
+    c.ops[i]->Finish(std::move(c.results[i]));
+  c.ops.clear();  // the requests' captures go here
+  c.results.clear();
+  c.events.clear();
+  c.listeners.clear();
 }
 
 bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
@@ -750,91 +800,89 @@ void SqliteJobStore::RunBatch(Completion& c) {
 }
 
 void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {
-  auto op = std::make_unique<WriteOp>();
-  op->jobs = static_cast<int64_t>(jobs.size());
-  for (const NewJob& j : jobs) {
-    op->bytes +=
+  Enqueue(std::make_unique<SubmitOp>(std::move(jobs), std::move(done)));
+}
+
+SqliteJobStore::SubmitOp::SubmitOp(std::vector<NewJob> inputs,
+                                   SubmitCallback done)
+    : done(std::move(done)) {
+  // Validated and turned into rows here, on the caller's thread, so the
+  // writer (the store's bottleneck) only writes them. An invalid input fails
+  // the whole request in Apply, before it writes anything.
+  jobs = static_cast<int64_t>(inputs.size());
+  for (const NewJob& j : inputs) {
+    bytes +=
         static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
+    if (invalid.ok()) invalid = ValidateNewJob(j.job);
   }
-  // The validated inputs become `rows` once (moved, not copied); a second
-  // run of apply (see WriteOp) writes the same rows again.
-  struct Work {
-    std::vector<NewJob> jobs;
-    bool validated = false;
-    std::vector<Job> rows;
-    // Per input: the existing job (created=false), or a created one whose job
-    // is taken from rows[i] when the commit succeeded.
-    std::vector<SubmitOutcome> outcomes;
-  };
-  auto work = std::make_shared<Work>();
-  work->jobs = std::move(jobs);
-  op->apply = [work](Writer& w) -> absl::Status {
-    if (!work->validated) {
-      for (const NewJob& j : work->jobs)
-        JW_RETURN_IF_ERROR(ValidateNewJob(j.job));
-      work->validated = true;
-      work->rows.reserve(work->jobs.size());
-      for (NewJob& in : work->jobs) {
-        Job job;
-        // Input fields only: everything else is the store's to set.
-        job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
-                                         : std::move(in.job.queue);
-        job.kind = std::move(in.job.kind);
-        job.args_json = std::move(in.job.args_json);
-        job.payload = std::move(in.job.payload);
-        job.priority = in.job.priority;
-        job.labels = std::move(in.job.labels);
-        job.schedule_time = in.job.schedule_time;
-        job.max_attempts = in.job.max_attempts == 0 ? kDefaultMaxAttempts
-                                                    : in.job.max_attempts;
-        job.retry_policy = std::move(in.job.retry_policy);
-        job.attempt_timeout = in.job.attempt_timeout;
-        job.webhook = std::move(in.job.webhook);
-        job.request_id = std::move(in.job.request_id);
-        work->rows.push_back(std::move(job));
+  if (!invalid.ok()) return;
+  rows.reserve(inputs.size());
+  for (NewJob& in : inputs) {
+    Job job;
+    // Input fields only: everything else is the store's to set.
+    job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
+                                     : std::move(in.job.queue);
+    job.kind = std::move(in.job.kind);
+    job.args_json = std::move(in.job.args_json);
+    job.payload = std::move(in.job.payload);
+    job.priority = in.job.priority;
+    job.labels = std::move(in.job.labels);
+    job.schedule_time = in.job.schedule_time;
+    job.max_attempts =
+        in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
+    job.retry_policy = std::move(in.job.retry_policy);
+    job.attempt_timeout = in.job.attempt_timeout;
+    job.webhook = std::move(in.job.webhook);
+    job.request_id = std::move(in.job.request_id);
+    rows.push_back(std::move(job));
+  }
+}
+
+absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
+  JW_RETURN_IF_ERROR(invalid);
+  // A second run (see WriteOp) writes the same rows again, with new ids.
+  outcomes.clear();
+  outcomes.reserve(rows.size());
+  for (Job& job : rows) {
+    job.id = w.ids->Next();
+    job.state =
+        job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
+    job.create_time = w.now;
+    job.update_time = w.now;
+    job.version = 1;
+    job.last_seq = 1;
+    if (!w.InsertJob(job)) {
+      // The request_id is taken (by an earlier job, or one of this batch):
+      // answer with that job.
+      std::optional<Job> existing = w.FindByRequestId(job.request_id);
+      if (!existing.has_value()) {
+        return absl::InternalError(
+            absl::StrCat("job with request_id ", job.request_id, " vanished"));
       }
-      work->jobs.clear();
+      outcomes.push_back(SubmitOutcome{*std::move(existing), false});
+      continue;
     }
-    work->outcomes.clear();
-    for (Job& job : work->rows) {
-      if (!job.request_id.empty()) {
-        std::optional<Job> existing = w.FindByRequestId(job.request_id);
-        if (existing.has_value()) {
-          work->outcomes.push_back(SubmitOutcome{*std::move(existing), false});
-          continue;
-        }
-      }
-      job.id = w.ids->Next();
-      job.state =
-          job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
-      job.create_time = w.now;
-      job.update_time = w.now;
-      job.version = 1;
-      job.last_seq = 1;
-      w.InsertJob(job);
-      JobEvent submitted;
-      submitted.type = EventType::kStateChanged;
-      submitted.from = JobState::kUnspecified;
-      submitted.to = job.state;
-      submitted.reason = "submitted";
-      w.AppendEvents(job, {std::move(submitted)}, 1);
-      w.rows.Put(job);
-      work->outcomes.push_back(SubmitOutcome{Job{}, true});
-    }
-    return absl::OkStatus();
-  };
-  op->finish = [work, done = std::move(done)](absl::Status status) {
-    if (!status.ok()) {
-      done(std::move(status));
-      return;
-    }
-    for (size_t i = 0; i < work->outcomes.size(); ++i) {
-      if (work->outcomes[i].created)
-        work->outcomes[i].job = std::move(work->rows[i]);
-    }
-    done(std::move(work->outcomes));
-  };
-  Enqueue(std::move(op));
+    std::vector<JobEvent> submitted(1);  // built in place, never copied
+    submitted[0].type = EventType::kStateChanged;
+    submitted[0].from = JobState::kUnspecified;
+    submitted[0].to = job.state;
+    submitted[0].reason = "submitted";
+    w.AppendEvents(job, std::move(submitted), 1);
+    w.rows.Put(job);
+    outcomes.push_back(SubmitOutcome{Job{}, true});
+  }
+  return absl::OkStatus();
+}
+
+void SqliteJobStore::SubmitOp::Finish(absl::Status status) {
+  if (!status.ok()) {
+    done(std::move(status));
+    return;
+  }
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (outcomes[i].created) outcomes[i].job = std::move(rows[i]);
+  }
+  done(std::move(outcomes));
 }
 
 void SqliteJobStore::Mutate(std::string id, JobMutation mutation,

@@ -1,5 +1,6 @@
 #include "server/storage/sqlite_job_store.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -274,6 +275,26 @@ TEST_F(SqliteJobStoreTest, SameRequestIdReturnsTheFirstJob) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE((*again)[0].created);
   EXPECT_EQ((*again)[0].job.id, (*first)[0].job.id);
+}
+
+TEST_F(SqliteJobStoreTest, SameRequestIdWritesNoSecondLabelsOrEvents) {
+  auto store = Open();
+  NewJob in = MakeJob();
+  in.job.request_id = "req-labels";
+  in.job.labels = {{"tenant", "acme"}};
+  ASSERT_TRUE(SubmitSync(*store, {in}).ok());
+  absl::StatusOr<std::vector<SubmitOutcome>> again = SubmitSync(*store, {in});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE((*again)[0].created);
+  ListJobsQuery query;
+  query.filter = "labels.tenant = \"acme\"";
+  absl::StatusOr<ListJobsResult> listed = store->ListJobsBlocking(query);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(listed->jobs, SizeIs(1));
+  absl::StatusOr<std::vector<JobEvent>> events =
+      store->ReadEventsBlocking(0, 100);
+  ASSERT_TRUE(events.ok());
+  EXPECT_THAT(*events, SizeIs(1));
 }
 
 TEST_F(SqliteJobStoreTest, SameRequestIdWithinOneBatchCreatesOneJob) {
@@ -758,9 +779,43 @@ TEST_F(SqliteJobStoreTest,
   EXPECT_TRUE(std::is_sorted(event_ids.begin(), event_ids.end()));
 }
 
+std::string ThisThreadName() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  return name;
+}
+
+std::string ThreadThatAnswersALoneSubmit(SqliteJobStore& store) {
+  std::string thread;
+  absl::Notification done;
+  store.Submit({MakeJob()}, [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    thread = ThisThreadName();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return thread;
+}
+
+TEST_F(SqliteJobStoreTest, LoneWriteIsAnsweredByTheIdleWriter) {
+  auto store = Open(SqliteJobStore::Options());
+  EXPECT_EQ(ThreadThatAnswersALoneSubmit(*store), "jw-writer");
+}
+
+TEST_F(SqliteJobStoreTest,
+       WithoutCompleteOnIdleWriterTheCompletionThreadAnswers) {
+  SqliteJobStore::Options options;
+  options.complete_on_idle_writer = false;
+  auto store = Open(options);
+  EXPECT_EQ(ThreadThatAnswersALoneSubmit(*store), "jw-complete");
+}
+
 TEST_F(SqliteJobStoreTest, WriterCommitsAheadOfASlowDoneUpToTheHandOffBound) {
   SqliteJobStore::Options options;
   options.max_batch_jobs = 1;
+  // The first commit may find the writer idle: keep every `done` on the
+  // completion thread, which the slow one holds.
+  options.complete_on_idle_writer = false;
   auto store = Open(options);
   OrderLog log;
   store->AddCommitListener(&log);
