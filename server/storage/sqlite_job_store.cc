@@ -31,6 +31,18 @@ namespace jobwire {
 namespace {
 
 constexpr int kMaxReadLimit = 10000;
+
+// SQLite counts the memory it holds (sqlite3_memory_used, which jobwire never
+// reads) under a process-wide mutex taken on every allocation and free, and
+// Debian's SQLite is built without lookaside memory, so every statement
+// allocates and frees a dozen times per execution: the count costs the
+// writer a mutex pair and a malloc_usable_size per allocation. It can only be
+// turned off before SQLite initializes (the first connection of the
+// process); later it fails harmlessly and the count stays on.
+void TurnOffSqliteMemoryCount() {
+  static const int ignored = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)ignored;
+}
 constexpr size_t kMaxUpdateStatements = 256;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // Every event id at or below it was given out once (written by the migration
@@ -348,6 +360,7 @@ struct SqliteJobStore::Completion {
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
     Options options) {
+  TurnOffSqliteMemoryCount();
   std::string path = options.path;
   std::string temp_dir;
   if (path == ":memory:") {
