@@ -24,6 +24,7 @@
 #include "server/storage/job_row_cache.h"
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
+#include "server/storage/sqlite_malloc.h"
 #include "server/storage/sqlite_rows.h"
 #include "server/storage/sqlite_status.h"
 
@@ -32,17 +33,6 @@ namespace {
 
 constexpr int kMaxReadLimit = 10000;
 
-// SQLite counts the memory it holds (sqlite3_memory_used, which jobwire never
-// reads) under a process-wide mutex taken on every allocation and free, and
-// Debian's SQLite is built without lookaside memory, so every statement
-// allocates and frees a dozen times per execution: the count costs the
-// writer a mutex pair and a malloc_usable_size per allocation. It can only be
-// turned off before SQLite initializes (the first connection of the
-// process); later it fails harmlessly and the count stays on.
-void TurnOffSqliteMemoryCount() {
-  static const int ignored = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-  (void)ignored;
-}
 constexpr size_t kMaxUpdateStatements = 256;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // Every event id at or below it was given out once (written by the migration
@@ -360,7 +350,8 @@ struct SqliteJobStore::Completion {
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
     Options options) {
-  TurnOffSqliteMemoryCount();
+  // Before the store's first connection (see sqlite_malloc.h).
+  InstallSqliteMalloc();
   std::string path = options.path;
   std::string temp_dir;
   if (path == ":memory:") {
