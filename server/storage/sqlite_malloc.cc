@@ -24,14 +24,29 @@ constexpr bool kSanitized = false;
 // Every block starts with a header holding its usable size; SQLite needs
 // 8-byte alignment, which malloc's 16 keeps.
 constexpr size_t kHeader = 8;
-constexpr size_t kGranule = 16;
-constexpr size_t kMaxClassBytes = 1024;  // usable bytes of the largest class
-constexpr size_t kClasses = kMaxClassBytes / kGranule;
-constexpr size_t kMaxCachedPerClass = 64;
+// Classes of 16 bytes up to 1 KiB (records, text columns, cursors), then of
+// 256 bytes up to 16 KiB (page buffers and scratch of a b-tree balance).
+constexpr size_t kSmallGranule = 16;
+constexpr size_t kSmallMax = 1024;
+constexpr size_t kLargeGranule = 256;
+constexpr size_t kMaxClassBytes = 16384;  // usable bytes of the largest class
+constexpr size_t kSmallClasses = kSmallMax / kSmallGranule;
+constexpr size_t kClasses =
+    kSmallClasses + (kMaxClassBytes - kSmallMax) / kLargeGranule;
+constexpr uint32_t kMaxCachedPerClass = 64;
+// Per thread, whatever the classes.
+constexpr size_t kMaxCachedBytes = 1 << 20;
 
-// Usable bytes of class c (0-based): 16, 32, ... 1024.
-size_t ClassBytes(size_t c) { return (c + 1) * kGranule; }
-size_t ClassOf(size_t n) { return n == 0 ? 0 : (n - 1) / kGranule; }
+// Usable bytes of class c (0-based): 16, 32, ... 1024, 1280, ... 16384.
+size_t ClassBytes(size_t c) {
+  if (c < kSmallClasses) return (c + 1) * kSmallGranule;
+  return kSmallMax + (c - kSmallClasses + 1) * kLargeGranule;
+}
+// The smallest class that holds n > 0 bytes (n <= kMaxClassBytes).
+size_t ClassOf(size_t n) {
+  if (n <= kSmallMax) return (n - 1) / kSmallGranule;
+  return kSmallClasses + (n - kSmallMax - 1) / kLargeGranule;
+}
 
 struct FreeBlock {
   FreeBlock* next;
@@ -43,6 +58,7 @@ struct FreeBlock {
 struct ThreadCache {
   FreeBlock* head[kClasses];
   uint32_t count[kClasses];
+  size_t bytes;     // usable bytes of the cached blocks
   bool registered;  // the thread's Drainer exists
   bool drained;     // the thread is exiting: no more caching
 };
@@ -58,6 +74,7 @@ struct Drainer {
       }
       cache.count[c] = 0;
     }
+    cache.bytes = 0;
     cache.drained = true;
   }
 };
@@ -86,6 +103,7 @@ void* Malloc(int n) {
   if (b != nullptr) {
     cache.head[c] = b->next;
     --cache.count[c];
+    cache.bytes -= ClassBytes(c);
     return ToUser(b, ClassBytes(c));
   }
   void* raw = std::malloc(ClassBytes(c) + kHeader);
@@ -96,17 +114,20 @@ void Free(void* user) {
   if (user == nullptr) return;
   const size_t usable = static_cast<size_t>(Size(user));
   void* raw = ToRaw(user);
-  if (usable <= kMaxClassBytes && usable % kGranule == 0) {
+  if (usable <= kMaxClassBytes) {
+    // A block of a class holds exactly its class's bytes.
     const size_t c = ClassOf(usable);
     if (!cache.registered) {
       cache.registered = true;
       static_cast<void>(&drainer);  // constructs it: drained at thread exit
     }
-    if (!cache.drained && cache.count[c] < kMaxCachedPerClass) {
+    if (!cache.drained && cache.count[c] < kMaxCachedPerClass &&
+        cache.bytes + usable <= kMaxCachedBytes) {
       auto* b = static_cast<FreeBlock*>(raw);
       b->next = cache.head[c];
       cache.head[c] = b;
       ++cache.count[c];
+      cache.bytes += usable;
       return;
     }
   }
@@ -129,7 +150,7 @@ void* Realloc(void* user, int n) {
 }
 
 int Roundup(int n) {
-  if (n <= 0) return static_cast<int>(kGranule);
+  if (n <= 0) return static_cast<int>(kSmallGranule);
   const size_t want = static_cast<size_t>(n);
   if (want > kMaxClassBytes) return n;
   return static_cast<int>(ClassBytes(ClassOf(want)));

@@ -4,14 +4,15 @@
 // so every statement execution mallocs and frees a dozen small blocks (record
 // buffers, text columns read into registers, cursors), about 60 per job on
 // the store's writer, and glibc's per-thread cache holds only 7 blocks per
-// size. This allocator keeps, per thread, a bounded stack of freed blocks
-// for each size class up to 1 KiB, so that a statement's blocks are reused
-// by the next statement; larger blocks go straight to malloc.
+// size; b-tree balances take page-sized buffers, which glibc serves from its
+// slower bins. This allocator keeps, per thread, a bounded stack of freed
+// blocks for each size class up to 16 KiB, so that a statement's blocks are
+// reused by the next statement; larger blocks go straight to malloc.
 //
 // Thread-safe: a block may be freed on another thread than the one that
-// allocated it (it joins that thread's cache). Each thread caches at most
-// kMaxCachedPerClass blocks per class (~1 MiB in all at worst) and gives
-// them back to malloc when it exits.
+// allocated it (it joins that thread's cache). Each thread caches at most 64
+// blocks per class and 1 MiB in all, and gives them back to malloc when it
+// exits.
 #ifndef JOBWIRE_SERVER_STORAGE_SQLITE_MALLOC_H_
 #define JOBWIRE_SERVER_STORAGE_SQLITE_MALLOC_H_
 

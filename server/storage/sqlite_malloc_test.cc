@@ -24,7 +24,8 @@ bool SqliteMallocTest::installed_ = false;
 
 TEST_F(SqliteMallocTest, BlocksHoldWhatWasAskedAndReportTheirSize) {
   if (!installed_) GTEST_SKIP() << "sanitized build: SQLite's own allocator";
-  for (int n : {1, 15, 16, 17, 100, 1000, 1024, 1025, 5000, 100000}) {
+  for (int n :
+       {1, 15, 16, 17, 100, 1000, 1024, 1025, 4096, 8192, 8193, 100000}) {
     auto* p = static_cast<unsigned char*>(sqlite3_malloc(n));
     ASSERT_NE(p, nullptr);
     std::memset(p, 0xab, static_cast<size_t>(n));
@@ -46,6 +47,11 @@ TEST_F(SqliteMallocTest, FreedBlocksAreReusedBySameSizedRequests) {
   void* b = sqlite3_malloc(196);  // the same 16-byte class (193..208)
   EXPECT_EQ(a, b);
   sqlite3_free(b);
+  void* page = sqlite3_malloc(4096);
+  sqlite3_free(page);
+  void* again = sqlite3_malloc(4000);  // the same 256-byte class
+  EXPECT_EQ(page, again);
+  sqlite3_free(again);
 }
 
 TEST_F(SqliteMallocTest, BlocksMayBeFreedOnAnotherThread) {
