@@ -24,6 +24,7 @@
 #include "server/storage/job_row_cache.h"
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
+#include "server/storage/sqlite_malloc.h"
 #include "server/storage/sqlite_rows.h"
 #include "server/storage/sqlite_status.h"
 
@@ -31,6 +32,7 @@ namespace jobwire {
 namespace {
 
 constexpr int kMaxReadLimit = 10000;
+
 constexpr size_t kMaxUpdateStatements = 256;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // Every event id at or below it was given out once (written by the migration
@@ -372,6 +374,8 @@ struct SqliteJobStore::Completion {
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
     Options options) {
+  // Before the store's first connection (see sqlite_malloc.h).
+  InstallSqliteMalloc();
   std::string path = options.path;
   std::string temp_dir;
   if (path == ":memory:") {

@@ -114,9 +114,10 @@ class SqliteJobStore final : public JobStore {
     // Writes beyond it fail like a full disk (RESOURCE_EXHAUSTED, DISK_FULL).
     int64_t max_db_pages = 0;
     // The writer keeps a copy of the rows of up to this many active jobs
-    // (small ones, see job_row_cache.h), so a Mutate of a recently written
-    // job does not read its row back from SQLite. 0 disables it.
-    int64_t row_cache_jobs = 100'000;
+    // (small ones, within 64 MiB, see job_row_cache.h), so a Mutate of a
+    // recently written job does not read its row back from SQLite. 0
+    // disables it.
+    int64_t row_cache_jobs = 500'000;
     // When a commit is done and no other write is queued and the completion
     // thread is idle, the writer runs the commit's listeners and `done`s
     // itself, saving a thread wake-up on the answer's path (what a single

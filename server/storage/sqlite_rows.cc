@@ -354,6 +354,9 @@ void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value) {
     case SqlValue::Type::kText:
       if (value.ref != nullptr) {
         stmt.bindNoCopy(index, *value.ref);
+      } else if (value.owned.empty()) {
+        // A copy would still allocate (SQLite copies into at least 32 bytes).
+        stmt.bindNoCopy(index, "");
       } else {
         stmt.bind(index, value.owned);
       }
