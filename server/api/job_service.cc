@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "server/api/convert.h"
+#include "server/api/inline_arena.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -191,11 +192,11 @@ constexpr size_t kSubmitArenaBytes = 4096;
 class SubmitJobMessages final
     : public grpc::MessageHolder<v1::SubmitJobRequest, v1::SubmitJobResponse> {
  public:
-  SubmitJobMessages() : arena_(Options(block_)) {
-    set_request(
-        google::protobuf::Arena::CreateMessage<v1::SubmitJobRequest>(&arena_));
-    set_response(
-        google::protobuf::Arena::CreateMessage<v1::SubmitJobResponse>(&arena_));
+  SubmitJobMessages() {
+    set_request(google::protobuf::Arena::CreateMessage<v1::SubmitJobRequest>(
+        arena_.get()));
+    set_response(google::protobuf::Arena::CreateMessage<v1::SubmitJobResponse>(
+        arena_.get()));
   }
   SubmitJobMessages(const SubmitJobMessages&) = delete;
   SubmitJobMessages& operator=(const SubmitJobMessages&) = delete;
@@ -203,15 +204,7 @@ class SubmitJobMessages final
   void Release() override { delete this; }
 
  private:
-  static google::protobuf::ArenaOptions Options(char* block) {
-    google::protobuf::ArenaOptions options;
-    options.initial_block = block;
-    options.initial_block_size = kSubmitArenaBytes;
-    return options;
-  }
-
-  alignas(std::max_align_t) char block_[kSubmitArenaBytes];
-  google::protobuf::Arena arena_;
+  InlineArena<kSubmitArenaBytes> arena_;
 };
 
 }  // namespace

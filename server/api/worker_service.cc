@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "server/api/convert.h"
+#include "server/api/inline_arena.h"
 #include "server/api/write_coalescing.h"
 #include "server/common/logging.h"
 #include "server/transport/grpc_status.h"
@@ -35,24 +36,15 @@ constexpr size_t kInlineArenaBytes = 1536;
 class Outgoing {
  public:
   Outgoing()
-      : arena_(Options(block_)),
-        msg_(google::protobuf::Arena::CreateMessage<v1::ConnectResponse>(
-            &arena_)) {}
+      : msg_(google::protobuf::Arena::CreateMessage<v1::ConnectResponse>(
+            arena_.get())) {}
   Outgoing(const Outgoing&) = delete;
   Outgoing& operator=(const Outgoing&) = delete;
 
   v1::ConnectResponse& msg() { return *msg_; }
 
  private:
-  static google::protobuf::ArenaOptions Options(char* block) {
-    google::protobuf::ArenaOptions options;
-    options.initial_block = block;
-    options.initial_block_size = kInlineArenaBytes;
-    return options;
-  }
-
-  alignas(std::max_align_t) char block_[kInlineArenaBytes];
-  google::protobuf::Arena arena_;
+  InlineArena<kInlineArenaBytes> arena_;
   v1::ConnectResponse* const msg_;
 };
 
