@@ -12,9 +12,9 @@
 //     event it published, or replays the missed events from its ring, or says
 //     the ring no longer reaches back; then one page of the durable log is
 //     read on the Executor and the reactor tries again.
-//  3. Live: OnEvent (on the store's completion thread) appends each event to
-//     reactor's queue and starts a write if none is in flight. Events at or
-//     below the cursor are dropped (committed, read from the log, then
+//  3. Live: OnEvent (on the store's commit-callback thread) appends each event
+//     to the reactor's queue and starts a write if none is in flight. Events at
+//     or below the cursor are dropped (committed, read from the log, then
 //     published), so every event reaches the peer exactly once, in order.
 //
 // Bounded memory. The queue holds at most WatchOptions::buffer events. When
@@ -36,9 +36,9 @@
 // error (NOT_FOUND, INVALID_ARGUMENT, ...) when the start fails.
 //
 // Threads and locks. Reactions run on gRPC threads, OnEvent on the store's
-// completion thread (or inside a Resume call), reads on the Executor; none
-// blocks except the Executor reads. Lock order: EventBus::mu_ and
-// StreamRegistry::mu_ before WatchReactorCore::mu_; the reactor never calls
+// completion thread or idle writer (or inside a Resume call), reads on the
+// Executor; none blocks except the Executor reads. Lock order: EventBus::mu_
+// and StreamRegistry::mu_ before WatchReactorCore::mu_; the reactor never calls
 // the bus or the registry while holding mu_. One write in flight (a burst
 // of queued events is coalesced into few socket writes, the last one never
 // held back: server/api/write_coalescing.h); Finish exactly once behind

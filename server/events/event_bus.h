@@ -1,8 +1,9 @@
 // EventBus: fan-out of committed job events to in-process subscribers.
 //
 // The store hands every committed batch to OnCommit (it is the store's
-// CommitListener) on its completion thread, in event_id order. The bus appends
-// the events to a bounded ring of recent events and pushes each one to
+// CommitListener) on its completion thread (or its idle writer, job_store.h),
+// in event_id order. The bus appends the events to a bounded ring of recent
+// events and pushes each one to
 //   - the subscribers of that event's job (SubscribeJob): a hash lookup, so
 //     10,000 watchers of 10,000 different jobs cost O(1) per event;
 //   - every global subscriber (SubscribeAll): WatchJobs streams, the
@@ -80,8 +81,8 @@ class EventBus final : public CommitListener {
   EventBus(const EventBus&) = delete;
   EventBus& operator=(const EventBus&) = delete;
 
-  // CommitListener. Runs on the store's completion thread; never blocks beyond
-  // the bus lock and the subscribers' OnEvent.
+  // CommitListener. Runs on the store's completion (or idle writer) thread;
+  // never blocks beyond the bus lock and the subscribers' OnEvent.
   void OnCommit(const std::vector<JobEvent>& events) override;
 
   // Subscribes `subscriber` (not owned) to the events of `job_id`. With

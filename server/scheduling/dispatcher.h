@@ -32,8 +32,10 @@
 //
 // Thread-safety: every public method is thread-safe and never blocks on I/O
 // (except those named ...Blocking). Store callbacks (OnCommit and the `done`s
-// of its mutations) run on the store's completion thread; its mutations run on
-// the store's writer thread and only read the job they are given.
+// of its mutations) run on the store's completion thread, or on its writer
+// when that is idle (job_store.h), so they never wait for a store write; its
+// mutations run on the store's writer thread and only read the job they are
+// given.
 // WorkerConnection methods are called with the dispatcher's mutex held (lock
 // order: Dispatcher::mu_ before the connection's own lock).
 // Ownership: store, clock and random are not owned and must outlive it.
