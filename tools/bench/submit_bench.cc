@@ -35,7 +35,10 @@
 //                [--rate 1000] [--watchers 100] [--idle-streams 10000]
 //                [--channels 100] [--sync full|normal|off]
 //                [--raw1 N --raw1000 N] [--jobwired PATH] [--append FILE]
+//                [--callers 1,16,64] [--transport tcp|unix]
 //
+// --callers and --transport narrow the submit cases to the ones named (all
+// by default), for profiling one case.
 // --jobwired runs another jobwired binary (for example one built from an
 // older commit) instead of this build's, to compare two builds on the same
 // machine in the same hour.
