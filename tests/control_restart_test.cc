@@ -159,5 +159,24 @@ TEST_F(ControlRestartTest, DispatchPauseHoldsAfterAKillAndRestart) {
   EXPECT_EQ(assign->assign().job().id(), id);
 }
 
+TEST_F(ControlRestartTest, ServerInfoReportsTheStoresGroupCommitTotals) {
+  StartServer();
+  v1::ServerInfo before;
+  ASSERT_TRUE(admin_->GetServerInfo(Call().get(), {}, &before).ok());
+  for (int i = 0; i < 3; ++i) Submit();
+
+  v1::ServerInfo after;
+  ASSERT_TRUE(admin_->GetServerInfo(Call().get(), {}, &after).ok());
+  EXPECT_GE(after.storage().commits() - before.storage().commits(), 3);
+  EXPECT_GE(after.storage().write_requests() -
+                before.storage().write_requests(), 3);
+  EXPECT_GE(after.storage().requests(), after.storage().write_requests());
+  const auto nanos = [](const google::protobuf::Duration& d) {
+    return d.seconds() * 1000000000 + d.nanos();
+  };
+  EXPECT_GT(nanos(after.storage().commit()), 0);  // fsyncs take time
+  EXPECT_GE(nanos(after.storage().apply()), nanos(before.storage().apply()));
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -90,6 +90,15 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
   info->set_workers(options_.workers ? options_.workers() : 0);
   info->set_watchers(options_.watchers ? options_.watchers() : 0);
   if (options_.store != nullptr) {
+    const WriteStats w = options_.store->write_stats();
+    jobwire::v1::StorageStats* storage = info->mutable_storage();
+    storage->set_commits(w.commits);
+    storage->set_requests(w.requests);
+    storage->set_write_requests(w.write_requests);
+    DurationToProto(w.queue_wait, storage->mutable_queue_wait());
+    DurationToProto(w.apply, storage->mutable_apply());
+    DurationToProto(w.commit, storage->mutable_commit());
+    DurationToProto(w.complete, storage->mutable_complete());
     absl::StatusOr<std::vector<QueueStateCount>> counts =
         options_.store->CountJobsByQueueAndStateBlocking();
     if (!counts.ok()) return counts.status();

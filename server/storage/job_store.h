@@ -51,6 +51,23 @@ struct SubmitOutcome {
   bool created = true;
 };
 
+// Totals of a store's writes since it opened, for operators and benchmarks:
+// the difference of two readings gives rates and mean times, and shows where
+// a write's wait goes (the queue, running the requests, the commit's fsync,
+// answering). Times are read from the store's clock.
+struct WriteStats {
+  int64_t commits = 0;         // transactions committed
+  int64_t requests = 0;        // write requests the writer took
+  int64_t write_requests = 0;  // requests answered OK after their commit
+  // Summed over requests: from being queued to their transaction starting.
+  absl::Duration queue_wait;
+  // Summed over transactions: running the requests (BEGIN up to COMMIT);
+  // the COMMIT (WAL write and fsync); answering (listeners and `done`s).
+  absl::Duration apply;
+  absl::Duration commit;
+  absl::Duration complete;
+};
+
 using SubmitCallback =
     std::function<void(absl::StatusOr<std::vector<SubmitOutcome>>)>;
 using JobCallback = std::function<void(absl::StatusOr<Job>)>;
@@ -186,6 +203,9 @@ class JobStore {
   // writes keep flowing between them. Returns the number of jobs deleted.
   // The app calls it periodically.
   virtual absl::StatusOr<int64_t> RunRetentionOnceBlocking() = 0;
+
+  // Totals so far; cheap (atomic reads), callable from any thread.
+  virtual WriteStats write_stats() const = 0;
 
   // Stops taking writes, commits what is queued, answers every caller
   // exactly once (no listener or `done` runs after it returns), and closes

@@ -316,6 +316,7 @@ struct SqliteJobStore::WriteOp {
 
   int64_t jobs = 1;
   int64_t bytes = 0;
+  absl::Time queued;  // when Enqueue took it (WriteStats::queue_wait)
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
 };
@@ -563,7 +564,20 @@ SqliteJobStore::Stats SqliteJobStore::stats() const {
                row_cache_hits_.load(), row_cache_misses_.load()};
 }
 
+WriteStats SqliteJobStore::write_stats() const {
+  WriteStats s;
+  s.commits = commits_.load(std::memory_order_relaxed);
+  s.requests = requests_.load(std::memory_order_relaxed);
+  s.write_requests = write_requests_.load(std::memory_order_relaxed);
+  s.queue_wait = absl::Nanoseconds(queue_wait_ns_.load(std::memory_order_relaxed));
+  s.apply = absl::Nanoseconds(apply_ns_.load(std::memory_order_relaxed));
+  s.commit = absl::Nanoseconds(commit_ns_.load(std::memory_order_relaxed));
+  s.complete = absl::Nanoseconds(complete_ns_.load(std::memory_order_relaxed));
+  return s;
+}
+
 void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
+  op->queued = clock_->Now();
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
@@ -667,6 +681,7 @@ void SqliteJobStore::CompletionLoop() {
 }
 
 void SqliteJobStore::RunCompletion(Completion& c) {
+  const absl::Time start = clock_->Now();
   // The events are durable and reach the listeners before any `done` of
   // their commit; an earlier commit's work all ran in an earlier turn.
   if (!c.events.empty()) {
@@ -678,6 +693,8 @@ void SqliteJobStore::RunCompletion(Completion& c) {
   c.results.clear();
   c.events.clear();
   c.listeners.clear();
+  complete_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - start),
+                         std::memory_order_relaxed);
 }
 
 bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
@@ -749,6 +766,13 @@ void SqliteJobStore::RunBatch(Completion& c) {
   sqlite3* handle = w.conn.db.getHandle();
   w.now = clock_->Now();
   std::vector<std::unique_ptr<WriteOp>>& batch = c.ops;
+  int64_t queue_wait_ns = 0;
+  for (const std::unique_ptr<WriteOp>& op : batch)
+    queue_wait_ns += std::max<int64_t>(
+        0, absl::ToInt64Nanoseconds(w.now - op->queued));
+  requests_.fetch_add(static_cast<int64_t>(batch.size()),
+                      std::memory_order_relaxed);
+  queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
   // Recycled with `c`: a fresh vector of a thousand statuses per batch is a
   // large allocation, and glibc consolidates its free lists on each.
   std::vector<absl::Status>& results = c.results;
@@ -762,12 +786,17 @@ void SqliteJobStore::RunBatch(Completion& c) {
     w.rows.RollbackTo(0);  // the rows of the rolled-back transaction
     ApplyBatch(batch, /*savepoints=*/true, results, batch_status);
   }
+  const absl::Time applied = clock_->Now();
+  apply_ns_.fetch_add(absl::ToInt64Nanoseconds(applied - w.now),
+                      std::memory_order_relaxed);
   if (batch_status.ok()) {
     try {
       w.Exec("COMMIT");
     } catch (const SQLite::Exception& e) {
       batch_status = StatusFromSqlite(e);
     }
+    commit_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - applied),
+                         std::memory_order_relaxed);
   }
   if (!batch_status.ok()) {
     w.rows.RollbackTo(0);

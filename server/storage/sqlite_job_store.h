@@ -178,6 +178,7 @@ class SqliteJobStore final : public JobStore {
   void Shutdown() override;
 
   Stats stats() const;
+  WriteStats write_stats() const override;
   // The database file (a temporary one for ":memory:").
   const std::string& path() const { return path_; }
 
@@ -281,6 +282,12 @@ class SqliteJobStore final : public JobStore {
 
   std::atomic<int64_t> commits_{0};
   std::atomic<int64_t> write_requests_{0};
+  // WriteStats: requests taken, and the summed times in nanoseconds.
+  std::atomic<int64_t> requests_{0};
+  std::atomic<int64_t> queue_wait_ns_{0};
+  std::atomic<int64_t> apply_ns_{0};
+  std::atomic<int64_t> commit_ns_{0};
+  std::atomic<int64_t> complete_ns_{0};
   std::atomic<int64_t> rerun_batches_{0};
   std::atomic<int64_t> row_cache_hits_{0};
   std::atomic<int64_t> row_cache_misses_{0};

@@ -264,6 +264,40 @@ TEST_F(SqliteJobStoreTest, GroupCommitPutsQueuedWritesInOneTransaction) {
   EXPECT_EQ(store->stats().commits - commits_before, 2);
 }
 
+TEST_F(SqliteJobStoreTest, WriteStatsCountCommitsRequestsAndQueueWait) {
+  auto store = Open();
+  absl::StatusOr<Job> first = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(first.ok());
+  const WriteStats before = store->write_stats();
+  EXPECT_GE(before.commits, 1);
+  EXPECT_GE(before.write_requests, 1);
+
+  // Ten submits wait 5 ms (of the store's clock) behind a held writer.
+  WriterGate gate;
+  gate.Block(*store, first->id);
+  std::atomic<int> answered{0};
+  absl::Notification all_done;
+  for (int i = 0; i < 10; ++i) {
+    store->Submit({MakeJob()},
+                  [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                    EXPECT_TRUE(r.ok());
+                    if (++answered == 10) all_done.Notify();
+                  });
+  }
+  clock_.Advance(absl::Milliseconds(5));
+  gate.Release();
+  all_done.WaitForNotification();
+
+  const WriteStats after = store->write_stats();
+  EXPECT_GE(after.commits - before.commits, 2);  // the gate's, then ours
+  EXPECT_GE(after.requests - before.requests, 11);
+  EXPECT_GE(after.write_requests - before.write_requests, 11);
+  EXPECT_GE(after.queue_wait - before.queue_wait, absl::Milliseconds(50));
+  EXPECT_GE(after.apply, before.apply);
+  EXPECT_GE(after.commit, before.commit);
+  EXPECT_GE(after.complete, before.complete);
+}
+
 TEST_F(SqliteJobStoreTest, SameRequestIdReturnsTheFirstJob) {
   auto store = Open();
   NewJob in = MakeJob();
