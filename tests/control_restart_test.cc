@@ -168,8 +168,8 @@ TEST_F(ControlRestartTest, ServerInfoReportsTheStoresGroupCommitTotals) {
   v1::ServerInfo after;
   ASSERT_TRUE(admin_->GetServerInfo(Call().get(), {}, &after).ok());
   EXPECT_GE(after.storage().commits() - before.storage().commits(), 3);
-  EXPECT_GE(after.storage().write_requests() -
-                before.storage().write_requests(), 3);
+  EXPECT_GE(
+      after.storage().write_requests() - before.storage().write_requests(), 3);
   EXPECT_GE(after.storage().requests(), after.storage().write_requests());
   const auto nanos = [](const google::protobuf::Duration& d) {
     return d.seconds() * 1000000000 + d.nanos();

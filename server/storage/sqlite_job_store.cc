@@ -569,7 +569,8 @@ WriteStats SqliteJobStore::write_stats() const {
   s.commits = commits_.load(std::memory_order_relaxed);
   s.requests = requests_.load(std::memory_order_relaxed);
   s.write_requests = write_requests_.load(std::memory_order_relaxed);
-  s.queue_wait = absl::Nanoseconds(queue_wait_ns_.load(std::memory_order_relaxed));
+  s.queue_wait =
+      absl::Nanoseconds(queue_wait_ns_.load(std::memory_order_relaxed));
   s.apply = absl::Nanoseconds(apply_ns_.load(std::memory_order_relaxed));
   s.commit = absl::Nanoseconds(commit_ns_.load(std::memory_order_relaxed));
   s.complete = absl::Nanoseconds(complete_ns_.load(std::memory_order_relaxed));
@@ -768,8 +769,8 @@ void SqliteJobStore::RunBatch(Completion& c) {
   std::vector<std::unique_ptr<WriteOp>>& batch = c.ops;
   int64_t queue_wait_ns = 0;
   for (const std::unique_ptr<WriteOp>& op : batch)
-    queue_wait_ns += std::max<int64_t>(
-        0, absl::ToInt64Nanoseconds(w.now - op->queued));
+    queue_wait_ns +=
+        std::max<int64_t>(0, absl::ToInt64Nanoseconds(w.now - op->queued));
   requests_.fetch_add(static_cast<int64_t>(batch.size()),
                       std::memory_order_relaxed);
   queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
