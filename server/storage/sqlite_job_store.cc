@@ -477,12 +477,40 @@ absl::Status SqliteJobStore::OpenBlocking() {
 
 int SqliteJobStore::OnWalCommit(void* store, sqlite3*, const char*, int pages) {
   auto* self = static_cast<SqliteJobStore*>(store);
-  if (pages >= self->options_.checkpoint_pages) {
+  const int step = self->options_.checkpoint_pages;
+  // Asked once per `step` pages of growth, not after every commit above the
+  // size: a WAL that cannot start over yet (a reader still reads its old
+  // pages) would otherwise have the checkpointer fsync after every commit.
+  if (pages < self->wal_pages_ || self->checkpoint_at_pages_ == 0)
+    self->checkpoint_at_pages_ = step;  // the WAL started over
+  self->wal_pages_ = pages;
+  if (pages >= self->checkpoint_at_pages_) {
+    self->checkpoint_at_pages_ = pages + step;
     absl::MutexLock lock(&self->checkpoint_mu_);
     self->checkpoint_wanted_ = true;
     self->checkpoint_cv_.Signal();
   }
   return SQLITE_OK;
+}
+
+void SqliteJobStore::FinishCheckpoint() {
+  if (!finish_checkpoint_.load(std::memory_order_acquire)) return;
+  finish_checkpoint_.store(false, std::memory_order_relaxed);
+  // PASSIVE on the writer's own connection: no commit can land meanwhile,
+  // so unless a reader still reads old pages it copies the whole WAL, and
+  // the next write transaction starts it over (SQLite restarts a WAL whose
+  // every page is in the database file).
+  int wal_pages = 0;
+  int copied = 0;
+  const int rc =
+      sqlite3_wal_checkpoint_v2(writer_->conn.db.getHandle(), nullptr,
+                                SQLITE_CHECKPOINT_PASSIVE, &wal_pages, &copied);
+  if (rc == SQLITE_OK) {
+    writer_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+  } else if (rc != SQLITE_BUSY) {
+    JW_LOG(WARNING) << "storage: writer checkpoint failed: "
+                    << sqlite3_errstr(rc);
+  }
 }
 
 void SqliteJobStore::CheckpointLoop() {
@@ -499,6 +527,7 @@ void SqliteJobStore::CheckpointLoop() {
     try {
       checkpointer_->db.execAndGet("PRAGMA wal_checkpoint(PASSIVE)");
       checkpoints_.fetch_add(1, std::memory_order_relaxed);
+      finish_checkpoint_.store(true, std::memory_order_release);
     } catch (const SQLite::Exception& e) {
       JW_LOG(WARNING) << "storage: checkpoint failed: " << StatusFromSqlite(e);
     }
@@ -559,9 +588,10 @@ void SqliteJobStore::AddCommitListener(CommitListener* listener) {
 }
 
 SqliteJobStore::Stats SqliteJobStore::stats() const {
-  return Stats{commits_.load(),        write_requests_.load(),
-               checkpoints_.load(),    rerun_batches_.load(),
-               row_cache_hits_.load(), row_cache_misses_.load()};
+  return Stats{commits_.load(),         write_requests_.load(),
+               checkpoints_.load(),     writer_checkpoints_.load(),
+               rerun_batches_.load(),   row_cache_hits_.load(),
+               row_cache_misses_.load()};
 }
 
 WriteStats SqliteJobStore::write_stats() const {
@@ -617,6 +647,7 @@ void SqliteJobStore::WriterLoop() {
     }
     RunBatch(*next);
     next = HandOff(std::move(next));
+    FinishCheckpoint();
   }
 }
 

@@ -105,10 +105,14 @@ class SqliteJobStore final : public JobStore {
     // How long a connection waits for a lock held by another process.
     absl::Duration busy_timeout = absl::Seconds(5);
     int reader_connections = 4;
-    // WAL checkpoints run on their own thread and connection once the WAL
-    // holds this many pages, so the writer's commits never wait for the
-    // database file's fsync. 0: SQLite's automatic checkpoints on the writer
-    // instead.
+    // WAL checkpoints: each time the WAL has grown by this many pages, one
+    // runs on its own thread and connection and copies them into the
+    // database file (and fsyncs it) beside the writer's commits. It cannot
+    // finish the WAL while the writer keeps appending, so the writer then
+    // copies the few pages committed meanwhile itself, between two batches;
+    // after that its next commit starts the WAL over from its beginning
+    // (overwriting, which syncs faster than appending) instead of growing it.
+    // 0: SQLite's automatic checkpoints on the writer instead.
     int checkpoint_pages = 1000;
     // Cap on the database size in pages (PRAGMA max_page_count); 0: none.
     // Writes beyond it fail like a full disk (RESOURCE_EXHAUSTED, DISK_FULL).
@@ -132,6 +136,9 @@ class SqliteJobStore final : public JobStore {
     int64_t commits = 0;         // transactions committed
     int64_t write_requests = 0;  // requests answered after a successful commit
     int64_t checkpoints = 0;     // background WAL checkpoints run
+    // Checkpoints the writer ran to finish a background one (copying the
+    // pages committed while it ran).
+    int64_t writer_checkpoints = 0;
     // Batches run a second time, with savepoints, because a request failed
     // after writing part of its rows.
     int64_t rerun_batches = 0;
@@ -215,6 +222,9 @@ class SqliteJobStore final : public JobStore {
   // The completion thread: runs handed-off commits in order until Shutdown
   // stops it with none pending.
   void CompletionLoop();
+  // Writer, between batches: after a background checkpoint, copies the WAL
+  // pages committed while it ran, so that the next commit restarts the WAL.
+  void FinishCheckpoint();
   // Runs the requests of `batch` in a new transaction (left open unless
   // `batch_status` is an error), each inside its own SAVEPOINT when
   // `savepoints`. Returns false, with the transaction rolled back, when
@@ -269,6 +279,15 @@ class SqliteJobStore final : public JobStore {
   bool checkpoint_wanted_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
   bool checkpoint_stop_ ABSL_GUARDED_BY(checkpoint_mu_) = false;
   std::atomic<int64_t> checkpoints_{0};
+  std::atomic<int64_t> writer_checkpoints_{0};
+  // Set by the checkpoint thread when it is done, taken by the writer, which
+  // then checkpoints what was committed meanwhile (FinishCheckpoint).
+  std::atomic<bool> finish_checkpoint_{false};
+  // Writer thread only (the WAL hook runs on it): the WAL size in pages at
+  // which the next background checkpoint is asked for, and the size after
+  // the last commit (a smaller one means the WAL started over).
+  int checkpoint_at_pages_ = 0;
+  int wal_pages_ = 0;
 
   absl::Mutex readers_mu_;
   absl::CondVar readers_cv_;

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -997,6 +998,37 @@ TEST_F(SqliteJobStoreTest, BackgroundCheckpointsKeepTheWalSmall) {
   auto page = store->ListJobsBlocking(ListJobsQuery{"", "", 1000, ""});
   ASSERT_TRUE(page.ok());
   EXPECT_THAT(page->jobs, SizeIs(50));
+}
+
+// A lone caller's commits leave no pause in which the background
+// checkpoint could catch up with the WAL; the writer finishes it, so the WAL
+// starts over instead of growing with every commit (appending, which syncs
+// slower than overwriting), and each checkpoint covers many commits.
+TEST_F(SqliteJobStoreTest, SteadyCommitsStartTheWalOverInsteadOfGrowingIt) {
+  SqliteJobStore::Options options;
+  options.checkpoint_pages = 32;
+  auto store = Open(options);
+  constexpr int kJobs = 400;
+  int64_t max_wal_bytes = 0;
+  for (int i = 0; i < kJobs; ++i) {
+    ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());
+    struct stat st;
+    if (stat((store->path() + "-wal").c_str(), &st) == 0)
+      max_wal_bytes = std::max<int64_t>(max_wal_bytes, st.st_size);
+  }
+  const SqliteJobStore::Stats stats = store->stats();
+  EXPECT_EQ(stats.commits, kJobs);
+  // Every submit writes several pages (the job, its event, their indexes):
+  // kJobs commits put about 4 * kJobs pages through the WAL, one checkpoint
+  // per 32 of them. A WAL that never started over would hold them all, and
+  // be checkpointed after nearly every commit.
+  const int64_t page = 4096 + 24;  // a WAL frame: header and page
+  EXPECT_LT(max_wal_bytes, kJobs * page) << "the WAL kept growing";
+  EXPECT_GT(stats.writer_checkpoints, 0);
+  EXPECT_LT(stats.checkpoints, kJobs / 2) << "a checkpoint after each commit";
+  auto page_of_jobs = store->ListJobsBlocking(ListJobsQuery{"", "", 1000, ""});
+  ASSERT_TRUE(page_of_jobs.ok());
+  EXPECT_THAT(page_of_jobs->jobs, SizeIs(kJobs));
 }
 
 TEST_F(SqliteJobStoreTest, MemoryPathUsesAPrivateTemporaryFile) {

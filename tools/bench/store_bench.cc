@@ -276,12 +276,13 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
   SqliteJobStore::Stats stats = store->stats();
   r.jobs = done_jobs.load();
   store->Shutdown();
-  absl::PrintF("  %-48s commits=%d requests/commit=%.1f errors=%d\n", r.name,
-               stats.commits,
-               stats.commits > 0
-                   ? static_cast<double>(stats.write_requests) / stats.commits
-                   : 0,
-               errors.load());
+  absl::PrintF(
+      "  %-48s commits=%d requests/commit=%.1f checkpoints=%d+%d errors=%d\n",
+      r.name, stats.commits,
+      stats.commits > 0
+          ? static_cast<double>(stats.write_requests) / stats.commits
+          : 0,
+      stats.checkpoints, stats.writer_checkpoints, errors.load());
   return r;
 }
 

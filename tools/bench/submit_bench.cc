@@ -193,6 +193,14 @@ class Server {
     return bench::ProcessCpuSeconds(process_->pid());
   }
 
+  // The store's group-commit totals (GetServerInfo `storage`); empty when
+  // the call fails (an older jobwired, run with --jobwired, has none).
+  std::optional<v1::StorageStats> Storage() const {
+    std::optional<v1::ServerInfo> info = Info(absl::Seconds(5));
+    if (!info || !info->has_storage()) return std::nullopt;
+    return info->storage();
+  }
+
   // VmRSS of the server in KiB.
   int64_t RssKib() const {
     std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/status"));
@@ -208,15 +216,21 @@ class Server {
   }
 
  private:
-  bool Serving() {
+  std::optional<v1::ServerInfo> Info(absl::Duration timeout) const {
     auto channel =
         grpc::CreateChannel(unix_target(), grpc::InsecureChannelCredentials());
     auto stub = v1::AdminService::NewStub(channel);
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     v1::ServerInfo info;
-    if (!stub->GetServerInfo(&context, {}, &info).ok()) return false;
-    for (const std::string& l : info.listeners()) {
+    if (!stub->GetServerInfo(&context, {}, &info).ok()) return std::nullopt;
+    return info;
+  }
+
+  bool Serving() {
+    std::optional<v1::ServerInfo> info = Info(absl::Seconds(1));
+    if (!info) return false;
+    for (const std::string& l : info->listeners()) {
       if (l.rfind("unix:", 0) != 0) tcp_ = l;
     }
     return !tcp_.empty();
@@ -263,8 +277,45 @@ struct SubmitResult {
   double floor_rate = 0;
   double floor_p50_ms = 0;
   double floor_server_cpu_us = 0;  // jobwired CPU per Check
+  // Where a submit's server time went, from two StorageStats readings
+  // around the case (absent when the server does not report them): requests
+  // per commit, mean queue wait per request, mean apply / commit / complete
+  // per commit, in microseconds.
+  struct Stages {
+    double requests_per_commit = 0;
+    double queue_wait_us = 0;
+    double apply_us = 0;
+    double commit_us = 0;
+    double complete_us = 0;
+  };
+  std::optional<Stages> stages;
   double rate() const { return seconds > 0 ? jobs / seconds : 0; }
 };
+
+double DurationUs(const google::protobuf::Duration& d) {
+  return d.seconds() * 1e6 + d.nanos() / 1e3;
+}
+
+// The stage means between two StorageStats readings.
+std::optional<SubmitResult::Stages> StagesBetween(
+    const std::optional<v1::StorageStats>& before,
+    const std::optional<v1::StorageStats>& after) {
+  if (!before || !after) return std::nullopt;
+  const double commits = after->commits() - before->commits();
+  const double requests = after->requests() - before->requests();
+  if (commits <= 0 || requests <= 0) return std::nullopt;
+  auto delta = [](const google::protobuf::Duration& a,
+                  const google::protobuf::Duration& b) {
+    return DurationUs(a) - DurationUs(b);
+  };
+  SubmitResult::Stages s;
+  s.requests_per_commit = requests / commits;
+  s.queue_wait_us = delta(after->queue_wait(), before->queue_wait()) / requests;
+  s.apply_us = delta(after->apply(), before->apply()) / commits;
+  s.commit_us = delta(after->commit(), before->commit()) / commits;
+  s.complete_us = delta(after->complete(), before->complete()) / commits;
+  return s;
+}
 
 // `callers` closed-loop callers, each with one call in flight, all on one
 // channel, until `end`. `init` readies each caller's request once, `next`
@@ -428,6 +479,7 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
 
       const double server_cpu = server.CpuSeconds();
       const double client_cpu = SelfCpuSeconds();
+      const std::optional<v1::StorageStats> storage_before = server.Storage();
       start = Clock::now();
       SubmitLoop loop = MakeSubmitLoop(stub.get(), callers, start + case_time,
                                        absl::StrCat(name, "-", callers, "-"));
@@ -441,6 +493,7 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
         r.server_cpu_us = (server.CpuSeconds() - server_cpu) * 1e6 / r.jobs;
         r.client_cpu_us = (SelfCpuSeconds() - client_cpu) * 1e6 / r.jobs;
       }
+      r.stages = StagesBetween(storage_before, server.Storage());
       absl::PrintF(
           "submit %-4s %2d caller(s): %7.0f jobs/s  ack p50 %.3f ms  p99 "
           "%.3f ms  (%d jobs, %d errors; CPU/job: server %.0f us, client "
@@ -450,6 +503,13 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
           r.server_cpu_us, r.client_cpu_us, r.floor_rate, r.floor_p50_ms,
           r.floor_server_cpu_us,
           r.floor_rate > 0 ? r.rate() / r.floor_rate : 0);
+      if (r.stages) {
+        absl::PrintF(
+            "  stages: %.1f requests/commit; per request queue wait %.0f us; "
+            "per commit apply %.0f us, commit %.0f us, complete %.0f us\n",
+            r.stages->requests_per_commit, r.stages->queue_wait_us,
+            r.stages->apply_us, r.stages->commit_us, r.stages->complete_us);
+      }
       results.push_back(r);
     }
   }
@@ -865,6 +925,25 @@ void Report(const Flags& flags, const std::string& load_at_start,
                               r.rate() / flags.raw1000);
       } else {
         md << "- | - |\n";
+      }
+    }
+    if (std::any_of(submits.begin(), submits.end(), [](const SubmitResult& r) {
+          return r.stages.has_value();
+        })) {
+      md << "\nWhere the server's time went (GetServerInfo `storage` read "
+            "before and after each case): requests per commit, the mean wait "
+            "of a request for its transaction, and per commit the mean "
+            "apply (BEGIN to COMMIT), COMMIT (WAL write and fsync) and "
+            "complete (answers, listeners), in microseconds:\n\n"
+         << "| transport | callers | requests/commit | queue wait us | apply "
+            "us | commit us | complete us |\n"
+         << "|---|---:|---:|---:|---:|---:|---:|\n";
+      for (const SubmitResult& r : submits) {
+        if (!r.stages) continue;
+        md << absl::StrFormat(
+            "| %s | %d | %.1f | %.0f | %.0f | %.0f | %.0f |\n", r.transport,
+            r.callers, r.stages->requests_per_commit, r.stages->queue_wait_us,
+            r.stages->apply_us, r.stages->commit_us, r.stages->complete_us);
       }
     }
   }
