@@ -274,6 +274,7 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
                 : absl::StrCat("SqliteJobStore, ", threads, " submitter(s)")};
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   SqliteJobStore::Stats stats = store->stats();
+  const WriteStats stages = store->write_stats();
   r.jobs = done_jobs.load();
   store->Shutdown();
   absl::PrintF(
@@ -283,6 +284,17 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
           ? static_cast<double>(stats.write_requests) / stats.commits
           : 0,
       stats.checkpoints, stats.writer_checkpoints, errors.load());
+  if (stages.commits > 0 && stages.requests > 0) {
+    auto us = [](absl::Duration d, int64_t n) {
+      return absl::ToDoubleMicroseconds(d) / n;
+    };
+    absl::PrintF(
+        "  %-48s per request queue wait %.0f us; per commit apply %.0f us, "
+        "commit %.0f us, complete %.0f us\n",
+        "", us(stages.queue_wait, stages.requests),
+        us(stages.apply, stages.commits), us(stages.commit, stages.commits),
+        us(stages.complete, stages.commits));
+  }
   return r;
 }
 
