@@ -1631,6 +1631,70 @@ TEST_F(SqliteJobStoreTest,
   }
 }
 
+TEST_F(SqliteJobStoreTest, LabelFiltersProbeTheLabelsPrimaryKey) {
+  auto store = Open();
+  NewJob labelled = MakeJob();
+  labelled.job.labels = {{"tenant", "acme"}, {"tier", "gold"}};
+  absl::StatusOr<Job> acme = SubmitOne(*store, labelled);
+  ASSERT_TRUE(acme.ok()) << acme.status();
+  labelled.job.labels = {{"tenant", "other"}};
+  ASSERT_TRUE(SubmitOne(*store, labelled).ok());
+  ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());
+  const std::string path = dir_.db();
+  for (const char* filter :
+       {"labels.tenant = acme", "labels.tenant != other",
+        "labels.tenant >= acme AND labels.tenant < b",
+        "NOT labels.tier = silver AND labels.tenant = acme"}) {
+    SCOPED_TRACE(filter);
+    absl::StatusOr<ListPlan> plan =
+        PlanListJobs(ListJobsQuery{filter, "", 0, ""});
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_THAT(QueryPlan(path, plan->sql),
+                HasSubstr("USING PRIMARY KEY (job_id=? AND key=?)"));
+    auto listed = store->ListJobsBlocking(ListJobsQuery{filter, "", 0, ""});
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(Ids(listed->jobs), std::vector<std::string>{acme->id});
+  }
+}
+
+TEST_F(SqliteJobStoreTest, SchemaVersionFourLosesTheUnreadLabelIndex) {
+  const std::string path = dir_.db();
+  auto label_indexes = [&path] {
+    SQLite::Database db(path, SQLite::OPEN_READONLY);
+    SQLite::Statement stmt(db,
+                           "SELECT COUNT(*) FROM sqlite_master WHERE type = "
+                           "'index' AND name = 'job_labels_key_value'");
+    stmt.executeStep();
+    return stmt.getColumn(0).getInt();
+  };
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    ASSERT_TRUE(MigrateBlocking(db, 4).ok());
+    db.exec(
+        "INSERT INTO jobs (id, queue, kind, max_attempts, state, create_time, "
+        "update_time, version, last_seq, labels) VALUES "
+        "('01JAAAAAAAAAAAAAAAAAAAAA01', 'q', 'k', 3, 2, 1000, 1000, 1, 0, "
+        "'6:tenant4:acme')");
+    db.exec(
+        "INSERT INTO job_labels (job_id, key, value) VALUES "
+        "('01JAAAAAAAAAAAAAAAAAAAAA01', 'tenant', 'acme')");
+  }
+  ASSERT_EQ(label_indexes(), 1);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(label_indexes(), 0);
+  {
+    SQLite::Database db(path, SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(),
+              LatestSchemaVersion());
+  }
+  auto listed =
+      store->ListJobsBlocking(ListJobsQuery{"labels.tenant = acme", "", 0, ""});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(Ids(listed->jobs),
+            std::vector<std::string>{"01JAAAAAAAAAAAAAAAAAAAAA01"});
+}
+
 TEST_F(SqliteJobStoreTest, AnOlderDatabaseWithJobsInEveryStateMigrates) {
   // Version 2: the schema before the partial indexes, with the indexes on
   // state; rows as an older jobwire wrote them, plus two that break the rule
