@@ -36,12 +36,23 @@
 //                [--channels 100] [--sync full|normal|off]
 //                [--raw1 N --raw1000 N] [--jobwired PATH] [--append FILE]
 //                [--callers 1,16,64] [--transport tcp|unix]
+//                [--ab PATH [--rounds N]]
 //
 // --callers and --transport narrow the submit cases to the ones named (all
 // by default), for profiling one case.
 // --jobwired runs another jobwired binary (for example one built from an
 // older commit) instead of this build's, to compare two builds on the same
 // machine in the same hour.
+//
+//   submit_bench --ab PATH [--rounds 6] [--callers 1,64] [--seconds 2]
+//
+// compares two builds properly: A (this build, or --jobwired) and B (PATH)
+// run side by side and take the submit case in turns, A B then B A, each turn
+// --seconds long, --rounds times per number of callers. It prints, and with
+// --append writes, each build's median jobs/s, ack p50 and server CPU per
+// job, and the median and range of the per-round B/A ratios. On a shared box
+// whose throughput drifts by half within minutes, two separate runs cannot
+// show a 5% change; the ratio of neighbouring turns can.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -108,6 +119,10 @@ struct Flags {
   // Submit cases to run (all by default); narrowing them helps profiling.
   std::vector<int> callers = {1, 16, 64};
   std::string transport;  // "tcp", "unix" or empty for both
+  // --ab: a second jobwired (B) to compare with this build or --jobwired (A)
+  // in alternating rounds; --rounds of them per number of callers.
+  std::string ab;
+  int rounds = 6;
 };
 
 double Micros(Clock::duration d) {
@@ -516,6 +531,153 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
   return results;
 }
 
+// ------------------------------------------------------------------- ab
+
+// One number of callers of an A/B comparison: per round, each build's
+// submits/s and ack p50.
+struct AbResult {
+  std::string transport;
+  int callers = 0;
+  std::vector<double> a_rate, b_rate, a_p50_ms, b_p50_ms;
+  std::vector<double> a_cpu_us, b_cpu_us;  // server CPU per acked job
+  int64_t errors = 0;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double Min(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+}
+double Max(const std::vector<double>& v) {
+  return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+}
+
+// Element-wise b[i] / a[i].
+std::vector<double> Ratios(const std::vector<double>& b,
+                           const std::vector<double>& a) {
+  std::vector<double> r;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    if (a[i] > 0) r.push_back(b[i] / a[i]);
+  return r;
+}
+
+// --ab: two jobwired builds, both running side by side, take the same submit
+// case in turns (A B, then B A, ...), each turn --seconds long. The box's
+// drift (it is shared, and halves or doubles throughput within minutes)
+// hits both builds alike, and the per-round ratio B/A cancels most of it;
+// comparing two separate runs does not.
+std::vector<AbResult> RunAbCases(const Flags& flags) {
+  Flags b_flags = flags;
+  b_flags.jobwired = flags.ab;
+  Server a(flags);
+  Server b(b_flags);
+  const bool tcp = flags.transport == "tcp";
+  const std::string name = tcp ? "TCP" : "Unix";
+  auto a_channel = OwnChannel(tcp ? a.tcp_target() : a.unix_target(), 0);
+  auto b_channel = OwnChannel(tcp ? b.tcp_target() : b.unix_target(), 0);
+  auto a_stub = v1::JobService::NewStub(a_channel);
+  auto b_stub = v1::JobService::NewStub(b_channel);
+  for (auto* stub : {a_stub.get(), b_stub.get()}) {
+    MakeSubmitLoop(stub, 1, Clock::now() + std::chrono::milliseconds(200),
+                   "warm-")
+        .RunAndWait();
+  }
+  const auto case_time =
+      std::chrono::microseconds(static_cast<int64_t>(flags.seconds * 1e6));
+  std::vector<AbResult> results;
+  int64_t loop_number = 0;
+  for (int callers : flags.callers) {
+    AbResult r;
+    r.transport = name;
+    r.callers = callers;
+    for (int round = 0; round < flags.rounds; ++round) {
+      for (int turn = 0; turn < 2; ++turn) {
+        const bool run_b = (round + turn) % 2 == 1;
+        SubmitLoop loop = MakeSubmitLoop(
+            run_b ? b_stub.get() : a_stub.get(), callers,
+            Clock::now() + case_time, absl::StrCat("ab-", loop_number++, "-"));
+        const Server& server = run_b ? b : a;
+        const double cpu = server.CpuSeconds();
+        const auto start = Clock::now();
+        loop.RunAndWait();
+        const double seconds =
+            std::chrono::duration<double>(Clock::now() - start).count();
+        (run_b ? r.b_rate : r.a_rate).push_back(loop.acked() / seconds);
+        (run_b ? r.b_cpu_us : r.a_cpu_us)
+            .push_back((server.CpuSeconds() - cpu) * 1e6 /
+                       std::max<int64_t>(1, loop.acked()));
+        (run_b ? r.b_p50_ms : r.a_p50_ms)
+            .push_back(loop.latencies().QuantileMs(0.50));
+        r.errors += loop.errors();
+      }
+    }
+    const std::vector<double> rate_ratio = Ratios(r.b_rate, r.a_rate);
+    absl::PrintF(
+        "ab %-4s %2d caller(s), %d rounds: A %.0f jobs/s, B %.0f jobs/s "
+        "(medians); B/A %.3f (range %.3f-%.3f); ack p50 A %.3f ms, B %.3f ms, "
+        "B/A %.3f; server CPU/job A %.0f us, B %.0f us, B/A %.3f; %d errors\n",
+        name, callers, flags.rounds, Median(r.a_rate), Median(r.b_rate),
+        Median(rate_ratio), Min(rate_ratio), Max(rate_ratio),
+        Median(r.a_p50_ms), Median(r.b_p50_ms),
+        Median(Ratios(r.b_p50_ms, r.a_p50_ms)), Median(r.a_cpu_us),
+        Median(r.b_cpu_us), Median(Ratios(r.b_cpu_us, r.a_cpu_us)), r.errors);
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
+// "## `title`, <date>" and the machine line of a BENCHMARKS.md section.
+std::string SectionStart(absl::string_view title,
+                         const std::string& load_at_start) {
+  return absl::StrCat(
+      "\n## ", title, ", ",
+      absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone()),
+      "\n\n- machine: ", MachineDescription(), ", load average at the start ",
+      load_at_start, ", at the end ", LoadAverage());
+}
+
+// Prints `md` and appends it to --append's file.
+void Emit(const Flags& flags, const std::string& md) {
+  std::cout << md;
+  if (!flags.append.empty()) {
+    std::ofstream out(flags.append, std::ios::app);
+    out << md;
+  }
+}
+
+void ReportAb(const Flags& flags, const std::string& load_at_start,
+              const std::vector<AbResult>& results) {
+  std::ostringstream md;
+  md << SectionStart("submit_bench A/B", load_at_start) << "\n"
+     << "- A: `" << (flags.jobwired.empty() ? "this build" : flags.jobwired)
+     << "`, B: `" << flags.ab << "`, both running, synchronous=" << flags.sync
+     << "; durable SubmitJob, closed loop, " << flags.rounds
+     << " rounds of A then B (B then A in every other round), " << flags.seconds
+     << " s each\n"
+     << "- command: `" << flags.command << "`\n\n"
+     << "| transport | callers | A jobs/s | B jobs/s | B/A median | B/A "
+        "range | A ack p50 ms | B ack p50 ms | B/A p50 | A server CPU us/job "
+        "| B server CPU us/job | B/A CPU | errors |\n"
+     << "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const AbResult& r : results) {
+    const std::vector<double> ratio = Ratios(r.b_rate, r.a_rate);
+    md << absl::StrFormat(
+        "| %s | %d | %.0f | %.0f | %.3f | %.3f-%.3f | %.3f | %.3f | %.3f | "
+        "%.0f | %.0f | %.3f | %d |\n",
+        r.transport, r.callers, Median(r.a_rate), Median(r.b_rate),
+        Median(ratio), Min(ratio), Max(ratio), Median(r.a_p50_ms),
+        Median(r.b_p50_ms), Median(Ratios(r.b_p50_ms, r.a_p50_ms)),
+        Median(r.a_cpu_us), Median(r.b_cpu_us),
+        Median(Ratios(r.b_cpu_us, r.a_cpu_us)), r.errors);
+  }
+  Emit(flags, md.str());
+}
+
 // ----------------------------------------------------------------- event
 
 // A server stream read by the callback API; `on_message` runs on a gRPC
@@ -876,11 +1038,7 @@ void Report(const Flags& flags, const std::string& load_at_start,
             const std::optional<EventResult>& event,
             const std::optional<IdleResult>& idle) {
   std::ostringstream md;
-  md << "\n## submit_bench, "
-     << absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone())
-     << "\n\n"
-     << "- machine: " << MachineDescription() << ", load average at the start "
-     << load_at_start << ", at the end " << LoadAverage()
+  md << SectionStart("submit_bench", load_at_start)
      << ". The machine is shared and noisy: other builds and tests ran "
         "meanwhile, so every number here is a lower bound on what the code "
         "can do.\n"
@@ -1004,11 +1162,7 @@ void Report(const Flags& flags, const std::string& load_at_start,
         Verdict(idle->opened == idle->streams &&
                 idle->rss_open_kib * 1024.0 <= 400e6));
   }
-  std::cout << md.str();
-  if (!flags.append.empty()) {
-    std::ofstream out(flags.append, std::ios::app);
-    out << md.str();
-  }
+  Emit(flags, md.str());
 }
 
 void RaiseFdLimit() {
@@ -1072,6 +1226,12 @@ int Main(int argc, char** argv) {
         ok = ok && absl::SimpleAtoi(part, &n) && n >= 1 && n <= 1024;
         flags.callers.push_back(n);
       }
+    } else if (a == "--ab") {
+      flags.ab = v;
+      ok = ok && !v.empty();
+    } else if (a == "--rounds") {
+      ok = ok && absl::SimpleAtoi(v, &flags.rounds) && flags.rounds > 0 &&
+           flags.rounds <= 100;
     } else if (a == "--transport") {
       flags.transport = v;
       ok = ok && (v == "tcp" || v == "unix");
@@ -1086,7 +1246,7 @@ int Main(int argc, char** argv) {
                    "[--sync full|normal|off] "
                    "[--raw1 N --raw1000 N] [--jobwired PATH] "
                    "[--append FILE] [--callers N,N,..] "
-                   "[--transport tcp|unix]\n";
+                   "[--transport tcp|unix] [--ab PATH [--rounds N]]\n";
       return 2;
     }
     ++i;
@@ -1094,6 +1254,10 @@ int Main(int argc, char** argv) {
   RaiseFdLimit();
   signal(SIGPIPE, SIG_IGN);
   const std::string load_at_start = LoadAverage();
+  if (!flags.ab.empty()) {
+    ReportAb(flags, load_at_start, RunAbCases(flags));
+    return 0;
+  }
   std::vector<SubmitResult> submits;
   std::optional<EventResult> event;
   std::optional<IdleResult> idle;
