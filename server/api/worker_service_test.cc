@@ -201,6 +201,31 @@ TEST_F(WorkerServiceTest, SlotsBoundTheJobsAWorkerHolds) {
   EXPECT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
 }
 
+// A job queued while no slot is free wakes no dispatch pass
+// (Dispatcher::AnySessionHasRoomLocked); whatever frees a slot must then
+// send it: here a `ready` that grants one more slot, then a new worker.
+TEST_F(WorkerServiceTest, JobsQueuedWhileEverySlotIsTakenGoOutWhenOneFrees) {
+  auto w = Connect("w1", {}, 1);
+  const std::string first = SubmitTo("default");
+  auto a1 = w->NextOf(ConnectResponse::kAssign);
+  ASSERT_TRUE(a1.has_value());
+  EXPECT_EQ(a1->assign().job().id(), first);
+  const std::string second = SubmitTo("default");
+  const std::string third = SubmitTo("default");
+  EXPECT_FALSE(
+      w->NextOf(ConnectResponse::kAssign, absl::Milliseconds(300)).has_value());
+  v1::ConnectRequest ready;
+  ready.mutable_ready()->set_slots(1);
+  ASSERT_TRUE(w->Send(ready));
+  auto a2 = w->NextOf(ConnectResponse::kAssign);
+  ASSERT_TRUE(a2.has_value());
+  EXPECT_EQ(a2->assign().job().id(), second);
+  auto w2 = Connect("w2", {}, 1);
+  auto a3 = w2->NextOf(ConnectResponse::kAssign);
+  ASSERT_TRUE(a3.has_value());
+  EXPECT_EQ(a3->assign().job().id(), third);
+}
+
 // A burst of assigns goes out coalesced into few socket writes
 // (server/api/write_coalescing.h): every assign must still arrive, the last
 // one included, although nothing follows it to flush the stream. Connecting

@@ -1,6 +1,7 @@
 #include "server/scheduling/dispatcher.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -109,15 +110,30 @@ void Dispatcher::Submit(std::vector<Action> actions) {
 
 // --- CommitListener ---
 
+bool Dispatcher::AnySessionHasRoomLocked() const {
+  for (const auto& [id, s] : sessions_) {
+    if (s.used < s.slots && !s.silent) return true;
+  }
+  return false;
+}
+
 void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
+  // A ready job wakes the loop only when a pass could assign it: a wake-up
+  // per commit for nothing is a futex call on the commit's serial path (and
+  // a pass) whenever every worker is busy or none is connected.
+  std::optional<bool> room;
+  auto ready_job_added = [&] {
+    if (!room.has_value()) room = AnySessionHasRoomLocked();
+    if (*room) dirty_ = true;
+  };
   for (const JobEvent& e : events) {
     if (e.type == EventType::kUpdated) {
       // Queue, kind or priority may have moved: re-key a ready job.
       if (index_.Contains(e.job_id)) {
         index_.Add({e.job_id, e.queue, e.kind, e.priority});
-        dirty_ = true;
+        ready_job_added();
       }
       auto s = scheduled_.find(e.job_id);
       if (s != scheduled_.end() && s->second != e.run_after) {
@@ -132,7 +148,7 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
     if (e.to == JobState::kQueued) {
       index_.Add({e.job_id, e.queue, e.kind, e.priority});
       ready_at_[e.job_id] = now;
-      dirty_ = true;
+      ready_job_added();
     } else if (index_.Remove(e.job_id)) {
       ready_at_.erase(e.job_id);
     }

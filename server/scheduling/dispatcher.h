@@ -317,6 +317,11 @@ class Dispatcher final : public CommitListener {
   // Pops due timers and turns them into actions.
   void RunTimersLocked(absl::Time now, std::vector<Action>* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when a session has a free slot, so a newly ready job may be
+  // assigned by a pass now. Without one a pass would find nothing: whatever
+  // frees a slot (a session's hello or credits, a lease ending, a silent
+  // session heard again) marks the dispatcher dirty itself.
+  bool AnySessionHasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Picks jobs for free slots.
   void DispatchLocked(absl::Time now, std::vector<Action>* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
