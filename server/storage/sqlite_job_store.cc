@@ -27,6 +27,7 @@
 #include "server/storage/sqlite_malloc.h"
 #include "server/storage/sqlite_rows.h"
 #include "server/storage/sqlite_status.h"
+#include "server/storage/wal_write_buffer.h"
 
 namespace jobwire {
 namespace {
@@ -114,10 +115,12 @@ void BindAll(SQLite::Statement& stmt, const std::vector<SqlValue>& values) {
 // A connection and its prepared statements. Used by one thread at a time.
 class SqliteJobStore::Connection {
  public:
-  Connection(const std::string& path, absl::Duration busy_timeout)
+  // `vfs`: a registered SQLite VFS's name; empty for the default one.
+  Connection(const std::string& path, absl::Duration busy_timeout,
+             const std::string& vfs = "")
       : db(path,
            SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
-           static_cast<int>(absl::ToInt64Milliseconds(busy_timeout))),
+           static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)), vfs),
         stmts(&db) {}
 
   SQLite::Database db;
@@ -128,9 +131,10 @@ class SqliteJobStore::Connection {
 // progress. Only the writer thread touches it.
 class SqliteJobStore::Writer {
  public:
-  Writer(const std::string& path, absl::Duration busy_timeout, IdGenerator* ids,
+  Writer(const std::string& path, absl::Duration busy_timeout,
+         const std::string& vfs, IdGenerator* ids,
          JobRowCache::Limits cache_limits)
-      : conn(path, busy_timeout), ids(ids), rows(cache_limits) {}
+      : conn(path, busy_timeout, vfs), ids(ids), rows(cache_limits) {}
 
   void Exec(const std::string& sql) { conn.stmts.Get(sql)->exec(); }
 
@@ -411,7 +415,12 @@ absl::Status SqliteJobStore::OpenBlocking() {
     JobRowCache::Limits cache_limits;
     cache_limits.max_jobs =
         static_cast<size_t>(std::max<int64_t>(0, options_.row_cache_jobs));
-    writer_ = std::make_unique<Writer>(path_, options_.busy_timeout, &ids_,
+    // Sound only when every commit syncs the WAL (see wal_write_buffer.h).
+    const bool gather = options_.gather_wal_writes &&
+                        options_.synchronous == Synchronous::kFull &&
+                        RegisterWalWriteBufferVfs();
+    writer_ = std::make_unique<Writer>(path_, options_.busy_timeout,
+                                       gather ? kWalWriteBufferVfs : "", &ids_,
                                        cache_limits);
     SQLite::Database& db = writer_->conn.db;
     std::string mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
@@ -420,6 +429,10 @@ absl::Status SqliteJobStore::OpenBlocking() {
           "storage: cannot enable WAL mode on ", path_, " (got ", mode, ")"));
     }
     db.exec(SynchronousPragma(options_.synchronous));
+    if (gather && db.execAndGet("PRAGMA synchronous").getInt() < 2) {
+      return absl::InternalError(
+          "storage: the writer's commits would not sync the WAL");
+    }
     db.exec("PRAGMA foreign_keys = OFF");
     db.exec("PRAGMA temp_store = MEMORY");
     // 64 MiB of page cache keeps the hot index pages of a busy writer in

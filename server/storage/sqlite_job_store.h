@@ -129,6 +129,11 @@ class SqliteJobStore final : public JobStore {
     // returns (`done`s must not block anyway). False: always the completion
     // thread.
     bool complete_on_idle_writer = true;
+    // With synchronous kFull, the writer's connection gathers each commit's
+    // WAL writes into one pwrite before the commit's sync
+    // (wal_write_buffer.h): about 20 system calls fewer for a one-job
+    // commit. Ignored with kNormal and kOff, whose commits do not sync.
+    bool gather_wal_writes = true;
   };
 
   // Counters for tests and benchmarks.

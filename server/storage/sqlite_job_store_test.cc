@@ -26,6 +26,8 @@
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
 #include "server/storage/sqlite_rows.h"
+#include "server/storage/temp_db_dir.h"
+#include "server/storage/wal_write_buffer.h"
 
 namespace jobwire::test {
 namespace {
@@ -34,24 +36,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/jobwire-test-XXXXXX";
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      std::remove(absl::StrCat(db(), suffix).c_str());
-    }
-    rmdir(path_.c_str());
-  }
-  std::string db() const { return path_ + "/jobs.db"; }
-
- private:
-  std::string path_;
-};
 
 NewJob MakeJob(std::string kind = "resize", std::string queue = "default") {
   NewJob j;
@@ -161,7 +145,7 @@ class SqliteJobStoreTest : public ::testing::Test {
     return store.ok() ? *std::move(store) : nullptr;
   }
 
-  TempDir dir_;
+  TempDbDir dir_;
   FakeClock clock_;
 };
 
@@ -1628,6 +1612,36 @@ TEST_F(SqliteJobStoreTest,
         PlanListJobs(ListJobsQuery{filter, "", 0, ""});
     ASSERT_TRUE(plan.ok()) << plan.status();
     EXPECT_THAT(QueryPlan(path, plan->sql), HasSubstr(index));
+  }
+}
+
+// The writer's WAL writes are gathered into one per commit
+// (wal_write_buffer.h) with synchronous FULL only.
+TEST_F(SqliteJobStoreTest, TheWriterGathersWalWritesOnlyWhenCommitsSync) {
+  for (auto sync : {SqliteJobStore::Synchronous::kFull,
+                    SqliteJobStore::Synchronous::kNormal}) {
+    const bool full = sync == SqliteJobStore::Synchronous::kFull;
+    SCOPED_TRACE(full ? "full" : "normal");
+    TempDbDir dir;
+    SqliteJobStore::Options options;
+    options.path = dir.db();
+    options.synchronous = sync;
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    const WalWriteBufferStats before = GetWalWriteBufferStats();
+    NewJob job = MakeJob();
+    job.job.labels = {{"tenant", "acme"}};
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(SubmitOne(*store, job).ok());
+    const WalWriteBufferStats after = GetWalWriteBufferStats();
+    const int64_t gathered = after.writes_gathered - before.writes_gathered;
+    const int64_t issued = after.writes_issued - before.writes_issued;
+    // Each commit writes several frames, two writes each, as one.
+    EXPECT_EQ(gathered >= 10 * 8, full) << gathered;
+    EXPECT_EQ(issued, full ? 10 : 0);
+    store->Shutdown();
+    SQLite::Database db(dir.db(), SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM jobs").getInt(), 10);
+    EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
   }
 }
 
