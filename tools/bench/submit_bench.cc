@@ -534,7 +534,7 @@ std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
 // ------------------------------------------------------------------- ab
 
 // One number of callers of an A/B comparison: per round, each build's
-// submits/s and ack p50.
+// submits/s, ack p50 and server CPU per job.
 struct AbResult {
   std::string transport;
   int callers = 0;
@@ -564,6 +564,28 @@ std::vector<double> Ratios(const std::vector<double>& b,
   for (size_t i = 0; i < a.size() && i < b.size(); ++i)
     if (a[i] > 0) r.push_back(b[i] / a[i]);
   return r;
+}
+
+// The medians of an AbResult, and of its per-round B/A ratios.
+struct AbSummary {
+  double a_rate, b_rate, rate_ratio, rate_ratio_min, rate_ratio_max;
+  double a_p50_ms, b_p50_ms, p50_ratio;
+  double a_cpu_us, b_cpu_us, cpu_ratio;
+};
+
+AbSummary Summarize(const AbResult& r) {
+  const std::vector<double> rate_ratio = Ratios(r.b_rate, r.a_rate);
+  return AbSummary{Median(r.a_rate),
+                   Median(r.b_rate),
+                   Median(rate_ratio),
+                   Min(rate_ratio),
+                   Max(rate_ratio),
+                   Median(r.a_p50_ms),
+                   Median(r.b_p50_ms),
+                   Median(Ratios(r.b_p50_ms, r.a_p50_ms)),
+                   Median(r.a_cpu_us),
+                   Median(r.b_cpu_us),
+                   Median(Ratios(r.b_cpu_us, r.a_cpu_us))};
 }
 
 // --ab: two jobwired builds, both running side by side, take the same submit
@@ -616,16 +638,14 @@ std::vector<AbResult> RunAbCases(const Flags& flags) {
         r.errors += loop.errors();
       }
     }
-    const std::vector<double> rate_ratio = Ratios(r.b_rate, r.a_rate);
+    const AbSummary m = Summarize(r);
     absl::PrintF(
         "ab %-4s %2d caller(s), %d rounds: A %.0f jobs/s, B %.0f jobs/s "
         "(medians); B/A %.3f (range %.3f-%.3f); ack p50 A %.3f ms, B %.3f ms, "
         "B/A %.3f; server CPU/job A %.0f us, B %.0f us, B/A %.3f; %d errors\n",
-        name, callers, flags.rounds, Median(r.a_rate), Median(r.b_rate),
-        Median(rate_ratio), Min(rate_ratio), Max(rate_ratio),
-        Median(r.a_p50_ms), Median(r.b_p50_ms),
-        Median(Ratios(r.b_p50_ms, r.a_p50_ms)), Median(r.a_cpu_us),
-        Median(r.b_cpu_us), Median(Ratios(r.b_cpu_us, r.a_cpu_us)), r.errors);
+        name, callers, flags.rounds, m.a_rate, m.b_rate, m.rate_ratio,
+        m.rate_ratio_min, m.rate_ratio_max, m.a_p50_ms, m.b_p50_ms, m.p50_ratio,
+        m.a_cpu_us, m.b_cpu_us, m.cpu_ratio, r.errors);
     results.push_back(std::move(r));
   }
   return results;
@@ -665,15 +685,13 @@ void ReportAb(const Flags& flags, const std::string& load_at_start,
         "| B server CPU us/job | B/A CPU | errors |\n"
      << "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const AbResult& r : results) {
-    const std::vector<double> ratio = Ratios(r.b_rate, r.a_rate);
+    const AbSummary m = Summarize(r);
     md << absl::StrFormat(
         "| %s | %d | %.0f | %.0f | %.3f | %.3f-%.3f | %.3f | %.3f | %.3f | "
         "%.0f | %.0f | %.3f | %d |\n",
-        r.transport, r.callers, Median(r.a_rate), Median(r.b_rate),
-        Median(ratio), Min(ratio), Max(ratio), Median(r.a_p50_ms),
-        Median(r.b_p50_ms), Median(Ratios(r.b_p50_ms, r.a_p50_ms)),
-        Median(r.a_cpu_us), Median(r.b_cpu_us),
-        Median(Ratios(r.b_cpu_us, r.a_cpu_us)), r.errors);
+        r.transport, r.callers, m.a_rate, m.b_rate, m.rate_ratio,
+        m.rate_ratio_min, m.rate_ratio_max, m.a_p50_ms, m.b_p50_ms, m.p50_ratio,
+        m.a_cpu_us, m.b_cpu_us, m.cpu_ratio, r.errors);
   }
   Emit(flags, md.str());
 }
