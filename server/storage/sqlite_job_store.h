@@ -9,9 +9,10 @@
 // order, one commit after the other in commit order. At most
 // kMaxPendingCompletions commits wait for the completion thread; when that
 // many do, the writer waits (its queue grows, and the next batch with it).
-// When nothing else is queued and the completion thread is idle, the writer
-// runs the post-work itself (Options::complete_on_idle_writer): one thread
-// wake-up less for a lone caller, same order, still one commit at a time.
+// When nothing else is queued, or the commit is small, and the completion
+// thread is idle, the writer runs the post-work itself
+// (Options::complete_on_idle_writer, inline_completion_items): one thread
+// wake-up less per commit, same order, still one commit at a time.
 // One failing request (a mutation's precondition, an
 // invalid job) fails alone: requests fail before they write, so nothing needs
 // undoing; a request that fails after writing part of its rows (a SQLite
@@ -129,6 +130,15 @@ class SqliteJobStore final : public JobStore {
     // returns (`done`s must not block anyway). False: always the completion
     // thread.
     bool complete_on_idle_writer = true;
+    // With complete_on_idle_writer, a small commit of Submits only, of at
+    // most this many requests plus events, is completed by the writer even
+    // when more writes are queued (the completion thread being idle): many
+    // concurrent single-job callers then cost no thread wake-up per commit.
+    // Other commits (a large SubmitJobs batch, worker reports, whose
+    // listeners dispatch and stream) still go to the completion thread,
+    // whose work overlaps the writer's next transaction. 0: only an idle
+    // writer completes.
+    int inline_completion_items = 128;
     // With synchronous kFull, the writer's connection gathers each commit's
     // WAL writes into one pwrite before the commit's sync
     // (wal_write_buffer.h): about 20 system calls fewer for a one-job
@@ -215,12 +225,15 @@ class SqliteJobStore final : public JobStore {
   void RunBatch(Completion& c);
   // Writer: queues `c` for the completion thread, waiting while
   // kMaxPendingCompletions are pending, and returns an empty Completion for
-  // the next batch (a recycled one when there is one). When the writer has
-  // nothing queued and the completion thread nothing pending or running, it
-  // runs `c` itself instead (see Options::complete_on_idle_writer).
+  // the next batch (a recycled one when there is one). When
+  // CompletesOnWriter(c) and the completion thread has nothing pending or
+  // running, it runs `c` itself instead.
   std::unique_ptr<Completion> HandOff(std::unique_ptr<Completion> c);
-  // Writer: true when complete_on_idle_writer is set and no write is queued.
-  bool WriterIdle();
+  // Writer: true when `c` may be completed on the writer (if the completion
+  // thread has nothing pending or running): complete_on_idle_writer is set,
+  // and `c` is a small commit of Submits (Options::inline_completion_items)
+  // or no write is queued.
+  bool CompletesOnWriter(const Completion& c);
   // Calls the listeners with c's events, then every Finish, and empties `c`.
   // Runs on one thread at a time, commits in order (see completing_).
   void RunCompletion(Completion& c);

@@ -18,6 +18,7 @@
 #include "SQLiteCpp/Database.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -32,7 +33,9 @@
 namespace jobwire::test {
 namespace {
 
+using ::testing::Each;
 using ::testing::ElementsAre;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
@@ -1283,6 +1286,101 @@ JobMutation UpdateWith(std::string path, std::function<void(Job&)> edit) {
 
 JobMutation BumpPriority() {
   return UpdateWith("priority", [](Job& job) { ++job.priority; });
+}
+
+// Holds the writer in the `done` of a lone Submit (which the idle writer
+// answers itself), queues `count` writes made by `write` (each given a
+// callback to run on the thread that answers it), then lets the writer go
+// on. With max_batch_jobs 1, each queued write is a commit of its own that
+// finds more writes queued behind it, but the last. Returns the names of the
+// answering threads, in answer order.
+std::vector<std::string> ThreadsThatAnswerQueuedWrites(
+    SqliteJobStore& store, int count,
+    const std::function<void(std::function<void()>)>& write) {
+  absl::Notification held, release;
+  store.Submit({MakeJob()}, [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    held.Notify();
+    release.WaitForNotification();
+  });
+  held.WaitForNotification();
+  absl::Mutex mu;
+  std::vector<std::string> threads;
+  absl::BlockingCounter answered(count);
+  for (int i = 0; i < count; ++i) {
+    write([&] {
+      {
+        absl::MutexLock lock(&mu);
+        threads.push_back(ThisThreadName());
+      }
+      answered.DecrementCount();
+    });
+  }
+  release.Notify();
+  answered.Wait();
+  absl::MutexLock lock(&mu);
+  return threads;
+}
+
+TEST_F(SqliteJobStoreTest, SmallCommitsOfSubmitsAreAnsweredByTheBusyWriter) {
+  constexpr int kWrites = 20;
+  auto submit = [&](SqliteJobStore& store) {
+    return [&store](std::function<void()> answered) {
+      store.Submit({MakeJob()},
+                   [answered](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                     EXPECT_TRUE(r.ok()) << r.status();
+                     answered();
+                   });
+    };
+  };
+  SqliteJobStore::Options options;
+  options.max_batch_jobs = 1;
+  {
+    auto store = Open(options);
+    EXPECT_THAT(ThreadsThatAnswerQueuedWrites(*store, kWrites, submit(*store)),
+                Each(Eq("jw-writer")));
+  }
+  // 0: only an idle writer answers; the completion thread takes every
+  // commit that finds writes queued behind it.
+  options.inline_completion_items = 0;
+  auto store = Open(options);
+  const std::vector<std::string> threads =
+      ThreadsThatAnswerQueuedWrites(*store, kWrites, submit(*store));
+  EXPECT_GE(std::count(threads.begin(), threads.end(), "jw-complete"),
+            kWrites - 1);
+}
+
+TEST_F(SqliteJobStoreTest, OtherCommitsGoToTheCompletionThreadWhenQueued) {
+  SqliteJobStore::Options options;
+  options.max_batch_jobs = 1;
+  auto store = Open(options);
+  absl::StatusOr<Job> submitted = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string id = submitted->id;
+  constexpr int kWrites = 20;
+  // A Mutate's answer may dispatch or stream (a worker's report): it is
+  // left to the completion thread unless the writer is idle.
+  const std::vector<std::string> threads = ThreadsThatAnswerQueuedWrites(
+      *store, kWrites, [&](std::function<void()> answered) {
+        store->Mutate(id, BumpPriority(), [answered](absl::StatusOr<Job> r) {
+          EXPECT_TRUE(r.ok()) << r.status();
+          answered();
+        });
+      });
+  EXPECT_GE(std::count(threads.begin(), threads.end(), "jw-complete"),
+            kWrites - 1);
+  // A large Submit (more jobs than inline_completion_items) likewise.
+  std::vector<NewJob> many(SqliteJobStore::Options().inline_completion_items);
+  for (NewJob& j : many) j = MakeJob();
+  const std::vector<std::string> large = ThreadsThatAnswerQueuedWrites(
+      *store, 3, [&](std::function<void()> answered) {
+        store->Submit(many,
+                      [answered](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+                        EXPECT_TRUE(r.ok()) << r.status();
+                        answered();
+                      });
+      });
+  EXPECT_GE(std::count(large.begin(), large.end(), "jw-complete"), 2);
 }
 
 TEST_F(SqliteJobStoreTest, MutatesOfRecentlyWrittenJobsUseTheRowCache) {
