@@ -168,10 +168,13 @@ absl::StatusOr<JobError> ErrorFromProto(const v1::JobError& e,
 }
 
 void JobToProto(const Job& job, v1::Job* out) {
-  // Empty strings are left unset (the same on the wire): setting one still
-  // allocates a string, and an assign is built per dispatched job.
-  out->set_id(job.id);
-  out->set_queue(job.queue);
+  JobSubmittedToProto(job, out);
+  JobStoredToProto(job, out);
+}
+
+// Empty strings are left unset (the same on the wire): setting one still
+// allocates a string, and an assign is built per dispatched job.
+void JobSubmittedToProto(const Job& job, v1::Job* out) {
   out->set_kind(job.kind);
   if (!job.args_json.empty())
     JsonToStructOrEmpty(job.args_json, out->mutable_args());
@@ -182,13 +185,20 @@ void JobToProto(const Job& job, v1::Job* out) {
   if (job.schedule_time != absl::InfinitePast()) {
     TimeToProto(job.schedule_time, out->mutable_schedule_time());
   }
-  out->set_max_attempts(job.max_attempts);
   if (job.retry_policy.has_value()) {
     RetryPolicyToProto(*job.retry_policy, out->mutable_retry_policy());
   }
   if (job.attempt_timeout > absl::ZeroDuration()) {
     DurationToProto(job.attempt_timeout, out->mutable_attempt_timeout());
   }
+  if (job.webhook.has_value())
+    WebhookToProto(*job.webhook, out->mutable_webhook());
+}
+
+void JobStoredToProto(const Job& job, v1::Job* out) {
+  out->set_id(job.id);
+  out->set_queue(job.queue);
+  out->set_max_attempts(job.max_attempts);
   out->set_state(StateToProto(job.state));
   if (job.progress.has_value())
     ProgressToProto(*job.progress, out->mutable_progress());
@@ -209,8 +219,6 @@ void JobToProto(const Job& job, v1::Job* out) {
     if (t.time != absl::InfinitePast()) TimeToProto(t.time, (out->*t.field)());
   }
   out->set_etag(job.etag());
-  if (job.webhook.has_value())
-    WebhookToProto(*job.webhook, out->mutable_webhook());
   out->set_last_seq(job.last_seq);
   if (!job.checkpoint.empty()) out->set_checkpoint(job.checkpoint);
   if (!job.worker_id.empty()) out->set_worker_id(job.worker_id);

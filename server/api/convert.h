@@ -66,8 +66,20 @@ absl::StatusOr<JobResult> ResultFromProto(const v1::JobResult& r,
 absl::StatusOr<JobError> ErrorFromProto(const v1::JobError& e,
                                         absl::string_view field);
 
-// The full job, every field including output-only ones.
+// The full job, every field including output-only ones: JobSubmittedToProto
+// then JobStoredToProto.
 void JobToProto(const Job& job, v1::Job* out);
+
+// The two halves of JobToProto. JobSubmittedToProto sets what a submitter
+// gives and the store keeps as given: kind, args, payload, priority, labels,
+// schedule_time, retry_policy, attempt_timeout and webhook. JobStoredToProto
+// sets the rest, which the store sets or defaults: id, queue, max_attempts,
+// state, progress, result, error, attempt, the times, etag, last_seq,
+// checkpoint and worker_id. SubmitJob builds the first half from the
+// validated input before the write, so the store's writer thread (its
+// bottleneck) builds only the second.
+void JobSubmittedToProto(const Job& job, v1::Job* out);
+void JobStoredToProto(const Job& job, v1::Job* out);
 
 // The input fields of a job to create (queue, kind, args, payload, priority,
 // labels, schedule_time, max_attempts, retry_policy, attempt_timeout,

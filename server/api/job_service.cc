@@ -283,6 +283,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
     reactor->Finish(ToGrpcStatus(job.status()));
     return reactor;
   }
+  // Half of the answer is built here, on a gRPC thread: the store keeps what
+  // was submitted as given, and `done` runs on its writer thread.
+  JobSubmittedToProto(*job, response->mutable_job());
   std::vector<NewJob> jobs;
   jobs.push_back(NewJob{*std::move(job)});
   store_->Submit(
@@ -295,8 +298,15 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
           reactor->Finish(ToGrpcStatus(outcomes.status()));
           return;
         }
-        JobToProto((*outcomes)[0].job, response->mutable_job());
-        response->set_created((*outcomes)[0].created);
+        const SubmitOutcome& outcome = (*outcomes)[0];
+        if (outcome.created) {
+          JobStoredToProto(outcome.job, response->mutable_job());
+        } else {
+          // An earlier job with this request_id, maybe with other inputs.
+          response->mutable_job()->Clear();
+          JobToProto(outcome.job, response->mutable_job());
+        }
+        response->set_created(outcome.created);
         reactor->Finish(grpc::Status::OK);
       });
   return reactor;

@@ -180,6 +180,65 @@ TEST(JobServiceTest, SubmitWithSameRequestIdReturnsTheFirstJob) {
   EXPECT_EQ(f.CountJobs(), 1);
 }
 
+// SubmitJob builds half of its answer from the request and half from the
+// store's row; together they must be exactly what GetJob reads back.
+TEST(JobServiceTest, SubmitAnswersWithTheJobAsGetJobReadsIt) {
+  Fixture f(DefaultOptions());
+  v1::SubmitJobRequest req;
+  v1::Job* in = req.mutable_job();
+  in->set_queue("media");
+  in->set_kind("resize");
+  auto& fields = *in->mutable_args()->mutable_fields();
+  fields["width"].set_number_value(640);
+  fields["src"].set_string_value("s3://b/k.png");
+  fields["tags"].mutable_list_value()->add_values()->set_bool_value(true);
+  in->set_payload("raw bytes");
+  in->set_priority(7);
+  (*in->mutable_labels())["tenant"] = "acme";
+  (*in->mutable_labels())["tier"] = "gold";
+  in->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(f.clock.Now()) +
+                                           60);
+  in->mutable_retry_policy()->mutable_initial_backoff()->set_seconds(2);
+  in->mutable_retry_policy()->set_multiplier(3);
+  in->mutable_attempt_timeout()->set_seconds(30);
+  in->mutable_webhook()->set_url("http://127.0.0.1:9/done");
+  in->mutable_webhook()->add_events(v1::Webhook::EVENT_FAILED);
+  req.set_request_id("req-all-fields");
+  v1::SubmitJobResponse resp;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = f.stub->SubmitJob(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_TRUE(resp.created());
+  EXPECT_EQ(resp.job().state(), v1::Job::STATE_SCHEDULED);
+  EXPECT_GT(resp.job().max_attempts(), 0);  // the store's default
+
+  v1::GetJobRequest get;
+  get.set_id(resp.job().id());
+  v1::Job stored;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(f.stub->GetJob(&ctx, get, &stored).ok());
+  }
+  EXPECT_EQ(resp.job().DebugString(), stored.DebugString());
+
+  // The same request_id with other inputs answers with the first job whole,
+  // none of the second request's fields.
+  v1::SubmitJobRequest again;
+  again.mutable_job()->set_kind("other-kind");
+  again.mutable_job()->set_queue("media");
+  again.mutable_job()->set_payload("other");
+  again.set_request_id("req-all-fields");
+  v1::SubmitJobResponse second;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(f.stub->SubmitJob(&ctx, again, &second).ok());
+  }
+  EXPECT_FALSE(second.created());
+  EXPECT_EQ(second.job().DebugString(), stored.DebugString());
+}
+
 TEST(JobServiceTest,
      WatchWithoutCursorSendsSnapshotThenLiveEventsAndEndsAfterTerminal) {
   Fixture f(DefaultOptions());
