@@ -131,8 +131,7 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
   for (const JobEvent& e : events) {
     if (e.type == EventType::kUpdated) {
       // Queue, kind or priority may have moved: re-key a ready job.
-      if (index_.Contains(e.job_id)) {
-        index_.Add({e.job_id, e.queue, e.kind, e.priority});
+      if (index_.Rekey(e.job_id, e.queue, e.kind, e.priority)) {
         ready_job_added();
       }
       auto s = scheduled_.find(e.job_id);
@@ -146,11 +145,10 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
     if (e.type != EventType::kStateChanged) continue;
     if (IsTerminal(e.to)) CountFinishedLocked(e.queue, now);
     if (e.to == JobState::kQueued) {
-      index_.Add({e.job_id, e.queue, e.kind, e.priority});
-      ready_at_[e.job_id] = now;
+      index_.Add({e.job_id, e.queue, e.kind, e.priority, now});
       ready_job_added();
-    } else if (index_.Remove(e.job_id)) {
-      ready_at_.erase(e.job_id);
+    } else {
+      index_.Remove(e.job_id);
     }
     if (e.to == JobState::kScheduled) {
       scheduled_[e.job_id] = e.run_after;
@@ -195,8 +193,7 @@ absl::Status Dispatcher::RecoverBlocking() {
     absl::MutexLock lock(&mu_);
     switch (job.state) {
       case JobState::kQueued:
-        index_.Add({job.id, job.queue, job.kind, job.priority});
-        ready_at_[job.id] = now;
+        index_.Add({job.id, job.queue, job.kind, job.priority, now});
         break;
       case JobState::kScheduled:
         scheduled_[job.id] = job.run_after();
@@ -455,11 +452,7 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
       const std::string& queue = eligible[s.choice.Choose(eligible)].queue;
       ReadyJob job = *index_.Peek(queue, accepts);
       index_.Remove(job.id);
-      absl::Time ready_at = now;
-      if (auto r = ready_at_.find(job.id); r != ready_at_.end()) {
-        ready_at = r->second;
-        ready_at_.erase(r);
-      }
+      const absl::Time ready_at = job.ready_since;
       Lease& lease = leases_[job.id];
       lease.job_id = job.id;
       lease.queue = job.queue;

@@ -388,9 +388,8 @@ class Dispatcher final : public CommitListener {
   // Jobs finished per queue in each of the last 60 seconds: second -> count.
   std::map<std::string, std::map<int64_t, int64_t>> finished_
       ABSL_GUARDED_BY(mu_);
+  // The ready jobs, each with when it became ready.
   ReadyIndex index_ ABSL_GUARDED_BY(mu_);
-  // When each ready job became ready (for the dispatch latency).
-  absl::flat_hash_map<std::string, absl::Time> ready_at_ ABSL_GUARDED_BY(mu_);
   TimerHeap timers_ ABSL_GUARDED_BY(mu_);
   // SCHEDULED jobs and when they are due.
   absl::flat_hash_map<std::string, absl::Time> scheduled_ ABSL_GUARDED_BY(mu_);

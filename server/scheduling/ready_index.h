@@ -12,12 +12,13 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace jobwire {
 
@@ -26,12 +27,18 @@ struct ReadyJob {
   std::string queue;
   std::string kind;
   int32_t priority = 0;
+  // When the job became ready (for the dispatch latency).
+  absl::Time ready_since = absl::InfinitePast();
 };
 
 class ReadyIndex {
  public:
-  // Adds or re-keys a job.
-  void Add(const ReadyJob& job);
+  // Adds a job, or replaces the one with its id (ready_since included).
+  void Add(ReadyJob job);
+  // Moves a job here to a new queue, kind or priority, keeping its
+  // ready_since; false (and nothing changes) when it is not here.
+  bool Rekey(const std::string& job_id, const std::string& queue,
+             const std::string& kind, int32_t priority);
   // Removes a job; false when it was not there.
   bool Remove(const std::string& job_id);
   bool Contains(const std::string& job_id) const;
@@ -52,19 +59,35 @@ class ReadyIndex {
   int64_t size() const { return static_cast<int64_t>(where_.size()); }
 
  private:
+  struct Entry {
+    std::string queue;
+    std::string kind;
+    int32_t priority = 0;
+    absl::Time ready_since;
+  };
+  // The order of a queue's jobs. `id` views the key of the job's node in
+  // where_, which stays put until the job is removed (and its Key with it).
   struct Key {
     int32_t priority;
-    std::string id;
+    absl::string_view id;
     bool operator<(const Key& o) const {
       if (priority != o.priority) return priority > o.priority;
       return id < o.id;
     }
   };
+  using Jobs = absl::node_hash_map<std::string, Entry>;
+
+  // Files / unfiles a job of where_ under its queue and kind.
+  void Link(const Jobs::value_type& job);
+  void Unlink(const Jobs::value_type& job);
+
+  // Every job by id. A commit looks up every job that changes state (most
+  // are not here) and adds every new one: one node each, and the ordered
+  // sets below hold views, so a job costs two allocations (its node and its
+  // id) rather than a copy per structure.
+  Jobs where_;
   // queue -> kind -> ordered jobs.
-  std::map<std::string, std::map<std::string, std::set<Key>>> queues_;
-  // Every job by id (a flat map: the commit callbacks look up every job
-  // that changes state, and most are not here).
-  absl::flat_hash_map<std::string, ReadyJob> where_;
+  std::map<std::string, std::map<std::string, absl::btree_set<Key>>> queues_;
 };
 
 }  // namespace jobwire
