@@ -388,5 +388,56 @@ TEST_F(ServerIntegrationTest,
   EXPECT_EQ(std::system(cd.c_str()), 0);
 }
 
+// `jobwire watch` across a restart: it says the server is draining, keeps
+// trying while the server is away, and resumes from its cursor about a
+// second after the server is back (the CLI caps gRPC's reconnect backoff,
+// whose default has grown to seconds after such an outage).
+TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
+  std::vector<std::string> args = DefaultArgs();
+  args.push_back("--shutdown-grace=1s");
+  auto server = std::make_unique<ServerProcess>(dir_, args);
+  ASSERT_EQ(server->WaitListening(2).size(), 2u) << server->log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  CliResult submitted = RunCli(addr + "submit --kind slow");
+  ASSERT_EQ(submitted.code, 0) << submitted.out;
+  const std::string key = "\"id\": \"";
+  const size_t at = submitted.out.find(key);
+  ASSERT_NE(at, std::string::npos) << submitted.out;
+  const std::string id = submitted.out.substr(at + key.size(), 26);
+
+  ChildProcess watch(JOBWIRE_CLI_PATH,
+                     {"--addr", "unix://" + socket_, "watch", id},
+                     dir_ + "/watch.log");
+  auto watch_says = [&](const std::string& text, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!absl::StrContains(watch.log(), text) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return absl::StrContains(watch.log(), text);
+  };
+  ASSERT_TRUE(watch_says(id + " QUEUED", absl::Seconds(10))) << watch.log();
+
+  server->Signal(SIGTERM);
+  ASSERT_TRUE(watch_says("server draining; will resume", absl::Seconds(10)))
+      << watch.log();
+  ASSERT_TRUE(server->Exited(absl::Seconds(20))) << server->log();
+  server.reset();
+  // Away for 6 s: gRPC's default reconnect backoff would then wait about
+  // 3 s more after the restart before its next attempt.
+  absl::SleepFor(absl::Seconds(6));
+  EXPECT_FALSE(watch.Exited(absl::ZeroDuration())) << watch.log();
+
+  server = std::make_unique<ServerProcess>(dir_, args);
+  ASSERT_EQ(server->WaitListening(2).size(), 2u) << server->log();
+  CliResult cancelled = RunCli(addr + "cancel " + id);
+  ASSERT_EQ(cancelled.code, 0) << cancelled.out;
+  // The channel reconnects within ~1 s of the restart.
+  ASSERT_TRUE(watch.Exited(absl::Milliseconds(2500))) << watch.log();
+  EXPECT_NE(watch.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(watch.log(), id + " QUEUED -> CANCELLED"))
+      << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(), "was cancelled")) << watch.log();
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -60,13 +60,19 @@ absl::Status Outcome(const std::string& id, Job::State state,
   return absl::AbortedError(absl::StrCat("job ", id, " failed", message));
 }
 
-// Follows one job, resuming from the last seq after a disconnect. Returns the
-// job's outcome.
+// How long `watch` keeps trying to resume while the server is away.
+constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
+
+// Follows one job, resuming from the last seq after a disconnect (with a
+// pause between attempts that grows to 1 s), and gives up once attempts have
+// failed for kWatchGiveUpAfter. Returns the job's outcome.
 absl::Status Watch(const CliContext& context, const std::string& id,
                    std::optional<int64_t> after_seq) {
   auto stub = JobService::NewStub(context.channel);
   const bool tty = context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   int failures = 0;
+  // When the first failed attempt of the current outage ended.
+  std::optional<absl::Time> failing_since;
   for (;;) {
     auto call = context.NewCallContext(/*with_deadline=*/false);
     jobwire::v1::WatchJobRequest request;
@@ -77,15 +83,17 @@ absl::Status Watch(const CliContext& context, const std::string& id,
     std::optional<absl::Status> outcome;
     while (reader->Read(&msg)) {
       failures = 0;
+      failing_since.reset();
+      // Every line goes out at once (stdout may be a pipe or a file).
       if (msg.has_draining()) {
-        *context.out << (tty ? "\n" : "") << "server draining; will resume\n";
+        *context.out << (tty ? "\n" : "") << "server draining; will resume"
+                     << std::endl;
         continue;
       }
       if (msg.has_reset()) {
-        *context.out << "reset: " << msg.reset().reason() << "\n";
+        *context.out << "reset: " << msg.reset().reason() << std::endl;
         continue;
       }
-      context.out->flush();
       if (!msg.has_event()) continue;  // heartbeat
       const jobwire::v1::JobEvent& e = msg.event();
       after_seq = e.seq();
@@ -121,6 +129,7 @@ absl::Status Watch(const CliContext& context, const std::string& id,
         *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
                      << "\n";
       }
+      context.out->flush();
     }
     grpc::Status status = reader->Finish();
     context.out->flush();
@@ -130,10 +139,29 @@ absl::Status Watch(const CliContext& context, const std::string& id,
                        code == grpc::StatusCode::OK ||
                        code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
                        code == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!retry || ++failures > 30) return FromGrpcStatus(status);
-    // Resume from the last seq after a pause that grows to 5 s.
-    std::this_thread::sleep_for(
-        std::chrono::milliseconds(std::min(5000, 200 * failures)));
+    if (!retry) return FromGrpcStatus(status);
+    const absl::Time now = absl::Now();
+    if (!failing_since.has_value()) failing_since = now;
+    if (now - *failing_since >= kWatchGiveUpAfter) {
+      return absl::UnavailableError(
+          absl::StrCat("could not resume the watch for ",
+                       absl::FormatDuration(kWatchGiveUpAfter), ": ",
+                       status.error_message()));
+    }
+    // Resume from the last seq after a pause that grows to 1 s. While the
+    // server is away the pause ends as soon as the channel reconnects:
+    // waiting on the channel is what drives its connection attempts, which a
+    // sleeping thread would leave unpolled until they time out.
+    ++failures;
+    const auto pause_end =
+        std::chrono::system_clock::now() +
+        std::chrono::milliseconds(std::min(1000, 200 * failures));
+    if (context.channel->GetState(/*try_to_connect=*/false) ==
+        GRPC_CHANNEL_READY) {
+      std::this_thread::sleep_until(pause_end);
+    } else {
+      context.channel->WaitForConnected(pause_end);
+    }
   }
 }
 
