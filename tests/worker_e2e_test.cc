@@ -85,10 +85,11 @@ class WorkerE2eTest : public ::testing::Test {
     (void)std::system(rm.c_str());
   }
 
-  // Starts jobwired on 127.0.0.1:0 and connects a client.
-  void StartServer(std::vector<std::string> extra = {}) {
+  // Starts jobwired on `listen` (default 127.0.0.1:0) and connects a client.
+  void StartServer(std::vector<std::string> extra = {},
+                   const std::string& listen = "127.0.0.1:0") {
     std::vector<std::string> args = {"--listen",
-                                     "127.0.0.1:0",
+                                     listen,
                                      "--db",
                                      dir_ + "/jobwire.db",
                                      "--synchronous",
@@ -335,6 +336,38 @@ TEST_F(WorkerE2eTest, CancelOfRunningJobStopsTheCommandAndEndsCancelled) {
   EXPECT_EQ(CountState(events, v1::Job::STATE_SUCCEEDED), 0);
   // The worker killed the command (it never got its go file).
   EXPECT_TRUE(WaitFor([&] { return GroupGone(PgidFile(id, 1)); })) << Logs();
+}
+
+TEST_F(WorkerE2eTest, WorkerReconnectsAfterTheServerRestartsAndRunsNewJobs) {
+  // A socket path, so the restarted server has the same address.
+  const std::string listen = absl::StrCat("unix:", dir_, "/j.sock");
+  StartServer({}, listen);
+  ChildProcess* worker = StartWorker("w1");
+  const std::string first = Submit();
+  ASSERT_TRUE(WaitFor([&] { return RunningAttempt(first, 1); })) << Logs();
+  Go(first, 1);
+  ASSERT_TRUE(WaitFor([&] {
+    return Get(first).state() == v1::Job::STATE_SUCCEEDED;
+  })) << Logs(first);
+
+  server_->Signal(SIGTERM);
+  ASSERT_TRUE(server_->Exited(absl::Seconds(20))) << Logs();
+  absl::SleepFor(absl::Seconds(2));  // the worker keeps trying meanwhile
+  ASSERT_FALSE(worker->Exited(absl::ZeroDuration())) << worker->log();
+
+  StartServer({}, listen);
+  const std::string second = Submit();
+  ASSERT_TRUE(WaitFor([&] { return RunningAttempt(second, 1); })) << Logs();
+  Go(second, 1);
+  ASSERT_TRUE(WaitFor([&] {
+    return Get(second).state() == v1::Job::STATE_SUCCEEDED;
+  })) << Logs(second);
+  EXPECT_TRUE(absl::StrContains(worker->log(), "reconnecting")) << Logs();
+
+  // Its own SIGTERM still ends it, at once when it has nothing running.
+  worker->Signal(SIGTERM);
+  ASSERT_TRUE(worker->Exited(absl::Seconds(10))) << worker->log();
+  EXPECT_EQ(worker->exit_code(), 0) << worker->log();
 }
 
 }  // namespace

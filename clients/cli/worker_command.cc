@@ -10,6 +10,9 @@
 // any other exit fails the attempt (retryable) with the tail of stderr as
 // the message. SIGTERM or SIGINT drains: no new jobs, running ones get up to
 // --grace to finish, then they are stopped and failed as retryable.
+// When the server goes away (its `drain`, or a broken stream) the worker
+// finishes what it can by the server's deadline, then reconnects, with a
+// pause that grows to kMaxReconnectPause, until a signal stops it.
 // A cancel from the server stops the command (SIGTERM to its process group,
 // SIGKILL after 5s) and acknowledges.
 
@@ -65,6 +68,36 @@ extern "C" void OnDrainSignal(int) {
   (void)ignored;
 }
 constexpr absl::Duration kKillGrace = absl::Seconds(5);
+constexpr absl::Duration kFirstReconnectPause = absl::Milliseconds(250);
+constexpr absl::Duration kMaxReconnectPause = absl::Seconds(5);
+
+// Waits `pause`, or less once a server is back: while `channel` is not
+// connected, the wait ends as soon as it is (waiting on the channel is what
+// drives its connection attempts). A channel that is still connected leads
+// to the server that just ended the session, so that wait is whole. False
+// when a stop signal came meanwhile (it is consumed).
+bool PauseBeforeReconnect(grpc::Channel* channel, absl::Duration pause) {
+  const absl::Time end = absl::Now() + pause;
+  const bool connected =
+      channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+  for (;;) {
+    const absl::Time now = absl::Now();
+    const absl::Duration step = std::min(
+        absl::Milliseconds(100), std::max(end - now, absl::ZeroDuration()));
+    pollfd pfd{g_signal_pipe[0], POLLIN, 0};
+    if (poll(&pfd, 1,
+             connected ? static_cast<int>(absl::ToInt64Milliseconds(step))
+                       : 0) > 0) {
+      char byte;
+      if (read(g_signal_pipe[0], &byte, 1) == 1) return false;
+    }
+    if (absl::Now() >= end) return true;
+    if (!connected &&
+        channel->WaitForConnected(absl::ToChronoTime(absl::Now() + step))) {
+      return true;
+    }
+  }
+}
 
 struct Flags {
   std::vector<std::pair<std::string, int>> queues;
@@ -180,6 +213,10 @@ class Worker {
 
   // Runs the session until a drain ends it (OK) or the stream breaks.
   absl::Status Main();
+  // After Main: whether a stop signal (rather than the server) ended the
+  // session, and whether the server welcomed it at all.
+  bool signalled() const { return signalled_; }
+  bool welcomed() const { return welcomed_; }
   void Send(const v1::ConnectRequest& msg) {
     absl::MutexLock lock(&write_mu_);
     if (!writes_done_) stream_->Write(msg);
@@ -209,6 +246,8 @@ class Worker {
   absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_;
+  bool signalled_ = false;  // only Main's thread
+  bool welcomed_ = false;   // only Main's thread
 };
 
 void Run::Main() {
@@ -508,6 +547,7 @@ absl::Status Worker::Main() {
       !welcome.has_welcome()) {
     return FromGrpcStatus(stream_->Finish());
   }
+  welcomed_ = true;
   absl::Duration interval =
       absl::Seconds(welcome.welcome().heartbeat_interval().seconds()) +
       absl::Nanoseconds(welcome.welcome().heartbeat_interval().nanos());
@@ -519,15 +559,14 @@ absl::Status Worker::Main() {
   std::thread heartbeats([this, interval] { Heartbeats(interval); });
 
   // Wait for a signal or the end of the stream, checking twice a second.
-  bool signalled = false;
   for (;;) {
     pollfd pfd{g_signal_pipe[0], POLLIN, 0};
     if (poll(&pfd, 1, 500) > 0) {
       char byte;
-      if (read(g_signal_pipe[0], &byte, 1) == 1) signalled = true;
+      if (read(g_signal_pipe[0], &byte, 1) == 1) signalled_ = true;
     }
     absl::MutexLock lock(&mu_);
-    if (signalled && !draining_) {
+    if (signalled_ && !draining_) {
       draining_ = true;
       drain_deadline_ = std::min(drain_deadline_, absl::Now() + flags_.grace);
     }
@@ -536,7 +575,7 @@ absl::Status Worker::Main() {
   bool broken = false;
   {
     absl::MutexLock lock(&mu_);
-    broken = stream_ended_ && !signalled && !draining_;
+    broken = stream_ended_ && !signalled_ && !draining_;
   }
   if (!broken) {
     absl::Time deadline;
@@ -642,9 +681,30 @@ class WorkerCommand final : public Command {
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
-    Worker worker(std::move(flags), context.channel,
-                  context.NewCallContext(/*with_deadline=*/false));
-    return worker.Main();
+    absl::Duration pause = kFirstReconnectPause;
+    for (;;) {
+      Worker worker(flags, context.channel,
+                    context.NewCallContext(/*with_deadline=*/false));
+      absl::Status ended = worker.Main();
+      if (worker.signalled()) return ended;
+      // Only a server that went away is waited for: a drain, a broken or
+      // refused stream (UNAVAILABLE), or a call that a stopping server
+      // cancelled. Any other error is the worker's to fix.
+      if (!ended.ok() && ended.code() != absl::StatusCode::kUnavailable &&
+          ended.code() != absl::StatusCode::kCancelled) {
+        return ended;
+      }
+      if (worker.welcomed()) pause = kFirstReconnectPause;
+      std::cerr << "jobwire worker: "
+                << (ended.ok() ? "the server shut down"
+                               : std::string(ended.message()))
+                << "; reconnecting within " << absl::FormatDuration(pause)
+                << "\n";
+      if (!PauseBeforeReconnect(context.channel.get(), pause)) {
+        return absl::OkStatus();
+      }
+      pause = std::min(2 * pause, kMaxReconnectPause);
+    }
   }
 
  private:
