@@ -162,6 +162,15 @@ class WorkerE2eTest : public ::testing::Test {
     return events;
   }
 
+  // Lets attempt 1 of job `id` start on a worker and succeed.
+  void RunToSuccess(const std::string& id) {
+    ASSERT_TRUE(WaitFor([&] { return RunningAttempt(id, 1); })) << Logs(id);
+    Go(id, 1);
+    ASSERT_TRUE(WaitFor([&] {
+      return Get(id).state() == v1::Job::STATE_SUCCEEDED;
+    })) << Logs(id);
+  }
+
   bool RunningAttempt(const std::string& id, int attempt) {
     v1::Job job = Get(id);
     return job.state() == v1::Job::STATE_RUNNING && job.attempt() == attempt &&
@@ -343,12 +352,7 @@ TEST_F(WorkerE2eTest, WorkerReconnectsAfterTheServerRestartsAndRunsNewJobs) {
   const std::string listen = absl::StrCat("unix:", dir_, "/j.sock");
   StartServer({}, listen);
   ChildProcess* worker = StartWorker("w1");
-  const std::string first = Submit();
-  ASSERT_TRUE(WaitFor([&] { return RunningAttempt(first, 1); })) << Logs();
-  Go(first, 1);
-  ASSERT_TRUE(WaitFor([&] {
-    return Get(first).state() == v1::Job::STATE_SUCCEEDED;
-  })) << Logs(first);
+  ASSERT_NO_FATAL_FAILURE(RunToSuccess(Submit()));
 
   server_->Signal(SIGTERM);
   ASSERT_TRUE(server_->Exited(absl::Seconds(20))) << Logs();
@@ -356,12 +360,7 @@ TEST_F(WorkerE2eTest, WorkerReconnectsAfterTheServerRestartsAndRunsNewJobs) {
   ASSERT_FALSE(worker->Exited(absl::ZeroDuration())) << worker->log();
 
   StartServer({}, listen);
-  const std::string second = Submit();
-  ASSERT_TRUE(WaitFor([&] { return RunningAttempt(second, 1); })) << Logs();
-  Go(second, 1);
-  ASSERT_TRUE(WaitFor([&] {
-    return Get(second).state() == v1::Job::STATE_SUCCEEDED;
-  })) << Logs(second);
+  ASSERT_NO_FATAL_FAILURE(RunToSuccess(Submit()));
   EXPECT_TRUE(absl::StrContains(worker->log(), "reconnecting")) << Logs();
 
   // Its own SIGTERM still ends it, at once when it has nothing running.
