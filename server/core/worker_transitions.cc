@@ -76,7 +76,10 @@ JobChange FailedAttempt(const Job& job, absl::Time now, const JobError& error,
     c.events.push_back(StateEvent(
         job.state, c.job,
         backoff > absl::ZeroDuration()
-            ? absl::StrCat(what, "; retry in ", absl::FormatDuration(backoff))
+            // Whole milliseconds: "retry in 1.118s", not "1.11802076225s".
+            ? absl::StrCat(what, "; retry in ",
+                           absl::FormatDuration(
+                               absl::Trunc(backoff, absl::Milliseconds(1))))
             : std::string(what)));
   } else {
     c.job.state = JobState::kFailed;

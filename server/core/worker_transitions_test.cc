@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace jobwire::test {
@@ -90,6 +92,19 @@ TEST(WorkerTransitionsTest, RetryableFailureWaitsForBackoff) {
   EXPECT_EQ(c->job.backoff_until, kNow + absl::Seconds(1));
   EXPECT_EQ(c->job.error->message, "boom");
   ASSERT_TRUE(c->events[0].error.has_value());
+}
+
+TEST(WorkerTransitionsTest, RetryReasonGivesTheBackoffInWholeMilliseconds) {
+  JobError error;
+  error.retryable = true;
+  auto c = wt::Fail(Running(1), kNow, 1, error, 0.7317);
+  ASSERT_TRUE(c.ok());
+  const absl::Duration backoff = c->job.backoff_until - kNow;
+  ASSERT_NE(backoff, absl::Trunc(backoff, absl::Milliseconds(1)));  // jittered
+  EXPECT_THAT(c->events[0].reason,
+              ::testing::EndsWith(absl::StrCat(
+                  "; retry in ", absl::FormatDuration(absl::Trunc(
+                                     backoff, absl::Milliseconds(1))))));
 }
 
 TEST(WorkerTransitionsTest, LastAttemptFailureEndsFailedWithTheError) {
