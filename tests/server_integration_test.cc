@@ -94,6 +94,15 @@ CliResult RunCli(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+// The value of string field `name` in the CLI's JSON output; "" if absent.
+std::string JsonString(const std::string& json, const std::string& name) {
+  const std::string key = "\"" + name + "\": \"";
+  const size_t at = json.find(key);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + key.size();
+  return json.substr(begin, json.find('"', begin) - begin);
+}
+
 void MakeStaleSocket(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};
@@ -399,11 +408,8 @@ TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   ASSERT_EQ(server->WaitListening(2).size(), 2u) << server->log();
   const std::string addr = "--addr unix://" + socket_ + " ";
   CliResult submitted = RunCli(addr + "submit --kind slow");
-  ASSERT_EQ(submitted.code, 0) << submitted.out;
-  const std::string key = "\"id\": \"";
-  const size_t at = submitted.out.find(key);
-  ASSERT_NE(at, std::string::npos) << submitted.out;
-  const std::string id = submitted.out.substr(at + key.size(), 26);
+  const std::string id = JsonString(submitted.out, "id");
+  ASSERT_FALSE(id.empty()) << submitted.out;
 
   ChildProcess watch(JOBWIRE_CLI_PATH,
                      {"--addr", "unix://" + socket_, "watch", id},
@@ -437,6 +443,35 @@ TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   EXPECT_TRUE(absl::StrContains(watch.log(), id + " QUEUED -> CANCELLED"))
       << watch.log();
   EXPECT_TRUE(absl::StrContains(watch.log(), "was cancelled")) << watch.log();
+}
+
+TEST_F(ServerIntegrationTest,
+       CliWatchAfterTheLastSeqOfAnEndedJobSaysHowItEnded) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string id = JsonString(RunCli(addr + "submit --kind k").out, "id");
+  ASSERT_FALSE(id.empty());
+  CliResult cancelled = RunCli(addr + "cancel " + id);
+  ASSERT_EQ(cancelled.code, 0) << cancelled.out;
+  const std::string last_seq = JsonString(cancelled.out, "last_seq");
+  ASSERT_FALSE(last_seq.empty()) << cancelled.out;
+  // The server has nothing after that seq and ends the stream at once.
+  CliResult watch = RunCli(addr + "watch " + id + " --after-seq " + last_seq);
+  EXPECT_EQ(watch.code, 1) << watch.out;
+  EXPECT_TRUE(absl::StrContains(watch.out, id + " CANCELLED\n")) << watch.out;
+  EXPECT_TRUE(absl::StrContains(watch.out, "was cancelled")) << watch.out;
+}
+
+TEST_F(ServerIntegrationTest, CliWatchOfAnUnreachableServerFailsAtOnce) {
+  const absl::Time start = absl::Now();
+  CliResult watch = RunCli("--addr unix://" + dir_ +
+                           "/nothing.sock watch 01M9715MHTFBGAGMKPGD3MGD0W");
+  EXPECT_EQ(watch.code, 1) << watch.out;
+  EXPECT_TRUE(absl::StrContains(watch.out, "jobwire: watch: UNAVAILABLE: "))
+      << watch.out;
+  // Not the two minutes a watch keeps trying once it has had the server.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
 }
 
 }  // namespace

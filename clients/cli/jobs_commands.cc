@@ -65,12 +65,15 @@ constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
 
 // Follows one job, resuming from the last seq after a disconnect (with a
 // pause between attempts that grows to 1 s), and gives up once attempts have
-// failed for kWatchGiveUpAfter. Returns the job's outcome.
+// failed for kWatchGiveUpAfter. A server that cannot be reached at the start
+// (a wrong --addr, say) fails at once, like any other command. Returns the
+// job's outcome.
 absl::Status Watch(const CliContext& context, const std::string& id,
                    std::optional<int64_t> after_seq) {
   auto stub = JobService::NewStub(context.channel);
   const bool tty = context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   int failures = 0;
+  bool answered = false;  // the server has sent something on some attempt
   // When the first failed attempt of the current outage ended.
   std::optional<absl::Time> failing_since;
   for (;;) {
@@ -82,6 +85,7 @@ absl::Status Watch(const CliContext& context, const std::string& id,
     jobwire::v1::WatchJobResponse msg;
     std::optional<absl::Status> outcome;
     while (reader->Read(&msg)) {
+      answered = true;
       failures = 0;
       failing_since.reset();
       // Every line goes out at once (stdout may be a pipe or a file).
@@ -134,12 +138,26 @@ absl::Status Watch(const CliContext& context, const std::string& id,
     grpc::Status status = reader->Finish();
     context.out->flush();
     if (outcome.has_value()) return *outcome;
+    if (status.ok()) {
+      // The stream ended with no terminal event in it: the job had ended at
+      // or before the cursor (--after-seq). Its state says how.
+      auto get = context.NewCallContext();
+      jobwire::v1::GetJobRequest get_request;
+      get_request.set_id(id);
+      Job job;
+      grpc::Status got = stub->GetJob(get.get(), get_request, &job);
+      if (!got.ok()) return FromGrpcStatus(got);
+      if (IsTerminal(job.state())) {
+        *context.out << id << " " << StateName(job.state()) << std::endl;
+        return Outcome(id, job.state(), job.error());
+      }
+    }
     const grpc::StatusCode code = status.error_code();
     const bool retry = code == grpc::StatusCode::UNAVAILABLE ||
                        code == grpc::StatusCode::OK ||
                        code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
                        code == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!retry) return FromGrpcStatus(status);
+    if (!retry || !answered) return FromGrpcStatus(status);
     const absl::Time now = absl::Now();
     if (!failing_since.has_value()) failing_since = now;
     if (now - *failing_since >= kWatchGiveUpAfter) {
