@@ -56,7 +56,10 @@ JobMutation CancelMutation(std::string reason) {
                         "cancelled by the dispatcher)");
     }
     if (IsTerminal(current.state) || current.state == JobState::kUnspecified) {
-      return WrongState(current, "cancel", "QUEUED, SCHEDULED, PAUSED");
+      // RUNNING is named too: the service hands those to the dispatcher.
+      return WrongState(current, "cancel",
+                        "QUEUED, SCHEDULED, PAUSED, RUNNING (a job that has "
+                        "not ended)");
     }
     JobChange change;
     change.job = current;

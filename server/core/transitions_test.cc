@@ -46,6 +46,12 @@ TEST(CancelMutationTest, RefusesTerminalAndRunningJobsWithPreconditionFailure) {
     ASSERT_EQ(v.size(), 1u);
     EXPECT_EQ(RefusedBecauseRunning(change.status()),
               state == JobState::kRunning);
+    if (state != JobState::kRunning) {  // the service cancels those too
+      EXPECT_NE(change.status().message().find(
+                    "allowed: QUEUED, SCHEDULED, PAUSED, RUNNING"),
+                absl::string_view::npos)
+          << change.status();
+    }
   }
 }
 
