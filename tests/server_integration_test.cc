@@ -474,5 +474,24 @@ TEST_F(ServerIntegrationTest, CliWatchOfAnUnreachableServerFailsAtOnce) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
 }
 
+TEST_F(ServerIntegrationTest, CliRetriesACancelledJob) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string id = JsonString(RunCli(addr + "submit --kind k").out, "id");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(RunCli(addr + "cancel " + id).code, 0);
+
+  CliResult retried = RunCli(addr + "retry " + id);
+  EXPECT_EQ(retried.code, 0) << retried.out;
+  EXPECT_EQ(JsonString(retried.out, "state"), "STATE_QUEUED") << retried.out;
+  CliResult again = RunCli(addr + "retry " + id);  // QUEUED now
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out, "FAILED_PRECONDITION")) << again.out;
+  CliResult bad = RunCli(addr + "retry " + id + " --attempts 0");
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_TRUE(absl::StrContains(bad.out, "--attempts")) << bad.out;
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -6,8 +6,8 @@ namespace jobwire::cli {
 CommandList AllCommands() {
   CommandList commands;
   AddServerCommands(&commands);  // server_commands.cc: health, info
-  AddJobCommands(
-      &commands);  // jobs_commands.cc: submit, get, list, watch, cancel
+  // jobs_commands.cc: submit, get, list, watch, cancel, retry
+  AddJobCommands(&commands);
   AddWorkerCommand(&commands);  // worker_command.cc: worker
   AddQueueCommands(&commands);  // queue_commands.cc: pause, resume, queues
   return commands;

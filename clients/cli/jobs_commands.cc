@@ -270,6 +270,21 @@ class SubmitCommand final : public Command {
   bool watch_ = false;
 };
 
+// Calls `method`, a JobService method that answers with a job, and prints
+// the job as JSON.
+template <typename Request>
+absl::Status PrintJobFrom(const CliContext& context, const Request& request,
+                          grpc::Status (JobService::Stub::*method)(
+                              grpc::ClientContext*, const Request&, Job*)) {
+  auto stub = JobService::NewStub(context.channel);
+  auto call = context.NewCallContext();
+  Job job;
+  grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
+  if (!status.ok()) return FromGrpcStatus(status);
+  context.PrintJson(job);
+  return absl::OkStatus();
+}
+
 class GetCommand final : public Command {
  public:
   std::string name() const override { return "get"; }
@@ -280,13 +295,7 @@ class GetCommand final : public Command {
     jobwire::v1::GetJobRequest request;
     if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
-    auto stub = JobService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    Job job;
-    grpc::Status status = stub->GetJob(call.get(), request, &job);
-    if (!status.ok()) return FromGrpcStatus(status);
-    context.PrintJson(job);
-    return absl::OkStatus();
+    return PrintJobFrom(context, request, &JobService::Stub::GetJob);
   }
 };
 
@@ -400,17 +409,37 @@ class CancelCommand final : public Command {
     if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
     request.set_reason(reason_);
-    auto stub = JobService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    Job job;
-    grpc::Status status = stub->CancelJob(call.get(), request, &job);
-    if (!status.ok()) return FromGrpcStatus(status);
-    context.PrintJson(job);
-    return absl::OkStatus();
+    return PrintJobFrom(context, request, &JobService::Stub::CancelJob);
   }
 
  private:
   std::string reason_;
+};
+
+class RetryCommand final : public Command {
+ public:
+  std::string name() const override { return "retry"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "run a FAILED or CANCELLED job again; prints it as JSON";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->Int("attempts", &attempts_,
+               "attempts added to the job's budget (default 1)");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    jobwire::v1::RetryJobRequest request;
+    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
+      return s;
+    if (attempts_ < 1)
+      return absl::InvalidArgumentError("--attempts: must be at least 1");
+    request.set_additional_attempts(attempts_);
+    return PrintJobFrom(context, request, &JobService::Stub::RetryJob);
+  }
+
+ private:
+  int attempts_ = 1;
 };
 
 }  // namespace
@@ -421,6 +450,7 @@ void AddJobCommands(CommandList* commands) {
   commands->push_back(std::make_unique<ListCommand>());
   commands->push_back(std::make_unique<WatchCommand>());
   commands->push_back(std::make_unique<CancelCommand>());
+  commands->push_back(std::make_unique<RetryCommand>());
 }
 
 }  // namespace jobwire::cli
