@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -491,6 +492,26 @@ TEST_F(ServerIntegrationTest, CliRetriesACancelledJob) {
   CliResult bad = RunCli(addr + "retry " + id + " --attempts 0");
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_TRUE(absl::StrContains(bad.out, "--attempts")) << bad.out;
+}
+
+TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(RunCli(addr + "submit --kind k").code, 0);
+  CliResult cut = RunCli(addr + "list --limit 2");
+  EXPECT_EQ(cut.code, 0) << cut.out;
+  EXPECT_EQ(std::count(cut.out.begin(), cut.out.end(), '\n'), 4) << cut.out;
+  EXPECT_TRUE(absl::EndsWith(cut.out,
+                             "(more jobs match; --limit 2 stopped the list)\n"))
+      << cut.out;
+  CliResult whole = RunCli(addr + "list --limit 3");
+  EXPECT_EQ(std::count(whole.out.begin(), whole.out.end(), '\n'), 4)
+      << whole.out;
+  EXPECT_FALSE(absl::StrContains(whole.out, "more jobs")) << whole.out;
+  CliResult json = RunCli(addr + "list --limit 3 -o json");
+  EXPECT_FALSE(absl::StrContains(json.out, "next_page_token")) << json.out;
 }
 
 }  // namespace

@@ -341,9 +341,10 @@ class ListCommand final : public Command {
       grpc::Status status = stub->ListJobs(call.get(), request, &page);
       if (!status.ok()) return FromGrpcStatus(status);
       for (const Job& job : page.jobs()) *all.add_jobs() = job;
+      // Empty once the last page is in: no more jobs match.
+      all.set_next_page_token(page.next_page_token());
       if (page.next_page_token().empty()) break;
       request.set_page_token(page.next_page_token());
-      all.set_next_page_token(page.next_page_token());
     }
     if (output_ == "json") {
       context.PrintJson(all);
@@ -356,6 +357,10 @@ class ListCommand final : public Command {
           "%-26s  %-9s  %-16s  %-20s  %s\n", job.id(), StateName(job.state()),
           job.queue(), job.kind(),
           google::protobuf::util::TimeUtil::ToString(job.create_time()));
+    }
+    if (!all.next_page_token().empty()) {
+      *context.out << "(more jobs match; --limit " << limit_
+                   << " stopped the list)\n";
     }
     return absl::OkStatus();
   }
