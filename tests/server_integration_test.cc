@@ -514,5 +514,30 @@ TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
   EXPECT_FALSE(absl::StrContains(json.out, "next_page_token")) << json.out;
 }
 
+TEST_F(ServerIntegrationTest, CliPausesAndResumesOneJob) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string id = JsonString(RunCli(addr + "submit --kind k").out, "id");
+  ASSERT_FALSE(id.empty());
+
+  CliResult paused = RunCli(addr + "pause --job " + id);
+  EXPECT_EQ(paused.code, 0) << paused.out;
+  EXPECT_EQ(paused.out, "job " + id + " PAUSED\n");
+  CliResult again = RunCli(addr + "pause --job " + id);
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out, "FAILED_PRECONDITION")) << again.out;
+  CliResult resumed = RunCli(addr + "resume --job " + id);
+  EXPECT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_EQ(resumed.out, "job " + id + " QUEUED\n");
+
+  CliResult bad_id = RunCli(addr + "pause --job nope");
+  EXPECT_EQ(bad_id.code, 2) << bad_id.out;
+  EXPECT_TRUE(absl::StrContains(bad_id.out, "--job: ")) << bad_id.out;
+  CliResult mixed = RunCli(addr + "resume --job " + id + " --queue q");
+  EXPECT_EQ(mixed.code, 2) << mixed.out;
+  EXPECT_TRUE(absl::StrContains(mixed.out, "--job: ")) << mixed.out;
+}
+
 }  // namespace
 }  // namespace jobwire::test

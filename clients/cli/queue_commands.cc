@@ -1,14 +1,17 @@
 // `jobwire pause`, `jobwire resume` and `jobwire queues`: the operator's
-// dispatch and queue controls (AdminService).
+// dispatch and queue controls (AdminService), and with --job the pause and
+// resume of one job (JobService).
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "clients/cli/cli.h"
 #include "google/protobuf/util/time_util.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
 
 namespace jobwire::cli {
 namespace {
@@ -40,6 +43,46 @@ absl::Status NameFlags(const grpc::Status& status) {
   return absl::InvalidArgumentError(message);
 }
 
+// "job ID PAUSED", or for a running job the request its worker got.
+std::string JobStateText(const jobwire::v1::Job& job, absl::string_view asked) {
+  absl::string_view state = jobwire::v1::Job::State_Name(job.state());
+  absl::ConsumePrefix(&state, "STATE_");
+  return absl::StrCat(
+      "job ", job.id(), " ", state,
+      job.state() == jobwire::v1::Job::STATE_RUNNING
+          ? absl::StrCat(" (its worker is asked to ", asked, ")")
+          : "");
+}
+
+// For --job: the server names the request's "id".
+absl::Status NameJobFlag(const grpc::Status& status) {
+  absl::Status s = FromGrpcStatus(status);
+  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
+  absl::string_view message = s.message();
+  if (absl::ConsumePrefix(&message, "id: ")) {
+    return absl::InvalidArgumentError(absl::StrCat("--job: ", message));
+  }
+  return s;
+}
+
+// Pauses or resumes job `id` with `method` and prints its state line.
+template <typename Request>
+absl::Status ControlJob(const CliContext& context, const std::string& id,
+                        absl::string_view asked,
+                        grpc::Status (jobwire::v1::JobService::Stub::*method)(
+                            grpc::ClientContext*, const Request&,
+                            jobwire::v1::Job*)) {
+  Request request;
+  request.set_id(id);
+  auto stub = jobwire::v1::JobService::NewStub(context.channel);
+  auto call = context.NewCallContext();
+  jobwire::v1::Job job;
+  grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
+  if (!status.ok()) return NameJobFlag(status);
+  *context.out << JobStateText(job, asked) << "\n";
+  return absl::OkStatus();
+}
+
 std::string PauseText(const Queue& q) {
   if (!q.paused()) return "active";
   if (!q.has_resume_time()) return "paused";
@@ -51,9 +94,12 @@ class PauseCommand final : public Command {
   std::string name() const override { return "pause"; }
   std::string summary() const override {
     return "pause dispatch server-wide, or one queue: [--queue Q [--for 10m]] "
-           "[--reason TEXT]";
+           "[--reason TEXT], or one job: --job ID";
   }
   void AddFlags(FlagSet* flags) override {
+    flags->String("job", &job_,
+                  "pause only this job (a running one at its next safe point)",
+                  "ID");
     flags->String("queue", &queue_, "pause only this queue", "Q");
     flags->Duration("for", &for_,
                     "with --queue: resume by itself after this long");
@@ -63,6 +109,14 @@ class PauseCommand final : public Command {
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
+    if (!job_.empty()) {
+      if (!queue_.empty() || for_ != absl::ZeroDuration() || !reason_.empty()) {
+        return absl::InvalidArgumentError(
+            "--job: pauses one job; --queue, --for and --reason do not apply");
+      }
+      return ControlJob<jobwire::v1::PauseJobRequest>(
+          context, job_, "pause", &jobwire::v1::JobService::Stub::PauseJob);
+    }
     if (for_ != absl::ZeroDuration() && queue_.empty()) {
       return absl::InvalidArgumentError(
           "--for: needs --queue (a dispatch pause lasts until resume)");
@@ -100,6 +154,7 @@ class PauseCommand final : public Command {
   }
 
  private:
+  std::string job_;
   std::string queue_;
   absl::Duration for_ = absl::ZeroDuration();
   std::string reason_;
@@ -109,14 +164,24 @@ class ResumeCommand final : public Command {
  public:
   std::string name() const override { return "resume"; }
   std::string summary() const override {
-    return "lift a dispatch pause, or a queue's: [--queue Q]";
+    return "lift a dispatch pause, or a queue's: [--queue Q], or a job's: "
+           "--job ID";
   }
   void AddFlags(FlagSet* flags) override {
+    flags->String("job", &job_, "resume only this PAUSED job", "ID");
     flags->String("queue", &queue_, "resume only this queue", "Q");
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
+    if (!job_.empty()) {
+      if (!queue_.empty()) {
+        return absl::InvalidArgumentError(
+            "--job: resumes one job; --queue does not apply");
+      }
+      return ControlJob<jobwire::v1::ResumeJobRequest>(
+          context, job_, "resume", &jobwire::v1::JobService::Stub::ResumeJob);
+    }
     auto stub = AdminService::NewStub(context.channel);
     auto call = context.NewCallContext();
     if (queue_.empty()) {
@@ -136,6 +201,7 @@ class ResumeCommand final : public Command {
   }
 
  private:
+  std::string job_;
   std::string queue_;
 };
 

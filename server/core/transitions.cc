@@ -78,7 +78,8 @@ JobMutation PauseMutation() {
   return [](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
     if (current.state != JobState::kQueued &&
         current.state != JobState::kScheduled) {
-      return WrongState(current, "pause", "QUEUED, SCHEDULED");
+      // RUNNING is named too: the service hands those to the dispatcher.
+      return WrongState(current, "pause", "QUEUED, SCHEDULED, RUNNING");
     }
     JobChange change;
     change.job = current;
