@@ -146,10 +146,13 @@ absl::Status Watch(const CliContext& context, const std::string& id,
       get_request.set_id(id);
       Job job;
       grpc::Status got = stub->GetJob(get.get(), get_request, &job);
-      if (!got.ok()) return FromGrpcStatus(got);
-      if (IsTerminal(job.state())) {
+      if (got.ok() && IsTerminal(job.state())) {
         *context.out << id << " " << StateName(job.state()) << std::endl;
         return Outcome(id, job.state(), job.error());
+      }
+      // A server going away now is waited for below, like a dropped stream.
+      if (!got.ok() && got.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        return FromGrpcStatus(got);
       }
     }
     const grpc::StatusCode code = status.error_code();
@@ -157,7 +160,10 @@ absl::Status Watch(const CliContext& context, const std::string& id,
                        code == grpc::StatusCode::OK ||
                        code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
                        code == grpc::StatusCode::DEADLINE_EXCEEDED;
-    if (!retry || !answered) return FromGrpcStatus(status);
+    // Before the server has ever answered, it is a wrong address or a server
+    // that is down: fail like any other command. (An OK end never exits 0
+    // here: only the job's outcome does.)
+    if (!retry || (!answered && !status.ok())) return FromGrpcStatus(status);
     const absl::Time now = absl::Now();
     if (!failing_since.has_value()) failing_since = now;
     if (now - *failing_since >= kWatchGiveUpAfter) {
