@@ -539,5 +539,27 @@ TEST_F(ServerIntegrationTest, CliPausesAndResumesOneJob) {
   EXPECT_TRUE(absl::StrContains(mixed.out, "--job: ")) << mixed.out;
 }
 
+TEST_F(ServerIntegrationTest, CliExplainsWhatHoldsAJob) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string id =
+      JsonString(RunCli(addr + "submit --kind k --queue mail").out, "id");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(RunCli(addr + "pause --queue mail").code, 0);
+
+  CliResult text = RunCli(addr + "explain " + id);
+  EXPECT_EQ(text.code, 0) << text.out;
+  EXPECT_TRUE(absl::StartsWith(text.out, id + " QUEUED\n")) << text.out;
+  EXPECT_TRUE(absl::StrContains(text.out, "\n  QUEUE_PAUSED: ")) << text.out;
+  EXPECT_TRUE(absl::StrContains(text.out, "\n  NO_WORKER: ")) << text.out;
+  CliResult json = RunCli(addr + "explain " + id + " -o json");
+  EXPECT_EQ(json.code, 0) << json.out;
+  EXPECT_EQ(JsonString(json.out, "type"), "QUEUE_PAUSED") << json.out;
+  CliResult unknown = RunCli(addr + "explain 01M9715MHTFBGAGMKPGD3MGD0W");
+  EXPECT_EQ(unknown.code, 1) << unknown.out;
+  EXPECT_TRUE(absl::StrContains(unknown.out, "NOT_FOUND")) << unknown.out;
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -6,7 +6,7 @@ namespace jobwire::cli {
 CommandList AllCommands() {
   CommandList commands;
   AddServerCommands(&commands);  // server_commands.cc: health, info
-  // jobs_commands.cc: submit, get, list, watch, cancel, retry
+  // jobs_commands.cc: submit, get, list, watch, cancel, retry, explain
   AddJobCommands(&commands);
   AddWorkerCommand(&commands);  // worker_command.cc: worker
   AddQueueCommands(&commands);  // queue_commands.cc: pause, resume, queues

@@ -453,6 +453,55 @@ class RetryCommand final : public Command {
   int attempts_ = 1;
 };
 
+class ExplainCommand final : public Command {
+ public:
+  std::string name() const override { return "explain"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "say why a job is not running: every gate that holds it";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("output", &output_, "text (default) or json; also -o",
+                  "FORMAT");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    std::vector<std::string> rest = args;
+    if (rest.size() >= 3 && rest[1] == "-o") {
+      output_ = rest[2];
+      rest.resize(1);
+    }
+    jobwire::v1::ExplainJobRequest request;
+    if (absl::Status s = OneId(name(), rest, request.mutable_id()); !s.ok())
+      return s;
+    if (output_ != "text" && output_ != "json") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--output: want text or json, got \"", output_, "\""));
+    }
+    auto stub = JobService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    jobwire::v1::ExplainJobResponse response;
+    grpc::Status status = stub->ExplainJob(call.get(), request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (output_ == "json") {
+      context.PrintJson(response);
+      return absl::OkStatus();
+    }
+    *context.out << response.job().id() << " "
+                 << StateName(response.job().state()) << "\n";
+    if (response.gates().empty()) {
+      *context.out << "  nothing holds it\n";
+    }
+    for (const auto& gate : response.gates()) {
+      *context.out << "  " << gate.type() << ": " << gate.description() << "\n";
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string output_ = "text";
+};
+
 }  // namespace
 
 void AddJobCommands(CommandList* commands) {
@@ -462,6 +511,7 @@ void AddJobCommands(CommandList* commands) {
   commands->push_back(std::make_unique<WatchCommand>());
   commands->push_back(std::make_unique<CancelCommand>());
   commands->push_back(std::make_unique<RetryCommand>());
+  commands->push_back(std::make_unique<ExplainCommand>());
 }
 
 }  // namespace jobwire::cli
