@@ -15,12 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -559,6 +561,68 @@ TEST_F(ServerIntegrationTest, CliExplainsWhatHoldsAJob) {
   CliResult unknown = RunCli(addr + "explain 01M9715MHTFBGAGMKPGD3MGD0W");
   EXPECT_EQ(unknown.code, 1) << unknown.out;
   EXPECT_TRUE(absl::StrContains(unknown.out, "NOT_FOUND")) << unknown.out;
+}
+
+// Runs `jobwire ARGS` with `input` on its stdin; stderr is folded into `out`.
+CliResult RunCliWithInput(const std::string& args, const std::string& input,
+                          const std::string& dir) {
+  const std::string path = dir + "/stdin.jsonl";
+  std::ofstream(path) << input;
+  return RunCli(args + " < " + path);
+}
+
+TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  std::string lines;
+  for (int i = 0; i < 1500; ++i) {
+    absl::StrAppend(&lines,
+                    "{\"job\": {\"kind\": \"k\", \"queue\": \"bulk\"}, ",
+                    "\"request_id\": \"r", i, "\"}\n", i == 7 ? "\n" : "");
+  }
+  CliResult first = RunCliWithInput(addr + "submit-batch -", lines, dir_);
+  EXPECT_EQ(first.code, 0) << first.out.substr(0, 500);
+  EXPECT_EQ(std::count(first.out.begin(), first.out.end(), '\n'), 1501);
+  EXPECT_TRUE(
+      absl::EndsWith(first.out, "jobwire submit-batch: 1500 jobs, 1500 new\n"))
+      << first.out.substr(first.out.size() - 200);
+  // The same request ids again: the same jobs, none new.
+  CliResult again = RunCliWithInput(addr + "submit-batch -", lines, dir_);
+  EXPECT_EQ(again.code, 0);
+  EXPECT_TRUE(
+      absl::EndsWith(again.out, "jobwire submit-batch: 1500 jobs, 0 new\n"));
+  EXPECT_EQ(again.out.substr(0, 26), first.out.substr(0, 26));
+
+  // A line the server refuses, in the second batch: the first went in.
+  std::string bad;
+  for (int i = 0; i < 1200; ++i) {
+    absl::StrAppend(&bad, "{\"job\": {\"kind\": \"", i == 1100 ? "" : "k",
+                    "\", \"queue\": \"other\"}}\n");
+  }
+  CliResult refused = RunCliWithInput(addr + "submit-batch -", bad, dir_);
+  EXPECT_EQ(refused.code, 2) << refused.out.substr(refused.out.size() - 300);
+  EXPECT_TRUE(absl::StrContains(
+      refused.out,
+      "INVALID_ARGUMENT: line 1101: job.kind: is required; the 1000 jobs "
+      "before line 1001 were submitted"))
+      << refused.out.substr(refused.out.size() - 300);
+
+  // A line that is not JSON: nothing is sent.
+  CliResult typo =
+      RunCliWithInput(addr + "submit-batch -",
+                      "{\"job\": {\"kind\": \"k\"}}\n{\"job\":\n", dir_);
+  EXPECT_EQ(typo.code, 2) << typo.out;
+  EXPECT_TRUE(absl::StrContains(typo.out, "-: line 2: ")) << typo.out;
+  // Exactly the first batch of the refused file is in.
+  CliResult other =
+      RunCli(addr + "list --filter 'queue = \"other\"' -o json --limit 2000");
+  size_t ids = 0;
+  for (size_t at = other.out.find("\"id\": "); at != std::string::npos;
+       at = other.out.find("\"id\": ", at + 1)) {
+    ++ids;
+  }
+  EXPECT_EQ(ids, 1000u);
 }
 
 }  // namespace

@@ -160,6 +160,7 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   context.timeout = g.timeout;
   context.token = g.token;
   context.out = &out;
+  context.err = &err;
   absl::Status status = command->Run(context, *positional);
   if (!status.ok()) return Fail(err, name, status);
   return 0;

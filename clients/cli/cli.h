@@ -38,6 +38,9 @@ struct CliContext {
   // Bearer token (--token / JOBWIRE_TOKEN); empty for none.
   std::string token;
   std::ostream* out = nullptr;
+  // For notes beside the result (progress, summaries); not for errors,
+  // which the command returns.
+  std::ostream* err = nullptr;
 
   // A ClientContext carrying the token, and the deadline unless
   // `with_deadline` is false.
@@ -70,11 +73,12 @@ using CommandList = std::vector<std::unique_ptr<Command>>;
 CommandList AllCommands();
 // server_commands.cc: health, info.
 void AddServerCommands(CommandList* commands);
-// jobs_commands.cc: submit, get, list, watch, cancel.
+// jobs_commands.cc: submit, submit-batch, get, list, watch, cancel, retry,
+// explain.
 void AddJobCommands(CommandList* commands);
 // worker_command.cc: worker.
 void AddWorkerCommand(CommandList* commands);
-// queue_commands.cc: pause, resume, queues.
+// queue_commands.cc: pause, resume (dispatch, a queue or a job), queues.
 void AddQueueCommands(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).

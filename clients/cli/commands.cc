@@ -6,7 +6,8 @@ namespace jobwire::cli {
 CommandList AllCommands() {
   CommandList commands;
   AddServerCommands(&commands);  // server_commands.cc: health, info
-  // jobs_commands.cc: submit, get, list, watch, cancel, retry, explain
+  // jobs_commands.cc: submit, submit-batch, get, list, watch, cancel,
+  // retry, explain
   AddJobCommands(&commands);
   AddWorkerCommand(&commands);  // worker_command.cc: worker
   AddQueueCommands(&commands);  // queue_commands.cc: pause, resume, queues

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -276,6 +278,119 @@ class SubmitCommand final : public Command {
   bool watch_ = false;
 };
 
+// `jobs[3].job.kind: ...` in a refused batch's message, for the user who
+// wrote the file: `line 17: job.kind: ...`. `lines[i]` is the file line of
+// the batch's job i.
+std::string NameLines(absl::string_view message,
+                      const std::vector<int>& lines) {
+  std::string out;
+  for (;;) {
+    const size_t at = message.find("jobs[");
+    if (at == absl::string_view::npos) break;
+    const size_t close = message.find("].", at);
+    int index = -1;
+    if (close == absl::string_view::npos ||
+        !absl::SimpleAtoi(message.substr(at + 5, close - at - 5), &index) ||
+        index < 0 || static_cast<size_t>(index) >= lines.size()) {
+      break;
+    }
+    absl::StrAppend(&out, message.substr(0, at), "line ", lines[index], ": ");
+    message.remove_prefix(close + 2);
+  }
+  absl::StrAppend(&out, message);
+  return out;
+}
+
+class SubmitBatchCommand final : public Command {
+ public:
+  std::string name() const override { return "submit-batch"; }
+  std::string args_usage() const override { return "FILE"; }
+  std::string summary() const override {
+    return "submit many jobs from JSON lines (FILE, or - for stdin), "
+           "1,000 per commit; prints their ids";
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (args.size() != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("submit-batch takes one FILE (- for stdin), got ",
+                       args.size(), " arguments"));
+    }
+    // Every line is parsed before anything is sent: a typo submits nothing.
+    std::vector<jobwire::v1::SubmitJobRequest> requests;
+    std::vector<int> lines;
+    {
+      std::ifstream file;
+      std::istream* in = &std::cin;
+      if (args[0] != "-") {
+        file.open(args[0]);
+        if (!file) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(args[0], ": cannot read it"));
+        }
+        in = &file;
+      }
+      std::string line;
+      for (int number = 1; std::getline(*in, line); ++number) {
+        if (absl::StripAsciiWhitespace(line).empty()) continue;
+        jobwire::v1::SubmitJobRequest request;
+        const auto parsed =
+            google::protobuf::util::JsonStringToMessage(line, &request);
+        if (!parsed.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              args[0], ": line ", number,
+              ": not a SubmitJobRequest as JSON (e.g. {\"job\": {\"kind\": "
+              "\"k\"}, \"request_id\": \"r1\"}): ",
+              std::string(parsed.message())));
+        }
+        requests.push_back(std::move(request));
+        lines.push_back(number);
+      }
+    }
+    auto stub = JobService::NewStub(context.channel);
+    auto call = context.NewCallContext(/*with_deadline=*/false);
+    auto stream = stub->SubmitJobs(call.get());
+    int64_t submitted = 0;
+    int64_t created = 0;
+    for (size_t start = 0; start < requests.size(); start += kBatch) {
+      const size_t end = std::min(requests.size(), start + kBatch);
+      jobwire::v1::SubmitJobsRequest batch;
+      for (size_t i = start; i < end; ++i) *batch.add_jobs() = requests[i];
+      jobwire::v1::SubmitJobsResponse answer;
+      if (!stream->Write(batch) || !stream->Read(&answer)) {
+        stream->WritesDone();
+        absl::Status status = FromGrpcStatus(stream->Finish());
+        if (status.ok()) status = absl::UnknownError("the stream ended early");
+        const std::vector<int> batch_lines(lines.begin() + start,
+                                           lines.begin() + end);
+        return absl::Status(
+            status.code(),
+            absl::StrCat(
+                NameLines(status.message(), batch_lines),
+                submitted == 0
+                    ? "; nothing was submitted"
+                    : absl::StrCat("; the ", submitted, " jobs before line ",
+                                   lines[start], " were submitted")));
+      }
+      for (const std::string& id : answer.ids()) *context.out << id << "\n";
+      context.out->flush();
+      submitted += answer.ids_size();
+      created += answer.created();
+    }
+    stream->WritesDone();
+    if (absl::Status status = FromGrpcStatus(stream->Finish()); !status.ok())
+      return status;
+    *context.err << "jobwire submit-batch: " << submitted
+                 << (submitted == 1 ? " job, " : " jobs, ") << created
+                 << " new\n";
+    return absl::OkStatus();
+  }
+
+ private:
+  // Jobs per SubmitJobs batch: the server's most.
+  static constexpr size_t kBatch = 1000;
+};
+
 // Calls `method`, a JobService method that answers with a job, and prints
 // the job as JSON.
 template <typename Request>
@@ -506,6 +621,7 @@ class ExplainCommand final : public Command {
 
 void AddJobCommands(CommandList* commands) {
   commands->push_back(std::make_unique<SubmitCommand>());
+  commands->push_back(std::make_unique<SubmitBatchCommand>());
   commands->push_back(std::make_unique<GetCommand>());
   commands->push_back(std::make_unique<ListCommand>());
   commands->push_back(std::make_unique<WatchCommand>());
