@@ -625,5 +625,29 @@ TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
   EXPECT_EQ(ids, 1000u);
 }
 
+TEST_F(ServerIntegrationTest, CliSetsAQueuesWeightAndLimit) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = "--addr unix://" + socket_ + " ";
+  CliResult both =
+      RunCli(addr + "set-queue mail --weight 3 --concurrency-limit 5");
+  EXPECT_EQ(both.code, 0) << both.out;
+  EXPECT_EQ(both.out, "queue mail: weight 3, at most 5 running\n");
+  CliResult unlimited = RunCli(addr + "set-queue mail --concurrency-limit 0");
+  EXPECT_EQ(unlimited.out, "queue mail: weight 3, no concurrency limit\n");
+  CliResult table = RunCli(addr + "queues");
+  EXPECT_TRUE(absl::StrContains(table.out, "mail ")) << table.out;
+
+  CliResult nothing = RunCli(addr + "set-queue mail");
+  EXPECT_EQ(nothing.code, 2) << nothing.out;
+  CliResult zero = RunCli(addr + "set-queue mail --weight 0");
+  EXPECT_EQ(zero.code, 2);
+  EXPECT_TRUE(absl::StrContains(zero.out, "--weight: ")) << zero.out;
+  CliResult bad_name = RunCli(addr + "set-queue 'Bad Name' --weight 2");
+  EXPECT_EQ(bad_name.code, 2);
+  EXPECT_TRUE(absl::StrContains(bad_name.out, "NAME: must match"))
+      << bad_name.out;
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -78,7 +78,8 @@ void AddServerCommands(CommandList* commands);
 void AddJobCommands(CommandList* commands);
 // worker_command.cc: worker.
 void AddWorkerCommand(CommandList* commands);
-// queue_commands.cc: pause, resume (dispatch, a queue or a job), queues.
+// queue_commands.cc: pause, resume (dispatch, a queue or a job), queues,
+// set-queue.
 void AddQueueCommands(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).

@@ -10,7 +10,8 @@ CommandList AllCommands() {
   // retry, explain
   AddJobCommands(&commands);
   AddWorkerCommand(&commands);  // worker_command.cc: worker
-  AddQueueCommands(&commands);  // queue_commands.cc: pause, resume, queues
+  AddQueueCommands(
+      &commands);  // queue_commands.cc: pause, resume, queues, set-queue
   return commands;
 }
 

@@ -1,12 +1,13 @@
-// `jobwire pause`, `jobwire resume` and `jobwire queues`: the operator's
-// dispatch and queue controls (AdminService), and with --job the pause and
-// resume of one job (JobService).
+// The operator's controls: `jobwire pause` and `jobwire resume` (of dispatch
+// or a queue, AdminService; with --job of one job, JobService), `jobwire
+// queues` and `jobwire set-queue` (weight and concurrency limit).
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "clients/cli/cli.h"
 #include "google/protobuf/util/time_util.h"
@@ -81,6 +82,21 @@ absl::Status ControlJob(const CliContext& context, const std::string& id,
   if (!status.ok()) return NameJobFlag(status);
   *context.out << JobStateText(job, asked) << "\n";
   return absl::OkStatus();
+}
+
+// For set-queue: the server names the request's fields.
+absl::Status NameQueueFlags(const grpc::Status& status) {
+  absl::Status s = FromGrpcStatus(status);
+  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
+  std::string message(s.message());
+  for (const auto& [field, flag] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"queue.name: ", "NAME: "},
+           {"queue.weight: ", "--weight: "},
+           {"queue.concurrency_limit: ", "--concurrency-limit: "}}) {
+    message = absl::StrReplaceAll(message, {{field, flag}});
+  }
+  return absl::InvalidArgumentError(message);
 }
 
 std::string PauseText(const Queue& q) {
@@ -258,12 +274,74 @@ class QueuesCommand final : public Command {
   std::string output_ = "table";
 };
 
+class SetQueueCommand final : public Command {
+ public:
+  std::string name() const override { return "set-queue"; }
+  std::string args_usage() const override { return "NAME"; }
+  std::string summary() const override {
+    return "set a queue's fair-dispatch weight and concurrency limit: "
+           "[--weight N] [--concurrency-limit N]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->Int("weight", &weight_,
+               "share in fair dispatch, at least 1 (default: unchanged)");
+    flags->Int("concurrency-limit", &limit_,
+               "most running jobs, 0 for no limit (default: unchanged)");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (args.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "set-queue takes one queue NAME, got ", args.size(), " arguments"));
+    }
+    jobwire::v1::UpdateQueueRequest request;
+    request.mutable_queue()->set_name(args[0]);
+    if (weight_ != kUnchanged) {
+      if (weight_ < 1)
+        return absl::InvalidArgumentError("--weight: must be at least 1");
+      request.mutable_queue()->set_weight(weight_);
+      request.mutable_update_mask()->add_paths("weight");
+    }
+    if (limit_ != kUnchanged) {
+      if (limit_ < 0) {
+        return absl::InvalidArgumentError(
+            "--concurrency-limit: must be 0 (no limit) or more");
+      }
+      request.mutable_queue()->set_concurrency_limit(limit_);
+      request.mutable_update_mask()->add_paths("concurrency_limit");
+    }
+    if (request.update_mask().paths().empty()) {
+      return absl::InvalidArgumentError(
+          "set-queue: give --weight, --concurrency-limit or both");
+    }
+    auto stub = AdminService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    Queue queue;
+    grpc::Status status = stub->UpdateQueue(call.get(), request, &queue);
+    if (!status.ok()) return NameQueueFlags(status);
+    *context.out << "queue " << queue.name() << ": weight " << queue.weight()
+                 << ", "
+                 << (queue.concurrency_limit() > 0
+                         ? absl::StrCat("at most ", queue.concurrency_limit(),
+                                        " running")
+                         : std::string("no concurrency limit"))
+                 << "\n";
+    return absl::OkStatus();
+  }
+
+ private:
+  static constexpr int kUnchanged = -1;
+  int weight_ = kUnchanged;
+  int limit_ = kUnchanged;
+};
+
 }  // namespace
 
 void AddQueueCommands(CommandList* commands) {
   commands->push_back(std::make_unique<PauseCommand>());
   commands->push_back(std::make_unique<ResumeCommand>());
   commands->push_back(std::make_unique<QueuesCommand>());
+  commands->push_back(std::make_unique<SetQueueCommand>());
 }
 
 }  // namespace jobwire::cli
