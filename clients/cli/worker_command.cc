@@ -607,7 +607,9 @@ absl::Status Worker::Main() {
 }
 
 void Worker::Drain(absl::Time deadline) {
-  std::cerr << "jobwire worker: draining until " << absl::FormatTime(deadline)
+  std::cerr << "jobwire worker: draining until "
+            << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", deadline,
+                                absl::UTCTimeZone())
             << "\n";
   v1::ConnectRequest stop;
   stop.mutable_ready()->set_slots(-flags_.slots);
