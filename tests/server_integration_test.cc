@@ -130,6 +130,14 @@ class ServerIntegrationTest : public ::testing::Test {
             "--db",     "var/j.db"};
   }
 
+  // The CLI's --addr for the server on socket_, with a trailing space.
+  std::string CliAddr() const { return "--addr unix://" + socket_ + " "; }
+
+  // Submits a job with `jobwire submit FLAGS`; its id, or "" on failure.
+  std::string SubmitWithCli(const std::string& flags) const {
+    return JsonString(RunCli(CliAddr() + "submit " + flags).out, "id");
+  }
+
   std::string dir_;
   std::string socket_;
 };
@@ -409,7 +417,7 @@ TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   args.push_back("--shutdown-grace=1s");
   auto server = std::make_unique<ServerProcess>(dir_, args);
   ASSERT_EQ(server->WaitListening(2).size(), 2u) << server->log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string addr = CliAddr();
   CliResult submitted = RunCli(addr + "submit --kind slow");
   const std::string id = JsonString(submitted.out, "id");
   ASSERT_FALSE(id.empty()) << submitted.out;
@@ -452,8 +460,8 @@ TEST_F(ServerIntegrationTest,
        CliWatchAfterTheLastSeqOfAnEndedJobSaysHowItEnded) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
-  const std::string id = JsonString(RunCli(addr + "submit --kind k").out, "id");
+  const std::string addr = CliAddr();
+  const std::string id = SubmitWithCli("--kind k");
   ASSERT_FALSE(id.empty());
   CliResult cancelled = RunCli(addr + "cancel " + id);
   ASSERT_EQ(cancelled.code, 0) << cancelled.out;
@@ -480,8 +488,8 @@ TEST_F(ServerIntegrationTest, CliWatchOfAnUnreachableServerFailsAtOnce) {
 TEST_F(ServerIntegrationTest, CliRetriesACancelledJob) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
-  const std::string id = JsonString(RunCli(addr + "submit --kind k").out, "id");
+  const std::string addr = CliAddr();
+  const std::string id = SubmitWithCli("--kind k");
   ASSERT_FALSE(id.empty());
   ASSERT_EQ(RunCli(addr + "cancel " + id).code, 0);
 
@@ -499,7 +507,7 @@ TEST_F(ServerIntegrationTest, CliRetriesACancelledJob) {
 TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string addr = CliAddr();
   for (int i = 0; i < 3; ++i)
     ASSERT_EQ(RunCli(addr + "submit --kind k").code, 0);
   CliResult cut = RunCli(addr + "list --limit 2");
@@ -519,8 +527,8 @@ TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
 TEST_F(ServerIntegrationTest, CliPausesAndResumesOneJob) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
-  const std::string id = JsonString(RunCli(addr + "submit --kind k").out, "id");
+  const std::string addr = CliAddr();
+  const std::string id = SubmitWithCli("--kind k");
   ASSERT_FALSE(id.empty());
 
   CliResult paused = RunCli(addr + "pause --job " + id);
@@ -544,9 +552,8 @@ TEST_F(ServerIntegrationTest, CliPausesAndResumesOneJob) {
 TEST_F(ServerIntegrationTest, CliExplainsWhatHoldsAJob) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
-  const std::string id =
-      JsonString(RunCli(addr + "submit --kind k --queue mail").out, "id");
+  const std::string addr = CliAddr();
+  const std::string id = SubmitWithCli("--kind k --queue mail");
   ASSERT_FALSE(id.empty());
   ASSERT_EQ(RunCli(addr + "pause --queue mail").code, 0);
 
@@ -574,7 +581,7 @@ CliResult RunCliWithInput(const std::string& args, const std::string& input,
 TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string addr = CliAddr();
   std::string lines;
   for (int i = 0; i < 1500; ++i) {
     absl::StrAppend(&lines,
@@ -628,7 +635,7 @@ TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
 TEST_F(ServerIntegrationTest, CliSetsAQueuesWeightAndLimit) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
-  const std::string addr = "--addr unix://" + socket_ + " ";
+  const std::string addr = CliAddr();
   CliResult both =
       RunCli(addr + "set-queue mail --weight 3 --concurrency-limit 5");
   EXPECT_EQ(both.code, 0) << both.out;
