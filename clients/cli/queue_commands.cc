@@ -2,12 +2,14 @@
 // or a queue, AdminService; with --job of one job, JobService), `jobwire
 // queues` and `jobwire set-queue` (weight and concurrency limit).
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_replace.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "clients/cli/cli.h"
 #include "google/protobuf/util/time_util.h"
@@ -29,19 +31,30 @@ absl::Status NoPositional(const std::string& command,
 }
 
 // The server names request fields ("name: must match ..."); the user typed
-// flags, so errors name those.
-absl::Status NameFlags(const grpc::Status& status) {
+// flags, so an INVALID_ARGUMENT names those: each violation (they are joined
+// by "; ") that starts with a field of `flags` starts with its flag instead.
+using FieldFlags = std::vector<std::pair<absl::string_view, absl::string_view>>;
+absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags) {
   absl::Status s = FromGrpcStatus(status);
   if (s.code() != absl::StatusCode::kInvalidArgument) return s;
-  std::string message(s.message());
-  if (absl::StartsWith(message, "name: ")) {
-    message = absl::StrCat("--queue: ", message.substr(6));
-  } else if (absl::StartsWith(message, "resume_time: ")) {
-    message = absl::StrCat("--for: ", message.substr(13));
-  } else if (absl::StartsWith(message, "reason: ")) {
-    message = absl::StrCat("--reason: ", message.substr(8));
+  std::vector<std::string> violations = absl::StrSplit(s.message(), "; ");
+  for (std::string& v : violations) {
+    for (const auto& [field, flag] : flags) {
+      if (absl::StartsWith(v, field)) {
+        v = absl::StrCat(flag, v.substr(field.size()));
+        break;
+      }
+    }
   }
-  return absl::InvalidArgumentError(message);
+  return absl::InvalidArgumentError(absl::StrJoin(violations, "; "));
+}
+
+// The fields of PauseQueue / ResumeQueue / PauseDispatch, as flags.
+const FieldFlags& QueueFlags() {
+  static const FieldFlags* flags = new FieldFlags{{"name: ", "--queue: "},
+                                                  {"resume_time: ", "--for: "},
+                                                  {"reason: ", "--reason: "}};
+  return *flags;
 }
 
 // "job ID PAUSED", or for a running job the request its worker got.
@@ -53,17 +66,6 @@ std::string JobStateText(const jobwire::v1::Job& job, absl::string_view asked) {
       job.state() == jobwire::v1::Job::STATE_RUNNING
           ? absl::StrCat(" (its worker is asked to ", asked, ")")
           : "");
-}
-
-// For --job: the server names the request's "id".
-absl::Status NameJobFlag(const grpc::Status& status) {
-  absl::Status s = FromGrpcStatus(status);
-  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
-  absl::string_view message = s.message();
-  if (absl::ConsumePrefix(&message, "id: ")) {
-    return absl::InvalidArgumentError(absl::StrCat("--job: ", message));
-  }
-  return s;
 }
 
 // Pauses or resumes job `id` with `method` and prints its state line.
@@ -79,24 +81,9 @@ absl::Status ControlJob(const CliContext& context, const std::string& id,
   auto call = context.NewCallContext();
   jobwire::v1::Job job;
   grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
-  if (!status.ok()) return NameJobFlag(status);
+  if (!status.ok()) return NameFlags(status, {{"id: ", "--job: "}});
   *context.out << JobStateText(job, asked) << "\n";
   return absl::OkStatus();
-}
-
-// For set-queue: the server names the request's fields.
-absl::Status NameQueueFlags(const grpc::Status& status) {
-  absl::Status s = FromGrpcStatus(status);
-  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
-  std::string message(s.message());
-  for (const auto& [field, flag] :
-       std::vector<std::pair<std::string, std::string>>{
-           {"queue.name: ", "NAME: "},
-           {"queue.weight: ", "--weight: "},
-           {"queue.concurrency_limit: ", "--concurrency-limit: "}}) {
-    message = absl::StrReplaceAll(message, {{field, flag}});
-  }
-  return absl::InvalidArgumentError(message);
 }
 
 std::string PauseText(const Queue& q) {
@@ -147,7 +134,7 @@ class PauseCommand final : public Command {
       request.set_reason(reason_);
       jobwire::v1::DispatchState state;
       grpc::Status status = stub->PauseDispatch(call.get(), request, &state);
-      if (!status.ok()) return NameFlags(status);
+      if (!status.ok()) return NameFlags(status, QueueFlags());
       *context.out << "dispatch paused" << (state.reason().empty() ? "" : ": ")
                    << state.reason() << "\n";
       return absl::OkStatus();
@@ -164,7 +151,7 @@ class PauseCommand final : public Command {
     }
     Queue queue;
     grpc::Status status = stub->PauseQueue(call.get(), request, &queue);
-    if (!status.ok()) return NameFlags(status);
+    if (!status.ok()) return NameFlags(status, QueueFlags());
     *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
     return absl::OkStatus();
   }
@@ -203,7 +190,7 @@ class ResumeCommand final : public Command {
     if (queue_.empty()) {
       jobwire::v1::DispatchState state;
       grpc::Status status = stub->ResumeDispatch(call.get(), {}, &state);
-      if (!status.ok()) return NameFlags(status);
+      if (!status.ok()) return NameFlags(status, QueueFlags());
       *context.out << "dispatch resumed\n";
       return absl::OkStatus();
     }
@@ -211,7 +198,7 @@ class ResumeCommand final : public Command {
     request.set_name(queue_);
     Queue queue;
     grpc::Status status = stub->ResumeQueue(call.get(), request, &queue);
-    if (!status.ok()) return NameFlags(status);
+    if (!status.ok()) return NameFlags(status, QueueFlags());
     *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
     return absl::OkStatus();
   }
@@ -318,7 +305,12 @@ class SetQueueCommand final : public Command {
     auto call = context.NewCallContext();
     Queue queue;
     grpc::Status status = stub->UpdateQueue(call.get(), request, &queue);
-    if (!status.ok()) return NameQueueFlags(status);
+    if (!status.ok()) {
+      return NameFlags(
+          status, {{"queue.name: ", "NAME: "},
+                   {"queue.weight: ", "--weight: "},
+                   {"queue.concurrency_limit: ", "--concurrency-limit: "}});
+    }
     *context.out << "queue " << queue.name() << ": weight " << queue.weight()
                  << ", "
                  << (queue.concurrency_limit() > 0
