@@ -621,6 +621,16 @@ TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
                       "{\"job\": {\"kind\": \"k\"}}\n{\"job\":\n", dir_);
   EXPECT_EQ(typo.code, 2) << typo.out;
   EXPECT_TRUE(absl::StrContains(typo.out, "-: line 2: ")) << typo.out;
+  // Lines are parsed in parallel; the first bad one is named.
+  std::string late;
+  for (int i = 1; i <= 1500; ++i) {
+    absl::StrAppend(
+        &late, i == 700 || i == 1400 ? "{\"job\": 1}\n" : "{\"job\": {}}\n");
+  }
+  CliResult late_typo = RunCliWithInput(addr + "submit-batch -", late, dir_);
+  EXPECT_EQ(late_typo.code, 2) << late_typo.out;
+  EXPECT_TRUE(absl::StrContains(late_typo.out, "-: line 700: "))
+      << late_typo.out;
   // Exactly the first batch of the refused file is in.
   CliResult other =
       RunCli(addr + "list --filter 'queue = \"other\"' -o json --limit 2000");

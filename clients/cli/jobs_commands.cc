@@ -301,6 +301,64 @@ std::string NameLines(absl::string_view message,
   return out;
 }
 
+// The SubmitJobRequests of a JSON-lines file (`-`: stdin) and the line
+// number of each; blank lines are skipped. INVALID_ARGUMENT naming the first
+// bad line. Protobuf's JSON parser takes ~27 µs a line, so the lines are
+// parsed on every core.
+struct BatchFile {
+  std::vector<jobwire::v1::SubmitJobRequest> requests;
+  std::vector<int> lines;
+};
+absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
+  std::ifstream stream;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    stream.open(path);
+    if (!stream) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read it"));
+    }
+    in = &stream;
+  }
+  BatchFile file;
+  std::vector<std::string> texts;
+  std::string line;
+  for (int number = 1; std::getline(*in, line); ++number) {
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    texts.push_back(std::move(line));
+    file.lines.push_back(number);
+  }
+  file.requests.resize(texts.size());
+  // One thread per 1,000 lines, at most one per core (and 8).
+  const size_t threads =
+      std::max<size_t>(1, std::min<size_t>({std::thread::hardware_concurrency(),
+                                            8, texts.size() / 1000 + 1}));
+  const size_t chunk = (texts.size() + threads - 1) / threads;
+  std::vector<absl::Status> errors(threads);  // the first of each chunk
+  std::vector<std::thread> parsers;
+  for (size_t t = 0; t < threads; ++t) {
+    parsers.emplace_back([&, t] {
+      const size_t end = std::min(texts.size(), (t + 1) * chunk);
+      for (size_t i = t * chunk; i < end; ++i) {
+        const auto parsed = google::protobuf::util::JsonStringToMessage(
+            texts[i], &file.requests[i]);
+        if (!parsed.ok()) {
+          errors[t] = absl::InvalidArgumentError(absl::StrCat(
+              path, ": line ", file.lines[i],
+              ": not a SubmitJobRequest as JSON (e.g. {\"job\": {\"kind\": "
+              "\"k\"}, \"request_id\": \"r1\"}): ",
+              std::string(parsed.message())));
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& parser : parsers) parser.join();
+  for (const absl::Status& error : errors) {  // chunks in line order
+    if (!error.ok()) return error;
+  }
+  return file;
+}
+
 class SubmitBatchCommand final : public Command {
  public:
   std::string name() const override { return "submit-batch"; }
@@ -317,36 +375,10 @@ class SubmitBatchCommand final : public Command {
                        args.size(), " arguments"));
     }
     // Every line is parsed before anything is sent: a typo submits nothing.
-    std::vector<jobwire::v1::SubmitJobRequest> requests;
-    std::vector<int> lines;
-    {
-      std::ifstream file;
-      std::istream* in = &std::cin;
-      if (args[0] != "-") {
-        file.open(args[0]);
-        if (!file) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(args[0], ": cannot read it"));
-        }
-        in = &file;
-      }
-      std::string line;
-      for (int number = 1; std::getline(*in, line); ++number) {
-        if (absl::StripAsciiWhitespace(line).empty()) continue;
-        jobwire::v1::SubmitJobRequest request;
-        const auto parsed =
-            google::protobuf::util::JsonStringToMessage(line, &request);
-        if (!parsed.ok()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              args[0], ": line ", number,
-              ": not a SubmitJobRequest as JSON (e.g. {\"job\": {\"kind\": "
-              "\"k\"}, \"request_id\": \"r1\"}): ",
-              std::string(parsed.message())));
-        }
-        requests.push_back(std::move(request));
-        lines.push_back(number);
-      }
-    }
+    absl::StatusOr<BatchFile> file = ReadBatchFile(args[0]);
+    if (!file.ok()) return file.status();
+    const std::vector<jobwire::v1::SubmitJobRequest>& requests = file->requests;
+    const std::vector<int>& lines = file->lines;
     auto stub = JobService::NewStub(context.channel);
     auto call = context.NewCallContext(/*with_deadline=*/false);
     auto stream = stub->SubmitJobs(call.get());
