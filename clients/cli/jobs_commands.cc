@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -377,7 +378,7 @@ class SubmitBatchCommand final : public Command {
     // Every line is parsed before anything is sent: a typo submits nothing.
     absl::StatusOr<BatchFile> file = ReadBatchFile(args[0]);
     if (!file.ok()) return file.status();
-    const std::vector<jobwire::v1::SubmitJobRequest>& requests = file->requests;
+    std::vector<jobwire::v1::SubmitJobRequest>& requests = file->requests;
     const std::vector<int>& lines = file->lines;
     auto stub = JobService::NewStub(context.channel);
     auto call = context.NewCallContext(/*with_deadline=*/false);
@@ -387,7 +388,9 @@ class SubmitBatchCommand final : public Command {
     for (size_t start = 0; start < requests.size(); start += kBatch) {
       const size_t end = std::min(requests.size(), start + kBatch);
       jobwire::v1::SubmitJobsRequest batch;
-      for (size_t i = start; i < end; ++i) *batch.add_jobs() = requests[i];
+      for (size_t i = start; i < end; ++i) {
+        *batch.add_jobs() = std::move(requests[i]);  // sent once
+      }
       jobwire::v1::SubmitJobsResponse answer;
       if (!stream->Write(batch) || !stream->Read(&answer)) {
         stream->WritesDone();
