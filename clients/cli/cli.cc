@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ostream>
 #include <utility>
@@ -60,10 +61,12 @@ std::string MainUsage(const CommandList& commands) {
       "The command-line client of jobwired. `jobwire COMMAND --help` tells "
       "more.\n\n"
       "Commands:\n";
+  size_t width = 0;  // of the longest name: the summaries line up
+  for (const auto& c : commands) width = std::max(width, c->name().size());
   for (const auto& c : commands) {
     std::string head = absl::StrCat("  ", c->name());
-    if (head.size() < 12) head.resize(12, ' ');
-    absl::StrAppend(&out, head, " ", c->summary(), "\n");
+    head.resize(2 + width, ' ');
+    absl::StrAppend(&out, head, "  ", c->summary(), "\n");
   }
   absl::StrAppend(&out, "\nFlags (every command):\n", flags.Usage());
   return out;

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -63,6 +64,14 @@ TEST(CliTest, HelpListsCommandsAndGlobalFlags) {
   EXPECT_NE(r.out.find("health"), std::string::npos);
   EXPECT_NE(r.out.find("info"), std::string::npos);
   EXPECT_NE(r.out.find("--addr"), std::string::npos);
+  // Every summary starts in the same column, whatever the names' lengths.
+  std::istringstream lines(r.out.substr(r.out.find("Commands:\n") + 10));
+  std::set<size_t> columns;
+  for (std::string line; std::getline(lines, line) && !line.empty();) {
+    const size_t name_end = line.find(' ', 2);
+    columns.insert(line.find_first_not_of(' ', name_end));
+  }
+  EXPECT_EQ(columns.size(), 1u) << r.out;
 }
 
 TEST(CliTest, CommandHelpShowsItsFlags) {
