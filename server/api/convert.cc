@@ -304,6 +304,68 @@ absl::StatusOr<Job> NewJobFromProto(const v1::Job& in,
   return job;
 }
 
+absl::StatusOr<JobPatch> PatchFromProto(const v1::Job& in,
+                                        const google::protobuf::FieldMask& mask,
+                                        absl::string_view job_field,
+                                        absl::string_view mask_field) {
+  JW_ASSIGN_OR_RETURN(
+      std::vector<UpdatePath> paths,
+      ParseUpdateMask(
+          std::vector<std::string>(mask.paths().begin(), mask.paths().end()),
+          mask_field));
+  // Only the masked fields go through conversion, so that a bad value
+  // outside the mask is not reported.
+  v1::Job masked;
+  for (const UpdatePath& p : paths) {
+    switch (p.field) {
+      case UpdateField::kPriority:
+        masked.set_priority(in.priority());
+        break;
+      case UpdateField::kQueue:
+        masked.set_queue(in.queue());
+        break;
+      case UpdateField::kLabels:
+        *masked.mutable_labels() = in.labels();
+        break;
+      case UpdateField::kLabel: {
+        auto it = in.labels().find(p.label_key);
+        if (it != in.labels().end()) {
+          (*masked.mutable_labels())[p.label_key] = it->second;
+        }
+        break;
+      }
+      case UpdateField::kScheduleTime:
+        if (in.has_schedule_time()) {
+          *masked.mutable_schedule_time() = in.schedule_time();
+        }
+        break;
+      case UpdateField::kMaxAttempts:
+        masked.set_max_attempts(in.max_attempts());
+        break;
+      case UpdateField::kRetryPolicy:
+        if (in.has_retry_policy()) {
+          *masked.mutable_retry_policy() = in.retry_policy();
+        }
+        break;
+      case UpdateField::kAttemptTimeout:
+        if (in.has_attempt_timeout()) {
+          *masked.mutable_attempt_timeout() = in.attempt_timeout();
+        }
+        break;
+      case UpdateField::kArgs:
+        if (in.has_args()) *masked.mutable_args() = in.args();
+        break;
+      case UpdateField::kPayload:
+        masked.set_payload(in.payload());
+        break;
+    }
+  }
+  JW_ASSIGN_OR_RETURN(Job values, NewJobFromProto(masked, "", job_field));
+  JobPatch patch{std::move(paths), std::move(values)};
+  JW_RETURN_IF_ERROR(ValidatePatch(patch, job_field));
+  return patch;
+}
+
 void EventToProto(const JobEvent& event, v1::JobEvent* out) {
   out->set_event_id(event.event_id);
   out->set_job_id(event.job_id);

@@ -21,10 +21,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/duration.pb.h"
+#include "google/protobuf/field_mask.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "jobwire/v1/job.pb.h"
 #include "server/core/job.h"
+#include "server/core/job_update.h"
 
 namespace jobwire {
 
@@ -89,6 +91,16 @@ void JobStoredToProto(const Job& job, v1::Job* out);
 absl::StatusOr<Job> NewJobFromProto(const v1::Job& job,
                                     absl::string_view request_id,
                                     absl::string_view field);
+
+// The patch of an UpdateJob (or of a BulkUpdateJobs request): the paths of
+// `mask` (ParseUpdateMask, violations on "<mask_field>.paths[i]") and the
+// values of those fields only from `in`, checked as for a new job
+// (ValidatePatch, violations on "<job_field>.X"). Values of fields outside
+// the mask are ignored, even when invalid. OK or INVALID_ARGUMENT.
+absl::StatusOr<JobPatch> PatchFromProto(const v1::Job& in,
+                                        const google::protobuf::FieldMask& mask,
+                                        absl::string_view job_field,
+                                        absl::string_view mask_field);
 
 // A durable event. The job attributes used for filtering are not sent.
 void EventToProto(const JobEvent& event, v1::JobEvent* out);

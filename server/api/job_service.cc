@@ -15,6 +15,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/core/ids.h"
+#include "server/core/job_update.h"
 #include "server/core/transitions.h"
 #include "server/core/validation.h"
 #include "server/transport/grpc_status.h"
@@ -40,10 +41,10 @@ absl::StatusOr<Job> PrepareNewJob(const v1::SubmitJobRequest& request,
   return InvalidArgumentError(std::move(violations));
 }
 
-absl::Status CheckId(const std::string& id) {
-  if (id.empty()) return InvalidArgumentError("id", "is required");
+absl::Status CheckId(const std::string& id, absl::string_view field = "id") {
+  if (id.empty()) return InvalidArgumentError(field, "is required");
   if (!IsValidUlid(id))
-    return InvalidArgumentError("id", "is not a job id (ULID)");
+    return InvalidArgumentError(field, "is not a job id (ULID)");
   return absl::OkStatus();
 }
 
@@ -429,6 +430,27 @@ grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(
   }
   MutateJob(reactor, request->id(),
             RetryMutation(request->additional_attempts()), nullptr, "",
+            response);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::UpdateJob(
+    grpc::CallbackServerContext* context, const v1::UpdateJobRequest* request,
+    v1::Job* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Status id = CheckId(request->job().id(), "job.id");
+  absl::StatusOr<JobPatch> patch =
+      id.ok() ? PatchFromProto(request->job(), request->update_mask(), "job",
+                               "update_mask")
+              : id;
+  if (!patch.ok()) {
+    reactor->Finish(ToGrpcStatus(patch.status()));
+    return reactor;
+  }
+  std::string etag =
+      request->etag().empty() ? request->job().etag() : request->etag();
+  MutateJob(reactor, request->job().id(),
+            UpdateMutation(*std::move(patch), std::move(etag)), nullptr, "",
             response);
   return reactor;
 }

@@ -12,8 +12,9 @@
 // Options::cancel_running / pause_running (the dispatcher, which tells the
 // worker); without a hook such a request fails with FAILED_PRECONDITION.
 // ExplainJob reads the job and asks Options::dispatcher for its gates
-// (UNIMPLEMENTED without one). UpdateJob and BulkUpdateJobs are not served
-// here (UNIMPLEMENTED).
+// (UNIMPLEMENTED without one). UpdateJob is the pure mutation of
+// core/job_update.h; it reaches RUNNING jobs too (their next attempt sees
+// the new values). BulkUpdateJobs is not served here (UNIMPLEMENTED).
 //
 // Time: heartbeats and stall checks run in Tick(), which reads the injected
 // Clock. With Options::tick_period > 0 a single ticker thread calls it (not a
@@ -116,6 +117,13 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* RetryJob(grpc::CallbackServerContext* context,
                                      const v1::RetryJobRequest* request,
                                      v1::Job* response) override;
+  // Writes the masked fields (core/job_update.h). The etag is the request's,
+  // else job.etag. Fails: INVALID_ARGUMENT (bad id, mask or value), NOT_FOUND,
+  // ABORTED (stale etag), FAILED_PRECONDITION (ended job; args or payload of
+  // a started job; max_attempts below the attempts made).
+  grpc::ServerUnaryReactor* UpdateJob(grpc::CallbackServerContext* context,
+                                      const v1::UpdateJobRequest* request,
+                                      v1::Job* response) override;
   // The job and every gate that holds it (Dispatcher::Explain). Fails:
   // INVALID_ARGUMENT (bad id), NOT_FOUND.
   grpc::ServerUnaryReactor* ExplainJob(

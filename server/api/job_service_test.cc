@@ -717,6 +717,144 @@ TEST(JobServiceTest, PauseResumeAndRetryChangeStates) {
   }
 }
 
+grpc::Status Update(Fixture& f, const v1::Job& job,
+                    const std::vector<std::string>& paths,
+                    const std::string& etag, v1::Job* out) {
+  v1::UpdateJobRequest req;
+  *req.mutable_job() = job;
+  for (const std::string& p : paths) req.mutable_update_mask()->add_paths(p);
+  req.set_etag(etag);
+  grpc::ClientContext ctx;
+  return f.stub->UpdateJob(&ctx, req, out);
+}
+
+TEST(JobServiceTest, UpdateJobWritesTheMaskedFieldsAndRecordsThem) {
+  Fixture f(DefaultOptions());
+  v1::SubmitJobRequest submit;
+  submit.mutable_job()->set_kind("k");
+  submit.mutable_job()->set_priority(1);
+  (*submit.mutable_job()->mutable_labels())["team"] = "a";
+  (*submit.mutable_job()->mutable_labels())["tier"] = "1";
+  v1::SubmitJobResponse submitted;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(f.stub->SubmitJob(&ctx, submit, &submitted).ok());
+  }
+  const v1::Job& job = submitted.job();
+
+  v1::Job patch;
+  patch.set_id(job.id());
+  patch.set_priority(9);
+  patch.set_kind("ignored, not in the mask");
+  patch.set_queue("Not Masked Either");
+  (*patch.mutable_labels())["team"] = "b";
+  v1::Job out;
+  grpc::Status s = Update(f, patch, {"priority", "labels.team", "labels.tier"},
+                          job.etag(), &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.priority(), 9);
+  EXPECT_EQ(out.kind(), "k");
+  EXPECT_EQ(out.queue(), "default");
+  EXPECT_EQ(out.labels().size(), 1u);
+  EXPECT_EQ(out.labels().at("team"), "b");
+  EXPECT_NE(out.etag(), job.etag());
+
+  // GetJob reads what was answered; the log records the paths.
+  v1::Job read;
+  {
+    v1::GetJobRequest req;
+    req.set_id(job.id());
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(f.stub->GetJob(&ctx, req, &read).ok());
+  }
+  EXPECT_EQ(read.priority(), 9);
+  EXPECT_EQ(read.etag(), out.etag());
+  absl::StatusOr<std::vector<JobEvent>> events =
+      f.store->ReadJobEventsBlocking(job.id(), 0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].type, EventType::kUpdated);
+  EXPECT_EQ((*events)[1].paths, (std::vector<std::string>{
+                                    "priority", "labels.team", "labels.tier"}));
+
+  // The old etag is stale now: ABORTED, nothing written.
+  patch.set_priority(10);
+  s = Update(f, patch, {"priority"}, job.etag(), &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED) << s.error_message();
+  // The etag may also come in the job.
+  patch.set_etag(read.etag());
+  s = Update(f, patch, {"priority"}, "", &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.priority(), 10);
+  patch.clear_etag();
+
+  // A future schedule_time makes a queued job SCHEDULED.
+  patch.mutable_schedule_time()->set_seconds(
+      absl::ToUnixSeconds(f.clock.Now() + absl::Hours(1)));
+  s = Update(f, patch, {"schedule_time"}, "", &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.state(), v1::Job::STATE_SCHEDULED);
+
+  // Ended jobs are not updated.
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  s = Update(f, patch, {"priority"}, "", &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << s.error_message();
+}
+
+TEST(JobServiceTest, UpdateJobRefusesBadMasksAndValuesAndWritesNothing) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  struct Case {
+    std::string name;
+    std::vector<std::string> paths;
+    std::function<void(v1::Job*)> edit;
+    std::vector<std::string> fields;
+  };
+  const std::vector<Case> cases = {
+      {"no mask", {}, [](v1::Job*) {}, {"update_mask"}},
+      {"state",
+       {"priority", "state"},
+       [](v1::Job*) {},
+       {"update_mask.paths[1]"}},
+      {"unknown", {"colour"}, [](v1::Job*) {}, {"update_mask.paths[0]"}},
+      {"bad queue",
+       {"queue"},
+       [](v1::Job* j) { j->set_queue("UPPER"); },
+       {"job.queue"}},
+      {"priority range",
+       {"priority"},
+       [](v1::Job* j) { j->set_priority(5000000); },
+       {"job.priority"}},
+      {"bad label key",
+       {"labels"},
+       [](v1::Job* j) { (*j->mutable_labels())["Bad Key"] = "v"; },
+       {"job.labels[Bad Key]"}},
+      {"no id", {"priority"}, [](v1::Job* j) { j->clear_id(); }, {"job.id"}},
+  };
+  for (const Case& c : cases) {
+    v1::Job patch;
+    patch.set_id(job.id());
+    c.edit(&patch);
+    v1::Job out;
+    grpc::Status s = Update(f, patch, c.paths, "", &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;
+    EXPECT_EQ(ViolationFields(s), c.fields)
+        << c.name << ": " << s.error_message();
+  }
+  {
+    v1::Job patch;
+    patch.set_id("01J0000000000000000000ZZZZ");
+    v1::Job out;
+    EXPECT_EQ(Update(f, patch, {"priority"}, "", &out).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  absl::StatusOr<Job> stored = f.store->GetJobBlocking(job.id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->etag(), job.etag());
+  EXPECT_EQ(stored->last_seq, 1);
+}
+
 // Bad input: each gets its documented code, BadRequest names the field, and
 // nothing is written.
 TEST(JobServiceTest, BadInputGetsTheDocumentedCodeAndWritesNothing) {
