@@ -504,6 +504,47 @@ TEST_F(ServerIntegrationTest, CliRetriesACancelledJob) {
   EXPECT_TRUE(absl::StrContains(bad.out, "--attempts")) << bad.out;
 }
 
+TEST_F(ServerIntegrationTest, CliUpdatesAJobAndNamesTheFlagOfABadValue) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  const std::string id = SubmitWithCli("--kind k --label team=a --label x=1");
+  ASSERT_FALSE(id.empty());
+
+  CliResult updated =
+      RunCli(addr + "update " + id +
+             " --priority 7 --queue emails --label team=b --remove-label x"
+             " --schedule-in 1h --max-attempts 5");
+  ASSERT_EQ(updated.code, 0) << updated.out;
+  EXPECT_EQ(JsonString(updated.out, "queue"), "emails") << updated.out;
+  EXPECT_EQ(JsonString(updated.out, "state"), "STATE_SCHEDULED") << updated.out;
+  EXPECT_TRUE(absl::StrContains(updated.out, "\"priority\": 7")) << updated.out;
+  EXPECT_TRUE(absl::StrContains(updated.out, "\"team\": \"b\"")) << updated.out;
+  EXPECT_FALSE(absl::StrContains(updated.out, "\"x\":")) << updated.out;
+  const std::string etag = JsonString(updated.out, "etag");
+
+  // Due now again, guarded by the etag just read.
+  CliResult now =
+      RunCli(addr + "update " + id + " --schedule-in 0s --etag " + etag);
+  ASSERT_EQ(now.code, 0) << now.out;
+  EXPECT_EQ(JsonString(now.out, "state"), "STATE_QUEUED") << now.out;
+  CliResult stale =
+      RunCli(addr + "update " + id + " --priority 1 --etag " + etag);
+  EXPECT_EQ(stale.code, 1) << stale.out;
+  EXPECT_TRUE(absl::StrContains(stale.out, "ABORTED")) << stale.out;
+
+  CliResult bad = RunCli(addr + "update " + id + " --queue UPPER");
+  EXPECT_NE(bad.code, 0) << bad.out;
+  EXPECT_TRUE(absl::StrContains(bad.out, "--queue: must match")) << bad.out;
+  CliResult none = RunCli(addr + "update " + id);
+  EXPECT_EQ(none.code, 2) << none.out;
+  EXPECT_TRUE(absl::StrContains(none.out, "--priority")) << none.out;
+
+  CliResult got = RunCli(addr + "get " + id);
+  EXPECT_EQ(JsonString(got.out, "etag"), JsonString(now.out, "etag"))
+      << got.out;
+}
+
 TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();

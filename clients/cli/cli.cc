@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "server/transport/listen_address.h"
 
@@ -100,6 +101,18 @@ void CliContext::PrintJson(const google::protobuf::Message& message) const {
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
   *out << json;
   if (json.empty() || json.back() != '\n') *out << "\n";
+}
+
+absl::Status AddLabel(const std::string& flag_value,
+                      google::protobuf::Map<std::string, std::string>* labels) {
+  std::vector<std::string> kv =
+      absl::StrSplit(flag_value, absl::MaxSplits('=', 1));
+  if (kv.size() != 2 || kv[0].empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--label: want key=value, got \"", flag_value, "\""));
+  }
+  (*labels)[kv[0]] = kv[1];
+  return absl::OkStatus();
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

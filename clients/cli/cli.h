@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "clients/cli/flags.h"
+#include "google/protobuf/map.h"
 #include "google/protobuf/message.h"
 
 namespace jobwire::cli {
@@ -79,11 +80,16 @@ void AddJobCommands(CommandList* commands);
 // worker_command.cc: worker.
 void AddWorkerCommand(CommandList* commands);
 // queue_commands.cc: pause, resume (dispatch, a queue or a job), queues,
-// set-queue.
+// set-queue, update (of a job).
 void AddQueueCommands(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Adds a --label flag's "key=value" to `labels`. INVALID_ARGUMENT naming
+// --label when there is no '=' or no key.
+absl::Status AddLabel(const std::string& flag_value,
+                      google::protobuf::Map<std::string, std::string>* labels);
 
 using GetEnvFn = std::function<std::optional<std::string>(const std::string&)>;
 

@@ -10,8 +10,8 @@ CommandList AllCommands() {
   // retry, explain
   AddJobCommands(&commands);
   AddWorkerCommand(&commands);  // worker_command.cc: worker
-  AddQueueCommands(
-      &commands);  // queue_commands.cc: pause, resume, queues, set-queue
+  // queue_commands.cc: pause, resume, queues, set-queue, update
+  AddQueueCommands(&commands);
   return commands;
 }
 

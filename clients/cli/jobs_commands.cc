@@ -236,13 +236,8 @@ class SubmitCommand final : public Command {
       }
     }
     for (const std::string& label : labels_) {
-      std::vector<std::string> kv =
-          absl::StrSplit(label, absl::MaxSplits('=', 1));
-      if (kv.size() != 2 || kv[0].empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--label: want key=value, got \"", label, "\""));
-      }
-      (*job->mutable_labels())[kv[0]] = kv[1];
+      if (absl::Status s = AddLabel(label, job->mutable_labels()); !s.ok())
+        return s;
     }
     job->set_priority(priority_);
     if (schedule_in_ < absl::ZeroDuration()) {

@@ -1,6 +1,8 @@
 // The operator's controls: `jobwire pause` and `jobwire resume` (of dispatch
 // or a queue, AdminService; with --job of one job, JobService), `jobwire
-// queues` and `jobwire set-queue` (weight and concurrency limit).
+// queues`, `jobwire set-queue` (weight and concurrency limit) and `jobwire
+// update` (UpdateJob: a job's priority, queue, labels, schedule, attempts).
+#include <climits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -327,6 +329,113 @@ class SetQueueCommand final : public Command {
   int limit_ = kUnchanged;
 };
 
+class UpdateCommand final : public Command {
+ public:
+  std::string name() const override { return "update"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "change a job that has not ended: [--priority N] [--queue Q] "
+           "[--label k=v]... [--remove-label k]... [--schedule-in D] "
+           "[--max-attempts N] [--etag E]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->Int("priority", &priority_, "higher runs first");
+    flags->String("queue", &queue_, "move the job to this queue", "QUEUE");
+    flags->StringList("label", &labels_, "set label key=value; repeatable",
+                      "K=V");
+    flags->StringList("remove-label", &remove_labels_,
+                      "remove label KEY; repeatable", "KEY");
+    flags->Duration("schedule-in", &schedule_in_,
+                    "do not start before now + DURATION (0s: now)");
+    flags->Int("max-attempts", &max_attempts_, "attempts in all");
+    flags->String("etag", &etag_,
+                  "only if the job's etag still is this (else ABORTED)", "E");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (args.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update takes one job ID, got ", args.size(), " arguments"));
+    }
+    jobwire::v1::UpdateJobRequest request;
+    jobwire::v1::Job* job = request.mutable_job();
+    job->set_id(args[0]);
+    google::protobuf::FieldMask* mask = request.mutable_update_mask();
+    if (priority_ != INT_MIN) {
+      job->set_priority(priority_);
+      mask->add_paths("priority");
+    }
+    if (!queue_.empty()) {
+      job->set_queue(queue_);
+      mask->add_paths("queue");
+    }
+    for (const std::string& label : labels_) {
+      google::protobuf::Map<std::string, std::string> one;
+      if (absl::Status s = AddLabel(label, &one); !s.ok()) return s;
+      for (const auto& [key, value] : one) {
+        (*job->mutable_labels())[key] = value;
+        mask->add_paths(absl::StrCat("labels.", key));
+      }
+    }
+    for (const std::string& key : remove_labels_) {
+      if (job->labels().contains(key)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--remove-label: \"", key, "\" is also set by --label"));
+      }
+      mask->add_paths(absl::StrCat("labels.", key));
+    }
+    if (schedule_in_ != kUnsetDuration) {
+      if (schedule_in_ < absl::ZeroDuration()) {
+        return absl::InvalidArgumentError(
+            "--schedule-in: must not be negative");
+      }
+      if (schedule_in_ > absl::ZeroDuration()) {
+        const absl::Time at = absl::Now() + schedule_in_;
+        job->mutable_schedule_time()->set_seconds(absl::ToUnixSeconds(at));
+      }
+      mask->add_paths("schedule_time");
+    }
+    if (max_attempts_ != INT_MIN) {
+      if (max_attempts_ < 1)
+        return absl::InvalidArgumentError("--max-attempts: must be at least 1");
+      job->set_max_attempts(max_attempts_);
+      mask->add_paths("max_attempts");
+    }
+    if (mask->paths().empty()) {
+      return absl::InvalidArgumentError(
+          "update: give at least one of --priority, --queue, --label, "
+          "--remove-label, --schedule-in, --max-attempts");
+    }
+    request.set_etag(etag_);
+    auto stub = jobwire::v1::JobService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    jobwire::v1::Job updated;
+    grpc::Status status = stub->UpdateJob(call.get(), request, &updated);
+    if (!status.ok()) {
+      return NameFlags(status,
+                       {{"job.id: ", "ID: "},
+                        {"job.priority: ", "--priority: "},
+                        {"job.queue: ", "--queue: "},
+                        {"job.labels", "--label "},
+                        {"job.schedule_time: ", "--schedule-in: "},
+                        {"job.max_attempts: ", "--max-attempts: "},
+                        {"update_mask.paths", "--label/--remove-label "}});
+    }
+    context.PrintJson(updated);
+    return absl::OkStatus();
+  }
+
+ private:
+  static constexpr absl::Duration kUnsetDuration = -absl::InfiniteDuration();
+  int priority_ = INT_MIN;
+  std::string queue_;
+  std::vector<std::string> labels_;
+  std::vector<std::string> remove_labels_;
+  absl::Duration schedule_in_ = kUnsetDuration;
+  int max_attempts_ = INT_MIN;
+  std::string etag_;
+};
+
 }  // namespace
 
 void AddQueueCommands(CommandList* commands) {
@@ -334,6 +443,7 @@ void AddQueueCommands(CommandList* commands) {
   commands->push_back(std::make_unique<ResumeCommand>());
   commands->push_back(std::make_unique<QueuesCommand>());
   commands->push_back(std::make_unique<SetQueueCommand>());
+  commands->push_back(std::make_unique<UpdateCommand>());
 }
 
 }  // namespace jobwire::cli
