@@ -210,6 +210,20 @@ else
   fail "WatchJob starts with the job's snapshot" "$watch_out"
 fi
 
+# UpdateJob: grpcurl takes a FieldMask as {"paths": [...]}.
+expect_output "UpdateJob writes the masked fields only" '"priority": 5' '"tenant": "globex"' \
+  '"etag": "v2"' '"kind": "resize-image"' \
+  -- "$grpcurl" -plaintext -d "{\"job\":{\"id\":\"$job_id\",\"priority\":5,\"kind\":\"x\",
+  \"labels\":{\"tenant\":\"globex\"}},\"update_mask\":{\"paths\":[\"priority\",\"labels.tenant\"]},\"etag\":\"v1\"}" \
+  "$tcp" jobwire.v1.JobService/UpdateJob
+expect_error "UpdateJob with a stale etag is Aborted" Aborted "has etag v2, not v1" \
+  -- "$grpcurl" -plaintext -d "{\"job\":{\"id\":\"$job_id\",\"priority\":6},
+  \"update_mask\":{\"paths\":[\"priority\"]},\"etag\":\"v1\"}" "$tcp" jobwire.v1.JobService/UpdateJob
+expect_error "UpdateJob of state is InvalidArgument naming the path" InvalidArgument \
+  "update_mask.paths[0]: 'state' is not updatable" \
+  -- "$grpcurl" -plaintext -d "{\"job\":{\"id\":\"$job_id\"},\"update_mask\":{\"paths\":[\"state\"]}}" \
+  "$tcp" jobwire.v1.JobService/UpdateJob
+
 # ExplainJob: a queued job with no worker connected is held by NO_WORKER.
 job_id="$("$grpcurl" -plaintext -d '{"job":{"queue":"explain","kind":"e2e"}}' "$tcp" \
   jobwire.v1.JobService/SubmitJob 2>&1 | grep -o '"id": "[0-9A-Z]*"' | head -n 1 |
