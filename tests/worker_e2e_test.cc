@@ -25,6 +25,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -253,6 +254,53 @@ TEST_F(WorkerE2eTest, WatchShowsQueuedRunningProgressAndSucceededWithResult) {
   const v1::StateChanged& last = events.back().state_changed();
   EXPECT_EQ(last.to(), v1::Job::STATE_SUCCEEDED);
   EXPECT_EQ(last.result().data().fields().at("attempt").number_value(), 1);
+}
+
+// UpdateJob reaches the dispatcher: a job scheduled for later on a queue no
+// worker serves runs at once when moved to the worker's queue and to now.
+TEST_F(WorkerE2eTest, JobUpdatedToTheWorkersQueueAndToNowRuns) {
+  StartServer();
+  StartWorker("w1");
+  v1::SubmitJobRequest submit;
+  submit.mutable_job()->set_queue("elsewhere");
+  submit.mutable_job()->set_kind("e2e");
+  submit.mutable_job()->mutable_schedule_time()->set_seconds(
+      absl::ToUnixSeconds(absl::Now() + absl::Hours(1)));
+  v1::SubmitJobResponse submitted;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->SubmitJob(&context, submit, &submitted).ok());
+  }
+  const std::string id = submitted.job().id();
+  ASSERT_EQ(submitted.job().state(), v1::Job::STATE_SCHEDULED);
+
+  v1::UpdateJobRequest update;
+  update.mutable_job()->set_id(id);
+  update.mutable_job()->set_queue("default");
+  update.mutable_update_mask()->add_paths("queue");
+  update.mutable_update_mask()->add_paths("schedule_time");  // unset: now
+  v1::Job updated;
+  {
+    grpc::ClientContext context;
+    grpc::Status status = stub_->UpdateJob(&context, update, &updated);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(updated.queue(), "default");
+  ASSERT_NO_FATAL_FAILURE(RunToSuccess(id));
+  std::vector<v1::JobEvent> events = WatchToEnd(id);
+  std::vector<std::string> seen;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_updated()) {
+      seen.push_back(
+          absl::StrCat("updated ", absl::StrJoin(e.updated().paths(), ",")));
+    } else if (e.has_state_changed()) {
+      seen.push_back(v1::Job::State_Name(e.state_changed().to()));
+    }
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "STATE_SCHEDULED", "updated queue,schedule_time",
+                      "STATE_QUEUED", "STATE_RUNNING", "STATE_SUCCEEDED"}))
+      << Logs(id);
 }
 
 TEST_F(WorkerE2eTest, KilledWorkersJobRunsAgainOnAnotherWorkerAndEndsOnce) {
