@@ -543,6 +543,19 @@ TEST_F(ServerIntegrationTest, CliUpdatesAJobAndNamesTheFlagOfABadValue) {
   CliResult got = RunCli(addr + "get " + id);
   EXPECT_EQ(JsonString(got.out, "etag"), JsonString(now.out, "etag"))
       << got.out;
+
+  // `watch` prints each update with the paths that changed.
+  ASSERT_EQ(RunCli(addr + "cancel " + id).code, 0);
+  CliResult watched = RunCli(addr + "watch " + id + " --after-seq 1");
+  EXPECT_TRUE(absl::StrContains(
+      watched.out,
+      id +
+          " updated: priority, queue, labels.team, labels.x, schedule_time, "
+          "max_attempts\n" +
+          id + " QUEUED -> SCHEDULED (rescheduled)\n" + id +
+          " updated: schedule_time\n" + id +
+          " SCHEDULED -> QUEUED (rescheduled)\n"))
+      << watched.out;
 }
 
 TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -134,6 +135,10 @@ absl::Status Watch(const CliContext& context, const std::string& id,
         }
       } else if (e.has_log()) {
         *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
+                     << "\n";
+      } else if (e.has_updated()) {
+        *context.out << (tty ? "\n" : "") << id
+                     << " updated: " << absl::StrJoin(e.updated().paths(), ", ")
                      << "\n";
       }
       context.out->flush();
