@@ -40,11 +40,11 @@ std::vector<std::string> Fields(const absl::Status& status) {
 }
 
 TEST(ParseUpdateMaskTest, AcceptsTheUpdatableFieldsAndLabelKeysOnce) {
-  absl::StatusOr<std::vector<UpdatePath>> paths = ParseUpdateMask(
-      {"priority", "queue", "labels.team", "schedule_time", "max_attempts",
-       "retry_policy", "attempt_timeout", "args", "payload", "priority",
-       "labels"},
-      "update_mask");
+  absl::StatusOr<std::vector<UpdatePath>> paths =
+      ParseUpdateMask({"priority", "queue", "labels.team", "schedule_time",
+                       "max_attempts", "retry_policy", "attempt_timeout",
+                       "args", "payload", "priority", "labels"},
+                      "update_mask");
   ASSERT_TRUE(paths.ok()) << paths.status();
   ASSERT_EQ(paths->size(), 10u);  // "priority" counts once
   EXPECT_EQ((*paths)[2].field, UpdateField::kLabel);
@@ -53,16 +53,16 @@ TEST(ParseUpdateMaskTest, AcceptsTheUpdatableFieldsAndLabelKeysOnce) {
 }
 
 TEST(ParseUpdateMaskTest, NamesEveryBadPathWithItsIndex) {
-  absl::StatusOr<std::vector<UpdatePath>> paths = ParseUpdateMask(
-      {"priority", "state", "colour", "retry_policy.jitter", "labels.Bad Key",
-       "*"},
-      "update_mask");
+  absl::StatusOr<std::vector<UpdatePath>> paths =
+      ParseUpdateMask({"priority", "state", "colour", "retry_policy.jitter",
+                       "labels.Bad Key", "*"},
+                      "update_mask");
   ASSERT_EQ(paths.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Fields(paths.status()),
-            (std::vector<std::string>{
-                "update_mask.paths[1]", "update_mask.paths[2]",
-                "update_mask.paths[3]", "update_mask.paths[4]",
-                "update_mask.paths[5]"}));
+  EXPECT_EQ(
+      Fields(paths.status()),
+      (std::vector<std::string>{"update_mask.paths[1]", "update_mask.paths[2]",
+                                "update_mask.paths[3]", "update_mask.paths[4]",
+                                "update_mask.paths[5]"}));
   const std::string message(paths.status().message());
   EXPECT_NE(message.find("'state' is not updatable"), std::string::npos)
       << message;
@@ -79,8 +79,8 @@ TEST(ParseUpdateMaskTest, AnEmptyMaskIsRequired) {
 
 TEST(ValidatePatchTest, ChecksOnlyTheMaskedFieldsByTheNewJobRules) {
   Job values;
-  values.priority = 5000000;        // out of range
-  values.queue = "Not A Queue";     // bad, but not masked
+  values.priority = 5000000;     // out of range
+  values.queue = "Not A Queue";  // bad, but not masked
   values.max_attempts = 5;
   absl::Status status =
       ValidatePatch(Patch({"priority", "max_attempts"}, values), "job");
@@ -105,9 +105,9 @@ TEST(UpdateMutationTest, WritesOnlyChangedFieldsInOneUpdatedEvent) {
   EXPECT_EQ(change->job.state, JobState::kQueued);
   ASSERT_EQ(change->events.size(), 1u);
   EXPECT_EQ(change->events[0].type, EventType::kUpdated);
-  EXPECT_EQ(change->events[0].paths,
-            (std::vector<std::string>{"priority", "labels.team",
-                                      "labels.tier"}));
+  EXPECT_EQ(
+      change->events[0].paths,
+      (std::vector<std::string>{"priority", "labels.team", "labels.tier"}));
 }
 
 TEST(UpdateMutationTest, AnUpdateThatChangesNothingRecordsNothing) {
@@ -210,11 +210,11 @@ TEST(UpdateMutationTest, UnsetValuesClearToTheDefaults) {
   job.max_attempts = 9;
   job.attempt_timeout = absl::Seconds(30);
   job.retry_policy = RetryPolicy();
-  absl::StatusOr<JobChange> change = UpdateMutation(
-      Patch({"queue", "max_attempts", "attempt_timeout", "retry_policy",
-             "labels"},
-            Job{}),
-      "")(job, kNow);
+  absl::StatusOr<JobChange> change =
+      UpdateMutation(Patch({"queue", "max_attempts", "attempt_timeout",
+                            "retry_policy", "labels"},
+                           Job{}),
+                     "")(job, kNow);
   ASSERT_TRUE(change.ok()) << change.status();
   // Job{} holds the defaults already; an empty queue means "default" too.
   EXPECT_EQ(change->job.queue, "default");
