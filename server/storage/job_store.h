@@ -127,6 +127,18 @@ class JobStore {
   virtual void Mutate(std::string id, JobMutation mutation,
                       JobCallback done) = 0;
 
+  // Deletes job `id` with its events and labels, if it is terminal and
+  // `check` (run on the writer against the job as committed; may be null)
+  // allows it. `done` gets the job as it was before deletion, NOT_FOUND,
+  // FAILED_PRECONDITION (PreconditionFailure type "STATE") for a job that is
+  // not terminal, or `check`'s error (nothing deleted). No event records a
+  // deletion: like retention, it raises MaxPrunedEventIdBlocking() to the
+  // job's last event_id, so a WatchJobs cursor that may have missed its
+  // events gets a `reset`.
+  virtual void Delete(std::string id,
+                      std::function<absl::Status(const Job&)> check,
+                      JobCallback done) = 0;
+
   // NOT_FOUND for an unknown id.
   virtual absl::StatusOr<Job> GetJobBlocking(const std::string& id) = 0;
 

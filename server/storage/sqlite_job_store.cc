@@ -266,6 +266,27 @@ class SqliteJobStore::Writer {
   }
 
   // Sets integer setting `key` to `value` unless it holds a larger one.
+  // Deletes the job's row, labels and events; returns the largest event_id
+  // deleted (0 when it had none).
+  int64_t DeleteJob(const std::string& id) {
+    rows.Forget(id);
+    int64_t max_event_id = 0;
+    {
+      auto stmt = conn.stmts.Get(
+          "SELECT MAX(event_id) FROM job_events WHERE job_id = ?");
+      stmt->bind(1, id);
+      if (stmt->executeStep()) max_event_id = stmt->getColumn(0).getInt64();
+    }
+    for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?",
+                            "DELETE FROM job_labels WHERE job_id = ?",
+                            "DELETE FROM jobs WHERE id = ?"}) {
+      auto stmt = conn.stmts.Get(sql);
+      stmt->bind(1, id);
+      stmt->exec();
+    }
+    return max_event_id;
+  }
+
   void RaiseSetting(const std::string& key, int64_t value) {
     auto stmt = conn.stmts.Get(
         "INSERT INTO settings (key, value) VALUES (?, ?) "
@@ -1024,6 +1045,50 @@ absl::Status SqliteJobStore::MutateOp::Apply(Writer& w) {
   return absl::OkStatus();
 }
 
+void SqliteJobStore::Delete(std::string id,
+                            std::function<absl::Status(const Job&)> check,
+                            JobCallback done) {
+  struct Deleted {
+    Job job;
+    int64_t max_event_id = 0;
+  };
+  auto deleted = std::make_shared<Deleted>();
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [this, id = std::move(id), check = std::move(check),
+               deleted](Writer& w) -> absl::Status {
+    JW_ASSIGN_OR_RETURN(deleted->job, w.LoadJob(id));
+    const Job& job = deleted->job;
+    if (!IsTerminal(job.state)) {
+      return FailedPreconditionError(
+          absl::StrCat("cannot delete job ", id, " in state ",
+                       JobStateName(job.state),
+                       "; allowed: SUCCEEDED, FAILED, CANCELLED"),
+          PreconditionViolation{
+              "STATE", absl::StrCat("jobs/", id),
+              absl::StrCat("job is ", JobStateName(job.state))});
+    }
+    if (check) JW_RETURN_IF_ERROR(check(job));
+    deleted->max_event_id = w.DeleteJob(id);
+    // As retention does: the mark commits with the delete.
+    if (deleted->max_event_id > max_pruned_event_id_.load())
+      w.RaiseSetting(kMaxPrunedEventIdKey, deleted->max_event_id);
+    return absl::OkStatus();
+  };
+  op->finish = [this, deleted, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    int64_t previous = max_pruned_event_id_.load();
+    while (deleted->max_event_id > previous &&
+           !max_pruned_event_id_.compare_exchange_weak(previous,
+                                                       deleted->max_event_id)) {
+    }
+    done(std::move(deleted->job));
+  };
+  Enqueue(std::move(op));
+}
+
 void SqliteJobStore::PutSetting(std::string key, std::string value,
                                 StatusCallback done) {
   auto op = std::make_unique<WriteOp>();
@@ -1103,24 +1168,8 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
           collect(*stmt);
         }
       }
-      for (const std::string& id : ids) {
-        w.rows.Forget(id);
-        {
-          auto stmt = w.conn.stmts.Get(
-              "SELECT MAX(event_id) FROM job_events WHERE job_id = ?");
-          stmt->bind(1, id);
-          if (stmt->executeStep()) {
-            max_pruned = std::max(max_pruned, stmt->getColumn(0).getInt64());
-          }
-        }
-        for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?",
-                                "DELETE FROM job_labels WHERE job_id = ?",
-                                "DELETE FROM jobs WHERE id = ?"}) {
-          auto stmt = w.conn.stmts.Get(sql);
-          stmt->bind(1, id);
-          stmt->exec();
-        }
-      }
+      for (const std::string& id : ids)
+        max_pruned = std::max(max_pruned, w.DeleteJob(id));
       deleted = static_cast<int64_t>(ids.size());
       // The high-water mark commits in the same transaction as the deletes
       // (the writer's next event id after a restart stays above it). Raised

@@ -175,6 +175,8 @@ class SqliteJobStore final : public JobStore {
   // JobStore.
   void Submit(std::vector<NewJob> jobs, SubmitCallback done) override;
   void Mutate(std::string id, JobMutation mutation, JobCallback done) override;
+  void Delete(std::string id, std::function<absl::Status(const Job&)> check,
+              JobCallback done) override;
   absl::StatusOr<Job> GetJobBlocking(const std::string& id) override;
   absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
       const std::string& job_id, int64_t after_seq, int limit) override;

@@ -66,16 +66,22 @@ absl::StatusOr<Job> SubmitOne(JobStore& store, NewJob job) {
   return (*r)[0].job;
 }
 
-absl::StatusOr<Job> MutateSync(JobStore& store, const std::string& id,
-                               JobMutation m) {
+// Starts a write with a JobCallback and waits for its answer.
+absl::StatusOr<Job> AwaitJob(const std::function<void(JobCallback)>& start) {
   absl::Notification n;
   absl::StatusOr<Job> out;
-  store.Mutate(id, std::move(m), [&](absl::StatusOr<Job> r) {
+  start([&](absl::StatusOr<Job> r) {
     out = std::move(r);
     n.Notify();
   });
   n.WaitForNotification();
   return out;
+}
+
+absl::StatusOr<Job> MutateSync(JobStore& store, const std::string& id,
+                               JobMutation m) {
+  return AwaitJob(
+      [&](JobCallback done) { store.Mutate(id, std::move(m), done); });
 }
 
 // A mutation that holds the writer thread until released: lets a test queue
@@ -1194,6 +1200,60 @@ TEST_F(SqliteJobStoreTest, RetentionByAgeKeepsRecentAndLiveJobs) {
   int64_t pruned = *store->MaxPrunedEventIdBlocking();
   store.reset();
   store = Open(options);
+  EXPECT_EQ(*store->MaxPrunedEventIdBlocking(), pruned);
+}
+
+absl::StatusOr<Job> DeleteSync(JobStore& store, const std::string& id,
+                               std::function<absl::Status(const Job&)> check) {
+  return AwaitJob(
+      [&](JobCallback done) { store.Delete(id, std::move(check), done); });
+}
+
+TEST_F(SqliteJobStoreTest, DeleteRemovesOnlyTerminalJobsTheCheckAllows) {
+  auto store = Open();
+  NewJob labelled = MakeJob();
+  labelled.job.labels["team"] = "a";
+  absl::StatusOr<Job> done = SubmitOne(*store, labelled);
+  ASSERT_TRUE(MutateSync(*store, done->id, MoveTo(JobState::kSucceeded)).ok());
+  absl::StatusOr<Job> live = SubmitOne(*store, MakeJob());
+  const int64_t last_event = *store->LastEventIdBlocking();
+
+  // Not terminal: refused, kept.
+  absl::StatusOr<Job> refused = DeleteSync(*store, live->id, nullptr);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_EQ(GetPreconditionViolations(refused.status()).size(), 1u);
+  EXPECT_EQ(GetPreconditionViolations(refused.status())[0].type, "STATE");
+  // The check refuses: kept.
+  absl::StatusOr<Job> checked = DeleteSync(*store, done->id, [](const Job&) {
+    return absl::AbortedError("not this one");
+  });
+  EXPECT_EQ(checked.status().code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(store->GetJobBlocking(done->id).ok());
+  EXPECT_EQ(*store->MaxPrunedEventIdBlocking(), 0);
+
+  absl::StatusOr<Job> deleted =
+      DeleteSync(*store, done->id, [](const Job& job) {
+        EXPECT_EQ(job.state, JobState::kSucceeded);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->id, done->id);
+  EXPECT_EQ(deleted->labels.at("team"), "a");
+  EXPECT_EQ(store->GetJobBlocking(done->id).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->ReadJobEventsBlocking(done->id, 0, 10)->empty());
+  EXPECT_TRUE(store->GetJobBlocking(live->id).ok());
+  ListJobsQuery by_label;
+  by_label.filter = "labels.team = \"a\"";
+  EXPECT_TRUE(store->ListJobsBlocking(by_label)->jobs.empty());
+  // Watch cursors below the deleted events need a reset, also after a reopen.
+  EXPECT_GT(*store->MaxPrunedEventIdBlocking(), 0);
+  EXPECT_LT(*store->MaxPrunedEventIdBlocking(), last_event);
+  const int64_t pruned = *store->MaxPrunedEventIdBlocking();
+  EXPECT_EQ(DeleteSync(*store, done->id, nullptr).status().code(),
+            absl::StatusCode::kNotFound);
+  store.reset();
+  store = Open();
   EXPECT_EQ(*store->MaxPrunedEventIdBlocking(), pruned);
 }
 
