@@ -11,6 +11,7 @@
 #include "google/protobuf/arena.h"
 #include "server/api/convert.h"
 #include "server/api/inline_arena.h"
+#include "server/api/request_stream.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -42,92 +43,56 @@ absl::StatusOr<Job> PrepareNewJob(const v1::SubmitJobRequest& request,
 }
 
 absl::Status CheckId(const std::string& id, absl::string_view field = "id") {
-  if (id.empty()) return InvalidArgumentError(field, "is required");
-  if (!IsValidUlid(id))
-    return InvalidArgumentError(field, "is not a job id (ULID)");
-  return absl::OkStatus();
+  return CheckJobId(id, field);
 }
 
 // SubmitJobs: read a batch, commit it, answer, and only then read the next,
-// so at most one batch per stream is in memory. Reference counted: gRPC holds
-// one reference until OnDone, a store write in flight holds another.
+// so at most one batch per stream is in memory.
 class SubmitJobsReactor final
-    : public grpc::ServerBidiReactor<v1::SubmitJobsRequest,
-                                     v1::SubmitJobsResponse>,
-      public ServiceStream {
+    : public RequestStream<v1::SubmitJobsRequest, v1::SubmitJobsResponse> {
  public:
   SubmitJobsReactor(JobStore* store, StreamRegistry* registry,
                     const std::atomic<bool>* draining,
                     absl::Duration retry_delay)
-      : store_(store),
-        registry_(registry),
+      : RequestStream(registry),
+        store_(store),
         draining_(draining),
-        retry_delay_(retry_delay) {
-    registry_->Add(this);
-    StartRead(&request_);
-  }
+        retry_delay_(retry_delay) {}
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // the client has sent its last batch
-      absl::MutexLock lock(&mu_);
-      FinishLocked(absl::OkStatus());
-      return;
-    }
-    absl::StatusOr<std::vector<NewJob>> batch = PrepareBatch();
-    if (!batch.ok()) {
-      absl::MutexLock lock(&mu_);
-      FinishLocked(batch.status());
-      return;
-    }
-    refs_.fetch_add(1);
+ private:
+  void Handle(const v1::SubmitJobsRequest& request) override {
+    absl::StatusOr<std::vector<NewJob>> batch = PrepareBatch(request);
+    if (!batch.ok()) return Answer(batch.status());
     store_->Submit(*std::move(batch),
                    [this](absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
-                     Answer(std::move(outcomes));
-                     Unref();
+                     if (!outcomes.ok()) return Answer(outcomes.status());
+                     v1::SubmitJobsResponse response;
+                     int created = 0;
+                     for (const SubmitOutcome& o : *outcomes) {
+                       response.add_ids(o.job.id);
+                       if (o.created) ++created;
+                     }
+                     response.set_created(created);
+                     Answer(std::move(response));
                    });
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    if (!ok) {
-      FinishLocked(absl::CancelledError("write failed"));
-      return;
-    }
-    if (!finished_) StartRead(&request_);
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(absl::CancelledError("cancelled by the client"));
-  }
-
-  void OnDone() override { Unref(); }
-
-  // ServiceStream.
-  void Tick(absl::Time) override {}
-  void Drain(absl::Time) override {}
-  void Abort(const absl::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(status);
-  }
-  size_t BufferedMessages() override { return 0; }
-
- private:
-  absl::StatusOr<std::vector<NewJob>> PrepareBatch() {
+  absl::StatusOr<std::vector<NewJob>> PrepareBatch(
+      const v1::SubmitJobsRequest& request) {
     if (draining_->load()) {
       return UnavailableError("server is shutting down", retry_delay_);
     }
-    if (request_.jobs_size() > kMaxSubmitBatch) {
+    if (request.jobs_size() > kMaxSubmitBatch) {
       return InvalidArgumentError(
           "jobs", absl::StrCat("at most ", kMaxSubmitBatch,
-                               " jobs per batch, got ", request_.jobs_size()));
+                               " jobs per batch, got ", request.jobs_size()));
     }
     std::vector<NewJob> jobs;
-    jobs.reserve(request_.jobs_size());
+    jobs.reserve(request.jobs_size());
     std::vector<FieldViolation> violations;
-    for (int i = 0; i < request_.jobs_size(); ++i) {
+    for (int i = 0; i < request.jobs_size(); ++i) {
       absl::StatusOr<Job> job =
-          PrepareNewJob(request_.jobs(i), absl::StrCat("jobs[", i, "]."));
+          PrepareNewJob(request.jobs(i), absl::StrCat("jobs[", i, "]."));
       if (!job.ok()) {
         for (FieldViolation& v : GetFieldViolations(job.status())) {
           violations.push_back(std::move(v));
@@ -140,45 +105,9 @@ class SubmitJobsReactor final
     return jobs;
   }
 
-  void Answer(absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    if (!outcomes.ok()) {
-      FinishLocked(outcomes.status());
-      return;
-    }
-    response_.Clear();
-    int created = 0;
-    for (const SubmitOutcome& o : *outcomes) {
-      response_.add_ids(o.job.id);
-      if (o.created) ++created;
-    }
-    response_.set_created(created);
-    StartWrite(&response_);
-  }
-
-  void FinishLocked(const absl::Status& status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(ToGrpcStatus(status));
-  }
-
-  void Unref() {
-    if (refs_.fetch_sub(1) != 1) return;
-    registry_->Remove(this);
-    delete this;
-  }
-
   JobStore* const store_;
-  StreamRegistry* const registry_;
   const std::atomic<bool>* const draining_;
   const absl::Duration retry_delay_;
-  std::atomic<int> refs_{1};
-  v1::SubmitJobsRequest request_;  // owned by the read in flight
-  absl::Mutex mu_;
-  v1::SubmitJobsResponse response_ ABSL_GUARDED_BY(mu_);
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Bytes of a SubmitJob's inline arena block: the parsed request and the
@@ -315,8 +244,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
 
 grpc::ServerBidiReactor<v1::SubmitJobsRequest, v1::SubmitJobsResponse>*
 JobServiceImpl::SubmitJobs(grpc::CallbackServerContext* context) {
-  return new SubmitJobsReactor(store_, &streams_, &draining_,
-                               options_.retry_delay);
+  auto* stream = new SubmitJobsReactor(store_, &streams_, &draining_,
+                                       options_.retry_delay);
+  stream->Start();
+  return stream;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
@@ -453,6 +384,19 @@ grpc::ServerUnaryReactor* JobServiceImpl::UpdateJob(
             UpdateMutation(*std::move(patch), std::move(etag)), nullptr, "",
             response);
   return reactor;
+}
+
+grpc::ServerBidiReactor<v1::BulkUpdateJobsRequest, v1::BulkUpdateJobsResponse>*
+JobServiceImpl::BulkUpdateJobs(grpc::CallbackServerContext* context) {
+  BulkDeps deps;
+  deps.store = store_;
+  deps.executor = executor_;
+  deps.clock = clock_;
+  deps.cancel_running = options_.cancel_running;
+  deps.pause_running = options_.pause_running;
+  deps.chunk_jobs = options_.bulk_chunk_jobs;
+  return NewBulkUpdateReactor(std::move(deps), &streams_, &draining_,
+                              options_.retry_delay);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ExplainJob(

@@ -14,7 +14,8 @@
 // ExplainJob reads the job and asks Options::dispatcher for its gates
 // (UNIMPLEMENTED without one). UpdateJob is the pure mutation of
 // core/job_update.h; it reaches RUNNING jobs too (their next attempt sees
-// the new values). BulkUpdateJobs is not served here (UNIMPLEMENTED).
+// the new values). BulkUpdateJobs applies the same mutations (and
+// JobStore::Delete) to many jobs, in chunks (bulk_update.h).
 //
 // Time: heartbeats and stall checks run in Tick(), which reads the injected
 // Clock. With Options::tick_period > 0 a single ticker thread calls it (not a
@@ -48,6 +49,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
+#include "server/api/bulk_update.h"
 #include "server/api/stream_registry.h"
 #include "server/api/watch_reactors.h"
 #include "server/common/clock.h"
@@ -63,10 +65,8 @@ inline constexpr int kMaxSubmitBatch = 1000;
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  // Asks the dispatcher to cancel (or pause) a RUNNING job; `done` gets the
-  // job as it stands after the request was taken. Must not block.
-  using RunningJobHook = std::function<void(
-      const std::string& id, const std::string& reason, JobCallback done)>;
+  // See bulk_update.h.
+  using RunningJobHook = jobwire::RunningJobHook;
 
   struct Options {
     WatchOptions watch;
@@ -79,6 +79,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
     // Answers ExplainJob; not owned, must outlive the service. Null:
     // ExplainJob fails with UNIMPLEMENTED.
     Dispatcher* dispatcher = nullptr;
+    // Most jobs of one BulkUpdateJobs request in the store's queue at a
+    // time (BulkDeps::chunk_jobs).
+    int bulk_chunk_jobs = 500;
   };
 
   JobServiceImpl(JobStore* store, EventBus* bus, Executor* executor,
@@ -124,6 +127,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* UpdateJob(grpc::CallbackServerContext* context,
                                       const v1::UpdateJobRequest* request,
                                       v1::Job* response) override;
+  // Patches or actions on many jobs, chunk by chunk (bulk_update.h).
+  grpc::ServerBidiReactor<v1::BulkUpdateJobsRequest,
+                          v1::BulkUpdateJobsResponse>*
+  BulkUpdateJobs(grpc::CallbackServerContext* context) override;
   // The job and every gate that holds it (Dispatcher::Explain). Fails:
   // INVALID_ARGUMENT (bad id), NOT_FOUND.
   grpc::ServerUnaryReactor* ExplainJob(

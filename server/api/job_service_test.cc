@@ -15,6 +15,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -857,6 +858,293 @@ TEST(JobServiceTest, UpdateJobRefusesBadMasksAndValuesAndWritesNothing) {
 
 // Bad input: each gets its documented code, BadRequest names the field, and
 // nothing is written.
+// The responses of a BulkUpdateJobs stream that sends `requests`, and the
+// stream's status.
+struct BulkOutcome {
+  std::vector<v1::BulkUpdateJobsResponse> responses;
+  grpc::Status status;
+};
+
+BulkOutcome Bulk(Fixture& f,
+                 const std::vector<v1::BulkUpdateJobsRequest>& requests) {
+  BulkOutcome out;
+  grpc::ClientContext ctx;
+  auto stream = f.stub->BulkUpdateJobs(&ctx);
+  for (const v1::BulkUpdateJobsRequest& req : requests) {
+    if (!stream->Write(req)) break;
+    v1::BulkUpdateJobsResponse resp;
+    if (!stream->Read(&resp)) break;
+    out.responses.push_back(resp);
+  }
+  stream->WritesDone();
+  out.status = stream->Finish();
+  return out;
+}
+
+v1::BulkUpdateJobsRequest BulkByFilter(const std::string& filter) {
+  v1::BulkUpdateJobsRequest req;
+  req.set_filter(filter);
+  return req;
+}
+
+v1::BulkUpdateJobsRequest BulkByIds(const std::vector<std::string>& ids) {
+  v1::BulkUpdateJobsRequest req;
+  for (const std::string& id : ids) req.mutable_ids()->add_ids(id);
+  return req;
+}
+
+v1::Job GetJob(Fixture& f, const std::string& id) {
+  v1::GetJobRequest req;
+  req.set_id(id);
+  v1::Job job;
+  grpc::ClientContext ctx;
+  EXPECT_TRUE(f.stub->GetJob(&ctx, req, &job).ok()) << id;
+  return job;
+}
+
+// matched, updated, skipped, failed.
+std::vector<int64_t> Counts(const v1::BulkUpdateJobsResponse& r) {
+  return {r.matched(), r.updated(), r.skipped(), r.failed()};
+}
+
+TEST(JobServiceTest, BulkUpdateJobsPatchesAndActsOnAFilterChunkByChunk) {
+  JobServiceImpl::Options options;
+  options.bulk_chunk_jobs = 7;
+  Fixture f(options);
+  std::vector<std::string> a, b;
+  for (int i = 0; i < 30; ++i) a.push_back(f.Submit("k", "", "a").id());
+  for (int i = 0; i < 5; ++i) b.push_back(f.Submit("k", "", "b").id());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(f.Cancel(a[i]).ok());
+  const int64_t commits_before = f.store->stats().commits;
+
+  v1::BulkUpdateJobsRequest patch = BulkByFilter("queue = \"a\"");
+  patch.mutable_patch()->set_priority(5);
+  patch.mutable_update_mask()->add_paths("priority");
+  v1::BulkUpdateJobsRequest pause = BulkByFilter("queue = \"a\"");
+  pause.set_action(v1::BulkUpdateJobsRequest::ACTION_PAUSE);
+  pause.add_expected_states(v1::Job::STATE_QUEUED);
+  v1::BulkUpdateJobsRequest dry_resume = BulkByFilter("queue = \"a\"");
+  dry_resume.set_action(v1::BulkUpdateJobsRequest::ACTION_RESUME);
+  dry_resume.set_dry_run(true);
+  // Several requests on one stream, one response each, in order.
+  BulkOutcome out = Bulk(f, {patch, patch, pause, dry_resume});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 4u);
+  // The cancelled jobs are skipped: a finished job takes no patch.
+  EXPECT_EQ(Counts(out.responses[0]), (std::vector<int64_t>{30, 27, 3, 0}));
+  // The same patch again changes nothing.
+  EXPECT_EQ(Counts(out.responses[1]), (std::vector<int64_t>{30, 0, 30, 0}));
+  EXPECT_EQ(Counts(out.responses[2]), (std::vector<int64_t>{30, 27, 3, 0}));
+  EXPECT_EQ(Counts(out.responses[3]), (std::vector<int64_t>{30, 27, 3, 0}));
+  // 27 jobs in chunks of at most 7, twice: at least 4 commits each.
+  EXPECT_GE(f.store->stats().commits - commits_before, 8);
+
+  for (int i = 3; i < 30; ++i) {
+    v1::Job job = GetJob(f, a[i]);
+    EXPECT_EQ(job.priority(), 5);
+    EXPECT_EQ(job.state(), v1::Job::STATE_PAUSED);  // the dry run left it
+  }
+  EXPECT_EQ(GetJob(f, a[0]).state(), v1::Job::STATE_CANCELLED);
+  for (const std::string& id : b) {
+    EXPECT_EQ(GetJob(f, id).priority(), 0);
+    EXPECT_EQ(GetJob(f, id).state(), v1::Job::STATE_QUEUED);
+  }
+  // Each patched job has one `updated` event naming the path.
+  auto events = f.store->ReadJobEventsBlocking(a[5], 0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 3u);  // submitted, updated, paused
+  EXPECT_EQ((*events)[1].type, EventType::kUpdated);
+  EXPECT_EQ((*events)[1].paths, std::vector<std::string>{"priority"});
+}
+
+TEST(JobServiceTest, BulkUpdateJobsByIdsCountsEveryIdOnceAndListsFailures) {
+  Fixture f(DefaultOptions());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(f.Submit("k").id());
+  ASSERT_TRUE(f.Cancel(ids[0]).ok());
+  ASSERT_TRUE(f.Cancel(ids[1]).ok());
+  const std::string unknown = "01J0000000000000000000ZZZZ";
+
+  v1::BulkUpdateJobsRequest del =
+      BulkByIds({ids[0], ids[1], ids[0], ids[2], unknown});
+  del.set_action(v1::BulkUpdateJobsRequest::ACTION_DELETE);
+  v1::BulkUpdateJobsRequest dry = del;
+  dry.set_dry_run(true);
+  v1::BulkUpdateJobsRequest retry = BulkByIds({ids[1], ids[3]});
+  retry.set_action(v1::BulkUpdateJobsRequest::ACTION_RETRY);
+  BulkOutcome out = Bulk(f, {dry, retry, del});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 3u);
+  // Dry run: ids[0] (once) and ids[1] would go; ids[2] is QUEUED.
+  EXPECT_EQ(Counts(out.responses[0]), (std::vector<int64_t>{4, 2, 1, 1}));
+  EXPECT_EQ(Counts(out.responses[1]), (std::vector<int64_t>{2, 1, 1, 0}));
+  // ids[1] was retried: only ids[0] is still finished.
+  const v1::BulkUpdateJobsResponse& deleted = out.responses[2];
+  EXPECT_EQ(Counts(deleted), (std::vector<int64_t>{4, 1, 2, 1}));
+  ASSERT_EQ(deleted.failures_size(), 1);
+  EXPECT_EQ(deleted.failures(0).id(), unknown);
+  EXPECT_EQ(deleted.failures(0).code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::GetJobRequest get;
+  get.set_id(ids[0]);
+  v1::Job job;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(f.stub->GetJob(&ctx, get, &job).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetJob(f, ids[1]).state(), v1::Job::STATE_QUEUED);
+  EXPECT_EQ(GetJob(f, ids[2]).state(), v1::Job::STATE_QUEUED);
+}
+
+TEST(JobServiceTest, BulkCancelHandsRunningJobsToTheHookAndChecksStates) {
+  JobServiceImpl::Options options;
+  std::vector<std::string> handed;
+  absl::Mutex mu;
+  options.cancel_running = [&](const std::string& id, const std::string&,
+                               JobCallback done) {
+    {
+      absl::MutexLock lock(&mu);
+      handed.push_back(id);
+    }
+    Job job;
+    job.id = id;
+    done(job);
+  };
+  Fixture f(options);
+  v1::Job queued = f.Submit("k");
+  v1::Job running = f.Submit("k");
+  v1::Job other = f.Submit("k");
+  absl::Notification moved;
+  f.store->Mutate(
+      running.id(),
+      [](const Job& current, absl::Time) -> absl::StatusOr<JobChange> {
+        JobChange change{current, {}};
+        change.job.state = JobState::kRunning;
+        change.job.attempt = 1;
+        JobEvent e;
+        e.type = EventType::kStateChanged;
+        e.from = current.state;
+        e.to = JobState::kRunning;
+        change.events.push_back(e);
+        return change;
+      },
+      [&](absl::StatusOr<Job> job) {
+        EXPECT_TRUE(job.ok()) << job.status();
+        moved.Notify();
+      });
+  moved.WaitForNotification();
+
+  // Guarded by expected_states: only the QUEUED job.
+  v1::BulkUpdateJobsRequest guarded = BulkByIds({queued.id(), running.id()});
+  guarded.set_action(v1::BulkUpdateJobsRequest::ACTION_CANCEL);
+  guarded.add_expected_states(v1::Job::STATE_QUEUED);
+  // Unguarded: the RUNNING job goes to the dispatcher.
+  v1::BulkUpdateJobsRequest all = BulkByIds({running.id(), other.id()});
+  all.set_action(v1::BulkUpdateJobsRequest::ACTION_CANCEL);
+  BulkOutcome out = Bulk(f, {guarded, all});
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.responses.size(), 2u);
+  EXPECT_EQ(Counts(out.responses[0]), (std::vector<int64_t>{2, 1, 1, 0}));
+  EXPECT_EQ(Counts(out.responses[1]), (std::vector<int64_t>{2, 2, 0, 0}));
+  EXPECT_EQ(handed, std::vector<std::string>{running.id()});
+  EXPECT_EQ(GetJob(f, queued.id()).state(), v1::Job::STATE_CANCELLED);
+  EXPECT_EQ(GetJob(f, other.id()).state(), v1::Job::STATE_CANCELLED);
+  EXPECT_EQ(GetJob(f, running.id()).state(), v1::Job::STATE_RUNNING);
+}
+
+TEST(JobServiceTest, BulkUpdateJobsRefusesBadRequestsAndWritesNothing) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  struct Case {
+    std::string name;
+    std::function<void(v1::BulkUpdateJobsRequest*)> edit;
+    std::string field;
+  };
+  auto action = [](v1::BulkUpdateJobsRequest* r) {
+    r->set_action(v1::BulkUpdateJobsRequest::ACTION_PAUSE);
+  };
+  const std::vector<Case> cases = {
+      {"no selector",
+       [&](v1::BulkUpdateJobsRequest* r) {
+         r->clear_selector();
+         action(r);
+       },
+       "ids"},
+      {"no ids",
+       [&](v1::BulkUpdateJobsRequest* r) {
+         r->mutable_ids()->clear_ids();
+         action(r);
+       },
+       "ids.ids"},
+      {"bad id",
+       [&](v1::BulkUpdateJobsRequest* r) {
+         r->mutable_ids()->add_ids("nope");
+         action(r);
+       },
+       "ids.ids[1]"},
+      {"bad filter",
+       [&](v1::BulkUpdateJobsRequest* r) {
+         r->set_filter("state = = QUEUED");
+         action(r);
+       },
+       "filter"},
+      {"unknown action",
+       [](v1::BulkUpdateJobsRequest* r) {
+         r->set_action(static_cast<v1::BulkUpdateJobsRequest::Action>(42));
+       },
+       "action"},
+      {"mask with an action",
+       [&](v1::BulkUpdateJobsRequest* r) {
+         action(r);
+         r->mutable_update_mask()->add_paths("priority");
+       },
+       "update_mask"},
+      {"no mask, no action", [](v1::BulkUpdateJobsRequest*) {}, "update_mask"},
+      {"state is not updatable",
+       [](v1::BulkUpdateJobsRequest* r) {
+         r->mutable_update_mask()->add_paths("state");
+       },
+       "update_mask.paths[0]"},
+      {"bad value",
+       [](v1::BulkUpdateJobsRequest* r) {
+         r->mutable_update_mask()->add_paths("queue");
+         r->mutable_patch()->set_queue("UPPER");
+       },
+       "patch.queue"},
+      {"unspecified state",
+       [&](v1::BulkUpdateJobsRequest* r) {
+         action(r);
+         r->add_expected_states(v1::Job::STATE_QUEUED);
+         r->add_expected_states(v1::Job::STATE_UNSPECIFIED);
+       },
+       "expected_states[1]"},
+  };
+  for (const Case& c : cases) {
+    v1::BulkUpdateJobsRequest req = BulkByIds({job.id()});
+    c.edit(&req);
+    BulkOutcome out = Bulk(f, {req});
+    EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.name;
+    EXPECT_TRUE(out.responses.empty()) << c.name;
+    std::vector<std::string> fields = ViolationFields(out.status);
+    EXPECT_NE(std::find(fields.begin(), fields.end(), c.field), fields.end())
+        << c.name << ": " << out.status.error_message();
+  }
+  const v1::Job after = GetJob(f, job.id());
+  EXPECT_EQ(after.state(), v1::Job::STATE_QUEUED);
+  EXPECT_EQ(after.etag(), job.etag());
+}
+
+TEST(JobServiceTest, BulkUpdateJobsWhileDrainingIsUnavailable) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  f.service->StartShutdown(f.clock.Now() + absl::Seconds(5));
+  v1::BulkUpdateJobsRequest req = BulkByIds({job.id()});
+  req.set_action(v1::BulkUpdateJobsRequest::ACTION_CANCEL);
+  BulkOutcome out = Bulk(f, {req});
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(GetJob(f, job.id()).state(), v1::Job::STATE_QUEUED);
+}
+
 TEST(JobServiceTest, BadInputGetsTheDocumentedCodeAndWritesNothing) {
   Fixture f(DefaultOptions());
   f.Submit("k");

@@ -46,6 +46,14 @@ bool RefusedBecauseRunning(const absl::Status& status) {
   return false;
 }
 
+bool RefusedForState(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kFailedPrecondition) return false;
+  for (const PreconditionViolation& v : GetPreconditionViolations(status)) {
+    if (v.type == "STATE" || v.type == kRunningType) return true;
+  }
+  return false;
+}
+
 JobMutation CancelMutation(std::string reason) {
   if (reason.empty()) reason = "cancelled";
   return [reason = std::move(reason)](

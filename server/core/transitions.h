@@ -42,6 +42,11 @@ JobMutation RetryMutation(int32_t additional_attempts);
 // RUNNING job: the caller hands such a job to the dispatcher instead.
 bool RefusedBecauseRunning(const absl::Status& status);
 
+// True when `status` refuses a change because of the job's state (any of the
+// refusals above, RUNNING included, and UpdateMutation's of a terminal job):
+// PreconditionFailure type "STATE" or "STATE_RUNNING".
+bool RefusedForState(const absl::Status& status);
+
 }  // namespace jobwire
 
 #endif  // JOBWIRE_SERVER_CORE_TRANSITIONS_H_

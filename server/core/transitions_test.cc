@@ -46,6 +46,7 @@ TEST(CancelMutationTest, RefusesTerminalAndRunningJobsWithPreconditionFailure) {
     ASSERT_EQ(v.size(), 1u);
     EXPECT_EQ(RefusedBecauseRunning(change.status()),
               state == JobState::kRunning);
+    EXPECT_TRUE(RefusedForState(change.status()));
     if (state != JobState::kRunning) {  // the service cancels those too
       EXPECT_NE(change.status().message().find(
                     "allowed: QUEUED, SCHEDULED, PAUSED, RUNNING"),
@@ -53,6 +54,17 @@ TEST(CancelMutationTest, RefusesTerminalAndRunningJobsWithPreconditionFailure) {
           << change.status();
     }
   }
+}
+
+TEST(RefusedForStateTest, OnlyStateRefusalsCount) {
+  EXPECT_TRUE(RefusedForState(
+      ResumeMutation()(JobIn(JobState::kQueued), kNow).status()));
+  EXPECT_TRUE(RefusedForState(
+      RetryMutation(1)(JobIn(JobState::kRunning), kNow).status()));
+  EXPECT_FALSE(RefusedForState(absl::OkStatus()));
+  EXPECT_FALSE(RefusedForState(absl::FailedPreconditionError("no details")));
+  EXPECT_FALSE(RefusedForState(FailedPreconditionError(
+      "started", PreconditionViolation{"STARTED", "jobs/x", "started"})));
 }
 
 TEST(PauseResumeMutationTest, PausedJobResumesToQueuedOrScheduled) {

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/errors.h"
+#include "server/core/ids.h"
 
 namespace jobwire {
 namespace {
@@ -45,6 +46,13 @@ bool IsValidLabelKey(absl::string_view key) {
   return MatchesName(key, 63, IsLowerOrDigit, [](char c) {
     return IsLowerOrDigit(c) || c == '.' || c == '_' || c == '/' || c == '-';
   });
+}
+
+absl::Status CheckJobId(absl::string_view id, absl::string_view field) {
+  if (id.empty()) return InvalidArgumentError(field, "is required");
+  if (!IsValidUlid(id))
+    return InvalidArgumentError(field, "is not a job id (ULID)");
+  return absl::OkStatus();
 }
 
 absl::Status ValidateNewJob(const Job& job) {

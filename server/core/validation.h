@@ -29,6 +29,10 @@ bool IsValidKind(absl::string_view kind);
 // True for `[a-z0-9][a-z0-9._/-]{0,62}`.
 bool IsValidLabelKey(absl::string_view key);
 
+// OK for a job id (a ULID); INVALID_ARGUMENT on `field` ("is required", "is
+// not a job id (ULID)") otherwise.
+absl::Status CheckJobId(absl::string_view id, absl::string_view field);
+
 // Checks the input fields of a job to be created (the fields a client sets;
 // id, state and times are ignored). An empty queue means "default" and
 // max_attempts 0 means the default; both are valid.

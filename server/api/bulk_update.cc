@@ -1,0 +1,455 @@
+#include "server/api/bulk_update.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/api/convert.h"
+#include "server/api/request_stream.h"
+#include "server/common/errors.h"
+#include "server/core/filter.h"
+#include "server/core/transitions.h"
+#include "server/core/validation.h"
+
+namespace jobwire {
+namespace {
+
+using Action = BulkRequest::Action;
+
+constexpr int kMaxChunkJobs = 1000;
+constexpr char kCancelReason[] = "cancelled by a bulk update";
+
+bool IsStorageFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsExpected(const std::vector<JobState>& expected, JobState state) {
+  return expected.empty() ||
+         std::find(expected.begin(), expected.end(), state) != expected.end();
+}
+
+absl::Status NotExpected(const Job& job) {
+  return FailedPreconditionError(
+      absl::StrCat("job ", job.id, " is ", JobStateName(job.state),
+                   ", not one of expected_states"),
+      PreconditionViolation{"STATE", absl::StrCat("jobs/", job.id),
+                            absl::StrCat("job is ", JobStateName(job.state))});
+}
+
+// `status` with `prefix` in front of its message, its code and details kept.
+absl::Status Prefixed(const absl::Status& status, absl::string_view prefix) {
+  absl::Status out(status.code(), absl::StrCat(prefix, status.message()));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) {
+        out.SetPayload(url, payload);
+      });
+  return out;
+}
+
+std::optional<Action> ActionFromProto(v1::BulkUpdateJobsRequest::Action a) {
+  switch (a) {
+    case v1::BulkUpdateJobsRequest::ACTION_UNSPECIFIED:
+      return Action::kPatch;
+    case v1::BulkUpdateJobsRequest::ACTION_CANCEL:
+      return Action::kCancel;
+    case v1::BulkUpdateJobsRequest::ACTION_PAUSE:
+      return Action::kPause;
+    case v1::BulkUpdateJobsRequest::ACTION_RESUME:
+      return Action::kResume;
+    case v1::BulkUpdateJobsRequest::ACTION_RETRY:
+      return Action::kRetry;
+    case v1::BulkUpdateJobsRequest::ACTION_DELETE:
+      return Action::kDelete;
+    default:
+      return std::nullopt;
+  }
+}
+
+void AddViolations(const absl::Status& status,
+                   std::vector<FieldViolation>& violations) {
+  if (status.ok()) return;
+  std::vector<FieldViolation> found = GetFieldViolations(status);
+  if (found.empty()) found.push_back({"", std::string(status.message())});
+  for (FieldViolation& v : found) violations.push_back(std::move(v));
+}
+
+// One request's run. Reference counted: the Executor task or the store
+// writes in flight hold it.
+class BulkRun : public std::enable_shared_from_this<BulkRun> {
+ public:
+  BulkRun(const BulkDeps& deps, BulkRequest request,
+          std::function<absl::Status()> stop,
+          std::function<void(absl::StatusOr<v1::BulkUpdateJobsResponse>)> done)
+      : deps_(deps),
+        request_(std::move(request)),
+        chunk_jobs_(std::clamp(deps.chunk_jobs, 1, kMaxChunkJobs)),
+        stop_(std::move(stop)),
+        done_(std::move(done)) {
+    switch (request_.action) {
+      case Action::kPatch:
+        base_ = UpdateMutation(request_.patch, "");
+        break;
+      case Action::kCancel:
+        base_ = CancelMutation(kCancelReason);
+        hook_ = deps_.cancel_running;
+        hook_reason_ = kCancelReason;
+        break;
+      case Action::kPause:
+        base_ = PauseMutation();
+        hook_ = deps_.pause_running;
+        break;
+      case Action::kResume:
+        base_ = ResumeMutation();
+        break;
+      case Action::kRetry:
+        base_ = RetryMutation(1);
+        break;
+      case Action::kDelete:
+        break;
+    }
+  }
+
+  void ScheduleNextChunk() {
+    std::shared_ptr<BulkRun> self = shared_from_this();
+    if (!deps_.executor->Schedule([self] { self->NextChunk(); })) {
+      End(absl::UnavailableError("server is shutting down"));
+    }
+  }
+
+ private:
+  // The answers of one chunk's writes.
+  struct Chunk {
+    explicit Chunk(size_t n) : pending(n), changed(n, 0) {}
+    std::atomic<size_t> pending;
+    // Set on the store's writer by the mutation of job i: whether it wrote
+    // an event (a patch that changes nothing writes none).
+    std::vector<char> changed;
+  };
+
+  // Executor thread: reads the next chunk and queues its writes (or, on a
+  // dry run, classifies it).
+  void NextChunk() {
+    const absl::Status stop = stop_();
+    if (!stop.ok()) return End(stop);
+    std::vector<Job> rows;  // filter or dry run
+    std::vector<std::string> ids;
+    if (request_.filter.has_value()) {
+      ListJobsQuery query;
+      query.filter = *request_.filter;
+      query.page_size = chunk_jobs_;
+      query.page_token = page_token_;
+      absl::StatusOr<ListJobsResult> page =
+          deps_.store->ListJobsBlocking(query);
+      if (!page.ok()) return End(page.status());
+      page_token_ = std::move(page->next_page_token);
+      more_ = !page_token_.empty();
+      rows = std::move(page->jobs);
+      ids.reserve(rows.size());
+      for (const Job& job : rows) ids.push_back(job.id);
+    } else {
+      const size_t end = std::min(request_.ids.size(), next_id_ + chunk_jobs_);
+      ids.assign(request_.ids.begin() + next_id_, request_.ids.begin() + end);
+      next_id_ = end;
+      more_ = next_id_ < request_.ids.size();
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      response_.set_matched(response_.matched() +
+                            static_cast<int64_t>(ids.size()));
+    }
+    if (request_.dry_run) return DryRun(ids, rows);
+    auto chunk = std::make_shared<Chunk>(ids.size());
+    if (ids.empty()) return ChunkDone();
+    for (size_t i = 0; i < ids.size(); ++i) Write(chunk, i, ids[i]);
+  }
+
+  // Queues the write of job `id`, the chunk's i-th.
+  void Write(const std::shared_ptr<Chunk>& chunk, size_t i,
+             const std::string& id) {
+    std::shared_ptr<BulkRun> self = shared_from_this();
+    auto answer = [self, chunk, i, id](absl::StatusOr<Job> job) {
+      self->Answered(*chunk, i, id, job.status());
+    };
+    if (request_.action == Action::kDelete) {
+      deps_.store->Delete(
+          id,
+          [self, chunk, i](const Job& job) -> absl::Status {
+            if (!IsExpected(self->request_.expected_states, job.state))
+              return NotExpected(job);
+            chunk->changed[i] = 1;
+            return absl::OkStatus();
+          },
+          std::move(answer));
+      return;
+    }
+    deps_.store->Mutate(
+        id,
+        [self, chunk, i](const Job& current,
+                         absl::Time now) -> absl::StatusOr<JobChange> {
+          absl::StatusOr<JobChange> change = self->Change(current, now);
+          if (change.ok()) chunk->changed[i] = change->events.empty() ? 0 : 1;
+          return change;
+        },
+        [self, chunk, i, id, answer](absl::StatusOr<Job> job) {
+          // A RUNNING job goes to the dispatcher, which tells the worker.
+          if (!job.ok() && self->hook_ && RefusedBecauseRunning(job.status())) {
+            chunk->changed[i] = 1;
+            self->hook_(id, self->hook_reason_, answer);
+            return;
+          }
+          answer(std::move(job));
+        });
+  }
+
+  // The change to `current`: refused when it is not in expected_states.
+  absl::StatusOr<JobChange> Change(const Job& current, absl::Time now) const {
+    if (!IsExpected(request_.expected_states, current.state))
+      return NotExpected(current);
+    return base_(current, now);
+  }
+
+  // Executor thread: what the writes of this chunk would do, against the
+  // jobs as read now.
+  void DryRun(const std::vector<std::string>& ids, std::vector<Job>& rows) {
+    if (!request_.filter.has_value()) {
+      for (const std::string& id : ids) {
+        absl::StatusOr<Job> job = deps_.store->GetJobBlocking(id);
+        if (job.ok()) {
+          rows.push_back(*std::move(job));
+        } else if (job.status().code() == absl::StatusCode::kNotFound) {
+          Record(id, job.status(), false);
+        } else {
+          return End(job.status());
+        }
+      }
+    }
+    const absl::Time now = deps_.clock->Now();
+    for (const Job& job : rows) {
+      if (request_.action == Action::kDelete) {
+        Record(job.id, absl::OkStatus(),
+               IsTerminal(job.state) &&
+                   IsExpected(request_.expected_states, job.state));
+        continue;
+      }
+      absl::StatusOr<JobChange> change = Change(job, now);
+      if (!change.ok() && hook_ && RefusedBecauseRunning(change.status())) {
+        Record(job.id, absl::OkStatus(), true);
+        continue;
+      }
+      Record(job.id, change.status(), change.ok() && !change->events.empty());
+    }
+    ChunkDone();
+  }
+
+  // Store completion thread (or the dispatcher's): job i of `chunk` was
+  // answered.
+  void Answered(Chunk& chunk, size_t i, const std::string& id,
+                const absl::Status& status) {
+    Record(id, status, chunk.changed[i] != 0);
+    if (chunk.pending.fetch_sub(1) == 1) ChunkDone();
+  }
+
+  void Record(const std::string& id, const absl::Status& status, bool changed) {
+    absl::MutexLock lock(&mu_);
+    if (status.ok()) {
+      if (changed) {
+        response_.set_updated(response_.updated() + 1);
+      } else {
+        response_.set_skipped(response_.skipped() + 1);
+      }
+    } else if (RefusedForState(status)) {
+      response_.set_skipped(response_.skipped() + 1);
+    } else if (IsStorageFailure(status)) {
+      if (storage_error_.ok()) storage_error_ = status;
+    } else {
+      response_.set_failed(response_.failed() + 1);
+      if (response_.failures_size() < kMaxListedFailures) {
+        v1::BulkUpdateJobsResponse::Failure* f = response_.add_failures();
+        f->set_id(id);
+        f->set_code(static_cast<int32_t>(status.code()));
+        f->set_message(std::string(status.message()));
+      }
+    }
+  }
+
+  void ChunkDone() {
+    absl::Status storage_error;
+    {
+      absl::MutexLock lock(&mu_);
+      storage_error = storage_error_;
+    }
+    if (!storage_error.ok()) return End(storage_error);
+    if (more_) return ScheduleNextChunk();
+    End(absl::OkStatus());
+  }
+
+  void End(const absl::Status& status) {
+    v1::BulkUpdateJobsResponse response;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return;
+      ended_ = true;
+      response = std::move(response_);
+    }
+    if (status.ok()) return done_(std::move(response));
+    done_(Prefixed(status, absl::StrCat("bulk update stopped after ",
+                                        response.matched(), " jobs matched, ",
+                                        response.updated(), " updated: ")));
+  }
+
+  const BulkDeps deps_;
+  const BulkRequest request_;
+  const size_t chunk_jobs_;
+  const std::function<absl::Status()> stop_;
+  const std::function<void(absl::StatusOr<v1::BulkUpdateJobsResponse>)> done_;
+  JobMutation base_;  // every action but kDelete
+  RunningJobHook hook_;
+  std::string hook_reason_;
+
+  // The selection's position; only the chunk in progress touches them, and
+  // chunks run one after the other.
+  std::string page_token_;
+  size_t next_id_ = 0;
+  bool more_ = false;
+
+  absl::Mutex mu_;
+  v1::BulkUpdateJobsResponse response_ ABSL_GUARDED_BY(mu_);
+  absl::Status storage_error_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class BulkUpdateReactor final
+    : public RequestStream<v1::BulkUpdateJobsRequest,
+                           v1::BulkUpdateJobsResponse> {
+ public:
+  BulkUpdateReactor(BulkDeps deps, StreamRegistry* registry,
+                    const std::atomic<bool>* draining,
+                    absl::Duration retry_delay)
+      : RequestStream(registry),
+        deps_(std::move(deps)),
+        draining_(draining),
+        retry_delay_(retry_delay) {}
+
+ private:
+  void Handle(const v1::BulkUpdateJobsRequest& proto) override {
+    absl::StatusOr<BulkRequest> request =
+        draining_->load() ? ShuttingDown() : BulkRequestFromProto(proto);
+    if (!request.ok()) return Answer(request.status());
+    RunBulkUpdate(
+        deps_, *std::move(request), [this] { return StopStatus(); },
+        [this](absl::StatusOr<v1::BulkUpdateJobsResponse> response) {
+          Answer(std::move(response));
+        });
+  }
+
+  absl::Status ShuttingDown() const {
+    return UnavailableError("server is shutting down", retry_delay_);
+  }
+
+  absl::Status StopStatus() {
+    if (finished()) return absl::CancelledError("the stream has ended");
+    if (draining_->load()) return ShuttingDown();
+    return absl::OkStatus();
+  }
+
+  const BulkDeps deps_;
+  const std::atomic<bool>* const draining_;
+  const absl::Duration retry_delay_;
+};
+
+}  // namespace
+
+absl::StatusOr<BulkRequest> BulkRequestFromProto(
+    const v1::BulkUpdateJobsRequest& request) {
+  BulkRequest out;
+  std::vector<FieldViolation> violations;
+  switch (request.selector_case()) {
+    case v1::BulkUpdateJobsRequest::kIds: {
+      if (request.ids().ids().empty())
+        violations.push_back({"ids.ids", "is required"});
+      absl::flat_hash_set<std::string> seen;
+      for (int i = 0; i < request.ids().ids_size(); ++i) {
+        const std::string& id = request.ids().ids(i);
+        absl::Status status = CheckJobId(id, absl::StrCat("ids.ids[", i, "]"));
+        if (!status.ok()) {
+          AddViolations(status, violations);
+        } else if (seen.insert(id).second) {
+          out.ids.push_back(id);
+        }
+      }
+      break;
+    }
+    case v1::BulkUpdateJobsRequest::kFilter:
+      AddViolations(ParseFilter(request.filter()).status(), violations);
+      out.filter = request.filter();
+      break;
+    default:
+      violations.push_back({"ids", "a selector is required: ids or filter"});
+  }
+  std::optional<Action> action = ActionFromProto(request.action());
+  if (!action.has_value()) {
+    violations.push_back(
+        {"action", absl::StrCat("unknown action ", request.action())});
+  } else if (*action != Action::kPatch) {
+    out.action = *action;
+    if (request.update_mask().paths_size() > 0) {
+      violations.push_back(
+          {"update_mask", "must be empty when an action is given"});
+    }
+  } else {
+    absl::StatusOr<JobPatch> patch = PatchFromProto(
+        request.patch(), request.update_mask(), "patch", "update_mask");
+    if (patch.ok()) {
+      out.patch = *std::move(patch);
+    } else {
+      AddViolations(patch.status(), violations);
+    }
+  }
+  for (int i = 0; i < request.expected_states_size(); ++i) {
+    const int value = request.expected_states(i);
+    const JobState state = StateFromProto(request.expected_states(i));
+    if (value == v1::Job::STATE_UNSPECIFIED || !v1::Job::State_IsValid(value)) {
+      violations.push_back({absl::StrCat("expected_states[", i, "]"),
+                            absl::StrCat("is not a job state: ", value)});
+    } else if (std::find(out.expected_states.begin(), out.expected_states.end(),
+                         state) == out.expected_states.end()) {
+      out.expected_states.push_back(state);
+    }
+  }
+  out.dry_run = request.dry_run();
+  if (!violations.empty()) return InvalidArgumentError(std::move(violations));
+  return out;
+}
+
+void RunBulkUpdate(
+    const BulkDeps& deps, BulkRequest request,
+    std::function<absl::Status()> stop,
+    std::function<void(absl::StatusOr<v1::BulkUpdateJobsResponse>)> done) {
+  auto run = std::make_shared<BulkRun>(deps, std::move(request),
+                                       std::move(stop), std::move(done));
+  run->ScheduleNextChunk();
+}
+
+grpc::ServerBidiReactor<v1::BulkUpdateJobsRequest, v1::BulkUpdateJobsResponse>*
+NewBulkUpdateReactor(BulkDeps deps, StreamRegistry* registry,
+                     const std::atomic<bool>* draining,
+                     absl::Duration retry_delay) {
+  auto* stream =
+      new BulkUpdateReactor(std::move(deps), registry, draining, retry_delay);
+  stream->Start();
+  return stream;
+}
+
+}  // namespace jobwire
