@@ -558,6 +558,65 @@ TEST_F(ServerIntegrationTest, CliUpdatesAJobAndNamesTheFlagOfABadValue) {
       << watched.out;
 }
 
+TEST_F(ServerIntegrationTest, CliBulkPatchesActsAndNamesTheFlagOfABadValue) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  std::vector<std::string> mail;
+  for (int i = 0; i < 3; ++i)
+    mail.push_back(SubmitWithCli("--kind k --queue mail --label team=a"));
+  const std::string other = SubmitWithCli("--kind k");
+  ASSERT_FALSE(other.empty());
+
+  CliResult patched = RunCli(addr +
+                             "bulk --filter 'queue = \"mail\"' --priority 9 "
+                             "--label tier=gold");
+  EXPECT_EQ(patched.code, 0) << patched.out;
+  EXPECT_EQ(patched.out, "matched 3, updated 3, skipped 0, failed 0\n");
+  CliResult got = RunCli(addr + "get " + mail[1]);
+  EXPECT_TRUE(absl::StrContains(got.out, "\"priority\": 9")) << got.out;
+  EXPECT_TRUE(absl::StrContains(got.out, "\"tier\": \"gold\"")) << got.out;
+
+  CliResult dry = RunCli(addr + "bulk --filter '' --action cancel --dry-run");
+  EXPECT_EQ(dry.out, "dry run: matched 4, updated 4, skipped 0, failed 0\n");
+  CliResult cancelled =
+      RunCli(addr +
+             "bulk --filter 'labels.team = \"a\"' --action cancel "
+             "--expect-state queued --expect-state scheduled");
+  EXPECT_EQ(cancelled.out, "matched 3, updated 3, skipped 0, failed 0\n");
+  EXPECT_EQ(JsonString(RunCli(addr + "get " + other).out, "state"),
+            "STATE_QUEUED");
+
+  // A failed item: listed, and the exit code says so.
+  const std::string unknown = "01J0000000000000000000ZZZZ";
+  CliResult deleted = RunCli(addr + "bulk --action delete --id " + mail[0] +
+                             " --id " + other + " --id " + unknown);
+  EXPECT_EQ(deleted.code, 1) << deleted.out;
+  EXPECT_TRUE(absl::StartsWith(
+      deleted.out, "matched 3, updated 1, skipped 1, failed 1\n  " + unknown +
+                       ": NOT_FOUND: "))
+      << deleted.out;
+  EXPECT_NE(RunCli(addr + "get " + mail[0]).code, 0);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"bulk --filter 'state = = 1' --action cancel", "--filter: "},
+      {"bulk --filter '' --action explode", "--action: \"explode\""},
+      {"bulk --filter '' --priority 1 --action cancel", "--action: cannot"},
+      {"bulk --filter '' --id " + other + " --action cancel", "not both"},
+      {"bulk --action cancel", "--filter EXPR or --id ID"},
+      {"bulk --filter ''", "--action or at least one of --priority"},
+      {"bulk --filter '' --queue UPPER", "--queue: must match"},
+      {"bulk --id nope --action cancel", "--id [0]: is not a job id"},
+      {"bulk --filter '' --action cancel --expect-state done",
+       "--expect-state: \"done\""},
+  };
+  for (const auto& [args, message] : bad) {
+    CliResult r = RunCli(addr + args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.out;
+    EXPECT_TRUE(absl::StrContains(r.out, message)) << args << ": " << r.out;
+  }
+}
+
 TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();

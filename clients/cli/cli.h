@@ -80,7 +80,7 @@ void AddJobCommands(CommandList* commands);
 // worker_command.cc: worker.
 void AddWorkerCommand(CommandList* commands);
 // queue_commands.cc: pause, resume (dispatch, a queue or a job), queues,
-// set-queue, update (of a job).
+// set-queue, update (of a job), bulk (of many).
 void AddQueueCommands(CommandList* commands);
 
 // grpc::Status -> absl::Status (same code and message).

@@ -1,12 +1,15 @@
 // The operator's controls: `jobwire pause` and `jobwire resume` (of dispatch
 // or a queue, AdminService; with --job of one job, JobService), `jobwire
 // queues`, `jobwire set-queue` (weight and concurrency limit) and `jobwire
-// update` (UpdateJob: a job's priority, queue, labels, schedule, attempts).
+// update` (UpdateJob: a job's priority, queue, labels, schedule, attempts)
+// and `jobwire bulk` (BulkUpdateJobs: the same patch, or an action, on many
+// jobs).
 #include <climits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -35,7 +38,7 @@ absl::Status NoPositional(const std::string& command,
 // The server names request fields ("name: must match ..."); the user typed
 // flags, so an INVALID_ARGUMENT names those: each violation (they are joined
 // by "; ") that starts with a field of `flags` starts with its flag instead.
-using FieldFlags = std::vector<std::pair<absl::string_view, absl::string_view>>;
+using FieldFlags = std::vector<std::pair<std::string, std::string>>;
 absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags) {
   absl::Status s = FromGrpcStatus(status);
   if (s.code() != absl::StatusCode::kInvalidArgument) return s;
@@ -329,18 +332,13 @@ class SetQueueCommand final : public Command {
   int limit_ = kUnchanged;
 };
 
-class UpdateCommand final : public Command {
+// The patch flags of `update` and `bulk`: each one given writes its field.
+class PatchFlags {
  public:
-  std::string name() const override { return "update"; }
-  std::string args_usage() const override { return "ID"; }
-  std::string summary() const override {
-    return "change a job that has not ended: [--priority N] [--queue Q] "
-           "[--label k=v]... [--remove-label k]... [--schedule-in D] "
-           "[--max-attempts N] [--etag E]";
-  }
-  void AddFlags(FlagSet* flags) override {
+  void Add(FlagSet* flags, absl::string_view what) {
     flags->Int("priority", &priority_, "higher runs first");
-    flags->String("queue", &queue_, "move the job to this queue", "QUEUE");
+    flags->String("queue", &queue_, absl::StrCat("move ", what, " to QUEUE"),
+                  "QUEUE");
     flags->StringList("label", &labels_, "set label key=value; repeatable",
                       "K=V");
     flags->StringList("remove-label", &remove_labels_,
@@ -348,19 +346,11 @@ class UpdateCommand final : public Command {
     flags->Duration("schedule-in", &schedule_in_,
                     "do not start before now + DURATION (0s: now)");
     flags->Int("max-attempts", &max_attempts_, "attempts in all");
-    flags->String("etag", &etag_,
-                  "only if the job's etag still is this (else ABORTED)", "E");
   }
-  absl::Status Run(const CliContext& context,
-                   const std::vector<std::string>& args) override {
-    if (args.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "update takes one job ID, got ", args.size(), " arguments"));
-    }
-    jobwire::v1::UpdateJobRequest request;
-    jobwire::v1::Job* job = request.mutable_job();
-    job->set_id(args[0]);
-    google::protobuf::FieldMask* mask = request.mutable_update_mask();
+
+  // Sets the given fields in `job` and their paths in `mask`.
+  absl::Status Fill(jobwire::v1::Job* job,
+                    google::protobuf::FieldMask* mask) const {
     if (priority_ != INT_MIN) {
       job->set_priority(priority_);
       mask->add_paths("priority");
@@ -401,28 +391,26 @@ class UpdateCommand final : public Command {
       job->set_max_attempts(max_attempts_);
       mask->add_paths("max_attempts");
     }
-    if (mask->paths().empty()) {
-      return absl::InvalidArgumentError(
-          "update: give at least one of --priority, --queue, --label, "
-          "--remove-label, --schedule-in, --max-attempts");
-    }
-    request.set_etag(etag_);
-    auto stub = jobwire::v1::JobService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::Job updated;
-    grpc::Status status = stub->UpdateJob(call.get(), request, &updated);
-    if (!status.ok()) {
-      return NameFlags(status,
-                       {{"job.id: ", "ID: "},
-                        {"job.priority: ", "--priority: "},
-                        {"job.queue: ", "--queue: "},
-                        {"job.labels", "--label "},
-                        {"job.schedule_time: ", "--schedule-in: "},
-                        {"job.max_attempts: ", "--max-attempts: "},
-                        {"update_mask.paths", "--label/--remove-label "}});
-    }
-    context.PrintJson(updated);
     return absl::OkStatus();
+  }
+
+  static constexpr absl::string_view kNames =
+      "--priority, --queue, --label, --remove-label, --schedule-in, "
+      "--max-attempts";
+
+  // The server's field names of a patch in `job_field`, as these flags.
+  static FieldFlags Names(absl::string_view job_field) {
+    FieldFlags names;
+    for (const auto& [field, flag] :
+         FieldFlags{{".priority: ", "--priority: "},
+                    {".queue: ", "--queue: "},
+                    {".labels", "--label "},
+                    {".schedule_time: ", "--schedule-in: "},
+                    {".max_attempts: ", "--max-attempts: "}}) {
+      names.emplace_back(absl::StrCat(job_field, field), flag);
+    }
+    names.emplace_back("update_mask.paths", "--label/--remove-label ");
+    return names;
   }
 
  private:
@@ -433,7 +421,191 @@ class UpdateCommand final : public Command {
   std::vector<std::string> remove_labels_;
   absl::Duration schedule_in_ = kUnsetDuration;
   int max_attempts_ = INT_MIN;
+};
+
+class UpdateCommand final : public Command {
+ public:
+  std::string name() const override { return "update"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "change a job that has not ended: [--priority N] [--queue Q] "
+           "[--label k=v]... [--remove-label k]... [--schedule-in D] "
+           "[--max-attempts N] [--etag E]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    patch_.Add(flags, "the job");
+    flags->String("etag", &etag_,
+                  "only if the job's etag still is this (else ABORTED)", "E");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (args.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update takes one job ID, got ", args.size(), " arguments"));
+    }
+    jobwire::v1::UpdateJobRequest request;
+    request.mutable_job()->set_id(args[0]);
+    if (absl::Status s =
+            patch_.Fill(request.mutable_job(), request.mutable_update_mask());
+        !s.ok()) {
+      return s;
+    }
+    if (request.update_mask().paths().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("update: give at least one of ", PatchFlags::kNames));
+    }
+    request.set_etag(etag_);
+    auto stub = jobwire::v1::JobService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    jobwire::v1::Job updated;
+    grpc::Status status = stub->UpdateJob(call.get(), request, &updated);
+    if (!status.ok()) {
+      FieldFlags names = PatchFlags::Names("job");
+      names.emplace_back("job.id: ", "ID: ");
+      return NameFlags(status, names);
+    }
+    context.PrintJson(updated);
+    return absl::OkStatus();
+  }
+
+ private:
+  PatchFlags patch_;
   std::string etag_;
+};
+
+// `jobwire bulk`: one BulkUpdateJobs request.
+class BulkCommand final : public Command {
+ public:
+  std::string name() const override { return "bulk"; }
+  std::string summary() const override {
+    return "change many jobs: (--filter EXPR | --id ID...) (--action "
+           "cancel|pause|resume|retry|delete | patch flags of update) "
+           "[--expect-state S]... [--dry-run]";
+  }
+  void AddFlags(FlagSet* flags) override {
+    // A list, to tell --filter '' (every job) from no --filter.
+    flags->StringList("filter", &filters_,
+                      "the jobs a ListJobs filter matches ('' for every job)",
+                      "EXPR");
+    flags->StringList("id", &ids_, "this job; repeatable", "ID");
+    flags->String("action", &action_,
+                  "cancel, pause, resume, retry or delete (finished jobs), "
+                  "instead of a patch",
+                  "A");
+    patch_.Add(flags, "the jobs");
+    flags->StringList("expect-state", &expect_states_,
+                      "change only jobs in this state (queued, scheduled, "
+                      "running, paused, succeeded, failed, cancelled); "
+                      "repeatable",
+                      "S");
+    flags->Bool("dry-run", &dry_run_,
+                "count what would change; change nothing");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (absl::Status s = NoPositional("bulk", args); !s.ok()) return s;
+    jobwire::v1::BulkUpdateJobsRequest request;
+    if (!filters_.empty() && !ids_.empty()) {
+      return absl::InvalidArgumentError(
+          "bulk: give --filter or --id, not both");
+    }
+    if (filters_.size() > 1) {
+      return absl::InvalidArgumentError(
+          "--filter: give it once (combine expressions with AND)");
+    }
+    if (!filters_.empty()) {
+      request.set_filter(filters_[0]);
+    } else if (!ids_.empty()) {
+      for (const std::string& id : ids_) request.mutable_ids()->add_ids(id);
+    } else {
+      return absl::InvalidArgumentError(
+          "bulk: give --filter EXPR or --id ID (\"--filter ''\" is every "
+          "job)");
+    }
+    if (absl::Status s =
+            patch_.Fill(request.mutable_patch(), request.mutable_update_mask());
+        !s.ok()) {
+      return s;
+    }
+    const bool patch = !request.update_mask().paths().empty();
+    if (!action_.empty()) {
+      if (patch) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--action: cannot be combined with ", PatchFlags::kNames));
+      }
+      jobwire::v1::BulkUpdateJobsRequest::Action action;
+      if (!jobwire::v1::BulkUpdateJobsRequest::Action_Parse(
+              absl::StrCat("ACTION_", absl::AsciiStrToUpper(action_)),
+              &action) ||
+          action == jobwire::v1::BulkUpdateJobsRequest::ACTION_UNSPECIFIED) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--action: \"", action_,
+                         "\" is not cancel, pause, resume, retry or delete"));
+      }
+      request.set_action(action);
+    } else if (!patch) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bulk: give --action or at least one of ", PatchFlags::kNames));
+    }
+    for (const std::string& name : expect_states_) {
+      jobwire::v1::Job::State state;
+      if (!jobwire::v1::Job::State_Parse(
+              absl::StrCat("STATE_", absl::AsciiStrToUpper(name)), &state) ||
+          state == jobwire::v1::Job::STATE_UNSPECIFIED) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--expect-state: \"", name, "\" is not a job state"));
+      }
+      request.add_expected_states(state);
+    }
+    request.set_dry_run(dry_run_);
+
+    auto stub = jobwire::v1::JobService::NewStub(context.channel);
+    // No deadline: a large selection takes as long as it takes.
+    auto call = context.NewCallContext(/*with_deadline=*/false);
+    auto stream = stub->BulkUpdateJobs(call.get());
+    jobwire::v1::BulkUpdateJobsResponse response;
+    const bool answered = stream->Write(request) && stream->Read(&response);
+    stream->WritesDone();
+    grpc::Status status = stream->Finish();
+    if (!status.ok()) {
+      FieldFlags names = PatchFlags::Names("patch");
+      names.insert(names.end(), {{"filter: ", "--filter: "},
+                                 {"ids.ids", "--id "},
+                                 {"action: ", "--action: "},
+                                 {"expected_states", "--expect-state "}});
+      return NameFlags(status, names);
+    }
+    if (!answered)
+      return absl::InternalError("bulk: the server sent no answer");
+    *context.out << (dry_run_ ? "dry run: " : "") << "matched "
+                 << response.matched() << ", updated " << response.updated()
+                 << ", skipped " << response.skipped() << ", failed "
+                 << response.failed() << "\n";
+    for (const auto& f : response.failures()) {
+      *context.out << "  " << f.id() << ": "
+                   << absl::StatusCodeToString(
+                          static_cast<absl::StatusCode>(f.code()))
+                   << ": " << f.message() << "\n";
+    }
+    if (response.failed() > static_cast<int64_t>(response.failures_size())) {
+      *context.out << "  ... and "
+                   << response.failed() - response.failures_size()
+                   << " more failures\n";
+    }
+    if (response.failed() > 0) {
+      return absl::AbortedError(
+          absl::StrCat(response.failed(), " jobs failed"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<std::string> filters_;
+  std::vector<std::string> ids_;
+  std::string action_;
+  PatchFlags patch_;
+  std::vector<std::string> expect_states_;
+  bool dry_run_ = false;
 };
 
 }  // namespace
@@ -444,6 +616,7 @@ void AddQueueCommands(CommandList* commands) {
   commands->push_back(std::make_unique<QueuesCommand>());
   commands->push_back(std::make_unique<SetQueueCommand>());
   commands->push_back(std::make_unique<UpdateCommand>());
+  commands->push_back(std::make_unique<BulkCommand>());
 }
 
 }  // namespace jobwire::cli
