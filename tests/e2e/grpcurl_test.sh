@@ -240,6 +240,21 @@ fi
 expect_output "GetServerInfo counts jobs by state" '"job_counts"' '"QUEUED": "2"' \
   -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
 
+# BulkUpdateJobs (a bidi stream; one request, one response): a patch on a
+# filter, a dry run over every job, and a bad id named by its path.
+expect_output "BulkUpdateJobs patches the jobs a filter matches" '"matched": "1"' \
+  '"updated": "1"' \
+  -- "$grpcurl" -plaintext -d '{"filter":"queue = \"explain\"","patch":{"priority":3},
+  "update_mask":{"paths":["priority"]}}' "$tcp" jobwire.v1.JobService/BulkUpdateJobs
+expect_output "BulkUpdateJobs dry run counts every job and changes none" '"matched": "2"' \
+  '"updated": "2"' \
+  -- "$grpcurl" -plaintext -d '{"filter":"","action":"ACTION_CANCEL","dry_run":true}' \
+  "$tcp" jobwire.v1.JobService/BulkUpdateJobs
+expect_error "BulkUpdateJobs with a bad id is InvalidArgument naming it" InvalidArgument \
+  "ids.ids[0]: is not a job id" \
+  -- "$grpcurl" -plaintext -d '{"ids":{"ids":["nope"]},"action":"ACTION_CANCEL"}' \
+  "$tcp" jobwire.v1.JobService/BulkUpdateJobs
+
 # Operator controls: a dispatch pause shows in GetServerInfo and ExplainJob.
 expect_output "PauseDispatch pauses with its reason" '"paused": true' \
   '"reason": "e2e maintenance"' \
