@@ -395,6 +395,45 @@ TEST_F(WorkerE2eTest, CancelOfRunningJobStopsTheCommandAndEndsCancelled) {
   EXPECT_TRUE(WaitFor([&] { return GroupGone(PgidFile(id, 1)); })) << Logs();
 }
 
+TEST_F(WorkerE2eTest, BulkCancelEndsRunningAndQueuedJobsAlike) {
+  StartServer();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit());
+  StartWorker("w1");  // one slot: one job runs, two wait
+  ASSERT_TRUE(WaitFor([&] {
+    return RunningAttempt(ids[0], 1) || RunningAttempt(ids[1], 1) ||
+           RunningAttempt(ids[2], 1);
+  })) << Logs();
+  std::string running;
+  for (const std::string& id : ids) {
+    if (Get(id).state() == v1::Job::STATE_RUNNING) running = id;
+  }
+  ASSERT_FALSE(running.empty());
+
+  grpc::ClientContext context;
+  auto stream = stub_->BulkUpdateJobs(&context);
+  v1::BulkUpdateJobsRequest request;
+  request.set_filter("kind = \"e2e\"");
+  request.set_action(v1::BulkUpdateJobsRequest::ACTION_CANCEL);
+  ASSERT_TRUE(stream->Write(request));
+  v1::BulkUpdateJobsResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  stream->WritesDone();
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(response.matched(), 3);
+  EXPECT_EQ(response.updated(), 3);
+
+  for (const std::string& id : ids) {
+    std::vector<v1::JobEvent> events = WatchToEnd(id);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().state_changed().to(), v1::Job::STATE_CANCELLED)
+        << id << Logs();
+  }
+  // The worker killed the running command.
+  EXPECT_TRUE(WaitFor([&] { return GroupGone(PgidFile(running, 1)); }))
+      << Logs();
+}
+
 TEST_F(WorkerE2eTest, WorkerReconnectsAfterTheServerRestartsAndRunsNewJobs) {
   // A socket path, so the restarted server has the same address.
   const std::string listen = absl::StrCat("unix:", dir_, "/j.sock");
