@@ -89,13 +89,14 @@
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
+#include "tools/bench/bench_server.h"
 #include "tools/bench/machine.h"
 
 namespace jobwire::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using test::JobwiredProcess;
+using Server = BenchServer;
 
 struct Flags {
   double seconds = 3;
@@ -125,34 +126,13 @@ struct Flags {
   int rounds = 6;
 };
 
+ServerConfig ServerConfigOf(const Flags& flags) {
+  return ServerConfig{flags.dir, flags.sync, flags.jobwired};
+}
+
 double Micros(Clock::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
 }
-
-// Latency samples in microseconds. Thread-safe.
-class Samples {
- public:
-  void Add(double us) {
-    absl::MutexLock lock(&mu_);
-    values_.push_back(us);
-  }
-  size_t count() {
-    absl::MutexLock lock(&mu_);
-    return values_.size();
-  }
-  // The q-quantile in milliseconds (nearest rank); 0 when empty.
-  double QuantileMs(double q) {
-    absl::MutexLock lock(&mu_);
-    if (values_.empty()) return 0;
-    std::sort(values_.begin(), values_.end());
-    size_t i = static_cast<size_t>(q * (values_.size() - 1) + 0.5);
-    return values_[std::min(i, values_.size() - 1)] / 1000.0;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<double> values_ ABSL_GUARDED_BY(mu_);
-};
 
 void FillSampleJob(v1::Job* job) {
   job->set_queue("bench");
@@ -163,98 +143,6 @@ void FillSampleJob(v1::Job* job) {
   fields["src"].set_string_value("s3://bucket/key.png");
   (*job->mutable_labels())["tenant"] = "acme";
 }
-
-// A jobwired child on a fresh directory: Unix socket and 127.0.0.1:0.
-class Server {
- public:
-  explicit Server(const Flags& flags) {
-    std::string tmpl = flags.dir + "/jobwire-submit-bench-XXXXXX";
-    if (mkdtemp(tmpl.data()) == nullptr) {
-      perror("mkdtemp");
-      exit(1);
-    }
-    dir_ = tmpl;
-    process_ = std::make_unique<JobwiredProcess>(
-        dir_,
-        std::vector<std::string>{
-            "--listen", "unix:" + dir_ + "/j.sock", "--listen", "127.0.0.1:0",
-            "--db", dir_ + "/j.db", "--synchronous", flags.sync, "--log-level",
-            "warning", "--shutdown-grace", "2s"},
-        flags.jobwired);
-    // --log-level warning hides the listeners: wait for the socket instead.
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (absl::Now() < deadline && !Serving()) {
-      if (process_->Exited(absl::ZeroDuration())) break;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    if (!Serving()) {
-      std::cerr << "jobwired did not start:\n" << process_->log();
-      exit(1);
-    }
-  }
-  ~Server() {
-    process_->Signal(SIGTERM);
-    if (!process_->Exited(absl::Seconds(30))) process_->Signal(SIGKILL);
-    process_.reset();
-    test::RemoveDir(dir_);
-  }
-
-  std::string unix_target() const { return "unix:" + dir_ + "/j.sock"; }
-  // The TCP address, from GetServerInfo's listeners.
-  std::string tcp_target() const { return tcp_; }
-
-  // CPU time (user + system) the server has used, in seconds.
-  double CpuSeconds() const {
-    return bench::ProcessCpuSeconds(process_->pid());
-  }
-
-  // The store's group-commit totals (GetServerInfo `storage`); empty when
-  // the call fails (an older jobwired, run with --jobwired, has none).
-  std::optional<v1::StorageStats> Storage() const {
-    std::optional<v1::ServerInfo> info = Info(absl::Seconds(5));
-    if (!info || !info->has_storage()) return std::nullopt;
-    return info->storage();
-  }
-
-  // VmRSS of the server in KiB.
-  int64_t RssKib() const {
-    std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/status"));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) {
-        int64_t kib = 0;
-        std::istringstream(line.substr(6)) >> kib;
-        return kib;
-      }
-    }
-    return -1;
-  }
-
- private:
-  std::optional<v1::ServerInfo> Info(absl::Duration timeout) const {
-    auto channel =
-        grpc::CreateChannel(unix_target(), grpc::InsecureChannelCredentials());
-    auto stub = v1::AdminService::NewStub(channel);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    v1::ServerInfo info;
-    if (!stub->GetServerInfo(&context, {}, &info).ok()) return std::nullopt;
-    return info;
-  }
-
-  bool Serving() {
-    std::optional<v1::ServerInfo> info = Info(absl::Seconds(1));
-    if (!info) return false;
-    for (const std::string& l : info->listeners()) {
-      if (l.rfind("unix:", 0) != 0) tcp_ = l;
-    }
-    return !tcp_.empty();
-  }
-
-  std::string dir_;
-  std::string tcp_;
-  std::unique_ptr<JobwiredProcess> process_;
-};
 
 // CPU time (user + system) of this process, in seconds.
 double SelfCpuSeconds() {
@@ -457,7 +345,7 @@ HealthLoop MakeHealthLoop(grpc::health::v1::Health::Stub* stub, int callers,
 
 std::vector<SubmitResult> RunSubmitCases(const Flags& flags) {
   std::vector<SubmitResult> results;
-  Server server(flags);
+  Server server(ServerConfigOf(flags));
   for (const auto& [name, target] :
        std::vector<std::pair<std::string, std::string>>{
            {"TCP", server.tcp_target()}, {"Unix", server.unix_target()}}) {
@@ -596,8 +484,8 @@ AbSummary Summarize(const AbResult& r) {
 std::vector<AbResult> RunAbCases(const Flags& flags) {
   Flags b_flags = flags;
   b_flags.jobwired = flags.ab;
-  Server a(flags);
-  Server b(b_flags);
+  Server a(ServerConfigOf(flags));
+  Server b(ServerConfigOf(b_flags));
   const bool tcp = flags.transport == "tcp";
   const std::string name = tcp ? "TCP" : "Unix";
   auto a_channel = OwnChannel(tcp ? a.tcp_target() : a.unix_target(), 0);
@@ -651,25 +539,6 @@ std::vector<AbResult> RunAbCases(const Flags& flags) {
   return results;
 }
 
-// "## `title`, <date>" and the machine line of a BENCHMARKS.md section.
-std::string SectionStart(absl::string_view title,
-                         const std::string& load_at_start) {
-  return absl::StrCat(
-      "\n## ", title, ", ",
-      absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone()),
-      "\n\n- machine: ", MachineDescription(), ", load average at the start ",
-      load_at_start, ", at the end ", LoadAverage());
-}
-
-// Prints `md` and appends it to --append's file.
-void Emit(const Flags& flags, const std::string& md) {
-  std::cout << md;
-  if (!flags.append.empty()) {
-    std::ofstream out(flags.append, std::ios::app);
-    out << md;
-  }
-}
-
 void ReportAb(const Flags& flags, const std::string& load_at_start,
               const std::vector<AbResult>& results) {
   std::ostringstream md;
@@ -693,7 +562,7 @@ void ReportAb(const Flags& flags, const std::string& load_at_start,
         m.rate_ratio_min, m.rate_ratio_max, m.a_p50_ms, m.b_p50_ms, m.p50_ratio,
         m.a_cpu_us, m.b_cpu_us, m.cpu_ratio, r.errors);
   }
-  Emit(flags, md.str());
+  Emit(flags.append, md.str());
 }
 
 // ----------------------------------------------------------------- event
@@ -808,7 +677,7 @@ struct PacedCall {
 };
 
 EventResult RunEventCase(const Flags& flags) {
-  Server server(flags);
+  Server server(ServerConfigOf(flags));
   const int n_watchers = flags.watchers;
   const int64_t max_jobs = static_cast<int64_t>(flags.rate * flags.seconds) + 1;
   EventMatcher matcher(max_jobs);
@@ -985,7 +854,7 @@ void CancelAll(
 }
 
 IdleResult RunIdleCase(const Flags& flags) {
-  Server server(flags);
+  Server server(ServerConfigOf(flags));
   IdleResult r;
   r.streams = flags.idle_streams;
   r.channels = flags.channels;
@@ -1180,7 +1049,7 @@ void Report(const Flags& flags, const std::string& load_at_start,
         Verdict(idle->opened == idle->streams &&
                 idle->rss_open_kib * 1024.0 <= 400e6));
   }
-  Emit(flags, md.str());
+  Emit(flags.append, md.str());
 }
 
 void RaiseFdLimit() {
