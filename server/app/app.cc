@@ -126,6 +126,7 @@ absl::Status App::Build() {
       std::move(admin_options), clock_.get(), executor_.get());
   JobServiceImpl::Options job_options;
   job_options.watch.heartbeat_interval = options_.heartbeat_interval;
+  job_options.bulk_chunk_jobs = options_.bulk_chunk_jobs;
   job_options.watch.buffer = options_.watch_buffer;
   // Cancel of a RUNNING job goes to its worker; the job ends CANCELLED on the
   // worker's ack or when its lease ends. Pause likewise ends PAUSED.

@@ -189,6 +189,17 @@ const std::vector<Flag>& Flags() {
          o->watch_buffer = n;
          return absl::OkStatus();
        }},
+      {"bulk-chunk-jobs", "JOBWIRE_BULK_CHUNK_JOBS", "N",
+       "jobs of one BulkUpdateJobs request per commit; fewer let other "
+       "writes in sooner, more go faster (default 500)",
+       [](const std::string& v, ServerOptions* o) {
+         int n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 1000) {
+           return Bad(absl::StrCat("bad size \"", v, "\" (1 to 1000)"));
+         }
+         o->bulk_chunk_jobs = n;
+         return absl::OkStatus();
+       }},
   };
   return *flags;
 }

@@ -47,6 +47,9 @@ struct ServerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(15);
   // Events buffered per watch stream before it catches up from the log.
   int watch_buffer = 256;
+  // Jobs of one BulkUpdateJobs request queued to the store at a time
+  // (BulkDeps::chunk_jobs).
+  int bulk_chunk_jobs = 500;
   // Recent events kept in memory for watchers that fall a little behind.
   int event_ring = 4096;
   // How long a worker's lease on a job lasts without a message from it

@@ -39,6 +39,18 @@ TEST(ServerOptionsTest, LeaseTtlFromFlagOrEnvironment) {
   EXPECT_EQ(cl->options.lease_ttl, absl::Minutes(1));
 }
 
+TEST(ServerOptionsTest, BulkChunkJobsFromFlagOrEnvironment) {
+  auto cl = ParseServerCommandLine({}, Env({}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.bulk_chunk_jobs, 500);
+  cl = ParseServerCommandLine({"--bulk-chunk-jobs", "100"}, Env({}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.bulk_chunk_jobs, 100);
+  cl = ParseServerCommandLine({}, Env({{"JOBWIRE_BULK_CHUNK_JOBS", "1000"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.bulk_chunk_jobs, 1000);
+}
+
 TEST(ServerOptionsTest, RepeatedListenReplacesDefaults) {
   auto cl = ParseServerCommandLine(
       {"--listen", "unix:/tmp/a.sock", "--listen=127.0.0.1:0"}, Env({}));
@@ -82,6 +94,8 @@ TEST(ServerOptionsTest, BadValuesNameTheFlag) {
                          {{"--socket-mode", "0999"}, "--socket-mode"},
                          {{"--log-level", "loud"}, "--log-level"},
                          {{"--lease-ttl", "10ms"}, "--lease-ttl"},
+                         {{"--bulk-chunk-jobs", "0"}, "--bulk-chunk-jobs"},
+                         {{"--bulk-chunk-jobs", "1001"}, "--bulk-chunk-jobs"},
                          {{"--log-format", "xml"}, "--log-format"},
                          {{"--db"}, "--db"},
                          {{"--bogus", "1"}, "--bogus"}}) {

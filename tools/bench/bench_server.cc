@@ -25,13 +25,21 @@ BenchServer::BenchServer(const ServerConfig& config) {
     exit(1);
   }
   dir_ = tmpl;
-  process_ = std::make_unique<test::JobwiredProcess>(
-      dir_,
-      std::vector<std::string>{"--listen", "unix:" + dir_ + "/j.sock",
-                               "--listen", "127.0.0.1:0", "--db", db_path(),
-                               "--synchronous", config.sync, "--log-level",
-                               "warning", "--shutdown-grace", "2s"},
-      config.jobwired);
+  std::vector<std::string> args = {"--listen",
+                                   "unix:" + dir_ + "/j.sock",
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--db",
+                                   db_path(),
+                                   "--synchronous",
+                                   config.sync,
+                                   "--log-level",
+                                   "warning",
+                                   "--shutdown-grace",
+                                   "2s"};
+  args.insert(args.end(), config.extra_args.begin(), config.extra_args.end());
+  process_ = std::make_unique<test::JobwiredProcess>(dir_, std::move(args),
+                                                     config.jobwired);
   // --log-level warning hides the listeners: wait for the socket instead.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (absl::Now() < deadline && !Serving()) {

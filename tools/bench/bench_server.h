@@ -19,9 +19,10 @@
 namespace jobwire::bench {
 
 struct ServerConfig {
-  std::string dir = "/tmp";   // the fresh directory goes under it
-  std::string sync = "full";  // jobwired --synchronous
-  std::string jobwired;       // empty: this build's
+  std::string dir = "/tmp";             // the fresh directory goes under it
+  std::string sync = "full";            // jobwired --synchronous
+  std::string jobwired;                 // empty: this build's
+  std::vector<std::string> extra_args;  // more jobwired flags
 };
 
 // A jobwired child on a fresh directory under config.dir: the Unix socket

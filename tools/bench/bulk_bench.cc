@@ -23,8 +23,10 @@
 // Server peak RSS (VmHWM) is read after each case. Every case is bounded
 // (--seconds, or the size of the selection).
 //
-//   bulk_bench [--jobs 100000] [--seconds 3] [--callers 64] [--dir /tmp]
-//              [--append FILE]
+//   bulk_bench [--jobs 100000] [--seconds 3] [--callers 64] [--chunk 500]
+//              [--dir /tmp] [--append FILE]
+//
+// --chunk is the server's --bulk-chunk-jobs: jobs per bulk commit.
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 
@@ -58,6 +60,7 @@ struct Flags {
   int64_t jobs = 100000;
   double seconds = 3;
   int callers = 64;
+  int chunk = 500;  // jobwired --bulk-chunk-jobs
   std::string dir = "/tmp";
   std::string append;
   std::string command;
@@ -285,7 +288,8 @@ std::string RowLine(const Row& row, double baseline_rate) {
 
 int Run(const Flags& flags) {
   const std::string load_at_start = LoadAverage();
-  BenchServer server(ServerConfig{flags.dir, "full", ""});
+  BenchServer server(ServerConfig{
+      flags.dir, "full", "", {"--bulk-chunk-jobs", absl::StrCat(flags.chunk)}});
   auto stub = v1::JobService::NewStub(grpc::CreateChannel(
       server.unix_target(), grpc::InsecureChannelCredentials()));
   std::vector<Row> rows;
@@ -394,8 +398,8 @@ int Run(const Flags& flags) {
   md << SectionStart("bulk_bench", load_at_start) << "\n"
      << "- server: the real jobwired, synchronous=full, WAL, a fresh "
         "database under `"
-     << flags.dir
-     << "`, bulk chunks of 500 jobs; client: gRPC over the Unix socket\n"
+     << flags.dir << "`, bulk chunks of " << flags.chunk
+     << " jobs; client: gRPC over the Unix socket\n"
      << "- command: `" << flags.command << "`\n"
      << "- " << flags.jobs
      << " jobs in queue \"bulk\" (small args, one label); each bulk change "
@@ -439,6 +443,9 @@ int main(int argc, char** argv) {
     } else if (a == "--callers") {
       good = good && absl::SimpleAtoi(v, &flags.callers) && flags.callers > 0 &&
              flags.callers <= 1024;
+    } else if (a == "--chunk") {
+      good = good && absl::SimpleAtoi(v, &flags.chunk) && flags.chunk > 0 &&
+             flags.chunk <= 1000;
     } else if (a == "--dir") {
       flags.dir = v;
     } else if (a == "--append") {
@@ -448,7 +455,8 @@ int main(int argc, char** argv) {
     }
     if (!good) {
       std::cerr << "usage: bulk_bench [--jobs 1..2000000] [--seconds S] "
-                   "[--callers N] [--dir DIR] [--append FILE]\n"
+                   "[--callers N] [--chunk 1..1000] [--dir DIR] "
+                   "[--append FILE]\n"
                    "bad or unknown flag: "
                 << a << "\n";
       return 2;

@@ -127,7 +127,7 @@ struct Flags {
 };
 
 ServerConfig ServerConfigOf(const Flags& flags) {
-  return ServerConfig{flags.dir, flags.sync, flags.jobwired};
+  return ServerConfig{flags.dir, flags.sync, flags.jobwired, {}};
 }
 
 double Micros(Clock::duration d) {
