@@ -1,7 +1,13 @@
 #include "server/api/admin_service.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -41,6 +47,98 @@ void DispatchToProto(const Dispatcher::DispatchPause& pause,
   out->set_paused(pause.paused);
   out->set_reason(pause.reason);
 }
+
+// Bytes of one BackupChunk.
+constexpr size_t kBackupChunkBytes = 1 << 20;
+
+// Backup: the store writes a snapshot to a temporary file beside the
+// database (on the Executor), then the file goes out in chunks, one write in
+// flight, each chunk read on the Executor after the previous one was sent.
+// The file is removed when the call ends, however it ends. Reference
+// counted: gRPC holds one reference until OnDone, an Executor task another.
+class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
+ public:
+  BackupWriter(JobStore* store, Executor* executor, std::string temp_path)
+      : store_(store), executor_(executor), temp_path_(std::move(temp_path)) {
+    RunOnExecutor([this] { Snapshot(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok)
+      return Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                                 "the client stopped reading"));
+    RunOnExecutor([this] { SendNext(); });
+  }
+
+  void OnCancel() override { cancelled_ = true; }
+
+  void OnDone() override { Unref(); }
+
+ private:
+  ~BackupWriter() override {
+    if (fd_ >= 0) ::close(fd_);
+    ::unlink(temp_path_.c_str());
+  }
+
+  void RunOnExecutor(std::function<void()> task) {
+    refs_.fetch_add(1);
+    if (!executor_->Schedule([this, task = std::move(task)] {
+          task();
+          Unref();
+        })) {
+      Finish(ToGrpcStatus(absl::UnavailableError("server is shutting down")));
+      Unref();
+    }
+  }
+
+  // Executor.
+  void Snapshot() {
+    absl::StatusOr<int64_t> size = store_->BackupBlocking(temp_path_);
+    if (!size.ok()) return Finish(ToGrpcStatus(size.status()));
+    fd_ = ::open(temp_path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      return Finish(ToGrpcStatus(absl::InternalError(
+          absl::StrCat("backup: cannot read ", temp_path_))));
+    }
+    total_ = FileSize(temp_path_);
+    SendNext();
+  }
+
+  // Executor: reads and sends the next chunk, or finishes.
+  void SendNext() {
+    if (cancelled_.load()) {
+      return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    }
+    if (offset_ >= total_ && offset_ > 0) return Finish(grpc::Status::OK);
+    std::string* data = chunk_.mutable_data();
+    data->resize(std::min<int64_t>(kBackupChunkBytes, total_ - offset_));
+    const ssize_t n = ::pread(fd_, data->data(), data->size(), offset_);
+    if (n < 0 || static_cast<size_t>(n) != data->size()) {
+      return Finish(ToGrpcStatus(absl::InternalError(
+          absl::StrCat("backup: short read of ", temp_path_))));
+    }
+    chunk_.set_offset(offset_);
+    chunk_.set_total_bytes(total_);
+    offset_ += n;
+    if (n == 0) offset_ = 1;  // an empty file: one empty chunk, then done
+    StartWrite(&chunk_);
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+  JobStore* const store_;
+  Executor* const executor_;
+  const std::string temp_path_;
+  std::atomic<int> refs_{1};
+  std::atomic<bool> cancelled_{false};
+  // Touched by one step at a time (Executor tasks follow each other).
+  int fd_ = -1;
+  int64_t total_ = 0;
+  int64_t offset_ = 0;
+  BackupChunk chunk_;
+};
 
 // A server stream that ends at once with a fixed status.
 class FinishedWriter final : public grpc::ServerWriteReactor<BackupChunk> {
@@ -367,8 +465,20 @@ grpc::ServerUnaryReactor* AdminServiceImpl::UpdateQueue(
 grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* /*context*/,
     const jobwire::v1::BackupRequest*) {
-  return new FinishedWriter(ToGrpcStatus(absl::UnimplementedError(
-      "jobwire.v1.AdminService.Backup is not implemented yet")));
+  if (options_.store == nullptr) {
+    return new FinishedWriter(ToGrpcStatus(absl::UnimplementedError(
+        "jobwire.v1.AdminService.Backup needs the store")));
+  }
+  // Beside the database: the same disk, and a crash leaves it where an
+  // operator looks.
+  std::string temp_path = absl::StrCat(options_.storage_path, ".backup-XXXXXX");
+  const int fd = ::mkstemp(temp_path.data());
+  if (fd < 0) {
+    return new FinishedWriter(ToGrpcStatus(absl::InternalError(absl::StrCat(
+        "backup: cannot create a file beside ", options_.storage_path))));
+  }
+  ::close(fd);
+  return new BackupWriter(options_.store, executor_, std::move(temp_path));
 }
 
 }  // namespace jobwire

@@ -4,7 +4,10 @@
 // size, dispatch pause, draining, job counts by state, connected workers,
 // open watch streams); the dispatch and queue controls (PauseDispatch,
 // ResumeDispatch, PauseQueue, ResumeQueue, UpdateQueue, ListQueues), which
-// the Dispatcher keeps durable in the store. Backup answers UNIMPLEMENTED.
+// the Dispatcher keeps durable in the store. Backup streams a consistent
+// snapshot of the database (JobStore::BackupBlocking into a temporary file
+// beside it, removed when the call ends) in chunks of 1 MiB, each with its
+// offset and the snapshot's total size; UNIMPLEMENTED without a store.
 //
 // Thread-safe. Every body reads or writes the store, so it runs on the
 // Executor, never on a gRPC thread. Failures: INVALID_ARGUMENT (BadRequest

@@ -216,6 +216,12 @@ class JobStore {
   // The app calls it periodically.
   virtual absl::StatusOr<int64_t> RunRetentionOnceBlocking() = 0;
 
+  // Writes a consistent snapshot of the whole database (as of one commit) to
+  // the file `dest_path`, replacing its content, without stopping writes;
+  // returns the snapshot's size in bytes. Blocking.
+  virtual absl::StatusOr<int64_t> BackupBlocking(
+      const std::string& dest_path) = 0;
+
   // Totals so far; cheap (atomic reads), callable from any thread.
   virtual WriteStats write_stats() const = 0;
 

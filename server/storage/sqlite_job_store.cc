@@ -1194,6 +1194,36 @@ absl::StatusOr<int64_t> SqliteJobStore::RunRetentionOnceBlocking() {
   }
 }
 
+absl::StatusOr<int64_t> SqliteJobStore::BackupBlocking(
+    const std::string& dest_path) {
+  JW_RETURN_IF_ERROR(ReadersOpen());
+  try {
+    SQLite::Database source(path_, SQLite::OPEN_READONLY);
+    source.setBusyTimeout(5000);
+    SQLite::Database dest(dest_path,
+                          SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    sqlite3_backup* backup = sqlite3_backup_init(dest.getHandle(), "main",
+                                                 source.getHandle(), "main");
+    if (backup == nullptr) {
+      return StatusFromSqliteCode(sqlite3_errcode(dest.getHandle()),
+                                  sqlite3_errmsg(dest.getHandle()));
+    }
+    const int step = sqlite3_backup_step(backup, -1);
+    const int pages = sqlite3_backup_pagecount(backup);
+    const int finish = sqlite3_backup_finish(backup);
+    if (step != SQLITE_DONE) {
+      return StatusFromSqliteCode(step, "backup: copying the database");
+    }
+    if (finish != SQLITE_OK) {
+      return StatusFromSqliteCode(finish, sqlite3_errmsg(dest.getHandle()));
+    }
+    return static_cast<int64_t>(pages) *
+           source.execAndGet("PRAGMA page_size").getInt64();
+  } catch (const SQLite::Exception& e) {
+    return StatusFromSqlite(e);
+  }
+}
+
 absl::Status SqliteJobStore::WithReader(
     const std::function<absl::Status(Connection&)>& read) {
   Connection* conn = nullptr;

@@ -199,6 +199,10 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<std::vector<QueueRow>> ListQueueRowsBlocking() override;
   void UpsertQueue(QueueRow row, StatusCallback done) override;
   absl::StatusOr<int64_t> RunRetentionOnceBlocking() override;
+  // SQLite's online backup API from a fresh read-only connection, in one
+  // step: one read transaction, so the copy is one commit's state; in WAL
+  // mode it holds up no writer (a checkpoint cannot pass it meanwhile).
+  absl::StatusOr<int64_t> BackupBlocking(const std::string& dest_path) override;
   void Shutdown() override;
 
   Stats stats() const;

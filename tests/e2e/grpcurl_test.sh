@@ -149,8 +149,8 @@ expect_error "health Check of an unknown service is NotFound" NotFound "unknown 
 expect_output "GetServerInfo names version, listeners and storage" '"version"' \
   "$tcp" "unix:$sock" "$work/var/j.db" \
   -- "${unix_grpcurl[@]}" jobwire.v1.AdminService/GetServerInfo
-expect_error "an unimplemented admin method says so" Unimplemented "Backup" \
-  -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/Backup
+expect_output "Backup streams the database in chunks with their offsets" '"data"' \
+  '"total_bytes"' -- "${tcp_grpcurl[@]}" jobwire.v1.AdminService/Backup
 
 # Bad input: INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 formatted="$("$grpcurl" -plaintext -format-error -d '{"job":{"kind":"","queue":"Bad Queue!"}}' \
