@@ -15,12 +15,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "SQLiteCpp/Database.h"
+#include "SQLiteCpp/Statement.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -615,6 +618,39 @@ TEST_F(ServerIntegrationTest, CliBulkPatchesActsAndNamesTheFlagOfABadValue) {
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
     EXPECT_TRUE(absl::StrContains(r.out, message)) << args << ": " << r.out;
   }
+}
+
+TEST_F(ServerIntegrationTest, CliBackupWritesAWorkingCopyOfTheDatabase) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  const std::string id = SubmitWithCli("--kind k --label team=a");
+  ASSERT_FALSE(id.empty());
+  const std::string out = dir_ + "/copy.db";
+  CliResult saved = RunCli(addr + "backup --out " + out);
+  ASSERT_EQ(saved.code, 0) << saved.out;
+  EXPECT_TRUE(absl::StrContains(saved.out, "bytes to " + out)) << saved.out;
+  EXPECT_FALSE(std::filesystem::exists(out + ".tmp"));
+  {
+    SQLite::Database db(out, SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+    SQLite::Statement job(db, "SELECT kind FROM jobs WHERE id = ?");
+    job.bind(1, id);
+    ASSERT_TRUE(job.executeStep());
+    EXPECT_EQ(job.getColumn(0).getString(), "k");
+  }
+  // A server on the copy serves the job.
+  std::vector<std::string> args = {"--listen", "unix:" + dir_ + "/copy.sock",
+                                   "--db", out};
+  ServerProcess restored(dir_, args);
+  ASSERT_EQ(restored.WaitListening(1).size(), 1u) << restored.log();
+  CliResult got = RunCli("--addr unix:" + dir_ + "/copy.sock get " + id);
+  EXPECT_EQ(got.code, 0) << got.out;
+  EXPECT_EQ(JsonString(got.out, "id"), id) << got.out;
+
+  CliResult no_out = RunCli(addr + "backup");
+  EXPECT_EQ(no_out.code, 2) << no_out.out;
+  EXPECT_TRUE(absl::StrContains(no_out.out, "--out: ")) << no_out.out;
 }
 
 TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {

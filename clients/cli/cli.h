@@ -72,7 +72,7 @@ using CommandList = std::vector<std::unique_ptr<Command>>;
 
 // commands.cc: every command, in help order.
 CommandList AllCommands();
-// server_commands.cc: health, info.
+// server_commands.cc: health, info, backup.
 void AddServerCommands(CommandList* commands);
 // jobs_commands.cc: submit, submit-batch, get, list, watch, cancel, retry,
 // explain.

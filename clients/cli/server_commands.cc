@@ -1,4 +1,6 @@
-// `jobwire health` and `jobwire info`: the server itself.
+// `jobwire health`, `jobwire info` and `jobwire backup`: the server itself.
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -77,11 +79,82 @@ class InfoCommand final : public Command {
   }
 };
 
+// `jobwire backup --out FILE`: AdminService.Backup into FILE.tmp, renamed
+// to FILE once every byte arrived, so FILE is never a partial copy.
+class BackupCommand final : public Command {
+ public:
+  std::string name() const override { return "backup"; }
+  std::string summary() const override {
+    return "save a consistent copy of the server's database: --out FILE";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->String("out", &out_, "write the copy here (a SQLite database)",
+                  "FILE");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
+    if (out_.empty()) {
+      return absl::InvalidArgumentError("--out: give the file to write");
+    }
+    const std::string temp = out_ + ".tmp";
+    std::ofstream file(temp, std::ios::binary | std::ios::trunc);
+    if (!file) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--out: cannot write ", temp));
+    }
+    auto stub = jobwire::v1::AdminService::NewStub(context.channel);
+    // No deadline: a large database takes as long as it takes.
+    auto call = context.NewCallContext(/*with_deadline=*/false);
+    auto reader = stub->Backup(call.get(), {});
+    jobwire::v1::BackupChunk chunk;
+    int64_t written = 0;
+    int64_t total = -1;
+    absl::Status failed;
+    while (reader->Read(&chunk)) {
+      if (chunk.offset() != written && failed.ok()) {
+        failed = absl::DataLossError(absl::StrCat(
+            "backup: chunk at ", chunk.offset(), ", expected ", written));
+        call->TryCancel();
+      }
+      if (!failed.ok()) continue;
+      total = chunk.total_bytes();
+      file.write(chunk.data().data(),
+                 static_cast<std::streamsize>(chunk.data().size()));
+      written += static_cast<int64_t>(chunk.data().size());
+    }
+    grpc::Status status = reader->Finish();
+    file.close();
+    if (failed.ok() && !status.ok()) failed = FromGrpcStatus(status);
+    if (failed.ok() && !file) {
+      failed = absl::InternalError(absl::StrCat("backup: writing ", temp));
+    }
+    if (failed.ok() && written != total) {
+      failed = absl::DataLossError(
+          absl::StrCat("backup: got ", written, " of ", total, " bytes"));
+    }
+    if (failed.ok() && std::rename(temp.c_str(), out_.c_str()) != 0) {
+      failed = absl::InternalError(
+          absl::StrCat("backup: cannot rename ", temp, " to ", out_));
+    }
+    if (!failed.ok()) {
+      std::remove(temp.c_str());
+      return failed;
+    }
+    *context.out << "wrote " << written << " bytes to " << out_ << "\n";
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string out_;
+};
+
 }  // namespace
 
 void AddServerCommands(CommandList* commands) {
   commands->push_back(std::make_unique<HealthCommand>());
   commands->push_back(std::make_unique<InfoCommand>());
+  commands->push_back(std::make_unique<BackupCommand>());
 }
 
 }  // namespace jobwire::cli
