@@ -30,10 +30,10 @@
 // request holds one chunk in memory whatever its size.
 //
 // The run ends early, with the status it returns, when `stop` (polled before
-// each chunk) returns non-OK, and with UNAVAILABLE when storage fails (an
-// UNAVAILABLE, RESOURCE_EXHAUSTED, INTERNAL or DATA_LOSS answer): its
-// message says how many jobs were changed before. Jobs of a chunk already
-// queued are answered either way.
+// each chunk) returns non-OK, and with the store's error when storage fails
+// (an UNAVAILABLE, RESOURCE_EXHAUSTED, INTERNAL or DATA_LOSS answer, its
+// details kept); either way the message says how many jobs were matched and
+// updated before. Jobs of a chunk already queued are answered either way.
 #ifndef JOBWIRE_SERVER_API_BULK_UPDATE_H_
 #define JOBWIRE_SERVER_API_BULK_UPDATE_H_
 
