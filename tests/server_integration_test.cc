@@ -30,6 +30,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
 #include "proto/reflection_subset.grpc.pb.h"
 #include "tests/jobwired_process.h"
 
@@ -789,6 +791,61 @@ TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
     ++ids;
   }
   EXPECT_EQ(ids, 1000u);
+}
+
+// A client that opens a Backup or a watch and then stops reading must not
+// hold the server past its grace period.
+TEST_F(ServerIntegrationTest, StalledBackupAndWatchEndWithTheGracePeriod) {
+  std::vector<std::string> args = DefaultArgs();
+  args.push_back("--shutdown-grace=1s");
+  ServerProcess server(dir_, args);
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  // Enough jobs that the backup and the watch's replay outgrow the
+  // client's HTTP/2 window.
+  std::string lines;
+  const std::string args_json =
+      absl::StrCat("{\"pad\": \"", std::string(400, 'x'), "\"}");
+  for (int i = 0; i < 3000; ++i) {
+    absl::StrAppend(&lines, "{\"job\": {\"kind\": \"k\", \"args\": ", args_json,
+                    "}}\n");
+  }
+  CliResult loaded = RunCliWithInput(CliAddr() + "submit-batch -", lines, dir_);
+  ASSERT_EQ(loaded.code, 0) << loaded.out.substr(0, 300);
+
+  // A channel each: on one connection the stalled backup would also hold
+  // up the watch (HTTP/2's connection window).
+  auto admin = jobwire::v1::AdminService::NewStub(grpc::CreateChannel(
+      "unix://" + socket_, grpc::InsecureChannelCredentials()));
+  auto jobs = jobwire::v1::JobService::NewStub(grpc::CreateChannel(
+      "unix://" + socket_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext backup_context;
+  auto backup = admin->Backup(&backup_context, {});
+  grpc::ClientContext watch_context;
+  jobwire::v1::WatchJobsRequest watch_request;
+  watch_request.set_after_event_id(0);  // replays every job's events
+  auto watch = jobs->WatchJobs(&watch_context, watch_request);
+  jobwire::v1::BackupChunk chunk;
+  ASSERT_TRUE(backup->Read(&chunk));  // both calls are open; no more reads
+  jobwire::v1::WatchJobsResponse first;
+  ASSERT_TRUE(watch->Read(&first));
+  absl::SleepFor(absl::Milliseconds(500));  // the server's writes stall
+
+  const absl::Time signalled = absl::Now();
+  server.Signal(SIGTERM);
+  ASSERT_TRUE(server.Exited(absl::Seconds(30))) << server.log();
+  const absl::Duration took = absl::Now() - signalled;
+  EXPECT_EQ(server.exit_code(), 0);
+  // The grace period (1 s), 250 ms for the cancelled calls to end, then
+  // the stuck connections are shut down: ~1.3 s here. Before, gRPC waited
+  // for the peers to read (4-25 s on this Unix socket). A wide bound.
+  EXPECT_LT(took, absl::Seconds(6)) << server.log();
+  backup_context.TryCancel();
+  watch_context.TryCancel();
+  // No backup temp file is left beside the database.
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/var")) {
+    EXPECT_FALSE(absl::StrContains(entry.path().filename().string(), "backup-"))
+        << entry.path();
+  }
 }
 
 TEST_F(ServerIntegrationTest, CliSetsAQueuesWeightAndLimit) {

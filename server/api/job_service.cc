@@ -436,12 +436,13 @@ void JobServiceImpl::StartShutdown(absl::Time deadline) {
   streams_.ForEach([deadline](ServiceStream* s) { s->Drain(deadline); });
 }
 
-void JobServiceImpl::FinishShutdown() {
+void JobServiceImpl::FinishShutdown(absl::Duration wait_for_streams) {
   draining_ = true;
   const absl::Status status =
       UnavailableError("server is shutting down", options_.retry_delay);
   streams_.ForEach([&status](ServiceStream* s) { s->Abort(status); });
-  if (!streams_.WaitUntilEmpty(absl::Seconds(2))) {
+  if (wait_for_streams > absl::ZeroDuration() &&
+      !streams_.WaitUntilEmpty(wait_for_streams)) {
     JW_LOG(WARNING) << streams_.size() << " streams still open after shutdown";
   }
 }
@@ -452,7 +453,7 @@ void JobServiceImpl::Shutdown(absl::Time deadline) {
     streams_.WaitUntilEmpty(
         std::min(deadline - clock_->Now(), absl::Milliseconds(50)));
   }
-  FinishShutdown();
+  FinishShutdown(absl::Seconds(2));
 }
 
 size_t JobServiceImpl::open_streams() { return streams_.size(); }

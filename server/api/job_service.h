@@ -142,12 +142,14 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // the Clock's now. Non-blocking; any thread.
   void Tick();
 
-  // See the class comment. StartShutdown and FinishShutdown do not block
-  // (FinishShutdown waits at most ~2 s, real time, for streams to end);
-  // Shutdown blocks until `deadline` by the injected Clock at most (pass
+  // See the class comment. StartShutdown does not block; FinishShutdown
+  // waits up to `wait_for_streams` (real time) for the finished streams to
+  // end (a stream whose peer stopped reading may not end until its
+  // connection goes: App::Stop passes zero and handles that); Shutdown
+  // blocks until `deadline` by the injected Clock, plus 2 s at most (pass
   // clock->Now() with a FakeClock). Idempotent.
   void StartShutdown(absl::Time deadline);
-  void FinishShutdown();
+  void FinishShutdown(absl::Duration wait_for_streams);
   void Shutdown(absl::Time deadline);
 
   // Open streams (watches and SubmitJobs) and the messages they hold.

@@ -591,7 +591,7 @@ TEST(JobServiceTest,
   }
   EXPECT_TRUE(has_retry_info);
 
-  f.service->FinishShutdown();
+  f.service->FinishShutdown(absl::Seconds(2));
   EXPECT_FALSE(reader->Read(&msg));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(f.service->open_streams(), 0u);

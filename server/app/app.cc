@@ -17,6 +17,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/transport/listen_address.h"
+#include "server/transport/served_connections.h"
 #include "server/transport/token_auth.h"
 
 #ifndef JOBWIRE_VERSION
@@ -25,6 +26,10 @@
 
 namespace jobwire {
 namespace {
+
+// How long after the shutdown deadline (when gRPC has cancelled every call)
+// the calls may take to end before their connections are shut down.
+constexpr absl::Duration kStalledWriteGrace = absl::Milliseconds(250);
 
 // Services reported by health (besides "" for the whole server) and expected
 // in reflection.
@@ -221,6 +226,7 @@ absl::Status App::StartServer() {
     }
     if (bound.kind == ListenAddress::Kind::kTcp) bound.port = ports[i];
     addresses_.push_back(bound.ToUri());
+    bound_.push_back(std::move(bound));
   }
   for (const auto& guard : socket_guards_) {
     JW_RETURN_IF_ERROR(guard->SetMode(options_.socket_mode));
@@ -232,6 +238,30 @@ absl::Status App::StartServer() {
         << "bearer-token auth is on for every method but health and reflection";
   }
   return absl::OkStatus();
+}
+
+void App::ShutDownStalledConnections(absl::Time deadline) {
+  absl::Time at = deadline + kStalledWriteGrace;
+  {
+    absl::MutexLock lock(&mu_);
+    bool skipped = false;
+    while (!server_shut_down_) {
+      const absl::Time now = absl::Now();
+      if (skip_grace_ && !skipped) {
+        skipped = true;
+        at = std::min(at, now + kStalledWriteGrace);
+      }
+      if (now >= at) break;
+      mu_.AwaitWithTimeout(absl::Condition(&server_shut_down_),
+                           std::min(at - now, absl::Milliseconds(20)));
+    }
+    if (server_shut_down_) return;
+  }
+  const int n = ShutdownServedConnections(bound_);
+  JW_LOG(WARNING) << "calls on " << n << " connections had not ended "
+                  << kStalledWriteGrace
+                  << " after the deadline (peers not reading); shut those "
+                     "connections down";
 }
 
 void App::RetentionLoop() {
@@ -266,7 +296,8 @@ void App::SkipGrace() {
 //  2. each service's shutdown hook, in registration order: tell open streams
 //     (draining / drain), take no new work;
 //  3. grpc::Server::Shutdown(deadline): stop accepting, wait for open calls
-//     until the deadline, cancel the rest (SkipGrace cancels at once), then
+//     until the deadline, cancel the rest (SkipGrace cancels at once), shut
+//     down connections stuck writing to peers that stopped reading, then
 //     Wait();
 //  4. release every lease still held (the worker sessions are gone with the
 //     server) back to QUEUED as "server shutting down", waiting up to 5 s for
@@ -304,7 +335,9 @@ void App::Stop() {
       if (skip_grace_) deadline = absl::Now();
     }
     // Open watches end with UNAVAILABLE shortly before the deadline (or at
-    // once on SkipGrace), rather than being cancelled by the server.
+    // once on SkipGrace), rather than being cancelled by the server. Then,
+    // if calls still have not ended kStalledWriteGrace after the deadline,
+    // their connections are shut down under gRPC (served_connections.h).
     std::thread finisher([this, deadline] {
       const absl::Time finish_at =
           deadline -
@@ -316,9 +349,14 @@ void App::Stop() {
           break;
         }
       }
-      job_service_->FinishShutdown();
+      job_service_->FinishShutdown(absl::ZeroDuration());
+      ShutDownStalledConnections(deadline);
     });
     server_->Shutdown(absl::ToChronoTime(deadline));
+    {
+      absl::MutexLock lock(&mu_);
+      server_shut_down_ = true;
+    }
     finisher.join();
     server_->Wait();
     {

@@ -38,6 +38,7 @@
 #include "server/events/event_bus.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/sqlite_job_store.h"
+#include "server/transport/listen_address.h"
 #include "server/transport/unix_socket_guard.h"
 
 namespace jobwire {
@@ -92,6 +93,10 @@ class App {
   // Deletes finished jobs as ServerOptions::retention allows, every
   // retention_interval, on its own thread, until Stop().
   void RetentionLoop();
+  // From the finisher thread of Stop(): if grpc::Server::Shutdown has not
+  // returned kStalledWriteGrace after `deadline` (or after SkipGrace), shuts
+  // down the connections still open on bound_ (served_connections.h).
+  void ShutDownStalledConnections(absl::Time deadline);
 
   const ServerOptions options_;
   std::atomic<bool> draining_{false};
@@ -112,11 +117,13 @@ class App {
 
   std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;
   std::vector<std::string> addresses_;
+  std::vector<ListenAddress> bound_;  // addresses_, parsed
   bool stopped_ = false;
 
   absl::Mutex mu_;
   bool skip_grace_ ABSL_GUARDED_BY(mu_) = false;
   bool server_stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool server_shut_down_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_retention_ ABSL_GUARDED_BY(mu_) = false;
   std::thread retention_thread_;
 };
