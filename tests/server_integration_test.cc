@@ -208,7 +208,9 @@ TEST_F(ServerIntegrationTest,
   std::vector<std::string> addresses = first.WaitListening(2);
   ASSERT_EQ(addresses.size(), 2u) << first.log();
 
-  ServerProcess second(dir_, DefaultArgs());
+  // Its own database, the first one's socket.
+  ServerProcess second(dir_,
+                       {"--listen", "unix:var/j.sock", "--db", "var/other.db"});
   ASSERT_TRUE(second.Exited(absl::Seconds(20)));
   EXPECT_NE(second.exit_code(), 0);
   EXPECT_TRUE(absl::StrContains(second.log(), "another jobwired is serving"))
@@ -216,6 +218,53 @@ TEST_F(ServerIntegrationTest,
 
   EXPECT_TRUE(Exists(socket_));
   EXPECT_TRUE(IsServing(addresses[0]));
+}
+
+// Two servers on one database would both dispatch its jobs, and the second
+// one's start would hand the first one's running jobs back to QUEUED.
+TEST_F(ServerIntegrationTest,
+       SecondServerOnTheSameDatabaseFailsAndTheFirstGoesOn) {
+  ServerProcess first(dir_, DefaultArgs());
+  std::vector<std::string> addresses = first.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << first.log();
+
+  ServerProcess second(dir_,
+                       {"--listen", "unix:var/other.sock", "--db", "var/j.db"});
+  ASSERT_TRUE(second.Exited(absl::Seconds(20)));
+  EXPECT_NE(second.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(
+      second.log(),
+      "another jobwired is using the database " + dir_ + "/var/j.db"))
+      << second.log();
+  EXPECT_TRUE(absl::StrContains(second.log(), "--db")) << second.log();
+  EXPECT_FALSE(Exists(dir_ + "/var/other.sock"));
+  EXPECT_TRUE(IsServing(addresses[0]));
+
+  // Once the first has stopped, the database is free again.
+  first.Signal(SIGTERM);
+  ASSERT_TRUE(first.Exited(absl::Seconds(20))) << first.log();
+  ServerProcess third(dir_,
+                      {"--listen", "unix:var/other.sock", "--db", "var/j.db"});
+  EXPECT_EQ(third.WaitListening(1).size(), 1u) << third.log();
+}
+
+// A backup interrupted by a crash leaves its temporary file; the next start
+// removes it, and nothing else.
+TEST_F(ServerIntegrationTest, StartRemovesTheFilesOfBackupsACrashCutShort) {
+  ASSERT_EQ(::mkdir((dir_ + "/var").c_str(), 0755), 0);
+  for (const char* name : {"j.db.backup-a1B2c3", "j.db.backup-zzzzzz",
+                           "j.db.backup-keep-me", "other.db.backup-a1B2c3"}) {
+    std::ofstream(dir_ + "/var/" + name) << "partial";
+  }
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  EXPECT_FALSE(Exists(dir_ + "/var/j.db.backup-a1B2c3"));
+  EXPECT_FALSE(Exists(dir_ + "/var/j.db.backup-zzzzzz"));
+  EXPECT_TRUE(Exists(dir_ + "/var/j.db.backup-keep-me"));
+  EXPECT_TRUE(Exists(dir_ + "/var/other.db.backup-a1B2c3"));
+  EXPECT_TRUE(
+      absl::StrContains(server.log(), "removed 2 unfinished backup files"))
+      << server.log();
 }
 
 TEST_F(ServerIntegrationTest, StaleSocketFromACrashedServerIsReplaced) {
@@ -636,6 +685,8 @@ TEST_F(ServerIntegrationTest, CliBackupWritesAWorkingCopyOfTheDatabase) {
   {
     SQLite::Database db(out, SQLite::OPEN_READONLY);
     EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+    // One self-contained file, not a WAL database missing its -wal.
+    EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "delete");
     SQLite::Statement job(db, "SELECT kind FROM jobs WHERE id = ?");
     job.bind(1, id);
     ASSERT_TRUE(job.executeStep());

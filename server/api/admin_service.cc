@@ -1,5 +1,6 @@
 #include "server/api/admin_service.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
 #include "server/common/errors.h"
@@ -51,6 +53,10 @@ void DispatchToProto(const Dispatcher::DispatchPause& pause,
 // Bytes of one BackupChunk.
 constexpr size_t kBackupChunkBytes = 1 << 20;
 
+// A backup in progress is `DB.backup-XXXXXX` (mkstemp's six characters).
+constexpr char kBackupInfix[] = ".backup-";
+constexpr size_t kBackupSuffixChars = 6;
+
 // Backup: the store writes a snapshot to a temporary file beside the
 // database (on the Executor), then the file goes out in chunks, one write in
 // flight, each chunk read on the Executor after the previous one was sent.
@@ -58,8 +64,8 @@ constexpr size_t kBackupChunkBytes = 1 << 20;
 // counted: gRPC holds one reference until OnDone, an Executor task another.
 class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
  public:
-  BackupWriter(JobStore* store, Executor* executor, std::string temp_path)
-      : store_(store), executor_(executor), temp_path_(std::move(temp_path)) {
+  BackupWriter(JobStore* store, Executor* executor, std::string db_path)
+      : store_(store), executor_(executor), db_path_(std::move(db_path)) {
     RunOnExecutor([this] { Snapshot(); });
   }
 
@@ -77,7 +83,7 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
  private:
   ~BackupWriter() override {
     if (fd_ >= 0) ::close(fd_);
-    ::unlink(temp_path_.c_str());
+    if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
   }
 
   void RunOnExecutor(std::function<void()> task) {
@@ -93,6 +99,16 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
 
   // Executor.
   void Snapshot() {
+    // Beside the database: the same disk, and a crash leaves it where the
+    // next start removes it (RemoveStaleBackupsBlocking).
+    std::string temp_path = absl::StrCat(db_path_, kBackupInfix, "XXXXXX");
+    const int temp_fd = ::mkstemp(temp_path.data());
+    if (temp_fd < 0) {
+      return Finish(ToGrpcStatus(absl::InternalError(
+          absl::StrCat("backup: cannot create a file beside ", db_path_))));
+    }
+    ::close(temp_fd);
+    temp_path_ = std::move(temp_path);
     absl::StatusOr<int64_t> size = store_->BackupBlocking(temp_path_);
     if (!size.ok()) return Finish(ToGrpcStatus(size.status()));
     fd_ = ::open(temp_path_.c_str(), O_RDONLY | O_CLOEXEC);
@@ -130,10 +146,11 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
 
   JobStore* const store_;
   Executor* const executor_;
-  const std::string temp_path_;
+  const std::string db_path_;
   std::atomic<int> refs_{1};
   std::atomic<bool> cancelled_{false};
   // Touched by one step at a time (Executor tasks follow each other).
+  std::string temp_path_;  // empty until Snapshot creates it
   int fd_ = -1;
   int64_t total_ = 0;
   int64_t offset_ = 0;
@@ -148,6 +165,28 @@ class FinishedWriter final : public grpc::ServerWriteReactor<BackupChunk> {
 };
 
 }  // namespace
+
+int RemoveStaleBackupsBlocking(const std::string& db_path) {
+  const size_t slash = db_path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : db_path.substr(0, slash + 1);
+  const std::string prefix = absl::StrCat(
+      slash == std::string::npos ? db_path : db_path.substr(slash + 1),
+      kBackupInfix);
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  int removed = 0;
+  while (const dirent* entry = ::readdir(d)) {
+    const absl::string_view name = entry->d_name;
+    if (name.size() != prefix.size() + kBackupSuffixChars ||
+        !absl::StartsWith(name, prefix)) {
+      continue;
+    }
+    if (::unlinkat(::dirfd(d), entry->d_name, 0) == 0) ++removed;
+  }
+  ::closedir(d);
+  return removed;
+}
 
 AdminServiceImpl::AdminServiceImpl(Options options, Clock* clock,
                                    Executor* executor)
@@ -469,16 +508,7 @@ grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
     return new FinishedWriter(ToGrpcStatus(absl::UnimplementedError(
         "jobwire.v1.AdminService.Backup needs the store")));
   }
-  // Beside the database: the same disk, and a crash leaves it where an
-  // operator looks.
-  std::string temp_path = absl::StrCat(options_.storage_path, ".backup-XXXXXX");
-  const int fd = ::mkstemp(temp_path.data());
-  if (fd < 0) {
-    return new FinishedWriter(ToGrpcStatus(absl::InternalError(absl::StrCat(
-        "backup: cannot create a file beside ", options_.storage_path))));
-  }
-  ::close(fd);
-  return new BackupWriter(options_.store, executor_, std::move(temp_path));
+  return new BackupWriter(options_.store, executor_, options_.storage_path);
 }
 
 }  // namespace jobwire

@@ -6,8 +6,9 @@
 // ResumeDispatch, PauseQueue, ResumeQueue, UpdateQueue, ListQueues), which
 // the Dispatcher keeps durable in the store. Backup streams a consistent
 // snapshot of the database (JobStore::BackupBlocking into a temporary file
-// beside it, removed when the call ends) in chunks of 1 MiB, each with its
-// offset and the snapshot's total size; UNIMPLEMENTED without a store.
+// `DB.backup-XXXXXX` beside it, removed when the call ends, or at the next
+// start after a crash) in chunks of 1 MiB, each with its offset and the
+// snapshot's total size; UNIMPLEMENTED without a store.
 //
 // Thread-safe. Every body reads or writes the store, so it runs on the
 // Executor, never on a gRPC thread. Failures: INVALID_ARGUMENT (BadRequest
@@ -32,6 +33,12 @@
 #include "server/storage/job_store.h"
 
 namespace jobwire {
+
+// Removes what backups interrupted by a crash left beside `db_path`
+// (`DB.backup-XXXXXX`); returns how many. Call at start, holding the
+// database lock (database_lock.h) and before serving, so no backup of this
+// database is in progress.
+int RemoveStaleBackupsBlocking(const std::string& db_path);
 
 class AdminServiceImpl final
     : public jobwire::v1::AdminService::CallbackService {

@@ -88,6 +88,12 @@ absl::Status App::Build() {
   if (db_path.empty() || db_path[0] != '/')
     db_path = absl::StrCat(cwd, "/", db_path);
   JW_RETURN_IF_ERROR(CreateParentDirectories(db_path));
+  // One server per database; under the lock, what a crash left is ours.
+  JW_ASSIGN_OR_RETURN(db_lock_, DatabaseLock::Acquire(db_path));
+  if (const int stale = RemoveStaleBackupsBlocking(db_path); stale > 0) {
+    JW_LOG(INFO) << "removed " << stale
+                 << " unfinished backup files left beside " << db_path;
+  }
   // The bus is built first: it listens to the store from its first commit.
   EventBus::Options bus_options;
   bus_options.ring_capacity = options_.event_ring;
@@ -304,9 +310,9 @@ void App::SkipGrace() {
 //     those commits, then stop the dispatcher loop;
 //  5. drain the executor (queued blocking work still finishes its reactors,
 //     so it must outlive the server);
-//  6. stop retention and close storage, after everything that uses it; the
-//     dispatcher and the bus, the store's commit listeners, are destroyed
-//     after it;
+//  6. stop retention and close storage, after everything that uses it, then
+//     release the database lock; the dispatcher and the bus, the store's
+//     commit listeners, are destroyed after it;
 //  7. remove the Unix socket and lock files (socket_guards_), last, so no
 //     second server can take the path while this one still serves.
 void App::Stop() {
@@ -386,6 +392,7 @@ void App::Stop() {
   admin_service_.reset();
   health_service_.reset();
   store_.reset();
+  db_lock_.reset();
   dispatcher_.reset();
   random_.reset();
   events_.reset();

@@ -37,6 +37,7 @@
 #include "server/core/retry.h"
 #include "server/events/event_bus.h"
 #include "server/scheduling/dispatcher.h"
+#include "server/storage/database_lock.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/unix_socket_guard.h"
@@ -104,7 +105,8 @@ class App {
   // Owned components, in construction order; destroyed in reverse by Stop().
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<Executor> executor_;
-  std::unique_ptr<EventBus> events_;  // listens to store_; outlives it
+  std::unique_ptr<DatabaseLock> db_lock_;  // held while store_ is open
+  std::unique_ptr<EventBus> events_;       // listens to store_; outlives it
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<SystemRandomSource> random_;
   std::unique_ptr<Dispatcher> dispatcher_;  // listens to store_; outlives it

@@ -1217,6 +1217,10 @@ absl::StatusOr<int64_t> SqliteJobStore::BackupBlocking(
     if (finish != SQLITE_OK) {
       return StatusFromSqliteCode(finish, sqlite3_errmsg(dest.getHandle()));
     }
+    // The copy inherits WAL mode from page 1; as a rollback-journal file it
+    // is one self-contained file (jobwired turns WAL back on when it opens
+    // it).
+    dest.exec("PRAGMA journal_mode=DELETE");
     return static_cast<int64_t>(pages) *
            source.execAndGet("PRAGMA page_size").getInt64();
   } catch (const SQLite::Exception& e) {
