@@ -129,9 +129,18 @@ class WorkerSessionReactor final
   // --- Reactions ---
   void OnReadDone(bool ok) override {
     if (!ok) {
-      // The worker closed its side or the stream broke.
+      // The worker closed its side or the stream broke. Its leases go now;
+      // the stream ends once every report it sent has been answered (made
+      // durable, or `rejected` sent), so a worker that closes right after
+      // `complete` learns of a failure before the OK.
       CloseSession();
-      FinishOnce(grpc::Status::OK);
+      bool answered;
+      {
+        absl::MutexLock lock(&mu_);
+        half_closed_ = true;
+        answered = in_flight_ == 0;
+      }
+      if (answered) FinishOnce(grpc::Status::OK);
       return;
     }
     if (session_.load() != 0) dispatcher()->Touch(session_.load());
@@ -226,15 +235,18 @@ class WorkerSessionReactor final
         r->set_message(std::string(status.message()));
         Send(std::move(out));
       }
+      bool all_answered = false;
       {
         absl::MutexLock lock(&mu_);
         --in_flight_;
-        if (read_paused_ && !finish_requested_ &&
+        all_answered = half_closed_ && in_flight_ == 0;
+        if (read_paused_ && !finish_requested_ && !half_closed_ &&
             in_flight_ < kMaxReportsInFlight / 2) {
           read_paused_ = false;
           StartRead(&request_);
         }
       }
+      if (all_answered) FinishOnce(grpc::Status::OK);
       Unref();
     };
   }
@@ -378,6 +390,7 @@ class WorkerSessionReactor final
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;  // the worker's reads ended
 };
 
 WorkerServiceImpl::WorkerServiceImpl(Dispatcher* dispatcher)

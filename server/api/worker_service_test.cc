@@ -189,6 +189,25 @@ TEST_F(WorkerServiceTest, JobRunsOnAWorkerAndCompletesDurably) {
   EXPECT_EQ(job.attempt, 1);
 }
 
+// A worker may close its side right after its last report: the stream ends
+// OK only once that report is durable, and a refusal arrives before the end.
+TEST_F(WorkerServiceTest, ClosingAfterAReportEndsOnlyOnceItIsAnswered) {
+  auto w = Connect("w1");
+  const std::string id = SubmitTo("default");
+  auto assign = w->NextOf(ConnectResponse::kAssign);
+  ASSERT_TRUE(assign.has_value());
+  w->Complete(id, 1);
+  w->Complete(id, 7);  // an attempt that never ran: rejected
+  EXPECT_TRUE(w->Close().ok());
+  EXPECT_EQ(Get(id).state, JobState::kSucceeded);  // durable before the OK
+  std::optional<ConnectResponse> rejected;
+  while (auto msg = w->Next(absl::Milliseconds(1))) {
+    if (msg->has_rejected()) rejected = msg;
+  }
+  ASSERT_TRUE(rejected.has_value());
+  EXPECT_EQ(rejected->rejected().attempt(), 7);
+}
+
 TEST_F(WorkerServiceTest, SlotsBoundTheJobsAWorkerHolds) {
   auto w = Connect("w1", {}, 2);
   for (int i = 0; i < 5; ++i) SubmitTo("default");
