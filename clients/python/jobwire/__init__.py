@@ -1,0 +1,21 @@
+"""jobwire: the Python client of the jobwire job server.
+
+    from jobwire import Client, Worker, JobFailed, JobwireError
+
+``Client`` submits, reads, controls and watches jobs (watches resume on
+their own after a break); ``Worker`` runs handlers for assigned jobs over
+one WorkerService stream. The generated messages and stubs are in
+``jobwire.v1`` (``job_pb2``, ``job_service_pb2_grpc``, ...).
+"""
+
+from jobwire.client import (DEFAULT_ADDR, TERMINAL_STATES, Client, Job,
+                            JobEvent, is_terminal)
+from jobwire.errors import FieldViolation, JobwireError
+from jobwire.worker import JobContext, JobFailed, Worker
+
+__all__ = [
+    "Client", "DEFAULT_ADDR", "FieldViolation", "Job", "JobContext",
+    "JobEvent", "JobFailed", "JobwireError", "TERMINAL_STATES", "Worker",
+    "is_terminal",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,158 @@
+"""The Client against a real jobwired (tests/conftest.py)."""
+
+import threading
+
+import grpc
+import pytest
+
+from jobwire import Client, Job, JobwireError, Worker
+
+
+def test_submit_get_list_cancel(server):
+    with Client(server.addr) as client:
+        first = client.submit_job("email", {"to": "a@example.com"},
+                                  queue="mail", labels={"team": "growth"},
+                                  request_id="req-1")
+        assert first.created
+        job = first.job
+        assert job.id and job.state == Job.STATE_QUEUED
+        assert job.labels["team"] == "growth"
+        again = client.submit_job("email", {"to": "a@example.com"},
+                                  queue="mail", request_id="req-1")
+        assert not again.created and again.job.id == job.id
+
+        got = client.get_job(job.id)
+        assert got.kind == "email" and got.args["to"] == "a@example.com"
+
+        for i in range(4):
+            client.submit_job("report", queue="mail", labels={"n": str(i)})
+        # Paged two at a time; the iterator follows the page tokens.
+        listed = list(client.list_jobs('queue = "mail"', page_size=2))
+        assert len(listed) == 5
+        assert [j.id for j in listed].count(job.id) == 1
+        assert len(list(client.list_jobs('kind = "report"'))) == 4
+
+        cancelled = client.cancel_job(job.id, reason="not needed")
+        assert cancelled.state == Job.STATE_CANCELLED
+
+
+def test_bad_input_raises_jobwire_error_naming_the_field(server):
+    with Client(server.addr) as client:
+        with pytest.raises(JobwireError) as info:
+            client.submit_job("", queue="Bad Queue")
+        error = info.value
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+        fields = {v.field for v in error.violations}
+        assert "job.kind" in fields and "job.queue" in fields, error
+
+        with pytest.raises(JobwireError) as info:
+            client.get_job("01M9715MHTFBGAGMKPGD3MGD0W")
+        assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+        with pytest.raises(JobwireError) as info:
+            list(client.list_jobs("state = = RUNNING"))
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        # Nothing was written.
+        assert list(client.list_jobs()) == []
+
+
+def test_watch_sees_a_finished_job_as_its_snapshot(server):
+    with Client(server.addr) as client:
+        job = client.submit_job("k").job
+        client.cancel_job(job.id)
+        events = list(client.watch_job(job.id))
+        assert len(events) == 1
+        assert events[0].WhichOneof("type") == "snapshot"
+        assert events[0].snapshot.state == Job.STATE_CANCELLED
+
+
+def test_watch_resumes_across_a_server_restart_without_gaps(server):
+    client = Client(server.addr)
+    job = client.submit_job("steps", {"n": 6}).job
+    seen = []
+    done = threading.Event()
+
+    def watch():
+        for event in client.watch_job(job.id):
+            seen.append(event)
+        done.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+
+    step = threading.Event()
+    release = threading.Event()
+    worker = Worker(client, slots=1)
+
+    @worker.handler("steps")
+    def steps(ctx):
+        for i in range(ctx.args["n"]):
+            ctx.progress(done=i + 1, total=ctx.args["n"])
+            if i == 2:
+                step.set()
+                release.wait(20)
+        return {"steps": ctx.args["n"]}
+
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    assert step.wait(20)
+    # The server stops mid-job: the worker's stream and the watch break, and
+    # at the end of the grace period the job goes back to its queue (a
+    # shutdown is not a failed attempt). After the restart the worker
+    # reconnects and runs it again, and the watch resumes from its cursor.
+    server.restart()
+    release.set()
+    assert done.wait(30), [e.WhichOneof("type") for e in seen]
+    worker.stop(timeout=5)
+    runner.join(10)
+
+    seqs = [e.seq for e in seen]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+    assert seen[0].WhichOneof("type") == "snapshot"
+    # Both attempts are in the one stream: RUNNING twice, with the
+    # shutdown's requeue between.
+    states = [e.state_changed.to for e in seen
+              if e.WhichOneof("type") == "state_changed"]
+    assert states == [Job.STATE_RUNNING, Job.STATE_QUEUED, Job.STATE_RUNNING,
+                      Job.STATE_SUCCEEDED], states
+    last = seen[-1]
+    assert last.WhichOneof("type") == "state_changed"
+    assert last.state_changed.to == Job.STATE_SUCCEEDED
+    final = client.get_job(job.id)
+    assert final.result.data["steps"] == 6
+    client.close()
+
+
+def test_watch_jobs_replays_then_follows_by_event_id(server):
+    with Client(server.addr) as client:
+        a = client.submit_job("k", queue="q1").job
+        client.submit_job("k", queue="q2")
+        stream = client.watch_jobs('queue = "q1"', after_event_id=0)
+        first = next(stream)
+        assert first.job_id == a.id
+        b = client.submit_job("k", queue="q1").job
+        second = next(stream)
+        assert second.job_id == b.id and second.event_id > first.event_id
+        stream.close()
+
+
+def test_token_is_sent_on_every_call_and_stream(tmp_path):
+    from conftest import Server
+
+    server = Server(tmp_path, "--auth-token=s3cret")
+    try:
+        with Client(server.addr, token="") as anonymous:
+            with pytest.raises(JobwireError) as info:
+                anonymous.submit_job("k")
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        with Client(server.addr, token="s3cret") as client:
+            job = client.submit_job("k").job
+            worker = Worker(client)
+            worker.register("k", lambda ctx: {"ok": True})
+            runner = threading.Thread(target=worker.run, daemon=True)
+            runner.start()
+            assert client.wait_job(job.id).state == Job.STATE_SUCCEEDED
+            worker.stop(timeout=5)
+            runner.join(10)
+    finally:
+        server.stop()
