@@ -87,8 +87,24 @@ class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor,
         return continuation(self._with_token(details), requests)
 
 
+# gRPC's own reconnect backoff (1 s growing to 120 s by default) would keep
+# a resuming watch or worker away from a restarted server for minutes; a
+# job server is worth retrying sooner.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+# Every call is made wait_for_ready. grpcio's synchronous stack moves a
+# connection's bytes only while some call waits on it, and a fail-fast call
+# on a channel that is reconnecting fails at once without waiting, so after
+# a server restart a client making only fail-fast calls never finishes the
+# new connection's handshake (seen: 20 s timeouts, over and over). Waiting
+# calls do, and a restart then costs a caller a short wait rather than an
+# error.
+
+
 def _channel(addr: str, token: Optional[str]) -> grpc.Channel:
-    channel = grpc.insecure_channel(addr)
+    channel = grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
     if token:
         channel = grpc.intercept_channel(channel, _TokenInterceptor(token))
     return channel
@@ -124,7 +140,9 @@ class Client:
 
     ``addr``: ``unix:PATH``, ``unix:///ABS`` or ``HOST:PORT``; default
     ``$JOBWIRE_ADDR`` or ``unix:var/jobwire.sock``. ``token``: the bearer
-    token (default ``$JOBWIRE_TOKEN``). ``timeout``: seconds per unary call.
+    token (default ``$JOBWIRE_TOKEN``). ``timeout``: seconds per unary call,
+    including the wait for an unreachable server (a restart) to come back;
+    then the call raises DEADLINE_EXCEEDED.
     """
 
     def __init__(self, addr: Optional[str] = None, *,
@@ -147,7 +165,7 @@ class Client:
 
     def _call(self, method, request):
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
             raise JobwireError.from_rpc_error(e) from None
 
@@ -250,7 +268,7 @@ class Client:
             request = job_service_pb2.WatchJobRequest(id=job_id)
             if cursor is not None:
                 request.after_seq = cursor
-            return self._jobs.WatchJob(request)
+            return self._jobs.WatchJob(request, wait_for_ready=True)
 
         return _resuming(open_stream, after_seq, lambda e: e.seq, _ends_job,
                          resume)
@@ -271,7 +289,7 @@ class Client:
             request = job_service_pb2.WatchJobsRequest(filter=filter)
             if cursor is not None:
                 request.after_event_id = cursor
-            return self._jobs.WatchJobs(request)
+            return self._jobs.WatchJobs(request, wait_for_ready=True)
 
         return _resuming(open_stream, after_event_id, lambda e: e.event_id,
                          lambda e: False, resume)

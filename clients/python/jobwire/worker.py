@@ -223,7 +223,7 @@ class Worker:
                 yield item
 
         self._outbox = outbox
-        call = self._stub.Connect(requests())
+        call = self._stub.Connect(requests(), wait_for_ready=True)
         self._call = call
         if self._stopping.is_set():
             outbox.put(None)

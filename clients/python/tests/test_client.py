@@ -1,6 +1,7 @@
 """The Client against a real jobwired (tests/conftest.py)."""
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -100,7 +101,9 @@ def test_watch_resumes_across_a_server_restart_without_gaps(server):
     # at the end of the grace period the job goes back to its queue (a
     # shutdown is not a failed attempt). After the restart the worker
     # reconnects and runs it again, and the watch resumes from its cursor.
-    server.restart()
+    server.stop()
+    time.sleep(1)  # down for a while: the clients' reconnects fail meanwhile
+    server.start()
     release.set()
     assert done.wait(30), [e.WhichOneof("type") for e in seen]
     worker.stop(timeout=5)
