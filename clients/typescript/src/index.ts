@@ -1,0 +1,16 @@
+// @jobwire/client: the TypeScript client of the jobwire job server.
+//
+//   import { Client, Worker, JobFailed, JobwireError } from "@jobwire/client";
+//
+// Client submits, reads, controls and watches jobs (watches resume on their
+// own after a break); Worker runs handlers for assigned jobs over one
+// WorkerService stream. The generated messages are re-exported as `v1`.
+
+export { Backoff, Client, DEFAULT_ADDR, isTerminal } from "./client";
+export type { ClientOptions, ListOptions, SubmitOptions } from "./client";
+export { JobwireError } from "./errors";
+export type { FieldViolation } from "./errors";
+export { JobFailed, Task, Worker } from "./worker";
+export type { Handler, StopReason, WorkerOptions } from "./worker";
+export { Job, Job_State, JobEvent } from "./gen/jobwire/v1/job";
+export * as v1 from "./gen/jobwire/v1/job_service";

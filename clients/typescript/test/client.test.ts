@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { status } from "@grpc/grpc-js";
+
+import { Client, Job_State, JobEvent, JobFailed, JobwireError, Worker } from "../src";
+import { withServer } from "./server";
+
+async function rejectsWith(p: Promise<unknown>, code: status): Promise<JobwireError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof JobwireError, String(err));
+    assert.equal(err.code, code, err.message);
+    return err;
+  }
+  assert.fail("expected a JobwireError");
+}
+
+test("submit, get, list and cancel", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const first = await c.submitJob(
+      { kind: "email", queue: "mail", args: { to: "a@example.com" }, labels: { team: "growth" } },
+      { requestId: "req-1" },
+    );
+    assert.ok(first.created);
+    const again = await c.submitJob({ kind: "email", queue: "mail" }, { requestId: "req-1" });
+    assert.equal(again.created, false);
+    assert.equal(again.job!.id, first.job!.id);
+    const got = await c.getJob(first.job!.id);
+    assert.equal(got.args!.to, "a@example.com");
+    assert.equal(got.labels.team, "growth");
+    for (let i = 0; i < 4; i++) await c.submitJob({ kind: "report", queue: "mail" });
+    const listed = [];
+    for await (const j of c.listJobs('queue = "mail"', { pageSize: 2 })) listed.push(j);
+    assert.equal(listed.length, 5);
+    const cancelled = await c.cancelJob(first.job!.id, "not needed");
+    assert.equal(cancelled.state, Job_State.STATE_CANCELLED);
+    c.close();
+  }));
+
+test("bad input rejects with JobwireError naming the field", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const e = await rejectsWith(c.submitJob({ kind: "", queue: "Bad Queue" }), status.INVALID_ARGUMENT);
+    const fields = e.violations.map((v) => v.field);
+    assert.ok(fields.includes("job.kind") && fields.includes("job.queue"), String(fields));
+    await rejectsWith(c.getJob("01M9715MHTFBGAGMKPGD3MGD0W"), status.NOT_FOUND);
+    const listing = (async () => {
+      for await (const _ of c.listJobs("state = = RUNNING")) {
+        // nothing
+      }
+    })();
+    await rejectsWith(listing, status.INVALID_ARGUMENT);
+    c.close();
+  }));
+
+test("a worker runs handlers; the watch resumes across a restart", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const { job } = await c.submitJob({ kind: "steps", args: { n: 6 } });
+    const seen: JobEvent[] = [];
+    const watched = (async () => {
+      for await (const ev of c.watchJob(job!.id)) seen.push(ev);
+    })();
+
+    let reached!: () => void;
+    const atStep3 = new Promise<void>((r) => (reached = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const w = new Worker(c);
+    w.handle("steps", async (task) => {
+      const n = task.args.n as number;
+      for (let i = 1; i <= n; i++) {
+        task.progress(i, n);
+        if (i === 3) {
+          reached();
+          await released;
+        }
+      }
+      return { steps: n };
+    });
+    const running = w.run();
+    await atStep3;
+    // Mid-job the server stops; at the end of its grace the job goes back
+    // to its queue. After the restart the worker runs it again and the
+    // watch resumes from its cursor.
+    await s.stop();
+    await new Promise((r) => setTimeout(r, 1000)); // down for a while
+    await s.start();
+    release();
+    await watched;
+    await w.stop(5000);
+    await running;
+
+    seen.forEach((ev, i) => assert.equal(ev.seq, seen[0].seq + i, "a gap or a duplicate"));
+    assert.ok(seen[0].snapshot);
+    const states = seen.filter((e) => e.stateChanged).map((e) => e.stateChanged!.to);
+    assert.deepEqual(states, [
+      Job_State.STATE_RUNNING,
+      Job_State.STATE_QUEUED,
+      Job_State.STATE_RUNNING,
+      Job_State.STATE_SUCCEEDED,
+    ]);
+    assert.equal((await c.getJob(job!.id)).result!.data!.steps, 6);
+    c.close();
+  }));
+
+test("a worker fails, retries and stops on cancel", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    let started!: () => void;
+    const longStarted = new Promise<void>((r) => (started = r));
+    const w = new Worker(c, { slots: 2 })
+      .handle("bad", () => {
+        throw new JobFailed("input is wrong", { retryable: false, details: { field: "a" } });
+      })
+      .handle("flaky", (task) => {
+        if (task.attempt === 1) throw new Error("transient");
+        return Buffer.from([1, 2]);
+      })
+      .handle("long", async (task) => {
+        started();
+        await new Promise((r) => task.signal.addEventListener("abort", r));
+        assert.equal(task.signal.reason, "cancelled");
+        return { ignored: true };
+      });
+    const running = w.run();
+    const bad = (await c.submitJob({ kind: "bad" })).job!.id;
+    const flaky = (await c.submitJob({ kind: "flaky" })).job!.id;
+    const failed = await c.waitJob(bad);
+    assert.equal(failed.state, Job_State.STATE_FAILED);
+    assert.equal(failed.error!.message, "input is wrong");
+    assert.equal(failed.error!.retryable, false);
+    assert.equal(failed.error!.details!.field, "a");
+    const retried = await c.waitJob(flaky);
+    assert.equal(retried.state, Job_State.STATE_SUCCEEDED);
+    assert.equal(retried.attempt, 2);
+    assert.deepEqual([...retried.result!.payload], [1, 2]);
+
+    const long = (await c.submitJob({ kind: "long" })).job!.id;
+    await longStarted;
+    await c.cancelJob(long, "changed my mind");
+    const ended = await c.waitJob(long);
+    assert.equal(ended.state, Job_State.STATE_CANCELLED);
+    assert.equal(ended.result, undefined);
+    await w.stop(5000);
+    await running;
+    c.close();
+  }));
+
+test("the token goes on every call and stream", () =>
+  withServer(
+    async (s) => {
+      const anonymous = new Client(s.addr, { token: "" });
+      await rejectsWith(anonymous.submitJob({ kind: "k" }), status.UNAUTHENTICATED);
+      anonymous.close();
+      const c = new Client(s.addr, { token: "s3cret" });
+      const { job } = await c.submitJob({ kind: "k" });
+      const w = new Worker(c).handle("k", () => ({ ok: true }));
+      const running = w.run();
+      assert.equal((await c.waitJob(job!.id)).state, Job_State.STATE_SUCCEEDED);
+      await w.stop(5000);
+      await running;
+      c.close();
+    },
+    ["--auth-token=s3cret"],
+  ));
