@@ -174,6 +174,14 @@ class Worker:
         """
         if not self._handlers:
             raise ValueError("register a handler before run()")
+        try:
+            self._run_until_stopped()
+        finally:
+            # A stopped Worker does not run again; its handler threads end
+            # with their jobs.
+            self._pool.shutdown(wait=False)
+
+    def _run_until_stopped(self) -> None:
         backoff = _Backoff(initial=0.1, maximum=5.0)
         while not self._stopping.is_set():
             try:
