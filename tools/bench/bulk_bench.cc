@@ -24,7 +24,9 @@
 // (--seconds, or the size of the selection).
 //
 //   bulk_bench [--jobs 100000] [--seconds 3] [--callers 64] [--chunk 500]
-//              [--dir /tmp] [--append FILE]
+//              [--dir /tmp] [--jobwired PATH] [--append FILE]
+//
+// --jobwired runs another jobwired build (for a before/after comparison).
 //
 // --chunk is the server's --bulk-chunk-jobs: jobs per bulk commit.
 #include <grpcpp/grpcpp.h>
@@ -62,6 +64,7 @@ struct Flags {
   int callers = 64;
   int chunk = 500;  // jobwired --bulk-chunk-jobs
   std::string dir = "/tmp";
+  std::string jobwired;  // empty: this build's
   std::string append;
   std::string command;
 };
@@ -288,8 +291,11 @@ std::string RowLine(const Row& row, double baseline_rate) {
 
 int Run(const Flags& flags) {
   const std::string load_at_start = LoadAverage();
-  BenchServer server(ServerConfig{
-      flags.dir, "full", "", {"--bulk-chunk-jobs", absl::StrCat(flags.chunk)}});
+  BenchServer server(
+      ServerConfig{flags.dir,
+                   "full",
+                   flags.jobwired,
+                   {"--bulk-chunk-jobs", absl::StrCat(flags.chunk)}});
   auto stub = v1::JobService::NewStub(grpc::CreateChannel(
       server.unix_target(), grpc::InsecureChannelCredentials()));
   std::vector<Row> rows;
@@ -396,7 +402,10 @@ int Run(const Flags& flags) {
                   deleted.totals.updated() == flags.jobs;
   std::ostringstream md;
   md << SectionStart("bulk_bench", load_at_start) << "\n"
-     << "- server: the real jobwired, synchronous=full, WAL, a fresh "
+     << "- server: the real jobwired ("
+     << (flags.jobwired.empty() ? std::string("this build")
+                                : "`" + flags.jobwired + "`")
+     << "), synchronous=full, WAL, a fresh "
         "database under `"
      << flags.dir << "`, bulk chunks of " << flags.chunk
      << " jobs; client: gRPC over the Unix socket\n"
@@ -448,6 +457,8 @@ int main(int argc, char** argv) {
              flags.chunk <= 1000;
     } else if (a == "--dir") {
       flags.dir = v;
+    } else if (a == "--jobwired") {
+      flags.jobwired = v;
     } else if (a == "--append") {
       flags.append = v;
     } else {
@@ -456,7 +467,7 @@ int main(int argc, char** argv) {
     if (!good) {
       std::cerr << "usage: bulk_bench [--jobs 1..2000000] [--seconds S] "
                    "[--callers N] [--chunk 1..1000] [--dir DIR] "
-                   "[--append FILE]\n"
+                   "[--jobwired PATH] [--append FILE]\n"
                    "bad or unknown flag: "
                 << a << "\n";
       return 2;
