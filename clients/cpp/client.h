@@ -1,0 +1,136 @@
+// jobwire::sdk::Client: the C++ client of jobwired.
+//
+// Submit, read, control and watch jobs over one gRPC channel (a Unix
+// socket or TCP). Method names are the RPCs' (SubmitJob, WatchJob, ...);
+// they return the generated messages (jobwire/v1/*.pb.h). The error
+// currency is absl::Status with the gRPC code and message; the server's
+// rich details (BadRequest field violations, RetryInfo) ride along as the
+// google.rpc.Status payload and are read with Violations() / RetryDelay().
+// Watches resume on their own: when the stream breaks (a server restart or
+// drain), WatchJob reconnects with backoff after the last cursor it passed
+// to the callback, so the callback sees every event exactly once, in order.
+//
+// Usage:
+//   jobwire::sdk::Client client("unix:var/jobwire.sock");
+//   jobwire::v1::Job job;
+//   job.set_kind("resize");
+//   absl::StatusOr<jobwire::v1::SubmitJobResponse> r = client.SubmitJob(job);
+//   absl::Status s = client.WatchJob(r->job().id(), std::nullopt,
+//       [](const jobwire::v1::JobEvent& e) { ...; return true; });
+//
+// Thread-safe: share one Client. Every method blocks its caller (the
+// synchronous gRPC API); unary calls wait for a restarting server up to
+// Options::timeout, then fail with DEADLINE_EXCEEDED.
+#ifndef JOBWIRE_CLIENTS_CPP_CLIENT_H_
+#define JOBWIRE_CLIENTS_CPP_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+#include "jobwire/v1/worker_service.grpc.pb.h"
+
+namespace jobwire::sdk {
+
+inline constexpr char kDefaultAddr[] = "unix:var/jobwire.sock";
+
+// One bad field of a request: `field` is its path ("job.kind").
+struct FieldViolation {
+  std::string field;
+  std::string description;
+};
+
+// grpc::Status -> absl::Status: the same code and message, and the
+// serialized google.rpc.Status (when the server sent one) as the payload
+// "type.googleapis.com/google.rpc.Status".
+absl::Status FromGrpc(const grpc::Status& status);
+// The BadRequest field violations carried by `status` (none when absent).
+std::vector<FieldViolation> Violations(const absl::Status& status);
+// The RetryInfo delay carried by `status`, if any.
+std::optional<absl::Duration> RetryDelay(const absl::Status& status);
+
+// Whether a job state is SUCCEEDED, FAILED or CANCELLED.
+bool IsTerminal(v1::Job::State state);
+
+// Called with each event of a watch; returning false ends the watch (OK).
+using EventFn = std::function<bool(const v1::JobEvent&)>;
+
+class Client {
+ public:
+  struct Options {
+    std::string token;  // bearer token; empty: $JOBWIRE_TOKEN
+    absl::Duration timeout = absl::Seconds(10);  // per unary call
+  };
+
+  // `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; empty means
+  // $JOBWIRE_ADDR, else kDefaultAddr. Connects lazily.
+  explicit Client(std::string addr = "");
+  Client(std::string addr, Options options);
+
+  const std::string& addr() const { return addr_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+  // Durable when it returns OK. With `request_id` a retry returns the first
+  // job (created() false). INVALID_ARGUMENT names each bad field.
+  absl::StatusOr<v1::SubmitJobResponse> SubmitJob(
+      const v1::Job& job, const std::string& request_id = "");
+  absl::StatusOr<v1::Job> GetJob(const std::string& id);
+  // Calls `fn` for every job matching `filter` (AIP-160 subset), following
+  // the page tokens; stops early (OK) when `fn` returns false.
+  absl::Status ListJobs(const std::string& filter,
+                        const std::function<bool(const v1::Job&)>& fn,
+                        int32_t page_size = 0,
+                        const std::string& order_by = "");
+  absl::StatusOr<v1::Job> CancelJob(const std::string& id,
+                                    const std::string& reason = "");
+  absl::StatusOr<v1::Job> PauseJob(const std::string& id);
+  absl::StatusOr<v1::Job> ResumeJob(const std::string& id);
+  absl::StatusOr<v1::Job> RetryJob(const std::string& id);
+  absl::StatusOr<v1::ExplainJobResponse> ExplainJob(const std::string& id);
+
+  // The events of one job, live, until its terminal event (then OK).
+  // Without `after_seq` the first event is a snapshot. Resumes after breaks
+  // from the last seq passed to `fn`; a reset is followed by a fresh
+  // snapshot event. Fails for a non-resumable error (NOT_FOUND, ...).
+  absl::Status WatchJob(const std::string& id, std::optional<int64_t> after_seq,
+                        const EventFn& fn);
+  // The events of every job matching `filter` until `fn` returns false.
+  // Without `after_event_id` it starts from now (a break before the first
+  // event resumes from now again); with it, it replays what came after.
+  absl::Status WatchJobs(const std::string& filter,
+                         std::optional<int64_t> after_event_id,
+                         const EventFn& fn);
+  // Blocks until the job ends; returns it as it ended.
+  absl::StatusOr<v1::Job> WaitJob(const std::string& id);
+
+  // A context for one call of this client: the token, wait-for-ready, and
+  // `deadline` unless it is infinite. Also used by Worker.
+  std::unique_ptr<grpc::ClientContext> NewContext(
+      absl::Time deadline = absl::InfiniteFuture()) const;
+
+  v1::WorkerService::Stub* worker_stub() { return workers_.get(); }
+
+ private:
+  template <typename Response, typename Call>
+  absl::StatusOr<Response> Unary(const Call& call);
+
+  std::string addr_;
+  std::string token_;
+  absl::Duration timeout_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+};
+
+}  // namespace jobwire::sdk
+
+#endif  // JOBWIRE_CLIENTS_CPP_CLIENT_H_

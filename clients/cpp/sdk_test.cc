@@ -1,0 +1,241 @@
+// The C++ SDK against a real jobwired (tests/jobwired_process.h) on a Unix
+// socket in a temp directory.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "clients/cpp/client.h"
+#include "clients/cpp/worker.h"
+#include "tests/jobwired_process.h"
+
+namespace jobwire::sdk {
+namespace {
+
+using test::JobwiredProcess;
+
+class SdkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::MakeTempDir("jobwire-sdk");
+    addr_ = "unix:" + dir_ + "/j.sock";
+    StartServer();
+  }
+  void TearDown() override {
+    server_.reset();
+    test::RemoveDir(dir_);
+  }
+  void StartServer() {
+    std::vector<std::string> args = {
+        "--listen",      addr_, "--db", "j.db", "--shutdown-grace=2s",
+        "--lease-ttl=3s"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    server_ = std::make_unique<JobwiredProcess>(dir_, args);
+    ASSERT_EQ(server_->WaitListening(1).size(), 1u) << server_->log();
+  }
+  void StopServer() {
+    server_->Signal(SIGTERM);
+    ASSERT_TRUE(server_->Exited(absl::Seconds(20))) << server_->log();
+  }
+
+  static v1::Job JobOf(const std::string& kind) {
+    v1::Job job;
+    job.set_kind(kind);
+    return job;
+  }
+
+  std::string dir_;
+  std::string addr_;
+  std::vector<std::string> extra_;
+  std::unique_ptr<JobwiredProcess> server_;
+};
+
+TEST_F(SdkTest, SubmitsGetsListsAndCancels) {
+  Client client(addr_);
+  v1::Job job = JobOf("email");
+  job.set_queue("mail");
+  (*job.mutable_labels())["team"] = "growth";
+  absl::StatusOr<v1::SubmitJobResponse> first = client.SubmitJob(job, "req-1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->created());
+  absl::StatusOr<v1::SubmitJobResponse> again = client.SubmitJob(job, "req-1");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->created());
+  EXPECT_EQ(again->job().id(), first->job().id());
+  absl::StatusOr<v1::Job> got = client.GetJob(first->job().id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->labels().at("team"), "growth");
+
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(client.SubmitJob(job).ok());
+  int listed = 0;
+  ASSERT_TRUE(client
+                  .ListJobs(
+                      "queue = \"mail\"",
+                      [&](const v1::Job&) {
+                        ++listed;
+                        return true;
+                      },
+                      /*page_size=*/2)
+                  .ok());
+  EXPECT_EQ(listed, 5);
+  absl::StatusOr<v1::Job> cancelled = client.CancelJob(first->job().id());
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::Job::STATE_CANCELLED);
+}
+
+TEST_F(SdkTest, BadInputCarriesTheFieldViolations) {
+  Client client(addr_);
+  v1::Job bad;
+  bad.set_queue("Bad Queue");
+  absl::StatusOr<v1::SubmitJobResponse> r = client.SubmitJob(bad);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  std::set<std::string> fields;
+  for (const FieldViolation& v : Violations(r.status())) fields.insert(v.field);
+  EXPECT_TRUE(fields.count("job.kind") && fields.count("job.queue"))
+      << r.status();
+  EXPECT_EQ(client.GetJob("01M9715MHTFBGAGMKPGD3MGD0W").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      client.ListJobs("state = = RUNNING", [](const v1::Job&) { return true; })
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SdkTest, WorkerRunsAJobAndTheWatchResumesAcrossARestart) {
+  Client client(addr_);
+  absl::StatusOr<v1::SubmitJobResponse> r = client.SubmitJob(JobOf("steps"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string id = r->job().id();
+
+  std::vector<v1::JobEvent> seen;
+  absl::Status watched;
+  std::thread watcher([&] {
+    watched = client.WatchJob(id, std::nullopt, [&](const v1::JobEvent& e) {
+      seen.push_back(e);
+      return true;
+    });
+  });
+
+  absl::Notification at_step_3;
+  absl::Notification release;
+  Worker worker(&client, {.grace = absl::Seconds(5)});
+  worker.Handle("steps", [&](Task& task) -> absl::StatusOr<v1::JobResult> {
+    for (int i = 1; i <= 6; ++i) {
+      task.Progress(i, 6);
+      if (i == 3) {
+        if (!at_step_3.HasBeenNotified()) at_step_3.Notify();
+        release.WaitForNotification();
+      }
+    }
+    v1::JobResult result;
+    result.set_payload("done");
+    return result;
+  });
+  absl::Status ran;
+  std::thread runner([&] { ran = worker.Run(); });
+  at_step_3.WaitForNotification();
+  // Mid-job the server stops; at the end of its grace the job goes back to
+  // its queue. After the restart the worker runs it again and the watch
+  // resumes from its cursor.
+  StopServer();
+  absl::SleepFor(absl::Seconds(1));  // down for a while
+  StartServer();
+  release.Notify();
+  watcher.join();
+  worker.Stop();
+  runner.join();
+  ASSERT_TRUE(watched.ok()) << watched;
+  EXPECT_TRUE(ran.ok()) << ran;
+
+  std::vector<v1::Job::State> states;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].seq(), seen[0].seq() + static_cast<int64_t>(i));
+    if (seen[i].has_state_changed())
+      states.push_back(seen[i].state_changed().to());
+  }
+  EXPECT_TRUE(seen.front().has_snapshot());
+  EXPECT_EQ(states, (std::vector<v1::Job::State>{
+                        v1::Job::STATE_RUNNING, v1::Job::STATE_QUEUED,
+                        v1::Job::STATE_RUNNING, v1::Job::STATE_SUCCEEDED}));
+  absl::StatusOr<v1::Job> job = client.GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->result().payload(), "done");
+}
+
+TEST_F(SdkTest, WorkerFailsRetriesAndStopsOnCancel) {
+  Client client(addr_);
+  Worker worker(&client, {.slots = 2, .grace = absl::Seconds(5)});
+  worker.Handle("bad", [](Task&) -> absl::StatusOr<v1::JobResult> {
+    return PermanentFailure("input is wrong");
+  });
+  worker.Handle("flaky", [](Task& task) -> absl::StatusOr<v1::JobResult> {
+    if (task.attempt() == 1) return absl::InternalError("transient");
+    return v1::JobResult();
+  });
+  absl::Notification long_started;
+  std::optional<StopReason> long_reason;
+  worker.Handle("long", [&](Task& task) -> absl::StatusOr<v1::JobResult> {
+    long_started.Notify();
+    task.WaitForStop(absl::Seconds(20));
+    long_reason = task.stop_reason();
+    return v1::JobResult();
+  });
+  absl::Status ran;
+  std::thread runner([&] { ran = worker.Run(); });
+
+  const std::string bad = client.SubmitJob(JobOf("bad"))->job().id();
+  const std::string flaky = client.SubmitJob(JobOf("flaky"))->job().id();
+  absl::StatusOr<v1::Job> failed = client.WaitJob(bad);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->state(), v1::Job::STATE_FAILED);
+  EXPECT_EQ(failed->error().message(), "input is wrong");
+  EXPECT_FALSE(failed->error().retryable());
+  absl::StatusOr<v1::Job> retried = client.WaitJob(flaky);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state(), v1::Job::STATE_SUCCEEDED);
+  EXPECT_EQ(retried->attempt(), 2);
+
+  const std::string long_id = client.SubmitJob(JobOf("long"))->job().id();
+  long_started.WaitForNotification();
+  ASSERT_TRUE(client.CancelJob(long_id, "changed my mind").ok());
+  absl::StatusOr<v1::Job> ended = client.WaitJob(long_id);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), v1::Job::STATE_CANCELLED);
+  worker.Stop();
+  runner.join();  // Run() returns after every handler has
+  EXPECT_TRUE(ran.ok()) << ran;
+  EXPECT_EQ(long_reason, StopReason::kCancelled);
+}
+
+TEST_F(SdkTest, TokenGoesOnEveryCallAndStream) {
+  server_.reset();
+  extra_ = {"--auth-token=s3cret"};
+  StartServer();
+  ::unsetenv("JOBWIRE_TOKEN");
+  Client anonymous(addr_);
+  EXPECT_EQ(anonymous.SubmitJob(JobOf("k")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  Client client(addr_, {.token = "s3cret"});
+  absl::StatusOr<v1::SubmitJobResponse> r = client.SubmitJob(JobOf("k"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  Worker worker(&client, {});
+  worker.Handle("k", [](Task&) -> absl::StatusOr<v1::JobResult> {
+    return v1::JobResult();
+  });
+  std::thread runner([&] { worker.Run().IgnoreError(); });
+  absl::StatusOr<v1::Job> done = client.WaitJob(r->job().id());
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::Job::STATE_SUCCEEDED);
+  worker.Stop();
+  runner.join();
+}
+
+}  // namespace
+}  // namespace jobwire::sdk
