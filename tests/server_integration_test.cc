@@ -350,6 +350,32 @@ TEST_F(ServerIntegrationTest, GracePeriodEndsOpenStreams) {
   EXPECT_EQ(server.exit_code(), 0);
 }
 
+// With no call open, idle connections (a client that does not close them
+// after the GOAWAY) do not hold a stop for the grace period.
+TEST_F(ServerIntegrationTest, IdleConnectionsDoNotHoldAStop) {
+  std::vector<std::string> args = DefaultArgs();
+  args.push_back("--shutdown-grace=30s");
+  ServerProcess server(dir_, args);
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  ASSERT_TRUE(IsServing(addresses[0]));  // its channel stays open, idle
+  auto channel =
+      grpc::CreateChannel(addresses[1], grpc::InsecureChannelCredentials());
+  HealthCheckResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(grpc::health::v1::Health::NewStub(channel)
+                  ->Check(&context, {}, &response)
+                  .ok());
+  const absl::Time signalled = absl::Now();
+  server.Signal(SIGTERM);
+  ASSERT_TRUE(server.Exited(absl::Seconds(40))) << server.log();
+  EXPECT_EQ(server.exit_code(), 0);
+  // Well short of the 30 s grace (gRPC's client backup poller alone would
+  // take up to 5 s to notice the GOAWAY).
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(3)) << server.log();
+  EXPECT_TRUE(absl::StrContains(server.log(), "no calls open")) << server.log();
+}
+
 TEST_F(ServerIntegrationTest, SecondSignalSkipsTheGracePeriod) {
   std::vector<std::string> args = DefaultArgs();
   args.push_back("--shutdown-grace=1h");

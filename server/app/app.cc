@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/transport/call_counter.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/served_connections.h"
 #include "server/transport/token_auth.h"
@@ -30,6 +31,9 @@ namespace {
 // How long after the shutdown deadline (when gRPC has cancelled every call)
 // the calls may take to end before their connections are shut down.
 constexpr absl::Duration kStalledWriteGrace = absl::Milliseconds(250);
+
+// The least time a stop waits for open calls (see App::Stop).
+constexpr absl::Duration kSettle = absl::Milliseconds(50);
 
 // Services reported by health (besides "" for the whole server) and expected
 // in reflection.
@@ -208,6 +212,13 @@ absl::Status App::StartServer() {
   for (size_t i = 0; i < addresses.size(); ++i) {
     builder.AddListeningPort(addresses[i].ToUri(), creds, &ports[i]);
   }
+  {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        creators;
+    creators.push_back(std::make_unique<CallCounter>(open_calls_));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   builder.RegisterService(health_service_.get());
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(job_service_.get());
@@ -302,7 +313,8 @@ void App::SkipGrace() {
 //  2. each service's shutdown hook, in registration order: tell open streams
 //     (draining / drain), take no new work;
 //  3. grpc::Server::Shutdown(deadline): stop accepting, wait for open calls
-//     until the deadline, cancel the rest (SkipGrace cancels at once), shut
+//     until the deadline (or until none is open: then idle connections are
+//     closed at once), cancel the rest (SkipGrace cancels at once), shut
 //     down connections stuck writing to peers that stopped reading, then
 //     Wait();
 //  4. release every lease still held (the worker sessions are gone with the
@@ -348,12 +360,26 @@ void App::Stop() {
       const absl::Time finish_at =
           deadline -
           std::min(absl::Milliseconds(200), options_.shutdown_grace / 10);
-      while (absl::Now() < finish_at && job_service_->open_streams() > 0) {
+      // Open calls (watches, worker sessions with jobs, backups, unary
+      // calls in flight) get the grace period. At least kSettle first, so
+      // grpc::Server::Shutdown has begun and calls just accepted are
+      // counted.
+      const absl::Time settled = absl::Now() + kSettle;
+      while (absl::Now() < finish_at &&
+             (absl::Now() < settled || open_calls_->load() > 0)) {
         absl::MutexLock lock(&mu_);
         if (mu_.AwaitWithTimeout(absl::Condition(&skip_grace_),
                                  absl::Milliseconds(20))) {
           break;
         }
+      }
+      if (open_calls_->load(std::memory_order_acquire) == 0 &&
+          absl::Now() < finish_at) {
+        // Every call has ended: what is left are idle connections whose
+        // clients did not close them after the GOAWAY. They would hold
+        // Shutdown until the deadline; close them now.
+        JW_LOG(INFO) << "no calls open; closing the idle connections";
+        grpc_server_cancel_all_calls(server_->c_server());
       }
       job_service_->FinishShutdown(absl::ZeroDuration());
       ShutDownStalledConnections(deadline);

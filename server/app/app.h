@@ -120,6 +120,9 @@ class App {
   std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;
   std::vector<std::string> addresses_;
   std::vector<ListenAddress> bound_;  // addresses_, parsed
+  // Calls in progress on server_ (call_counter.h).
+  const std::shared_ptr<std::atomic<int>> open_calls_ =
+      std::make_shared<std::atomic<int>>(0);
   bool stopped_ = false;
 
   absl::Mutex mu_;
