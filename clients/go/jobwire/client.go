@@ -188,10 +188,7 @@ func (c *Client) WatchJob(ctx context.Context, id string, afterSeq *int64) iter.
 		if err != nil {
 			return nil, err
 		}
-		return func() (*pb.JobEvent, error) {
-			m, err := s.Recv()
-			return m.GetEvent(), err
-		}, nil
+		return recvEvents(s), nil
 	}
 	return resuming(ctx, open, afterSeq, (*pb.JobEvent).GetSeq, endsJob)
 }
@@ -207,10 +204,7 @@ func (c *Client) WatchJobs(ctx context.Context, filter string, afterEventID *int
 		if err != nil {
 			return nil, err
 		}
-		return func() (*pb.JobEvent, error) {
-			m, err := s.Recv()
-			return m.GetEvent(), err
-		}, nil
+		return recvEvents(s), nil
 	}
 	return resuming(ctx, open, afterEventID, (*pb.JobEvent).GetEventId,
 		func(*pb.JobEvent) bool { return false })
@@ -229,6 +223,14 @@ func (c *Client) WaitJob(ctx context.Context, id string) (*pb.Job, error) {
 // recvFunc reads a watch stream's next message: its event, or nil for a
 // heartbeat, draining or reset (a reset is followed by a snapshot event).
 type recvFunc func() (*pb.JobEvent, error)
+
+// recvEvents reads either watch stream: both responses carry the same oneof.
+func recvEvents[M interface{ GetEvent() *pb.JobEvent }](s interface{ Recv() (M, error) }) recvFunc {
+	return func() (*pb.JobEvent, error) {
+		m, err := s.Recv()
+		return m.GetEvent(), err
+	}
+}
 
 func endsJob(ev *pb.JobEvent) bool {
 	if sc := ev.GetStateChanged(); sc != nil {
