@@ -9,6 +9,7 @@
 package jobwirev1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -905,7 +906,7 @@ var File_jobwire_v1_admin_service_proto protoreflect.FileDescriptor
 const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ejobwire/v1/admin_service.proto\x12\n" +
-	"jobwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"jobwire.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
 	"\x14PauseDispatchRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x17\n" +
 	"\x15ResumeDispatchRequest\"?\n" +
@@ -973,17 +974,19 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1f\n" +
 	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
-	"totalBytes2\xc8\x04\n" +
-	"\fAdminService\x12L\n" +
-	"\rPauseDispatch\x12 .jobwire.v1.PauseDispatchRequest\x1a\x19.jobwire.v1.DispatchState\x12N\n" +
-	"\x0eResumeDispatch\x12!.jobwire.v1.ResumeDispatchRequest\x1a\x19.jobwire.v1.DispatchState\x12>\n" +
+	"totalBytes2\xa0\x06\n" +
+	"\fAdminService\x12k\n" +
+	"\rPauseDispatch\x12 .jobwire.v1.PauseDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/dispatch:pause\x12n\n" +
+	"\x0eResumeDispatch\x12!.jobwire.v1.ResumeDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/dispatch:resume\x12b\n" +
 	"\n" +
-	"PauseQueue\x12\x1d.jobwire.v1.PauseQueueRequest\x1a\x11.jobwire.v1.Queue\x12@\n" +
-	"\vResumeQueue\x12\x1e.jobwire.v1.ResumeQueueRequest\x1a\x11.jobwire.v1.Queue\x12K\n" +
+	"PauseQueue\x12\x1d.jobwire.v1.PauseQueueRequest\x1a\x11.jobwire.v1.Queue\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/queues/{name}:pause\x12e\n" +
+	"\vResumeQueue\x12\x1e.jobwire.v1.ResumeQueueRequest\x1a\x11.jobwire.v1.Queue\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/queues/{name}:resume\x12_\n" +
 	"\n" +
-	"ListQueues\x12\x1d.jobwire.v1.ListQueuesRequest\x1a\x1e.jobwire.v1.ListQueuesResponse\x12@\n" +
-	"\vUpdateQueue\x12\x1e.jobwire.v1.UpdateQueueRequest\x1a\x11.jobwire.v1.Queue\x12I\n" +
-	"\rGetServerInfo\x12 .jobwire.v1.GetServerInfoRequest\x1a\x16.jobwire.v1.ServerInfo\x12>\n" +
+	"ListQueues\x12\x1d.jobwire.v1.ListQueuesRequest\x1a\x1e.jobwire.v1.ListQueuesResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/queues\x12h\n" +
+	"\vUpdateQueue\x12\x1e.jobwire.v1.UpdateQueueRequest\x1a\x11.jobwire.v1.Queue\"&\x82\xd3\xe4\x93\x02 :\x05queue2\x17/v1/queues/{queue.name}\x12]\n" +
+	"\rGetServerInfo\x12 .jobwire.v1.GetServerInfoRequest\x1a\x16.jobwire.v1.ServerInfo\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/server\x12>\n" +
 	"\x06Backup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01BR\n" +
 	"\x0edev.jobwire.v1P\x01Z>github.com/jobwire/jobwire/clients/go/gen/jobwire/v1;jobwirev1b\x06proto3"
 

@@ -9,6 +9,7 @@
 package jobwirev1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -1590,7 +1591,7 @@ var File_jobwire_v1_job_service_proto protoreflect.FileDescriptor
 const file_jobwire_v1_job_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1cjobwire/v1/job_service.proto\x12\n" +
-	"jobwire.v1\x1a google/protobuf/field_mask.proto\x1a\x14jobwire/v1/job.proto\"T\n" +
+	"jobwire.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x14jobwire/v1/job.proto\"T\n" +
 	"\x10SubmitJobRequest\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.jobwire.v1.JobR\x03job\x12\x1d\n" +
 	"\n" +
@@ -1687,24 +1688,26 @@ const file_jobwire_v1_job_service_proto_rawDesc = "" +
 	"\x05gates\x18\x02 \x03(\v2#.jobwire.v1.ExplainJobResponse.GateR\x05gates\x1a<\n" +
 	"\x04Gate\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription2\x8b\a\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription2\xfd\t\n" +
 	"\n" +
-	"JobService\x12H\n" +
-	"\tSubmitJob\x12\x1c.jobwire.v1.SubmitJobRequest\x1a\x1d.jobwire.v1.SubmitJobResponse\x12O\n" +
+	"JobService\x12]\n" +
+	"\tSubmitJob\x12\x1c.jobwire.v1.SubmitJobRequest\x1a\x1d.jobwire.v1.SubmitJobResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12p\n" +
 	"\n" +
-	"SubmitJobs\x12\x1d.jobwire.v1.SubmitJobsRequest\x1a\x1e.jobwire.v1.SubmitJobsResponse(\x010\x01\x124\n" +
-	"\x06GetJob\x12\x19.jobwire.v1.GetJobRequest\x1a\x0f.jobwire.v1.Job\x12E\n" +
-	"\bListJobs\x12\x1b.jobwire.v1.ListJobsRequest\x1a\x1c.jobwire.v1.ListJobsResponse\x12G\n" +
-	"\bWatchJob\x12\x1b.jobwire.v1.WatchJobRequest\x1a\x1c.jobwire.v1.WatchJobResponse0\x01\x12J\n" +
-	"\tWatchJobs\x12\x1c.jobwire.v1.WatchJobsRequest\x1a\x1d.jobwire.v1.WatchJobsResponse0\x01\x12:\n" +
-	"\tCancelJob\x12\x1c.jobwire.v1.CancelJobRequest\x1a\x0f.jobwire.v1.Job\x128\n" +
-	"\bPauseJob\x12\x1b.jobwire.v1.PauseJobRequest\x1a\x0f.jobwire.v1.Job\x12:\n" +
-	"\tResumeJob\x12\x1c.jobwire.v1.ResumeJobRequest\x1a\x0f.jobwire.v1.Job\x128\n" +
-	"\bRetryJob\x12\x1b.jobwire.v1.RetryJobRequest\x1a\x0f.jobwire.v1.Job\x12:\n" +
-	"\tUpdateJob\x12\x1c.jobwire.v1.UpdateJobRequest\x1a\x0f.jobwire.v1.Job\x12[\n" +
-	"\x0eBulkUpdateJobs\x12!.jobwire.v1.BulkUpdateJobsRequest\x1a\".jobwire.v1.BulkUpdateJobsResponse(\x010\x01\x12K\n" +
+	"SubmitJobs\x12\x1d.jobwire.v1.SubmitJobsRequest\x1a\x1e.jobwire.v1.SubmitJobsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs:batchSubmit(\x010\x01\x12K\n" +
+	"\x06GetJob\x12\x19.jobwire.v1.GetJobRequest\x1a\x0f.jobwire.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12W\n" +
+	"\bListJobs\x12\x1b.jobwire.v1.ListJobsRequest\x1a\x1c.jobwire.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/jobs\x12e\n" +
+	"\bWatchJob\x12\x1b.jobwire.v1.WatchJobRequest\x1a\x1c.jobwire.v1.WatchJobResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/jobs/{id}/events0\x01\x12^\n" +
+	"\tWatchJobs\x12\x1c.jobwire.v1.WatchJobsRequest\x1a\x1d.jobwire.v1.WatchJobsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/events0\x01\x12[\n" +
+	"\tCancelJob\x12\x1c.jobwire.v1.CancelJobRequest\x1a\x0f.jobwire.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12X\n" +
+	"\bPauseJob\x12\x1b.jobwire.v1.PauseJobRequest\x1a\x0f.jobwire.v1.Job\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/jobs/{id}:pause\x12[\n" +
+	"\tResumeJob\x12\x1c.jobwire.v1.ResumeJobRequest\x1a\x0f.jobwire.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:resume\x12X\n" +
+	"\bRetryJob\x12\x1b.jobwire.v1.RetryJobRequest\x1a\x0f.jobwire.v1.Job\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/jobs/{id}:retry\x12Z\n" +
+	"\tUpdateJob\x12\x1c.jobwire.v1.UpdateJobRequest\x1a\x0f.jobwire.v1.Job\"\x1e\x82\xd3\xe4\x93\x02\x18:\x03job2\x11/v1/jobs/{job.id}\x12{\n" +
+	"\x0eBulkUpdateJobs\x12!.jobwire.v1.BulkUpdateJobsRequest\x1a\".jobwire.v1.BulkUpdateJobsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/jobs:bulkUpdate(\x010\x01\x12j\n" +
 	"\n" +
-	"ExplainJob\x12\x1d.jobwire.v1.ExplainJobRequest\x1a\x1e.jobwire.v1.ExplainJobResponseBR\n" +
+	"ExplainJob\x12\x1d.jobwire.v1.ExplainJobRequest\x1a\x1e.jobwire.v1.ExplainJobResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/jobs/{id}:explainBR\n" +
 	"\x0edev.jobwire.v1P\x01Z>github.com/jobwire/jobwire/clients/go/gen/jobwire/v1;jobwirev1b\x06proto3"
 
 var (

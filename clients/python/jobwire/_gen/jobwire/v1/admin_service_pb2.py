@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobwire/v1/admin_service.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x14PauseDispatchRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x17\n\x15ResumeDispatchRequest\"/\n\rDispatchState\x12\x0e\n\x06paused\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8e\x02\n\x05Queue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12/\n\x0bresume_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63oncurrency_limit\x18\x04 \x01(\x05\x12\x0e\n\x06weight\x18\x05 \x01(\x05\x12-\n\x06\x63ounts\x18\x06 \x03(\x0b\x32\x1d.jobwire.v1.Queue.CountsEntry\x12\x0f\n\x07workers\x18\x07 \x01(\x05\x12\x1c\n\x14\x66inished_last_minute\x18\x08 \x01(\x03\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"R\n\x11PauseQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0bresume_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x12ResumeQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListQueuesRequest\"7\n\x12ListQueuesResponse\x12!\n\x06queues\x18\x01 \x03(\x0b\x32\x11.jobwire.v1.Queue\"g\n\x12UpdateQueueRequest\x12 \n\x05queue\x18\x01 \x01(\x0b\x32\x11.jobwire.v1.Queue\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x16\n\x14GetServerInfoRequest\"\xb2\x03\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tlisteners\x18\x03 \x03(\t\x12\x14\n\x0cstorage_path\x18\x04 \x01(\t\x12\x15\n\rstorage_bytes\x18\x05 \x01(\x03\x12+\n\x08\x64ispatch\x18\x06 \x01(\x0b\x32\x19.jobwire.v1.DispatchState\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x39\n\njob_counts\x18\x08 \x03(\x0b\x32%.jobwire.v1.ServerInfo.JobCountsEntry\x12\x0f\n\x07workers\x18\t \x01(\x05\x12\x10\n\x08watchers\x18\n \x01(\x05\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07storage\x18\x0c \x01(\x0b\x32\x18.jobwire.v1.StorageStats\x1a\x30\n\x0eJobCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xfa\x01\n\x0cStorageStats\x12\x0f\n\x07\x63ommits\x18\x01 \x01(\x03\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x16\n\x0ewrite_requests\x18\x03 \x01(\x03\x12-\n\nqueue_wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x61pply\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63omplete\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0f\n\rBackupRequest\"@\n\x0b\x42\x61\x63kupChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x32\xc8\x04\n\x0c\x41\x64minService\x12L\n\rPauseDispatch\x12 .jobwire.v1.PauseDispatchRequest\x1a\x19.jobwire.v1.DispatchState\x12N\n\x0eResumeDispatch\x12!.jobwire.v1.ResumeDispatchRequest\x1a\x19.jobwire.v1.DispatchState\x12>\n\nPauseQueue\x12\x1d.jobwire.v1.PauseQueueRequest\x1a\x11.jobwire.v1.Queue\x12@\n\x0bResumeQueue\x12\x1e.jobwire.v1.ResumeQueueRequest\x1a\x11.jobwire.v1.Queue\x12K\n\nListQueues\x12\x1d.jobwire.v1.ListQueuesRequest\x1a\x1e.jobwire.v1.ListQueuesResponse\x12@\n\x0bUpdateQueue\x12\x1e.jobwire.v1.UpdateQueueRequest\x1a\x11.jobwire.v1.Queue\x12I\n\rGetServerInfo\x12 .jobwire.v1.GetServerInfoRequest\x1a\x16.jobwire.v1.ServerInfo\x12>\n\x06\x42\x61\x63kup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01\x42R\n\x0e\x64\x65v.jobwire.v1P\x01Z>github.com/jobwire/jobwire/clients/go/gen/jobwire/v1;jobwirev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ejobwire/v1/admin_service.proto\x12\njobwire.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x14PauseDispatchRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x17\n\x15ResumeDispatchRequest\"/\n\rDispatchState\x12\x0e\n\x06paused\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8e\x02\n\x05Queue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12/\n\x0bresume_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63oncurrency_limit\x18\x04 \x01(\x05\x12\x0e\n\x06weight\x18\x05 \x01(\x05\x12-\n\x06\x63ounts\x18\x06 \x03(\x0b\x32\x1d.jobwire.v1.Queue.CountsEntry\x12\x0f\n\x07workers\x18\x07 \x01(\x05\x12\x1c\n\x14\x66inished_last_minute\x18\x08 \x01(\x03\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"R\n\x11PauseQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0bresume_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x12ResumeQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListQueuesRequest\"7\n\x12ListQueuesResponse\x12!\n\x06queues\x18\x01 \x03(\x0b\x32\x11.jobwire.v1.Queue\"g\n\x12UpdateQueueRequest\x12 \n\x05queue\x18\x01 \x01(\x0b\x32\x11.jobwire.v1.Queue\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x16\n\x14GetServerInfoRequest\"\xb2\x03\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tlisteners\x18\x03 \x03(\t\x12\x14\n\x0cstorage_path\x18\x04 \x01(\t\x12\x15\n\rstorage_bytes\x18\x05 \x01(\x03\x12+\n\x08\x64ispatch\x18\x06 \x01(\x0b\x32\x19.jobwire.v1.DispatchState\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x39\n\njob_counts\x18\x08 \x03(\x0b\x32%.jobwire.v1.ServerInfo.JobCountsEntry\x12\x0f\n\x07workers\x18\t \x01(\x05\x12\x10\n\x08watchers\x18\n \x01(\x05\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07storage\x18\x0c \x01(\x0b\x32\x18.jobwire.v1.StorageStats\x1a\x30\n\x0eJobCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xfa\x01\n\x0cStorageStats\x12\x0f\n\x07\x63ommits\x18\x01 \x01(\x03\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x16\n\x0ewrite_requests\x18\x03 \x01(\x03\x12-\n\nqueue_wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x61pply\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63omplete\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x0f\n\rBackupRequest\"@\n\x0b\x42\x61\x63kupChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x32\xa0\x06\n\x0c\x41\x64minService\x12k\n\rPauseDispatch\x12 .jobwire.v1.PauseDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/dispatch:pause:\x01*\x12n\n\x0eResumeDispatch\x12!.jobwire.v1.ResumeDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/dispatch:resume:\x01*\x12\x62\n\nPauseQueue\x12\x1d.jobwire.v1.PauseQueueRequest\x1a\x11.jobwire.v1.Queue\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/queues/{name}:pause:\x01*\x12\x65\n\x0bResumeQueue\x12\x1e.jobwire.v1.ResumeQueueRequest\x1a\x11.jobwire.v1.Queue\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/queues/{name}:resume:\x01*\x12_\n\nListQueues\x12\x1d.jobwire.v1.ListQueuesRequest\x1a\x1e.jobwire.v1.ListQueuesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/queues\x12h\n\x0bUpdateQueue\x12\x1e.jobwire.v1.UpdateQueueRequest\x1a\x11.jobwire.v1.Queue\"&\x82\xd3\xe4\x93\x02 2\x17/v1/queues/{queue.name}:\x05queue\x12]\n\rGetServerInfo\x12 .jobwire.v1.GetServerInfoRequest\x1a\x16.jobwire.v1.ServerInfo\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/server\x12>\n\x06\x42\x61\x63kup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01\x42R\n\x0e\x64\x65v.jobwire.v1P\x01Z>github.com/jobwire/jobwire/clients/go/gen/jobwire/v1;jobwirev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,38 +40,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUE_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_SERVERINFO_JOBCOUNTSENTRY']._loaded_options = None
   _globals['_SERVERINFO_JOBCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_PAUSEDISPATCHREQUEST']._serialized_start=145
-  _globals['_PAUSEDISPATCHREQUEST']._serialized_end=183
-  _globals['_RESUMEDISPATCHREQUEST']._serialized_start=185
-  _globals['_RESUMEDISPATCHREQUEST']._serialized_end=208
-  _globals['_DISPATCHSTATE']._serialized_start=210
-  _globals['_DISPATCHSTATE']._serialized_end=257
-  _globals['_QUEUE']._serialized_start=260
-  _globals['_QUEUE']._serialized_end=530
-  _globals['_QUEUE_COUNTSENTRY']._serialized_start=485
-  _globals['_QUEUE_COUNTSENTRY']._serialized_end=530
-  _globals['_PAUSEQUEUEREQUEST']._serialized_start=532
-  _globals['_PAUSEQUEUEREQUEST']._serialized_end=614
-  _globals['_RESUMEQUEUEREQUEST']._serialized_start=616
-  _globals['_RESUMEQUEUEREQUEST']._serialized_end=650
-  _globals['_LISTQUEUESREQUEST']._serialized_start=652
-  _globals['_LISTQUEUESREQUEST']._serialized_end=671
-  _globals['_LISTQUEUESRESPONSE']._serialized_start=673
-  _globals['_LISTQUEUESRESPONSE']._serialized_end=728
-  _globals['_UPDATEQUEUEREQUEST']._serialized_start=730
-  _globals['_UPDATEQUEUEREQUEST']._serialized_end=833
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=835
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=857
-  _globals['_SERVERINFO']._serialized_start=860
-  _globals['_SERVERINFO']._serialized_end=1294
-  _globals['_SERVERINFO_JOBCOUNTSENTRY']._serialized_start=1246
-  _globals['_SERVERINFO_JOBCOUNTSENTRY']._serialized_end=1294
-  _globals['_STORAGESTATS']._serialized_start=1297
-  _globals['_STORAGESTATS']._serialized_end=1547
-  _globals['_BACKUPREQUEST']._serialized_start=1549
-  _globals['_BACKUPREQUEST']._serialized_end=1564
-  _globals['_BACKUPCHUNK']._serialized_start=1566
-  _globals['_BACKUPCHUNK']._serialized_end=1630
-  _globals['_ADMINSERVICE']._serialized_start=1633
-  _globals['_ADMINSERVICE']._serialized_end=2217
+  _globals['_ADMINSERVICE'].methods_by_name['PauseDispatch']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['PauseDispatch']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/dispatch:pause:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ResumeDispatch']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ResumeDispatch']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/dispatch:resume:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['PauseQueue']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['PauseQueue']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/queues/{name}:pause:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ResumeQueue']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ResumeQueue']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/queues/{name}:resume:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ListQueues']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListQueues']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/queues'
+  _globals['_ADMINSERVICE'].methods_by_name['UpdateQueue']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['UpdateQueue']._serialized_options = b'\202\323\344\223\002 2\027/v1/queues/{queue.name}:\005queue'
+  _globals['_ADMINSERVICE'].methods_by_name['GetServerInfo']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['GetServerInfo']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/server'
+  _globals['_PAUSEDISPATCHREQUEST']._serialized_start=175
+  _globals['_PAUSEDISPATCHREQUEST']._serialized_end=213
+  _globals['_RESUMEDISPATCHREQUEST']._serialized_start=215
+  _globals['_RESUMEDISPATCHREQUEST']._serialized_end=238
+  _globals['_DISPATCHSTATE']._serialized_start=240
+  _globals['_DISPATCHSTATE']._serialized_end=287
+  _globals['_QUEUE']._serialized_start=290
+  _globals['_QUEUE']._serialized_end=560
+  _globals['_QUEUE_COUNTSENTRY']._serialized_start=515
+  _globals['_QUEUE_COUNTSENTRY']._serialized_end=560
+  _globals['_PAUSEQUEUEREQUEST']._serialized_start=562
+  _globals['_PAUSEQUEUEREQUEST']._serialized_end=644
+  _globals['_RESUMEQUEUEREQUEST']._serialized_start=646
+  _globals['_RESUMEQUEUEREQUEST']._serialized_end=680
+  _globals['_LISTQUEUESREQUEST']._serialized_start=682
+  _globals['_LISTQUEUESREQUEST']._serialized_end=701
+  _globals['_LISTQUEUESRESPONSE']._serialized_start=703
+  _globals['_LISTQUEUESRESPONSE']._serialized_end=758
+  _globals['_UPDATEQUEUEREQUEST']._serialized_start=760
+  _globals['_UPDATEQUEUEREQUEST']._serialized_end=863
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=865
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=887
+  _globals['_SERVERINFO']._serialized_start=890
+  _globals['_SERVERINFO']._serialized_end=1324
+  _globals['_SERVERINFO_JOBCOUNTSENTRY']._serialized_start=1276
+  _globals['_SERVERINFO_JOBCOUNTSENTRY']._serialized_end=1324
+  _globals['_STORAGESTATS']._serialized_start=1327
+  _globals['_STORAGESTATS']._serialized_end=1577
+  _globals['_BACKUPREQUEST']._serialized_start=1579
+  _globals['_BACKUPREQUEST']._serialized_end=1594
+  _globals['_BACKUPCHUNK']._serialized_start=1596
+  _globals['_BACKUPCHUNK']._serialized_end=1660
+  _globals['_ADMINSERVICE']._serialized_start=1663
+  _globals['_ADMINSERVICE']._serialized_end=2463
 # @@protoc_insertion_point(module_scope)
