@@ -164,6 +164,11 @@ absl::Status App::Build() {
   // Shutdown hooks run in this order at Stop(). Each returns at once.
   AddShutdownHook(
       "health", [h = health_service_.get()](absl::Time d) { h->Shutdown(d); });
+  // HTTP takes no new connections and closes idle ones; its event streams
+  // are watches, told `draining` by the jobs hook like any other.
+  AddShutdownHook("http", [this](absl::Time) {
+    if (http_ != nullptr) http_->StartShutdown();
+  });
   // Watches get `draining` now and UNAVAILABLE at the deadline (or when the
   // server shuts down, whichever is first); submissions get UNAVAILABLE.
   AddShutdownHook(
@@ -248,12 +253,42 @@ absl::Status App::StartServer() {
   for (const auto& guard : socket_guards_) {
     JW_RETURN_IF_ERROR(guard->SetMode(options_.socket_mode));
   }
-  admin_service_->SetListeners(addresses_);
-  for (const std::string& a : addresses_) JW_LOG(INFO) << "listening on " << a;
+  JW_RETURN_IF_ERROR(StartHttp(cwd));
+  std::vector<std::string> listeners = addresses_;
+  if (http_ != nullptr) {
+    listeners.insert(listeners.end(), http_->addresses().begin(),
+                     http_->addresses().end());
+  }
+  admin_service_->SetListeners(listeners);
+  for (const std::string& a : listeners) JW_LOG(INFO) << "listening on " << a;
   if (!options_.auth_token.empty()) {
     JW_LOG(INFO)
         << "bearer-token auth is on for every method but health and reflection";
   }
+  return absl::OkStatus();
+}
+
+absl::Status App::StartHttp(const std::string& cwd) {
+  if (options_.http_listen.empty()) return absl::OkStatus();
+  HttpServer::Options http;
+  for (const std::string& text : options_.http_listen) {
+    absl::StatusOr<ListenAddress> parsed = ParseListenAddress(text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--http: ", parsed.status().message()));
+    }
+    http.listen.push_back(MakeAbsolute(*std::move(parsed), cwd));
+  }
+  http.socket_mode = options_.socket_mode;
+  http.auth_token = options_.auth_token;
+  http.cors_origins = options_.http_cors_origins;
+  http.max_connections = options_.http_max_connections;
+  http.draining = [this] { return draining(); };
+  JW_ASSIGN_OR_RETURN(
+      http_,
+      HttpServer::Start(std::move(http),
+                        server_->InProcessChannel(grpc::ChannelArguments()),
+                        clock_.get()));
   return absl::OkStatus();
 }
 
@@ -396,6 +431,8 @@ void App::Stop() {
       server_stopping_ = false;
     }
   }
+  // Every call has ended, the HTTP face's too: close its connections.
+  if (http_ != nullptr) http_->Stop(absl::Seconds(2));
   if (dispatcher_ != nullptr) {
     if (!dispatcher_->ReleaseAllLeasesBlocking(absl::Seconds(5))) {
       JW_LOG(WARNING) << dispatcher_->LeaseCount()
@@ -411,6 +448,7 @@ void App::Stop() {
   }
   if (retention_thread_.joinable()) retention_thread_.join();
   if (store_ != nullptr) store_->Shutdown();
+  http_.reset();
   server_.reset();
   socket_guards_.clear();
   worker_service_.reset();

@@ -36,6 +36,7 @@
 #include "server/common/executor.h"
 #include "server/core/retry.h"
 #include "server/events/event_bus.h"
+#include "server/http/http_server.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/database_lock.h"
 #include "server/storage/sqlite_job_store.h"
@@ -90,6 +91,8 @@ class App {
   explicit App(ServerOptions options);
   absl::Status Build();
   absl::Status StartServer();
+  // Serves the HTTP face on ServerOptions::http_listen (none: nothing).
+  absl::Status StartHttp(const std::string& cwd);
   void AddShutdownHook(std::string name, ShutdownHook hook);
   // Deletes finished jobs as ServerOptions::retention allows, every
   // retention_interval, on its own thread, until Stop().
@@ -116,6 +119,8 @@ class App {
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
   std::unique_ptr<grpc::Server> server_;
+  // Over an in-process channel of server_: stopped and destroyed before it.
+  std::unique_ptr<HttpServer> http_;
 
   std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;
   std::vector<std::string> addresses_;

@@ -1,5 +1,6 @@
 #include "server/app/server_options.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <utility>
 
@@ -38,6 +39,12 @@ absl::Status ParseNonNegativeDuration(const std::string& v,
   return absl::OkStatus();
 }
 
+// Flags that may be given more than once (their variables hold a
+// comma-separated list).
+bool IsRepeatable(absl::string_view name) {
+  return name == "listen" || name == "http" || name == "http-cors-origin";
+}
+
 const std::vector<Flag>& Flags() {
   static const auto* flags = new std::vector<Flag>{
       {"listen", "JOBWIRE_LISTEN", "ADDR",
@@ -47,6 +54,33 @@ const std::vector<Flag>& Flags() {
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty address");
          o->listen.push_back(v);
+         return absl::OkStatus();
+       }},
+      {"http", "JOBWIRE_HTTP", "ADDR",
+       "HTTP address (JSON API, Server-Sent Events, /metrics); repeatable: "
+       "HOST:PORT or unix:PATH (default none; tools/run serves "
+       "127.0.0.1:8080)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty address");
+         o->http_listen.push_back(v);
+         return absl::OkStatus();
+       }},
+      {"http-cors-origin", "JOBWIRE_HTTP_CORS_ORIGIN", "ORIGIN",
+       "origin whose pages may call the HTTP API, e.g. "
+       "https://app.example.com, or * for any; repeatable",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty origin");
+         o->http_cors_origins.push_back(v);
+         return absl::OkStatus();
+       }},
+      {"http-max-connections", "JOBWIRE_HTTP_MAX_CONNECTIONS", "N",
+       "HTTP connections served at once; more are closed (default 10000)",
+       [](const std::string& v, ServerOptions* o) {
+         int n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 1000000) {
+           return Bad(absl::StrCat("bad count \"", v, "\" (1 to 1000000)"));
+         }
+         o->http_max_connections = n;
          return absl::OkStatus();
        }},
       {"db", "JOBWIRE_DB", "PATH",
@@ -229,13 +263,14 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     std::optional<std::string> v = getenv(f.env);
     if (!v.has_value()) continue;
     absl::Status s;
-    if (absl::string_view(f.name) == "listen") {
-      o.listen.clear();
+    if (IsRepeatable(f.name)) {
+      if (absl::string_view(f.name) == "listen") o.listen.clear();
       for (absl::string_view part :
            absl::StrSplit(*v, ',', absl::SkipWhitespace())) {
         s.Update(f.set(std::string(absl::StripAsciiWhitespace(part)), &o));
       }
-      if (o.listen.empty()) s.Update(Bad("no address"));
+      if (absl::string_view(f.name) == "listen" && o.listen.empty())
+        s.Update(Bad("no address"));
     } else {
       s = f.set(*v, &o);
     }
@@ -244,7 +279,9 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     }
   }
 
-  bool listen_from_flags = false;
+  // A repeatable flag given on the command line replaces its environment
+  // variable's (and the default) values.
+  std::vector<std::string> from_flags;
   for (size_t i = 0; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (arg == "-h" || arg == "--help") {
@@ -279,9 +316,12 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
       }
       value = args[++i];
     }
-    if (name == "listen" && !listen_from_flags) {
-      o.listen.clear();
-      listen_from_flags = true;
+    if (IsRepeatable(name) && std::find(from_flags.begin(), from_flags.end(),
+                                        name) == from_flags.end()) {
+      from_flags.push_back(name);
+      if (name == "listen") o.listen.clear();
+      if (name == "http") o.http_listen.clear();
+      if (name == "http-cors-origin") o.http_cors_origins.clear();
     }
     if (absl::Status s = f->set(value, &o); !s.ok()) {
       return absl::InvalidArgumentError(

@@ -55,6 +55,12 @@ struct ServerOptions {
   // How long a worker's lease on a job lasts without a message from it
   // (DispatcherOptions::lease_ttl). Workers heartbeat every third of it.
   absl::Duration lease_ttl = absl::Seconds(30);
+  // HTTP addresses (ParseListenAddress forms); empty: no HTTP face.
+  std::vector<std::string> http_listen;
+  // Origins whose pages may call the HTTP face (CORS); "*" for any.
+  std::vector<std::string> http_cors_origins;
+  // HTTP connections beyond this are closed at once.
+  int http_max_connections = 10000;
 };
 
 struct ServerCommandLine {

@@ -1,0 +1,867 @@
+#include "server/http/http_server.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "jobwire/v1/job_service.pb.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/http/http_auth.h"
+#include "server/http/route_table.h"
+#include "server/transport/unix_socket_guard.h"
+
+namespace jobwire {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+using google::protobuf::Message;
+
+namespace {
+
+// How long an SSE response waits for its first message before sending its
+// headers anyway: a watch that ends at once (a resume after the terminal
+// event) is then answered 204, which tells EventSource not to reconnect.
+constexpr absl::Duration kEventsHeaderWait = absl::Seconds(1);
+
+// After an accept error (EMFILE, ENFILE, ...) the listener waits this long
+// and accepts again, rather than spinning or giving up.
+constexpr absl::Duration kAcceptRetry = absl::Milliseconds(100);
+
+std::chrono::steady_clock::duration Chrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+// One SSE frame of a WatchJob / WatchJobs response message.
+template <typename Response>
+std::string FrameOf(const Response& r, bool cursor_is_seq) {
+  switch (r.kind_case()) {
+    case Response::kEvent: {
+      const v1::JobEvent& e = r.event();
+      const auto* oneof = e.GetDescriptor()->FindOneofByName("type");
+      const auto* field = e.GetReflection()->GetOneofFieldDescriptor(e, oneof);
+      return absl::StrCat("id: ", cursor_is_seq ? e.seq() : e.event_id(),
+                          "\nevent: ", field ? field->name() : "event",
+                          "\ndata: ", ToJson(e), "\n\n");
+    }
+    case Response::kHeartbeat:
+      return absl::StrCat(": heartbeat ", ToJson(r.heartbeat()), "\n\n");
+    case Response::kDraining:
+      return absl::StrCat("event: draining\ndata: ", ToJson(r.draining()),
+                          "\n\n");
+    case Response::kReset:
+      return absl::StrCat("event: reset\ndata: ", ToJson(r.reset()), "\n\n");
+    default:
+      return "";
+  }
+}
+
+std::string FrameOf(const Message& m, bool cursor_is_seq) {
+  if (const auto* r = dynamic_cast<const v1::WatchJobResponse*>(&m)) {
+    return FrameOf(*r, cursor_is_seq);
+  }
+  if (const auto* r = dynamic_cast<const v1::WatchJobsResponse*>(&m)) {
+    return FrameOf(*r, cursor_is_seq);
+  }
+  return absl::StrCat("data: ", ToJson(m), "\n\n");
+}
+
+HttpReply JsonReply(int status, std::string body) {
+  HttpReply r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+std::string StructJson(
+    std::initializer_list<std::pair<std::string, google::protobuf::Value>>
+        fields) {
+  google::protobuf::Struct s;
+  for (const auto& [k, v] : fields) (*s.mutable_fields())[k] = v;
+  return ToJson(s);
+}
+
+google::protobuf::Value BoolValue(bool b) {
+  google::protobuf::Value v;
+  v.set_bool_value(b);
+  return v;
+}
+
+google::protobuf::Value StringValue(std::string s) {
+  google::protobuf::Value v;
+  v.set_string_value(std::move(s));
+  return v;
+}
+
+}  // namespace
+
+// What every connection shares; lives until Stop() has joined the thread.
+class HttpServer::Impl {
+ public:
+  class SessionBase {
+   public:
+    virtual ~SessionBase() = default;
+    // At a stop: close when idle, else close after the current response.
+    virtual void Drain() = 0;
+    // Close now.
+    virtual void Close() = 0;
+  };
+
+  Impl(Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock,
+       RouteTable routes)
+      : options(std::move(options)),
+        clock(clock),
+        auth(HttpAuth::Options{this->options.auth_token}, clock),
+        routes(std::move(routes)),
+        gateway(std::make_unique<Gateway>(std::move(channel))),
+        ioc(1) {}
+
+  absl::Status Bind();
+  void Run() {
+    thread = std::thread([this] {
+      auto guard = net::make_work_guard(ioc);
+      ioc.run();
+    });
+  }
+
+  template <typename Acceptor, typename Stream>
+  void Accept(Acceptor* acceptor);
+
+  // The CORS origin to answer for `origin`; empty when not allowed.
+  std::string AllowedOrigin(absl::string_view origin) const {
+    if (origin.empty()) return "";
+    for (const std::string& o : options.cors_origins) {
+      if (o == "*" || o == origin) return std::string(origin);
+    }
+    return "";
+  }
+
+  bool Draining() const {
+    return draining.load() || (options.draining && options.draining());
+  }
+
+  const Options options;
+  Clock* const clock;
+  const HttpAuth auth;
+  const RouteTable routes;
+  std::unique_ptr<Gateway> gateway;
+  std::atomic<int> connections{0};
+  std::atomic<int> event_streams{0};
+  std::atomic<bool> draining{false};
+  // Open sessions; touched on the HTTP thread only (and by the io_context's
+  // destructor, which destroys the sessions its handlers still hold: so it
+  // is declared after everything a session touches when destroyed).
+  absl::flat_hash_set<SessionBase*> sessions;
+  net::io_context ioc;
+  std::thread thread;
+  std::vector<std::unique_ptr<net::ip::tcp::acceptor>> tcp_acceptors;
+  std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>>
+      unix_acceptors;
+  std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards;
+  std::vector<std::string> addresses;
+};
+
+namespace {
+
+// One connection. Lives in shared_ptrs held by its pending operations (and,
+// while an SSE stream is open, by the stream's listener); runs on the HTTP
+// thread only. Destroyed on that thread (the listener hands its last
+// reference over by a post), or with the io_context at Stop().
+template <typename Stream>
+class Session final : public HttpServer::Impl::SessionBase,
+                      public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  using Socket = typename Stream::socket_type;
+
+  Session(Socket&& socket, HttpServer::Impl* server)
+      : stream_(std::move(socket)),
+        server_(server),
+        header_timer_(stream_.get_executor()) {
+    server_->connections.fetch_add(1);
+    server_->sessions.insert(this);
+  }
+
+  ~Session() override {
+    server_->sessions.erase(this);
+    server_->connections.fetch_sub(1);
+    if (counted_stream_) server_->event_streams.fetch_sub(1);
+  }
+
+  void Start() { Read(); }
+
+  void Drain() override {
+    if (state_ == State::kIdle && !(parser_ && parser_->got_some())) {
+      Close();
+    } else {
+      keep_alive_ = false;
+    }
+  }
+
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    header_timer_.cancel();
+    if (call_ && !ended_) call_->Cancel();
+    beast::error_code ec;
+    stream_.socket().shutdown(net::socket_base::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  enum class State { kIdle, kBusy, kEvents };
+
+  // Receives an SSE stream's messages on gRPC threads and posts them here.
+  class EventsListener final : public StreamCall::Listener {
+   public:
+    EventsListener(std::shared_ptr<Session> session, bool cursor_is_seq)
+        : session_(std::move(session)), cursor_is_seq_(cursor_is_seq) {}
+    void OnMessage(std::unique_ptr<Message> m) override {
+      std::string frame = FrameOf(*m, cursor_is_seq_);
+      net::post(session_->stream_.get_executor(),
+                [s = session_, frame = std::move(frame)]() mutable {
+                  s->OnFrame(std::move(frame));
+                });
+    }
+    void OnEnd(const grpc::Status& status) override {
+      // The posted handler holds the session: it is released on its thread.
+      auto executor = session_->stream_.get_executor();
+      net::post(executor,
+                [s = std::move(session_), status] { s->OnEventsEnd(status); });
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+    const bool cursor_is_seq_;
+  };
+
+  struct Chunk {
+    std::string bytes;
+    bool from_call = false;  // Next() once written
+    bool last = false;       // the terminating chunk
+  };
+
+  void Read() {
+    state_ = State::kIdle;
+    parser_.emplace();
+    parser_->header_limit(
+        static_cast<std::uint32_t>(server_->options.max_header_bytes));
+    parser_->body_limit(server_->options.max_body_bytes);
+    stream_.expires_after(Chrono(first_ ? server_->options.request_timeout
+                                        : server_->options.idle_timeout));
+    http::async_read(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, std::size_t /*bytes*/) {
+    if (closed_) return;
+    if (ec == http::error::end_of_stream || ec == net::error::eof) {
+      return Close();
+    }
+    if (ec) {
+      int status = 0;
+      std::string why;
+      if (ec == http::error::header_limit) {
+        status = 431, why = "request headers too large";
+      } else if (ec == http::error::body_limit) {
+        status = 413, why = "request body too large";
+      } else if (ec.category() ==
+                 http::make_error_code(http::error::bad_target).category()) {
+        status = 400, why = absl::StrCat("malformed request: ", ec.message());
+      }
+      // A timeout has closed the socket already (slow or idle peer).
+      if (status == 0 || ec == beast::error::timeout) return Close();
+      keep_alive_ = false;
+      HttpReply reply = HttpErrorOf(absl::InvalidArgumentError(why));
+      reply.status = status;
+      return Write(std::move(reply));
+    }
+    first_ = false;
+    request_ = parser_->release();
+    keep_alive_ = request_.keep_alive() && !server_->Draining();
+    state_ = State::kBusy;
+    Handle();
+  }
+
+  void Write(HttpReply reply) {
+    if (closed_) return;
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(reply.status), 11);
+    res->set(http::field::server, "jobwired");
+    if (!reply.content_type.empty()) {
+      res->set(http::field::content_type, reply.content_type);
+    }
+    res->set(http::field::cache_control, "no-store");
+    AddCors(res.get());
+    for (const auto& [k, v] : reply.headers) res->insert(k, v);
+    res->keep_alive(keep_alive_ && !server_->Draining());
+    res->body() = std::move(reply.body);
+    res->prepare_payload();
+    state_ = State::kBusy;
+    stream_.expires_after(Chrono(server_->options.write_timeout));
+    http::async_write(stream_, *res,
+                      [self = this->shared_from_this(), res](
+                          beast::error_code ec, std::size_t) {
+                        self->OnWritten(ec, res->keep_alive());
+                      });
+  }
+
+  void OnWritten(beast::error_code ec, bool keep_alive) {
+    if (ec || !keep_alive || closed_) return Close();
+    Read();
+  }
+
+  // Posts a reply from another thread.
+  std::function<void(HttpReply)> Replier() {
+    return [self = this->shared_from_this()](HttpReply reply) {
+      net::post(self->stream_.get_executor(),
+                [self, reply = std::move(reply)]() mutable {
+                  self->Write(std::move(reply));
+                });
+    };
+  }
+
+  template <typename Response>
+  void AddCors(Response* res) {
+    const std::string origin =
+        server_->AllowedOrigin(ToView(request_[http::field::origin]));
+    if (origin.empty()) return;
+    res->set(http::field::access_control_allow_origin, origin);
+    res->set(http::field::vary, "Origin");
+    res->set(http::field::access_control_expose_headers,
+             "Retry-After, WWW-Authenticate");
+  }
+
+  void Handle() {
+    const auto target = boost::urls::parse_origin_form(request_.target());
+    if (!target) {
+      keep_alive_ = false;
+      return Write(
+          HttpErrorOf(absl::InvalidArgumentError("malformed request target")));
+    }
+    std::vector<std::string> segments;
+    for (auto segment : target->segments()) segments.push_back(segment);
+    const std::string path(target->path());
+    QueryParams query;
+    std::string ticket;
+    for (auto param : target->params()) {
+      if (param.key == "ticket") {
+        ticket = param.value;
+      } else {
+        query.emplace_back(param.key, param.value);
+      }
+    }
+    const std::string method(request_.method_string());
+
+    if (request_.method() == http::verb::options) return Preflight();
+    if (path == "/healthz") {
+      const bool draining = server_->Draining();
+      return Write(JsonReply(
+          draining ? 503 : 200,
+          StructJson({{"status",
+                       StringValue(draining ? "NOT_SERVING" : "SERVING")}})));
+    }
+    HttpAuth::Request credentials;
+    credentials.method = method;
+    credentials.authorization = ToView(request_[http::field::authorization]);
+    credentials.cookie = ToView(request_[http::field::cookie]);
+    credentials.csrf = ToView(request_["X-Jobwire-Csrf"]);
+    credentials.ticket = ticket;
+    if (absl::StartsWith(path, "/v1/auth"))
+      return HandleAuth(path, credentials);
+    if (absl::Status s = server_->auth.Check(credentials); !s.ok()) {
+      HttpReply reply = HttpErrorOf(s);
+      reply.headers.emplace_back("WWW-Authenticate",
+                                 "Bearer realm=\"jobwire\"");
+      return Write(std::move(reply));
+    }
+    if (path == "/metrics" && server_->options.metrics) {
+      if (request_.method() != http::verb::get)
+        return MethodNotAllowed({"GET"});
+      auto reply = Replier();
+      server_->options.metrics([reply](std::string text) {
+        HttpReply r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = std::move(text);
+        reply(std::move(r));
+      });
+      return;
+    }
+
+    std::vector<std::string> allowed;
+    absl::StatusOr<RouteTable::Match> match =
+        server_->routes.Find(method, segments, &allowed);
+    if (!match.ok()) {
+      if (!allowed.empty()) return MethodNotAllowed(allowed);
+      return Write(HttpErrorOf(absl::NotFoundError(
+          absl::StrCat("no route for ", method, " ", path))));
+    }
+    const Route& route = *match->route;
+    std::unique_ptr<Message> rpc(
+        google::protobuf::MessageFactory::generated_factory()
+            ->GetPrototype(route.method->input_type())
+            ->New());
+    const bool events = route.server_streaming() && !route.client_streaming();
+    const bool cursor_is_seq =
+        rpc->GetDescriptor()->FindFieldByName("after_seq") != nullptr;
+    if (absl::Status s = BuildRequest(route, match->bindings, query,
+                                      ToView(request_.body()), rpc.get());
+        !s.ok()) {
+      return Write(HttpErrorOf(s));
+    }
+    if (events) {
+      // EventSource's reconnect names the last event it saw; it wins over
+      // the cursor in the URL, which is the one of the first connection.
+      const absl::string_view last_id =
+          absl::StripAsciiWhitespace(ToView(request_["Last-Event-ID"]));
+      if (!last_id.empty()) {
+        const char* field = cursor_is_seq ? "after_seq" : "after_event_id";
+        if (absl::Status s =
+                SetFieldFromText(rpc.get(), field, last_id, "Last-Event-ID");
+            !s.ok()) {
+          return Write(HttpErrorOf(s));
+        }
+      }
+      return StartEvents(route, std::move(rpc), cursor_is_seq);
+    }
+    server_->gateway->Call(route, std::move(rpc), Replier());
+  }
+
+  static absl::string_view ToView(beast::string_view v) {
+    return absl::string_view(v.data(), v.size());
+  }
+
+  void MethodNotAllowed(const std::vector<std::string>& allowed) {
+    HttpReply reply = HttpErrorOf(absl::UnimplementedError(absl::StrCat(
+        "method ", ToView(request_.method_string()),
+        " not allowed here; allowed: ", absl::StrJoin(allowed, ", "))));
+    reply.status = 405;
+    reply.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+    Write(std::move(reply));
+  }
+
+  void Preflight() {
+    const auto origin = ToView(request_[http::field::origin]);
+    if (!origin.empty() && server_->AllowedOrigin(origin).empty()) {
+      HttpReply reply = HttpErrorOf(absl::PermissionDeniedError(absl::StrCat(
+          "origin ", origin, " is not allowed (--http-cors-origin)")));
+      return Write(std::move(reply));
+    }
+    HttpReply reply;
+    reply.status = 204;
+    reply.content_type.clear();
+    reply.headers = {
+        {"Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS"},
+        {"Access-Control-Allow-Headers",
+         "Authorization, Content-Type, Last-Event-ID, X-Jobwire-Csrf"},
+        {"Access-Control-Max-Age", "600"}};
+    Write(std::move(reply));
+  }
+
+  void HandleAuth(const std::string& path,
+                  const HttpAuth::Request& credentials) {
+    const HttpAuth& auth = server_->auth;
+    const auto verb = request_.method();
+    if (path == "/v1/auth") {
+      if (verb != http::verb::get) return MethodNotAllowed({"GET"});
+      return Write(JsonReply(
+          200, StructJson({{"authRequired", BoolValue(auth.enabled())},
+                           {"authenticated",
+                            BoolValue(auth.Check(credentials).ok())}})));
+    }
+    if (verb != http::verb::post) return MethodNotAllowed({"POST"});
+    if (path == "/v1/auth:login") {
+      if (!auth.enabled()) {
+        return Write(
+            JsonReply(200, StructJson({{"authRequired", BoolValue(false)}})));
+      }
+      std::string token(HttpAuth::BearerOf(credentials.authorization));
+      if (token.empty()) {
+        google::protobuf::Struct body;
+        if (google::protobuf::util::JsonStringToMessage(request_.body(), &body)
+                .ok() &&
+            body.fields().count("token") > 0) {
+          token = body.fields().at("token").string_value();
+        }
+      }
+      if (!auth.TokenMatches(token)) {
+        return Write(HttpErrorOf(absl::UnauthenticatedError(
+            token.empty() ? "send the token as {\"token\": ...} or a bearer "
+                            "header"
+                          : "wrong token")));
+      }
+      absl::Time expires;
+      const std::string session = auth.NewSession(&expires);
+      HttpReply reply = JsonReply(
+          200, StructJson({{"authRequired", BoolValue(true)},
+                           {"expireTime", StringValue(Rfc3339(expires))}}));
+      reply.headers.emplace_back(
+          "Set-Cookie",
+          absl::StrCat(HttpAuth::kCookieName, "=", session,
+                       "; Path=/; HttpOnly; SameSite=Strict; Max-Age=",
+                       absl::ToInt64Seconds(expires - server_->clock->Now())));
+      return Write(std::move(reply));
+    }
+    if (path == "/v1/auth:logout") {
+      HttpReply reply;
+      reply.status = 204;
+      reply.content_type.clear();
+      reply.headers.emplace_back(
+          "Set-Cookie", absl::StrCat(HttpAuth::kCookieName,
+                                     "=; Path=/; HttpOnly; SameSite=Strict; "
+                                     "Max-Age=0"));
+      return Write(std::move(reply));
+    }
+    if (path == "/v1/auth:ticket") {
+      if (absl::Status s = auth.Check(credentials); !s.ok()) {
+        return Write(HttpErrorOf(s));
+      }
+      if (!auth.enabled()) {
+        return Write(HttpErrorOf(absl::FailedPreconditionError(
+            "auth is off (no --auth-token): no ticket is needed")));
+      }
+      absl::Time expires;
+      const std::string ticket = auth.NewTicket(&expires);
+      return Write(JsonReply(
+          200, StructJson({{"ticket", StringValue(ticket)},
+                           {"expireTime", StringValue(Rfc3339(expires))}})));
+    }
+    Write(
+        HttpErrorOf(absl::NotFoundError(absl::StrCat("no route for ", path))));
+  }
+
+  // --- Server-Sent Events ---
+
+  void StartEvents(const Route& route, std::unique_ptr<Message> rpc,
+                   bool cursor_is_seq) {
+    state_ = State::kEvents;
+    keep_alive_ = false;  // an SSE connection is never reused
+    counted_stream_ = true;
+    server_->event_streams.fetch_add(1);
+    auto listener = std::make_shared<EventsListener>(this->shared_from_this(),
+                                                     cursor_is_seq);
+    call_ = server_->gateway->OpenStream(route, *rpc, std::move(listener));
+    header_timer_.expires_after(Chrono(kEventsHeaderWait));
+    header_timer_.async_wait(
+        [self = this->shared_from_this()](beast::error_code ec) {
+          if (!ec && !self->headers_sent_ && !self->ended_) self->Pump();
+        });
+    WatchPeer();
+  }
+
+  // A read that completes only when the peer closes (or sends something,
+  // which is ignored): how a gone EventSource is noticed between events.
+  void WatchPeer() {
+    stream_.socket().async_read_some(
+        net::buffer(discard_),
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+          if (self->closed_) return;
+          if (ec) return self->Close();
+          self->WatchPeer();
+        });
+  }
+
+  void OnFrame(std::string frame) {
+    if (closed_) return;
+    out_.push_back(Chunk{std::move(frame), /*from_call=*/true});
+    Pump();
+  }
+
+  void OnEventsEnd(const grpc::Status& status) {
+    ended_ = true;
+    call_.reset();
+    header_timer_.cancel();
+    if (closed_) return;
+    if (!headers_sent_) {
+      // Nothing was sent: an answer of its own.
+      if (status.ok()) {
+        HttpReply reply;
+        reply.status = 204;  // nothing more to follow: do not reconnect
+        reply.content_type.clear();
+        return Write(std::move(reply));
+      }
+      return Write(HttpErrorOf(status));
+    }
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      out_.push_back(Chunk{absl::StrCat(
+          "event: error\ndata: ", HttpErrorOf(status).body, "\n\n")});
+    }
+    out_.push_back(Chunk{"", false, /*last=*/true});
+    Pump();
+  }
+
+  void Pump() {
+    if (closed_ || writing_) return;
+    if (!headers_sent_) {
+      headers_sent_ = true;
+      header_timer_.cancel();
+      sse_response_.result(http::status::ok);
+      sse_response_.version(11);
+      sse_response_.set(http::field::server, "jobwired");
+      sse_response_.set(http::field::content_type, "text/event-stream");
+      sse_response_.set(http::field::cache_control, "no-cache");
+      sse_response_.set("X-Accel-Buffering", "no");
+      AddCors(&sse_response_);
+      sse_response_.keep_alive(false);
+      sse_response_.chunked(true);
+      out_.push_front(Chunk{absl::StrCat(
+          "retry: ", absl::ToInt64Milliseconds(server_->options.sse_retry),
+          "\n\n")});
+      serializer_.emplace(sse_response_);
+      writing_ = true;
+      stream_.expires_after(Chrono(server_->options.write_timeout));
+      http::async_write_header(
+          stream_, *serializer_,
+          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+            self->writing_ = false;
+            if (ec) return self->Close();
+            self->Pump();
+          });
+      return;
+    }
+    if (out_.empty()) return;
+    writing_chunk_ = std::move(out_.front());
+    out_.pop_front();
+    writing_ = true;
+    stream_.expires_after(Chrono(server_->options.write_timeout));
+    auto done = [self = this->shared_from_this()](beast::error_code ec,
+                                                  std::size_t) {
+      self->OnChunkWritten(ec);
+    };
+    if (writing_chunk_.last) {
+      net::async_write(stream_, http::make_chunk_last(), std::move(done));
+    } else {
+      net::async_write(stream_,
+                       http::make_chunk(net::buffer(writing_chunk_.bytes)),
+                       std::move(done));
+    }
+  }
+
+  void OnChunkWritten(beast::error_code ec) {
+    writing_ = false;
+    if (ec) return Close();
+    if (writing_chunk_.last) return Close();
+    if (writing_chunk_.from_call && call_ && !ended_) call_->Next();
+    Pump();
+  }
+
+  Stream stream_;
+  HttpServer::Impl* const server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  State state_ = State::kIdle;
+  bool first_ = true;
+  bool keep_alive_ = true;
+  bool closed_ = false;
+
+  // SSE.
+  std::shared_ptr<StreamCall> call_;
+  net::steady_timer header_timer_;
+  http::response<http::empty_body> sse_response_;
+  std::optional<http::response_serializer<http::empty_body>> serializer_;
+  std::deque<Chunk> out_;
+  Chunk writing_chunk_;
+  bool writing_ = false;
+  bool headers_sent_ = false;
+  bool ended_ = false;
+  bool counted_stream_ = false;
+  std::array<char, 256> discard_{};
+};
+
+using TcpStream = beast::tcp_stream;
+using UnixStream =
+    beast::basic_stream<net::local::stream_protocol, net::any_io_executor,
+                        beast::unlimited_rate_policy>;
+
+}  // namespace
+
+template <typename Acceptor, typename Stream>
+void HttpServer::Impl::Accept(Acceptor* acceptor) {
+  acceptor->async_accept([this, acceptor](beast::error_code ec,
+                                          typename Stream::socket_type socket) {
+    if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
+    if (ec) {
+      JW_LOG(WARNING) << "http: accept: " << ec.message() << "; retrying in "
+                      << kAcceptRetry;
+      auto timer = std::make_shared<net::steady_timer>(ioc);
+      timer->expires_after(Chrono(kAcceptRetry));
+      timer->async_wait([this, acceptor, timer](beast::error_code) {
+        if (acceptor->is_open()) Accept<Acceptor, Stream>(acceptor);
+      });
+      return;
+    }
+    if (connections.load() >= options.max_connections || Draining()) {
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session<Stream>>(std::move(socket), this)->Start();
+    }
+    Accept<Acceptor, Stream>(acceptor);
+  });
+}
+
+absl::Status HttpServer::Impl::Bind() {
+  for (const ListenAddress& a : options.listen) {
+    if (a.kind == ListenAddress::Kind::kTcp) {
+      if (!a.IsLoopback() && options.auth_token.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--http ", a.ToUri(),
+            " is not a loopback address; refusing to serve it without "
+            "--auth-token (or JOBWIRE_AUTH_TOKEN)"));
+      }
+      beast::error_code ec;
+      net::ip::tcp::resolver resolver(ioc);
+      auto results = resolver.resolve(a.host, std::to_string(a.port),
+                                      net::ip::tcp::resolver::passive, ec);
+      if (ec || results.empty()) {
+        return absl::UnavailableError(absl::StrCat(
+            "--http ", a.ToUri(), ": cannot resolve: ", ec.message()));
+      }
+      auto acceptor = std::make_unique<net::ip::tcp::acceptor>(ioc);
+      const auto endpoint = results.begin()->endpoint();
+      acceptor->open(endpoint.protocol(), ec);
+      if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor->bind(endpoint, ec);
+      if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+      if (ec) {
+        return absl::UnavailableError(absl::StrCat(
+            "cannot serve HTTP on ", a.ToUri(), ": ", ec.message()));
+      }
+      const auto bound = acceptor->local_endpoint();
+      const std::string host =
+          bound.address().is_v6()
+              ? absl::StrCat("[", bound.address().to_string(), "]")
+              : bound.address().to_string();
+      addresses.push_back(absl::StrCat("http://", host, ":", bound.port()));
+      tcp_acceptors.push_back(std::move(acceptor));
+      continue;
+    }
+    std::string path = a.path;
+    if (a.kind == ListenAddress::Kind::kUnixPath) {
+      JW_ASSIGN_OR_RETURN(auto guard, UnixSocketGuard::Acquire(a.path));
+      socket_guards.push_back(std::move(guard));
+    } else {
+      path = std::string(1, '\0') + a.path;
+    }
+    beast::error_code ec;
+    auto acceptor =
+        std::make_unique<net::local::stream_protocol::acceptor>(ioc);
+    {
+      ScopedUmask umask(0177);
+      acceptor->open(net::local::stream_protocol(), ec);
+      if (!ec) acceptor->bind(net::local::stream_protocol::endpoint(path), ec);
+      if (!ec) acceptor->listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve HTTP on ", a.ToUri(), ": ", ec.message()));
+    }
+    if (a.kind == ListenAddress::Kind::kUnixPath) {
+      JW_RETURN_IF_ERROR(socket_guards.back()->SetMode(options.socket_mode));
+    }
+    addresses.push_back(absl::StrCat("http+", a.ToUri()));
+    unix_acceptors.push_back(std::move(acceptor));
+  }
+  if (addresses.empty())
+    return absl::InvalidArgumentError("--http: no address");
+  for (auto& a : tcp_acceptors)
+    Accept<net::ip::tcp::acceptor, TcpStream>(a.get());
+  for (auto& a : unix_acceptors) {
+    Accept<net::local::stream_protocol::acceptor, UnixStream>(a.get());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock) {
+  std::vector<const google::protobuf::ServiceDescriptor*> services;
+  for (const char* name :
+       {"jobwire.v1.JobService", "jobwire.v1.AdminService"}) {
+    const auto* s =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            name);
+    if (s == nullptr) return absl::InternalError(absl::StrCat("no ", name));
+    services.push_back(s);
+  }
+  JW_ASSIGN_OR_RETURN(RouteTable routes, RouteTable::FromServices(services));
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(channel),
+                                     clock, std::move(routes));
+  JW_RETURN_IF_ERROR(impl->Bind());
+  impl->Run();
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Stop(absl::ZeroDuration()); }
+
+const std::vector<std::string>& HttpServer::addresses() const {
+  return impl_->addresses;
+}
+
+int HttpServer::open_connections() const { return impl_->connections.load(); }
+int HttpServer::open_event_streams() const {
+  return impl_->event_streams.load();
+}
+
+void HttpServer::StartShutdown() {
+  if (impl_->draining.exchange(true)) return;
+  Impl* impl = impl_.get();
+  net::post(impl->ioc, [impl] {
+    beast::error_code ec;
+    for (auto& a : impl->tcp_acceptors) a->close(ec);
+    for (auto& a : impl->unix_acceptors) a->close(ec);
+    std::vector<Impl::SessionBase*> sessions(impl->sessions.begin(),
+                                             impl->sessions.end());
+    for (Impl::SessionBase* s : sessions) {
+      if (impl->sessions.contains(s)) s->Drain();
+    }
+  });
+}
+
+void HttpServer::Stop(absl::Duration timeout) {
+  if (!impl_->thread.joinable()) return;
+  StartShutdown();
+  Impl* impl = impl_.get();
+  net::post(impl->ioc, [impl] {
+    std::vector<Impl::SessionBase*> sessions(impl->sessions.begin(),
+                                             impl->sessions.end());
+    for (Impl::SessionBase* s : sessions) {
+      if (impl->sessions.contains(s)) s->Close();
+    }
+  });
+  if (!impl->gateway->WaitIdle(timeout)) {
+    JW_LOG(WARNING) << "http: " << impl->gateway->open_calls()
+                    << " calls still open at stop";
+  }
+  impl->ioc.stop();
+  impl->thread.join();
+  impl->socket_guards.clear();
+}
+
+}  // namespace jobwire

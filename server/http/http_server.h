@@ -1,0 +1,118 @@
+// HttpServer: jobwired's HTTP face, for browsers, scripts and monitoring.
+//
+// HTTP/1.1 on Boost.Beast over Asio, on TCP and Unix socket listeners, one
+// thread (`jw-http`) for every connection: idle keep-alive connections and
+// open Server-Sent Events streams cost memory, not threads. Requests are
+// parsed by Beast with limits on header and body size and a deadline for
+// the whole request (slow senders are cut off with 408); responses are
+// written with a deadline too (a peer that stops reading is closed).
+//
+// What it serves:
+//  - the JSON API: every route of RouteTable (the google.api.http
+//    annotations), sent through the Gateway to the gRPC service, so the
+//    same handler answers and errors are the same google.rpc.Status, in
+//    JSON with the matching HTTP status;
+//  - Server-Sent Events on the server-streaming routes (WatchJob at
+//    /v1/jobs/{id}/events, WatchJobs at /v1/events): `id:` is the cursor
+//    (seq or event_id), `event:` the event type, `data:` the event as
+//    canonical proto JSON; Last-Event-ID resumes; heartbeats are comments;
+//    `event: draining` and `event: reset` as in gRPC; the per-job stream
+//    ends after its terminal event, and a resume after it gets 204 (which
+//    stops an EventSource from reconnecting);
+//  - /healthz (no auth), /metrics (Options::metrics), /v1/auth... (see
+//    http_auth.h), CORS for Options::cors_origins.
+//
+// Lifecycle: Start() binds and serves. StartShutdown() (a stop begins)
+// closes the listeners and idle connections and marks responses
+// `Connection: close`; open SSE streams get `draining` from the service and
+// end when it finishes them. Stop() (after grpc::Server::Shutdown, when
+// every call has ended) closes what is left and joins the thread; the
+// channel is released, so the server may then be destroyed.
+//
+// Thread-safety: Start, StartShutdown and Stop are called from one thread;
+// the counters are safe from any thread.
+#ifndef JOBWIRE_SERVER_HTTP_HTTP_SERVER_H_
+#define JOBWIRE_SERVER_HTTP_HTTP_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/common/clock.h"
+#include "server/http/gateway.h"
+#include "server/transport/listen_address.h"
+
+namespace jobwire {
+
+class HttpServer {
+ public:
+  struct Options {
+    // Addresses to serve (TCP, or Unix paths made absolute).
+    std::vector<ListenAddress> listen;
+    mode_t socket_mode = 0600;
+    // Empty: no auth. See http_auth.h.
+    std::string auth_token;
+    // Origins allowed to call from a page served elsewhere (exact match,
+    // e.g. "https://app.example.com"); "*" allows any.
+    std::vector<std::string> cors_origins;
+    // Connections beyond this are closed at once.
+    int max_connections = 10000;
+    size_t max_header_bytes = 16 * 1024;
+    size_t max_body_bytes = 4 * 1024 * 1024;
+    // A request must arrive whole within this (from its first byte, or from
+    // the connection's start).
+    absl::Duration request_timeout = absl::Seconds(10);
+    // A keep-alive connection with no request for this long is closed.
+    absl::Duration idle_timeout = absl::Seconds(60);
+    // A response write (or one SSE event) the peer does not take for this
+    // long closes the connection.
+    absl::Duration write_timeout = absl::Seconds(60);
+    // The `retry:` hint sent to SSE clients (reconnection delay).
+    absl::Duration sse_retry = absl::Seconds(2);
+    // Renders /metrics (Prometheus text) off the HTTP thread and calls
+    // `done` with it; unset: /metrics is 404.
+    std::function<void(std::function<void(std::string)> done)> metrics;
+    // Whether the server drains (for /healthz).
+    std::function<bool()> draining;
+  };
+
+  // Binds every address and starts serving. `channel` is an in-process
+  // channel of the running grpc::Server. Fails: INVALID_ARGUMENT for a
+  // non-loopback address without an auth token; FAILED_PRECONDITION when
+  // another server holds a Unix path; UNAVAILABLE when binding fails.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
+      Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock);
+
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The served addresses: "http://127.0.0.1:8080", "http+unix:/abs/h.sock".
+  const std::vector<std::string>& addresses() const;
+
+  // See the class comment. Non-blocking; idempotent.
+  void StartShutdown();
+  // Closes every connection and joins the thread, waiting up to `timeout`
+  // for gateway calls to end first. Idempotent.
+  void Stop(absl::Duration timeout);
+
+  int open_connections() const;
+  int open_event_streams() const;
+
+  class Impl;
+
+ private:
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace jobwire
+
+#endif  // JOBWIRE_SERVER_HTTP_HTTP_SERVER_H_
