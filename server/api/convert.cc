@@ -39,10 +39,13 @@ void TimeToProto(absl::Time time, google::protobuf::Timestamp* out) {
     out->Clear();
     return;
   }
-  const int64_t seconds = absl::ToUnixSeconds(time);
+  // Microseconds, what the store keeps: a job or event read back from the
+  // log reads the same as the one announced live.
+  const int64_t micros = absl::ToUnixMicros(time);
+  const int64_t seconds = micros >= 0 ? micros / 1000000
+                                      : -((-micros + 999999) / 1000000);
   out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  out->set_nanos(static_cast<int32_t>((micros - seconds * 1000000) * 1000));
 }
 
 absl::Time TimeFromProto(const google::protobuf::Timestamp& ts) {

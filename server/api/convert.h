@@ -31,6 +31,7 @@
 namespace jobwire {
 
 // Times and durations. InfinitePast <-> unset (the Timestamp is cleared).
+// Whole microseconds (the store's precision), rounded down.
 void TimeToProto(absl::Time time, google::protobuf::Timestamp* out);
 absl::Time TimeFromProto(const google::protobuf::Timestamp& ts);
 void DurationToProto(absl::Duration d, google::protobuf::Duration* out);

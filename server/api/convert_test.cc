@@ -7,13 +7,18 @@
 namespace jobwire::test {
 namespace {
 
-TEST(ConvertTest, TimeRoundTripsAndInfinitePastIsUnset) {
+TEST(ConvertTest, TimeRoundTripsToTheMicrosecondAndInfinitePastIsUnset) {
+  // The store keeps microseconds; the API says what a read gives back.
   const absl::Time t = absl::FromUnixNanos(1700000000123456789);
   google::protobuf::Timestamp ts;
   TimeToProto(t, &ts);
   EXPECT_EQ(ts.seconds(), 1700000000);
-  EXPECT_EQ(ts.nanos(), 123456789);
-  EXPECT_EQ(TimeFromProto(ts), t);
+  EXPECT_EQ(ts.nanos(), 123456000);
+  EXPECT_EQ(TimeFromProto(ts), absl::FromUnixMicros(1700000000123456));
+
+  TimeToProto(absl::FromUnixMicros(-1), &ts);
+  EXPECT_EQ(ts.seconds(), -1);
+  EXPECT_EQ(ts.nanos(), 999999000);
 
   TimeToProto(absl::InfinitePast(), &ts);
   EXPECT_EQ(ts.seconds(), 0);

@@ -83,6 +83,16 @@ const std::vector<Flag>& Flags() {
          o->http_max_connections = n;
          return absl::OkStatus();
        }},
+      {"http-request-timeout", "JOBWIRE_HTTP_REQUEST_TIMEOUT", "DURATION",
+       "an HTTP request (headers and body) must arrive within this, else "
+       "the connection is closed (default 10s)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->http_request_timeout);
+         if (s.ok() && o->http_request_timeout == absl::ZeroDuration()) {
+           return Bad("must be more than 0");
+         }
+         return s;
+       }},
       {"db", "JOBWIRE_DB", "PATH",
        "SQLite database file (default var/jobwire.db)",
        [](const std::string& v, ServerOptions* o) {

@@ -61,6 +61,8 @@ struct ServerOptions {
   std::vector<std::string> http_cors_origins;
   // HTTP connections beyond this are closed at once.
   int http_max_connections = 10000;
+  // An HTTP request must arrive whole within this.
+  absl::Duration http_request_timeout = absl::Seconds(10);
 };
 
 struct ServerCommandLine {

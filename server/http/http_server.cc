@@ -628,9 +628,6 @@ class Session final : public HttpServer::Impl::SessionBase,
       AddCors(&sse_response_);
       sse_response_.keep_alive(false);
       sse_response_.chunked(true);
-      out_.push_front(Chunk{absl::StrCat(
-          "retry: ", absl::ToInt64Milliseconds(server_->options.sse_retry),
-          "\n\n")});
       serializer_.emplace(sse_response_);
       writing_ = true;
       stream_.expires_after(Chrono(server_->options.write_timeout));
@@ -646,6 +643,14 @@ class Session final : public HttpServer::Impl::SessionBase,
     if (out_.empty()) return;
     writing_chunk_ = std::move(out_.front());
     out_.pop_front();
+    if (!retry_sent_ && !writing_chunk_.last) {
+      // The reconnection delay rides on the first frame: a block of its own
+      // would be an empty event to some clients.
+      retry_sent_ = true;
+      writing_chunk_.bytes = absl::StrCat(
+          "retry: ", absl::ToInt64Milliseconds(server_->options.sse_retry),
+          "\n", writing_chunk_.bytes);
+    }
     writing_ = true;
     stream_.expires_after(Chrono(server_->options.write_timeout));
     auto done = [self = this->shared_from_this()](beast::error_code ec,
@@ -688,6 +693,7 @@ class Session final : public HttpServer::Impl::SessionBase,
   Chunk writing_chunk_;
   bool writing_ = false;
   bool headers_sent_ = false;
+  bool retry_sent_ = false;
   bool ended_ = false;
   bool counted_stream_ = false;
   std::array<char, 256> discard_{};
