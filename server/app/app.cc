@@ -284,6 +284,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.cors_origins = options_.http_cors_origins;
   http.max_connections = options_.http_max_connections;
   http.request_timeout = options_.http_request_timeout;
+  http.write_timeout = options_.http_write_timeout;
   http.draining = [this] { return draining(); };
   JW_ASSIGN_OR_RETURN(
       http_,

@@ -93,6 +93,16 @@ const std::vector<Flag>& Flags() {
          }
          return s;
        }},
+      {"http-write-timeout", "JOBWIRE_HTTP_WRITE_TIMEOUT", "DURATION",
+       "an HTTP response or event the peer does not read within this closes "
+       "its connection (default 60s)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->http_write_timeout);
+         if (s.ok() && o->http_write_timeout == absl::ZeroDuration()) {
+           return Bad("must be more than 0");
+         }
+         return s;
+       }},
       {"db", "JOBWIRE_DB", "PATH",
        "SQLite database file (default var/jobwire.db)",
        [](const std::string& v, ServerOptions* o) {

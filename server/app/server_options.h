@@ -63,6 +63,9 @@ struct ServerOptions {
   int http_max_connections = 10000;
   // An HTTP request must arrive whole within this.
   absl::Duration http_request_timeout = absl::Seconds(10);
+  // An HTTP response write (an SSE event) the peer does not take within
+  // this closes the connection.
+  absl::Duration http_write_timeout = absl::Seconds(60);
 };
 
 struct ServerCommandLine {

@@ -166,3 +166,46 @@ def test_a_stop_answers_healthz_503_and_closes_idle_connections(tmp_path):
         assert s.proc.wait(timeout=10) == 0
         with pytest.raises(httpx.TransportError):
             http.get("/healthz")
+
+
+def test_a_reader_that_stops_is_cut_off_and_memory_stays_bounded(tmp_path):
+    s = Server(tmp_path, "--http-write-timeout", "1s", "--shutdown-grace=1s")
+    try:
+        host, port = s.url.removeprefix("http://").split(":")
+        stalled = socket.socket()
+        # A small receive window, filled quickly, and never read.
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect((host, int(port)))
+        stalled.sendall(b"GET /v1/events?after_event_id=0 HTTP/1.1\r\n"
+                        b"Host: x\r\n\r\n")
+        rss_before = rss_kib(s.proc.pid)
+        # Events of ~300 bytes: 40,000 of them overflow the socket buffers.
+        with s.client() as http:
+            for _ in range(40):
+                r = http.post("/v1/jobs:batchSubmit", json={
+                    "jobs": [{"job": {"kind": "k", "labels": {"n": "x" * 40}}}
+                             ] * 1000})
+                assert r.status_code == 200, r.text
+            # The stalled stream is closed within the write timeout (plus
+            # slack), while other clients are served as usual.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                info = http.get("/v1/server").json()
+                if int(info.get("watchers", 0)) == 0:
+                    break
+                time.sleep(0.2)
+            assert int(info.get("watchers", 0)) == 0, info
+            assert http.get("/healthz").status_code == 200
+        # 40,000 events went by; the stalled reader held a bounded few.
+        assert rss_kib(s.proc.pid) - rss_before < 96 * 1024
+        stalled.close()
+    finally:
+        assert s.stop() == 0
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
