@@ -1,13 +1,12 @@
 #include "clients/cpp/webhook.h"
 
 #include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "clients/cpp/webhook_vectors.h"
 
 namespace jobwire::sdk {
 namespace {
@@ -15,21 +14,8 @@ namespace {
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-// tests/vectors/webhook_signatures.json, shared by every SDK; CMake passes
-// its path.
-Struct LoadVectors() {
-  std::ifstream in(JOBWIRE_WEBHOOK_VECTORS);
-  std::stringstream text;
-  text << in.rdbuf();
-  Struct vectors;
-  EXPECT_TRUE(
-      google::protobuf::util::JsonStringToMessage(text.str(), &vectors).ok())
-      << JOBWIRE_WEBHOOK_VECTORS;
-  return vectors;
-}
-
 TEST(WebhookTest, PassesEveryVector) {
-  const Struct vectors = LoadVectors();
+  const Struct vectors = LoadWebhookVectors();
   const auto& cases = vectors.fields().at("cases").list_value().values();
   ASSERT_FALSE(cases.empty());
   const double default_tolerance =
@@ -72,7 +58,7 @@ TEST(WebhookTest, PassesEveryVector) {
 }
 
 TEST(WebhookTest, VectorsCoverEveryErrorKind) {
-  const Struct vectors = LoadVectors();
+  const Struct vectors = LoadWebhookVectors();
   std::vector<std::string> kinds;
   for (const Value& k :
        vectors.fields().at("error_kinds").list_value().values()) {
