@@ -49,7 +49,9 @@ export interface VerifyWebhookOptions {
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const UNIX_SECONDS = /^[0-9]{1,15}$/;
+// Up to 18 digits, as in every SDK; Number() is exact below 2^53, and a
+// longer value is far in the future whatever it rounds to.
+const UNIX_SECONDS = /^[0-9]{1,18}$/;
 
 function webhookKey(secret: string, index: number): Buffer {
   let text = secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret;
@@ -112,13 +114,13 @@ export function verifyWebhook(
   if (sent < nowS - toleranceS) {
     throw new WebhookVerificationError(
       "timestamp_too_old",
-      `webhook-timestamp ${sent} is ${Math.round(nowS - sent)} s old, more than the ${toleranceS} s tolerance`,
+      `webhook-timestamp ${timestamp} is ${Math.round(nowS - sent)} s old, more than the ${toleranceS} s tolerance`,
     );
   }
   if (sent > nowS + toleranceS) {
     throw new WebhookVerificationError(
       "timestamp_too_new",
-      `webhook-timestamp ${sent} is ${Math.round(sent - nowS)} s in the future, more than the ${toleranceS} s tolerance`,
+      `webhook-timestamp ${timestamp} is ${Math.round(sent - nowS)} s in the future, more than the ${toleranceS} s tolerance`,
     );
   }
 
