@@ -7,7 +7,9 @@
 #include <ostream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "server/transport/listen_address.h"
@@ -121,7 +123,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 int RunCli(const std::vector<std::string>& args, CommandList commands,
-           const GetEnvFn& getenv, std::ostream& out, std::ostream& err) {
+           const GetEnvFn& getenv, std::ostream& out, std::ostream& err,
+           std::istream* in) {
   GlobalFlags g;
   if (auto v = getenv("JOBWIRE_ADDR"); v.has_value() && !v->empty())
     g.addr = *v;
@@ -139,22 +142,32 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
     err << MainUsage(commands);
     return kExitUsage;
   }
-  const std::string name = rest->front();
+  // A command is one word, or a group and a subcommand ("webhook verify").
+  std::string name = rest->front();
+  const std::string two_words =
+      rest->size() > 1 ? absl::StrCat(name, " ", (*rest)[1]) : "";
   Command* command = nullptr;
+  std::vector<std::string> group;  // the subcommands when `name` is a group
   for (const auto& c : commands) {
-    if (c->name() == name) command = c.get();
+    if (c->name() == name || c->name() == two_words) command = c.get();
+    if (absl::StartsWith(c->name(), name + " ")) group.push_back(c->name());
   }
   if (command == nullptr) {
     return Fail(err, name,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "unknown command \"", name, "\"; see jobwire --help")));
+                absl::InvalidArgumentError(
+                    group.empty() ? absl::StrCat("unknown command \"", name,
+                                                 "\"; see jobwire --help")
+                                  : absl::StrCat("want one of: ",
+                                                 absl::StrJoin(group, ", "))));
   }
+  if (command->name() == two_words) name = two_words;
+  const size_t words = name == two_words ? 2 : 1;
 
   FlagSet flags;
   AddGlobalFlags(&flags, &g);
   command->AddFlags(&flags);
   absl::StatusOr<std::vector<std::string>> positional =
-      flags.Parse(std::vector<std::string>(rest->begin() + 1, rest->end()));
+      flags.Parse(std::vector<std::string>(rest->begin() + words, rest->end()));
   if (!positional.ok()) return Fail(err, name, positional.status());
   if (flags.help_requested() || global.help_requested()) {
     out << "usage: jobwire " << name
@@ -177,6 +190,7 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   context.token = g.token;
   context.out = &out;
   context.err = &err;
+  context.in = in;
   absl::Status status = command->Run(context, *positional);
   if (!status.ok()) return Fail(err, name, status);
   return 0;

@@ -4,6 +4,8 @@
 // (server_commands.cc: health, info; later jobs_commands.cc,
 // worker_command.cc ...), registered with ONE line in commands.cc
 // (AllCommands). There is no static registration: commands.cc is the list.
+// A command's name may be two words ("webhook verify"): a group and its
+// subcommand.
 //
 // Every command gets the global flags (--addr, --timeout, --token) and its
 // own. On success it prints its result to stdout and `jobwire` exits 0; on
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clients/cli/flags.h"
 #include "google/protobuf/map.h"
@@ -39,6 +42,8 @@ struct CliContext {
   // Bearer token (--token / JOBWIRE_TOKEN); empty for none.
   std::string token;
   std::ostream* out = nullptr;
+  // Standard input, for the commands that read it; may be null.
+  std::istream* in = nullptr;
   // For notes beside the result (progress, summaries); not for errors,
   // which the command returns.
   std::ostream* err = nullptr;
@@ -54,7 +59,7 @@ struct CliContext {
 class Command {
  public:
   virtual ~Command() = default;
-  // The word after `jobwire`, e.g. "info".
+  // The word after `jobwire`, e.g. "info", or two ("webhook verify").
   virtual std::string name() const = 0;
   // Positional arguments for the usage line, e.g. "ID"; empty for none.
   virtual std::string args_usage() const { return ""; }
@@ -82,6 +87,10 @@ void AddWorkerCommand(CommandList* commands);
 // queue_commands.cc: pause, resume (dispatch, a queue or a job), queues,
 // set-queue, update (of a job), bulk (of many).
 void AddQueueCommands(CommandList* commands);
+// webhook_command.cc: webhook verify, whose clock is `now` (tests inject
+// one).
+void AddWebhookCommands(CommandList* commands,
+                        std::function<absl::Time()> now = absl::Now);
 
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);
@@ -94,8 +103,10 @@ absl::Status AddLabel(const std::string& flag_value,
 using GetEnvFn = std::function<std::optional<std::string>(const std::string&)>;
 
 // Runs `jobwire args...` (args without argv[0]); returns the exit code.
+// `in` is standard input (null: none).
 int RunCli(const std::vector<std::string>& args, CommandList commands,
-           const GetEnvFn& getenv, std::ostream& out, std::ostream& err);
+           const GetEnvFn& getenv, std::ostream& out, std::ostream& err,
+           std::istream* in = nullptr);
 
 }  // namespace jobwire::cli
 

@@ -12,6 +12,7 @@ CommandList AllCommands() {
   AddWorkerCommand(&commands);  // worker_command.cc: worker
   // queue_commands.cc: pause, resume, queues, set-queue, update
   AddQueueCommands(&commands);
+  AddWebhookCommands(&commands);  // webhook_command.cc: webhook verify
   return commands;
 }
 

@@ -15,5 +15,5 @@ int main(int argc, char** argv) {
         if (v == nullptr) return std::nullopt;
         return std::string(v);
       },
-      std::cout, std::cerr);
+      std::cout, std::cerr, &std::cin);
 }

@@ -4,18 +4,20 @@
 
 ``Client`` submits, reads, controls and watches jobs (watches resume on
 their own after a break); ``Worker`` runs handlers for assigned jobs over
-one WorkerService stream. The generated messages and stubs are in
-``jobwire.v1`` (``job_pb2``, ``job_service_pb2_grpc``, ...).
+one WorkerService stream. ``verify_webhook`` checks a webhook's signature
+on the receiving side (``jobwire.webhooks``). The generated messages and
+stubs are in ``jobwire.v1`` (``job_pb2``, ``job_service_pb2_grpc``, ...).
 """
 
 from jobwire.client import (DEFAULT_ADDR, TERMINAL_STATES, Client, Job,
                             JobEvent, is_terminal)
 from jobwire.errors import FieldViolation, JobwireError
+from jobwire.webhooks import WebhookVerificationError, verify_webhook
 from jobwire.worker import JobContext, JobFailed, Worker
 
 __all__ = [
     "Client", "DEFAULT_ADDR", "FieldViolation", "Job", "JobContext",
-    "JobEvent", "JobFailed", "JobwireError", "TERMINAL_STATES", "Worker",
-    "is_terminal",
+    "JobEvent", "JobFailed", "JobwireError", "TERMINAL_STATES",
+    "WebhookVerificationError", "Worker", "is_terminal", "verify_webhook",
 ]
 __version__ = "0.1.0"

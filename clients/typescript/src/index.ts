@@ -4,7 +4,8 @@
 //
 // Client submits, reads, controls and watches jobs (watches resume on their
 // own after a break); Worker runs handlers for assigned jobs over one
-// WorkerService stream. The generated messages are re-exported as `v1`.
+// WorkerService stream. verifyWebhook checks a webhook's signature on the
+// receiving side. The generated messages are re-exported as `v1`.
 
 export { Backoff, Client, DEFAULT_ADDR, isTerminal } from "./client";
 export type { ClientOptions, ListOptions, SubmitOptions } from "./client";
@@ -12,5 +13,7 @@ export { JobwireError } from "./errors";
 export type { FieldViolation } from "./errors";
 export { JobFailed, Task, Worker } from "./worker";
 export type { Handler, StopReason, WorkerOptions } from "./worker";
+export { DEFAULT_WEBHOOK_TOLERANCE_MS, verifyWebhook, WebhookVerificationError } from "./webhook";
+export type { VerifyWebhookOptions, WebhookErrorKind, WebhookHeaders } from "./webhook";
 export { Job, Job_State, JobEvent } from "./gen/jobwire/v1/job";
 export * as v1 from "./gen/jobwire/v1/job_service";
