@@ -1,6 +1,7 @@
 #include "clients/cli/cli.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -38,8 +39,15 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
                                    args);
 }
 
+// jobwired's default addresses (and tools/run's): the Unix socket is
+// relative to the folder jobwired runs in, so from any other folder the CLI
+// falls back to the loopback TCP one.
+constexpr char kDefaultUnixAddr[] = "unix:var/jobwire.sock";
+constexpr char kDefaultUnixPath[] = "var/jobwire.sock";
+constexpr char kDefaultTcpAddr[] = "127.0.0.1:50051";
+
 struct GlobalFlags {
-  std::string addr = "unix:var/jobwire.sock";
+  std::string addr;  // empty: DefaultAddr()
   absl::Duration timeout = absl::Seconds(10);
   std::string token;
 };
@@ -47,7 +55,8 @@ struct GlobalFlags {
 void AddGlobalFlags(FlagSet* flags, GlobalFlags* g) {
   flags->String("addr", &g->addr,
                 "server address: unix:PATH, unix:///ABS, unix-abstract:NAME or "
-                "HOST:PORT (default unix:var/jobwire.sock) [JOBWIRE_ADDR]",
+                "HOST:PORT (default unix:var/jobwire.sock when that socket "
+                "is in this folder, else 127.0.0.1:50051) [JOBWIRE_ADDR]",
                 "ADDR");
   flags->Duration("timeout", &g->timeout,
                   "deadline of each call (default 10s)");
@@ -75,11 +84,22 @@ std::string MainUsage(const CommandList& commands) {
   return out;
 }
 
+std::string DefaultAddr() {
+  struct stat st;
+  if (::stat(kDefaultUnixPath, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    return kDefaultUnixAddr;
+  }
+  return kDefaultTcpAddr;
+}
+
 int Fail(std::ostream& err, absl::string_view command,
-         const absl::Status& status) {
+         const absl::Status& status, absl::string_view addr = "") {
   err << "jobwire: " << command << ": "
-      << absl::StatusCodeToString(status.code()) << ": " << status.message()
-      << "\n";
+      << absl::StatusCodeToString(status.code()) << ": " << status.message();
+  if (status.code() == absl::StatusCode::kUnavailable && !addr.empty()) {
+    err << " (is jobwired serving " << addr << "? set --addr or JOBWIRE_ADDR)";
+  }
+  err << "\n";
   return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage
                                                              : kExitError;
 }
@@ -178,6 +198,7 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
     return 0;
   }
 
+  if (g.addr.empty()) g.addr = DefaultAddr();
   absl::StatusOr<ListenAddress> address = ParseListenAddress(g.addr);
   if (!address.ok()) {
     return Fail(err, name,
@@ -192,7 +213,7 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   context.err = &err;
   context.in = in;
   absl::Status status = command->Run(context, *positional);
-  if (!status.ok()) return Fail(err, name, status);
+  if (!status.ok()) return Fail(err, name, status, g.addr);
   return 0;
 }
 

@@ -123,6 +123,22 @@ TEST(CliTest, UnreachableServerIsUnavailable) {
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err.rfind("jobwire: health: UNAVAILABLE: ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  // The line says where it looked and how to look elsewhere.
+  EXPECT_NE(r.err.find("is jobwired serving unix:/nonexistent/jobwire.sock? "
+                       "set --addr or JOBWIRE_ADDR"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(CliTest, WithoutTheSocketHereTheDefaultIsLoopbackTcp) {
+  // The test runs in the build folder, which has no var/jobwire.sock: the
+  // default address is jobwired's TCP one, which works from any folder.
+  Result r = RunJobwire({"health", "--timeout", "1s"});
+  if (r.code != 0) {
+    EXPECT_NE(r.err.find("is jobwired serving 127.0.0.1:50051?"),
+              std::string::npos)
+        << r.err;
+  }
 }
 
 // A real server on a temp Unix socket answering health.
