@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <fstream>
@@ -65,6 +66,8 @@ void BenchServer::Stop() {
   process_->Exited(absl::Seconds(5));
 }
 
+int BenchServer::pid() const { return process_->pid(); }
+
 double BenchServer::CpuSeconds() const {
   return ProcessCpuSeconds(process_->pid());
 }
@@ -102,8 +105,14 @@ std::optional<v1::ServerInfo> BenchServer::Info(absl::Duration timeout) const {
 bool BenchServer::Serving() {
   std::optional<v1::ServerInfo> info = Info(absl::Seconds(1));
   if (!info) return false;
+  // gRPC listeners come first, then HTTP ones ("http://HOST:PORT",
+  // "http+unix:PATH").
   for (const std::string& l : info->listeners()) {
-    if (l.rfind("unix:", 0) != 0) tcp_ = l;
+    if (l.rfind("http://", 0) == 0) {
+      if (http_.empty()) http_ = l.substr(7);
+    } else if (l.rfind("unix:", 0) != 0 && l.rfind("http", 0) != 0) {
+      tcp_ = l;
+    }
   }
   return !tcp_.empty();
 }
@@ -114,6 +123,59 @@ double Samples::QuantileMs(double q) {
   std::sort(values_.begin(), values_.end());
   size_t i = static_cast<size_t>(q * (values_.size() - 1) + 0.5);
   return values_[std::min(i, values_.size() - 1)] / 1000.0;
+}
+
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int n) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("jobwire.bench.channel", n);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+void FillSampleJob(v1::Job* job) {
+  job->set_queue("bench");
+  job->set_kind("resize-image");
+  auto& fields = *job->mutable_args()->mutable_fields();
+  fields["width"].set_number_value(640);
+  fields["height"].set_number_value(480);
+  fields["src"].set_string_value("s3://bucket/key.png");
+  (*job->mutable_labels())["tenant"] = "acme";
+}
+
+std::vector<std::string> CreateJobs(v1::JobService::Stub* stub, int n) {
+  std::vector<std::string> ids;
+  grpc::ClientContext context;
+  auto stream = stub->SubmitJobs(&context);
+  while (static_cast<int>(ids.size()) < n) {
+    v1::SubmitJobsRequest batch;
+    const int size = std::min(1000, n - static_cast<int>(ids.size()));
+    for (int i = 0; i < size; ++i)
+      FillSampleJob(batch.add_jobs()->mutable_job());
+    v1::SubmitJobsResponse response;
+    if (!stream->Write(batch) || !stream->Read(&response)) break;
+    for (const std::string& id : response.ids()) ids.push_back(id);
+  }
+  stream->WritesDone();
+  grpc::Status status = stream->Finish();
+  if (!status.ok())
+    std::cerr << "SubmitJobs: " << status.error_message() << "\n";
+  return ids;
+}
+
+void RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 std::string SectionStart(absl::string_view title,

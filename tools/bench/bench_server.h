@@ -4,7 +4,10 @@
 #ifndef JOBWIRE_TOOLS_BENCH_BENCH_SERVER_H_
 #define JOBWIRE_TOOLS_BENCH_BENCH_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,7 +16,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "jobwire/v1/admin_service.pb.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::bench {
@@ -40,6 +45,11 @@ class BenchServer {
   std::string unix_target() const { return "unix:" + dir_ + "/j.sock"; }
   // The TCP address, from GetServerInfo's listeners.
   std::string tcp_target() const { return tcp_; }
+  // The first HTTP listener ("127.0.0.1:PORT"), when the server was started
+  // with `--http HOST:PORT` in extra_args; empty otherwise.
+  std::string http_target() const { return http_; }
+  // The process id of the jobwired child.
+  int pid() const;
   // The database file.
   std::string db_path() const { return dir_ + "/j.db"; }
 
@@ -63,6 +73,7 @@ class BenchServer {
 
   std::string dir_;
   std::string tcp_;
+  std::string http_;
   std::unique_ptr<test::JobwiredProcess> process_;
 };
 
@@ -83,6 +94,65 @@ class Samples {
  private:
   absl::Mutex mu_;
   std::vector<double> values_ ABSL_GUARDED_BY(mu_);
+};
+
+// A channel with its own connection to `target` (distinct arguments keep
+// gRPC from sharing one subchannel between channels).
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int n);
+
+// The benchmarks' sample job: queue "bench", kind "resize-image", three args
+// and the label tenant=acme.
+void FillSampleJob(v1::Job* job);
+
+// Creates `n` queued sample jobs with SubmitJobs batches of 1,000; returns
+// their ids (fewer when the stream fails, which is printed).
+std::vector<std::string> CreateJobs(v1::JobService::Stub* stub, int n);
+
+// Raises this process's RLIMIT_NOFILE to its hard limit; jobwired children
+// started afterwards inherit it.
+void RaiseFdLimit();
+
+// The median of `v`; 0 when empty.
+double Median(std::vector<double> v);
+
+// A server stream read by the callback API; `on_message` runs on a gRPC
+// thread for every message. Start the call on context() with the stub's
+// async() API and this reactor, then Begin().
+template <typename Response>
+class StreamReader : public grpc::ClientReadReactor<Response> {
+ public:
+  using OnMessage = std::function<void(const Response&)>;
+
+  explicit StreamReader(OnMessage on_message)
+      : on_message_(std::move(on_message)) {}
+
+  grpc::ClientContext* context() { return &context_; }
+  void Begin() {
+    this->StartRead(&response_);
+    this->StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    on_message_(response_);
+    this->StartRead(&response_);
+  }
+  void OnDone(const grpc::Status& /*status*/) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  }
+  void Cancel() { context_.TryCancel(); }
+  // Waits for OnDone until `deadline`; false on timeout.
+  bool WaitDone(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+  }
+
+ private:
+  OnMessage on_message_;
+  grpc::ClientContext context_;
+  Response response_;
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // "## `title`, <date>" and the machine line of a BENCHMARKS.md section.

@@ -134,32 +134,12 @@ double Micros(Clock::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
 }
 
-void FillSampleJob(v1::Job* job) {
-  job->set_queue("bench");
-  job->set_kind("resize-image");
-  auto& fields = *job->mutable_args()->mutable_fields();
-  fields["width"].set_number_value(640);
-  fields["height"].set_number_value(480);
-  fields["src"].set_string_value("s3://bucket/key.png");
-  (*job->mutable_labels())["tenant"] = "acme";
-}
-
 // CPU time (user + system) of this process, in seconds.
 double SelfCpuSeconds() {
   struct rusage u;
   getrusage(RUSAGE_SELF, &u);
   return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
          u.ru_stime.tv_usec / 1e6;
-}
-
-// A channel with its own connection (distinct arguments keep gRPC from
-// sharing one subchannel between channels).
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int n) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt("jobwire.bench.channel", n);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
 }
 
 // ---------------------------------------------------------------- submit
@@ -431,13 +411,6 @@ struct AbResult {
   int64_t errors = 0;
 };
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 double Min(const std::vector<double>& v) {
   return v.empty() ? 0 : *std::min_element(v.begin(), v.end());
 }
@@ -566,47 +539,6 @@ void ReportAb(const Flags& flags, const std::string& load_at_start,
 }
 
 // ----------------------------------------------------------------- event
-
-// A server stream read by the callback API; `on_message` runs on a gRPC
-// thread for every message.
-template <typename Response>
-class StreamReader : public grpc::ClientReadReactor<Response> {
- public:
-  using OnMessage = std::function<void(const Response&)>;
-
-  explicit StreamReader(OnMessage on_message)
-      : on_message_(std::move(on_message)) {}
-
-  grpc::ClientContext* context() { return &context_; }
-  void Begin() {
-    this->StartRead(&response_);
-    this->StartCall();
-  }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    on_message_(response_);
-    this->StartRead(&response_);
-  }
-  void OnDone(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    done_ = true;
-    status_ = status;
-  }
-  void Cancel() { context_.TryCancel(); }
-  // Waits for OnDone until `deadline`; false on timeout.
-  bool WaitDone(absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
-  }
-
- private:
-  OnMessage on_message_;
-  grpc::ClientContext context_;
-  Response response_;
-  absl::Mutex mu_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status status_ ABSL_GUARDED_BY(mu_);
-};
 
 struct EventResult {
   int watchers = 0;
@@ -798,27 +730,6 @@ struct IdleResult {
                : 0;
   }
 };
-
-// Creates `n` queued jobs with SubmitJobs batches of 1,000; returns the ids.
-std::vector<std::string> CreateJobs(v1::JobService::Stub* stub, int n) {
-  std::vector<std::string> ids;
-  grpc::ClientContext context;
-  auto stream = stub->SubmitJobs(&context);
-  while (static_cast<int>(ids.size()) < n) {
-    v1::SubmitJobsRequest batch;
-    const int size = std::min(1000, n - static_cast<int>(ids.size()));
-    for (int i = 0; i < size; ++i)
-      FillSampleJob(batch.add_jobs()->mutable_job());
-    v1::SubmitJobsResponse response;
-    if (!stream->Write(batch) || !stream->Read(&response)) break;
-    for (const std::string& id : response.ids()) ids.push_back(id);
-  }
-  stream->WritesDone();
-  grpc::Status status = stream->Finish();
-  if (!status.ok())
-    std::cerr << "SubmitJobs: " << status.error_message() << "\n";
-  return ids;
-}
 
 // Opens one WatchJob per id, round robin over `stubs`, waits until each has
 // its snapshot (or `deadline`), then returns them open. `*opened` counts the
@@ -1050,14 +961,6 @@ void Report(const Flags& flags, const std::string& load_at_start,
                 idle->rss_open_kib * 1024.0 <= 400e6));
   }
   Emit(flags.append, md.str());
-}
-
-void RaiseFdLimit() {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
 }
 
 int Main(int argc, char** argv) {
