@@ -654,6 +654,7 @@ class Submitters {
     double seconds = 0;
     double p50_ms = 0;
     double server_cpu_us = 0;  // per acked job
+    double client_cpu_us = 0;  // this process, per acked job
     double rate() const { return seconds > 0 ? acked / seconds : 0; }
   };
   Result Run(Clock::duration length, BenchServer* server) {
@@ -664,6 +665,7 @@ class Submitters {
       latencies_us_.clear();
     }
     const double cpu = server->CpuSeconds();
+    const double client_cpu = ProcessCpuSeconds(getpid());
     const auto start = Clock::now();
     end_ = start + length;
     StartAll();
@@ -679,6 +681,8 @@ class Submitters {
     r.p50_ms = QuantileMs(&latencies_us_, 0.5);
     if (r.acked > 0) {
       r.server_cpu_us = (server->CpuSeconds() - cpu) * 1e6 / r.acked;
+      r.client_cpu_us =
+          (ProcessCpuSeconds(getpid()) - client_cpu) * 1e6 / r.acked;
     }
     return r;
   }
@@ -882,9 +886,9 @@ SubmitResult RunSubmit(const Flags& flags) {
                                  .Run(length, &server);
       absl::PrintF(
           "submit %-4s %d callers: %7.0f jobs/s (%d jobs, %d errors), p50 "
-          "%.3f ms, server CPU %.0f us/job\n",
+          "%.3f ms, CPU per job: server %.0f us, client %.0f us\n",
           run_json ? "JSON" : "gRPC", flags.callers, t.rate(), t.acked,
-          t.errors, t.p50_ms, t.server_cpu_us);
+          t.errors, t.p50_ms, t.server_cpu_us, t.client_cpu_us);
       (run_json ? r.json : r.grpc).push_back(t);
     }
   }
@@ -1074,7 +1078,8 @@ void Report(const Flags& flags, const std::string& load_at_start,
         "gRPC SubmitJob on one channel, same server, turns of %.0f s "
         "alternating (JSON first in odd rounds), %d rounds:\n\n"
         "| | jobs/s (median) | jobs/s per turn | ack p50 ms (median) | server "
-        "CPU us/job (median) | errors |\n|---|---:|---|---:|---:|---:|\n",
+        "CPU us/job (median) | client CPU us/job (median) | errors "
+        "|\n|---|---:|---|---:|---:|---:|---:|\n",
         flags.callers, flags.callers, flags.seconds, flags.rounds);
     for (const auto& [name, turns] :
          {std::pair{"JSON", &submit->json}, std::pair{"gRPC", &submit->grpc}}) {
@@ -1083,13 +1088,16 @@ void Report(const Flags& flags, const std::string& load_at_start,
       int64_t errors = 0;
       for (const auto& t : *turns) errors += t.errors;
       md << absl::StrFormat(
-          "| %s | %.0f | %s | %.3f | %.0f | %d |\n", name, Median(rates),
+          "| %s | %.0f | %s | %.3f | %.0f | %.0f | %d |\n", name, Median(rates),
           Join(rates, 0),
           Median(Map(*turns,
                      [](const Submitters::Result& t) { return t.p50_ms; })),
           Median(
               Map(*turns,
                   [](const Submitters::Result& t) { return t.server_cpu_us; })),
+          Median(
+              Map(*turns,
+                  [](const Submitters::Result& t) { return t.client_cpu_us; })),
           errors);
     }
     md << absl::StrFormat(
