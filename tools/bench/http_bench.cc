@@ -787,15 +787,20 @@ class JsonSubmitters final : public Submitters {
     WaitUntil([&] { return connected.load() == n; },
               absl::Now() + absl::Seconds(30));
   }
+  // Closes the connections on the I/O thread (no call is in flight once Run
+  // has returned) and waits for that before the streams go.
   ~JsonSubmitters() override {
+    std::atomic<int> closed{0};
     for (auto& c : callers_) {
-      net::post(c->stream.get_executor(), [s = &c->stream] {
+      net::post(c->stream.get_executor(), [s = &c->stream, &closed] {
         beast::error_code ec;
         s->socket().shutdown(tcp::socket::shutdown_both, ec);
         s->close();
+        closed.fetch_add(1);
       });
     }
-    absl::SleepFor(absl::Milliseconds(100));
+    WaitUntil([&] { return closed.load() == callers(); },
+              absl::Now() + absl::Seconds(30));
   }
 
  private:
