@@ -165,6 +165,10 @@ struct JobEvent {
   Progress progress;
   // kUpdated
   std::vector<std::string> paths;
+  // kUpdated that moved the job to another queue: the queue it left (the
+  // event's `queue` is the new one). Live only: not stored, so empty on
+  // replay. For listeners that count jobs per queue (server/metrics).
+  std::string from_queue;
   // kLog
   std::string log_line;
   // kWebhookDelivery

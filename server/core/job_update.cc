@@ -298,6 +298,7 @@ JobMutation UpdateMutation(JobPatch patch, std::string etag) {
     JobEvent updated;
     updated.type = EventType::kUpdated;
     updated.paths = std::move(changed);
+    if (change.job.queue != current.queue) updated.from_queue = current.queue;
     change.events.push_back(std::move(updated));
     if (current.state == JobState::kQueued ||
         current.state == JobState::kScheduled) {

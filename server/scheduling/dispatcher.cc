@@ -290,6 +290,7 @@ void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
           break;
         }
         if (s != sessions_.end()) s->second.silent = true;
+        ++lease_expiries_;
         EndLeaseLocked(&lease, wt::LeaseEndCause::kExpired);
         break;
       }
@@ -521,6 +522,10 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
   if (releasing_) {
     EndLeaseLocked(&lease, wt::LeaseEndCause::kShutdown);
     return;
+  }
+  // Observed before the worker can see the assign.
+  if (assign_observer_ != nullptr) {
+    assign_observer_->OnAssigned(lease.queue, now - ready_at);
   }
   s->second.conn->SendAssign(job, now + options_.lease_ttl);
   ++assigned_;
@@ -1026,7 +1031,16 @@ DispatcherStats Dispatcher::Stats() {
   st.leases = static_cast<int64_t>(leases_.size());
   st.scheduled = static_cast<int64_t>(scheduled_.size());
   st.assigned = assigned_;
+  for (const auto& [id, s] : sessions_) {
+    st.free_slots += std::max<int64_t>(0, s.slots - s.used);
+  }
+  st.lease_expiries = lease_expiries_;
   return st;
+}
+
+void Dispatcher::SetAssignObserver(AssignObserver* observer) {
+  absl::MutexLock lock(&mu_);
+  assign_observer_ = observer;
 }
 
 std::vector<absl::Duration> Dispatcher::TakeLatencySamples() {

@@ -125,6 +125,21 @@ struct DispatcherStats {
   int64_t leases = 0;     // reserved or running
   int64_t scheduled = 0;  // waiting for schedule time or backoff
   int64_t assigned = 0;   // assigns sent since start
+  // Slots of the connected sessions not holding a lease (a silent session's
+  // too: it gets work again once heard).
+  int64_t free_slots = 0;
+  int64_t lease_expiries = 0;  // leases ended by silence since start
+};
+
+// Told of every job handed to a worker, with mu_ of the Dispatcher held:
+// implementations must return at once (no I/O, no call into the Dispatcher).
+class AssignObserver {
+ public:
+  virtual ~AssignObserver() = default;
+  // `ready_to_assigned`: from the commit that made the job ready (or the
+  // timer that did) to its `assign` being sent.
+  virtual void OnAssigned(const std::string& queue,
+                          absl::Duration ready_to_assigned) = 0;
 };
 
 class Dispatcher final : public CommitListener {
@@ -271,6 +286,9 @@ class Dispatcher final : public CommitListener {
   bool ReleaseAllLeasesBlocking(absl::Duration timeout);
 
   DispatcherStats Stats();
+  // Sets the observer of assignments (not owned; must outlive the
+  // Dispatcher, or be removed with null first).
+  void SetAssignObserver(AssignObserver* observer);
   // Dispatch latencies (ready commit -> assign sent) recorded since the last
   // call, at most 1,000,000 of them.
   std::vector<absl::Duration> TakeLatencySamples();
@@ -403,6 +421,8 @@ class Dispatcher final : public CommitListener {
   // completion thread), submitted by the loop.
   std::vector<Action> deferred_ ABSL_GUARDED_BY(mu_);
   int64_t assigned_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t lease_expiries_ ABSL_GUARDED_BY(mu_) = 0;
+  AssignObserver* assign_observer_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<absl::Duration> latencies_ ABSL_GUARDED_BY(mu_);
 
   std::thread loop_;

@@ -68,6 +68,29 @@ struct WriteStats {
   absl::Duration complete;
 };
 
+// One committed transaction of the group commit, for an observer that keeps
+// distributions (server/metrics) rather than WriteStats' totals.
+struct CommitSample {
+  int64_t requests = 0;  // write requests in the transaction
+  int64_t events = 0;    // events it committed
+  // BEGIN up to COMMIT (running the requests), and the COMMIT itself (WAL
+  // write and, with synchronous=FULL, the fsync). Their sum is the
+  // transaction's time on the writer.
+  absl::Duration apply;
+  absl::Duration commit;
+};
+
+// Told of every committed transaction, on the store's writer thread right
+// after the COMMIT, before its events reach the CommitListeners. It holds up
+// the writer (the store's bottleneck): implementations must return within
+// microseconds, never block on I/O or on a lock held across I/O, and must
+// not call the store.
+class CommitObserver {
+ public:
+  virtual ~CommitObserver() = default;
+  virtual void OnCommitSample(const CommitSample& sample) = 0;
+};
+
 using SubmitCallback =
     std::function<void(absl::StatusOr<std::vector<SubmitOutcome>>)>;
 using JobCallback = std::function<void(absl::StatusOr<Job>)>;

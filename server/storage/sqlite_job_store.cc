@@ -644,6 +644,11 @@ WriteStats SqliteJobStore::write_stats() const {
   return s;
 }
 
+void SqliteJobStore::SetCommitObserver(CommitObserver* observer) {
+  absl::MutexLock lock(&mu_);
+  observer_ = observer;
+}
+
 void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
   op->queued = clock_->Now();
   {
@@ -681,6 +686,7 @@ void SqliteJobStore::WriterLoop() {
         queue_.pop_front();
       }
       next->listeners = listeners_;
+      batch_observer_ = observer_;
     }
     RunBatch(*next);
     next = HandOff(std::move(next));
@@ -866,6 +872,7 @@ void SqliteJobStore::RunBatch(Completion& c) {
     ApplyBatch(batch, /*savepoints=*/true, results, batch_status);
   }
   const absl::Time applied = clock_->Now();
+  absl::Duration commit_time;
   apply_ns_.fetch_add(absl::ToInt64Nanoseconds(applied - w.now),
                       std::memory_order_relaxed);
   if (batch_status.ok()) {
@@ -874,7 +881,8 @@ void SqliteJobStore::RunBatch(Completion& c) {
     } catch (const SQLite::Exception& e) {
       batch_status = StatusFromSqlite(e);
     }
-    commit_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - applied),
+    commit_time = clock_->Now() - applied;
+    commit_ns_.fetch_add(absl::ToInt64Nanoseconds(commit_time),
                          std::memory_order_relaxed);
   }
   if (!batch_status.ok()) {
@@ -891,6 +899,11 @@ void SqliteJobStore::RunBatch(Completion& c) {
   } else {
     w.rows.Commit();
     commits_.fetch_add(1, std::memory_order_relaxed);
+    if (batch_observer_ != nullptr) {
+      batch_observer_->OnCommitSample(CommitSample{
+          static_cast<int64_t>(batch.size()),
+          static_cast<int64_t>(w.events.size()), applied - w.now, commit_time});
+    }
     if (!w.events.empty())
       last_event_id_.store(w.events.back().event_id, std::memory_order_release);
     // The events go with `c`; the writer keeps c's emptied vector (and its

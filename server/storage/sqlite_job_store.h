@@ -205,6 +205,11 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<int64_t> BackupBlocking(const std::string& dest_path) override;
   void Shutdown() override;
 
+  // Sets the observer of committed transactions (not owned; must outlive the
+  // store; null to remove). Takes effect from the next batch the writer
+  // takes. Thread-safe.
+  void SetCommitObserver(CommitObserver* observer);
+
   Stats stats() const;
   WriteStats write_stats() const override;
   // The database file (a temporary one for ":memory:").
@@ -292,6 +297,9 @@ class SqliteJobStore final : public JobStore {
   absl::CondVar work_cv_;
   std::deque<std::unique_ptr<WriteOp>> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
+  CommitObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The writer's copy of observer_, taken with each batch.
+  CommitObserver* batch_observer_ = nullptr;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
 
