@@ -108,6 +108,20 @@ TEST(UpdateMutationTest, WritesOnlyChangedFieldsInOneUpdatedEvent) {
   EXPECT_EQ(
       change->events[0].paths,
       (std::vector<std::string>{"priority", "labels.team", "labels.tier"}));
+  EXPECT_EQ(change->events[0].from_queue, "");  // the queue did not move
+}
+
+TEST(UpdateMutationTest, AQueueMoveNamesTheQueueLeft) {
+  Job job = JobIn(JobState::kQueued);
+  job.queue = "emails";
+  Job values;
+  values.queue = "bulk";
+  absl::StatusOr<JobChange> change =
+      UpdateMutation(Patch({"queue"}, values), "")(job, kNow);
+  ASSERT_TRUE(change.ok()) << change.status();
+  ASSERT_EQ(change->events.size(), 1u);
+  EXPECT_EQ(change->events[0].from_queue, "emails");
+  EXPECT_EQ(change->job.queue, "bulk");
 }
 
 TEST(UpdateMutationTest, AnUpdateThatChangesNothingRecordsNothing) {
