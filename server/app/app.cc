@@ -122,6 +122,22 @@ absl::Status App::Build() {
   dispatcher_ = std::make_unique<Dispatcher>(store_.get(), clock_.get(),
                                              random_.get(), dispatcher_options);
   store_->AddCommitListener(dispatcher_.get());
+  // Metrics listen to the store's commits and its writer, and to the
+  // dispatcher's assignments. Their job counts start from the store before
+  // the first write (recovery's). The hooks read services built below; they
+  // run only at a scrape, once everything serves. The HTTP face fills
+  // sse_streams and http_connections.
+  ServerMetrics::Sources metric_sources;
+  metric_sources.dispatcher = dispatcher_.get();
+  metric_sources.store = store_.get();
+  metric_sources.watch_streams = [this] {
+    return static_cast<int64_t>(job_service_->open_streams());
+  };
+  metrics_ = std::make_unique<ServerMetrics>(std::move(metric_sources));
+  store_->AddCommitListener(metrics_.get());
+  store_->SetCommitObserver(metrics_.get());
+  dispatcher_->SetAssignObserver(metrics_.get());
+  JW_RETURN_IF_ERROR(metrics_->LoadBlocking());
   JW_RETURN_IF_ERROR(dispatcher_->RecoverBlocking());
   dispatcher_->Start();
 
@@ -360,8 +376,9 @@ void App::SkipGrace() {
 //  5. drain the executor (queued blocking work still finishes its reactors,
 //     so it must outlive the server);
 //  6. stop retention and close storage, after everything that uses it, then
-//     release the database lock; the dispatcher and the bus, the store's
-//     commit listeners, are destroyed after it;
+//     release the database lock; the dispatcher, the metrics and the bus,
+//     the store's commit listeners, are destroyed after it (the metrics
+//     after the dispatcher, which reports assignments to them);
 //  7. remove the Unix socket and lock files (socket_guards_), last, so no
 //     second server can take the path while this one still serves.
 void App::Stop() {
@@ -460,6 +477,7 @@ void App::Stop() {
   store_.reset();
   db_lock_.reset();
   dispatcher_.reset();
+  metrics_.reset();
   random_.reset();
   events_.reset();
   executor_.reset();

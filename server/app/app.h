@@ -5,8 +5,9 @@
 // them down in reverse (the order is written out in app.cc). This is the one
 // place where the server is wired together, so this is where new parts plug
 // in: the SqliteJobStore (server/storage), the EventBus (server/events), the
-// Dispatcher (server/scheduling), JobServiceImpl (server/api/job_service.h)
-// and WorkerServiceImpl (server/api/worker_service.h).
+// Dispatcher (server/scheduling), ServerMetrics (server/metrics),
+// JobServiceImpl (server/api/job_service.h) and WorkerServiceImpl
+// (server/api/worker_service.h).
 //
 // Thread-safety: Start and Stop are called from one thread (main);
 // SkipGrace and draining() are safe from any thread.
@@ -37,6 +38,7 @@
 #include "server/core/retry.h"
 #include "server/events/event_bus.h"
 #include "server/http/http_server.h"
+#include "server/metrics/server_metrics.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/database_lock.h"
 #include "server/storage/sqlite_job_store.h"
@@ -87,6 +89,11 @@ class App {
   // "127.0.0.1:43211"), in --listen order.
   const std::vector<std::string>& addresses() const { return addresses_; }
 
+  // The Prometheus metrics (GET /metrics renders them with RenderBlocking()
+  // on the executor). Owned by the App; valid from Start() until Stop()
+  // returns.
+  ServerMetrics* metrics() const { return metrics_.get(); }
+
  private:
   explicit App(ServerOptions options);
   absl::Status Build();
@@ -113,6 +120,8 @@ class App {
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<SystemRandomSource> random_;
   std::unique_ptr<Dispatcher> dispatcher_;  // listens to store_; outlives it
+  // Listens to store_ and dispatcher_; outlives both.
+  std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<HealthServiceImpl> health_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<JobServiceImpl> job_service_;

@@ -61,6 +61,19 @@ TEST_F(AppTest, ServesHealthOnEveryListenerWithResolvedAddresses) {
   EXPECT_TRUE(Exists(dir_ + "/data"));
 }
 
+TEST_F(AppTest, MetricsAreWiredToTheServer) {
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok()) << app.status();
+  ASSERT_NE((*app)->metrics(), nullptr);
+  const std::string text = (*app)->metrics()->RenderBlocking();
+  EXPECT_NE(text.find("\njobwire_workers_connected 0\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\njobwire_grpc_watch_streams 0\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\njobwire_dispatch_paused 0\n"), std::string::npos)
+      << text;
+}
+
 TEST_F(AppTest, ServesAnAbstractUnixSocket) {
   const std::string name = "jobwire-app-test-" + std::to_string(::getpid());
   options_.listen = {"unix-abstract:" + name};
