@@ -1,9 +1,5 @@
 #include "server/metrics/server_metrics.h"
 
-#include <stdio.h>
-#include <sys/wait.h>
-
-#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -20,6 +16,7 @@
 #include "server/core/retry.h"
 #include "server/core/transitions.h"
 #include "server/core/worker_transitions.h"
+#include "server/metrics/promtool_check.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/storage/temp_db_dir.h"
@@ -386,34 +383,11 @@ TEST_F(ServerMetricsTest, RenderedTextPassesPromtoolCheckMetrics) {
   clock_.Advance(absl::Milliseconds(1500));
   Complete(assigned[0]);
 
+  const std::string text = metrics_->RenderBlocking();
   const char* keep = std::getenv("JOBWIRE_METRICS_SAMPLE");
-  if (keep != nullptr && *keep != '\0') {
-    std::ofstream(keep) << metrics_->RenderBlocking();
-  }
-  const std::string path = dir_.db() + ".metrics.txt";
-  {
-    std::ofstream out(path);
-    out << metrics_->RenderBlocking();
-  }
-  const char* env = std::getenv("JOBWIRE_PROMTOOL");
-  const std::string promtool =
-      env != nullptr && *env != '\0' ? env : "promtool";
-  const std::string probe = "command -v " + promtool + " >/dev/null 2>&1";
-  ASSERT_EQ(std::system(probe.c_str()), 0)
-      << "promtool not found (set JOBWIRE_PROMTOOL, or run tools/bootstrap: "
-         "Debian's `prometheus` package provides /usr/bin/promtool)";
-  const std::string command = promtool + " check metrics < " + path + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buf[512];
-  while (fgets(buf, sizeof(buf), pipe) != nullptr) output += buf;
-  const int status = pclose(pipe);
-  std::remove(path.c_str());
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "promtool check metrics failed:\n"
-      << output;
-  EXPECT_EQ(output, "") << "promtool lint findings";
+  if (keep != nullptr && *keep != '\0') std::ofstream(keep) << text;
+  const absl::Status check = PromtoolCheckMetrics(text);
+  EXPECT_TRUE(check.ok()) << check << "\n" << text;
   dispatcher_->CloseSession(*session);
 }
 
