@@ -125,14 +125,21 @@ absl::Status App::Build() {
   // Metrics listen to the store's commits and its writer, and to the
   // dispatcher's assignments. Their job counts start from the store before
   // the first write (recovery's). The hooks read services built below; they
-  // run only at a scrape, once everything serves. The HTTP face fills
-  // sse_streams and http_connections.
+  // run only at a scrape (GET /metrics), once everything serves.
   ServerMetrics::Sources metric_sources;
   metric_sources.dispatcher = dispatcher_.get();
   metric_sources.store = store_.get();
   metric_sources.watch_streams = [this] {
     return static_cast<int64_t>(job_service_->open_streams());
   };
+  if (!options_.http_listen.empty()) {
+    metric_sources.sse_streams = [this] {
+      return static_cast<int64_t>(http_->open_event_streams());
+    };
+    metric_sources.http_connections = [this] {
+      return static_cast<int64_t>(http_->open_connections());
+    };
+  }
   metrics_ = std::make_unique<ServerMetrics>(std::move(metric_sources));
   store_->AddCommitListener(metrics_.get());
   store_->SetCommitObserver(metrics_.get());
@@ -302,6 +309,16 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.request_timeout = options_.http_request_timeout;
   http.write_timeout = options_.http_write_timeout;
   http.draining = [this] { return draining(); };
+  // Rendered on the executor (it reads /proc and takes the dispatcher's
+  // lock), never on the HTTP thread.
+  http.metrics = [metrics = metrics_.get(), executor = executor_.get()](
+                     std::function<void(std::string)> done) {
+    std::function<void()> render = [metrics, done = std::move(done)] {
+      done(metrics->RenderBlocking());
+    };
+    // The executor stops only after the HTTP face: inline is a last resort.
+    if (!executor->Schedule(render)) render();
+  };
   JW_ASSIGN_OR_RETURN(
       http_,
       HttpServer::Start(std::move(http),

@@ -2,14 +2,19 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
+#include "server/metrics/promtool_check.h"
 
 namespace jobwire::test {
 namespace {
@@ -17,6 +22,35 @@ namespace {
 bool Exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
+}
+
+// The whole response to `GET target` on the HTTP face at Unix socket `path`
+// (HTTP/1.1, Connection: close); empty when it cannot connect.
+std::string HttpGetOverUnixSocket(const std::string& path,
+                                  const std::string& target) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string request = "GET " + target +
+                              " HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n";
+  if (::write(fd, request.data(), request.size()) !=
+      static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return "";
+  }
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
+  ::close(fd);
+  return response;
 }
 
 class AppTest : public ::testing::Test {
@@ -72,6 +106,44 @@ TEST_F(AppTest, MetricsAreWiredToTheServer) {
       << text;
   EXPECT_NE(text.find("\njobwire_dispatch_paused 0\n"), std::string::npos)
       << text;
+}
+
+TEST_F(AppTest, ServesMetricsOverHttpThatMoveWithJobsAndPassPromtool) {
+  const std::string http_socket = dir_ + "/run/h.sock";
+  options_.http_listen = {"unix:" + http_socket};
+  auto app = App::Start(options_);
+  ASSERT_TRUE(app.ok()) << app.status();
+  auto stub = jobwire::v1::JobService::NewStub(grpc::CreateChannel(
+      (*app)->addresses()[0], grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    jobwire::v1::SubmitJobRequest request;
+    request.mutable_job()->set_queue("emails");
+    request.mutable_job()->set_kind("send");
+    jobwire::v1::SubmitJobResponse response;
+    grpc::Status s = stub->SubmitJob(&context, request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  const std::string response = HttpGetOverUnixSocket(http_socket, "/metrics");
+  ASSERT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  EXPECT_NE(response.find("text/plain; version=0.0.4"), std::string::npos)
+      << response;
+  const size_t body_at = response.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos);
+  const std::string body = response.substr(body_at + 4);
+  EXPECT_NE(body.find("\njobwire_jobs_submitted_total{queue=\"emails\"} 2\n"),
+            std::string::npos)
+      << body;
+  EXPECT_NE(body.find("\njobwire_jobs{queue=\"emails\",state=\"queued\"} 2\n"),
+            std::string::npos)
+      << body;
+  // This scrape's own connection.
+  EXPECT_NE(body.find("\njobwire_http_connections 1\n"), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("\njobwire_sse_streams 0\n"), std::string::npos) << body;
+  const absl::Status check = PromtoolCheckMetrics(body);
+  EXPECT_TRUE(check.ok()) << check;
 }
 
 TEST_F(AppTest, ServesAnAbstractUnixSocket) {
