@@ -183,6 +183,9 @@ struct JobEvent {
   absl::Time run_after = absl::InfinitePast();
   // The job's state right after this event.
   JobState state = JobState::kUnspecified;
+  // Set by the store on commit (not stored, false on replay) when the event
+  // queued a webhook delivery (a webhook_outbox row) in its transaction.
+  bool webhook_queued = false;
 };
 
 // Receives every batch of committed events, in event_id order, right after the

@@ -91,6 +91,58 @@ class CommitObserver {
   virtual void OnCommitSample(const CommitSample& sample) = 0;
 };
 
+// A webhook delivery waiting in, or done with, the durable outbox. The store
+// writes one in the same transaction as the event that causes it (see
+// SqliteJobStore::Options::webhook_body); webhooks/ sends it and records each
+// attempt with RecordWebhookAttempt.
+enum class WebhookDeliveryState : int {
+  kPending = 0,    // to be sent at next_attempt_time
+  kDelivered = 1,  // the receiver answered 2xx
+  kDead = 2,       // out of attempts
+};
+
+struct WebhookOutboxRow {
+  int64_t id = 0;  // the delivery id (operators' handle)
+  std::string job_id;
+  int64_t event_id = 0;  // the event that caused it; webhook-id is msg_<id>
+  std::string type;      // "job.succeeded", ...
+  std::string url;
+  std::string body;  // the JSON envelope, as signed and sent
+  WebhookDeliveryState state = WebhookDeliveryState::kPending;
+  int32_t attempts = 0;  // attempts made so far
+  absl::Time next_attempt_time = absl::InfinitePast();
+  absl::Time last_attempt_time = absl::InfinitePast();  // none yet: past
+  int32_t last_http_status = 0;                         // 0: no response
+  std::string last_error;
+  absl::Time create_time = absl::InfinitePast();
+};
+
+// The outcome of one delivery attempt, and what comes next.
+struct WebhookAttempt {
+  int64_t delivery_id = 0;
+  std::string job_id;
+  int32_t attempt = 0;  // 1-based
+  int32_t http_status = 0;
+  bool delivered = false;
+  std::string error;
+  absl::Time attempt_time = absl::InfinitePast();
+  // kPending (with next_attempt_time), kDelivered or kDead.
+  WebhookDeliveryState next_state = WebhookDeliveryState::kPending;
+  absl::Time next_attempt_time = absl::InfinitePast();
+};
+
+struct WebhookDeliveryQuery {
+  std::string job_id;        // empty: every job
+  bool failed_only = false;  // dead ones, and pending ones that failed once
+  int32_t page_size = 0;     // 0 means 100; above 1,000 reads 1,000
+  std::string page_token;    // next_page_token of the previous page
+};
+
+struct WebhookDeliveryPage {
+  std::vector<WebhookOutboxRow> deliveries;  // newest first
+  std::string next_page_token;               // empty on the last page
+};
+
 using SubmitCallback =
     std::function<void(absl::StatusOr<std::vector<SubmitOutcome>>)>;
 using JobCallback = std::function<void(absl::StatusOr<Job>)>;
@@ -244,6 +296,30 @@ class JobStore {
   // returns the snapshot's size in bytes. Blocking.
   virtual absl::StatusOr<int64_t> BackupBlocking(
       const std::string& dest_path) = 0;
+
+  // Webhook outbox (see WebhookOutboxRow).
+  //
+  // Up to `limit` pending deliveries, earliest next_attempt_time first
+  // (those not due yet too, so the sender knows when to look again); the
+  // rows carry their body. INVALID_ARGUMENT when limit <= 0.
+  virtual absl::StatusOr<std::vector<WebhookOutboxRow>> PendingWebhooksBlocking(
+      int limit) = 0;
+  // Writes an attempt's outcome: updates the outbox row (attempts, state,
+  // next_attempt_time, last status and error) and, in the same transaction,
+  // appends a webhook_delivery event to the job (none when the job was
+  // deleted meanwhile). NOT_FOUND for an unknown delivery id.
+  virtual void RecordWebhookAttempt(WebhookAttempt attempt,
+                                    StatusCallback done) = 0;
+  // Deliveries by query, newest first. INVALID_ARGUMENT on "page_size"
+  // (negative) or "page_token".
+  virtual absl::StatusOr<WebhookDeliveryPage> ListWebhookDeliveriesBlocking(
+      const WebhookDeliveryQuery& query) = 0;
+  // Puts a delivered or dead delivery back to pending, due now, with its
+  // attempts reset; `done` gets the row as committed. NOT_FOUND for an
+  // unknown id; FAILED_PRECONDITION for one that is pending already.
+  virtual void RedeliverWebhook(
+      int64_t delivery_id,
+      std::function<void(absl::StatusOr<WebhookOutboxRow>)> done) = 0;
 
   // Totals so far; cheap (atomic reads), callable from any thread.
   virtual WriteStats write_stats() const = 0;

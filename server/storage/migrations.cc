@@ -245,6 +245,32 @@ DROP INDEX IF EXISTS job_labels_key_value;
 CREATE INDEX IF NOT EXISTS jobs_finished_state_id ON jobs (state, id)
   WHERE finish_time IS NOT NULL;
 )sql",
+    // 7: the webhook outbox, now written (in the transaction of the event
+    // that causes a delivery) and sent by server/webhooks. The table of 1
+    // was never written, so it is replaced. state: 0 pending, 1 delivered,
+    // 2 dead (WebhookDeliveryState). webhook_outbox_due serves the sender
+    // (pending rows by time), webhook_outbox_job the operators' listing.
+    R"sql(
+DROP TABLE IF EXISTS webhook_outbox;
+CREATE TABLE webhook_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  event_id INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  url TEXT NOT NULL,
+  body TEXT NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_time INTEGER NOT NULL,
+  last_attempt_time INTEGER,
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  create_time INTEGER NOT NULL
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_time)
+  WHERE state = 0;
+CREATE INDEX webhook_outbox_job ON webhook_outbox (job_id, id);
+)sql",
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <string_view>
 #include <unordered_map>
@@ -14,6 +15,7 @@
 #include "SQLiteCpp/Database.h"
 #include "SQLiteCpp/Exception.h"
 #include "SQLiteCpp/Statement.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -21,6 +23,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/core/validation.h"
+#include "server/core/webhook_event.h"
 #include "server/storage/job_row_cache.h"
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
@@ -252,8 +255,31 @@ class SqliteJobStore::Writer {
       for (const EventColumn& c : EventColumns())
         BindValue(*stmt, ++index, c.get(e));
       stmt->exec();
+      if (job.webhook.has_value() && webhook_body != nullptr &&
+          WebhookWants(*job.webhook, e)) {
+        QueueWebhook(job, e);
+      }
       events.push_back(std::move(e));
     }
+  }
+
+  // Writes the outbox row of `e`, due now, with its body built from `job`
+  // as of `e` (see Options::webhook_body).
+  void QueueWebhook(const Job& job, JobEvent& e) {
+    auto stmt = conn.stmts.Get(
+        "INSERT INTO webhook_outbox (job_id, event_id, type, url, body, "
+        "next_attempt_time, create_time) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    const std::string body = (*webhook_body)(job, e);
+    const int64_t now_us = absl::ToUnixMicros(now);
+    stmt->bindNoCopy(1, job.id);
+    stmt->bind(2, static_cast<int64_t>(e.event_id));
+    stmt->bind(3, std::string(WebhookEventType(e)));
+    stmt->bindNoCopy(4, job.webhook->url);
+    stmt->bindNoCopy(5, body);
+    stmt->bind(6, now_us);
+    stmt->bind(7, now_us);
+    stmt->exec();
+    e.webhook_queued = true;
   }
 
   void PutSetting(const std::string& key, const std::string& value) {
@@ -277,7 +303,11 @@ class SqliteJobStore::Writer {
       stmt->bind(1, id);
       if (stmt->executeStep()) max_event_id = stmt->getColumn(0).getInt64();
     }
+    // Pending deliveries stay: a job deleted right after it ended still
+    // gets its webhook (the row carries its body).
     for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?",
+                            "DELETE FROM webhook_outbox WHERE job_id = ? "
+                            "AND state != 0",
                             "DELETE FROM job_labels WHERE job_id = ?",
                             "DELETE FROM jobs WHERE id = ?"}) {
       auto stmt = conn.stmts.Get(sql);
@@ -320,6 +350,9 @@ class SqliteJobStore::Writer {
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
+  // Options::webhook_body when set, else null.
+  const std::function<std::string(const Job&, const JobEvent&)>* webhook_body =
+      nullptr;
   // The id of the next event: above every id ever committed (set at open
   // from the log and the stored high-water marks) and only ever increasing,
   // so event ids are never reused; ids of rolled-back writes are skipped.
@@ -446,6 +479,7 @@ absl::Status SqliteJobStore::OpenBlocking() {
     writer_ = std::make_unique<Writer>(path_, options_.busy_timeout,
                                        gather ? kWalWriteBufferVfs : "", &ids_,
                                        cache_limits);
+    if (options_.webhook_body) writer_->webhook_body = &options_.webhook_body;
     SQLite::Database& db = writer_->conn.db;
     std::string mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
     if (mode != "wal") {
@@ -1420,6 +1454,183 @@ absl::StatusOr<std::vector<QueueRow>> SqliteJobStore::ListQueueRowsBlocking() {
     return absl::OkStatus();
   }));
   return rows;
+}
+
+// ---- Webhook outbox ----
+
+namespace {
+
+constexpr const char* kOutboxColumns =
+    "id, job_id, event_id, type, url, body, state, attempts, "
+    "next_attempt_time, last_attempt_time, last_status, last_error, "
+    "create_time";
+
+WebhookOutboxRow ReadOutboxRow(SQLite::Statement& stmt) {
+  WebhookOutboxRow r;
+  r.id = stmt.getColumn(0).getInt64();
+  r.job_id = stmt.getColumn(1).getString();
+  r.event_id = stmt.getColumn(2).getInt64();
+  r.type = stmt.getColumn(3).getString();
+  r.url = stmt.getColumn(4).getString();
+  r.body = stmt.getColumn(5).getString();
+  r.state = static_cast<WebhookDeliveryState>(stmt.getColumn(6).getInt());
+  r.attempts = stmt.getColumn(7).getInt();
+  r.next_attempt_time = TimeFromColumn(stmt.getColumn(8));
+  r.last_attempt_time = TimeFromColumn(stmt.getColumn(9));
+  r.last_http_status = stmt.getColumn(10).getInt();
+  r.last_error = stmt.getColumn(11).getString();
+  r.create_time = TimeFromColumn(stmt.getColumn(12));
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<WebhookOutboxRow>>
+SqliteJobStore::PendingWebhooksBlocking(int limit) {
+  if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  std::vector<WebhookOutboxRow> rows;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    static const auto* sql =
+        new std::string(absl::StrCat("SELECT ", kOutboxColumns,
+                                     " FROM webhook_outbox WHERE state = 0 "
+                                     "ORDER BY next_attempt_time, id LIMIT ?"));
+    auto stmt = c.stmts.Get(*sql);
+    stmt->bind(1, std::min(limit, kMaxReadLimit));
+    while (stmt->executeStep()) rows.push_back(ReadOutboxRow(*stmt));
+    return absl::OkStatus();
+  }));
+  return rows;
+}
+
+void SqliteJobStore::RecordWebhookAttempt(WebhookAttempt attempt,
+                                          StatusCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [attempt = std::move(attempt)](Writer& w) -> absl::Status {
+    auto stmt = w.conn.stmts.Get(
+        "UPDATE webhook_outbox SET attempts = ?, state = ?, "
+        "next_attempt_time = ?, last_attempt_time = ?, last_status = ?, "
+        "last_error = ? WHERE id = ? AND state = 0");
+    stmt->bind(1, attempt.attempt);
+    stmt->bind(2, static_cast<int>(attempt.next_state));
+    stmt->bind(3, static_cast<int64_t>(absl::ToUnixMicros(
+                      attempt.next_state == WebhookDeliveryState::kPending
+                          ? attempt.next_attempt_time
+                          : attempt.attempt_time)));
+    stmt->bind(4,
+               static_cast<int64_t>(absl::ToUnixMicros(attempt.attempt_time)));
+    stmt->bind(5, attempt.http_status);
+    stmt->bindNoCopy(6, attempt.error);
+    stmt->bind(7, static_cast<int64_t>(attempt.delivery_id));
+    if (stmt->exec() == 0) {
+      return absl::NotFoundError(absl::StrCat("webhook delivery ",
+                                              attempt.delivery_id,
+                                              " not found or not pending"));
+    }
+    // The outcome as an event of the job, in the same transaction.
+    MutateOp append(
+        attempt.job_id,
+        [&attempt](const Job& current,
+                   absl::Time) -> absl::StatusOr<JobChange> {
+          JobChange change;
+          change.job = current;
+          JobEvent e;
+          e.type = EventType::kWebhookDelivery;
+          e.attempt = current.attempt;
+          e.webhook_delivery =
+              WebhookDeliveryInfo{attempt.attempt, attempt.http_status,
+                                  attempt.delivered, attempt.error};
+          change.events.push_back(std::move(e));
+          return change;
+        },
+        [](absl::StatusOr<Job>) {});
+    absl::Status s = append.Apply(w);
+    // A job deleted meanwhile has no log to append to.
+    if (absl::IsNotFound(s)) return absl::OkStatus();
+    return s;
+  };
+  op->finish = std::move(done);
+  Enqueue(std::move(op));
+}
+
+absl::StatusOr<WebhookDeliveryPage>
+SqliteJobStore::ListWebhookDeliveriesBlocking(
+    const WebhookDeliveryQuery& query) {
+  if (query.page_size < 0)
+    return InvalidArgumentError("page_size", "must not be negative");
+  int64_t before = INT64_MAX;
+  if (!query.page_token.empty() &&
+      (!absl::SimpleAtoi(query.page_token, &before) || before <= 0)) {
+    return InvalidArgumentError("page_token", "not a token of this listing");
+  }
+  const int size =
+      query.page_size == 0 ? 100 : std::min<int32_t>(query.page_size, 1000);
+  WebhookDeliveryPage page;
+  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", kOutboxColumns,
+        " FROM webhook_outbox WHERE id < ?1 AND (?2 = '' OR job_id = ?2) "
+        "AND (?3 = 0 OR state = 2 OR (state = 0 AND attempts > 0)) "
+        "ORDER BY id DESC LIMIT ?4"));
+    auto stmt = c.stmts.Get(*sql);
+    stmt->bind(1, static_cast<int64_t>(before));
+    stmt->bind(2, query.job_id);
+    stmt->bind(3, query.failed_only ? 1 : 0);
+    stmt->bind(4, size + 1);
+    while (stmt->executeStep()) page.deliveries.push_back(ReadOutboxRow(*stmt));
+    return absl::OkStatus();
+  }));
+  if (static_cast<int>(page.deliveries.size()) > size) {
+    page.deliveries.resize(static_cast<size_t>(size));
+    page.next_page_token = absl::StrCat(page.deliveries.back().id);
+  }
+  return page;
+}
+
+void SqliteJobStore::RedeliverWebhook(
+    int64_t delivery_id,
+    std::function<void(absl::StatusOr<WebhookOutboxRow>)> done) {
+  auto row = std::make_shared<WebhookOutboxRow>();
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [delivery_id, row](Writer& w) -> absl::Status {
+    static const auto* select = new std::string(absl::StrCat(
+        "SELECT ", kOutboxColumns, " FROM webhook_outbox WHERE id = ?"));
+    {
+      auto stmt = w.conn.stmts.Get(*select);
+      stmt->bind(1, static_cast<int64_t>(delivery_id));
+      if (!stmt->executeStep()) {
+        return absl::NotFoundError(
+            absl::StrCat("webhook delivery ", delivery_id, " not found"));
+      }
+      *row = ReadOutboxRow(*stmt);
+    }
+    if (row->state == WebhookDeliveryState::kPending) {
+      return FailedPreconditionError(
+          absl::StrCat("webhook delivery ", delivery_id,
+                       " is pending already (attempt ", row->attempts + 1,
+                       " is due)"),
+          PreconditionViolation{
+              "STATE", absl::StrCat("webhook_deliveries/", delivery_id),
+              "delivery is pending"});
+    }
+    auto stmt = w.conn.stmts.Get(
+        "UPDATE webhook_outbox SET state = 0, attempts = 0, "
+        "next_attempt_time = ? WHERE id = ?");
+    stmt->bind(1, static_cast<int64_t>(absl::ToUnixMicros(w.now)));
+    stmt->bind(2, static_cast<int64_t>(delivery_id));
+    stmt->exec();
+    row->state = WebhookDeliveryState::kPending;
+    row->attempts = 0;
+    row->next_attempt_time = w.now;
+    return absl::OkStatus();
+  };
+  op->finish = [row, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    done(std::move(*row));
+  };
+  Enqueue(std::move(op));
 }
 
 }  // namespace jobwire

@@ -144,6 +144,13 @@ class SqliteJobStore final : public JobStore {
     // (wal_write_buffer.h): about 20 system calls fewer for a one-job
     // commit. Ignored with kNormal and kOff, whose commits do not sync.
     bool gather_wal_writes = true;
+    // Builds the body of a webhook delivery (the JSON envelope) from an
+    // event a job's webhook wants (core/webhook_event.h) and the job as of
+    // that event. When set, the writer calls it inside the event's
+    // transaction and writes a webhook_outbox row with the body, so a
+    // committed event never lacks its delivery; it must be pure and fast
+    // (it runs on the writer thread). Null: no outbox rows are written.
+    std::function<std::string(const Job&, const JobEvent&)> webhook_body;
   };
 
   // Counters for tests and benchmarks.
@@ -203,6 +210,15 @@ class SqliteJobStore final : public JobStore {
   // step: one read transaction, so the copy is one commit's state; in WAL
   // mode it holds up no writer (a checkpoint cannot pass it meanwhile).
   absl::StatusOr<int64_t> BackupBlocking(const std::string& dest_path) override;
+  absl::StatusOr<std::vector<WebhookOutboxRow>> PendingWebhooksBlocking(
+      int limit) override;
+  void RecordWebhookAttempt(WebhookAttempt attempt,
+                            StatusCallback done) override;
+  absl::StatusOr<WebhookDeliveryPage> ListWebhookDeliveriesBlocking(
+      const WebhookDeliveryQuery& query) override;
+  void RedeliverWebhook(
+      int64_t delivery_id,
+      std::function<void(absl::StatusOr<WebhookOutboxRow>)> done) override;
   void Shutdown() override;
 
   // Sets the observer of committed transactions (not owned; must outlive the

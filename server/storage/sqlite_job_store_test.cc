@@ -2165,5 +2165,216 @@ TEST_F(SqliteJobStoreTest,
   EXPECT_GT(AllEvents(*store).back().event_id, last);
 }
 
+// ---- Webhook outbox ----
+
+class WebhookOutboxTest : public SqliteJobStoreTest {
+ protected:
+  std::unique_ptr<SqliteJobStore> OpenWithWebhooks() {
+    SqliteJobStore::Options options;
+    options.webhook_body = [](const Job& job, const JobEvent& e) {
+      return absl::StrCat("{\"job\":\"", job.id, "\",\"event\":", e.event_id,
+                          ",\"state\":\"", JobStateName(job.state), "\"}");
+    };
+    return Open(options);
+  }
+
+  static absl::Status Record(JobStore& store, WebhookAttempt a) {
+    absl::Notification n;
+    absl::Status out;
+    store.RecordWebhookAttempt(std::move(a), [&](absl::Status s) {
+      out = std::move(s);
+      n.Notify();
+    });
+    n.WaitForNotification();
+    return out;
+  }
+
+  static absl::StatusOr<WebhookOutboxRow> Redeliver(JobStore& store,
+                                                    int64_t id) {
+    absl::Notification n;
+    absl::StatusOr<WebhookOutboxRow> out;
+    store.RedeliverWebhook(id, [&](absl::StatusOr<WebhookOutboxRow> r) {
+      out = std::move(r);
+      n.Notify();
+    });
+    n.WaitForNotification();
+    return out;
+  }
+};
+
+class RecordingListener final : public CommitListener {
+ public:
+  void OnCommit(const std::vector<JobEvent>& events) override {
+    absl::MutexLock lock(&mu_);
+    for (const JobEvent& e : events) {
+      if (e.webhook_queued) queued_.push_back(e.event_id);
+    }
+  }
+  std::vector<int64_t> queued() {
+    absl::MutexLock lock(&mu_);
+    return queued_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int64_t> queued_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(WebhookOutboxTest, TheTerminalEventQueuesItsDeliveryInItsCommit) {
+  auto store = OpenWithWebhooks();
+  RecordingListener listener;
+  store->AddCommitListener(&listener);
+  NewJob in = MakeJob();
+  in.job.webhook = WebhookSpec{"https://example.com/hook", {}};
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  absl::StatusOr<Job> plain = SubmitOne(*store, MakeJob());
+  ASSERT_TRUE(plain.ok());
+  // Submitted: not a terminal event, nothing queued.
+  EXPECT_THAT(*store->PendingWebhooksBlocking(10), IsEmpty());
+
+  ASSERT_TRUE(MutateSync(*store, job->id, MoveTo(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, plain->id, MoveTo(JobState::kSucceeded)).ok());
+
+  auto events = store->ReadJobEventsBlocking(job->id, 0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(2));
+  const int64_t terminal_event_id = (*events)[1].event_id;
+  auto pending = store->PendingWebhooksBlocking(10);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_THAT(*pending, SizeIs(1));
+  const WebhookOutboxRow& row = (*pending)[0];
+  EXPECT_EQ(row.job_id, job->id);
+  EXPECT_EQ(row.event_id, terminal_event_id);
+  EXPECT_EQ(row.type, "job.succeeded");
+  EXPECT_EQ(row.url, "https://example.com/hook");
+  EXPECT_EQ(row.body, absl::StrCat("{\"job\":\"", job->id,
+                                   "\",\"event\":", terminal_event_id,
+                                   ",\"state\":\"SUCCEEDED\"}"));
+  EXPECT_EQ(row.state, WebhookDeliveryState::kPending);
+  EXPECT_EQ(row.attempts, 0);
+  EXPECT_EQ(row.next_attempt_time, clock_.Now());
+  EXPECT_THAT(listener.queued(), ElementsAre(terminal_event_id));
+}
+
+TEST_F(WebhookOutboxTest, AFailedOutboxWriteFailsTheEventWithIt) {
+  auto store = OpenWithWebhooks();
+  NewJob in = MakeJob();
+  in.job.webhook = WebhookSpec{"https://example.com/hook", {}};
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_outbox BEFORE INSERT ON webhook_outbox "
+        "BEGIN SELECT RAISE(ABORT, 'outbox refused'); END");
+  }
+  EXPECT_FALSE(MutateSync(*store, job->id, MoveTo(JobState::kFailed)).ok());
+  // Neither the terminal event nor its delivery: one transaction.
+  absl::StatusOr<Job> got = store->GetJobBlocking(job->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, JobState::kQueued);
+  EXPECT_THAT(*store->ReadJobEventsBlocking(job->id, 0, 10), SizeIs(1));
+  EXPECT_THAT(*store->PendingWebhooksBlocking(10), IsEmpty());
+}
+
+TEST_F(WebhookOutboxTest, AnAttemptUpdatesTheRowAndAppendsADeliveryEvent) {
+  auto store = OpenWithWebhooks();
+  NewJob in = MakeJob();
+  in.job.webhook = WebhookSpec{"https://example.com/hook", {}};
+  absl::StatusOr<Job> job = SubmitOne(*store, in);
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE(MutateSync(*store, job->id, MoveTo(JobState::kCancelled)).ok());
+  auto pending = store->PendingWebhooksBlocking(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_THAT(*pending, SizeIs(1));
+  const int64_t id = (*pending)[0].id;
+
+  WebhookAttempt failed;
+  failed.delivery_id = id;
+  failed.job_id = job->id;
+  failed.attempt = 1;
+  failed.http_status = 500;
+  failed.error = "HTTP 500";
+  failed.attempt_time = clock_.Now();
+  failed.next_state = WebhookDeliveryState::kPending;
+  failed.next_attempt_time = clock_.Now() + absl::Seconds(5);
+  ASSERT_TRUE(Record(*store, failed).ok());
+  pending = store->PendingWebhooksBlocking(10);
+  ASSERT_THAT(*pending, SizeIs(1));
+  EXPECT_EQ((*pending)[0].attempts, 1);
+  EXPECT_EQ((*pending)[0].next_attempt_time, clock_.Now() + absl::Seconds(5));
+  EXPECT_EQ((*pending)[0].last_http_status, 500);
+  WebhookDeliveryQuery failed_only;
+  failed_only.failed_only = true;
+  EXPECT_THAT(store->ListWebhookDeliveriesBlocking(failed_only)->deliveries,
+              SizeIs(1));
+
+  WebhookAttempt ok = failed;
+  ok.attempt = 2;
+  ok.http_status = 204;
+  ok.delivered = true;
+  ok.error.clear();
+  ok.next_state = WebhookDeliveryState::kDelivered;
+  ASSERT_TRUE(Record(*store, ok).ok());
+  EXPECT_THAT(*store->PendingWebhooksBlocking(10), IsEmpty());
+  EXPECT_THAT(store->ListWebhookDeliveriesBlocking(failed_only)->deliveries,
+              IsEmpty());
+  // A second record of a row that is not pending any more is refused.
+  EXPECT_TRUE(absl::IsNotFound(Record(*store, ok)));
+
+  auto events = store->ReadJobEventsBlocking(job->id, 0, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(4));
+  EXPECT_EQ((*events)[2].type, EventType::kWebhookDelivery);
+  EXPECT_EQ((*events)[2].webhook_delivery.attempt, 1);
+  EXPECT_EQ((*events)[2].webhook_delivery.http_status, 500);
+  EXPECT_FALSE((*events)[2].webhook_delivery.delivered);
+  EXPECT_EQ((*events)[3].webhook_delivery.attempt, 2);
+  EXPECT_TRUE((*events)[3].webhook_delivery.delivered);
+  EXPECT_EQ((*events)[3].state, JobState::kCancelled);
+
+  // Operators: back to pending with its attempts reset; once only.
+  absl::StatusOr<WebhookOutboxRow> again = Redeliver(*store, id);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state, WebhookDeliveryState::kPending);
+  EXPECT_EQ(again->attempts, 0);
+  EXPECT_THAT(*store->PendingWebhooksBlocking(10), SizeIs(1));
+  EXPECT_TRUE(absl::IsFailedPrecondition(Redeliver(*store, id).status()));
+  EXPECT_TRUE(absl::IsNotFound(Redeliver(*store, id + 100).status()));
+}
+
+TEST_F(WebhookOutboxTest, DeliveriesListNewestFirstInPages) {
+  auto store = OpenWithWebhooks();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    NewJob in = MakeJob();
+    in.job.webhook = WebhookSpec{"https://example.com/hook", {}};
+    absl::StatusOr<Job> job = SubmitOne(*store, in);
+    ASSERT_TRUE(job.ok());
+    ASSERT_TRUE(MutateSync(*store, job->id, MoveTo(JobState::kFailed)).ok());
+    ids.push_back(job->id);
+  }
+  WebhookDeliveryQuery q;
+  q.page_size = 2;
+  auto first = store->ListWebhookDeliveriesBlocking(q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_THAT(first->deliveries, SizeIs(2));
+  EXPECT_EQ(first->deliveries[0].job_id, ids[2]);
+  ASSERT_FALSE(first->next_page_token.empty());
+  q.page_token = first->next_page_token;
+  auto second = store->ListWebhookDeliveriesBlocking(q);
+  ASSERT_THAT(second->deliveries, SizeIs(1));
+  EXPECT_EQ(second->deliveries[0].job_id, ids[0]);
+  EXPECT_TRUE(second->next_page_token.empty());
+  WebhookDeliveryQuery by_job;
+  by_job.job_id = ids[1];
+  EXPECT_THAT(store->ListWebhookDeliveriesBlocking(by_job)->deliveries,
+              SizeIs(1));
+  q.page_token = "garbage";
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      store->ListWebhookDeliveriesBlocking(q).status()));
+}
+
 }  // namespace
 }  // namespace jobwire::test
