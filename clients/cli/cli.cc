@@ -217,4 +217,14 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   return 0;
 }
 
+absl::Status CheckListFlags(const std::string& output, int limit) {
+  if (output != "table" && output != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--output: want table or json, got \"", output, "\""));
+  }
+  if (limit < 1)
+    return absl::InvalidArgumentError("--limit: must be at least 1");
+  return absl::OkStatus();
+}
+
 }  // namespace jobwire::cli

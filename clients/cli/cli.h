@@ -91,7 +91,13 @@ void AddQueueCommands(CommandList* commands);
 // one).
 void AddWebhookCommands(CommandList* commands,
                         std::function<absl::Time()> now = absl::Now);
+// webhook_delivery_commands.cc: webhooks (list, redeliver), over
+// AdminService.ListWebhookDeliveries and RedeliverWebhook.
+void AddWebhookDeliveryCommands(CommandList* commands);
 
+// The flags of a listing command: INVALID_ARGUMENT naming --output unless
+// `output` is "table" or "json", or --limit when `limit` < 1.
+absl::Status CheckListFlags(const std::string& output, int limit);
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

@@ -13,6 +13,8 @@ CommandList AllCommands() {
   // queue_commands.cc: pause, resume, queues, set-queue, update
   AddQueueCommands(&commands);
   AddWebhookCommands(&commands);  // webhook_command.cc: webhook verify
+  // webhook_delivery_commands.cc: webhooks (list, redeliver)
+  AddWebhookDeliveryCommands(&commands);
   return commands;
 }
 

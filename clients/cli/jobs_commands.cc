@@ -480,12 +480,7 @@ class ListCommand final : public Command {
       return absl::InvalidArgumentError(
           absl::StrCat("list takes no arguments, got \"", rest[0], "\""));
     }
-    if (output_ != "table" && output_ != "json") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--output: want table or json, got \"", output_, "\""));
-    }
-    if (limit_ < 1)
-      return absl::InvalidArgumentError("--limit: must be at least 1");
+    if (absl::Status s = CheckListFlags(output_, limit_); !s.ok()) return s;
     auto stub = JobService::NewStub(context.channel);
     jobwire::v1::ListJobsRequest request;
     request.set_filter(filter_);

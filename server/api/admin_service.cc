@@ -19,6 +19,7 @@
 #include "server/common/status_macros.h"
 #include "server/core/validation.h"
 #include "server/transport/grpc_status.h"
+#include "server/webhooks/http_webhook_sender.h"
 
 namespace jobwire {
 namespace {
@@ -509,6 +510,103 @@ grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
         "jobwire.v1.AdminService.Backup needs the store")));
   }
   return new BackupWriter(options_.store, executor_, options_.storage_path);
+}
+
+namespace {
+
+void WebhookDeliveryToProto(const WebhookOutboxRow& row,
+                            jobwire::v1::WebhookDeliveryRecord* out) {
+  using Record = jobwire::v1::WebhookDeliveryRecord;
+  out->set_id(row.id);
+  out->set_job_id(row.job_id);
+  out->set_event_id(row.event_id);
+  out->set_webhook_id(HttpWebhookSender::MessageId(row));
+  out->set_type(row.type);
+  out->set_url(row.url);
+  switch (row.state) {
+    case WebhookDeliveryState::kPending:
+      out->set_state(Record::STATE_PENDING);
+      TimeToProto(row.next_attempt_time, out->mutable_next_attempt_time());
+      break;
+    case WebhookDeliveryState::kDelivered:
+      out->set_state(Record::STATE_DELIVERED);
+      break;
+    case WebhookDeliveryState::kDead:
+      out->set_state(Record::STATE_DEAD);
+      break;
+  }
+  out->set_attempts(row.attempts);
+  if (row.last_attempt_time != absl::InfinitePast())
+    TimeToProto(row.last_attempt_time, out->mutable_last_attempt_time());
+  out->set_last_http_status(row.last_http_status);
+  out->set_last_error(row.last_error);
+  TimeToProto(row.create_time, out->mutable_create_time());
+}
+
+}  // namespace
+
+absl::Status AdminServiceImpl::ListWebhookDeliveriesBlocking(
+    const jobwire::v1::ListWebhookDeliveriesRequest& request,
+    jobwire::v1::ListWebhookDeliveriesResponse* response) {
+  if (options_.store == nullptr)
+    return absl::UnimplementedError("no store wired in");
+  if (!request.job_id().empty())
+    JW_RETURN_IF_ERROR(CheckJobId(request.job_id(), "job_id"));
+  WebhookDeliveryQuery query;
+  query.job_id = request.job_id();
+  query.failed_only = request.failed_only();
+  query.page_size = request.page_size();
+  query.page_token = request.page_token();
+  JW_ASSIGN_OR_RETURN(WebhookDeliveryPage page,
+                      options_.store->ListWebhookDeliveriesBlocking(query));
+  for (const WebhookOutboxRow& row : page.deliveries)
+    WebhookDeliveryToProto(row, response->add_deliveries());
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListWebhookDeliveries(
+    grpc::CallbackServerContext* context,
+    const jobwire::v1::ListWebhookDeliveriesRequest* request,
+    jobwire::v1::ListWebhookDeliveriesResponse* response) {
+  return RunBlocking(context, [this, request, response] {
+    return ListWebhookDeliveriesBlocking(*request, response);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RedeliverWebhook(
+    grpc::CallbackServerContext* context,
+    const jobwire::v1::RedeliverWebhookRequest* request,
+    jobwire::v1::WebhookDeliveryRecord* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status refused;
+  if (request->id() <= 0) {
+    refused = InvalidArgumentError("id", "must be a delivery id (> 0)");
+  } else if (!options_.webhooks_enabled) {
+    refused = FailedPreconditionError(
+        "this server sends no webhooks: start jobwired with "
+        "--webhook-secret-file",
+        PreconditionViolation{"WEBHOOKS", "jobwired",
+                              "no --webhook-secret-file"});
+  } else if (options_.store == nullptr) {
+    refused = absl::UnimplementedError("no store wired in");
+  }
+  if (!refused.ok()) {
+    reactor->Finish(ToGrpcStatus(refused));
+    return reactor;
+  }
+  options_.store->RedeliverWebhook(
+      request->id(),
+      [this, reactor, response](absl::StatusOr<WebhookOutboxRow> row) {
+        if (!row.ok()) {
+          reactor->Finish(ToGrpcStatus(row.status()));
+          return;
+        }
+        WebhookDeliveryToProto(*row, response);
+        if (options_.webhooks_wake) options_.webhooks_wake();
+        reactor->Finish(grpc::Status::OK);
+      });
+  return reactor;
 }
 
 }  // namespace jobwire

@@ -9,6 +9,8 @@
 // `DB.backup-XXXXXX` beside it, removed when the call ends, or at the next
 // start after a crash) in chunks of 1 MiB, each with its offset and the
 // snapshot's total size; UNIMPLEMENTED without a store.
+// ListWebhookDeliveries and RedeliverWebhook read and reset rows of the
+// webhook outbox (JobStore; sent by server/webhooks).
 //
 // Thread-safe. Every body reads or writes the store, so it runs on the
 // Executor, never on a gRPC thread. Failures: INVALID_ARGUMENT (BadRequest
@@ -59,6 +61,12 @@ class AdminServiceImpl final
     // The gates' owner; not owned, must outlive the service. Null: the
     // controls answer UNIMPLEMENTED and ServerInfo shows dispatch unpaused.
     Dispatcher* dispatcher = nullptr;
+    // Whether the server sends webhooks (a --webhook-secret-file was
+    // given); RedeliverWebhook fails with FAILED_PRECONDITION without.
+    bool webhooks_enabled = false;
+    // Called after a redelivery committed, so the sender looks at the
+    // outbox now (HttpWebhookSender::Wake). Null: nothing.
+    std::function<void()> webhooks_wake;
   };
 
   // `clock` and `executor` are not owned and must outlive the service.
@@ -87,6 +95,9 @@ class AdminServiceImpl final
       const jobwire::v1::UpdateQueueRequest& request,
       jobwire::v1::Queue* response);
   absl::Status ListQueuesBlocking(jobwire::v1::ListQueuesResponse* response);
+  absl::Status ListWebhookDeliveriesBlocking(
+      const jobwire::v1::ListWebhookDeliveriesRequest& request,
+      jobwire::v1::ListWebhookDeliveriesResponse* response);
 
   grpc::ServerUnaryReactor* GetServerInfo(
       grpc::CallbackServerContext* context,
@@ -117,6 +128,16 @@ class AdminServiceImpl final
       grpc::CallbackServerContext* context,
       const jobwire::v1::UpdateQueueRequest* request,
       jobwire::v1::Queue* response) override;
+  grpc::ServerUnaryReactor* ListWebhookDeliveries(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::ListWebhookDeliveriesRequest* request,
+      jobwire::v1::ListWebhookDeliveriesResponse* response) override;
+  // A write: finishes in the store's callback once it is durable (no
+  // executor hop).
+  grpc::ServerUnaryReactor* RedeliverWebhook(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::RedeliverWebhookRequest* request,
+      jobwire::v1::WebhookDeliveryRecord* response) override;
   grpc::ServerWriteReactor<jobwire::v1::BackupChunk>* Backup(
       grpc::CallbackServerContext* context,
       const jobwire::v1::BackupRequest* request) override;

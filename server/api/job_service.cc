@@ -26,12 +26,24 @@ namespace {
 
 // Converts and validates one job of a request. `prefix` ("" or "jobs[3].")
 // goes in front of every violation path ("job.kind", "request_id").
+// `check_webhook` (JobServiceImpl::Options) judges a webhook; null refuses
+// every one.
 absl::StatusOr<Job> PrepareNewJob(const v1::SubmitJobRequest& request,
-                                  const std::string& prefix) {
+                                  const std::string& prefix,
+                                  const WebhookCheck& check_webhook) {
   absl::StatusOr<Job> job = NewJobFromProto(request.job(), request.request_id(),
                                             absl::StrCat(prefix, "job"));
   absl::Status status = job.status();
   if (job.ok()) status = ValidateNewJob(*job);
+  if (status.ok() && job->webhook.has_value()) {
+    status = check_webhook
+                 ? check_webhook(*job->webhook)
+                 : FailedPreconditionError(
+                       "this server sends no webhooks: start "
+                       "jobwired with --webhook-secret-file",
+                       PreconditionViolation{"WEBHOOKS", "jobwired",
+                                             "no --webhook-secret-file"});
+  }
   if (status.ok()) return job;
   std::vector<FieldViolation> violations = GetFieldViolations(status);
   if (violations.empty()) return status;
@@ -53,11 +65,13 @@ class SubmitJobsReactor final
  public:
   SubmitJobsReactor(JobStore* store, StreamRegistry* registry,
                     const std::atomic<bool>* draining,
-                    absl::Duration retry_delay)
+                    absl::Duration retry_delay,
+                    const WebhookCheck* check_webhook)
       : RequestStream(registry),
         store_(store),
         draining_(draining),
-        retry_delay_(retry_delay) {}
+        retry_delay_(retry_delay),
+        check_webhook_(check_webhook) {}
 
  private:
   void Handle(const v1::SubmitJobsRequest& request) override {
@@ -91,9 +105,11 @@ class SubmitJobsReactor final
     jobs.reserve(request.jobs_size());
     std::vector<FieldViolation> violations;
     for (int i = 0; i < request.jobs_size(); ++i) {
-      absl::StatusOr<Job> job =
-          PrepareNewJob(request.jobs(i), absl::StrCat("jobs[", i, "]."));
+      absl::StatusOr<Job> job = PrepareNewJob(
+          request.jobs(i), absl::StrCat("jobs[", i, "]."), *check_webhook_);
       if (!job.ok()) {
+        // Not a field's fault (no webhooks here): the whole batch fails.
+        if (GetFieldViolations(job.status()).empty()) return job.status();
         for (FieldViolation& v : GetFieldViolations(job.status())) {
           violations.push_back(std::move(v));
         }
@@ -108,6 +124,7 @@ class SubmitJobsReactor final
   JobStore* const store_;
   const std::atomic<bool>* const draining_;
   const absl::Duration retry_delay_;
+  const WebhookCheck* const check_webhook_;
 };
 
 // Bytes of a SubmitJob's inline arena block: the parsed request and the
@@ -208,7 +225,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
     v1::SubmitJobResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = UnavailableIfDraining();
-  absl::StatusOr<Job> job = status.ok() ? PrepareNewJob(*request, "") : status;
+  absl::StatusOr<Job> job =
+      status.ok() ? PrepareNewJob(*request, "", options_.check_webhook)
+                  : status;
   if (!job.ok()) {
     reactor->Finish(ToGrpcStatus(job.status()));
     return reactor;
@@ -244,8 +263,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
 
 grpc::ServerBidiReactor<v1::SubmitJobsRequest, v1::SubmitJobsResponse>*
 JobServiceImpl::SubmitJobs(grpc::CallbackServerContext* context) {
-  auto* stream = new SubmitJobsReactor(store_, &streams_, &draining_,
-                                       options_.retry_delay);
+  auto* stream =
+      new SubmitJobsReactor(store_, &streams_, &draining_, options_.retry_delay,
+                            &options_.check_webhook);
   stream->Start();
   return stream;
 }

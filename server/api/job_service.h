@@ -63,6 +63,12 @@ namespace jobwire {
 // Most jobs in one SubmitJobs batch.
 inline constexpr int kMaxSubmitBatch = 1000;
 
+// Judges the webhook of a job to be submitted (Options::check_webhook): OK,
+// INVALID_ARGUMENT with a field violation on "job.webhook.url", or
+// FAILED_PRECONDITION when the server sends none. Called on gRPC threads:
+// must not block.
+using WebhookCheck = std::function<absl::Status(const WebhookSpec&)>;
+
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
   // See bulk_update.h.
@@ -82,6 +88,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
     // Most jobs of one BulkUpdateJobs request in the store's queue at a
     // time (BulkDeps::chunk_jobs).
     int bulk_chunk_jobs = 500;
+    // Judges the webhook of every submitted job that has one. Null: the
+    // server sends no webhooks, and SubmitJob/SubmitJobs refuse any with
+    // FAILED_PRECONDITION naming --webhook-secret-file (never accept what
+    // is not done).
+    WebhookCheck check_webhook;
   };
 
   JobServiceImpl(JobStore* store, EventBus* bus, Executor* executor,

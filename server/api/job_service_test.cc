@@ -17,11 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/common/clock.h"
+#include "server/common/errors.h"
 #include "server/common/executor.h"
 #include "server/core/retry.h"
 #include "server/events/event_bus.h"
@@ -184,7 +186,9 @@ TEST(JobServiceTest, SubmitWithSameRequestIdReturnsTheFirstJob) {
 // SubmitJob builds half of its answer from the request and half from the
 // store's row; together they must be exactly what GetJob reads back.
 TEST(JobServiceTest, SubmitAnswersWithTheJobAsGetJobReadsIt) {
-  Fixture f(DefaultOptions());
+  JobServiceImpl::Options options;
+  options.check_webhook = [](const WebhookSpec&) { return absl::OkStatus(); };
+  Fixture f(options);
   v1::SubmitJobRequest req;
   v1::Job* in = req.mutable_job();
   in->set_queue("media");
@@ -1255,6 +1259,39 @@ TEST(JobServiceTest, BadInputGetsTheDocumentedCodeAndWritesNothing) {
               grpc::StatusCode::INVALID_ARGUMENT);
   }
   EXPECT_EQ(f.CountJobs(), before);
+}
+
+TEST(JobServiceTest, WebhooksAreRefusedWhenTheServerSendsNone) {
+  Fixture f(DefaultOptions());
+  v1::SubmitJobRequest req;
+  req.mutable_job()->set_kind("resize");
+  req.mutable_job()->mutable_webhook()->set_url("https://example.com/h");
+  v1::SubmitJobResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = f.stub->SubmitJob(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("--webhook-secret-file"));
+  EXPECT_EQ(f.CountJobs(), 0);
+}
+
+TEST(JobServiceTest, AWebhookUrlTheCheckRefusesIsAFieldViolation) {
+  JobServiceImpl::Options options;
+  options.check_webhook = [](const WebhookSpec& w) -> absl::Status {
+    if (w.url == "http://127.0.0.1/") {
+      return ::jobwire::InvalidArgumentError("job.webhook.url", "loopback");
+    }
+    return absl::OkStatus();
+  };
+  Fixture f(options);
+  v1::SubmitJobRequest req;
+  req.mutable_job()->set_kind("resize");
+  req.mutable_job()->mutable_webhook()->set_url("http://127.0.0.1/");
+  v1::SubmitJobResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = f.stub->SubmitJob(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(ViolationFields(s), ::testing::ElementsAre("job.webhook.url"));
+  EXPECT_EQ(f.CountJobs(), 0);
 }
 
 }  // namespace

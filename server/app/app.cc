@@ -10,10 +10,12 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/api/webhook_body.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/transport/call_counter.h"
@@ -107,8 +109,49 @@ absl::Status App::Build() {
   store_options.clock = clock_.get();
   store_options.synchronous = options_.synchronous;
   store_options.retention = options_.retention;
+  random_ = std::make_unique<SystemRandomSource>();
+  // Webhooks: only signed ones are sent, so without secrets none are (and
+  // no outbox rows are written; SubmitJob refuses webhooks). The body is
+  // built in the event's transaction (api/webhook_body.h) and stored in the
+  // outbox, so webhooks/ sees neither protobuf nor SQL.
+  std::optional<WebhookSigner> signer;
+  if (!options_.webhook_secret_file.empty()) {
+    absl::StatusOr<WebhookSigner> loaded =
+        WebhookSigner::LoadBlocking(options_.webhook_secret_file);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--webhook-secret-file: ", loaded.status().message()));
+    }
+    signer = *std::move(loaded);
+    store_options.webhook_body = &WebhookEnvelopeJson;
+  }
+  absl::StatusOr<AddressPolicy> policy =
+      AddressPolicy::Create(options_.webhook_allow_cidrs);
+  if (!policy.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--webhook-allow-cidr: ", policy.status().message()));
+  }
   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
   store_->AddCommitListener(events_.get());
+  if (signer.has_value()) {
+    HttpWebhookSender::Options webhook_options;
+    webhook_options.schedule.max_attempts = options_.webhook_max_attempts;
+    webhook_options.schedule.backoff.initial_backoff =
+        options_.webhook_initial_backoff;
+    webhook_options.schedule.backoff.max_backoff = options_.webhook_max_backoff;
+    webhook_options.schedule.max_retry_after = options_.webhook_max_backoff;
+    webhook_options.connect_timeout = options_.webhook_connect_timeout;
+    webhook_options.total_timeout = options_.webhook_timeout;
+    webhooks_ = std::make_unique<HttpWebhookSender>(
+        store_.get(), clock_.get(), random_.get(), *std::move(signer), *policy,
+        webhook_options);
+    store_->AddCommitListener(webhooks_.get());
+    // Pending deliveries of an earlier run go first.
+    webhooks_->Start();
+    JW_LOG(INFO) << "webhooks: signed with " << options_.webhook_secret_file
+                 << ", at most " << options_.webhook_max_attempts
+                 << " attempts each";
+  }
   if (options_.retention.terminal_max_age > absl::ZeroDuration() ||
       options_.retention.max_terminal_jobs > 0) {
     retention_thread_ = std::thread([this] { RetentionLoop(); });
@@ -116,7 +159,6 @@ absl::Status App::Build() {
   // The dispatcher learns every commit from the store, like the bus. It is
   // registered before recovery so no commit falls between the two; recovery
   // releases jobs left RUNNING by the previous process back to QUEUED.
-  random_ = std::make_unique<SystemRandomSource>();
   DispatcherOptions dispatcher_options;
   dispatcher_options.lease_ttl = options_.lease_ttl;
   dispatcher_ = std::make_unique<Dispatcher>(store_.get(), clock_.get(),
@@ -155,6 +197,9 @@ absl::Status App::Build() {
   admin_options.draining = [this] { return draining(); };
   admin_options.store = store_.get();
   admin_options.dispatcher = dispatcher_.get();
+  admin_options.webhooks_enabled = webhooks_ != nullptr;
+  if (webhooks_ != nullptr)
+    admin_options.webhooks_wake = [w = webhooks_.get()] { w->Wake(); };
   // The services are built below; GetServerInfo runs only once they serve.
   admin_options.workers = [this] { return worker_service_->SessionCount(); };
   admin_options.watchers = [this] {
@@ -180,6 +225,11 @@ absl::Status App::Build() {
     dispatcher->RequestPause(id, std::move(done));
   };
   job_options.dispatcher = dispatcher;
+  if (webhooks_ != nullptr) {
+    job_options.check_webhook = [policy = *policy](const WebhookSpec& w) {
+      return policy.CheckUrl(w.url);
+    };
+  }
   job_service_ = std::make_unique<JobServiceImpl>(
       store_.get(), events_.get(), executor_.get(), clock_.get(), job_options);
   worker_service_ = std::make_unique<WorkerServiceImpl>(dispatcher);
@@ -483,6 +533,9 @@ void App::Stop() {
     stop_retention_ = true;
   }
   if (retention_thread_.joinable()) retention_thread_.join();
+  // Transfers in flight are aborted; their rows stay pending for the next
+  // start. Before the store closes, which answers the records in flight.
+  if (webhooks_ != nullptr) webhooks_->Stop();
   if (store_ != nullptr) store_->Shutdown();
   http_.reset();
   server_.reset();
@@ -494,6 +547,7 @@ void App::Stop() {
   store_.reset();
   db_lock_.reset();
   dispatcher_.reset();
+  webhooks_.reset();
   metrics_.reset();
   random_.reset();
   events_.reset();

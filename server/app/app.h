@@ -44,6 +44,7 @@
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/unix_socket_guard.h"
+#include "server/webhooks/http_webhook_sender.h"
 
 namespace jobwire {
 
@@ -117,8 +118,10 @@ class App {
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<DatabaseLock> db_lock_;  // held while store_ is open
   std::unique_ptr<EventBus> events_;       // listens to store_; outlives it
-  std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<SystemRandomSource> random_;
+  // Null without --webhook-secret-file. Listens to store_; outlives it.
+  std::unique_ptr<HttpWebhookSender> webhooks_;
+  std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<Dispatcher> dispatcher_;  // listens to store_; outlives it
   // Listens to store_ and dispatcher_; outlives both.
   std::unique_ptr<ServerMetrics> metrics_;

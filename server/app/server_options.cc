@@ -42,7 +42,16 @@ absl::Status ParseNonNegativeDuration(const std::string& v,
 // Flags that may be given more than once (their variables hold a
 // comma-separated list).
 bool IsRepeatable(absl::string_view name) {
-  return name == "listen" || name == "http" || name == "http-cors-origin";
+  return name == "listen" || name == "http" || name == "http-cors-origin" ||
+         name == "webhook-allow-cidr";
+}
+
+absl::Status ParsePositiveDuration(const std::string& v, absl::Duration* out) {
+  absl::Status s = ParseNonNegativeDuration(v, out);
+  if (s.ok() && *out <= absl::ZeroDuration()) {
+    return Bad(absl::StrCat("bad duration \"", v, "\" (more than 0)"));
+  }
+  return s;
 }
 
 const std::vector<Flag>& Flags() {
@@ -215,11 +224,7 @@ const std::vector<Flag>& Flags() {
       {"heartbeat-interval", "JOBWIRE_HEARTBEAT_INTERVAL", "DURATION",
        "idle watch streams get a heartbeat this often (default 15s)",
        [](const std::string& v, ServerOptions* o) {
-         absl::Status s = ParseNonNegativeDuration(v, &o->heartbeat_interval);
-         if (s.ok() && o->heartbeat_interval <= absl::ZeroDuration()) {
-           return Bad(absl::StrCat("bad duration \"", v, "\" (more than 0)"));
-         }
-         return s;
+         return ParsePositiveDuration(v, &o->heartbeat_interval);
        }},
       {"lease-ttl", "JOBWIRE_LEASE_TTL", "DURATION",
        "a running job goes back to its queue when its worker is silent this "
@@ -253,6 +258,55 @@ const std::vector<Flag>& Flags() {
          }
          o->bulk_chunk_jobs = n;
          return absl::OkStatus();
+       }},
+      {"webhook-secret-file", "JOBWIRE_WEBHOOK_SECRET_FILE", "PATH",
+       "Standard Webhooks secrets, one whsec_<base64> per line: each "
+       "delivery is signed with every one (the first line first). Without "
+       "it no webhooks are sent and jobs with a webhook are refused",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->webhook_secret_file = v;
+         return absl::OkStatus();
+       }},
+      {"webhook-allow-cidr", "JOBWIRE_WEBHOOK_ALLOW_CIDR", "CIDR",
+       "repeatable (the variable comma-separated): a range webhooks may be "
+       "sent to although it is loopback, private, link-local... (e.g. "
+       "127.0.0.1/32)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty range");
+         o->webhook_allow_cidrs.push_back(v);
+         return absl::OkStatus();
+       }},
+      {"webhook-max-attempts", "JOBWIRE_WEBHOOK_MAX_ATTEMPTS", "N",
+       "attempts per webhook delivery before it is dead (default 8)",
+       [](const std::string& v, ServerOptions* o) {
+         int n = 0;
+         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 100) {
+           return Bad(absl::StrCat("bad count \"", v, "\" (1 to 100)"));
+         }
+         o->webhook_max_attempts = n;
+         return absl::OkStatus();
+       }},
+      {"webhook-connect-timeout", "JOBWIRE_WEBHOOK_CONNECT_TIMEOUT", "DURATION",
+       "connect timeout of a webhook attempt (default 5s)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParsePositiveDuration(v, &o->webhook_connect_timeout);
+       }},
+      {"webhook-timeout", "JOBWIRE_WEBHOOK_TIMEOUT", "DURATION",
+       "whole webhook attempt: connect, send, response (default 15s)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParsePositiveDuration(v, &o->webhook_timeout);
+       }},
+      {"webhook-initial-backoff", "JOBWIRE_WEBHOOK_INITIAL_BACKOFF", "DURATION",
+       "wait after a failed webhook attempt, x3 after each further one, "
+       "+-20% jitter (default 5s); a 429 or 503 Retry-After wins",
+       [](const std::string& v, ServerOptions* o) {
+         return ParsePositiveDuration(v, &o->webhook_initial_backoff);
+       }},
+      {"webhook-max-backoff", "JOBWIRE_WEBHOOK_MAX_BACKOFF", "DURATION",
+       "longest wait between webhook attempts (default 1h)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParsePositiveDuration(v, &o->webhook_max_backoff);
        }},
   };
   return *flags;
@@ -342,6 +396,7 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
       if (name == "listen") o.listen.clear();
       if (name == "http") o.http_listen.clear();
       if (name == "http-cors-origin") o.http_cors_origins.clear();
+      if (name == "webhook-allow-cidr") o.webhook_allow_cidrs.clear();
     }
     if (absl::Status s = f->set(value, &o); !s.ok()) {
       return absl::InvalidArgumentError(

@@ -66,6 +66,22 @@ struct ServerOptions {
   // An HTTP response write (an SSE event) the peer does not take within
   // this closes the connection.
   absl::Duration http_write_timeout = absl::Seconds(60);
+
+  // Webhooks (server/webhooks). Without a secret file none are sent and
+  // SubmitJob refuses jobs with a webhook.
+  // File of Standard Webhooks secrets, one "whsec_<base64>" per line.
+  std::string webhook_secret_file;
+  // Ranges the SSRF guard lets through ("127.0.0.1/32").
+  std::vector<std::string> webhook_allow_cidrs;
+  // Attempts per delivery, then it is dead.
+  int webhook_max_attempts = 8;
+  absl::Duration webhook_connect_timeout = absl::Seconds(5);
+  // Whole attempt: connect, send, response.
+  absl::Duration webhook_timeout = absl::Seconds(15);
+  // Backoff after the first failed attempt (then x3 each time, +-20%
+  // jitter), and its cap.
+  absl::Duration webhook_initial_backoff = absl::Seconds(5);
+  absl::Duration webhook_max_backoff = absl::Hours(1);
 };
 
 struct ServerCommandLine {

@@ -311,9 +311,12 @@ void HttpWebhookSender::FinishTransfer(Transfer* t, int curl_code) {
       // Still pending in the outbox: sent again later.
       JW_LOG(WARNING) << "webhooks: recording delivery " << id << ": " << s;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      recording_.erase(id);
+    }
+    // After the erase: a scan woken earlier would skip the row.
     Wake();
-    absl::MutexLock lock(&mu_);
-    recording_.erase(id);
   });
 }
 

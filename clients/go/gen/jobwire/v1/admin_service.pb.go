@@ -27,6 +27,393 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Where a delivery is.
+type WebhookDeliveryRecord_State int32
+
+const (
+	// Never used.
+	WebhookDeliveryRecord_STATE_UNSPECIFIED WebhookDeliveryRecord_State = 0
+	// Waiting for its next attempt (at next_attempt_time).
+	WebhookDeliveryRecord_STATE_PENDING WebhookDeliveryRecord_State = 1
+	// The receiver answered 2xx.
+	WebhookDeliveryRecord_STATE_DELIVERED WebhookDeliveryRecord_State = 2
+	// Every attempt failed; RedeliverWebhook sends it again.
+	WebhookDeliveryRecord_STATE_DEAD WebhookDeliveryRecord_State = 3
+)
+
+// Enum value maps for WebhookDeliveryRecord_State.
+var (
+	WebhookDeliveryRecord_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_PENDING",
+		2: "STATE_DELIVERED",
+		3: "STATE_DEAD",
+	}
+	WebhookDeliveryRecord_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"STATE_PENDING":     1,
+		"STATE_DELIVERED":   2,
+		"STATE_DEAD":        3,
+	}
+)
+
+func (x WebhookDeliveryRecord_State) Enum() *WebhookDeliveryRecord_State {
+	p := new(WebhookDeliveryRecord_State)
+	*p = x
+	return p
+}
+
+func (x WebhookDeliveryRecord_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebhookDeliveryRecord_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_jobwire_v1_admin_service_proto_enumTypes[0].Descriptor()
+}
+
+func (WebhookDeliveryRecord_State) Type() protoreflect.EnumType {
+	return &file_jobwire_v1_admin_service_proto_enumTypes[0]
+}
+
+func (x WebhookDeliveryRecord_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebhookDeliveryRecord_State.Descriptor instead.
+func (WebhookDeliveryRecord_State) EnumDescriptor() ([]byte, []int) {
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{0, 0}
+}
+
+// One webhook delivery: an event of a job, sent to the job's webhook URL
+// until the receiver answers 2xx or the attempts run out.
+type WebhookDeliveryRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery id (RedeliverWebhook's argument).
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The job.
+	JobId string `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The job event it delivers.
+	EventId int64 `protobuf:"varint,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The `webhook-id` header of every attempt: msg_<event_id>.
+	WebhookId string `protobuf:"bytes,4,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// The envelope's type: job.succeeded, job.failed, job.cancelled,
+	// job.state_changed or job.progress.
+	Type string `protobuf:"bytes,5,opt,name=type,proto3" json:"type,omitempty"`
+	// Where it is sent.
+	Url string `protobuf:"bytes,6,opt,name=url,proto3" json:"url,omitempty"`
+	// Where it is.
+	State WebhookDeliveryRecord_State `protobuf:"varint,7,opt,name=state,proto3,enum=jobwire.v1.WebhookDeliveryRecord_State" json:"state,omitempty"`
+	// Attempts made (since the last redelivery).
+	Attempts int32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the next attempt is due (pending only).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// When the last attempt was made; unset before the first.
+	LastAttemptTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_attempt_time,json=lastAttemptTime,proto3" json:"last_attempt_time,omitempty"`
+	// HTTP status of the last attempt; 0 when it got no response.
+	LastHttpStatus int32 `protobuf:"varint,11,opt,name=last_http_status,json=lastHttpStatus,proto3" json:"last_http_status,omitempty"`
+	// Why the last attempt failed; empty when it did not.
+	LastError string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When the event queued it.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDeliveryRecord) Reset() {
+	*x = WebhookDeliveryRecord{}
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDeliveryRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDeliveryRecord) ProtoMessage() {}
+
+func (x *WebhookDeliveryRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDeliveryRecord.ProtoReflect.Descriptor instead.
+func (*WebhookDeliveryRecord) Descriptor() ([]byte, []int) {
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WebhookDeliveryRecord) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *WebhookDeliveryRecord) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WebhookDeliveryRecord) GetEventId() int64 {
+	if x != nil {
+		return x.EventId
+	}
+	return 0
+}
+
+func (x *WebhookDeliveryRecord) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WebhookDeliveryRecord) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WebhookDeliveryRecord) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookDeliveryRecord) GetState() WebhookDeliveryRecord_State {
+	if x != nil {
+		return x.State
+	}
+	return WebhookDeliveryRecord_STATE_UNSPECIFIED
+}
+
+func (x *WebhookDeliveryRecord) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *WebhookDeliveryRecord) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *WebhookDeliveryRecord) GetLastAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttemptTime
+	}
+	return nil
+}
+
+func (x *WebhookDeliveryRecord) GetLastHttpStatus() int32 {
+	if x != nil {
+		return x.LastHttpStatus
+	}
+	return 0
+}
+
+func (x *WebhookDeliveryRecord) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *WebhookDeliveryRecord) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// ListWebhookDeliveries request.
+type ListWebhookDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this job's deliveries; empty: every job.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Only dead deliveries and pending ones whose last attempt failed.
+	FailedOnly bool `protobuf:"varint,2,opt,name=failed_only,json=failedOnly,proto3" json:"failed_only,omitempty"`
+	// At most this many (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page, with the same filters.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesRequest) Reset() {
+	*x = ListWebhookDeliveriesRequest{}
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListWebhookDeliveriesRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesRequest) GetFailedOnly() bool {
+	if x != nil {
+		return x.FailedOnly
+	}
+	return false
+}
+
+func (x *ListWebhookDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWebhookDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListWebhookDeliveries response.
+type ListWebhookDeliveriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Deliveries []*WebhookDeliveryRecord `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesResponse) Reset() {
+	*x = ListWebhookDeliveriesResponse{}
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListWebhookDeliveriesResponse) GetDeliveries() []*WebhookDeliveryRecord {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListWebhookDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RedeliverWebhook request.
+type RedeliverWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A WebhookDeliveryRecord id.
+	Id            int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookRequest) Reset() {
+	*x = RedeliverWebhookRequest{}
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookRequest) ProtoMessage() {}
+
+func (x *RedeliverWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RedeliverWebhookRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 // PauseDispatch request.
 type PauseDispatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +425,7 @@ type PauseDispatchRequest struct {
 
 func (x *PauseDispatchRequest) Reset() {
 	*x = PauseDispatchRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[0]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +437,7 @@ func (x *PauseDispatchRequest) String() string {
 func (*PauseDispatchRequest) ProtoMessage() {}
 
 func (x *PauseDispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[0]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +450,7 @@ func (x *PauseDispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseDispatchRequest.ProtoReflect.Descriptor instead.
 func (*PauseDispatchRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{0}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PauseDispatchRequest) GetReason() string {
@@ -82,7 +469,7 @@ type ResumeDispatchRequest struct {
 
 func (x *ResumeDispatchRequest) Reset() {
 	*x = ResumeDispatchRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[1]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +481,7 @@ func (x *ResumeDispatchRequest) String() string {
 func (*ResumeDispatchRequest) ProtoMessage() {}
 
 func (x *ResumeDispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[1]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +494,7 @@ func (x *ResumeDispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeDispatchRequest.ProtoReflect.Descriptor instead.
 func (*ResumeDispatchRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{1}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{5}
 }
 
 // Server-wide dispatch state.
@@ -123,7 +510,7 @@ type DispatchState struct {
 
 func (x *DispatchState) Reset() {
 	*x = DispatchState{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[2]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +522,7 @@ func (x *DispatchState) String() string {
 func (*DispatchState) ProtoMessage() {}
 
 func (x *DispatchState) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[2]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +535,7 @@ func (x *DispatchState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchState.ProtoReflect.Descriptor instead.
 func (*DispatchState) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{2}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DispatchState) GetPaused() bool {
@@ -190,7 +577,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[3]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +589,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[3]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +602,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{3}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Queue) GetName() string {
@@ -287,7 +674,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[4]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +686,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[4]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +699,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{4}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PauseQueueRequest) GetName() string {
@@ -340,7 +727,7 @@ type ResumeQueueRequest struct {
 
 func (x *ResumeQueueRequest) Reset() {
 	*x = ResumeQueueRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[5]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +739,7 @@ func (x *ResumeQueueRequest) String() string {
 func (*ResumeQueueRequest) ProtoMessage() {}
 
 func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[5]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +752,7 @@ func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
 func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{5}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResumeQueueRequest) GetName() string {
@@ -384,7 +771,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[6]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +783,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[6]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +796,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{10}
 }
 
 // ListQueues response.
@@ -423,7 +810,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[7]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +822,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[7]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +835,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{7}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -471,7 +858,7 @@ type UpdateQueueRequest struct {
 
 func (x *UpdateQueueRequest) Reset() {
 	*x = UpdateQueueRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[8]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +870,7 @@ func (x *UpdateQueueRequest) String() string {
 func (*UpdateQueueRequest) ProtoMessage() {}
 
 func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[8]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +883,7 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{8}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateQueueRequest) GetQueue() *Queue {
@@ -522,7 +909,7 @@ type GetServerInfoRequest struct {
 
 func (x *GetServerInfoRequest) Reset() {
 	*x = GetServerInfoRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[9]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +921,7 @@ func (x *GetServerInfoRequest) String() string {
 func (*GetServerInfoRequest) ProtoMessage() {}
 
 func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[9]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +934,7 @@ func (x *GetServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{9}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 // Facts about the running server.
@@ -583,7 +970,7 @@ type ServerInfo struct {
 
 func (x *ServerInfo) Reset() {
 	*x = ServerInfo{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[10]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +982,7 @@ func (x *ServerInfo) String() string {
 func (*ServerInfo) ProtoMessage() {}
 
 func (x *ServerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[10]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +995,7 @@ func (x *ServerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfo.ProtoReflect.Descriptor instead.
 func (*ServerInfo) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{10}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ServerInfo) GetVersion() string {
@@ -723,7 +1110,7 @@ type StorageStats struct {
 
 func (x *StorageStats) Reset() {
 	*x = StorageStats{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[11]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +1122,7 @@ func (x *StorageStats) String() string {
 func (*StorageStats) ProtoMessage() {}
 
 func (x *StorageStats) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[11]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +1135,7 @@ func (x *StorageStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageStats.ProtoReflect.Descriptor instead.
 func (*StorageStats) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StorageStats) GetCommits() int64 {
@@ -809,7 +1196,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[12]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +1208,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[12]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +1221,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 // A piece of the database file.
@@ -852,7 +1239,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[13]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1251,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[13]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1264,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{13}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -906,7 +1293,45 @@ var File_jobwire_v1_admin_service_proto protoreflect.FileDescriptor
 const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ejobwire/v1/admin_service.proto\x12\n" +
-	"jobwire.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"jobwire.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x04\n" +
+	"\x15WebhookDeliveryRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\x03R\aeventId\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x04 \x01(\tR\twebhookId\x12\x12\n" +
+	"\x04type\x18\x05 \x01(\tR\x04type\x12\x10\n" +
+	"\x03url\x18\x06 \x01(\tR\x03url\x12=\n" +
+	"\x05state\x18\a \x01(\x0e2'.jobwire.v1.WebhookDeliveryRecord.StateR\x05state\x12\x1a\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\x12F\n" +
+	"\x11next_attempt_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12F\n" +
+	"\x11last_attempt_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0flastAttemptTime\x12(\n" +
+	"\x10last_http_status\x18\v \x01(\x05R\x0elastHttpStatus\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\f \x01(\tR\tlastError\x12;\n" +
+	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"V\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
+	"\x0fSTATE_DELIVERED\x10\x02\x12\x0e\n" +
+	"\n" +
+	"STATE_DEAD\x10\x03\"\x92\x01\n" +
+	"\x1cListWebhookDeliveriesRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1f\n" +
+	"\vfailed_only\x18\x02 \x01(\bR\n" +
+	"failedOnly\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x8a\x01\n" +
+	"\x1dListWebhookDeliveriesResponse\x12A\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2!.jobwire.v1.WebhookDeliveryRecordR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
+	"\x17RedeliverWebhookRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\".\n" +
 	"\x14PauseDispatchRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x17\n" +
 	"\x15ResumeDispatchRequest\"?\n" +
@@ -974,7 +1399,7 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1f\n" +
 	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
-	"totalBytes2\xa0\x06\n" +
+	"totalBytes2\xea\a\n" +
 	"\fAdminService\x12k\n" +
 	"\rPauseDispatch\x12 .jobwire.v1.PauseDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/dispatch:pause\x12n\n" +
 	"\x0eResumeDispatch\x12!.jobwire.v1.ResumeDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/dispatch:resume\x12b\n" +
@@ -987,7 +1412,9 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\vUpdateQueue\x12\x1e.jobwire.v1.UpdateQueueRequest\x1a\x11.jobwire.v1.Queue\"&\x82\xd3\xe4\x93\x02 :\x05queue2\x17/v1/queues/{queue.name}\x12]\n" +
 	"\rGetServerInfo\x12 .jobwire.v1.GetServerInfoRequest\x1a\x16.jobwire.v1.ServerInfo\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/server\x12>\n" +
-	"\x06Backup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01BR\n" +
+	"\x06Backup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01\x12l\n" +
+	"\x15ListWebhookDeliveries\x12(.jobwire.v1.ListWebhookDeliveriesRequest\x1a).jobwire.v1.ListWebhookDeliveriesResponse\x12Z\n" +
+	"\x10RedeliverWebhook\x12#.jobwire.v1.RedeliverWebhookRequest\x1a!.jobwire.v1.WebhookDeliveryRecordBR\n" +
 	"\x0edev.jobwire.v1P\x01Z>github.com/jobwire/jobwire/clients/go/gen/jobwire/v1;jobwirev1b\x06proto3"
 
 var (
@@ -1002,65 +1429,80 @@ func file_jobwire_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_jobwire_v1_admin_service_proto_rawDescData
 }
 
-var file_jobwire_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_jobwire_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_jobwire_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_jobwire_v1_admin_service_proto_goTypes = []any{
-	(*PauseDispatchRequest)(nil),  // 0: jobwire.v1.PauseDispatchRequest
-	(*ResumeDispatchRequest)(nil), // 1: jobwire.v1.ResumeDispatchRequest
-	(*DispatchState)(nil),         // 2: jobwire.v1.DispatchState
-	(*Queue)(nil),                 // 3: jobwire.v1.Queue
-	(*PauseQueueRequest)(nil),     // 4: jobwire.v1.PauseQueueRequest
-	(*ResumeQueueRequest)(nil),    // 5: jobwire.v1.ResumeQueueRequest
-	(*ListQueuesRequest)(nil),     // 6: jobwire.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),    // 7: jobwire.v1.ListQueuesResponse
-	(*UpdateQueueRequest)(nil),    // 8: jobwire.v1.UpdateQueueRequest
-	(*GetServerInfoRequest)(nil),  // 9: jobwire.v1.GetServerInfoRequest
-	(*ServerInfo)(nil),            // 10: jobwire.v1.ServerInfo
-	(*StorageStats)(nil),          // 11: jobwire.v1.StorageStats
-	(*BackupRequest)(nil),         // 12: jobwire.v1.BackupRequest
-	(*BackupChunk)(nil),           // 13: jobwire.v1.BackupChunk
-	nil,                           // 14: jobwire.v1.Queue.CountsEntry
-	nil,                           // 15: jobwire.v1.ServerInfo.JobCountsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 17: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(WebhookDeliveryRecord_State)(0),      // 0: jobwire.v1.WebhookDeliveryRecord.State
+	(*WebhookDeliveryRecord)(nil),         // 1: jobwire.v1.WebhookDeliveryRecord
+	(*ListWebhookDeliveriesRequest)(nil),  // 2: jobwire.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil), // 3: jobwire.v1.ListWebhookDeliveriesResponse
+	(*RedeliverWebhookRequest)(nil),       // 4: jobwire.v1.RedeliverWebhookRequest
+	(*PauseDispatchRequest)(nil),          // 5: jobwire.v1.PauseDispatchRequest
+	(*ResumeDispatchRequest)(nil),         // 6: jobwire.v1.ResumeDispatchRequest
+	(*DispatchState)(nil),                 // 7: jobwire.v1.DispatchState
+	(*Queue)(nil),                         // 8: jobwire.v1.Queue
+	(*PauseQueueRequest)(nil),             // 9: jobwire.v1.PauseQueueRequest
+	(*ResumeQueueRequest)(nil),            // 10: jobwire.v1.ResumeQueueRequest
+	(*ListQueuesRequest)(nil),             // 11: jobwire.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),            // 12: jobwire.v1.ListQueuesResponse
+	(*UpdateQueueRequest)(nil),            // 13: jobwire.v1.UpdateQueueRequest
+	(*GetServerInfoRequest)(nil),          // 14: jobwire.v1.GetServerInfoRequest
+	(*ServerInfo)(nil),                    // 15: jobwire.v1.ServerInfo
+	(*StorageStats)(nil),                  // 16: jobwire.v1.StorageStats
+	(*BackupRequest)(nil),                 // 17: jobwire.v1.BackupRequest
+	(*BackupChunk)(nil),                   // 18: jobwire.v1.BackupChunk
+	nil,                                   // 19: jobwire.v1.Queue.CountsEntry
+	nil,                                   // 20: jobwire.v1.ServerInfo.JobCountsEntry
+	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 22: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),           // 23: google.protobuf.Duration
 }
 var file_jobwire_v1_admin_service_proto_depIdxs = []int32{
-	16, // 0: jobwire.v1.Queue.resume_time:type_name -> google.protobuf.Timestamp
-	14, // 1: jobwire.v1.Queue.counts:type_name -> jobwire.v1.Queue.CountsEntry
-	16, // 2: jobwire.v1.PauseQueueRequest.resume_time:type_name -> google.protobuf.Timestamp
-	3,  // 3: jobwire.v1.ListQueuesResponse.queues:type_name -> jobwire.v1.Queue
-	3,  // 4: jobwire.v1.UpdateQueueRequest.queue:type_name -> jobwire.v1.Queue
-	17, // 5: jobwire.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 6: jobwire.v1.ServerInfo.uptime:type_name -> google.protobuf.Duration
-	2,  // 7: jobwire.v1.ServerInfo.dispatch:type_name -> jobwire.v1.DispatchState
-	15, // 8: jobwire.v1.ServerInfo.job_counts:type_name -> jobwire.v1.ServerInfo.JobCountsEntry
-	16, // 9: jobwire.v1.ServerInfo.start_time:type_name -> google.protobuf.Timestamp
-	11, // 10: jobwire.v1.ServerInfo.storage:type_name -> jobwire.v1.StorageStats
-	18, // 11: jobwire.v1.StorageStats.queue_wait:type_name -> google.protobuf.Duration
-	18, // 12: jobwire.v1.StorageStats.apply:type_name -> google.protobuf.Duration
-	18, // 13: jobwire.v1.StorageStats.commit:type_name -> google.protobuf.Duration
-	18, // 14: jobwire.v1.StorageStats.complete:type_name -> google.protobuf.Duration
-	0,  // 15: jobwire.v1.AdminService.PauseDispatch:input_type -> jobwire.v1.PauseDispatchRequest
-	1,  // 16: jobwire.v1.AdminService.ResumeDispatch:input_type -> jobwire.v1.ResumeDispatchRequest
-	4,  // 17: jobwire.v1.AdminService.PauseQueue:input_type -> jobwire.v1.PauseQueueRequest
-	5,  // 18: jobwire.v1.AdminService.ResumeQueue:input_type -> jobwire.v1.ResumeQueueRequest
-	6,  // 19: jobwire.v1.AdminService.ListQueues:input_type -> jobwire.v1.ListQueuesRequest
-	8,  // 20: jobwire.v1.AdminService.UpdateQueue:input_type -> jobwire.v1.UpdateQueueRequest
-	9,  // 21: jobwire.v1.AdminService.GetServerInfo:input_type -> jobwire.v1.GetServerInfoRequest
-	12, // 22: jobwire.v1.AdminService.Backup:input_type -> jobwire.v1.BackupRequest
-	2,  // 23: jobwire.v1.AdminService.PauseDispatch:output_type -> jobwire.v1.DispatchState
-	2,  // 24: jobwire.v1.AdminService.ResumeDispatch:output_type -> jobwire.v1.DispatchState
-	3,  // 25: jobwire.v1.AdminService.PauseQueue:output_type -> jobwire.v1.Queue
-	3,  // 26: jobwire.v1.AdminService.ResumeQueue:output_type -> jobwire.v1.Queue
-	7,  // 27: jobwire.v1.AdminService.ListQueues:output_type -> jobwire.v1.ListQueuesResponse
-	3,  // 28: jobwire.v1.AdminService.UpdateQueue:output_type -> jobwire.v1.Queue
-	10, // 29: jobwire.v1.AdminService.GetServerInfo:output_type -> jobwire.v1.ServerInfo
-	13, // 30: jobwire.v1.AdminService.Backup:output_type -> jobwire.v1.BackupChunk
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	0,  // 0: jobwire.v1.WebhookDeliveryRecord.state:type_name -> jobwire.v1.WebhookDeliveryRecord.State
+	21, // 1: jobwire.v1.WebhookDeliveryRecord.next_attempt_time:type_name -> google.protobuf.Timestamp
+	21, // 2: jobwire.v1.WebhookDeliveryRecord.last_attempt_time:type_name -> google.protobuf.Timestamp
+	21, // 3: jobwire.v1.WebhookDeliveryRecord.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: jobwire.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> jobwire.v1.WebhookDeliveryRecord
+	21, // 5: jobwire.v1.Queue.resume_time:type_name -> google.protobuf.Timestamp
+	19, // 6: jobwire.v1.Queue.counts:type_name -> jobwire.v1.Queue.CountsEntry
+	21, // 7: jobwire.v1.PauseQueueRequest.resume_time:type_name -> google.protobuf.Timestamp
+	8,  // 8: jobwire.v1.ListQueuesResponse.queues:type_name -> jobwire.v1.Queue
+	8,  // 9: jobwire.v1.UpdateQueueRequest.queue:type_name -> jobwire.v1.Queue
+	22, // 10: jobwire.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
+	23, // 11: jobwire.v1.ServerInfo.uptime:type_name -> google.protobuf.Duration
+	7,  // 12: jobwire.v1.ServerInfo.dispatch:type_name -> jobwire.v1.DispatchState
+	20, // 13: jobwire.v1.ServerInfo.job_counts:type_name -> jobwire.v1.ServerInfo.JobCountsEntry
+	21, // 14: jobwire.v1.ServerInfo.start_time:type_name -> google.protobuf.Timestamp
+	16, // 15: jobwire.v1.ServerInfo.storage:type_name -> jobwire.v1.StorageStats
+	23, // 16: jobwire.v1.StorageStats.queue_wait:type_name -> google.protobuf.Duration
+	23, // 17: jobwire.v1.StorageStats.apply:type_name -> google.protobuf.Duration
+	23, // 18: jobwire.v1.StorageStats.commit:type_name -> google.protobuf.Duration
+	23, // 19: jobwire.v1.StorageStats.complete:type_name -> google.protobuf.Duration
+	5,  // 20: jobwire.v1.AdminService.PauseDispatch:input_type -> jobwire.v1.PauseDispatchRequest
+	6,  // 21: jobwire.v1.AdminService.ResumeDispatch:input_type -> jobwire.v1.ResumeDispatchRequest
+	9,  // 22: jobwire.v1.AdminService.PauseQueue:input_type -> jobwire.v1.PauseQueueRequest
+	10, // 23: jobwire.v1.AdminService.ResumeQueue:input_type -> jobwire.v1.ResumeQueueRequest
+	11, // 24: jobwire.v1.AdminService.ListQueues:input_type -> jobwire.v1.ListQueuesRequest
+	13, // 25: jobwire.v1.AdminService.UpdateQueue:input_type -> jobwire.v1.UpdateQueueRequest
+	14, // 26: jobwire.v1.AdminService.GetServerInfo:input_type -> jobwire.v1.GetServerInfoRequest
+	17, // 27: jobwire.v1.AdminService.Backup:input_type -> jobwire.v1.BackupRequest
+	2,  // 28: jobwire.v1.AdminService.ListWebhookDeliveries:input_type -> jobwire.v1.ListWebhookDeliveriesRequest
+	4,  // 29: jobwire.v1.AdminService.RedeliverWebhook:input_type -> jobwire.v1.RedeliverWebhookRequest
+	7,  // 30: jobwire.v1.AdminService.PauseDispatch:output_type -> jobwire.v1.DispatchState
+	7,  // 31: jobwire.v1.AdminService.ResumeDispatch:output_type -> jobwire.v1.DispatchState
+	8,  // 32: jobwire.v1.AdminService.PauseQueue:output_type -> jobwire.v1.Queue
+	8,  // 33: jobwire.v1.AdminService.ResumeQueue:output_type -> jobwire.v1.Queue
+	12, // 34: jobwire.v1.AdminService.ListQueues:output_type -> jobwire.v1.ListQueuesResponse
+	8,  // 35: jobwire.v1.AdminService.UpdateQueue:output_type -> jobwire.v1.Queue
+	15, // 36: jobwire.v1.AdminService.GetServerInfo:output_type -> jobwire.v1.ServerInfo
+	18, // 37: jobwire.v1.AdminService.Backup:output_type -> jobwire.v1.BackupChunk
+	3,  // 38: jobwire.v1.AdminService.ListWebhookDeliveries:output_type -> jobwire.v1.ListWebhookDeliveriesResponse
+	1,  // 39: jobwire.v1.AdminService.RedeliverWebhook:output_type -> jobwire.v1.WebhookDeliveryRecord
+	30, // [30:40] is the sub-list for method output_type
+	20, // [20:30] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_jobwire_v1_admin_service_proto_init() }
@@ -1073,13 +1515,14 @@ func file_jobwire_v1_admin_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobwire_v1_admin_service_proto_rawDesc), len(file_jobwire_v1_admin_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   16,
+			NumEnums:      1,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_jobwire_v1_admin_service_proto_goTypes,
 		DependencyIndexes: file_jobwire_v1_admin_service_proto_depIdxs,
+		EnumInfos:         file_jobwire_v1_admin_service_proto_enumTypes,
 		MessageInfos:      file_jobwire_v1_admin_service_proto_msgTypes,
 	}.Build()
 	File_jobwire_v1_admin_service_proto = out.File

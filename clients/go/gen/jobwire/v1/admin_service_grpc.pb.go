@@ -21,14 +21,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_PauseDispatch_FullMethodName  = "/jobwire.v1.AdminService/PauseDispatch"
-	AdminService_ResumeDispatch_FullMethodName = "/jobwire.v1.AdminService/ResumeDispatch"
-	AdminService_PauseQueue_FullMethodName     = "/jobwire.v1.AdminService/PauseQueue"
-	AdminService_ResumeQueue_FullMethodName    = "/jobwire.v1.AdminService/ResumeQueue"
-	AdminService_ListQueues_FullMethodName     = "/jobwire.v1.AdminService/ListQueues"
-	AdminService_UpdateQueue_FullMethodName    = "/jobwire.v1.AdminService/UpdateQueue"
-	AdminService_GetServerInfo_FullMethodName  = "/jobwire.v1.AdminService/GetServerInfo"
-	AdminService_Backup_FullMethodName         = "/jobwire.v1.AdminService/Backup"
+	AdminService_PauseDispatch_FullMethodName         = "/jobwire.v1.AdminService/PauseDispatch"
+	AdminService_ResumeDispatch_FullMethodName        = "/jobwire.v1.AdminService/ResumeDispatch"
+	AdminService_PauseQueue_FullMethodName            = "/jobwire.v1.AdminService/PauseQueue"
+	AdminService_ResumeQueue_FullMethodName           = "/jobwire.v1.AdminService/ResumeQueue"
+	AdminService_ListQueues_FullMethodName            = "/jobwire.v1.AdminService/ListQueues"
+	AdminService_UpdateQueue_FullMethodName           = "/jobwire.v1.AdminService/UpdateQueue"
+	AdminService_GetServerInfo_FullMethodName         = "/jobwire.v1.AdminService/GetServerInfo"
+	AdminService_Backup_FullMethodName                = "/jobwire.v1.AdminService/Backup"
+	AdminService_ListWebhookDeliveries_FullMethodName = "/jobwire.v1.AdminService/ListWebhookDeliveries"
+	AdminService_RedeliverWebhook_FullMethodName      = "/jobwire.v1.AdminService/RedeliverWebhook"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -56,6 +58,20 @@ type AdminServiceClient interface {
 	GetServerInfo(ctx context.Context, in *GetServerInfoRequest, opts ...grpc.CallOption) (*ServerInfo, error)
 	// Streams a consistent online snapshot of the database in chunks.
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// Webhook deliveries from the durable outbox, newest first: one per job
+	// event a job's webhook wants, with its state and last attempt. Called by
+	// operators (`jobwire webhooks list`) to find failed or dead deliveries.
+	// Changes nothing. Fails: INVALID_ARGUMENT (BadRequest) for a bad job_id,
+	// a negative page_size or a foreign page_token.
+	ListWebhookDeliveries(ctx context.Context, in *ListWebhookDeliveriesRequest, opts ...grpc.CallOption) (*ListWebhookDeliveriesResponse, error)
+	// Sends a delivered or dead delivery again: it goes back to pending, due
+	// now, with its attempts reset, and keeps its webhook-id (receivers
+	// dedupe on it). Called by operators (`jobwire webhooks redeliver ID`)
+	// once a receiver is fixed. Fails: INVALID_ARGUMENT for id <= 0,
+	// NOT_FOUND for an unknown id, FAILED_PRECONDITION (PreconditionFailure
+	// type STATE) for one that is pending already, FAILED_PRECONDITION when
+	// the server sends no webhooks (no --webhook-secret-file).
+	RedeliverWebhook(ctx context.Context, in *RedeliverWebhookRequest, opts ...grpc.CallOption) (*WebhookDeliveryRecord, error)
 }
 
 type adminServiceClient struct {
@@ -155,6 +171,26 @@ func (c *adminServiceClient) Backup(ctx context.Context, in *BackupRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_BackupClient = grpc.ServerStreamingClient[BackupChunk]
 
+func (c *adminServiceClient) ListWebhookDeliveries(ctx context.Context, in *ListWebhookDeliveriesRequest, opts ...grpc.CallOption) (*ListWebhookDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWebhookDeliveriesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListWebhookDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RedeliverWebhook(ctx context.Context, in *RedeliverWebhookRequest, opts ...grpc.CallOption) (*WebhookDeliveryRecord, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WebhookDeliveryRecord)
+	err := c.cc.Invoke(ctx, AdminService_RedeliverWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -180,6 +216,20 @@ type AdminServiceServer interface {
 	GetServerInfo(context.Context, *GetServerInfoRequest) (*ServerInfo, error)
 	// Streams a consistent online snapshot of the database in chunks.
 	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// Webhook deliveries from the durable outbox, newest first: one per job
+	// event a job's webhook wants, with its state and last attempt. Called by
+	// operators (`jobwire webhooks list`) to find failed or dead deliveries.
+	// Changes nothing. Fails: INVALID_ARGUMENT (BadRequest) for a bad job_id,
+	// a negative page_size or a foreign page_token.
+	ListWebhookDeliveries(context.Context, *ListWebhookDeliveriesRequest) (*ListWebhookDeliveriesResponse, error)
+	// Sends a delivered or dead delivery again: it goes back to pending, due
+	// now, with its attempts reset, and keeps its webhook-id (receivers
+	// dedupe on it). Called by operators (`jobwire webhooks redeliver ID`)
+	// once a receiver is fixed. Fails: INVALID_ARGUMENT for id <= 0,
+	// NOT_FOUND for an unknown id, FAILED_PRECONDITION (PreconditionFailure
+	// type STATE) for one that is pending already, FAILED_PRECONDITION when
+	// the server sends no webhooks (no --webhook-secret-file).
+	RedeliverWebhook(context.Context, *RedeliverWebhookRequest) (*WebhookDeliveryRecord, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -213,6 +263,12 @@ func (UnimplementedAdminServiceServer) GetServerInfo(context.Context, *GetServer
 }
 func (UnimplementedAdminServiceServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServiceServer) ListWebhookDeliveries(context.Context, *ListWebhookDeliveriesRequest) (*ListWebhookDeliveriesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWebhookDeliveries not implemented")
+}
+func (UnimplementedAdminServiceServer) RedeliverWebhook(context.Context, *RedeliverWebhookRequest) (*WebhookDeliveryRecord, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RedeliverWebhook not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -372,6 +428,42 @@ func _AdminService_Backup_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_BackupServer = grpc.ServerStreamingServer[BackupChunk]
 
+func _AdminService_ListWebhookDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWebhookDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListWebhookDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListWebhookDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListWebhookDeliveries(ctx, req.(*ListWebhookDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RedeliverWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedeliverWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RedeliverWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RedeliverWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RedeliverWebhook(ctx, req.(*RedeliverWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -406,6 +498,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetServerInfo",
 			Handler:    _AdminService_GetServerInfo_Handler,
+		},
+		{
+			MethodName: "ListWebhookDeliveries",
+			Handler:    _AdminService_ListWebhookDeliveries_Handler,
+		},
+		{
+			MethodName: "RedeliverWebhook",
+			Handler:    _AdminService_RedeliverWebhook_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

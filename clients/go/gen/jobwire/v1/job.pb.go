@@ -112,6 +112,11 @@ const (
 	Webhook_EVENT_FAILED Webhook_Event = 2
 	// The job reached CANCELLED.
 	Webhook_EVENT_CANCELLED Webhook_Event = 3
+	// Every state change (type "job.state_changed", or the terminal type of
+	// a change into SUCCEEDED, FAILED or CANCELLED).
+	Webhook_EVENT_STATE_CHANGED Webhook_Event = 4
+	// Every progress report (type "job.progress").
+	Webhook_EVENT_PROGRESS Webhook_Event = 5
 )
 
 // Enum value maps for Webhook_Event.
@@ -121,12 +126,16 @@ var (
 		1: "EVENT_SUCCEEDED",
 		2: "EVENT_FAILED",
 		3: "EVENT_CANCELLED",
+		4: "EVENT_STATE_CHANGED",
+		5: "EVENT_PROGRESS",
 	}
 	Webhook_Event_value = map[string]int32{
-		"EVENT_UNSPECIFIED": 0,
-		"EVENT_SUCCEEDED":   1,
-		"EVENT_FAILED":      2,
-		"EVENT_CANCELLED":   3,
+		"EVENT_UNSPECIFIED":   0,
+		"EVENT_SUCCEEDED":     1,
+		"EVENT_FAILED":        2,
+		"EVENT_CANCELLED":     3,
+		"EVENT_STATE_CHANGED": 4,
+		"EVENT_PROGRESS":      5,
 	}
 )
 
@@ -707,7 +716,10 @@ func (x *JobError) GetRetryable() bool {
 // A completion callback, signed with HMAC-SHA256.
 type Webhook struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// http or https URL.
+	// http or https URL. SubmitJob refuses one that can never be delivered
+	// (another scheme, a literal address in a refused range) with
+	// INVALID_ARGUMENT, and any webhook with FAILED_PRECONDITION when the
+	// server has no --webhook-secret-file (it never sends unsigned calls).
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// Events to deliver; empty means every terminal event.
 	Events        []Webhook_Event `protobuf:"varint,2,rep,packed,name=events,proto3,enum=jobwire.v1.Webhook_Event" json:"events,omitempty"`
@@ -1428,15 +1440,17 @@ const file_jobwire_v1_job_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x121\n" +
 	"\adetails\x18\x03 \x01(\v2\x17.google.protobuf.StructR\adetails\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xaa\x01\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xd8\x01\n" +
 	"\aWebhook\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x121\n" +
-	"\x06events\x18\x02 \x03(\x0e2\x19.jobwire.v1.Webhook.EventR\x06events\"Z\n" +
+	"\x06events\x18\x02 \x03(\x0e2\x19.jobwire.v1.Webhook.EventR\x06events\"\x87\x01\n" +
 	"\x05Event\x12\x15\n" +
 	"\x11EVENT_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fEVENT_SUCCEEDED\x10\x01\x12\x10\n" +
 	"\fEVENT_FAILED\x10\x02\x12\x13\n" +
-	"\x0fEVENT_CANCELLED\x10\x03\"\xce\x03\n" +
+	"\x0fEVENT_CANCELLED\x10\x03\x12\x17\n" +
+	"\x13EVENT_STATE_CHANGED\x10\x04\x12\x12\n" +
+	"\x0eEVENT_PROGRESS\x10\x05\"\xce\x03\n" +
 	"\bJobEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\x03R\aeventId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x10\n" +

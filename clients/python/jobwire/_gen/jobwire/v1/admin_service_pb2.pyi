@@ -3,11 +3,78 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class WebhookDeliveryRecord(_message.Message):
+    __slots__ = ("id", "job_id", "event_id", "webhook_id", "type", "url", "state", "attempts", "next_attempt_time", "last_attempt_time", "last_http_status", "last_error", "create_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[WebhookDeliveryRecord.State]
+        STATE_PENDING: _ClassVar[WebhookDeliveryRecord.State]
+        STATE_DELIVERED: _ClassVar[WebhookDeliveryRecord.State]
+        STATE_DEAD: _ClassVar[WebhookDeliveryRecord.State]
+    STATE_UNSPECIFIED: WebhookDeliveryRecord.State
+    STATE_PENDING: WebhookDeliveryRecord.State
+    STATE_DELIVERED: WebhookDeliveryRecord.State
+    STATE_DEAD: WebhookDeliveryRecord.State
+    ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    job_id: str
+    event_id: int
+    webhook_id: str
+    type: str
+    url: str
+    state: WebhookDeliveryRecord.State
+    attempts: int
+    next_attempt_time: _timestamp_pb2.Timestamp
+    last_attempt_time: _timestamp_pb2.Timestamp
+    last_http_status: int
+    last_error: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., job_id: _Optional[str] = ..., event_id: _Optional[int] = ..., webhook_id: _Optional[str] = ..., type: _Optional[str] = ..., url: _Optional[str] = ..., state: _Optional[_Union[WebhookDeliveryRecord.State, str]] = ..., attempts: _Optional[int] = ..., next_attempt_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_attempt_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_http_status: _Optional[int] = ..., last_error: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListWebhookDeliveriesRequest(_message.Message):
+    __slots__ = ("job_id", "failed_only", "page_size", "page_token")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    failed_only: bool
+    page_size: int
+    page_token: str
+    def __init__(self, job_id: _Optional[str] = ..., failed_only: bool = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListWebhookDeliveriesResponse(_message.Message):
+    __slots__ = ("deliveries", "next_page_token")
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[WebhookDeliveryRecord]
+    next_page_token: str
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[WebhookDeliveryRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RedeliverWebhookRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class PauseDispatchRequest(_message.Message):
     __slots__ = ("reason",)

@@ -75,6 +75,16 @@ class AdminServiceStub(object):
                 request_serializer=jobwire_dot_v1_dot_admin__service__pb2.BackupRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_admin__service__pb2.BackupChunk.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/jobwire.v1.AdminService/ListWebhookDeliveries',
+                request_serializer=jobwire_dot_v1_dot_admin__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_admin__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverWebhook = channel.unary_unary(
+                '/jobwire.v1.AdminService/RedeliverWebhook',
+                request_serializer=jobwire_dot_v1_dot_admin__service__pb2.RedeliverWebhookRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_admin__service__pb2.WebhookDeliveryRecord.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer(object):
@@ -140,6 +150,30 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """Webhook deliveries from the durable outbox, newest first: one per job
+        event a job's webhook wants, with its state and last attempt. Called by
+        operators (`jobwire webhooks list`) to find failed or dead deliveries.
+        Changes nothing. Fails: INVALID_ARGUMENT (BadRequest) for a bad job_id,
+        a negative page_size or a foreign page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhook(self, request, context):
+        """Sends a delivered or dead delivery again: it goes back to pending, due
+        now, with its attempts reset, and keeps its webhook-id (receivers
+        dedupe on it). Called by operators (`jobwire webhooks redeliver ID`)
+        once a receiver is fixed. Fails: INVALID_ARGUMENT for id <= 0,
+        NOT_FOUND for an unknown id, FAILED_PRECONDITION (PreconditionFailure
+        type STATE) for one that is pending already, FAILED_PRECONDITION when
+        the server sends no webhooks (no --webhook-secret-file).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +216,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Backup,
                     request_deserializer=jobwire_dot_v1_dot_admin__service__pb2.BackupRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_admin__service__pb2.BackupChunk.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=jobwire_dot_v1_dot_admin__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_admin__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhook,
+                    request_deserializer=jobwire_dot_v1_dot_admin__service__pb2.RedeliverWebhookRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_admin__service__pb2.WebhookDeliveryRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +445,60 @@ class AdminService(object):
             '/jobwire.v1.AdminService/Backup',
             jobwire_dot_v1_dot_admin__service__pb2.BackupRequest.SerializeToString,
             jobwire_dot_v1_dot_admin__service__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.AdminService/ListWebhookDeliveries',
+            jobwire_dot_v1_dot_admin__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            jobwire_dot_v1_dot_admin__service__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.AdminService/RedeliverWebhook',
+            jobwire_dot_v1_dot_admin__service__pb2.RedeliverWebhookRequest.SerializeToString,
+            jobwire_dot_v1_dot_admin__service__pb2.WebhookDeliveryRecord.FromString,
             options,
             channel_credentials,
             insecure,

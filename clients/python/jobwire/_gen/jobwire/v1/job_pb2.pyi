@@ -142,10 +142,14 @@ class Webhook(_message.Message):
         EVENT_SUCCEEDED: _ClassVar[Webhook.Event]
         EVENT_FAILED: _ClassVar[Webhook.Event]
         EVENT_CANCELLED: _ClassVar[Webhook.Event]
+        EVENT_STATE_CHANGED: _ClassVar[Webhook.Event]
+        EVENT_PROGRESS: _ClassVar[Webhook.Event]
     EVENT_UNSPECIFIED: Webhook.Event
     EVENT_SUCCEEDED: Webhook.Event
     EVENT_FAILED: Webhook.Event
     EVENT_CANCELLED: Webhook.Event
+    EVENT_STATE_CHANGED: Webhook.Event
+    EVENT_PROGRESS: Webhook.Event
     URL_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     url: str

@@ -28,6 +28,122 @@ export const protobufPackage = "jobwire.v1";
 
 /** AdminService: for operators. */
 
+/**
+ * One webhook delivery: an event of a job, sent to the job's webhook URL
+ * until the receiver answers 2xx or the attempts run out.
+ */
+export interface WebhookDeliveryRecord {
+  /** The delivery id (RedeliverWebhook's argument). */
+  id: number;
+  /** The job. */
+  jobId: string;
+  /** The job event it delivers. */
+  eventId: number;
+  /** The `webhook-id` header of every attempt: msg_<event_id>. */
+  webhookId: string;
+  /**
+   * The envelope's type: job.succeeded, job.failed, job.cancelled,
+   * job.state_changed or job.progress.
+   */
+  type: string;
+  /** Where it is sent. */
+  url: string;
+  /** Where it is. */
+  state: WebhookDeliveryRecord_State;
+  /** Attempts made (since the last redelivery). */
+  attempts: number;
+  /** When the next attempt is due (pending only). */
+  nextAttemptTime:
+    | Date
+    | undefined;
+  /** When the last attempt was made; unset before the first. */
+  lastAttemptTime:
+    | Date
+    | undefined;
+  /** HTTP status of the last attempt; 0 when it got no response. */
+  lastHttpStatus: number;
+  /** Why the last attempt failed; empty when it did not. */
+  lastError: string;
+  /** When the event queued it. */
+  createTime: Date | undefined;
+}
+
+/** Where a delivery is. */
+export enum WebhookDeliveryRecord_State {
+  /** STATE_UNSPECIFIED - Never used. */
+  STATE_UNSPECIFIED = 0,
+  /** STATE_PENDING - Waiting for its next attempt (at next_attempt_time). */
+  STATE_PENDING = 1,
+  /** STATE_DELIVERED - The receiver answered 2xx. */
+  STATE_DELIVERED = 2,
+  /** STATE_DEAD - Every attempt failed; RedeliverWebhook sends it again. */
+  STATE_DEAD = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function webhookDeliveryRecord_StateFromJSON(object: any): WebhookDeliveryRecord_State {
+  switch (object) {
+    case 0:
+    case "STATE_UNSPECIFIED":
+      return WebhookDeliveryRecord_State.STATE_UNSPECIFIED;
+    case 1:
+    case "STATE_PENDING":
+      return WebhookDeliveryRecord_State.STATE_PENDING;
+    case 2:
+    case "STATE_DELIVERED":
+      return WebhookDeliveryRecord_State.STATE_DELIVERED;
+    case 3:
+    case "STATE_DEAD":
+      return WebhookDeliveryRecord_State.STATE_DEAD;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WebhookDeliveryRecord_State.UNRECOGNIZED;
+  }
+}
+
+export function webhookDeliveryRecord_StateToJSON(object: WebhookDeliveryRecord_State): string {
+  switch (object) {
+    case WebhookDeliveryRecord_State.STATE_UNSPECIFIED:
+      return "STATE_UNSPECIFIED";
+    case WebhookDeliveryRecord_State.STATE_PENDING:
+      return "STATE_PENDING";
+    case WebhookDeliveryRecord_State.STATE_DELIVERED:
+      return "STATE_DELIVERED";
+    case WebhookDeliveryRecord_State.STATE_DEAD:
+      return "STATE_DEAD";
+    case WebhookDeliveryRecord_State.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** ListWebhookDeliveries request. */
+export interface ListWebhookDeliveriesRequest {
+  /** Only this job's deliveries; empty: every job. */
+  jobId: string;
+  /** Only dead deliveries and pending ones whose last attempt failed. */
+  failedOnly: boolean;
+  /** At most this many (0 means 100; at most 1000). */
+  pageSize: number;
+  /** next_page_token of the previous page, with the same filters. */
+  pageToken: string;
+}
+
+/** ListWebhookDeliveries response. */
+export interface ListWebhookDeliveriesResponse {
+  /** Newest first. */
+  deliveries: WebhookDeliveryRecord[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+/** RedeliverWebhook request. */
+export interface RedeliverWebhookRequest {
+  /** A WebhookDeliveryRecord id. */
+  id: number;
+}
+
 /** PauseDispatch request. */
 export interface PauseDispatchRequest {
   /** Why; shown by GetServerInfo and ExplainJob. */
@@ -198,6 +314,518 @@ export interface BackupChunk {
   /** Size of the whole snapshot; set on every chunk. */
   totalBytes: number;
 }
+
+function createBaseWebhookDeliveryRecord(): WebhookDeliveryRecord {
+  return {
+    id: 0,
+    jobId: "",
+    eventId: 0,
+    webhookId: "",
+    type: "",
+    url: "",
+    state: 0,
+    attempts: 0,
+    nextAttemptTime: undefined,
+    lastAttemptTime: undefined,
+    lastHttpStatus: 0,
+    lastError: "",
+    createTime: undefined,
+  };
+}
+
+export const WebhookDeliveryRecord: MessageFns<WebhookDeliveryRecord> = {
+  encode(message: WebhookDeliveryRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.eventId !== 0) {
+      writer.uint32(24).int64(message.eventId);
+    }
+    if (message.webhookId !== "") {
+      writer.uint32(34).string(message.webhookId);
+    }
+    if (message.type !== "") {
+      writer.uint32(42).string(message.type);
+    }
+    if (message.url !== "") {
+      writer.uint32(50).string(message.url);
+    }
+    if (message.state !== 0) {
+      writer.uint32(56).int32(message.state);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(64).int32(message.attempts);
+    }
+    if (message.nextAttemptTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextAttemptTime), writer.uint32(74).fork()).join();
+    }
+    if (message.lastAttemptTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastAttemptTime), writer.uint32(82).fork()).join();
+    }
+    if (message.lastHttpStatus !== 0) {
+      writer.uint32(88).int32(message.lastHttpStatus);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(98).string(message.lastError);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WebhookDeliveryRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseWebhookDeliveryRecord();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.id = longToNumber(reader.int64());
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.jobId = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.eventId = longToNumber(reader.int64());
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.webhookId = reader.string();
+          continue;
+        }
+        case 5: {
+          if (tag !== 42) {
+            break;
+          }
+
+          message.type = reader.string();
+          continue;
+        }
+        case 6: {
+          if (tag !== 50) {
+            break;
+          }
+
+          message.url = reader.string();
+          continue;
+        }
+        case 7: {
+          if (tag !== 56) {
+            break;
+          }
+
+          message.state = reader.int32() as any;
+          continue;
+        }
+        case 8: {
+          if (tag !== 64) {
+            break;
+          }
+
+          message.attempts = reader.int32();
+          continue;
+        }
+        case 9: {
+          if (tag !== 74) {
+            break;
+          }
+
+          message.nextAttemptTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 10: {
+          if (tag !== 82) {
+            break;
+          }
+
+          message.lastAttemptTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 11: {
+          if (tag !== 88) {
+            break;
+          }
+
+          message.lastHttpStatus = reader.int32();
+          continue;
+        }
+        case 12: {
+          if (tag !== 98) {
+            break;
+          }
+
+          message.lastError = reader.string();
+          continue;
+        }
+        case 13: {
+          if (tag !== 106) {
+            break;
+          }
+
+          message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skip(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): WebhookDeliveryRecord {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      jobId: isSet(object.jobId) ? globalThis.String(object.jobId) : "",
+      eventId: isSet(object.eventId) ? globalThis.Number(object.eventId) : 0,
+      webhookId: isSet(object.webhookId) ? globalThis.String(object.webhookId) : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      state: isSet(object.state) ? webhookDeliveryRecord_StateFromJSON(object.state) : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      nextAttemptTime: isSet(object.nextAttemptTime) ? fromJsonTimestamp(object.nextAttemptTime) : undefined,
+      lastAttemptTime: isSet(object.lastAttemptTime) ? fromJsonTimestamp(object.lastAttemptTime) : undefined,
+      lastHttpStatus: isSet(object.lastHttpStatus) ? globalThis.Number(object.lastHttpStatus) : 0,
+      lastError: isSet(object.lastError) ? globalThis.String(object.lastError) : "",
+      createTime: isSet(object.createTime) ? fromJsonTimestamp(object.createTime) : undefined,
+    };
+  },
+
+  toJSON(message: WebhookDeliveryRecord): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.eventId !== 0) {
+      obj.eventId = Math.round(message.eventId);
+    }
+    if (message.webhookId !== "") {
+      obj.webhookId = message.webhookId;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.state !== 0) {
+      obj.state = webhookDeliveryRecord_StateToJSON(message.state);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.nextAttemptTime !== undefined) {
+      obj.nextAttemptTime = message.nextAttemptTime.toISOString();
+    }
+    if (message.lastAttemptTime !== undefined) {
+      obj.lastAttemptTime = message.lastAttemptTime.toISOString();
+    }
+    if (message.lastHttpStatus !== 0) {
+      obj.lastHttpStatus = Math.round(message.lastHttpStatus);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WebhookDeliveryRecord>, I>>(base?: I): WebhookDeliveryRecord {
+    return WebhookDeliveryRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WebhookDeliveryRecord>, I>>(object: I): WebhookDeliveryRecord {
+    const message = createBaseWebhookDeliveryRecord();
+    message.id = object.id ?? 0;
+    message.jobId = object.jobId ?? "";
+    message.eventId = object.eventId ?? 0;
+    message.webhookId = object.webhookId ?? "";
+    message.type = object.type ?? "";
+    message.url = object.url ?? "";
+    message.state = object.state ?? 0;
+    message.attempts = object.attempts ?? 0;
+    message.nextAttemptTime = object.nextAttemptTime ?? undefined;
+    message.lastAttemptTime = object.lastAttemptTime ?? undefined;
+    message.lastHttpStatus = object.lastHttpStatus ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.createTime = object.createTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListWebhookDeliveriesRequest(): ListWebhookDeliveriesRequest {
+  return { jobId: "", failedOnly: false, pageSize: 0, pageToken: "" };
+}
+
+export const ListWebhookDeliveriesRequest: MessageFns<ListWebhookDeliveriesRequest> = {
+  encode(message: ListWebhookDeliveriesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.failedOnly !== false) {
+      writer.uint32(16).bool(message.failedOnly);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWebhookDeliveriesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListWebhookDeliveriesRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.jobId = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 16) {
+            break;
+          }
+
+          message.failedOnly = reader.bool();
+          continue;
+        }
+        case 3: {
+          if (tag !== 24) {
+            break;
+          }
+
+          message.pageSize = reader.int32();
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.pageToken = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skip(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): ListWebhookDeliveriesRequest {
+    return {
+      jobId: isSet(object.jobId) ? globalThis.String(object.jobId) : "",
+      failedOnly: isSet(object.failedOnly) ? globalThis.Boolean(object.failedOnly) : false,
+      pageSize: isSet(object.pageSize) ? globalThis.Number(object.pageSize) : 0,
+      pageToken: isSet(object.pageToken) ? globalThis.String(object.pageToken) : "",
+    };
+  },
+
+  toJSON(message: ListWebhookDeliveriesRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.failedOnly !== false) {
+      obj.failedOnly = message.failedOnly;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListWebhookDeliveriesRequest>, I>>(base?: I): ListWebhookDeliveriesRequest {
+    return ListWebhookDeliveriesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListWebhookDeliveriesRequest>, I>>(object: I): ListWebhookDeliveriesRequest {
+    const message = createBaseListWebhookDeliveriesRequest();
+    message.jobId = object.jobId ?? "";
+    message.failedOnly = object.failedOnly ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListWebhookDeliveriesResponse(): ListWebhookDeliveriesResponse {
+  return { deliveries: [], nextPageToken: "" };
+}
+
+export const ListWebhookDeliveriesResponse: MessageFns<ListWebhookDeliveriesResponse> = {
+  encode(message: ListWebhookDeliveriesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.deliveries) {
+      WebhookDeliveryRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWebhookDeliveriesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseListWebhookDeliveriesResponse();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.deliveries.push(WebhookDeliveryRecord.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.nextPageToken = reader.string();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skip(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): ListWebhookDeliveriesResponse {
+    return {
+      deliveries: globalThis.Array.isArray(object?.deliveries)
+        ? object.deliveries.map((e: any) => WebhookDeliveryRecord.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken) ? globalThis.String(object.nextPageToken) : "",
+    };
+  },
+
+  toJSON(message: ListWebhookDeliveriesResponse): unknown {
+    const obj: any = {};
+    if (message.deliveries?.length) {
+      obj.deliveries = message.deliveries.map((e) => WebhookDeliveryRecord.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListWebhookDeliveriesResponse>, I>>(base?: I): ListWebhookDeliveriesResponse {
+    return ListWebhookDeliveriesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListWebhookDeliveriesResponse>, I>>(
+    object: I,
+  ): ListWebhookDeliveriesResponse {
+    const message = createBaseListWebhookDeliveriesResponse();
+    message.deliveries = object.deliveries?.map((e) => WebhookDeliveryRecord.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseRedeliverWebhookRequest(): RedeliverWebhookRequest {
+  return { id: 0 };
+}
+
+export const RedeliverWebhookRequest: MessageFns<RedeliverWebhookRequest> = {
+  encode(message: RedeliverWebhookRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeliverWebhookRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseRedeliverWebhookRequest();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 8) {
+            break;
+          }
+
+          message.id = longToNumber(reader.int64());
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skip(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): RedeliverWebhookRequest {
+    return { id: isSet(object.id) ? globalThis.Number(object.id) : 0 };
+  },
+
+  toJSON(message: RedeliverWebhookRequest): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeliverWebhookRequest>, I>>(base?: I): RedeliverWebhookRequest {
+    return RedeliverWebhookRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeliverWebhookRequest>, I>>(object: I): RedeliverWebhookRequest {
+    const message = createBaseRedeliverWebhookRequest();
+    message.id = object.id ?? 0;
+    return message;
+  },
+};
 
 function createBasePauseDispatchRequest(): PauseDispatchRequest {
   return { reason: "" };
@@ -1761,6 +2389,44 @@ export const AdminServiceService = {
     responseSerialize: (value: BackupChunk): Buffer => Buffer.from(BackupChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): BackupChunk => BackupChunk.decode(value),
   },
+  /**
+   * Webhook deliveries from the durable outbox, newest first: one per job
+   * event a job's webhook wants, with its state and last attempt. Called by
+   * operators (`jobwire webhooks list`) to find failed or dead deliveries.
+   * Changes nothing. Fails: INVALID_ARGUMENT (BadRequest) for a bad job_id,
+   * a negative page_size or a foreign page_token.
+   */
+  listWebhookDeliveries: {
+    path: "/jobwire.v1.AdminService/ListWebhookDeliveries",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: ListWebhookDeliveriesRequest): Buffer =>
+      Buffer.from(ListWebhookDeliveriesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListWebhookDeliveriesRequest => ListWebhookDeliveriesRequest.decode(value),
+    responseSerialize: (value: ListWebhookDeliveriesResponse): Buffer =>
+      Buffer.from(ListWebhookDeliveriesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListWebhookDeliveriesResponse => ListWebhookDeliveriesResponse.decode(value),
+  },
+  /**
+   * Sends a delivered or dead delivery again: it goes back to pending, due
+   * now, with its attempts reset, and keeps its webhook-id (receivers
+   * dedupe on it). Called by operators (`jobwire webhooks redeliver ID`)
+   * once a receiver is fixed. Fails: INVALID_ARGUMENT for id <= 0,
+   * NOT_FOUND for an unknown id, FAILED_PRECONDITION (PreconditionFailure
+   * type STATE) for one that is pending already, FAILED_PRECONDITION when
+   * the server sends no webhooks (no --webhook-secret-file).
+   */
+  redeliverWebhook: {
+    path: "/jobwire.v1.AdminService/RedeliverWebhook",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (value: RedeliverWebhookRequest): Buffer =>
+      Buffer.from(RedeliverWebhookRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedeliverWebhookRequest => RedeliverWebhookRequest.decode(value),
+    responseSerialize: (value: WebhookDeliveryRecord): Buffer =>
+      Buffer.from(WebhookDeliveryRecord.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WebhookDeliveryRecord => WebhookDeliveryRecord.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -1789,6 +2455,24 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   getServerInfo: handleUnaryCall<GetServerInfoRequest, ServerInfo>;
   /** Streams a consistent online snapshot of the database in chunks. */
   backup: handleServerStreamingCall<BackupRequest, BackupChunk>;
+  /**
+   * Webhook deliveries from the durable outbox, newest first: one per job
+   * event a job's webhook wants, with its state and last attempt. Called by
+   * operators (`jobwire webhooks list`) to find failed or dead deliveries.
+   * Changes nothing. Fails: INVALID_ARGUMENT (BadRequest) for a bad job_id,
+   * a negative page_size or a foreign page_token.
+   */
+  listWebhookDeliveries: handleUnaryCall<ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse>;
+  /**
+   * Sends a delivered or dead delivery again: it goes back to pending, due
+   * now, with its attempts reset, and keeps its webhook-id (receivers
+   * dedupe on it). Called by operators (`jobwire webhooks redeliver ID`)
+   * once a receiver is fixed. Fails: INVALID_ARGUMENT for id <= 0,
+   * NOT_FOUND for an unknown id, FAILED_PRECONDITION (PreconditionFailure
+   * type STATE) for one that is pending already, FAILED_PRECONDITION when
+   * the server sends no webhooks (no --webhook-secret-file).
+   */
+  redeliverWebhook: handleUnaryCall<RedeliverWebhookRequest, WebhookDeliveryRecord>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -1920,6 +2604,52 @@ export interface AdminServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<BackupChunk>;
+  /**
+   * Webhook deliveries from the durable outbox, newest first: one per job
+   * event a job's webhook wants, with its state and last attempt. Called by
+   * operators (`jobwire webhooks list`) to find failed or dead deliveries.
+   * Changes nothing. Fails: INVALID_ARGUMENT (BadRequest) for a bad job_id,
+   * a negative page_size or a foreign page_token.
+   */
+  listWebhookDeliveries(
+    request: ListWebhookDeliveriesRequest,
+    callback: (error: ServiceError | null, response: ListWebhookDeliveriesResponse) => void,
+  ): ClientUnaryCall;
+  listWebhookDeliveries(
+    request: ListWebhookDeliveriesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListWebhookDeliveriesResponse) => void,
+  ): ClientUnaryCall;
+  listWebhookDeliveries(
+    request: ListWebhookDeliveriesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListWebhookDeliveriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sends a delivered or dead delivery again: it goes back to pending, due
+   * now, with its attempts reset, and keeps its webhook-id (receivers
+   * dedupe on it). Called by operators (`jobwire webhooks redeliver ID`)
+   * once a receiver is fixed. Fails: INVALID_ARGUMENT for id <= 0,
+   * NOT_FOUND for an unknown id, FAILED_PRECONDITION (PreconditionFailure
+   * type STATE) for one that is pending already, FAILED_PRECONDITION when
+   * the server sends no webhooks (no --webhook-secret-file).
+   */
+  redeliverWebhook(
+    request: RedeliverWebhookRequest,
+    callback: (error: ServiceError | null, response: WebhookDeliveryRecord) => void,
+  ): ClientUnaryCall;
+  redeliverWebhook(
+    request: RedeliverWebhookRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WebhookDeliveryRecord) => void,
+  ): ClientUnaryCall;
+  redeliverWebhook(
+    request: RedeliverWebhookRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WebhookDeliveryRecord) => void,
+  ): ClientUnaryCall;
 }
 
 export const AdminServiceClient = makeGenericClientConstructor(

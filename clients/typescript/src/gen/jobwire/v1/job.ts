@@ -240,7 +240,12 @@ export interface JobError {
 
 /** A completion callback, signed with HMAC-SHA256. */
 export interface Webhook {
-  /** http or https URL. */
+  /**
+   * http or https URL. SubmitJob refuses one that can never be delivered
+   * (another scheme, a literal address in a refused range) with
+   * INVALID_ARGUMENT, and any webhook with FAILED_PRECONDITION when the
+   * server has no --webhook-secret-file (it never sends unsigned calls).
+   */
   url: string;
   /** Events to deliver; empty means every terminal event. */
   events: Webhook_Event[];
@@ -256,6 +261,13 @@ export enum Webhook_Event {
   EVENT_FAILED = 2,
   /** EVENT_CANCELLED - The job reached CANCELLED. */
   EVENT_CANCELLED = 3,
+  /**
+   * EVENT_STATE_CHANGED - Every state change (type "job.state_changed", or the terminal type of
+   * a change into SUCCEEDED, FAILED or CANCELLED).
+   */
+  EVENT_STATE_CHANGED = 4,
+  /** EVENT_PROGRESS - Every progress report (type "job.progress"). */
+  EVENT_PROGRESS = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -273,6 +285,12 @@ export function webhook_EventFromJSON(object: any): Webhook_Event {
     case 3:
     case "EVENT_CANCELLED":
       return Webhook_Event.EVENT_CANCELLED;
+    case 4:
+    case "EVENT_STATE_CHANGED":
+      return Webhook_Event.EVENT_STATE_CHANGED;
+    case 5:
+    case "EVENT_PROGRESS":
+      return Webhook_Event.EVENT_PROGRESS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -290,6 +308,10 @@ export function webhook_EventToJSON(object: Webhook_Event): string {
       return "EVENT_FAILED";
     case Webhook_Event.EVENT_CANCELLED:
       return "EVENT_CANCELLED";
+    case Webhook_Event.EVENT_STATE_CHANGED:
+      return "EVENT_STATE_CHANGED";
+    case Webhook_Event.EVENT_PROGRESS:
+      return "EVENT_PROGRESS";
     case Webhook_Event.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,0 +1,148 @@
+// `jobwire webhooks`: the operators' view of webhook deliveries.
+//   jobwire webhooks list [--failed] [--job ID] [--limit N] [-o table|json]
+//   jobwire webhooks redeliver ID
+// over AdminService.ListWebhookDeliveries and RedeliverWebhook.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "clients/cli/cli.h"
+#include "google/protobuf/util/time_util.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
+
+namespace jobwire::cli {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using jobwire::v1::AdminService;
+using jobwire::v1::WebhookDeliveryRecord;
+
+std::string DeliveryState(WebhookDeliveryRecord::State state) {
+  switch (state) {
+    case WebhookDeliveryRecord::STATE_PENDING:
+      return "PENDING";
+    case WebhookDeliveryRecord::STATE_DELIVERED:
+      return "DELIVERED";
+    case WebhookDeliveryRecord::STATE_DEAD:
+      return "DEAD";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+class WebhooksCommand final : public Command {
+ public:
+  std::string name() const override { return "webhooks"; }
+  std::string args_usage() const override { return "list | redeliver ID"; }
+  std::string summary() const override {
+    return "webhook deliveries: list [--failed] [--job ID] [--limit N] "
+           "[-o table|json]; redeliver ID (a delivered or dead one, again)";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->Bool("failed", &failed_,
+                "list: only dead deliveries and pending ones that failed");
+    flags->String("job", &job_, "list: only this job's deliveries", "ID");
+    flags->Int("limit", &limit_,
+               "list: most deliveries to print (default 100)");
+    flags->String("output", &output_, "list: table (default) or json; also -o",
+                  "FORMAT");
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
+    std::vector<std::string> rest = args;
+    for (size_t i = 0; i + 1 < rest.size(); ++i) {
+      if (rest[i] == "-o") {
+        output_ = rest[i + 1];
+        rest.erase(rest.begin() + static_cast<long>(i),
+                   rest.begin() + static_cast<long>(i) + 2);
+        break;
+      }
+    }
+    if (rest.size() == 1 && rest[0] == "list") return List(context);
+    if (rest.size() == 2 && rest[0] == "redeliver")
+      return Redeliver(context, rest[1]);
+    return absl::InvalidArgumentError(
+        "webhooks takes `list` or `redeliver ID`");
+  }
+
+ private:
+  absl::Status List(const CliContext& context) {
+    if (absl::Status s = CheckListFlags(output_, limit_); !s.ok()) return s;
+    auto stub = AdminService::NewStub(context.channel);
+    jobwire::v1::ListWebhookDeliveriesRequest request;
+    request.set_job_id(job_);
+    request.set_failed_only(failed_);
+    jobwire::v1::ListWebhookDeliveriesResponse all;
+    while (all.deliveries_size() < limit_) {
+      request.set_page_size(std::min(1000, limit_ - all.deliveries_size()));
+      auto call = context.NewCallContext();
+      jobwire::v1::ListWebhookDeliveriesResponse page;
+      grpc::Status status =
+          stub->ListWebhookDeliveries(call.get(), request, &page);
+      if (!status.ok()) return FromGrpcStatus(status);
+      for (const WebhookDeliveryRecord& d : page.deliveries())
+        *all.add_deliveries() = d;
+      all.set_next_page_token(page.next_page_token());
+      if (page.next_page_token().empty()) break;
+      request.set_page_token(page.next_page_token());
+    }
+    if (output_ == "json") {
+      context.PrintJson(all);
+      return absl::OkStatus();
+    }
+    *context.out << absl::StrFormat(
+        "%-8s  %-9s  %-8s  %-6s  %-15s  %-26s  %s\n", "ID", "STATE", "ATTEMPTS",
+        "HTTP", "TYPE", "JOB", "LAST ERROR");
+    for (const WebhookDeliveryRecord& d : all.deliveries()) {
+      *context.out << absl::StrFormat(
+          "%-8d  %-9s  %-8d  %-6s  %-15s  %-26s  %s\n", d.id(),
+          DeliveryState(d.state()), d.attempts(),
+          d.last_http_status() == 0 ? std::string("-")
+                                    : absl::StrCat(d.last_http_status()),
+          d.type(), d.job_id(), d.last_error());
+    }
+    if (!all.next_page_token().empty()) {
+      *context.out << "(more deliveries match; --limit " << limit_
+                   << " stopped the list)\n";
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Redeliver(const CliContext& context, const std::string& arg) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(arg, &id) || id <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("redeliver takes a delivery ID (a number from "
+                       "`webhooks list`), got \"",
+                       arg, "\""));
+    }
+    auto stub = AdminService::NewStub(context.channel);
+    auto call = context.NewCallContext();
+    jobwire::v1::RedeliverWebhookRequest request;
+    request.set_id(id);
+    WebhookDeliveryRecord record;
+    grpc::Status status = stub->RedeliverWebhook(call.get(), request, &record);
+    if (!status.ok()) return FromGrpcStatus(status);
+    *context.out << "delivery " << record.id() << " (" << record.webhook_id()
+                 << ", " << record.type() << " of job " << record.job_id()
+                 << ") is pending again, due "
+                 << TimeUtil::ToString(record.next_attempt_time()) << "\n";
+    return absl::OkStatus();
+  }
+
+  bool failed_ = false;
+  std::string job_;
+  int limit_ = 100;
+  std::string output_ = "table";
+};
+
+}  // namespace
+
+void AddWebhookDeliveryCommands(CommandList* commands) {
+  commands->push_back(std::make_unique<WebhooksCommand>());
+}
+
+}  // namespace jobwire::cli
