@@ -435,13 +435,26 @@ def test_kill_between_send_and_mark_sends_the_same_id_again(
             assert again[2] == first[2]  # the same body, as stored
             verify(keys, again[1], again[2])
             jobs.append(job.id)
+        # And SIGKILL right after the terminal event is acknowledged, maybe
+        # before its delivery started: it is sent after the restart.
+        for i in range(3):
+            hook = f"/early{i}"
+            c = server.client()
+            job = submit_with_webhook(c, receiver.url(hook))
+            c.cancel_job(job.id)
+            server.kill()
+            c.close()
+            server.start()
+            got = receiver.wait_for(hook, 1)
+            verify(keys, got[-1][1], got[-1][2])
+            jobs.append(job.id)
         c = server.client()
         for job_id in jobs:
             assert c.get_job(job_id).state == job_pb2.Job.STATE_CANCELLED
             events = delivery_events(server, job_id, 1)
             assert events[-1].webhook_delivery.delivered
         listed = deliveries(server).deliveries
-        assert len(listed) == kills
+        assert len(listed) == kills + 3
         assert all(d.state ==
                    admin_service_pb2.WebhookDeliveryRecord.STATE_DELIVERED
                    for d in listed)
