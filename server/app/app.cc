@@ -142,6 +142,7 @@ absl::Status App::Build() {
     webhook_options.schedule.max_retry_after = options_.webhook_max_backoff;
     webhook_options.connect_timeout = options_.webhook_connect_timeout;
     webhook_options.total_timeout = options_.webhook_timeout;
+    webhook_options.max_in_flight = options_.webhook_max_in_flight;
     webhooks_ = std::make_unique<HttpWebhookSender>(
         store_.get(), clock_.get(), random_.get(), *std::move(signer), *policy,
         webhook_options);

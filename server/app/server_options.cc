@@ -54,6 +54,16 @@ absl::Status ParsePositiveDuration(const std::string& v, absl::Duration* out) {
   return s;
 }
 
+// An integer in [lo, hi].
+absl::Status ParseCount(const std::string& v, int lo, int hi, int* out) {
+  int n = 0;
+  if (!absl::SimpleAtoi(v, &n) || n < lo || n > hi) {
+    return Bad(absl::StrCat("bad count \"", v, "\" (", lo, " to ", hi, ")"));
+  }
+  *out = n;
+  return absl::OkStatus();
+}
+
 const std::vector<Flag>& Flags() {
   static const auto* flags = new std::vector<Flag>{
       {"listen", "JOBWIRE_LISTEN", "ADDR",
@@ -280,12 +290,7 @@ const std::vector<Flag>& Flags() {
       {"webhook-max-attempts", "JOBWIRE_WEBHOOK_MAX_ATTEMPTS", "N",
        "attempts per webhook delivery before it is dead (default 8)",
        [](const std::string& v, ServerOptions* o) {
-         int n = 0;
-         if (!absl::SimpleAtoi(v, &n) || n < 1 || n > 100) {
-           return Bad(absl::StrCat("bad count \"", v, "\" (1 to 100)"));
-         }
-         o->webhook_max_attempts = n;
-         return absl::OkStatus();
+         return ParseCount(v, 1, 100, &o->webhook_max_attempts);
        }},
       {"webhook-connect-timeout", "JOBWIRE_WEBHOOK_CONNECT_TIMEOUT", "DURATION",
        "connect timeout of a webhook attempt (default 5s)",
@@ -302,6 +307,11 @@ const std::vector<Flag>& Flags() {
        "+-20% jitter (default 5s); a 429 or 503 Retry-After wins",
        [](const std::string& v, ServerOptions* o) {
          return ParsePositiveDuration(v, &o->webhook_initial_backoff);
+       }},
+      {"webhook-max-in-flight", "JOBWIRE_WEBHOOK_MAX_IN_FLIGHT", "N",
+       "webhook deliveries in flight at once, on one thread (default 64)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1, 1024, &o->webhook_max_in_flight);
        }},
       {"webhook-max-backoff", "JOBWIRE_WEBHOOK_MAX_BACKOFF", "DURATION",
        "longest wait between webhook attempts (default 1h)",

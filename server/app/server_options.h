@@ -82,6 +82,8 @@ struct ServerOptions {
   // jitter), and its cap.
   absl::Duration webhook_initial_backoff = absl::Seconds(5);
   absl::Duration webhook_max_backoff = absl::Hours(1);
+  // Deliveries in flight at once (HttpWebhookSender::Options).
+  int webhook_max_in_flight = 64;
 };
 
 struct ServerCommandLine {

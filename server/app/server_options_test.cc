@@ -51,6 +51,34 @@ TEST(ServerOptionsTest, BulkChunkJobsFromFlagOrEnvironment) {
   EXPECT_EQ(cl->options.bulk_chunk_jobs, 1000);
 }
 
+TEST(ServerOptionsTest, WebhookFlagsAndTheirVariables) {
+  auto cl = ParseServerCommandLine(
+      {"--webhook-secret-file", "/s", "--webhook-allow-cidr", "127.0.0.1/32",
+       "--webhook-allow-cidr=::1/128", "--webhook-max-attempts=3",
+       "--webhook-timeout", "2s", "--webhook-initial-backoff", "100ms",
+       "--webhook-max-in-flight", "16"},
+      Env({{"JOBWIRE_WEBHOOK_CONNECT_TIMEOUT", "250ms"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerOptions& o = cl->options;
+  EXPECT_EQ(o.webhook_secret_file, "/s");
+  EXPECT_EQ(o.webhook_allow_cidrs,
+            (std::vector<std::string>{"127.0.0.1/32", "::1/128"}));
+  EXPECT_EQ(o.webhook_max_attempts, 3);
+  EXPECT_EQ(o.webhook_timeout, absl::Seconds(2));
+  EXPECT_EQ(o.webhook_connect_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(o.webhook_initial_backoff, absl::Milliseconds(100));
+  EXPECT_EQ(o.webhook_max_in_flight, 16);
+  cl = ParseServerCommandLine(
+      {}, Env({{"JOBWIRE_WEBHOOK_ALLOW_CIDR", "10.0.0.0/8, fd00::/8"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.webhook_allow_cidrs,
+            (std::vector<std::string>{"10.0.0.0/8", "fd00::/8"}));
+  EXPECT_FALSE(
+      ParseServerCommandLine({"--webhook-max-attempts", "0"}, Env({})).ok());
+  EXPECT_FALSE(
+      ParseServerCommandLine({"--webhook-timeout", "0s"}, Env({})).ok());
+}
+
 TEST(ServerOptionsTest, RepeatedListenReplacesDefaults) {
   auto cl = ParseServerCommandLine(
       {"--listen", "unix:/tmp/a.sock", "--listen=127.0.0.1:0"}, Env({}));
