@@ -164,6 +164,9 @@ void HttpWebhookSender::Loop() {
       Transfer* t = nullptr;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
       FinishTransfer(t, msg->data.result);
+      // A slot is free: start the next due row now, while this one's
+      // record commits (it stays busy until then).
+      next_scan = absl::InfinitePast();
     }
     const absl::Duration wait =
         std::clamp(next_scan - clock_->Now(), absl::ZeroDuration(), kMaxPoll);
