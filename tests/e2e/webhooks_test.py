@@ -71,7 +71,9 @@ class Receiver:
         self.lock = threading.Lock()
         self.requests = []      # (path, headers, body, monotonic time)
         self.connections = 0    # TCP connections accepted
-        self.scripts = {}       # path -> list of (status, delay, headers)
+        # path -> list of (status, delay, headers); headers["_body_bytes"]
+        # sets the answer's size
+        self.scripts = {}
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -91,19 +93,24 @@ class Receiver:
                                             (200, 0, {}))
                 if delay:
                     time.sleep(delay)
+                extra = dict(extra)
+                answer = b"x" * extra.pop("_body_bytes", 0) or b"ok"
                 try:
                     self.send_response(status)
                     for k, v in extra.items():
                         self.send_header(k, v)
-                    self.send_header("content-length", "2")
+                    self.send_header("content-length", str(len(answer)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(answer)
                 except OSError:
                     pass  # the sender gave up (timeout) or died
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+            def handle_error(self, request, client_address):
+                pass  # a sender that stopped reading (a long answer's cap)
 
             def get_request(self):
                 conn = super().get_request()
@@ -311,6 +318,40 @@ def test_retries_with_backoff_until_delivered(tmp_path, secret_file,
             admin_service_pb2.WebhookDeliveryRecord.STATE_DELIVERED
         assert listed[0].attempts == 4
         assert listed[0].webhook_id == got[0][1]["webhook-id"]
+    finally:
+        server.stop()
+
+
+def test_retry_after_redirects_and_long_answers(tmp_path, secret_file,
+                                                receiver):
+    path, keys = secret_file
+    server = start_server(tmp_path, path, "--webhook-allow-cidr",
+                          "127.0.0.1/32", "--webhook-max-attempts=2")
+    try:
+        c = server.client()
+        # 503 with Retry-After: 1 second, not the 200ms backoff.
+        receiver.script("/busy", (503, 0, {"Retry-After": "1"}))
+        busy = submit_with_webhook(c, receiver.url("/busy"))
+        # A redirect is an answer, not a way elsewhere.
+        receiver.script("/moved", (302, 0, {"Location": "/elsewhere"}),
+                        (302, 0, {"Location": "/elsewhere"}))
+        moved = submit_with_webhook(c, receiver.url("/moved"))
+        # A 2xx with a long body: delivered, the body read only in part.
+        receiver.script("/long", (200, 0, {"_body_bytes": 1 << 20}))
+        long = submit_with_webhook(c, receiver.url("/long"))
+        for job in (busy, moved, long):
+            c.cancel_job(job.id)
+        got = receiver.wait_for("/busy", 2)
+        assert got[1][3] - got[0][3] >= 0.95
+        assert delivery_events(server, busy.id, 2)[1].webhook_delivery.delivered
+        moved_events = delivery_events(server, moved.id, 2)
+        assert [e.webhook_delivery.http_status for e in moved_events] == \
+            [302, 302]
+        assert not any(e.webhook_delivery.delivered for e in moved_events)
+        assert receiver.received("/elsewhere") == []
+        long_event = delivery_events(server, long.id, 1)[0]
+        assert long_event.webhook_delivery.delivered
+        assert long_event.webhook_delivery.http_status == 200
     finally:
         server.stop()
 
