@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/webhook_body.h"
+#include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/transport/call_counter.h"
@@ -130,6 +131,20 @@ absl::Status App::Build() {
   if (!policy.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--webhook-allow-cidr: ", policy.status().message()));
+  }
+  if (!options_.webhook_url.empty()) {
+    if (!signer.has_value()) {
+      return absl::InvalidArgumentError(
+          "--webhook-url needs --webhook-secret-file (webhooks are signed)");
+    }
+    if (absl::Status s = policy->CheckUrl(options_.webhook_url, "url");
+        !s.ok()) {
+      std::vector<FieldViolation> v = GetFieldViolations(s);
+      return absl::InvalidArgumentError(
+          absl::StrCat("--webhook-url: ", v.empty() ? std::string(s.message())
+                                                    : v[0].description));
+    }
+    store_options.default_webhook = WebhookSpec{options_.webhook_url, {}};
   }
   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
   store_->AddCommitListener(events_.get());

@@ -278,6 +278,14 @@ const std::vector<Flag>& Flags() {
          o->webhook_secret_file = v;
          return absl::OkStatus();
        }},
+      {"webhook-url", "JOBWIRE_WEBHOOK_URL", "URL",
+       "server-wide webhook: the terminal events of every job that has no "
+       "webhook of its own are sent here (needs --webhook-secret-file)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty URL");
+         o->webhook_url = v;
+         return absl::OkStatus();
+       }},
       {"webhook-allow-cidr", "JOBWIRE_WEBHOOK_ALLOW_CIDR", "CIDR",
        "repeatable (the variable comma-separated): a range webhooks may be "
        "sent to although it is loopback, private, link-local... (e.g. "

@@ -71,6 +71,9 @@ struct ServerOptions {
   // SubmitJob refuses jobs with a webhook.
   // File of Standard Webhooks secrets, one "whsec_<base64>" per line.
   std::string webhook_secret_file;
+  // The webhook of every job submitted without one (terminal events);
+  // empty: none.
+  std::string webhook_url;
   // Ranges the SSRF guard lets through ("127.0.0.1/32").
   std::vector<std::string> webhook_allow_cidrs;
   // Attempts per delivery, then it is dead.

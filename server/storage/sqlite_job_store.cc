@@ -255,9 +255,11 @@ class SqliteJobStore::Writer {
       for (const EventColumn& c : EventColumns())
         BindValue(*stmt, ++index, c.get(e));
       stmt->exec();
-      if (job.webhook.has_value() && webhook_body != nullptr &&
-          WebhookWants(*job.webhook, e)) {
-        QueueWebhook(job, e);
+      const WebhookSpec* webhook =
+          job.webhook.has_value() ? &*job.webhook : default_webhook;
+      if (webhook != nullptr && webhook_body != nullptr &&
+          WebhookWants(*webhook, e)) {
+        QueueWebhook(job, *webhook, e);
       }
       events.push_back(std::move(e));
     }
@@ -265,7 +267,7 @@ class SqliteJobStore::Writer {
 
   // Writes the outbox row of `e`, due now, with its body built from `job`
   // as of `e` (see Options::webhook_body).
-  void QueueWebhook(const Job& job, JobEvent& e) {
+  void QueueWebhook(const Job& job, const WebhookSpec& webhook, JobEvent& e) {
     auto stmt = conn.stmts.Get(
         "INSERT INTO webhook_outbox (job_id, event_id, type, url, body, "
         "next_attempt_time, create_time) VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -274,7 +276,7 @@ class SqliteJobStore::Writer {
     stmt->bindNoCopy(1, job.id);
     stmt->bind(2, static_cast<int64_t>(e.event_id));
     stmt->bind(3, std::string(WebhookEventType(e)));
-    stmt->bindNoCopy(4, job.webhook->url);
+    stmt->bindNoCopy(4, webhook.url);
     stmt->bindNoCopy(5, body);
     stmt->bind(6, now_us);
     stmt->bind(7, now_us);
@@ -350,6 +352,8 @@ class SqliteJobStore::Writer {
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
+  // Options::default_webhook when set, else null.
+  const WebhookSpec* default_webhook = nullptr;
   // Options::webhook_body when set, else null.
   const std::function<std::string(const Job&, const JobEvent&)>* webhook_body =
       nullptr;
@@ -480,6 +484,8 @@ absl::Status SqliteJobStore::OpenBlocking() {
                                        gather ? kWalWriteBufferVfs : "", &ids_,
                                        cache_limits);
     if (options_.webhook_body) writer_->webhook_body = &options_.webhook_body;
+    if (options_.default_webhook.has_value())
+      writer_->default_webhook = &*options_.default_webhook;
     SQLite::Database& db = writer_->conn.db;
     std::string mode = db.execAndGet("PRAGMA journal_mode = WAL").getString();
     if (mode != "wal") {

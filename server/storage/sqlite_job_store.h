@@ -51,6 +51,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -151,6 +152,9 @@ class SqliteJobStore final : public JobStore {
     // committed event never lacks its delivery; it must be pure and fast
     // (it runs on the writer thread). Null: no outbox rows are written.
     std::function<std::string(const Job&, const JobEvent&)> webhook_body;
+    // The webhook of jobs that have none of their own (server-wide, e.g.
+    // --webhook-url); used only with webhook_body. nullopt: none.
+    std::optional<WebhookSpec> default_webhook;
   };
 
   // Counters for tests and benchmarks.

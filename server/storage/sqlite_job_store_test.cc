@@ -2257,6 +2257,25 @@ TEST_F(WebhookOutboxTest, TheTerminalEventQueuesItsDeliveryInItsCommit) {
   EXPECT_THAT(listener.queued(), ElementsAre(terminal_event_id));
 }
 
+TEST_F(WebhookOutboxTest, JobsWithoutAWebhookUseTheServerDefault) {
+  SqliteJobStore::Options options;
+  options.webhook_body = [](const Job&, const JobEvent&) { return "{}"; };
+  options.default_webhook = WebhookSpec{"https://default.example.com/h", {}};
+  auto store = Open(options);
+  absl::StatusOr<Job> plain = SubmitOne(*store, MakeJob());
+  NewJob own = MakeJob();
+  own.job.webhook = WebhookSpec{"https://own.example.com/h", {}};
+  absl::StatusOr<Job> with_own = SubmitOne(*store, own);
+  ASSERT_TRUE(plain.ok() && with_own.ok());
+  ASSERT_TRUE(MutateSync(*store, plain->id, MoveTo(JobState::kFailed)).ok());
+  ASSERT_TRUE(MutateSync(*store, with_own->id, MoveTo(JobState::kFailed)).ok());
+  auto pending = store->PendingWebhooksBlocking(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_THAT(*pending, SizeIs(2));
+  EXPECT_EQ((*pending)[0].url, "https://default.example.com/h");
+  EXPECT_EQ((*pending)[1].url, "https://own.example.com/h");
+}
+
 TEST_F(WebhookOutboxTest, AFailedOutboxWriteFailsTheEventWithIt) {
   auto store = OpenWithWebhooks();
   NewJob in = MakeJob();

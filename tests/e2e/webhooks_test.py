@@ -409,6 +409,23 @@ def test_refused_destinations_are_never_connected_to(tmp_path, secret_file):
             v6.close()
 
 
+def test_server_wide_webhook_for_jobs_without_one(tmp_path, secret_file,
+                                                  receiver):
+    path, keys = secret_file
+    server = start_server(tmp_path, path, "--webhook-allow-cidr",
+                          "127.0.0.1/32", "--webhook-url",
+                          receiver.url("/default"))
+    try:
+        c = server.client()
+        job = c.submit_job("plain").job
+        c.cancel_job(job.id)
+        got = receiver.wait_for("/default", 1)
+        envelope = verify(keys, got[0][1], got[0][2])
+        assert envelope["data"]["job"]["id"] == job.id
+    finally:
+        server.stop()
+
+
 def test_without_secrets_webhooks_are_refused(tmp_path):
     d = tmp_path / "plain"
     d.mkdir()
