@@ -502,5 +502,38 @@ TEST_F(AdminControlsTest, ListQueuesCountsJobsWorkersAndFinishedJobs) {
   EXPECT_EQ(other->counts().at("QUEUED"), 1);
 }
 
+TEST_F(AdminServiceTest, WebhookDeliveriesRefuseBadInputAndAServerWithout) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(service_.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = jobwire::v1::AdminService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext context;
+    jobwire::v1::RedeliverWebhookRequest request;
+    jobwire::v1::WebhookDeliveryRecord record;
+    grpc::Status s = stub->RedeliverWebhook(&context, request, &record);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext context;
+    jobwire::v1::RedeliverWebhookRequest request;
+    request.set_id(7);
+    jobwire::v1::WebhookDeliveryRecord record;
+    grpc::Status s = stub->RedeliverWebhook(&context, request, &record);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(s.error_message().find("--webhook-secret-file"),
+              std::string::npos);
+  }
+  jobwire::v1::ListWebhookDeliveriesResponse page;
+  EXPECT_TRUE(absl::IsUnimplemented(
+      service_->ListWebhookDeliveriesBlocking({}, &page)));
+  server->Shutdown();
+}
+
 }  // namespace
 }  // namespace jobwire::test
