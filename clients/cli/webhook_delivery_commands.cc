@@ -33,43 +33,32 @@ std::string DeliveryState(WebhookDeliveryRecord::State state) {
   }
 }
 
-class WebhooksCommand final : public Command {
+class WebhooksListCommand final : public Command {
  public:
-  std::string name() const override { return "webhooks"; }
-  std::string args_usage() const override { return "list | redeliver ID"; }
+  std::string name() const override { return "webhooks list"; }
   std::string summary() const override {
-    return "webhook deliveries: list [--failed] [--job ID] [--limit N] "
-           "[-o table|json]; redeliver ID (a delivered or dead one, again)";
+    return "webhook deliveries, newest first: [--failed] [--job ID] "
+           "[--limit N] [-o table|json]";
   }
   void AddFlags(FlagSet* flags) override {
     flags->Bool("failed", &failed_,
-                "list: only dead deliveries and pending ones that failed");
-    flags->String("job", &job_, "list: only this job's deliveries", "ID");
-    flags->Int("limit", &limit_,
-               "list: most deliveries to print (default 100)");
-    flags->String("output", &output_, "list: table (default) or json; also -o",
+                "only dead deliveries and pending ones that failed");
+    flags->String("job", &job_, "only this job's deliveries", "ID");
+    flags->Int("limit", &limit_, "most deliveries to print (default 100)");
+    flags->String("output", &output_, "table (default) or json; also -o",
                   "FORMAT");
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     std::vector<std::string> rest = args;
-    for (size_t i = 0; i + 1 < rest.size(); ++i) {
-      if (rest[i] == "-o") {
-        output_ = rest[i + 1];
-        rest.erase(rest.begin() + static_cast<long>(i),
-                   rest.begin() + static_cast<long>(i) + 2);
-        break;
-      }
+    if (rest.size() >= 2 && rest[0] == "-o") {
+      output_ = rest[1];
+      rest.erase(rest.begin(), rest.begin() + 2);
     }
-    if (rest.size() == 1 && rest[0] == "list") return List(context);
-    if (rest.size() == 2 && rest[0] == "redeliver")
-      return Redeliver(context, rest[1]);
-    return absl::InvalidArgumentError(
-        "webhooks takes `list` or `redeliver ID`");
-  }
-
- private:
-  absl::Status List(const CliContext& context) {
+    if (!rest.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "webhooks list takes no arguments, got \"", rest[0], "\""));
+    }
     if (absl::Status s = CheckListFlags(output_, limit_); !s.ok()) return s;
     auto stub = AdminService::NewStub(context.channel);
     jobwire::v1::ListWebhookDeliveriesRequest request;
@@ -111,13 +100,28 @@ class WebhooksCommand final : public Command {
     return absl::OkStatus();
   }
 
-  absl::Status Redeliver(const CliContext& context, const std::string& arg) {
+ private:
+  bool failed_ = false;
+  std::string job_;
+  int limit_ = 100;
+  std::string output_ = "table";
+};
+
+class WebhooksRedeliverCommand final : public Command {
+ public:
+  std::string name() const override { return "webhooks redeliver"; }
+  std::string args_usage() const override { return "ID"; }
+  std::string summary() const override {
+    return "send a delivered or dead webhook delivery again (same "
+           "webhook-id, attempts reset)";
+  }
+  absl::Status Run(const CliContext& context,
+                   const std::vector<std::string>& args) override {
     int64_t id = 0;
-    if (!absl::SimpleAtoi(arg, &id) || id <= 0) {
+    if (args.size() != 1 || !absl::SimpleAtoi(args[0], &id) || id <= 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("redeliver takes a delivery ID (a number from "
-                       "`webhooks list`), got \"",
-                       arg, "\""));
+          "webhooks redeliver takes one delivery ID (a number from "
+          "`webhooks list`)");
     }
     auto stub = AdminService::NewStub(context.channel);
     auto call = context.NewCallContext();
@@ -132,17 +136,13 @@ class WebhooksCommand final : public Command {
                  << TimeUtil::ToString(record.next_attempt_time()) << "\n";
     return absl::OkStatus();
   }
-
-  bool failed_ = false;
-  std::string job_;
-  int limit_ = 100;
-  std::string output_ = "table";
 };
 
 }  // namespace
 
 void AddWebhookDeliveryCommands(CommandList* commands) {
-  commands->push_back(std::make_unique<WebhooksCommand>());
+  commands->push_back(std::make_unique<WebhooksListCommand>());
+  commands->push_back(std::make_unique<WebhooksRedeliverCommand>());
 }
 
 }  // namespace jobwire::cli

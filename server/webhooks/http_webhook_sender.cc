@@ -19,6 +19,8 @@ constexpr absl::Duration kRescanPeriod = absl::Seconds(30);
 constexpr absl::Duration kScanRetry = absl::Seconds(1);
 // The longest curl_multi_poll wait, so the thread checks its flags.
 constexpr absl::Duration kMaxPoll = absl::Seconds(1);
+// How long a row whose attempt could not be recorded waits to go again.
+constexpr absl::Duration kRecordFailureHold = absl::Seconds(5);
 // Characters of a failed response's body kept in the error text.
 constexpr size_t kErrorExcerpt = 200;
 
@@ -197,6 +199,13 @@ absl::Time HttpWebhookSender::ScanBlocking(absl::Time now) {
     {
       absl::MutexLock lock(&mu_);
       if (recording_.count(row.id) > 0) continue;
+      if (auto held = held_.find(row.id); held != held_.end()) {
+        if (held->second > now) {
+          next = std::min(next, held->second);
+          continue;
+        }
+        held_.erase(held);
+      }
     }
     if (row.next_attempt_time > now) {
       next = std::min(next, row.next_attempt_time);
@@ -311,12 +320,15 @@ void HttpWebhookSender::FinishTransfer(Transfer* t, int curl_code) {
   }
   store_->RecordWebhookAttempt(std::move(attempt), [this, id](absl::Status s) {
     if (!s.ok()) {
-      // Still pending in the outbox: sent again later.
+      // Still pending in the outbox and due: sent again, but not before
+      // kRecordFailureHold (a store that cannot write must not make the
+      // sender hammer the receiver).
       JW_LOG(WARNING) << "webhooks: recording delivery " << id << ": " << s;
     }
     {
       absl::MutexLock lock(&mu_);
       recording_.erase(id);
+      if (!s.ok()) held_[id] = clock_->Now() + kRecordFailureHold;
     }
     // After the erase: a scan woken earlier would skip the row.
     Wake();

@@ -127,6 +127,8 @@ class HttpWebhookSender final : public CommitListener {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   // Rows whose attempt was sent and whose record is not committed yet.
   std::unordered_set<int64_t> recording_ ABSL_GUARDED_BY(mu_);
+  // Rows whose last record failed, and until when they wait.
+  std::unordered_map<int64_t, absl::Time> held_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 
   std::atomic<int64_t> attempts_{0};

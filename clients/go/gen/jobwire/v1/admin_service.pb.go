@@ -1399,7 +1399,7 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x1f\n" +
 	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
-	"totalBytes2\xea\a\n" +
+	"totalBytes2\xbc\b\n" +
 	"\fAdminService\x12k\n" +
 	"\rPauseDispatch\x12 .jobwire.v1.PauseDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/dispatch:pause\x12n\n" +
 	"\x0eResumeDispatch\x12!.jobwire.v1.ResumeDispatchRequest\x1a\x19.jobwire.v1.DispatchState\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/dispatch:resume\x12b\n" +
@@ -1412,9 +1412,9 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\vUpdateQueue\x12\x1e.jobwire.v1.UpdateQueueRequest\x1a\x11.jobwire.v1.Queue\"&\x82\xd3\xe4\x93\x02 :\x05queue2\x17/v1/queues/{queue.name}\x12]\n" +
 	"\rGetServerInfo\x12 .jobwire.v1.GetServerInfoRequest\x1a\x16.jobwire.v1.ServerInfo\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/server\x12>\n" +
-	"\x06Backup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01\x12l\n" +
-	"\x15ListWebhookDeliveries\x12(.jobwire.v1.ListWebhookDeliveriesRequest\x1a).jobwire.v1.ListWebhookDeliveriesResponse\x12Z\n" +
-	"\x10RedeliverWebhook\x12#.jobwire.v1.RedeliverWebhookRequest\x1a!.jobwire.v1.WebhookDeliveryRecordBR\n" +
+	"\x06Backup\x12\x19.jobwire.v1.BackupRequest\x1a\x17.jobwire.v1.BackupChunk0\x01\x12\x8b\x01\n" +
+	"\x15ListWebhookDeliveries\x12(.jobwire.v1.ListWebhookDeliveriesRequest\x1a).jobwire.v1.ListWebhookDeliveriesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhookDeliveries\x12\x8b\x01\n" +
+	"\x10RedeliverWebhook\x12#.jobwire.v1.RedeliverWebhookRequest\x1a!.jobwire.v1.WebhookDeliveryRecord\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/webhookDeliveries/{id}:redeliverBR\n" +
 	"\x0edev.jobwire.v1P\x01Z>github.com/jobwire/jobwire/clients/go/gen/jobwire/v1;jobwirev1b\x06proto3"
 
 var (
