@@ -38,13 +38,15 @@ TEST(RouteTableTest, ReadsEveryAnnotatedMethod) {
   for (const Route& r : Routes().routes()) {
     patterns.push_back(r.http_method + " " + r.pattern);
   }
-  EXPECT_THAT(patterns,
-              ::testing::IsSupersetOf(
-                  {"POST /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs",
-                   "PATCH /v1/jobs/{job.id}", "POST /v1/jobs/{id}:cancel",
-                   "GET /v1/jobs/{id}/events", "GET /v1/events",
-                   "GET /v1/queues", "PATCH /v1/queues/{queue.name}",
-                   "POST /v1/dispatch:pause", "GET /v1/server"}));
+  EXPECT_THAT(
+      patterns,
+      ::testing::IsSupersetOf(
+          {"POST /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs",
+           "PATCH /v1/jobs/{job.id}", "POST /v1/jobs/{id}:cancel",
+           "GET /v1/jobs/{id}/events", "GET /v1/events", "GET /v1/queues",
+           "PATCH /v1/queues/{queue.name}", "POST /v1/dispatch:pause",
+           "GET /v1/server", "GET /v1/webhookDeliveries",
+           "POST /v1/webhookDeliveries/{id}:redeliver"}));
 }
 
 TEST(RouteTableTest, MatchesVariablesAndCustomVerbs) {
