@@ -28,6 +28,7 @@
 #include "server/common/status_macros.h"
 #include "server/http/http_auth.h"
 #include "server/http/route_table.h"
+#include "server/http/static_files.h"
 #include "server/transport/unix_socket_guard.h"
 
 namespace jobwire {
@@ -315,9 +316,14 @@ class Session final : public HttpServer::Impl::SessionBase,
     if (!reply.content_type.empty()) {
       res->set(http::field::content_type, reply.content_type);
     }
-    res->set(http::field::cache_control, "no-store");
     AddCors(res.get());
-    for (const auto& [k, v] : reply.headers) res->insert(k, v);
+    bool cache_control = false;
+    for (const auto& [k, v] : reply.headers) {
+      res->insert(k, v);
+      cache_control =
+          cache_control || absl::EqualsIgnoreCase(k, "Cache-Control");
+    }
+    if (!cache_control) res->set(http::field::cache_control, "no-store");
     res->keep_alive(keep_alive_ && !server_->Draining());
     res->body() = std::move(reply.body);
     res->prepare_payload();
@@ -385,6 +391,13 @@ class Session final : public HttpServer::Impl::SessionBase,
           StructJson({{"status",
                        StringValue(draining ? "NOT_SERVING" : "SERVING")}})));
     }
+    // The dashboard's files hold no data, so they need no auth (the API
+    // calls they make do).
+    if (request_.method() == http::verb::get) {
+      if (const StaticFile* file = FindStaticFile(path)) {
+        return WriteStatic(*file);
+      }
+    }
     HttpAuth::Request credentials;
     credentials.method = method;
     credentials.authorization = ToView(request_[http::field::authorization]);
@@ -449,6 +462,17 @@ class Session final : public HttpServer::Impl::SessionBase,
       return StartEvents(route, std::move(rpc), cursor_is_seq);
     }
     server_->gateway->Call(route, std::move(rpc), Replier());
+  }
+
+  void WriteStatic(const StaticFile& file) {
+    StaticReply s =
+        ServeStaticFile(file, ToView(request_[http::field::if_none_match]));
+    HttpReply reply;
+    reply.status = s.status;
+    reply.content_type.clear();  // among s.headers on a 200
+    reply.headers = std::move(s.headers);
+    reply.body = std::string(s.body);
+    Write(std::move(reply));
   }
 
   static absl::string_view ToView(beast::string_view v) {

@@ -21,6 +21,9 @@
 //    stops an EventSource from reconnecting);
 //  - /healthz (no auth), /metrics (Options::metrics), /v1/auth... (see
 //    http_auth.h), CORS for Options::cors_origins.
+//  - the dashboard: GET / and /ui/... from the files compiled in
+//    (static_files.h), without auth (they hold no data), with a strict
+//    Content-Security-Policy and ETag revalidation.
 //
 // Lifecycle: Start() binds and serves. StartShutdown() (a stop begins)
 // closes the listeners and idle connections and marks responses
