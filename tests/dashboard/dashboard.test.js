@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import {after, before, describe, test} from "node:test";
 
-import {eventually, launchBrowser, openPage, screenshot, sleep, startServer} from "./harness.js";
+import {eventually, launchBrowser, openPage, screenshot, startServer} from "./harness.js";
+import {fill, renderTime} from "./jobs_page_bench.js";
 
 // A worker command that reports progress 1/5 .. 5/5, 300 ms apart.
 const STEPS = 'for i in 1 2 3 4 5; do echo "progress $i/5 step $i"; sleep 0.3; done; echo \'{"ok": true}\'';
@@ -261,6 +262,32 @@ describe("pages", () => {
     await eventually(async () => (await stateOf(job.id)) === "STATE_CANCELLED", 8000, "cancelled by Enter");
     await p.check();
     await p.close();
+  });
+});
+
+describe("a large database", () => {
+  // 200,000 jobs keep the default run short (about 10 s to fill);
+  // jobs_page_bench.js measures 1,000,000 by hand (BENCHMARKS.md).
+  const JOBS = 200000;
+  let big;
+  before(async () => {
+    big = await startServer();
+  });
+  after(async () => {
+    await big?.stop();
+  });
+
+  test(`the jobs page renders within 1 s with ${JOBS.toLocaleString("en")} jobs`, async () => {
+    await fill(big, JOBS);
+    const times = [];
+    for (let i = 0; i < 3; i++) {
+      const {ms, rows} = await renderTime(browser, big);
+      assert.equal(rows, 50, "one page of rows");
+      times.push(ms);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`# jobs page with ${JOBS} jobs: first render ${times.map((t) => t.toFixed(0)).join(", ")} ms`);
+    assert.ok(times[1] < 1000, `median first render ${times[1]} ms`);
   });
 });
 
