@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import {after, before, describe, test} from "node:test";
 
-import {eventually, launchBrowser, openPage, screenshot, startServer} from "./harness.js";
+import {eventually, launchBrowser, openPage, screenshot, sleep, startServer} from "./harness.js";
 import {fill, renderTime} from "./jobs_page_bench.js";
 
 // A worker command that reports progress 1/5 .. 5/5, 300 ms apart.
@@ -190,6 +190,14 @@ describe("pages", () => {
     assert.match(await error.innerText(), /^Filter: /);
     assert.equal(await page.locator("#filter").getAttribute("aria-invalid"), "true");
     await screenshot(page, "jobs-bad-filter");
+    // What is typed to fix it survives the page's next poll.
+    await page.locator("#filter").fill("queue = ");
+    await sleep(5500);
+    assert.equal(await page.locator("#filter").inputValue(), "queue = ");
+    await page.locator("#filter").fill('queue = "nothing-here"');
+    await page.locator("#filter").press("Enter");
+    await eventually(async () => (await error.innerText()) === "", 8000, "the error to clear");
+    assert.equal(await page.locator("#filter").getAttribute("aria-invalid"), null);
     await p.check();
     await p.close();
   });

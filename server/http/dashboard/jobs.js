@@ -127,8 +127,10 @@ export function mountJobs(main, params) {
 
   // Lists the page; `relist` keeps the current rows on an error.
   async function load(relist = false) {
-    filterInput.value = relist ? filterInput.value : state.filter;
-    order.value = state.order;
+    if (!relist) {
+      filterInput.value = state.filter;
+      order.value = state.order;
+    }
     let page;
     try {
       page = await api("GET", "/v1/jobs", null, {
@@ -267,7 +269,14 @@ export function mountJobs(main, params) {
     confirm.focus();
   }
 
-  const relister = poll(RELIST_MS, () => load(!firstRender));
+  // The first run shows errors and fills the box; later ones (polls) keep
+  // the rows on an error and leave what is being typed alone.
+  let polled = false;
+  const relister = poll(RELIST_MS, () => {
+    const relist = polled;
+    polled = true;
+    return load(relist);
+  });
   return {
     update(params) {
       const nextState = readParams(params);
