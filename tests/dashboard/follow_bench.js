@@ -7,6 +7,7 @@
 //
 //   node follow_bench.js [--seconds 600] [--rate 500] [--every 30]
 //
+// Counts the SSE messages the page receives (DevTools Network events).
 // Prints one line per sample and whether the heap stayed bounded (the last
 // sample under twice the one after the first minute). By hand, not in
 // tools/test (BENCHMARKS.md).
@@ -24,6 +25,10 @@ await p.page.goto(`${server.url}/#/jobs`);
 await p.page.locator("#filter").waitFor();
 const cdp = await p.context.newCDPSession(p.page);
 await cdp.send("Performance.enable");
+// The SSE messages the page receives (its one /v1/events stream).
+let events = 0;
+await cdp.send("Network.enable");
+cdp.on("Network.eventSourceMessageReceived", () => { events++; });
 
 let submitted = 0;
 let running = true;
@@ -63,6 +68,7 @@ while ((performance.now() - start) / 1000 < seconds) {
   samples.push({t, ...s});
   const rows = await p.page.locator("tbody tr").count();
   console.log(`t=${t.toFixed(0)}s submitted=${submitted} (${Math.round(submitted / t)}/s) ` +
+    `events=${events} (${Math.round(events / t)}/s) ` +
     `heap=${s.heapMiB.toFixed(1)} MiB nodes=${s.nodes} listeners=${s.listeners} rows=${rows}`);
 }
 running = false;
