@@ -136,7 +136,8 @@ export function mountJob(main, _params, id) {
       if (c.error) a.error = c.error.message;
       if (c.reason && !a.error && to !== "SUCCEEDED") a.error = c.reason;
     }
-    if (a.start || a.end) attempts.set(n, a);
+    if (!a.start && !a.end) return;
+    attempts.set(n, a);
     fill(attemptsBody, [...attempts.values()].map((x) => h("tr", {},
       h("td", {"data-label": "attempt"}, fmt.num(x.n)),
       h("td", {"data-label": "started"}, fmt.time(x.start)),
