@@ -92,6 +92,9 @@ describe("pages", () => {
     assert.match(info, /127\.0\.0\.1/);
     assert.match(await page.locator("#group-commit").innerText(), /Commits\s+[\d,.\s]+/);
     assert.equal(await page.locator("#metrics-link").getAttribute("href"), "/metrics");
+    const metrics = await fetch(`${server.url}/metrics`);
+    assert.equal(metrics.status, 200, "the /metrics link leads nowhere");
+    assert.match(await metrics.text(), /^# (HELP|TYPE) /m);
     await screenshot(page, "server");
     await p.check();
     await p.close();
