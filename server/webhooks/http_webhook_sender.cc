@@ -7,6 +7,7 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 
@@ -181,12 +182,17 @@ void HttpWebhookSender::Loop() {
 }
 
 absl::Time HttpWebhookSender::ScanBlocking(absl::Time now) {
-  size_t busy = transfers_.size();
+  // The rows busy before the read (sending, or their attempt's record not
+  // yet committed): what the read returns for them may predate their
+  // record, so they are skipped even if they are idle by the time the loop
+  // reaches them. The record's commit wakes another scan.
+  absl::flat_hash_set<int64_t> busy;
+  for (const auto& [id, t] : transfers_) busy.insert(id);
   {
     absl::MutexLock lock(&mu_);
-    busy += recording_.size();
+    busy.insert(recording_.begin(), recording_.end());
   }
-  const int limit = static_cast<int>(busy) + options_.max_in_flight;
+  const int limit = static_cast<int>(busy.size()) + options_.max_in_flight;
   absl::StatusOr<std::vector<WebhookOutboxRow>> rows =
       store_->PendingWebhooksBlocking(limit);
   if (!rows.ok()) {
@@ -195,10 +201,9 @@ absl::Time HttpWebhookSender::ScanBlocking(absl::Time now) {
   }
   absl::Time next = now + kRescanPeriod;
   for (const WebhookOutboxRow& row : *rows) {
-    if (transfers_.count(row.id) > 0) continue;
+    if (busy.contains(row.id)) continue;
     {
       absl::MutexLock lock(&mu_);
-      if (recording_.count(row.id) > 0) continue;
       if (auto held = held_.find(row.id); held != held_.end()) {
         if (held->second > now) {
           next = std::min(next, held->second);
