@@ -42,8 +42,8 @@ void TimeToProto(absl::Time time, google::protobuf::Timestamp* out) {
   // Microseconds, what the store keeps: a job or event read back from the
   // log reads the same as the one announced live.
   const int64_t micros = absl::ToUnixMicros(time);
-  const int64_t seconds = micros >= 0 ? micros / 1000000
-                                      : -((-micros + 999999) / 1000000);
+  const int64_t seconds =
+      micros >= 0 ? micros / 1000000 : -((-micros + 999999) / 1000000);
   out->set_seconds(seconds);
   out->set_nanos(static_cast<int32_t>((micros - seconds * 1000000) * 1000));
 }
