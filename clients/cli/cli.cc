@@ -217,10 +217,22 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   return 0;
 }
 
-absl::Status CheckListFlags(const std::string& output, int limit) {
-  if (output != "table" && output != "json") {
+absl::Status CheckListFlags(absl::string_view command,
+                            const std::vector<std::string>& args,
+                            std::string* output, int limit) {
+  std::vector<std::string> rest = args;
+  if (rest.size() >= 2 && rest[0] == "-o") {
+    *output = rest[1];
+    rest.erase(rest.begin(), rest.begin() + 2);
+  }
+  if (!rest.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--output: want table or json, got \"", output, "\""));
+        absl::StrCat(command, " takes no arguments, got \"", rest[0], "\""));
+  }
+  const std::string& format = *output;
+  if (format != "table" && format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--output: want table or json, got \"", format, "\""));
   }
   if (limit < 1)
     return absl::InvalidArgumentError("--limit: must be at least 1");

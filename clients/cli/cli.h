@@ -95,9 +95,13 @@ void AddWebhookCommands(CommandList* commands,
 // AdminService.ListWebhookDeliveries and RedeliverWebhook.
 void AddWebhookDeliveryCommands(CommandList* commands);
 
-// The flags of a listing command: INVALID_ARGUMENT naming --output unless
-// `output` is "table" or "json", or --limit when `limit` < 1.
-absl::Status CheckListFlags(const std::string& output, int limit);
+// The flags and arguments of listing command `command`: takes a trailing
+// "-o FORMAT" from `args` into `*output`; INVALID_ARGUMENT for any other
+// argument, naming --output unless `*output` is "table" or "json", or
+// --limit when `limit` < 1.
+absl::Status CheckListFlags(absl::string_view command,
+                            const std::vector<std::string>& args,
+                            std::string* output, int limit);
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

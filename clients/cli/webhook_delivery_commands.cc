@@ -50,16 +50,11 @@ class WebhooksListCommand final : public Command {
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    std::vector<std::string> rest = args;
-    if (rest.size() >= 2 && rest[0] == "-o") {
-      output_ = rest[1];
-      rest.erase(rest.begin(), rest.begin() + 2);
+    if (absl::Status s =
+            CheckListFlags("webhooks list", args, &output_, limit_);
+        !s.ok()) {
+      return s;
     }
-    if (!rest.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "webhooks list takes no arguments, got \"", rest[0], "\""));
-    }
-    if (absl::Status s = CheckListFlags(output_, limit_); !s.ok()) return s;
     auto stub = AdminService::NewStub(context.channel);
     jobwire::v1::ListWebhookDeliveriesRequest request;
     request.set_job_id(job_);
