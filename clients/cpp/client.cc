@@ -135,7 +135,7 @@ bool IsTerminal(v1::Job::State state) {
 Client::Client(std::string addr) : Client(std::move(addr), Options()) {}
 
 Client::Client(std::string addr, Options options)
-    : addr_(addr.empty() ? EnvOr("JOBWIRE_ADDR", kDefaultAddr)
+    : addr_(addr.empty() ? EnvOr("JOBWIRE_ADDR", DefaultAddress())
                          : std::move(addr)),
       token_(options.token.empty() ? EnvOr("JOBWIRE_TOKEN", "")
                                    : std::move(options.token)),
@@ -169,8 +169,22 @@ absl::StatusOr<Response> Client::Unary(const Call& call) {
       NewContext(absl::Now() + timeout_);
   Response response;
   absl::Status status = FromGrpc(call(context.get(), &response));
-  if (!status.ok()) return status;
-  return response;
+  if (status.ok()) return response;
+  // Unreachable: UNAVAILABLE, or (waiting for ready) the deadline passed
+  // without a connection.
+  if (status.code() == absl::StatusCode::kUnavailable ||
+      (status.code() == absl::StatusCode::kDeadlineExceeded &&
+       channel_->GetState(false) != GRPC_CHANNEL_READY)) {
+    absl::Status hinted(
+        status.code(),
+        absl::StrCat(status.message(), " (is jobwired serving ", addr_,
+                     "? pass the address to Client or set JOBWIRE_ADDR)"));
+    status.ForEachPayload([&](absl::string_view url, const absl::Cord& p) {
+      hinted.SetPayload(url, p);
+    });
+    return hinted;
+  }
+  return status;
 }
 
 absl::StatusOr<v1::SubmitJobResponse> Client::SubmitJob(

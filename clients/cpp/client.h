@@ -11,7 +11,7 @@
 // to the callback, so the callback sees every event exactly once, in order.
 //
 // Usage:
-//   jobwire::sdk::Client client("unix:var/jobwire.sock");
+//   jobwire::sdk::Client client;  // $JOBWIRE_ADDR, else DefaultAddress()
 //   jobwire::v1::Job job;
 //   job.set_kind("resize");
 //   absl::StatusOr<jobwire::v1::SubmitJobResponse> r = client.SubmitJob(job);
@@ -36,12 +36,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "clients/cpp/default_address.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "jobwire/v1/worker_service.grpc.pb.h"
 
 namespace jobwire::sdk {
-
-inline constexpr char kDefaultAddr[] = "unix:var/jobwire.sock";
 
 // One bad field of a request: `field` is its path ("job.kind").
 struct FieldViolation {
@@ -72,7 +71,9 @@ class Client {
   };
 
   // `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; empty means
-  // $JOBWIRE_ADDR, else kDefaultAddr. Connects lazily.
+  // $JOBWIRE_ADDR, else DefaultAddress() (default_address.h). Connects
+  // lazily. A call that cannot reach the server fails with a message naming
+  // this address and how to choose another.
   explicit Client(std::string addr = "");
   Client(std::string addr, Options options);
 
