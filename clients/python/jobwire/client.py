@@ -30,7 +30,27 @@ Job = job_pb2.Job
 JobEvent = job_pb2.JobEvent
 State = job_pb2.Job.State
 
-DEFAULT_ADDR = "unix:var/jobwire.sock"
+
+def default_address() -> str:
+    """Where ``Client()`` connects when ``$JOBWIRE_ADDR`` is unset, and where
+    jobwired serves by default: the same rule in every jobwire client. It
+    depends on the user, not on the current folder:
+
+    - ``unix:$XDG_RUNTIME_DIR/jobwire.sock`` when XDG_RUNTIME_DIR is an
+      absolute path;
+    - else ``unix:/run/jobwire/jobwire.sock`` when running as root;
+    - else ``unix:/tmp/jobwire-UID/jobwire.sock`` (UID: the effective user id).
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/"):
+        if len(runtime) > 1 and runtime.endswith("/"):
+            runtime = runtime[:-1]
+        return f"unix:{runtime}/jobwire.sock"
+    uid = os.geteuid()
+    if uid == 0:
+        return "unix:/run/jobwire/jobwire.sock"
+    return f"unix:/tmp/jobwire-{uid}/jobwire.sock"
+
 
 TERMINAL_STATES = frozenset(
     (Job.STATE_SUCCEEDED, Job.STATE_FAILED, Job.STATE_CANCELLED))
@@ -139,7 +159,7 @@ class Client:
     """A connection to jobwired.
 
     ``addr``: ``unix:PATH``, ``unix:///ABS`` or ``HOST:PORT``; default
-    ``$JOBWIRE_ADDR`` or ``unix:var/jobwire.sock``. ``token``: the bearer
+    ``$JOBWIRE_ADDR``, else ``default_address()``. ``token``: the bearer
     token (default ``$JOBWIRE_TOKEN``). ``timeout``: seconds per unary call,
     including the wait for an unreachable server (a restart) to come back;
     then the call raises DEADLINE_EXCEEDED.
@@ -148,7 +168,7 @@ class Client:
     def __init__(self, addr: Optional[str] = None, *,
                  token: Optional[str] = None, timeout: float = 10.0,
                  channel: Optional[grpc.Channel] = None) -> None:
-        self.addr = addr or os.environ.get("JOBWIRE_ADDR") or DEFAULT_ADDR
+        self.addr = addr or os.environ.get("JOBWIRE_ADDR") or default_address()
         token = token if token is not None else os.environ.get("JOBWIRE_TOKEN")
         self.channel = channel or _channel(self.addr, token)
         self.timeout = timeout
@@ -167,7 +187,13 @@ class Client:
         try:
             return method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            raise JobwireError.from_rpc_error(e) from None
+            error = JobwireError.from_rpc_error(e)
+            if error.code in (grpc.StatusCode.UNAVAILABLE,
+                              grpc.StatusCode.DEADLINE_EXCEEDED):
+                # Unreachable: say where we looked and how to look elsewhere.
+                error.message += (f" (is jobwired serving {self.addr}? pass "
+                                  "the address to Client or set JOBWIRE_ADDR)")
+            raise error from None
 
     # -- submitting ---------------------------------------------------------
 
