@@ -28,7 +28,22 @@ import {
 } from "./gen/jobwire/v1/job_service";
 import { WorkerServiceClient } from "./gen/jobwire/v1/worker_service";
 
-export const DEFAULT_ADDR = "unix:var/jobwire.sock";
+/** Where `new Client()` connects when $JOBWIRE_ADDR is unset, and where
+ *  jobwired serves by default: the same rule in every jobwire client. It
+ *  depends on the user, not on the current folder:
+ *  - "unix:$XDG_RUNTIME_DIR/jobwire.sock" when XDG_RUNTIME_DIR is an absolute path;
+ *  - else "unix:/run/jobwire/jobwire.sock" when running as root;
+ *  - else "unix:/tmp/jobwire-UID/jobwire.sock" (UID: the effective user id). */
+export function defaultAddress(): string {
+  let dir = process.env.XDG_RUNTIME_DIR ?? "";
+  if (dir.startsWith("/")) {
+    if (dir.length > 1 && dir.endsWith("/")) dir = dir.slice(0, -1);
+    return `unix:${dir}/jobwire.sock`;
+  }
+  const uid = process.geteuid?.() ?? 0;
+  if (uid === 0) return "unix:/run/jobwire/jobwire.sock";
+  return `unix:/tmp/jobwire-${uid}/jobwire.sock`;
+}
 
 export interface ClientOptions {
   /** Bearer token sent on every call (default $JOBWIRE_TOKEN). */
@@ -100,9 +115,9 @@ export class Client {
   private readonly timeoutMs: number;
 
   /** `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; default
-   *  $JOBWIRE_ADDR, else "unix:var/jobwire.sock". */
+   *  $JOBWIRE_ADDR, else defaultAddress(). */
   constructor(addr?: string, options: ClientOptions = {}) {
-    this.addr = addr || process.env.JOBWIRE_ADDR || DEFAULT_ADDR;
+    this.addr = addr || process.env.JOBWIRE_ADDR || defaultAddress();
     const token = options.token ?? process.env.JOBWIRE_TOKEN ?? "";
     this.timeoutMs = options.timeoutMs ?? 10_000;
     const channelOptions = {
@@ -122,12 +137,20 @@ export class Client {
     this.workers.close();
   }
 
+  /** An unreachable server's error names the address tried and how to
+   *  choose another. */
+  private withHint(e: JobwireError): JobwireError {
+    if (e.code !== Status.UNAVAILABLE && e.code !== Status.DEADLINE_EXCEEDED) return e;
+    const details = `${e.details} (is jobwired serving ${this.addr}? pass the address to Client or set JOBWIRE_ADDR)`;
+    return new JobwireError(e.code, details, e.violations, e.retryDelayMs);
+  }
+
   private unary<Res>(
     call: (md: Metadata, opts: Partial<CallOptions>, cb: (err: unknown, res: Res) => void) => unknown,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
       const opts = { deadline: new Date(Date.now() + this.timeoutMs) };
-      call(waitingMetadata(), opts, (err, res) => (err ? reject(JobwireError.from(err)) : resolve(res)));
+      call(waitingMetadata(), opts, (err, res) => (err ? reject(this.withHint(JobwireError.from(err))) : resolve(res)));
     });
   }
 
