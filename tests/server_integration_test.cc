@@ -487,8 +487,9 @@ TEST_F(ServerIntegrationTest, CliDefaultAddressDoesNotDependOnTheFolder) {
                          " health --addr unix:var/jobwire.sock";
   EXPECT_EQ(std::system(relative.c_str()), 0);
   // $XDG_RUNTIME_DIR/jobwire.sock, whatever the current folder.
-  std::string from_root = "cd / && env -u JOBWIRE_ADDR XDG_RUNTIME_DIR=" +
-                          dir_ + "/var " + JOBWIRE_CLI_PATH + " health";
+  std::string from_root =
+      "cd / && env -u JOBWIRE_ADDR XDG_RUNTIME_DIR=" + dir_ + "/var " +
+      JOBWIRE_CLI_PATH + " health";
   EXPECT_EQ(std::system(from_root.c_str()), 0);
 }
 

@@ -1,8 +1,8 @@
 // DefaultAddress: where jobwired serves and every client dials when no
 // address is given. The same rule in jobwired, the CLI and the four SDKs:
 //
-//   unix:$XDG_RUNTIME_DIR/jobwire.sock   when XDG_RUNTIME_DIR is an absolute path
-//   unix:/run/jobwire/jobwire.sock       else when running as root (uid 0)
+//   unix:$XDG_RUNTIME_DIR/jobwire.sock   when XDG_RUNTIME_DIR is an absolute
+//   path unix:/run/jobwire/jobwire.sock       else when running as root (uid 0)
 //   unix:/tmp/jobwire-UID/jobwire.sock   else (UID: the effective user id)
 //
 // The result depends on the user, never on the current folder. Clients

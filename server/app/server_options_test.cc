@@ -18,7 +18,8 @@ GetEnvFn Env(std::map<std::string, std::string> vars) {
 }
 
 TEST(ServerOptionsTest, DefaultsServeUnixSocketAndLoopbackTcp) {
-  auto cl = ParseServerCommandLine({}, Env({{"XDG_RUNTIME_DIR", "/run/user/7"}}));
+  auto cl =
+      ParseServerCommandLine({}, Env({{"XDG_RUNTIME_DIR", "/run/user/7"}}));
   ASSERT_TRUE(cl.ok()) << cl.status();
   // The clients' default (clients/cpp/default_address.h), not the folder's.
   EXPECT_EQ(cl->options.listen,

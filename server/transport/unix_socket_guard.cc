@@ -53,8 +53,9 @@ absl::Status CheckSharedTmpFolder(const std::string& socket_path) {
   if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
       (st.st_mode & 022) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        own, " is not a folder of this user that only it can write; remove "
-             "it or choose another --listen path"));
+        own,
+        " is not a folder of this user that only it can write; remove "
+        "it or choose another --listen path"));
   }
   return absl::OkStatus();
 }

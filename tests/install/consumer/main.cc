@@ -9,22 +9,27 @@
 #include "clients/cpp/worker.h"
 
 int main() {
-  jobwire::sdk::Client client;  // or Client("unix:/path/jobwire.sock"), Client("127.0.0.1:50051")
+  // Or Client("unix:/path/jobwire.sock"), Client("127.0.0.1:50051").
+  jobwire::sdk::Client client;
   jobwire::v1::Job job;
   job.set_kind("resize");
   job.set_queue("images");
-  absl::StatusOr<jobwire::v1::SubmitJobResponse> submitted = client.SubmitJob(job, "upload-42");
+  absl::StatusOr<jobwire::v1::SubmitJobResponse> submitted =
+      client.SubmitJob(job, "upload-42");
   if (!submitted.ok()) {
     std::cerr << submitted.status() << "\n";  // names the address it tried
     return 1;
   }
 
   jobwire::sdk::Worker worker(&client, {.queues = {"images"}, .slots = 4});
-  worker.Handle("resize", [](jobwire::sdk::Task& task) -> absl::StatusOr<jobwire::v1::JobResult> {
-    task.Progress(1, 2, "resizing");
-    if (task.stopping()) return jobwire::v1::JobResult();  // cancelled, paused or lease lost
-    return jobwire::v1::JobResult();                       // the job ends SUCCEEDED
-  });
+  worker.Handle(
+      "resize",
+      [](jobwire::sdk::Task& task) -> absl::StatusOr<jobwire::v1::JobResult> {
+        task.Progress(1, 2, "resizing");
+        if (task.stopping())
+          return jobwire::v1::JobResult();  // cancelled, paused or lease lost
+        return jobwire::v1::JobResult();    // the job ends SUCCEEDED
+      });
   std::thread runner([&] { worker.Run().IgnoreError(); });
 
   absl::StatusOr<jobwire::v1::Job> done = client.WaitJob(submitted->job().id());
