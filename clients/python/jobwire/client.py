@@ -141,6 +141,46 @@ def _to_struct(value: Optional[Mapping]) -> Optional[struct_pb2.Struct]:
     return s
 
 
+def _hinted(error: JobwireError, addr: str) -> JobwireError:
+    """An unreachable server's error says where we looked and how to look
+    elsewhere."""
+    if error.code in (grpc.StatusCode.UNAVAILABLE,
+                      grpc.StatusCode.DEADLINE_EXCEEDED):
+        error.message += (f" (is jobwired serving {addr}? pass the address "
+                          "to Client or set JOBWIRE_ADDR)")
+    return error
+
+
+def _job_of(kind: str, args: Optional[Mapping], queue: str, payload: bytes,
+            labels: Optional[Mapping[str, str]], priority: int,
+            max_attempts: int, schedule_time: Optional[_dt.datetime]) -> Job:
+    job = Job(kind=kind, queue=queue, payload=payload, priority=priority,
+              max_attempts=max_attempts, labels=dict(labels or {}))
+    if args is not None:
+        job.args.CopyFrom(_to_struct(args))
+    if schedule_time is not None:
+        job.schedule_time.FromDatetime(schedule_time)
+    return job
+
+
+def _ends_job_event(event: JobEvent) -> bool:
+    kind = event.WhichOneof("type")
+    if kind == "state_changed":
+        return is_terminal(event.state_changed.to)
+    if kind == "snapshot":
+        return is_terminal(event.snapshot.state)
+    return False
+
+
+def _resume_delay(e: grpc.RpcError, resume: bool, backoff: "_Backoff") -> float:
+    """How long a broken watch waits before it reopens; raises JobwireError
+    when it should not (``resume`` off, or a code that is not resumable)."""
+    error = JobwireError.from_rpc_error(e)
+    if not resume or error.code not in _RESUMABLE:
+        raise error from None
+    return backoff.next_delay(error.retry_delay)
+
+
 class _Backoff:
     """Reconnect delays: 50 ms doubling to 2 s, with ±20% jitter."""
 
@@ -152,10 +192,14 @@ class _Backoff:
     def reset(self) -> None:
         self._next = self._initial
 
-    def sleep(self, hint: Optional[float] = None) -> None:
+    def next_delay(self, hint: Optional[float] = None) -> float:
+        """Seconds to wait now (``hint``: the server's RetryInfo)."""
         delay = hint if hint is not None else self._next
-        time.sleep(delay * random.uniform(0.8, 1.2))
         self._next = min(self._next * 2, self._maximum)
+        return delay * random.uniform(0.8, 1.2)
+
+    def sleep(self, hint: Optional[float] = None) -> None:
+        time.sleep(self.next_delay(hint))
 
 
 class Client:
@@ -194,12 +238,7 @@ class Client:
             raise self._hinted(JobwireError.from_rpc_error(e)) from None
 
     def _hinted(self, error: JobwireError) -> JobwireError:
-        if error.code in (grpc.StatusCode.UNAVAILABLE,
-                          grpc.StatusCode.DEADLINE_EXCEEDED):
-            # Unreachable: say where we looked and how to look elsewhere.
-            error.message += (f" (is jobwired serving {self.addr}? pass "
-                              "the address to Client or set JOBWIRE_ADDR)")
-        return error
+        return _hinted(error, self.addr)
 
     # -- submitting ---------------------------------------------------------
 
@@ -218,13 +257,8 @@ class Client:
         (INVALID_ARGUMENT with ``violations`` naming each bad field).
         """
         if job is None:
-            job = Job(kind=kind, queue=queue, payload=payload,
-                      priority=priority, max_attempts=max_attempts,
-                      labels=dict(labels or {}))
-            if args is not None:
-                job.args.CopyFrom(_to_struct(args))
-            if schedule_time is not None:
-                job.schedule_time.FromDatetime(schedule_time)
+            job = _job_of(kind, args, queue, payload, labels, priority,
+                          max_attempts, schedule_time)
         return self._call(self._jobs.SubmitJob,
                           job_service_pb2.SubmitJobRequest(
                               job=job, request_id=request_id))
@@ -302,7 +336,7 @@ class Client:
                 request.after_seq = cursor
             return self._jobs.WatchJob(request, wait_for_ready=True)
 
-        return _resuming(open_stream, after_seq, lambda e: e.seq, _ends_job,
+        return _resuming(open_stream, after_seq, lambda e: e.seq, _ends_job_event,
                          resume)
 
     def watch_jobs(self, filter: str = "", *,
@@ -506,26 +540,13 @@ def _resuming(open_stream: Callable[[Optional[int]], Any],
             for message in stream:
                 if message.WhichOneof("kind") != "event":
                     continue  # heartbeat, draining, reset (a snapshot follows)
-                event = message.event
                 backoff.reset()
-                cursor = cursor_of(event)
-                yield event
-                if ends(event):
+                cursor = cursor_of(message.event)
+                yield message.event
+                if ends(message.event):
                     return
             return
         except grpc.RpcError as e:
-            error = JobwireError.from_rpc_error(e)
-            if not resume or error.code not in _RESUMABLE:
-                raise error from None
-            backoff.sleep(error.retry_delay)
+            time.sleep(_resume_delay(e, resume, backoff))
         finally:
             stream.cancel()
-
-
-def _ends_job(event: JobEvent) -> bool:
-    kind = event.WhichOneof("type")
-    if kind == "state_changed":
-        return is_terminal(event.state_changed.to)
-    if kind == "snapshot":
-        return is_terminal(event.snapshot.state)
-    return False
