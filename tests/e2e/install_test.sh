@@ -6,6 +6,7 @@
 # quick start from a clean install, in a folder of its own:
 #   C++         tests/install/consumer, configured with find_package(jobwire)
 #   Python      clients/python/README.md, pip-installed into a new venv
+#               (and mypy following its types into the generated stubs)
 #   TypeScript  clients/typescript/README.md, from the tarball `npm pack` makes
 #   Go          clients/go/README.md, a module that `replace`s the SDK
 #
@@ -123,6 +124,20 @@ if out="$(python3 -m venv "$work/py/venv" 2>&1 &&
     bash -c "cd '$work/py' && venv/bin/python quickstart.py"
   check "Python package ships py.typed and the .pyi stubs" "job_pb2.pyi" \
     bash -c "cd '$work/py' && venv/bin/python -c 'import jobwire, pathlib; d = pathlib.Path(jobwire.__file__).parent; assert (d / \"py.typed\").exists(); print(*(p.name for p in (d / \"v1\").glob(\"*.pyi\")))'"
+  # A type checker follows the package and the generated stubs: a str
+  # field assigned to an int is an error found through jobwire.v1's .pyi.
+  printf '%s\n' 'from jobwire import Client' 'job = Client("unix:/x").get_job("x")' \
+    'ok: str = job.kind' 'bad: int = job.kind' >"$work/py/typed.py"
+  if out="$("$work/py/venv/bin/pip" install -q --disable-pip-version-check mypy==2.4.1 2>&1)"; then
+    out="$(cd "$work/py" || exit; venv/bin/mypy typed.py 2>&1)" || true
+    if grep -qF 'typed.py:4: error: Incompatible types' <<<"$out" && grep -qF 'Found 1 error' <<<"$out"; then
+      pass "mypy follows the package's types into the generated stubs"
+    else
+      fail "mypy follows the package's types into the generated stubs" "$out"
+    fi
+  else
+    fail "pip install mypy" "$out"
+  fi
 else
   fail "pip install clients/python into a new venv" "$out"
 fi
