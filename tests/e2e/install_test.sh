@@ -68,6 +68,14 @@ for f in bin/jobwired bin/jobwire include/jobwire/clients/cpp/client.h \
   if [[ -e "$prefix/$f" ]]; then pass "installs $f"; else fail "installs $f"; fi
 done
 
+# Shell completions, once the CLI writes them (`jobwire completion SHELL`).
+if "$prefix/bin/jobwire" completion bash >/dev/null 2>&1; then
+  for f in share/bash-completion/completions/jobwire share/zsh/site-functions/_jobwire \
+    share/fish/vendor_completions.d/jobwire.fish; do
+    if [[ -s "$prefix/$f" ]]; then pass "installs $f"; else fail "installs $f"; fi
+  done
+fi
+
 # The server and every client below run with this runtime folder and no
 # address: they meet at its jobwire.sock, whatever their current folder.
 export XDG_RUNTIME_DIR="$work/run"
