@@ -257,8 +257,7 @@ class QueuesCommand final : public Command {
           q.concurrency_limit() > 0 ? absl::StrCat(q.concurrency_limit())
                                     : std::string("-"),
           absl::StrCat(q.workers()), absl::StrCat(q.free_slots()),
-          absl::StrCat(q.finished_last_minute()),
-          PauseText(q));
+          absl::StrCat(q.finished_last_minute()), PauseText(q));
     }
     return absl::OkStatus();
   }

@@ -123,24 +123,24 @@ void AppendScalar(const Message& m, const Reflection& r,
   const bool repeated = index >= 0;
   switch (f.cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
-      absl::StrAppend(out, repeated ? r.GetRepeatedInt32(m, &f, index)
-                                    : r.GetInt32(m, &f));
+      absl::StrAppend(
+          out, repeated ? r.GetRepeatedInt32(m, &f, index) : r.GetInt32(m, &f));
       break;
     case FieldDescriptor::CPPTYPE_UINT32:
       absl::StrAppend(out, repeated ? r.GetRepeatedUInt32(m, &f, index)
                                     : r.GetUInt32(m, &f));
       break;
     case FieldDescriptor::CPPTYPE_INT64:
-      absl::StrAppend(out, "\"",
-                      repeated ? r.GetRepeatedInt64(m, &f, index)
-                               : r.GetInt64(m, &f),
-                      "\"");
+      absl::StrAppend(
+          out, "\"",
+          repeated ? r.GetRepeatedInt64(m, &f, index) : r.GetInt64(m, &f),
+          "\"");
       break;
     case FieldDescriptor::CPPTYPE_UINT64:
-      absl::StrAppend(out, "\"",
-                      repeated ? r.GetRepeatedUInt64(m, &f, index)
-                               : r.GetUInt64(m, &f),
-                      "\"");
+      absl::StrAppend(
+          out, "\"",
+          repeated ? r.GetRepeatedUInt64(m, &f, index) : r.GetUInt64(m, &f),
+          "\"");
       break;
     case FieldDescriptor::CPPTYPE_DOUBLE:
       AppendDouble(
@@ -153,10 +153,10 @@ void AppendScalar(const Message& m, const Reflection& r,
           out);
       break;
     case FieldDescriptor::CPPTYPE_BOOL:
-      out->append((repeated ? r.GetRepeatedBool(m, &f, index)
-                            : r.GetBool(m, &f))
-                      ? "true"
-                      : "false");
+      out->append(
+          (repeated ? r.GetRepeatedBool(m, &f, index) : r.GetBool(m, &f))
+              ? "true"
+              : "false");
       break;
     case FieldDescriptor::CPPTYPE_ENUM: {
       const int number = repeated ? r.GetRepeatedEnumValue(m, &f, index)
@@ -183,9 +183,9 @@ void AppendScalar(const Message& m, const Reflection& r,
       break;
     }
     case FieldDescriptor::CPPTYPE_MESSAGE:
-      AppendMessage(repeated ? r.GetRepeatedMessage(m, &f, index)
-                             : r.GetMessage(m, &f),
-                    out);
+      AppendMessage(
+          repeated ? r.GetRepeatedMessage(m, &f, index) : r.GetMessage(m, &f),
+          out);
       break;
   }
 }

@@ -28,18 +28,43 @@ constexpr char kFullJob[] = R"pb(
   queue: "emails"
   kind: "send \"quoted\"\n\ttab \001 ctrl é ✓"
   args {
-    fields { key: "n" value { number_value: 640 } }
-    fields { key: "f" value { number_value: 0.1 } }
-    fields { key: "neg" value { number_value: -3.5e-7 } }
-    fields { key: "big" value { number_value: 1e300 } }
-    fields { key: "ok" value { bool_value: true } }
-    fields { key: "none" value { null_value: NULL_VALUE } }
+    fields {
+      key: "n"
+      value { number_value: 640 }
+    }
+    fields {
+      key: "f"
+      value { number_value: 0.1 }
+    }
+    fields {
+      key: "neg"
+      value { number_value: -3.5e-7 }
+    }
+    fields {
+      key: "big"
+      value { number_value: 1e300 }
+    }
+    fields {
+      key: "ok"
+      value { bool_value: true }
+    }
+    fields {
+      key: "none"
+      value { null_value: NULL_VALUE }
+    }
     fields {
       key: "list"
       value {
         list_value {
           values { string_value: "a" }
-          values { struct_value { fields { key: "x" value { number_value: 1 } } } }
+          values {
+            struct_value {
+              fields {
+                key: "x"
+                value { number_value: 1 }
+              }
+            }
+          }
         }
       }
     }
@@ -58,8 +83,26 @@ constexpr char kFullJob[] = R"pb(
   }
   attempt_timeout { nanos: 1000 }
   state: STATE_SUCCEEDED
-  progress { done: 3 total: 10 message: "step" details { fields { key: "k" value { string_value: "v" } } } }
-  result { data { fields { key: "out" value { string_value: "s3://x" } } } payload: "r" }
+  progress {
+    done: 3
+    total: 10
+    message: "step"
+    details {
+      fields {
+        key: "k"
+        value { string_value: "v" }
+      }
+    }
+  }
+  result {
+    data {
+      fields {
+        key: "out"
+        value { string_value: "s3://x" }
+      }
+    }
+    payload: "r"
+  }
   error { code: 7 message: "boom" retryable: true }
   attempt: 2
   create_time { seconds: 1765128600 }
@@ -67,7 +110,11 @@ constexpr char kFullJob[] = R"pb(
   update_time { seconds: 1765128602 nanos: 120000 }
   finish_time { seconds: 1765128603 nanos: 999999999 }
   etag: "W/\"3\""
-  webhook { url: "https://example.com/hook" events: EVENT_SUCCEEDED events: EVENT_STATE_CHANGED }
+  webhook {
+    url: "https://example.com/hook"
+    events: EVENT_SUCCEEDED
+    events: EVENT_STATE_CHANGED
+  }
   last_seq: 1152921504606846976
   checkpoint: "cp"
   worker_id: "w1"
@@ -96,8 +143,8 @@ void ExpectSameAsProtobuf(const Message& m) {
   google::protobuf::Struct a, b;
   ASSERT_TRUE(JsonStringToMessage(ours, &a).ok()) << ours;
   ASSERT_TRUE(JsonStringToMessage(theirs, &b).ok()) << theirs;
-  EXPECT_TRUE(MessageDifferencer::Equals(a, b)) << "ours:   " << ours
-                                                << "\ntheirs: " << theirs;
+  EXPECT_TRUE(MessageDifferencer::Equals(a, b))
+      << "ours:   " << ours << "\ntheirs: " << theirs;
 }
 
 TEST(ProtoJsonTest, AFullJobReadsBackAndMatchesProtobufsJson) {
@@ -109,7 +156,9 @@ TEST(ProtoJsonTest, DefaultsAreLeftOutAndAnEmptyMessageIsAnEmptyObject) {
   AppendProtoJson(v1::Job(), &out);
   EXPECT_EQ(out, "{}");
   out.clear();
-  AppendProtoJson(Parse<v1::Job>(R"pb(queue: "q" priority: 0 labels {})pb"),
+  AppendProtoJson(Parse<v1::Job>(R"pb(queue: "q"
+                                      priority: 0
+                                      labels {})pb"),
                   &out);
   EXPECT_EQ(out, R"({"queue":"q","labels":{"":""}})");
   ExpectSameAsProtobuf(Parse<v1::Job>(R"pb(retry_policy {})pb"));
@@ -129,10 +178,10 @@ TEST(ProtoJsonTest, EveryKindOfEventMatchesProtobufsJson) {
   };
   for (const std::string& kind : kinds) {
     SCOPED_TRACE(kind);
-    ExpectSameAsProtobuf(Parse<v1::JobEvent>(
-        "event_id: 9007199254740993 job_id: \"j\" seq: 4 "
-        "time { seconds: 1765128600 nanos: 5000000 } " +
-        kind));
+    ExpectSameAsProtobuf(
+        Parse<v1::JobEvent>("event_id: 9007199254740993 job_id: \"j\" seq: 4 "
+                            "time { seconds: 1765128600 nanos: 5000000 } " +
+                            kind));
   }
 }
 
@@ -158,8 +207,8 @@ TEST(ProtoJsonTest, TimesAndDurationsAreWrittenAsProtobufWritesThem) {
   d.set_seconds(0);
   d.set_nanos(0);
   EXPECT_EQ(text(d), R"("0s")");
-  for (const Message* m : {static_cast<const Message*>(&t),
-                           static_cast<const Message*>(&d)}) {
+  for (const Message* m :
+       {static_cast<const Message*>(&t), static_cast<const Message*>(&d)}) {
     std::string theirs;
     ASSERT_TRUE(MessageToJsonString(*m, &theirs).ok());
     EXPECT_EQ(text(*m), theirs);

@@ -173,10 +173,11 @@ ServerMetrics::ServerMetrics(Sources sources)
   if (!sources_.webhook_outbox_pending) return;
   auto& results = BuildCounter()
                       .Name("jobwire_webhook_deliveries_total")
-                      .Help("Webhook delivery attempts by outcome: delivered "
-                            "(2xx), failed_will_retry, dead (failed, the "
-                            "last attempt allowed), refused (the SSRF guard "
-                            "refused the destination).")
+                      .Help(
+                          "Webhook delivery attempts by outcome: delivered "
+                          "(2xx), failed_will_retry, dead (failed, the "
+                          "last attempt allowed), refused (the SSRF guard "
+                          "refused the destination).")
                       .Register(*registry_);
   for (size_t i = 0; i < std::size(kWebhookAttemptResults); ++i) {
     webhook_results_[i] = &results.Add(
@@ -185,8 +186,9 @@ ServerMetrics::ServerMetrics(Sources sources)
   }
   webhook_duration_ = &BuildHistogram()
                            .Name("jobwire_webhook_delivery_duration_seconds")
-                           .Help("Webhook delivery attempts, from their start "
-                                 "to the receiver's answer or the error.")
+                           .Help(
+                               "Webhook delivery attempts, from their start "
+                               "to the receiver's answer or the error.")
                            .Register(*registry_)
                            .Add({}, WebhookBuckets());
 }

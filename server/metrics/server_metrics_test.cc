@@ -399,8 +399,9 @@ TEST_F(ServerMetricsTest, WebhookAttemptsByOutcomeTimesAndOutboxDepth) {
   EXPECT_EQ(
       Value(text, "jobwire_webhook_deliveries_total{outcome=\"delivered\"}"),
       2);
-  EXPECT_EQ(Value(text, "jobwire_webhook_deliveries_total{outcome=\"failed_"
-                        "will_retry\"}"),
+  EXPECT_EQ(Value(text,
+                  "jobwire_webhook_deliveries_total{outcome=\"failed_"
+                  "will_retry\"}"),
             1);
   EXPECT_EQ(Value(text, "jobwire_webhook_deliveries_total{outcome=\"dead\"}"),
             1);
@@ -408,7 +409,8 @@ TEST_F(ServerMetricsTest, WebhookAttemptsByOutcomeTimesAndOutboxDepth) {
       Value(text, "jobwire_webhook_deliveries_total{outcome=\"refused\"}"), 1);
   EXPECT_EQ(Value(text, "jobwire_webhook_delivery_duration_seconds_count"), 5);
   EXPECT_EQ(
-      Value(text, "jobwire_webhook_delivery_duration_seconds_bucket{le=\"0.005\"}"),
+      Value(text,
+            "jobwire_webhook_delivery_duration_seconds_bucket{le=\"0.005\"}"),
       3);
   EXPECT_NEAR(Value(text, "jobwire_webhook_delivery_duration_seconds_sum"),
               2.044, 1e-9);

@@ -1263,7 +1263,8 @@ TEST_F(SqliteJobStoreTest, DeleteRemovesOnlyTerminalJobsTheCheckAllows) {
 std::vector<std::string> Describe(const std::vector<QueueStateCount>& counts) {
   std::vector<std::string> out;
   for (const QueueStateCount& c : counts)
-    out.push_back(absl::StrCat(c.queue, "/", JobStateName(c.state), "=", c.count));
+    out.push_back(
+        absl::StrCat(c.queue, "/", JobStateName(c.state), "=", c.count));
   return out;
 }
 
@@ -1272,10 +1273,10 @@ std::vector<std::string> CountedBySql(const std::string& path) {
   SQLite::Statement stmt(db, kCountJobsByQueueAndStateSql);
   std::vector<QueueStateCount> counts;
   while (stmt.executeStep()) {
-    counts.push_back(QueueStateCount{
-        stmt.getColumn(0).getString(),
-        static_cast<JobState>(stmt.getColumn(1).getInt()),
-        stmt.getColumn(2).getInt64()});
+    counts.push_back(
+        QueueStateCount{stmt.getColumn(0).getString(),
+                        static_cast<JobState>(stmt.getColumn(1).getInt()),
+                        stmt.getColumn(2).getInt64()});
   }
   return Describe(counts);
 }
@@ -1326,16 +1327,14 @@ TEST_F(SqliteJobStoreTest, JobCountsStayExactThroughEveryWriteAndAReopen) {
   for (size_t i = 0; i < 30; ++i)
     ASSERT_TRUE(MutateSync(*store, ids[i], MoveTo(moves[i % 5])).ok());
   for (size_t i = 30; i < 36; ++i) {
-    ASSERT_TRUE(MutateSync(*store, ids[i],
-                           [](const Job& current, absl::Time) {
-                             JobChange change{current, {}};
-                             change.job.queue = "moved";
-                             JobEvent e;
-                             e.type = EventType::kUpdated;
-                             change.events.push_back(e);
-                             return absl::StatusOr<JobChange>(change);
-                           })
-                    .ok());
+    ASSERT_TRUE(MutateSync(*store, ids[i], [](const Job& current, absl::Time) {
+                  JobChange change{current, {}};
+                  change.job.queue = "moved";
+                  JobEvent e;
+                  e.type = EventType::kUpdated;
+                  change.events.push_back(e);
+                  return absl::StatusOr<JobChange>(change);
+                }).ok());
   }
   EXPECT_FALSE(MutateSync(*store, ids[40], [](const Job&, absl::Time) {
                  return absl::StatusOr<JobChange>(

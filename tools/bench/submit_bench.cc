@@ -69,9 +69,9 @@
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -320,7 +320,8 @@ SubmitLoop MakeSubmitLoop(v1::JobService::Stub* stub, int callers,
       callers, end,
       [webhook = std::move(webhook)](v1::SubmitJobRequest* r) {
         FillSampleJob(r->mutable_job());
-        if (webhook.has_value()) *r->mutable_job()->mutable_webhook() = *webhook;
+        if (webhook.has_value())
+          *r->mutable_job()->mutable_webhook() = *webhook;
       },
       [prefix = std::move(prefix)](int64_t n, v1::SubmitJobRequest* r) {
         r->set_request_id(absl::StrCat(prefix, n));
@@ -538,8 +539,8 @@ class Receiver {
 
 // The jobwired flags of webhooks on, with a secret file written under `dir`.
 std::vector<std::string> WebhookServerArgs(const std::string& dir) {
-  const std::string path = absl::StrCat(dir, "/jobwire-bench-webhook-secret-",
-                                        getpid());
+  const std::string path =
+      absl::StrCat(dir, "/jobwire-bench-webhook-secret-", getpid());
   // The example secret of the Standard Webhooks specification.
   std::ofstream(path) << "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n";
   return {"--webhook-secret-file", path, "--webhook-allow-cidr",
