@@ -9,7 +9,9 @@
 //     both stamped by the store's clock), and jobwire_jobs{queue,state} for
 //     the active states QUEUED, SCHEDULED, RUNNING and PAUSED, kept in memory
 //     from every state change and queue move after LoadBlocking seeded them
-//     from the store: a scrape costs no SQL, whatever the database's size.
+//     from the store: they cost a scrape no SQL, whatever the database's
+//     size (the outbox depth, with webhooks on, is one COUNT over the
+//     pending rows' index).
 //     Ended jobs are not in jobwire_jobs (retention and deletes remove them
 //     without events); the _total counters count them instead.
 //   - The store's writer (a CommitObserver): group-commit batch sizes and
