@@ -1443,6 +1443,8 @@ absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
 
 absl::StatusOr<std::vector<QueueStateCount>>
 SqliteJobStore::CountJobsByQueueAndStateBlocking() {
+  // Like every read, refused once the store is shut down.
+  JW_RETURN_IF_ERROR(ReadersOpen());
   std::vector<QueueStateCount> counts;
   absl::MutexLock lock(&counts_mu_);
   counts.reserve(job_counts_.size());

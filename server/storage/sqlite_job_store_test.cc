@@ -960,6 +960,8 @@ TEST_F(SqliteJobStoreTest, WritesAfterShutdownAreUnavailable) {
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(store->GetJobBlocking("x").status().code(),
             absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->CountJobsByQueueAndStateBlocking().status().code(),
+            absl::StatusCode::kUnavailable);
   store->Shutdown();  // idempotent
 }
 
