@@ -451,6 +451,7 @@ TEST_F(ServerIntegrationTest, CliPausesResumesAndListsQueues) {
   CliResult table = RunCli(addr + "queues");
   EXPECT_EQ(table.code, 0) << table.out;
   EXPECT_TRUE(absl::StartsWith(table.out, "QUEUE ")) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, " WORKERS    FREE ")) << table.out;
   EXPECT_TRUE(absl::StrContains(table.out, "mail ")) << table.out;
   EXPECT_TRUE(absl::StrContains(table.out, "paused until")) << table.out;
   CliResult resumed = RunCli(addr + "resume --queue mail");

@@ -217,7 +217,7 @@ class QueuesCommand final : public Command {
  public:
   std::string name() const override { return "queues"; }
   std::string summary() const override {
-    return "list queues with job counts, workers and pause state: "
+    return "list queues with job counts, workers, free slots and pause state: "
            "[--output table|json]";
   }
   void AddFlags(FlagSet* flags) override {
@@ -240,10 +240,10 @@ class QueuesCommand final : public Command {
       return absl::OkStatus();
     }
     constexpr char kRow[] =
-        "%-20s  %7s  %7s  %7s  %7s  %9s  %6s  %9s  %6s  %7s  %s\n";
-    *context.out << absl::StrFormat(kRow, "QUEUE", "QUEUED", "RUNNING",
-                                    "PAUSED", "FAILED", "SUCCEEDED", "WEIGHT",
-                                    "LIMIT", "WORKERS", "DONE/1M", "STATE");
+        "%-20s  %7s  %7s  %7s  %7s  %9s  %6s  %9s  %6s  %6s  %7s  %s\n";
+    *context.out << absl::StrFormat(
+        kRow, "QUEUE", "QUEUED", "RUNNING", "PAUSED", "FAILED", "SUCCEEDED",
+        "WEIGHT", "LIMIT", "WORKERS", "FREE", "DONE/1M", "STATE");
     for (const Queue& q : response.queues()) {
       auto count = [&q](const char* state) {
         auto it = q.counts().find(state);
@@ -256,8 +256,8 @@ class QueuesCommand final : public Command {
           absl::StrCat(q.weight()),
           q.concurrency_limit() > 0 ? absl::StrCat(q.concurrency_limit())
                                     : std::string("-"),
-          absl::StrCat(q.workers()), absl::StrCat(q.finished_last_minute()),
-          PauseText(q));
+          absl::StrCat(q.workers()), absl::StrCat(q.free_slots()),
+          absl::StrCat(q.finished_last_minute()), PauseText(q));
     }
     return absl::OkStatus();
   }

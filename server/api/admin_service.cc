@@ -430,6 +430,7 @@ AdminServiceImpl::QueuesBlocking(const std::string& name) {
     q.set_concurrency_limit(v.settings.concurrency_limit);
     q.set_weight(v.settings.weight);
     q.set_workers(v.workers);
+    q.set_free_slots(v.free_slots);
     q.set_finished_last_minute(v.finished_last_minute);
     if (auto c = counts.find(v.settings.name); c != counts.end()) {
       for (const auto& [state, n] : c->second) (*q.mutable_counts())[state] = n;

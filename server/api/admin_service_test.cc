@@ -502,6 +502,33 @@ TEST_F(AdminControlsTest, ListQueuesCountsJobsWorkersAndFinishedJobs) {
   EXPECT_EQ(other->counts().at("QUEUED"), 1);
 }
 
+TEST_F(AdminControlsTest, ListQueuesSumsTheFreeSlotsOfTheWorkersServingIt) {
+  // Worker a serves both queues with 3 slots; b serves mail with 2.
+  TestWorker a(channel_, "a", {"mail", "other"}, 3);
+  TestWorker b(channel_, "b", {"mail"}, 2);
+  for (TestWorker* w : {&a, &b}) {
+    auto welcome = w->Next();
+    ASSERT_TRUE(welcome.has_value() && welcome->has_welcome());
+  }
+  absl::StatusOr<jobwire::v1::Queue> mail = FindQueue("mail");
+  ASSERT_TRUE(mail.ok());
+  EXPECT_EQ(mail->workers(), 2);
+  EXPECT_EQ(mail->free_slots(), 5);
+
+  // A job of `other` can only go to a: one of its slots is taken, in both
+  // queues it serves.
+  Submit("other");
+  ASSERT_TRUE(a.NextOf(ConnectResponse::kAssign).has_value());
+  mail = FindQueue("mail");
+  absl::StatusOr<jobwire::v1::Queue> other = FindQueue("other");
+  ASSERT_TRUE(mail.ok() && other.ok());
+  EXPECT_EQ(mail->free_slots(), 4);
+  EXPECT_EQ(other->workers(), 1);
+  EXPECT_EQ(other->free_slots(), 2);
+  absl::StatusOr<jobwire::v1::Queue> idle = FindQueue("idle");
+  EXPECT_FALSE(idle.ok());  // no worker, no job, no settings: not listed
+}
+
 TEST_F(AdminServiceTest, WebhookDeliveriesRefuseBadInputAndAServerWithout) {
   grpc::ServerBuilder builder;
   int port = 0;

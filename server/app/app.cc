@@ -148,26 +148,6 @@ absl::Status App::Build() {
   }
   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
   store_->AddCommitListener(events_.get());
-  if (signer.has_value()) {
-    HttpWebhookSender::Options webhook_options;
-    webhook_options.schedule.max_attempts = options_.webhook_max_attempts;
-    webhook_options.schedule.backoff.initial_backoff =
-        options_.webhook_initial_backoff;
-    webhook_options.schedule.backoff.max_backoff = options_.webhook_max_backoff;
-    webhook_options.schedule.max_retry_after = options_.webhook_max_backoff;
-    webhook_options.connect_timeout = options_.webhook_connect_timeout;
-    webhook_options.total_timeout = options_.webhook_timeout;
-    webhook_options.max_in_flight = options_.webhook_max_in_flight;
-    webhooks_ = std::make_unique<HttpWebhookSender>(
-        store_.get(), clock_.get(), random_.get(), *std::move(signer), *policy,
-        webhook_options);
-    store_->AddCommitListener(webhooks_.get());
-    // Pending deliveries of an earlier run go first.
-    webhooks_->Start();
-    JW_LOG(INFO) << "webhooks: signed with " << options_.webhook_secret_file
-                 << ", at most " << options_.webhook_max_attempts
-                 << " attempts each";
-  }
   if (options_.retention.terminal_max_age > absl::ZeroDuration() ||
       options_.retention.max_terminal_jobs > 0) {
     retention_thread_ = std::thread([this] { RetentionLoop(); });
@@ -198,11 +178,38 @@ absl::Status App::Build() {
       return static_cast<int64_t>(http_->open_connections());
     };
   }
+  if (signer.has_value()) {
+    metric_sources.webhook_outbox_pending = [store = store_.get()] {
+      return store->CountPendingWebhooksBlocking();
+    };
+  }
   metrics_ = std::make_unique<ServerMetrics>(std::move(metric_sources));
   store_->AddCommitListener(metrics_.get());
   store_->SetCommitObserver(metrics_.get());
   dispatcher_->SetAssignObserver(metrics_.get());
   JW_RETURN_IF_ERROR(metrics_->LoadBlocking());
+  // After the metrics (its observer), before recovery's first write.
+  if (signer.has_value()) {
+    HttpWebhookSender::Options webhook_options;
+    webhook_options.schedule.max_attempts = options_.webhook_max_attempts;
+    webhook_options.schedule.backoff.initial_backoff =
+        options_.webhook_initial_backoff;
+    webhook_options.schedule.backoff.max_backoff = options_.webhook_max_backoff;
+    webhook_options.schedule.max_retry_after = options_.webhook_max_backoff;
+    webhook_options.connect_timeout = options_.webhook_connect_timeout;
+    webhook_options.total_timeout = options_.webhook_timeout;
+    webhook_options.max_in_flight = options_.webhook_max_in_flight;
+    webhook_options.observer = metrics_.get();
+    webhooks_ = std::make_unique<HttpWebhookSender>(
+        store_.get(), clock_.get(), random_.get(), *std::move(signer), *policy,
+        webhook_options);
+    store_->AddCommitListener(webhooks_.get());
+    // Pending deliveries of an earlier run go first.
+    webhooks_->Start();
+    JW_LOG(INFO) << "webhooks: signed with " << options_.webhook_secret_file
+                 << ", at most " << options_.webhook_max_attempts
+                 << " attempts each";
+  }
   JW_RETURN_IF_ERROR(dispatcher_->RecoverBlocking());
   dispatcher_->Start();
 

@@ -78,6 +78,15 @@ const Histogram::BucketBoundaries& CommitBuckets() {
   return *b;
 }
 
+// Webhook attempts: a local receiver answers in a millisecond; the default
+// total timeout is 15 s.
+const Histogram::BucketBoundaries& WebhookBuckets() {
+  static const auto* b = new Histogram::BucketBoundaries{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+      0.25,  0.5,    1,     2.5,  5,     10,   30};
+  return *b;
+}
+
 MetricFamily Family(std::string name, std::string help, MetricType type) {
   MetricFamily f;
   f.name = std::move(name);
@@ -160,7 +169,29 @@ ServerMetrics::ServerMetrics(Sources sources)
                            .Help("The COMMIT of each transaction: its WAL "
                                  "write and, with synchronous=FULL, fsync.")
                            .Register(*registry_)
-                           .Add({}, CommitBuckets())) {}
+                           .Add({}, CommitBuckets())) {
+  if (!sources_.webhook_outbox_pending) return;
+  auto& results = BuildCounter()
+                      .Name("jobwire_webhook_deliveries_total")
+                      .Help(
+                          "Webhook delivery attempts by outcome: delivered "
+                          "(2xx), failed_will_retry, dead (failed, the "
+                          "last attempt allowed), refused (the SSRF guard "
+                          "refused the destination).")
+                      .Register(*registry_);
+  for (size_t i = 0; i < std::size(kWebhookAttemptResults); ++i) {
+    webhook_results_[i] = &results.Add(
+        {{"outcome",
+          std::string(WebhookAttemptResultName(kWebhookAttemptResults[i]))}});
+  }
+  webhook_duration_ = &BuildHistogram()
+                           .Name("jobwire_webhook_delivery_duration_seconds")
+                           .Help(
+                               "Webhook delivery attempts, from their start "
+                               "to the receiver's answer or the error.")
+                           .Register(*registry_)
+                           .Add({}, WebhookBuckets());
+}
 
 ServerMetrics::~ServerMetrics() = default;
 
@@ -272,6 +303,13 @@ void ServerMetrics::OnAssigned(const std::string& queue,
       std::max(0.0, absl::ToDoubleSeconds(ready_to_assigned)));
 }
 
+void ServerMetrics::OnWebhookAttempt(WebhookAttemptResult result,
+                                     absl::Duration duration) {
+  if (webhook_duration_ == nullptr) return;
+  webhook_results_[static_cast<size_t>(result)]->Increment();
+  webhook_duration_->Observe(std::max(0.0, absl::ToDoubleSeconds(duration)));
+}
+
 std::string ServerMetrics::RenderBlocking() {
   std::vector<MetricFamily> families = registry_->Collect();
 
@@ -349,6 +387,18 @@ std::string ServerMetrics::RenderBlocking() {
        "Open Server-Sent Events streams of the HTTP face.");
   hook(sources_.http_connections, "jobwire_http_connections",
        "Open connections of the HTTP face.");
+  if (sources_.webhook_outbox_pending) {
+    absl::StatusOr<int64_t> pending = sources_.webhook_outbox_pending();
+    if (pending.ok()) {
+      families.push_back(OneGauge("jobwire_webhook_outbox_pending",
+                                  "Webhook deliveries waiting in the outbox "
+                                  "(neither delivered nor dead).",
+                                  static_cast<double>(*pending)));
+    } else {
+      JW_LOG(WARNING) << "metrics: webhook outbox depth left out: "
+                      << pending.status();
+    }
+  }
 
   absl::StatusOr<ProcessSample> process = ReadProcessSampleBlocking();
   if (process.ok()) {

@@ -9,7 +9,9 @@
 //     both stamped by the store's clock), and jobwire_jobs{queue,state} for
 //     the active states QUEUED, SCHEDULED, RUNNING and PAUSED, kept in memory
 //     from every state change and queue move after LoadBlocking seeded them
-//     from the store: a scrape costs no SQL, whatever the database's size.
+//     from the store: they cost a scrape no SQL, whatever the database's
+//     size (the outbox depth, with webhooks on, is one COUNT over the
+//     pending rows' index).
 //     Ended jobs are not in jobwire_jobs (retention and deletes remove them
 //     without events); the _total counters count them instead.
 //   - The store's writer (a CommitObserver): group-commit batch sizes and
@@ -18,19 +20,24 @@
 //     becoming ready to its `assign` being sent; and, read at scrape time,
 //     connected workers, free slots, leases, lease expiries, the dispatch
 //     pause and each queue's pause.
+//   - The webhook sender (a WebhookObserver): delivery attempts by result
+//     (delivered, failed_will_retry, dead, refused) and their times; and,
+//     read at scrape time through a hook, the outbox's pending rows.
 //   - Hooks (Sources): open gRPC watch streams, SSE streams and HTTP
 //     connections; a metric whose hook is null is left out.
 //   - /proc/self: process_* metrics (process_metrics.h).
 // Labels are low-cardinality only: `queue` and `state`, never a job id.
 //
 // Usage (server/app/app.cc): construct after the store and the Dispatcher;
-// register with store->AddCommitListener(m), store->SetCommitObserver(m)
-// and dispatcher->SetAssignObserver(m); call LoadBlocking() before the
+// register with store->AddCommitListener(m), store->SetCommitObserver(m),
+// dispatcher->SetAssignObserver(m) and, with webhooks on, as the
+// HttpWebhookSender's Options::observer; call LoadBlocking() before the
 // first write (before Dispatcher::RecoverBlocking); then RenderBlocking()
 // per scrape, from the executor.
 //
 // Thread-safety: every method is thread-safe. OnCommit, OnCommitSample and
-// OnAssigned take one short lock (or none), never block and allocate only
+// OnAssigned take one short lock (or none; OnWebhookAttempt takes none),
+// never block and allocate only
 // when a queue is first seen or a job starts running. OnAssigned runs with
 // the Dispatcher's mutex held (lock order: Dispatcher::mu_ before mu_);
 // RenderBlocking never holds mu_ while calling the Dispatcher or a hook.
@@ -55,6 +62,7 @@
 #include "server/core/job.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/job_store.h"
+#include "server/webhooks/webhook_observer.h"
 
 namespace prometheus {
 class Counter;
@@ -68,7 +76,8 @@ namespace jobwire {
 
 class ServerMetrics final : public CommitListener,
                             public CommitObserver,
-                            public AssignObserver {
+                            public AssignObserver,
+                            public WebhookObserver {
  public:
   struct Sources {
     // Workers, slots, leases, lease expiries, pauses. Null: those metrics
@@ -82,6 +91,10 @@ class ServerMetrics final : public CommitListener,
     std::function<int64_t()> watch_streams;
     std::function<int64_t()> sse_streams;
     std::function<int64_t()> http_connections;
+    // Set when webhooks are on: the webhook metrics are shown, and this
+    // reads the outbox's pending deliveries at each render (it may block:
+    // RenderBlocking runs on the executor). Null: no webhook metrics.
+    std::function<absl::StatusOr<int64_t>()> webhook_outbox_pending;
   };
 
   explicit ServerMetrics(Sources sources);
@@ -89,8 +102,8 @@ class ServerMetrics final : public CommitListener,
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
 
-  // Seeds jobwire_jobs from the store's counts (one GROUP BY over the jobs
-  // table). Call once, after AddCommitListener(this) and before any write
+  // Seeds jobwire_jobs from the store's counts (kept in memory by the
+  // store). Call once, after AddCommitListener(this) and before any write
   // commits, so no commit is counted twice or missed. Fails with the store's
   // error (then counts start at zero).
   absl::Status LoadBlocking();
@@ -104,6 +117,10 @@ class ServerMetrics final : public CommitListener,
   // AssignObserver: dispatch latency. Dispatcher mutex held.
   void OnAssigned(const std::string& queue,
                   absl::Duration ready_to_assigned) override;
+  // WebhookObserver: deliveries by result, attempt times. Delivery thread;
+  // takes no lock of ours. Ignored without Sources::webhook_outbox_pending.
+  void OnWebhookAttempt(WebhookAttemptResult result,
+                        absl::Duration duration) override;
 
   // Every metric in the Prometheus text exposition format (version 0.0.4,
   // Content-Type "text/plain; version=0.0.4; charset=utf-8"). Reads
@@ -150,6 +167,11 @@ class ServerMetrics final : public CommitListener,
   prometheus::Histogram& batch_requests_;
   prometheus::Histogram& transaction_duration_;
   prometheus::Histogram& commit_duration_;
+  // Webhook deliveries by WebhookAttemptResult, and attempt times; null
+  // while webhooks are off.
+  std::array<prometheus::Counter*, std::size(kWebhookAttemptResults)>
+      webhook_results_{};
+  prometheus::Histogram* webhook_duration_ = nullptr;
 
   // Taken inside the Dispatcher's mutex by OnAssigned (see the class comment).
   absl::Mutex mu_;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -357,6 +358,64 @@ TEST_F(ServerMetricsTest, HooksAndProcessMetrics) {
   const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
   EXPECT_LE(start, now + 1);
   EXPECT_GT(start, now - 24 * 3600);
+}
+
+TEST_F(ServerMetricsTest, WebhookAttemptsByOutcomeTimesAndOutboxDepth) {
+  // Without webhooks: no webhook metric, and attempts are ignored.
+  StartMetrics();
+  metrics_->OnWebhookAttempt(WebhookAttemptResult::kDelivered,
+                             absl::Milliseconds(5));
+  std::string text = metrics_->RenderBlocking();
+  EXPECT_FALSE(Has(text, "jobwire_webhook_"));
+
+  ServerMetrics::Sources sources;
+  sources.store = store_.get();
+  sources.webhook_outbox_pending = [this] {
+    return store_->CountPendingWebhooksBlocking();
+  };
+  ServerMetrics metrics(std::move(sources));
+  text = metrics.RenderBlocking();
+  // Every outcome is there from the start, at zero.
+  for (const char* outcome :
+       {"delivered", "failed_will_retry", "dead", "refused"}) {
+    EXPECT_EQ(Value(text, absl::StrCat("jobwire_webhook_deliveries_total{"
+                                       "outcome=\"",
+                                       outcome, "\"}")),
+              0)
+        << outcome;
+  }
+  EXPECT_EQ(Value(text, "jobwire_webhook_outbox_pending"), 0);
+
+  metrics.OnWebhookAttempt(WebhookAttemptResult::kFailedWillRetry,
+                           absl::Milliseconds(3));
+  metrics.OnWebhookAttempt(WebhookAttemptResult::kDelivered,
+                           absl::Milliseconds(40));
+  metrics.OnWebhookAttempt(WebhookAttemptResult::kDead, absl::Seconds(2));
+  metrics.OnWebhookAttempt(WebhookAttemptResult::kRefused,
+                           absl::ZeroDuration());
+  metrics.OnWebhookAttempt(WebhookAttemptResult::kDelivered,
+                           absl::Milliseconds(1));
+  text = metrics.RenderBlocking();
+  EXPECT_EQ(
+      Value(text, "jobwire_webhook_deliveries_total{outcome=\"delivered\"}"),
+      2);
+  EXPECT_EQ(Value(text,
+                  "jobwire_webhook_deliveries_total{outcome=\"failed_"
+                  "will_retry\"}"),
+            1);
+  EXPECT_EQ(Value(text, "jobwire_webhook_deliveries_total{outcome=\"dead\"}"),
+            1);
+  EXPECT_EQ(
+      Value(text, "jobwire_webhook_deliveries_total{outcome=\"refused\"}"), 1);
+  EXPECT_EQ(Value(text, "jobwire_webhook_delivery_duration_seconds_count"), 5);
+  EXPECT_EQ(
+      Value(text,
+            "jobwire_webhook_delivery_duration_seconds_bucket{le=\"0.005\"}"),
+      3);
+  EXPECT_NEAR(Value(text, "jobwire_webhook_delivery_duration_seconds_sum"),
+              2.044, 1e-9);
+  const absl::Status check = PromtoolCheckMetrics(text);
+  EXPECT_TRUE(check.ok()) << check << "\n" << text;
 }
 
 // `promtool check metrics` (Debian's `prometheus` package) on a scrape with

@@ -955,11 +955,19 @@ std::vector<Dispatcher::QueueView> Dispatcher::Queues(
   for (const auto& [name, buckets] : finished_) {
     if (FinishedLastMinuteLocked(name, now) > 0) names.insert(name);
   }
-  std::map<std::string, int32_t> workers;
+  struct Serving {
+    int32_t workers = 0;
+    int32_t free_slots = 0;
+  };
+  std::map<std::string, Serving> serving;
   for (const auto& [id, s] : sessions_) {
-    for (const WorkerQueueSpec& q : s.queues) ++workers[q.name];
+    for (const WorkerQueueSpec& q : s.queues) {
+      Serving& v = serving[q.name];
+      ++v.workers;
+      v.free_slots += std::max(0, s.slots - s.used);
+    }
   }
-  for (const auto& [name, count] : workers) names.insert(name);
+  for (const auto& [name, v] : serving) names.insert(name);
   std::vector<QueueView> out;
   out.reserve(names.size());
   for (const std::string& name : names) {
@@ -970,7 +978,10 @@ std::vector<Dispatcher::QueueView> Dispatcher::Queues(
       v.settings.resume_time = absl::InfinitePast();
     }
     v.stored = stored_queues_.count(name) > 0;
-    if (auto w = workers.find(name); w != workers.end()) v.workers = w->second;
+    if (auto w = serving.find(name); w != serving.end()) {
+      v.workers = w->second.workers;
+      v.free_slots = w->second.free_slots;
+    }
     if (auto l = queue_leases_.find(name); l != queue_leases_.end()) {
       v.running = l->second;
     }

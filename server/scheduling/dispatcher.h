@@ -263,6 +263,9 @@ class Dispatcher final : public CommitListener {
     QueueRow settings;
     bool stored = false;  // the queue has a row in the store
     int32_t workers = 0;  // connected sessions serving it
+    // Slots of those sessions not holding a lease (as DispatcherStats'
+    // free_slots); a session serving several queues counts in each.
+    int32_t free_slots = 0;
     int32_t running = 0;  // leases (reserved or running)
     int64_t finished_last_minute = 0;
   };

@@ -245,7 +245,8 @@ class JobStore {
       const ListJobsQuery& query) = 0;
 
   // Number of jobs per (queue, state), for rows with count > 0, ordered by
-  // queue then state.
+  // queue then state, exact as of a commit. Cheap whatever the number of
+  // jobs (the SQLite store keeps the counts in memory): callers may poll it.
   virtual absl::StatusOr<std::vector<QueueStateCount>>
   CountJobsByQueueAndStateBlocking() = 0;
 
@@ -310,6 +311,9 @@ class JobStore {
   // deleted meanwhile). NOT_FOUND for an unknown delivery id.
   virtual void RecordWebhookAttempt(WebhookAttempt attempt,
                                     StatusCallback done) = 0;
+  // Pending deliveries (neither delivered nor dead): the outbox's depth.
+  // Reads the pending rows' index, so it costs what is pending.
+  virtual absl::StatusOr<int64_t> CountPendingWebhooksBlocking() = 0;
   // Deliveries by query, newest first. INVALID_ARGUMENT on "page_size"
   // (negative) or "page_token".
   virtual absl::StatusOr<WebhookDeliveryPage> ListWebhookDeliveriesBlocking(

@@ -168,11 +168,29 @@ class SqliteJobStore::Writer {
       BindValue(*stmt, ++index, c.get(job));
     if (stmt->exec() == 0) return false;
     InsertLabels(job);
+    CountJob(job.queue, job.state, 1);
     return true;
+  }
+
+  // Records a change of the number of jobs in (queue, state) by the
+  // transaction in progress. Runs of the same key within one request (a
+  // batch of submits to one queue) fold into one entry.
+  void CountJob(const std::string& queue, JobState state, int64_t n) {
+    if (count_deltas.size() > count_fold_floor &&
+        count_deltas.back().state == state &&
+        count_deltas.back().queue == queue) {
+      count_deltas.back().n += n;
+      return;
+    }
+    count_deltas.push_back(CountDelta{queue, state, n});
   }
 
   // Writes the columns that differ between `before` and `after`.
   void UpdateJob(const Job& before, const Job& after) {
+    if (before.queue != after.queue || before.state != after.state) {
+      CountJob(before.queue, before.state, -1);
+      CountJob(after.queue, after.state, 1);
+    }
     const std::vector<JobColumn>& columns = JobColumns();
     // The indexes of the changed columns, one char each: the key of the
     // cached UPDATE for this set of columns. Mutations change only a few
@@ -310,11 +328,19 @@ class SqliteJobStore::Writer {
     for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?",
                             "DELETE FROM webhook_outbox WHERE job_id = ? "
                             "AND state != 0",
-                            "DELETE FROM job_labels WHERE job_id = ?",
-                            "DELETE FROM jobs WHERE id = ?"}) {
+                            "DELETE FROM job_labels WHERE job_id = ?"}) {
       auto stmt = conn.stmts.Get(sql);
       stmt->bind(1, id);
       stmt->exec();
+    }
+    // SQLite deletes in the first step (RETURNING rows come after); the id
+    // is the key, so there is one row at most, and the lease resets it.
+    auto stmt =
+        conn.stmts.Get("DELETE FROM jobs WHERE id = ? RETURNING queue, state");
+    stmt->bind(1, id);
+    if (stmt->executeStep()) {
+      CountJob(stmt->getColumn(0).getString(),
+               static_cast<JobState>(stmt->getColumn(1).getInt()), -1);
     }
     return max_event_id;
   }
@@ -352,6 +378,18 @@ class SqliteJobStore::Writer {
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
   std::vector<JobEvent> events;
+  // Job count changes by the transaction in progress (CountJob), applied to
+  // the store's counts once it commits. Every statement that inserts,
+  // deletes, or changes the queue or state of a jobs row records one.
+  struct CountDelta {
+    std::string queue;
+    JobState state = JobState::kUnspecified;
+    int64_t n = 0;
+  };
+  std::vector<CountDelta> count_deltas;
+  // Entries below it belong to earlier requests and are not folded into, so
+  // that a failed request's entries are the ones at or above its mark.
+  size_t count_fold_floor = 0;
   // Options::default_webhook when set, else null.
   const WebhookSpec* default_webhook = nullptr;
   // Options::webhook_body when set, else null.
@@ -534,6 +572,17 @@ absl::Status SqliteJobStore::OpenBlocking() {
       last_event_id = std::max(last_event_id, high.getColumn(0).getInt64());
     writer_->next_event_id = last_event_id + 1;
     last_event_id_ = last_event_id;
+    // The one count of every row; the writer keeps the counts from here on.
+    {
+      SQLite::Statement count(db, kCountJobsByQueueAndStateSql);
+      absl::MutexLock lock(&counts_mu_);
+      job_counts_.clear();
+      while (count.executeStep()) {
+        job_counts_[{count.getColumn(0).getString(),
+                     static_cast<JobState>(count.getColumn(1).getInt())}] +=
+            count.getColumn(2).getInt64();
+      }
+    }
 
     absl::MutexLock lock(&readers_mu_);
     for (int i = 0; i < std::max(1, options_.reader_connections); ++i) {
@@ -829,6 +878,8 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   Writer& w = *writer_;
   sqlite3* handle = w.conn.db.getHandle();
   w.events.clear();
+  w.count_deltas.clear();
+  w.count_fold_floor = 0;
   results.assign(batch.size(), absl::OkStatus());
   batch_status = absl::OkStatus();
   try {
@@ -839,6 +890,8 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     const size_t mark = w.events.size();
+    const size_t count_mark = w.count_deltas.size();
+    w.count_fold_floor = count_mark;
     const size_t cache_mark = w.rows.mark();
     const int64_t changes = sqlite3_total_changes64(handle);
     absl::Status s;
@@ -852,6 +905,7 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
     if (s.ok()) continue;
     results[i] = s;
     w.events.resize(mark);
+    w.count_deltas.resize(count_mark);
     // Whatever the request wrote is undone below (or the batch fails).
     w.rows.RollbackTo(cache_mark);
     if (sqlite3_get_autocommit(handle) != 0) {
@@ -946,12 +1000,29 @@ void SqliteJobStore::RunBatch(Completion& c) {
     }
     if (!w.events.empty())
       last_event_id_.store(w.events.back().event_id, std::memory_order_release);
+    if (!w.count_deltas.empty()) {
+      absl::MutexLock lock(&counts_mu_);
+      for (const Writer::CountDelta& d : w.count_deltas) {
+        if (d.n == 0) continue;
+        auto it = job_counts_.try_emplace({d.queue, d.state}, 0).first;
+        it->second += d.n;
+        if (it->second <= 0) {
+          if (it->second < 0) {
+            JW_LOG(ERROR) << "storage: job count of queue " << d.queue
+                          << " in state " << JobStateName(d.state)
+                          << " went below zero";
+          }
+          job_counts_.erase(it);
+        }
+      }
+    }
     // The events go with `c`; the writer keeps c's emptied vector (and its
     // capacity) for the next transaction.
     c.events.clear();
     c.events.swap(w.events);
   }
   w.events.clear();
+  w.count_deltas.clear();
   row_cache_hits_.store(w.rows.hits(), std::memory_order_relaxed);
   row_cache_misses_.store(w.rows.misses(), std::memory_order_relaxed);
   // Counted here, before the hand-off, so stats() is current when a `done`
@@ -1372,17 +1443,13 @@ absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
 
 absl::StatusOr<std::vector<QueueStateCount>>
 SqliteJobStore::CountJobsByQueueAndStateBlocking() {
+  // Like every read, refused once the store is shut down.
+  JW_RETURN_IF_ERROR(ReadersOpen());
   std::vector<QueueStateCount> counts;
-  JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
-    auto stmt = c.stmts.Get(kCountJobsByQueueAndStateSql);
-    while (stmt->executeStep()) {
-      counts.push_back(
-          QueueStateCount{stmt->getColumn(0).getString(),
-                          static_cast<JobState>(stmt->getColumn(1).getInt()),
-                          stmt->getColumn(2).getInt64()});
-    }
-    return absl::OkStatus();
-  }));
+  absl::MutexLock lock(&counts_mu_);
+  counts.reserve(job_counts_.size());
+  for (const auto& [key, n] : job_counts_)
+    counts.push_back(QueueStateCount{key.first, key.second, n});
   return counts;
 }
 
@@ -1395,6 +1462,13 @@ absl::StatusOr<int64_t> SqliteJobStore::QueryIntBlocking(
     return absl::OkStatus();
   }));
   return value;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::CountPendingWebhooksBlocking() {
+  // webhook_outbox_due holds exactly the pending rows.
+  return QueryIntBlocking(
+      "SELECT COUNT(*) FROM webhook_outbox INDEXED BY webhook_outbox_due "
+      "WHERE state = 0");
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::LastEventIdBlocking() {

@@ -316,6 +316,18 @@ void HttpWebhookSender::FinishTransfer(Transfer* t, int curl_code) {
                       clock_->Now(), random_->Uniform());
   attempts_.fetch_add(1);
   if (attempt.delivered) delivered_.fetch_add(1);
+  if (options_.observer != nullptr) {
+    WebhookAttemptResult result = WebhookAttemptResult::kFailedWillRetry;
+    if (!t->refused.empty()) {
+      result = WebhookAttemptResult::kRefused;
+    } else if (attempt.delivered) {
+      result = WebhookAttemptResult::kDelivered;
+    } else if (attempt.next_state == WebhookDeliveryState::kDead) {
+      result = WebhookAttemptResult::kDead;
+    }
+    options_.observer->OnWebhookAttempt(result,
+                                        clock_->Now() - t->attempt_time);
+  }
   const int64_t id = t->row.id;
   curl_multi_remove_handle(multi_, t->easy);
   transfers_.erase(id);  // deletes t

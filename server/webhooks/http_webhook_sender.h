@@ -26,6 +26,8 @@
 // redirects followed; no proxy from the environment; at most
 // max_response_bytes of a response body read.
 //
+// Every attempt's result and time also go to Options::observer (metrics).
+//
 // Thread-safe. Not owned: the store, clock and random source, which must
 // outlive it. Register it with the store before the store's first write
 // and keep it alive until the store is shut down (store callbacks reach it
@@ -55,6 +57,7 @@
 #include "server/webhooks/address_policy.h"
 #include "server/webhooks/delivery_plan.h"
 #include "server/webhooks/signer.h"
+#include "server/webhooks/webhook_observer.h"
 
 namespace jobwire {
 
@@ -67,6 +70,9 @@ class HttpWebhookSender final : public CommitListener {
     absl::Duration total_timeout = absl::Seconds(15);
     int max_in_flight = 64;
     size_t max_response_bytes = 4096;
+    // Told of each attempt's result and time (metrics). Not owned; must
+    // outlive the sender. Null: nobody.
+    WebhookObserver* observer = nullptr;
   };
 
   // Counters since Start, for tests and operators.

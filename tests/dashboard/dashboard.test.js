@@ -111,6 +111,23 @@ describe("pages", () => {
     await p.close();
   });
 
+  test("the queues page shows the free slots of the workers serving a queue, live", async () => {
+    server.startWorker("slots", SLOW);
+    const p = await visit("#/queues");
+    const free = p.page.locator('tr[data-queue="slots"] td[data-field="free-slots"]');
+    await eventually(async () => (await free.innerText()) === "4", 8000, "the worker's 4 free slots");
+    const job = await server.submit({queue: "slots", kind: "k"});
+    await eventually(async () => (await free.innerText()) === "3", 8000, "3 free slots once the job runs");
+    const listed = (await server.api("GET", "/v1/queues")).queues.find((q) => q.name === "slots");
+    assert.equal(listed.freeSlots, 3);
+    assert.equal(listed.workers, 1);
+    await server.api("POST", `/v1/jobs/${job.id}:cancel`, {});
+    await eventually(async () => (await free.innerText()) === "4", 8000, "4 free slots after the cancel");
+    await screenshot(p.page, "queues-free-slots");
+    await p.check();
+    await p.close();
+  });
+
   test("a submitted job appears and its progress bar moves live to SUCCEEDED", async () => {
     const p = await visit('#/jobs?filter=queue%20%3D%20%22work%22');
     const {page} = p;

@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import threading
 import time
 
 import grpc
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -72,7 +74,8 @@ class Receiver:
         self.requests = []      # (path, headers, body, monotonic time)
         self.connections = 0    # TCP connections accepted
         # path -> list of (status, delay, headers); headers["_body_bytes"]
-        # sets the answer's size
+        # sets the answer's size; a threading.Event as the delay holds the
+        # answer until it is set
         self.scripts = {}
         receiver = self
 
@@ -91,7 +94,9 @@ class Receiver:
                     script = receiver.scripts.get(self.path) or []
                     status, delay, extra = (script.pop(0) if script else
                                             (200, 0, {}))
-                if delay:
+                if isinstance(delay, threading.Event):
+                    delay.wait(30)
+                elif delay:
                     time.sleep(delay)
                 extra = dict(extra)
                 answer = b"x" * extra.pop("_body_bytes", 0) or b"ok"
@@ -517,4 +522,72 @@ def test_kill_between_send_and_mark_sends_the_same_id_again(
                    admin_service_pb2.WebhookDeliveryRecord.STATE_DELIVERED
                    for d in listed)
     finally:
+        server.stop()
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one series ("name{labels}") of a /metrics scrape."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    pytest.fail(f"no {series} in the scrape:\n{text}")
+
+
+def test_deliveries_move_the_webhook_metrics(tmp_path, secret_file, receiver):
+    path, keys = secret_file
+    http_socket = tmp_path / "h.sock"
+    server = start_server(tmp_path, path, "--webhook-allow-cidr",
+                          "127.0.0.1/32", "--webhook-max-attempts=2",
+                          "--webhook-timeout=30s", "--http",
+                          f"unix:{http_socket}")
+    web = httpx.Client(transport=httpx.HTTPTransport(uds=str(http_socket)),
+                       base_url="http://jobwired", timeout=10)
+    release = threading.Event()
+
+    def scrape() -> str:
+        r = web.get("/metrics")
+        assert r.status_code == 200
+        return r.text
+
+    def outcome(text: str, name: str) -> float:
+        return metric(text, f'jobwire_webhook_deliveries_total{{outcome="{name}"}}')
+
+    try:
+        before = scrape()
+        for name in ("delivered", "failed_will_retry", "dead", "refused"):
+            assert outcome(before, name) == 0
+        assert metric(before, "jobwire_webhook_outbox_pending") == 0
+
+        c = server.client()
+        # Held by the receiver until released: pending in the outbox.
+        receiver.script("/held", (200, release, {}))
+        held = submit_with_webhook(c, receiver.url("/held"))
+        c.cancel_job(held.id)
+        receiver.wait_for("/held", 1)
+        assert metric(scrape(), "jobwire_webhook_outbox_pending") == 1
+        release.set()
+        delivery_events(server, held.id, 1)
+
+        # 500 twice with two attempts allowed: one retry, then dead.
+        receiver.script("/dead", (500, 0, {}), (500, 0, {}))
+        dead = submit_with_webhook(c, receiver.url("/dead"))
+        c.cancel_job(dead.id)
+        events = delivery_events(server, dead.id, 2)
+        assert [e.webhook_delivery.delivered for e in events] == [False, False]
+
+        after = scrape()
+        assert outcome(after, "delivered") == 1
+        assert outcome(after, "failed_will_retry") == 1
+        assert outcome(after, "dead") == 1
+        assert outcome(after, "refused") == 0
+        assert metric(after,
+                      "jobwire_webhook_delivery_duration_seconds_count") == 3
+        assert metric(after, "jobwire_webhook_outbox_pending") == 0
+        promtool = shutil.which("promtool") or "/usr/bin/promtool"
+        check = subprocess.run([promtool, "check", "metrics"], input=after,
+                               capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        release.set()
+        web.close()
         server.stop()

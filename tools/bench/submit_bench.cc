@@ -36,7 +36,7 @@
 //                [--channels 100] [--sync full|normal|off]
 //                [--raw1 N --raw1000 N] [--jobwired PATH] [--append FILE]
 //                [--callers 1,16,64] [--transport tcp|unix]
-//                [--ab PATH [--rounds N]]
+//                [--ab PATH [--rounds N]] [--ab-webhooks terminal|state]
 //
 // --callers and --transport narrow the submit cases to the ones named (all
 // by default), for profiling one case.
@@ -53,10 +53,25 @@
 // job, and the median and range of the per-round B/A ratios. On a shared box
 // whose throughput drifts by half within minutes, two separate runs cannot
 // show a 5% change; the ratio of neighbouring turns can.
+//
+//   submit_bench --ab-webhooks terminal|state [--rounds 6] [--callers 64]
+//
+// is the same comparison between webhooks off and on (#25): A is this build
+// (or --jobwired) as it is; B the same binary with webhooks on (a secret
+// file, --webhook-allow-cidr 127.0.0.1/32) whose every submitted job has a
+// webhook to a receiver on 127.0.0.1 run by the benchmark (HTTP/1.1
+// keep-alive, answers 204 at once). `terminal`: the default events, so a
+// submit writes no outbox row (the cost is the URL check and the stored
+// webhook; no job ends here). `state`: EVENT_STATE_CHANGED, so every submit
+// also writes its outbox row (and body) in its transaction and the sender
+// posts it while the load runs.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -124,6 +139,9 @@ struct Flags {
   // in alternating rounds; --rounds of them per number of callers.
   std::string ab;
   int rounds = 6;
+  // --ab-webhooks: "terminal" or "state" (see the file comment); B is A's
+  // binary with webhooks on.
+  std::string ab_webhooks;
 };
 
 ServerConfig ServerConfigOf(const Flags& flags) {
@@ -294,11 +312,17 @@ using SubmitLoop = ClosedLoop<v1::SubmitJobRequest, v1::SubmitJobResponse>;
 using HealthLoop = ClosedLoop<grpc::health::v1::HealthCheckRequest,
                               grpc::health::v1::HealthCheckResponse>;
 
+// `webhook`: given to every job when set.
 SubmitLoop MakeSubmitLoop(v1::JobService::Stub* stub, int callers,
-                          Clock::time_point end, std::string prefix) {
+                          Clock::time_point end, std::string prefix,
+                          std::optional<v1::Webhook> webhook = std::nullopt) {
   return SubmitLoop(
       callers, end,
-      [](v1::SubmitJobRequest* r) { FillSampleJob(r->mutable_job()); },
+      [webhook = std::move(webhook)](v1::SubmitJobRequest* r) {
+        FillSampleJob(r->mutable_job());
+        if (webhook.has_value())
+          *r->mutable_job()->mutable_webhook() = *webhook;
+      },
       [prefix = std::move(prefix)](int64_t n, v1::SubmitJobRequest* r) {
         r->set_request_id(absl::StrCat(prefix, n));
       },
@@ -449,27 +473,115 @@ AbSummary Summarize(const AbResult& r) {
                    Median(Ratios(r.b_cpu_us, r.a_cpu_us))};
 }
 
+// A webhook receiver on 127.0.0.1: a thread per connection reads requests
+// (headers, then Content-Length bytes of body) and answers each with 204,
+// keeping the connection open. Counts the requests. Its threads are
+// detached: create it once, never destroy it.
+class Receiver {
+ public:
+  Receiver() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (listener_ < 0 ||
+        bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(listener_, 256) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      std::cerr << "receiver: cannot listen on 127.0.0.1\n";
+      exit(1);
+    }
+    port_ = ntohs(addr.sin_port);
+    std::thread([this] { Accept(); }).detach();
+  }
+  int port() const { return port_; }
+  int64_t requests() const { return requests_.load(); }
+
+ private:
+  void Accept() {
+    while (true) {
+      const int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) continue;
+      std::thread([this, fd] { Serve(fd); }).detach();
+    }
+  }
+  void Serve(int fd) {
+    static constexpr char kAnswer[] =
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    std::string in;
+    char buf[16384];
+    while (true) {
+      const size_t end = in.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t body = 0;
+        const std::string head = absl::AsciiStrToLower(in.substr(0, end));
+        if (size_t at = head.find("content-length:"); at != std::string::npos)
+          body = strtoul(head.c_str() + at + 15, nullptr, 10);
+        if (in.size() >= end + 4 + body) {
+          in.erase(0, end + 4 + body);
+          requests_.fetch_add(1);
+          if (write(fd, kAnswer, sizeof(kAnswer) - 1) < 0) break;
+          continue;
+        }
+      }
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+  }
+
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<int64_t> requests_{0};
+};
+
+// The jobwired flags of webhooks on, with a secret file written under `dir`.
+std::vector<std::string> WebhookServerArgs(const std::string& dir) {
+  const std::string path =
+      absl::StrCat(dir, "/jobwire-bench-webhook-secret-", getpid());
+  // The example secret of the Standard Webhooks specification.
+  std::ofstream(path) << "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n";
+  return {"--webhook-secret-file", path, "--webhook-allow-cidr",
+          "127.0.0.1/32"};
+}
+
 // --ab: two jobwired builds, both running side by side, take the same submit
 // case in turns (A B, then B A, ...), each turn --seconds long. The box's
 // drift (it is shared, and halves or doubles throughput within minutes)
 // hits both builds alike, and the per-round ratio B/A cancels most of it;
 // comparing two separate runs does not.
 std::vector<AbResult> RunAbCases(const Flags& flags) {
-  Flags b_flags = flags;
-  b_flags.jobwired = flags.ab;
+  ServerConfig b_config = ServerConfigOf(flags);
+  std::optional<v1::Webhook> b_webhook;
+  // Never deleted: its threads run until the process ends.
+  Receiver* receiver = nullptr;
+  if (!flags.ab_webhooks.empty()) {
+    receiver = new Receiver();
+    b_config.extra_args = WebhookServerArgs(flags.dir);
+    b_webhook.emplace();
+    b_webhook->set_url(
+        absl::StrCat("http://127.0.0.1:", receiver->port(), "/hook"));
+    if (flags.ab_webhooks == "state")
+      b_webhook->add_events(v1::Webhook::EVENT_STATE_CHANGED);
+  } else {
+    b_config.jobwired = flags.ab;
+  }
   Server a(ServerConfigOf(flags));
-  Server b(ServerConfigOf(b_flags));
+  Server b(b_config);
   const bool tcp = flags.transport == "tcp";
   const std::string name = tcp ? "TCP" : "Unix";
   auto a_channel = OwnChannel(tcp ? a.tcp_target() : a.unix_target(), 0);
   auto b_channel = OwnChannel(tcp ? b.tcp_target() : b.unix_target(), 0);
   auto a_stub = v1::JobService::NewStub(a_channel);
   auto b_stub = v1::JobService::NewStub(b_channel);
-  for (auto* stub : {a_stub.get(), b_stub.get()}) {
-    MakeSubmitLoop(stub, 1, Clock::now() + std::chrono::milliseconds(200),
-                   "warm-")
-        .RunAndWait();
-  }
+  MakeSubmitLoop(a_stub.get(), 1, Clock::now() + std::chrono::milliseconds(200),
+                 "warm-")
+      .RunAndWait();
+  MakeSubmitLoop(b_stub.get(), 1, Clock::now() + std::chrono::milliseconds(200),
+                 "warm-", b_webhook)
+      .RunAndWait();
   const auto case_time =
       std::chrono::microseconds(static_cast<int64_t>(flags.seconds * 1e6));
   std::vector<AbResult> results;
@@ -483,7 +595,8 @@ std::vector<AbResult> RunAbCases(const Flags& flags) {
         const bool run_b = (round + turn) % 2 == 1;
         SubmitLoop loop = MakeSubmitLoop(
             run_b ? b_stub.get() : a_stub.get(), callers,
-            Clock::now() + case_time, absl::StrCat("ab-", loop_number++, "-"));
+            Clock::now() + case_time, absl::StrCat("ab-", loop_number++, "-"),
+            run_b ? b_webhook : std::nullopt);
         const Server& server = run_b ? b : a;
         const double cpu = server.CpuSeconds();
         const auto start = Clock::now();
@@ -509,6 +622,10 @@ std::vector<AbResult> RunAbCases(const Flags& flags) {
         m.a_cpu_us, m.b_cpu_us, m.cpu_ratio, r.errors);
     results.push_back(std::move(r));
   }
+  if (receiver != nullptr) {
+    absl::PrintF("webhook receiver: %d requests during the run\n",
+                 receiver->requests());
+  }
   return results;
 }
 
@@ -517,7 +634,18 @@ void ReportAb(const Flags& flags, const std::string& load_at_start,
   std::ostringstream md;
   md << SectionStart("submit_bench A/B", load_at_start) << "\n"
      << "- A: `" << (flags.jobwired.empty() ? "this build" : flags.jobwired)
-     << "`, B: `" << flags.ab << "`, both running, synchronous=" << flags.sync
+     << "`, B: "
+     << (flags.ab_webhooks.empty()
+             ? absl::StrCat("`", flags.ab, "`")
+             : absl::StrCat("the same with webhooks on, every job with a "
+                            "webhook to a receiver on 127.0.0.1 (events: ",
+                            flags.ab_webhooks == "state"
+                                ? "every state change, so each submit "
+                                  "writes an outbox row"
+                                : "the terminal ones, so a submit writes no "
+                                  "outbox row",
+                            ")"))
+     << ", both running, synchronous=" << flags.sync
      << "; durable SubmitJob, closed loop, " << flags.rounds
      << " rounds of A then B (B then A in every other round), " << flags.seconds
      << " s each\n"
@@ -1019,6 +1147,9 @@ int Main(int argc, char** argv) {
     } else if (a == "--ab") {
       flags.ab = v;
       ok = ok && !v.empty();
+    } else if (a == "--ab-webhooks") {
+      flags.ab_webhooks = v;
+      ok = ok && (v == "terminal" || v == "state");
     } else if (a == "--rounds") {
       ok = ok && absl::SimpleAtoi(v, &flags.rounds) && flags.rounds > 0 &&
            flags.rounds <= 100;
@@ -1036,7 +1167,8 @@ int Main(int argc, char** argv) {
                    "[--sync full|normal|off] "
                    "[--raw1 N --raw1000 N] [--jobwired PATH] "
                    "[--append FILE] [--callers N,N,..] "
-                   "[--transport tcp|unix] [--ab PATH [--rounds N]]\n";
+                   "[--transport tcp|unix] [--ab PATH [--rounds N]] "
+                   "[--ab-webhooks terminal|state]\n";
       return 2;
     }
     ++i;
@@ -1044,7 +1176,7 @@ int Main(int argc, char** argv) {
   RaiseFdLimit();
   signal(SIGPIPE, SIG_IGN);
   const std::string load_at_start = LoadAverage();
-  if (!flags.ab.empty()) {
+  if (!flags.ab.empty() || !flags.ab_webhooks.empty()) {
     ReportAb(flags, load_at_start, RunAbCases(flags));
     return 0;
   }

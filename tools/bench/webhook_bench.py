@@ -7,7 +7,9 @@ then one BulkUpdateJobs cancels them all (N terminal events, N outbox rows);
 the clock runs from that request to the receiver's last delivery. The
 receiver (Python's ThreadingHTTPServer, keep-alive, answers 204 at once) is
 part of what is measured: a faster receiver would show more. Loopback only.
-Not part of the test run.
+Not part of the test run. The submit path's cost with webhooks on vs off
+is measured by `submit_bench --ab-webhooks` (a C++ load generator: 64
+callers from Python would measure Python).
 
   build/tools/py/bin/python tools/bench/webhook_bench.py [--jobs 2000]
       [--in-flight 1,16,64] [--jobwired build/release/bin/jobwired]

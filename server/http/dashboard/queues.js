@@ -1,8 +1,9 @@
-// Queues: counts by state, workers, weight, concurrency limit and pause
-// state of every queue (GET /v1/queues, polled every 2 s: a poll costs one
-// counting query however busy the server is, where following /v1/events
-// would cost the browser every event), with pause (now or for a while),
-// resume and settings; and the server-wide dispatch pause (GET /v1/server,
+// Queues: counts by state, workers and their free slots, weight, concurrency
+// limit and pause state of every queue (GET /v1/queues, polled every 2 s: the
+// server keeps the counts in memory, so a poll costs no counting query
+// however many jobs there are, where following /v1/events would cost the
+// browser every event), with pause (now or for a while), resume and
+// settings; and the server-wide dispatch pause (GET /v1/server,
 // POST /v1/dispatch:pause, :resume).
 
 import {api, seg} from "./api.js";
@@ -23,6 +24,7 @@ export function mountQueues(main) {
       COUNT_STATES.map((s) => h("th", {scope: "col", class: "n"}, s.toLowerCase())),
       h("th", {scope: "col", class: "n"}, "done/min"),
       h("th", {scope: "col", class: "n"}, "workers"),
+      h("th", {scope: "col", class: "n", title: "free slots of the connected workers serving the queue"}, "free slots"),
       h("th", {scope: "col", class: "n"}, "weight"),
       h("th", {scope: "col", class: "n"}, "limit"),
       h("th", {scope: "col"}, "dispatch"),
@@ -92,11 +94,14 @@ function queueRow(q, act) {
   for (const c of counts) c.classList.add("n");
   const finished = cell("done/min");
   const workers = cell("workers");
+  const freeSlots = cell("free slots");
   const weight = cell("weight");
   const limit = cell("limit");
   const status = cell("dispatch");
   finished.classList.add("n");
   workers.classList.add("n");
+  freeSlots.classList.add("n");
+  freeSlots.dataset.field = "free-slots";
   weight.classList.add("n");
   limit.classList.add("n");
 
@@ -136,7 +141,7 @@ function queueRow(q, act) {
 
   const el = h("tr", {"data-queue": q.name},
     h("th", {scope: "row", "data-label": "queue"}, h("a", {href: `#/jobs?filter=${encodeURIComponent(`queue = "${q.name}"`)}`}, q.name)),
-    counts, finished, workers, weight, limit, status,
+    counts, finished, workers, freeSlots, weight, limit, status,
     cell("actions", h("div", {class: "row-actions"}, pause, resume, settings)));
   return {
     el,
@@ -147,6 +152,7 @@ function queueRow(q, act) {
       });
       finished.textContent = fmt.num(q.finishedLastMinute);
       workers.textContent = fmt.num(q.workers);
+      freeSlots.textContent = fmt.num(q.freeSlots);
       weight.textContent = fmt.num(q.weight || 1);
       limit.textContent = q.concurrencyLimit ? fmt.num(q.concurrencyLimit) : "none";
       if (!edited) {

@@ -95,7 +95,7 @@ class DispatchState(_message.Message):
     def __init__(self, paused: bool = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Queue(_message.Message):
-    __slots__ = ("name", "paused", "resume_time", "concurrency_limit", "weight", "counts", "workers", "finished_last_minute")
+    __slots__ = ("name", "paused", "resume_time", "concurrency_limit", "weight", "counts", "workers", "finished_last_minute", "free_slots")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class Queue(_message.Message):
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     paused: bool
     resume_time: _timestamp_pb2.Timestamp
@@ -119,7 +120,8 @@ class Queue(_message.Message):
     counts: _containers.ScalarMap[str, int]
     workers: int
     finished_last_minute: int
-    def __init__(self, name: _Optional[str] = ..., paused: bool = ..., resume_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_limit: _Optional[int] = ..., weight: _Optional[int] = ..., counts: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., finished_last_minute: _Optional[int] = ...) -> None: ...
+    free_slots: int
+    def __init__(self, name: _Optional[str] = ..., paused: bool = ..., resume_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., concurrency_limit: _Optional[int] = ..., weight: _Optional[int] = ..., counts: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., finished_last_minute: _Optional[int] = ..., free_slots: _Optional[int] = ...) -> None: ...
 
 class PauseQueueRequest(_message.Message):
     __slots__ = ("name", "resume_time")

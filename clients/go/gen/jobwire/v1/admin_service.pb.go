@@ -571,8 +571,12 @@ type Queue struct {
 	Workers int32 `protobuf:"varint,7,opt,name=workers,proto3" json:"workers,omitempty"`
 	// Jobs finished in the last minute. Output only.
 	FinishedLastMinute int64 `protobuf:"varint,8,opt,name=finished_last_minute,json=finishedLastMinute,proto3" json:"finished_last_minute,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Free slots of the connected workers serving this queue: the sum of their
+	// slots not holding a job. A worker serving several queues shares its slots
+	// between them, so its free slots count in each. Output only.
+	FreeSlots     int32 `protobuf:"varint,9,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Queue) Reset() {
@@ -657,6 +661,13 @@ func (x *Queue) GetWorkers() int32 {
 func (x *Queue) GetFinishedLastMinute() int64 {
 	if x != nil {
 		return x.FinishedLastMinute
+	}
+	return 0
+}
+
+func (x *Queue) GetFreeSlots() int32 {
+	if x != nil {
+		return x.FreeSlots
 	}
 	return 0
 }
@@ -1337,7 +1348,7 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x15ResumeDispatchRequest\"?\n" +
 	"\rDispatchState\x12\x16\n" +
 	"\x06paused\x18\x01 \x01(\bR\x06paused\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xf3\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x92\x03\n" +
 	"\x05Queue\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x12;\n" +
@@ -1347,7 +1358,9 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x06weight\x18\x05 \x01(\x05R\x06weight\x125\n" +
 	"\x06counts\x18\x06 \x03(\v2\x1d.jobwire.v1.Queue.CountsEntryR\x06counts\x12\x18\n" +
 	"\aworkers\x18\a \x01(\x05R\aworkers\x120\n" +
-	"\x14finished_last_minute\x18\b \x01(\x03R\x12finishedLastMinute\x1a9\n" +
+	"\x14finished_last_minute\x18\b \x01(\x03R\x12finishedLastMinute\x12\x1d\n" +
+	"\n" +
+	"free_slots\x18\t \x01(\x05R\tfreeSlots\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"d\n" +

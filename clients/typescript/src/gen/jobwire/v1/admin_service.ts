@@ -182,6 +182,12 @@ export interface Queue {
   workers: number;
   /** Jobs finished in the last minute. Output only. */
   finishedLastMinute: number;
+  /**
+   * Free slots of the connected workers serving this queue: the sum of their
+   * slots not holding a job. A worker serving several queues shares its slots
+   * between them, so its free slots count in each. Output only.
+   */
+  freeSlots: number;
 }
 
 export interface Queue_CountsEntry {
@@ -1014,6 +1020,7 @@ function createBaseQueue(): Queue {
     counts: {},
     workers: 0,
     finishedLastMinute: 0,
+    freeSlots: 0,
   };
 }
 
@@ -1042,6 +1049,9 @@ export const Queue: MessageFns<Queue> = {
     }
     if (message.finishedLastMinute !== 0) {
       writer.uint32(64).int64(message.finishedLastMinute);
+    }
+    if (message.freeSlots !== 0) {
+      writer.uint32(72).int32(message.freeSlots);
     }
     return writer;
   },
@@ -1120,6 +1130,14 @@ export const Queue: MessageFns<Queue> = {
           message.finishedLastMinute = longToNumber(reader.int64());
           continue;
         }
+        case 9: {
+          if (tag !== 72) {
+            break;
+          }
+
+          message.freeSlots = reader.int32();
+          continue;
+        }
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -1144,6 +1162,7 @@ export const Queue: MessageFns<Queue> = {
         : {},
       workers: isSet(object.workers) ? globalThis.Number(object.workers) : 0,
       finishedLastMinute: isSet(object.finishedLastMinute) ? globalThis.Number(object.finishedLastMinute) : 0,
+      freeSlots: isSet(object.freeSlots) ? globalThis.Number(object.freeSlots) : 0,
     };
   },
 
@@ -1179,6 +1198,9 @@ export const Queue: MessageFns<Queue> = {
     if (message.finishedLastMinute !== 0) {
       obj.finishedLastMinute = Math.round(message.finishedLastMinute);
     }
+    if (message.freeSlots !== 0) {
+      obj.freeSlots = Math.round(message.freeSlots);
+    }
     return obj;
   },
 
@@ -1200,6 +1222,7 @@ export const Queue: MessageFns<Queue> = {
     }, {});
     message.workers = object.workers ?? 0;
     message.finishedLastMinute = object.finishedLastMinute ?? 0;
+    message.freeSlots = object.freeSlots ?? 0;
     return message;
   },
 };
