@@ -40,12 +40,6 @@ absl::Status OneId(const std::string& command,
   return absl::OkStatus();
 }
 
-std::string StateName(Job::State state) {
-  absl::string_view name = Job::State_Name(state);
-  absl::ConsumePrefix(&name, "STATE_");
-  return std::string(name);
-}
-
 bool IsTerminal(Job::State s) {
   return s == Job::STATE_SUCCEEDED || s == Job::STATE_FAILED ||
          s == Job::STATE_CANCELLED;
@@ -71,15 +65,20 @@ constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
 // pause between attempts that grows to 1 s), and gives up once attempts have
 // failed for kWatchGiveUpAfter. A server that cannot be reached at the start
 // (a wrong --addr, say) fails at once, like any other command. Returns the
-// job's outcome.
+// job's outcome. With `json`, prints each WatchJobResponse but heartbeats as
+// one line of JSON (JSON lines), else a line per event for people.
 absl::Status Watch(const CliContext& context, const std::string& id,
-                   std::optional<int64_t> after_seq) {
+                   std::optional<int64_t> after_seq, bool json) {
   auto stub = JobService::NewStub(context.channel);
-  const bool tty = context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
+  const bool tty =
+      !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   int failures = 0;
   bool answered = false;  // the server has sent something on some attempt
   // When the first failed attempt of the current outage ended.
   std::optional<absl::Time> failing_since;
+  // The server said it is stopping, and nothing came since: a call it
+  // cancels while it stops (CANCELLED) is resumed too.
+  bool server_stopping = false;
   for (;;) {
     auto call = context.NewCallContext(/*with_deadline=*/false);
     jobwire::v1::WatchJobRequest request;
@@ -88,23 +87,46 @@ absl::Status Watch(const CliContext& context, const std::string& id,
     auto reader = stub->WatchJob(call.get(), request);
     jobwire::v1::WatchJobResponse msg;
     std::optional<absl::Status> outcome;
+    // The server is stopping: this stream is closed at once (so it does not
+    // hold the stop for its grace period) and resumed after the restart.
+    bool draining = false;
     while (reader->Read(&msg)) {
       answered = true;
       failures = 0;
       failing_since.reset();
+      server_stopping = msg.has_draining();
       // Every line goes out at once (stdout may be a pipe or a file).
+      if (json && (msg.has_draining() || msg.has_reset() || msg.has_event())) {
+        context.PrintJson(msg, /*every_field=*/false, /*one_line=*/true);
+        context.out->flush();
+      }
       if (msg.has_draining()) {
-        *context.out << (tty ? "\n" : "") << "server draining; will resume"
-                     << std::endl;
-        continue;
+        if (!json) {
+          *context.out << (tty ? "\n" : "") << "server draining; will resume"
+                       << std::endl;
+        }
+        draining = true;
+        call->TryCancel();
+        break;
       }
       if (msg.has_reset()) {
+        if (json) continue;
         *context.out << "reset: " << msg.reset().reason() << std::endl;
         continue;
       }
       if (!msg.has_event()) continue;  // heartbeat
       const jobwire::v1::JobEvent& e = msg.event();
       after_seq = e.seq();
+      if (json) {
+        if (e.has_snapshot() && IsTerminal(e.snapshot().state())) {
+          outcome = Outcome(id, e.snapshot().state(), e.snapshot().error());
+        } else if (e.has_state_changed() &&
+                   IsTerminal(e.state_changed().to())) {
+          outcome =
+              Outcome(id, e.state_changed().to(), e.state_changed().error());
+        }
+        continue;
+      }
       if (e.has_snapshot()) {
         const Job& job = e.snapshot();
         *context.out << id << " " << StateName(job.state()) << "\n";
@@ -155,7 +177,12 @@ absl::Status Watch(const CliContext& context, const std::string& id,
       Job job;
       grpc::Status got = stub->GetJob(get.get(), get_request, &job);
       if (got.ok() && IsTerminal(job.state())) {
-        *context.out << id << " " << StateName(job.state()) << std::endl;
+        if (json) {
+          context.PrintJson(job, /*every_field=*/false, /*one_line=*/true);
+        } else {
+          *context.out << id << " " << StateName(job.state()) << "\n";
+        }
+        context.out->flush();
         return Outcome(id, job.state(), job.error());
       }
       // A server going away now is waited for below, like a dropped stream.
@@ -164,10 +191,11 @@ absl::Status Watch(const CliContext& context, const std::string& id,
       }
     }
     const grpc::StatusCode code = status.error_code();
-    const bool retry = code == grpc::StatusCode::UNAVAILABLE ||
-                       code == grpc::StatusCode::OK ||
-                       code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-                       code == grpc::StatusCode::DEADLINE_EXCEEDED;
+    const bool retry =
+        draining || (server_stopping && code == grpc::StatusCode::CANCELLED) ||
+        code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::OK ||
+        code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+        code == grpc::StatusCode::DEADLINE_EXCEEDED;
     // Before the server has ever answered, it is a wrong address or a server
     // that is down: fail like any other command. (An OK end never exits 0
     // here: only the job's outcome does.)
@@ -221,6 +249,7 @@ class SubmitCommand final : public Command {
     flags->Bool(
         "watch", &watch_,
         "follow the job until it ends; exit non-zero unless it succeeds");
+    flags->Output(&output_, {"json", "table"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -263,11 +292,17 @@ class SubmitCommand final : public Command {
     grpc::Status status = stub->SubmitJob(call.get(), request, &response);
     if (!status.ok()) return FromGrpcStatus(status);
     if (!watch_) {
-      context.PrintJson(response.job());
+      PrintJob(context, response.job(), output_);
       return absl::OkStatus();
     }
-    *context.out << response.job().id() << "\n";
-    return Watch(context, response.job().id(), response.job().last_seq());
+    if (IsJson(output_)) {  // JSON lines: the job, then its events
+      context.PrintJson(response.job(), /*every_field=*/false,
+                        /*one_line=*/true);
+    } else {
+      *context.out << response.job().id() << "\n";
+    }
+    return Watch(context, response.job().id(), response.job().last_seq(),
+                 IsJson(output_));
   }
 
  private:
@@ -277,6 +312,7 @@ class SubmitCommand final : public Command {
   int max_attempts_ = 0;
   absl::Duration schedule_in_ = absl::ZeroDuration();
   bool watch_ = false;
+  std::string output_ = "json";
 };
 
 // `jobs[3].job.kind: ...` in a refused batch's message, for the user who
@@ -368,6 +404,9 @@ class SubmitBatchCommand final : public Command {
     return "submit many jobs from JSON lines (FILE, or - for stdin), "
            "1,000 per commit; prints their ids";
   }
+  void AddFlags(FlagSet* flags) override {
+    flags->Output(&output_, {"table", "json"});
+  }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (args.size() != 1) {
@@ -407,7 +446,11 @@ class SubmitBatchCommand final : public Command {
                     : absl::StrCat("; the ", submitted, " jobs before line ",
                                    lines[start], " were submitted")));
       }
-      for (const std::string& id : answer.ids()) *context.out << id << "\n";
+      if (IsJson(output_)) {  // a SubmitJobsResponse a line
+        context.PrintJson(answer, /*every_field=*/true, /*one_line=*/true);
+      } else {
+        for (const std::string& id : answer.ids()) *context.out << id << "\n";
+      }
       context.out->flush();
       submitted += answer.ids_size();
       created += answer.created();
@@ -424,12 +467,14 @@ class SubmitBatchCommand final : public Command {
  private:
   // Jobs per SubmitJobs batch: the server's most.
   static constexpr size_t kBatch = 1000;
+  std::string output_ = "table";
 };
 
 // Calls `method`, a JobService method that answers with a job, and prints
-// the job as JSON.
+// the job in `format` (PrintJob).
 template <typename Request>
 absl::Status PrintJobFrom(const CliContext& context, const Request& request,
+                          const std::string& format,
                           grpc::Status (JobService::Stub::*method)(
                               grpc::ClientContext*, const Request&, Job*)) {
   auto stub = JobService::NewStub(context.channel);
@@ -437,11 +482,22 @@ absl::Status PrintJobFrom(const CliContext& context, const Request& request,
   Job job;
   grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
   if (!status.ok()) return FromGrpcStatus(status);
-  context.PrintJson(job);
+  PrintJob(context, job, format);
   return absl::OkStatus();
 }
 
-class GetCommand final : public Command {
+// A command that prints one job: JSON by default, or `-o table`.
+class OneJobCommand : public Command {
+ public:
+  void AddFlags(FlagSet* flags) override {
+    flags->Output(&output_, {"json", "table"});
+  }
+
+ protected:
+  std::string output_ = "json";
+};
+
+class GetCommand final : public OneJobCommand {
  public:
   std::string name() const override { return "get"; }
   std::string args_usage() const override { return "ID"; }
@@ -451,7 +507,7 @@ class GetCommand final : public Command {
     jobwire::v1::GetJobRequest request;
     if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
-    return PrintJobFrom(context, request, &JobService::Stub::GetJob);
+    return PrintJobFrom(context, request, output_, &JobService::Stub::GetJob);
   }
 };
 
@@ -459,59 +515,68 @@ class ListCommand final : public Command {
  public:
   std::string name() const override { return "list"; }
   std::string summary() const override {
-    return "list jobs: [--filter EXPR] [--limit N] [-o table|json]";
+    return "list jobs: [--filter EXPR] [--order-by ORDER] [--limit N] "
+           "[--page-token T] [-o table|json]";
   }
   void AddFlags(FlagSet* flags) override {
     flags->String("filter", &filter_,
                   "AIP-160 filter, e.g. 'state = QUEUED AND queue = q'",
                   "EXPR");
+    flags->String("order-by", &order_by_,
+                  "create_time (default, oldest first), \"create_time desc\" "
+                  "(newest first), \"priority desc\" or \"update_time desc\"",
+                  "ORDER");
     flags->Int("limit", &limit_, "most jobs to print (default 100)");
-    flags->String("output", &output_, "table (default) or json; also -o",
-                  "FORMAT");
+    flags->String("page-token", &page_token_,
+                  "continue where a --limit stopped (the token it printed); "
+                  "keep the other flags the same",
+                  "TOKEN");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    if (absl::Status s = CheckListFlags("list", args, &output_, limit_);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
+    if (limit_ < 1)
+      return absl::InvalidArgumentError("--limit: must be at least 1");
     auto stub = JobService::NewStub(context.channel);
     jobwire::v1::ListJobsRequest request;
     request.set_filter(filter_);
+    request.set_order_by(order_by_);
+    request.set_page_token(page_token_);
     jobwire::v1::ListJobsResponse all;
     while (all.jobs_size() < limit_) {
       request.set_page_size(std::min(1000, limit_ - all.jobs_size()));
       auto call = context.NewCallContext();
       jobwire::v1::ListJobsResponse page;
       grpc::Status status = stub->ListJobs(call.get(), request, &page);
-      if (!status.ok()) return FromGrpcStatus(status);
+      if (!status.ok()) {
+        return NameFlags(status, {{"filter: ", "--filter: "},
+                                  {"order_by: ", "--order-by: "},
+                                  {"page_token: ", "--page-token: "}});
+      }
       for (const Job& job : page.jobs()) *all.add_jobs() = job;
       // Empty once the last page is in: no more jobs match.
       all.set_next_page_token(page.next_page_token());
       if (page.next_page_token().empty()) break;
       request.set_page_token(page.next_page_token());
     }
-    if (output_ == "json") {
-      context.PrintJson(all);
+    if (IsJson(output_)) {
+      context.PrintJson(all, /*every_field=*/true);
       return absl::OkStatus();
     }
-    *context.out << absl::StrFormat("%-26s  %-9s  %-16s  %-20s  %s\n", "ID",
-                                    "STATE", "QUEUE", "KIND", "CREATED");
-    for (const Job& job : all.jobs()) {
-      *context.out << absl::StrFormat(
-          "%-26s  %-9s  %-16s  %-20s  %s\n", job.id(), StateName(job.state()),
-          job.queue(), job.kind(),
-          google::protobuf::util::TimeUtil::ToString(job.create_time()));
-    }
+    PrintJobTable(context, all.jobs());
     if (!all.next_page_token().empty()) {
       *context.out << "(more jobs match; --limit " << limit_
-                   << " stopped the list)\n";
+                   << " stopped the list; --page-token "
+                   << all.next_page_token() << " continues it)\n";
     }
     return absl::OkStatus();
   }
 
  private:
   std::string filter_;
+  std::string order_by_;
+  std::string page_token_;
   int limit_ = 100;
   std::string output_ = "table";
 };
@@ -527,6 +592,7 @@ class WatchCommand final : public Command {
   void AddFlags(FlagSet* flags) override {
     flags->Int("after-seq", &after_seq_,
                "replay events after this seq (default: snapshot)");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -536,14 +602,15 @@ class WatchCommand final : public Command {
       return absl::InvalidArgumentError("--after-seq: must be >= 0");
     std::optional<int64_t> after;
     if (after_seq_ >= 0) after = after_seq_;
-    return Watch(context, id, after);
+    return Watch(context, id, after, IsJson(output_));
   }
 
  private:
   int after_seq_ = -1;
+  std::string output_ = "table";
 };
 
-class CancelCommand final : public Command {
+class CancelCommand final : public OneJobCommand {
  public:
   std::string name() const override { return "cancel"; }
   std::string args_usage() const override { return "ID"; }
@@ -551,6 +618,7 @@ class CancelCommand final : public Command {
     return "cancel a job; prints it as JSON";
   }
   void AddFlags(FlagSet* flags) override {
+    OneJobCommand::AddFlags(flags);
     flags->String("reason", &reason_, "why; recorded in the event", "TEXT");
   }
   absl::Status Run(const CliContext& context,
@@ -559,14 +627,15 @@ class CancelCommand final : public Command {
     if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
     request.set_reason(reason_);
-    return PrintJobFrom(context, request, &JobService::Stub::CancelJob);
+    return PrintJobFrom(context, request, output_,
+                        &JobService::Stub::CancelJob);
   }
 
  private:
   std::string reason_;
 };
 
-class RetryCommand final : public Command {
+class RetryCommand final : public OneJobCommand {
  public:
   std::string name() const override { return "retry"; }
   std::string args_usage() const override { return "ID"; }
@@ -574,6 +643,7 @@ class RetryCommand final : public Command {
     return "run a FAILED or CANCELLED job again; prints it as JSON";
   }
   void AddFlags(FlagSet* flags) override {
+    OneJobCommand::AddFlags(flags);
     flags->Int("attempts", &attempts_,
                "attempts added to the job's budget (default 1)");
   }
@@ -585,7 +655,7 @@ class RetryCommand final : public Command {
     if (attempts_ < 1)
       return absl::InvalidArgumentError("--attempts: must be at least 1");
     request.set_additional_attempts(attempts_);
-    return PrintJobFrom(context, request, &JobService::Stub::RetryJob);
+    return PrintJobFrom(context, request, output_, &JobService::Stub::RetryJob);
   }
 
  private:
@@ -600,29 +670,19 @@ class ExplainCommand final : public Command {
     return "say why a job is not running: every gate that holds it";
   }
   void AddFlags(FlagSet* flags) override {
-    flags->String("output", &output_, "text (default) or json; also -o",
-                  "FORMAT");
+    flags->Output(&output_, {"table", "json", "text"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    std::vector<std::string> rest = args;
-    if (rest.size() >= 3 && rest[1] == "-o") {
-      output_ = rest[2];
-      rest.resize(1);
-    }
     jobwire::v1::ExplainJobRequest request;
-    if (absl::Status s = OneId(name(), rest, request.mutable_id()); !s.ok())
+    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
-    if (output_ != "text" && output_ != "json") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--output: want text or json, got \"", output_, "\""));
-    }
     auto stub = JobService::NewStub(context.channel);
     auto call = context.NewCallContext();
     jobwire::v1::ExplainJobResponse response;
     grpc::Status status = stub->ExplainJob(call.get(), request, &response);
     if (!status.ok()) return FromGrpcStatus(status);
-    if (output_ == "json") {
+    if (IsJson(output_)) {
       context.PrintJson(response);
       return absl::OkStatus();
     }
@@ -638,7 +698,7 @@ class ExplainCommand final : public Command {
   }
 
  private:
-  std::string output_ = "text";
+  std::string output_ = "table";
 };
 
 }  // namespace
