@@ -56,21 +56,34 @@ class Backoff {
 };
 
 // Runs a watch, reopening it after the last cursor passed to `fn` whenever
-// it breaks with a resumable code. `open(context, cursor)` starts the call.
+// it breaks with a resumable code, or the server says it is draining: then
+// the stream is closed at once, so it does not hold the server's stop for
+// its grace period. `open(context, cursor)` starts the call.
 template <typename Response, typename Open, typename CursorOf>
 absl::Status Resuming(const Client& client, std::optional<int64_t> cursor,
                       const Open& open, const CursorOf& cursor_of,
                       bool stop_at_terminal, const EventFn& fn) {
   Backoff backoff;
+  // The server said it is stopping, and no event came since: a call it
+  // cancels while it stops (CANCELLED) is resumed too.
+  bool server_stopping = false;
   for (;;) {
     std::unique_ptr<grpc::ClientContext> context = client.NewContext();
     std::unique_ptr<grpc::ClientReader<Response>> reader =
         open(context.get(), cursor);
     Response message;
     bool stopped = false;
+    bool draining = false;
     while (reader->Read(&message)) {
-      if (!message.has_event()) continue;  // heartbeat, draining, reset
+      if (message.has_draining()) {
+        draining = true;
+        server_stopping = true;
+        context->TryCancel();
+        break;
+      }
+      if (!message.has_event()) continue;  // heartbeat, reset
       backoff.Reset();
+      server_stopping = false;
       cursor = cursor_of(message.event());
       if (!fn(message.event()) ||
           (stop_at_terminal && EndsJob(message.event()))) {
@@ -84,6 +97,11 @@ absl::Status Resuming(const Client& client, std::optional<int64_t> cursor,
       return absl::OkStatus();
     }
     const absl::Status status = FromGrpc(reader->Finish());
+    if (draining ||
+        (server_stopping && status.code() == absl::StatusCode::kCancelled)) {
+      backoff.Sleep(std::nullopt);
+      continue;
+    }
     if (status.ok()) return status;  // the server ended the stream
     if (!Resumable(status.code())) return status;
     backoff.Sleep(RetryDelay(status));

@@ -9,6 +9,9 @@
 // Watches resume on their own: when the stream breaks (a server restart or
 // drain), WatchJob reconnects with backoff after the last cursor it passed
 // to the callback, so the callback sees every event exactly once, in order.
+// On the server's `draining` message a watch closes its stream at once (it
+// never holds a stop for the server's grace period) and resumes the same
+// way once the server is back.
 //
 // Usage:
 //   jobwire::sdk::Client client("unix:var/jobwire.sock");
