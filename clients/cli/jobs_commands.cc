@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "clients/cli/cli.h"
+#include "clients/cpp/client.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
@@ -40,10 +41,7 @@ absl::Status OneId(const std::string& command,
   return absl::OkStatus();
 }
 
-bool IsTerminal(Job::State s) {
-  return s == Job::STATE_SUCCEEDED || s == Job::STATE_FAILED ||
-         s == Job::STATE_CANCELLED;
-}
+using sdk::IsTerminal;
 
 // The outcome of a job that reached `state`: OK for SUCCEEDED.
 absl::Status Outcome(const std::string& id, Job::State state,
@@ -61,63 +59,78 @@ absl::Status Outcome(const std::string& id, Job::State state,
 // How long `watch` keeps trying to resume while the server is away.
 constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
 
-// Follows one job, resuming from the last seq after a disconnect (with a
-// pause between attempts that grows to 1 s), and gives up once attempts have
-// failed for kWatchGiveUpAfter. A server that cannot be reached at the start
-// (a wrong --addr, say) fails at once, like any other command. Returns the
-// job's outcome. With `json`, prints each WatchJobResponse but heartbeats as
-// one line of JSON (JSON lines), else a line per event for people.
+// Prints event `e` of job `id` for people: a line each (progress as a bar
+// on a terminal, `tty`).
+void PrintEvent(const CliContext& context, const std::string& id,
+                const jobwire::v1::JobEvent& e, bool tty) {
+  if (e.has_snapshot()) {
+    *context.out << id << " " << StateName(e.snapshot().state()) << "\n";
+  } else if (e.has_state_changed()) {
+    const auto& sc = e.state_changed();
+    *context.out << (tty ? "\n" : "") << id << " " << StateName(sc.from())
+                 << " -> " << StateName(sc.to())
+                 << (sc.reason().empty() ? ""
+                                         : absl::StrCat(" (", sc.reason(), ")"))
+                 << "\n";
+  } else if (e.has_progress()) {
+    const auto& p = e.progress();
+    if (tty && p.total() > 0) {
+      const int width = 30;
+      const int filled = static_cast<int>(
+          width * std::min<int64_t>(p.done(), p.total()) / p.total());
+      *context.out << "\r[" << std::string(filled, '#')
+                   << std::string(width - filled, ' ') << "] " << p.done()
+                   << "/" << p.total() << " " << p.message() << std::flush;
+    } else {
+      *context.out << id << " progress " << p.done() << "/" << p.total()
+                   << (p.message().empty() ? "" : " ") << p.message() << "\n";
+    }
+  } else if (e.has_log()) {
+    *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
+                 << "\n";
+  } else if (e.has_updated()) {
+    *context.out << (tty ? "\n" : "") << id
+                 << " updated: " << absl::StrJoin(e.updated().paths(), ", ")
+                 << "\n";
+  }
+}
+
+// Follows one job on the C++ SDK's resuming watch (sdk::Client::WatchJob):
+// after a disconnect or the server's `draining` it resumes from the last
+// seq, and gives up once attempts have failed for kWatchGiveUpAfter. A
+// server that cannot be reached at the start (a wrong --addr, say) fails at
+// once, like any other command. Returns the job's outcome. With `json`,
+// prints each WatchJobResponse but heartbeats as one line of JSON (JSON
+// lines), else a line per event for people. Every line goes out at once
+// (stdout may be a pipe or a file).
 absl::Status Watch(const CliContext& context, const std::string& id,
                    std::optional<int64_t> after_seq, bool json) {
-  auto stub = JobService::NewStub(context.channel);
+  sdk::Client::Options client_options;
+  client_options.token = context.token;
+  client_options.timeout = context.timeout;
+  client_options.wait_for_ready = false;  // fail fast, like other commands
+  sdk::Client client(context.channel, client_options);
   const bool tty =
       !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
-  int failures = 0;
-  bool answered = false;  // the server has sent something on some attempt
-  // When the first failed attempt of the current outage ended.
-  std::optional<absl::Time> failing_since;
-  // The server said it is stopping, and nothing came since: a call it
-  // cancels while it stops (CANCELLED) is resumed too.
-  bool server_stopping = false;
-  for (;;) {
-    auto call = context.NewCallContext(/*with_deadline=*/false);
-    jobwire::v1::WatchJobRequest request;
-    request.set_id(id);
-    if (after_seq.has_value()) request.set_after_seq(*after_seq);
-    auto reader = stub->WatchJob(call.get(), request);
-    jobwire::v1::WatchJobResponse msg;
-    std::optional<absl::Status> outcome;
-    // The server is stopping: this stream is closed at once (so it does not
-    // hold the stop for its grace period) and resumed after the restart.
-    bool draining = false;
-    while (reader->Read(&msg)) {
-      answered = true;
-      failures = 0;
-      failing_since.reset();
-      server_stopping = msg.has_draining();
-      // Every line goes out at once (stdout may be a pipe or a file).
-      if (json && (msg.has_draining() || msg.has_reset() || msg.has_event())) {
-        context.PrintJson(msg, /*every_field=*/false, /*one_line=*/true);
+  std::optional<absl::Status> outcome;
+  sdk::Client::WatchOptions options;
+  options.fail_if_unreachable = true;
+  options.give_up_after = kWatchGiveUpAfter;
+  options.on_message = [&](const jobwire::v1::WatchJobResponse& msg) {
+    if (json) {
+      context.PrintJson(msg, /*every_field=*/false, /*one_line=*/true);
+    } else if (msg.has_draining()) {
+      *context.out << (tty ? "\n" : "") << "server draining; will resume\n";
+    } else if (msg.has_reset()) {
+      *context.out << "reset: " << msg.reset().reason() << "\n";
+    }
+    context.out->flush();
+  };
+  absl::Status watched = client.WatchJob(
+      id, after_seq,
+      [&](const jobwire::v1::JobEvent& e) {
+        if (!json) PrintEvent(context, id, e, tty);
         context.out->flush();
-      }
-      if (msg.has_draining()) {
-        if (!json) {
-          *context.out << (tty ? "\n" : "") << "server draining; will resume"
-                       << std::endl;
-        }
-        draining = true;
-        call->TryCancel();
-        break;
-      }
-      if (msg.has_reset()) {
-        if (json) continue;
-        *context.out << "reset: " << msg.reset().reason() << std::endl;
-        continue;
-      }
-      if (!msg.has_event()) continue;  // heartbeat
-      const jobwire::v1::JobEvent& e = msg.event();
-      after_seq = e.seq();
-      if (json) {
         if (e.has_snapshot() && IsTerminal(e.snapshot().state())) {
           outcome = Outcome(id, e.snapshot().state(), e.snapshot().error());
         } else if (e.has_state_changed() &&
@@ -125,104 +138,25 @@ absl::Status Watch(const CliContext& context, const std::string& id,
           outcome =
               Outcome(id, e.state_changed().to(), e.state_changed().error());
         }
-        continue;
-      }
-      if (e.has_snapshot()) {
-        const Job& job = e.snapshot();
-        *context.out << id << " " << StateName(job.state()) << "\n";
-        if (IsTerminal(job.state()))
-          outcome = Outcome(id, job.state(), job.error());
-      } else if (e.has_state_changed()) {
-        const auto& sc = e.state_changed();
-        *context.out << (tty ? "\n" : "") << id << " " << StateName(sc.from())
-                     << " -> " << StateName(sc.to())
-                     << (sc.reason().empty()
-                             ? ""
-                             : absl::StrCat(" (", sc.reason(), ")"))
-                     << "\n";
-        if (IsTerminal(sc.to())) outcome = Outcome(id, sc.to(), sc.error());
-      } else if (e.has_progress()) {
-        const auto& p = e.progress();
-        if (tty && p.total() > 0) {
-          const int width = 30;
-          const int filled = static_cast<int>(
-              width * std::min<int64_t>(p.done(), p.total()) / p.total());
-          *context.out << "\r[" << std::string(filled, '#')
-                       << std::string(width - filled, ' ') << "] " << p.done()
-                       << "/" << p.total() << " " << p.message() << std::flush;
-        } else {
-          *context.out << id << " progress " << p.done() << "/" << p.total()
-                       << (p.message().empty() ? "" : " ") << p.message()
-                       << "\n";
-        }
-      } else if (e.has_log()) {
-        *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
-                     << "\n";
-      } else if (e.has_updated()) {
-        *context.out << (tty ? "\n" : "") << id
-                     << " updated: " << absl::StrJoin(e.updated().paths(), ", ")
-                     << "\n";
-      }
-      context.out->flush();
-    }
-    grpc::Status status = reader->Finish();
-    context.out->flush();
-    if (outcome.has_value()) return *outcome;
-    if (status.ok()) {
-      // The stream ended with no terminal event in it: the job had ended at
-      // or before the cursor (--after-seq). Its state says how.
-      auto get = context.NewCallContext();
-      jobwire::v1::GetJobRequest get_request;
-      get_request.set_id(id);
-      Job job;
-      grpc::Status got = stub->GetJob(get.get(), get_request, &job);
-      if (got.ok() && IsTerminal(job.state())) {
-        if (json) {
-          context.PrintJson(job, /*every_field=*/false, /*one_line=*/true);
-        } else {
-          *context.out << id << " " << StateName(job.state()) << "\n";
-        }
-        context.out->flush();
-        return Outcome(id, job.state(), job.error());
-      }
-      // A server going away now is waited for below, like a dropped stream.
-      if (!got.ok() && got.error_code() != grpc::StatusCode::UNAVAILABLE) {
-        return FromGrpcStatus(got);
-      }
-    }
-    const grpc::StatusCode code = status.error_code();
-    const bool retry =
-        draining || (server_stopping && code == grpc::StatusCode::CANCELLED) ||
-        code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::OK ||
-        code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-        code == grpc::StatusCode::DEADLINE_EXCEEDED;
-    // Before the server has ever answered, it is a wrong address or a server
-    // that is down: fail like any other command. (An OK end never exits 0
-    // here: only the job's outcome does.)
-    if (!retry || (!answered && !status.ok())) return FromGrpcStatus(status);
-    const absl::Time now = absl::Now();
-    if (!failing_since.has_value()) failing_since = now;
-    if (now - *failing_since >= kWatchGiveUpAfter) {
-      return absl::UnavailableError(
-          absl::StrCat("could not resume the watch for ",
-                       absl::FormatDuration(kWatchGiveUpAfter), ": ",
-                       status.error_message()));
-    }
-    // Resume from the last seq after a pause that grows to 1 s. While the
-    // server is away the pause ends as soon as the channel reconnects:
-    // waiting on the channel is what drives its connection attempts, which a
-    // sleeping thread would leave unpolled until they time out.
-    ++failures;
-    const auto pause_end =
-        std::chrono::system_clock::now() +
-        std::chrono::milliseconds(std::min(1000, 200 * failures));
-    if (context.channel->GetState(/*try_to_connect=*/false) ==
-        GRPC_CHANNEL_READY) {
-      std::this_thread::sleep_until(pause_end);
-    } else {
-      context.channel->WaitForConnected(pause_end);
-    }
+        return true;
+      },
+      options);
+  if (outcome.has_value()) return *outcome;
+  if (!watched.ok()) return watched;
+  // The stream ended with no terminal event in it: the job had ended at or
+  // before the cursor (--after-seq). Its state says how.
+  absl::StatusOr<Job> job = client.GetJob(id);
+  if (!job.ok()) return job.status();
+  if (!IsTerminal(job->state())) {
+    return absl::UnavailableError("the server ended the watch early");
   }
+  if (json) {
+    context.PrintJson(*job, /*every_field=*/false, /*one_line=*/true);
+  } else {
+    *context.out << id << " " << StateName(job->state()) << "\n";
+  }
+  context.out->flush();
+  return Outcome(id, job->state(), job->error());
 }
 
 class SubmitCommand final : public Command {

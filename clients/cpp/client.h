@@ -72,12 +72,30 @@ class Client {
   struct Options {
     std::string token;  // bearer token; empty: $JOBWIRE_TOKEN
     absl::Duration timeout = absl::Seconds(10);  // per unary call
+    // Calls wait for a server that is away (up to `timeout`); false: they
+    // fail at once with UNAVAILABLE.
+    bool wait_for_ready = true;
+  };
+
+  // What a WatchJob does besides calling its EventFn.
+  struct WatchOptions {
+    // Called with every message but heartbeats: events (before the
+    // EventFn), `draining` and `reset` (which the watch then acts on).
+    std::function<void(const v1::WatchJobResponse&)> on_message;
+    // Fail with the call's error when the server cannot be reached before
+    // it has sent anything (a wrong address), rather than keep trying.
+    bool fail_if_unreachable = false;
+    // Give up with UNAVAILABLE once attempts to resume have failed for
+    // this long.
+    absl::Duration give_up_after = absl::InfiniteDuration();
   };
 
   // `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; empty means
   // $JOBWIRE_ADDR, else kDefaultAddr. Connects lazily.
   explicit Client(std::string addr = "");
   Client(std::string addr, Options options);
+  // Over `channel` (for one made with other channel arguments).
+  Client(std::shared_ptr<grpc::Channel> channel, Options options);
 
   const std::string& addr() const { return addr_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
@@ -106,6 +124,8 @@ class Client {
   // snapshot event. Fails for a non-resumable error (NOT_FOUND, ...).
   absl::Status WatchJob(const std::string& id, std::optional<int64_t> after_seq,
                         const EventFn& fn);
+  absl::Status WatchJob(const std::string& id, std::optional<int64_t> after_seq,
+                        const EventFn& fn, const WatchOptions& options);
   // The events of every job matching `filter` until `fn` returns false.
   // Without `after_event_id` it starts from now (a break before the first
   // event resumes from now again); with it, it replays what came after.
@@ -129,6 +149,7 @@ class Client {
   std::string addr_;
   std::string token_;
   absl::Duration timeout_;
+  bool wait_for_ready_ = true;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
