@@ -561,6 +561,44 @@ TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   EXPECT_TRUE(absl::StrContains(watch.log(), "was cancelled")) << watch.log();
 }
 
+// `watch --filter`: every job the filter matches until all have ended, a
+// line each time one ends (into a pipe), counting jobs that had ended
+// before it started.
+TEST_F(ServerIntegrationTest, CliWatchOfAFilterFollowsEveryJobItMatches) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(SubmitWithCli("--kind k --label batch=b1"));
+  ASSERT_FALSE(SubmitWithCli("--kind k --label batch=b2").empty());
+  ASSERT_EQ(RunCli(addr + "cancel " + ids[0]).code, 0);
+  ChildProcess watch(JOBWIRE_CLI_PATH,
+                     {"--addr", "unix://" + socket_, "watch", "--filter",
+                      "labels.batch = \"b1\""},
+                     dir_ + "/watch.log");
+  ASSERT_TRUE(LogSays(watch, "1/3 ended: 0 succeeded, 0 failed, 1 cancelled",
+                      absl::Seconds(10)))
+      << watch.log();
+  ASSERT_EQ(RunCli(addr + "cancel " + ids[1]).code, 0);
+  ASSERT_TRUE(LogSays(watch, "2/3 ended", absl::Seconds(10))) << watch.log();
+  ASSERT_EQ(RunCli(addr + "cancel " + ids[2]).code, 0);
+  ASSERT_TRUE(watch.Exited(absl::Seconds(10))) << watch.log();
+  EXPECT_EQ(watch.exit_code(), 1) << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(),
+                                "3/3 ended: 0 succeeded, 0 failed, 3 "
+                                "cancelled; 0 running;"))
+      << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(), "3 of 3 jobs did not succeed"))
+      << watch.log();
+  // Nothing to wait for: it says so at once.
+  CliResult done = RunCli(addr + "watch --filter 'labels.batch = \"b1\"'");
+  EXPECT_EQ(done.code, 1) << done.out;
+  EXPECT_TRUE(absl::StartsWith(done.out, "3/3 ended")) << done.out;
+  CliResult both = RunCli(addr + "watch --filter '' " + ids[0]);
+  EXPECT_EQ(both.code, 2) << both.out;
+}
+
 TEST_F(ServerIntegrationTest,
        CliWatchAfterTheLastSeqOfAnEndedJobSaysHowItEnded) {
   ServerProcess server(dir_, DefaultArgs());

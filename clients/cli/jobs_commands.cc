@@ -2,9 +2,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -515,21 +517,168 @@ class ListCommand final : public Command {
   std::string output_ = "table";
 };
 
+// The jobs a `watch --filter` follows, by id, in their latest known state,
+// and what it prints about them: a bar on a terminal, else a line each time
+// one ends.
+class JobsProgress {
+ public:
+  JobsProgress(const CliContext& context, bool tty)
+      : context_(context), tty_(tty), start_(absl::Now()) {}
+
+  // Job `id` is in `state` as of its event `seq`; an older seq (a replayed
+  // event the list had seen) changes nothing.
+  void Set(const std::string& id, Job::State state, int64_t seq) {
+    auto [it, added] = jobs_.try_emplace(id, Known{state, seq});
+    if (!added) {
+      if (seq <= it->second.seq) return;
+      if (IsTerminal(state) && !IsTerminal(it->second.state)) ++ended_here_;
+      it->second = Known{state, seq};
+    }
+    changed_ = true;
+  }
+  bool AllEnded() const {
+    for (const auto& [id, known] : jobs_) {
+      if (!IsTerminal(known.state)) return false;
+    }
+    return true;
+  }
+  int Count(Job::State state) const {
+    int n = 0;
+    for (const auto& [id, known] : jobs_) n += known.state == state ? 1 : 0;
+    return n;
+  }
+  // Prints the state of things if it changed (`last`: the final line).
+  void Print(bool last) {
+    if (!changed_ && !last) return;
+    changed_ = false;
+    const int total = static_cast<int>(jobs_.size());
+    const int succeeded = Count(Job::STATE_SUCCEEDED);
+    const int failed = Count(Job::STATE_FAILED);
+    const int cancelled = Count(Job::STATE_CANCELLED);
+    const int ended = succeeded + failed + cancelled;
+    if (!tty_ && ended == printed_ended_) return;  // a line per change
+    printed_ended_ = ended;
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
+    const double rate = seconds > 0 ? ended_here_ / seconds : 0;
+    std::string eta = "-";
+    if (rate > 0 && ended < total) {
+      eta = absl::FormatDuration(absl::Seconds(
+          static_cast<int64_t>(std::ceil((total - ended) / rate))));
+    }
+    const std::string text = absl::StrFormat(
+        "%d/%d ended: %d succeeded, %d failed, %d cancelled; %d running; "
+        "%.1f/s; ETA %s",
+        ended, total, succeeded, failed, cancelled, Count(Job::STATE_RUNNING),
+        rate, eta);
+    if (tty_) {
+      const int width = 30;
+      const int filled = total == 0 ? width : width * ended / total;
+      *context_.out << "\r[" << std::string(filled, '#')
+                    << std::string(width - filled, ' ') << "] " << text
+                    << "\x1b[K" << (last ? "\n" : "") << std::flush;
+    } else {
+      *context_.out << text << std::endl;
+    }
+  }
+
+ private:
+  const CliContext& context_;
+  const bool tty_;
+  const absl::Time start_;
+  struct Known {
+    Job::State state;
+    int64_t seq;
+  };
+  std::map<std::string, Known> jobs_;
+  int ended_here_ = 0;  // ended while watched: the rate
+  int printed_ended_ = -1;
+  bool changed_ = true;
+};
+
+// `watch --filter F`: the jobs F matches (listed first, and any that appear
+// after) until every one has ended, from one WatchJobs stream (on the C++
+// SDK's resuming watch) that replays their events from the start, so that
+// none is missed between the list and the stream. Exits 0 when all
+// succeeded.
+absl::Status WatchMany(const CliContext& context, const std::string& filter,
+                       bool json) {
+  sdk::Client::Options client_options;
+  client_options.token = context.token;
+  client_options.timeout = context.timeout;
+  client_options.wait_for_ready = false;
+  sdk::Client client(context.channel, client_options);
+  const bool tty =
+      !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
+  JobsProgress progress(context, tty);
+  absl::Status listed = client.ListJobs(filter, [&](const Job& job) {
+    progress.Set(job.id(), job.state(), job.last_seq());
+    return true;
+  });
+  if (!listed.ok()) {
+    return absl::Status(listed.code(),
+                        absl::StrCat("--filter: ", listed.message()));
+  }
+  if (!progress.AllEnded()) {
+    absl::Status watched = client.WatchJobs(
+        filter, /*after_event_id=*/0, [&](const jobwire::v1::JobEvent& e) {
+          if (json) {
+            context.PrintJson(e, /*every_field=*/false, /*one_line=*/true);
+            context.out->flush();
+          }
+          if (e.has_state_changed()) {
+            progress.Set(e.job_id(), e.state_changed().to(), e.seq());
+          } else if (e.has_snapshot()) {
+            progress.Set(e.job_id(), e.snapshot().state(), e.seq());
+          }
+          if (!json) progress.Print(/*last=*/false);
+          return !progress.AllEnded();
+        });
+    if (!watched.ok()) return watched;
+  }
+  if (!json) progress.Print(/*last=*/true);
+  const int total = progress.Count(Job::STATE_SUCCEEDED) +
+                    progress.Count(Job::STATE_FAILED) +
+                    progress.Count(Job::STATE_CANCELLED);
+  const int bad = total - progress.Count(Job::STATE_SUCCEEDED);
+  if (bad > 0) {
+    return absl::AbortedError(
+        absl::StrCat(bad, " of ", total, " jobs did not succeed"));
+  }
+  return absl::OkStatus();
+}
+
 class WatchCommand final : public Command {
  public:
   std::string name() const override { return "watch"; }
   std::string args_usage() const override { return "ID"; }
   std::string summary() const override {
     return "follow a job live, resuming after disconnects; exit 0 when it "
-           "succeeds";
+           "succeeds; or with --filter F, every job F matches (a bar on a "
+           "terminal)";
   }
   void AddFlags(FlagSet* flags) override {
     flags->Int("after-seq", &after_seq_,
                "replay events after this seq (default: snapshot)");
+    // A list, to tell --filter '' (every job) from no --filter.
+    flags->StringList("filter", &filters_,
+                      "instead of one ID: every job this ListJobs filter "
+                      "matches, until all have ended",
+                      "EXPR");
     flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
+    if (!filters_.empty()) {
+      if (!args.empty() || after_seq_ != -1) {
+        return absl::InvalidArgumentError(
+            "--filter: follows many jobs; give no ID and no --after-seq");
+      }
+      if (filters_.size() > 1) {
+        return absl::InvalidArgumentError(
+            "--filter: give it once (combine expressions with AND)");
+      }
+      return WatchMany(context, filters_[0], IsJson(output_));
+    }
     std::string id;
     if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
     if (after_seq_ < -1)
@@ -541,6 +690,7 @@ class WatchCommand final : public Command {
 
  private:
   int after_seq_ = -1;
+  std::vector<std::string> filters_;
   std::string output_ = "table";
 };
 
