@@ -61,6 +61,16 @@ absl::Status Outcome(const std::string& id, Job::State state,
 // How long `watch` keeps trying to resume while the server is away.
 constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
 
+// The C++ SDK's client over the command's channel, token and deadline; its
+// calls fail at once when the server is away, like the other commands'.
+sdk::Client SdkClient(const CliContext& context) {
+  sdk::Client::Options options;
+  options.token = context.token;
+  options.timeout = context.timeout;
+  options.wait_for_ready = false;
+  return sdk::Client(context.channel, options);
+}
+
 // Prints event `e` of job `id` for people: a line each (progress as a bar
 // on a terminal, `tty`).
 void PrintEvent(const CliContext& context, const std::string& id,
@@ -107,11 +117,7 @@ void PrintEvent(const CliContext& context, const std::string& id,
 // (stdout may be a pipe or a file).
 absl::Status Watch(const CliContext& context, const std::string& id,
                    std::optional<int64_t> after_seq, bool json) {
-  sdk::Client::Options client_options;
-  client_options.token = context.token;
-  client_options.timeout = context.timeout;
-  client_options.wait_for_ready = false;  // fail fast, like other commands
-  sdk::Client client(context.channel, client_options);
+  sdk::Client client = SdkClient(context);
   const bool tty =
       !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   std::optional<absl::Status> outcome;
@@ -602,11 +608,7 @@ class JobsProgress {
 // succeeded.
 absl::Status WatchMany(const CliContext& context, const std::string& filter,
                        bool json) {
-  sdk::Client::Options client_options;
-  client_options.token = context.token;
-  client_options.timeout = context.timeout;
-  client_options.wait_for_ready = false;
-  sdk::Client client(context.channel, client_options);
+  sdk::Client client = SdkClient(context);
   const bool tty =
       !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   JobsProgress progress(context, tty);
