@@ -6,7 +6,8 @@
 # so code includes "server/common/clock.h".
 #
 #   jobwire_cc_test(NAME clock_test SRCS clock_test.cc DEPS jobwire::clock)
-# builds a GoogleTest binary (with gtest_main) and registers it with CTest.
+# builds a GoogleTest binary (with gtest_main) and registers it with CTest;
+# nothing when JOBWIRE_BUILD_TESTS is OFF.
 
 set(JOBWIRE_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 
@@ -22,12 +23,12 @@ function(jobwire_cc_library)
   set(target jobwire_${JW_NAME})
   if(JW_SRCS)
     add_library(${target} STATIC ${JW_SRCS} ${JW_HDRS})
-    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR})
+    target_include_directories(${target} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
     target_link_libraries(${target} PUBLIC ${JW_DEPS})
     _jobwire_warnings(${target})
   else()
     add_library(${target} INTERFACE)
-    target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR})
+    target_include_directories(${target} INTERFACE $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
     target_link_libraries(${target} INTERFACE ${JW_DEPS})
   endif()
   add_library(jobwire::${JW_NAME} ALIAS ${target})
@@ -42,6 +43,9 @@ function(jobwire_cc_binary)
 endfunction()
 
 function(jobwire_cc_test)
+  if(NOT JOBWIRE_BUILD_TESTS)
+    return()
+  endif()
   cmake_parse_arguments(JW "" "NAME" "SRCS;DEPS" ${ARGN})
   add_executable(${JW_NAME} ${JW_SRCS})
   target_include_directories(${JW_NAME} PRIVATE ${PROJECT_SOURCE_DIR})

@@ -510,15 +510,20 @@ TEST_F(ServerIntegrationTest, CliPausesResumesAndListsQueues) {
   EXPECT_TRUE(absl::StrContains(unknown.out, "NOT_FOUND")) << unknown.out;
 }
 
-TEST_F(ServerIntegrationTest,
-       CliDefaultAddressIsTheDefaultSocketInTheWorkingDirectory) {
+// The default address is the user's (clients/cpp/default_address.h), the
+// same from any folder; the old relative form still works when given.
+TEST_F(ServerIntegrationTest, CliDefaultAddressDoesNotDependOnTheFolder) {
   ServerProcess server(
       dir_, {"--listen", "unix:var/jobwire.sock", "--db", "var/j.db"});
   ASSERT_EQ(server.WaitListening(1).size(), 1u) << server.log();
-  CliResult in_dir = RunCli("health --addr unix:" + dir_ + "/var/jobwire.sock");
-  EXPECT_EQ(in_dir.code, 0) << in_dir.out;
-  std::string cd = "cd " + dir_ + " && " + JOBWIRE_CLI_PATH + " health";
-  EXPECT_EQ(std::system(cd.c_str()), 0);
+  std::string relative = "cd " + dir_ + " && " + JOBWIRE_CLI_PATH +
+                         " health --addr unix:var/jobwire.sock";
+  EXPECT_EQ(std::system(relative.c_str()), 0);
+  // $XDG_RUNTIME_DIR/jobwire.sock, whatever the current folder.
+  std::string from_root =
+      "cd / && env -u JOBWIRE_ADDR XDG_RUNTIME_DIR=" + dir_ + "/var " +
+      JOBWIRE_CLI_PATH + " health";
+  EXPECT_EQ(std::system(from_root.c_str()), 0);
 }
 
 // `jobwire watch` across a restart: it says the server is draining and

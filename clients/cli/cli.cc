@@ -2,7 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "clients/cli/completion.h"
+#include "clients/cpp/default_address.h"
 #include "server/transport/listen_address.h"
 
 namespace jobwire::cli {
@@ -47,15 +48,8 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
                                    args);
 }
 
-// jobwired's default addresses (and tools/run's): the Unix socket is
-// relative to the folder jobwired runs in, so from any other folder the CLI
-// falls back to the loopback TCP one.
-constexpr char kDefaultUnixAddr[] = "unix:var/jobwire.sock";
-constexpr char kDefaultUnixPath[] = "var/jobwire.sock";
-constexpr char kDefaultTcpAddr[] = "127.0.0.1:50051";
-
 struct GlobalFlags {
-  std::string addr;  // empty: DefaultAddr()
+  std::string addr;  // empty: sdk::DefaultAddress()
   absl::Duration timeout = absl::Seconds(10);
   std::string token;
 };
@@ -63,8 +57,10 @@ struct GlobalFlags {
 void AddGlobalFlags(FlagSet* flags, GlobalFlags* g) {
   flags->String("addr", &g->addr,
                 "server address: unix:PATH, unix:///ABS, unix-abstract:NAME or "
-                "HOST:PORT (default unix:var/jobwire.sock when that socket "
-                "is in this folder, else 127.0.0.1:50051) [JOBWIRE_ADDR]",
+                "HOST:PORT (default: jobwired's, "
+                "unix:$XDG_RUNTIME_DIR/jobwire.sock, else as root "
+                "unix:/run/jobwire/jobwire.sock, else "
+                "unix:/tmp/jobwire-$UID/jobwire.sock) [JOBWIRE_ADDR]",
                 "ADDR");
   flags->Duration("timeout", &g->timeout,
                   "deadline of each call (default 10s)");
@@ -81,14 +77,6 @@ std::string ParentPath(const CLI::App& app) {
     names.insert(names.begin(), at->get_name());
   }
   return absl::StrJoin(names, " ");
-}
-
-std::string DefaultAddr() {
-  struct stat st;
-  if (::stat(kDefaultUnixPath, &st) == 0 && S_ISSOCK(st.st_mode)) {
-    return kDefaultUnixAddr;
-  }
-  return kDefaultTcpAddr;
 }
 
 int Fail(std::ostream& err, absl::string_view command,
@@ -383,7 +371,7 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   }
   Command* command = leaf->second;
 
-  if (g.addr.empty()) g.addr = DefaultAddr();
+  if (g.addr.empty()) g.addr = sdk::DefaultAddress(getenv, ::geteuid());
   absl::StatusOr<ListenAddress> address = ParseListenAddress(g.addr);
   if (!address.ok()) {
     return Fail(err, name,

@@ -247,15 +247,17 @@ TEST(CliTest, UnreachableServerIsUnavailable) {
       << r.err;
 }
 
-TEST(CliTest, WithoutTheSocketHereTheDefaultIsLoopbackTcp) {
-  // The test runs in the build folder, which has no var/jobwire.sock: the
-  // default address is jobwired's TCP one, which works from any folder.
-  Result r = RunJobwire({"health", "--timeout", "1s"});
-  if (r.code != 0) {
-    EXPECT_NE(r.err.find("is jobwired serving 127.0.0.1:50051?"),
-              std::string::npos)
-        << r.err;
-  }
+TEST(CliTest, TheDefaultAddressIsJobwiredsWhateverTheFolder) {
+  // No server at the default address of this (made-up) runtime directory:
+  // the message names the address the CLI tried.
+  Result r = RunJobwire({"health", "--timeout", "1s"},
+                        {{"XDG_RUNTIME_DIR", "/nonexistent-runtime"}});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("is jobwired serving "
+                       "unix:/nonexistent-runtime/jobwire.sock? "
+                       "set --addr or JOBWIRE_ADDR"),
+            std::string::npos)
+      << r.err;
 }
 
 // A real server on a temp Unix socket answering health.

@@ -2,10 +2,12 @@
 
 #include <cstdlib>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 
@@ -182,7 +184,7 @@ bool IsTerminal(v1::Job::State state) {
 Client::Client(std::string addr) : Client(std::move(addr), Options()) {}
 
 Client::Client(std::string addr, Options options)
-    : addr_(addr.empty() ? EnvOr("JOBWIRE_ADDR", kDefaultAddr)
+    : addr_(addr.empty() ? EnvOr("JOBWIRE_ADDR", DefaultAddress())
                          : std::move(addr)),
       token_(options.token.empty() ? EnvOr("JOBWIRE_TOKEN", "")
                                    : std::move(options.token)),
@@ -196,6 +198,7 @@ Client::Client(std::string addr, Options options)
       addr_, grpc::InsecureChannelCredentials(), args);
   jobs_ = v1::JobService::NewStub(channel_);
   workers_ = v1::WorkerService::NewStub(channel_);
+  admin_ = v1::AdminService::NewStub(channel_);
   wait_for_ready_ = options.wait_for_ready;
 }
 
@@ -206,6 +209,7 @@ Client::Client(std::shared_ptr<grpc::Channel> channel, Options options)
       channel_(std::move(channel)) {
   jobs_ = v1::JobService::NewStub(channel_);
   workers_ = v1::WorkerService::NewStub(channel_);
+  admin_ = v1::AdminService::NewStub(channel_);
 }
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(
@@ -226,8 +230,22 @@ absl::StatusOr<Response> Client::Unary(const Call& call) {
       NewContext(absl::Now() + timeout_);
   Response response;
   absl::Status status = FromGrpc(call(context.get(), &response));
-  if (!status.ok()) return status;
-  return response;
+  if (status.ok()) return response;
+  // Unreachable: UNAVAILABLE, or (waiting for ready) the deadline passed
+  // without a connection.
+  if (status.code() == absl::StatusCode::kUnavailable ||
+      (status.code() == absl::StatusCode::kDeadlineExceeded &&
+       channel_->GetState(false) != GRPC_CHANNEL_READY)) {
+    absl::Status hinted(
+        status.code(),
+        absl::StrCat(status.message(), " (is jobwired serving ", addr_,
+                     "? pass the address to Client or set JOBWIRE_ADDR)"));
+    status.ForEachPayload([&](absl::string_view url, const absl::Cord& p) {
+      hinted.SetPayload(url, p);
+    });
+    return hinted;
+  }
+  return status;
 }
 
 absl::StatusOr<v1::SubmitJobResponse> Client::SubmitJob(
@@ -353,6 +371,83 @@ absl::StatusOr<v1::Job> Client::WaitJob(const std::string& id) {
       WatchJob(id, std::nullopt, [](const v1::JobEvent&) { return true; });
   if (!watched.ok()) return watched;
   return GetJob(id);
+}
+
+absl::Status Client::SubmitJobs(
+    const std::function<std::optional<v1::SubmitJobRequest>()>& next,
+    const std::function<void(const std::string& id)>& on_id,
+    SubmitJobsOptions options) {
+  if (options.batch_size < 1 || options.batch_size > 1000 ||
+      options.max_in_flight < 1) {
+    return absl::InvalidArgumentError(
+        "SubmitJobs: batch_size must be 1 to 1000, max_in_flight at least 1");
+  }
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::SubmitJobsRequest, v1::SubmitJobsResponse>>
+      stream = jobs_->SubmitJobs(context.get());
+  struct Window {
+    absl::Mutex mu;
+    int in_flight = 0;  // batches sent and not yet answered
+    int max = 0;
+    bool done = false;  // the reader stopped
+    bool Room() const { return done || in_flight < max; }
+  } window;
+  window.max = options.max_in_flight;
+  std::thread writer([&] {
+    v1::SubmitJobsRequest batch;
+    // Waits for room in the window; false once the reader has stopped.
+    auto send = [&]() -> bool {
+      {
+        absl::MutexLock lock(&window.mu);
+        window.mu.Await(absl::Condition(&window, &Window::Room));
+        if (window.done) return false;
+        ++window.in_flight;
+      }
+      const bool ok = stream->Write(batch);
+      batch.Clear();
+      return ok;
+    };
+    while (std::optional<v1::SubmitJobRequest> request = next()) {
+      *batch.add_jobs() = std::move(*request);
+      if (batch.jobs_size() == options.batch_size && !send()) return;
+    }
+    if (batch.jobs_size() > 0 && !send()) return;
+    stream->WritesDone();
+  });
+  v1::SubmitJobsResponse response;
+  while (stream->Read(&response)) {
+    {
+      absl::MutexLock lock(&window.mu);
+      --window.in_flight;
+    }
+    for (const std::string& id : response.ids()) on_id(id);
+  }
+  {
+    // The stream is over: a writer waiting for room gives up, and one in
+    // Write() gets false.
+    absl::MutexLock lock(&window.mu);
+    window.done = true;
+  }
+  writer.join();
+  return FromGrpc(stream->Finish());
+}
+
+absl::StatusOr<v1::BulkUpdateJobsResponse> Client::BulkUpdateJobs(
+    const v1::BulkUpdateJobsRequest& request) {
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  auto stream = jobs_->BulkUpdateJobs(context.get());
+  stream->Write(request);
+  stream->WritesDone();
+  v1::BulkUpdateJobsResponse response;
+  const bool got = stream->Read(&response);
+  v1::BulkUpdateJobsResponse extra;  // none expected: read to the end
+  while (got && stream->Read(&extra)) {
+  }
+  const absl::Status status = FromGrpc(stream->Finish());
+  if (got) return response;
+  if (!status.ok()) return status;
+  return absl::InternalError("BulkUpdateJobs ended without a response");
 }
 
 }  // namespace jobwire::sdk

@@ -14,7 +14,7 @@
 // way once the server is back.
 //
 // Usage:
-//   jobwire::sdk::Client client("unix:var/jobwire.sock");
+//   jobwire::sdk::Client client;  // $JOBWIRE_ADDR, else DefaultAddress()
 //   jobwire::v1::Job job;
 //   job.set_kind("resize");
 //   absl::StatusOr<jobwire::v1::SubmitJobResponse> r = client.SubmitJob(job);
@@ -39,12 +39,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "clients/cpp/default_address.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "jobwire/v1/worker_service.grpc.pb.h"
 
 namespace jobwire::sdk {
-
-inline constexpr char kDefaultAddr[] = "unix:var/jobwire.sock";
 
 // One bad field of a request: `field` is its path ("job.kind").
 struct FieldViolation {
@@ -91,7 +91,9 @@ class Client {
   };
 
   // `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; empty means
-  // $JOBWIRE_ADDR, else kDefaultAddr. Connects lazily.
+  // $JOBWIRE_ADDR, else DefaultAddress() (default_address.h). Connects
+  // lazily. A call that cannot reach the server fails with a message naming
+  // this address and how to choose another.
   explicit Client(std::string addr = "");
   Client(std::string addr, Options options);
   // Over `channel` (for one made with other channel arguments).
@@ -135,6 +137,31 @@ class Client {
   // Blocks until the job ends; returns it as it ended.
   absl::StatusOr<v1::Job> WaitJob(const std::string& id);
 
+  struct SubmitJobsOptions {
+    int batch_size = 1000;  // jobs per batch, 1 to 1000
+    int max_in_flight = 4;  // batches sent and not yet answered
+  };
+  // Submits many jobs over one SubmitJobs stream. `next` is called (on a
+  // thread of its own) for each request until it returns std::nullopt;
+  // `on_id` gets each job's id, in order, once its batch is durable.
+  // Back-pressure: at most `max_in_flight` batches are sent and not yet
+  // answered; `next` waits for the server meanwhile. Fails with the first
+  // refused batch's status (the batches before it are in); with request
+  // ids, submitting again is safe.
+  absl::Status SubmitJobs(
+      const std::function<std::optional<v1::SubmitJobRequest>()>& next,
+      const std::function<void(const std::string& id)>& on_id,
+      SubmitJobsOptions options);
+  // One BulkUpdateJobs change (a patch with its mask, or an action) to the
+  // jobs `request` selects; the counts and the first failures. No deadline:
+  // a large selection takes as long as it takes.
+  absl::StatusOr<v1::BulkUpdateJobsResponse> BulkUpdateJobs(
+      const v1::BulkUpdateJobsRequest& request);
+  // The AdminService stub over this client's channel (dispatch and queue
+  // controls, server info, webhook deliveries, backup); FromGrpc() turns
+  // its statuses into absl::Status. Use NewContext() for its calls.
+  v1::AdminService::Stub* admin_stub() { return admin_.get(); }
+
   // A context for one call of this client: the token, wait-for-ready, and
   // `deadline` unless it is infinite. Also used by Worker.
   std::unique_ptr<grpc::ClientContext> NewContext(
@@ -153,6 +180,7 @@ class Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
 }  // namespace jobwire::sdk

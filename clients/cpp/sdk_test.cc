@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <set>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "clients/cpp/client.h"
+#include "clients/cpp/version.h"
 #include "clients/cpp/worker.h"
 #include "tests/jobwired_process.h"
 
@@ -266,6 +268,77 @@ TEST_F(SdkTest, TokenGoesOnEveryCallAndStream) {
   EXPECT_EQ(done->state(), v1::Job::STATE_SUCCEEDED);
   worker.Stop();
   runner.join();
+}
+
+TEST_F(SdkTest, SubmitJobsYieldsIdsInOrderAndReadsAheadBoundedly) {
+  Client client(addr_);
+  std::atomic<int> read{0};
+  int read_at_first_id = -1;
+  std::vector<std::string> ids;
+  absl::Status s = client.SubmitJobs(
+      [&]() -> std::optional<v1::SubmitJobRequest> {
+        if (read.load() == 95) return std::nullopt;
+        v1::SubmitJobRequest request;
+        *request.mutable_job() = JobOf("many");
+        (*request.mutable_job()->mutable_labels())["i"] =
+            std::to_string(read.fetch_add(1));
+        return request;
+      },
+      [&](const std::string& id) {
+        if (ids.empty()) read_at_first_id = read.load();
+        ids.push_back(id);
+      },
+      {.batch_size = 10, .max_in_flight = 1});
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(ids.size(), 95u);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 95u);
+  EXPECT_EQ(client.GetJob(ids[0])->labels().at("i"), "0");
+  EXPECT_EQ(client.GetJob(ids[94])->labels().at("i"), "94");
+  // Back-pressure: the batch in flight, the next and one more being filled.
+  EXPECT_LE(read_at_first_id, 31);
+  bool sent = false;
+  absl::Status bad = client.SubmitJobs(
+      [&]() -> std::optional<v1::SubmitJobRequest> {
+        if (sent) return std::nullopt;
+        sent = true;
+        return v1::SubmitJobRequest();  // no kind
+      },
+      [](const std::string&) {}, {});
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+}
+
+TEST_F(SdkTest, BulkUpdateJobsAndAdmin) {
+  Client client(addr_);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    v1::Job job = JobOf("bulk");
+    job.set_queue("bulkq");
+    ids.push_back(client.SubmitJob(job)->job().id());
+  }
+  v1::BulkUpdateJobsRequest dry;
+  dry.set_filter("queue = \"bulkq\"");
+  dry.set_action(v1::BulkUpdateJobsRequest::ACTION_CANCEL);
+  dry.set_dry_run(true);
+  absl::StatusOr<v1::BulkUpdateJobsResponse> counted =
+      client.BulkUpdateJobs(dry);
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ(counted->matched(), 3);
+  EXPECT_EQ(counted->updated(), 3);
+  v1::BulkUpdateJobsRequest cancel;
+  cancel.mutable_ids()->add_ids(ids[0]);
+  cancel.set_action(v1::BulkUpdateJobsRequest::ACTION_CANCEL);
+  absl::StatusOr<v1::BulkUpdateJobsResponse> done =
+      client.BulkUpdateJobs(cancel);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->updated(), 1);
+  EXPECT_EQ(client.GetJob(ids[0])->state(), v1::Job::STATE_CANCELLED);
+
+  v1::ServerInfo info;
+  auto context = client.NewContext(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(FromGrpc(client.admin_stub()->GetServerInfo(
+                           context.get(), v1::GetServerInfoRequest(), &info))
+                  .ok());
+  EXPECT_EQ(info.version(), kVersion);
 }
 
 }  // namespace

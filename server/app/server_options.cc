@@ -1,5 +1,7 @@
 #include "server/app/server_options.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "clients/cpp/default_address.h"
 
 namespace jobwire {
 namespace {
@@ -71,7 +74,9 @@ const std::vector<Flag>& Flags() {
       {"listen", "JOBWIRE_LISTEN", "ADDR",
        "address to serve; repeatable: unix:PATH, unix:///ABS, "
        "unix-abstract:NAME, "
-       "HOST:PORT (default unix:var/jobwire.sock and 127.0.0.1:50051)",
+       "HOST:PORT (default unix:$XDG_RUNTIME_DIR/jobwire.sock, else as "
+       "root unix:/run/jobwire/jobwire.sock, else "
+       "unix:/tmp/jobwire-$UID/jobwire.sock; and 127.0.0.1:50051)",
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty address");
          o->listen.push_back(v);
@@ -375,6 +380,7 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     const std::vector<std::string>& args, const GetEnvFn& getenv) {
   ServerCommandLine cl;
   ServerOptions& o = cl.options;
+  o.listen = {sdk::DefaultAddress(getenv, ::geteuid()), "127.0.0.1:50051"};
 
   // Environment first, so that flags win.
   for (const Flag& f : Flags()) {

@@ -25,8 +25,10 @@ namespace jobwire {
 
 struct ServerOptions {
   // Addresses to serve, in ParseListenAddress forms. All serve at once.
-  std::vector<std::string> listen = {"unix:var/jobwire.sock",
-                                     "127.0.0.1:50051"};
+  // ParseServerCommandLine's default: sdk::DefaultAddress() (a Unix socket
+  // that depends on the user, not on the folder; see
+  // clients/cpp/default_address.h) and 127.0.0.1:50051.
+  std::vector<std::string> listen;
   // SQLite database file; its directory is created if missing.
   std::string db_path = "var/jobwire.db";
   LogLevel log_level = LogLevel::kInfo;

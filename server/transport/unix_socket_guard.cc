@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace jobwire {
@@ -39,8 +40,29 @@ absl::Status CreateParentDirectories(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::Status CheckSharedTmpFolder(const std::string& socket_path) {
+  const std::string own = absl::StrCat("/tmp/jobwire-", ::geteuid());
+  if (!absl::StartsWith(socket_path, own + "/")) return absl::OkStatus();
+  if (::mkdir(own.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoError(errno, absl::StrCat("cannot create directory ", own));
+  }
+  struct stat st;
+  if (::lstat(own.c_str(), &st) != 0) {
+    return ErrnoError(errno, absl::StrCat("cannot stat ", own));
+  }
+  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+      (st.st_mode & 022) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        own,
+        " is not a folder of this user that only it can write; remove "
+        "it or choose another --listen path"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<UnixSocketGuard>> UnixSocketGuard::Acquire(
     const std::string& socket_path) {
+  if (absl::Status s = CheckSharedTmpFolder(socket_path); !s.ok()) return s;
   if (absl::Status s = CreateParentDirectories(socket_path); !s.ok()) return s;
   const std::string lock_path = socket_path + ".lock";
   // The lock file can be unlinked by the previous owner between our open and

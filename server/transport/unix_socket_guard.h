@@ -63,6 +63,13 @@ class UnixSocketGuard {
 // umask). Fails: PERMISSION_DENIED or INTERNAL naming the directory.
 absl::Status CreateParentDirectories(const std::string& file_path);
 
+// The default socket of a user without XDG_RUNTIME_DIR lives in the shared
+// /tmp (clients/cpp/default_address.h): for a path under /tmp/jobwire-EUID/
+// this creates that folder with mode 0700 and fails (FAILED_PRECONDITION)
+// unless it is a folder of this user that no one else can write, so no one
+// else can put a socket there. Other paths: OK, untouched. Acquire calls it.
+absl::Status CheckSharedTmpFolder(const std::string& socket_path);
+
 // Sets the process umask for the life of the object (gRPC creates socket
 // files with the umask applied, so a tight umask closes the window between
 // bind and SetMode). The umask is process-wide: hold it only while binding.

@@ -111,5 +111,27 @@ TEST_F(UnixSocketGuardTest, SetModeOnAMissingSocketFails) {
   EXPECT_FALSE((*guard)->SetMode(0600).ok());
 }
 
+// The default socket folder in the shared /tmp must be this user's own.
+TEST(CheckSharedTmpFolderTest, RefusesAFolderOthersCanWrite) {
+  const std::string own = "/tmp/jobwire-" + std::to_string(::geteuid());
+  if (::access(own.c_str(), F_OK) == 0) {
+    GTEST_SKIP() << own << " exists (in use?); not touching it";
+  }
+  ASSERT_EQ(::mkdir(own.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(own.c_str(), 0777), 0);  // as another user could make it
+  absl::Status open = CheckSharedTmpFolder(own + "/jobwire.sock");
+  EXPECT_EQ(open.code(), absl::StatusCode::kFailedPrecondition) << open;
+  ASSERT_EQ(::chmod(own.c_str(), 0700), 0);
+  EXPECT_TRUE(CheckSharedTmpFolder(own + "/jobwire.sock").ok());
+  ::rmdir(own.c_str());
+  // Created when missing, mode 0700; other paths are left alone.
+  EXPECT_TRUE(CheckSharedTmpFolder(own + "/jobwire.sock").ok());
+  struct stat st;
+  ASSERT_EQ(::stat(own.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ::rmdir(own.c_str());
+  EXPECT_TRUE(CheckSharedTmpFolder("/nonexistent/jobwire.sock").ok());
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -7,7 +7,7 @@
 // that resume on their own after a break, from the last cursor they
 // yielded, so a caller sees every event once, in order:
 //
-//	c, err := jobwire.Dial("unix:var/jobwire.sock")
+//	c, err := jobwire.Dial("") // $JOBWIRE_ADDR, else DefaultAddr()
 //	res, err := c.SubmitJob(ctx, &jobwirev1.Job{Kind: "resize"}, "upload-42")
 //	for ev, err := range c.WatchJob(ctx, res.GetJob().GetId(), nil) { ... }
 package jobwire
@@ -18,18 +18,39 @@ import (
 	"iter"
 	"math/rand/v2"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	pb "github.com/jobwire/jobwire/clients/go/gen/jobwire/v1"
 )
 
-// DefaultAddr is where Dial("") connects when $JOBWIRE_ADDR is unset.
-const DefaultAddr = "unix:var/jobwire.sock"
+// DefaultAddr is where Dial("") connects when $JOBWIRE_ADDR is unset, and
+// where jobwired serves by default: the same rule in every jobwire client.
+// It depends on the user, not on the current folder:
+//
+//	unix:$XDG_RUNTIME_DIR/jobwire.sock   when XDG_RUNTIME_DIR is an absolute path
+//	unix:/run/jobwire/jobwire.sock       else when running as root
+//	unix:/tmp/jobwire-UID/jobwire.sock   else (UID: the effective user id)
+func DefaultAddr() string {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); strings.HasPrefix(dir, "/") {
+		if len(dir) > 1 {
+			dir = strings.TrimSuffix(dir, "/")
+		}
+		return "unix:" + dir + "/jobwire.sock"
+	}
+	uid := os.Geteuid()
+	if uid == 0 {
+		return "unix:/run/jobwire/jobwire.sock"
+	}
+	return "unix:/tmp/jobwire-" + strconv.Itoa(uid) + "/jobwire.sock"
+}
 
 // Client is a connection to one jobwired. Safe for concurrent use.
 type Client struct {
@@ -71,13 +92,14 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		addr = os.Getenv("JOBWIRE_ADDR")
 	}
 	if addr == "" {
-		addr = DefaultAddr
+		addr = DefaultAddr()
 	}
 	o := dialOptions{token: os.Getenv("JOBWIRE_TOKEN")}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(unreachableHint(addr))}
 	if o.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer(o.token)))
 	}
@@ -87,6 +109,23 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	return &Client{conn: conn, jobs: pb.NewJobServiceClient(conn),
 		workers: pb.NewWorkerServiceClient(conn)}, nil
+}
+
+// unreachableHint adds to an UNAVAILABLE or DEADLINE_EXCEEDED error of a
+// unary call the address tried and how to choose another (the details, such
+// as RetryInfo, are kept).
+func unreachableHint(addr string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any,
+		cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		st, ok := status.FromError(err)
+		if err == nil || !ok || (st.Code() != codes.Unavailable && st.Code() != codes.DeadlineExceeded) {
+			return err
+		}
+		p := st.Proto()
+		p.Message += " (is jobwired serving " + addr + "? pass the address to Dial or set JOBWIRE_ADDR)"
+		return status.FromProto(p).Err()
+	}
 }
 
 // Close closes the connection.

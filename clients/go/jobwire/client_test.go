@@ -3,6 +3,7 @@ package jobwire_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -263,5 +264,91 @@ func TestTokenGoesOnEveryCallAndStream(t *testing.T) {
 	stopWorker()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSubmitJobsYieldsIdsInOrderAndReadsAheadBoundedly(t *testing.T) {
+	s := startServer(t)
+	c := dial(t, s)
+	ctx := testCtx(t)
+	var mu sync.Mutex
+	read := 0
+	source := func(yield func(*pb.SubmitJobRequest) bool) {
+		for i := range 95 {
+			mu.Lock()
+			read++
+			mu.Unlock()
+			if !yield(&pb.SubmitJobRequest{Job: &pb.Job{Kind: "many", Labels: map[string]string{"i": strconv.Itoa(i)}}}) {
+				return
+			}
+		}
+	}
+	var ids []string
+	readAtFirst := -1
+	for id, err := range c.SubmitJobs(ctx, source, jobwire.SubmitJobsOptions{BatchSize: 10, MaxInFlight: 1}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids == nil {
+			mu.Lock()
+			readAtFirst = read
+			mu.Unlock()
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != 95 {
+		t.Fatalf("got %d ids", len(ids))
+	}
+	for _, i := range []int{0, 94} {
+		j, err := c.GetJob(ctx, ids[i])
+		if err != nil || j.GetLabels()["i"] != strconv.Itoa(i) {
+			t.Fatalf("id %d: %v %v", i, j, err)
+		}
+	}
+	// Back-pressure: the batch in flight, the next and one more being filled.
+	if readAtFirst > 31 {
+		t.Fatalf("read %d jobs before the first answer", readAtFirst)
+	}
+	bad := func(yield func(*pb.SubmitJobRequest) bool) { yield(&pb.SubmitJobRequest{Job: &pb.Job{}}) }
+	for _, err := range c.SubmitJobs(ctx, bad, jobwire.SubmitJobsOptions{}) {
+		if jobwire.Code(err) != codes.InvalidArgument {
+			t.Fatalf("want INVALID_ARGUMENT, got %v", err)
+		}
+	}
+}
+
+func TestBulkUpdateJobsAndAdmin(t *testing.T) {
+	s := startServer(t)
+	c := dial(t, s)
+	ctx := testCtx(t)
+	var ids []string
+	for range 3 {
+		r, err := c.SubmitJob(ctx, &pb.Job{Kind: "bulk", Queue: "bulkq"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.GetJob().GetId())
+	}
+	cancel := pb.BulkUpdateJobsRequest_ACTION_CANCEL
+	dry, err := c.BulkUpdateJobs(ctx, &pb.BulkUpdateJobsRequest{
+		Selector: &pb.BulkUpdateJobsRequest_Filter{Filter: `queue = "bulkq"`}, Action: cancel, DryRun: true})
+	if err != nil || dry.GetMatched() != 3 || dry.GetUpdated() != 3 {
+		t.Fatalf("dry run: %v %v", dry, err)
+	}
+	done, err := c.BulkUpdateJobs(ctx, &pb.BulkUpdateJobsRequest{
+		Selector: &pb.BulkUpdateJobsRequest_Ids_{Ids: &pb.BulkUpdateJobsRequest_Ids{Ids: ids[:2]}}, Action: cancel})
+	if err != nil || done.GetUpdated() != 2 || done.GetFailed() != 0 {
+		t.Fatalf("cancel: %v %v", done, err)
+	}
+	if j, _ := c.GetJob(ctx, ids[1]); j.GetState() != pb.Job_STATE_CANCELLED {
+		t.Fatalf("state %v", j.GetState())
+	}
+	info, err := c.Admin().GetServerInfo(ctx, &pb.GetServerInfoRequest{})
+	if err != nil || info.GetVersion() != jobwire.Version {
+		t.Fatalf("server info: %v %v", info, err)
+	}
+	q, err := c.Admin().PauseQueue(ctx, &pb.PauseQueueRequest{Name: "adminq"})
+	if err != nil || !q.GetPaused() {
+		t.Fatalf("pause queue: %v %v", q, err)
 	}
 }

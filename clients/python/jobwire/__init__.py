@@ -9,14 +9,14 @@ on the receiving side (``jobwire.webhooks``). The generated messages and
 stubs are in ``jobwire.v1`` (``job_pb2``, ``job_service_pb2_grpc``, ...).
 """
 
-from jobwire.client import (DEFAULT_ADDR, TERMINAL_STATES, Client, Job,
+from jobwire.client import (TERMINAL_STATES, Client, Job, default_address,
                             JobEvent, is_terminal)
 from jobwire.errors import FieldViolation, JobwireError
 from jobwire.webhooks import WebhookVerificationError, verify_webhook
 from jobwire.worker import JobContext, JobFailed, Worker
 
 __all__ = [
-    "Client", "DEFAULT_ADDR", "FieldViolation", "Job", "JobContext",
+    "Client", "default_address", "FieldViolation", "Job", "JobContext",
     "JobEvent", "JobFailed", "JobwireError", "TERMINAL_STATES",
     "WebhookVerificationError", "Worker", "is_terminal", "verify_webhook",
 ]

@@ -17,20 +17,43 @@ import collections
 import datetime as _dt
 import os
 import random
+import threading
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import (Any, Callable, Iterable, Iterator, Mapping, Optional,
+                    Sequence)
 
 import grpc
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from jobwire.errors import JobwireError
-from jobwire.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from jobwire.v1 import (admin_service_pb2, admin_service_pb2_grpc, job_pb2,
+                        job_service_pb2, job_service_pb2_grpc)
 
 Job = job_pb2.Job
 JobEvent = job_pb2.JobEvent
 State = job_pb2.Job.State
 
-DEFAULT_ADDR = "unix:var/jobwire.sock"
+
+def default_address() -> str:
+    """Where ``Client()`` connects when ``$JOBWIRE_ADDR`` is unset, and where
+    jobwired serves by default: the same rule in every jobwire client. It
+    depends on the user, not on the current folder:
+
+    - ``unix:$XDG_RUNTIME_DIR/jobwire.sock`` when XDG_RUNTIME_DIR is an
+      absolute path;
+    - else ``unix:/run/jobwire/jobwire.sock`` when running as root;
+    - else ``unix:/tmp/jobwire-UID/jobwire.sock`` (UID: the effective user id).
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/"):
+        if len(runtime) > 1 and runtime.endswith("/"):
+            runtime = runtime[:-1]
+        return f"unix:{runtime}/jobwire.sock"
+    uid = os.geteuid()
+    if uid == 0:
+        return "unix:/run/jobwire/jobwire.sock"
+    return f"unix:/tmp/jobwire-{uid}/jobwire.sock"
+
 
 TERMINAL_STATES = frozenset(
     (Job.STATE_SUCCEEDED, Job.STATE_FAILED, Job.STATE_CANCELLED))
@@ -118,6 +141,46 @@ def _to_struct(value: Optional[Mapping]) -> Optional[struct_pb2.Struct]:
     return s
 
 
+def _hinted(error: JobwireError, addr: str) -> JobwireError:
+    """An unreachable server's error says where we looked and how to look
+    elsewhere."""
+    if error.code in (grpc.StatusCode.UNAVAILABLE,
+                      grpc.StatusCode.DEADLINE_EXCEEDED):
+        error.message += (f" (is jobwired serving {addr}? pass the address "
+                          "to Client or set JOBWIRE_ADDR)")
+    return error
+
+
+def _job_of(kind: str, args: Optional[Mapping], queue: str, payload: bytes,
+            labels: Optional[Mapping[str, str]], priority: int,
+            max_attempts: int, schedule_time: Optional[_dt.datetime]) -> Job:
+    job = Job(kind=kind, queue=queue, payload=payload, priority=priority,
+              max_attempts=max_attempts, labels=dict(labels or {}))
+    if args is not None:
+        job.args.CopyFrom(_to_struct(args))
+    if schedule_time is not None:
+        job.schedule_time.FromDatetime(schedule_time)
+    return job
+
+
+def _ends_job_event(event: JobEvent) -> bool:
+    kind = event.WhichOneof("type")
+    if kind == "state_changed":
+        return is_terminal(event.state_changed.to)
+    if kind == "snapshot":
+        return is_terminal(event.snapshot.state)
+    return False
+
+
+def _resume_delay(e: grpc.RpcError, resume: bool, backoff: "_Backoff") -> float:
+    """How long a broken watch waits before it reopens; raises JobwireError
+    when it should not (``resume`` off, or a code that is not resumable)."""
+    error = JobwireError.from_rpc_error(e)
+    if not resume or error.code not in _RESUMABLE:
+        raise error from None
+    return backoff.next_delay(error.retry_delay)
+
+
 class _Backoff:
     """Reconnect delays: 50 ms doubling to 2 s, with ±20% jitter."""
 
@@ -129,17 +192,21 @@ class _Backoff:
     def reset(self) -> None:
         self._next = self._initial
 
-    def sleep(self, hint: Optional[float] = None) -> None:
+    def next_delay(self, hint: Optional[float] = None) -> float:
+        """Seconds to wait now (``hint``: the server's RetryInfo)."""
         delay = hint if hint is not None else self._next
-        time.sleep(delay * random.uniform(0.8, 1.2))
         self._next = min(self._next * 2, self._maximum)
+        return delay * random.uniform(0.8, 1.2)
+
+    def sleep(self, hint: Optional[float] = None) -> None:
+        time.sleep(self.next_delay(hint))
 
 
 class Client:
     """A connection to jobwired.
 
     ``addr``: ``unix:PATH``, ``unix:///ABS`` or ``HOST:PORT``; default
-    ``$JOBWIRE_ADDR`` or ``unix:var/jobwire.sock``. ``token``: the bearer
+    ``$JOBWIRE_ADDR``, else ``default_address()``. ``token``: the bearer
     token (default ``$JOBWIRE_TOKEN``). ``timeout``: seconds per unary call,
     including the wait for an unreachable server (a restart) to come back;
     then the call raises DEADLINE_EXCEEDED.
@@ -148,11 +215,12 @@ class Client:
     def __init__(self, addr: Optional[str] = None, *,
                  token: Optional[str] = None, timeout: float = 10.0,
                  channel: Optional[grpc.Channel] = None) -> None:
-        self.addr = addr or os.environ.get("JOBWIRE_ADDR") or DEFAULT_ADDR
+        self.addr = addr or os.environ.get("JOBWIRE_ADDR") or default_address()
         token = token if token is not None else os.environ.get("JOBWIRE_TOKEN")
         self.channel = channel or _channel(self.addr, token)
         self.timeout = timeout
         self._jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
+        self._admin: Optional[Admin] = None
 
     def close(self) -> None:
         self.channel.close()
@@ -167,7 +235,10 @@ class Client:
         try:
             return method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            raise JobwireError.from_rpc_error(e) from None
+            raise self._hinted(JobwireError.from_rpc_error(e)) from None
+
+    def _hinted(self, error: JobwireError) -> JobwireError:
+        return _hinted(error, self.addr)
 
     # -- submitting ---------------------------------------------------------
 
@@ -186,13 +257,8 @@ class Client:
         (INVALID_ARGUMENT with ``violations`` naming each bad field).
         """
         if job is None:
-            job = Job(kind=kind, queue=queue, payload=payload,
-                      priority=priority, max_attempts=max_attempts,
-                      labels=dict(labels or {}))
-            if args is not None:
-                job.args.CopyFrom(_to_struct(args))
-            if schedule_time is not None:
-                job.schedule_time.FromDatetime(schedule_time)
+            job = _job_of(kind, args, queue, payload, labels, priority,
+                          max_attempts, schedule_time)
         return self._call(self._jobs.SubmitJob,
                           job_service_pb2.SubmitJobRequest(
                               job=job, request_id=request_id))
@@ -270,7 +336,7 @@ class Client:
                 request.after_seq = cursor
             return self._jobs.WatchJob(request, wait_for_ready=True)
 
-        return _resuming(open_stream, after_seq, lambda e: e.seq, _ends_job,
+        return _resuming(open_stream, after_seq, lambda e: e.seq, _ends_job_event,
                          resume)
 
     def watch_jobs(self, filter: str = "", *,
@@ -300,6 +366,165 @@ class Client:
             pass
         return self.get_job(job_id)
 
+    # -- many jobs ----------------------------------------------------------
+
+    def submit_jobs(self, jobs: Iterable[Any], *, batch_size: int = 1000,
+                    max_in_flight: int = 4) -> Iterator[str]:
+        """Submits many jobs over one SubmitJobs stream; yields each job's id,
+        in order, once its batch is durable.
+
+        ``jobs``: Job or SubmitJobRequest messages (the latter to set a
+        ``request_id``), read lazily, ``batch_size`` (at most 1,000) to a
+        batch. Back-pressure: at most ``max_in_flight`` batches are sent and
+        not yet answered; reading ``jobs`` waits for the server meanwhile,
+        so a large or endless source costs bounded memory. Raises
+        JobwireError on the first refused batch (the batches before it are
+        in); with request ids, submitting again is safe.
+        """
+        if not 1 <= batch_size <= 1000:
+            raise ValueError("batch_size must be 1 to 1000")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        window = threading.BoundedSemaphore(max_in_flight)
+        done = threading.Event()
+
+        def room() -> bool:  # waits for a free slot; False once we are done
+            while not window.acquire(timeout=0.1):
+                if done.is_set():
+                    return False
+            return True
+
+        def batches() -> Iterator[job_service_pb2.SubmitJobsRequest]:
+            batch = job_service_pb2.SubmitJobsRequest()
+            for item in jobs:
+                batch.jobs.append(item if isinstance(
+                    item, job_service_pb2.SubmitJobRequest) else
+                    job_service_pb2.SubmitJobRequest(job=item))
+                if len(batch.jobs) == batch_size:
+                    if not room():
+                        return
+                    yield batch
+                    batch = job_service_pb2.SubmitJobsRequest()
+            if batch.jobs and room():
+                yield batch
+
+        stream = self._jobs.SubmitJobs(batches(), wait_for_ready=True)
+        try:
+            for response in stream:
+                window.release()
+                yield from response.ids
+        except grpc.RpcError as e:
+            raise self._hinted(JobwireError.from_rpc_error(e)) from None
+        finally:
+            done.set()
+            stream.cancel()
+
+    def bulk_update_jobs(
+            self, *, filter: Optional[str] = None,
+            ids: Optional[Sequence[str]] = None,
+            action: int = 0, patch: Optional[Job] = None,
+            paths: Sequence[str] = (),
+            expected_states: Sequence[int] = (),
+            dry_run: bool = False,
+            timeout: Optional[float] = None,
+    ) -> job_service_pb2.BulkUpdateJobsResponse:
+        """BulkUpdateJobs: one change to the jobs ``filter`` matches (``""``:
+        every job) or to the given ``ids``: ``patch`` with its ``paths`` (an
+        UpdateJob field mask), or an ``action``
+        (``BulkUpdateJobsRequest.ACTION_CANCEL``, ``_PAUSE``, ``_RESUME``,
+        ``_RETRY``, ``_DELETE``). Returns the counts (matched, updated,
+        skipped, failed) and the first failures. ``timeout``: seconds (default
+        none: a large selection takes as long as it takes).
+        """
+        if (filter is None) == (ids is None):
+            raise ValueError("give exactly one of filter and ids")
+        request = job_service_pb2.BulkUpdateJobsRequest(
+            action=action, expected_states=list(expected_states),
+            dry_run=dry_run)
+        if ids is not None:
+            request.ids.ids.extend(ids)
+        else:
+            request.filter = filter or ""
+        if patch is not None:
+            request.patch.CopyFrom(patch)
+            request.update_mask.CopyFrom(
+                field_mask_pb2.FieldMask(paths=list(paths)))
+        stream = self._jobs.BulkUpdateJobs(iter([request]), timeout=timeout,
+                                           wait_for_ready=True)
+        try:
+            return next(iter(stream))
+        except grpc.RpcError as e:
+            raise self._hinted(JobwireError.from_rpc_error(e)) from None
+        finally:
+            stream.cancel()
+
+    @property
+    def admin(self) -> "Admin":
+        """The AdminService calls (dispatch and queue controls, server info,
+        webhook deliveries, backup)."""
+        if self._admin is None:
+            self._admin = Admin(self)
+        return self._admin
+
+
+class Admin:
+    """AdminService over a Client's channel: each method takes the request's
+    fields as keyword arguments and returns the response message, e.g.
+    ``client.admin.pause_queue(name="emails")``,
+    ``client.admin.get_server_info().version``. Errors are JobwireError."""
+
+    def __init__(self, client: "Client") -> None:
+        self._client = client
+        self._stub = admin_service_pb2_grpc.AdminServiceStub(client.channel)
+
+    def _unary(self, method: str, request_type: Any, fields: Mapping[str, Any]) -> Any:
+        return self._client._call(getattr(self._stub, method),
+                                  request_type(**fields))
+
+    def pause_dispatch(self, **fields: Any) -> admin_service_pb2.DispatchState:
+        return self._unary("PauseDispatch", admin_service_pb2.PauseDispatchRequest, fields)
+
+    def resume_dispatch(self, **fields: Any) -> admin_service_pb2.DispatchState:
+        return self._unary("ResumeDispatch", admin_service_pb2.ResumeDispatchRequest, fields)
+
+    def pause_queue(self, **fields: Any) -> admin_service_pb2.Queue:
+        return self._unary("PauseQueue", admin_service_pb2.PauseQueueRequest, fields)
+
+    def resume_queue(self, **fields: Any) -> admin_service_pb2.Queue:
+        return self._unary("ResumeQueue", admin_service_pb2.ResumeQueueRequest, fields)
+
+    def list_queues(self, **fields: Any) -> admin_service_pb2.ListQueuesResponse:
+        return self._unary("ListQueues", admin_service_pb2.ListQueuesRequest, fields)
+
+    def update_queue(self, **fields: Any) -> admin_service_pb2.Queue:
+        return self._unary("UpdateQueue", admin_service_pb2.UpdateQueueRequest, fields)
+
+    def get_server_info(self, **fields: Any) -> admin_service_pb2.ServerInfo:
+        return self._unary("GetServerInfo", admin_service_pb2.GetServerInfoRequest, fields)
+
+    def list_webhook_deliveries(
+            self, **fields: Any) -> admin_service_pb2.ListWebhookDeliveriesResponse:
+        return self._unary("ListWebhookDeliveries",
+                           admin_service_pb2.ListWebhookDeliveriesRequest, fields)
+
+    def redeliver_webhook(self, **fields: Any) -> admin_service_pb2.WebhookDeliveryRecord:
+        return self._unary("RedeliverWebhook",
+                           admin_service_pb2.RedeliverWebhookRequest, fields)
+
+    def backup(self, out: Any, **fields: Any) -> int:
+        """Writes a consistent copy of the database to the binary file
+        ``out`` (``open(path, "wb")``); returns the bytes written. Write to a
+        temporary name and rename once this returns."""
+        written = 0
+        try:
+            for chunk in self._stub.Backup(
+                    admin_service_pb2.BackupRequest(**fields), wait_for_ready=True):
+                out.write(chunk.data)
+                written += len(chunk.data)
+        except grpc.RpcError as e:
+            raise self._client._hinted(JobwireError.from_rpc_error(e)) from None
+        return written
+
 
 def _resuming(open_stream: Callable[[Optional[int]], Any],
               cursor: Optional[int], cursor_of: Callable[[JobEvent], int],
@@ -315,26 +540,13 @@ def _resuming(open_stream: Callable[[Optional[int]], Any],
             for message in stream:
                 if message.WhichOneof("kind") != "event":
                     continue  # heartbeat, draining, reset (a snapshot follows)
-                event = message.event
                 backoff.reset()
-                cursor = cursor_of(event)
-                yield event
-                if ends(event):
+                cursor = cursor_of(message.event)
+                yield message.event
+                if ends(message.event):
                     return
             return
         except grpc.RpcError as e:
-            error = JobwireError.from_rpc_error(e)
-            if not resume or error.code not in _RESUMABLE:
-                raise error from None
-            backoff.sleep(error.retry_delay)
+            time.sleep(_resume_delay(e, resume, backoff))
         finally:
             stream.cancel()
-
-
-def _ends_job(event: JobEvent) -> bool:
-    kind = event.WhichOneof("type")
-    if kind == "state_changed":
-        return is_terminal(event.state_changed.to)
-    if kind == "snapshot":
-        return is_terminal(event.snapshot.state)
-    return False

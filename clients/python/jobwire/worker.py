@@ -6,7 +6,7 @@ threads), reports progress, results and failures, heartbeats while idle,
 and reconnects with backoff when the stream ends (a server restart or
 drain). ::
 
-    worker = Worker(Client("unix:var/jobwire.sock"), queues=["images"])
+    worker = Worker(Client(), queues=["images"])  # $JOBWIRE_ADDR or default
 
     @worker.handler("resize")
     def resize(ctx):
@@ -16,7 +16,7 @@ drain). ::
             ctx.progress(done=i, total=10)
         return {"ok": True}          # the job's result (a dict or bytes)
 
-    worker.run()                     # until worker.stop()
+    worker.run()                     # until worker.stop(), SIGINT or SIGTERM
 
 A handler fails the attempt by raising: ``JobFailed(message,
 retryable=False)`` ends the job FAILED, any other exception is a retryable
@@ -33,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import queue
+import signal
 import socket
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -166,20 +167,46 @@ class Worker:
 
     # -- running ------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, handle_signals: bool = True) -> None:
         """Serves until stop(): connects, runs jobs, reconnects on breaks.
+
+        Called on the main thread with ``handle_signals`` (the default),
+        SIGINT (Ctrl-C) and SIGTERM drain the worker: no new jobs, running
+        ones finish (up to 30 s), then run() returns normally. A second
+        signal stops at once (KeyboardInterrupt for SIGINT). The previous
+        handlers are restored when run() returns.
 
         Raises JobwireError when the server refuses the worker
         (INVALID_ARGUMENT, UNAUTHENTICATED, ...).
         """
         if not self._handlers:
             raise ValueError("register a handler before run()")
+        restore = self._drain_on_signals() if handle_signals else {}
         try:
             self._run_until_stopped()
         finally:
+            for sig, previous in restore.items():
+                signal.signal(sig, previous)
             # A stopped Worker does not run again; its handler threads end
             # with their jobs.
             self._pool.shutdown(wait=False)
+
+    def _drain_on_signals(self) -> Dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+
+        def drain(signum: int, frame: Any) -> None:
+            # stop() waits for running jobs: not in a signal handler.
+            for sig in previous:  # the next signal is not a drain
+                signal.signal(sig, signal.default_int_handler
+                              if sig == signal.SIGINT else signal.SIG_DFL)
+            threading.Thread(target=self.stop, name="jobwire-drain",
+                             daemon=True).start()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, drain)
+        return previous
 
     def _run_until_stopped(self) -> None:
         backoff = _Backoff(initial=0.1, maximum=5.0)

@@ -159,3 +159,61 @@ def test_token_is_sent_on_every_call_and_stream(tmp_path):
             runner.join(10)
     finally:
         server.stop()
+
+
+def test_submit_jobs_yields_ids_in_order_and_reads_ahead_boundedly(server):
+    client = Client(server.addr)
+    read = []
+    first_id_after = []
+
+    def source():
+        for i in range(95):
+            read.append(i)
+            yield Job(kind="many", labels={"i": str(i)})
+
+    ids = []
+    for job_id in client.submit_jobs(source(), batch_size=10, max_in_flight=1):
+        if not ids:
+            first_id_after.append(len(read))
+        ids.append(job_id)
+    assert len(ids) == 95 and len(set(ids)) == 95
+    # In order: the n-th id is the n-th job of the source.
+    assert client.get_job(ids[0]).labels["i"] == "0"
+    assert client.get_job(ids[94]).labels["i"] == "94"
+    # Back-pressure: when the first batch was answered, at most the batch in
+    # flight, the next one and one more being filled had been read.
+    assert first_id_after[0] <= 31
+    with pytest.raises(JobwireError) as e:
+        list(client.submit_jobs([Job(kind="")]))
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_bulk_update_jobs_dry_run_then_cancel(server):
+    client = Client(server.addr)
+    ids = [client.submit_job("bulk", queue="bulkq").job.id for _ in range(3)]
+    from jobwire.v1 import job_service_pb2
+    cancel = job_service_pb2.BulkUpdateJobsRequest.ACTION_CANCEL
+    dry = client.bulk_update_jobs(filter='queue = "bulkq"', action=cancel,
+                                  dry_run=True)
+    assert (dry.matched, dry.updated) == (3, 3)
+    assert client.get_job(ids[0]).state == Job.STATE_QUEUED
+    done = client.bulk_update_jobs(ids=ids[:2], action=cancel)
+    assert (done.matched, done.updated, done.failed) == (2, 2, 0)
+    assert client.get_job(ids[1]).state == Job.STATE_CANCELLED
+    patched = client.bulk_update_jobs(filter='queue = "bulkq" AND state = QUEUED',
+                                      patch=Job(priority=7), paths=["priority"])
+    assert patched.updated == 1
+    assert client.get_job(ids[2]).priority == 7
+
+
+def test_admin_calls(server, tmp_path):
+    import jobwire
+    client = Client(server.addr)
+    assert client.admin.get_server_info().version == jobwire.__version__
+    queue = client.admin.pause_queue(name="adminq")
+    assert queue.name == "adminq" and queue.paused
+    assert "adminq" in [q.name for q in client.admin.list_queues().queues]
+    assert not client.admin.resume_queue(name="adminq").paused
+    with open(tmp_path / "copy.db", "wb") as out:
+        assert client.admin.backup(out) > 0
+    assert (tmp_path / "copy.db").read_bytes().startswith(b"SQLite format 3")

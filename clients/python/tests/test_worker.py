@@ -1,5 +1,9 @@
 """The Worker runtime against a real jobwired (tests/conftest.py)."""
 
+import pathlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -116,3 +120,42 @@ def test_stop_waits_for_running_jobs_and_takes_no_new_ones(client):
     later = client.submit_job("slow").job
     time.sleep(0.3)
     assert client.get_job(later.id).state == Job.STATE_QUEUED
+
+
+_DRAINING_WORKER = r"""
+import os, sys, time
+from jobwire import Client, Worker
+
+worker = Worker(Client(sys.argv[1]), queues=["default"])
+
+@worker.handler("slow")
+def slow(ctx):
+    print("started", flush=True)
+    while not os.path.exists(sys.argv[2]):  # the test's go-ahead
+        time.sleep(0.01)
+    return {"ok": True}
+
+worker.run()
+print("drained", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_drain_the_worker(server, client, tmp_path, sig):
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DRAINING_WORKER, server.addr, str(release)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=pathlib.Path(__file__).resolve().parents[1])
+    try:
+        job = client.submit_job("slow").job
+        assert proc.stdout.readline() == "started\n"
+        proc.send_signal(sig)  # while the job runs
+        release.touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert out == "drained\n"
+    assert client.get_job(job.id).state == Job.STATE_SUCCEEDED

@@ -14,6 +14,7 @@ import {
   Metadata,
   status as Status,
   type CallOptions,
+  type ChannelOptions,
   type ClientReadableStream,
   type Interceptor,
 } from "@grpc/grpc-js";
@@ -21,14 +22,52 @@ import {
 import { JobwireError } from "./errors";
 import { Job, Job_State, JobEvent } from "./gen/jobwire/v1/job";
 import {
+  AdminServiceClient,
+  BackupRequest,
+  DispatchState,
+  GetServerInfoRequest,
+  ListQueuesRequest,
+  ListQueuesResponse,
+  ListWebhookDeliveriesRequest,
+  ListWebhookDeliveriesResponse,
+  PauseDispatchRequest,
+  PauseQueueRequest,
+  Queue,
+  RedeliverWebhookRequest,
+  ResumeDispatchRequest,
+  ResumeQueueRequest,
+  ServerInfo,
+  UpdateQueueRequest,
+  WebhookDeliveryRecord,
+} from "./gen/jobwire/v1/admin_service";
+import {
+  BulkUpdateJobsRequest,
+  BulkUpdateJobsResponse,
   ExplainJobResponse,
   JobServiceClient,
   RetryJobRequest,
+  SubmitJobRequest,
   SubmitJobResponse,
+  SubmitJobsRequest,
 } from "./gen/jobwire/v1/job_service";
 import { WorkerServiceClient } from "./gen/jobwire/v1/worker_service";
 
-export const DEFAULT_ADDR = "unix:var/jobwire.sock";
+/** Where `new Client()` connects when $JOBWIRE_ADDR is unset, and where
+ *  jobwired serves by default: the same rule in every jobwire client. It
+ *  depends on the user, not on the current folder:
+ *  - "unix:$XDG_RUNTIME_DIR/jobwire.sock" when XDG_RUNTIME_DIR is an absolute path;
+ *  - else "unix:/run/jobwire/jobwire.sock" when running as root;
+ *  - else "unix:/tmp/jobwire-UID/jobwire.sock" (UID: the effective user id). */
+export function defaultAddress(): string {
+  let dir = process.env.XDG_RUNTIME_DIR ?? "";
+  if (dir.startsWith("/")) {
+    if (dir.length > 1 && dir.endsWith("/")) dir = dir.slice(0, -1);
+    return `unix:${dir}/jobwire.sock`;
+  }
+  const uid = process.geteuid?.() ?? 0;
+  if (uid === 0) return "unix:/run/jobwire/jobwire.sock";
+  return `unix:/tmp/jobwire-${uid}/jobwire.sock`;
+}
 
 export interface ClientOptions {
   /** Bearer token sent on every call (default $JOBWIRE_TOKEN). */
@@ -98,14 +137,16 @@ export class Client {
   /** @internal */ readonly jobs: JobServiceClient;
   /** @internal */ readonly workers: WorkerServiceClient;
   private readonly timeoutMs: number;
+  private readonly channelOptions: ChannelOptions;
+  private adminCalls?: Admin;
 
   /** `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; default
-   *  $JOBWIRE_ADDR, else "unix:var/jobwire.sock". */
+   *  $JOBWIRE_ADDR, else defaultAddress(). */
   constructor(addr?: string, options: ClientOptions = {}) {
-    this.addr = addr || process.env.JOBWIRE_ADDR || DEFAULT_ADDR;
+    this.addr = addr || process.env.JOBWIRE_ADDR || defaultAddress();
     const token = options.token ?? process.env.JOBWIRE_TOKEN ?? "";
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    const channelOptions = {
+    this.channelOptions = {
       // gRPC's reconnect backoff grows to 120 s by default; a job server is
       // worth retrying sooner.
       "grpc.initial_reconnect_backoff_ms": 100,
@@ -113,21 +154,31 @@ export class Client {
       interceptors: token ? [tokenInterceptor(token)] : [],
     };
     const creds = credentials.createInsecure();
-    this.jobs = new JobServiceClient(this.addr, creds, channelOptions);
-    this.workers = new WorkerServiceClient(this.addr, creds, channelOptions);
+    this.jobs = new JobServiceClient(this.addr, creds, this.channelOptions);
+    this.workers = new WorkerServiceClient(this.addr, creds, this.channelOptions);
   }
 
   close(): void {
     this.jobs.close();
     this.workers.close();
+    this.adminCalls?.stub.close();
   }
 
-  private unary<Res>(
+  /** An unreachable server's error names the address tried and how to
+   *  choose another. */
+  private withHint(e: JobwireError): JobwireError {
+    if (e.code !== Status.UNAVAILABLE && e.code !== Status.DEADLINE_EXCEEDED) return e;
+    const details = `${e.details} (is jobwired serving ${this.addr}? pass the address to Client or set JOBWIRE_ADDR)`;
+    return new JobwireError(e.code, details, e.violations, e.retryDelayMs);
+  }
+
+  /** @internal */
+  unary<Res>(
     call: (md: Metadata, opts: Partial<CallOptions>, cb: (err: unknown, res: Res) => void) => unknown,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
       const opts = { deadline: new Date(Date.now() + this.timeoutMs) };
-      call(waitingMetadata(), opts, (err, res) => (err ? reject(JobwireError.from(err)) : resolve(res)));
+      call(waitingMetadata(), opts, (err, res) => (err ? reject(this.withHint(JobwireError.from(err))) : resolve(res)));
     });
   }
 
@@ -208,6 +259,182 @@ export class Client {
       // the watch ends after the terminal event
     }
     return this.getJob(id);
+  }
+
+  /** Submits many jobs over one SubmitJobs stream; yields each job's id, in
+   *  order, once its batch is durable. `jobs`: Jobs, or SubmitJobRequests
+   *  (`{ job, requestId }`), read lazily, `batchSize` (at most 1,000) to a
+   *  batch. Back-pressure: at most `maxInFlight` batches are sent and not yet
+   *  answered; reading `jobs` waits for the server meanwhile. Throws
+   *  JobwireError on the first refused batch (the batches before it are in). */
+  async *submitJobs(
+    jobs: Iterable<Partial<Job> | Partial<SubmitJobRequest>> | AsyncIterable<Partial<Job> | Partial<SubmitJobRequest>>,
+    options: { batchSize?: number; maxInFlight?: number } = {},
+  ): AsyncGenerator<string> {
+    const batchSize = options.batchSize ?? 1000;
+    const maxInFlight = options.maxInFlight ?? 4;
+    if (!(batchSize >= 1 && batchSize <= 1000)) throw new RangeError("batchSize must be 1 to 1000");
+    if (!(maxInFlight >= 1)) throw new RangeError("maxInFlight must be at least 1");
+    const call = this.jobs.submitJobs(waitingMetadata());
+    let inFlight = 0;
+    let finished = false;
+    let wake: (() => void) | undefined;
+    let sourceError: unknown;
+    const room = async (): Promise<boolean> => {
+      while (inFlight >= maxInFlight && !finished) await new Promise<void>((r) => (wake = r));
+      return !finished;
+    };
+    const writer = (async () => {
+      let batch: SubmitJobRequest[] = [];
+      const send = async (): Promise<boolean> => {
+        if (!(await room())) return false;
+        inFlight++;
+        call.write(SubmitJobsRequest.fromPartial({ jobs: batch }));
+        batch = [];
+        return true;
+      };
+      for await (const item of jobs) {
+        batch.push("job" in item || "requestId" in item
+          ? SubmitJobRequest.fromPartial(item as Partial<SubmitJobRequest>)
+          : SubmitJobRequest.fromPartial({ job: item as Partial<Job> }));
+        if (batch.length === batchSize && !(await send())) return;
+      }
+      if (batch.length > 0 && !(await send())) return;
+      call.end();
+    })().catch((err) => {
+      sourceError = err;
+      call.cancel();
+    });
+    try {
+      for await (const response of call) {
+        inFlight--;
+        wake?.();
+        yield* (response as { ids: string[] }).ids;
+      }
+    } catch (err) {
+      if (sourceError !== undefined) throw sourceError;
+      throw this.withHint(JobwireError.from(err));
+    } finally {
+      finished = true;
+      wake?.();
+      call.on("error", () => {}); // the cancel below reports CANCELLED
+      call.cancel();
+      await writer;
+    }
+    if (sourceError !== undefined) throw sourceError;
+  }
+
+  /** BulkUpdateJobs: one change to the jobs `filter` matches (`""`: every
+   *  job) or to `ids`: `patch` with its `paths` (an UpdateJob field mask),
+   *  or an `action` (BulkUpdateJobsRequest_Action.ACTION_CANCEL, ...).
+   *  Resolves to the counts (matched, updated, skipped, failed) and the first
+   *  failures. No deadline unless `timeoutMs`: a large selection takes as
+   *  long as it takes. */
+  bulkUpdateJobs(
+    request: { filter?: string; ids?: string[]; patch?: Partial<Job>; paths?: string[] } & Partial<
+      Pick<BulkUpdateJobsRequest, "action" | "expectedStates" | "dryRun">
+    >,
+    options: { timeoutMs?: number } = {},
+  ): Promise<BulkUpdateJobsResponse> {
+    if ((request.filter === undefined) === (request.ids === undefined)) {
+      return Promise.reject(new RangeError("give exactly one of filter and ids"));
+    }
+    const message = BulkUpdateJobsRequest.fromPartial({
+      filter: request.filter,
+      ids: request.ids === undefined ? undefined : { ids: request.ids },
+      patch: request.patch === undefined ? undefined : Job.fromPartial(request.patch),
+      updateMask: request.paths ?? [],
+      action: request.action,
+      expectedStates: request.expectedStates,
+      dryRun: request.dryRun,
+    });
+    const opts = options.timeoutMs === undefined ? {} : { deadline: new Date(Date.now() + options.timeoutMs) };
+    const call = this.jobs.bulkUpdateJobs(waitingMetadata(), opts);
+    return new Promise((resolve, reject) => {
+      let done = false;
+      call.on("data", (response: BulkUpdateJobsResponse) => {
+        done = true;
+        resolve(response);
+        call.end();
+      });
+      call.on("error", (err) => {
+        if (!done) reject(this.withHint(JobwireError.from(err)));
+      });
+      call.on("end", () => {
+        if (!done) reject(new JobwireError(Status.INTERNAL, "BulkUpdateJobs ended without a response"));
+      });
+      call.write(message);
+    });
+  }
+
+  /** The AdminService calls over this client's channel. */
+  get admin(): Admin {
+    // The same channel as the job calls.
+    this.adminCalls ??= new Admin(
+      this,
+      new AdminServiceClient(this.addr, credentials.createInsecure(), {
+        ...this.channelOptions,
+        channelOverride: this.jobs.getChannel(),
+      }),
+    );
+    return this.adminCalls;
+  }
+}
+
+/** AdminService: each method takes the request's fields and resolves to the
+ *  response message, e.g. `client.admin.pauseQueue({ name: "emails" })`. */
+export class Admin {
+  /** @internal */
+  constructor(
+    private readonly client: Client,
+    /** @internal */ readonly stub: AdminServiceClient,
+  ) {}
+
+  pauseDispatch(request: Partial<PauseDispatchRequest> = {}): Promise<DispatchState> {
+    const r = PauseDispatchRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.pauseDispatch(r, md, o, cb));
+  }
+  resumeDispatch(request: Partial<ResumeDispatchRequest> = {}): Promise<DispatchState> {
+    const r = ResumeDispatchRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.resumeDispatch(r, md, o, cb));
+  }
+  pauseQueue(request: Partial<PauseQueueRequest>): Promise<Queue> {
+    const r = PauseQueueRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.pauseQueue(r, md, o, cb));
+  }
+  resumeQueue(request: Partial<ResumeQueueRequest>): Promise<Queue> {
+    const r = ResumeQueueRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.resumeQueue(r, md, o, cb));
+  }
+  listQueues(request: Partial<ListQueuesRequest> = {}): Promise<ListQueuesResponse> {
+    const r = ListQueuesRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.listQueues(r, md, o, cb));
+  }
+  updateQueue(request: Partial<UpdateQueueRequest>): Promise<Queue> {
+    const r = UpdateQueueRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.updateQueue(r, md, o, cb));
+  }
+  getServerInfo(request: Partial<GetServerInfoRequest> = {}): Promise<ServerInfo> {
+    const r = GetServerInfoRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.getServerInfo(r, md, o, cb));
+  }
+  listWebhookDeliveries(request: Partial<ListWebhookDeliveriesRequest> = {}): Promise<ListWebhookDeliveriesResponse> {
+    const r = ListWebhookDeliveriesRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.listWebhookDeliveries(r, md, o, cb));
+  }
+  redeliverWebhook(request: Partial<RedeliverWebhookRequest>): Promise<WebhookDeliveryRecord> {
+    const r = RedeliverWebhookRequest.fromPartial(request);
+    return this.client.unary((md, o, cb) => this.stub.redeliverWebhook(r, md, o, cb));
+  }
+  /** A consistent copy of the database, chunk by chunk: write them to a
+   *  temporary file and rename it once the iteration ends. */
+  async *backup(): AsyncGenerator<Uint8Array> {
+    const stream = this.stub.backup(BackupRequest.fromPartial({}), waitingMetadata());
+    try {
+      for await (const chunk of stream) yield (chunk as { data: Uint8Array }).data;
+    } catch (err) {
+      throw JobwireError.from(err);
+    }
   }
 }
 

@@ -7,9 +7,10 @@
 // WorkerService stream. verifyWebhook checks a webhook's signature on the
 // receiving side. The generated messages are re-exported as `v1`.
 
-export { Backoff, Client, DEFAULT_ADDR, isTerminal } from "./client";
+export { Admin, Backoff, Client, defaultAddress, isTerminal } from "./client";
 export type { ClientOptions, ListOptions, SubmitOptions } from "./client";
 export { JobwireError } from "./errors";
+export { VERSION } from "./version";
 export type { FieldViolation } from "./errors";
 export { JobFailed, Task, Worker } from "./worker";
 export type { Handler, StopReason, WorkerOptions } from "./worker";

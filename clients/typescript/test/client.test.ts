@@ -3,7 +3,8 @@ import { test } from "node:test";
 
 import { status } from "@grpc/grpc-js";
 
-import { Client, Job_State, JobEvent, JobFailed, JobwireError, Worker } from "../src";
+import { Client, Job_State, JobEvent, JobFailed, JobwireError, VERSION, Worker } from "../src";
+import { BulkUpdateJobsRequest_Action } from "../src/gen/jobwire/v1/job_service";
 import { withServer } from "./server";
 
 async function rejectsWith(p: Promise<unknown>, code: status): Promise<JobwireError> {
@@ -167,3 +168,60 @@ test("the token goes on every call and stream", () =>
     },
     ["--auth-token=s3cret"],
   ));
+
+test("submitJobs yields ids in order and reads ahead boundedly", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    let read = 0;
+    let readAtFirstId = -1;
+    function* source() {
+      for (let i = 0; i < 95; i++) {
+        read++;
+        yield { kind: "many", labels: { i: String(i) } };
+      }
+    }
+    const ids: string[] = [];
+    for await (const id of c.submitJobs(source(), { batchSize: 10, maxInFlight: 1 })) {
+      if (ids.length === 0) readAtFirstId = read;
+      ids.push(id);
+    }
+    assert.equal(ids.length, 95);
+    assert.equal(new Set(ids).size, 95);
+    assert.equal((await c.getJob(ids[0])).labels.i, "0");
+    assert.equal((await c.getJob(ids[94])).labels.i, "94");
+    // Back-pressure: the batch in flight, the next and one more being filled.
+    assert.ok(readAtFirstId <= 31, String(readAtFirstId));
+    const bad = (async () => {
+      for await (const _ of c.submitJobs([{ kind: "" }])) {
+        // refused
+      }
+    })();
+    await rejectsWith(bad, status.INVALID_ARGUMENT);
+    c.close();
+  }));
+
+test("bulkUpdateJobs and the AdminService calls", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await c.submitJob({ kind: "bulk", queue: "bulkq" })).job!.id);
+    const cancel = BulkUpdateJobsRequest_Action.ACTION_CANCEL;
+    const dry = await c.bulkUpdateJobs({ filter: 'queue = "bulkq"', action: cancel, dryRun: true });
+    assert.deepEqual([dry.matched, dry.updated], [3, 3]);
+    const done = await c.bulkUpdateJobs({ ids: ids.slice(0, 2), action: cancel });
+    assert.deepEqual([done.matched, done.updated, done.failed], [2, 2, 0]);
+    assert.equal((await c.getJob(ids[1])).state, Job_State.STATE_CANCELLED);
+    const patched = await c.bulkUpdateJobs({ filter: 'queue = "bulkq" AND state = QUEUED', patch: { priority: 7 }, paths: ["priority"] });
+    assert.equal(patched.updated, 1);
+    assert.equal((await c.getJob(ids[2])).priority, 7);
+
+    assert.equal((await c.admin.getServerInfo()).version, VERSION);
+    const q = await c.admin.pauseQueue({ name: "adminq" });
+    assert.ok(q.paused);
+    assert.ok((await c.admin.listQueues()).queues.some((x) => x.name === "adminq"));
+    assert.equal((await c.admin.resumeQueue({ name: "adminq" })).paused, false);
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of c.admin.backup()) chunks.push(chunk);
+    assert.equal(Buffer.concat(chunks).subarray(0, 15).toString(), "SQLite format 3");
+    c.close();
+  }));
