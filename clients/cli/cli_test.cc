@@ -114,7 +114,8 @@ TEST(CliTest, CompletionScriptsNameTheCommandsAndTheirFlags) {
   EXPECT_NE(bash.out.find("\"webhooks list\") words="), std::string::npos);
   Result zsh = RunJobwire({"completion", "zsh"});
   ASSERT_EQ(zsh.code, 0);
-  EXPECT_NE(zsh.out.find("bashcompinit"), std::string::npos);
+  EXPECT_EQ(zsh.out.rfind("#compdef jobwire\n", 0), 0u) << zsh.out;
+  EXPECT_NE(zsh.out.find("\"submit\") cands=\""), std::string::npos);
   Result fish = RunJobwire({"completion", "fish"});
   ASSERT_EQ(fish.code, 0);
   EXPECT_NE(fish.out.find("__fish_seen_subcommand_from submit' -l kind -r"),

@@ -32,42 +32,85 @@ std::string Names(const std::vector<const CLI::App*>& apps) {
   });
 }
 
-std::string Bash(const CLI::App& app) {
-  const std::vector<const CLI::App*> top = Subcommands(app);
-  std::string cases =
-      absl::StrCat("    \"\") words=\"", Names(top), " ",
-                   absl::StrJoin(LongFlags(app), " "), "\" ;;\n");
+// What both shells' scripts share: the arms of a `case "$cmd" in` that set
+// variable `var` to the words that may follow command `cmd` ("" for none
+// yet, "webhooks", "webhooks list"), and the groups (" webhook webhooks").
+struct Cases {
+  std::string arms;
   std::string groups;
+};
+Cases MakeCases(const CLI::App& app, absl::string_view var) {
+  const std::vector<const CLI::App*> top = Subcommands(app);
+  Cases c;
+  c.arms = absl::StrCat("    \"\") ", var, "=\"", Names(top), " ",
+                        absl::StrJoin(LongFlags(app), " "), "\" ;;\n");
   for (const CLI::App* sub : top) {
     const std::vector<const CLI::App*> subs = Subcommands(*sub);
     absl::StrAppend(
-        &cases, "    \"", sub->get_name(), "\") words=\"",
+        &c.arms, "    \"", sub->get_name(), "\") ", var, "=\"",
         subs.empty() ? absl::StrJoin(LongFlags(*sub), " ") : Names(subs),
         "\" ;;\n");
-    if (!subs.empty()) absl::StrAppend(&groups, " ", sub->get_name());
+    if (!subs.empty()) absl::StrAppend(&c.groups, " ", sub->get_name());
     for (const CLI::App* leaf : subs) {
-      absl::StrAppend(&cases, "    \"", sub->get_name(), " ", leaf->get_name(),
-                      "\") words=\"", absl::StrJoin(LongFlags(*leaf), " "),
+      absl::StrAppend(&c.arms, "    \"", sub->get_name(), " ", leaf->get_name(),
+                      "\") ", var, "=\"", absl::StrJoin(LongFlags(*leaf), " "),
                       "\" ;;\n");
     }
   }
+  return c;
+}
+
+// The loop both scripts run over the words before the cursor (from `first`
+// to before `last`, in array `array`): `cmd` becomes the command typed so far.
+std::string CommandLoop(absl::string_view array, absl::string_view first,
+                        absl::string_view last) {
   return absl::StrCat(
-      "# bash completion for jobwire: source <(jobwire completion bash)\n"
-      "_jobwire() {\n"
-      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" cmd=\"\" words=\"\" i w\n"
-      "  local groups=\"",
-      groups,
-      " \"\n"
-      "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
-      "    w=\"${COMP_WORDS[i]}\"\n"
+      "  for ((i = ", first, "; i < ", last,
+      "; i++)); do\n"
+      "    w=\"${",
+      array,
+      "[i]}\"\n"
       "    [[ \"$w\" == -* ]] && continue\n"
       "    if [[ -z \"$cmd\" ]]; then cmd=\"$w\"\n"
       "    elif [[ \"$cmd\" != *\" \"* && \"$groups\" == *\" $cmd \"* ]]; then "
       "cmd=\"$cmd $w\"\n"
       "    fi\n"
-      "  done\n"
-      "  case \"$cmd\" in\n",
-      cases,
+      "  done\n");
+}
+
+// zsh: a #compdef file (for fpath as _jobwire) that also works sourced.
+std::string Zsh(const CLI::App& app) {
+  const Cases c = MakeCases(app, "cands");
+  return absl::StrCat(
+      "#compdef jobwire\n"
+      "# zsh completion for jobwire: source <(jobwire completion zsh), or\n"
+      "# save as _jobwire in a folder of $fpath.\n"
+      "_jobwire() {\n"
+      "  local cmd=\"\" cands=\"\" i w\n"
+      "  local groups=\"",
+      c.groups, " \"\n", CommandLoop("words", "2", "CURRENT"),
+      "  case \"$cmd\" in\n", c.arms,
+      "  esac\n"
+      "  compadd -- ${=cands}\n"
+      "}\n"
+      "if [[ \"${funcstack[1]}\" == _jobwire ]]; then\n"
+      "  _jobwire \"$@\"\n"
+      "else\n"
+      "  compdef _jobwire jobwire\n"
+      "fi\n");
+}
+
+std::string Bash(const CLI::App& app) {
+  const Cases c = MakeCases(app, "words");
+  const std::string& cases = c.arms;
+  const std::string& groups = c.groups;
+  return absl::StrCat(
+      "# bash completion for jobwire: source <(jobwire completion bash)\n"
+      "_jobwire() {\n"
+      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" cmd=\"\" words=\"\" i w\n"
+      "  local groups=\"",
+      groups, " \"\n", CommandLoop("COMP_WORDS", "1", "COMP_CWORD"),
+      "  case \"$cmd\" in\n", cases,
       "  esac\n"
       "  mapfile -t COMPREPLY < <(compgen -W \"$words\" -- \"$cur\")\n"
       "}\n"
@@ -118,12 +161,7 @@ std::string Fish(const CLI::App& app) {
 
 std::string CompletionScript(const CLI::App& app, const std::string& shell) {
   if (shell == "fish") return Fish(app);
-  if (shell == "zsh") {
-    return absl::StrCat(
-        "# zsh completion for jobwire: source <(jobwire completion zsh)\n"
-        "autoload -U +X bashcompinit && bashcompinit\n",
-        Bash(app));
-  }
+  if (shell == "zsh") return Zsh(app);
   return Bash(app);
 }
 

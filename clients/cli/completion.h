@@ -12,7 +12,7 @@ class App;
 namespace jobwire::cli {
 
 // The completion script of `app` (the root `jobwire` App) for `shell`:
-// "bash", "zsh" (bash's script through bashcompinit) or "fish". Completes
+// "bash", "zsh" (a #compdef file, also fine to source) or "fish". Completes
 // command names (and a group's subcommands) and each command's --flags.
 std::string CompletionScript(const CLI::App& app, const std::string& shell);
 

@@ -46,6 +46,33 @@ complete_has list webhooks l
 complete_has --failed webhooks list --fa
 complete_has --exec worker --ex
 
+# The same through the zsh script, with compdef and compadd stubbed (they
+# exist only under zsh's completion system).
+complete_zsh_has() {
+  local want="$1"
+  shift
+  local got
+  got="$(zsh -c '
+    compdef() { :; }
+    compadd() { shift; print -l -- "$@"; }
+    source <("$0" completion zsh)
+    words=(jobwire "$@")
+    CURRENT=$#words
+    _jobwire' "$jobwire" "$@")"
+  if grep -qxF -- "$want" <<<"$got"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: zsh: jobwire $* <TAB> should offer $want; got: $(tr '\n' ' ' <<<"$got")"
+  fi
+}
+
+if command -v zsh >/dev/null; then
+  complete_zsh_has submit-batch sub
+  complete_zsh_has --order-by list --or
+  complete_zsh_has --failed webhooks list --fa
+fi
+
 for shell in zsh fish; do
   if command -v "$shell" >/dev/null; then
     if "$shell" -n <("$jobwire" completion "$shell"); then
