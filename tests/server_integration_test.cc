@@ -26,6 +26,7 @@
 #include "SQLiteCpp/Statement.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -120,6 +121,16 @@ void MakeStaleSocket(const std::string& path) {
   ::close(fd);
 }
 
+// Whether `process` has written `text` to its log within `timeout`.
+bool LogSays(ChildProcess& process, const std::string& text,
+             absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!absl::StrContains(process.log(), text) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::StrContains(process.log(), text);
+}
+
 class ServerIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -141,6 +152,13 @@ class ServerIntegrationTest : public ::testing::Test {
   // Submits a job with `jobwire submit FLAGS`; its id, or "" on failure.
   std::string SubmitWithCli(const std::string& flags) const {
     return JsonString(RunCli(CliAddr() + "submit " + flags).out, "id");
+  }
+
+  // `jobwire watch ID` of the server on socket_, as a process.
+  ChildProcess StartWatch(const std::string& id) const {
+    return ChildProcess(JOBWIRE_CLI_PATH,
+                        {"--addr", "unix://" + socket_, "watch", id},
+                        dir_ + "/watch.log");
   }
 
   std::string dir_;
@@ -457,6 +475,21 @@ TEST_F(ServerIntegrationTest, CliPausesResumesAndListsQueues) {
   CliResult resumed = RunCli(addr + "resume --queue mail");
   EXPECT_EQ(resumed.code, 0) << resumed.out;
   EXPECT_EQ(resumed.out, "queue mail active\n");
+  // The same answers as JSON, the flag before or after the others.
+  CliResult paused_json = RunCli(addr + "pause -o json --queue mail");
+  EXPECT_EQ(paused_json.code, 0) << paused_json.out;
+  EXPECT_EQ(JsonString(paused_json.out, "name"), "mail") << paused_json.out;
+  EXPECT_TRUE(absl::StrContains(paused_json.out, "\"paused\": true"))
+      << paused_json.out;
+  CliResult resumed_json = RunCli(addr + "resume --queue mail --output json");
+  EXPECT_EQ(JsonString(resumed_json.out, "name"), "mail") << resumed_json.out;
+  CliResult set_json = RunCli(addr + "set-queue mail --weight 3 -o json");
+  EXPECT_EQ(set_json.code, 0) << set_json.out;
+  EXPECT_TRUE(absl::StrContains(set_json.out, "\"weight\": 3")) << set_json.out;
+  CliResult queues_json = RunCli(addr + "queues -o json");
+  EXPECT_EQ(queues_json.code, 0) << queues_json.out;
+  EXPECT_TRUE(absl::StrContains(queues_json.out, "\"queues\": ["))
+      << queues_json.out;
 
   CliResult dispatch = RunCli(addr + "pause --reason 'db upgrade'");
   EXPECT_EQ(dispatch.code, 0) << dispatch.out;
@@ -494,36 +527,28 @@ TEST_F(ServerIntegrationTest, CliDefaultAddressDoesNotDependOnTheFolder) {
   EXPECT_EQ(std::system(from_root.c_str()), 0);
 }
 
-// `jobwire watch` across a restart: it says the server is draining, keeps
-// trying while the server is away, and resumes from its cursor about a
+// `jobwire watch` across a restart: it says the server is draining and
+// closes its stream at once (so the stop is not held for the hour of grace),
+// keeps trying while the server is away, and resumes from its cursor about a
 // second after the server is back (the CLI caps gRPC's reconnect backoff,
 // whose default has grown to seconds after such an outage).
 TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   std::vector<std::string> args = DefaultArgs();
-  args.push_back("--shutdown-grace=1s");
+  args.push_back("--shutdown-grace=1h");
   auto server = std::make_unique<ServerProcess>(dir_, args);
   ASSERT_EQ(server->WaitListening(2).size(), 2u) << server->log();
   const std::string addr = CliAddr();
-  CliResult submitted = RunCli(addr + "submit --kind slow");
-  const std::string id = JsonString(submitted.out, "id");
-  ASSERT_FALSE(id.empty()) << submitted.out;
-
-  ChildProcess watch(JOBWIRE_CLI_PATH,
-                     {"--addr", "unix://" + socket_, "watch", id},
-                     dir_ + "/watch.log");
-  auto watch_says = [&](const std::string& text, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (!absl::StrContains(watch.log(), text) && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return absl::StrContains(watch.log(), text);
-  };
-  ASSERT_TRUE(watch_says(id + " QUEUED", absl::Seconds(10))) << watch.log();
+  const std::string id = SubmitWithCli("--kind slow");
+  ASSERT_FALSE(id.empty());
+  ChildProcess watch = StartWatch(id);
+  ASSERT_TRUE(LogSays(watch, id + " QUEUED", absl::Seconds(10))) << watch.log();
 
   server->Signal(SIGTERM);
-  ASSERT_TRUE(watch_says("server draining; will resume", absl::Seconds(10)))
+  ASSERT_TRUE(LogSays(watch, "server draining; will resume", absl::Seconds(10)))
       << watch.log();
+  // Held by the watch, it would take the hour.
   ASSERT_TRUE(server->Exited(absl::Seconds(20))) << server->log();
+  EXPECT_EQ(server->exit_code(), 0);
   server.reset();
   // Away for 6 s: gRPC's default reconnect backoff would then wait about
   // 3 s more after the restart before its next attempt.
@@ -542,6 +567,44 @@ TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   EXPECT_TRUE(absl::StrContains(watch.log(), "was cancelled")) << watch.log();
 }
 
+// `watch --filter`: every job the filter matches until all have ended, a
+// line each time one ends (into a pipe), counting jobs that had ended
+// before it started.
+TEST_F(ServerIntegrationTest, CliWatchOfAFilterFollowsEveryJobItMatches) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(SubmitWithCli("--kind k --label batch=b1"));
+  ASSERT_FALSE(SubmitWithCli("--kind k --label batch=b2").empty());
+  ASSERT_EQ(RunCli(addr + "cancel " + ids[0]).code, 0);
+  ChildProcess watch(JOBWIRE_CLI_PATH,
+                     {"--addr", "unix://" + socket_, "watch", "--filter",
+                      "labels.batch = \"b1\""},
+                     dir_ + "/watch.log");
+  ASSERT_TRUE(LogSays(watch, "1/3 ended: 0 succeeded, 0 failed, 1 cancelled",
+                      absl::Seconds(10)))
+      << watch.log();
+  ASSERT_EQ(RunCli(addr + "cancel " + ids[1]).code, 0);
+  ASSERT_TRUE(LogSays(watch, "2/3 ended", absl::Seconds(10))) << watch.log();
+  ASSERT_EQ(RunCli(addr + "cancel " + ids[2]).code, 0);
+  ASSERT_TRUE(watch.Exited(absl::Seconds(10))) << watch.log();
+  EXPECT_EQ(watch.exit_code(), 1) << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(),
+                                "3/3 ended: 0 succeeded, 0 failed, 3 "
+                                "cancelled; 0 running;"))
+      << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(), "3 of 3 jobs did not succeed"))
+      << watch.log();
+  // Nothing to wait for: it says so at once.
+  CliResult done = RunCli(addr + "watch --filter 'labels.batch = \"b1\"'");
+  EXPECT_EQ(done.code, 1) << done.out;
+  EXPECT_TRUE(absl::StartsWith(done.out, "3/3 ended")) << done.out;
+  CliResult both = RunCli(addr + "watch --filter '' " + ids[0]);
+  EXPECT_EQ(both.code, 2) << both.out;
+}
+
 TEST_F(ServerIntegrationTest,
        CliWatchAfterTheLastSeqOfAnEndedJobSaysHowItEnded) {
   ServerProcess server(dir_, DefaultArgs());
@@ -558,6 +621,12 @@ TEST_F(ServerIntegrationTest,
   EXPECT_EQ(watch.code, 1) << watch.out;
   EXPECT_TRUE(absl::StrContains(watch.out, id + " CANCELLED\n")) << watch.out;
   EXPECT_TRUE(absl::StrContains(watch.out, "was cancelled")) << watch.out;
+  // As JSON lines: one object a line, the snapshot (no replay before it).
+  CliResult json = RunCli(addr + "watch -o json " + id);
+  EXPECT_EQ(json.code, 1) << json.out;  // cancelled
+  EXPECT_TRUE(absl::StartsWith(json.out, "{\"event\":{")) << json.out;
+  EXPECT_TRUE(absl::StrContains(json.out, "\"state\":\"STATE_CANCELLED\""))
+      << json.out;
 }
 
 TEST_F(ServerIntegrationTest, CliWatchOfAnUnreachableServerFailsAtOnce) {
@@ -664,11 +733,19 @@ TEST_F(ServerIntegrationTest, CliBulkPatchesActsAndNamesTheFlagOfABadValue) {
   EXPECT_TRUE(absl::StrContains(got.out, "\"tier\": \"gold\"")) << got.out;
 
   CliResult dry = RunCli(addr + "bulk --filter '' --action cancel --dry-run");
-  EXPECT_EQ(dry.out, "dry run: matched 4, updated 4, skipped 0, failed 0\n");
+  EXPECT_EQ(dry.out,
+            "dry run: matched 4, would update 4, skipped 0, would fail 0\n");
+  CliResult dry_json =
+      RunCli(addr + "bulk -o json --filter '' --action cancel --dry-run");
+  EXPECT_EQ(dry_json.code, 0) << dry_json.out;
+  EXPECT_TRUE(absl::StrContains(dry_json.out, "\"matched\": \"4\""))
+      << dry_json.out;
+  EXPECT_TRUE(absl::StrContains(dry_json.out, "\"failed\": \"0\""))
+      << dry_json.out;
   CliResult cancelled =
       RunCli(addr +
              "bulk --filter 'labels.team = \"a\"' --action cancel "
-             "--expect-state queued --expect-state scheduled");
+             "--expect-state queued --expect-state STATE_SCHEDULED");
   EXPECT_EQ(cancelled.out, "matched 3, updated 3, skipped 0, failed 0\n");
   EXPECT_EQ(JsonString(RunCli(addr + "get " + other).out, "state"),
             "STATE_QUEUED");
@@ -701,6 +778,80 @@ TEST_F(ServerIntegrationTest, CliBulkPatchesActsAndNamesTheFlagOfABadValue) {
     EXPECT_EQ(r.code, 2) << args << ": " << r.out;
     EXPECT_TRUE(absl::StrContains(r.out, message)) << args << ": " << r.out;
   }
+}
+
+TEST_F(ServerIntegrationTest, CliListsNewestFirstPageByPageAndEmptyAsAList) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(SubmitWithCli("--kind k"));
+  ASSERT_FALSE(ids.back().empty());
+
+  CliResult newest = RunCli(addr +
+                            "list --order-by 'create_time desc' "
+                            "--limit 1 -o json");
+  ASSERT_EQ(newest.code, 0) << newest.out;
+  EXPECT_EQ(JsonString(newest.out, "id"), ids[2]) << newest.out;
+  const std::string token = JsonString(newest.out, "next_page_token");
+  ASSERT_FALSE(token.empty()) << newest.out;
+  CliResult next = RunCli(addr +
+                          "list --order-by 'create_time desc' "
+                          "--limit 1 -o json --page-token " +
+                          token);
+  ASSERT_EQ(next.code, 0) << next.out;
+  EXPECT_EQ(JsonString(next.out, "id"), ids[1]) << next.out;
+  // The table says how to go on.
+  CliResult table = RunCli(addr + "list --limit 1");
+  EXPECT_TRUE(absl::StrContains(table.out, ids[0])) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, "--page-token ")) << table.out;
+
+  CliResult none = RunCli(addr + "list --filter 'queue = \"nope\"' -o json");
+  ASSERT_EQ(none.code, 0) << none.out;
+  EXPECT_TRUE(absl::StrContains(none.out, "\"jobs\": []")) << none.out;
+  // States in any spelling, in the filter too; QUEUED in the table.
+  for (const char* state : {"queued", "QUEUED", "STATE_QUEUED"}) {
+    CliResult queued =
+        RunCli(addr + "list --filter 'state = " + std::string(state) + "'");
+    EXPECT_EQ(queued.code, 0) << queued.out;
+    EXPECT_TRUE(absl::StrContains(queued.out, ids[1] + "  QUEUED "))
+        << queued.out;
+  }
+  CliResult bad = RunCli(addr + "list --order-by 'kind sideways'");
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_TRUE(absl::StrContains(bad.out, "INVALID_ARGUMENT: --order-by: "))
+      << bad.out;
+  // Every command that prints takes -o: one job, the server.
+  CliResult row = RunCli(addr + "get -o table " + ids[0]);
+  EXPECT_EQ(row.code, 0) << row.out;
+  EXPECT_TRUE(absl::StartsWith(row.out, "ID ")) << row.out;
+  EXPECT_TRUE(absl::StrContains(row.out, ids[0] + "  QUEUED ")) << row.out;
+  CliResult info = RunCli(addr + "info -o table");
+  EXPECT_EQ(info.code, 0) << info.out;
+  EXPECT_TRUE(absl::StrContains(info.out, "\njobs ")) << info.out;
+  EXPECT_TRUE(absl::StrContains(info.out, "QUEUED 3")) << info.out;
+  // explain takes -o anywhere.
+  CliResult explained = RunCli(addr + "explain -o json " + ids[0]);
+  EXPECT_EQ(explained.code, 0) << explained.out;
+  EXPECT_EQ(JsonString(explained.out, "state"), "STATE_QUEUED")
+      << explained.out;
+}
+
+TEST_F(ServerIntegrationTest, CliQueuesTableCountsScheduledApart) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  ASSERT_FALSE(SubmitWithCli("--kind k --queue mail").empty());
+  ASSERT_FALSE(SubmitWithCli("--kind k --queue mail --schedule-in 1h").empty());
+  CliResult table = RunCli(addr + "queues");
+  ASSERT_EQ(table.code, 0) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, " QUEUED  SCHEDULED  RUNNING "))
+      << table.out;
+  // mail: 1 queued, 1 scheduled.
+  EXPECT_TRUE(absl::StrContains(
+      table.out,
+      absl::StrFormat("%-20s  %7s  %9s  %7s", "mail", "1", "1", "0")))
+      << table.out;
 }
 
 TEST_F(ServerIntegrationTest, CliBackupWritesAWorkingCopyOfTheDatabase) {
@@ -747,15 +898,18 @@ TEST_F(ServerIntegrationTest, CliListSaysWhenTheLimitCutsItShort) {
   CliResult cut = RunCli(addr + "list --limit 2");
   EXPECT_EQ(cut.code, 0) << cut.out;
   EXPECT_EQ(std::count(cut.out.begin(), cut.out.end(), '\n'), 4) << cut.out;
-  EXPECT_TRUE(absl::EndsWith(cut.out,
-                             "(more jobs match; --limit 2 stopped the list)\n"))
+  EXPECT_TRUE(absl::StrContains(
+      cut.out, "\n(more jobs match; --limit 2 stopped the list; --page-token "))
       << cut.out;
+  EXPECT_TRUE(absl::EndsWith(cut.out, " continues it)\n")) << cut.out;
   CliResult whole = RunCli(addr + "list --limit 3");
   EXPECT_EQ(std::count(whole.out.begin(), whole.out.end(), '\n'), 4)
       << whole.out;
   EXPECT_FALSE(absl::StrContains(whole.out, "more jobs")) << whole.out;
   CliResult json = RunCli(addr + "list --limit 3 -o json");
-  EXPECT_FALSE(absl::StrContains(json.out, "next_page_token")) << json.out;
+  // Every field, also the empty token of the last page.
+  EXPECT_TRUE(absl::StrContains(json.out, "\"next_page_token\": \"\""))
+      << json.out;
 }
 
 TEST_F(ServerIntegrationTest, CliPausesAndResumesOneJob) {

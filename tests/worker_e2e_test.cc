@@ -106,25 +106,28 @@ class WorkerE2eTest : public ::testing::Test {
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
-  // Starts a `jobwire worker` on the default queue; returns its index.
-  ChildProcess* StartWorker(const std::string& name) {
+  // Starts a `jobwire worker` on the default queue running `command`
+  // (default: WorkerCommand).
+  ChildProcess* StartWorker(const std::string& name,
+                            const std::string& command = "") {
     workers_.push_back(std::make_unique<ChildProcess>(
         JOBWIRE_CLI_PATH,
-        std::vector<std::string>{"worker", "--addr", address_, "--queue",
-                                 "default", "--worker-id", name, "--grace",
-                                 "1s", "--exec", WorkerCommand(dir_)},
+        std::vector<std::string>{
+            "worker", "--addr", address_, "--queue", "default", "--worker-id",
+            name, "--grace", "1s", "--exec",
+            command.empty() ? WorkerCommand(dir_) : command},
         dir_ + "/" + name + ".log"));
     return workers_.back().get();
   }
 
-  std::string Submit() {
+  std::string Submit(int max_attempts = 5) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(10));
     v1::SubmitJobRequest request;
     request.mutable_job()->set_queue("default");
     request.mutable_job()->set_kind("e2e");
-    request.mutable_job()->set_max_attempts(5);
+    request.mutable_job()->set_max_attempts(max_attempts);
     v1::SubmitJobResponse response;
     grpc::Status status = stub_->SubmitJob(&context, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
@@ -254,6 +257,70 @@ TEST_F(WorkerE2eTest, WatchShowsQueuedRunningProgressAndSucceededWithResult) {
   const v1::StateChanged& last = events.back().state_changed();
   EXPECT_EQ(last.to(), v1::Job::STATE_SUCCEEDED);
   EXPECT_EQ(last.result().data().fields().at("attempt").number_value(), 1);
+}
+
+// What --exec tells: a line per job on the worker's stderr, the command's
+// other output as the job's log events, its exit status in the job's error.
+TEST_F(WorkerE2eTest, ExecRecordsOutputAsLogEventsAndTheExitStatusAsTheError) {
+  StartServer();
+  const std::string id = Submit(/*max_attempts=*/1);
+  ChildProcess* worker =
+      StartWorker("w1",
+                  "echo hello; echo 'progress 1/1 done'; echo oops >&2; "
+                  "echo '{\"not\": \"a result\"}'; exit 3");
+  std::vector<v1::JobEvent> events = WatchToEnd(id);
+  std::vector<std::string> logs;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_log()) logs.push_back(e.log().line());
+  }
+  EXPECT_EQ(logs, (std::vector<std::string>{"hello", "stderr: oops",
+                                            "{\"not\": \"a result\"}"}))
+      << Logs(id);
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::Job::STATE_FAILED);
+  EXPECT_EQ(job.error().message(), "exit status 3: oops") << Logs(id);
+  EXPECT_EQ(job.error().details().fields().at("exit_status").number_value(), 3)
+      << Logs(id);
+  EXPECT_EQ(job.progress().done(), 1) << Logs(id);
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StrContains(worker->log(),
+                             absl::StrCat("job ", id, " attempt 1 failed in "));
+  })) << worker->log();
+  EXPECT_TRUE(absl::StrContains(
+      worker->log(), absl::StrCat("job ", id, " (e2e) attempt 1 started")))
+      << worker->log();
+  EXPECT_TRUE(absl::StrContains(worker->log(), ": exit status 3"))
+      << worker->log();
+}
+
+TEST_F(WorkerE2eTest, ExecRecordsASignalAndBoundsTheLog) {
+  StartServer();
+  const std::string id = Submit(/*max_attempts=*/1);
+  // 200 lines of 2,000 characters, then a SIGKILL of itself.
+  ChildProcess* worker = StartWorker(
+      "w1",
+      "i=0; line=$(printf '%2000s' | tr ' ' x); while [ $i -lt 200 ]; do "
+      "echo $line; i=$((i+1)); done; kill -9 $$");
+  std::vector<v1::JobEvent> events = WatchToEnd(id);
+  size_t bytes = 0;
+  std::vector<std::string> logs;
+  for (const v1::JobEvent& e : events) {
+    if (!e.has_log()) continue;
+    logs.push_back(e.log().line());
+    bytes += e.log().line().size();
+    EXPECT_LE(e.log().line().size(), 1024u + 3) << "cut at 1 KiB";
+  }
+  ASSERT_FALSE(logs.empty()) << Logs(id);
+  EXPECT_LE(bytes, 64u * 1024 + 100) << logs.size() << " lines";
+  EXPECT_TRUE(absl::StartsWith(logs.back(), "(log limit of 64 KiB reached"))
+      << logs.back();
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::Job::STATE_FAILED);
+  EXPECT_EQ(job.error().message(), "killed by signal 9 (SIGKILL)") << Logs(id);
+  EXPECT_EQ(job.error().details().fields().at("signal").number_value(), 9);
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StrContains(worker->log(), "killed by signal 9 (SIGKILL)");
+  })) << worker->log();
 }
 
 // UpdateJob reaches the dispatcher: a job scheduled for later on a queue no

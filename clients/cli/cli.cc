@@ -1,18 +1,26 @@
 #include "clients/cli/cli.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <ostream>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "clients/cli/completion.h"
 #include "clients/cpp/default_address.h"
 #include "server/transport/listen_address.h"
 
@@ -60,29 +68,20 @@ void AddGlobalFlags(FlagSet* flags, GlobalFlags* g) {
                 "bearer token for the server [JOBWIRE_TOKEN]", "TOKEN");
 }
 
-std::string MainUsage(const CommandList& commands) {
-  FlagSet flags;
-  GlobalFlags g;
-  AddGlobalFlags(&flags, &g);
-  std::string out =
-      "usage: jobwire [FLAGS] COMMAND [ARGS]\n\n"
-      "The command-line client of jobwired. `jobwire COMMAND --help` tells "
-      "more.\n\n"
-      "Commands:\n";
-  size_t width = 0;  // of the longest name: the summaries line up
-  for (const auto& c : commands) width = std::max(width, c->name().size());
-  for (const auto& c : commands) {
-    std::string head = absl::StrCat("  ", c->name());
-    head.resize(2 + width, ' ');
-    absl::StrAppend(&out, head, "  ", c->summary(), "\n");
+// "jobwire webhooks" for the App of `jobwire webhooks list`: the prefix
+// of its usage line.
+std::string ParentPath(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* at = app.get_parent(); at != nullptr;
+       at = at->get_parent()) {
+    names.insert(names.begin(), at->get_name());
   }
-  absl::StrAppend(&out, "\nFlags (every command):\n", flags.Usage());
-  return out;
+  return absl::StrJoin(names, " ");
 }
 
 int Fail(std::ostream& err, absl::string_view command,
          const absl::Status& status, absl::string_view addr = "") {
-  err << "jobwire: " << command << ": "
+  err << "jobwire: " << command << (command.empty() ? "" : ": ")
       << absl::StatusCodeToString(status.code()) << ": " << status.message();
   if (status.code() == absl::StatusCode::kUnavailable && !addr.empty()) {
     err << " (is jobwired serving " << addr << "? set --addr or JOBWIRE_ADDR)";
@@ -103,9 +102,11 @@ std::unique_ptr<grpc::ClientContext> CliContext::NewCallContext(
   return context;
 }
 
-void CliContext::PrintJson(const google::protobuf::Message& message) const {
+void CliContext::PrintJson(const google::protobuf::Message& message,
+                           bool every_field, bool one_line) const {
   google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
+  options.add_whitespace = !one_line;
+  options.always_print_primitive_fields = every_field;
   options.preserve_proto_field_names = true;
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
@@ -125,10 +126,112 @@ absl::Status AddLabel(const std::string& flag_value,
   return absl::OkStatus();
 }
 
+std::string StateName(jobwire::v1::Job::State state) {
+  absl::string_view name = jobwire::v1::Job::State_Name(state);
+  absl::ConsumePrefix(&name, "STATE_");
+  return std::string(name);
+}
+
+void PrintJobTable(
+    const CliContext& context,
+    const google::protobuf::RepeatedPtrField<jobwire::v1::Job>& jobs) {
+  constexpr char kRow[] = "%-26s  %-9s  %-16s  %-20s  %s\n";
+  *context.out << absl::StrFormat(kRow, "ID", "STATE", "QUEUE", "KIND",
+                                  "CREATED");
+  for (const jobwire::v1::Job& job : jobs) {
+    *context.out << absl::StrFormat(
+        kRow, job.id(), StateName(job.state()), job.queue(), job.kind(),
+        google::protobuf::util::TimeUtil::ToString(job.create_time()));
+  }
+}
+
+void PrintJob(const CliContext& context, const jobwire::v1::Job& job,
+              const std::string& format) {
+  if (IsJson(format)) {
+    context.PrintJson(job);
+    return;
+  }
+  google::protobuf::RepeatedPtrField<jobwire::v1::Job> one;
+  *one.Add() = job;
+  PrintJobTable(context, one);
+}
+
+absl::StatusOr<jobwire::v1::Job::State> ParseState(absl::string_view flag,
+                                                   absl::string_view text) {
+  std::string name = absl::AsciiStrToUpper(text);
+  if (!absl::StartsWith(name, "STATE_")) name = absl::StrCat("STATE_", name);
+  jobwire::v1::Job::State state;
+  if (!jobwire::v1::Job::State_Parse(name, &state) ||
+      state == jobwire::v1::Job::STATE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": \"", text,
+        "\" is not a job state (QUEUED, SCHEDULED, RUNNING, PAUSED, "
+        "SUCCEEDED, FAILED or CANCELLED)"));
+  }
+  return state;
+}
+
+absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags) {
+  absl::Status s = FromGrpcStatus(status);
+  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
+  std::vector<std::string> violations = absl::StrSplit(s.message(), "; ");
+  for (std::string& v : violations) {
+    for (const auto& [field, flag] : flags) {
+      if (absl::StartsWith(v, field)) {
+        v = absl::StrCat(flag, v.substr(field.size()));
+        break;
+      }
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrJoin(violations, "; "));
+}
+
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
 }
+
+namespace {
+
+// The one-line error of a parse failure of `app`, e.g. "--timeout: bad
+// duration ...", "unknown flag --nope".
+std::string ParseMessage(const CLI::App& app, const CLI::ParseError& e) {
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) == nullptr) return e.what();
+  // Name the first unknown flag, else the first extra argument.
+  std::vector<std::string> extras = app.remaining(/*recurse=*/true);
+  for (const std::string& extra : extras) {
+    if (absl::StartsWith(extra, "-"))
+      return absl::StrCat("unknown flag ", extra);
+  }
+  return absl::StrCat("unexpected argument \"",
+                      extras.empty() ? "" : extras.front(), "\"");
+}
+
+// The command words the parse reached: "", "list", "webhooks list".
+std::string ParsedName(const CLI::App& app) {
+  std::string name;
+  for (const CLI::App* at = &app; !at->get_subcommands().empty();) {
+    at = at->get_subcommands().front();
+    absl::StrAppend(&name, name.empty() ? "" : " ", at->get_name());
+  }
+  return name;
+}
+
+// The first word of `args` that is not a global flag or its value: what the
+// user meant as the command.
+std::string FirstWord(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--addr" || a == "--timeout" || a == "--token") {
+      ++i;
+      continue;
+    }
+    if (!absl::StartsWith(a, "-")) return a;
+  }
+  return "";
+}
+
+}  // namespace
 
 int RunCli(const std::vector<std::string>& args, CommandList commands,
            const GetEnvFn& getenv, std::ostream& out, std::ostream& err,
@@ -138,53 +241,135 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
     g.addr = *v;
   if (auto v = getenv("JOBWIRE_TOKEN"); v.has_value()) g.token = *v;
 
-  FlagSet global;
-  AddGlobalFlags(&global, &g);
-  absl::StatusOr<std::vector<std::string>> rest = global.Parse(args, true);
-  if (!rest.ok()) return Fail(err, "jobwire", rest.status());
-  if (rest->empty()) {
-    if (global.help_requested()) {
-      out << MainUsage(commands);
-      return 0;
-    }
-    err << MainUsage(commands);
-    return kExitUsage;
-  }
-  // A command is one word, or a group and a subcommand ("webhook verify").
-  std::string name = rest->front();
-  const std::string two_words =
-      rest->size() > 1 ? absl::StrCat(name, " ", (*rest)[1]) : "";
-  Command* command = nullptr;
-  std::vector<std::string> group;  // the subcommands when `name` is a group
-  for (const auto& c : commands) {
-    if (c->name() == name || c->name() == two_words) command = c.get();
-    if (absl::StartsWith(c->name(), name + " ")) group.push_back(c->name());
-  }
-  if (command == nullptr) {
-    return Fail(err, name,
-                absl::InvalidArgumentError(
-                    group.empty() ? absl::StrCat("unknown command \"", name,
-                                                 "\"; see jobwire --help")
-                                  : absl::StrCat("want one of: ",
-                                                 absl::StrJoin(group, ", "))));
-  }
-  if (command->name() == two_words) name = two_words;
-  const size_t words = name == two_words ? 2 : 1;
+  CLI::App app(
+      "The command-line client of jobwired. `jobwire help COMMAND` "
+      "tells more.",
+      "jobwire");
+  // Global flags go before or after the command; one command per run.
+  app.fallthrough();
+  app.require_subcommand(0, 1);
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+  FlagSet root_flags(&app);
+  AddGlobalFlags(&root_flags, &g);
 
-  FlagSet flags;
-  AddGlobalFlags(&flags, &g);
-  command->AddFlags(&flags);
-  absl::StatusOr<std::vector<std::string>> positional =
-      flags.Parse(std::vector<std::string>(rest->begin() + words, rest->end()));
-  if (!positional.ok()) return Fail(err, name, positional.status());
-  if (flags.help_requested() || global.help_requested()) {
-    out << "usage: jobwire " << name
-        << (command->args_usage().empty() ? "" : " " + command->args_usage())
-        << " [FLAGS]\n\n"
-        << command->summary() << "\n\nFlags:\n"
-        << flags.Usage();
+  // Each command's positional arguments, and which App is which command.
+  std::map<const CLI::App*, Command*> leaves;
+  std::map<const Command*, std::vector<std::string>> positional;
+  std::map<std::string, CLI::App*> groups;
+  for (const auto& c : commands) {
+    std::vector<std::string> words = absl::StrSplit(c->name(), ' ');
+    CLI::App* parent = &app;
+    if (words.size() == 2) {
+      CLI::App*& group = groups[words[0]];
+      if (group == nullptr) {
+        group = app.add_subcommand(words[0], "");
+        group->require_subcommand(0, 1);
+      }
+      group->description(
+          absl::StrCat(group->get_description(),
+                       group->get_description().empty() ? "" : "; ", words[1],
+                       ": ", c->summary()));
+      parent = group;
+    }
+    CLI::App* sub = parent->add_subcommand(words.back(), c->summary());
+    FlagSet flags(sub);
+    AddGlobalFlags(&flags, &g);
+    c->AddFlags(&flags);
+    if (!c->args_usage().empty()) {
+      std::string usage = c->args_usage();
+      if (absl::EndsWith(usage, "...")) {  // CLI11 adds "..." to a list
+        usage.resize(usage.size() - 3);
+      }
+      sub->add_option(usage, positional[c.get()], "");
+    }
+    leaves[sub] = c.get();
+  }
+  std::vector<std::string> help_topic;
+  CLI::App* help = app.add_subcommand("help", "tell more about a command");
+  help->fallthrough(false);
+  help->add_option("command", help_topic, "the command (one or two words)")
+      ->type_name("COMMAND");
+  std::string shell;
+  CLI::App* completion = app.add_subcommand(
+      "completion", "print a completion script: bash, zsh or fish");
+  completion
+      ->add_option("shell", shell,
+                   "source <(jobwire completion bash), or zsh; fish: "
+                   "jobwire completion fish | source")
+      ->type_name("SHELL")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh", "fish"}));
+
+  // CLI11 parses a reversed argument vector.
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::string name = ParsedName(app);
+    if (name.empty()) {
+      name = FirstWord(args);
+      if (!name.empty() && dynamic_cast<const CLI::ExtrasError*>(&e)) {
+        return Fail(err, name,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "unknown command \"", name, "\"; see jobwire --help")));
+      }
+    }
+    return Fail(err, name, absl::InvalidArgumentError(ParseMessage(app, e)));
+  }
+  if (version) {
+    out << "jobwire " << JOBWIRE_VERSION << "\n";
     return 0;
   }
+  const CLI::App* chosen = &app;
+  while (!chosen->get_subcommands().empty())
+    chosen = chosen->get_subcommands().front();
+  if (chosen == &app) {
+    err << app.help();
+    return kExitUsage;
+  }
+  if (chosen == help) {
+    const CLI::App* topic = &app;
+    for (const std::string& word : help_topic) {
+      const CLI::App* next = nullptr;
+      for (const CLI::App* sub : topic->get_subcommands({})) {
+        if (sub->get_name() == word) next = sub;
+      }
+      if (next == nullptr) {
+        return Fail(err, "help",
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "unknown command \"", absl::StrJoin(help_topic, " "),
+                        "\"; see jobwire --help")));
+      }
+      topic = next;
+    }
+    // Not topic->help(): that would describe the parsed `help` command.
+    const std::string path = ParentPath(*topic);
+    out << topic->get_formatter()->make_help(
+        topic,
+        topic == &app ? topic->get_name()
+                      : absl::StrCat(path, " ", topic->get_name()),
+        CLI::AppFormatMode::Normal);
+    return 0;
+  }
+  if (chosen == completion) {
+    out << CompletionScript(app, shell);
+    return 0;
+  }
+  const std::string name = ParsedName(app);
+  auto leaf = leaves.find(chosen);
+  if (leaf == leaves.end()) {  // a group without its subcommand
+    std::vector<std::string> names;
+    for (const CLI::App* sub : chosen->get_subcommands({}))
+      names.push_back(absl::StrCat(name, " ", sub->get_name()));
+    return Fail(err, name,
+                absl::InvalidArgumentError(
+                    absl::StrCat("want one of: ", absl::StrJoin(names, ", "))));
+  }
+  Command* command = leaf->second;
 
   if (g.addr.empty()) g.addr = sdk::DefaultAddress(getenv, ::geteuid());
   absl::StatusOr<ListenAddress> address = ParseListenAddress(g.addr);
@@ -200,31 +385,16 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   context.out = &out;
   context.err = &err;
   context.in = in;
-  absl::Status status = command->Run(context, *positional);
+  absl::Status status = command->Run(context, positional[command]);
   if (!status.ok()) return Fail(err, name, status, g.addr);
   return 0;
 }
 
-absl::Status CheckListFlags(absl::string_view command,
-                            const std::vector<std::string>& args,
-                            std::string* output, int limit) {
-  std::vector<std::string> rest = args;
-  if (rest.size() >= 2 && rest[0] == "-o") {
-    *output = rest[1];
-    rest.erase(rest.begin(), rest.begin() + 2);
-  }
-  if (!rest.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(command, " takes no arguments, got \"", rest[0], "\""));
-  }
-  const std::string& format = *output;
-  if (format != "table" && format != "json") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--output: want table or json, got \"", format, "\""));
-  }
-  if (limit < 1)
-    return absl::InvalidArgumentError("--limit: must be at least 1");
-  return absl::OkStatus();
+absl::Status NoArguments(absl::string_view command,
+                         const std::vector<std::string>& args) {
+  if (args.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(command, " takes no arguments, got \"", args[0], "\""));
 }
 
 }  // namespace jobwire::cli

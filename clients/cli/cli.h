@@ -7,9 +7,13 @@
 // A command's name may be two words ("webhook verify"): a group and its
 // subcommand.
 //
-// Every command gets the global flags (--addr, --timeout, --token) and its
-// own. On success it prints its result to stdout and `jobwire` exits 0; on
-// failure `jobwire` prints exactly one line to stderr,
+// Flags are parsed by CLI11 (see flags.h), in any position. Every command
+// gets the global flags (--addr, --timeout, --token) and its own;
+// `jobwire --help`, `jobwire COMMAND --help` and `jobwire help COMMAND` print
+// what CLI11 generates from them, `jobwire completion bash|zsh|fish` a
+// completion script (completion.h), `jobwire --version` the version. On success
+// it prints its result to stdout and `jobwire` exits 0; on failure `jobwire`
+// prints exactly one line to stderr,
 //   jobwire: <command>: <CODE>: <message>
 // and exits 2 for a usage error (INVALID_ARGUMENT from flag parsing) or 1
 // otherwise.
@@ -23,14 +27,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clients/cli/flags.h"
 #include "google/protobuf/map.h"
 #include "google/protobuf/message.h"
+#include "jobwire/v1/job.pb.h"
 
 namespace jobwire::cli {
 
@@ -52,8 +59,12 @@ struct CliContext {
   // `with_deadline` is false.
   std::unique_ptr<grpc::ClientContext> NewCallContext(
       bool with_deadline = true) const;
-  // Prints `message` as JSON (proto field names) and a newline.
-  void PrintJson(const google::protobuf::Message& message) const;
+  // Prints `message` as JSON (proto field names, enums by name) and a
+  // newline. With `every_field`, fields at their defaults are printed too
+  // (an empty list is `"jobs": []`, not left out). With `one_line`, compact
+  // on one line (JSON lines, for streams).
+  void PrintJson(const google::protobuf::Message& message,
+                 bool every_field = false, bool one_line = false) const;
 };
 
 class Command {
@@ -95,13 +106,35 @@ void AddWebhookCommands(CommandList* commands,
 // AdminService.ListWebhookDeliveries and RedeliverWebhook.
 void AddWebhookDeliveryCommands(CommandList* commands);
 
-// The flags and arguments of listing command `command`: takes a trailing
-// "-o FORMAT" from `args` into `*output`; INVALID_ARGUMENT for any other
-// argument, naming --output unless `*output` is "table" or "json", or
-// --limit when `limit` < 1.
-absl::Status CheckListFlags(absl::string_view command,
-                            const std::vector<std::string>& args,
-                            std::string* output, int limit);
+// INVALID_ARGUMENT "COMMAND takes no arguments, got ..." unless `args` is
+// empty.
+absl::Status NoArguments(absl::string_view command,
+                         const std::vector<std::string>& args);
+// A job state as people read it: "QUEUED" (JSON output keeps the enum name,
+// STATE_QUEUED).
+std::string StateName(jobwire::v1::Job::State state);
+// The state `text` names: QUEUED, queued or STATE_QUEUED. INVALID_ARGUMENT
+// naming `flag` for anything else.
+absl::StatusOr<jobwire::v1::Job::State> ParseState(absl::string_view flag,
+                                                   absl::string_view text);
+// `format` is "json" or "table", from -o/--output (FlagSet::Output).
+inline bool IsJson(const std::string& format) { return format == "json"; }
+// Jobs as a table: a header line, then one line each (ID, STATE, QUEUE,
+// KIND, CREATED).
+void PrintJobTable(
+    const CliContext& context,
+    const google::protobuf::RepeatedPtrField<jobwire::v1::Job>& jobs);
+// `job` as JSON when `format` is "json", else as a one-row PrintJobTable.
+void PrintJob(const CliContext& context, const jobwire::v1::Job& job,
+              const std::string& format);
+
+// The server names request fields ("name: must match ..."); the user typed
+// flags, so an INVALID_ARGUMENT names those: each violation (they are joined
+// by "; ") that starts with a field of `flags` starts with its flag instead.
+// Other statuses pass through (FromGrpcStatus).
+using FieldFlags = std::vector<std::pair<std::string, std::string>>;
+absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags);
+
 // grpc::Status -> absl::Status (same code and message).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

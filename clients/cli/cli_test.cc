@@ -61,28 +61,136 @@ Result RunJobwire(std::vector<std::string> args,
 TEST(CliTest, HelpListsCommandsAndGlobalFlags) {
   Result r = RunJobwire({"--help"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("health"), std::string::npos);
-  EXPECT_NE(r.out.find("info"), std::string::npos);
-  EXPECT_NE(r.out.find("--addr"), std::string::npos);
-  // Every summary starts in the same column, whatever the names' lengths.
-  std::istringstream lines(r.out.substr(r.out.find("Commands:\n") + 10));
-  std::set<size_t> columns;
-  for (std::string line; std::getline(lines, line) && !line.empty();) {
-    const size_t name_end = line.find("  ", 2);  // names may be two words
-    columns.insert(line.find_first_not_of(' ', name_end));
+  for (const char* word :
+       {"health", "info", "submit-batch", "webhooks", "help", "completion",
+        "--addr", "--timeout", "--token", "--version"}) {
+    EXPECT_NE(r.out.find(word), std::string::npos) << word << "\n" << r.out;
   }
-  EXPECT_EQ(columns.size(), 1u) << r.out;
 }
 
 TEST(CliTest, CommandHelpShowsItsFlags) {
-  Result r = RunJobwire({"echo", "--help"});
-  EXPECT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("usage: jobwire echo WORDS..."), std::string::npos);
-  EXPECT_NE(r.out.find("--loud"), std::string::npos);
-  EXPECT_NE(r.out.find("--timeout"), std::string::npos);
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"echo", "--help"}, {"--help", "echo"}, {"help", "echo"}}) {
+    Result r = RunJobwire(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("jobwire echo"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("WORDS"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("--loud"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("--timeout"), std::string::npos) << r.out;
+  }
+}
+
+TEST(CliTest, HelpCommandKnowsEveryCommandAndGroup) {
+  Result list = RunJobwire({"help", "list"});
+  EXPECT_EQ(list.code, 0) << list.err;
+  for (const char* flag : {"--order-by", "--page-token", "-o,--output"})
+    EXPECT_NE(list.out.find(flag), std::string::npos) << flag << list.out;
+  Result two_words = RunJobwire({"help", "webhooks", "list"});
+  EXPECT_EQ(two_words.code, 0) << two_words.err;
+  EXPECT_NE(two_words.out.find("--failed"), std::string::npos) << two_words.out;
+  Result whole = RunJobwire({"help"});
+  EXPECT_EQ(whole.code, 0);
+  EXPECT_NE(whole.out.find("submit-batch"), std::string::npos) << whole.out;
+  Result unknown = RunJobwire({"help", "frobnicate"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_EQ(unknown.err.rfind("jobwire: help: INVALID_ARGUMENT: ", 0), 0u)
+      << unknown.err;
+}
+
+TEST(CliTest, VersionIsOneLineWithOnePrefix) {
+  Result r = RunJobwire({"--version"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, std::string("jobwire ") + JOBWIRE_VERSION + "\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(CliTest, CompletionScriptsNameTheCommandsAndTheirFlags) {
+  Result bash = RunJobwire({"completion", "bash"});
+  ASSERT_EQ(bash.code, 0) << bash.err;
+  EXPECT_NE(bash.out.find("complete -o default -F _jobwire jobwire"),
+            std::string::npos);
+  EXPECT_NE(bash.out.find("\"submit\") words=\""), std::string::npos);
+  EXPECT_NE(bash.out.find("--schedule-in"), std::string::npos);
+  EXPECT_NE(bash.out.find("\"webhooks list\") words="), std::string::npos);
+  Result zsh = RunJobwire({"completion", "zsh"});
+  ASSERT_EQ(zsh.code, 0);
+  EXPECT_EQ(zsh.out.rfind("#compdef jobwire\n", 0), 0u) << zsh.out;
+  EXPECT_NE(zsh.out.find("\"submit\") cands=\""), std::string::npos);
+  Result fish = RunJobwire({"completion", "fish"});
+  ASSERT_EQ(fish.code, 0);
+  EXPECT_NE(fish.out.find("__fish_seen_subcommand_from submit' -l kind -r"),
+            std::string::npos)
+      << fish.out;
+  Result other = RunJobwire({"completion", "tcsh"});
+  EXPECT_EQ(other.code, 2);
+  EXPECT_NE(other.err.find("completion: INVALID_ARGUMENT"), std::string::npos)
+      << other.err;
 }
 
 TEST(CliTest, NoCommandIsAUsageError) { EXPECT_EQ(RunJobwire({}).code, 2); }
+
+TEST(CliTest, FlagsWorkBeforeAndAfterArguments) {
+  Result r =
+      RunJobwire({"echo", "a", "--token", "t2", "--loud", "b", "--timeout=3s"},
+                 {{"JOBWIRE_TOKEN", "t1"}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "!a\n!b\ntoken=t2\n");
+  Result dashes = RunJobwire({"echo", "--", "--loud"});
+  EXPECT_EQ(dashes.out, "--loud\ntoken=\n") << dashes.err;
+}
+
+TEST(CliTest, OutputIsCheckedBeforeAnyCallNamingTheFlag) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"queues", "-o", "yaml"},
+           {"list", "--output=xml"},
+           {"explain", "-o", "csv", "ID"},
+           {"watch", "ID", "-o", "yaml"},
+           {"bulk", "-o", "yaml", "--filter", "", "--action", "cancel"}}) {
+    Result r = RunJobwire(args);
+    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT: --output: want table or json"),
+              std::string::npos)
+        << r.err;
+  }
+  for (const char* command : {"get", "cancel", "retry", "update"}) {
+    Result r = RunJobwire({command, "ID", "-o", "yaml"});
+    EXPECT_EQ(r.code, 2) << command;
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT: --output: want json or table"),
+              std::string::npos)
+        << r.err;
+  }
+  // In any position, long or short: these get as far as calling a server
+  // that is not there.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"explain", "-o", "json", "ID"},
+           {"explain", "ID", "-o", "json"},
+           {"queues", "-o", "json"},
+           {"pause", "--queue", "q", "-o", "json"},
+           {"set-queue", "q", "--weight", "2", "-o", "json"},
+           {"list", "-o", "json", "--order-by", "create_time desc"}}) {
+    std::vector<std::string> full = args;
+    full.insert(full.end(), {"--addr", "unix:/nonexistent/j.sock"});
+    Result r = RunJobwire(full);
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find(": UNAVAILABLE: "), std::string::npos) << r.err;
+  }
+}
+
+TEST(CliTest, StatesAreAcceptedInEverySpelling) {
+  for (const char* state : {"queued", "QUEUED", "STATE_QUEUED", "Queued"}) {
+    Result r = RunJobwire({"bulk", "--filter", "", "--action", "cancel",
+                           "--expect-state", state, "--addr",
+                           "unix:/nonexistent/j.sock"});
+    EXPECT_NE(r.err.find(": UNAVAILABLE: "), std::string::npos) << r.err;
+  }
+  Result bad = RunJobwire({"bulk", "--filter", "", "--action", "cancel",
+                           "--expect-state", "STATE_NAPPING"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("INVALID_ARGUMENT: --expect-state: \"STATE_NAPPING\" "
+                         "is not a job state (QUEUED,"),
+            std::string::npos)
+      << bad.err;
+}
 
 TEST(CliTest, CommandGetsFlagsArgumentsAndTokenFromEnvironment) {
   Result r =
@@ -115,6 +223,16 @@ TEST(CliTest, UnknownCommandAndBadFlagAreUsageErrors) {
       << bad.err;
   Result addr = RunJobwire({"info", "--addr", "nonsense"});
   EXPECT_NE(addr.err.find("--addr"), std::string::npos) << addr.err;
+  Result flag = RunJobwire({"list", "--nope"});
+  EXPECT_EQ(flag.code, 2);
+  EXPECT_EQ(flag.err.rfind("jobwire: list: INVALID_ARGUMENT: ", 0), 0u)
+      << flag.err;
+  EXPECT_NE(flag.err.find("--nope"), std::string::npos) << flag.err;
+  Result group = RunJobwire({"webhooks"});
+  EXPECT_EQ(group.code, 2);
+  EXPECT_NE(group.err.find("want one of: webhooks list, webhooks redeliver"),
+            std::string::npos)
+      << group.err;
 }
 
 TEST(CliTest, UnreachableServerIsUnavailable) {

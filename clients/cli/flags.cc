@@ -1,134 +1,98 @@
 #include "clients/cli/flags.h"
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
+#include "absl/strings/str_join.h"
 
 namespace jobwire::cli {
 
-void FlagSet::String(std::string name, std::string* value, std::string help,
-                     std::string value_name) {
-  flags_.push_back({std::move(name), std::move(value_name), std::move(help),
-                    [value](const std::string& v) {
-                      *value = v;
-                      return absl::OkStatus();
-                    }});
+void FlagSet::String(const std::string& name, std::string* value,
+                     const std::string& help, const std::string& value_name) {
+  app_->add_option("--" + name, *value, help)->type_name(value_name);
 }
 
-void FlagSet::StringList(std::string name, std::vector<std::string>* values,
-                         std::string help, std::string value_name) {
-  flags_.push_back({std::move(name), std::move(value_name), std::move(help),
-                    [values](const std::string& v) {
-                      values->push_back(v);
-                      return absl::OkStatus();
-                    }});
+void FlagSet::StringList(const std::string& name,
+                         std::vector<std::string>* values,
+                         const std::string& help,
+                         const std::string& value_name) {
+  // One value per occurrence: `--label a=1 ID` leaves ID positional.
+  app_->add_option("--" + name, *values, help)
+      ->type_name(value_name)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
-void FlagSet::Int(std::string name, int* value, std::string help) {
-  flags_.push_back(
-      {std::move(name), "N", std::move(help), [value](const std::string& v) {
-         if (!absl::SimpleAtoi(v, value)) {
-           return absl::InvalidArgumentError(
-               absl::StrCat("bad number \"", v, "\""));
-         }
-         return absl::OkStatus();
-       }});
+void FlagSet::Int(const std::string& name, int* value,
+                  const std::string& help) {
+  const std::string flag = "--" + name;
+  app_->add_option_function<std::string>(
+          flag,
+          [value, flag](const std::string& text) {
+            if (!absl::SimpleAtoi(text, value)) {
+              throw CLI::ValidationError(
+                  flag, absl::StrCat("bad number \"", text, "\""));
+            }
+          },
+          help)
+      ->type_name("N");
 }
 
-void FlagSet::Duration(std::string name, absl::Duration* value,
-                       std::string help) {
-  flags_.push_back({std::move(name), "DURATION", std::move(help),
-                    [value](const std::string& v) {
-                      if (!absl::ParseDuration(v, value) ||
-                          *value < absl::ZeroDuration()) {
-                        return absl::InvalidArgumentError(absl::StrCat(
-                            "bad duration \"", v, "\" (e.g. 5s, 250ms)"));
-                      }
-                      return absl::OkStatus();
-                    }});
+void FlagSet::Duration(const std::string& name, absl::Duration* value,
+                       const std::string& help) {
+  const std::string flag = "--" + name;
+  app_->add_option_function<std::string>(
+          flag,
+          [value, flag](const std::string& text) {
+            absl::Duration d;
+            if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration()) {
+              throw CLI::ValidationError(
+                  flag,
+                  absl::StrCat("bad duration \"", text, "\" (e.g. 5s, 250ms)"));
+            }
+            *value = d;
+          },
+          help)
+      ->type_name("DURATION");
 }
 
-void FlagSet::Bool(std::string name, bool* value, std::string help) {
-  flags_.push_back(
-      {std::move(name), "", std::move(help), [value](const std::string& v) {
-         if (v.empty() || v == "true") {
-           *value = true;
-         } else if (v == "false") {
-           *value = false;
-         } else {
-           return absl::InvalidArgumentError(
-               absl::StrCat("want true or false, not \"", v, "\""));
-         }
-         return absl::OkStatus();
-       }});
+void FlagSet::Bool(const std::string& name, bool* value,
+                   const std::string& help) {
+  app_->add_flag("--" + name, *value, help);
 }
 
-const FlagSet::Flag* FlagSet::Find(const std::string& name) const {
-  for (const Flag& f : flags_) {
-    if (f.name == name) return &f;
-  }
-  return nullptr;
+void FlagSet::Output(std::string* format,
+                     const std::vector<std::string>& formats) {
+  const std::string list = absl::StrJoin(formats, " or ");
+  app_->add_option("-o,--output", *format,
+                   absl::StrCat(absl::StrJoin(formats, "|"), " (default ",
+                                formats.front(), ")"))
+      ->type_name("FORMAT")
+      ->check(CLI::Validator(
+          [formats, list](std::string& v) -> std::string {
+            if (std::find(formats.begin(), formats.end(), v) != formats.end())
+              return "";
+            return absl::StrCat("want ", list, ", got \"", v, "\"");
+          },
+          "", "format"));
 }
 
-absl::StatusOr<std::vector<std::string>> FlagSet::Parse(
-    const std::vector<std::string>& args, bool stop_at_positional) {
+absl::StatusOr<std::vector<std::string>> ParseFlags(
+    CLI::App* app, const std::vector<std::string>& args, bool* help) {
   std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (arg == "--") {
-      positional.insert(positional.end(), args.begin() + i + 1, args.end());
-      break;
-    }
-    if (arg == "-h" || arg == "--help") {
-      help_requested_ = true;
-      continue;
-    }
-    if (!absl::ConsumePrefix(&arg, "--") || arg.empty()) {
-      if (stop_at_positional) {
-        positional.insert(positional.end(), args.begin() + i, args.end());
-        break;
-      }
-      positional.push_back(args[i]);
-      continue;
-    }
-    std::string name(arg);
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-      has_value = true;
-    }
-    const Flag* f = Find(name);
-    if (f == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
-    }
-    if (!has_value && !f->value_name.empty()) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", name, ": missing value ", f->value_name));
-      }
-      value = args[++i];
-    }
-    if (absl::Status s = f->set(value); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, ": ", s.message()));
-    }
+  app->add_option("args", positional)->type_name("ARGS");
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app->parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    *help = true;
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
   }
   return positional;
-}
-
-std::string FlagSet::Usage() const {
-  std::string out;
-  for (const Flag& f : flags_) {
-    std::string head = absl::StrCat("  --", f.name);
-    if (!f.value_name.empty()) absl::StrAppend(&head, " ", f.value_name);
-    if (head.size() < 24) head.resize(24, ' ');
-    absl::StrAppend(&out, head, " ", f.help, "\n");
-  }
-  return out;
 }
 
 }  // namespace jobwire::cli

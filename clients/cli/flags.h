@@ -1,58 +1,59 @@
-// FlagSet: the `jobwire` CLI's small flag parser.
+// FlagSet: how a `jobwire` command declares its flags. It is a thin layer
+// over CLI11 (Debian's libcli11-dev): each call adds one option to the
+// CLI::App of the command, which parses them in any position, writes help
+// and completions from them, and reports a bad value naming the flag.
 //
 // Flags are `--name value` or `--name=value`; booleans are `--name` (or
-// `--name=true|false`). A FlagSet writes parsed values straight into the
-// variables given when the flags are defined, which must outlive Parse().
-// Not thread-safe; one per command invocation.
+// `--name=true|false`); "--" ends flags. Parsed values go straight into the
+// variables given, which must outlive the parse. Not thread-safe; one per
+// command invocation.
 #ifndef JOBWIRE_CLIENTS_CLI_FLAGS_H_
 #define JOBWIRE_CLIENTS_CLI_FLAGS_H_
 
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace jobwire::cli {
 
 class FlagSet {
  public:
-  void String(std::string name, std::string* value, std::string help,
-              std::string value_name = "VALUE");
+  // Adds the flags to `app`, which must outlive this FlagSet.
+  explicit FlagSet(CLI::App* app) : app_(app) {}
+
+  void String(const std::string& name, std::string* value,
+              const std::string& help, const std::string& value_name = "VALUE");
   // Appends every occurrence (a repeatable flag).
-  void StringList(std::string name, std::vector<std::string>* values,
-                  std::string help, std::string value_name = "VALUE");
-  void Int(std::string name, int* value, std::string help);
-  void Duration(std::string name, absl::Duration* value, std::string help);
-  void Bool(std::string name, bool* value, std::string help);
+  void StringList(const std::string& name, std::vector<std::string>* values,
+                  const std::string& help,
+                  const std::string& value_name = "VALUE");
+  void Int(const std::string& name, int* value, const std::string& help);
+  // A Go-style duration ("5s", "250ms"); negative ones are refused.
+  void Duration(const std::string& name, absl::Duration* value,
+                const std::string& help);
+  void Bool(const std::string& name, bool* value, const std::string& help);
+  // `-o, --output FORMAT`, one of `formats` (the first is the default,
+  // which `*format` should already hold). A value outside them is refused
+  // naming --output.
+  void Output(std::string* format, const std::vector<std::string>& formats);
 
-  // Parses `args`. With `stop_at_positional`, stops at the first argument
-  // that is not a flag and returns it and everything after it untouched;
-  // otherwise flags and positional arguments may mix ("--" ends flags).
-  // `-h`/`--help` set help_requested(). Fails: INVALID_ARGUMENT naming the
-  // flag ("unknown flag --x", "--timeout: bad duration \"y\"").
-  absl::StatusOr<std::vector<std::string>> Parse(
-      const std::vector<std::string>& args, bool stop_at_positional = false);
-
-  bool help_requested() const { return help_requested_; }
-
-  // One line per flag: "  --name VALUE  help".
-  std::string Usage() const;
+  CLI::App* app() const { return app_; }
 
  private:
-  struct Flag {
-    std::string name;
-    std::string value_name;  // empty for booleans
-    std::string help;
-    std::function<absl::Status(const std::string&)> set;
-  };
-  const Flag* Find(const std::string& name) const;
-
-  std::vector<Flag> flags_;
-  bool help_requested_ = false;
+  CLI::App* app_;
 };
+
+// Parses `args` with `flags` and an ARGS positional list; returns the
+// positional arguments. For tests and small tools: INVALID_ARGUMENT naming
+// the flag ("--timeout: bad duration \"y\""); `--help` sets *help.
+absl::StatusOr<std::vector<std::string>> ParseFlags(
+    CLI::App* app, const std::vector<std::string>& args, bool* help);
 
 }  // namespace jobwire::cli
 

@@ -2,9 +2,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "clients/cli/cli.h"
+#include "clients/cpp/client.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
@@ -40,16 +43,7 @@ absl::Status OneId(const std::string& command,
   return absl::OkStatus();
 }
 
-std::string StateName(Job::State state) {
-  absl::string_view name = Job::State_Name(state);
-  absl::ConsumePrefix(&name, "STATE_");
-  return std::string(name);
-}
-
-bool IsTerminal(Job::State s) {
-  return s == Job::STATE_SUCCEEDED || s == Job::STATE_FAILED ||
-         s == Job::STATE_CANCELLED;
-}
+using sdk::IsTerminal;
 
 // The outcome of a job that reached `state`: OK for SUCCEEDED.
 absl::Status Outcome(const std::string& id, Job::State state,
@@ -67,134 +61,110 @@ absl::Status Outcome(const std::string& id, Job::State state,
 // How long `watch` keeps trying to resume while the server is away.
 constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
 
-// Follows one job, resuming from the last seq after a disconnect (with a
-// pause between attempts that grows to 1 s), and gives up once attempts have
-// failed for kWatchGiveUpAfter. A server that cannot be reached at the start
-// (a wrong --addr, say) fails at once, like any other command. Returns the
-// job's outcome.
-absl::Status Watch(const CliContext& context, const std::string& id,
-                   std::optional<int64_t> after_seq) {
-  auto stub = JobService::NewStub(context.channel);
-  const bool tty = context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
-  int failures = 0;
-  bool answered = false;  // the server has sent something on some attempt
-  // When the first failed attempt of the current outage ended.
-  std::optional<absl::Time> failing_since;
-  for (;;) {
-    auto call = context.NewCallContext(/*with_deadline=*/false);
-    jobwire::v1::WatchJobRequest request;
-    request.set_id(id);
-    if (after_seq.has_value()) request.set_after_seq(*after_seq);
-    auto reader = stub->WatchJob(call.get(), request);
-    jobwire::v1::WatchJobResponse msg;
-    std::optional<absl::Status> outcome;
-    while (reader->Read(&msg)) {
-      answered = true;
-      failures = 0;
-      failing_since.reset();
-      // Every line goes out at once (stdout may be a pipe or a file).
-      if (msg.has_draining()) {
-        *context.out << (tty ? "\n" : "") << "server draining; will resume"
-                     << std::endl;
-        continue;
-      }
-      if (msg.has_reset()) {
-        *context.out << "reset: " << msg.reset().reason() << std::endl;
-        continue;
-      }
-      if (!msg.has_event()) continue;  // heartbeat
-      const jobwire::v1::JobEvent& e = msg.event();
-      after_seq = e.seq();
-      if (e.has_snapshot()) {
-        const Job& job = e.snapshot();
-        *context.out << id << " " << StateName(job.state()) << "\n";
-        if (IsTerminal(job.state()))
-          outcome = Outcome(id, job.state(), job.error());
-      } else if (e.has_state_changed()) {
-        const auto& sc = e.state_changed();
-        *context.out << (tty ? "\n" : "") << id << " " << StateName(sc.from())
-                     << " -> " << StateName(sc.to())
-                     << (sc.reason().empty()
-                             ? ""
-                             : absl::StrCat(" (", sc.reason(), ")"))
-                     << "\n";
-        if (IsTerminal(sc.to())) outcome = Outcome(id, sc.to(), sc.error());
-      } else if (e.has_progress()) {
-        const auto& p = e.progress();
-        if (tty && p.total() > 0) {
-          const int width = 30;
-          const int filled = static_cast<int>(
-              width * std::min<int64_t>(p.done(), p.total()) / p.total());
-          *context.out << "\r[" << std::string(filled, '#')
-                       << std::string(width - filled, ' ') << "] " << p.done()
-                       << "/" << p.total() << " " << p.message() << std::flush;
-        } else {
-          *context.out << id << " progress " << p.done() << "/" << p.total()
-                       << (p.message().empty() ? "" : " ") << p.message()
-                       << "\n";
-        }
-      } else if (e.has_log()) {
-        *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
-                     << "\n";
-      } else if (e.has_updated()) {
-        *context.out << (tty ? "\n" : "") << id
-                     << " updated: " << absl::StrJoin(e.updated().paths(), ", ")
-                     << "\n";
-      }
-      context.out->flush();
-    }
-    grpc::Status status = reader->Finish();
-    context.out->flush();
-    if (outcome.has_value()) return *outcome;
-    if (status.ok()) {
-      // The stream ended with no terminal event in it: the job had ended at
-      // or before the cursor (--after-seq). Its state says how.
-      auto get = context.NewCallContext();
-      jobwire::v1::GetJobRequest get_request;
-      get_request.set_id(id);
-      Job job;
-      grpc::Status got = stub->GetJob(get.get(), get_request, &job);
-      if (got.ok() && IsTerminal(job.state())) {
-        *context.out << id << " " << StateName(job.state()) << std::endl;
-        return Outcome(id, job.state(), job.error());
-      }
-      // A server going away now is waited for below, like a dropped stream.
-      if (!got.ok() && got.error_code() != grpc::StatusCode::UNAVAILABLE) {
-        return FromGrpcStatus(got);
-      }
-    }
-    const grpc::StatusCode code = status.error_code();
-    const bool retry = code == grpc::StatusCode::UNAVAILABLE ||
-                       code == grpc::StatusCode::OK ||
-                       code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-                       code == grpc::StatusCode::DEADLINE_EXCEEDED;
-    // Before the server has ever answered, it is a wrong address or a server
-    // that is down: fail like any other command. (An OK end never exits 0
-    // here: only the job's outcome does.)
-    if (!retry || (!answered && !status.ok())) return FromGrpcStatus(status);
-    const absl::Time now = absl::Now();
-    if (!failing_since.has_value()) failing_since = now;
-    if (now - *failing_since >= kWatchGiveUpAfter) {
-      return absl::UnavailableError(
-          absl::StrCat("could not resume the watch for ",
-                       absl::FormatDuration(kWatchGiveUpAfter), ": ",
-                       status.error_message()));
-    }
-    // Resume from the last seq after a pause that grows to 1 s. While the
-    // server is away the pause ends as soon as the channel reconnects:
-    // waiting on the channel is what drives its connection attempts, which a
-    // sleeping thread would leave unpolled until they time out.
-    ++failures;
-    const auto pause_end =
-        std::chrono::system_clock::now() +
-        std::chrono::milliseconds(std::min(1000, 200 * failures));
-    if (context.channel->GetState(/*try_to_connect=*/false) ==
-        GRPC_CHANNEL_READY) {
-      std::this_thread::sleep_until(pause_end);
+// The C++ SDK's client over the command's channel, token and deadline; its
+// calls fail at once when the server is away, like the other commands'.
+sdk::Client SdkClient(const CliContext& context) {
+  sdk::Client::Options options;
+  options.token = context.token;
+  options.timeout = context.timeout;
+  options.wait_for_ready = false;
+  return sdk::Client(context.channel, options);
+}
+
+// Prints event `e` of job `id` for people: a line each (progress as a bar
+// on a terminal, `tty`).
+void PrintEvent(const CliContext& context, const std::string& id,
+                const jobwire::v1::JobEvent& e, bool tty) {
+  if (e.has_snapshot()) {
+    *context.out << id << " " << StateName(e.snapshot().state()) << "\n";
+  } else if (e.has_state_changed()) {
+    const auto& sc = e.state_changed();
+    *context.out << (tty ? "\n" : "") << id << " " << StateName(sc.from())
+                 << " -> " << StateName(sc.to())
+                 << (sc.reason().empty() ? ""
+                                         : absl::StrCat(" (", sc.reason(), ")"))
+                 << "\n";
+  } else if (e.has_progress()) {
+    const auto& p = e.progress();
+    if (tty && p.total() > 0) {
+      const int width = 30;
+      const int filled = static_cast<int>(
+          width * std::min<int64_t>(p.done(), p.total()) / p.total());
+      *context.out << "\r[" << std::string(filled, '#')
+                   << std::string(width - filled, ' ') << "] " << p.done()
+                   << "/" << p.total() << " " << p.message() << std::flush;
     } else {
-      context.channel->WaitForConnected(pause_end);
+      *context.out << id << " progress " << p.done() << "/" << p.total()
+                   << (p.message().empty() ? "" : " ") << p.message() << "\n";
     }
+  } else if (e.has_log()) {
+    *context.out << (tty ? "\n" : "") << id << " log: " << e.log().line()
+                 << "\n";
+  } else if (e.has_updated()) {
+    *context.out << (tty ? "\n" : "") << id
+                 << " updated: " << absl::StrJoin(e.updated().paths(), ", ")
+                 << "\n";
   }
+}
+
+// Follows one job on the C++ SDK's resuming watch (sdk::Client::WatchJob):
+// after a disconnect or the server's `draining` it resumes from the last
+// seq, and gives up once attempts have failed for kWatchGiveUpAfter. A
+// server that cannot be reached at the start (a wrong --addr, say) fails at
+// once, like any other command. Returns the job's outcome. With `json`,
+// prints each WatchJobResponse but heartbeats as one line of JSON (JSON
+// lines), else a line per event for people. Every line goes out at once
+// (stdout may be a pipe or a file).
+absl::Status Watch(const CliContext& context, const std::string& id,
+                   std::optional<int64_t> after_seq, bool json) {
+  sdk::Client client = SdkClient(context);
+  const bool tty =
+      !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
+  std::optional<absl::Status> outcome;
+  sdk::Client::WatchOptions options;
+  options.fail_if_unreachable = true;
+  options.give_up_after = kWatchGiveUpAfter;
+  options.on_message = [&](const jobwire::v1::WatchJobResponse& msg) {
+    if (json) {
+      context.PrintJson(msg, /*every_field=*/false, /*one_line=*/true);
+    } else if (msg.has_draining()) {
+      *context.out << (tty ? "\n" : "") << "server draining; will resume\n";
+    } else if (msg.has_reset()) {
+      *context.out << "reset: " << msg.reset().reason() << "\n";
+    }
+    context.out->flush();
+  };
+  absl::Status watched = client.WatchJob(
+      id, after_seq,
+      [&](const jobwire::v1::JobEvent& e) {
+        if (!json) PrintEvent(context, id, e, tty);
+        context.out->flush();
+        if (e.has_snapshot() && IsTerminal(e.snapshot().state())) {
+          outcome = Outcome(id, e.snapshot().state(), e.snapshot().error());
+        } else if (e.has_state_changed() &&
+                   IsTerminal(e.state_changed().to())) {
+          outcome =
+              Outcome(id, e.state_changed().to(), e.state_changed().error());
+        }
+        return true;
+      },
+      options);
+  if (outcome.has_value()) return *outcome;
+  if (!watched.ok()) return watched;
+  // The stream ended with no terminal event in it: the job had ended at or
+  // before the cursor (--after-seq). Its state says how.
+  absl::StatusOr<Job> job = client.GetJob(id);
+  if (!job.ok()) return job.status();
+  if (!IsTerminal(job->state())) {
+    return absl::UnavailableError("the server ended the watch early");
+  }
+  if (json) {
+    context.PrintJson(*job, /*every_field=*/false, /*one_line=*/true);
+  } else {
+    *context.out << id << " " << StateName(job->state()) << "\n";
+  }
+  context.out->flush();
+  return Outcome(id, job->state(), job->error());
 }
 
 class SubmitCommand final : public Command {
@@ -221,6 +191,7 @@ class SubmitCommand final : public Command {
     flags->Bool(
         "watch", &watch_,
         "follow the job until it ends; exit non-zero unless it succeeds");
+    flags->Output(&output_, {"json", "table"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -263,11 +234,17 @@ class SubmitCommand final : public Command {
     grpc::Status status = stub->SubmitJob(call.get(), request, &response);
     if (!status.ok()) return FromGrpcStatus(status);
     if (!watch_) {
-      context.PrintJson(response.job());
+      PrintJob(context, response.job(), output_);
       return absl::OkStatus();
     }
-    *context.out << response.job().id() << "\n";
-    return Watch(context, response.job().id(), response.job().last_seq());
+    if (IsJson(output_)) {  // JSON lines: the job, then its events
+      context.PrintJson(response.job(), /*every_field=*/false,
+                        /*one_line=*/true);
+    } else {
+      *context.out << response.job().id() << "\n";
+    }
+    return Watch(context, response.job().id(), response.job().last_seq(),
+                 IsJson(output_));
   }
 
  private:
@@ -277,6 +254,7 @@ class SubmitCommand final : public Command {
   int max_attempts_ = 0;
   absl::Duration schedule_in_ = absl::ZeroDuration();
   bool watch_ = false;
+  std::string output_ = "json";
 };
 
 // `jobs[3].job.kind: ...` in a refused batch's message, for the user who
@@ -368,6 +346,9 @@ class SubmitBatchCommand final : public Command {
     return "submit many jobs from JSON lines (FILE, or - for stdin), "
            "1,000 per commit; prints their ids";
   }
+  void AddFlags(FlagSet* flags) override {
+    flags->Output(&output_, {"table", "json"});
+  }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (args.size() != 1) {
@@ -407,7 +388,11 @@ class SubmitBatchCommand final : public Command {
                     : absl::StrCat("; the ", submitted, " jobs before line ",
                                    lines[start], " were submitted")));
       }
-      for (const std::string& id : answer.ids()) *context.out << id << "\n";
+      if (IsJson(output_)) {  // a SubmitJobsResponse a line
+        context.PrintJson(answer, /*every_field=*/true, /*one_line=*/true);
+      } else {
+        for (const std::string& id : answer.ids()) *context.out << id << "\n";
+      }
       context.out->flush();
       submitted += answer.ids_size();
       created += answer.created();
@@ -424,12 +409,14 @@ class SubmitBatchCommand final : public Command {
  private:
   // Jobs per SubmitJobs batch: the server's most.
   static constexpr size_t kBatch = 1000;
+  std::string output_ = "table";
 };
 
 // Calls `method`, a JobService method that answers with a job, and prints
-// the job as JSON.
+// the job in `format` (PrintJob).
 template <typename Request>
 absl::Status PrintJobFrom(const CliContext& context, const Request& request,
+                          const std::string& format,
                           grpc::Status (JobService::Stub::*method)(
                               grpc::ClientContext*, const Request&, Job*)) {
   auto stub = JobService::NewStub(context.channel);
@@ -437,11 +424,22 @@ absl::Status PrintJobFrom(const CliContext& context, const Request& request,
   Job job;
   grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
   if (!status.ok()) return FromGrpcStatus(status);
-  context.PrintJson(job);
+  PrintJob(context, job, format);
   return absl::OkStatus();
 }
 
-class GetCommand final : public Command {
+// A command that prints one job: JSON by default, or `-o table`.
+class OneJobCommand : public Command {
+ public:
+  void AddFlags(FlagSet* flags) override {
+    flags->Output(&output_, {"json", "table"});
+  }
+
+ protected:
+  std::string output_ = "json";
+};
+
+class GetCommand final : public OneJobCommand {
  public:
   std::string name() const override { return "get"; }
   std::string args_usage() const override { return "ID"; }
@@ -451,7 +449,7 @@ class GetCommand final : public Command {
     jobwire::v1::GetJobRequest request;
     if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
-    return PrintJobFrom(context, request, &JobService::Stub::GetJob);
+    return PrintJobFrom(context, request, output_, &JobService::Stub::GetJob);
   }
 };
 
@@ -459,62 +457,197 @@ class ListCommand final : public Command {
  public:
   std::string name() const override { return "list"; }
   std::string summary() const override {
-    return "list jobs: [--filter EXPR] [--limit N] [-o table|json]";
+    return "list jobs: [--filter EXPR] [--order-by ORDER] [--limit N] "
+           "[--page-token T] [-o table|json]";
   }
   void AddFlags(FlagSet* flags) override {
     flags->String("filter", &filter_,
                   "AIP-160 filter, e.g. 'state = QUEUED AND queue = q'",
                   "EXPR");
+    flags->String("order-by", &order_by_,
+                  "create_time (default, oldest first), \"create_time desc\" "
+                  "(newest first), \"priority desc\" or \"update_time desc\"",
+                  "ORDER");
     flags->Int("limit", &limit_, "most jobs to print (default 100)");
-    flags->String("output", &output_, "table (default) or json; also -o",
-                  "FORMAT");
+    flags->String("page-token", &page_token_,
+                  "continue where a --limit stopped (the token it printed); "
+                  "keep the other flags the same",
+                  "TOKEN");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    if (absl::Status s = CheckListFlags("list", args, &output_, limit_);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
+    if (limit_ < 1)
+      return absl::InvalidArgumentError("--limit: must be at least 1");
     auto stub = JobService::NewStub(context.channel);
     jobwire::v1::ListJobsRequest request;
     request.set_filter(filter_);
+    request.set_order_by(order_by_);
+    request.set_page_token(page_token_);
     jobwire::v1::ListJobsResponse all;
     while (all.jobs_size() < limit_) {
       request.set_page_size(std::min(1000, limit_ - all.jobs_size()));
       auto call = context.NewCallContext();
       jobwire::v1::ListJobsResponse page;
       grpc::Status status = stub->ListJobs(call.get(), request, &page);
-      if (!status.ok()) return FromGrpcStatus(status);
+      if (!status.ok()) {
+        return NameFlags(status, {{"filter: ", "--filter: "},
+                                  {"order_by: ", "--order-by: "},
+                                  {"page_token: ", "--page-token: "}});
+      }
       for (const Job& job : page.jobs()) *all.add_jobs() = job;
       // Empty once the last page is in: no more jobs match.
       all.set_next_page_token(page.next_page_token());
       if (page.next_page_token().empty()) break;
       request.set_page_token(page.next_page_token());
     }
-    if (output_ == "json") {
-      context.PrintJson(all);
+    if (IsJson(output_)) {
+      context.PrintJson(all, /*every_field=*/true);
       return absl::OkStatus();
     }
-    *context.out << absl::StrFormat("%-26s  %-9s  %-16s  %-20s  %s\n", "ID",
-                                    "STATE", "QUEUE", "KIND", "CREATED");
-    for (const Job& job : all.jobs()) {
-      *context.out << absl::StrFormat(
-          "%-26s  %-9s  %-16s  %-20s  %s\n", job.id(), StateName(job.state()),
-          job.queue(), job.kind(),
-          google::protobuf::util::TimeUtil::ToString(job.create_time()));
-    }
+    PrintJobTable(context, all.jobs());
     if (!all.next_page_token().empty()) {
       *context.out << "(more jobs match; --limit " << limit_
-                   << " stopped the list)\n";
+                   << " stopped the list; --page-token "
+                   << all.next_page_token() << " continues it)\n";
     }
     return absl::OkStatus();
   }
 
  private:
   std::string filter_;
+  std::string order_by_;
+  std::string page_token_;
   int limit_ = 100;
   std::string output_ = "table";
 };
+
+// The jobs a `watch --filter` follows, by id, in their latest known state,
+// and what it prints about them: a bar on a terminal, else a line each time
+// one ends.
+class JobsProgress {
+ public:
+  JobsProgress(const CliContext& context, bool tty)
+      : context_(context), tty_(tty), start_(absl::Now()) {}
+
+  // Job `id` is in `state` as of its event `seq`; an older seq (a replayed
+  // event the list had seen) changes nothing.
+  void Set(const std::string& id, Job::State state, int64_t seq) {
+    auto [it, added] = jobs_.try_emplace(id, Known{state, seq});
+    if (!added) {
+      if (seq <= it->second.seq) return;
+      if (IsTerminal(state) && !IsTerminal(it->second.state)) ++ended_here_;
+      it->second = Known{state, seq};
+    }
+    changed_ = true;
+  }
+  bool AllEnded() const {
+    for (const auto& [id, known] : jobs_) {
+      if (!IsTerminal(known.state)) return false;
+    }
+    return true;
+  }
+  int Count(Job::State state) const {
+    int n = 0;
+    for (const auto& [id, known] : jobs_) n += known.state == state ? 1 : 0;
+    return n;
+  }
+  // Prints the state of things if it changed (`last`: the final line).
+  void Print(bool last) {
+    if (!changed_ && !last) return;
+    changed_ = false;
+    const int total = static_cast<int>(jobs_.size());
+    const int succeeded = Count(Job::STATE_SUCCEEDED);
+    const int failed = Count(Job::STATE_FAILED);
+    const int cancelled = Count(Job::STATE_CANCELLED);
+    const int ended = succeeded + failed + cancelled;
+    if (!tty_ && ended == printed_ended_) return;  // a line per change
+    printed_ended_ = ended;
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
+    const double rate = seconds > 0 ? ended_here_ / seconds : 0;
+    std::string eta = "-";
+    if (rate > 0 && ended < total) {
+      eta = absl::FormatDuration(absl::Seconds(
+          static_cast<int64_t>(std::ceil((total - ended) / rate))));
+    }
+    const std::string text = absl::StrFormat(
+        "%d/%d ended: %d succeeded, %d failed, %d cancelled; %d running; "
+        "%.1f/s; ETA %s",
+        ended, total, succeeded, failed, cancelled, Count(Job::STATE_RUNNING),
+        rate, eta);
+    if (tty_) {
+      const int width = 30;
+      const int filled = total == 0 ? width : width * ended / total;
+      *context_.out << "\r[" << std::string(filled, '#')
+                    << std::string(width - filled, ' ') << "] " << text
+                    << "\x1b[K" << (last ? "\n" : "") << std::flush;
+    } else {
+      *context_.out << text << std::endl;
+    }
+  }
+
+ private:
+  const CliContext& context_;
+  const bool tty_;
+  const absl::Time start_;
+  struct Known {
+    Job::State state;
+    int64_t seq;
+  };
+  std::map<std::string, Known> jobs_;
+  int ended_here_ = 0;  // ended while watched: the rate
+  int printed_ended_ = -1;
+  bool changed_ = true;
+};
+
+// `watch --filter F`: the jobs F matches (listed first, and any that appear
+// after) until every one has ended, from one WatchJobs stream (on the C++
+// SDK's resuming watch) that replays their events from the start, so that
+// none is missed between the list and the stream. Exits 0 when all
+// succeeded.
+absl::Status WatchMany(const CliContext& context, const std::string& filter,
+                       bool json) {
+  sdk::Client client = SdkClient(context);
+  const bool tty =
+      !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
+  JobsProgress progress(context, tty);
+  absl::Status listed = client.ListJobs(filter, [&](const Job& job) {
+    progress.Set(job.id(), job.state(), job.last_seq());
+    return true;
+  });
+  if (!listed.ok()) {
+    return absl::Status(listed.code(),
+                        absl::StrCat("--filter: ", listed.message()));
+  }
+  if (!progress.AllEnded()) {
+    absl::Status watched = client.WatchJobs(
+        filter, /*after_event_id=*/0, [&](const jobwire::v1::JobEvent& e) {
+          if (json) {
+            context.PrintJson(e, /*every_field=*/false, /*one_line=*/true);
+            context.out->flush();
+          }
+          if (e.has_state_changed()) {
+            progress.Set(e.job_id(), e.state_changed().to(), e.seq());
+          } else if (e.has_snapshot()) {
+            progress.Set(e.job_id(), e.snapshot().state(), e.seq());
+          }
+          if (!json) progress.Print(/*last=*/false);
+          return !progress.AllEnded();
+        });
+    if (!watched.ok()) return watched;
+  }
+  if (!json) progress.Print(/*last=*/true);
+  const int total = progress.Count(Job::STATE_SUCCEEDED) +
+                    progress.Count(Job::STATE_FAILED) +
+                    progress.Count(Job::STATE_CANCELLED);
+  const int bad = total - progress.Count(Job::STATE_SUCCEEDED);
+  if (bad > 0) {
+    return absl::AbortedError(
+        absl::StrCat(bad, " of ", total, " jobs did not succeed"));
+  }
+  return absl::OkStatus();
+}
 
 class WatchCommand final : public Command {
  public:
@@ -522,28 +655,48 @@ class WatchCommand final : public Command {
   std::string args_usage() const override { return "ID"; }
   std::string summary() const override {
     return "follow a job live, resuming after disconnects; exit 0 when it "
-           "succeeds";
+           "succeeds; or with --filter F, every job F matches (a bar on a "
+           "terminal)";
   }
   void AddFlags(FlagSet* flags) override {
     flags->Int("after-seq", &after_seq_,
                "replay events after this seq (default: snapshot)");
+    // A list, to tell --filter '' (every job) from no --filter.
+    flags->StringList("filter", &filters_,
+                      "instead of one ID: every job this ListJobs filter "
+                      "matches, until all have ended",
+                      "EXPR");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
+    if (!filters_.empty()) {
+      if (!args.empty() || after_seq_ != -1) {
+        return absl::InvalidArgumentError(
+            "--filter: follows many jobs; give no ID and no --after-seq");
+      }
+      if (filters_.size() > 1) {
+        return absl::InvalidArgumentError(
+            "--filter: give it once (combine expressions with AND)");
+      }
+      return WatchMany(context, filters_[0], IsJson(output_));
+    }
     std::string id;
     if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
     if (after_seq_ < -1)
       return absl::InvalidArgumentError("--after-seq: must be >= 0");
     std::optional<int64_t> after;
     if (after_seq_ >= 0) after = after_seq_;
-    return Watch(context, id, after);
+    return Watch(context, id, after, IsJson(output_));
   }
 
  private:
   int after_seq_ = -1;
+  std::vector<std::string> filters_;
+  std::string output_ = "table";
 };
 
-class CancelCommand final : public Command {
+class CancelCommand final : public OneJobCommand {
  public:
   std::string name() const override { return "cancel"; }
   std::string args_usage() const override { return "ID"; }
@@ -551,6 +704,7 @@ class CancelCommand final : public Command {
     return "cancel a job; prints it as JSON";
   }
   void AddFlags(FlagSet* flags) override {
+    OneJobCommand::AddFlags(flags);
     flags->String("reason", &reason_, "why; recorded in the event", "TEXT");
   }
   absl::Status Run(const CliContext& context,
@@ -559,14 +713,15 @@ class CancelCommand final : public Command {
     if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
     request.set_reason(reason_);
-    return PrintJobFrom(context, request, &JobService::Stub::CancelJob);
+    return PrintJobFrom(context, request, output_,
+                        &JobService::Stub::CancelJob);
   }
 
  private:
   std::string reason_;
 };
 
-class RetryCommand final : public Command {
+class RetryCommand final : public OneJobCommand {
  public:
   std::string name() const override { return "retry"; }
   std::string args_usage() const override { return "ID"; }
@@ -574,6 +729,7 @@ class RetryCommand final : public Command {
     return "run a FAILED or CANCELLED job again; prints it as JSON";
   }
   void AddFlags(FlagSet* flags) override {
+    OneJobCommand::AddFlags(flags);
     flags->Int("attempts", &attempts_,
                "attempts added to the job's budget (default 1)");
   }
@@ -585,7 +741,7 @@ class RetryCommand final : public Command {
     if (attempts_ < 1)
       return absl::InvalidArgumentError("--attempts: must be at least 1");
     request.set_additional_attempts(attempts_);
-    return PrintJobFrom(context, request, &JobService::Stub::RetryJob);
+    return PrintJobFrom(context, request, output_, &JobService::Stub::RetryJob);
   }
 
  private:
@@ -600,29 +756,19 @@ class ExplainCommand final : public Command {
     return "say why a job is not running: every gate that holds it";
   }
   void AddFlags(FlagSet* flags) override {
-    flags->String("output", &output_, "text (default) or json; also -o",
-                  "FORMAT");
+    flags->Output(&output_, {"table", "json", "text"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    std::vector<std::string> rest = args;
-    if (rest.size() >= 3 && rest[1] == "-o") {
-      output_ = rest[2];
-      rest.resize(1);
-    }
     jobwire::v1::ExplainJobRequest request;
-    if (absl::Status s = OneId(name(), rest, request.mutable_id()); !s.ok())
+    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
       return s;
-    if (output_ != "text" && output_ != "json") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--output: want text or json, got \"", output_, "\""));
-    }
     auto stub = JobService::NewStub(context.channel);
     auto call = context.NewCallContext();
     jobwire::v1::ExplainJobResponse response;
     grpc::Status status = stub->ExplainJob(call.get(), request, &response);
     if (!status.ok()) return FromGrpcStatus(status);
-    if (output_ == "json") {
+    if (IsJson(output_)) {
       context.PrintJson(response);
       return absl::OkStatus();
     }
@@ -638,7 +784,7 @@ class ExplainCommand final : public Command {
   }
 
  private:
-  std::string output_ = "text";
+  std::string output_ = "table";
 };
 
 }  // namespace

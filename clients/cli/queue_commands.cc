@@ -35,25 +35,6 @@ absl::Status NoPositional(const std::string& command,
       command, ": unexpected argument \"", args[0], "\"; flags only"));
 }
 
-// The server names request fields ("name: must match ..."); the user typed
-// flags, so an INVALID_ARGUMENT names those: each violation (they are joined
-// by "; ") that starts with a field of `flags` starts with its flag instead.
-using FieldFlags = std::vector<std::pair<std::string, std::string>>;
-absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags) {
-  absl::Status s = FromGrpcStatus(status);
-  if (s.code() != absl::StatusCode::kInvalidArgument) return s;
-  std::vector<std::string> violations = absl::StrSplit(s.message(), "; ");
-  for (std::string& v : violations) {
-    for (const auto& [field, flag] : flags) {
-      if (absl::StartsWith(v, field)) {
-        v = absl::StrCat(flag, v.substr(field.size()));
-        break;
-      }
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrJoin(violations, "; "));
-}
-
 // The fields of PauseQueue / ResumeQueue / PauseDispatch, as flags.
 const FieldFlags& QueueFlags() {
   static const FieldFlags* flags = new FieldFlags{{"name: ", "--queue: "},
@@ -64,19 +45,18 @@ const FieldFlags& QueueFlags() {
 
 // "job ID PAUSED", or for a running job the request its worker got.
 std::string JobStateText(const jobwire::v1::Job& job, absl::string_view asked) {
-  absl::string_view state = jobwire::v1::Job::State_Name(job.state());
-  absl::ConsumePrefix(&state, "STATE_");
   return absl::StrCat(
-      "job ", job.id(), " ", state,
+      "job ", job.id(), " ", StateName(job.state()),
       job.state() == jobwire::v1::Job::STATE_RUNNING
           ? absl::StrCat(" (its worker is asked to ", asked, ")")
           : "");
 }
 
-// Pauses or resumes job `id` with `method` and prints its state line.
+// Pauses or resumes job `id` with `method` and prints its state line (or
+// the job as JSON).
 template <typename Request>
 absl::Status ControlJob(const CliContext& context, const std::string& id,
-                        absl::string_view asked,
+                        const std::string& output, absl::string_view asked,
                         grpc::Status (jobwire::v1::JobService::Stub::*method)(
                             grpc::ClientContext*, const Request&,
                             jobwire::v1::Job*)) {
@@ -87,7 +67,11 @@ absl::Status ControlJob(const CliContext& context, const std::string& id,
   jobwire::v1::Job job;
   grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
   if (!status.ok()) return NameFlags(status, {{"id: ", "--job: "}});
-  *context.out << JobStateText(job, asked) << "\n";
+  if (IsJson(output)) {
+    context.PrintJson(job);
+  } else {
+    *context.out << JobStateText(job, asked) << "\n";
+  }
   return absl::OkStatus();
 }
 
@@ -113,6 +97,7 @@ class PauseCommand final : public Command {
                     "with --queue: resume by itself after this long");
     flags->String("reason", &reason_,
                   "why (dispatch pause; shown by info and explain)", "TEXT");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -123,7 +108,8 @@ class PauseCommand final : public Command {
             "--job: pauses one job; --queue, --for and --reason do not apply");
       }
       return ControlJob<jobwire::v1::PauseJobRequest>(
-          context, job_, "pause", &jobwire::v1::JobService::Stub::PauseJob);
+          context, job_, output_, "pause",
+          &jobwire::v1::JobService::Stub::PauseJob);
     }
     if (for_ != absl::ZeroDuration() && queue_.empty()) {
       return absl::InvalidArgumentError(
@@ -140,6 +126,10 @@ class PauseCommand final : public Command {
       jobwire::v1::DispatchState state;
       grpc::Status status = stub->PauseDispatch(call.get(), request, &state);
       if (!status.ok()) return NameFlags(status, QueueFlags());
+      if (IsJson(output_)) {
+        context.PrintJson(state);
+        return absl::OkStatus();
+      }
       *context.out << "dispatch paused" << (state.reason().empty() ? "" : ": ")
                    << state.reason() << "\n";
       return absl::OkStatus();
@@ -157,6 +147,10 @@ class PauseCommand final : public Command {
     Queue queue;
     grpc::Status status = stub->PauseQueue(call.get(), request, &queue);
     if (!status.ok()) return NameFlags(status, QueueFlags());
+    if (IsJson(output_)) {
+      context.PrintJson(queue);
+      return absl::OkStatus();
+    }
     *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
     return absl::OkStatus();
   }
@@ -166,6 +160,7 @@ class PauseCommand final : public Command {
   std::string queue_;
   absl::Duration for_ = absl::ZeroDuration();
   std::string reason_;
+  std::string output_ = "table";
 };
 
 class ResumeCommand final : public Command {
@@ -178,6 +173,7 @@ class ResumeCommand final : public Command {
   void AddFlags(FlagSet* flags) override {
     flags->String("job", &job_, "resume only this PAUSED job", "ID");
     flags->String("queue", &queue_, "resume only this queue", "Q");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -188,7 +184,8 @@ class ResumeCommand final : public Command {
             "--job: resumes one job; --queue does not apply");
       }
       return ControlJob<jobwire::v1::ResumeJobRequest>(
-          context, job_, "resume", &jobwire::v1::JobService::Stub::ResumeJob);
+          context, job_, output_, "resume",
+          &jobwire::v1::JobService::Stub::ResumeJob);
     }
     auto stub = AdminService::NewStub(context.channel);
     auto call = context.NewCallContext();
@@ -196,6 +193,10 @@ class ResumeCommand final : public Command {
       jobwire::v1::DispatchState state;
       grpc::Status status = stub->ResumeDispatch(call.get(), {}, &state);
       if (!status.ok()) return NameFlags(status, QueueFlags());
+      if (IsJson(output_)) {
+        context.PrintJson(state);
+        return absl::OkStatus();
+      }
       *context.out << "dispatch resumed\n";
       return absl::OkStatus();
     }
@@ -204,6 +205,10 @@ class ResumeCommand final : public Command {
     Queue queue;
     grpc::Status status = stub->ResumeQueue(call.get(), request, &queue);
     if (!status.ok()) return NameFlags(status, QueueFlags());
+    if (IsJson(output_)) {
+      context.PrintJson(queue);
+      return absl::OkStatus();
+    }
     *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
     return absl::OkStatus();
   }
@@ -211,6 +216,7 @@ class ResumeCommand final : public Command {
  private:
   std::string job_;
   std::string queue_;
+  std::string output_ = "table";
 };
 
 class QueuesCommand final : public Command {
@@ -221,39 +227,35 @@ class QueuesCommand final : public Command {
            "[--output table|json]";
   }
   void AddFlags(FlagSet* flags) override {
-    flags->String("output", &output_, "table (default) or json", "FORMAT");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
-    if (output_ != "table" && output_ != "json") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--output: want table or json, got \"", output_, "\""));
-    }
     auto stub = AdminService::NewStub(context.channel);
     auto call = context.NewCallContext();
     jobwire::v1::ListQueuesResponse response;
     grpc::Status status = stub->ListQueues(call.get(), {}, &response);
     if (!status.ok()) return FromGrpcStatus(status);
-    if (output_ == "json") {
-      context.PrintJson(response);
+    if (IsJson(output_)) {
+      context.PrintJson(response, /*every_field=*/true);
       return absl::OkStatus();
     }
     constexpr char kRow[] =
-        "%-20s  %7s  %7s  %7s  %7s  %9s  %6s  %9s  %6s  %6s  %7s  %s\n";
+        "%-20s  %7s  %9s  %7s  %7s  %7s  %9s  %6s  %9s  %6s  %6s  %7s  %s\n";
     *context.out << absl::StrFormat(
-        kRow, "QUEUE", "QUEUED", "RUNNING", "PAUSED", "FAILED", "SUCCEEDED",
-        "WEIGHT", "LIMIT", "WORKERS", "FREE", "DONE/1M", "STATE");
+        kRow, "QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "PAUSED", "FAILED",
+        "SUCCEEDED", "WEIGHT", "LIMIT", "WORKERS", "FREE", "DONE/1M", "STATE");
     for (const Queue& q : response.queues()) {
       auto count = [&q](const char* state) {
         auto it = q.counts().find(state);
         return it == q.counts().end() ? int64_t{0} : it->second;
       };
       *context.out << absl::StrFormat(
-          kRow, q.name(), absl::StrCat(count("QUEUED") + count("SCHEDULED")),
-          absl::StrCat(count("RUNNING")), absl::StrCat(count("PAUSED")),
-          absl::StrCat(count("FAILED")), absl::StrCat(count("SUCCEEDED")),
-          absl::StrCat(q.weight()),
+          kRow, q.name(), absl::StrCat(count("QUEUED")),
+          absl::StrCat(count("SCHEDULED")), absl::StrCat(count("RUNNING")),
+          absl::StrCat(count("PAUSED")), absl::StrCat(count("FAILED")),
+          absl::StrCat(count("SUCCEEDED")), absl::StrCat(q.weight()),
           q.concurrency_limit() > 0 ? absl::StrCat(q.concurrency_limit())
                                     : std::string("-"),
           absl::StrCat(q.workers()), absl::StrCat(q.free_slots()),
@@ -279,6 +281,7 @@ class SetQueueCommand final : public Command {
                "share in fair dispatch, at least 1 (default: unchanged)");
     flags->Int("concurrency-limit", &limit_,
                "most running jobs, 0 for no limit (default: unchanged)");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -316,6 +319,10 @@ class SetQueueCommand final : public Command {
                    {"queue.weight: ", "--weight: "},
                    {"queue.concurrency_limit: ", "--concurrency-limit: "}});
     }
+    if (IsJson(output_)) {
+      context.PrintJson(queue);
+      return absl::OkStatus();
+    }
     *context.out << "queue " << queue.name() << ": weight " << queue.weight()
                  << ", "
                  << (queue.concurrency_limit() > 0
@@ -330,6 +337,7 @@ class SetQueueCommand final : public Command {
   static constexpr int kUnchanged = -1;
   int weight_ = kUnchanged;
   int limit_ = kUnchanged;
+  std::string output_ = "table";
 };
 
 // The patch flags of `update` and `bulk`: each one given writes its field.
@@ -436,6 +444,7 @@ class UpdateCommand final : public Command {
     patch_.Add(flags, "the job");
     flags->String("etag", &etag_,
                   "only if the job's etag still is this (else ABORTED)", "E");
+    flags->Output(&output_, {"json", "table"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -464,13 +473,14 @@ class UpdateCommand final : public Command {
       names.emplace_back("job.id: ", "ID: ");
       return NameFlags(status, names);
     }
-    context.PrintJson(updated);
+    PrintJob(context, updated, output_);
     return absl::OkStatus();
   }
 
  private:
   PatchFlags patch_;
   std::string etag_;
+  std::string output_ = "json";
 };
 
 // `jobwire bulk`: one BulkUpdateJobs request.
@@ -494,12 +504,13 @@ class BulkCommand final : public Command {
                   "A");
     patch_.Add(flags, "the jobs");
     flags->StringList("expect-state", &expect_states_,
-                      "change only jobs in this state (queued, scheduled, "
-                      "running, paused, succeeded, failed, cancelled); "
-                      "repeatable",
+                      "change only jobs in this state (QUEUED, SCHEDULED, "
+                      "RUNNING, PAUSED, SUCCEEDED, FAILED, CANCELLED; any "
+                      "case); repeatable",
                       "S");
     flags->Bool("dry-run", &dry_run_,
                 "count what would change; change nothing");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -548,14 +559,10 @@ class BulkCommand final : public Command {
           "bulk: give --action or at least one of ", PatchFlags::kNames));
     }
     for (const std::string& name : expect_states_) {
-      jobwire::v1::Job::State state;
-      if (!jobwire::v1::Job::State_Parse(
-              absl::StrCat("STATE_", absl::AsciiStrToUpper(name)), &state) ||
-          state == jobwire::v1::Job::STATE_UNSPECIFIED) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--expect-state: \"", name, "\" is not a job state"));
-      }
-      request.add_expected_states(state);
+      absl::StatusOr<jobwire::v1::Job::State> state =
+          ParseState("--expect-state", name);
+      if (!state.ok()) return state.status();
+      request.add_expected_states(*state);
     }
     request.set_dry_run(dry_run_);
 
@@ -577,9 +584,26 @@ class BulkCommand final : public Command {
     }
     if (!answered)
       return absl::InternalError("bulk: the server sent no answer");
+    if (IsJson(output_)) {
+      context.PrintJson(response, /*every_field=*/true);
+    } else {
+      PrintBulkTable(context, response);
+    }
+    if (response.failed() > 0) {
+      return absl::AbortedError(
+          absl::StrCat(response.failed(), " jobs failed"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  void PrintBulkTable(const CliContext& context,
+                      const jobwire::v1::BulkUpdateJobsResponse& response) {
     *context.out << (dry_run_ ? "dry run: " : "") << "matched "
-                 << response.matched() << ", updated " << response.updated()
-                 << ", skipped " << response.skipped() << ", failed "
+                 << response.matched()
+                 << (dry_run_ ? ", would update " : ", updated ")
+                 << response.updated() << ", skipped " << response.skipped()
+                 << (dry_run_ ? ", would fail " : ", failed ")
                  << response.failed() << "\n";
     for (const auto& f : response.failures()) {
       *context.out << "  " << f.id() << ": "
@@ -592,20 +616,15 @@ class BulkCommand final : public Command {
                    << response.failed() - response.failures_size()
                    << " more failures\n";
     }
-    if (response.failed() > 0) {
-      return absl::AbortedError(
-          absl::StrCat(response.failed(), " jobs failed"));
-    }
-    return absl::OkStatus();
   }
 
- private:
   std::vector<std::string> filters_;
   std::vector<std::string> ids_;
   std::string action_;
   PatchFlags patch_;
   std::vector<std::string> expect_states_;
   bool dry_run_ = false;
+  std::string output_ = "table";
 };
 
 }  // namespace

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "clients/cli/cli.h"
+#include "google/protobuf/struct.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 
@@ -13,13 +15,6 @@ namespace jobwire::cli {
 namespace {
 
 using grpc::health::v1::HealthCheckResponse;
-
-absl::Status NoArguments(const std::string& command,
-                         const std::vector<std::string>& args) {
-  if (args.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(command, " takes no arguments, got \"", args[0], "\""));
-}
 
 class HealthCommand final : public Command {
  public:
@@ -34,6 +29,7 @@ class HealthCommand final : public Command {
         "service to ask about, e.g. jobwire.v1.JobService (default: the "
         "whole server)",
         "NAME");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -47,7 +43,11 @@ class HealthCommand final : public Command {
     if (!status.ok()) return FromGrpcStatus(status);
     const std::string& state =
         HealthCheckResponse::ServingStatus_Name(response.status());
-    *context.out << state << "\n";
+    if (IsJson(output_)) {
+      context.PrintJson(response);
+    } else {
+      *context.out << state << "\n";
+    }
     if (response.status() != HealthCheckResponse::SERVING) {
       return absl::UnavailableError(absl::StrCat("server is ", state));
     }
@@ -56,6 +56,7 @@ class HealthCommand final : public Command {
 
  private:
   std::string service_;
+  std::string output_ = "table";
 };
 
 class InfoCommand final : public Command {
@@ -63,8 +64,10 @@ class InfoCommand final : public Command {
   std::string name() const override { return "info"; }
   std::string summary() const override {
     return "print AdminService.GetServerInfo as JSON (version, uptime, "
-           "listeners, "
-           "storage)";
+           "listeners, storage), or -o table";
+  }
+  void AddFlags(FlagSet* flags) override {
+    flags->Output(&output_, {"json", "table"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -74,9 +77,35 @@ class InfoCommand final : public Command {
     jobwire::v1::ServerInfo info;
     grpc::Status status = stub->GetServerInfo(call.get(), {}, &info);
     if (!status.ok()) return FromGrpcStatus(status);
-    context.PrintJson(info);
+    if (IsJson(output_)) {
+      context.PrintJson(info);
+      return absl::OkStatus();
+    }
+    std::string counts;
+    for (const auto& [state, n] : info.job_counts())
+      absl::StrAppend(&counts, counts.empty() ? "" : ", ", state, " ", n);
+    *context.out << "version    " << info.version() << "\n"
+                 << "uptime     " << info.uptime().seconds() << "s\n"
+                 << "listeners  " << absl::StrJoin(info.listeners(), ", ")
+                 << "\n"
+                 << "storage    " << info.storage_path() << " ("
+                 << info.storage_bytes() << " bytes)\n"
+                 << "dispatch   "
+                 << (info.dispatch().paused()
+                         ? absl::StrCat("paused",
+                                        info.dispatch().reason().empty()
+                                            ? ""
+                                            : ": " + info.dispatch().reason())
+                         : std::string("running"))
+                 << (info.draining() ? " (draining)" : "") << "\n"
+                 << "workers    " << info.workers() << "\n"
+                 << "watchers   " << info.watchers() << "\n"
+                 << "jobs       " << (counts.empty() ? "none" : counts) << "\n";
     return absl::OkStatus();
   }
+
+ private:
+  std::string output_ = "json";
 };
 
 // `jobwire backup --out FILE`: AdminService.Backup into FILE.tmp, renamed
@@ -90,6 +119,7 @@ class BackupCommand final : public Command {
   void AddFlags(FlagSet* flags) override {
     flags->String("out", &out_, "write the copy here (a SQLite database)",
                   "FILE");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -141,11 +171,20 @@ class BackupCommand final : public Command {
       std::remove(temp.c_str());
       return failed;
     }
-    *context.out << "wrote " << written << " bytes to " << out_ << "\n";
+    if (IsJson(output_)) {
+      google::protobuf::Struct done;
+      (*done.mutable_fields())["out"].set_string_value(out_);
+      (*done.mutable_fields())["bytes"].set_number_value(
+          static_cast<double>(written));
+      context.PrintJson(done);
+    } else {
+      *context.out << "wrote " << written << " bytes to " << out_ << "\n";
+    }
     return absl::OkStatus();
   }
 
  private:
+  std::string output_ = "table";
   std::string out_;
 };
 

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "clients/cli/cli.h"
 #include "clients/cpp/webhook.h"
+#include "google/protobuf/struct.pb.h"
 
 namespace jobwire::cli {
 namespace {
@@ -115,6 +116,7 @@ class WebhookVerifyCommand final : public Command {
     flags->Duration("tolerance", &tolerance_,
                     "how far webhook-timestamp may be from now, either way "
                     "(default 5m)");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
@@ -140,7 +142,13 @@ class WebhookVerifyCommand final : public Command {
     absl::Status verified =
         sdk::VerifyWebhook(request->body, request->headers, *secrets, options);
     if (!verified.ok()) return verified;
-    *context.out << "verified\n";
+    if (IsJson(output_)) {
+      google::protobuf::Struct answer;
+      (*answer.mutable_fields())["verified"].set_bool_value(true);
+      context.PrintJson(answer);
+    } else {
+      *context.out << "verified\n";
+    }
     return absl::OkStatus();
   }
 
@@ -148,6 +156,7 @@ class WebhookVerifyCommand final : public Command {
   const std::function<absl::Time()> now_;
   std::string secret_file_;
   absl::Duration tolerance_ = sdk::kDefaultWebhookTolerance;
+  std::string output_ = "table";
 };
 
 }  // namespace

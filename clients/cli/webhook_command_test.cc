@@ -197,7 +197,7 @@ TEST_F(WebhookVerifyCommandTest, ALineThatIsNotAHeaderIsNotVerified) {
 TEST_F(WebhookVerifyCommandTest, HelpShowsBothWordsAndTheFlags) {
   Result r = RunVerify({"webhook", "verify", "--help"}, "", kSpecTime);
   EXPECT_EQ(r.code, 0);
-  EXPECT_NE(r.out.find("usage: jobwire webhook verify [FLAGS]"),
+  EXPECT_NE(r.out.find("Usage: jobwire webhook verify [OPTIONS]"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("--secret-file"), std::string::npos);

@@ -45,16 +45,13 @@ class WebhooksListCommand final : public Command {
                 "only dead deliveries and pending ones that failed");
     flags->String("job", &job_, "only this job's deliveries", "ID");
     flags->Int("limit", &limit_, "most deliveries to print (default 100)");
-    flags->String("output", &output_, "table (default) or json; also -o",
-                  "FORMAT");
+    flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    if (absl::Status s =
-            CheckListFlags("webhooks list", args, &output_, limit_);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
+    if (limit_ < 1)
+      return absl::InvalidArgumentError("--limit: must be at least 1");
     auto stub = AdminService::NewStub(context.channel);
     jobwire::v1::ListWebhookDeliveriesRequest request;
     request.set_job_id(job_);
@@ -74,7 +71,7 @@ class WebhooksListCommand final : public Command {
       request.set_page_token(page.next_page_token());
     }
     if (output_ == "json") {
-      context.PrintJson(all);
+      context.PrintJson(all, /*every_field=*/true);
       return absl::OkStatus();
     }
     *context.out << absl::StrFormat(
@@ -110,6 +107,9 @@ class WebhooksRedeliverCommand final : public Command {
     return "send a delivered or dead webhook delivery again (same "
            "webhook-id, attempts reset)";
   }
+  void AddFlags(FlagSet* flags) override {
+    flags->Output(&output_, {"table", "json"});
+  }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     int64_t id = 0;
@@ -125,12 +125,19 @@ class WebhooksRedeliverCommand final : public Command {
     WebhookDeliveryRecord record;
     grpc::Status status = stub->RedeliverWebhook(call.get(), request, &record);
     if (!status.ok()) return FromGrpcStatus(status);
+    if (IsJson(output_)) {
+      context.PrintJson(record);
+      return absl::OkStatus();
+    }
     *context.out << "delivery " << record.id() << " (" << record.webhook_id()
                  << ", " << record.type() << " of job " << record.job_id()
                  << ") is pending again, due "
                  << TimeUtil::ToString(record.next_attempt_time()) << "\n";
     return absl::OkStatus();
   }
+
+ private:
+  std::string output_ = "table";
 };
 
 }  // namespace

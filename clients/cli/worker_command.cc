@@ -7,8 +7,13 @@
 // JOBWIRE_JOB_ID / JOBWIRE_ATTEMPT in its environment. Stdout lines
 // `progress DONE/TOTAL [message]` become progress reports; exit 0 completes
 // the job (a last stdout line that is a JSON object becomes the result);
-// any other exit fails the attempt (retryable) with the tail of stderr as
-// the message. SIGTERM or SIGINT drains: no new jobs, running ones get up to
+// any other exit fails the attempt (retryable) with the exit status or
+// signal and the tail of stderr as the message (and in its details). Every
+// other stdout line, and every stderr line (as "stderr: LINE"), becomes one
+// of the job's `log` events: up to kMaxLogBytes an attempt, each line cut at
+// kMaxLogLine. The worker prints a line to its stderr as each job starts
+// and ends, with the duration and outcome. SIGTERM or SIGINT drains: no new
+// jobs, running ones get up to
 // --grace to finish, then they are stopped and failed as retryable.
 // When the server goes away (its `drain`, or a broken stream) the worker
 // finishes what it can by the server's deadline, then reconnects, with a
@@ -33,6 +38,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +62,16 @@ namespace {
 namespace v1 = ::jobwire::v1;
 
 constexpr size_t kStderrTail = 2048;
+// The command's output recorded as log events, per attempt, and per line.
+constexpr size_t kMaxLogBytes = 64 * 1024;
+constexpr size_t kMaxLogLine = 1024;
+
+// One line on the worker's stderr; whole lines from concurrent jobs.
+void Say(const std::string& line) {
+  static absl::Mutex* mu = new absl::Mutex;
+  absl::MutexLock lock(mu);
+  std::cerr << "jobwire worker: " << line << std::endl;
+}
 
 // SIGTERM / SIGINT write a byte here; the main loop polls it. (A handler
 // rather than sigwait: gRPC's threads exist before the command runs and do
@@ -139,6 +155,12 @@ absl::Status BuildFlags(const std::vector<std::string>& queues,
   return absl::OkStatus();
 }
 
+// "SIGKILL" for 9: what people look up.
+std::string SignalName(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev == nullptr ? absl::StrCat(signal) : absl::StrCat("SIG", abbrev);
+}
+
 // Parses "progress DONE/TOTAL [message]".
 bool ParseProgressLine(absl::string_view line, v1::Progress* p) {
   if (!absl::ConsumePrefix(&line, "progress ")) return false;
@@ -190,8 +212,13 @@ class Run {
 
  private:
   void Main();
+  // Records `line` as a log event of the job, within kMaxLogBytes.
+  void Log(std::string line);
 
   Worker* const worker_;
+  v1::Progress progress_;    // the last reported: a log line repeats it
+  size_t logged_bytes_ = 0;  // of log lines sent
+  bool log_full_ = false;
   const v1::Assign assign_;
   std::thread thread_;
   absl::Mutex mu_;
@@ -250,7 +277,30 @@ class Worker {
   bool welcomed_ = false;   // only Main's thread
 };
 
+void Run::Log(std::string line) {
+  if (log_full_) return;
+  if (line.size() > kMaxLogLine) {
+    line.resize(kMaxLogLine);
+    line += "...";
+  }
+  if (logged_bytes_ + line.size() > kMaxLogBytes) {
+    log_full_ = true;
+    line = absl::StrCat("(log limit of ", kMaxLogBytes / 1024,
+                        " KiB reached: later output is not recorded)");
+  }
+  logged_bytes_ += line.size();
+  v1::ConnectRequest msg;
+  msg.mutable_progress()->set_job_id(job_id());
+  msg.mutable_progress()->set_attempt(attempt());
+  *msg.mutable_progress()->mutable_progress() = progress_;
+  msg.mutable_progress()->set_log(std::move(line));
+  worker_->Send(msg);
+}
+
 void Run::Main() {
+  const absl::Time started = absl::Now();
+  Say(absl::StrCat("job ", job_id(), " (", assign_.job().kind(), ") attempt ",
+                   attempt(), " started"));
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
       pipe2(err, O_CLOEXEC) != 0) {
@@ -330,6 +380,11 @@ void Run::Main() {
     size_t written = 0;
     int in_fd = in[1];
     std::string out_buf;
+    std::string err_buf;
+    // A stdout line that may be the result (a JSON object): it is, if it
+    // ends the output and the command succeeds; else it is logged once the
+    // next line comes. Other lines are logged at once.
+    std::optional<std::string> held;
     int open_fds = 2;
     bool out_open = true;
     bool err_open = true;
@@ -367,6 +422,12 @@ void Run::Main() {
           if (stderr_tail.size() > kStderrTail) {
             stderr_tail.erase(0, stderr_tail.size() - kStderrTail);
           }
+          err_buf.append(buf, static_cast<size_t>(r));
+          size_t nl;
+          while ((nl = err_buf.find('\n')) != std::string::npos) {
+            Log(absl::StrCat("stderr: ", err_buf.substr(0, nl)));
+            err_buf.erase(0, nl + 1);
+          }
           continue;
         }
         out_buf.append(buf, static_cast<size_t>(r));
@@ -376,13 +437,20 @@ void Run::Main() {
           out_buf.erase(0, nl + 1);
           v1::Progress p;
           if (ParseProgressLine(line, &p)) {
+            progress_ = p;
             v1::ConnectRequest msg;
             msg.mutable_progress()->set_job_id(job_id());
             msg.mutable_progress()->set_attempt(attempt());
             *msg.mutable_progress()->mutable_progress() = p;
             worker_->Send(msg);
           } else if (!absl::StripAsciiWhitespace(line).empty()) {
-            last_line = line;
+            if (held.has_value()) Log(std::move(*held));
+            held.reset();
+            if (absl::StartsWith(absl::StripAsciiWhitespace(line), "{")) {
+              held = std::move(line);
+            } else {
+              Log(std::move(line));
+            }
           }
         }
       }
@@ -395,11 +463,27 @@ void Run::Main() {
       if (!out_open && !err_open) break;
       (void)out_buf;
     }
-    if (!absl::StripAsciiWhitespace(out_buf).empty()) last_line = out_buf;
+    if (!absl::StripAsciiWhitespace(out_buf).empty()) {  // no newline
+      if (held.has_value()) Log(std::move(*held));
+      held = out_buf;
+    }
+    if (!err_buf.empty()) Log(absl::StrCat("stderr: ", err_buf));
     if (in_fd >= 0) close(in_fd);
     close(out[0]);
     close(err[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    // The held line is the result only when the command succeeded and it
+    // is a JSON object; anything else is output like the rest.
+    if (held.has_value()) {
+      const bool result =
+          WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+          absl::StartsWith(absl::StripAsciiWhitespace(*held), "{");
+      if (result) {
+        last_line = std::move(*held);
+      } else {
+        Log(std::move(*held));
+      }
     }
   }
 
@@ -410,8 +494,19 @@ void Run::Main() {
     report = stop_report_;
     why = stop_why_;
   }
+  // How the command ended, for the job's error and the worker's line.
+  const std::string exit_text =
+      rc != 0 ? "not started"
+      : WIFEXITED(status)
+          ? absl::StrCat("exit status ", WEXITSTATUS(status))
+          : absl::StrCat("killed by signal ", WTERMSIG(status), " (",
+                         SignalName(WTERMSIG(status)), ")");
+  const std::string took = absl::FormatDuration(
+      absl::Trunc(absl::Now() - started, absl::Milliseconds(1)));
+  std::string outcome = absl::StrCat("stopped after ", took, " (not reported)");
   v1::ConnectRequest msg;
   if (report == "ack") {
+    outcome = absl::StrCat("stopped (", why, ") after ", took);
     msg.mutable_ack()->set_job_id(job_id());
     msg.mutable_ack()->set_attempt(attempt());
     msg.mutable_ack()->set_stopped(true);
@@ -422,7 +517,9 @@ void Run::Main() {
     f->set_retryable(true);
     f->mutable_error()->set_code(14);
     f->mutable_error()->set_message(why);
+    outcome = absl::StrCat("stopped after ", took, ": ", why);
   } else if (report.empty() && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    outcome = absl::StrCat("succeeded in ", took);
     v1::Complete* c = msg.mutable_complete();
     c->set_job_id(job_id());
     c->set_attempt(attempt());
@@ -432,6 +529,8 @@ void Run::Main() {
       if (google::protobuf::util::JsonStringToMessage(std::string(last), &data)
               .ok()) {
         *c->mutable_result()->mutable_data() = std::move(data);
+      } else {
+        Log(std::string(last));  // not a result after all
       }
     }
   } else if (report.empty()) {
@@ -439,14 +538,22 @@ void Run::Main() {
     f->set_job_id(job_id());
     f->set_attempt(attempt());
     f->set_retryable(true);
-    std::string message(absl::StripAsciiWhitespace(stderr_tail));
-    if (message.empty()) {
-      message = WIFEXITED(status)
-                    ? absl::StrCat("exit status ", WEXITSTATUS(status))
-                    : absl::StrCat("killed by signal ", WTERMSIG(status));
+    // "exit status 3: <the tail of stderr>"; the details say it again for
+    // programs: exit_status or signal, and stderr_tail.
+    const std::string tail(absl::StripAsciiWhitespace(stderr_tail));
+    f->mutable_error()->set_message(
+        tail.empty() ? exit_text : absl::StrCat(exit_text, ": ", tail));
+    auto& details = *f->mutable_error()->mutable_details()->mutable_fields();
+    if (rc == 0 && WIFEXITED(status)) {
+      details["exit_status"].set_number_value(WEXITSTATUS(status));
+    } else if (rc == 0) {
+      details["signal"].set_number_value(WTERMSIG(status));
+      details["signal_name"].set_string_value(SignalName(WTERMSIG(status)));
     }
-    f->mutable_error()->set_message(message);
+    if (!tail.empty()) details["stderr_tail"].set_string_value(tail);
+    outcome = absl::StrCat("failed in ", took, ": ", exit_text);
   }
+  Say(absl::StrCat("job ", job_id(), " attempt ", attempt(), " ", outcome));
   if (msg.kind_case() != v1::ConnectRequest::KIND_NOT_SET) worker_->Send(msg);
   absl::MutexLock lock(&mu_);
   finished_ = true;

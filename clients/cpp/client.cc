@@ -46,10 +46,18 @@ bool EndsJob(const v1::JobEvent& e) {
 class Backoff {
  public:
   void Reset() { next_ = absl::Milliseconds(50); }
-  void Sleep(std::optional<absl::Duration> hint) {
+  // Waits the next delay (or `hint`). While `channel` is not connected the
+  // wait ends as soon as it connects: waiting on the channel is what drives
+  // its connection attempts, which a sleeping thread would leave unpolled.
+  void Sleep(grpc::Channel* channel, std::optional<absl::Duration> hint) {
     thread_local std::mt19937 rng{std::random_device{}()};
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    absl::SleepFor(hint.value_or(next_) * jitter(rng));
+    const absl::Time end = absl::Now() + hint.value_or(next_) * jitter(rng);
+    if (channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY) {
+      absl::SleepFor(end - absl::Now());
+    } else {
+      channel->WaitForConnected(absl::ToChronoTime(end));
+    }
     next_ = std::min(next_ * 2, absl::Seconds(2));
   }
 
@@ -58,21 +66,47 @@ class Backoff {
 };
 
 // Runs a watch, reopening it after the last cursor passed to `fn` whenever
-// it breaks with a resumable code. `open(context, cursor)` starts the call.
+// it breaks with a resumable code, or the server says it is draining: then
+// the stream is closed at once, so it does not hold the server's stop for
+// its grace period. `open(context, cursor)` starts the call; `on_message`
+// (may be empty) sees every message but heartbeats first.
+// The one resume loop of the tree: the CLI's watch runs on it too.
 template <typename Response, typename Open, typename CursorOf>
 absl::Status Resuming(const Client& client, std::optional<int64_t> cursor,
                       const Open& open, const CursorOf& cursor_of,
-                      bool stop_at_terminal, const EventFn& fn) {
+                      bool stop_at_terminal, const EventFn& fn,
+                      const std::function<void(const Response&)>& on_message,
+                      const Client::WatchOptions& options) {
   Backoff backoff;
+  bool answered = false;  // the server has sent something on some attempt
+  // When the first failed attempt of the current outage ended.
+  std::optional<absl::Time> failing_since;
+  // The server said it is stopping, and no event came since: a call it
+  // cancels while it stops (CANCELLED) is resumed too.
+  bool server_stopping = false;
   for (;;) {
     std::unique_ptr<grpc::ClientContext> context = client.NewContext();
     std::unique_ptr<grpc::ClientReader<Response>> reader =
         open(context.get(), cursor);
     Response message;
     bool stopped = false;
+    bool draining = false;
     while (reader->Read(&message)) {
-      if (!message.has_event()) continue;  // heartbeat, draining, reset
+      answered = true;
+      failing_since.reset();
+      if (on_message && (message.has_event() || message.has_draining() ||
+                         message.has_reset())) {
+        on_message(message);
+      }
+      if (message.has_draining()) {
+        draining = true;
+        server_stopping = true;
+        context->TryCancel();
+        break;
+      }
+      if (!message.has_event()) continue;  // heartbeat, reset
       backoff.Reset();
+      server_stopping = false;
       cursor = cursor_of(message.event());
       if (!fn(message.event()) ||
           (stop_at_terminal && EndsJob(message.event()))) {
@@ -86,9 +120,22 @@ absl::Status Resuming(const Client& client, std::optional<int64_t> cursor,
       return absl::OkStatus();
     }
     const absl::Status status = FromGrpc(reader->Finish());
+    if (draining ||
+        (server_stopping && status.code() == absl::StatusCode::kCancelled)) {
+      backoff.Sleep(client.channel().get(), std::nullopt);
+      continue;
+    }
     if (status.ok()) return status;  // the server ended the stream
     if (!Resumable(status.code())) return status;
-    backoff.Sleep(RetryDelay(status));
+    if (options.fail_if_unreachable && !answered) return status;
+    const absl::Time now = absl::Now();
+    if (!failing_since.has_value()) failing_since = now;
+    if (now - *failing_since >= options.give_up_after) {
+      return absl::UnavailableError(absl::StrCat(
+          "could not resume the watch for ",
+          absl::FormatDuration(options.give_up_after), ": ", status.message()));
+    }
+    backoff.Sleep(client.channel().get(), RetryDelay(status));
   }
 }
 
@@ -152,13 +199,24 @@ Client::Client(std::string addr, Options options)
   jobs_ = v1::JobService::NewStub(channel_);
   workers_ = v1::WorkerService::NewStub(channel_);
   admin_ = v1::AdminService::NewStub(channel_);
+  wait_for_ready_ = options.wait_for_ready;
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, Options options)
+    : token_(std::move(options.token)),
+      timeout_(options.timeout),
+      wait_for_ready_(options.wait_for_ready),
+      channel_(std::move(channel)) {
+  jobs_ = v1::JobService::NewStub(channel_);
+  workers_ = v1::WorkerService::NewStub(channel_);
+  admin_ = v1::AdminService::NewStub(channel_);
 }
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(
     absl::Time deadline) const {
   auto context = std::make_unique<grpc::ClientContext>();
   // A restarting server costs a caller a short wait, not an UNAVAILABLE.
-  context->set_wait_for_ready(true);
+  context->set_wait_for_ready(wait_for_ready_);
   if (deadline != absl::InfiniteFuture())
     context->set_deadline(absl::ToChronoTime(deadline));
   if (!token_.empty())
@@ -275,6 +333,12 @@ absl::StatusOr<v1::ExplainJobResponse> Client::ExplainJob(
 absl::Status Client::WatchJob(const std::string& id,
                               std::optional<int64_t> after_seq,
                               const EventFn& fn) {
+  return WatchJob(id, after_seq, fn, WatchOptions());
+}
+
+absl::Status Client::WatchJob(const std::string& id,
+                              std::optional<int64_t> after_seq,
+                              const EventFn& fn, const WatchOptions& options) {
   return Resuming<v1::WatchJobResponse>(
       *this, after_seq,
       [&](grpc::ClientContext* c, std::optional<int64_t> cursor) {
@@ -284,7 +348,7 @@ absl::Status Client::WatchJob(const std::string& id,
         return jobs_->WatchJob(c, request);
       },
       [](const v1::JobEvent& e) { return e.seq(); },
-      /*stop_at_terminal=*/true, fn);
+      /*stop_at_terminal=*/true, fn, options.on_message, options);
 }
 
 absl::Status Client::WatchJobs(const std::string& filter,
@@ -299,7 +363,7 @@ absl::Status Client::WatchJobs(const std::string& filter,
         return jobs_->WatchJobs(c, request);
       },
       [](const v1::JobEvent& e) { return e.event_id(); },
-      /*stop_at_terminal=*/false, fn);
+      /*stop_at_terminal=*/false, fn, {}, WatchOptions());
 }
 
 absl::StatusOr<v1::Job> Client::WaitJob(const std::string& id) {

@@ -9,6 +9,9 @@
 // Watches resume on their own: when the stream breaks (a server restart or
 // drain), WatchJob reconnects with backoff after the last cursor it passed
 // to the callback, so the callback sees every event exactly once, in order.
+// On the server's `draining` message a watch closes its stream at once (it
+// never holds a stop for the server's grace period) and resumes the same
+// way once the server is back.
 //
 // Usage:
 //   jobwire::sdk::Client client;  // $JOBWIRE_ADDR, else DefaultAddress()
@@ -69,6 +72,22 @@ class Client {
   struct Options {
     std::string token;  // bearer token; empty: $JOBWIRE_TOKEN
     absl::Duration timeout = absl::Seconds(10);  // per unary call
+    // Calls wait for a server that is away (up to `timeout`); false: they
+    // fail at once with UNAVAILABLE.
+    bool wait_for_ready = true;
+  };
+
+  // What a WatchJob does besides calling its EventFn.
+  struct WatchOptions {
+    // Called with every message but heartbeats: events (before the
+    // EventFn), `draining` and `reset` (which the watch then acts on).
+    std::function<void(const v1::WatchJobResponse&)> on_message;
+    // Fail with the call's error when the server cannot be reached before
+    // it has sent anything (a wrong address), rather than keep trying.
+    bool fail_if_unreachable = false;
+    // Give up with UNAVAILABLE once attempts to resume have failed for
+    // this long.
+    absl::Duration give_up_after = absl::InfiniteDuration();
   };
 
   // `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; empty means
@@ -77,6 +96,8 @@ class Client {
   // this address and how to choose another.
   explicit Client(std::string addr = "");
   Client(std::string addr, Options options);
+  // Over `channel` (for one made with other channel arguments).
+  Client(std::shared_ptr<grpc::Channel> channel, Options options);
 
   const std::string& addr() const { return addr_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
@@ -105,6 +126,8 @@ class Client {
   // snapshot event. Fails for a non-resumable error (NOT_FOUND, ...).
   absl::Status WatchJob(const std::string& id, std::optional<int64_t> after_seq,
                         const EventFn& fn);
+  absl::Status WatchJob(const std::string& id, std::optional<int64_t> after_seq,
+                        const EventFn& fn, const WatchOptions& options);
   // The events of every job matching `filter` until `fn` returns false.
   // Without `after_event_id` it starts from now (a break before the first
   // event resumes from now again); with it, it replays what came after.
@@ -153,6 +176,7 @@ class Client {
   std::string addr_;
   std::string token_;
   absl::Duration timeout_;
+  bool wait_for_ready_ = true;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;

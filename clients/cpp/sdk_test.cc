@@ -171,6 +171,37 @@ TEST_F(SdkTest, WorkerRunsAJobAndTheWatchResumesAcrossARestart) {
   EXPECT_EQ(job->result().payload(), "done");
 }
 
+// A watch closes its stream on `draining`: the server's stop is not held
+// for its grace period (an hour here), and the watch resumes after it.
+TEST_F(SdkTest, AWatchDoesNotHoldAStopAndResumesAfterIt) {
+  extra_ = {"--shutdown-grace=1h"};
+  server_.reset();
+  StartServer();
+  Client client(addr_);
+  absl::StatusOr<v1::SubmitJobResponse> r = client.SubmitJob(JobOf("idle"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string id = r->job().id();
+  absl::Notification snapshot;
+  std::vector<v1::JobEvent> seen;
+  absl::Status watched;
+  std::thread watcher([&] {
+    watched = client.WatchJob(id, std::nullopt, [&](const v1::JobEvent& e) {
+      seen.push_back(e);
+      if (!snapshot.HasBeenNotified()) snapshot.Notify();
+      return true;
+    });
+  });
+  snapshot.WaitForNotification();
+  StopServer();  // within 20 s, or it fails
+  StartServer();
+  ASSERT_TRUE(client.CancelJob(id).ok());
+  watcher.join();
+  ASSERT_TRUE(watched.ok()) << watched;
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().has_state_changed());
+  EXPECT_EQ(seen.back().state_changed().to(), v1::Job::STATE_CANCELLED);
+}
+
 TEST_F(SdkTest, WorkerFailsRetriesAndStopsOnCancel) {
   Client client(addr_);
   Worker worker(&client, {.slots = 2, .grace = absl::Seconds(5)});

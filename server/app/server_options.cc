@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -335,11 +337,35 @@ const std::vector<Flag>& Flags() {
   return *flags;
 }
 
-const Flag* FindFlag(absl::string_view name) {
-  for (const Flag& f : Flags()) {
-    if (name == f.name) return &f;
+// jobwired's command line as a CLI11 App: one option per Flags() entry,
+// each collecting its values into (*values)[i] (one per occurrence), and
+// --version into *version. `values` and `version` must outlive the App.
+std::unique_ptr<CLI::App> NewApp(std::vector<std::vector<std::string>>* values,
+                                 bool* version) {
+  auto app = std::make_unique<CLI::App>(
+      "jobwired serves the jobwire gRPC API (JobService, WorkerService,\n"
+      "AdminService, grpc.health.v1.Health, server reflection) on every\n"
+      "--listen address at once. SIGINT, SIGTERM, SIGHUP or SIGQUIT stop it\n"
+      "gracefully; a second signal skips the grace period. Each flag has the\n"
+      "environment variable in brackets; the flag wins over it.",
+      "jobwired");
+  app->add_flag("--version", *version, "print the version");
+  values->resize(Flags().size());
+  for (size_t i = 0; i < Flags().size(); ++i) {
+    const Flag& f = Flags()[i];
+    CLI::Option* option =
+        app->add_option(absl::StrCat("--", f.name), (*values)[i],
+                        absl::StrCat(f.help, " [", f.env, "]"))
+            ->type_name(f.value_name)
+            ->allow_extra_args(false);
+    if (IsRepeatable(f.name)) {
+      option->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    } else {  // given twice, the last wins
+      option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+          ->expected(1);
+    }
   }
-  return nullptr;
+  return app;
 }
 
 }  // namespace
@@ -377,76 +403,55 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     }
   }
 
-  // A repeatable flag given on the command line replaces its environment
-  // variable's (and the default) values.
-  std::vector<std::string> from_flags;
-  for (size_t i = 0; i < args.size(); ++i) {
-    absl::string_view arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      cl.help = true;
-      continue;
+  // A flag given on the command line replaces its environment variable's
+  // (and the default) values; a repeatable one takes every occurrence.
+  std::vector<std::vector<std::string>> values;
+  std::unique_ptr<CLI::App> app = NewApp(&values, &cl.version);
+  try {
+    app->parse(std::vector<std::string>(args.rbegin(), args.rend()));
+  } catch (const CLI::CallForHelp&) {
+    cl.help = true;
+    return cl;
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+      // Name the first unknown flag, else the first extra argument.
+      std::vector<std::string> extras = app->remaining();
+      auto flag = std::find_if(extras.begin(), extras.end(), [](auto& a) {
+        return absl::StartsWith(a, "-");
+      });
+      message = flag != extras.end()
+                    ? absl::StrCat("unknown flag ", *flag, "; see --help")
+                    : absl::StrCat("unexpected argument \"",
+                                   extras.empty() ? "" : extras.front(),
+                                   "\"; see --help");
     }
-    if (arg == "--version") {
-      cl.version = true;
-      continue;
-    }
-    if (!absl::ConsumePrefix(&arg, "--")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument \"", arg, "\"; see --help"));
-    }
-    std::string name(arg);
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    const Flag* f = FindFlag(name);
-    if (f == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name, "; see --help"));
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
+    return absl::InvalidArgumentError(message);
+  }
+  for (size_t i = 0; i < Flags().size(); ++i) {
+    const Flag& f = Flags()[i];
+    if (values[i].empty()) continue;
+    const std::string name = f.name;
+    if (name == "listen") o.listen.clear();
+    if (name == "http") o.http_listen.clear();
+    if (name == "http-cors-origin") o.http_cors_origins.clear();
+    if (name == "webhook-allow-cidr") o.webhook_allow_cidrs.clear();
+    std::vector<std::string> given = values[i];
+    if (!IsRepeatable(name)) given = {values[i].back()};  // the last wins
+    for (const std::string& value : given) {
+      if (absl::Status s = f.set(value, &o); !s.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("--", name, ": missing value ", f->value_name));
+            absl::StrCat("--", name, ": ", s.message()));
       }
-      value = args[++i];
-    }
-    if (IsRepeatable(name) && std::find(from_flags.begin(), from_flags.end(),
-                                        name) == from_flags.end()) {
-      from_flags.push_back(name);
-      if (name == "listen") o.listen.clear();
-      if (name == "http") o.http_listen.clear();
-      if (name == "http-cors-origin") o.http_cors_origins.clear();
-      if (name == "webhook-allow-cidr") o.webhook_allow_cidrs.clear();
-    }
-    if (absl::Status s = f->set(value, &o); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, ": ", s.message()));
     }
   }
   return cl;
 }
 
 std::string ServerUsage() {
-  std::string out =
-      "usage: jobwired [FLAGS]\n\n"
-      "jobwired serves the jobwire gRPC API (JobService, WorkerService,\n"
-      "AdminService, grpc.health.v1.Health, server reflection) on every\n"
-      "--listen address at once. SIGINT, SIGTERM, SIGHUP or SIGQUIT stop it\n"
-      "gracefully; a second signal skips the grace period.\n\nFlags (flag wins "
-      "over "
-      "environment variable):\n";
-  for (const Flag& f : Flags()) {
-    absl::StrAppend(&out, "  --", f.name, " ", f.value_name, "  [", f.env,
-                    "]\n      ", f.help, "\n");
-  }
-  absl::StrAppend(&out,
-                  "  --help\n      print this text\n  --version\n      print "
-                  "the version\n");
-  return out;
+  std::vector<std::vector<std::string>> values;
+  bool version = false;
+  return NewApp(&values, &version)->help();
 }
 
 }  // namespace jobwire

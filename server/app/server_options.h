@@ -1,5 +1,6 @@
 // ServerOptions: everything jobwired can be told at start, and the parser for
-// its command line and JOBWIRE_* environment variables.
+// its command line (CLI11: generated --help, --name value or --name=value)
+// and JOBWIRE_* environment variables.
 //
 // Each flag has an environment equivalent (--db and JOBWIRE_DB); a flag wins
 // over its variable, which wins over the default. --listen may be repeated
@@ -108,7 +109,7 @@ std::optional<std::string> ProcessEnv(const std::string& name);
 absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     const std::vector<std::string>& args, const GetEnvFn& getenv);
 
-// The --help text: every flag, its variable and default.
+// The --help text (CLI11's): every flag with its variable.
 std::string ServerUsage();
 
 }  // namespace jobwire

@@ -9,7 +9,8 @@
 //                 create_time | update_time | schedule_time | finish_time
 //   value      := bare word | "quoted string" | integer
 //
-// Types: state takes a state name (QUEUED or STATE_QUEUED) with = or != only;
+// Types: state takes a state name (QUEUED, queued or STATE_QUEUED) with = or
+// != only;
 // priority and attempt take integers; the *_time fields take RFC 3339
 // timestamps in quotes ("2026-01-01T00:00:00Z"); the others take strings and
 // compare bytewise. A labels.KEY comparison is false when the job has no such

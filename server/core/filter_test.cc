@@ -56,6 +56,8 @@ TEST(ParseFilterTest, ComparesStringsIntegersAndStates) {
   EXPECT_FALSE(Eval("priority < 5"));
   EXPECT_TRUE(Eval("state = QUEUED"));
   EXPECT_TRUE(Eval("state = STATE_QUEUED"));
+  EXPECT_TRUE(Eval("state = queued"));
+  EXPECT_TRUE(Eval("state = state_queued"));
   EXPECT_TRUE(Eval("state != RUNNING"));
   EXPECT_TRUE(Eval("id = 01ARZ3NDEKTSV4RRFFQ69G5FAV"));
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -35,10 +36,13 @@ absl::string_view JobStateName(JobState state) {
 }
 
 bool ParseJobState(absl::string_view text, JobState* state) {
-  absl::ConsumePrefix(&text, "STATE_");
+  // QUEUED, queued and STATE_QUEUED all name one state.
+  const std::string upper = absl::AsciiStrToUpper(text);
+  absl::string_view name = upper;
+  absl::ConsumePrefix(&name, "STATE_");
   for (int v = 1; v <= 7; ++v) {
     JobState s = static_cast<JobState>(v);
-    if (text == JobStateName(s)) {
+    if (name == JobStateName(s)) {
       *state = s;
       return true;
     }

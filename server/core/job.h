@@ -35,7 +35,8 @@ enum class JobState : int {
 bool IsTerminal(JobState state);
 // "QUEUED", "RUNNING", ...; "UNSPECIFIED" for kUnspecified.
 absl::string_view JobStateName(JobState state);
-// Accepts "QUEUED" or "STATE_QUEUED" (case-sensitive). False for anything else.
+// Accepts "QUEUED", "queued" or "STATE_QUEUED" (any case). False for
+// anything else.
 bool ParseJobState(absl::string_view text, JobState* state);
 
 inline constexpr absl::string_view kDefaultQueue = "default";

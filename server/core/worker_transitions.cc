@@ -125,12 +125,22 @@ absl::StatusOr<JobChange> ReportProgress(const Job& job, absl::Time now,
                                          absl::string_view log_line) {
   if (absl::Status s = CheckLease(job, attempt); !s.ok()) return s;
   JobChange c{job, {}};
-  c.job.progress = progress;
-  JobEvent e;
-  e.job_id = job.id;
-  e.type = EventType::kProgress;
-  e.progress = progress;
-  c.events.push_back(std::move(e));
+  // A log line that comes with the progress the job already has (none:
+  // all zero) is only a log line.
+  const Progress& before =
+      job.progress.has_value() ? *job.progress : Progress{};
+  const bool same = progress.done == before.done &&
+                    progress.total == before.total &&
+                    progress.message == before.message &&
+                    progress.details_json == before.details_json;
+  if (log_line.empty() || !same) {
+    c.job.progress = progress;
+    JobEvent e;
+    e.job_id = job.id;
+    e.type = EventType::kProgress;
+    e.progress = progress;
+    c.events.push_back(std::move(e));
+  }
   if (!log_line.empty()) {
     JobEvent log;
     log.job_id = job.id;

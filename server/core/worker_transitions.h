@@ -36,6 +36,8 @@ absl::StatusOr<JobChange> Assign(const Job& job, absl::Time now,
                                  absl::Duration lease_ttl);
 
 // Records progress (and an optional log line as a log event). No state change.
+// With a log line and the progress the job already has (all zero when it has
+// none), only the log event is recorded.
 absl::StatusOr<JobChange> ReportProgress(const Job& job, absl::Time now,
                                          int32_t attempt,
                                          const Progress& progress,

@@ -201,6 +201,23 @@ TEST(WorkerTransitionsTest, ProgressIsRecordedWithAnOptionalLogLine) {
   EXPECT_EQ(c->events[1].type, EventType::kLog);
 }
 
+TEST(WorkerTransitionsTest, ALogLineWithUnchangedProgressIsOnlyALogEvent) {
+  Job job = Running(1);
+  auto first = wt::ReportProgress(job, kNow, 1, Progress{}, "starting");
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->events.size(), 1u);
+  EXPECT_EQ(first->events[0].type, EventType::kLog);
+  EXPECT_FALSE(first->job.progress.has_value());
+  Progress p;
+  p.done = 3;
+  p.total = 10;
+  job.progress = p;
+  auto again = wt::ReportProgress(job, kNow, 1, p, "still at 3");
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->events.size(), 1u);
+  EXPECT_EQ(again->events[0].type, EventType::kLog);
+}
+
 TEST(WorkerTransitionsTest, PromoteScheduledWhenDue) {
   Job job = Queued();
   job.state = JobState::kScheduled;

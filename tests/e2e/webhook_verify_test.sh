@@ -72,6 +72,7 @@ request raw 600 "$body" >"$work/old"
 verify=(webhook verify --secret-file "$work/secrets")
 check "raw HTTP request, rotating secret file" 0 verified "$work/raw" "${verify[@]}"
 check "header lines and body" 0 verified "$work/plain" "${verify[@]}"
+check "as JSON, -o anywhere" 0 "\"verified\": true" "$work/plain" webhook verify -o json --secret-file "$work/old-only"
 check "one secret" 0 verified "$work/plain" webhook verify --secret-file "$work/old-only"
 check "tampered body" 1 "jobwire: webhook verify: UNAUTHENTICATED: no v1 signature" \
   "$work/tampered" "${verify[@]}"
