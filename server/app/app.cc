@@ -375,6 +375,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.request_timeout = options_.http_request_timeout;
   http.write_timeout = options_.http_write_timeout;
   http.draining = [this] { return draining(); };
+  http.watches = job_service_.get();
   // Rendered on the executor (it reads /proc and takes the dispatcher's
   // lock), never on the HTTP thread.
   http.metrics = [metrics = metrics_.get(), executor = executor_.get()](
@@ -502,16 +503,19 @@ void App::Stop() {
       // grpc::Server::Shutdown has begun and calls just accepted are
       // counted.
       const absl::Time settled = absl::Now() + kSettle;
-      while (absl::Now() < finish_at &&
-             (absl::Now() < settled || open_calls_->load() > 0)) {
+      // SSE streams are watches but not gRPC calls: they count too.
+      auto open = [this] {
+        return open_calls_->load() > 0 ||
+               (http_ != nullptr && http_->open_event_streams() > 0);
+      };
+      while (absl::Now() < finish_at && (absl::Now() < settled || open())) {
         absl::MutexLock lock(&mu_);
         if (mu_.AwaitWithTimeout(absl::Condition(&skip_grace_),
                                  absl::Milliseconds(20))) {
           break;
         }
       }
-      if (open_calls_->load(std::memory_order_acquire) == 0 &&
-          absl::Now() < finish_at) {
+      if (!open() && absl::Now() < finish_at) {
         // Every call has ended: what is left are idle connections whose
         // clients did not close them after the GOAWAY. They would hold
         // Shutdown until the deadline; close them now.
