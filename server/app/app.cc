@@ -187,8 +187,12 @@ absl::Status App::Build() {
   ServerMetrics::Sources metric_sources;
   metric_sources.dispatcher = dispatcher_.get();
   metric_sources.store = store_.get();
+  // The service's streams include the HTTP face's SSE streams (watches of
+  // the same service, jobwire_sse_streams): the gRPC gauge leaves them out.
   metric_sources.watch_streams = [this] {
-    return static_cast<int64_t>(job_service_->open_streams());
+    const int64_t sse = http_ != nullptr ? http_->open_event_streams() : 0;
+    return std::max<int64_t>(
+        0, static_cast<int64_t>(job_service_->open_streams()) - sse);
   };
   if (!options_.http_listen.empty()) {
     metric_sources.sse_streams = [this] {
