@@ -3,8 +3,9 @@
 // WatchReactorCore is a watch: one EventBus subscription joined with the
 // durable log. It writes to a WatchSink (watch_sink.h): the gRPC reactor
 // made by StartWatchJobReactor / StartWatchJobsReactor, or the HTTP face's
-// Server-Sent Events writer, which opens the core with NewWatchJob /
-// NewWatchJobs and Begin(sink). Everything below holds for both.
+// Server-Sent Events writer, which gets the core from NewWatchJob /
+// NewWatchJobs (through JobServiceImpl::NewWatch) and calls Begin(sink).
+// Everything below holds for both.
 //
 // A watch joins the durable log and the live EventBus with no gap and no
 // duplicate, without a thread per stream and with bounded memory:
