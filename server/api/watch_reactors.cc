@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
+#include "server/api/write_coalescing.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
-#include "server/api/write_coalescing.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -433,8 +433,8 @@ class GrpcWatchSink final : public grpc::ServerWriteReactor<Response>,
 
  private:
   WatchReactorCore* const core_;
-  Response response_;           // the write in flight
-  WriteCoalescer coalescer_;    // used under the core's lock
+  Response response_;         // the write in flight
+  WriteCoalescer coalescer_;  // used under the core's lock
 };
 
 template <typename Response>
@@ -487,7 +487,7 @@ grpc::ServerWriteReactor<v1::WatchJobsResponse>* StartWatchJobsReactor(
 // WatchJobCore
 
 WatchJobCore::WatchJobCore(const WatchDeps& deps,
-                                 const v1::WatchJobRequest& request)
+                           const v1::WatchJobRequest& request)
     : WatchReactorCore(deps),
       job_id_(request.id()),
       after_seq_(request.has_after_seq()
@@ -545,7 +545,7 @@ absl::StatusOr<WatchReactorCore::LogPage> WatchJobCore::ReadLogBlocking(
 }
 
 EventBus::ResumeResult WatchJobCore::Resume(EventBus::Subscription* s,
-                                               int64_t cursor) {
+                                            int64_t cursor) {
   return deps_.bus->ResumeJob(s, cursor);
 }
 
@@ -557,8 +557,8 @@ bool WatchJobCore::Ends(const JobEvent& event) const {
 // WatchJobsCore
 
 WatchJobsCore::WatchJobsCore(const WatchDeps& deps,
-                                   const v1::WatchJobsRequest& request,
-                                   FilterExpr filter)
+                             const v1::WatchJobsRequest& request,
+                             FilterExpr filter)
     : WatchReactorCore(deps),
       filter_(std::move(filter)),
       after_event_id_(request.has_after_event_id()
@@ -605,7 +605,7 @@ absl::StatusOr<WatchReactorCore::LogPage> WatchJobsCore::ReadLogBlocking(
 }
 
 EventBus::ResumeResult WatchJobsCore::Resume(EventBus::Subscription* s,
-                                                int64_t cursor) {
+                                             int64_t cursor) {
   return deps_.bus->ResumeAll(s, cursor);
 }
 

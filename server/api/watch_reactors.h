@@ -43,14 +43,14 @@
 // cancels, UNAVAILABLE at shutdown (after `draining`), and with the store's
 // error (NOT_FOUND, INVALID_ARGUMENT, ...) when the start fails.
 //
-// Threads and locks. Sink reactions run on the sink's threads, OnEvent on the store's
-// completion thread or idle writer (or inside a Resume call), reads on the
-// Executor; none blocks except the Executor reads. Lock order: EventBus::mu_
-// and StreamRegistry::mu_ before WatchReactorCore::mu_; the reactor never calls
-// the bus or the registry while holding mu_. One write in flight (the gRPC
-// sink coalesces a burst of queued events into few socket writes, the last
-// one never held back: server/api/write_coalescing.h); FinishWatch exactly
-// once behind finished_.
+// Threads and locks. Sink reactions run on the sink's threads, OnEvent on the
+// store's completion thread or idle writer (or inside a Resume call), reads on
+// the Executor; none blocks except the Executor reads. Lock order:
+// EventBus::mu_ and StreamRegistry::mu_ before WatchReactorCore::mu_; the
+// reactor never calls the bus or the registry while holding mu_. One write in
+// flight (the gRPC sink coalesces a burst of queued events into few socket
+// writes, the last one never held back: server/api/write_coalescing.h);
+// FinishWatch exactly once behind finished_.
 //
 // Lifetime: reference counted. The sink holds one reference until Done();
 // each scheduled Executor task holds one. The last release unregisters,

@@ -234,26 +234,26 @@ class Session final : public HttpServer::Impl::SessionBase,
   // WatchSink, for the SSE stream's watch: called on any thread with the
   // watch's lock held, so each posts to the HTTP thread. The frame is
   // rendered here, off the HTTP thread.
-  void WriteMessage(const WatchMessage& message, bool /*more_queued*/) override {
+  void WriteMessage(const WatchMessage& message,
+                    bool /*more_queued*/) override {
     std::string frame = FrameOf(message, cursor_is_seq_);
-    net::post(stream_.get_executor(),
-              [s = this->shared_from_this(), frame = std::move(frame)]() mutable {
-                s->OnFrame(std::move(frame));
-              });
+    net::post(stream_.get_executor(), [s = this->shared_from_this(),
+                                       frame = std::move(frame)]() mutable {
+      s->OnFrame(std::move(frame));
+    });
   }
   void FinishWatch(const absl::Status& status) override {
     // The posted handler holds the session: it is released on its thread.
     // Nothing of this session is touched after the post.
     auto executor = stream_.get_executor();
-    net::post(executor, [s = std::move(watch_hold_), status] {
-      s->OnEventsEnd(status);
-    });
+    net::post(executor,
+              [s = std::move(watch_hold_), status] { s->OnEventsEnd(status); });
   }
 
   struct Chunk {
     std::string bytes;
     bool from_watch = false;  // WriteDone() once written
-    bool last = false;       // the terminating chunk
+    bool last = false;        // the terminating chunk
   };
 
   void Read() {
@@ -576,7 +576,8 @@ class Session final : public HttpServer::Impl::SessionBase,
     absl::StatusOr<WatchReactorCore*> watch = absl::InternalError("no watch");
     if (const auto* r = dynamic_cast<const v1::WatchJobRequest*>(&rpc)) {
       watch = server_->options.watches->NewWatch(*r);
-    } else if (const auto* r = dynamic_cast<const v1::WatchJobsRequest*>(&rpc)) {
+    } else if (const auto* r =
+                   dynamic_cast<const v1::WatchJobsRequest*>(&rpc)) {
       watch = server_->options.watches->NewWatch(*r);
     }
     if (!watch.ok()) return Write(HttpErrorOf(watch.status()));
@@ -672,14 +673,13 @@ class Session final : public HttpServer::Impl::SessionBase,
       res.chunked(true);
       writing_ = true;
       stream_.expires_after(Chrono(server_->options.write_timeout));
-      http::async_write_header(
-          stream_, head->serializer,
-          [self = this->shared_from_this(), head](beast::error_code ec,
-                                                  std::size_t) {
-            self->writing_ = false;
-            if (ec) return self->Close();
-            self->Pump();
-          });
+      http::async_write_header(stream_, head->serializer,
+                               [self = this->shared_from_this(), head](
+                                   beast::error_code ec, std::size_t) {
+                                 self->writing_ = false;
+                                 if (ec) return self->Close();
+                                 self->Pump();
+                               });
       return;
     }
     if (out_.empty()) return;
