@@ -307,12 +307,22 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
-  return WatchJobReactor::Start(watch_deps(), *request);
+  return StartWatchJobReactor(watch_deps(), *request);
 }
 
 grpc::ServerWriteReactor<v1::WatchJobsResponse>* JobServiceImpl::WatchJobs(
     grpc::CallbackServerContext* context, const v1::WatchJobsRequest* request) {
-  return WatchJobsReactor::Start(watch_deps(), *request);
+  return StartWatchJobsReactor(watch_deps(), *request);
+}
+
+absl::StatusOr<WatchReactorCore*> JobServiceImpl::NewWatch(
+    const v1::WatchJobRequest& request) {
+  return NewWatchJob(watch_deps(), request);
+}
+
+absl::StatusOr<WatchReactorCore*> JobServiceImpl::NewWatch(
+    const v1::WatchJobsRequest& request) {
+  return NewWatchJobs(watch_deps(), request);
 }
 
 void JobServiceImpl::MutateJob(grpc::ServerUnaryReactor* reactor,

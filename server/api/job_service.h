@@ -149,6 +149,16 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
       const v1::ExplainJobRequest* request,
       v1::ExplainJobResponse* response) override;
 
+  // A watch for a face other than gRPC (the HTTP face's Server-Sent Events),
+  // to Begin() on the caller's sink (watch_sink.h): the same validation
+  // (INVALID_ARGUMENT), core and registry as WatchJob / WatchJobs, so it
+  // gets the same catch-up, bounded buffer, heartbeats, stall checks,
+  // `draining` and shutdown, and counts in open_streams().
+  absl::StatusOr<WatchReactorCore*> NewWatch(
+      const v1::WatchJobRequest& request);
+  absl::StatusOr<WatchReactorCore*> NewWatch(
+      const v1::WatchJobsRequest& request);
+
   // Heartbeats on idle watches and RESOURCE_EXHAUSTED for stalled ones, at
   // the Clock's now. Non-blocking; any thread.
   void Tick();

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -1292,6 +1293,153 @@ TEST(JobServiceTest, AWebhookUrlTheCheckRefusesIsAFieldViolation) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(ViolationFields(s), ::testing::ElementsAre("job.webhook.url"));
   EXPECT_EQ(f.CountJobs(), 0);
+}
+
+// A sink of a face other than gRPC (the HTTP face's SSE writer), driven by
+// the test: it records what the watch writes and takes a write only when
+// Take() is called, so a test can be a slow reader.
+class RecordingSink : public WatchSink {
+ public:
+  void WriteMessage(const WatchMessage& message, bool) override {
+    absl::MutexLock lock(&mu_);
+    messages_.push_back(message);
+  }
+  void FinishWatch(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    finished_ = status;
+  }
+
+  // Waits for the `n`th message (1-based) and returns it.
+  WatchMessage WaitForMessage(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return messages_.size() >= n;
+    };
+    mu_.Await(absl::Condition(&arrived));
+    return messages_[n - 1];
+  }
+  absl::Status WaitForFinish() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](std::optional<absl::Status>* f) { return f->has_value(); },
+        &finished_));
+    return *finished_;
+  }
+  size_t written() {
+    absl::MutexLock lock(&mu_);
+    return messages_.size();
+  }
+  // Opens the watch of `request` on this sink.
+  template <typename Request>
+  absl::Status Open(JobServiceImpl* service, const Request& request) {
+    absl::StatusOr<WatchReactorCore*> opened = service->NewWatch(request);
+    if (!opened.ok()) return opened.status();
+    watch = *opened;
+    watch->Begin(this);
+    return absl::OkStatus();
+  }
+  // The peer took the write in flight.
+  void Take() { watch->WriteDone(true); }
+
+  WatchReactorCore* watch = nullptr;
+
+ private:
+  absl::Mutex mu_;
+  std::vector<WatchMessage> messages_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> finished_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(JobServiceTest, NewWatchRefusesBadRequestsAsTheGrpcMethodsDo) {
+  Fixture f(DefaultOptions());
+  v1::WatchJobRequest job_request;
+  EXPECT_EQ(f.service->NewWatch(job_request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  job_request.set_id("j");
+  job_request.set_after_seq(-1);
+  EXPECT_EQ(f.service->NewWatch(job_request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::WatchJobsRequest jobs_request;
+  jobs_request.set_filter("queue = ");
+  EXPECT_EQ(f.service->NewWatch(jobs_request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  jobs_request.set_filter("create_time > 5");
+  EXPECT_EQ(f.service->NewWatch(jobs_request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.service->open_streams(), 0u);
+}
+
+TEST(JobServiceTest, AWatchOnAnotherSinkGetsSnapshotEventsAndTheEnd) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  RecordingSink sink;
+  ASSERT_TRUE(sink.Open(f.service.get(), req).ok());
+  EXPECT_EQ(f.service->open_streams(), 1u);  // the service's own registry
+  WatchMessage m = sink.WaitForMessage(1);
+  EXPECT_EQ(m.kind, WatchMessage::Kind::kSnapshot);
+  EXPECT_EQ(m.job.id, job.id());
+  sink.Take();
+  f.Log(job.id(), "hello");
+  m = sink.WaitForMessage(2);
+  EXPECT_EQ(m.kind, WatchMessage::Kind::kEvent);
+  EXPECT_EQ(m.event.log_line, "hello");
+  EXPECT_EQ(m.event.seq, job.last_seq() + 1);
+  sink.Take();
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  m = sink.WaitForMessage(3);
+  EXPECT_EQ(m.event.type, EventType::kStateChanged);
+  EXPECT_EQ(m.event.to, JobState::kCancelled);
+  sink.Take();
+  // The terminal event ends the watch with OK, as WatchJob does.
+  EXPECT_TRUE(sink.WaitForFinish().ok());
+  sink.watch->Done();
+  EXPECT_EQ(f.service->open_streams(), 0u);
+}
+
+TEST(JobServiceTest, ASinkThatStopsTakingWritesIsCutOffWithBoundedMemory) {
+  JobServiceImpl::Options options;
+  options.watch.buffer = 8;
+  options.watch.stall_timeout = absl::Seconds(30);
+  Fixture f(options);
+  v1::Job job = f.Submit("k");
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  RecordingSink sink;
+  ASSERT_TRUE(sink.Open(f.service.get(), req).ok());
+  sink.WaitForMessage(1);  // the snapshot, never taken
+
+  for (int i = 0; i < 100; ++i) f.Log(job.id(), "line");
+  EXPECT_LE(f.service->buffered_messages(), 8u + 1u);
+  EXPECT_EQ(sink.written(), 1u);  // one write at a time
+
+  f.clock.Advance(absl::Seconds(31));
+  f.service->Tick();
+  absl::Status status = sink.WaitForFinish();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  // The write in flight may still end after the finish; then the sink lets go.
+  sink.watch->WriteDone(false);
+  EXPECT_EQ(f.service->buffered_messages(), 0u);  // the queue was dropped
+  sink.watch->Done();
+  EXPECT_EQ(f.service->open_streams(), 0u);
+}
+
+TEST(JobServiceTest, AWatchOnAnotherSinkIsToldDrainingThenEndedAtShutdown) {
+  Fixture f(DefaultOptions());
+  v1::WatchJobsRequest req;
+  req.set_filter("queue = \"q\"");
+  RecordingSink sink;
+  ASSERT_TRUE(sink.Open(f.service.get(), req).ok());
+  const absl::Time deadline = f.clock.Now() + absl::Seconds(5);
+  f.service->StartShutdown(deadline);
+  WatchMessage m = sink.WaitForMessage(1);
+  EXPECT_EQ(m.kind, WatchMessage::Kind::kDraining);
+  EXPECT_EQ(m.time, deadline);
+  sink.Take();
+  f.service->FinishShutdown(absl::ZeroDuration());
+  EXPECT_EQ(sink.WaitForFinish().code(), absl::StatusCode::kUnavailable);
+  sink.watch->Done();
+  EXPECT_EQ(f.service->open_streams(), 0u);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
+#include "server/api/write_coalescing.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/transport/grpc_status.h"
@@ -24,8 +25,8 @@ class FinishedReactor final : public grpc::ServerWriteReactor<Response> {
 
 // Fills either response type: both carry the same oneof.
 template <typename Response>
-void Fill(const WatchReactorCore::Outgoing& m, Response* out) {
-  using Kind = WatchReactorCore::Outgoing::Kind;
+void Fill(const WatchMessage& m, Response* out) {
+  using Kind = WatchMessage::Kind;
   out->Clear();
   switch (m.kind) {
     case Kind::kEvent:
@@ -53,6 +54,16 @@ bool IsTerminalEvent(const JobEvent& e) {
 
 }  // namespace
 
+void WatchMessageToProto(const WatchMessage& message,
+                         v1::WatchJobResponse* out) {
+  Fill(message, out);
+}
+
+void WatchMessageToProto(const WatchMessage& message,
+                         v1::WatchJobsResponse* out) {
+  Fill(message, out);
+}
+
 // ---------------------------------------------------------------------------
 // WatchReactorCore
 
@@ -64,7 +75,8 @@ WatchReactorCore::WatchReactorCore(const WatchDeps& deps) : deps_(deps) {
 
 WatchReactorCore::~WatchReactorCore() = default;
 
-void WatchReactorCore::Begin() {
+void WatchReactorCore::Begin(WatchSink* sink) {
+  sink_ = sink;
   deps_.registry->Add(this);
   if (StartsLive()) {
     // Live from the first event after the subscription; OnEvent may run on
@@ -103,8 +115,7 @@ void WatchReactorCore::RunOnExecutor(std::function<void()> fn) {
   {
     absl::MutexLock lock(&mu_);
     catching_up_ = false;
-    FinishLocked(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    FinishLocked(absl::UnavailableError("server is shutting down"));
   }
   Unref();
 }
@@ -114,7 +125,7 @@ void WatchReactorCore::StartStep() {
   {
     absl::MutexLock lock(&mu_);
     if (!status.ok()) {
-      FinishLocked(ToGrpcStatus(status));
+      FinishLocked(status);
       return;
     }
     started_ = true;
@@ -177,7 +188,7 @@ void WatchReactorCore::ReadStep() {
     absl::MutexLock lock(&mu_);
     catching_up_ = false;
     if (!page.ok()) {
-      FinishLocked(ToGrpcStatus(page.status()));
+      FinishLocked(page.status());
       return;
     }
     if (page->reset.has_value()) {
@@ -246,23 +257,21 @@ bool WatchReactorCore::OnEvent(const JobEvent& event) {
 void WatchReactorCore::PumpLocked() {
   if (finished_ || writing_) return;
   if (queue_.empty()) {
-    if (end_after_queue_) FinishLocked(grpc::Status::OK);
+    if (end_after_queue_) FinishLocked(absl::OkStatus());
     return;
   }
   in_flight_ = std::move(queue_.front());
   queue_.pop_front();
   writing_ = true;
   write_started_ = deps_.clock->Now();
-  // A burst of events leaves in one socket write; the last one, or a lone
-  // one, is not held back (server/api/write_coalescing.h).
-  StartWriteOf(in_flight_, coalescer_.Next(!queue_.empty()));
+  sink_->WriteMessage(in_flight_, /*more_queued=*/!queue_.empty());
 }
 
-void WatchReactorCore::FinishLocked(const grpc::Status& status) {
+void WatchReactorCore::FinishLocked(const absl::Status& status) {
   if (finished_) return;
   finished_ = true;
   queue_.clear();
-  FinishWith(status);
+  sink_->FinishWatch(status);
 }
 
 void WatchReactorCore::WriteDone(bool ok) {
@@ -271,7 +280,7 @@ void WatchReactorCore::WriteDone(bool ok) {
     writing_ = false;
     last_write_ = deps_.clock->Now();
     if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+      FinishLocked(absl::CancelledError("write failed"));
       return;
     }
     PumpLocked();
@@ -281,7 +290,7 @@ void WatchReactorCore::WriteDone(bool ok) {
 
 void WatchReactorCore::Cancelled() {
   absl::MutexLock lock(&mu_);
-  FinishLocked(grpc::Status::CANCELLED);
+  FinishLocked(absl::CancelledError());
 }
 
 void WatchReactorCore::Done() { Unref(); }
@@ -312,10 +321,10 @@ void WatchReactorCore::Tick(absl::Time now) {
   if (writing_) {
     if (now - write_started_ >= deps_.options.stall_timeout) {
       JW_LOG(WARNING) << "ending a watch whose peer stopped reading";
-      FinishLocked(ToGrpcStatus(ResourceExhaustedError(
+      FinishLocked(ResourceExhaustedError(
           absl::StrCat("the watcher took no message for ",
                        absl::FormatDuration(now - write_started_)),
-          "WATCHER_STALLED")));
+          "WATCHER_STALLED"));
     }
     return;
   }
@@ -340,7 +349,7 @@ void WatchReactorCore::Drain(absl::Time deadline) {
 
 void WatchReactorCore::Abort(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
-  FinishLocked(ToGrpcStatus(status));
+  FinishLocked(status);
 }
 
 size_t WatchReactorCore::BufferedMessages() {
@@ -349,36 +358,147 @@ size_t WatchReactorCore::BufferedMessages() {
 }
 
 // ---------------------------------------------------------------------------
-// WatchJobReactor
+// The two kinds of watch and the gRPC sink.
 
-grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJobReactor::Start(
-    const WatchDeps& deps, const v1::WatchJobRequest& request) {
-  if (request.id().empty()) {
-    return new FinishedReactor<v1::WatchJobResponse>(
-        InvalidArgumentError("id", "is required"));
+namespace {
+
+// WatchJob: one job by id, cursor seq.
+class WatchJobCore final : public WatchReactorCore {
+ public:
+  WatchJobCore(const WatchDeps& deps, const v1::WatchJobRequest& request);
+
+ private:
+  bool StartsLive() const override { return false; }
+  EventBus::Subscription* Subscribe(int64_t* cursor) override;
+  absl::Status StartBlocking() override;
+  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
+  EventBus::ResumeResult Resume(EventBus::Subscription* s,
+                                int64_t cursor) override;
+  int64_t CursorOf(const JobEvent& event) const override { return event.seq; }
+  bool Wants(const JobEvent& event) const override { return true; }
+  bool Ends(const JobEvent& event) const override;
+  bool Dense() const override { return true; }
+
+  const std::string job_id_;
+  const std::optional<int64_t> after_seq_;
+};
+
+// WatchJobs: every job matching a filter, cursor event_id.
+class WatchJobsCore final : public WatchReactorCore {
+ public:
+  WatchJobsCore(const WatchDeps& deps, const v1::WatchJobsRequest& request,
+                FilterExpr filter);
+
+ private:
+  bool StartsLive() const override { return !after_event_id_.has_value(); }
+  EventBus::Subscription* Subscribe(int64_t* cursor) override;
+  absl::Status StartBlocking() override;
+  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
+  EventBus::ResumeResult Resume(EventBus::Subscription* s,
+                                int64_t cursor) override;
+  int64_t CursorOf(const JobEvent& event) const override {
+    return event.event_id;
   }
-  if (request.has_after_seq() && request.after_seq() < 0) {
-    return new FinishedReactor<v1::WatchJobResponse>(
-        InvalidArgumentError("after_seq", "must not be negative"));
+  bool Wants(const JobEvent& event) const override;
+  bool Ends(const JobEvent& event) const override { return false; }
+  bool Dense() const override { return false; }
+
+  const FilterExpr filter_;
+  const std::optional<int64_t> after_event_id_;
+};
+
+// The gRPC write reactor as a watch's sink; deletes itself after OnDone.
+template <typename Response>
+class GrpcWatchSink final : public grpc::ServerWriteReactor<Response>,
+                            public WatchSink {
+ public:
+  explicit GrpcWatchSink(WatchReactorCore* core) : core_(core) {}
+
+  void WriteMessage(const WatchMessage& message, bool more_queued) override {
+    WatchMessageToProto(message, &response_);
+    // A burst of events leaves in one socket write; the last one, or a lone
+    // one, is not held back (server/api/write_coalescing.h).
+    this->StartWrite(&response_, coalescer_.Next(more_queued));
   }
-  auto* reactor = new WatchJobReactor(deps, request);
-  reactor->Begin();
-  return reactor;
+  void FinishWatch(const absl::Status& status) override {
+    this->Finish(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { core_->WriteDone(ok); }
+  void OnCancel() override { core_->Cancelled(); }
+  void OnDone() override {
+    core_->Done();
+    delete this;
+  }
+
+ private:
+  WatchReactorCore* const core_;
+  Response response_;         // the write in flight
+  WriteCoalescer coalescer_;  // used under the core's lock
+};
+
+template <typename Response>
+grpc::ServerWriteReactor<Response>* StartReactor(
+    absl::StatusOr<WatchReactorCore*> core) {
+  if (!core.ok()) return new FinishedReactor<Response>(core.status());
+  auto* sink = new GrpcWatchSink<Response>(*core);
+  (*core)->Begin(sink);
+  return sink;
 }
 
-WatchJobReactor::WatchJobReactor(const WatchDeps& deps,
-                                 const v1::WatchJobRequest& request)
+}  // namespace
+
+absl::StatusOr<WatchReactorCore*> NewWatchJob(
+    const WatchDeps& deps, const v1::WatchJobRequest& request) {
+  if (request.id().empty()) return InvalidArgumentError("id", "is required");
+  if (request.has_after_seq() && request.after_seq() < 0) {
+    return InvalidArgumentError("after_seq", "must not be negative");
+  }
+  return new WatchJobCore(deps, request);
+}
+
+absl::StatusOr<WatchReactorCore*> NewWatchJobs(
+    const WatchDeps& deps, const v1::WatchJobsRequest& request) {
+  absl::StatusOr<FilterExpr> filter = ParseFilter(request.filter());
+  if (!filter.ok()) return filter.status();
+  if (!IsEvaluableInMemory(*filter)) {
+    return InvalidArgumentError(
+        "filter",
+        "WatchJobs filters may use only id, queue, kind, priority, "
+        "state and labels.KEY");
+  }
+  if (request.has_after_event_id() && request.after_event_id() < 0) {
+    return InvalidArgumentError("after_event_id", "must not be negative");
+  }
+  return new WatchJobsCore(deps, request, *std::move(filter));
+}
+
+grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJobReactor(
+    const WatchDeps& deps, const v1::WatchJobRequest& request) {
+  return StartReactor<v1::WatchJobResponse>(NewWatchJob(deps, request));
+}
+
+grpc::ServerWriteReactor<v1::WatchJobsResponse>* StartWatchJobsReactor(
+    const WatchDeps& deps, const v1::WatchJobsRequest& request) {
+  return StartReactor<v1::WatchJobsResponse>(NewWatchJobs(deps, request));
+}
+
+// ---------------------------------------------------------------------------
+// WatchJobCore
+
+WatchJobCore::WatchJobCore(const WatchDeps& deps,
+                           const v1::WatchJobRequest& request)
     : WatchReactorCore(deps),
       job_id_(request.id()),
       after_seq_(request.has_after_seq()
                      ? std::optional<int64_t>(request.after_seq())
                      : std::nullopt) {}
 
-EventBus::Subscription* WatchJobReactor::Subscribe(int64_t* cursor) {
+EventBus::Subscription* WatchJobCore::Subscribe(int64_t* cursor) {
   return deps_.bus->SubscribeJob(job_id_, this, /*live=*/false);
 }
 
-absl::Status WatchJobReactor::StartBlocking() {
+absl::Status WatchJobCore::StartBlocking() {
   absl::StatusOr<Job> job = deps_.store->GetJobBlocking(job_id_);
   if (!job.ok()) return job.status();
   if (!after_seq_.has_value()) {
@@ -399,7 +519,7 @@ absl::Status WatchJobReactor::StartBlocking() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<WatchReactorCore::LogPage> WatchJobReactor::ReadLogBlocking(
+absl::StatusOr<WatchReactorCore::LogPage> WatchJobCore::ReadLogBlocking(
     int64_t cursor, int limit) {
   LogPage page;
   absl::StatusOr<std::vector<JobEvent>> events =
@@ -424,60 +544,33 @@ absl::StatusOr<WatchReactorCore::LogPage> WatchJobReactor::ReadLogBlocking(
   return page;
 }
 
-EventBus::ResumeResult WatchJobReactor::Resume(EventBus::Subscription* s,
-                                               int64_t cursor) {
+EventBus::ResumeResult WatchJobCore::Resume(EventBus::Subscription* s,
+                                            int64_t cursor) {
   return deps_.bus->ResumeJob(s, cursor);
 }
 
-bool WatchJobReactor::Ends(const JobEvent& event) const {
+bool WatchJobCore::Ends(const JobEvent& event) const {
   return IsTerminalEvent(event);
 }
 
-void WatchJobReactor::StartWriteOf(const Outgoing& message,
-                                   grpc::WriteOptions options) {
-  Fill(message, &response_);
-  StartWrite(&response_, options);
-}
-
 // ---------------------------------------------------------------------------
-// WatchJobsReactor
+// WatchJobsCore
 
-grpc::ServerWriteReactor<v1::WatchJobsResponse>* WatchJobsReactor::Start(
-    const WatchDeps& deps, const v1::WatchJobsRequest& request) {
-  absl::StatusOr<FilterExpr> filter = ParseFilter(request.filter());
-  if (!filter.ok()) {
-    return new FinishedReactor<v1::WatchJobsResponse>(filter.status());
-  }
-  if (!IsEvaluableInMemory(*filter)) {
-    return new FinishedReactor<v1::WatchJobsResponse>(InvalidArgumentError(
-        "filter",
-        "WatchJobs filters may use only id, queue, kind, priority, "
-        "state and labels.KEY"));
-  }
-  if (request.has_after_event_id() && request.after_event_id() < 0) {
-    return new FinishedReactor<v1::WatchJobsResponse>(
-        InvalidArgumentError("after_event_id", "must not be negative"));
-  }
-  auto* reactor = new WatchJobsReactor(deps, request, *std::move(filter));
-  reactor->Begin();
-  return reactor;
-}
-
-WatchJobsReactor::WatchJobsReactor(const WatchDeps& deps,
-                                   const v1::WatchJobsRequest& request,
-                                   FilterExpr filter)
+WatchJobsCore::WatchJobsCore(const WatchDeps& deps,
+                             const v1::WatchJobsRequest& request,
+                             FilterExpr filter)
     : WatchReactorCore(deps),
       filter_(std::move(filter)),
       after_event_id_(request.has_after_event_id()
                           ? std::optional<int64_t>(request.after_event_id())
                           : std::nullopt) {}
 
-EventBus::Subscription* WatchJobsReactor::Subscribe(int64_t* cursor) {
+EventBus::Subscription* WatchJobsCore::Subscribe(int64_t* cursor) {
   // Without a cursor the watch starts live at the bus's last event.
   return deps_.bus->SubscribeAll(this, StartsLive(), cursor);
 }
 
-absl::Status WatchJobsReactor::StartBlocking() {
+absl::Status WatchJobsCore::StartBlocking() {
   const int64_t after = *after_event_id_;
   absl::StatusOr<int64_t> last = deps_.store->LastEventIdBlocking();
   if (!last.ok()) return last.status();
@@ -500,7 +593,7 @@ absl::Status WatchJobsReactor::StartBlocking() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<WatchReactorCore::LogPage> WatchJobsReactor::ReadLogBlocking(
+absl::StatusOr<WatchReactorCore::LogPage> WatchJobsCore::ReadLogBlocking(
     int64_t cursor, int limit) {
   LogPage page;
   absl::StatusOr<std::vector<JobEvent>> events =
@@ -511,19 +604,13 @@ absl::StatusOr<WatchReactorCore::LogPage> WatchJobsReactor::ReadLogBlocking(
   return page;
 }
 
-EventBus::ResumeResult WatchJobsReactor::Resume(EventBus::Subscription* s,
-                                                int64_t cursor) {
+EventBus::ResumeResult WatchJobsCore::Resume(EventBus::Subscription* s,
+                                             int64_t cursor) {
   return deps_.bus->ResumeAll(s, cursor);
 }
 
-bool WatchJobsReactor::Wants(const JobEvent& event) const {
+bool WatchJobsCore::Wants(const JobEvent& event) const {
   return Matches(filter_, event);
-}
-
-void WatchJobsReactor::StartWriteOf(const Outgoing& message,
-                                    grpc::WriteOptions options) {
-  Fill(message, &response_);
-  StartWrite(&response_, options);
 }
 
 }  // namespace jobwire

@@ -1,4 +1,11 @@
-// Reactors of the WatchJob and WatchJobs server streams.
+// The watches of WatchJob and WatchJobs: one core, any transport.
+//
+// WatchReactorCore is a watch: one EventBus subscription joined with the
+// durable log. It writes to a WatchSink (watch_sink.h): the gRPC reactor
+// made by StartWatchJobReactor / StartWatchJobsReactor, or the HTTP face's
+// Server-Sent Events writer, which gets the core from NewWatchJob /
+// NewWatchJobs (through JobServiceImpl::NewWatch) and calls Begin(sink).
+// Everything below holds for both.
 //
 // A watch joins the durable log and the live EventBus with no gap and no
 // duplicate, without a thread per stream and with bounded memory:
@@ -28,26 +35,26 @@
 // finished with RESOURCE_EXHAUSTED (ErrorInfo reason "WATCHER_STALLED").
 //
 // Heartbeats, stall checks and draining are driven by the service through
-// ServiceStream (Tick/Drain/Abort) with time from the injected Clock.
+// ServiceStream (Tick/Drain/Abort) with time from the injected Clock; every
+// watch registers with the service's StreamRegistry, whatever its sink.
 //
 // Ending: WatchJob finishes OK right after writing a state_changed event to a
 // terminal state (or a terminal snapshot). Both finish CANCELLED when the peer
 // cancels, UNAVAILABLE at shutdown (after `draining`), and with the store's
 // error (NOT_FOUND, INVALID_ARGUMENT, ...) when the start fails.
 //
-// Threads and locks. Reactions run on gRPC threads, OnEvent on the store's
-// completion thread or idle writer (or inside a Resume call), reads on the
-// Executor; none blocks except the Executor reads. Lock order: EventBus::mu_
-// and StreamRegistry::mu_ before WatchReactorCore::mu_; the reactor never calls
-// the bus or the registry while holding mu_. One write in flight (a burst
-// of queued events is coalesced into few socket writes, the last one never
-// held back: server/api/write_coalescing.h); Finish exactly once behind
-// finished_.
+// Threads and locks. Sink reactions run on the sink's threads, OnEvent on the
+// store's completion thread or idle writer (or inside a Resume call), reads on
+// the Executor; none blocks except the Executor reads. Lock order:
+// EventBus::mu_ and StreamRegistry::mu_ before WatchReactorCore::mu_; the
+// reactor never calls the bus or the registry while holding mu_. One write in
+// flight (the gRPC sink coalesces a burst of queued events into few socket
+// writes, the last one never held back: server/api/write_coalescing.h);
+// FinishWatch exactly once behind finished_.
 //
-// Lifetime: reference counted. gRPC holds one reference until OnDone; each
-// scheduled Executor task holds one. The last release unregisters, ends the
-// bus subscription and deletes the reactor. Create with `new`; the handler
-// returns the pointer to gRPC.
+// Lifetime: reference counted. The sink holds one reference until Done();
+// each scheduled Executor task holds one. The last release unregisters,
+// ends the bus subscription and deletes the core.
 #ifndef JOBWIRE_SERVER_API_WATCH_REACTORS_H_
 #define JOBWIRE_SERVER_API_WATCH_REACTORS_H_
 
@@ -63,11 +70,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/api/stream_registry.h"
-#include "server/api/write_coalescing.h"
+#include "server/api/watch_sink.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
 #include "server/core/filter.h"
@@ -97,20 +105,23 @@ struct WatchDeps {
   WatchOptions options;
 };
 
-// The part shared by both watch reactors: queue, writes, catch-up, heartbeat,
-// drain and lifetime. See the file comment.
+// A watch: queue, writes, catch-up, heartbeat, drain and lifetime. See the
+// file comment. Made by NewWatchJob / NewWatchJobs.
 class WatchReactorCore : public EventSubscriber, public ServiceStream {
  public:
-  // One message for the peer, converted to the response type at write time.
-  struct Outgoing {
-    enum class Kind { kEvent, kSnapshot, kHeartbeat, kDraining, kReset };
-    Kind kind = Kind::kEvent;
-    JobEvent event;               // kEvent
-    Job job;                      // kSnapshot
-    absl::Time time;              // kHeartbeat: now; kDraining: the deadline
-    int64_t oldest_retained = 0;  // kReset
-    std::string reason;           // kReset
-  };
+  using Outgoing = WatchMessage;
+
+  // Starts the watch on `sink` (not owned; it lives until it calls Done()):
+  // registers with the service, subscribes to the bus and schedules the
+  // start. Messages and the end go to the sink, maybe before Begin returns.
+  // Call once.
+  void Begin(WatchSink* sink);
+
+  // The sink's reactions (watch_sink.h): a write ended; the peer went away;
+  // the sink lets go of the core (the last call it makes).
+  void WriteDone(bool ok);
+  void Cancelled();
+  void Done();
 
   // EventSubscriber.
   bool OnEvent(const JobEvent& event) override;
@@ -135,9 +146,6 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   explicit WatchReactorCore(const WatchDeps& deps);
   ~WatchReactorCore() override;
 
-  // Registers, subscribes (through Subscribe()) and schedules StartBlocking.
-  void Begin();
-
   // Hooks for the concrete reactor.
   // Whether the watch starts live at the bus's last event (WatchJobs without
   // a cursor); then StartBlocking is not run.
@@ -161,12 +169,6 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   virtual bool Ends(const JobEvent& event) const = 0;
   // Whether live events must be contiguous (WatchJob: seq + 1).
   virtual bool Dense() const = 0;
-  // Starts writing `message` with `options` (called with mu_ held, no write
-  // in flight).
-  virtual void StartWriteOf(const Outgoing& message,
-                            grpc::WriteOptions options) = 0;
-  // Calls the gRPC Finish (called once, with mu_ held).
-  virtual void FinishWith(const grpc::Status& status) = 0;
 
   // For StartBlocking: queue a message / set the cursor / end after the queue.
   // `read_log_first`: the log may hold events after `cursor` that the bus
@@ -175,11 +177,6 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   void Push(Outgoing message) ABSL_LOCKS_EXCLUDED(mu_);
   void SetCursor(int64_t cursor, bool read_log_first) ABSL_LOCKS_EXCLUDED(mu_);
   void EndAfterQueue() ABSL_LOCKS_EXCLUDED(mu_);
-
-  // gRPC reactions, forwarded by the concrete reactor.
-  void WriteDone(bool ok);
-  void Cancelled();
-  void Done();
 
   const WatchDeps deps_;
 
@@ -198,17 +195,17 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   bool AcceptLocked(const JobEvent& event, bool from_log)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FinishLocked(const grpc::Status& status)
+  void FinishLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::atomic<int> refs_{1};  // gRPC's, released in Done()
+  std::atomic<int> refs_{1};  // the sink's, released in Done()
   EventBus::Subscription* subscription_ = nullptr;  // set once in Begin()
+  WatchSink* sink_ = nullptr;                       // set once in Begin()
 
   absl::Mutex mu_;
   std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mu_);
   Outgoing in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  WriteCoalescer coalescer_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool end_after_queue_ ABSL_GUARDED_BY(mu_) = false;
@@ -224,79 +221,29 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   absl::Time last_write_ ABSL_GUARDED_BY(mu_);
 };
 
-// WatchJob: one job by id, cursor seq.
-class WatchJobReactor final
-    : public grpc::ServerWriteReactor<v1::WatchJobResponse>,
-      public WatchReactorCore {
- public:
-  // Starts the watch; the reactor deletes itself after OnDone.
-  static grpc::ServerWriteReactor<v1::WatchJobResponse>* Start(
-      const WatchDeps& deps, const v1::WatchJobRequest& request);
-
-  void OnWriteDone(bool ok) override { WriteDone(ok); }
-  void OnCancel() override { Cancelled(); }
-  void OnDone() override { Done(); }
-
- private:
-  WatchJobReactor(const WatchDeps& deps, const v1::WatchJobRequest& request);
-
-  bool StartsLive() const override { return false; }
-  EventBus::Subscription* Subscribe(int64_t* cursor) override;
-  absl::Status StartBlocking() override;
-  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
-  EventBus::ResumeResult Resume(EventBus::Subscription* s,
-                                int64_t cursor) override;
-  int64_t CursorOf(const JobEvent& event) const override { return event.seq; }
-  bool Wants(const JobEvent& event) const override { return true; }
-  bool Ends(const JobEvent& event) const override;
-  bool Dense() const override { return true; }
-  void StartWriteOf(const Outgoing& message,
-                    grpc::WriteOptions options) override;
-  void FinishWith(const grpc::Status& status) override { Finish(status); }
-
-  const std::string job_id_;
-  const std::optional<int64_t> after_seq_;
-  v1::WatchJobResponse response_;  // the write in flight
-};
-
+// Validate a request (INVALID_ARGUMENT with the field: the id, a negative
+// cursor, a WatchJobs filter that does not parse or uses fields a live event
+// does not carry) and make its watch, which does nothing until Begin(sink).
+// WatchJob: one job by id, cursor seq, ends after the terminal event.
 // WatchJobs: every job matching a filter, cursor event_id.
-class WatchJobsReactor final
-    : public grpc::ServerWriteReactor<v1::WatchJobsResponse>,
-      public WatchReactorCore {
- public:
-  // Starts the watch, or finishes at once with INVALID_ARGUMENT for a filter
-  // that does not parse or uses fields a live event does not carry.
-  static grpc::ServerWriteReactor<v1::WatchJobsResponse>* Start(
-      const WatchDeps& deps, const v1::WatchJobsRequest& request);
+absl::StatusOr<WatchReactorCore*> NewWatchJob(
+    const WatchDeps& deps, const v1::WatchJobRequest& request);
+absl::StatusOr<WatchReactorCore*> NewWatchJobs(
+    const WatchDeps& deps, const v1::WatchJobsRequest& request);
 
-  void OnWriteDone(bool ok) override { WriteDone(ok); }
-  void OnCancel() override { Cancelled(); }
-  void OnDone() override { Done(); }
+// The gRPC methods: a watch on a gRPC write reactor (the sink), or a reactor
+// that finishes at once with the request's error. The reactor deletes itself
+// after OnDone.
+grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJobReactor(
+    const WatchDeps& deps, const v1::WatchJobRequest& request);
+grpc::ServerWriteReactor<v1::WatchJobsResponse>* StartWatchJobsReactor(
+    const WatchDeps& deps, const v1::WatchJobsRequest& request);
 
- private:
-  WatchJobsReactor(const WatchDeps& deps, const v1::WatchJobsRequest& request,
-                   FilterExpr filter);
-
-  bool StartsLive() const override { return !after_event_id_.has_value(); }
-  EventBus::Subscription* Subscribe(int64_t* cursor) override;
-  absl::Status StartBlocking() override;
-  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
-  EventBus::ResumeResult Resume(EventBus::Subscription* s,
-                                int64_t cursor) override;
-  int64_t CursorOf(const JobEvent& event) const override {
-    return event.event_id;
-  }
-  bool Wants(const JobEvent& event) const override;
-  bool Ends(const JobEvent& event) const override { return false; }
-  bool Dense() const override { return false; }
-  void StartWriteOf(const Outgoing& message,
-                    grpc::WriteOptions options) override;
-  void FinishWith(const grpc::Status& status) override { Finish(status); }
-
-  const FilterExpr filter_;
-  const std::optional<int64_t> after_event_id_;
-  v1::WatchJobsResponse response_;  // the write in flight
-};
+// A watch message as either response (both carry the same oneof).
+void WatchMessageToProto(const WatchMessage& message,
+                         v1::WatchJobResponse* out);
+void WatchMessageToProto(const WatchMessage& message,
+                         v1::WatchJobsResponse* out);
 
 }  // namespace jobwire
 

@@ -167,8 +167,12 @@ absl::Status App::Build() {
   ServerMetrics::Sources metric_sources;
   metric_sources.dispatcher = dispatcher_.get();
   metric_sources.store = store_.get();
+  // The service's streams include the HTTP face's SSE streams (watches of
+  // the same service, jobwire_sse_streams): the gRPC gauge leaves them out.
   metric_sources.watch_streams = [this] {
-    return static_cast<int64_t>(job_service_->open_streams());
+    const int64_t sse = http_ != nullptr ? http_->open_event_streams() : 0;
+    return std::max<int64_t>(
+        0, static_cast<int64_t>(job_service_->open_streams()) - sse);
   };
   if (!options_.http_listen.empty()) {
     metric_sources.sse_streams = [this] {
@@ -382,6 +386,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.request_timeout = options_.http_request_timeout;
   http.write_timeout = options_.http_write_timeout;
   http.draining = [this] { return draining(); };
+  http.watches = job_service_.get();
   // Rendered on the executor (it reads /proc and takes the dispatcher's
   // lock), never on the HTTP thread.
   http.metrics = [metrics = metrics_.get(), executor = executor_.get()](
@@ -509,16 +514,19 @@ void App::Stop() {
       // grpc::Server::Shutdown has begun and calls just accepted are
       // counted.
       const absl::Time settled = absl::Now() + kSettle;
-      while (absl::Now() < finish_at &&
-             (absl::Now() < settled || open_calls_->load() > 0)) {
+      // SSE streams are watches but not gRPC calls: they count too.
+      auto open = [this] {
+        return open_calls_->load() > 0 ||
+               (http_ != nullptr && http_->open_event_streams() > 0);
+      };
+      while (absl::Now() < finish_at && (absl::Now() < settled || open())) {
         absl::MutexLock lock(&mu_);
         if (mu_.AwaitWithTimeout(absl::Condition(&skip_grace_),
                                  absl::Milliseconds(20))) {
           break;
         }
       }
-      if (open_calls_->load(std::memory_order_acquire) == 0 &&
-          absl::Now() < finish_at) {
+      if (!open() && absl::Now() < finish_at) {
         // Every call has ended: what is left are idle connections whose
         // clients did not close them after the GOAWAY. They would hold
         // Shutdown until the deadline; close them now.

@@ -117,97 +117,6 @@ class CollectCall final
   std::shared_ptr<std::atomic<int>> open_;
 };
 
-// A server-streaming call read on demand (StreamCall). Holds itself until
-// OnDone; a hold keeps the call open between a delivered message and the
-// reader's Next().
-class ServerStreamCall final
-    : public StreamCall,
-      public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
- public:
-  ServerStreamCall(const Route& route, const Message& request,
-                   std::shared_ptr<Listener> listener,
-                   std::shared_ptr<std::atomic<int>> open)
-      : request_(Serialize(request)),
-        output_(route.method->output_type()),
-        listener_(std::move(listener)),
-        open_(std::move(open)) {}
-
-  void Start(std::shared_ptr<ServerStreamCall> self, grpc::GenericStub* stub,
-             const std::string& method) {
-    self_ = std::move(self);
-    stub->PrepareBidiStreamingCall(&context_, method, grpc::StubOptions(),
-                                   this);
-    AddHold();
-    StartWriteLast(&request_, grpc::WriteOptions());
-    StartRead(&read_);
-    StartCall();
-  }
-
-  void Next() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (cancelled_ || released_) return;
-      reading_ = true;
-    }
-    StartRead(&read_);
-  }
-
-  void Cancel() override {
-    bool release = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (cancelled_) return;
-      cancelled_ = true;
-      if (!reading_ && !released_) release = released_ = true;
-    }
-    context_.TryCancel();
-    if (release) RemoveHold();
-  }
-
-  void OnReadDone(bool ok) override {
-    bool release = false;
-    bool deliver = false;
-    {
-      absl::MutexLock lock(&mu_);
-      reading_ = false;
-      deliver = ok && !cancelled_;
-      if (!deliver && !released_) release = released_ = true;
-    }
-    if (release) RemoveHold();
-    if (!deliver) return;
-    std::unique_ptr<Message> m = NewMessage(output_);
-    if (!Parse(read_, m.get())) {
-      Cancel();
-      return;
-    }
-    listener_->OnMessage(std::move(m));
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    // The reader may drop its reference as soon as OnEnd has run: this one
-    // keeps the call alive to the end of OnDone.
-    std::shared_ptr<ServerStreamCall> self = std::move(self_);
-    std::shared_ptr<std::atomic<int>> open = open_;
-    listener_->OnEnd(status);
-    listener_.reset();
-    open->fetch_sub(1);
-  }
-
- private:
-  grpc::ClientContext context_;
-  grpc::ByteBuffer request_;
-  grpc::ByteBuffer read_;
-  const google::protobuf::Descriptor* output_;
-  std::shared_ptr<Listener> listener_;
-  std::shared_ptr<std::atomic<int>> open_;
-  std::shared_ptr<ServerStreamCall> self_;
-
-  absl::Mutex mu_;
-  bool reading_ ABSL_GUARDED_BY(mu_) = true;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 }  // namespace
 
 int HttpStatusOf(grpc::StatusCode code) {
@@ -308,16 +217,6 @@ void Gateway::Call(const Route& route, std::unique_ptr<Message> request,
                     call->open->fetch_sub(1);
                     delete call;
                   });
-}
-
-std::shared_ptr<StreamCall> Gateway::OpenStream(
-    const Route& route, const Message& request,
-    std::shared_ptr<StreamCall::Listener> listener) {
-  open_calls_->fetch_add(1);
-  auto call = std::make_shared<ServerStreamCall>(
-      route, request, std::move(listener), open_calls_);
-  call->Start(call, &stub_, route.grpc_path);
-  return call;
 }
 
 bool Gateway::WaitIdle(absl::Duration timeout) {

@@ -3,19 +3,17 @@
 //
 // This is how the HTTP face keeps every guarantee of the gRPC API with one
 // implementation: the request goes through the same handler, the same
-// validation, the same interceptors (call counting for a graceful stop) and
-// the same reactors (a WatchJob over SSE is a WatchJob) as a gRPC client's.
+// validation and the same interceptors (call counting for a graceful stop)
+// as a gRPC client's.
 // What the in-process channel costs is one serialisation each way and no
 // socket; BENCHMARKS.md measures the JSON route against gRPC.
 //
 // Unary methods (and, for routes on streaming methods that take one request,
 // SubmitJobs and BulkUpdateJobs) answer once with the response as canonical
 // proto JSON, or with the error as google.rpc.Status JSON and its HTTP
-// status (HttpErrorOf). Server-streaming methods (WatchJob, WatchJobs) are
-// opened with OpenStream and read one message at a time: the next message
-// is read only when the reader asks (StreamCall::Next), so a slow HTTP peer
-// holds at most one message here and the service's own reactor applies its
-// bounded buffer, catch-up from the log and stall timeout, as for gRPC.
+// status (HttpErrorOf). The server-streaming watches (WatchJob, WatchJobs)
+// do not come here: an SSE stream is a watch of its own on the service's
+// watch core, with no gRPC call in between (http_server.h).
 //
 // Thread-safety: all methods are thread-safe. Callbacks run on gRPC's
 // callback threads and must not block. The channel (and so the server)
@@ -34,8 +32,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/http/route_table.h"
 
@@ -65,27 +61,6 @@ HttpReply HttpErrorOf(const absl::Status& status);
 // omitted), as grpcurl and the SDKs print it.
 std::string ToJson(const google::protobuf::Message& message);
 
-// One open server-streaming call (see the class comment).
-class StreamCall {
- public:
-  // Receives what the call yields, on gRPC threads; must not block.
-  class Listener {
-   public:
-    virtual ~Listener() = default;
-    // One response message. The call reads no further until Next().
-    virtual void OnMessage(std::unique_ptr<google::protobuf::Message> m) = 0;
-    // The call ended; exactly once, last.
-    virtual void OnEnd(const grpc::Status& status) = 0;
-  };
-
-  virtual ~StreamCall() = default;
-  // Reads the next message. Call once after each OnMessage.
-  virtual void Next() = 0;
-  // Cancels the call (the peer is gone); OnEnd follows unless it ran.
-  // Idempotent; no Next() after it.
-  virtual void Cancel() = 0;
-};
-
 class Gateway {
  public:
   // `channel`: an in-process channel of the server serving the methods.
@@ -100,11 +75,6 @@ class Gateway {
   void Call(const Route& route,
             std::unique_ptr<google::protobuf::Message> request,
             std::function<void(HttpReply)> done);
-
-  // Opens a server-streaming call; `listener` is held until its OnEnd.
-  std::shared_ptr<StreamCall> OpenStream(
-      const Route& route, const google::protobuf::Message& request,
-      std::shared_ptr<StreamCall::Listener> listener);
 
   // Calls started and not yet ended.
   int open_calls() const { return open_calls_->load(); }

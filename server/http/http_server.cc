@@ -10,7 +10,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "jobwire/v1/job_service.pb.h"
+#include "server/api/job_service.h"
+#include "server/api/watch_reactors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/http/http_auth.h"
@@ -57,11 +58,12 @@ std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
-// One SSE frame of a WatchJob / WatchJobs response message.
-template <typename Response>
-std::string FrameOf(const Response& r, bool cursor_is_seq) {
+// One SSE frame of a watch message.
+std::string FrameOf(const WatchMessage& m, bool cursor_is_seq) {
+  v1::WatchJobsResponse r;  // the same oneof as WatchJobResponse
+  WatchMessageToProto(m, &r);
   switch (r.kind_case()) {
-    case Response::kEvent: {
+    case v1::WatchJobsResponse::kEvent: {
       const v1::JobEvent& e = r.event();
       const auto* oneof = e.GetDescriptor()->FindOneofByName("type");
       const auto* field = e.GetReflection()->GetOneofFieldDescriptor(e, oneof);
@@ -69,26 +71,16 @@ std::string FrameOf(const Response& r, bool cursor_is_seq) {
                           "\nevent: ", field ? field->name() : "event",
                           "\ndata: ", ToJson(e), "\n\n");
     }
-    case Response::kHeartbeat:
+    case v1::WatchJobsResponse::kHeartbeat:
       return absl::StrCat(": heartbeat ", ToJson(r.heartbeat()), "\n\n");
-    case Response::kDraining:
+    case v1::WatchJobsResponse::kDraining:
       return absl::StrCat("event: draining\ndata: ", ToJson(r.draining()),
                           "\n\n");
-    case Response::kReset:
+    case v1::WatchJobsResponse::kReset:
       return absl::StrCat("event: reset\ndata: ", ToJson(r.reset()), "\n\n");
     default:
       return "";
   }
-}
-
-std::string FrameOf(const Message& m, bool cursor_is_seq) {
-  if (const auto* r = dynamic_cast<const v1::WatchJobResponse*>(&m)) {
-    return FrameOf(*r, cursor_is_seq);
-  }
-  if (const auto* r = dynamic_cast<const v1::WatchJobsResponse*>(&m)) {
-    return FrameOf(*r, cursor_is_seq);
-  }
-  return absl::StrCat("data: ", ToJson(m), "\n\n");
 }
 
 HttpReply JsonReply(int status, std::string body) {
@@ -189,11 +181,13 @@ class HttpServer::Impl {
 namespace {
 
 // One connection. Lives in shared_ptrs held by its pending operations (and,
-// while an SSE stream is open, by the stream's listener); runs on the HTTP
-// thread only. Destroyed on that thread (the listener hands its last
-// reference over by a post), or with the io_context at Stop().
+// while an SSE stream's watch is open, by itself: watch_hold_); runs on the
+// HTTP thread only, but for the WatchSink calls, which post to it. Destroyed
+// on that thread (FinishWatch hands the last reference over by a post), or
+// with the io_context at Stop().
 template <typename Stream>
 class Session final : public HttpServer::Impl::SessionBase,
+                      public WatchSink,
                       public std::enable_shared_from_this<Session<Stream>> {
  public:
   using Socket = typename Stream::socket_type;
@@ -207,9 +201,11 @@ class Session final : public HttpServer::Impl::SessionBase,
   }
 
   ~Session() override {
+    // Only after FinishWatch (watch_hold_ keeps the session until then),
+    // when the io_context drops the posted OnEventsEnd at Stop().
+    ReleaseWatch();
     server_->sessions.erase(this);
     server_->connections.fetch_sub(1);
-    if (counted_stream_) server_->event_streams.fetch_sub(1);
   }
 
   void Start() { Read(); }
@@ -226,7 +222,7 @@ class Session final : public HttpServer::Impl::SessionBase,
     if (closed_) return;
     closed_ = true;
     header_timer_.cancel();
-    if (call_ && !ended_) call_->Cancel();
+    if (watch_ != nullptr && !ended_) watch_->Cancelled();
     beast::error_code ec;
     stream_.socket().shutdown(net::socket_base::shutdown_both, ec);
     stream_.close();
@@ -235,34 +231,29 @@ class Session final : public HttpServer::Impl::SessionBase,
  private:
   enum class State { kIdle, kBusy, kEvents };
 
-  // Receives an SSE stream's messages on gRPC threads and posts them here.
-  class EventsListener final : public StreamCall::Listener {
-   public:
-    EventsListener(std::shared_ptr<Session> session, bool cursor_is_seq)
-        : session_(std::move(session)), cursor_is_seq_(cursor_is_seq) {}
-    void OnMessage(std::unique_ptr<Message> m) override {
-      std::string frame = FrameOf(*m, cursor_is_seq_);
-      net::post(session_->stream_.get_executor(),
-                [s = session_, frame = std::move(frame)]() mutable {
-                  s->OnFrame(std::move(frame));
-                });
-    }
-    void OnEnd(const grpc::Status& status) override {
-      // The posted handler holds the session: it is released on its thread.
-      auto executor = session_->stream_.get_executor();
-      net::post(executor,
-                [s = std::move(session_), status] { s->OnEventsEnd(status); });
-    }
-
-   private:
-    std::shared_ptr<Session> session_;
-    const bool cursor_is_seq_;
-  };
+  // WatchSink, for the SSE stream's watch: called on any thread with the
+  // watch's lock held, so each posts to the HTTP thread. The frame is
+  // rendered here, off the HTTP thread.
+  void WriteMessage(const WatchMessage& message,
+                    bool /*more_queued*/) override {
+    std::string frame = FrameOf(message, cursor_is_seq_);
+    net::post(stream_.get_executor(), [s = this->shared_from_this(),
+                                       frame = std::move(frame)]() mutable {
+      s->OnFrame(std::move(frame));
+    });
+  }
+  void FinishWatch(const absl::Status& status) override {
+    // The posted handler holds the session: it is released on its thread.
+    // Nothing of this session is touched after the post.
+    auto executor = stream_.get_executor();
+    net::post(executor,
+              [s = std::move(watch_hold_), status] { s->OnEventsEnd(status); });
+  }
 
   struct Chunk {
     std::string bytes;
-    bool from_call = false;  // Next() once written
-    bool last = false;       // the terminating chunk
+    bool from_watch = false;  // WriteDone() once written
+    bool last = false;        // the terminating chunk
   };
 
   void Read() {
@@ -303,6 +294,8 @@ class Session final : public HttpServer::Impl::SessionBase,
     }
     first_ = false;
     request_ = parser_->release();
+    cors_origin_ =
+        server_->AllowedOrigin(ToView(request_[http::field::origin]));
     keep_alive_ = request_.keep_alive() && !server_->Draining();
     state_ = State::kBusy;
     Handle();
@@ -351,12 +344,11 @@ class Session final : public HttpServer::Impl::SessionBase,
     };
   }
 
+  // CORS headers for the request's origin (cors_origin_).
   template <typename Response>
   void AddCors(Response* res) {
-    const std::string origin =
-        server_->AllowedOrigin(ToView(request_[http::field::origin]));
-    if (origin.empty()) return;
-    res->set(http::field::access_control_allow_origin, origin);
+    if (cors_origin_.empty()) return;
+    res->set(http::field::access_control_allow_origin, cors_origin_);
     res->set(http::field::vary, "Origin");
     res->set(http::field::access_control_expose_headers,
              "Retry-After, WWW-Authenticate");
@@ -459,7 +451,7 @@ class Session final : public HttpServer::Impl::SessionBase,
           return Write(HttpErrorOf(s));
         }
       }
-      return StartEvents(route, std::move(rpc), cursor_is_seq);
+      return StartEvents(*rpc, cursor_is_seq);
     }
     server_->gateway->Call(route, std::move(rpc), Replier());
   }
@@ -580,21 +572,41 @@ class Session final : public HttpServer::Impl::SessionBase,
 
   // --- Server-Sent Events ---
 
-  void StartEvents(const Route& route, std::unique_ptr<Message> rpc,
-                   bool cursor_is_seq) {
+  void StartEvents(const Message& rpc, bool cursor_is_seq) {
+    absl::StatusOr<WatchReactorCore*> watch = absl::InternalError("no watch");
+    if (const auto* r = dynamic_cast<const v1::WatchJobRequest*>(&rpc)) {
+      watch = server_->options.watches->NewWatch(*r);
+    } else if (const auto* r =
+                   dynamic_cast<const v1::WatchJobsRequest*>(&rpc)) {
+      watch = server_->options.watches->NewWatch(*r);
+    }
+    if (!watch.ok()) return Write(HttpErrorOf(watch.status()));
     state_ = State::kEvents;
     keep_alive_ = false;  // an SSE connection is never reused
-    counted_stream_ = true;
+    cursor_is_seq_ = cursor_is_seq;
+    // The request (its origin is in cors_origin_) and the read buffers go:
+    // an idle stream holds none of them.
+    request_ = {};
+    parser_.reset();
+    buffer_ = beast::flat_buffer();
     server_->event_streams.fetch_add(1);
-    auto listener = std::make_shared<EventsListener>(this->shared_from_this(),
-                                                     cursor_is_seq);
-    call_ = server_->gateway->OpenStream(route, *rpc, std::move(listener));
+    watch_ = *watch;
+    watch_hold_ = this->shared_from_this();
+    watch_->Begin(this);
     header_timer_.expires_after(Chrono(kEventsHeaderWait));
     header_timer_.async_wait(
         [self = this->shared_from_this()](beast::error_code ec) {
           if (!ec && !self->headers_sent_ && !self->ended_) self->Pump();
         });
     WatchPeer();
+  }
+
+  // Lets go of the watch (its last call here), once it has finished.
+  void ReleaseWatch() {
+    if (watch_ == nullptr) return;
+    watch_->Done();
+    watch_ = nullptr;
+    server_->event_streams.fetch_sub(1);
   }
 
   // A read that completes only when the peer closes (or sends something,
@@ -611,13 +623,13 @@ class Session final : public HttpServer::Impl::SessionBase,
 
   void OnFrame(std::string frame) {
     if (closed_) return;
-    out_.push_back(Chunk{std::move(frame), /*from_call=*/true});
+    out_.push_back(Chunk{std::move(frame), /*from_watch=*/true});
     Pump();
   }
 
-  void OnEventsEnd(const grpc::Status& status) {
+  void OnEventsEnd(const absl::Status& status) {
     ended_ = true;
-    call_.reset();
+    ReleaseWatch();
     header_timer_.cancel();
     if (closed_) return;
     if (!headers_sent_) {
@@ -630,7 +642,7 @@ class Session final : public HttpServer::Impl::SessionBase,
       }
       return Write(HttpErrorOf(status));
     }
-    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    if (!status.ok() && !absl::IsCancelled(status)) {
       out_.push_back(Chunk{absl::StrCat(
           "event: error\ndata: ", HttpErrorOf(status).body, "\n\n")});
     }
@@ -643,30 +655,36 @@ class Session final : public HttpServer::Impl::SessionBase,
     if (!headers_sent_) {
       headers_sent_ = true;
       header_timer_.cancel();
-      sse_response_.result(http::status::ok);
-      sse_response_.version(11);
-      sse_response_.set(http::field::server, "jobwired");
-      sse_response_.set(http::field::content_type, "text/event-stream");
-      sse_response_.set(http::field::cache_control, "no-cache");
-      sse_response_.set("X-Accel-Buffering", "no");
-      AddCors(&sse_response_);
-      sse_response_.keep_alive(false);
-      sse_response_.chunked(true);
-      serializer_.emplace(sse_response_);
+      // Held by the write only: an open stream keeps no response headers.
+      struct Head {
+        http::response<http::empty_body> response;
+        http::response_serializer<http::empty_body> serializer{response};
+      };
+      auto head = std::make_shared<Head>();
+      http::response<http::empty_body>& res = head->response;
+      res.result(http::status::ok);
+      res.version(11);
+      res.set(http::field::server, "jobwired");
+      res.set(http::field::content_type, "text/event-stream");
+      res.set(http::field::cache_control, "no-cache");
+      res.set("X-Accel-Buffering", "no");
+      AddCors(&res);
+      res.keep_alive(false);
+      res.chunked(true);
       writing_ = true;
       stream_.expires_after(Chrono(server_->options.write_timeout));
-      http::async_write_header(
-          stream_, *serializer_,
-          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-            self->writing_ = false;
-            if (ec) return self->Close();
-            self->Pump();
-          });
+      http::async_write_header(stream_, head->serializer,
+                               [self = this->shared_from_this(), head](
+                                   beast::error_code ec, std::size_t) {
+                                 self->writing_ = false;
+                                 if (ec) return self->Close();
+                                 self->Pump();
+                               });
       return;
     }
     if (out_.empty()) return;
     writing_chunk_ = std::move(out_.front());
-    out_.pop_front();
+    out_.erase(out_.begin());
     if (!retry_sent_ && !writing_chunk_.last) {
       // The reconnection delay rides on the first frame: a block of its own
       // would be an empty event to some clients.
@@ -694,7 +712,9 @@ class Session final : public HttpServer::Impl::SessionBase,
     writing_ = false;
     if (ec) return Close();
     if (writing_chunk_.last) return Close();
-    if (writing_chunk_.from_call && call_ && !ended_) call_->Next();
+    if (writing_chunk_.from_watch && watch_ != nullptr && !ended_) {
+      watch_->WriteDone(true);
+    }
     Pump();
   }
 
@@ -708,18 +728,21 @@ class Session final : public HttpServer::Impl::SessionBase,
   bool keep_alive_ = true;
   bool closed_ = false;
 
-  // SSE.
-  std::shared_ptr<StreamCall> call_;
+  // SSE. watch_ is the stream's watch until released; watch_hold_ keeps
+  // this session alive from Begin until FinishWatch.
+  WatchReactorCore* watch_ = nullptr;
+  std::shared_ptr<Session> watch_hold_;
+  bool cursor_is_seq_ = false;
+  std::string cors_origin_;
   net::steady_timer header_timer_;
-  http::response<http::empty_body> sse_response_;
-  std::optional<http::response_serializer<http::empty_body>> serializer_;
-  std::deque<Chunk> out_;
+  // At most a frame, an error and the last chunk wait (one watch message at
+  // a time); a vector allocates nothing on connections that never stream.
+  std::vector<Chunk> out_;
   Chunk writing_chunk_;
   bool writing_ = false;
   bool headers_sent_ = false;
   bool retry_sent_ = false;
   bool ended_ = false;
-  bool counted_stream_ = false;
   std::array<char, 256> discard_{};
 };
 
@@ -829,6 +852,9 @@ absl::Status HttpServer::Impl::Bind() {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock) {
+  if (options.watches == nullptr) {
+    return absl::InvalidArgumentError("HttpServer: Options::watches is unset");
+  }
   std::vector<const google::protobuf::ServiceDescriptor*> services;
   for (const char* name :
        {"jobwire.v1.JobService", "jobwire.v1.AdminService"}) {
@@ -885,9 +911,19 @@ void HttpServer::Stop(absl::Duration timeout) {
       if (impl->sessions.contains(s)) s->Close();
     }
   });
+  // The Close()s cancel the SSE streams' watches; each lets go of its
+  // watch on this thread when the watch has finished.
+  const absl::Time until = absl::Now() + timeout;
   if (!impl->gateway->WaitIdle(timeout)) {
     JW_LOG(WARNING) << "http: " << impl->gateway->open_calls()
                     << " calls still open at stop";
+  }
+  while (impl->event_streams.load() > 0 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (impl->event_streams.load() > 0) {
+    JW_LOG(WARNING) << "http: " << impl->event_streams.load()
+                    << " event streams still open at stop";
   }
   impl->ioc.stop();
   impl->thread.join();

@@ -13,12 +13,19 @@
 //    same handler answers and errors are the same google.rpc.Status, in
 //    JSON with the matching HTTP status;
 //  - Server-Sent Events on the server-streaming routes (WatchJob at
-//    /v1/jobs/{id}/events, WatchJobs at /v1/events): `id:` is the cursor
+//    /v1/jobs/{id}/events, WatchJobs at /v1/events). Each stream is a watch
+//    of the JobService (Options::watches, JobServiceImpl::NewWatch) whose
+//    sink is the connection itself (server/api/watch_sink.h): the same
+//    validation, EventBus subscription, catch-up from the log, bounded
+//    buffer, heartbeats, stall check, `draining` and shutdown as a gRPC
+//    watch, without a gRPC call in between. `id:` is the cursor
 //    (seq or event_id), `event:` the event type, `data:` the event as
 //    canonical proto JSON; Last-Event-ID resumes; heartbeats are comments;
 //    `event: draining` and `event: reset` as in gRPC; the per-job stream
 //    ends after its terminal event, and a resume after it gets 204 (which
-//    stops an EventSource from reconnecting);
+//    stops an EventSource from reconnecting). An open stream holds no
+//    request, parser, read buffer or response headers: only the socket, its
+//    timers, the watch and the frame being written;
 //  - /healthz (no auth), /metrics (Options::metrics), /v1/auth... (see
 //    http_auth.h), CORS for Options::cors_origins.
 //  - the dashboard: GET / and /ui/... from the files compiled in
@@ -28,9 +35,13 @@
 // Lifecycle: Start() binds and serves. StartShutdown() (a stop begins)
 // closes the listeners and idle connections and marks responses
 // `Connection: close`; open SSE streams get `draining` from the service and
-// end when it finishes them. Stop() (after grpc::Server::Shutdown, when
-// every call has ended) closes what is left and joins the thread; the
-// channel is released, so the server may then be destroyed.
+// end when it finishes them (JobServiceImpl::FinishShutdown).
+// open_event_streams() counts them until they have let go of their watch,
+// so a stop can wait for them as for gRPC calls. Stop() (after
+// grpc::Server::Shutdown, when every call has ended) closes what is left,
+// waits for the streams' watches to be released, and joins the thread; the
+// channel is released, so the server may then be destroyed. The JobService
+// must outlive Stop().
 //
 // Thread-safety: Start, StartShutdown and Stop are called from one thread;
 // the counters are safe from any thread.
@@ -53,6 +64,8 @@
 #include "server/transport/listen_address.h"
 
 namespace jobwire {
+
+class JobServiceImpl;
 
 class HttpServer {
  public:
@@ -84,12 +97,16 @@ class HttpServer {
     std::function<void(std::function<void(std::string)> done)> metrics;
     // Whether the server drains (for /healthz).
     std::function<bool()> draining;
+    // Makes the SSE routes' watches; required, not owned, must outlive
+    // Stop().
+    JobServiceImpl* watches = nullptr;
   };
 
   // Binds every address and starts serving. `channel` is an in-process
   // channel of the running grpc::Server. Fails: INVALID_ARGUMENT for a
-  // non-loopback address without an auth token; FAILED_PRECONDITION when
-  // another server holds a Unix path; UNAVAILABLE when binding fails.
+  // non-loopback address without an auth token (or no Options::watches);
+  // FAILED_PRECONDITION when another server holds a Unix path; UNAVAILABLE
+  // when binding fails.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
       Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock);
 
@@ -107,6 +124,7 @@ class HttpServer {
   void Stop(absl::Duration timeout);
 
   int open_connections() const;
+  // SSE streams whose watch is open (see Lifecycle).
   int open_event_streams() const;
 
   class Impl;

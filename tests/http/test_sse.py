@@ -1,8 +1,10 @@
 """Server-Sent Events through a real SSE client (httpx-sse), with a real
 worker (the Python SDK) making progress: the watch guarantees over HTTP."""
 
+import contextlib
 import json
 import random
+import re
 import signal
 import threading
 import time
@@ -12,6 +14,7 @@ import httpx_sse
 import pytest
 
 from jobwire import Client, Worker
+from jobwire.v1 import job_service_pb2, job_service_pb2_grpc
 
 
 def submit(http, kind="step", **job):
@@ -140,6 +143,46 @@ def test_many_jobs_stream_resumes_by_event_id(server, http):
     assert more[0][2]["stateChanged"]["to"] == "STATE_CANCELLED"
     r = http.get("/v1/events", params={"filter": "state = = x"})
     assert r.status_code == 400
+
+
+def test_an_sse_stream_is_a_watch_of_the_service_let_go_when_the_peer_goes(
+        server, http):
+    """Each SSE stream is one watch of the JobService (it counts among the
+    server's watchers, beside gRPC's) and a peer that goes away releases it."""
+    job = submit(http)  # no worker: stays queued, the streams stay open
+
+    def counts():
+        """(watchers, SSE streams gauge, gRPC watch streams gauge)"""
+        watchers = int(http.get("/v1/server").json().get("watchers", 0))
+        text = http.get("/metrics").text
+        gauges = [re.search(rf"^{name} (\S+)$", text, re.M)
+                  for name in ("jobwire_sse_streams",
+                               "jobwire_grpc_watch_streams")]
+        return (watchers, *(float(m.group(1)) if m else 0.0 for m in gauges))
+
+    assert counts() == (0, 0.0, 0.0)
+    readers = []  # a dropped reader closes its connection
+    with contextlib.ExitStack() as stack:
+        for _ in range(3):
+            c = stack.enter_context(server.client())
+            source = stack.enter_context(
+                httpx_sse.connect_sse(c, "GET", f"/v1/jobs/{job}/events"))
+            readers.append(source.iter_sse())
+            assert next(readers[-1]).event == "snapshot"
+        grpc_client = stack.enter_context(Client(server.grpc_addr))
+        grpc_watch = job_service_pb2_grpc.JobServiceStub(
+            grpc_client.channel).WatchJob(
+                job_service_pb2.WatchJobRequest(id=job))
+        stack.callback(grpc_watch.cancel)
+        assert next(grpc_watch).event.snapshot.id == job
+        # Three SSE watches and one gRPC watch of the same service.
+        assert counts() == (4, 3.0, 1.0)
+        readers.clear()
+    # The connections are closed: each watch is let go.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and counts() != (0, 0.0, 0.0):
+        time.sleep(0.05)
+    assert counts() == (0, 0.0, 0.0)
 
 
 def test_a_watcher_survives_a_sigterm_restart_by_reconnecting(server, worker):
