@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -44,6 +45,9 @@ constexpr size_t kMaxUpdateStatements = 256;
 // Events per multi-row INSERT (x 28 columns: well under SQLite's 32,766
 // bound parameters).
 constexpr size_t kEventRowsPerInsert = 64;
+// New jobs (x 42 columns) and label rows per multi-row INSERT of a Submit.
+constexpr size_t kJobRowsPerInsert = 32;
+constexpr size_t kLabelRowsPerInsert = 64;
 // Distinct changes of one BulkWrite chunk written as one UPDATE each; jobs
 // beyond them are written row by row.
 constexpr size_t kMaxBulkGroups = 16;
@@ -78,16 +82,25 @@ const char* SynchronousPragma(SqliteJobStore::Synchronous s) {
 // A job whose request_id is taken already is not inserted (no error, no
 // change): the unique index answers the idempotency check that a SELECT
 // before each insert would repeat. Every other constraint still fails.
-const std::string& InsertJobSql() {
+const std::string& PlainInsertJobSql() {
   static const auto* sql = [] {
     std::vector<std::string> marks(JobColumns().size(), "?");
-    return new std::string(absl::StrCat(
-        "INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
-        absl::StrJoin(marks, ", "),
-        ") ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"));
+    return new std::string(absl::StrCat("INSERT INTO jobs (",
+                                        JobColumnList(false), ") VALUES (",
+                                        absl::StrJoin(marks, ", "), ")"));
   }();
   return *sql;
 }
+
+const std::string& InsertJobSql() {
+  static const auto* sql = new std::string(absl::StrCat(
+      PlainInsertJobSql(),
+      " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"));
+  return *sql;
+}
+
+constexpr const char* kInsertLabelSql =
+    "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)";
 
 const std::string& InsertEventSql() {
   static const auto* sql = [] {
@@ -104,9 +117,9 @@ const std::string& InsertEventSql() {
   return *sql;
 }
 
-// INSERT of `rows` events at once (see kEventRowsPerInsert).
-std::string InsertEventsSql(size_t rows) {
-  const std::string& one = InsertEventSql();
+// `one`, an INSERT of one row ending with its VALUES (...), made an INSERT
+// of `rows` rows at once.
+std::string MultiRowInsertSql(const std::string& one, size_t rows) {
   const size_t values = one.find(" VALUES ");
   const std::string row = one.substr(values + 8);
   std::string sql = one.substr(0, values + 8);
@@ -336,10 +349,56 @@ class SqliteJobStore::Writer {
     while (stmt->executeStep()) out->push_back(ReadJob(*stmt, false));
   }
 
+  // Inserts jobs[begin, end), none with a request_id (so none conflicts),
+  // and their labels, in multi-row INSERTs.
+  void InsertNewJobs(const std::vector<Job>& jobs, size_t begin, size_t end) {
+    std::unique_ptr<SQLite::Statement>& stmt = job_inserts_[end - begin];
+    if (stmt == nullptr) {
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, MultiRowInsertSql(PlainInsertJobSql(), end - begin));
+    }
+    {
+      // Reset even when exec() throws, so the statement holds no lock.
+      StatementCache::Lease reset_after(stmt.get());
+      int index = 0;
+      // Borrowed values point into `jobs`, which outlives exec().
+      for (size_t k = begin; k < end; ++k) {
+        for (const JobColumn& c : JobColumns())
+          BindValue(*stmt, ++index, c.get(jobs[k]));
+      }
+      stmt->exec();
+    }
+    // The label rows, kLabelRowsPerInsert at a time.
+    size_t rows = 0;
+    auto flush = [&] {
+      if (rows == 0) return;
+      std::unique_ptr<SQLite::Statement>& labels = label_inserts_[rows];
+      if (labels == nullptr) {
+        labels = std::make_unique<SQLite::Statement>(
+            conn.db, MultiRowInsertSql(kInsertLabelSql, rows));
+      }
+      StatementCache::Lease reset_after(labels.get());
+      for (size_t i = 0; i < rows; ++i) {
+        const auto& [id, key, value] = label_rows_[i];
+        labels->bindNoCopy(static_cast<int>(3 * i + 1), *id);
+        labels->bindNoCopy(static_cast<int>(3 * i + 2), *key);
+        labels->bindNoCopy(static_cast<int>(3 * i + 3), *value);
+      }
+      labels->exec();
+      rows = 0;
+    };
+    for (size_t k = begin; k < end; ++k) {
+      for (const auto& [key, value] : jobs[k].labels) {
+        label_rows_[rows++] = {&jobs[k].id, &key, &value};
+        if (rows == kLabelRowsPerInsert) flush();
+      }
+    }
+    flush();
+  }
+
   void InsertLabels(const Job& job) {
     if (job.labels.empty()) return;
-    auto stmt = conn.stmts.Get(
-        "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)");
+    auto stmt = conn.stmts.Get(kInsertLabelSql);
     for (const auto& [key, value] : job.labels) {
       stmt->tryReset();
       stmt->bindNoCopy(1, job.id);
@@ -355,12 +414,17 @@ class SqliteJobStore::Writer {
   // (ApplyBatch calls it after each request).
   void AppendEvents(const Job& job, std::vector<JobEvent> new_events,
                     int64_t first_seq) {
-    for (JobEvent& e : new_events) {
+    for (JobEvent& e : new_events) AppendEvent(job, std::move(e), first_seq++);
+  }
+
+  // Appends `e` to the log of `job` with seq `seq`: see AppendEvents.
+  void AppendEvent(const Job& job, JobEvent e, int64_t seq) {
+    {
       // Taken before the insert and never given back: an id of a failed
       // insert or a rolled-back transaction is skipped, not reused.
       e.event_id = next_event_id++;
       e.job_id = job.id;
-      e.seq = first_seq++;
+      e.seq = seq;
       e.time = now;
       FillAttributes(job, &e);
       const WebhookSpec* webhook =
@@ -381,7 +445,8 @@ class SqliteJobStore::Writer {
     if (n == 0) return;
     std::unique_ptr<SQLite::Statement>& stmt = event_inserts_[n];
     if (stmt == nullptr)
-      stmt = std::make_unique<SQLite::Statement>(conn.db, InsertEventsSql(n));
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, MultiRowInsertSql(InsertEventSql(), n));
     // Reset even when exec() throws, so the statement holds no lock.
     StatementCache::Lease reset_after(stmt.get());
     int index = 0;
@@ -500,6 +565,11 @@ class SqliteJobStore::Writer {
   // INSERTs by row count.
   std::vector<JobEvent> pending_events_;
   std::unique_ptr<SQLite::Statement> event_inserts_[kEventRowsPerInsert + 1];
+  // InsertNewJobs' multi-row INSERTs by row count, and its label rows.
+  std::unique_ptr<SQLite::Statement> job_inserts_[kJobRowsPerInsert + 1];
+  std::unique_ptr<SQLite::Statement> label_inserts_[kLabelRowsPerInsert + 1];
+  std::tuple<const std::string*, const std::string*, const std::string*>
+      label_rows_[kLabelRowsPerInsert];
   // Time of the transaction in progress.
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
@@ -1241,6 +1311,31 @@ absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
     job.update_time = w.now;
     job.version = 1;
     job.last_seq = 1;
+  }
+  // The job's `submitted` event, and its row for the row cache.
+  auto created = [&](const Job& job) {
+    JobEvent submitted;
+    submitted.type = EventType::kStateChanged;
+    submitted.from = JobState::kUnspecified;
+    submitted.to = job.state;
+    submitted.reason = "submitted";
+    w.AppendEvent(job, std::move(submitted), 1);
+    w.rows.Put(job);
+    outcomes.push_back(SubmitOutcome{Job{}, true});
+  };
+  for (size_t i = 0; i < rows.size();) {
+    // Jobs without a request_id cannot conflict: many rows per INSERT.
+    size_t end = i;
+    while (end < rows.size() && end - i < kJobRowsPerInsert &&
+           rows[end].request_id.empty()) {
+      ++end;
+    }
+    if (end > i) {
+      w.InsertNewJobs(rows, i, end);
+      for (; i < end; ++i) created(rows[i]);
+      continue;
+    }
+    Job& job = rows[i++];
     if (!w.InsertJob(job)) {
       // The request_id is taken (by an earlier job, or one of this batch):
       // answer with that job.
@@ -1252,14 +1347,7 @@ absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
       outcomes.push_back(SubmitOutcome{*std::move(existing), false});
       continue;
     }
-    std::vector<JobEvent> submitted(1);  // built in place, never copied
-    submitted[0].type = EventType::kStateChanged;
-    submitted[0].from = JobState::kUnspecified;
-    submitted[0].to = job.state;
-    submitted[0].reason = "submitted";
-    w.AppendEvents(job, std::move(submitted), 1);
-    w.rows.Put(job);
-    outcomes.push_back(SubmitOutcome{Job{}, true});
+    created(job);
   }
   return absl::OkStatus();
 }

@@ -48,6 +48,11 @@ NewJob MakeJob(std::string kind = "resize", std::string queue = "default") {
   return j;
 }
 
+NewJob WithRequestId(NewJob job, std::string request_id) {
+  job.job.request_id = std::move(request_id);
+  return job;
+}
+
 absl::StatusOr<std::vector<SubmitOutcome>> SubmitSync(
     JobStore& store, std::vector<NewJob> jobs) {
   absl::Notification n;
@@ -639,10 +644,13 @@ TEST_F(SqliteJobStoreTest,
     na.Notify();
   });
   // b's first job is written, its second refused: b fails after writing.
-  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto r) {
-    b = std::move(r);
-    nb.Notify();
-  });
+  // (b1 has a request_id: it is inserted alone, not in one multi-row INSERT
+  // with b2, which would fail as a whole before writing anything.)
+  store->Submit({WithRequestId(MakeJob("b1"), "b1"), MakeJob("b2")},
+                [&](auto r) {
+                  b = std::move(r);
+                  nb.Notify();
+                });
   store->Submit({MakeJob("c")}, [&](auto r) {
     c = std::move(r);
     nc.Notify();
@@ -1497,7 +1505,8 @@ TEST_F(SqliteJobStoreTest, ARerunBatchDoesNotSeeRowsOfItsRolledBackFirstRun) {
     bumped = std::move(r);
     nm.Notify();
   });
-  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto) { nb.Notify(); });
+  store->Submit({WithRequestId(MakeJob("b1"), "b1"), MakeJob("b2")},
+                [&](auto) { nb.Notify(); });
   const SqliteJobStore::Stats before = store->stats();
   gate.Release();
   nm.WaitForNotification();
@@ -2634,6 +2643,45 @@ TEST_F(SqliteJobStoreTest, SmallWritesQueuedBehindABulkChunkCommitFirst) {
   EXPECT_EQ(order, (std::vector<std::string>{"submit", "bulk"}));
   // The gate's commit, the submit's, the chunk's alone.
   EXPECT_EQ(store->stats().commits - commits_before, 3);
+}
+
+TEST_F(SqliteJobStoreTest, ALargeSubmitWritesEveryRowLabelAndEventInOrder) {
+  auto store = Open();
+  // Runs of jobs without a request_id go in multi-row INSERTs; those with
+  // one go alone, in the order given.
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 100; ++i) {
+    NewJob job = MakeJob(absl::StrCat("k", i));
+    job.job.labels["n"] = absl::StrCat(i);
+    if (i % 2 == 0) job.job.labels["even"] = "yes";
+    if (i == 40 || i == 41) job.job.request_id = absl::StrCat("r", i);
+    jobs.push_back(std::move(job));
+  }
+  jobs.push_back(WithRequestId(MakeJob("again"), "r40"));
+  absl::StatusOr<std::vector<SubmitOutcome>> out = SubmitSync(*store, jobs);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 101u);
+  EXPECT_FALSE((*out)[100].created);
+  EXPECT_EQ((*out)[100].job.id, (*out)[40].job.id);
+  absl::StatusOr<std::vector<JobEvent>> events =
+      store->ReadEventsBlocking(0, 1000);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    const std::string& id = (*out)[i].job.id;
+    EXPECT_TRUE((*out)[i].created);
+    EXPECT_EQ((*events)[i].job_id, id);
+    EXPECT_EQ((*events)[i].labels.at("n"), absl::StrCat(i));
+    absl::StatusOr<Job> stored = store->GetJobBlocking(id);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->kind, absl::StrCat("k", i));
+    EXPECT_EQ(stored->labels, jobs[i].job.labels);
+  }
+  ExpectWriterSeesStoredRow(*store, (*out)[7].job.id);
+  ListJobsQuery even;
+  even.filter = "labels.even = \"yes\"";
+  even.page_size = 1000;
+  EXPECT_THAT(store->ListJobsBlocking(even)->jobs, SizeIs(50));
 }
 
 }  // namespace
