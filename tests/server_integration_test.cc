@@ -830,6 +830,26 @@ TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
       absl::EndsWith(again.out, "jobwire submit-batch: 1500 jobs, 0 new\n"));
   EXPECT_EQ(again.out.substr(0, 26), first.out.substr(0, 26));
 
+  // From a file (read twice, a window at a time), the same ids; a bad line
+  // after the first window sends nothing.
+  const std::string file = dir_ + "/batch.jsonl";
+  std::ofstream(file) << lines;
+  CliResult from_file = RunCli(addr + "submit-batch " + file);
+  EXPECT_EQ(from_file.code, 0) << from_file.out.substr(0, 300);
+  EXPECT_EQ(from_file.out, again.out);
+  std::string late_bad;
+  for (int i = 0; i < 70000; ++i)
+    absl::StrAppend(&late_bad, "{\"job\": {\"kind\": \"late\"}}\n");
+  absl::StrAppend(&late_bad, "{\"job\": 1}\n");
+  std::ofstream(file) << late_bad;
+  CliResult late_file = RunCli(addr + "submit-batch " + file);
+  EXPECT_EQ(late_file.code, 2) << late_file.out.substr(0, 300);
+  EXPECT_TRUE(absl::StrContains(late_file.out, ": line 70001: "))
+      << late_file.out.substr(0, 300);
+  CliResult none =
+      RunCli(addr + "list --filter 'kind = \"late\"' -o json --limit 10");
+  EXPECT_FALSE(absl::StrContains(none.out, "\"id\": ")) << none.out;
+
   // The fast path (the common shape) and protobuf's parser (a line with
   // another field) read the same job.
   const std::string job_json =

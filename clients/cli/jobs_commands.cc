@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -394,34 +395,35 @@ bool ParseCommonLine(absl::string_view text,
   return true;
 }
 
-// The SubmitJobRequests of a JSON-lines file (`-`: stdin) and the line
-// number of each; blank lines are skipped. INVALID_ARGUMENT naming the first
-// bad line. Lines of the common shape take ParseCommonLine's fast path;
-// protobuf's JSON parser takes ~27 µs a line, so the lines are parsed on
-// every core.
-struct BatchFile {
-  std::vector<jobwire::v1::SubmitJobRequest> requests;
+// Up to `max` non-blank lines of `in` (a window of a JSON-lines file) and
+// the number of each; `number` is the last line number read so far. False
+// at the end of the input.
+struct BatchLines {
+  std::vector<std::string> texts;
   std::vector<int> lines;
 };
-absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
-  std::ifstream stream;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    stream.open(path);
-    if (!stream) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read it"));
-    }
-    in = &stream;
-  }
-  BatchFile file;
-  std::vector<std::string> texts;
+bool ReadLines(std::istream& in, size_t max, int* number, BatchLines* out) {
+  out->texts.clear();
+  out->lines.clear();
   std::string line;
-  for (int number = 1; std::getline(*in, line); ++number) {
+  while (out->texts.size() < max && std::getline(in, line)) {
+    ++*number;
     if (absl::StripAsciiWhitespace(line).empty()) continue;
-    texts.push_back(std::move(line));
-    file.lines.push_back(number);
+    out->texts.push_back(std::move(line));
+    out->lines.push_back(*number);
   }
-  file.requests.resize(texts.size());
+  return !out->texts.empty();
+}
+
+// The SubmitJobRequests of `in`'s lines, into `requests`; INVALID_ARGUMENT
+// naming the first bad line of `path`. Lines of the common shape take
+// ParseCommonLine's fast path; protobuf's JSON parser takes ~27 µs a line,
+// so the lines are parsed on every core.
+absl::Status ParseLines(const std::string& path, const BatchLines& in,
+                        std::vector<jobwire::v1::SubmitJobRequest>* requests) {
+  const std::vector<std::string>& texts = in.texts;
+  requests->clear();
+  requests->resize(texts.size());
   // One thread per 1,000 lines, at most one per core (and 8).
   const size_t threads =
       std::max<size_t>(1, std::min<size_t>({std::thread::hardware_concurrency(),
@@ -433,13 +435,13 @@ absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
     parsers.emplace_back([&, t] {
       const size_t end = std::min(texts.size(), (t + 1) * chunk);
       for (size_t i = t * chunk; i < end; ++i) {
-        if (ParseCommonLine(texts[i], &file.requests[i])) continue;
-        file.requests[i].Clear();
+        if (ParseCommonLine(texts[i], &(*requests)[i])) continue;
+        (*requests)[i].Clear();
         const auto parsed = google::protobuf::util::JsonStringToMessage(
-            texts[i], &file.requests[i]);
+            texts[i], &(*requests)[i]);
         if (!parsed.ok()) {
           errors[t] = absl::InvalidArgumentError(absl::StrCat(
-              path, ": line ", file.lines[i],
+              path, ": line ", in.lines[i],
               ": not a SubmitJobRequest as JSON (e.g. {\"job\": {\"kind\": "
               "\"k\"}, \"request_id\": \"r1\"}): ",
               std::string(parsed.message())));
@@ -452,7 +454,7 @@ absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
   for (const absl::Status& error : errors) {  // chunks in line order
     if (!error.ok()) return error;
   }
-  return file;
+  return absl::OkStatus();
 }
 
 class SubmitBatchCommand final : public Command {
@@ -470,11 +472,68 @@ class SubmitBatchCommand final : public Command {
           absl::StrCat("submit-batch takes one FILE (- for stdin), got ",
                        args.size(), " arguments"));
     }
+    const std::string& path = args[0];
+    auto stub = JobService::NewStub(context.channel);
+    int64_t submitted = 0;
+    int64_t created = 0;
+    BatchLines window;
+    std::vector<jobwire::v1::SubmitJobRequest> requests;
+    int number = 0;
     // Every line is parsed before anything is sent: a typo submits nothing.
-    absl::StatusOr<BatchFile> file = ReadBatchFile(args[0]);
-    if (!file.ok()) return file.status();
-    std::vector<jobwire::v1::SubmitJobRequest>& requests = file->requests;
-    const std::vector<int>& lines = file->lines;
+    if (path == "-") {
+      // Standard input cannot be read twice: every line is held.
+      ReadLines(std::cin, SIZE_MAX, &number, &window);
+      if (absl::Status s = ParseLines(path, window, &requests); !s.ok())
+        return s;
+      if (absl::Status s = SendWindow(context, *stub, requests, window.lines,
+                                      &submitted, &created);
+          !s.ok()) {
+        return s;
+      }
+    } else {
+      // A file is read twice, kWindowLines lines at a time (checked, then
+      // parsed again and sent), so the memory it takes is bounded.
+      std::ifstream check(path);
+      if (!check) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": cannot read it"));
+      }
+      while (ReadLines(check, kWindowLines, &number, &window)) {
+        if (absl::Status s = ParseLines(path, window, &requests); !s.ok())
+          return s;
+      }
+      std::ifstream in(path);
+      number = 0;
+      while (ReadLines(in, kWindowLines, &number, &window)) {
+        if (absl::Status s = ParseLines(path, window, &requests); !s.ok()) {
+          // The file changed since it was checked.
+          return absl::Status(s.code(),
+                              absl::StrCat(s.message(), "; the ", submitted,
+                                           " jobs before it were submitted"));
+        }
+        if (absl::Status s = SendWindow(context, *stub, requests, window.lines,
+                                        &submitted, &created);
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+    *context.err << "jobwire submit-batch: " << submitted
+                 << (submitted == 1 ? " job, " : " jobs, ") << created
+                 << " new\n";
+    return absl::OkStatus();
+  }
+
+ private:
+  // Sends `requests` (lines[i] is the file line of requests[i]) in batches
+  // of kBatch, kStreams in flight, and prints their ids in line order; adds
+  // the jobs submitted before a failed batch to `submitted`, the new ones to
+  // `created`. The failed batch's error names its line, with how many jobs
+  // went in before it (and of later lines, already in flight).
+  absl::Status SendWindow(const CliContext& context, JobService::Stub& stub,
+                          std::vector<jobwire::v1::SubmitJobRequest>& requests,
+                          const std::vector<int>& lines, int64_t* submitted,
+                          int64_t* created) {
     const size_t batches = (requests.size() + kBatch - 1) / kBatch;
     // kStreams batches in flight, one per stream (a SubmitJobs stream
     // answers one batch before it reads the next), answered in any order
@@ -489,10 +548,9 @@ class SubmitBatchCommand final : public Command {
     size_t next = 0;          // the next batch to send
     bool failed = false;      // a batch failed: send no more
     grpc::Status end_status;  // of a stream that failed after its batches
-    auto stub = JobService::NewStub(context.channel);
     auto send = [&] {
       auto call = context.NewCallContext(/*with_deadline=*/false);
-      auto stream = stub->SubmitJobs(call.get());
+      auto stream = stub.SubmitJobs(call.get());
       for (;;) {
         size_t b = 0;
         {
@@ -535,8 +593,6 @@ class SubmitBatchCommand final : public Command {
     std::vector<std::thread> senders;
     for (size_t s = 0; s < std::min(kStreams, batches); ++s)
       senders.emplace_back(send);
-    int64_t submitted = 0;
-    int64_t created = 0;
     size_t first_failed = batches;  // the first batch that failed
     int64_t after_failed = 0;       // jobs submitted in batches after it
     grpc::Status failure;           // its status
@@ -562,9 +618,9 @@ class SubmitBatchCommand final : public Command {
       for (const std::string& id : answer.response.ids())
         *context.out << id << "\n";
       context.out->flush();
-      (first_failed == batches ? submitted : after_failed) +=
+      (first_failed == batches ? *submitted : after_failed) +=
           answer.response.ids_size();
-      created += answer.response.created();
+      *created += answer.response.created();
     }
     for (std::thread& sender : senders) sender.join();
     if (first_failed != batches) {
@@ -574,11 +630,11 @@ class SubmitBatchCommand final : public Command {
       const std::vector<int> batch_lines(lines.begin() + start,
                                          lines.begin() + end);
       std::string before =
-          submitted == 0
+          *submitted == 0
               ? "; nothing before it was submitted"
-              : absl::StrCat("; the ", submitted, " jobs before line ",
+              : absl::StrCat("; the ", *submitted, " jobs before line ",
                              lines[start], " were submitted");
-      if (submitted == 0 && after_failed == 0)
+      if (*submitted == 0 && after_failed == 0)
         before = "; nothing was submitted";
       return absl::Status(
           status.code(),
@@ -589,13 +645,11 @@ class SubmitBatchCommand final : public Command {
                                           " jobs of later lines")));
     }
     if (!end_status.ok()) return FromGrpcStatus(end_status);
-    *context.err << "jobwire submit-batch: " << submitted
-                 << (submitted == 1 ? " job, " : " jobs, ") << created
-                 << " new\n";
     return absl::OkStatus();
   }
 
- private:
+  // Lines read, checked or sent at a time (a window of a file).
+  static constexpr size_t kWindowLines = 64 * 1000;
   // Jobs per SubmitJobs batch: the server's most.
   static constexpr size_t kBatch = 1000;
   // Batches in flight, each on its own stream.
