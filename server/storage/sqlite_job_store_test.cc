@@ -2502,7 +2502,9 @@ TEST_F(SqliteJobStoreTest, BulkWriteChecksEachJobAsCommittedAndLogsEachChange) {
     EXPECT_EQ(seen[i].type, EventType::kUpdated);
     EXPECT_EQ(seen[i].seq, 2);
     EXPECT_EQ(seen[i].paths, std::vector<std::string>{"priority"});
-    if (i > 0) EXPECT_GT(seen[i].event_id, seen[i - 1].event_id);
+    if (i > 0) {
+      EXPECT_GT(seen[i].event_id, seen[i - 1].event_id);
+    }
   }
   EXPECT_EQ(seen[0].priority, 10);
   EXPECT_EQ(seen[1].priority, 11);
