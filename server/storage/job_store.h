@@ -245,7 +245,8 @@ class JobStore {
   // committed; a job's error fails that job alone. The row of a job and its
   // events are written exactly as Mutate or Delete would, so listeners see
   // one commit with every event of the chunk. Other writes queued behind a
-  // BulkWrite may be committed before it, once; a BulkWrite commits alone.
+  // BulkWrite may be committed before it (a bounded number: see
+  // SqliteJobStore); a BulkWrite commits alone.
   virtual void BulkWrite(std::vector<std::string> ids,
                          std::shared_ptr<const BulkWriteSpec> spec,
                          BulkWriteCallback done) = 0;
