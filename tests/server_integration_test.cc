@@ -30,6 +30,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
@@ -988,6 +989,57 @@ TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
   EXPECT_TRUE(
       absl::EndsWith(again.out, "jobwire submit-batch: 1500 jobs, 0 new\n"));
   EXPECT_EQ(again.out.substr(0, 26), first.out.substr(0, 26));
+
+  // From a file (read twice, a window at a time), the same ids; a bad line
+  // after the first window sends nothing.
+  const std::string file = dir_ + "/batch.jsonl";
+  std::ofstream(file) << lines;
+  CliResult from_file = RunCli(addr + "submit-batch " + file);
+  EXPECT_EQ(from_file.code, 0) << from_file.out.substr(0, 300);
+  EXPECT_EQ(from_file.out, again.out);
+  std::string late_bad;
+  for (int i = 0; i < 70000; ++i)
+    absl::StrAppend(&late_bad, "{\"job\": {\"kind\": \"late\"}}\n");
+  absl::StrAppend(&late_bad, "{\"job\": 1}\n");
+  std::ofstream(file) << late_bad;
+  CliResult late_file = RunCli(addr + "submit-batch " + file);
+  EXPECT_EQ(late_file.code, 2) << late_file.out.substr(0, 300);
+  EXPECT_TRUE(absl::StrContains(late_file.out, ": line 70001: "))
+      << late_file.out.substr(0, 300);
+  CliResult none =
+      RunCli(addr + "list --filter 'kind = \"late\"' -o json --limit 10");
+  EXPECT_FALSE(absl::StrContains(none.out, "\"id\": ")) << none.out;
+
+  // The fast path (the common shape) and protobuf's parser (a line with
+  // another field) read the same job.
+  const std::string job_json =
+      "\"kind\": \"k\", \"queue\": \"shape\", \"priority\": -7, "
+      "\"labels\": {\"t\": \"\\u00e9\"}, \"args\": {\"a\": [1, 2.5, "
+      "\"x\\n\", null, true, 9007199254740993], \"b\": {\"c\": {}}}";
+  CliResult shaped =
+      RunCliWithInput(addr + "submit-batch -",
+                      absl::StrCat("{\"job\": {", job_json, "}}\n{\"job\": {",
+                                   job_json, ", \"max_attempts\": 3}}\n"),
+                      dir_);
+  ASSERT_EQ(shaped.code, 0) << shaped.out;
+  std::vector<std::string> shaped_ids = absl::StrSplit(shaped.out, '\n');
+  ASSERT_GE(shaped_ids.size(), 2u);
+  auto jobs = jobwire::v1::JobService::NewStub(grpc::CreateChannel(
+      "unix://" + socket_, grpc::InsecureChannelCredentials()));
+  jobwire::v1::Job fast, full;
+  for (auto [id, job] :
+       {std::pair{shaped_ids[0], &fast}, std::pair{shaped_ids[1], &full}}) {
+    grpc::ClientContext context;
+    jobwire::v1::GetJobRequest get;
+    get.set_id(id);
+    ASSERT_TRUE(jobs->GetJob(&context, get, job).ok()) << id;
+  }
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(fast.args(),
+                                                                 full.args()))
+      << fast.args().DebugString() << " vs " << full.args().DebugString();
+  EXPECT_EQ(fast.labels().at("t"), "\xc3\xa9");
+  EXPECT_EQ(fast.priority(), -7);
+  EXPECT_EQ(fast.queue(), "shape");
 
   // A line the server refuses, in the second batch: the first went in.
   std::string bad;

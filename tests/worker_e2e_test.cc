@@ -501,6 +501,46 @@ TEST_F(WorkerE2eTest, BulkCancelEndsRunningAndQueuedJobsAlike) {
       << Logs();
 }
 
+TEST_F(WorkerE2eTest, BulkPauseKeepsJobsFromWorkersUntilABulkResume) {
+  StartServer();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit());
+  auto bulk = [&](v1::BulkUpdateJobsRequest request) {
+    grpc::ClientContext context;
+    auto stream = stub_->BulkUpdateJobs(&context);
+    v1::BulkUpdateJobsResponse response;
+    EXPECT_TRUE(stream->Write(request));
+    EXPECT_TRUE(stream->Read(&response));
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+    return response;
+  };
+  // Paused in one chunk before any worker connects: the dispatcher's queue
+  // follows the chunk's events and offers only the third job.
+  v1::BulkUpdateJobsRequest pause;
+  pause.mutable_ids()->add_ids(ids[0]);
+  pause.mutable_ids()->add_ids(ids[1]);
+  pause.set_action(v1::BulkUpdateJobsRequest::ACTION_PAUSE);
+  EXPECT_EQ(bulk(pause).updated(), 2);
+  StartWorker("w1");
+  ASSERT_NO_FATAL_FAILURE(RunToSuccess(ids[2]));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(Get(ids[i]).state(), v1::Job::STATE_PAUSED) << Logs(ids[i]);
+    EXPECT_FALSE(Exists(PgidFile(ids[i], 1)));
+  }
+  v1::BulkUpdateJobsRequest resume;
+  resume.set_filter("state = PAUSED");
+  resume.set_action(v1::BulkUpdateJobsRequest::ACTION_RESUME);
+  EXPECT_EQ(bulk(resume).updated(), 2);
+  Go(ids[0], 1);
+  Go(ids[1], 1);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(WaitFor([&] {
+      return Get(ids[i]).state() == v1::Job::STATE_SUCCEEDED;
+    })) << Logs(ids[i]);
+  }
+}
+
 TEST_F(WorkerE2eTest, WorkerReconnectsAfterTheServerRestartsAndRunsNewJobs) {
   // A socket path, so the restarted server has the same address.
   const std::string listen = absl::StrCat("unix:", dir_, "/j.sock");

@@ -2,7 +2,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -14,15 +16,22 @@
 #include <utility>
 #include <vector>
 
+// Boost.JSON, header-only: its definitions are compiled here (this is the
+// only file of the client that uses it).
+#include <boost/json.hpp>
+#include <boost/json/src.hpp>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "clients/cli/cli.h"
 #include "clients/cpp/client.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
@@ -280,33 +289,119 @@ std::string NameLines(absl::string_view message,
   return out;
 }
 
-// The SubmitJobRequests of a JSON-lines file (`-`: stdin) and the line
-// number of each; blank lines are skipped. INVALID_ARGUMENT naming the first
-// bad line. Protobuf's JSON parser takes ~27 µs a line, so the lines are
-// parsed on every core.
-struct BatchFile {
-  std::vector<jobwire::v1::SubmitJobRequest> requests;
+// `value` as a google.protobuf.Value, as protobuf's JSON parser makes it.
+void ToProtoValue(const boost::json::value& value,
+                  google::protobuf::Value* out) {
+  switch (value.kind()) {
+    case boost::json::kind::null:
+      out->set_null_value(google::protobuf::NULL_VALUE);
+      break;
+    case boost::json::kind::bool_:
+      out->set_bool_value(value.get_bool());
+      break;
+    case boost::json::kind::int64:
+      out->set_number_value(static_cast<double>(value.get_int64()));
+      break;
+    case boost::json::kind::uint64:
+      out->set_number_value(static_cast<double>(value.get_uint64()));
+      break;
+    case boost::json::kind::double_:
+      out->set_number_value(value.get_double());
+      break;
+    case boost::json::kind::string:
+      out->set_string_value(std::string(value.get_string()));
+      break;
+    case boost::json::kind::array: {
+      google::protobuf::ListValue* list = out->mutable_list_value();
+      for (const boost::json::value& v : value.get_array())
+        ToProtoValue(v, list->add_values());
+      break;
+    }
+    case boost::json::kind::object: {
+      auto& fields = *out->mutable_struct_value()->mutable_fields();
+      for (const auto& [key, v] : value.get_object())
+        ToProtoValue(v, &fields[std::string(key)]);
+      break;
+    }
+  }
+}
+
+// A SubmitJobRequest from a line of the common shape, without protobuf's
+// JSON parser (~27 µs a line): {"job": {...}, "request_id": "..."} whose job
+// has only "kind" and "queue" (strings), "priority" (an integer), "args" (an
+// object) and "labels" (an object of strings). False for anything else, and
+// for bad JSON: the caller then runs protobuf's parser, which also names the
+// error.
+bool ParseCommonLine(absl::string_view text,
+                     jobwire::v1::SubmitJobRequest* out) {
+  boost::json::error_code ec;
+  boost::json::monotonic_resource scratch;
+  const boost::json::value root =
+      boost::json::parse({text.data(), text.size()}, ec, &scratch);
+  if (ec || !root.is_object()) return false;
+  for (const auto& [key, value] : root.get_object()) {
+    if (key == "request_id" && value.is_string()) {
+      out->set_request_id(std::string(value.get_string()));
+    } else if (key == "job" && value.is_object()) {
+      jobwire::v1::Job* job = out->mutable_job();
+      for (const auto& [field, v] : value.get_object()) {
+        if ((field == "kind" || field == "queue") && v.is_string()) {
+          std::string s(v.get_string());
+          field == "kind" ? job->set_kind(std::move(s))
+                          : job->set_queue(std::move(s));
+        } else if (field == "priority" && v.is_int64() &&
+                   v.get_int64() >= INT32_MIN && v.get_int64() <= INT32_MAX) {
+          job->set_priority(static_cast<int32_t>(v.get_int64()));
+        } else if (field == "args" && v.is_object()) {
+          auto& fields = *job->mutable_args()->mutable_fields();
+          for (const auto& [name, arg] : v.get_object())
+            ToProtoValue(arg, &fields[std::string(name)]);
+        } else if (field == "labels" && v.is_object()) {
+          auto& labels = *job->mutable_labels();
+          for (const auto& [name, label] : v.get_object()) {
+            if (!label.is_string()) return false;
+            labels[std::string(name)] = std::string(label.get_string());
+          }
+        } else {
+          return false;
+        }
+      }
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Up to `max` non-blank lines of `in` (a window of a JSON-lines file) and
+// the number of each; `number` is the last line number read so far. False
+// at the end of the input.
+struct BatchLines {
+  std::vector<std::string> texts;
   std::vector<int> lines;
 };
-absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
-  std::ifstream stream;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    stream.open(path);
-    if (!stream) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read it"));
-    }
-    in = &stream;
-  }
-  BatchFile file;
-  std::vector<std::string> texts;
+bool ReadLines(std::istream& in, size_t max, int* number, BatchLines* out) {
+  out->texts.clear();
+  out->lines.clear();
   std::string line;
-  for (int number = 1; std::getline(*in, line); ++number) {
+  while (out->texts.size() < max && std::getline(in, line)) {
+    ++*number;
     if (absl::StripAsciiWhitespace(line).empty()) continue;
-    texts.push_back(std::move(line));
-    file.lines.push_back(number);
+    out->texts.push_back(std::move(line));
+    out->lines.push_back(*number);
   }
-  file.requests.resize(texts.size());
+  return !out->texts.empty();
+}
+
+// The SubmitJobRequests of `in`'s lines, into `requests`; INVALID_ARGUMENT
+// naming the first bad line of `path`. Lines of the common shape take
+// ParseCommonLine's fast path; protobuf's JSON parser takes ~27 µs a line,
+// so the lines are parsed on every core.
+absl::Status ParseLines(const std::string& path, const BatchLines& in,
+                        std::vector<jobwire::v1::SubmitJobRequest>* requests) {
+  const std::vector<std::string>& texts = in.texts;
+  requests->clear();
+  requests->resize(texts.size());
   // One thread per 1,000 lines, at most one per core (and 8).
   const size_t threads =
       std::max<size_t>(1, std::min<size_t>({std::thread::hardware_concurrency(),
@@ -318,11 +413,13 @@ absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
     parsers.emplace_back([&, t] {
       const size_t end = std::min(texts.size(), (t + 1) * chunk);
       for (size_t i = t * chunk; i < end; ++i) {
+        if (ParseCommonLine(texts[i], &(*requests)[i])) continue;
+        (*requests)[i].Clear();
         const auto parsed = google::protobuf::util::JsonStringToMessage(
-            texts[i], &file.requests[i]);
+            texts[i], &(*requests)[i]);
         if (!parsed.ok()) {
           errors[t] = absl::InvalidArgumentError(absl::StrCat(
-              path, ": line ", file.lines[i],
+              path, ": line ", in.lines[i],
               ": not a SubmitJobRequest as JSON (e.g. {\"job\": {\"kind\": "
               "\"k\"}, \"request_id\": \"r1\"}): ",
               std::string(parsed.message())));
@@ -335,7 +432,7 @@ absl::StatusOr<BatchFile> ReadBatchFile(const std::string& path) {
   for (const absl::Status& error : errors) {  // chunks in line order
     if (!error.ok()) return error;
   }
-  return file;
+  return absl::OkStatus();
 }
 
 class SubmitBatchCommand final : public Command {
@@ -356,50 +453,60 @@ class SubmitBatchCommand final : public Command {
           absl::StrCat("submit-batch takes one FILE (- for stdin), got ",
                        args.size(), " arguments"));
     }
-    // Every line is parsed before anything is sent: a typo submits nothing.
-    absl::StatusOr<BatchFile> file = ReadBatchFile(args[0]);
-    if (!file.ok()) return file.status();
-    std::vector<jobwire::v1::SubmitJobRequest>& requests = file->requests;
-    const std::vector<int>& lines = file->lines;
+    const std::string& path = args[0];
     auto stub = JobService::NewStub(context.channel);
-    auto call = context.NewCallContext(/*with_deadline=*/false);
-    auto stream = stub->SubmitJobs(call.get());
     int64_t submitted = 0;
     int64_t created = 0;
-    for (size_t start = 0; start < requests.size(); start += kBatch) {
-      const size_t end = std::min(requests.size(), start + kBatch);
-      jobwire::v1::SubmitJobsRequest batch;
-      for (size_t i = start; i < end; ++i) {
-        *batch.add_jobs() = std::move(requests[i]);  // sent once
+    BatchLines window;
+    std::vector<jobwire::v1::SubmitJobRequest> requests;
+    int number = 0;
+    // Every line is parsed before anything is sent: a typo submits nothing.
+    if (path == "-") {
+      // Standard input cannot be read twice: every line is held.
+      ReadLines(std::cin, SIZE_MAX, &number, &window);
+      if (absl::Status s = ParseLines(path, window, &requests); !s.ok())
+        return s;
+      if (absl::Status s = SendWindow(context, *stub, requests, window.lines,
+                                      &submitted, &created);
+          !s.ok()) {
+        return s;
       }
-      jobwire::v1::SubmitJobsResponse answer;
-      if (!stream->Write(batch) || !stream->Read(&answer)) {
-        stream->WritesDone();
-        absl::Status status = FromGrpcStatus(stream->Finish());
-        if (status.ok()) status = absl::UnknownError("the stream ended early");
-        const std::vector<int> batch_lines(lines.begin() + start,
-                                           lines.begin() + end);
-        return absl::Status(
-            status.code(),
-            absl::StrCat(
-                NameLines(status.message(), batch_lines),
-                submitted == 0
-                    ? "; nothing was submitted"
-                    : absl::StrCat("; the ", submitted, " jobs before line ",
-                                   lines[start], " were submitted")));
+    } else {
+      // A file is read twice, kWindowLines lines at a time (checked, then
+      // parsed again and sent), so the memory it takes is bounded.
+      std::ifstream check(path);
+      if (!check) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": cannot read it"));
       }
-      if (IsJson(output_)) {  // a SubmitJobsResponse a line
+      while (ReadLines(check, kWindowLines, &number, &window)) {
+        if (absl::Status s = ParseLines(path, window, &requests); !s.ok())
+          return s;
+      }
+      std::ifstream in(path);
+      number = 0;
+      while (ReadLines(in, kWindowLines, &number, &window)) {
+        if (absl::Status s = ParseLines(path, window, &requests); !s.ok()) {
+          // The file changed since it was checked.
+          return absl::Status(s.code(),
+                              absl::StrCat(s.message(), "; the ", submitted,
+                                           " jobs before it were submitted"));
+        }
+        if (absl::Status s = SendWindow(context, *stub, requests, window.lines,
+                                        &submitted, &created);
+            !s.ok()) {
+          return s;
+        }
+      }
         context.PrintJson(answer, /*every_field=*/true, /*one_line=*/true);
-      } else {
         for (const std::string& id : answer.ids()) *context.out << id << "\n";
-      }
       context.out->flush();
-      submitted += answer.ids_size();
       created += answer.created();
+      if (IsJson(output_)) {  // a SubmitJobsResponse a line
+      submitted += answer.ids_size();
+      }
+      } else {
     }
-    stream->WritesDone();
-    if (absl::Status status = FromGrpcStatus(stream->Finish()); !status.ok())
-      return status;
     *context.err << "jobwire submit-batch: " << submitted
                  << (submitted == 1 ? " job, " : " jobs, ") << created
                  << " new\n";
@@ -407,8 +514,135 @@ class SubmitBatchCommand final : public Command {
   }
 
  private:
+  // Sends `requests` (lines[i] is the file line of requests[i]) in batches
+  // of kBatch, kStreams in flight, and prints their ids in line order; adds
+  // the jobs submitted before a failed batch to `submitted`, the new ones to
+  // `created`. The failed batch's error names its line, with how many jobs
+  // went in before it (and of later lines, already in flight).
+  absl::Status SendWindow(const CliContext& context, JobService::Stub& stub,
+                          std::vector<jobwire::v1::SubmitJobRequest>& requests,
+                          const std::vector<int>& lines, int64_t* submitted,
+                          int64_t* created) {
+    const size_t batches = (requests.size() + kBatch - 1) / kBatch;
+    // kStreams batches in flight, one per stream (a SubmitJobs stream
+    // answers one batch before it reads the next), answered in any order
+    // and printed in file order.
+    struct Answer {
+      bool done = false;
+      grpc::Status status;  // of a batch the stream did not answer
+      jobwire::v1::SubmitJobsResponse response;
+    };
+    std::vector<Answer> answers(batches);
+    absl::Mutex mu;
+    size_t next = 0;          // the next batch to send
+    bool failed = false;      // a batch failed: send no more
+    grpc::Status end_status;  // of a stream that failed after its batches
+    auto send = [&] {
+      auto call = context.NewCallContext(/*with_deadline=*/false);
+      auto stream = stub.SubmitJobs(call.get());
+      for (;;) {
+        size_t b = 0;
+        {
+          absl::MutexLock lock(&mu);
+          if (failed || next == batches) break;
+          b = next++;
+        }
+        jobwire::v1::SubmitJobsRequest batch;
+        const size_t end = std::min(requests.size(), (b + 1) * kBatch);
+        for (size_t i = b * kBatch; i < end; ++i) {
+          *batch.add_jobs() = std::move(requests[i]);  // sent once
+        }
+        jobwire::v1::SubmitJobsResponse response;
+        const bool ok = stream->Write(batch) && stream->Read(&response);
+        grpc::Status status;
+        if (!ok) {
+          stream->WritesDone();
+          status = stream->Finish();
+          if (status.ok())
+            status = grpc::Status(grpc::StatusCode::UNKNOWN,
+                                  "the stream ended early");
+        }
+        absl::MutexLock lock(&mu);
+        answers[b].done = true;
+        answers[b].status = status;
+        answers[b].response = std::move(response);
+        if (!ok) {
+          failed = true;
+          return;
+        }
+      }
+      stream->WritesDone();
+      grpc::Status status = stream->Finish();
+      if (!status.ok()) {
+        absl::MutexLock lock(&mu);
+        failed = true;
+        if (end_status.ok()) end_status = status;
+      }
+    };
+    std::vector<std::thread> senders;
+    for (size_t s = 0; s < std::min(kStreams, batches); ++s)
+      senders.emplace_back(send);
+    size_t first_failed = batches;  // the first batch that failed
+    int64_t after_failed = 0;       // jobs submitted in batches after it
+    grpc::Status failure;           // its status
+    for (size_t b = 0; b < batches; ++b) {
+      Answer answer;
+      {
+        absl::MutexLock lock(&mu);
+        auto ready = [&] {
+          mu.AssertReaderHeld();
+          return answers[b].done || (failed && b >= next);
+        };
+        mu.Await(absl::Condition(&ready));
+        if (!answers[b].done) break;  // never sent
+        answer = std::move(answers[b]);
+      }
+      if (!answer.status.ok()) {
+        if (first_failed == batches) {
+          first_failed = b;
+          failure = answer.status;
+        }
+        continue;
+      }
+      for (const std::string& id : answer.response.ids())
+        *context.out << id << "\n";
+      context.out->flush();
+      (first_failed == batches ? *submitted : after_failed) +=
+          answer.response.ids_size();
+      *created += answer.response.created();
+    }
+    for (std::thread& sender : senders) sender.join();
+    if (first_failed != batches) {
+      const size_t start = first_failed * kBatch;
+      const size_t end = std::min(requests.size(), start + kBatch);
+      absl::Status status = FromGrpcStatus(failure);
+      const std::vector<int> batch_lines(lines.begin() + start,
+                                         lines.begin() + end);
+      std::string before =
+          *submitted == 0
+              ? "; nothing before it was submitted"
+              : absl::StrCat("; the ", *submitted, " jobs before line ",
+                             lines[start], " were submitted");
+      if (*submitted == 0 && after_failed == 0)
+        before = "; nothing was submitted";
+      return absl::Status(
+          status.code(),
+          absl::StrCat(NameLines(status.message(), batch_lines), before,
+                       after_failed == 0
+                           ? ""
+                           : absl::StrCat(", and ", after_failed,
+                                          " jobs of later lines")));
+    }
+    if (!end_status.ok()) return FromGrpcStatus(end_status);
+    return absl::OkStatus();
+  }
+
+  // Lines read, checked or sent at a time (a window of a file).
+  static constexpr size_t kWindowLines = 64 * 1000;
   // Jobs per SubmitJobs batch: the server's most.
   static constexpr size_t kBatch = 1000;
+  // Batches in flight, each on its own stream.
+  static constexpr size_t kStreams = 4;
   std::string output_ = "table";
 };
 

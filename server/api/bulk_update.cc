@@ -119,6 +119,23 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
       case Action::kDelete:
         break;
     }
+    auto spec = std::make_shared<BulkWriteSpec>();
+    const std::vector<JobState> expected = request_.expected_states;
+    if (request_.action == Action::kDelete) {
+      spec->del = true;
+      spec->check = [expected](const Job& job) -> absl::Status {
+        if (!IsExpected(expected, job.state)) return NotExpected(job);
+        return absl::OkStatus();
+      };
+    } else {
+      spec->mutation = [expected, base = base_](
+                           const Job& current,
+                           absl::Time now) -> absl::StatusOr<JobChange> {
+        if (!IsExpected(expected, current.state)) return NotExpected(current);
+        return base(current, now);
+      };
+    }
+    spec_ = std::move(spec);
   }
 
   void ScheduleNextChunk() {
@@ -129,29 +146,27 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
   }
 
  private:
-  // The answers of one chunk's writes.
+  // One chunk in flight: its write (and the RUNNING jobs handed to the
+  // dispatcher), and the read-ahead of the next page. The next chunk starts
+  // when all of them are done.
   struct Chunk {
-    explicit Chunk(size_t n) : pending(n), changed(n, 0) {}
-    std::atomic<size_t> pending;
-    // Set on the store's writer by the mutation of job i: whether it wrote
-    // an event (a patch that changes nothing writes none).
-    std::vector<char> changed;
+    explicit Chunk(int parts) : pending(parts) {}
+    std::atomic<int> pending;
+    std::vector<std::string> ids;
   };
 
-  // Executor thread: reads the next chunk and queues its writes (or, on a
-  // dry run, classifies it).
+  // Executor thread: reads the next chunk and queues its write (or, on a
+  // dry run, classifies it); then, for a filter, reads the page after it
+  // while the write waits for the writer (read-ahead).
   void NextChunk() {
     const absl::Status stop = stop_();
     if (!stop.ok()) return End(stop);
     std::vector<Job> rows;  // filter or dry run
     std::vector<std::string> ids;
     if (request_.filter.has_value()) {
-      ListJobsQuery query;
-      query.filter = *request_.filter;
-      query.page_size = chunk_jobs_;
-      query.page_token = page_token_;
       absl::StatusOr<ListJobsResult> page =
-          deps_.store->ListJobsBlocking(query);
+          ahead_.has_value() ? std::move(*ahead_) : ReadPage();
+      ahead_.reset();
       if (!page.ok()) return End(page.status());
       page_token_ = std::move(page->next_page_token);
       more_ = !page_token_.empty();
@@ -170,47 +185,62 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
                             static_cast<int64_t>(ids.size()));
     }
     if (request_.dry_run) return DryRun(ids, rows);
-    auto chunk = std::make_shared<Chunk>(ids.size());
     if (ids.empty()) return ChunkDone();
-    for (size_t i = 0; i < ids.size(); ++i) Write(chunk, i, ids[i]);
+    const bool read_ahead = request_.filter.has_value() && more_;
+    auto chunk = std::make_shared<Chunk>(read_ahead ? 2 : 1);
+    chunk->ids = ids;
+    std::shared_ptr<BulkRun> self = shared_from_this();
+    deps_.store->BulkWrite(
+        std::move(ids), spec_,
+        [self, chunk](absl::StatusOr<std::vector<BulkItemResult>> results) {
+          self->Written(chunk, std::move(results));
+        });
+    if (!read_ahead) return;
+    // The page after this chunk's: keyset paging starts after its last job,
+    // so what the write changes does not move it.
+    ahead_ = ReadPage();
+    Arrive(*chunk);
   }
 
-  // Queues the write of job `id`, the chunk's i-th.
-  void Write(const std::shared_ptr<Chunk>& chunk, size_t i,
-             const std::string& id) {
-    std::shared_ptr<BulkRun> self = shared_from_this();
-    auto answer = [self, chunk, i, id](absl::StatusOr<Job> job) {
-      self->Answered(*chunk, i, id, job.status());
-    };
-    if (request_.action == Action::kDelete) {
-      deps_.store->Delete(
-          id,
-          [self, chunk, i](const Job& job) -> absl::Status {
-            if (!IsExpected(self->request_.expected_states, job.state))
-              return NotExpected(job);
-            chunk->changed[i] = 1;
-            return absl::OkStatus();
-          },
-          std::move(answer));
-      return;
+  absl::StatusOr<ListJobsResult> ReadPage() {
+    ListJobsQuery query;
+    query.filter = *request_.filter;
+    query.page_size = static_cast<int32_t>(chunk_jobs_);
+    query.page_token = page_token_;
+    return deps_.store->ListJobsBlocking(query);
+  }
+
+  // Store completion thread: the chunk's write was answered. RUNNING jobs
+  // refused under CANCEL or PAUSE go to the dispatcher, which tells their
+  // worker, as CancelJob does.
+  void Written(const std::shared_ptr<Chunk>& chunk,
+               absl::StatusOr<std::vector<BulkItemResult>> results) {
+    if (!results.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (storage_error_.ok()) storage_error_ = results.status();
+      }
+      return Arrive(*chunk);
     }
-    deps_.store->Mutate(
-        id,
-        [self, chunk, i](const Job& current,
-                         absl::Time now) -> absl::StatusOr<JobChange> {
-          absl::StatusOr<JobChange> change = self->Change(current, now);
-          if (change.ok()) chunk->changed[i] = change->events.empty() ? 0 : 1;
-          return change;
-        },
-        [self, chunk, i, id, answer](absl::StatusOr<Job> job) {
-          // A RUNNING job goes to the dispatcher, which tells the worker.
-          if (!job.ok() && self->hook_ && RefusedBecauseRunning(job.status())) {
-            chunk->changed[i] = 1;
-            self->hook_(id, self->hook_reason_, answer);
-            return;
-          }
-          answer(std::move(job));
+    std::shared_ptr<BulkRun> self = shared_from_this();
+    for (size_t i = 0; i < results->size(); ++i) {
+      const BulkItemResult& r = (*results)[i];
+      const std::string& id = chunk->ids[i];
+      if (!r.status.ok() && hook_ && RefusedBecauseRunning(r.status)) {
+        chunk->pending.fetch_add(1);
+        hook_(id, hook_reason_, [self, chunk, id](absl::StatusOr<Job> job) {
+          self->Record(id, job.status(), true);
+          self->Arrive(*chunk);
         });
+        continue;
+      }
+      Record(id, r.status, r.changed);
+    }
+    Arrive(*chunk);
+  }
+
+  void Arrive(Chunk& chunk) {
+    if (chunk.pending.fetch_sub(1) == 1) ChunkDone();
   }
 
   // The change to `current`: refused when it is not in expected_states.
@@ -251,14 +281,6 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
       Record(job.id, change.status(), change.ok() && !change->events.empty());
     }
     ChunkDone();
-  }
-
-  // Store completion thread (or the dispatcher's): job i of `chunk` was
-  // answered.
-  void Answered(Chunk& chunk, size_t i, const std::string& id,
-                const absl::Status& status) {
-    Record(id, status, chunk.changed[i] != 0);
-    if (chunk.pending.fetch_sub(1) == 1) ChunkDone();
   }
 
   void Record(const std::string& id, const absl::Status& status, bool changed) {
@@ -315,6 +337,7 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
   const std::function<absl::Status()> stop_;
   const std::function<void(absl::StatusOr<v1::BulkUpdateJobsResponse>)> done_;
   JobMutation base_;  // every action but kDelete
+  std::shared_ptr<const BulkWriteSpec> spec_;
   RunningJobHook hook_;
   std::string hook_reason_;
 
@@ -323,6 +346,8 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
   std::string page_token_;
   size_t next_id_ = 0;
   bool more_ = false;
+  // The next page, read ahead while the current chunk is written.
+  std::optional<absl::StatusOr<ListJobsResult>> ahead_;
 
   absl::Mutex mu_;
   v1::BulkUpdateJobsResponse response_ ABSL_GUARDED_BY(mu_);

@@ -23,11 +23,15 @@
 // A dry run reads each job and classifies it the same way against the job as
 // read, writing nothing.
 //
-// Chunks: at most `chunk_jobs` jobs of one request are waiting in the store
-// at a time; the next chunk is read (on the Executor) and queued only after
-// every job of the previous one was answered. Writes from other callers
-// queue between chunks, so they wait for one chunk's commit at most, and a
-// request holds one chunk in memory whatever its size.
+// Chunks: a chunk of at most `chunk_jobs` jobs is one JobStore::BulkWrite
+// (one transaction, a few set-based statements), and one chunk of a request
+// is waiting in the store at a time: the next one is queued only after every
+// job of the previous one was answered. With a filter, the page after the
+// chunk being written is read meanwhile (read-ahead, on the Executor). Writes
+// from other callers go before a chunk queued ahead of them and are never
+// committed with one (see SqliteJobStore), so they wait for one chunk's
+// commit at most, and a request holds two pages in memory at most whatever
+// its size.
 //
 // The run ends early, with the status it returns, when `stop` (polled before
 // each chunk) returns non-OK, and with the store's error when storage fails

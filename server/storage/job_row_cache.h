@@ -54,6 +54,8 @@ class JobRowCache {
 
   // The row of job `id`, or null when it is not held.
   const Job* Find(absl::string_view id);
+  // Whether the row of job `id` is held (not counted as a hit or miss).
+  bool Holds(absl::string_view id) const { return rows_.contains(id); }
 
   // Records `job` as the row of job.id (packed; the held row's allocation is
   // reused when it is large enough), or forgets that row when the job is

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -143,6 +144,29 @@ struct WebhookDeliveryPage {
   std::string next_page_token;               // empty on the last page
 };
 
+// One job's outcome in a BulkWrite.
+struct BulkItemResult {
+  // OK, or the job's own error: NOT_FOUND, the mutation's or the check's
+  // error, FAILED_PRECONDITION for a delete of a job that is not terminal.
+  absl::Status status;
+  // The job got an event (a mutation), or was deleted.
+  bool changed = false;
+};
+
+// What a BulkWrite does to each job of its chunk: runs `mutation` against the
+// job as committed (as Mutate does), or with `del`, deletes the job as
+// Delete does, after `check` (may be null).
+struct BulkWriteSpec {
+  JobMutation mutation;
+  bool del = false;
+  std::function<absl::Status(const Job&)> check;
+};
+
+// One result per id, in the order of the ids; or the error that failed the
+// whole chunk (nothing of it written).
+using BulkWriteCallback =
+    std::function<void(absl::StatusOr<std::vector<BulkItemResult>>)>;
+
 using SubmitCallback =
     std::function<void(absl::StatusOr<std::vector<SubmitOutcome>>)>;
 using JobCallback = std::function<void(absl::StatusOr<Job>)>;
@@ -213,6 +237,19 @@ class JobStore {
   virtual void Delete(std::string id,
                       std::function<absl::Status(const Job&)> check,
                       JobCallback done) = 0;
+
+  // Applies `spec` to each job of `ids` (distinct) as one write request:
+  // one transaction, and set-based where the store can (one UPDATE for the
+  // jobs a mutation changes alike, one INSERT for many events, one DELETE
+  // per table for a chunk of deletes). Each job is read and checked as
+  // committed; a job's error fails that job alone. The row of a job and its
+  // events are written exactly as Mutate or Delete would, so listeners see
+  // one commit with every event of the chunk. Other writes queued behind a
+  // BulkWrite may be committed before it (a bounded number: see
+  // SqliteJobStore); a BulkWrite commits alone.
+  virtual void BulkWrite(std::vector<std::string> ids,
+                         std::shared_ptr<const BulkWriteSpec> spec,
+                         BulkWriteCallback done) = 0;
 
   // NOT_FOUND for an unknown id.
   virtual absl::StatusOr<Job> GetJobBlocking(const std::string& id) = 0;

@@ -8,13 +8,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include "SQLiteCpp/Database.h"
 #include "SQLiteCpp/Exception.h"
 #include "SQLiteCpp/Statement.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,6 +42,22 @@ namespace {
 constexpr int kMaxReadLimit = 10000;
 
 constexpr size_t kMaxUpdateStatements = 256;
+// Events per multi-row INSERT (x 28 columns: well under SQLite's 32,766
+// bound parameters).
+constexpr size_t kEventRowsPerInsert = 64;
+// New jobs (x 42 columns) and label rows per multi-row INSERT of a Submit.
+constexpr size_t kJobRowsPerInsert = 32;
+constexpr size_t kLabelRowsPerInsert = 64;
+// Distinct changes of one BulkWrite chunk written as one UPDATE each; jobs
+// beyond them are written row by row.
+constexpr size_t kMaxBulkGroups = 16;
+// With a bulk chunk queued, how long the writer waits after a small commit
+// for the next small write, and how many small commits a chunk lets go
+// first at most (see WriterLoop).
+constexpr absl::Duration kSmallWriteWindow = absl::Milliseconds(1);
+constexpr int kMaxSmallBatchesPerChunk = 8;
+// A JSON array of ids, bound to json_each(?): one statement for many rows.
+constexpr const char* kIdsIn = "IN (SELECT value FROM json_each(?))";
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // Every event id at or below it was given out once (written by the migration
 // that dropped AUTOINCREMENT from job_events; see migrations.cc).
@@ -62,16 +82,25 @@ const char* SynchronousPragma(SqliteJobStore::Synchronous s) {
 // A job whose request_id is taken already is not inserted (no error, no
 // change): the unique index answers the idempotency check that a SELECT
 // before each insert would repeat. Every other constraint still fails.
-const std::string& InsertJobSql() {
+const std::string& PlainInsertJobSql() {
   static const auto* sql = [] {
     std::vector<std::string> marks(JobColumns().size(), "?");
-    return new std::string(absl::StrCat(
-        "INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
-        absl::StrJoin(marks, ", "),
-        ") ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"));
+    return new std::string(absl::StrCat("INSERT INTO jobs (",
+                                        JobColumnList(false), ") VALUES (",
+                                        absl::StrJoin(marks, ", "), ")"));
   }();
   return *sql;
 }
+
+const std::string& InsertJobSql() {
+  static const auto* sql = new std::string(absl::StrCat(
+      PlainInsertJobSql(),
+      " ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING"));
+  return *sql;
+}
+
+constexpr const char* kInsertLabelSql =
+    "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)";
 
 const std::string& InsertEventSql() {
   static const auto* sql = [] {
@@ -86,6 +115,52 @@ const std::string& InsertEventSql() {
                      ") VALUES (", absl::StrJoin(marks, ", "), ")"));
   }();
   return *sql;
+}
+
+// `one`, an INSERT of one row ending with its VALUES (...), made an INSERT
+// of `rows` rows at once.
+std::string MultiRowInsertSql(const std::string& one, size_t rows) {
+  const size_t values = one.find(" VALUES ");
+  const std::string row = one.substr(values + 8);
+  std::string sql = one.substr(0, values + 8);
+  for (size_t i = 0; i < rows; ++i) absl::StrAppend(&sql, i ? ", " : "", row);
+  return sql;
+}
+
+// `ids` as a JSON array of strings, for json_each(?).
+std::string JsonArray(const std::vector<const std::string*>& ids) {
+  std::string out = "[";
+  out.reserve(ids.size() * 30 + 2);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char ch : *ids[i]) {
+      if (ch == '"' || ch == '\\') {
+        out.push_back('\\');
+        out.push_back(ch);
+      } else if (static_cast<unsigned char>(ch) < 0x20) {
+        absl::StrAppend(&out, "\\u00",
+                        absl::Hex(static_cast<int>(ch), absl::kZeroPad2));
+      } else {
+        out.push_back(ch);
+      }
+    }
+    out.push_back('"');
+  }
+  out.push_back(']');
+  return out;
+}
+
+absl::Status JobNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+}
+
+absl::Status NotTerminalError(const std::string& id, JobState state) {
+  return FailedPreconditionError(
+      absl::StrCat("cannot delete job ", id, " in state ", JobStateName(state),
+                   "; allowed: SUCCEEDED, FAILED, CANCELLED"),
+      PreconditionViolation{"STATE", absl::StrCat("jobs/", id),
+                            absl::StrCat("job is ", JobStateName(state))});
 }
 
 const std::string& SelectJobSql() {
@@ -144,8 +219,7 @@ class SqliteJobStore::Writer {
   absl::StatusOr<Job> LoadJob(const std::string& id) {
     auto stmt = conn.stmts.Get(SelectJobSql());
     stmt->bind(1, id);
-    if (!stmt->executeStep())
-      return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    if (!stmt->executeStep()) return JobNotFound(id);
     return ReadJob(*stmt, false);
   }
 
@@ -185,20 +259,19 @@ class SqliteJobStore::Writer {
     count_deltas.push_back(CountDelta{queue, state, n});
   }
 
-  // Writes the columns that differ between `before` and `after`.
-  void UpdateJob(const Job& before, const Job& after) {
-    if (before.queue != after.queue || before.state != after.state) {
-      CountJob(before.queue, before.state, -1);
-      CountJob(after.queue, after.state, 1);
-    }
+  // The columns that differ between `before` and `after`: their indexes, one
+  // char each, in `key`, and their values (borrowed from `after`) in
+  // `values`. With `skip_counters`, version and last_seq are left out (the
+  // caller bumps them in SQL). Returns whether the labels differ.
+  bool DiffColumns(const Job& before, const Job& after, bool skip_counters,
+                   std::string* key, std::vector<SqlValue>* values) const {
     const std::vector<JobColumn>& columns = JobColumns();
-    // The indexes of the changed columns, one char each: the key of the
-    // cached UPDATE for this set of columns. Mutations change only a few
-    // distinct sets (assign, complete, progress...).
-    update_key_.clear();
-    update_values_.clear();
+    key->clear();
+    values->clear();
     bool labels_changed = false;
     for (size_t i = 0; i < columns.size(); ++i) {
+      if (skip_counters && (i == version_column_ || i == last_seq_column_))
+        continue;
       SqlValue v;
       if (i == labels_column_) {
         // Compare the maps, not their encodings.
@@ -209,29 +282,35 @@ class SqliteJobStore::Writer {
         v = columns[i].get(after);
         if (v == columns[i].get(before)) continue;
       }
-      update_key_.push_back(static_cast<char>(i));
-      update_values_.push_back(std::move(v));
+      key->push_back(static_cast<char>(i));
+      values->push_back(std::move(v));
     }
+    return labels_changed;
+  }
+
+  // Records the move of a job from `before`'s (queue, state) to `after`'s,
+  // if it moved.
+  void CountMove(const Job& before, const Job& after) {
+    if (before.queue != after.queue || before.state != after.state) {
+      CountJob(before.queue, before.state, -1);
+      CountJob(after.queue, after.state, 1);
+    }
+  }
+
+  // Writes the columns that differ between `before` and `after`.
+  void UpdateJob(const Job& before, const Job& after) {
+    CountMove(before, after);
+    // The indexes of the changed columns: the key of the cached UPDATE for
+    // this set of columns.
+    const bool labels_changed =
+        DiffColumns(before, after, false, &update_key_, &update_values_);
     if (update_key_.empty()) return;
-    // A bound for the unexpected: mutations that change ever new sets.
-    if (update_stmts_.size() >= kMaxUpdateStatements &&
-        update_stmts_.count(update_key_) == 0) {
-      update_stmts_.clear();
-    }
-    std::unique_ptr<SQLite::Statement>& stmt = update_stmts_[update_key_];
-    if (stmt == nullptr) {
-      std::vector<std::string> sets;
-      for (char i : update_key_)
-        sets.push_back(
-            absl::StrCat(columns[static_cast<size_t>(i)].name, " = ?"));
-      stmt = std::make_unique<SQLite::Statement>(
-          conn.db, absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
-                                " WHERE id = ?"));
-    }
+    SQLite::Statement* stmt =
+        UpdateStatement(update_stmts_, update_key_, {}, "= ?");
     BindAll(*stmt, update_values_);
     stmt->bindNoCopy(static_cast<int>(update_values_.size()) + 1, after.id);
     // Reset even when exec() throws, so the statement holds no lock.
-    StatementCache::Lease reset_after(stmt.get());
+    StatementCache::Lease reset_after(stmt);
     stmt->exec();
     if (labels_changed) {
       auto del = conn.stmts.Get("DELETE FROM job_labels WHERE job_id = ?");
@@ -241,10 +320,110 @@ class SqliteJobStore::Writer {
     }
   }
 
+  // The cached UPDATE of jobs that sets the columns of `key` (indexes, one
+  // char each) and then `extra`, in the rows whose id matches `match`.
+  // `cache` is bounded by kMaxUpdateStatements: mutations change only a few
+  // distinct sets of columns (assign, complete, progress...), and a bound
+  // is there for the unexpected.
+  SQLite::Statement* UpdateStatement(
+      std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>>&
+          cache,
+      const std::string& key, const std::vector<std::string>& extra,
+      const char* match) {
+    if (cache.size() >= kMaxUpdateStatements && cache.count(key) == 0)
+      cache.clear();
+    std::unique_ptr<SQLite::Statement>& stmt = cache[key];
+    if (stmt == nullptr) {
+      const std::vector<JobColumn>& columns = JobColumns();
+      std::vector<std::string> sets;
+      for (char i : key)
+        sets.push_back(
+            absl::StrCat(columns[static_cast<size_t>(i)].name, " = ?"));
+      sets.insert(sets.end(), extra.begin(), extra.end());
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
+                                " WHERE id ", match));
+    }
+    return stmt.get();
+  }
+
+  // Sets the columns of `key` to `values` (DiffColumns with skip_counters),
+  // adds 1 to version and `events` to last_seq, in every job `ids_json` (a
+  // JSON array) lists: one statement. Returns the number of rows changed.
+  int UpdateJobsAlike(const std::string& key,
+                      const std::vector<SqlValue>& values, int64_t events,
+                      const std::string& ids_json) {
+    SQLite::Statement* stmt = UpdateStatement(
+        bulk_update_stmts_, key,
+        {"version = version + 1", "last_seq = last_seq + ?"}, kIdsIn);
+    BindAll(*stmt, values);
+    stmt->bind(static_cast<int>(values.size()) + 1, events);
+    stmt->bindNoCopy(static_cast<int>(values.size()) + 2, ids_json);
+    StatementCache::Lease reset_after(stmt);
+    return stmt->exec();
+  }
+
+  // Reads the rows of the jobs `ids_json` (a JSON array) lists, in no
+  // particular order, into `out`.
+  void LoadJobs(const std::string& ids_json, std::vector<Job>* out) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", JobColumnList(false), " FROM jobs WHERE id ", kIdsIn));
+    auto stmt = conn.stmts.Get(*sql);
+    stmt->bindNoCopy(1, ids_json);
+    while (stmt->executeStep()) out->push_back(ReadJob(*stmt, false));
+  }
+
+  // Inserts jobs[begin, end), none with a request_id (so none conflicts),
+  // and their labels, in multi-row INSERTs.
+  void InsertNewJobs(const std::vector<Job>& jobs, size_t begin, size_t end) {
+    std::unique_ptr<SQLite::Statement>& stmt = job_inserts_[end - begin];
+    if (stmt == nullptr) {
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, MultiRowInsertSql(PlainInsertJobSql(), end - begin));
+    }
+    {
+      // Reset even when exec() throws, so the statement holds no lock.
+      StatementCache::Lease reset_after(stmt.get());
+      int index = 0;
+      // Borrowed values point into `jobs`, which outlives exec().
+      for (size_t k = begin; k < end; ++k) {
+        for (const JobColumn& c : JobColumns())
+          BindValue(*stmt, ++index, c.get(jobs[k]));
+      }
+      stmt->exec();
+    }
+    // The label rows, kLabelRowsPerInsert at a time.
+    size_t rows = 0;
+    auto flush = [&] {
+      if (rows == 0) return;
+      std::unique_ptr<SQLite::Statement>& labels = label_inserts_[rows];
+      if (labels == nullptr) {
+        labels = std::make_unique<SQLite::Statement>(
+            conn.db, MultiRowInsertSql(kInsertLabelSql, rows));
+      }
+      StatementCache::Lease reset_after(labels.get());
+      for (size_t i = 0; i < rows; ++i) {
+        const auto& [id, key, value] = label_rows_[i];
+        labels->bindNoCopy(static_cast<int>(3 * i + 1), *id);
+        labels->bindNoCopy(static_cast<int>(3 * i + 2), *key);
+        labels->bindNoCopy(static_cast<int>(3 * i + 3), *value);
+      }
+      labels->exec();
+      rows = 0;
+    };
+    for (size_t k = begin; k < end; ++k) {
+      CountJob(jobs[k].queue, jobs[k].state, 1);
+      for (const auto& [key, value] : jobs[k].labels) {
+        label_rows_[rows++] = {&jobs[k].id, &key, &value};
+        if (rows == kLabelRowsPerInsert) flush();
+      }
+    }
+    flush();
+  }
+
   void InsertLabels(const Job& job) {
     if (job.labels.empty()) return;
-    auto stmt = conn.stmts.Get(
-        "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)");
+    auto stmt = conn.stmts.Get(kInsertLabelSql);
     for (const auto& [key, value] : job.labels) {
       stmt->tryReset();
       stmt->bindNoCopy(1, job.id);
@@ -255,33 +434,60 @@ class SqliteJobStore::Writer {
   }
 
   // Appends `events` to the log of `job` with seq first_seq, first_seq+1...
-  // and the next event ids.
+  // and the next event ids. The rows wait in pending_events_ and go to
+  // SQLite kEventRowsPerInsert at a time; FlushEvents writes the rest
+  // (ApplyBatch calls it after each request).
   void AppendEvents(const Job& job, std::vector<JobEvent> new_events,
                     int64_t first_seq) {
-    auto stmt = conn.stmts.Get(InsertEventSql());
-    for (JobEvent& e : new_events) {
+    for (JobEvent& e : new_events) AppendEvent(job, std::move(e), first_seq++);
+  }
+
+  // Appends `e` to the log of `job` with seq `seq`: see AppendEvents.
+  void AppendEvent(const Job& job, JobEvent e, int64_t seq) {
+    {
       // Taken before the insert and never given back: an id of a failed
       // insert or a rolled-back transaction is skipped, not reused.
       e.event_id = next_event_id++;
       e.job_id = job.id;
-      e.seq = first_seq++;
+      e.seq = seq;
       e.time = now;
       FillAttributes(job, &e);
-      stmt->tryReset();
-      stmt->bind(1, static_cast<int64_t>(e.event_id));
-      int index = 1;
-      for (const EventColumn& c : EventColumns())
-        BindValue(*stmt, ++index, c.get(e));
-      stmt->exec();
       const WebhookSpec* webhook =
           job.webhook.has_value() ? &*job.webhook : default_webhook;
       if (webhook != nullptr && webhook_body != nullptr &&
           WebhookWants(*webhook, e)) {
         QueueWebhook(job, *webhook, e);
       }
-      events.push_back(std::move(e));
+      pending_events_.push_back(std::move(e));
+      if (pending_events_.size() == kEventRowsPerInsert) FlushEvents();
     }
   }
+
+  // Writes the events AppendEvents holds, in one INSERT, and moves them to
+  // `events`.
+  void FlushEvents() {
+    const size_t n = pending_events_.size();
+    if (n == 0) return;
+    std::unique_ptr<SQLite::Statement>& stmt = event_inserts_[n];
+    if (stmt == nullptr)
+      stmt = std::make_unique<SQLite::Statement>(
+          conn.db, MultiRowInsertSql(InsertEventSql(), n));
+    // Reset even when exec() throws, so the statement holds no lock.
+    StatementCache::Lease reset_after(stmt.get());
+    int index = 0;
+    // Borrowed values point into pending_events_, which outlives exec().
+    for (const JobEvent& e : pending_events_) {
+      stmt->bind(++index, static_cast<int64_t>(e.event_id));
+      for (const EventColumn& c : EventColumns())
+        BindValue(*stmt, ++index, c.get(e));
+    }
+    stmt->exec();
+    for (JobEvent& e : pending_events_) events.push_back(std::move(e));
+    pending_events_.clear();
+  }
+
+  // A request failed: its events held for FlushEvents are not written.
+  void DropPendingEvents() { pending_events_.clear(); }
 
   // Writes the outbox row of `e`, due now, with its body built from `job`
   // as of `e` (see Options::webhook_body).
@@ -311,40 +517,48 @@ class SqliteJobStore::Writer {
     stmt->exec();
   }
 
-  // Sets integer setting `key` to `value` unless it holds a larger one.
-  // Deletes the job's row, labels and events; returns the largest event_id
-  // deleted (0 when it had none).
-  int64_t DeleteJob(const std::string& id) {
-    rows.Forget(id);
+  // Deletes the rows, labels and events of the jobs whose id matches `match`
+  // ("= ?" with one id, or kIdsIn with a JSON array of ids in `arg`);
+  // returns the largest event_id deleted (0 when they had none). The caller
+  // Forgets their cached rows.
+  int64_t DeleteJobsWhere(const char* match, const std::string& arg) {
     int64_t max_event_id = 0;
     {
-      auto stmt = conn.stmts.Get(
-          "SELECT MAX(event_id) FROM job_events WHERE job_id = ?");
-      stmt->bind(1, id);
+      auto stmt = conn.stmts.Get(absl::StrCat(
+          "SELECT MAX(event_id) FROM job_events WHERE job_id ", match));
+      stmt->bindNoCopy(1, arg);
       if (stmt->executeStep()) max_event_id = stmt->getColumn(0).getInt64();
     }
     // Pending deliveries stay: a job deleted right after it ended still
     // gets its webhook (the row carries its body).
-    for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?",
-                            "DELETE FROM webhook_outbox WHERE job_id = ? "
-                            "AND state != 0",
-                            "DELETE FROM job_labels WHERE job_id = ?"}) {
+    for (const std::string& sql :
+         {absl::StrCat("DELETE FROM job_events WHERE job_id ", match),
+          absl::StrCat("DELETE FROM webhook_outbox WHERE job_id ", match,
+                       " AND state != 0"),
+          absl::StrCat("DELETE FROM job_labels WHERE job_id ", match)}) {
       auto stmt = conn.stmts.Get(sql);
-      stmt->bind(1, id);
+      stmt->bindNoCopy(1, arg);
       stmt->exec();
     }
-    // SQLite deletes in the first step (RETURNING rows come after); the id
-    // is the key, so there is one row at most, and the lease resets it.
-    auto stmt =
-        conn.stmts.Get("DELETE FROM jobs WHERE id = ? RETURNING queue, state");
-    stmt->bind(1, id);
-    if (stmt->executeStep()) {
+    // SQLite deletes every row in the first step (RETURNING rows come
+    // after); each deleted row moves the counts, and the lease resets it.
+    auto stmt = conn.stmts.Get(absl::StrCat("DELETE FROM jobs WHERE id ",
+                                            match, " RETURNING queue, state"));
+    stmt->bindNoCopy(1, arg);
+    while (stmt->executeStep()) {
       CountJob(stmt->getColumn(0).getString(),
                static_cast<JobState>(stmt->getColumn(1).getInt()), -1);
     }
     return max_event_id;
   }
 
+  // Deletes one job; see DeleteJobsWhere.
+  int64_t DeleteJob(const std::string& id) {
+    rows.Forget(id);
+    return DeleteJobsWhere("= ?", id);
+  }
+
+  // Sets integer setting `key` to `value` unless it holds a larger one.
   void RaiseSetting(const std::string& key, int64_t value) {
     auto stmt = conn.stmts.Get(
         "INSERT INTO settings (key, value) VALUES (?, ?) "
@@ -362,18 +576,33 @@ class SqliteJobStore::Writer {
   // id (Submit and Mutate Put, retention Forgets). Failed requests and
   // rolled-back transactions are handled by ApplyBatch and RunBatch.
   JobRowCache rows;
-  const size_t labels_column_ = [] {
+  static size_t ColumnIndex(std::string_view name) {
     const std::vector<JobColumn>& columns = JobColumns();
     for (size_t i = 0; i < columns.size(); ++i) {
-      if (std::string_view(columns[i].name) == "labels") return i;
+      if (std::string_view(columns[i].name) == name) return i;
     }
     return columns.size();
-  }();
+  }
+  const size_t labels_column_ = ColumnIndex("labels");
+  const size_t version_column_ = ColumnIndex("version");
+  const size_t last_seq_column_ = ColumnIndex("last_seq");
   // UpdateJob's statements by changed-column key, and its scratch space.
   std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>>
       update_stmts_;
   std::string update_key_;
   std::vector<SqlValue> update_values_;
+  // UpdateJobsAlike's statements by changed-column key.
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>>
+      bulk_update_stmts_;
+  // Events appended and not yet written (FlushEvents), and the multi-row
+  // INSERTs by row count.
+  std::vector<JobEvent> pending_events_;
+  std::unique_ptr<SQLite::Statement> event_inserts_[kEventRowsPerInsert + 1];
+  // InsertNewJobs' multi-row INSERTs by row count, and its label rows.
+  std::unique_ptr<SQLite::Statement> job_inserts_[kJobRowsPerInsert + 1];
+  std::unique_ptr<SQLite::Statement> label_inserts_[kLabelRowsPerInsert + 1];
+  std::tuple<const std::string*, const std::string*, const std::string*>
+      label_rows_[kLabelRowsPerInsert];
   // Time of the transaction in progress.
   absl::Time now = absl::InfinitePast();
   // Events written by the transaction in progress, in event_id order.
@@ -419,6 +648,9 @@ struct SqliteJobStore::WriteOp {
   // Finish only answers its caller (a Submit): cheap enough for the writer
   // to run between two transactions (see CompletesOnWriter).
   bool light_finish = false;
+  // A BulkWrite chunk: committed alone, after the small writes queued
+  // behind it (see WriterLoop).
+  bool bulk = false;
   absl::Time queued;  // when Enqueue took it (WriteStats::queue_wait)
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
@@ -461,6 +693,33 @@ struct SqliteJobStore::SubmitOp final : WriteOp {
   // Per input: the existing job (created=false), or a created one whose job
   // is taken from rows[i] when the commit succeeded.
   std::vector<SubmitOutcome> outcomes;
+};
+
+// BulkWrite's write: one chunk of a bulk update (see BulkWrite).
+struct SqliteJobStore::BulkOp final : WriteOp {
+  BulkOp(SqliteJobStore* store, std::vector<std::string> ids,
+         std::shared_ptr<const BulkWriteSpec> spec, BulkWriteCallback done)
+      : store(store),
+        ids(std::move(ids)),
+        spec(std::move(spec)),
+        done(std::move(done)) {
+    bulk = true;
+    jobs = static_cast<int64_t>(this->ids.size());
+  }
+  absl::Status Apply(Writer& w) override;
+  void Finish(absl::Status status) override;
+  // The two halves of Apply; `current` gives a job's row or null.
+  void ApplyMutation(
+      Writer& w, const std::function<const Job*(const std::string&)>& current);
+  void ApplyDelete(
+      Writer& w, const std::function<const Job*(const std::string&)>& current);
+
+  SqliteJobStore* const store;
+  const std::vector<std::string> ids;
+  const std::shared_ptr<const BulkWriteSpec> spec;
+  const BulkWriteCallback done;
+  std::vector<BulkItemResult> results;  // set by Apply
+  int64_t max_event_id = 0;             // of the jobs deleted
 };
 
 // One batch, from the writer to the completion thread. The writer fills it
@@ -761,18 +1020,58 @@ void SqliteJobStore::WriterLoop() {
       absl::MutexLock lock(&mu_);
       while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping, and everything is handed off
-      int64_t jobs = 0;
-      int64_t bytes = 0;
-      while (!queue_.empty()) {
-        const WriteOp& op = *queue_.front();
-        if (!batch.empty() && (jobs + op.jobs > options_.max_batch_jobs ||
-                               bytes + op.bytes > options_.max_batch_bytes)) {
-          break;
+      // Bulk chunks (BulkWrite) commit alone and give way to small writes:
+      // those queued behind a chunk go first. After a small commit, with a
+      // chunk waiting, the writer also waits up to kSmallWriteWindow for
+      // the next small write (a client writing in a loop sends it right
+      // after its answer), kMaxSmallBatchesPerChunk times per chunk at most,
+      // so that such a client is not stuck behind every chunk while a chunk
+      // is held up a bounded time.
+      auto is_bulk = [](const std::unique_ptr<WriteOp>& op) {
+        return op->bulk;
+      };
+      const bool chunk_waiting =
+          std::any_of(queue_.begin(), queue_.end(), is_bulk);
+      auto small_queued = [&] {
+        mu_.AssertHeld();
+        return !std::all_of(queue_.begin(), queue_.end(), is_bulk);
+      };
+      if (chunk_waiting && last_batch_small_ &&
+          small_batches_ < kMaxSmallBatchesPerChunk && !small_queued() &&
+          !stopping_) {
+        work_cv_.WaitWithTimeout(&mu_, kSmallWriteWindow);
+      }
+      if (small_queued() &&
+          !(chunk_waiting && small_batches_ >= kMaxSmallBatchesPerChunk)) {
+        // The small writes, in order, up to the caps; chunks stay queued.
+        int64_t jobs = 0;
+        int64_t bytes = 0;
+        bool full = false;
+        std::deque<std::unique_ptr<WriteOp>> rest;
+        while (!queue_.empty()) {
+          std::unique_ptr<WriteOp> op = std::move(queue_.front());
+          queue_.pop_front();
+          full = full || (!op->bulk && !batch.empty() &&
+                          (jobs + op->jobs > options_.max_batch_jobs ||
+                           bytes + op->bytes > options_.max_batch_bytes));
+          if (op->bulk || full) {
+            rest.push_back(std::move(op));
+            continue;
+          }
+          jobs += op->jobs;
+          bytes += op->bytes;
+          batch.push_back(std::move(op));
         }
-        jobs += op.jobs;
-        bytes += op.bytes;
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+        queue_.swap(rest);
+        last_batch_small_ = true;
+        if (chunk_waiting) ++small_batches_;
+      } else {
+        // The first chunk, alone.
+        auto chunk = std::find_if(queue_.begin(), queue_.end(), is_bulk);
+        batch.push_back(std::move(*chunk));
+        queue_.erase(chunk);
+        last_batch_small_ = false;
+        small_batches_ = 0;
       }
       next->listeners = listeners_;
       batch_observer_ = observer_;
@@ -898,12 +1197,14 @@ bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
     try {
       if (savepoints) w.Exec("SAVEPOINT op");
       s = batch[i]->Apply(w);
+      if (s.ok()) w.FlushEvents();
       if (s.ok() && savepoints) w.Exec("RELEASE op");
     } catch (const SQLite::Exception& e) {
       s = StatusFromSqlite(e);
     }
     if (s.ok()) continue;
     results[i] = s;
+    w.DropPendingEvents();
     w.events.resize(mark);
     w.count_deltas.resize(count_mark);
     // Whatever the request wrote is undone below (or the batch fails).
@@ -1088,6 +1389,31 @@ absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
     job.update_time = w.now;
     job.version = 1;
     job.last_seq = 1;
+  }
+  // The job's `submitted` event, and its row for the row cache.
+  auto created = [&](const Job& job) {
+    JobEvent submitted;
+    submitted.type = EventType::kStateChanged;
+    submitted.from = JobState::kUnspecified;
+    submitted.to = job.state;
+    submitted.reason = "submitted";
+    w.AppendEvent(job, std::move(submitted), 1);
+    w.rows.Put(job);
+    outcomes.push_back(SubmitOutcome{Job{}, true});
+  };
+  for (size_t i = 0; i < rows.size();) {
+    // Jobs without a request_id cannot conflict: many rows per INSERT.
+    size_t end = i;
+    while (end < rows.size() && end - i < kJobRowsPerInsert &&
+           rows[end].request_id.empty()) {
+      ++end;
+    }
+    if (end > i) {
+      w.InsertNewJobs(rows, i, end);
+      for (; i < end; ++i) created(rows[i]);
+      continue;
+    }
+    Job& job = rows[i++];
     if (!w.InsertJob(job)) {
       // The request_id is taken (by an earlier job, or one of this batch):
       // answer with that job.
@@ -1099,14 +1425,7 @@ absl::Status SqliteJobStore::SubmitOp::Apply(Writer& w) {
       outcomes.push_back(SubmitOutcome{*std::move(existing), false});
       continue;
     }
-    std::vector<JobEvent> submitted(1);  // built in place, never copied
-    submitted[0].type = EventType::kStateChanged;
-    submitted[0].from = JobState::kUnspecified;
-    submitted[0].to = job.state;
-    submitted[0].reason = "submitted";
-    w.AppendEvents(job, std::move(submitted), 1);
-    w.rows.Put(job);
-    outcomes.push_back(SubmitOutcome{Job{}, true});
+    created(job);
   }
   return absl::OkStatus();
 }
@@ -1182,15 +1501,7 @@ void SqliteJobStore::Delete(std::string id,
                deleted](Writer& w) -> absl::Status {
     JW_ASSIGN_OR_RETURN(deleted->job, w.LoadJob(id));
     const Job& job = deleted->job;
-    if (!IsTerminal(job.state)) {
-      return FailedPreconditionError(
-          absl::StrCat("cannot delete job ", id, " in state ",
-                       JobStateName(job.state),
-                       "; allowed: SUCCEEDED, FAILED, CANCELLED"),
-          PreconditionViolation{
-              "STATE", absl::StrCat("jobs/", id),
-              absl::StrCat("job is ", JobStateName(job.state))});
-    }
+    if (!IsTerminal(job.state)) return NotTerminalError(id, job.state);
     if (check) JW_RETURN_IF_ERROR(check(job));
     deleted->max_event_id = w.DeleteJob(id);
     // As retention does: the mark commits with the delete.
@@ -1203,14 +1514,183 @@ void SqliteJobStore::Delete(std::string id,
       done(std::move(status));
       return;
     }
-    int64_t previous = max_pruned_event_id_.load();
-    while (deleted->max_event_id > previous &&
-           !max_pruned_event_id_.compare_exchange_weak(previous,
-                                                       deleted->max_event_id)) {
-    }
+    RaiseMaxPrunedEventId(deleted->max_event_id);
     done(std::move(deleted->job));
   };
   Enqueue(std::move(op));
+}
+
+void SqliteJobStore::RaiseMaxPrunedEventId(int64_t event_id) {
+  int64_t previous = max_pruned_event_id_.load();
+  while (event_id > previous &&
+         !max_pruned_event_id_.compare_exchange_weak(previous, event_id)) {
+  }
+}
+
+void SqliteJobStore::BulkWrite(std::vector<std::string> ids,
+                               std::shared_ptr<const BulkWriteSpec> spec,
+                               BulkWriteCallback done) {
+  Enqueue(std::make_unique<BulkOp>(this, std::move(ids), std::move(spec),
+                                   std::move(done)));
+}
+
+absl::Status SqliteJobStore::BulkOp::Apply(Writer& w) {
+  // A second run (see WriteOp) starts over.
+  results.assign(ids.size(), BulkItemResult{});
+  max_event_id = 0;
+  // The rows the row cache lacks (every row, for a delete: the cache holds
+  // no terminal job), read in one statement.
+  std::vector<const std::string*> missing;
+  for (const std::string& id : ids) {
+    if (spec->del || !w.rows.Holds(id)) missing.push_back(&id);
+  }
+  std::vector<Job> loaded;
+  absl::flat_hash_map<absl::string_view, size_t> loaded_at;
+  if (!missing.empty()) {
+    loaded.reserve(missing.size());
+    w.LoadJobs(JsonArray(missing), &loaded);
+    loaded_at.reserve(loaded.size());
+    for (size_t i = 0; i < loaded.size(); ++i)
+      loaded_at.emplace(loaded[i].id, i);
+  }
+  // Valid until the next call (a cached row is unpacked into one Job).
+  auto current = [&](const std::string& id) -> const Job* {
+    auto it = loaded_at.find(id);
+    if (it != loaded_at.end()) return &loaded[it->second];
+    return spec->del ? nullptr : w.rows.Find(id);
+  };
+  if (spec->del) {
+    ApplyDelete(w, current);
+  } else {
+    ApplyMutation(w, current);
+  }
+  return absl::OkStatus();
+}
+
+void SqliteJobStore::BulkOp::ApplyMutation(
+    Writer& w, const std::function<const Job*(const std::string&)>& current) {
+  // The jobs changed, in the order of `ids`; reserved, so that the values
+  // that groups borrow from them stay put.
+  struct Changed {
+    Job job;
+    std::vector<JobEvent> events;
+    int64_t first_seq = 0;
+  };
+  std::vector<Changed> changed;
+  changed.reserve(ids.size());
+  // Jobs whose rows change alike: the same columns to the same values, and
+  // the same number of events.
+  struct Group {
+    std::string key;
+    std::vector<SqlValue> values;
+    int64_t events = 0;
+    std::vector<const std::string*> ids;
+  };
+  std::vector<Group> groups;
+  std::string key;
+  std::vector<SqlValue> values;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Job* cur = current(ids[i]);
+    if (cur == nullptr) {
+      results[i].status = JobNotFound(ids[i]);
+      continue;
+    }
+    absl::StatusOr<JobChange> change = spec->mutation(*cur, w.now);
+    if (!change.ok()) {
+      results[i].status = change.status();
+      continue;
+    }
+    Job& next = change->job;
+    if (next.id != cur->id) {
+      results[i].status = absl::InternalError(
+          absl::StrCat("mutation of job ", ids[i], " changed its id"));
+      continue;
+    }
+    // Not the mutation's to change (as in MutateOp::Apply).
+    next.create_time = cur->create_time;
+    next.request_id = cur->request_id;
+    next.version = cur->version;
+    next.update_time = cur->update_time;
+    next.last_seq = cur->last_seq;
+    if (change->events.empty() && JobColumnsEqual(*cur, next)) continue;
+    const auto events = static_cast<int64_t>(change->events.size());
+    results[i].changed = events > 0;
+    next.version = cur->version + 1;
+    next.update_time = w.now;
+    next.last_seq = cur->last_seq + events;
+    changed.push_back(
+        Changed{std::move(next), std::move(change->events), cur->last_seq + 1});
+    const Job& row = changed.back().job;
+    if (w.DiffColumns(*cur, row, /*skip_counters=*/true, &key, &values)) {
+      // A change of labels rewrites the job's label rows: row by row.
+      w.UpdateJob(*cur, row);
+      continue;
+    }
+    auto group =
+        std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
+          return g.events == events && g.key == key && g.values == values;
+        });
+    if (group == groups.end()) {
+      if (groups.size() == kMaxBulkGroups) {
+        w.UpdateJob(*cur, row);
+        continue;
+      }
+      groups.push_back(Group{key, values, events, {}});
+      group = groups.end() - 1;
+    }
+    w.CountMove(*cur, row);
+    group->ids.push_back(&ids[i]);
+  }
+  for (const Group& g : groups) {
+    const int rows =
+        w.UpdateJobsAlike(g.key, g.values, g.events, JsonArray(g.ids));
+    if (rows != static_cast<int>(g.ids.size())) {
+      // The rows were read in this transaction: cannot happen.
+      throw SQLite::Exception(absl::StrCat("bulk update of ", g.ids.size(),
+                                           " jobs changed ", rows, " rows"));
+    }
+  }
+  for (Changed& c : changed) {
+    w.AppendEvents(c.job, std::move(c.events), c.first_seq);
+    w.rows.Put(c.job);
+  }
+}
+
+void SqliteJobStore::BulkOp::ApplyDelete(
+    Writer& w, const std::function<const Job*(const std::string&)>& current) {
+  std::vector<const std::string*> doomed;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Job* job = current(ids[i]);
+    if (job == nullptr) {
+      results[i].status = JobNotFound(ids[i]);
+      continue;
+    }
+    if (!IsTerminal(job->state)) {
+      results[i].status = NotTerminalError(ids[i], job->state);
+      continue;
+    }
+    if (spec->check) {
+      results[i].status = spec->check(*job);
+      if (!results[i].status.ok()) continue;
+    }
+    results[i].changed = true;
+    doomed.push_back(&ids[i]);
+  }
+  if (doomed.empty()) return;
+  for (const std::string* id : doomed) w.rows.Forget(*id);
+  max_event_id = w.DeleteJobsWhere(kIdsIn, JsonArray(doomed));
+  // As retention does: the mark commits with the deletes.
+  if (max_event_id > store->max_pruned_event_id_.load())
+    w.RaiseSetting(kMaxPrunedEventIdKey, max_event_id);
+}
+
+void SqliteJobStore::BulkOp::Finish(absl::Status status) {
+  if (!status.ok()) {
+    done(std::move(status));
+    return;
+  }
+  store->RaiseMaxPrunedEventId(max_event_id);
+  done(std::move(results));
 }
 
 void SqliteJobStore::PutSetting(std::string key, std::string value,

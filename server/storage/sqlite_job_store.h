@@ -22,6 +22,13 @@
 // as a full disk) answers every request of the batch with that error: nothing
 // is acknowledged that is not durable.
 //
+// A BulkWrite (one chunk of a bulk update) is committed in a transaction of
+// its own; small writes queued behind it go first, and after a small commit
+// the writer waits a moment (1 ms, up to 8 times per chunk) for the next one,
+// so that a client writing in a loop is not stuck behind every chunk. Events
+// are written in multi-row INSERTs (up to 64 per statement) at the end of each
+// request.
+//
 // The writer keeps the rows of active jobs it wrote in a bounded cache
 // (job_row_cache.h), so that most Mutates rewrite a row without reading it
 // first; rows touched by a rolled-back request or transaction are dropped
@@ -190,6 +197,15 @@ class SqliteJobStore final : public JobStore {
   void Mutate(std::string id, JobMutation mutation, JobCallback done) override;
   void Delete(std::string id, std::function<absl::Status(const Job&)> check,
               JobCallback done) override;
+  // Loads the rows the row cache lacks in one SELECT, runs the mutation (or
+  // the delete's checks) job by job, then writes the chunk with few
+  // statements: one UPDATE per distinct change (same columns, same values:
+  // a patch or an action usually makes one or a few), version and last_seq
+  // bumped in SQL, the events in multi-row INSERTs, deletes as one DELETE
+  // per table. A change of labels goes row by row.
+  void BulkWrite(std::vector<std::string> ids,
+                 std::shared_ptr<const BulkWriteSpec> spec,
+                 BulkWriteCallback done) override;
   absl::StatusOr<Job> GetJobBlocking(const std::string& id) override;
   absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
       const std::string& job_id, int64_t after_seq, int limit) override;
@@ -244,6 +260,7 @@ class SqliteJobStore final : public JobStore {
   struct WriteOp;
   struct MutateOp;
   struct SubmitOp;
+  struct BulkOp;
   struct Completion;
 
   // Commits handed off by the writer and not yet taken by the completion
@@ -252,6 +269,8 @@ class SqliteJobStore final : public JobStore {
 
   SqliteJobStore(Options options, std::string path, std::string temp_dir);
   absl::Status OpenBlocking();
+  // Raises max_pruned_event_id_ to `event_id` unless it is higher already.
+  void RaiseMaxPrunedEventId(int64_t event_id);
   void Enqueue(std::unique_ptr<WriteOp> op);
   void WriterLoop();
   // Applies and commits `c.ops` and fills the rest of `c`: each request's
@@ -321,6 +340,10 @@ class SqliteJobStore final : public JobStore {
   std::deque<std::unique_ptr<WriteOp>> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
   CommitObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Writer only: whether the last batch was of small writes (not a bulk
+  // chunk), and how many such batches went before the waiting chunk.
+  bool last_batch_small_ = false;
+  int small_batches_ = 0;
   // The writer's copy of observer_, taken with each batch.
   CommitObserver* batch_observer_ = nullptr;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -48,6 +48,11 @@ NewJob MakeJob(std::string kind = "resize", std::string queue = "default") {
   return j;
 }
 
+NewJob WithRequestId(NewJob job, std::string request_id) {
+  job.job.request_id = std::move(request_id);
+  return job;
+}
+
 absl::StatusOr<std::vector<SubmitOutcome>> SubmitSync(
     JobStore& store, std::vector<NewJob> jobs) {
   absl::Notification n;
@@ -639,10 +644,13 @@ TEST_F(SqliteJobStoreTest,
     na.Notify();
   });
   // b's first job is written, its second refused: b fails after writing.
-  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto r) {
-    b = std::move(r);
-    nb.Notify();
-  });
+  // (b1 has a request_id: it is inserted alone, not in one multi-row INSERT
+  // with b2, which would fail as a whole before writing anything.)
+  store->Submit({WithRequestId(MakeJob("b1"), "b1"), MakeJob("b2")},
+                [&](auto r) {
+                  b = std::move(r);
+                  nb.Notify();
+                });
   store->Submit({MakeJob("c")}, [&](auto r) {
     c = std::move(r);
     nc.Notify();
@@ -1604,7 +1612,8 @@ TEST_F(SqliteJobStoreTest, ARerunBatchDoesNotSeeRowsOfItsRolledBackFirstRun) {
     bumped = std::move(r);
     nm.Notify();
   });
-  store->Submit({MakeJob("b1"), MakeJob("b2")}, [&](auto) { nb.Notify(); });
+  store->Submit({WithRequestId(MakeJob("b1"), "b1"), MakeJob("b2")},
+                [&](auto) { nb.Notify(); });
   const SqliteJobStore::Stats before = store->stats();
   gate.Release();
   nm.WaitForNotification();
@@ -2500,6 +2509,288 @@ TEST_F(WebhookOutboxTest, DeliveriesListNewestFirstInPages) {
   q.page_token = "garbage";
   EXPECT_TRUE(absl::IsInvalidArgument(
       store->ListWebhookDeliveriesBlocking(q).status()));
+}
+
+// BulkWrite: set-based chunks of bulk updates.
+
+absl::StatusOr<std::vector<BulkItemResult>> BulkWriteSync(
+    JobStore& store, std::vector<std::string> ids, BulkWriteSpec spec) {
+  absl::Notification n;
+  absl::StatusOr<std::vector<BulkItemResult>> out;
+  store.BulkWrite(std::move(ids),
+                  std::make_shared<const BulkWriteSpec>(std::move(spec)),
+                  [&](absl::StatusOr<std::vector<BulkItemResult>> r) {
+                    out = std::move(r);
+                    n.Notify();
+                  });
+  n.WaitForNotification();
+  return out;
+}
+
+class EventRecorder final : public CommitListener {
+ public:
+  void OnCommit(const std::vector<JobEvent>& events) override {
+    absl::MutexLock lock(&mu_);
+    for (const JobEvent& e : events) seen_.push_back(e);
+  }
+  std::vector<JobEvent> seen() {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<JobEvent> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+// Refused unless QUEUED (as BulkUpdateJobs' expected_states); adds 10 to the
+// priority (so jobs of different priorities change differently), and to a job
+// of kind "lab" a label too (the row-by-row path).
+BulkWriteSpec QueuedOnlyPlusTen() {
+  BulkWriteSpec spec;
+  spec.mutation = [](const Job& current,
+                     absl::Time) -> absl::StatusOr<JobChange> {
+    if (current.state != JobState::kQueued)
+      return absl::FailedPreconditionError("not queued");
+    JobChange change{current, {}};
+    change.job.priority = current.priority + 10;
+    if (current.kind == "lab") change.job.labels["x"] = "y";
+    JobEvent e;
+    e.type = EventType::kUpdated;
+    e.paths = {"priority"};
+    change.events.push_back(std::move(e));
+    return change;
+  };
+  return spec;
+}
+
+TEST_F(SqliteJobStoreTest, BulkWriteChecksEachJobAsCommittedAndLogsEachChange) {
+  auto store = Open();
+  EventRecorder recorder;
+  store->AddCommitListener(&recorder);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    NewJob job = MakeJob(i == 4 ? "lab" : "resize");
+    job.job.priority = i % 2;
+    ids.push_back(SubmitOne(*store, job)->id);
+  }
+  ASSERT_TRUE(MutateSync(*store, ids[1], MoveTo(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, ids[2], MoveTo(JobState::kPaused)).ok());
+  const std::string unknown = "01J0000000000000000000ZZZZ";
+  const size_t events_before = recorder.seen().size();
+  const int64_t commits_before = store->stats().commits;
+
+  absl::StatusOr<std::vector<BulkItemResult>> results = BulkWriteSync(
+      *store, {ids[0], ids[1], ids[2], ids[3], unknown, ids[4], ids[5]},
+      QueuedOnlyPlusTen());
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 7u);
+  const std::vector<absl::StatusCode> codes = {
+      absl::StatusCode::kOk,
+      absl::StatusCode::kFailedPrecondition,
+      absl::StatusCode::kFailedPrecondition,
+      absl::StatusCode::kOk,
+      absl::StatusCode::kNotFound,
+      absl::StatusCode::kOk,
+      absl::StatusCode::kOk};
+  for (size_t i = 0; i < codes.size(); ++i) {
+    EXPECT_EQ((*results)[i].status.code(), codes[i]) << i;
+    EXPECT_EQ((*results)[i].changed, codes[i] == absl::StatusCode::kOk) << i;
+  }
+  // One commit, one event per changed job, in the order of the ids.
+  EXPECT_EQ(store->stats().commits - commits_before, 1);
+  std::vector<JobEvent> seen = recorder.seen();
+  seen.erase(seen.begin(),
+             seen.begin() + static_cast<ptrdiff_t>(events_before));
+  ASSERT_EQ(seen.size(), 4u);
+  const std::vector<std::string> changed = {ids[0], ids[3], ids[4], ids[5]};
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].job_id, changed[i]);
+    EXPECT_EQ(seen[i].type, EventType::kUpdated);
+    EXPECT_EQ(seen[i].seq, 2);
+    EXPECT_EQ(seen[i].paths, std::vector<std::string>{"priority"});
+    if (i > 0) {
+      EXPECT_GT(seen[i].event_id, seen[i - 1].event_id);
+    }
+  }
+  EXPECT_EQ(seen[0].priority, 10);
+  EXPECT_EQ(seen[1].priority, 11);
+  EXPECT_EQ(seen[2].labels.at("x"), "y");
+  // The rows as stored: the patch, version and last_seq bumped once; the
+  // writer's cached rows agree with them.
+  for (size_t i = 0; i < changed.size(); ++i) {
+    absl::StatusOr<Job> job = store->GetJobBlocking(changed[i]);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->priority, seen[i].priority);
+    EXPECT_EQ(job->version, 2);
+    EXPECT_EQ(job->last_seq, 2);
+    EXPECT_EQ(job->update_time, clock_.Now());
+    auto log = store->ReadJobEventsBlocking(changed[i], 0, 10);
+    ASSERT_TRUE(log.ok());
+    EXPECT_EQ(log->size(), 2u);
+    ExpectWriterSeesStoredRow(*store, changed[i]);
+  }
+  EXPECT_EQ(store->GetJobBlocking(ids[1])->priority, 1);
+  EXPECT_EQ(store->GetJobBlocking(ids[2])->version, 2);  // the pause only
+  ListJobsQuery by_label;
+  by_label.filter = "labels.x = \"y\"";
+  EXPECT_EQ(Ids(store->ListJobsBlocking(by_label)->jobs),
+            std::vector<std::string>{ids[4]});
+  // Again, from a cold cache: the rows are read in one statement.
+  store.reset();
+  store = Open();
+  results = BulkWriteSync(*store, {ids[0], ids[3]}, QueuedOnlyPlusTen());
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ(store->GetJobBlocking(ids[0])->priority, 20);
+  EXPECT_EQ(store->GetJobBlocking(ids[3])->last_seq, 3);
+  ExpectWriterSeesStoredRow(*store, ids[3]);
+}
+
+TEST_F(SqliteJobStoreTest, BulkWriteDeletesTerminalJobsTheCheckAllows) {
+  auto store = Open();
+  NewJob labelled = MakeJob();
+  labelled.job.labels["team"] = "a";
+  const std::string done = SubmitOne(*store, labelled)->id;
+  const std::string kept = SubmitOne(*store, MakeJob())->id;
+  const std::string live = SubmitOne(*store, MakeJob())->id;
+  ASSERT_TRUE(MutateSync(*store, done, MoveTo(JobState::kSucceeded)).ok());
+  ASSERT_TRUE(MutateSync(*store, kept, MoveTo(JobState::kCancelled)).ok());
+  const int64_t last_event = *store->LastEventIdBlocking();
+  const std::string unknown = "01J0000000000000000000ZZZZ";
+  BulkWriteSpec spec;
+  spec.del = true;
+  spec.check = [kept](const Job& job) {
+    return job.id == kept ? absl::AbortedError("not this one")
+                          : absl::OkStatus();
+  };
+  absl::StatusOr<std::vector<BulkItemResult>> results =
+      BulkWriteSync(*store, {done, kept, live, unknown}, spec);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_TRUE((*results)[0].status.ok());
+  EXPECT_TRUE((*results)[0].changed);
+  EXPECT_EQ((*results)[1].status.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ((*results)[2].status.code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_EQ(GetPreconditionViolations((*results)[2].status).size(), 1u);
+  EXPECT_EQ(GetPreconditionViolations((*results)[2].status)[0].type, "STATE");
+  EXPECT_EQ((*results)[3].status.code(), absl::StatusCode::kNotFound);
+
+  EXPECT_EQ(store->GetJobBlocking(done).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->ReadJobEventsBlocking(done, 0, 10)->empty());
+  ListJobsQuery by_label;
+  by_label.filter = "labels.team = \"a\"";
+  EXPECT_TRUE(store->ListJobsBlocking(by_label)->jobs.empty());
+  EXPECT_TRUE(store->GetJobBlocking(kept).ok());
+  EXPECT_EQ(store->ReadJobEventsBlocking(kept, 0, 10)->size(), 2u);
+  ExpectWriterSeesStoredRow(*store, live);
+  const int64_t pruned = *store->MaxPrunedEventIdBlocking();
+  EXPECT_GT(pruned, 0);
+  EXPECT_LT(pruned, last_event);
+  store.reset();
+  store = Open();
+  EXPECT_EQ(*store->MaxPrunedEventIdBlocking(), pruned);
+}
+
+TEST_F(SqliteJobStoreTest,
+       ABulkChunkFailingInSqliteWritesNothingAndIsForgotten) {
+  auto store = Open();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    NewJob job = MakeJob();
+    job.job.priority = i == 3 ? 89 : 0;
+    ids.push_back(SubmitOne(*store, job)->id);
+  }
+  {
+    SQLite::Database db(dir_.db(), SQLite::OPEN_READWRITE);
+    db.exec(
+        "CREATE TRIGGER refuse_99 BEFORE UPDATE ON jobs WHEN NEW.priority = 99 "
+        "BEGIN SELECT RAISE(ABORT, '99 refused'); END");
+  }
+  const int64_t last_event = *store->LastEventIdBlocking();
+  absl::StatusOr<std::vector<BulkItemResult>> results =
+      BulkWriteSync(*store, ids, QueuedOnlyPlusTen());
+  EXPECT_FALSE(results.ok());
+  for (const std::string& id : ids) {
+    absl::StatusOr<Job> job = store->GetJobBlocking(id);
+    ASSERT_TRUE(job.ok());
+    EXPECT_EQ(job->version, 1);
+    EXPECT_EQ(job->last_seq, 1);
+    ExpectWriterSeesStoredRow(*store, id);
+  }
+  EXPECT_EQ(*store->LastEventIdBlocking(), last_event);
+  // The writer goes on; event ids are not reused.
+  ASSERT_TRUE(MutateSync(*store, ids[0], BumpPriority()).ok());
+  EXPECT_GT(*store->LastEventIdBlocking(), last_event);
+}
+
+TEST_F(SqliteJobStoreTest, SmallWritesQueuedBehindABulkChunkCommitFirst) {
+  auto store = Open();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(SubmitOne(*store, MakeJob())->id);
+  WriterGate gate;
+  gate.Block(*store, ids[0]);
+  absl::Mutex mu;
+  std::vector<std::string> order;
+  absl::BlockingCounter answered(2);
+  store->BulkWrite(ids,
+                   std::make_shared<const BulkWriteSpec>(QueuedOnlyPlusTen()),
+                   [&](absl::StatusOr<std::vector<BulkItemResult>> r) {
+                     EXPECT_TRUE(r.ok()) << r.status();
+                     absl::MutexLock lock(&mu);
+                     order.push_back("bulk");
+                     answered.DecrementCount();
+                   });
+  store->Submit({MakeJob()}, [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    absl::MutexLock lock(&mu);
+    order.push_back("submit");
+    answered.DecrementCount();
+  });
+  const int64_t commits_before = store->stats().commits;
+  gate.Release();
+  answered.Wait();
+  EXPECT_EQ(order, (std::vector<std::string>{"submit", "bulk"}));
+  // The gate's commit, the submit's, the chunk's alone.
+  EXPECT_EQ(store->stats().commits - commits_before, 3);
+}
+
+TEST_F(SqliteJobStoreTest, ALargeSubmitWritesEveryRowLabelAndEventInOrder) {
+  auto store = Open();
+  // Runs of jobs without a request_id go in multi-row INSERTs; those with
+  // one go alone, in the order given.
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 100; ++i) {
+    NewJob job = MakeJob(absl::StrCat("k", i));
+    job.job.labels["n"] = absl::StrCat(i);
+    if (i % 2 == 0) job.job.labels["even"] = "yes";
+    if (i == 40 || i == 41) job.job.request_id = absl::StrCat("r", i);
+    jobs.push_back(std::move(job));
+  }
+  jobs.push_back(WithRequestId(MakeJob("again"), "r40"));
+  absl::StatusOr<std::vector<SubmitOutcome>> out = SubmitSync(*store, jobs);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 101u);
+  EXPECT_FALSE((*out)[100].created);
+  EXPECT_EQ((*out)[100].job.id, (*out)[40].job.id);
+  absl::StatusOr<std::vector<JobEvent>> events =
+      store->ReadEventsBlocking(0, 1000);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    const std::string& id = (*out)[i].job.id;
+    EXPECT_TRUE((*out)[i].created);
+    EXPECT_EQ((*events)[i].job_id, id);
+    EXPECT_EQ((*events)[i].labels.at("n"), absl::StrCat(i));
+    absl::StatusOr<Job> stored = store->GetJobBlocking(id);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->kind, absl::StrCat("k", i));
+    EXPECT_EQ(stored->labels, jobs[i].job.labels);
+  }
+  ExpectWriterSeesStoredRow(*store, (*out)[7].job.id);
+  ListJobsQuery even;
+  even.filter = "labels.even = \"yes\"";
+  even.page_size = 1000;
+  EXPECT_THAT(store->ListJobsBlocking(even)->jobs, SizeIs(50));
 }
 
 }  // namespace

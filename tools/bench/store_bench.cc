@@ -6,6 +6,10 @@
 //              p50/p99 of its COMMITs (one WAL fsync each) is the disk's
 //              floor under any durable ack latency
 //   raw-1000   the same rows, 1,000 per transaction
+//   full-N     (--only fullN) raw SQLite writing what a submit writes per
+//              job: the jobs row, its label row and its `submitted` event
+//              row, N jobs per transaction, with one prepared single-row
+//              INSERT per table (the floor for SubmitJobs batches of N)
 //   store-N    SqliteJobStore::Submit of single jobs from N threads, each
 //              waiting for its `done` before the next (N = 1, 16, 64)
 //   flow-N     the dispatcher's pattern for a no-op job from N threads: Submit,
@@ -115,7 +119,9 @@ class TempDb {
   std::string dir_;
 };
 
-Result RawInserts(const Flags& flags, int per_txn) {
+// With `full`, each job also gets its label rows and a `submitted` event
+// row, as the store writes them.
+Result RawInserts(const Flags& flags, int per_txn, bool full = false) {
   TempDb tmp(flags.dir);
   SQLite::Database db(tmp.path(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   db.exec("PRAGMA journal_mode = WAL");
@@ -128,9 +134,28 @@ Result RawInserts(const Flags& flags, int per_txn) {
   SQLite::Statement insert(
       db, absl::StrCat("INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
                        absl::StrJoin(marks, ", "), ")"));
+  SQLite::Statement label(
+      db, "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)");
+  std::vector<std::string> event_names = {"event_id"}, event_marks = {"?"};
+  for (const EventColumn& c : EventColumns()) {
+    event_names.push_back(c.name);
+    event_marks.push_back("?");
+  }
+  SQLite::Statement event(
+      db,
+      absl::StrCat("INSERT INTO job_events (", absl::StrJoin(event_names, ", "),
+                   ") VALUES (", absl::StrJoin(event_marks, ", "), ")"));
+  JobEvent submitted;
+  submitted.type = EventType::kStateChanged;
+  submitted.to = JobState::kQueued;
+  submitted.reason = "submitted";
+  submitted.seq = 1;
+  int64_t event_id = 0;
   IdGenerator ids(Clock::Real());
   Job job = SampleJob();
-  Result r{absl::StrCat("raw SQLite, ", per_txn, " row(s)/txn")};
+  Result r{full ? absl::StrCat("raw SQLite, job + label + event rows, ",
+                               per_txn, " jobs/txn")
+                : absl::StrCat("raw SQLite, ", per_txn, " row(s)/txn")};
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + absl::Seconds(flags.seconds);
   std::vector<SqlValue> values;
@@ -145,6 +170,25 @@ Result RawInserts(const Flags& flags, int per_txn) {
       for (size_t k = 0; k < values.size(); ++k)
         BindValue(insert, static_cast<int>(k) + 1, values[k]);
       insert.exec();
+      if (!full) continue;
+      for (const auto& [key, value] : job.labels) {
+        label.reset();
+        label.bindNoCopy(1, job.id);
+        label.bindNoCopy(2, key);
+        label.bindNoCopy(3, value);
+        label.exec();
+      }
+      submitted.job_id = job.id;
+      submitted.time = job.create_time;
+      submitted.queue = job.queue;
+      submitted.kind = job.kind;
+      submitted.labels = job.labels;
+      event.reset();
+      event.bind(1, static_cast<int64_t>(++event_id));
+      int index = 1;
+      for (const EventColumn& c : EventColumns())
+        BindValue(event, ++index, c.get(submitted));
+      event.exec();
     }
     const absl::Time commit_start = absl::Now();
     db.exec("COMMIT");
@@ -325,9 +369,10 @@ int Main(int argc, char** argv) {
     } else if (a == "--append" && has_value) {
       flags.append = args[++i];
     } else {
-      std::cerr << "usage: store_bench [--seconds S (0..60]] [--jobs N] "
-                   "[--dir DIR] [--append FILE] "
-                   "[--only rawN|storeN|flowN] [--sync FULL|NORMAL|OFF]\n";
+      std::cerr
+          << "usage: store_bench [--seconds S (0..60]] [--jobs N] "
+             "[--dir DIR] [--append FILE] "
+             "[--only rawN|fullN|storeN|flowN] [--sync FULL|NORMAL|OFF]\n";
       return 2;
     }
   }
@@ -339,6 +384,9 @@ int Main(int argc, char** argv) {
     if (absl::ConsumePrefix(&only, "raw") && absl::SimpleAtoi(only, &n) &&
         n > 0) {
       r = RawInserts(flags, n);
+    } else if (absl::ConsumePrefix(&only, "full") &&
+               absl::SimpleAtoi(only, &n) && n > 0) {
+      r = RawInserts(flags, n, /*full=*/true);
     } else if (absl::ConsumePrefix(&only, "store") &&
                absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
       r = StoreJobs(flags, n, false);
@@ -346,7 +394,7 @@ int Main(int argc, char** argv) {
                absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
       r = StoreJobs(flags, n, true);
     } else {
-      std::cerr << "--only takes rawN, storeN or flowN\n";
+      std::cerr << "--only takes rawN, fullN, storeN or flowN\n";
       return 2;
     }
     absl::PrintF("%s: %.0f jobs/s, commit p50 %s ms, p99 %s ms\n", r.name,
