@@ -498,14 +498,6 @@ class SubmitBatchCommand final : public Command {
           return s;
         }
       }
-        context.PrintJson(answer, /*every_field=*/true, /*one_line=*/true);
-        for (const std::string& id : answer.ids()) *context.out << id << "\n";
-      context.out->flush();
-      created += answer.created();
-      if (IsJson(output_)) {  // a SubmitJobsResponse a line
-      submitted += answer.ids_size();
-      }
-      } else {
     }
     *context.err << "jobwire submit-batch: " << submitted
                  << (submitted == 1 ? " job, " : " jobs, ") << created
@@ -604,8 +596,13 @@ class SubmitBatchCommand final : public Command {
         }
         continue;
       }
-      for (const std::string& id : answer.response.ids())
-        *context.out << id << "\n";
+      if (IsJson(output_)) {  // a SubmitJobsResponse a line
+        context.PrintJson(answer.response, /*every_field=*/true,
+                          /*one_line=*/true);
+      } else {
+        for (const std::string& id : answer.response.ids())
+          *context.out << id << "\n";
+      }
       context.out->flush();
       (first_failed == batches ? *submitted : after_failed) +=
           answer.response.ids_size();
