@@ -3,12 +3,15 @@
 #include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/server_builder.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -20,6 +23,7 @@
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/transport/call_counter.h"
+#include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/served_connections.h"
 #include "server/transport/token_auth.h"
@@ -37,6 +41,10 @@ constexpr absl::Duration kStalledWriteGrace = absl::Milliseconds(250);
 
 // The least time a stop waits for open calls (see App::Stop).
 constexpr absl::Duration kSettle = absl::Milliseconds(50);
+
+// A connection must send its HTTP/2 preface and settings within this (or
+// within --idle-timeout when shorter), else it is closed.
+constexpr absl::Duration kMaxHandshake = absl::Seconds(10);
 
 // Services reported by health (besides "" for the whole server) and expected
 // in reflection.
@@ -56,6 +64,47 @@ void LinkServiceDescriptors() {
   (void)jobwire::v1::ConnectRequest::descriptor();
   (void)jobwire::v1::GetServerInfoRequest::descriptor();
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
+}
+
+// Descriptors kept free of TCP connections for the database, the Unix and
+// HTTP listeners, gRPC's own and the webhooks'.
+constexpr int kReservedDescriptors = 256;
+
+// Raises the soft open-file limit to the hard one (systemd starts services
+// with 1024) and returns the soft limit now in force.
+rlim_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      JW_LOG(INFO) << "open-file limit raised from " << before << " to "
+                   << limit.rlim_cur;
+    } else {
+      limit.rlim_cur = before;
+    }
+  }
+  return limit.rlim_cur;
+}
+
+// The database and its -wal and -shm files made owner-only (0600) when an
+// earlier version or another umask left them readable by others.
+void TightenStateFileModes(const std::string& db_path) {
+  for (const std::string& path :
+       {db_path, db_path + "-wal", db_path + "-shm"}) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) continue;
+    if (::chmod(path.c_str(), st.st_mode & 0700) == 0) {
+      char was[8];
+      std::snprintf(was, sizeof(was), "%04o",
+                    static_cast<unsigned>(st.st_mode & 0777));
+      JW_LOG(INFO) << "made " << path << " owner-only (was " << was << ")";
+    } else {
+      JW_LOG(WARNING) << "cannot make " << path
+                      << " owner-only: " << std::strerror(errno);
+    }
+  }
 }
 
 absl::StatusOr<std::string> CurrentDir() {
@@ -91,6 +140,9 @@ absl::Status App::Build() {
   executor_ = std::make_unique<Executor>(options_.executor_threads);
 
   JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
+  // Listeners first: a server refused its socket or port leaves no
+  // database file behind.
+  JW_RETURN_IF_ERROR(ClaimListeners(cwd));
   std::string db_path = options_.db_path;
   if (db_path.empty() || db_path[0] != '/')
     db_path = absl::StrCat(cwd, "/", db_path);
@@ -147,6 +199,7 @@ absl::Status App::Build() {
     store_options.default_webhook = WebhookSpec{options_.webhook_url, {}};
   }
   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
+  TightenStateFileModes(db_path);
   store_->AddCommitListener(events_.get());
   if (signer.has_value()) {
     HttpWebhookSender::Options webhook_options;
@@ -270,9 +323,8 @@ absl::Status App::Build() {
   return StartServer();
 }
 
-absl::Status App::StartServer() {
-  JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
-  std::vector<ListenAddress> addresses;
+absl::Status App::ClaimListeners(const std::string& cwd) {
+  std::vector<ListenAddress>& addresses = listen_addresses_;
   for (const std::string& text : options_.listen) {
     absl::StatusOr<ListenAddress> parsed = ParseListenAddress(text);
     if (!parsed.ok()) {
@@ -296,16 +348,71 @@ absl::Status App::StartServer() {
     JW_ASSIGN_OR_RETURN(auto guard, UnixSocketGuard::Acquire(a.path));
     socket_guards_.push_back(std::move(guard));
   }
+  // TCP: bound and accepted here (connection_acceptor.h), handed to gRPC
+  // with the same credentials. Unix sockets: gRPC's own listener.
+  std::vector<ListenAddress> tcp;
+  for (const ListenAddress& a : addresses) {
+    if (a.kind == ListenAddress::Kind::kTcp) tcp.push_back(a);
+  }
+  if (!tcp.empty()) {
+    ConnectionAcceptor::Options acceptor_options;
+    const rlim_t open_files = RaiseOpenFileLimit();
+    const rlim_t cap = open_files > 2 * kReservedDescriptors
+                           ? open_files - kReservedDescriptors
+                           : open_files / 2;
+    acceptor_options.max_connections =
+        static_cast<int>(std::min<rlim_t>(options_.max_connections, cap));
+    if (acceptor_options.max_connections < options_.max_connections) {
+      JW_LOG(WARNING) << "--max-connections " << options_.max_connections
+                      << " is more than the open-file limit (" << open_files
+                      << ") allows; serving at most "
+                      << acceptor_options.max_connections << " connections";
+    }
+    JW_ASSIGN_OR_RETURN(acceptor_,
+                        ConnectionAcceptor::Listen(tcp, acceptor_options));
+  }
+  return absl::OkStatus();
+}
 
+absl::Status App::StartServer() {
+  JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
+  const std::vector<ListenAddress>& addresses = listen_addresses_;
   LinkServiceDescriptors();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds =
       TokenServerCredentials(options_.auth_token);
-  std::vector<int> ports(addresses.size(), 0);
-  for (size_t i = 0; i < addresses.size(); ++i) {
-    builder.AddListeningPort(addresses[i].ToUri(), creds, &ports[i]);
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> handoff;
+  if (acceptor_ != nullptr) {
+    handoff = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        creds);
   }
+  std::vector<int> ports(addresses.size(), 0);
+  for (size_t i = 0, t = 0; i < addresses.size(); ++i) {
+    if (addresses[i].kind == ListenAddress::Kind::kTcp) {
+      ports[i] = acceptor_->port(t++);
+    } else {
+      builder.AddListeningPort(addresses[i].ToUri(), creds, &ports[i]);
+    }
+  }
+  // Limits on every connection (README "Security").
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options_.max_concurrent_streams);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.idle_timeout)));
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(
+          std::min(options_.idle_timeout, kMaxHandshake))));
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.min_ping_interval)));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+                             options_.max_ping_strikes);
   {
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
@@ -321,6 +428,10 @@ absl::Status App::StartServer() {
     // Socket files are born owner-only; SetMode below sets the final mode.
     ScopedUmask umask(0177);
     server_ = builder.BuildAndStart();
+  }
+  if (server_ != nullptr && acceptor_ != nullptr) {
+    acceptor_handoff_ = std::move(handoff);
+    acceptor_->Start(acceptor_handoff_.get());
   }
   if (server_ == nullptr) {
     std::string all;
@@ -521,6 +632,8 @@ void App::Stop() {
       job_service_->FinishShutdown(absl::ZeroDuration());
       ShutDownStalledConnections(deadline);
     });
+    // No new TCP connections from here (gRPC stops its Unix listeners).
+    if (acceptor_ != nullptr) acceptor_->Stop();
     server_->Shutdown(absl::ToChronoTime(deadline));
     {
       absl::MutexLock lock(&mu_);
@@ -554,7 +667,10 @@ void App::Stop() {
   if (webhooks_ != nullptr) webhooks_->Stop();
   if (store_ != nullptr) store_->Shutdown();
   http_.reset();
+  if (acceptor_ != nullptr) acceptor_->Stop();
   server_.reset();
+  acceptor_handoff_.reset();
+  acceptor_.reset();
   socket_guards_.clear();
   worker_service_.reset();
   job_service_.reset();

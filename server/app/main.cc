@@ -1,5 +1,6 @@
 // jobwired: the jobwire server. See ServerUsage() or `jobwired --help`.
 #include <grpc/support/log.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <cstdio>
@@ -39,6 +40,10 @@ int main(int argc, char** argv) {
   // Before any thread exists: every thread inherits the blocked stop signals,
   // and only the SignalWatcher thread receives them.
   jobwire::SignalWatcher::BlockStopSignals();
+
+  // Every file jobwired creates (database, -wal, -shm, locks, backups,
+  // directories) is its user's alone: job args are not other users' to read.
+  ::umask(0077);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<jobwire::ServerCommandLine> cl =

@@ -122,6 +122,48 @@ const std::vector<Flag>& Flags() {
          }
          return s;
        }},
+      {"max-connections", "JOBWIRE_MAX_CONNECTIONS", "N",
+       "gRPC connections served at once over TCP; more are closed at once "
+       "(default 10000, at most the open-file limit less 256)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1, 1000000, &o->max_connections);
+       }},
+      {"idle-timeout", "JOBWIRE_IDLE_TIMEOUT", "DURATION",
+       "a gRPC connection with no call open this long is closed; one that "
+       "sends no HTTP/2 preface within min(this, 10s) too (default 5m)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParsePositiveDuration(v, &o->idle_timeout);
+         if (s.ok() && o->idle_timeout > absl::Hours(24 * 20)) {
+           return Bad(absl::StrCat("bad duration \"", v, "\" (at most 480h)"));
+         }
+         return s;
+       }},
+      {"max-receive-message-bytes", "JOBWIRE_MAX_RECEIVE_MESSAGE_BYTES", "N",
+       "largest gRPC request message accepted, in bytes (default 4194304)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1024, 64 << 20, &o->max_receive_message_bytes);
+       }},
+      {"max-concurrent-streams", "JOBWIRE_MAX_CONCURRENT_STREAMS", "N",
+       "gRPC calls open at once on one connection (default 1000)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1, 100000, &o->max_concurrent_streams);
+       }},
+      {"min-ping-interval", "JOBWIRE_MIN_PING_INTERVAL", "DURATION",
+       "keepalive pings without data closer than this earn the client a "
+       "strike (default 5m)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->min_ping_interval);
+         if (s.ok() && o->min_ping_interval > absl::Hours(24)) {
+           return Bad(absl::StrCat("bad duration \"", v, "\" (at most 24h)"));
+         }
+         return s;
+       }},
+      {"max-ping-strikes", "JOBWIRE_MAX_PING_STRIKES", "N",
+       "strikes before a connection that pings too often is closed; 0 for "
+       "no limit (default 2)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 0, 1000, &o->max_ping_strikes);
+       }},
       {"db", "JOBWIRE_DB", "PATH",
        "SQLite database file (default var/jobwire.db)",
        [](const std::string& v, ServerOptions* o) {

@@ -55,6 +55,21 @@ struct ServerOptions {
   // How long a worker's lease on a job lasts without a message from it
   // (DispatcherOptions::lease_ttl). Workers heartbeat every third of it.
   absl::Duration lease_ttl = absl::Seconds(30);
+  // Limits on the gRPC listeners (README "Security").
+  // Connections served at once over the TCP listeners; more are closed at
+  // once. Never more than the open-file limit less kReservedDescriptors.
+  int max_connections = 10000;
+  // A connection with no call open this long is closed (GOAWAY); one that
+  // has not sent its HTTP/2 preface within min(this, 10s) is closed too.
+  absl::Duration idle_timeout = absl::Minutes(5);
+  // Largest request message accepted.
+  int max_receive_message_bytes = 4 << 20;
+  // Calls open at once on one connection (HTTP/2 SETTINGS).
+  int max_concurrent_streams = 1000;
+  // Keepalive enforcement: a client pinging more often than this without
+  // data gets a strike; after max_ping_strikes its connection is closed.
+  absl::Duration min_ping_interval = absl::Minutes(5);
+  int max_ping_strikes = 2;
   // HTTP addresses (ParseListenAddress forms); empty: no HTTP face.
   std::vector<std::string> http_listen;
   // Origins whose pages may call the HTTP face (CORS); "*" for any.

@@ -32,7 +32,7 @@ absl::Status CreateParentDirectories(const std::string& path) {
   for (size_t i = 1; i <= dir.size(); ++i) {
     if (i != dir.size() && dir[i] != '/') continue;
     std::string part = dir.substr(0, i);
-    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
       return ErrnoError(errno, absl::StrCat("cannot create directory ", part));
     }
   }

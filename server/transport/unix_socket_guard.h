@@ -59,8 +59,8 @@ class UnixSocketGuard {
   const int lock_fd_;
 };
 
-// mkdir -p of the directory that holds `file_path` (mode 0755 before the
-// umask). Fails: PERMISSION_DENIED or INTERNAL naming the directory.
+// mkdir -p of the directory that holds `file_path`; the directories it
+// creates are owner-only (0700). Existing ones are left as they are. Fails: PERMISSION_DENIED or INTERNAL naming the directory.
 absl::Status CreateParentDirectories(const std::string& file_path);
 
 // Sets the process umask for the life of the object (gRPC creates socket

@@ -1,0 +1,318 @@
+// Issue #27 through the real jobwired: what an attacker on the host or a
+// careless operator can do to the listeners and the state files. Each test
+// starts its own jobwired in a temp directory on 127.0.0.1:0.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/jobwired_process.h"
+
+namespace jobwire::test {
+namespace {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+int PortOf(const std::string& address) {
+  int port = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port))
+      << address;
+  return port;
+}
+
+// A health check over a fresh channel that waits for the server to accept
+// it, for up to `timeout`.
+grpc::Status CheckHealth(const std::string& target, absl::Duration timeout,
+                         const HealthCheckRequest& request = {}) {
+  auto stub = grpc::health::v1::Health::NewStub(ReconnectingChannel(target));
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  HealthCheckResponse response;
+  return stub->Check(&context, request, &response);
+}
+
+// A plain TCP connection to 127.0.0.1:port that sends nothing; -1 when
+// connect fails.
+int ConnectTcp(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the server closes `fd` (EOF or reset) before `timeout`; false
+// when data arrives or the wait times out.
+bool ServerCloses(int fd, absl::Duration timeout) {
+  timeval tv = absl::ToTimeval(timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[256];
+  while (true) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+    // The server's HTTP/2 SETTINGS: keep reading until it closes.
+  }
+}
+
+int CountOpenDescriptors(pid_t pid) {
+  DIR* dir = ::opendir(absl::StrCat("/proc/", pid, "/fd").c_str());
+  if (dir == nullptr) return -1;
+  int n = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+// "Max open files  SOFT  HARD  files" from /proc/PID/limits.
+std::pair<std::string, std::string> OpenFileLimits(pid_t pid) {
+  const std::string limits =
+      ReadWholeFile(absl::StrCat("/proc/", pid, "/limits"));
+  for (absl::string_view line : absl::StrSplit(limits, '\n')) {
+    if (!absl::StartsWith(line, "Max open files")) continue;
+    std::vector<std::string> words =
+        absl::StrSplit(line.substr(14), ' ', absl::SkipEmpty());
+    if (words.size() >= 2) return {words[0], words[1]};
+  }
+  return {};
+}
+
+bool WaitForLog(const ChildProcess& process, absl::string_view text,
+                absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  while (absl::Now() < until) {
+    if (absl::StrContains(process.log(), text)) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = MakeTempDir("jobwire-sec"); }
+  void TearDown() override { RemoveDir(dir_); }
+
+  // One TCP listener (127.0.0.1:0), a Unix socket and a database in dir_.
+  std::vector<std::string> Args(std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"--listen", "unix:var/j.sock",
+                                     "--listen", "127.0.0.1:0",
+                                     "--db",     "var/j.db"};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  }
+
+  std::string dir_;
+};
+
+// Defect 3: gRPC binds with SO_REUSEPORT, so a second server could share
+// the port and take half its connections.
+TEST_F(SecurityTest, SecondServerOnATakenPortExitsAndNamesIt) {
+  JobwiredProcess first(dir_, Args());
+  std::vector<std::string> addresses = first.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << first.log();
+  const std::string taken = addresses[1];
+
+  JobwiredProcess second(dir_, {"--listen", "unix:var/other.sock", "--listen",
+                                taken, "--db", "var/other.db"});
+  ASSERT_TRUE(second.Exited(absl::Seconds(20))) << second.log();
+  EXPECT_NE(second.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(second.log(), taken)) << second.log();
+  EXPECT_TRUE(absl::StrContains(second.log(), "taken")) << second.log();
+  // The first server still serves every connection on the port.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(CheckHealth(taken, absl::Seconds(10)).ok());
+  }
+}
+
+TEST_F(SecurityTest, SoftOpenFileLimitIsRaisedToTheHardLimit) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max <= 256) GTEST_SKIP() << "hard limit too low to lower";
+  rlimit lowered = saved;
+  lowered.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  JobwiredProcess server(dir_, Args());  // inherits the soft limit of 256
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  auto [soft, hard] = OpenFileLimits(server.pid());
+  EXPECT_EQ(soft, hard);
+  EXPECT_EQ(hard, absl::StrCat(saved.rlim_max));
+  EXPECT_TRUE(
+      absl::StrContains(server.log(), "open-file limit raised from 256"))
+      << server.log();
+}
+
+// Defect 1: after one accept4() EMFILE, gRPC 1.51 never accepted on the
+// port again. Here jobwired's limit is lowered under it, the test takes
+// every descriptor it has left with idle connections, lets them go, and
+// the port serves again.
+TEST_F(SecurityTest, TcpListenerRecoversAfterRunningOutOfDescriptors) {
+  JobwiredProcess server(dir_, Args());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const std::string tcp = addresses[1];
+  ASSERT_TRUE(CheckHealth(tcp, absl::Seconds(10)).ok());
+
+  const int in_use = CountOpenDescriptors(server.pid());
+  ASSERT_GT(in_use, 0);
+  rlimit low{};
+  low.rlim_cur = low.rlim_max = in_use + 40;
+  ASSERT_EQ(::prlimit(server.pid(), RLIMIT_NOFILE, &low, nullptr), 0)
+      << std::strerror(errno);
+
+  std::vector<int> idle;
+  for (int i = 0; i < 200; ++i) {
+    const int fd = ConnectTcp(PortOf(tcp));
+    if (fd >= 0) idle.push_back(fd);
+  }
+  EXPECT_TRUE(WaitForLog(server, "closing new connections until descriptors",
+                         absl::Seconds(20)))
+      << server.log();
+  for (int fd : idle) ::close(fd);
+
+  EXPECT_TRUE(CheckHealth(tcp, absl::Seconds(30)).ok()) << server.log();
+  EXPECT_TRUE(CheckHealth(addresses[0], absl::Seconds(10)).ok());
+}
+
+TEST_F(SecurityTest, ConnectionsBeyondMaxConnectionsAreClosedAtOnce) {
+  JobwiredProcess server(dir_, Args({"--max-connections", "5"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const int port = PortOf(addresses[1]);
+  std::vector<int> held;
+  for (int i = 0; i < 5; ++i) {
+    held.push_back(ConnectTcp(port));
+    ASSERT_GE(held.back(), 0);
+  }
+  const int extra = ConnectTcp(port);
+  ASSERT_GE(extra, 0);
+  EXPECT_TRUE(ServerCloses(extra, absl::Seconds(20)));
+  ::close(extra);
+  EXPECT_TRUE(WaitForLog(server, "(--max-connections)", absl::Seconds(10)))
+      << server.log();
+  for (int fd : held) ::close(fd);
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(30)).ok())
+      << server.log();
+}
+
+TEST_F(SecurityTest, ConnectionThatNeverStartsHttp2IsClosed) {
+  JobwiredProcess server(dir_, Args({"--idle-timeout", "1s"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const int fd = ConnectTcp(PortOf(addresses[1]));
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(ServerCloses(fd, absl::Seconds(30)));
+  ::close(fd);
+}
+
+TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesIsRefused) {
+  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "1024"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  HealthCheckRequest big;
+  big.set_service(std::string(2000, 'x'));
+  grpc::Status status = CheckHealth(addresses[1], absl::Seconds(10), big);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return 07777;
+  return st.st_mode & 0777;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Defect 5: the database, its -wal and -shm, the directories created for
+// them and CLI backups were 0644/0755: another uid could read job args.
+TEST_F(SecurityTest, StateFilesAndCreatedDirectoriesAreOwnerOnly) {
+  const mode_t umask_before = ::umask(022);  // the usual, inherited
+  JobwiredProcess server(
+      dir_, {"--listen", "unix:var/j.sock", "--db", "state/sub/j.db"});
+  ::umask(umask_before);
+  std::vector<std::string> addresses = server.WaitListening(1);
+  ASSERT_EQ(addresses.size(), 1u) << server.log();
+  // A write, so the -wal and -shm exist.
+  const std::string cli =
+      std::string(JOBWIRE_CLI_PATH) + " --addr " + addresses[0] + " ";
+  ASSERT_EQ(std::system((cli + "submit --kind k >/dev/null").c_str()), 0);
+  for (const char* file : {"state/sub/j.db", "state/sub/j.db-wal",
+                           "state/sub/j.db-shm", "state/sub/j.db.lock"}) {
+    EXPECT_EQ(ModeOf(dir_ + "/" + file), 0600u) << file;
+  }
+  for (const char* d : {"state", "state/sub", "var"}) {
+    EXPECT_EQ(ModeOf(dir_ + "/" + d), 0700u) << d;
+  }
+  const std::string backup = dir_ + "/copy.db";
+  ::umask(022);
+  const int rc = std::system((cli + "backup --out " + backup).c_str());
+  ::umask(umask_before);
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(ModeOf(backup), 0600u);
+}
+
+TEST_F(SecurityTest, ReadableDatabaseOfAnEarlierRunIsMadeOwnerOnly) {
+  {
+    JobwiredProcess server(dir_, Args());
+    ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+    server.Signal(SIGTERM);
+    ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+  }
+  ASSERT_EQ(::chmod((dir_ + "/var/j.db").c_str(), 0644), 0);
+  JobwiredProcess server(dir_, Args());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  EXPECT_EQ(ModeOf(dir_ + "/var/j.db"), 0600u);
+  EXPECT_TRUE(absl::StrContains(server.log(), "owner-only (was 0644)"))
+      << server.log();
+}
+
+// Defect 6: a start refused on the socket lock left a new database behind.
+TEST_F(SecurityTest, StartRefusedOnTheSocketLeavesNoDatabase) {
+  JobwiredProcess first(dir_, Args());
+  ASSERT_EQ(first.WaitListening(2).size(), 2u) << first.log();
+  JobwiredProcess second(
+      dir_, {"--listen", "unix:var/j.sock", "--db", "var/other.db"});
+  ASSERT_TRUE(second.Exited(absl::Seconds(20)));
+  EXPECT_NE(second.exit_code(), 0);
+  EXPECT_TRUE(absl::StrContains(second.log(), "another jobwired"))
+      << second.log();
+  EXPECT_FALSE(Exists(dir_ + "/var/other.db"));
+  EXPECT_FALSE(Exists(dir_ + "/var/other.db.lock"));
+}
+
+}  // namespace
+}  // namespace jobwire::test
