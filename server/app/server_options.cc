@@ -25,6 +25,9 @@ struct Flag {
   Setter set;
 };
 
+// The shortest --auth-token accepted.
+constexpr size_t kMinTokenLength = 6;
+
 absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(what);
 }
@@ -215,8 +218,22 @@ const std::vector<Flag>& Flags() {
        }},
       {"auth-token", "JOBWIRE_AUTH_TOKEN", "TOKEN",
        "require 'authorization: Bearer TOKEN' on every method but health and "
-       "reflection; needed for a non-loopback TCP listener",
+       "reflection; needed for a non-loopback TCP listener; at least 6 "
+       "visible ASCII characters, no spaces",
        [](const std::string& v, ServerOptions* o) {
+         // Empty: no auth. Otherwise a token a client can send as it is
+         // and not guess at once.
+         if (!v.empty() && v.size() < kMinTokenLength) {
+           return Bad(absl::StrCat("too short: at least ", kMinTokenLength,
+                                   " characters"));
+         }
+         for (char c : v) {
+           if (c <= ' ' || c > '~') {
+             return Bad(
+                 "only visible ASCII characters, no spaces (it is sent "
+                 "in a header)");
+           }
+         }
          o->auth_token = v;
          return absl::OkStatus();
        }},

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+
 namespace jobwire::test {
 namespace {
 
@@ -93,7 +95,7 @@ TEST(ServerOptionsTest, EnvironmentGivesValuesAndFlagsWin) {
                                 {"JOBWIRE_LISTEN", "unix:a.sock, 127.0.0.1:1"},
                                 {"JOBWIRE_SHUTDOWN_GRACE", "3s"},
                                 {"JOBWIRE_SOCKET_MODE", "0660"},
-                                {"JOBWIRE_AUTH_TOKEN", "t"},
+                                {"JOBWIRE_AUTH_TOKEN", "t0ken-x"},
                                 {"JOBWIRE_LOG_FORMAT", "json"}}));
   ASSERT_TRUE(cl.ok()) << cl.status();
   EXPECT_EQ(cl->options.db_path, "flag.db");
@@ -101,7 +103,7 @@ TEST(ServerOptionsTest, EnvironmentGivesValuesAndFlagsWin) {
             (std::vector<std::string>{"unix:a.sock", "127.0.0.1:1"}));
   EXPECT_EQ(cl->options.shutdown_grace, absl::Seconds(3));
   EXPECT_EQ(cl->options.socket_mode, 0660u);
-  EXPECT_EQ(cl->options.auth_token, "t");
+  EXPECT_EQ(cl->options.auth_token, "t0ken-x");
   EXPECT_EQ(cl->options.log_format, LogFormat::kJson);
 }
 
@@ -148,6 +150,26 @@ TEST(ServerOptionsTest, HelpAndVersion) {
   EXPECT_TRUE(cl->version);
   EXPECT_NE(ServerUsage().find("--shutdown-grace"), std::string::npos);
   EXPECT_NE(ServerUsage().find("JOBWIRE_AUTH_TOKEN"), std::string::npos);
+}
+
+// Issue #27: a token a client cannot send as it is, or one guessed at once,
+// is refused at start, naming the flag.
+TEST(ServerOptionsTest, ShortOrBlankTokensAreRefused) {
+  for (const char* token : {"x", "     ", " s3cret", "s3 cret", "abcde"}) {
+    auto cl = ParseServerCommandLine({"--auth-token", token}, Env({}));
+    ASSERT_FALSE(cl.ok()) << token;
+    EXPECT_EQ(cl.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(cl.status().message(), "--auth-token: "))
+        << cl.status();
+  }
+  auto env = ParseServerCommandLine({}, Env({{"JOBWIRE_AUTH_TOKEN", "t"}}));
+  EXPECT_FALSE(env.ok());
+  auto ok = ParseServerCommandLine({"--auth-token", "s3cret"}, Env({}));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->options.auth_token, "s3cret");
+  auto none = ParseServerCommandLine({"--auth-token", ""}, Env({}));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->options.auth_token, "");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/transport/token_auth.h"
 
 namespace jobwire {
 namespace {
@@ -38,12 +39,7 @@ HttpAuth::HttpAuth(Options options, Clock* clock)
 }
 
 absl::string_view HttpAuth::BearerOf(absl::string_view authorization) {
-  authorization = absl::StripAsciiWhitespace(authorization);
-  if (authorization.size() < 7 ||
-      !absl::EqualsIgnoreCase(authorization.substr(0, 7), "bearer ")) {
-    return {};
-  }
-  return absl::StripAsciiWhitespace(authorization.substr(7));
+  return BearerCredentials(authorization);
 }
 
 absl::string_view HttpAuth::CookieOf(absl::string_view header,

@@ -87,10 +87,20 @@ bool IsOpenMethod(absl::string_view method_path) {
          absl::StartsWith(method_path, "/grpc.reflection.v1.ServerReflection/");
 }
 
+absl::string_view BearerCredentials(absl::string_view authorization) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  if (authorization.size() < 7 ||
+      !absl::EqualsIgnoreCase(authorization.substr(0, 7), "bearer ")) {
+    return {};
+  }
+  return absl::StripLeadingAsciiWhitespace(authorization.substr(7));
+}
+
 bool BearerTokenMatches(absl::string_view authorization,
                         absl::string_view token) {
   if (token.empty()) return false;
-  if (!absl::ConsumePrefix(&authorization, "Bearer ")) return false;
+  authorization = BearerCredentials(authorization);
+  if (authorization.empty()) return false;
   // Constant time in the token's length: no early exit on the first mismatch.
   unsigned char diff = authorization.size() == token.size() ? 0 : 1;
   for (size_t i = 0; i < token.size(); ++i) {

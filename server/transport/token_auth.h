@@ -32,7 +32,12 @@ std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
 // "/grpc.reflection.v1alpha.ServerReflection/..." (and v1).
 bool IsOpenMethod(absl::string_view method_path);
 
-// True when `authorization` is "Bearer <token>" with exactly `token`
+// The token of an `authorization` value "Bearer <token>": the scheme in any
+// case (RFC 7235), spaces around the token dropped; empty for any other.
+absl::string_view BearerCredentials(absl::string_view authorization);
+
+// True when `authorization` is "Bearer <token>" (the scheme in any case)
+// with exactly `token`
 // (compared in constant time). An empty `token` never matches.
 bool BearerTokenMatches(absl::string_view authorization,
                         absl::string_view token);
