@@ -246,6 +246,72 @@ TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesIsRefused) {
   EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
 }
 
+// A channel with a connection of its own (not shared with other channels
+// to the same target) and `args`.
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target,
+                                          grpc::ChannelArguments args = {}) {
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+TEST_F(SecurityTest, CallsBeyondMaxConcurrentStreamsWaitForTheirTurn) {
+  JobwiredProcess server(dir_, Args({"--max-concurrent-streams", "1"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto channel = OwnChannel(addresses[1]);
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  // One stream open on the connection: the health watch.
+  grpc::ClientContext watch_context;
+  auto watch = stub->Watch(&watch_context, {});
+  HealthCheckResponse first;
+  ASSERT_TRUE(watch->Read(&first));
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    HealthCheckResponse response;
+    EXPECT_EQ(stub->Check(&context, {}, &response).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  // Per connection: another connection is served.
+  {
+    auto other = grpc::health::v1::Health::NewStub(OwnChannel(addresses[1]));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    HealthCheckResponse response;
+    EXPECT_TRUE(other->Check(&context, {}, &response).ok());
+  }
+  watch_context.TryCancel();
+  watch->Finish();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  HealthCheckResponse response;
+  EXPECT_TRUE(stub->Check(&context, {}, &response).ok());
+}
+
+TEST_F(SecurityTest, ClientPingingTooOftenIsDisconnected) {
+  JobwiredProcess server(
+      dir_, Args({"--min-ping-interval", "1m", "--max-ping-strikes", "1"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 100);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, 100);
+  auto stub = grpc::health::v1::Health::NewStub(OwnChannel(addresses[1], args));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  auto watch = stub->Watch(&context, {});
+  HealthCheckResponse response;
+  ASSERT_TRUE(watch->Read(&response));
+  while (watch->Read(&response)) {
+  }
+  grpc::Status status = watch->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+}
+
 mode_t ModeOf(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return 07777;
