@@ -22,10 +22,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "jobwire/v1/admin_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::test {
@@ -310,6 +312,162 @@ TEST_F(SecurityTest, ClientPingingTooOftenIsDisconnected) {
   grpc::Status status = watch->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << status.error_message();
+}
+
+// Certificates made by `openssl` in `dir`: CAs ca and ca2; server (by ca,
+// for localhost and 127.0.0.1), client (by ca), client2 (by ca2), expired
+// (by ca, ended yesterday); NAME.pem and NAME.key each.
+void MakeCertificates(const std::string& dir, const std::string& prefix = "") {
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "'\n",
+      "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+      "-nodes -keyout $1.key -out $1.pem -days 2 -subj \"/CN=$1\"; }\n",
+      "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+      "-nodes -keyout $1.key -out $1.csr -subj \"/CN=$1\"\n",
+      "  printf 'subjectAltName=%s\\n' \"$4\" > $1.ext\n",
+      "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key "
+      "-CAcreateserial -out $1.pem -days $3 -extfile $1.ext; }\n",
+      "ca ", prefix, "ca; ca ", prefix, "ca2\n", "leaf ", prefix, "server ",
+      prefix, "ca 2 DNS:localhost,IP:127.0.0.1\n", "leaf ", prefix, "client ",
+      prefix, "ca 2 DNS:client\n", "leaf ", prefix, "client2 ", prefix,
+      "ca2 2 DNS:client2\n", "leaf ", prefix, "expired ", prefix,
+      "ca -1 DNS:expired\n");
+  ASSERT_EQ(
+      std::system(absl::StrCat("bash -c '",
+                               absl::StrReplaceAll(script, {{"'", "'\\''"}}),
+                               "' >/dev/null 2>&1")
+                      .c_str()),
+      0);
+}
+
+// A TLS channel to `target` trusting `ca` (a PEM file), with the client
+// certificate `client` (NAME for NAME.pem and NAME.key in `dir`) if given.
+std::shared_ptr<grpc::Channel> TlsChannel(const std::string& dir,
+                                          const std::string& target,
+                                          const std::string& ca,
+                                          const std::string& client = "") {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ReadWholeFile(dir + "/" + ca);
+  if (!client.empty()) {
+    tls.pem_cert_chain = ReadWholeFile(dir + "/" + client + ".pem");
+    tls.pem_private_key = ReadWholeFile(dir + "/" + client + ".key");
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetSslTargetNameOverride("localhost");
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
+}
+
+grpc::Status CheckOver(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  HealthCheckResponse response;
+  return stub->Check(&context, {}, &response);
+}
+
+TEST_F(SecurityTest, TlsOnTcpWhileTheUnixSocketStaysPlaintext) {
+  MakeCertificates(dir_);
+  JobwiredProcess server(dir_, Args({"--tls-cert", "server.pem", "--tls-key",
+                                     "server.key", "--auth-token", "s3cret"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  EXPECT_TRUE(CheckOver(TlsChannel(dir_, addresses[1], "ca.pem")).ok());
+  // Not trusted: a server certificate from another CA.
+  EXPECT_FALSE(CheckOver(TlsChannel(dir_, addresses[1], "ca2.pem")).ok());
+  // Plaintext on the TLS port is refused.
+  EXPECT_FALSE(CheckOver(OwnChannel(addresses[1])).ok());
+  EXPECT_TRUE(CheckOver(OwnChannel(addresses[0])).ok());
+  // The token is still checked over TLS.
+  auto admin = jobwire::v1::AdminService::NewStub(
+      TlsChannel(dir_, addresses[1], "ca.pem"));
+  for (const char* token : {"", "s3cret"}) {
+    grpc::ClientContext context;
+    if (*token != '\0') {
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    }
+    jobwire::v1::ServerInfo info;
+    grpc::Status status = admin->GetServerInfo(&context, {}, &info);
+    EXPECT_EQ(status.error_code(), *token == '\0'
+                                       ? grpc::StatusCode::UNAUTHENTICATED
+                                       : grpc::StatusCode::OK)
+        << status.error_message();
+  }
+}
+
+TEST_F(SecurityTest, MutualTlsNeedsAValidClientCertificateFromTheCa) {
+  MakeCertificates(dir_);
+  // With client certificates required, a non-loopback listener needs no
+  // token.
+  JobwiredProcess server(
+      dir_, {"--listen", "unix:var/j.sock", "--listen", "0.0.0.0:0", "--db",
+             "var/j.db", "--tls-cert", "server.pem", "--tls-key", "server.key",
+             "--tls-client-ca", "ca.pem"});
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const std::string tcp = absl::StrCat("127.0.0.1:", PortOf(addresses[1]));
+  EXPECT_TRUE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "client")).ok());
+  EXPECT_FALSE(CheckOver(TlsChannel(dir_, tcp, "ca.pem")).ok());
+  EXPECT_FALSE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "client2")).ok());
+  EXPECT_FALSE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "expired")).ok());
+  EXPECT_TRUE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "client")).ok());
+  // The CLI, with and without its client certificate.
+  const std::string cli = absl::StrCat(JOBWIRE_CLI_PATH, " --addr ", tcp,
+                                       " --tls-ca ", dir_, "/ca.pem ");
+  EXPECT_EQ(std::system((cli + "--tls-cert " + dir_ + "/client.pem --tls-key " +
+                         dir_ + "/client.key health >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  EXPECT_NE(std::system((cli + "--timeout 3s health >/dev/null 2>&1").c_str()),
+            0);
+}
+
+TEST_F(SecurityTest, ChangedCertificateIsServedWithoutARestart) {
+  MakeCertificates(dir_);
+  MakeCertificates(dir_, "b-");  // another set: b-server is by b-ca
+  JobwiredProcess server(
+      dir_, Args({"--tls-cert", "server.pem", "--tls-key", "server.key"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  ASSERT_TRUE(CheckOver(TlsChannel(dir_, addresses[1], "ca.pem")).ok());
+  ASSERT_EQ(::rename((dir_ + "/b-server.key").c_str(),
+                     (dir_ + "/server.key").c_str()),
+            0);
+  ASSERT_EQ(::rename((dir_ + "/b-server.pem").c_str(),
+                     (dir_ + "/server.pem").c_str()),
+            0);
+  EXPECT_TRUE(CheckOver(TlsChannel(dir_, addresses[1], "b-ca.pem")).ok())
+      << server.log();
+  EXPECT_FALSE(CheckOver(TlsChannel(dir_, addresses[1], "ca.pem")).ok());
+  EXPECT_TRUE(
+      absl::StrContains(server.log(), "loaded the changed certificate"));
+}
+
+TEST_F(SecurityTest, BadTlsFilesAreRefusedAtStartNamingTheFlag) {
+  MakeCertificates(dir_);
+  struct Case {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--tls-cert", "server.pem"}, "--tls-cert: needs --tls-key"},
+           {{"--tls-cert", "server.pem", "--tls-key", "client.key"},
+            "--tls-key: "},
+           {{"--tls-cert", "missing.pem", "--tls-key", "server.key"},
+            "--tls-cert: cannot read"},
+           {{"--tls-cert", "server.pem", "--tls-key", "server.key",
+             "--tls-client-ca", "server.key"},
+            "--tls-client-ca: no PEM certificate"},
+           {{"--tls-cert", "server.pem", "--tls-key", "server.key", "--http",
+             "127.0.0.1:0"},
+            "does not serve TLS yet"},
+       }) {
+    JobwiredProcess server(dir_, Args(c.args));
+    ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+    EXPECT_NE(server.exit_code(), 0);
+    EXPECT_TRUE(absl::StrContains(server.log(), c.says)) << c.says << "\n"
+                                                         << server.log();
+  }
 }
 
 mode_t ModeOf(const std::string& path) {

@@ -332,16 +332,32 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
           absl::StrCat("--listen: ", parsed.status().message()));
     }
     ListenAddress address = MakeAbsolute(*std::move(parsed), cwd);
-    if (!address.IsLoopback() && options_.auth_token.empty()) {
+    if (!address.IsLoopback() && options_.auth_token.empty() &&
+        options_.tls_client_ca.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--listen ", text,
           " is not a loopback address; refusing to serve it without "
-          "--auth-token (or JOBWIRE_AUTH_TOKEN)"));
+          "--auth-token (or JOBWIRE_AUTH_TOKEN) or --tls-client-ca"));
     }
     addresses.push_back(std::move(address));
   }
   if (addresses.empty())
     return absl::InvalidArgumentError("--listen: no address");
+  if (!options_.tls_cert.empty() || !options_.tls_key.empty() ||
+      !options_.tls_client_ca.empty()) {
+    JW_ASSIGN_OR_RETURN(
+        tls_, TlsCertificates::Load({options_.tls_cert, options_.tls_key,
+                                     options_.tls_client_ca}));
+    for (const std::string& text : options_.http_listen) {
+      absl::StatusOr<ListenAddress> http = ParseListenAddress(text);
+      if (http.ok() && http->kind == ListenAddress::Kind::kTcp) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--http ", text,
+            ": the HTTP face does not serve TLS yet; with --tls-cert give "
+            "it a unix: address (or put a TLS proxy in front)"));
+      }
+    }
+  }
 
   for (const ListenAddress& a : addresses) {
     if (a.kind != ListenAddress::Kind::kUnixPath) continue;
@@ -384,9 +400,12 @@ absl::Status App::StartServer() {
       TokenServerCredentials(options_.auth_token);
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> handoff;
   if (acceptor_ != nullptr) {
+    // TCP gets TLS when configured; Unix sockets stay plaintext (local,
+    // guarded by their file mode).
     handoff = builder.experimental().AddExternalConnectionAcceptor(
         grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
-        creds);
+        tls_ != nullptr ? TokenServerCredentials(options_.auth_token, tls_)
+                        : creds);
   }
   std::vector<int> ports(addresses.size(), 0);
   for (size_t i = 0, t = 0; i < addresses.size(); ++i) {
@@ -464,6 +483,12 @@ absl::Status App::StartServer() {
   if (!options_.auth_token.empty()) {
     JW_LOG(INFO)
         << "bearer-token auth is on for every method but health and reflection";
+  }
+  if (tls_ != nullptr) {
+    JW_LOG(INFO) << "TLS on the TCP listeners with " << options_.tls_cert
+                 << (tls_->requires_client_certificate()
+                         ? ", client certificates required (--tls-client-ca)"
+                         : "");
   }
   return absl::OkStatus();
 }

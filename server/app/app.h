@@ -44,6 +44,7 @@
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
+#include "server/transport/tls_credentials.h"
 #include "server/transport/unix_socket_guard.h"
 #include "server/webhooks/http_webhook_sender.h"
 
@@ -138,6 +139,9 @@ class App {
   // handing connections to gRPC through acceptor_handoff_. Stopped before
   // server_ shuts down, destroyed after it.
   std::unique_ptr<ConnectionAcceptor> acceptor_;
+  // --tls-*: the certificates of the TCP listeners; null without TLS.
+  // Shared with the credentials gRPC holds.
+  std::shared_ptr<TlsCertificates> tls_;
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor>
       acceptor_handoff_;
   std::unique_ptr<grpc::Server> server_;

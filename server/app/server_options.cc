@@ -237,6 +237,29 @@ const std::vector<Flag>& Flags() {
          o->auth_token = v;
          return absl::OkStatus();
        }},
+      {"tls-cert", "JOBWIRE_TLS_CERT", "PATH",
+       "serve TLS on the TCP listeners with this PEM certificate chain "
+       "(needs --tls-key; re-read when it changes)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->tls_cert = v;
+         return absl::OkStatus();
+       }},
+      {"tls-key", "JOBWIRE_TLS_KEY", "PATH",
+       "the PEM private key of --tls-cert",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->tls_key = v;
+         return absl::OkStatus();
+       }},
+      {"tls-client-ca", "JOBWIRE_TLS_CLIENT_CA", "PATH",
+       "require a client certificate on TCP, verified against these PEM CA "
+       "certificates (mTLS)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->tls_client_ca = v;
+         return absl::OkStatus();
+       }},
       {"executor-threads", "JOBWIRE_EXECUTOR_THREADS", "N",
        "threads for blocking work (default 4)",
        [](const std::string& v, ServerOptions* o) {

@@ -36,6 +36,11 @@ struct ServerOptions {
   mode_t socket_mode = 0600;
   // Bearer token; empty means no auth (then only loopback listeners).
   std::string auth_token;
+  // TLS on the TCP gRPC listeners: certificate chain and key (PEM), and the
+  // CA client certificates must chain to (mTLS; empty: none asked for).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
   // Threads for blocking work (storage reads, file I/O).
   int executor_threads = 4;
   // How hard each commit waits for the disk (see SqliteJobStore).

@@ -48,7 +48,8 @@ void DestroyState(void* state) { delete static_cast<std::string*>(state); }
 
 class TokenCredentials final : public grpc::ServerCredentials {
  public:
-  explicit TokenCredentials(std::string token) : token_(std::move(token)) {}
+  TokenCredentials(std::string token, std::shared_ptr<TlsCertificates> tls)
+      : token_(std::move(token)), tls_(std::move(tls)) {}
 
   void SetAuthMetadataProcessor(
       const std::shared_ptr<grpc::AuthMetadataProcessor>& /*processor*/)
@@ -58,26 +59,33 @@ class TokenCredentials final : public grpc::ServerCredentials {
 
  private:
   int AddPortToServer(const std::string& addr, grpc_server* server) override {
-    grpc_server_credentials* creds = grpc_insecure_server_credentials_create();
-    grpc_auth_metadata_processor processor;
-    processor.process = &ProcessMetadata;
-    processor.destroy = &DestroyState;
-    processor.state = new std::string(token_);
-    grpc_server_credentials_set_auth_metadata_processor(creds, processor);
+    grpc_server_credentials* creds =
+        tls_ != nullptr ? tls_->CreateCoreCredentials()
+                        : grpc_insecure_server_credentials_create();
+    if (!token_.empty()) {
+      grpc_auth_metadata_processor processor;
+      processor.process = &ProcessMetadata;
+      processor.destroy = &DestroyState;
+      processor.state = new std::string(token_);
+      grpc_server_credentials_set_auth_metadata_processor(creds, processor);
+    }
     int port = grpc_server_add_http2_port(server, addr.c_str(), creds);
     grpc_server_credentials_release(creds);
     return port;
   }
 
   const std::string token_;
+  const std::shared_ptr<TlsCertificates> tls_;
 };
 
 }  // namespace
 
 std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
-    const std::string& token) {
-  if (token.empty()) return grpc::InsecureServerCredentials();
-  return std::make_shared<TokenCredentials>(token);
+    const std::string& token, std::shared_ptr<TlsCertificates> tls) {
+  if (token.empty() && tls == nullptr) {
+    return grpc::InsecureServerCredentials();
+  }
+  return std::make_shared<TokenCredentials>(token, std::move(tls));
 }
 
 bool IsOpenMethod(absl::string_view method_path) {

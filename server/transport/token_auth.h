@@ -19,14 +19,16 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "server/transport/tls_credentials.h"
 
 namespace jobwire {
 
-// Plaintext server credentials that require `token` as described above. An
-// empty token returns grpc::InsecureServerCredentials() (no auth). The result
-// is shared by every listener.
+// Server credentials that require `token` as described above (an empty
+// token: no token check), over TLS with `tls` (tls_credentials.h; it is
+// kept alive by the result) or else plaintext. No token and no TLS returns
+// grpc::InsecureServerCredentials().
 std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
-    const std::string& token);
+    const std::string& token, std::shared_ptr<TlsCertificates> tls = nullptr);
 
 // True for method paths that need no token: "/grpc.health.v1.Health/..." and
 // "/grpc.reflection.v1alpha.ServerReflection/..." (and v1).
