@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -468,6 +469,104 @@ TEST_F(SecurityTest, BadTlsFilesAreRefusedAtStartNamingTheFlag) {
     EXPECT_TRUE(absl::StrContains(server.log(), c.says)) << c.says << "\n"
                                                          << server.log();
   }
+}
+
+int ConnectUnix(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Defect 1 on the Unix socket: gRPC's own listener died the same way.
+TEST_F(SecurityTest, UnixListenerRecoversAfterRunningOutOfDescriptors) {
+  JobwiredProcess server(dir_, Args());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const std::string path = addresses[0].substr(5);  // "unix:"
+  const int in_use = CountOpenDescriptors(server.pid());
+  rlimit low{};
+  low.rlim_cur = low.rlim_max = in_use + 40;
+  ASSERT_EQ(::prlimit(server.pid(), RLIMIT_NOFILE, &low, nullptr), 0);
+  std::vector<int> idle;
+  for (int i = 0; i < 200; ++i) {
+    const int fd = ConnectUnix(path);
+    if (fd >= 0) idle.push_back(fd);
+  }
+  EXPECT_TRUE(WaitForLog(server, "closing new connections until descriptors",
+                         absl::Seconds(20)))
+      << server.log();
+  for (int fd : idle) ::close(fd);
+  EXPECT_TRUE(CheckHealth(addresses[0], absl::Seconds(30)).ok())
+      << server.log();
+}
+
+// Runs `jobwire health` on `address` as uid and gid 65534 (nobody); its
+// exit code.
+int HealthAsNobody(const std::string& address) {
+  return std::system(absl::StrCat("setpriv --reuid 65534 --regid 65534 "
+                                  "--clear-groups ",
+                                  JOBWIRE_CLI_PATH, " --addr ", address,
+                                  " --timeout 5s health >/dev/null 2>&1")
+                         .c_str());
+}
+
+TEST_F(SecurityTest, UnixSocketServesOnlyAllowedPeers) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another uid";
+  // The socket file lets everyone in; only the peer check stands.
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir_ + "/var").c_str(), 0755), 0);
+  const std::vector<std::string> base = {"--listen", "unix:var/j.sock", "--db",
+                                         "var/j.db", "--socket-mode",   "0666"};
+  {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), {"--socket-allow-uid", "65533"});
+    JobwiredProcess server(dir_, args);
+    std::vector<std::string> addresses = server.WaitListening(1);
+    ASSERT_EQ(addresses.size(), 1u) << server.log();
+    EXPECT_NE(HealthAsNobody(addresses[0]), 0);
+    EXPECT_TRUE(WaitForLog(server,
+                           "refused a Unix socket connection from uid 65534",
+                           absl::Seconds(10)))
+        << server.log();
+    // jobwired's own user is always served.
+    EXPECT_TRUE(CheckHealth(addresses[0], absl::Seconds(10)).ok());
+    server.Signal(SIGTERM);
+    ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+  }
+  for (const char* flag : {"--socket-allow-uid", "--socket-allow-gid"}) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), {flag, "65534"});
+    JobwiredProcess server(dir_, args);
+    std::vector<std::string> addresses = server.WaitListening(1);
+    ASSERT_EQ(addresses.size(), 1u) << server.log();
+    EXPECT_EQ(HealthAsNobody(addresses[0]), 0) << flag << server.log();
+    server.Signal(SIGTERM);
+    ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+  }
+}
+
+TEST_F(SecurityTest, NonLoopbackPlaintextNeedsToBeAskedForByName) {
+  const std::vector<std::string> args = {"--listen", "0.0.0.0:0",    "--db",
+                                         "var/j.db", "--auth-token", "s3cret"};
+  {
+    JobwiredProcess server(dir_, args);
+    ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+    EXPECT_NE(server.exit_code(), 0);
+    EXPECT_TRUE(absl::StrContains(server.log(), "--insecure-allow-plaintext"))
+        << server.log();
+  }
+  std::vector<std::string> allowed = args;
+  allowed.push_back("--insecure-allow-plaintext");
+  JobwiredProcess server(dir_, allowed);
+  ASSERT_EQ(server.WaitListening(1).size(), 1u) << server.log();
+  EXPECT_TRUE(absl::StrContains(server.log(), "WARNING"));
+  EXPECT_TRUE(absl::StrContains(server.log(), "in plaintext"));
 }
 
 mode_t ModeOf(const std::string& path) {

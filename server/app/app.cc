@@ -224,6 +224,10 @@ absl::Status App::Build() {
   if (options_.retention.terminal_max_age > absl::ZeroDuration() ||
       options_.retention.max_terminal_jobs > 0) {
     retention_thread_ = std::thread([this] { RetentionLoop(); });
+  } else {
+    JW_LOG(WARNING) << "no retention set: finished jobs are kept forever and "
+                       "the database only grows (see --retention-max-age, "
+                       "--retention-max-jobs)";
   }
   // The dispatcher learns every commit from the store, like the bus. It is
   // registered before recovery so no commit falls between the two; recovery
@@ -343,6 +347,32 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
   }
   if (addresses.empty())
     return absl::InvalidArgumentError("--listen: no address");
+  // Off loopback, plaintext only when asked for by name.
+  std::vector<std::string> plaintext;
+  for (const ListenAddress& a : addresses) {
+    if (!a.IsLoopback() && a.kind == ListenAddress::Kind::kTcp &&
+        options_.tls_cert.empty()) {
+      plaintext.push_back(a.ToUri());
+    }
+  }
+  for (const std::string& text : options_.http_listen) {
+    absl::StatusOr<ListenAddress> http = ParseListenAddress(text);
+    if (http.ok() && !http->IsLoopback()) {
+      plaintext.push_back(absl::StrCat("http://", http->ToUri()));
+    }
+  }
+  for (const std::string& address : plaintext) {
+    if (!options_.insecure_allow_plaintext) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          address,
+          " is not a loopback address; refusing to serve it in plaintext: "
+          "give --tls-cert and --tls-key (gRPC), or "
+          "--insecure-allow-plaintext"));
+    }
+    JW_LOG(WARNING) << "serving " << address
+                    << " in plaintext (--insecure-allow-plaintext): tokens "
+                       "and job data cross the network unencrypted";
+  }
   if (!options_.tls_cert.empty() || !options_.tls_key.empty() ||
       !options_.tls_client_ca.empty()) {
     JW_ASSIGN_OR_RETURN(
@@ -364,28 +394,29 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
     JW_ASSIGN_OR_RETURN(auto guard, UnixSocketGuard::Acquire(a.path));
     socket_guards_.push_back(std::move(guard));
   }
-  // TCP: bound and accepted here (connection_acceptor.h), handed to gRPC
-  // with the same credentials. Unix sockets: gRPC's own listener.
-  std::vector<ListenAddress> tcp;
-  for (const ListenAddress& a : addresses) {
-    if (a.kind == ListenAddress::Kind::kTcp) tcp.push_back(a);
+  // Every listener is bound and accepted here (connection_acceptor.h), each
+  // connection handed to gRPC with the credentials of its kind.
+  ConnectionAcceptor::Options acceptor_options;
+  const rlim_t open_files = RaiseOpenFileLimit();
+  const rlim_t cap = open_files > 2 * kReservedDescriptors
+                         ? open_files - kReservedDescriptors
+                         : open_files / 2;
+  acceptor_options.max_connections =
+      static_cast<int>(std::min<rlim_t>(options_.max_connections, cap));
+  if (acceptor_options.max_connections < options_.max_connections) {
+    JW_LOG(WARNING) << "--max-connections " << options_.max_connections
+                    << " is more than the open-file limit (" << open_files
+                    << ") allows; serving at most "
+                    << acceptor_options.max_connections << " connections";
   }
-  if (!tcp.empty()) {
-    ConnectionAcceptor::Options acceptor_options;
-    const rlim_t open_files = RaiseOpenFileLimit();
-    const rlim_t cap = open_files > 2 * kReservedDescriptors
-                           ? open_files - kReservedDescriptors
-                           : open_files / 2;
-    acceptor_options.max_connections =
-        static_cast<int>(std::min<rlim_t>(options_.max_connections, cap));
-    if (acceptor_options.max_connections < options_.max_connections) {
-      JW_LOG(WARNING) << "--max-connections " << options_.max_connections
-                      << " is more than the open-file limit (" << open_files
-                      << ") allows; serving at most "
-                      << acceptor_options.max_connections << " connections";
-    }
-    JW_ASSIGN_OR_RETURN(acceptor_,
-                        ConnectionAcceptor::Listen(tcp, acceptor_options));
+  acceptor_options.allow_uids = options_.socket_allow_uids;
+  acceptor_options.allow_gids = options_.socket_allow_gids;
+  {
+    // Socket files are born owner-only; SetMode sets the final mode once
+    // the server serves.
+    ScopedUmask umask(0177);
+    JW_ASSIGN_OR_RETURN(acceptor_, ConnectionAcceptor::Listen(
+                                       addresses, std::move(acceptor_options)));
   }
   return absl::OkStatus();
 }
@@ -398,21 +429,25 @@ absl::Status App::StartServer() {
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds =
       TokenServerCredentials(options_.auth_token);
-  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> handoff;
-  if (acceptor_ != nullptr) {
-    // TCP gets TLS when configured; Unix sockets stay plaintext (local,
-    // guarded by their file mode).
-    handoff = builder.experimental().AddExternalConnectionAcceptor(
-        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
-        tls_ != nullptr ? TokenServerCredentials(options_.auth_token, tls_)
-                        : creds);
-  }
+  // TCP gets TLS when configured; Unix sockets stay plaintext (local,
+  // guarded by their file mode and peer checks).
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> unix_handoff;
   std::vector<int> ports(addresses.size(), 0);
-  for (size_t i = 0, t = 0; i < addresses.size(); ++i) {
+  for (size_t i = 0; i < addresses.size(); ++i) {
     if (addresses[i].kind == ListenAddress::Kind::kTcp) {
-      ports[i] = acceptor_->port(t++);
-    } else {
-      builder.AddListeningPort(addresses[i].ToUri(), creds, &ports[i]);
+      ports[i] = acceptor_->port(i);
+      if (tcp_handoff != nullptr) continue;
+      tcp_handoff = builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::
+              FROM_FD,
+          tls_ != nullptr ? TokenServerCredentials(options_.auth_token, tls_)
+                          : creds);
+    } else if (unix_handoff == nullptr) {
+      unix_handoff = builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::
+              FROM_FD,
+          creds);
     }
   }
   // Limits on every connection (README "Security").
@@ -443,14 +478,11 @@ absl::Status App::StartServer() {
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(job_service_.get());
   builder.RegisterService(worker_service_.get());
-  {
-    // Socket files are born owner-only; SetMode below sets the final mode.
-    ScopedUmask umask(0177);
-    server_ = builder.BuildAndStart();
-  }
-  if (server_ != nullptr && acceptor_ != nullptr) {
-    acceptor_handoff_ = std::move(handoff);
-    acceptor_->Start(acceptor_handoff_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ != nullptr) {
+    tcp_handoff_ = std::move(tcp_handoff);
+    unix_handoff_ = std::move(unix_handoff);
+    acceptor_->Start(tcp_handoff_.get(), unix_handoff_.get());
   }
   if (server_ == nullptr) {
     std::string all;
@@ -461,7 +493,7 @@ absl::Status App::StartServer() {
   }
   for (size_t i = 0; i < addresses.size(); ++i) {
     ListenAddress bound = addresses[i];
-    if (ports[i] == 0) {
+    if (bound.kind == ListenAddress::Kind::kTcp && ports[i] == 0) {
       return absl::UnavailableError(
           absl::StrCat("cannot bind ", bound.ToUri()));
     }
@@ -657,7 +689,7 @@ void App::Stop() {
       job_service_->FinishShutdown(absl::ZeroDuration());
       ShutDownStalledConnections(deadline);
     });
-    // No new TCP connections from here (gRPC stops its Unix listeners).
+    // No new connections from here.
     if (acceptor_ != nullptr) acceptor_->Stop();
     server_->Shutdown(absl::ToChronoTime(deadline));
     {
@@ -694,7 +726,8 @@ void App::Stop() {
   http_.reset();
   if (acceptor_ != nullptr) acceptor_->Stop();
   server_.reset();
-  acceptor_handoff_.reset();
+  tcp_handoff_.reset();
+  unix_handoff_.reset();
   acceptor_.reset();
   socket_guards_.clear();
   worker_service_.reset();

@@ -135,15 +135,16 @@ class App {
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
-  // Binds and accepts the TCP listeners of server_ (connection_acceptor.h),
-  // handing connections to gRPC through acceptor_handoff_. Stopped before
-  // server_ shuts down, destroyed after it.
+  // Binds and accepts every listener of server_ (connection_acceptor.h),
+  // handing connections to gRPC through tcp_handoff_ (TLS when configured)
+  // and unix_handoff_. Stopped before server_ shuts down, destroyed after it.
   std::unique_ptr<ConnectionAcceptor> acceptor_;
   // --tls-*: the certificates of the TCP listeners; null without TLS.
   // Shared with the credentials gRPC holds.
   std::shared_ptr<TlsCertificates> tls_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff_;
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor>
-      acceptor_handoff_;
+      unix_handoff_;
   std::unique_ptr<grpc::Server> server_;
   // Over an in-process channel of server_: stopped and destroyed before it.
   std::unique_ptr<HttpServer> http_;

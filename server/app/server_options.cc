@@ -1,5 +1,8 @@
 #include "server/app/server_options.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <utility>
@@ -46,7 +49,8 @@ absl::Status ParseNonNegativeDuration(const std::string& v,
 // comma-separated list).
 bool IsRepeatable(absl::string_view name) {
   return name == "listen" || name == "http" || name == "http-cors-origin" ||
-         name == "webhook-allow-cidr";
+         name == "webhook-allow-cidr" || name == "socket-allow-uid" ||
+         name == "socket-allow-gid";
 }
 
 absl::Status ParsePositiveDuration(const std::string& v, absl::Duration* out) {
@@ -216,6 +220,36 @@ const std::vector<Flag>& Flags() {
          o->socket_mode = static_cast<mode_t>(mode);
          return absl::OkStatus();
        }},
+      {"socket-allow-uid", "JOBWIRE_SOCKET_ALLOW_UID", "USER",
+       "serve a Unix socket peer only if its uid is jobwired's own or one "
+       "of these (a name or number); repeatable",
+       [](const std::string& v, ServerOptions* o) {
+         uid_t uid = 0;
+         if (!absl::SimpleAtoi(v, &uid)) {
+           const passwd* pw = ::getpwnam(v.c_str());
+           if (pw == nullptr) {
+             return Bad(absl::StrCat("unknown user \"", v, "\""));
+           }
+           uid = pw->pw_uid;
+         }
+         o->socket_allow_uids.push_back(uid);
+         return absl::OkStatus();
+       }},
+      {"socket-allow-gid", "JOBWIRE_SOCKET_ALLOW_GID", "GROUP",
+       "serve a Unix socket peer whose primary gid is one of these (a name "
+       "or number); repeatable",
+       [](const std::string& v, ServerOptions* o) {
+         gid_t gid = 0;
+         if (!absl::SimpleAtoi(v, &gid)) {
+           const group* gr = ::getgrnam(v.c_str());
+           if (gr == nullptr) {
+             return Bad(absl::StrCat("unknown group \"", v, "\""));
+           }
+           gid = gr->gr_gid;
+         }
+         o->socket_allow_gids.push_back(gid);
+         return absl::OkStatus();
+       }},
       {"auth-token", "JOBWIRE_AUTH_TOKEN", "TOKEN",
        "require 'authorization: Bearer TOKEN' on every method but health and "
        "reflection; needed for a non-loopback TCP listener; at least 6 "
@@ -258,6 +292,16 @@ const std::vector<Flag>& Flags() {
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty path");
          o->tls_client_ca = v;
+         return absl::OkStatus();
+       }},
+      {"insecure-allow-plaintext", "JOBWIRE_INSECURE_ALLOW_PLAINTEXT", "",
+       "serve a non-loopback TCP address without TLS (gRPC without "
+       "--tls-cert, HTTP); logged as a warning (default false)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v != "true" && v != "false" && v != "1" && v != "0") {
+           return Bad(absl::StrCat("want true or false, not \"", v, "\""));
+         }
+         o->insecure_allow_plaintext = v == "true" || v == "1";
          return absl::OkStatus();
        }},
       {"executor-threads", "JOBWIRE_EXECUTOR_THREADS", "N",
@@ -483,7 +527,9 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
       return absl::InvalidArgumentError(
           absl::StrCat("unknown flag --", name, "; see --help"));
     }
-    if (!has_value) {
+    if (!has_value && f->value_name[0] == '\0') {
+      value = "true";  // a switch: --flag alone, or --flag=false
+    } else if (!has_value) {
       if (i + 1 >= args.size()) {
         return absl::InvalidArgumentError(
             absl::StrCat("--", name, ": missing value ", f->value_name));
@@ -497,6 +543,8 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
       if (name == "http") o.http_listen.clear();
       if (name == "http-cors-origin") o.http_cors_origins.clear();
       if (name == "webhook-allow-cidr") o.webhook_allow_cidrs.clear();
+      if (name == "socket-allow-uid") o.socket_allow_uids.clear();
+      if (name == "socket-allow-gid") o.socket_allow_gids.clear();
     }
     if (absl::Status s = f->set(value, &o); !s.ok()) {
       return absl::InvalidArgumentError(
@@ -516,8 +564,8 @@ std::string ServerUsage() {
       "over "
       "environment variable):\n";
   for (const Flag& f : Flags()) {
-    absl::StrAppend(&out, "  --", f.name, " ", f.value_name, "  [", f.env,
-                    "]\n      ", f.help, "\n");
+    absl::StrAppend(&out, "  --", f.name, f.value_name[0] ? " " : "",
+                    f.value_name, "  [", f.env, "]\n      ", f.help, "\n");
   }
   absl::StrAppend(&out,
                   "  --help\n      print this text\n  --version\n      print "

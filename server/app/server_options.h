@@ -34,6 +34,10 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Permissions of every Unix socket file.
   mode_t socket_mode = 0600;
+  // Unix socket peers allowed besides jobwired's own user (SO_PEERCRED);
+  // both empty: any peer the socket's file mode lets in.
+  std::vector<uid_t> socket_allow_uids;
+  std::vector<gid_t> socket_allow_gids;
   // Bearer token; empty means no auth (then only loopback listeners).
   std::string auth_token;
   // TLS on the TCP gRPC listeners: certificate chain and key (PEM), and the
@@ -41,6 +45,9 @@ struct ServerOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  // Serve non-loopback TCP (gRPC without TLS, HTTP) in plaintext anyway;
+  // logged as a warning at start.
+  bool insecure_allow_plaintext = false;
   // Threads for blocking work (storage reads, file I/O).
   int executor_threads = 4;
   // How hard each commit waits for the disk (see SqliteJobStore).

@@ -172,5 +172,37 @@ TEST(ServerOptionsTest, ShortOrBlankTokensAreRefused) {
   EXPECT_EQ(none->options.auth_token, "");
 }
 
+TEST(ServerOptionsTest, SocketPeersAreUsersAndGroupsByNameOrNumber) {
+  auto cl = ParseServerCommandLine(
+      {"--socket-allow-uid", "root", "--socket-allow-uid", "1234",
+       "--socket-allow-gid", "0"},
+      Env({{"JOBWIRE_SOCKET_ALLOW_GID", "7,8"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.socket_allow_uids, (std::vector<uid_t>{0, 1234}));
+  // The flag replaces the variable's list.
+  EXPECT_EQ(cl->options.socket_allow_gids, (std::vector<gid_t>{0}));
+  auto bad = ParseServerCommandLine({"--socket-allow-uid", "no-such-user-here"},
+                                    Env({}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StartsWith(bad.status().message(), "--socket-allow-uid: "))
+      << bad.status();
+}
+
+TEST(ServerOptionsTest, InsecureAllowPlaintextIsASwitch) {
+  auto on = ParseServerCommandLine({"--insecure-allow-plaintext", "--db", "x"},
+                                   Env({}));
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE(on->options.insecure_allow_plaintext);
+  EXPECT_EQ(on->options.db_path, "x");
+  auto off = ParseServerCommandLine(
+      {"--insecure-allow-plaintext=false"},
+      Env({{"JOBWIRE_INSECURE_ALLOW_PLAINTEXT", "true"}}));
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->options.insecure_allow_plaintext);
+  EXPECT_FALSE(
+      ParseServerCommandLine({"--insecure-allow-plaintext=maybe"}, Env({}))
+          .ok());
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -6,9 +6,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -68,6 +70,42 @@ absl::StatusOr<int> BindOne(const addrinfo& ai, int port, bool v6only,
   return fd;
 }
 
+// A listening Unix socket at `address` (a path, or an abstract name). The
+// file of a path is created with the process umask.
+absl::StatusOr<int> BindUnix(const ListenAddress& address,
+                             const std::string& name) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  socklen_t len = 0;
+  if (address.kind == ListenAddress::Kind::kUnixAbstract) {
+    if (address.path.size() + 1 > sizeof(addr.sun_path)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot serve on ", name, ": name too long"));
+    }
+    std::memcpy(addr.sun_path + 1, address.path.data(), address.path.size());
+    len = offsetof(sockaddr_un, sun_path) + 1 + address.path.size();
+  } else {
+    if (address.path.size() + 1 > sizeof(addr.sun_path)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot serve on ", name, ": path too long"));
+    }
+    std::memcpy(addr.sun_path, address.path.data(), address.path.size());
+    len = sizeof(addr);
+  }
+  const int fd =
+      ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    return absl::UnavailableError(absl::StrCat(
+        "cannot serve on ", name, ": ",
+        err == EADDRINUSE ? "the address is taken by another process"
+                          : std::strerror(err)));
+  }
+  return fd;
+}
+
 int LocalPort(int fd) {
   sockaddr_storage local{};
   socklen_t len = sizeof(local);
@@ -87,6 +125,15 @@ absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ConnectionAcceptor::Listen(
   std::unique_ptr<ConnectionAcceptor> acceptor(new ConnectionAcceptor(options));
   for (const ListenAddress& address : addresses) {
     const std::string name = address.ToUri();
+    if (address.is_unix()) {
+      absl::StatusOr<int> fd = BindUnix(address, name);
+      if (!fd.ok()) return fd.status();
+      acceptor->listeners_.push_back(*fd);
+      acceptor->listener_is_unix_.push_back(true);
+      acceptor->ports_.push_back(0);
+      acceptor->bound_.push_back(address);
+      continue;
+    }
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -114,6 +161,7 @@ absl::StatusOr<std::unique_ptr<ConnectionAcceptor>> ConnectionAcceptor::Listen(
         break;
       }
       acceptor->listeners_.push_back(*fd);
+      acceptor->listener_is_unix_.push_back(false);
       if (port == 0) port = LocalPort(*fd);
     }
     ::freeaddrinfo(found);
@@ -145,8 +193,10 @@ ConnectionAcceptor::~ConnectionAcceptor() {
 }
 
 void ConnectionAcceptor::Start(
-    grpc::experimental::ExternalConnectionAcceptor* to) {
-  to_ = to;
+    grpc::experimental::ExternalConnectionAcceptor* tcp,
+    grpc::experimental::ExternalConnectionAcceptor* unix_sockets) {
+  tcp_to_ = tcp;
+  unix_to_ = unix_sockets;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -178,12 +228,38 @@ void ConnectionAcceptor::Loop() {
     if (n <= 0) continue;
     for (size_t i = 1; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
-      if (!AcceptAll(fds[i].fd)) backoff = true;
+      if (!AcceptAll(fds[i].fd, listener_is_unix_[i - 1])) backoff = true;
     }
   }
 }
 
-bool ConnectionAcceptor::AcceptAll(int listener) {
+bool ConnectionAcceptor::PeerAllowed(int fd) {
+  if (options_.allow_uids.empty() && options_.allow_gids.empty()) return true;
+  ucred peer{};
+  socklen_t len = sizeof(peer);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+    return false;
+  }
+  if (peer.uid == ::geteuid()) return true;
+  for (uid_t uid : options_.allow_uids) {
+    if (peer.uid == uid) return true;
+  }
+  for (gid_t gid : options_.allow_gids) {
+    if (peer.gid == gid) return true;
+  }
+  const int64_t total = ++refused_peer_;
+  const absl::Time now = absl::Now();
+  if (now - last_peer_warning_ >= kWarnEvery) {
+    last_peer_warning_ = now;
+    JW_LOG(WARNING) << "refused a Unix socket connection from uid " << peer.uid
+                    << " gid " << peer.gid << " pid " << peer.pid
+                    << " (not in --socket-allow-uid or --socket-allow-gid; "
+                    << total << " refused so far)";
+  }
+  return false;
+}
+
+bool ConnectionAcceptor::AcceptAll(int listener, bool is_unix) {
   while (true) {
     int fd =
         ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -237,13 +313,19 @@ bool ConnectionAcceptor::AcceptAll(int listener) {
       }
       continue;
     }
+    if (is_unix && !PeerAllowed(fd)) {
+      ::close(fd);
+      continue;
+    }
     ++handed_since_count_;
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!is_unix) {
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
     p.listener_fd = listener;
     p.fd = fd;
-    to_->HandleNewConnection(&p);
+    (is_unix ? unix_to_ : tcp_to_)->HandleNewConnection(&p);
   }
 }
 
