@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
+#include "jobwire/v1/job_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::test {
@@ -567,6 +569,72 @@ TEST_F(SecurityTest, NonLoopbackPlaintextNeedsToBeAskedForByName) {
   ASSERT_EQ(server.WaitListening(1).size(), 1u) << server.log();
   EXPECT_TRUE(absl::StrContains(server.log(), "WARNING"));
   EXPECT_TRUE(absl::StrContains(server.log(), "in plaintext"));
+}
+
+// Calls GetServerInfo (scope read) and SubmitJob (scope submit) on `target`
+// with `token`; their codes.
+std::pair<grpc::StatusCode, grpc::StatusCode> ReadAndSubmit(
+    const std::string& target, const std::string& token,
+    std::string* message = nullptr) {
+  auto channel = OwnChannel(target);
+  auto admin = jobwire::v1::AdminService::NewStub(channel);
+  auto jobs = jobwire::v1::JobService::NewStub(channel);
+  grpc::ClientContext read_context;
+  read_context.AddMetadata("authorization", "Bearer " + token);
+  jobwire::v1::ServerInfo info;
+  grpc::Status read = admin->GetServerInfo(&read_context, {}, &info);
+  grpc::ClientContext submit_context;
+  submit_context.AddMetadata("authorization", "Bearer " + token);
+  jobwire::v1::SubmitJobRequest request;
+  request.mutable_job()->set_kind("k");
+  jobwire::v1::SubmitJobResponse submitted;
+  grpc::Status submit = jobs->SubmitJob(&submit_context, request, &submitted);
+  if (message != nullptr) {
+    *message = read.ok() ? submit.error_message() : read.error_message();
+  }
+  return {read.error_code(), submit.error_code()};
+}
+
+TEST_F(SecurityTest, TokenFileGivesEachTokenItsScopesAndIsReRead) {
+  const std::string file = dir_ + "/tokens";
+  {
+    std::ofstream out(file);
+    out << "# name token scopes\nci s3cret-ci submit\n"
+           "dash s3cret-dash read\n";
+  }
+  JobwiredProcess server(dir_, Args({"--auth-token-file", file}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const std::string tcp = addresses[1];
+  using Codes = std::pair<grpc::StatusCode, grpc::StatusCode>;
+  std::string message;
+  EXPECT_EQ(ReadAndSubmit(tcp, "s3cret-ci", &message),
+            Codes(grpc::StatusCode::PERMISSION_DENIED, grpc::StatusCode::OK));
+  EXPECT_TRUE(absl::StrContains(message, "scope 'read'")) << message;
+  EXPECT_EQ(ReadAndSubmit(tcp, "s3cret-dash", &message),
+            Codes(grpc::StatusCode::OK, grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_TRUE(absl::StrContains(message, "scope 'submit'")) << message;
+  EXPECT_EQ(ReadAndSubmit(tcp, "wrong-token"),
+            Codes(grpc::StatusCode::UNAUTHENTICATED,
+                  grpc::StatusCode::UNAUTHENTICATED));
+  // Health needs no token.
+  EXPECT_TRUE(CheckHealth(tcp, absl::Seconds(10)).ok());
+
+  // A new file version is served without a restart.
+  {
+    std::ofstream out(file + ".new");
+    out << "ci s3cret-ci submit,read\n";
+  }
+  ASSERT_EQ(::rename((file + ".new").c_str(), file.c_str()), 0);
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while (ReadAndSubmit(tcp, "s3cret-ci").first != grpc::StatusCode::OK &&
+         absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_EQ(ReadAndSubmit(tcp, "s3cret-ci"),
+            Codes(grpc::StatusCode::OK, grpc::StatusCode::OK));
+  EXPECT_EQ(ReadAndSubmit(tcp, "s3cret-dash").first,
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 mode_t ModeOf(const std::string& path) {

@@ -337,7 +337,7 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
     }
     ListenAddress address = MakeAbsolute(*std::move(parsed), cwd);
     if (!address.IsLoopback() && options_.auth_token.empty() &&
-        options_.tls_client_ca.empty()) {
+        options_.auth_token_file.empty() && options_.tls_client_ca.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--listen ", text,
           " is not a loopback address; refusing to serve it without "
@@ -347,6 +347,18 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
   }
   if (addresses.empty())
     return absl::InvalidArgumentError("--listen: no address");
+  if (!options_.auth_token_file.empty()) {
+    if (!options_.auth_token.empty()) {
+      return absl::InvalidArgumentError(
+          "--auth-token-file: give it or --auth-token, not both");
+    }
+    if (!options_.http_listen.empty()) {
+      return absl::InvalidArgumentError(
+          "--auth-token-file: the HTTP face (--http) checks --auth-token "
+          "only; scoped tokens are for gRPC so far");
+    }
+    JW_ASSIGN_OR_RETURN(tokens_, TokenTable::Load(options_.auth_token_file));
+  }
   // Off loopback, plaintext only when asked for by name.
   std::vector<std::string> plaintext;
   for (const ListenAddress& a : addresses) {
@@ -428,7 +440,7 @@ absl::Status App::StartServer() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds =
-      TokenServerCredentials(options_.auth_token);
+      TokenServerCredentials(options_.auth_token, nullptr, tokens_);
   // TCP gets TLS when configured; Unix sockets stay plaintext (local,
   // guarded by their file mode and peer checks).
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff;
@@ -441,8 +453,9 @@ absl::Status App::StartServer() {
       tcp_handoff = builder.experimental().AddExternalConnectionAcceptor(
           grpc::ServerBuilder::experimental_type::ExternalConnectionType::
               FROM_FD,
-          tls_ != nullptr ? TokenServerCredentials(options_.auth_token, tls_)
-                          : creds);
+          tls_ != nullptr
+              ? TokenServerCredentials(options_.auth_token, tls_, tokens_)
+              : creds);
     } else if (unix_handoff == nullptr) {
       unix_handoff = builder.experimental().AddExternalConnectionAcceptor(
           grpc::ServerBuilder::experimental_type::ExternalConnectionType::
@@ -515,6 +528,10 @@ absl::Status App::StartServer() {
   if (!options_.auth_token.empty()) {
     JW_LOG(INFO)
         << "bearer-token auth is on for every method but health and reflection";
+  }
+  if (tokens_ != nullptr) {
+    JW_LOG(INFO) << "scoped bearer tokens from " << options_.auth_token_file
+                 << " on every method but health and reflection";
   }
   if (tls_ != nullptr) {
     JW_LOG(INFO) << "TLS on the TCP listeners with " << options_.tls_cert

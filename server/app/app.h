@@ -45,6 +45,7 @@
 #include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/tls_credentials.h"
+#include "server/transport/token_file.h"
 #include "server/transport/unix_socket_guard.h"
 #include "server/webhooks/http_webhook_sender.h"
 
@@ -142,9 +143,10 @@ class App {
   // --tls-*: the certificates of the TCP listeners; null without TLS.
   // Shared with the credentials gRPC holds.
   std::shared_ptr<TlsCertificates> tls_;
+  // --auth-token-file; null without it. Shared with the credentials.
+  std::shared_ptr<TokenTable> tokens_;
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff_;
-  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor>
-      unix_handoff_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> unix_handoff_;
   std::unique_ptr<grpc::Server> server_;
   // Over an in-process channel of server_: stopped and destroyed before it.
   std::unique_ptr<HttpServer> http_;

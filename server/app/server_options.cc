@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "server/common/status_macros.h"
+#include "server/transport/token_file.h"
 
 namespace jobwire {
 namespace {
@@ -27,9 +29,6 @@ struct Flag {
   const char* help;
   Setter set;
 };
-
-// The shortest --auth-token accepted.
-constexpr size_t kMinTokenLength = 6;
 
 absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(what);
@@ -257,17 +256,7 @@ const std::vector<Flag>& Flags() {
        [](const std::string& v, ServerOptions* o) {
          // Empty: no auth. Otherwise a token a client can send as it is
          // and not guess at once.
-         if (!v.empty() && v.size() < kMinTokenLength) {
-           return Bad(absl::StrCat("too short: at least ", kMinTokenLength,
-                                   " characters"));
-         }
-         for (char c : v) {
-           if (c <= ' ' || c > '~') {
-             return Bad(
-                 "only visible ASCII characters, no spaces (it is sent "
-                 "in a header)");
-           }
-         }
+         if (!v.empty()) JW_RETURN_IF_ERROR(CheckTokenText(v));
          o->auth_token = v;
          return absl::OkStatus();
        }},
@@ -302,6 +291,14 @@ const std::vector<Flag>& Flags() {
            return Bad(absl::StrCat("want true or false, not \"", v, "\""));
          }
          o->insecure_allow_plaintext = v == "true" || v == "1";
+         return absl::OkStatus();
+       }},
+      {"auth-token-file", "JOBWIRE_AUTH_TOKEN_FILE", "PATH",
+       "named tokens with scopes, one 'NAME TOKEN SCOPE[,SCOPE...]' per "
+       "line (scopes: submit, read, work, admin); re-read when it changes",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->auth_token_file = v;
          return absl::OkStatus();
        }},
       {"executor-threads", "JOBWIRE_EXECUTOR_THREADS", "N",

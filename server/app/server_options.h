@@ -34,6 +34,8 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Permissions of every Unix socket file.
   mode_t socket_mode = 0600;
+  // Named tokens with scopes (server/transport/token_file.h); empty: none.
+  std::string auth_token_file;
   // Unix socket peers allowed besides jobwired's own user (SO_PEERCRED);
   // both empty: any peer the socket's file mode lets in.
   std::vector<uid_t> socket_allow_uids;

@@ -1,6 +1,5 @@
 #include "server/http/http_auth.h"
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -24,11 +23,6 @@ std::string HmacSha256(absl::string_view key, absl::string_view data) {
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
        &len);
   return std::string(reinterpret_cast<const char*>(out), len);
-}
-
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  return a.size() == b.size() &&
-         CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace

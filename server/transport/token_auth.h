@@ -20,15 +20,19 @@
 
 #include "absl/strings/string_view.h"
 #include "server/transport/tls_credentials.h"
+#include "server/transport/token_file.h"
 
 namespace jobwire {
 
 // Server credentials that require `token` as described above (an empty
-// token: no token check), over TLS with `tls` (tls_credentials.h; it is
-// kept alive by the result) or else plaintext. No token and no TLS returns
+// token: no token check), or with `table` one of its tokens holding the
+// scope the method needs (token_file.h; else PERMISSION_DENIED naming the
+// scope), over TLS with `tls` (tls_credentials.h) or else plaintext. The
+// result keeps `tls` and `table` alive. No token, table or TLS returns
 // grpc::InsecureServerCredentials().
 std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
-    const std::string& token, std::shared_ptr<TlsCertificates> tls = nullptr);
+    const std::string& token, std::shared_ptr<TlsCertificates> tls = nullptr,
+    std::shared_ptr<TokenTable> table = nullptr);
 
 // True for method paths that need no token: "/grpc.health.v1.Health/..." and
 // "/grpc.reflection.v1alpha.ServerReflection/..." (and v1).
