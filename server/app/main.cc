@@ -1,4 +1,5 @@
 // jobwired: the jobwire server. See ServerUsage() or `jobwired --help`.
+#include <google/protobuf/stubs/logging.h>
 #include <grpc/support/log.h>
 #include <sys/stat.h>
 
@@ -27,6 +28,20 @@ void GrpcLog(gpr_log_func_args* args) {
   if (!jobwire::LogLevelEnabled(level)) return;
   jobwire::internal::LogMessage(level, args->file, args->line).stream()
       << "grpc: " << args->message;
+}
+
+// protobuf's own log lines (one per malformed request, e.g. "String field
+// ... contains invalid UTF-8 data") go to our logger at debug: a client
+// sending garbage must not be able to flood the log (issue #27). Only a
+// fatal one (protobuf aborts after it) stays at error.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  const jobwire::LogLevel ours = level == google::protobuf::LOGLEVEL_FATAL
+                                     ? jobwire::LogLevel::kError
+                                     : jobwire::LogLevel::kDebug;
+  if (!jobwire::LogLevelEnabled(ours)) return;
+  jobwire::internal::LogMessage(ours, file, line).stream()
+      << "protobuf: " << message;
 }
 
 }  // namespace
@@ -64,6 +79,7 @@ int main(int argc, char** argv) {
   jobwire::SetLogLevel(cl->options.log_level);
   jobwire::SetLogFormat(cl->options.log_format);
   gpr_set_log_function(&GrpcLog);
+  google::protobuf::SetLogHandler(&ProtobufLog);
 
   JW_LOG(INFO) << "jobwired " << jobwire::JobwireVersion() << " starting";
   absl::StatusOr<std::unique_ptr<jobwire::App>> app =
