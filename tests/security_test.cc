@@ -407,7 +407,7 @@ TEST_F(SecurityTest, MutualTlsNeedsAValidClientCertificateFromTheCa) {
   JobwiredProcess server(
       dir_, {"--listen", "unix:var/j.sock", "--listen", "0.0.0.0:0", "--db",
              "var/j.db", "--tls-cert", "server.pem", "--tls-key", "server.key",
-             "--tls-client-ca", "ca.pem"});
+             "--tls-client-ca", "ca.pem", "--log-level", "debug"});
   std::vector<std::string> addresses = server.WaitListening(2);
   ASSERT_EQ(addresses.size(), 2u) << server.log();
   const std::string tcp = absl::StrCat("127.0.0.1:", PortOf(addresses[1]));
@@ -416,6 +416,10 @@ TEST_F(SecurityTest, MutualTlsNeedsAValidClientCertificateFromTheCa) {
   EXPECT_FALSE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "client2")).ok());
   EXPECT_FALSE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "expired")).ok());
   EXPECT_TRUE(CheckOver(TlsChannel(dir_, tcp, "ca.pem", "client")).ok());
+  // The certificate's subject is the caller in the access log.
+  EXPECT_TRUE(absl::StrContains(
+      server.log(), "call /grpc.health.v1.Health/Check by cert:CN=client"))
+      << server.log();
   // The CLI, with and without its client certificate.
   const std::string cli = absl::StrCat(JOBWIRE_CLI_PATH, " --addr ", tcp,
                                        " --tls-ca ", dir_, "/ca.pem ");
@@ -604,7 +608,8 @@ TEST_F(SecurityTest, TokenFileGivesEachTokenItsScopesAndIsReRead) {
     out << "# name token scopes\nci s3cret-ci submit\n"
            "dash s3cret-dash read\n";
   }
-  JobwiredProcess server(dir_, Args({"--auth-token-file", file}));
+  JobwiredProcess server(
+      dir_, Args({"--auth-token-file", file, "--log-level", "debug"}));
   std::vector<std::string> addresses = server.WaitListening(2);
   ASSERT_EQ(addresses.size(), 2u) << server.log();
   const std::string tcp = addresses[1];
@@ -621,6 +626,10 @@ TEST_F(SecurityTest, TokenFileGivesEachTokenItsScopesAndIsReRead) {
                   grpc::StatusCode::UNAUTHENTICATED));
   // Health needs no token.
   EXPECT_TRUE(CheckHealth(tcp, absl::Seconds(10)).ok());
+  // Each call is logged at debug with its caller.
+  EXPECT_TRUE(absl::StrContains(
+      server.log(), "call /jobwire.v1.JobService/SubmitJob by token:ci from"))
+      << server.log();
 
   // A new file version is served without a restart.
   {

@@ -22,6 +22,7 @@
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/transport/access_log.h"
 #include "server/transport/call_counter.h"
 #include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
@@ -485,6 +486,7 @@ absl::Status App::StartServer() {
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         creators;
     creators.push_back(std::make_unique<CallCounter>(open_calls_));
+    creators.push_back(std::make_unique<AccessLog>());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   builder.RegisterService(health_service_.get());

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/transport/access_log.h"
 
 namespace jobwire {
 namespace {
@@ -31,7 +32,7 @@ struct AuthState {
 // Called by core's server auth filter for every incoming call, on a gRPC
 // thread; it compares strings (and, at most once a second, stats the token
 // file), so it answers inline.
-void ProcessMetadata(void* state_ptr, grpc_auth_context* /*context*/,
+void ProcessMetadata(void* state_ptr, grpc_auth_context* context,
                      const grpc_metadata* md, size_t num_md,
                      grpc_process_auth_metadata_done_cb done, void* user_data) {
   const AuthState& state = *static_cast<const AuthState*>(state_ptr);
@@ -53,6 +54,8 @@ void ProcessMetadata(void* state_ptr, grpc_auth_context* /*context*/,
   }
   if (state.table == nullptr) {
     const bool ok = BearerTokenMatches(authorization, state.token);
+    if (ok)
+      grpc_auth_context_add_cstring_property(context, kCallerProperty, "token");
     done(user_data, nullptr, 0, nullptr, 0,
          ok ? GRPC_STATUS_OK : GRPC_STATUS_UNAUTHENTICATED,
          ok ? nullptr : "invalid bearer token");
@@ -68,6 +71,8 @@ void ProcessMetadata(void* state_ptr, grpc_auth_context* /*context*/,
   const absl::string_view scope = ScopeOf(path);
   for (const std::string& s : caller->scopes) {
     if (s == scope) {
+      grpc_auth_context_add_cstring_property(context, kCallerProperty,
+                                             caller->name.c_str());
       done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
       return;
     }
