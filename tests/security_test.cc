@@ -549,11 +549,15 @@ TEST_F(SecurityTest, UnixSocketServesOnlyAllowedPeers) {
   }
   for (const char* flag : {"--socket-allow-uid", "--socket-allow-gid"}) {
     std::vector<std::string> args = base;
-    args.insert(args.end(), {flag, "65534"});
+    args.insert(args.end(), {flag, "65534", "--log-level", "debug"});
     JobwiredProcess server(dir_, args);
     std::vector<std::string> addresses = server.WaitListening(1);
     ASSERT_EQ(addresses.size(), 1u) << server.log();
     EXPECT_EQ(HealthAsNobody(addresses[0]), 0) << flag << server.log();
+    // At debug each Unix peer is logged by uid, gid and pid.
+    EXPECT_TRUE(absl::StrContains(
+        server.log(), "Unix socket connection from uid 65534 gid 65534 pid"))
+        << server.log();
     server.Signal(SIGTERM);
     ASSERT_TRUE(server.Exited(absl::Seconds(20)));
   }

@@ -234,13 +234,17 @@ void ConnectionAcceptor::Loop() {
 }
 
 bool ConnectionAcceptor::PeerAllowed(int fd) {
-  if (options_.allow_uids.empty() && options_.allow_gids.empty()) return true;
+  const bool check =
+      !options_.allow_uids.empty() || !options_.allow_gids.empty();
+  if (!check && !LogLevelEnabled(LogLevel::kDebug)) return true;
   ucred peer{};
   socklen_t len = sizeof(peer);
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
-    return false;
+    return !check;
   }
-  if (peer.uid == ::geteuid()) return true;
+  JW_LOG(DEBUG) << "Unix socket connection from uid " << peer.uid << " gid "
+                << peer.gid << " pid " << peer.pid;
+  if (!check || peer.uid == ::geteuid()) return true;
   for (uid_t uid : options_.allow_uids) {
     if (peer.uid == uid) return true;
   }

@@ -91,7 +91,8 @@ class ConnectionAcceptor {
   // Accepts everything waiting on `listener`; false after a descriptor
   // shortage (the caller backs off).
   bool AcceptAll(int listener, bool is_unix);
-  // Whether the peer of Unix connection `fd` may be served (logs a refusal).
+  // Whether the peer of Unix connection `fd` may be served (logs a refusal;
+  // at debug, every peer's uid, gid and pid).
   bool PeerAllowed(int fd);
 
   const Options options_;
