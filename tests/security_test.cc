@@ -547,6 +547,21 @@ TEST_F(SecurityTest, UnixSocketServesOnlyAllowedPeers) {
     server.Signal(SIGTERM);
     ASSERT_TRUE(server.Exited(absl::Seconds(20)));
   }
+  {
+    // --socket-group with 0660: the group's members get in by file mode.
+    JobwiredProcess server(
+        dir_, {"--listen", "unix:var/j.sock", "--db", "var/j.db",
+               "--socket-mode", "0660", "--socket-group", "65534"});
+    std::vector<std::string> addresses = server.WaitListening(1);
+    ASSERT_EQ(addresses.size(), 1u) << server.log();
+    struct stat st;
+    ASSERT_EQ(::stat((dir_ + "/var/j.sock").c_str(), &st), 0);
+    EXPECT_EQ(st.st_gid, 65534u);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(HealthAsNobody(addresses[0]), 0) << server.log();
+    server.Signal(SIGTERM);
+    ASSERT_TRUE(server.Exited(absl::Seconds(20)));
+  }
   for (const char* flag : {"--socket-allow-uid", "--socket-allow-gid"}) {
     std::vector<std::string> args = base;
     args.insert(args.end(), {flag, "65534", "--log-level", "debug"});

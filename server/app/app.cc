@@ -517,7 +517,8 @@ absl::Status App::StartServer() {
     bound_.push_back(std::move(bound));
   }
   for (const auto& guard : socket_guards_) {
-    JW_RETURN_IF_ERROR(guard->SetMode(options_.socket_mode));
+    JW_RETURN_IF_ERROR(
+        guard->SetMode(options_.socket_mode, options_.socket_group));
   }
   JW_RETURN_IF_ERROR(StartHttp(cwd));
   std::vector<std::string> listeners = addresses_;
@@ -556,6 +557,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
     http.listen.push_back(MakeAbsolute(*std::move(parsed), cwd));
   }
   http.socket_mode = options_.socket_mode;
+  http.socket_group = options_.socket_group;
   http.auth_token = options_.auth_token;
   http.cors_origins = options_.http_cors_origins;
   http.max_connections = options_.http_max_connections;

@@ -60,6 +60,15 @@ absl::Status ParsePositiveDuration(const std::string& v, absl::Duration* out) {
   return s;
 }
 
+// A group by name or number.
+absl::Status ParseGroup(const std::string& v, gid_t* out) {
+  if (absl::SimpleAtoi(v, out)) return absl::OkStatus();
+  const group* gr = ::getgrnam(v.c_str());
+  if (gr == nullptr) return Bad(absl::StrCat("unknown group \"", v, "\""));
+  *out = gr->gr_gid;
+  return absl::OkStatus();
+}
+
 // An integer in [lo, hi].
 absl::Status ParseCount(const std::string& v, int lo, int hi, int* out) {
   int n = 0;
@@ -234,18 +243,21 @@ const std::vector<Flag>& Flags() {
          o->socket_allow_uids.push_back(uid);
          return absl::OkStatus();
        }},
+      {"socket-group", "JOBWIRE_SOCKET_GROUP", "GROUP",
+       "give Unix socket files to this group (a name or number); with "
+       "--socket-mode 0660 its members may connect",
+       [](const std::string& v, ServerOptions* o) {
+         gid_t gid = 0;
+         JW_RETURN_IF_ERROR(ParseGroup(v, &gid));
+         o->socket_group = gid;
+         return absl::OkStatus();
+       }},
       {"socket-allow-gid", "JOBWIRE_SOCKET_ALLOW_GID", "GROUP",
        "serve a Unix socket peer whose primary gid is one of these (a name "
        "or number); repeatable",
        [](const std::string& v, ServerOptions* o) {
          gid_t gid = 0;
-         if (!absl::SimpleAtoi(v, &gid)) {
-           const group* gr = ::getgrnam(v.c_str());
-           if (gr == nullptr) {
-             return Bad(absl::StrCat("unknown group \"", v, "\""));
-           }
-           gid = gr->gr_gid;
-         }
+         JW_RETURN_IF_ERROR(ParseGroup(v, &gid));
          o->socket_allow_gids.push_back(gid);
          return absl::OkStatus();
        }},

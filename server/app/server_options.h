@@ -34,6 +34,8 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Permissions of every Unix socket file.
   mode_t socket_mode = 0600;
+  // Group of every Unix socket file; -1: jobwired's own.
+  gid_t socket_group = static_cast<gid_t>(-1);
   // Named tokens with scopes (server/transport/token_file.h); empty: none.
   std::string auth_token_file;
   // Unix socket peers allowed besides jobwired's own user (SO_PEERCRED);

@@ -105,7 +105,12 @@ UnixSocketGuard::~UnixSocketGuard() {
   ::close(lock_fd_);
 }
 
-absl::Status UnixSocketGuard::SetMode(mode_t mode) const {
+absl::Status UnixSocketGuard::SetMode(mode_t mode, gid_t group) const {
+  if (group != static_cast<gid_t>(-1) &&
+      ::chown(socket_path_.c_str(), static_cast<uid_t>(-1), group) != 0) {
+    return ErrnoError(
+        errno, absl::StrCat("cannot give ", socket_path_, " to group ", group));
+  }
   if (::chmod(socket_path_.c_str(), mode) != 0) {
     return ErrnoError(errno, absl::StrCat("cannot chmod ", socket_path_));
   }
