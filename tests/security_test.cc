@@ -319,32 +319,6 @@ TEST_F(SecurityTest, ClientPingingTooOftenIsDisconnected) {
       << status.error_message();
 }
 
-// Certificates made by `openssl` in `dir`: CAs ca and ca2; server (by ca,
-// for localhost and 127.0.0.1), client (by ca), client2 (by ca2), expired
-// (by ca, ended yesterday); NAME.pem and NAME.key each.
-void MakeCertificates(const std::string& dir, const std::string& prefix = "") {
-  const std::string script = absl::StrCat(
-      "set -e; cd '", dir, "'\n",
-      "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-      "-nodes -keyout $1.key -out $1.pem -days 2 -subj \"/CN=$1\"; }\n",
-      "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-      "-nodes -keyout $1.key -out $1.csr -subj \"/CN=$1\"\n",
-      "  printf 'subjectAltName=%s\\n' \"$4\" > $1.ext\n",
-      "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key "
-      "-CAcreateserial -out $1.pem -days $3 -extfile $1.ext; }\n",
-      "ca ", prefix, "ca; ca ", prefix, "ca2\n", "leaf ", prefix, "server ",
-      prefix, "ca 2 DNS:localhost,IP:127.0.0.1\n", "leaf ", prefix, "client ",
-      prefix, "ca 2 DNS:client\n", "leaf ", prefix, "client2 ", prefix,
-      "ca2 2 DNS:client2\n", "leaf ", prefix, "expired ", prefix,
-      "ca -1 DNS:expired\n");
-  ASSERT_EQ(
-      std::system(absl::StrCat("bash -c '",
-                               absl::StrReplaceAll(script, {{"'", "'\\''"}}),
-                               "' >/dev/null 2>&1")
-                      .c_str()),
-      0);
-}
-
 // A TLS channel to `target` trusting `ca` (a PEM file), with the client
 // certificate `client` (NAME for NAME.pem and NAME.key in `dir`) if given.
 std::shared_ptr<grpc::Channel> TlsChannel(const std::string& dir,
@@ -372,7 +346,7 @@ grpc::Status CheckOver(const std::shared_ptr<grpc::Channel>& channel) {
 }
 
 TEST_F(SecurityTest, TlsOnTcpWhileTheUnixSocketStaysPlaintext) {
-  MakeCertificates(dir_);
+  MakeTestCertificates(dir_);
   JobwiredProcess server(dir_, Args({"--tls-cert", "server.pem", "--tls-key",
                                      "server.key", "--auth-token", "s3cret"}));
   std::vector<std::string> addresses = server.WaitListening(2);
@@ -401,7 +375,7 @@ TEST_F(SecurityTest, TlsOnTcpWhileTheUnixSocketStaysPlaintext) {
 }
 
 TEST_F(SecurityTest, MutualTlsNeedsAValidClientCertificateFromTheCa) {
-  MakeCertificates(dir_);
+  MakeTestCertificates(dir_);
   // With client certificates required, a non-loopback listener needs no
   // token.
   JobwiredProcess server(
@@ -432,8 +406,8 @@ TEST_F(SecurityTest, MutualTlsNeedsAValidClientCertificateFromTheCa) {
 }
 
 TEST_F(SecurityTest, ChangedCertificateIsServedWithoutARestart) {
-  MakeCertificates(dir_);
-  MakeCertificates(dir_, "b-");  // another set: b-server is by b-ca
+  MakeTestCertificates(dir_);
+  MakeTestCertificates(dir_, "b-");  // another set: b-server is by b-ca
   JobwiredProcess server(
       dir_, Args({"--tls-cert", "server.pem", "--tls-key", "server.key"}));
   std::vector<std::string> addresses = server.WaitListening(2);
@@ -453,7 +427,7 @@ TEST_F(SecurityTest, ChangedCertificateIsServedWithoutARestart) {
 }
 
 TEST_F(SecurityTest, BadTlsFilesAreRefusedAtStartNamingTheFlag) {
-  MakeCertificates(dir_);
+  MakeTestCertificates(dir_);
   struct Case {
     std::vector<std::string> args;
     const char* says;

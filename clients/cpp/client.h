@@ -69,6 +69,13 @@ class Client {
   struct Options {
     std::string token;  // bearer token; empty: $JOBWIRE_TOKEN
     absl::Duration timeout = absl::Seconds(10);  // per unary call
+    // TLS (a TCP address of a jobwired with --tls-cert): the PEM text of
+    // the CA to trust; empty: plaintext. With a server that asks for
+    // client certificates (--tls-client-ca), also the client's PEM
+    // certificate chain and key.
+    std::string tls_ca_pem;
+    std::string tls_cert_pem;
+    std::string tls_key_pem;
   };
 
   // `addr`: "unix:PATH", "unix:///ABS" or "HOST:PORT"; empty means
