@@ -5,12 +5,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
@@ -132,6 +135,32 @@ std::vector<std::string> JobwiredProcess::WaitListening(
     absl::SleepFor(absl::Milliseconds(20));
   }
   return {};
+}
+
+void MakeTestCertificates(const std::string& dir, const std::string& prefix) {
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "'\n",
+      "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+      "-nodes -keyout $1.key -out $1.pem -days 2 -subj \"/CN=$1\"; }\n",
+      "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+      "-nodes -keyout $1.key -out $1.csr -subj \"/CN=$1\"\n",
+      "  printf 'subjectAltName=%s\\n' \"$4\" > $1.ext\n",
+      "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key "
+      "-CAcreateserial -out $1.pem -days $3 -extfile $1.ext; }\n",
+      "ca ", prefix, "ca; ca ", prefix, "ca2\n", "leaf ", prefix, "server ",
+      prefix, "ca 2 DNS:localhost,IP:127.0.0.1\n", "leaf ", prefix, "client ",
+      prefix, "ca 2 DNS:client\n", "leaf ", prefix, "client2 ", prefix,
+      "ca2 2 DNS:client2\n", "leaf ", prefix, "expired ", prefix,
+      "ca -1 DNS:expired\n");
+  const int rc = std::system(
+      absl::StrCat("bash -c '", absl::StrReplaceAll(script, {{"'", "'\\''"}}),
+                   "' >/dev/null 2>&1")
+          .c_str());
+  if (rc != 0) {
+    std::fprintf(stderr, "openssl failed making certificates in %s\n",
+                 dir.c_str());
+    std::abort();
+  }
 }
 
 }  // namespace jobwire::test

@@ -33,6 +33,13 @@ std::string MakeTempDir(const std::string& prefix);
 // rm -rf `dir`.
 void RemoveDir(const std::string& dir);
 
+// Certificates made by `openssl` in `dir` (aborts when it fails), each as
+// PREFIXNAME.pem and PREFIXNAME.key: CAs ca and ca2; server (by ca, for
+// localhost and 127.0.0.1), client (by ca), client2 (by ca2), expired (by
+// ca, ended yesterday).
+void MakeTestCertificates(const std::string& dir,
+                          const std::string& prefix = "");
+
 // An insecure channel to `target` that reconnects within ~100-500 ms after
 // the server comes back (gRPC's default backoff grows to minutes), so tests
 // that restart jobwired do not wait on the channel.

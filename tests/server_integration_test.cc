@@ -419,9 +419,9 @@ TEST_F(ServerIntegrationTest, NonLoopbackListenerWithoutTokenIsRefused) {
 }
 
 TEST_F(ServerIntegrationTest, TokenGuardsEverythingButHealthAndReflection) {
-  ServerProcess server(
-      dir_, {"--listen", "unix:var/j.sock", "--listen", "0.0.0.0:0", "--db",
-             "var/j.db", "--auth-token", "s3cret"});
+  ServerProcess server(dir_, {"--listen", "unix:var/j.sock", "--listen",
+                              "0.0.0.0:0", "--db", "var/j.db", "--auth-token",
+                              "s3cret", "--insecure-allow-plaintext"});
   std::vector<std::string> addresses = server.WaitListening(2);
   ASSERT_EQ(addresses.size(), 2u) << server.log();
   std::string tcp =

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <fstream>
 #include <ostream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -38,21 +40,75 @@ constexpr int kExitUsage = 2;
 constexpr int kInitialReconnectBackoffMs = 250;
 constexpr int kMaxReconnectBackoffMs = 1000;
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> NewChannel(
+    const std::string& target,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               kInitialReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
+  return grpc::CreateCustomChannel(target, std::move(credentials), args);
 }
 
 struct GlobalFlags {
   std::string addr;  // empty: sdk::DefaultAddress()
   absl::Duration timeout = absl::Seconds(10);
   std::string token;
+  // TLS to a TCP address: the CA to trust, and a client certificate and key
+  // for servers that ask for one (mTLS).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
 };
+
+// The whole file at `path`, or INVALID_ARGUMENT naming `flag`.
+absl::StatusOr<std::string> ReadPem(const std::string& path,
+                                    absl::string_view flag) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read ", path));
+  }
+  return text.str();
+}
+
+// Plaintext credentials, or TLS ones when --tls-ca is given.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const GlobalFlags& g, const ListenAddress& address) {
+  if (g.tls_ca.empty()) {
+    if (!g.tls_cert.empty() || !g.tls_key.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-cert: needs --tls-ca (the CA of the server's certificate)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (address.kind != ListenAddress::Kind::kTcp) {
+    return absl::InvalidArgumentError(
+        "--tls-ca: TLS is served on TCP addresses only (Unix sockets are "
+        "plaintext)");
+  }
+  if (g.tls_cert.empty() != g.tls_key.empty()) {
+    return absl::InvalidArgumentError(g.tls_cert.empty()
+                                          ? "--tls-key: needs --tls-cert"
+                                          : "--tls-cert: needs --tls-key");
+  }
+  grpc::SslCredentialsOptions tls;
+  absl::StatusOr<std::string> ca = ReadPem(g.tls_ca, "tls-ca");
+  if (!ca.ok()) return ca.status();
+  tls.pem_root_certs = *std::move(ca);
+  if (!g.tls_cert.empty()) {
+    absl::StatusOr<std::string> cert = ReadPem(g.tls_cert, "tls-cert");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem(g.tls_key, "tls-key");
+    if (!key.ok()) return key.status();
+    tls.pem_cert_chain = *std::move(cert);
+    tls.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(tls);
+}
 
 void AddGlobalFlags(FlagSet* flags, GlobalFlags* g) {
   flags->String("addr", &g->addr,
@@ -66,6 +122,15 @@ void AddGlobalFlags(FlagSet* flags, GlobalFlags* g) {
                   "deadline of each call (default 10s)");
   flags->String("token", &g->token,
                 "bearer token for the server [JOBWIRE_TOKEN]", "TOKEN");
+  flags->String("tls-ca", &g->tls_ca,
+                "connect over TLS, trusting this PEM CA file [JOBWIRE_TLS_CA]",
+                "FILE");
+  flags->String("tls-cert", &g->tls_cert,
+                "client certificate (PEM) for a server that asks for one "
+                "(mTLS) [JOBWIRE_TLS_CERT]",
+                "FILE");
+  flags->String("tls-key", &g->tls_key,
+                "the PEM key of --tls-cert [JOBWIRE_TLS_KEY]", "FILE");
 }
 
 // "jobwire webhooks" for the App of `jobwire webhooks list`: the prefix
@@ -240,6 +305,9 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   if (auto v = getenv("JOBWIRE_ADDR"); v.has_value() && !v->empty())
     g.addr = *v;
   if (auto v = getenv("JOBWIRE_TOKEN"); v.has_value()) g.token = *v;
+  if (auto v = getenv("JOBWIRE_TLS_CA"); v.has_value()) g.tls_ca = *v;
+  if (auto v = getenv("JOBWIRE_TLS_CERT"); v.has_value()) g.tls_cert = *v;
+  if (auto v = getenv("JOBWIRE_TLS_KEY"); v.has_value()) g.tls_key = *v;
 
   CLI::App app(
       "The command-line client of jobwired. `jobwire help COMMAND` "
@@ -378,8 +446,11 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
                 absl::InvalidArgumentError(
                     absl::StrCat("--addr: ", address.status().message())));
   }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(g, *address);
+  if (!credentials.ok()) return Fail(err, name, credentials.status());
   CliContext context;
-  context.channel = NewChannel(address->ToUri());
+  context.channel = NewChannel(address->ToUri(), *std::move(credentials));
   context.timeout = g.timeout;
   context.token = g.token;
   context.out = &out;

@@ -1,4 +1,6 @@
 // `jobwire health`, `jobwire info` and `jobwire backup`: the server itself.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -128,7 +130,11 @@ class BackupCommand final : public Command {
       return absl::InvalidArgumentError("--out: give the file to write");
     }
     const std::string temp = out_ + ".tmp";
+    // The copy holds every job's args: owner-only, like the database.
+    const mode_t umask_before = ::umask(0077);
     std::ofstream file(temp, std::ios::binary | std::ios::trunc);
+    ::umask(umask_before);
+    ::chmod(temp.c_str(), 0600);  // a .tmp left by an earlier run
     if (!file) {
       return absl::InvalidArgumentError(
           absl::StrCat("--out: cannot write ", temp));

@@ -75,6 +75,13 @@ class Client {
     // Calls wait for a server that is away (up to `timeout`); false: they
     // fail at once with UNAVAILABLE.
     bool wait_for_ready = true;
+    // TLS (a TCP address of a jobwired with --tls-cert): the PEM text of
+    // the CA to trust; empty: plaintext. With a server that asks for
+    // client certificates (--tls-client-ca), also the client's PEM
+    // certificate chain and key.
+    std::string tls_ca_pem;
+    std::string tls_cert_pem;
+    std::string tls_key_pem;
   };
 
   // What a WatchJob does besides calling its EventFn.

@@ -341,5 +341,38 @@ TEST_F(SdkTest, BulkUpdateJobsAndAdmin) {
   EXPECT_EQ(info.version(), kVersion);
 }
 
+// TLS with a client certificate (issue #27): the CA and the client's
+// certificate and key are options of the client.
+TEST_F(SdkTest, TalksTlsWithAClientCertificate) {
+  server_.reset();
+  test::MakeTestCertificates(dir_);
+  JobwiredProcess server(dir_, {"--listen", "127.0.0.1:0", "--db", "tls.db",
+                                "--tls-cert", "server.pem", "--tls-key",
+                                "server.key", "--tls-client-ca", "ca.pem"});
+  std::vector<std::string> addresses = server.WaitListening(1);
+  ASSERT_EQ(addresses.size(), 1u) << server.log();
+  const std::string port = addresses[0].substr(addresses[0].rfind(':'));
+  Client::Options options;
+  options.timeout = absl::Seconds(3);
+  options.tls_ca_pem = test::ReadWholeFile(dir_ + "/ca.pem");
+  options.tls_cert_pem = test::ReadWholeFile(dir_ + "/client.pem");
+  options.tls_key_pem = test::ReadWholeFile(dir_ + "/client.key");
+  Client client("localhost" + port, options);
+  absl::StatusOr<v1::SubmitJobResponse> r = client.SubmitJob(JobOf("k"));
+  EXPECT_TRUE(r.ok()) << r.status();
+  // Without the client certificate the handshake fails.
+  options.tls_cert_pem.clear();
+  options.tls_key_pem.clear();
+  Client anonymous("localhost" + port, options);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
+  v1::GetJobRequest request;
+  request.set_id("x");
+  v1::Job job;
+  EXPECT_FALSE(v1::JobService::NewStub(anonymous.channel())
+                   ->GetJob(&context, request, &job)
+                   .ok());
+}
+
 }  // namespace
 }  // namespace jobwire::sdk

@@ -33,7 +33,6 @@ int64_t FileSize(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
-constexpr size_t kMaxReasonBytes = 1024;
 constexpr int32_t kMaxConcurrencyLimit = 1'000'000;
 constexpr int32_t kMaxQueueWeight = 1000;
 constexpr char kQueueNameRule[] = "must match [a-z0-9][a-z0-9._-]{0,127}";

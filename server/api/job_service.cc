@@ -358,6 +358,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
     grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
     v1::Job* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->reason().size() > kMaxReasonBytes) {
+    reactor->Finish(ToGrpcStatus(InvalidArgumentError(
+        "reason", absl::StrCat("is longer than ", kMaxReasonBytes, " bytes"))));
+    return reactor;
+  }
   MutateJob(reactor, request->id(), CancelMutation(request->reason()),
             options_.cancel_running, request->reason(), response);
   return reactor;
@@ -384,9 +389,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(
     grpc::CallbackServerContext* context, const v1::RetryJobRequest* request,
     v1::Job* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->additional_attempts() < 0) {
+  if (request->additional_attempts() < 0 ||
+      request->additional_attempts() > kMaxMaxAttempts) {
     reactor->Finish(ToGrpcStatus(
-        InvalidArgumentError("additional_attempts", "must not be negative")));
+        InvalidArgumentError("additional_attempts",
+                             absl::StrCat("must be 0 to ", kMaxMaxAttempts))));
     return reactor;
   }
   MutateJob(reactor, request->id(),

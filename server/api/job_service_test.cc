@@ -723,6 +723,42 @@ TEST(JobServiceTest, PauseResumeAndRetryChangeStates) {
   }
 }
 
+// Issue #27: RetryJob's budget is bounded like submit's max_attempts, and a
+// cancel reason like a pause reason.
+TEST(JobServiceTest, RetryAttemptsAndCancelReasonAreBounded) {
+  Fixture f(DefaultOptions());
+  v1::Job job = f.Submit("k");
+  {
+    grpc::ClientContext ctx;
+    v1::CancelJobRequest req;
+    req.set_id(job.id());
+    req.set_reason(std::string(1025, 'r'));
+    v1::Job out;
+    grpc::Status s = f.stub->CancelJob(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(ViolationFields(s), std::vector<std::string>{"reason"});
+  }
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  for (int32_t n : {1001, 2147483647, -1}) {
+    grpc::ClientContext ctx;
+    v1::RetryJobRequest req;
+    req.set_id(job.id());
+    req.set_additional_attempts(n);
+    v1::Job out;
+    grpc::Status s = f.stub->RetryJob(&ctx, req, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << n;
+    EXPECT_EQ(ViolationFields(s),
+              std::vector<std::string>{"additional_attempts"});
+  }
+  grpc::ClientContext ctx;
+  v1::RetryJobRequest req;
+  req.set_id(job.id());
+  req.set_additional_attempts(1000);
+  v1::Job out;
+  ASSERT_TRUE(f.stub->RetryJob(&ctx, req, &out).ok());
+  EXPECT_EQ(out.max_attempts(), 1000);
+}
+
 grpc::Status Update(Fixture& f, const v1::Job& job,
                     const std::vector<std::string>& paths,
                     const std::string& etag, v1::Job* out) {

@@ -3,12 +3,15 @@
 #include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/server_builder.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -19,7 +22,9 @@
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/transport/access_log.h"
 #include "server/transport/call_counter.h"
+#include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/served_connections.h"
 #include "server/transport/token_auth.h"
@@ -37,6 +42,10 @@ constexpr absl::Duration kStalledWriteGrace = absl::Milliseconds(250);
 
 // The least time a stop waits for open calls (see App::Stop).
 constexpr absl::Duration kSettle = absl::Milliseconds(50);
+
+// A connection must send its HTTP/2 preface and settings within this (or
+// within --idle-timeout when shorter), else it is closed.
+constexpr absl::Duration kMaxHandshake = absl::Seconds(10);
 
 // Services reported by health (besides "" for the whole server) and expected
 // in reflection.
@@ -56,6 +65,47 @@ void LinkServiceDescriptors() {
   (void)jobwire::v1::ConnectRequest::descriptor();
   (void)jobwire::v1::GetServerInfoRequest::descriptor();
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
+}
+
+// Descriptors kept free of TCP connections for the database, the Unix and
+// HTTP listeners, gRPC's own and the webhooks'.
+constexpr int kReservedDescriptors = 256;
+
+// Raises the soft open-file limit to the hard one (systemd starts services
+// with 1024) and returns the soft limit now in force.
+rlim_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      JW_LOG(INFO) << "open-file limit raised from " << before << " to "
+                   << limit.rlim_cur;
+    } else {
+      limit.rlim_cur = before;
+    }
+  }
+  return limit.rlim_cur;
+}
+
+// The database and its -wal and -shm files made owner-only (0600) when an
+// earlier version or another umask left them readable by others.
+void TightenStateFileModes(const std::string& db_path) {
+  for (const std::string& path :
+       {db_path, db_path + "-wal", db_path + "-shm"}) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) continue;
+    if (::chmod(path.c_str(), st.st_mode & 0700) == 0) {
+      char was[8];
+      std::snprintf(was, sizeof(was), "%04o",
+                    static_cast<unsigned>(st.st_mode & 0777));
+      JW_LOG(INFO) << "made " << path << " owner-only (was " << was << ")";
+    } else {
+      JW_LOG(WARNING) << "cannot make " << path
+                      << " owner-only: " << std::strerror(errno);
+    }
+  }
 }
 
 absl::StatusOr<std::string> CurrentDir() {
@@ -91,6 +141,9 @@ absl::Status App::Build() {
   executor_ = std::make_unique<Executor>(options_.executor_threads);
 
   JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
+  // Listeners first: a server refused its socket or port leaves no
+  // database file behind.
+  JW_RETURN_IF_ERROR(ClaimListeners(cwd));
   std::string db_path = options_.db_path;
   if (db_path.empty() || db_path[0] != '/')
     db_path = absl::StrCat(cwd, "/", db_path);
@@ -147,10 +200,15 @@ absl::Status App::Build() {
     store_options.default_webhook = WebhookSpec{options_.webhook_url, {}};
   }
   JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
+  TightenStateFileModes(db_path);
   store_->AddCommitListener(events_.get());
   if (options_.retention.terminal_max_age > absl::ZeroDuration() ||
       options_.retention.max_terminal_jobs > 0) {
     retention_thread_ = std::thread([this] { RetentionLoop(); });
+  } else {
+    JW_LOG(WARNING) << "no retention set: finished jobs are kept forever and "
+                       "the database only grows (see --retention-max-age, "
+                       "--retention-max-jobs)";
   }
   // The dispatcher learns every commit from the store, like the bus. It is
   // registered before recovery so no commit falls between the two; recovery
@@ -281,9 +339,8 @@ absl::Status App::Build() {
   return StartServer();
 }
 
-absl::Status App::StartServer() {
-  JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
-  std::vector<ListenAddress> addresses;
+absl::Status App::ClaimListeners(const std::string& cwd) {
+  std::vector<ListenAddress>& addresses = listen_addresses_;
   for (const std::string& text : options_.listen) {
     absl::StatusOr<ListenAddress> parsed = ParseListenAddress(text);
     if (!parsed.ok()) {
@@ -291,47 +348,167 @@ absl::Status App::StartServer() {
           absl::StrCat("--listen: ", parsed.status().message()));
     }
     ListenAddress address = MakeAbsolute(*std::move(parsed), cwd);
-    if (!address.IsLoopback() && options_.auth_token.empty()) {
+    if (!address.IsLoopback() && options_.auth_token.empty() &&
+        options_.auth_token_file.empty() && options_.tls_client_ca.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--listen ", text,
           " is not a loopback address; refusing to serve it without "
-          "--auth-token (or JOBWIRE_AUTH_TOKEN)"));
+          "--auth-token (or JOBWIRE_AUTH_TOKEN) or --tls-client-ca"));
     }
     addresses.push_back(std::move(address));
   }
   if (addresses.empty())
     return absl::InvalidArgumentError("--listen: no address");
+  if (!options_.auth_token_file.empty()) {
+    if (!options_.auth_token.empty()) {
+      return absl::InvalidArgumentError(
+          "--auth-token-file: give it or --auth-token, not both");
+    }
+    if (!options_.http_listen.empty()) {
+      return absl::InvalidArgumentError(
+          "--auth-token-file: the HTTP face (--http) checks --auth-token "
+          "only; scoped tokens are for gRPC so far");
+    }
+    JW_ASSIGN_OR_RETURN(tokens_, TokenTable::Load(options_.auth_token_file));
+  }
+  // Off loopback, plaintext only when asked for by name.
+  std::vector<std::string> plaintext;
+  for (const ListenAddress& a : addresses) {
+    if (!a.IsLoopback() && a.kind == ListenAddress::Kind::kTcp &&
+        options_.tls_cert.empty()) {
+      plaintext.push_back(a.ToUri());
+    }
+  }
+  for (const std::string& text : options_.http_listen) {
+    absl::StatusOr<ListenAddress> http = ParseListenAddress(text);
+    if (http.ok() && !http->IsLoopback()) {
+      plaintext.push_back(absl::StrCat("http://", http->ToUri()));
+    }
+  }
+  for (const std::string& address : plaintext) {
+    if (!options_.insecure_allow_plaintext) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          address,
+          " is not a loopback address; refusing to serve it in plaintext: "
+          "give --tls-cert and --tls-key (gRPC), or "
+          "--insecure-allow-plaintext"));
+    }
+    JW_LOG(WARNING) << "serving " << address
+                    << " in plaintext (--insecure-allow-plaintext): tokens "
+                       "and job data cross the network unencrypted";
+  }
+  if (!options_.tls_cert.empty() || !options_.tls_key.empty() ||
+      !options_.tls_client_ca.empty()) {
+    JW_ASSIGN_OR_RETURN(
+        tls_, TlsCertificates::Load({options_.tls_cert, options_.tls_key,
+                                     options_.tls_client_ca}));
+    for (const std::string& text : options_.http_listen) {
+      absl::StatusOr<ListenAddress> http = ParseListenAddress(text);
+      if (http.ok() && http->kind == ListenAddress::Kind::kTcp) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--http ", text,
+            ": the HTTP face does not serve TLS yet; with --tls-cert give "
+            "it a unix: address (or put a TLS proxy in front)"));
+      }
+    }
+  }
 
   for (const ListenAddress& a : addresses) {
     if (a.kind != ListenAddress::Kind::kUnixPath) continue;
     JW_ASSIGN_OR_RETURN(auto guard, UnixSocketGuard::Acquire(a.path));
     socket_guards_.push_back(std::move(guard));
   }
+  // Every listener is bound and accepted here (connection_acceptor.h), each
+  // connection handed to gRPC with the credentials of its kind.
+  ConnectionAcceptor::Options acceptor_options;
+  const rlim_t open_files = RaiseOpenFileLimit();
+  const rlim_t cap = open_files > 2 * kReservedDescriptors
+                         ? open_files - kReservedDescriptors
+                         : open_files / 2;
+  acceptor_options.max_connections =
+      static_cast<int>(std::min<rlim_t>(options_.max_connections, cap));
+  if (acceptor_options.max_connections < options_.max_connections) {
+    JW_LOG(WARNING) << "--max-connections " << options_.max_connections
+                    << " is more than the open-file limit (" << open_files
+                    << ") allows; serving at most "
+                    << acceptor_options.max_connections << " connections";
+  }
+  acceptor_options.allow_uids = options_.socket_allow_uids;
+  acceptor_options.allow_gids = options_.socket_allow_gids;
+  {
+    // Socket files are born owner-only; SetMode sets the final mode once
+    // the server serves.
+    ScopedUmask umask(0177);
+    JW_ASSIGN_OR_RETURN(acceptor_, ConnectionAcceptor::Listen(
+                                       addresses, std::move(acceptor_options)));
+  }
+  return absl::OkStatus();
+}
 
+absl::Status App::StartServer() {
+  JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
+  const std::vector<ListenAddress>& addresses = listen_addresses_;
   LinkServiceDescriptors();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds =
-      TokenServerCredentials(options_.auth_token);
+      TokenServerCredentials(options_.auth_token, nullptr, tokens_);
+  // TCP gets TLS when configured; Unix sockets stay plaintext (local,
+  // guarded by their file mode and peer checks).
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> unix_handoff;
   std::vector<int> ports(addresses.size(), 0);
   for (size_t i = 0; i < addresses.size(); ++i) {
-    builder.AddListeningPort(addresses[i].ToUri(), creds, &ports[i]);
+    if (addresses[i].kind == ListenAddress::Kind::kTcp) {
+      ports[i] = acceptor_->port(i);
+      if (tcp_handoff != nullptr) continue;
+      tcp_handoff = builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::
+              FROM_FD,
+          tls_ != nullptr
+              ? TokenServerCredentials(options_.auth_token, tls_, tokens_)
+              : creds);
+    } else if (unix_handoff == nullptr) {
+      unix_handoff = builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::
+              FROM_FD,
+          creds);
+    }
   }
+  // Limits on every connection (README "Security").
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options_.max_concurrent_streams);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.idle_timeout)));
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(
+          std::min(options_.idle_timeout, kMaxHandshake))));
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.min_ping_interval)));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+                             options_.max_ping_strikes);
   {
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         creators;
     creators.push_back(std::make_unique<CallCounter>(open_calls_));
+    creators.push_back(std::make_unique<AccessLog>());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   builder.RegisterService(health_service_.get());
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(job_service_.get());
   builder.RegisterService(worker_service_.get());
-  {
-    // Socket files are born owner-only; SetMode below sets the final mode.
-    ScopedUmask umask(0177);
-    server_ = builder.BuildAndStart();
+  server_ = builder.BuildAndStart();
+  if (server_ != nullptr) {
+    tcp_handoff_ = std::move(tcp_handoff);
+    unix_handoff_ = std::move(unix_handoff);
+    acceptor_->Start(tcp_handoff_.get(), unix_handoff_.get());
   }
   if (server_ == nullptr) {
     std::string all;
@@ -342,7 +519,7 @@ absl::Status App::StartServer() {
   }
   for (size_t i = 0; i < addresses.size(); ++i) {
     ListenAddress bound = addresses[i];
-    if (ports[i] == 0) {
+    if (bound.kind == ListenAddress::Kind::kTcp && ports[i] == 0) {
       return absl::UnavailableError(
           absl::StrCat("cannot bind ", bound.ToUri()));
     }
@@ -351,7 +528,8 @@ absl::Status App::StartServer() {
     bound_.push_back(std::move(bound));
   }
   for (const auto& guard : socket_guards_) {
-    JW_RETURN_IF_ERROR(guard->SetMode(options_.socket_mode));
+    JW_RETURN_IF_ERROR(
+        guard->SetMode(options_.socket_mode, options_.socket_group));
   }
   JW_RETURN_IF_ERROR(StartHttp(cwd));
   std::vector<std::string> listeners = addresses_;
@@ -364,6 +542,16 @@ absl::Status App::StartServer() {
   if (!options_.auth_token.empty()) {
     JW_LOG(INFO)
         << "bearer-token auth is on for every method but health and reflection";
+  }
+  if (tokens_ != nullptr) {
+    JW_LOG(INFO) << "scoped bearer tokens from " << options_.auth_token_file
+                 << " on every method but health and reflection";
+  }
+  if (tls_ != nullptr) {
+    JW_LOG(INFO) << "TLS on the TCP listeners with " << options_.tls_cert
+                 << (tls_->requires_client_certificate()
+                         ? ", client certificates required (--tls-client-ca)"
+                         : "");
   }
   return absl::OkStatus();
 }
@@ -380,6 +568,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
     http.listen.push_back(MakeAbsolute(*std::move(parsed), cwd));
   }
   http.socket_mode = options_.socket_mode;
+  http.socket_group = options_.socket_group;
   http.auth_token = options_.auth_token;
   http.cors_origins = options_.http_cors_origins;
   http.max_connections = options_.http_max_connections;
@@ -536,6 +725,8 @@ void App::Stop() {
       job_service_->FinishShutdown(absl::ZeroDuration());
       ShutDownStalledConnections(deadline);
     });
+    // No new connections from here.
+    if (acceptor_ != nullptr) acceptor_->Stop();
     server_->Shutdown(absl::ToChronoTime(deadline));
     {
       absl::MutexLock lock(&mu_);
@@ -569,7 +760,11 @@ void App::Stop() {
   if (webhooks_ != nullptr) webhooks_->Stop();
   if (store_ != nullptr) store_->Shutdown();
   http_.reset();
+  if (acceptor_ != nullptr) acceptor_->Stop();
   server_.reset();
+  tcp_handoff_.reset();
+  unix_handoff_.reset();
+  acceptor_.reset();
   socket_guards_.clear();
   worker_service_.reset();
   job_service_.reset();

@@ -42,7 +42,10 @@
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/database_lock.h"
 #include "server/storage/sqlite_job_store.h"
+#include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
+#include "server/transport/tls_credentials.h"
+#include "server/transport/token_file.h"
 #include "server/transport/unix_socket_guard.h"
 #include "server/webhooks/http_webhook_sender.h"
 
@@ -98,6 +101,9 @@ class App {
  private:
   explicit App(ServerOptions options);
   absl::Status Build();
+  // Parses --listen, locks the Unix socket paths and binds the TCP ports
+  // (acceptor_), before anything else is built.
+  absl::Status ClaimListeners(const std::string& cwd);
   absl::Status StartServer();
   // Serves the HTTP face on ServerOptions::http_listen (none: nothing).
   absl::Status StartHttp(const std::string& cwd);
@@ -130,13 +136,25 @@ class App {
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
+  // Binds and accepts every listener of server_ (connection_acceptor.h),
+  // handing connections to gRPC through tcp_handoff_ (TLS when configured)
+  // and unix_handoff_. Stopped before server_ shuts down, destroyed after it.
+  std::unique_ptr<ConnectionAcceptor> acceptor_;
+  // --tls-*: the certificates of the TCP listeners; null without TLS.
+  // Shared with the credentials gRPC holds.
+  std::shared_ptr<TlsCertificates> tls_;
+  // --auth-token-file; null without it. Shared with the credentials.
+  std::shared_ptr<TokenTable> tokens_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> unix_handoff_;
   std::unique_ptr<grpc::Server> server_;
   // Over an in-process channel of server_: stopped and destroyed before it.
   std::unique_ptr<HttpServer> http_;
 
   std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;
   std::vector<std::string> addresses_;
-  std::vector<ListenAddress> bound_;  // addresses_, parsed
+  std::vector<ListenAddress> bound_;             // addresses_, parsed
+  std::vector<ListenAddress> listen_addresses_;  // --listen, parsed
   // Calls in progress on server_ (call_counter.h).
   const std::shared_ptr<std::atomic<int>> open_calls_ =
       std::make_shared<std::atomic<int>>(0);

@@ -200,6 +200,7 @@ TEST_F(AppTest, NonLoopbackTcpNeedsAToken) {
             absl::string_view::npos);
 
   options_.auth_token = "t";
+  options_.insecure_allow_plaintext = true;
   auto with_token = App::Start(options_);
   EXPECT_TRUE(with_token.ok()) << with_token.status();
 }

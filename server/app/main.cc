@@ -1,5 +1,7 @@
 // jobwired: the jobwire server. See ServerUsage() or `jobwired --help`.
+#include <google/protobuf/stubs/logging.h>
 #include <grpc/support/log.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <cstdio>
@@ -28,6 +30,20 @@ void GrpcLog(gpr_log_func_args* args) {
       << "grpc: " << args->message;
 }
 
+// protobuf's own log lines (one per malformed request, e.g. "String field
+// ... contains invalid UTF-8 data") go to our logger at debug: a client
+// sending garbage must not be able to flood the log (issue #27). Only a
+// fatal one (protobuf aborts after it) stays at error.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  const jobwire::LogLevel ours = level == google::protobuf::LOGLEVEL_FATAL
+                                     ? jobwire::LogLevel::kError
+                                     : jobwire::LogLevel::kDebug;
+  if (!jobwire::LogLevelEnabled(ours)) return;
+  jobwire::internal::LogMessage(ours, file, line).stream()
+      << "protobuf: " << message;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -39,6 +55,10 @@ int main(int argc, char** argv) {
   // Before any thread exists: every thread inherits the blocked stop signals,
   // and only the SignalWatcher thread receives them.
   jobwire::SignalWatcher::BlockStopSignals();
+
+  // Every file jobwired creates (database, -wal, -shm, locks, backups,
+  // directories) is its user's alone: job args are not other users' to read.
+  ::umask(0077);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<jobwire::ServerCommandLine> cl =
@@ -59,6 +79,7 @@ int main(int argc, char** argv) {
   jobwire::SetLogLevel(cl->options.log_level);
   jobwire::SetLogFormat(cl->options.log_format);
   gpr_set_log_function(&GrpcLog);
+  google::protobuf::SetLogHandler(&ProtobufLog);
 
   JW_LOG(INFO) << "jobwired " << jobwire::JobwireVersion() << " starting";
   absl::StatusOr<std::unique_ptr<jobwire::App>> app =

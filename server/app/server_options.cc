@@ -1,5 +1,7 @@
 #include "server/app/server_options.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +17,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "clients/cpp/default_address.h"
+#include "server/common/status_macros.h"
+#include "server/transport/token_file.h"
 
 namespace jobwire {
 namespace {
@@ -48,7 +52,8 @@ absl::Status ParseNonNegativeDuration(const std::string& v,
 // comma-separated list).
 bool IsRepeatable(absl::string_view name) {
   return name == "listen" || name == "http" || name == "http-cors-origin" ||
-         name == "webhook-allow-cidr";
+         name == "webhook-allow-cidr" || name == "socket-allow-uid" ||
+         name == "socket-allow-gid";
 }
 
 absl::Status ParsePositiveDuration(const std::string& v, absl::Duration* out) {
@@ -57,6 +62,15 @@ absl::Status ParsePositiveDuration(const std::string& v, absl::Duration* out) {
     return Bad(absl::StrCat("bad duration \"", v, "\" (more than 0)"));
   }
   return s;
+}
+
+// A group by name or number.
+absl::Status ParseGroup(const std::string& v, gid_t* out) {
+  if (absl::SimpleAtoi(v, out)) return absl::OkStatus();
+  const group* gr = ::getgrnam(v.c_str());
+  if (gr == nullptr) return Bad(absl::StrCat("unknown group \"", v, "\""));
+  *out = gr->gr_gid;
+  return absl::OkStatus();
 }
 
 // An integer in [lo, hi].
@@ -129,6 +143,48 @@ const std::vector<Flag>& Flags() {
          }
          return s;
        }},
+      {"max-connections", "JOBWIRE_MAX_CONNECTIONS", "N",
+       "gRPC connections served at once over TCP; more are closed at once "
+       "(default 10000, at most the open-file limit less 256)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1, 1000000, &o->max_connections);
+       }},
+      {"idle-timeout", "JOBWIRE_IDLE_TIMEOUT", "DURATION",
+       "a gRPC connection with no call open this long is closed; one that "
+       "sends no HTTP/2 preface within min(this, 10s) too (default 5m)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParsePositiveDuration(v, &o->idle_timeout);
+         if (s.ok() && o->idle_timeout > absl::Hours(24 * 20)) {
+           return Bad(absl::StrCat("bad duration \"", v, "\" (at most 480h)"));
+         }
+         return s;
+       }},
+      {"max-receive-message-bytes", "JOBWIRE_MAX_RECEIVE_MESSAGE_BYTES", "N",
+       "largest gRPC request message accepted, in bytes (default 4194304)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1024, 64 << 20, &o->max_receive_message_bytes);
+       }},
+      {"max-concurrent-streams", "JOBWIRE_MAX_CONCURRENT_STREAMS", "N",
+       "gRPC calls open at once on one connection (default 1000)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 1, 100000, &o->max_concurrent_streams);
+       }},
+      {"min-ping-interval", "JOBWIRE_MIN_PING_INTERVAL", "DURATION",
+       "keepalive pings without data closer than this earn the client a "
+       "strike (default 5m)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->min_ping_interval);
+         if (s.ok() && o->min_ping_interval > absl::Hours(24)) {
+           return Bad(absl::StrCat("bad duration \"", v, "\" (at most 24h)"));
+         }
+         return s;
+       }},
+      {"max-ping-strikes", "JOBWIRE_MAX_PING_STRIKES", "N",
+       "strikes before a connection that pings too often is closed; 0 for "
+       "no limit (default 2)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 0, 1000, &o->max_ping_strikes);
+       }},
       {"db", "JOBWIRE_DB", "PATH",
        "SQLite database file (default var/jobwire.db)",
        [](const std::string& v, ServerOptions* o) {
@@ -178,11 +234,89 @@ const std::vector<Flag>& Flags() {
          o->socket_mode = static_cast<mode_t>(mode);
          return absl::OkStatus();
        }},
+      {"socket-allow-uid", "JOBWIRE_SOCKET_ALLOW_UID", "USER",
+       "serve a Unix socket peer only if its uid is jobwired's own or one "
+       "of these (a name or number); repeatable",
+       [](const std::string& v, ServerOptions* o) {
+         uid_t uid = 0;
+         if (!absl::SimpleAtoi(v, &uid)) {
+           const passwd* pw = ::getpwnam(v.c_str());
+           if (pw == nullptr) {
+             return Bad(absl::StrCat("unknown user \"", v, "\""));
+           }
+           uid = pw->pw_uid;
+         }
+         o->socket_allow_uids.push_back(uid);
+         return absl::OkStatus();
+       }},
+      {"socket-group", "JOBWIRE_SOCKET_GROUP", "GROUP",
+       "give Unix socket files to this group (a name or number); with "
+       "--socket-mode 0660 its members may connect",
+       [](const std::string& v, ServerOptions* o) {
+         gid_t gid = 0;
+         JW_RETURN_IF_ERROR(ParseGroup(v, &gid));
+         o->socket_group = gid;
+         return absl::OkStatus();
+       }},
+      {"socket-allow-gid", "JOBWIRE_SOCKET_ALLOW_GID", "GROUP",
+       "serve a Unix socket peer whose primary gid is one of these (a name "
+       "or number); repeatable",
+       [](const std::string& v, ServerOptions* o) {
+         gid_t gid = 0;
+         JW_RETURN_IF_ERROR(ParseGroup(v, &gid));
+         o->socket_allow_gids.push_back(gid);
+         return absl::OkStatus();
+       }},
       {"auth-token", "JOBWIRE_AUTH_TOKEN", "TOKEN",
        "require 'authorization: Bearer TOKEN' on every method but health and "
-       "reflection; needed for a non-loopback TCP listener",
+       "reflection; needed for a non-loopback TCP listener; at least 6 "
+       "visible ASCII characters, no spaces",
        [](const std::string& v, ServerOptions* o) {
+         // Empty: no auth. Otherwise a token a client can send as it is
+         // and not guess at once.
+         if (!v.empty()) JW_RETURN_IF_ERROR(CheckTokenText(v));
          o->auth_token = v;
+         return absl::OkStatus();
+       }},
+      {"tls-cert", "JOBWIRE_TLS_CERT", "PATH",
+       "serve TLS on the TCP listeners with this PEM certificate chain "
+       "(needs --tls-key; re-read when it changes)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->tls_cert = v;
+         return absl::OkStatus();
+       }},
+      {"tls-key", "JOBWIRE_TLS_KEY", "PATH",
+       "the PEM private key of --tls-cert",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->tls_key = v;
+         return absl::OkStatus();
+       }},
+      {"tls-client-ca", "JOBWIRE_TLS_CLIENT_CA", "PATH",
+       "require a client certificate on TCP, verified against these PEM CA "
+       "certificates (mTLS)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->tls_client_ca = v;
+         return absl::OkStatus();
+       }},
+      {"insecure-allow-plaintext", "JOBWIRE_INSECURE_ALLOW_PLAINTEXT", "",
+       "serve a non-loopback TCP address without TLS (gRPC without "
+       "--tls-cert, HTTP); logged as a warning (default false)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v != "true" && v != "false" && v != "1" && v != "0") {
+           return Bad(absl::StrCat("want true or false, not \"", v, "\""));
+         }
+         o->insecure_allow_plaintext = v == "true" || v == "1";
+         return absl::OkStatus();
+       }},
+      {"auth-token-file", "JOBWIRE_AUTH_TOKEN_FILE", "PATH",
+       "named tokens with scopes, one 'NAME TOKEN SCOPE[,SCOPE...]' per "
+       "line (scopes: submit, read, work, admin); re-read when it changes",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty()) return Bad("empty path");
+         o->auth_token_file = v;
          return absl::OkStatus();
        }},
       {"executor-threads", "JOBWIRE_EXECUTOR_THREADS", "N",
@@ -353,9 +487,14 @@ std::unique_ptr<CLI::App> NewApp(std::vector<std::vector<std::string>>* values,
   values->resize(Flags().size());
   for (size_t i = 0; i < Flags().size(); ++i) {
     const Flag& f = Flags()[i];
+    const std::string help = absl::StrCat(f.help, " [", f.env, "]");
+    if (f.value_name[0] == '\0') {  // a switch: --flag alone, or --flag=false
+      app->add_flag(absl::StrCat("--", f.name), (*values)[i], help)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      continue;
+    }
     CLI::Option* option =
-        app->add_option(absl::StrCat("--", f.name), (*values)[i],
-                        absl::StrCat(f.help, " [", f.env, "]"))
+        app->add_option(absl::StrCat("--", f.name), (*values)[i], help)
             ->type_name(f.value_name)
             ->allow_extra_args(false);
     if (IsRepeatable(f.name)) {
@@ -436,6 +575,8 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     if (name == "http") o.http_listen.clear();
     if (name == "http-cors-origin") o.http_cors_origins.clear();
     if (name == "webhook-allow-cidr") o.webhook_allow_cidrs.clear();
+    if (name == "socket-allow-uid") o.socket_allow_uids.clear();
+    if (name == "socket-allow-gid") o.socket_allow_gids.clear();
     std::vector<std::string> given = values[i];
     if (!IsRepeatable(name)) given = {values[i].back()};  // the last wins
     for (const std::string& value : given) {

@@ -37,8 +37,24 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);
   // Permissions of every Unix socket file.
   mode_t socket_mode = 0600;
+  // Group of every Unix socket file; -1: jobwired's own.
+  gid_t socket_group = static_cast<gid_t>(-1);
+  // Named tokens with scopes (server/transport/token_file.h); empty: none.
+  std::string auth_token_file;
+  // Unix socket peers allowed besides jobwired's own user (SO_PEERCRED);
+  // both empty: any peer the socket's file mode lets in.
+  std::vector<uid_t> socket_allow_uids;
+  std::vector<gid_t> socket_allow_gids;
   // Bearer token; empty means no auth (then only loopback listeners).
   std::string auth_token;
+  // TLS on the TCP gRPC listeners: certificate chain and key (PEM), and the
+  // CA client certificates must chain to (mTLS; empty: none asked for).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Serve non-loopback TCP (gRPC without TLS, HTTP) in plaintext anyway;
+  // logged as a warning at start.
+  bool insecure_allow_plaintext = false;
   // Threads for blocking work (storage reads, file I/O).
   int executor_threads = 4;
   // How hard each commit waits for the disk (see SqliteJobStore).
@@ -58,6 +74,21 @@ struct ServerOptions {
   // How long a worker's lease on a job lasts without a message from it
   // (DispatcherOptions::lease_ttl). Workers heartbeat every third of it.
   absl::Duration lease_ttl = absl::Seconds(30);
+  // Limits on the gRPC listeners (README "Security").
+  // Connections served at once over the TCP listeners; more are closed at
+  // once. Never more than the open-file limit less kReservedDescriptors.
+  int max_connections = 10000;
+  // A connection with no call open this long is closed (GOAWAY); one that
+  // has not sent its HTTP/2 preface within min(this, 10s) is closed too.
+  absl::Duration idle_timeout = absl::Minutes(5);
+  // Largest request message accepted.
+  int max_receive_message_bytes = 4 << 20;
+  // Calls open at once on one connection (HTTP/2 SETTINGS).
+  int max_concurrent_streams = 1000;
+  // Keepalive enforcement: a client pinging more often than this without
+  // data gets a strike; after max_ping_strikes its connection is closed.
+  absl::Duration min_ping_interval = absl::Minutes(5);
+  int max_ping_strikes = 2;
   // HTTP addresses (ParseListenAddress forms); empty: no HTTP face.
   std::vector<std::string> http_listen;
   // Origins whose pages may call the HTTP face (CORS); "*" for any.

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+
 namespace jobwire::test {
 namespace {
 
@@ -95,7 +97,7 @@ TEST(ServerOptionsTest, EnvironmentGivesValuesAndFlagsWin) {
                                 {"JOBWIRE_LISTEN", "unix:a.sock, 127.0.0.1:1"},
                                 {"JOBWIRE_SHUTDOWN_GRACE", "3s"},
                                 {"JOBWIRE_SOCKET_MODE", "0660"},
-                                {"JOBWIRE_AUTH_TOKEN", "t"},
+                                {"JOBWIRE_AUTH_TOKEN", "t0ken-x"},
                                 {"JOBWIRE_LOG_FORMAT", "json"}}));
   ASSERT_TRUE(cl.ok()) << cl.status();
   EXPECT_EQ(cl->options.db_path, "flag.db");
@@ -103,7 +105,7 @@ TEST(ServerOptionsTest, EnvironmentGivesValuesAndFlagsWin) {
             (std::vector<std::string>{"unix:a.sock", "127.0.0.1:1"}));
   EXPECT_EQ(cl->options.shutdown_grace, absl::Seconds(3));
   EXPECT_EQ(cl->options.socket_mode, 0660u);
-  EXPECT_EQ(cl->options.auth_token, "t");
+  EXPECT_EQ(cl->options.auth_token, "t0ken-x");
   EXPECT_EQ(cl->options.log_format, LogFormat::kJson);
 }
 
@@ -150,6 +152,58 @@ TEST(ServerOptionsTest, HelpAndVersion) {
   EXPECT_TRUE(cl->version);
   EXPECT_NE(ServerUsage().find("--shutdown-grace"), std::string::npos);
   EXPECT_NE(ServerUsage().find("JOBWIRE_AUTH_TOKEN"), std::string::npos);
+}
+
+// Issue #27: a token a client cannot send as it is, or one guessed at once,
+// is refused at start, naming the flag.
+TEST(ServerOptionsTest, ShortOrBlankTokensAreRefused) {
+  for (const char* token : {"x", "     ", " s3cret", "s3 cret", "abcde"}) {
+    auto cl = ParseServerCommandLine({"--auth-token", token}, Env({}));
+    ASSERT_FALSE(cl.ok()) << token;
+    EXPECT_EQ(cl.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(cl.status().message(), "--auth-token: "))
+        << cl.status();
+  }
+  auto env = ParseServerCommandLine({}, Env({{"JOBWIRE_AUTH_TOKEN", "t"}}));
+  EXPECT_FALSE(env.ok());
+  auto ok = ParseServerCommandLine({"--auth-token", "s3cret"}, Env({}));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->options.auth_token, "s3cret");
+  auto none = ParseServerCommandLine({"--auth-token", ""}, Env({}));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->options.auth_token, "");
+}
+
+TEST(ServerOptionsTest, SocketPeersAreUsersAndGroupsByNameOrNumber) {
+  auto cl = ParseServerCommandLine(
+      {"--socket-allow-uid", "root", "--socket-allow-uid", "1234",
+       "--socket-allow-gid", "0"},
+      Env({{"JOBWIRE_SOCKET_ALLOW_GID", "7,8"}}));
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->options.socket_allow_uids, (std::vector<uid_t>{0, 1234}));
+  // The flag replaces the variable's list.
+  EXPECT_EQ(cl->options.socket_allow_gids, (std::vector<gid_t>{0}));
+  auto bad = ParseServerCommandLine({"--socket-allow-uid", "no-such-user-here"},
+                                    Env({}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StartsWith(bad.status().message(), "--socket-allow-uid: "))
+      << bad.status();
+}
+
+TEST(ServerOptionsTest, InsecureAllowPlaintextIsASwitch) {
+  auto on = ParseServerCommandLine({"--insecure-allow-plaintext", "--db", "x"},
+                                   Env({}));
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE(on->options.insecure_allow_plaintext);
+  EXPECT_EQ(on->options.db_path, "x");
+  auto off = ParseServerCommandLine(
+      {"--insecure-allow-plaintext=false"},
+      Env({{"JOBWIRE_INSECURE_ALLOW_PLAINTEXT", "true"}}));
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->options.insecure_allow_plaintext);
+  EXPECT_FALSE(
+      ParseServerCommandLine({"--insecure-allow-plaintext=maybe"}, Env({}))
+          .ok());
 }
 
 }  // namespace

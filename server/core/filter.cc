@@ -27,6 +27,22 @@ bool IsWordChar(char c) {
          c == '+';
 }
 
+// The length of the UTF-8 character at text[i] (1 for ASCII or a byte
+// that does not start a whole, valid sequence), so an error quotes whole
+// characters and its message stays valid UTF-8.
+size_t Utf8CharLength(absl::string_view text, size_t i) {
+  const auto lead = static_cast<unsigned char>(text[i]);
+  const size_t n = lead >= 0xF0 && lead <= 0xF4   ? 4
+                   : lead >= 0xE0 && lead <= 0xEF ? 3
+                   : lead >= 0xC2 && lead <= 0xDF ? 2
+                                                  : 1;
+  if (i + n > text.size()) return 1;
+  for (size_t k = 1; k < n; ++k) {
+    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 1;
+  }
+  return n;
+}
+
 std::string Describe(const Token& t) {
   switch (t.type) {
     case Tok::kEnd:
@@ -78,6 +94,17 @@ class Parser {
   }
   bool Fail(const Token& t, absl::string_view what) {
     return Fail(t.pos, absl::StrCat(what, ", found ", Describe(t)));
+  }
+
+  // The character at text_[i] as an error quotes it: whole, or "\xFF"
+  // for a byte that is not valid UTF-8.
+  std::string QuoteChar(size_t i) const {
+    const size_t n = Utf8CharLength(text_, i);
+    const auto byte = static_cast<unsigned char>(text_[i]);
+    if (n == 1 && byte >= 0x80) {
+      return absl::StrCat("\\x", absl::Hex(byte, absl::kZeroPad2));
+    }
+    return std::string(text_.substr(i, n));
   }
 
   bool Lex() {
@@ -132,7 +159,7 @@ class Parser {
         t.text = std::string(text_.substr(t.pos, i - t.pos));
       } else {
         return Fail(i,
-                    absl::StrCat("unexpected character '", std::string(1, c),
+                    absl::StrCat("unexpected character '", QuoteChar(i),
                                  "': expected a field, '(', NOT or a value"));
       }
       t.end = i;

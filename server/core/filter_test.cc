@@ -122,6 +122,17 @@ TEST(ParseFilterTest, ErrorsNameThePositionAndWhatWasExpected) {
               HasSubstr("position 11: unexpected character '$'"));
 }
 
+// A multi-byte character is quoted whole: the message (grpc-message,
+// BadRequest) stays valid UTF-8. A stray byte is quoted as \xNN.
+TEST(ParseFilterTest, UnexpectedCharacterIsQuotedWhole) {
+  EXPECT_THAT(ErrorOf("queue = \xC3\xA9t\xC3\xA9"),
+              HasSubstr("unexpected character '\xC3\xA9'"));
+  EXPECT_THAT(ErrorOf("\xE2\x82\xAC"),
+              HasSubstr("unexpected character '\xE2\x82\xAC'"));
+  EXPECT_THAT(ErrorOf("queue = \xFF"),
+              HasSubstr("unexpected character '\\xff'"));
+}
+
 TEST(ParseFilterTest, EnforcesLengthAndDepthLimits) {
   EXPECT_THAT(ErrorOf(std::string(4097, ' ')), HasSubstr("at most 4096"));
   std::string deep;

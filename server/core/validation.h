@@ -21,6 +21,8 @@ inline constexpr size_t kMaxLabelValueBytes = 256;
 inline constexpr size_t kMaxRequestIdLength = 128;
 inline constexpr int32_t kMaxMaxAttempts = 1000;
 inline constexpr int32_t kMaxAbsPriority = 1000000;
+// Pause and cancel reasons, in bytes.
+inline constexpr size_t kMaxReasonBytes = 1024;
 
 // True for `[a-z0-9][a-z0-9._-]{0,127}`.
 bool IsValidQueueName(absl::string_view name);

@@ -1,6 +1,5 @@
 #include "server/http/http_auth.h"
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -12,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/transport/token_auth.h"
 
 namespace jobwire {
 namespace {
@@ -25,11 +25,6 @@ std::string HmacSha256(absl::string_view key, absl::string_view data) {
   return std::string(reinterpret_cast<const char*>(out), len);
 }
 
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  return a.size() == b.size() &&
-         CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 }  // namespace
 
 HttpAuth::HttpAuth(Options options, Clock* clock)
@@ -38,12 +33,7 @@ HttpAuth::HttpAuth(Options options, Clock* clock)
 }
 
 absl::string_view HttpAuth::BearerOf(absl::string_view authorization) {
-  authorization = absl::StripAsciiWhitespace(authorization);
-  if (authorization.size() < 7 ||
-      !absl::EqualsIgnoreCase(authorization.substr(0, 7), "bearer ")) {
-    return {};
-  }
-  return absl::StripAsciiWhitespace(authorization.substr(7));
+  return BearerCredentials(authorization);
 }
 
 absl::string_view HttpAuth::CookieOf(absl::string_view header,

@@ -835,7 +835,8 @@ absl::Status HttpServer::Impl::Bind() {
           absl::StrCat("cannot serve HTTP on ", a.ToUri(), ": ", ec.message()));
     }
     if (a.kind == ListenAddress::Kind::kUnixPath) {
-      JW_RETURN_IF_ERROR(socket_guards.back()->SetMode(options.socket_mode));
+      JW_RETURN_IF_ERROR(socket_guards.back()->SetMode(options.socket_mode,
+                                                       options.socket_group));
     }
     addresses.push_back(absl::StrCat("http+", a.ToUri()));
     unix_acceptors.push_back(std::move(acceptor));

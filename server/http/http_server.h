@@ -73,6 +73,8 @@ class HttpServer {
     // Addresses to serve (TCP, or Unix paths made absolute).
     std::vector<ListenAddress> listen;
     mode_t socket_mode = 0600;
+    // Group of Unix socket files; -1 leaves the process's.
+    gid_t socket_group = static_cast<gid_t>(-1);
     // Empty: no auth. See http_auth.h.
     std::string auth_token;
     // Origins allowed to call from a page served elsewhere (exact match,

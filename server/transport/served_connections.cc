@@ -70,11 +70,14 @@ bool IsServedConnection(int fd, const std::vector<ListenAddress>& bound) {
 
 }  // namespace
 
-int ShutdownServedConnections(const std::vector<ListenAddress>& bound) {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
-  const int dir_fd = ::dirfd(dir);
+namespace {
+
+// The descriptors of this process but stdin/stdout/stderr.
+std::vector<int> OpenDescriptors() {
   std::vector<int> fds;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  const int dir_fd = ::dirfd(dir);
   while (const dirent* entry = ::readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(entry->d_name, &end, 10);
@@ -83,11 +86,25 @@ int ShutdownServedConnections(const std::vector<ListenAddress>& bound) {
     fds.push_back(static_cast<int>(fd));
   }
   ::closedir(dir);
+  return fds;
+}
+
+}  // namespace
+
+int ShutdownServedConnections(const std::vector<ListenAddress>& bound) {
   int count = 0;
-  for (int fd : fds) {
+  for (int fd : OpenDescriptors()) {
     if (IsServedConnection(fd, bound) && ::shutdown(fd, SHUT_RDWR) == 0) {
       ++count;
     }
+  }
+  return count;
+}
+
+int CountServedConnections(const std::vector<ListenAddress>& bound) {
+  int count = 0;
+  for (int fd : OpenDescriptors()) {
+    if (IsServedConnection(fd, bound)) ++count;
   }
   return count;
 }

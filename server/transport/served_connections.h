@@ -30,6 +30,11 @@ namespace jobwire {
 // as bound, not 0), and returns how many it shut down.
 int ShutdownServedConnections(const std::vector<ListenAddress>& bound);
 
+// How many connected stream sockets of this process have a local address in
+// `bound` (the same test as above); they are left alone. ConnectionAcceptor
+// counts the connections gRPC still holds with it.
+int CountServedConnections(const std::vector<ListenAddress>& bound);
+
 }  // namespace jobwire
 
 #endif  // JOBWIRE_SERVER_TRANSPORT_SERVED_CONNECTIONS_H_

@@ -121,6 +121,8 @@ TEST_F(ServedConnectionsTest,
   tcp_address.host = "127.0.0.1";
   tcp_address.port = ntohs(in.sin_port);
 
+  EXPECT_EQ(CountServedConnections({unix_address, tcp_address}), 2);
+  EXPECT_EQ(CountServedConnections({tcp_address}), 1);
   EXPECT_EQ(ShutdownServedConnections({unix_address, tcp_address}), 2);
 
   // The two accepted connections are shut down: their clients read EOF.

@@ -5,11 +5,14 @@
 #include <grpc/slice.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/transport/access_log.h"
 
 namespace jobwire {
 namespace {
@@ -20,12 +23,19 @@ absl::string_view SliceView(const grpc_slice& slice) {
       GRPC_SLICE_LENGTH(slice));
 }
 
+// What a processor checks: one token with every scope, or a table.
+struct AuthState {
+  std::string token;
+  std::shared_ptr<TokenTable> table;
+};
+
 // Called by core's server auth filter for every incoming call, on a gRPC
-// thread; it only compares strings, so it answers inline.
-void ProcessMetadata(void* state, grpc_auth_context* /*context*/,
+// thread; it compares strings (and, at most once a second, stats the token
+// file), so it answers inline.
+void ProcessMetadata(void* state_ptr, grpc_auth_context* context,
                      const grpc_metadata* md, size_t num_md,
                      grpc_process_auth_metadata_done_cb done, void* user_data) {
-  const std::string& token = *static_cast<const std::string*>(state);
+  const AuthState& state = *static_cast<const AuthState*>(state_ptr);
   absl::string_view path;
   absl::string_view authorization;
   for (size_t i = 0; i < num_md; ++i) {
@@ -33,22 +43,56 @@ void ProcessMetadata(void* state, grpc_auth_context* /*context*/,
     if (key == ":path") path = SliceView(md[i].value);
     if (key == "authorization") authorization = SliceView(md[i].value);
   }
-  if (IsOpenMethod(path) || BearerTokenMatches(authorization, token)) {
+  if (IsOpenMethod(path)) {
     done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
     return;
   }
-  done(
-      user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_UNAUTHENTICATED,
-      authorization.empty()
-          ? "missing credentials: send metadata 'authorization: Bearer <token>'"
-          : "invalid bearer token");
+  if (authorization.empty()) {
+    done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_UNAUTHENTICATED,
+         "missing credentials: send metadata 'authorization: Bearer <token>'");
+    return;
+  }
+  if (state.table == nullptr) {
+    const bool ok = BearerTokenMatches(authorization, state.token);
+    if (ok)
+      grpc_auth_context_add_cstring_property(context, kCallerProperty, "token");
+    done(user_data, nullptr, 0, nullptr, 0,
+         ok ? GRPC_STATUS_OK : GRPC_STATUS_UNAUTHENTICATED,
+         ok ? nullptr : "invalid bearer token");
+    return;
+  }
+  std::optional<TokenTable::Entry> caller =
+      state.table->Find(BearerCredentials(authorization));
+  if (!caller.has_value()) {
+    done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_UNAUTHENTICATED,
+         "invalid bearer token");
+    return;
+  }
+  const absl::string_view scope = ScopeOf(path);
+  for (const std::string& s : caller->scopes) {
+    if (s == scope) {
+      grpc_auth_context_add_cstring_property(context, kCallerProperty,
+                                             caller->name.c_str());
+      done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
+      return;
+    }
+  }
+  const std::string message =
+      absl::StrCat("token ", caller->name, " lacks the scope '", scope,
+                   "' that ", path, " needs");
+  done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_PERMISSION_DENIED,
+       message.c_str());
 }
 
-void DestroyState(void* state) { delete static_cast<std::string*>(state); }
+void DestroyState(void* state) { delete static_cast<AuthState*>(state); }
 
 class TokenCredentials final : public grpc::ServerCredentials {
  public:
-  explicit TokenCredentials(std::string token) : token_(std::move(token)) {}
+  TokenCredentials(std::string token, std::shared_ptr<TlsCertificates> tls,
+                   std::shared_ptr<TokenTable> table)
+      : token_(std::move(token)),
+        tls_(std::move(tls)),
+        table_(std::move(table)) {}
 
   void SetAuthMetadataProcessor(
       const std::shared_ptr<grpc::AuthMetadataProcessor>& /*processor*/)
@@ -58,26 +102,36 @@ class TokenCredentials final : public grpc::ServerCredentials {
 
  private:
   int AddPortToServer(const std::string& addr, grpc_server* server) override {
-    grpc_server_credentials* creds = grpc_insecure_server_credentials_create();
-    grpc_auth_metadata_processor processor;
-    processor.process = &ProcessMetadata;
-    processor.destroy = &DestroyState;
-    processor.state = new std::string(token_);
-    grpc_server_credentials_set_auth_metadata_processor(creds, processor);
+    grpc_server_credentials* creds =
+        tls_ != nullptr ? tls_->CreateCoreCredentials()
+                        : grpc_insecure_server_credentials_create();
+    if (!token_.empty() || table_ != nullptr) {
+      grpc_auth_metadata_processor processor;
+      processor.process = &ProcessMetadata;
+      processor.destroy = &DestroyState;
+      processor.state = new AuthState{token_, table_};
+      grpc_server_credentials_set_auth_metadata_processor(creds, processor);
+    }
     int port = grpc_server_add_http2_port(server, addr.c_str(), creds);
     grpc_server_credentials_release(creds);
     return port;
   }
 
   const std::string token_;
+  const std::shared_ptr<TlsCertificates> tls_;
+  const std::shared_ptr<TokenTable> table_;
 };
 
 }  // namespace
 
 std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
-    const std::string& token) {
-  if (token.empty()) return grpc::InsecureServerCredentials();
-  return std::make_shared<TokenCredentials>(token);
+    const std::string& token, std::shared_ptr<TlsCertificates> tls,
+    std::shared_ptr<TokenTable> table) {
+  if (token.empty() && tls == nullptr && table == nullptr) {
+    return grpc::InsecureServerCredentials();
+  }
+  return std::make_shared<TokenCredentials>(token, std::move(tls),
+                                            std::move(table));
 }
 
 bool IsOpenMethod(absl::string_view method_path) {
@@ -87,19 +141,21 @@ bool IsOpenMethod(absl::string_view method_path) {
          absl::StartsWith(method_path, "/grpc.reflection.v1.ServerReflection/");
 }
 
+absl::string_view BearerCredentials(absl::string_view authorization) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  if (authorization.size() < 7 ||
+      !absl::EqualsIgnoreCase(authorization.substr(0, 7), "bearer ")) {
+    return {};
+  }
+  return absl::StripLeadingAsciiWhitespace(authorization.substr(7));
+}
+
 bool BearerTokenMatches(absl::string_view authorization,
                         absl::string_view token) {
   if (token.empty()) return false;
-  if (!absl::ConsumePrefix(&authorization, "Bearer ")) return false;
-  // Constant time in the token's length: no early exit on the first mismatch.
-  unsigned char diff = authorization.size() == token.size() ? 0 : 1;
-  for (size_t i = 0; i < token.size(); ++i) {
-    unsigned char a = i < authorization.size()
-                          ? static_cast<unsigned char>(authorization[i])
-                          : 0;
-    diff |= a ^ static_cast<unsigned char>(token[i]);
-  }
-  return diff == 0;
+  authorization = BearerCredentials(authorization);
+  if (authorization.empty()) return false;
+  return ConstantTimeEquals(authorization, token);
 }
 
 }  // namespace jobwire

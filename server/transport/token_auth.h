@@ -19,20 +19,31 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "server/transport/tls_credentials.h"
+#include "server/transport/token_file.h"
 
 namespace jobwire {
 
-// Plaintext server credentials that require `token` as described above. An
-// empty token returns grpc::InsecureServerCredentials() (no auth). The result
-// is shared by every listener.
+// Server credentials that require `token` as described above (an empty
+// token: no token check), or with `table` one of its tokens holding the
+// scope the method needs (token_file.h; else PERMISSION_DENIED naming the
+// scope), over TLS with `tls` (tls_credentials.h) or else plaintext. The
+// result keeps `tls` and `table` alive. No token, table or TLS returns
+// grpc::InsecureServerCredentials().
 std::shared_ptr<grpc::ServerCredentials> TokenServerCredentials(
-    const std::string& token);
+    const std::string& token, std::shared_ptr<TlsCertificates> tls = nullptr,
+    std::shared_ptr<TokenTable> table = nullptr);
 
 // True for method paths that need no token: "/grpc.health.v1.Health/..." and
 // "/grpc.reflection.v1alpha.ServerReflection/..." (and v1).
 bool IsOpenMethod(absl::string_view method_path);
 
-// True when `authorization` is "Bearer <token>" with exactly `token`
+// The token of an `authorization` value "Bearer <token>": the scheme in any
+// case (RFC 7235), spaces around the token dropped; empty for any other.
+absl::string_view BearerCredentials(absl::string_view authorization);
+
+// True when `authorization` is "Bearer <token>" (the scheme in any case)
+// with exactly `token`
 // (compared in constant time). An empty `token` never matches.
 bool BearerTokenMatches(absl::string_view authorization,
                         absl::string_view token);

@@ -28,7 +28,11 @@ TEST(TokenAuthTest, BearerTokenMustMatchExactly) {
   EXPECT_TRUE(BearerTokenMatches("Bearer s3cret", "s3cret"));
   EXPECT_FALSE(BearerTokenMatches("Bearer s3cre", "s3cret"));
   EXPECT_FALSE(BearerTokenMatches("Bearer s3cretX", "s3cret"));
-  EXPECT_FALSE(BearerTokenMatches("bearer s3cret", "s3cret"));
+  // The scheme is case-insensitive (RFC 7235).
+  EXPECT_TRUE(BearerTokenMatches("bearer s3cret", "s3cret"));
+  EXPECT_TRUE(BearerTokenMatches("BEARER  s3cret", "s3cret"));
+  EXPECT_FALSE(BearerTokenMatches("Basic s3cret", "s3cret"));
+  EXPECT_FALSE(BearerTokenMatches("Bearers3cret", "s3cret"));
   EXPECT_FALSE(BearerTokenMatches("s3cret", "s3cret"));
   EXPECT_FALSE(BearerTokenMatches("Bearer ", ""));
 }
@@ -76,6 +80,7 @@ TEST_F(TokenAuthServerTest, CallWithWrongTokenIsUnauthenticated) {
 
 TEST_F(TokenAuthServerTest, CallWithTokenReachesTheService) {
   EXPECT_EQ(CallAdmin("Bearer s3cret"), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(CallAdmin("bearer s3cret"), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST_F(TokenAuthServerTest, HealthNeedsNoToken) {

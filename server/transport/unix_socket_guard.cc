@@ -33,7 +33,7 @@ absl::Status CreateParentDirectories(const std::string& path) {
   for (size_t i = 1; i <= dir.size(); ++i) {
     if (i != dir.size() && dir[i] != '/') continue;
     std::string part = dir.substr(0, i);
-    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
       return ErrnoError(errno, absl::StrCat("cannot create directory ", part));
     }
   }
@@ -127,7 +127,12 @@ UnixSocketGuard::~UnixSocketGuard() {
   ::close(lock_fd_);
 }
 
-absl::Status UnixSocketGuard::SetMode(mode_t mode) const {
+absl::Status UnixSocketGuard::SetMode(mode_t mode, gid_t group) const {
+  if (group != static_cast<gid_t>(-1) &&
+      ::chown(socket_path_.c_str(), static_cast<uid_t>(-1), group) != 0) {
+    return ErrnoError(
+        errno, absl::StrCat("cannot give ", socket_path_, " to group ", group));
+  }
   if (::chmod(socket_path_.c_str(), mode) != 0) {
     return ErrnoError(errno, absl::StrCat("cannot chmod ", socket_path_));
   }

@@ -45,9 +45,11 @@ class UnixSocketGuard {
   UnixSocketGuard(const UnixSocketGuard&) = delete;
   UnixSocketGuard& operator=(const UnixSocketGuard&) = delete;
 
-  // chmod(2)s the bound socket to `mode` (e.g. 0600, 0660).
-  // Fails: INTERNAL when the socket is missing or chmod fails.
-  absl::Status SetMode(mode_t mode) const;
+  // chmod(2)s the bound socket to `mode` (e.g. 0600, 0660) and, when
+  // `group` is not -1, chown(2)s it to that group first.
+  // Fails: INTERNAL (PERMISSION_DENIED for a group the process may not
+  // give) when the socket is missing or chmod/chown fails.
+  absl::Status SetMode(mode_t mode, gid_t group = static_cast<gid_t>(-1)) const;
 
   const std::string& socket_path() const { return socket_path_; }
   std::string lock_path() const { return socket_path_ + ".lock"; }
@@ -59,8 +61,9 @@ class UnixSocketGuard {
   const int lock_fd_;
 };
 
-// mkdir -p of the directory that holds `file_path` (mode 0755 before the
-// umask). Fails: PERMISSION_DENIED or INTERNAL naming the directory.
+// mkdir -p of the directory that holds `file_path`; the directories it
+// creates are owner-only (0700). Existing ones are left as they are. Fails:
+// PERMISSION_DENIED or INTERNAL naming the directory.
 absl::Status CreateParentDirectories(const std::string& file_path);
 
 // The default socket of a user without XDG_RUNTIME_DIR lives in the shared

@@ -14,6 +14,9 @@ package jobwire
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"iter"
 	"math/rand/v2"
@@ -24,6 +27,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -63,8 +67,41 @@ type Client struct {
 type Option func(*dialOptions)
 
 type dialOptions struct {
-	token string
-	extra []grpc.DialOption
+	token                     string
+	caFile, certFile, keyFile string
+	extra                     []grpc.DialOption
+}
+
+// WithTLS connects over TLS (a TCP address of a jobwired started with
+// --tls-cert), trusting the PEM CA in caFile. certFile and keyFile, when
+// not empty, are the client's PEM certificate and key for a server that
+// asks for one (--tls-client-ca).
+func WithTLS(caFile, certFile, keyFile string) Option {
+	return func(o *dialOptions) { o.caFile, o.certFile, o.keyFile = caFile, certFile, keyFile }
+}
+
+// transportCredentials: plaintext, or TLS with WithTLS's files.
+func (o *dialOptions) transportCredentials() (credentials.TransportCredentials, error) {
+	if o.caFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	pem, err := os.ReadFile(o.caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", o.caFile)
+	}
+	config := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if o.certFile != "" || o.keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, err
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(config), nil
 }
 
 // WithToken sends "authorization: Bearer TOKEN" on every call (default
@@ -98,7 +135,11 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := o.transportCredentials()
+	if err != nil {
+		return nil, &Error{Code: codes.InvalidArgument, Message: "WithTLS: " + err.Error()}
+	}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(unreachableHint(addr))}
 	if o.token != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(bearer(o.token)))

@@ -126,8 +126,24 @@ _CHANNEL_OPTIONS = [
 # error.
 
 
-def _channel(addr: str, token: Optional[str]) -> grpc.Channel:
-    channel = grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+def _read(path: Optional[str]) -> Optional[bytes]:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _channel(addr: str, token: Optional[str], tls_ca: Optional[str] = None,
+             tls_cert: Optional[str] = None,
+             tls_key: Optional[str] = None) -> grpc.Channel:
+    if tls_ca:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(tls_ca), private_key=_read(tls_key),
+            certificate_chain=_read(tls_cert))
+        channel = grpc.secure_channel(addr, credentials,
+                                      options=_CHANNEL_OPTIONS)
+    else:
+        channel = grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
     if token:
         channel = grpc.intercept_channel(channel, _TokenInterceptor(token))
     return channel
@@ -209,15 +225,21 @@ class Client:
     ``$JOBWIRE_ADDR``, else ``default_address()``. ``token``: the bearer
     token (default ``$JOBWIRE_TOKEN``). ``timeout``: seconds per unary call,
     including the wait for an unreachable server (a restart) to come back;
-    then the call raises DEADLINE_EXCEEDED.
+    then the call raises DEADLINE_EXCEEDED. ``tls_ca``: a PEM CA file to
+    connect over TLS (a TCP address of a jobwired with ``--tls-cert``);
+    ``tls_cert`` and ``tls_key``: the client's PEM certificate and key for a
+    server that asks for one (``--tls-client-ca``).
     """
 
     def __init__(self, addr: Optional[str] = None, *,
                  token: Optional[str] = None, timeout: float = 10.0,
-                 channel: Optional[grpc.Channel] = None) -> None:
+                 channel: Optional[grpc.Channel] = None,
+                 tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+                 tls_key: Optional[str] = None) -> None:
         self.addr = addr or os.environ.get("JOBWIRE_ADDR") or default_address()
         token = token if token is not None else os.environ.get("JOBWIRE_TOKEN")
-        self.channel = channel or _channel(self.addr, token)
+        self.channel = channel or _channel(self.addr, token, tls_ca, tls_cert,
+                                           tls_key)
         self.timeout = timeout
         self._jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self._admin: Optional[Admin] = None

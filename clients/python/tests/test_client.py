@@ -217,3 +217,49 @@ def test_admin_calls(server, tmp_path):
     with open(tmp_path / "copy.db", "wb") as out:
         assert client.admin.backup(out) > 0
     assert (tmp_path / "copy.db").read_bytes().startswith(b"SQLite format 3")
+
+
+def _make_certificates(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    import subprocess
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True,
+                       capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days",
+        "2", "-subj", "/CN=ca")
+    for name, san in (("server", "IP:127.0.0.1"), ("client", "DNS:client")):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        (directory / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
+            "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+            "-extfile", f"{name}.ext")
+
+
+def test_tls_with_a_client_certificate(tmp_path):
+    from conftest import Server
+
+    _make_certificates(tmp_path)
+    server = Server(tmp_path, "--listen", "127.0.0.1:0",
+                    "--tls-cert", str(tmp_path / "server.pem"),
+                    "--tls-key", str(tmp_path / "server.key"),
+                    "--tls-client-ca", str(tmp_path / "ca.pem"))
+    try:
+        log = server.log.read_text()
+        port = log.split("listening on 127.0.0.1:")[1].split()[0]
+        addr = f"127.0.0.1:{port}"
+        with Client(addr, tls_ca=str(tmp_path / "ca.pem"),
+                    tls_cert=str(tmp_path / "client.pem"),
+                    tls_key=str(tmp_path / "client.key"),
+                    timeout=5) as client:
+            assert client.submit_job("k").job.kind == "k"
+        # Without the client certificate the handshake fails.
+        with Client(addr, tls_ca=str(tmp_path / "ca.pem"),
+                    timeout=2) as anonymous:
+            with pytest.raises(JobwireError):
+                anonymous.submit_job("k")
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@
 // from the last cursor they yielded, so the caller sees every event once,
 // in order.
 
+import { readFileSync } from "node:fs";
 import {
   credentials,
   InterceptingCall,
@@ -75,6 +76,13 @@ export interface ClientOptions {
   /** Milliseconds per unary call, including the wait for a restarting
    *  server to come back (default 10 000); then DEADLINE_EXCEEDED. */
   timeoutMs?: number;
+  /** A PEM CA file: connect over TLS (a TCP address of a jobwired started
+   *  with --tls-cert). */
+  tlsCa?: string;
+  /** The client's PEM certificate and key files, for a server that asks
+   *  for one (--tls-client-ca). */
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export interface SubmitOptions {
@@ -153,7 +161,13 @@ export class Client {
       "grpc.max_reconnect_backoff_ms": 5000,
       interceptors: token ? [tokenInterceptor(token)] : [],
     };
-    const creds = credentials.createInsecure();
+    const creds = options.tlsCa
+      ? credentials.createSsl(
+          readFileSync(options.tlsCa),
+          options.tlsKey ? readFileSync(options.tlsKey) : null,
+          options.tlsCert ? readFileSync(options.tlsCert) : null,
+        )
+      : credentials.createInsecure();
     this.jobs = new JobServiceClient(this.addr, creds, this.channelOptions);
     this.workers = new WorkerServiceClient(this.addr, creds, this.channelOptions);
   }

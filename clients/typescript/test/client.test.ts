@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 
 import { status } from "@grpc/grpc-js";
@@ -225,3 +229,50 @@ test("bulkUpdateJobs and the AdminService calls", () =>
     assert.equal(Buffer.concat(chunks).subarray(0, 15).toString(), "SQLite format 3");
     c.close();
   }));
+
+// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+// by openssl in `dir`.
+function makeCertificates(dir: string): void {
+  const run = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  run("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca");
+  for (const [name, san] of [
+    ["server", "IP:127.0.0.1"],
+    ["client", "DNS:client"],
+  ]) {
+    run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
+    run("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+      "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`);
+  }
+}
+
+test("TLS with a client certificate", async () => {
+  const certs = mkdtempSync(join(tmpdir(), "jobwire-ts-tls-"));
+  try {
+    makeCertificates(certs);
+    const file = (name: string) => join(certs, name);
+    await withServer(
+      async (s) => {
+        let log = "";
+        for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+          log = readFileSync(join(s.dir, "jobwired.log"), "utf8");
+          if (log.includes("listening on 127.0.0.1:")) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const addr = "127.0.0.1:" + log.split("listening on 127.0.0.1:")[1].split(/\s/)[0];
+        const c = new Client(addr, { tlsCa: file("ca.pem"), tlsCert: file("client.pem"), tlsKey: file("client.key") });
+        assert.equal((await c.submitJob({ kind: "k" })).job!.kind, "k");
+        c.close();
+        // Without the client certificate the handshake fails.
+        const anonymous = new Client(addr, { tlsCa: file("ca.pem"), timeoutMs: 2000 });
+        await assert.rejects(anonymous.submitJob({ kind: "k" }));
+        anonymous.close();
+      },
+      ["--listen", "127.0.0.1:0", "--tls-cert", file("server.pem"), "--tls-key", file("server.key"),
+        "--tls-client-ca", file("ca.pem")],
+    );
+  } finally {
+    rmSync(certs, { recursive: true, force: true });
+  }
+});
