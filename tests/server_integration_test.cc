@@ -92,9 +92,9 @@ struct CliResult {
   std::string out;
 };
 
-// Runs the jobwire CLI; stderr is folded into `out`.
-CliResult RunCli(const std::string& args) {
-  std::string command = std::string(JOBWIRE_CLI_PATH) + " " + args + " 2>&1";
+// Runs `shell_command` with sh; stderr is folded into `out`.
+CliResult RunCommand(const std::string& shell_command) {
+  std::string command = shell_command + " 2>&1";
   FILE* p = ::popen(command.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -102,6 +102,11 @@ CliResult RunCli(const std::string& args) {
   while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   int status = ::pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Runs the jobwire CLI; stderr is folded into `out`.
+CliResult RunCli(const std::string& args) {
+  return RunCommand(std::string(JOBWIRE_CLI_PATH) + " " + args);
 }
 
 // The value of string field `name` in the CLI's JSON output; "" if absent.
@@ -660,6 +665,16 @@ TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
   EXPECT_TRUE(absl::StrContains(again.out, "3 jobs, 0 new")) << again.out;
   EXPECT_TRUE(absl::StrContains(again.out, "3/3 ended: 3 succeeded"))
       << again.out;
+  // On a terminal (script(1) gives it one): one bar, redrawn in place.
+  CliResult tty = RunCommand(absl::StrCat(
+      "script -qec '", JOBWIRE_CLI_PATH, " --addr unix://", socket_,
+      " submit-batch --watch ", file, "' /dev/null"));
+  EXPECT_EQ(tty.code, 0) << tty.out;
+  EXPECT_TRUE(absl::StrContains(
+      tty.out, absl::StrCat("\r[", std::string(30, '#'),
+                            "] 3/3 ended: 3 succeeded, 0 failed")))
+      << tty.out;
+  EXPECT_TRUE(absl::StrContains(tty.out, "\x1b[K")) << tty.out;
 
   // Nobody runs queue "idle": cancelled, they did not succeed.
   const std::string idle = dir_ + "/idle.jsonl";
