@@ -92,9 +92,9 @@ struct CliResult {
   std::string out;
 };
 
-// Runs the jobwire CLI; stderr is folded into `out`.
-CliResult RunCli(const std::string& args) {
-  std::string command = std::string(JOBWIRE_CLI_PATH) + " " + args + " 2>&1";
+// Runs `shell_command` with sh; stderr is folded into `out`.
+CliResult RunCommand(const std::string& shell_command) {
+  std::string command = shell_command + " 2>&1";
   FILE* p = ::popen(command.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -102,6 +102,11 @@ CliResult RunCli(const std::string& args) {
   while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   int status = ::pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Runs the jobwire CLI; stderr is folded into `out`.
+CliResult RunCli(const std::string& args) {
+  return RunCommand(std::string(JOBWIRE_CLI_PATH) + " " + args);
 }
 
 // The value of string field `name` in the CLI's JSON output; "" if absent.
@@ -604,6 +609,90 @@ TEST_F(ServerIntegrationTest, CliWatchOfAFilterFollowsEveryJobItMatches) {
   EXPECT_TRUE(absl::StartsWith(done.out, "3/3 ended")) << done.out;
   CliResult both = RunCli(addr + "watch --filter '' " + ids[0]);
   EXPECT_EQ(both.code, 2) << both.out;
+
+  // -o json: only the events after the list, not those of the jobs' past
+  // (j1's first job's cancel); none at all if the list saw both ended.
+  const std::string j1 = SubmitWithCli("--kind k --label batch=j1");
+  const std::string j2 = SubmitWithCli("--kind k --label batch=j1");
+  ASSERT_EQ(RunCli(addr + "cancel " + j1).code, 0);
+  ChildProcess json(JOBWIRE_CLI_PATH,
+                    {"--addr", "unix://" + socket_, "watch", "-o", "json",
+                     "--filter", "labels.batch = \"j1\""},
+                    dir_ + "/watch-json.log");
+  ASSERT_EQ(RunCli(addr + "cancel " + j2).code, 0);
+  ASSERT_TRUE(json.Exited(absl::Seconds(10))) << json.log();
+  EXPECT_FALSE(absl::StrContains(json.log(), j1)) << json.log();
+}
+
+// `submit-batch --watch`: the submitted jobs, followed to their end by a real
+// `jobwire worker --exec` (exit 0: all succeeded); again with the same
+// request ids (the jobs exist, followed by id); cancelled jobs exit 1.
+TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  const std::string file = dir_ + "/pb.jsonl";
+  std::ofstream(file) << "{\"job\": {\"kind\": \"k\", \"queue\": \"pb\"}, "
+                         "\"request_id\": \"pb1\"}\n"
+                         "{\"job\": {\"kind\": \"k\", \"queue\": \"pb\"}, "
+                         "\"request_id\": \"pb2\"}\n"
+                         "{\"job\": {\"kind\": \"k\", \"queue\": \"pb\"}, "
+                         "\"request_id\": \"pb3\"}\n";
+  // Not in the batch: the bar counts 3 jobs, not 4.
+  ASSERT_FALSE(SubmitWithCli("--kind k --queue pb").empty());
+  ChildProcess watch(JOBWIRE_CLI_PATH,
+                     {"--addr", "unix://" + socket_, "submit-batch", file,
+                      "--watch"},
+                     dir_ + "/batch-watch.log");
+  ASSERT_TRUE(LogSays(watch, "0/3 ended", absl::Seconds(10))) << watch.log();
+  ChildProcess worker(JOBWIRE_CLI_PATH,
+                      {"worker", "--addr", "unix://" + socket_, "--queue",
+                       "pb", "--exec", "true"},
+                      dir_ + "/pb-worker.log");
+  ASSERT_TRUE(watch.Exited(absl::Seconds(20))) << watch.log() << worker.log();
+  EXPECT_EQ(watch.exit_code(), 0) << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(),
+                                "3/3 ended: 3 succeeded, 0 failed, 0 "
+                                "cancelled; 0 running;"))
+      << watch.log();
+  EXPECT_FALSE(absl::StrContains(watch.log(), "/4 ended")) << watch.log();
+  worker.Signal(SIGTERM);
+  ASSERT_TRUE(worker.Exited(absl::Seconds(10))) << worker.log();
+
+  // The same request ids: the jobs that exist, followed by id.
+  CliResult again = RunCli(addr + "submit-batch --watch " + file);
+  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out, "3 jobs, 0 new")) << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out, "3/3 ended: 3 succeeded"))
+      << again.out;
+  // On a terminal (script(1) gives it one): one bar, redrawn in place.
+  CliResult tty = RunCommand(absl::StrCat(
+      "script -qec '", JOBWIRE_CLI_PATH, " --addr unix://", socket_,
+      " submit-batch --watch ", file, "' /dev/null"));
+  EXPECT_EQ(tty.code, 0) << tty.out;
+  EXPECT_TRUE(absl::StrContains(
+      tty.out, absl::StrCat("\r[", std::string(30, '#'),
+                            "] 3/3 ended: 3 succeeded, 0 failed")))
+      << tty.out;
+  EXPECT_TRUE(absl::StrContains(tty.out, "\x1b[K")) << tty.out;
+
+  // Nobody runs queue "idle": cancelled, they did not succeed.
+  const std::string idle = dir_ + "/idle.jsonl";
+  std::ofstream(idle) << "{\"job\": {\"kind\": \"k\", \"queue\": \"idle\"}}\n"
+                         "{\"job\": {\"kind\": \"k\", \"queue\": \"idle\"}}\n";
+  ChildProcess cancelled(JOBWIRE_CLI_PATH,
+                         {"--addr", "unix://" + socket_, "submit-batch", idle,
+                          "--watch"},
+                         dir_ + "/idle-watch.log");
+  ASSERT_TRUE(LogSays(cancelled, "0/2 ended", absl::Seconds(10)))
+      << cancelled.log();
+  ASSERT_EQ(
+      RunCli(addr + "bulk --filter 'queue = \"idle\"' --action cancel").code,
+      0);
+  ASSERT_TRUE(cancelled.Exited(absl::Seconds(10))) << cancelled.log();
+  EXPECT_EQ(cancelled.exit_code(), 1) << cancelled.log();
+  EXPECT_TRUE(absl::StrContains(cancelled.log(), "2 of 2 jobs did not succeed"))
+      << cancelled.log();
 }
 
 TEST_F(ServerIntegrationTest,

@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -435,15 +437,26 @@ absl::Status ParseLines(const std::string& path, const BatchLines& in,
   return absl::OkStatus();
 }
 
+absl::Status WatchMany(const CliContext& context, const std::string& filter,
+                       bool json, const std::set<std::string>* only);
+
+// The label submit-batch --watch puts on the jobs it submits, to follow them.
+constexpr char kBatchLabel[] = "jobwire-batch";
+
 class SubmitBatchCommand final : public Command {
  public:
   std::string name() const override { return "submit-batch"; }
   std::string args_usage() const override { return "FILE"; }
   std::string summary() const override {
     return "submit many jobs from JSON lines (FILE, or - for stdin), "
-           "1,000 per commit; prints their ids";
+           "1,000 per commit; prints their ids, or with --watch follows them "
+           "to their end (a bar on a terminal)";
   }
   void AddFlags(FlagSet* flags) override {
+    flags->Bool("watch", &watch_,
+                "then follow the submitted jobs until all have ended, as "
+                "watch --filter does (their ids are not printed); exit 0 "
+                "only if all succeeded. Labels new jobs jobwire-batch=RANDOM");
     flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
@@ -502,7 +515,8 @@ class SubmitBatchCommand final : public Command {
     *context.err << "jobwire submit-batch: " << submitted
                  << (submitted == 1 ? " job, " : " jobs, ") << created
                  << " new\n";
-    return absl::OkStatus();
+    if (!watch_) return absl::OkStatus();
+    return WatchSubmitted(context, submitted - created);
   }
 
  private:
@@ -511,10 +525,46 @@ class SubmitBatchCommand final : public Command {
   // the jobs submitted before a failed batch to `submitted`, the new ones to
   // `created`. The failed batch's error names its line, with how many jobs
   // went in before it (and of later lines, already in flight).
+  // With --watch: follows the jobs submitted (`existed` of them matched an
+  // earlier request_id and carry no label of this batch: they are added to
+  // the filter by id, at most as many as the filter's 4,096 characters hold).
+  absl::Status WatchSubmitted(const CliContext& context, int64_t existed) {
+    std::string filter =
+        absl::StrCat("labels.", kBatchLabel, " = \"", batch_, "\"");
+    if (existed > 0) {
+      std::set<std::string> labelled;
+      absl::Status listed =
+          SdkClient(context).ListJobs(filter, [&](const Job& job) {
+            labelled.insert(job.id());
+            return true;
+          });
+      if (!listed.ok()) return listed;
+      for (const std::string& id : ids_) {
+        if (labelled.count(id) == 0)
+          absl::StrAppend(&filter, " OR id = \"", id, "\"");
+      }
+      if (filter.size() > 4096) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "--watch: ", existed,
+            " of the jobs existed before (same request_id), too many to "
+            "follow by id; follow them with watch --filter"));
+      }
+    }
+    return WatchMany(context, filter, IsJson(output_), &ids_);
+  }
+
   absl::Status SendWindow(const CliContext& context, JobService::Stub& stub,
                           std::vector<jobwire::v1::SubmitJobRequest>& requests,
                           const std::vector<int>& lines, int64_t* submitted,
                           int64_t* created) {
+    if (watch_) {
+      if (batch_.empty()) {
+        std::random_device random;
+        batch_ = absl::StrFormat("%08x%08x", random(), random());
+      }
+      for (auto& request : requests)
+        (*request.mutable_job()->mutable_labels())[kBatchLabel] = batch_;
+    }
     const size_t batches = (requests.size() + kBatch - 1) / kBatch;
     // kStreams batches in flight, one per stream (a SubmitJobs stream
     // answers one batch before it reads the next), answered in any order
@@ -596,7 +646,10 @@ class SubmitBatchCommand final : public Command {
         }
         continue;
       }
-      if (IsJson(output_)) {  // a SubmitJobsResponse a line
+      if (watch_) {  // followed, not printed
+        ids_.insert(answer.response.ids().begin(),
+                    answer.response.ids().end());
+      } else if (IsJson(output_)) {  // a SubmitJobsResponse a line
         context.PrintJson(answer.response, /*every_field=*/true,
                           /*one_line=*/true);
       } else {
@@ -633,6 +686,10 @@ class SubmitBatchCommand final : public Command {
     if (!end_status.ok()) return FromGrpcStatus(end_status);
     return absl::OkStatus();
   }
+
+  bool watch_ = false;
+  std::string batch_;          // with --watch: the jobwire-batch label
+  std::set<std::string> ids_;  // with --watch: the jobs submitted
 
   // Lines read, checked or sent at a time (a window of a file).
   static constexpr size_t kWindowLines = 64 * 1000;
@@ -773,6 +830,13 @@ class JobsProgress {
     }
     changed_ = true;
   }
+  // Whether event `seq` of job `id` is news: the job is new to us or the
+  // event is later than its latest known one (not a replay).
+  bool Fresh(const std::string& id, int64_t seq) const {
+    auto it = jobs_.find(id);
+    return it == jobs_.end() || seq > it->second.seq;
+  }
+  bool Knows(const std::string& id) const { return jobs_.count(id) > 0; }
   bool AllEnded() const {
     for (const auto& [id, known] : jobs_) {
       if (!IsTerminal(known.state)) return false;
@@ -835,26 +899,41 @@ class JobsProgress {
 // `watch --filter F`: the jobs F matches (listed first, and any that appear
 // after) until every one has ended, from one WatchJobs stream (on the C++
 // SDK's resuming watch) that replays their events from the start, so that
-// none is missed between the list and the stream. Exits 0 when all
+// none is missed between the list and the stream; -o json prints only the
+// events after the list (no replay). With `only` (submit-batch --watch):
+// exactly those jobs, whatever else F matches later. Exits 0 when all
 // succeeded.
 absl::Status WatchMany(const CliContext& context, const std::string& filter,
-                       bool json) {
+                       bool json,
+                       const std::set<std::string>* only) {
   sdk::Client client = SdkClient(context);
   const bool tty =
       !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   JobsProgress progress(context, tty);
+  auto wanted = [&](const std::string& id) {
+    return only == nullptr || only->count(id) > 0;
+  };
   absl::Status listed = client.ListJobs(filter, [&](const Job& job) {
-    progress.Set(job.id(), job.state(), job.last_seq());
+    if (wanted(job.id())) progress.Set(job.id(), job.state(), job.last_seq());
     return true;
   });
   if (!listed.ok()) {
     return absl::Status(listed.code(),
                         absl::StrCat("--filter: ", listed.message()));
   }
+  if (only != nullptr) {
+    for (const std::string& id : *only) {
+      if (!progress.Knows(id)) {
+        return absl::InternalError(
+            absl::StrCat("job ", id, " is not among the jobs of ", filter));
+      }
+    }
+  }
   if (!progress.AllEnded()) {
     absl::Status watched = client.WatchJobs(
         filter, /*after_event_id=*/0, [&](const jobwire::v1::JobEvent& e) {
-          if (json) {
+          if (!wanted(e.job_id())) return true;
+          if (json && progress.Fresh(e.job_id(), e.seq())) {
             context.PrintJson(e, /*every_field=*/false, /*one_line=*/true);
             context.out->flush();
           }
@@ -910,7 +989,7 @@ class WatchCommand final : public Command {
         return absl::InvalidArgumentError(
             "--filter: give it once (combine expressions with AND)");
       }
-      return WatchMany(context, filters_[0], IsJson(output_));
+      return WatchMany(context, filters_[0], IsJson(output_), /*only=*/nullptr);
     }
     std::string id;
     if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;

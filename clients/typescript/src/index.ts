@@ -10,6 +10,8 @@
 export { Admin, Backoff, Client, defaultAddress, isTerminal } from "./client";
 export type { ClientOptions, ListOptions, SubmitOptions } from "./client";
 export { JobwireError } from "./errors";
+export { watchProgress } from "./progress";
+export type { Progress } from "./progress";
 export { VERSION } from "./version";
 export type { FieldViolation } from "./errors";
 export { JobFailed, Task, Worker } from "./worker";

@@ -7,7 +7,7 @@ import { test } from "node:test";
 
 import { status } from "@grpc/grpc-js";
 
-import { Client, Job_State, JobEvent, JobFailed, JobwireError, VERSION, Worker } from "../src";
+import { Client, Job_State, JobEvent, JobFailed, JobwireError, VERSION, watchProgress, Worker } from "../src";
 import { BulkUpdateJobsRequest_Action } from "../src/gen/jobwire/v1/job_service";
 import { withServer } from "./server";
 
@@ -276,3 +276,30 @@ test("TLS with a client certificate", async () => {
     rmSync(certs, { recursive: true, force: true });
   }
 });
+
+test("watchProgress counts the jobs of a filter to their end", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await c.submitJob({ kind: "k", labels: { b: "1" } })).job!.id);
+    await c.submitJob({ kind: "k", labels: { b: "2" } });
+    await c.cancelJob(ids[0]);
+    const ended: number[] = [];
+    for await (const p of watchProgress(c, 'labels.b = "1"')) {
+      assert.equal(p.total, 3);
+      ended.push(p.ended);
+      if (ended.length === 1) {
+        assert.equal(p.cancelled, 1);
+        assert.equal(p.etaSeconds, undefined);
+        for (const id of ids.slice(1)) await c.cancelJob(id);
+      }
+      if (p.ended === 3) {
+        assert.equal(p.cancelled, 3);
+        assert.equal(p.etaSeconds, undefined);
+        assert.ok(p.rate > 0);
+      }
+    }
+    // The list, then the two cancels: no replay of what the list saw.
+    assert.deepEqual(ended, [1, 2, 3]);
+    c.close();
+  }));
