@@ -185,6 +185,14 @@ struct ListJobsQuery {
   // next_page_token of the previous page, or empty for the first page. Only
   // valid with the same filter and order_by.
   std::string page_token;
+  // Byte budget of the page; 0: none. The page ends early, with a
+  // next_page_token, before the first job that would take its bytes above
+  // max_bytes, so that neither the reader nor the response holds more; it
+  // always holds at least one job. A job's bytes are job_bytes(job) (called
+  // in order for each job of the page, then for the one that did not fit, if
+  // any), or ApproxBytes(job) without job_bytes.
+  size_t max_bytes = 0;
+  std::function<size_t(const Job&)> job_bytes;
 };
 
 struct ListJobsResult {

@@ -1907,17 +1907,33 @@ absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
     const ListJobsQuery& query) {
   JW_ASSIGN_OR_RETURN(ListPlan plan, PlanListJobs(query));
   ListJobsResult result;
+  bool more = false;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
     // Filter-shaped SQL is prepared per call (not cached: unbounded shapes).
     SQLite::Statement stmt(c.db, plan.sql);
     BindAll(stmt, plan.params);
-    while (stmt.executeStep()) result.jobs.push_back(ReadJob(stmt, false));
+    size_t bytes = 0;
+    while (stmt.executeStep()) {
+      // The plan fetches one row past the page to learn whether more follow.
+      if (result.jobs.size() == static_cast<size_t>(plan.page_size)) {
+        more = true;
+        break;
+      }
+      Job job = ReadJob(stmt, false);
+      if (query.max_bytes > 0) {
+        const size_t size =
+            query.job_bytes ? query.job_bytes(job) : ApproxBytes(job);
+        if (!result.jobs.empty() && bytes + size > query.max_bytes) {
+          more = true;
+          break;
+        }
+        bytes += size;
+      }
+      result.jobs.push_back(std::move(job));
+    }
     return absl::OkStatus();
   }));
-  if (result.jobs.size() > static_cast<size_t>(plan.page_size)) {
-    result.jobs.pop_back();
-    result.next_page_token = MakePageToken(plan, result.jobs.back());
-  }
+  if (more) result.next_page_token = MakePageToken(plan, result.jobs.back());
   return result;
 }
 
