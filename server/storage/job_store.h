@@ -359,8 +359,9 @@ class JobStore {
   // Pending deliveries (neither delivered nor dead): the outbox's depth.
   // Reads the pending rows' index, so it costs what is pending.
   virtual absl::StatusOr<int64_t> CountPendingWebhooksBlocking() = 0;
-  // Deliveries by query, newest first. INVALID_ARGUMENT on "page_size"
-  // (negative) or "page_token".
+  // Deliveries by query, newest first, without their body (left empty: a
+  // page stays small however large the bodies). INVALID_ARGUMENT on
+  // "page_size" (negative) or "page_token".
   virtual absl::StatusOr<WebhookDeliveryPage> ListWebhookDeliveriesBlocking(
       const WebhookDeliveryQuery& query) = 0;
   // Puts a delivered or dead delivery back to pending, due now, with its

@@ -2036,10 +2036,14 @@ absl::StatusOr<std::vector<QueueRow>> SqliteJobStore::ListQueueRowsBlocking() {
 
 namespace {
 
-constexpr const char* kOutboxColumns =
-    "id, job_id, event_id, type, url, body, state, attempts, "
-    "next_attempt_time, last_attempt_time, last_status, last_error, "
-    "create_time";
+#define JW_OUTBOX_COLUMNS(BODY)                            \
+  "id, job_id, event_id, type, url, " BODY ", state, attempts, " \
+  "next_attempt_time, last_attempt_time, last_status, last_error, create_time"
+constexpr const char* kOutboxColumns = JW_OUTBOX_COLUMNS("body");
+// Listings answer without the body (it may hold a large job result): a page
+// of 1,000 rows stays small.
+constexpr const char* kOutboxColumnsNoBody = JW_OUTBOX_COLUMNS("'' AS body");
+#undef JW_OUTBOX_COLUMNS
 
 WebhookOutboxRow ReadOutboxRow(SQLite::Statement& stmt) {
   WebhookOutboxRow r;
@@ -2143,7 +2147,7 @@ SqliteJobStore::ListWebhookDeliveriesBlocking(
   WebhookDeliveryPage page;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
     static const auto* sql = new std::string(absl::StrCat(
-        "SELECT ", kOutboxColumns,
+        "SELECT ", kOutboxColumnsNoBody,
         " FROM webhook_outbox WHERE id < ?1 AND (?2 = '' OR job_id = ?2) "
         "AND (?3 = 0 OR state = 2 OR (state = 0 AND attempts > 0)) "
         "ORDER BY id DESC LIMIT ?4"));

@@ -2542,6 +2542,8 @@ TEST_F(WebhookOutboxTest, DeliveriesListNewestFirstInPages) {
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_THAT(first->deliveries, SizeIs(2));
   EXPECT_EQ(first->deliveries[0].job_id, ids[2]);
+  // Listings leave the body (a job result may make it large) unread.
+  EXPECT_EQ(first->deliveries[0].body, "");
   ASSERT_FALSE(first->next_page_token.empty());
   q.page_token = first->next_page_token;
   auto second = store->ListWebhookDeliveriesBlocking(q);
