@@ -462,6 +462,58 @@ TEST_F(ServerIntegrationTest, CliHealthAndInfoTalkToTheServer) {
       << unknown.out;
 }
 
+// 40 jobs of 300 KB args are 12 MB: ListJobs pages end at the server's
+// byte budget, below the 4 MiB a gRPC client accepts by default, and every
+// job comes back across the pages, to a gRPC client and to `jobwire list`.
+TEST_F(ServerIntegrationTest, ListPagesStayUnderTheClientMessageLimit) {
+  ServerProcess server(dir_, DefaultArgs());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto stub = v1::JobService::NewStub(
+      grpc::CreateChannel(addresses[1], grpc::InsecureChannelCredentials()));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i) {
+    v1::SubmitJobRequest request;
+    request.mutable_job()->set_kind("big");
+    (*request.mutable_job()->mutable_args()->mutable_fields())["blob"]
+        .set_string_value(std::string(300 * 1000, static_cast<char>('a' + i % 26)));
+    v1::SubmitJobResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub->SubmitJob(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ids.push_back(response.job().id());
+  }
+
+  v1::ListJobsRequest request;
+  request.set_page_size(1000);
+  std::vector<std::string> listed;
+  int pages = 0;
+  while (true) {
+    v1::ListJobsResponse page;
+    grpc::ClientContext context;
+    grpc::Status status = stub->ListJobs(&context, request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                             << status.error_message();
+    ++pages;
+    EXPECT_LE(page.ByteSizeLong(), 3u << 20);
+    EXPECT_GE(page.jobs_size(), 1);
+    for (const v1::Job& job : page.jobs()) {
+      listed.push_back(job.id());
+      EXPECT_EQ(job.args().fields().at("blob").string_value().size(),
+                300u * 1000);
+    }
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_EQ(listed, ids);
+  EXPECT_GE(pages, 4);  // 12 MB in pages of at most 3 MiB
+
+  CliResult cli = RunCli("--addr " + addresses[1] + " list --limit 1000");
+  ASSERT_EQ(cli.code, 0) << cli.out.substr(0, 2000);
+  for (const std::string& id : ids) EXPECT_TRUE(absl::StrContains(cli.out, id));
+  EXPECT_FALSE(absl::StrContains(cli.out, "more jobs match")) << cli.out;
+}
+
 TEST_F(ServerIntegrationTest, CliPausesResumesAndListsQueues) {
   ServerProcess server(dir_, DefaultArgs());
   std::vector<std::string> addresses = server.WaitListening(2);

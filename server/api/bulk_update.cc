@@ -21,6 +21,9 @@ namespace {
 using Action = BulkRequest::Action;
 
 constexpr int kMaxChunkJobs = 1000;
+// Byte budget of one page a filter reads (ApproxBytes): with the page read
+// ahead, at most two are held.
+constexpr size_t kPageMaxBytes = 16 << 20;
 constexpr char kCancelReason[] = "cancelled by a bulk update";
 
 bool IsStorageFailure(const absl::Status& status) {
@@ -207,6 +210,8 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
     query.filter = *request_.filter;
     query.page_size = static_cast<int32_t>(chunk_jobs_);
     query.page_token = page_token_;
+    // Jobs with large args: a chunk ends early rather than hold them all.
+    query.max_bytes = kPageMaxBytes;
     return deps_.store->ListJobsBlocking(query);
   }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "server/api/convert.h"
 #include "server/api/inline_arena.h"
 #include "server/api/request_stream.h"
@@ -297,8 +298,26 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     query.order_by = request->order_by();
     query.page_size = request->page_size();
     query.page_token = request->page_token();
+    // Each job is converted once, as the store reads it, to learn its
+    // serialized size; the page keeps the conversions of the jobs it holds.
+    std::vector<v1::Job> converted;
+    query.max_bytes = options_.list_max_bytes;
+    query.job_bytes = [&converted](const Job& job) -> size_t {
+      JobToProto(job, &converted.emplace_back());
+      const size_t size = converted.back().ByteSizeLong();
+      // The field's tag and length prefix in the response.
+      return size + 1 + google::protobuf::io::CodedOutputStream::VarintSize64(
+                            static_cast<uint64_t>(size));
+    };
     JW_ASSIGN_OR_RETURN(ListJobsResult result, store_->ListJobsBlocking(query));
-    for (const Job& job : result.jobs) JobToProto(job, response->add_jobs());
+    response->mutable_jobs()->Reserve(static_cast<int>(result.jobs.size()));
+    for (size_t i = 0; i < result.jobs.size(); ++i) {
+      if (i < converted.size()) {
+        *response->add_jobs() = std::move(converted[i]);
+      } else {  // list_max_bytes 0: the store measured nothing
+        JobToProto(result.jobs[i], response->add_jobs());
+      }
+    }
     response->set_next_page_token(result.next_page_token);
     return absl::OkStatus();
   });

@@ -93,6 +93,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
     // FAILED_PRECONDITION naming --webhook-secret-file (never accept what
     // is not done).
     WebhookCheck check_webhook;
+    // Byte budget of one ListJobs response (serialized jobs): a page ends
+    // early, with a next_page_token, before the job that would pass it, and
+    // always holds at least one job. 3 MiB stays below the 4 MiB that gRPC
+    // clients accept by default.
+    size_t list_max_bytes = 3 << 20;
   };
 
   JobServiceImpl(JobStore* store, EventBus* bus, Executor* executor,

@@ -184,6 +184,42 @@ TEST(JobServiceTest, SubmitWithSameRequestIdReturnsTheFirstJob) {
   EXPECT_EQ(f.CountJobs(), 1);
 }
 
+// The byte budget counts the serialized jobs, not their JSON text: args of
+// small numbers take ~5x more bytes as a Struct than as JSON.
+TEST(JobServiceTest, ListJobsPagesEndAtTheSerializedByteBudget) {
+  JobServiceImpl::Options options;
+  options.list_max_bytes = 10000;
+  Fixture f(options);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    v1::SubmitJobRequest req;
+    req.mutable_job()->set_kind("numbers");
+    auto* list = (*req.mutable_job()->mutable_args()->mutable_fields())["n"]
+                     .mutable_list_value();
+    for (int k = 0; k < 500; ++k) list->add_values()->set_number_value(k % 10);
+    v1::SubmitJobResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(f.stub->SubmitJob(&ctx, req, &resp).ok());
+    ids.push_back(resp.job().id());
+  }
+  v1::ListJobsRequest req;
+  std::vector<std::string> listed;
+  while (true) {
+    grpc::ClientContext ctx;
+    v1::ListJobsResponse resp;
+    ASSERT_TRUE(f.stub->ListJobs(&ctx, req, &resp).ok());
+    const std::string token = resp.next_page_token();
+    resp.clear_next_page_token();
+    // ~5.5 KB a job: one a page fits in 10,000 bytes, two do not.
+    EXPECT_LE(resp.ByteSizeLong(), 10000u);
+    EXPECT_EQ(resp.jobs_size(), 1);
+    for (const v1::Job& job : resp.jobs()) listed.push_back(job.id());
+    if (token.empty()) break;
+    req.set_page_token(token);
+  }
+  EXPECT_EQ(listed, ids);
+}
+
 // SubmitJob builds half of its answer from the request and half from the
 // store's row; together they must be exactly what GetJob reads back.
 TEST(JobServiceTest, SubmitAnswersWithTheJobAsGetJobReadsIt) {

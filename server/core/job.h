@@ -8,6 +8,7 @@
 #ifndef JOBWIRE_SERVER_CORE_JOB_H_
 #define JOBWIRE_SERVER_CORE_JOB_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -188,6 +189,12 @@ struct JobEvent {
   // queued a webhook delivery (a webhook_outbox row) in its transaction.
   bool webhook_queued = false;
 };
+
+// Approximate bytes a job or an event holds: the sizes of its variable-size
+// fields (strings, labels, paths) plus sizeof the struct. For memory and page
+// budgets (ListJobs pages, the event bus ring), not an exact allocation count.
+size_t ApproxBytes(const Job& job);
+size_t ApproxBytes(const JobEvent& event);
 
 // Receives every batch of committed events, in event_id order, right after the
 // commit is durable and before any writer is answered. Implementations must

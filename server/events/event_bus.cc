@@ -31,20 +31,49 @@ void EventBus::DeliverLocked(Subscription* s, const JobEvent& event) {
   if (!s->subscriber->OnEvent(event)) s->lagging = true;
 }
 
-void EventBus::PublishLocked(const JobEvent& event) {
-  if (options_.ring_capacity > 0) {
-    if (covered_after_ < 0) covered_after_ = event.event_id - 1;
-    if (ring_.size() < options_.ring_capacity) {
-      ring_.push_back(event);
-    } else {
-      JobEvent& oldest = ring_[ring_head_];
-      covered_after_ = oldest.event_id;
-      oldest = event;
-      ring_head_ = (ring_head_ + 1) % ring_.size();
-    }
-  } else {
+void EventBus::PopOldestLocked() {
+  JobEvent& oldest = ring_[ring_head_];
+  covered_after_ = oldest.event_id;
+  ring_bytes_ -= ring_sizes_[ring_head_];
+  if (ring_sizes_[ring_head_] > kSlotReuseBytes) oldest = JobEvent();
+  ring_sizes_[ring_head_] = 0;
+  --ring_count_;
+  ring_head_ = ring_count_ == 0 ? 0 : (ring_head_ + 1) % ring_.size();
+}
+
+void EventBus::AppendLocked(const JobEvent& event) {
+  const size_t size = ApproxBytes(event);
+  const size_t max_bytes = options_.ring_max_bytes;
+  if (options_.ring_capacity == 0 || (max_bytes > 0 && size > max_bytes)) {
+    // Not kept: the ring now covers nothing before or at this event.
+    while (ring_count_ > 0) PopOldestLocked();
     covered_after_ = event.event_id;
+    return;
   }
+  if (covered_after_ < 0) covered_after_ = event.event_id - 1;
+  while (ring_count_ > 0 && (ring_count_ == options_.ring_capacity ||
+                             (max_bytes > 0 && ring_bytes_ + size > max_bytes))) {
+    PopOldestLocked();
+  }
+  const size_t tail = ring_head_ + ring_count_;
+  if (tail == ring_.size() && ring_.size() < options_.ring_capacity) {
+    ring_.push_back(event);
+    ring_sizes_.push_back(size);
+  } else {
+    const size_t at = tail % ring_.size();
+    ring_[at] = event;
+    ring_sizes_[at] = size;
+  }
+  ++ring_count_;
+  ring_bytes_ += size;
+}
+
+const JobEvent& EventBus::RingAtLocked(size_t i) const {
+  return ring_[(ring_head_ + i) % ring_.size()];
+}
+
+void EventBus::PublishLocked(const JobEvent& event) {
+  AppendLocked(event);
   last_event_id_ = std::max(last_event_id_, event.event_id);
 
   auto it = topics_.find(event.job_id);
@@ -118,25 +147,21 @@ EventBus::ResumeResult EventBus::ResumeAll(Subscription* subscription,
   if (covered_after_ < 0 || after_event_id < covered_after_) {
     return ResumeResult::kReadStore;
   }
-  // The ring in publishing order is ring_[ring_head_...] then ring_[0...].
-  const size_t n = ring_.size();
-  auto at = [&](size_t i) -> const JobEvent& {
-    mu_.AssertHeld();
-    return ring_[(ring_head_ + i) % n];
-  };
+  // The ring in publishing order is RingAtLocked(0 ... ring_count_ - 1).
+  const size_t n = ring_count_;
   // The first position whose event_id is above after_event_id.
   size_t lo = 0;
   size_t hi = n;
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    if (at(mid).event_id <= after_event_id) {
+    if (RingAtLocked(mid).event_id <= after_event_id) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
   for (size_t i = lo; i < n; ++i) {
-    if (!subscription->subscriber->OnEvent(at(i))) {
+    if (!subscription->subscriber->OnEvent(RingAtLocked(i))) {
       return ResumeResult::kLagging;
     }
   }
@@ -151,7 +176,12 @@ int64_t EventBus::last_event_id() const {
 
 size_t EventBus::ring_size() const {
   absl::MutexLock lock(&mu_);
-  return ring_.size();
+  return ring_count_;
+}
+
+size_t EventBus::ring_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return ring_bytes_;
 }
 
 size_t EventBus::subscription_count() const {

@@ -2,8 +2,10 @@
 //
 // The store hands every committed batch to OnCommit (it is the store's
 // CommitListener) on its completion thread (or its idle writer, job_store.h),
-// in event_id order. The bus appends the events to a bounded ring of recent
-// events and pushes each one to
+// in event_id order. The bus appends the events to a ring of recent events,
+// bounded in count (Options::ring_capacity) and in bytes (ring_max_bytes,
+// ApproxBytes of each event: an event with a large result or log line counts
+// for what it holds), dropping the oldest first, and pushes each one to
 //   - the subscribers of that event's job (SubscribeJob): a hash lookup, so
 //     10,000 watchers of 10,000 different jobs cost O(1) per event;
 //   - every global subscriber (SubscribeAll): WatchJobs streams, the
@@ -64,7 +66,17 @@ class EventBus final : public CommitListener {
   struct Options {
     // Recent events kept in memory for subscribers that fall a little behind.
     size_t ring_capacity = 4096;
+    // Bytes (ApproxBytes) those events may hold together; the oldest leave
+    // first when either bound is reached, and an event larger than this is
+    // not kept at all. Subscribers the ring no longer reaches back for read
+    // the durable log (ResumeAll: kReadStore). 0: no byte bound. Each slot
+    // may also keep up to kSlotReuseBytes of a former event's storage.
+    size_t ring_max_bytes = 32 << 20;
   };
+
+  // Storage of an evicted event that a ring slot keeps for reuse (so that
+  // publishing small events allocates nothing); larger events are freed.
+  static constexpr size_t kSlotReuseBytes = 2048;
 
   // Opaque handle of one subscription; owned by the bus.
   struct Subscription;
@@ -124,6 +136,9 @@ class EventBus final : public CommitListener {
   int64_t last_event_id() const;
   // Events held in the ring; at most Options::ring_capacity.
   size_t ring_size() const;
+  // ApproxBytes of the events held in the ring; at most
+  // Options::ring_max_bytes (when not 0).
+  size_t ring_bytes() const;
   // Open subscriptions (job and global).
   size_t subscription_count() const;
 
@@ -135,15 +150,26 @@ class EventBus final : public CommitListener {
   };
 
   void PublishLocked(const JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AppendLocked(const JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PopOldestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const JobEvent& RingAtLocked(size_t i) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void DeliverLocked(Subscription* s, const JobEvent& event);
 
   const Options options_;
   mutable absl::Mutex mu_;
-  // A circular buffer of at most ring_capacity events, oldest at
-  // ring_head_. Full slots are overwritten by copy assignment, which reuses
-  // the old event's storage: publishing allocates nothing in steady state.
+  // A circular buffer of at most ring_capacity slots holding ring_count_
+  // events, oldest at ring_head_. It grows by push_back and wraps only once
+  // it has ring_capacity slots, so until then ring_head_ + ring_count_ is at
+  // most its size. Slots are overwritten by copy assignment, which reuses the
+  // old event's storage (up to kSlotReuseBytes): publishing small events
+  // allocates nothing in steady state. ring_sizes_ holds each slot's
+  // ApproxBytes, ring_bytes_ their sum over the events held.
   std::vector<JobEvent> ring_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> ring_sizes_ ABSL_GUARDED_BY(mu_);
   size_t ring_head_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t ring_count_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t ring_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // The ring holds every published event with event_id > covered_after_;
   // -1 until the first event.
   int64_t covered_after_ ABSL_GUARDED_BY(mu_) = -1;

@@ -101,6 +101,53 @@ TEST(EventBusTest, ResumeAllAsksForTheStoreWhenTheRingNoLongerHoldsTheCursor) {
   bus.Unsubscribe(s);
 }
 
+// An event carrying `bytes` of result payload (as a job's last event does).
+JobEvent BigEvent(int64_t id, size_t bytes) {
+  JobEvent e = Event(id, "big", id);
+  e.result = JobResult{"", std::string(bytes, 'r')};
+  return e;
+}
+
+TEST(EventBusTest, RingIsBoundedInBytesAndLaggersThenReadTheStore) {
+  EventBus::Options options;
+  options.ring_capacity = 1000;
+  options.ring_max_bytes = 1 << 20;
+  EventBus bus(options);
+  Collector c;
+  EventBus::Subscription* s = bus.SubscribeAll(&c, /*live=*/false, nullptr);
+  // 40 events of 300 KB: 12 MB by count alone; the ring keeps the last three.
+  for (int64_t id = 1; id <= 40; ++id) {
+    bus.OnCommit({BigEvent(id, 300 * 1000)});
+    EXPECT_LE(bus.ring_bytes(), options.ring_max_bytes);
+  }
+  EXPECT_EQ(bus.ring_size(), 3u);
+  EXPECT_GE(bus.ring_bytes(), 3u * 300 * 1000);
+  EXPECT_EQ(bus.ResumeAll(s, 36), EventBus::ResumeResult::kReadStore);
+  EXPECT_EQ(bus.ResumeAll(s, 37), EventBus::ResumeResult::kLive);
+  EXPECT_EQ(c.Ids(), (std::vector<int64_t>{38, 39, 40}));
+
+  // Small events fill back in by count; evicted big ones free their bytes.
+  for (int64_t id = 41; id <= 1040; ++id) bus.OnCommit({Event(id, "a", id)});
+  EXPECT_EQ(bus.ring_size(), 1000u);
+  EXPECT_LT(bus.ring_bytes(), 1000u * 2048);
+  EXPECT_EQ(bus.ring_bytes(), 1000u * ApproxBytes(Event(1, "a", 1)));
+
+  // An event above the whole budget is not kept: the ring then reaches back
+  // to nothing before it, and the next small one starts it over.
+  bus.OnCommit({BigEvent(1041, 2 << 20)});
+  EXPECT_EQ(bus.ring_size(), 0u);
+  EXPECT_EQ(bus.ring_bytes(), 0u);
+  bus.OnCommit({Event(1042, "a", 1042)});
+  EXPECT_EQ(bus.ring_size(), 1u);
+  Collector late;
+  EventBus::Subscription* t = bus.SubscribeAll(&late, /*live=*/false, nullptr);
+  EXPECT_EQ(bus.ResumeAll(t, 1040), EventBus::ResumeResult::kReadStore);
+  EXPECT_EQ(bus.ResumeAll(t, 1041), EventBus::ResumeResult::kLive);
+  EXPECT_EQ(late.Ids(), (std::vector<int64_t>{1042}));
+  bus.Unsubscribe(t);
+  bus.Unsubscribe(s);
+}
+
 TEST(EventBusTest, ResumeJobIsLiveOnlyWhenNothingNewerWasPublished) {
   EventBus bus;
   Collector c;
@@ -117,9 +164,12 @@ TEST(EventBusTest, ResumeJobIsLiveOnlyWhenNothingNewerWasPublished) {
 // A publisher commits while subscribers refuse events at random and catch up
 // from the ring or, when it moved on, from the published log: each sees every
 // event exactly once, in order.
-TEST(EventBusTest, RandomlyLaggingSubscribersSeeEveryEventOnceInOrder) {
+// Four subscribers refusing 1% of events at random catch up from the ring or
+// the "store" while a writer publishes; with `varied_sizes`, events carry
+// 0 to 8 KB of log line so that the byte bound, not the count, evicts.
+void CheckRandomLaggers(EventBus::Options options, bool varied_sizes) {
   constexpr int kEvents = 20000;
-  EventBus bus(EventBus::Options{/*ring_capacity=*/64});
+  EventBus bus(options);
   std::vector<JobEvent> log;  // what the "store" committed
   absl::Mutex log_mu;
 
@@ -150,6 +200,7 @@ TEST(EventBusTest, RandomlyLaggingSubscribersSeeEveryEventOnceInOrder) {
   std::thread writer([&] {
     for (int i = 1; i <= kEvents; ++i) {
       JobEvent e = Event(i, "j", i);
+      if (varied_sizes) e.log_line.assign(static_cast<size_t>(i * 7919 % 8192), 'l');
       {
         absl::MutexLock lock(&log_mu);
         log.push_back(e);
@@ -189,6 +240,20 @@ TEST(EventBusTest, RandomlyLaggingSubscribersSeeEveryEventOnceInOrder) {
     ASSERT_EQ(subs[k]->ids.size(), static_cast<size_t>(kEvents));
     for (int i = 0; i < kEvents; ++i) ASSERT_EQ(subs[k]->ids[i], i + 1);
   }
+  if (options.ring_max_bytes > 0) {
+    EXPECT_LE(bus.ring_bytes(), options.ring_max_bytes);
+  }
+}
+
+TEST(EventBusTest, RandomlyLaggingSubscribersSeeEveryEventOnceInOrder) {
+  CheckRandomLaggers(EventBus::Options{/*ring_capacity=*/64}, false);
+}
+
+TEST(EventBusTest, RandomlyLaggingSubscribersOfAByteBoundRingSeeEveryEvent) {
+  EventBus::Options options;
+  options.ring_capacity = 4096;
+  options.ring_max_bytes = 64 << 10;  // ~16 events of 4 KB on average
+  CheckRandomLaggers(options, true);
 }
 
 }  // namespace

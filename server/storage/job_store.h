@@ -185,6 +185,14 @@ struct ListJobsQuery {
   // next_page_token of the previous page, or empty for the first page. Only
   // valid with the same filter and order_by.
   std::string page_token;
+  // Byte budget of the page; 0: none. The page ends early, with a
+  // next_page_token, before the first job that would take its bytes above
+  // max_bytes, so that neither the reader nor the response holds more; it
+  // always holds at least one job. A job's bytes are job_bytes(job) (called
+  // in order for each job of the page, then for the one that did not fit, if
+  // any), or ApproxBytes(job) without job_bytes.
+  size_t max_bytes = 0;
+  std::function<size_t(const Job&)> job_bytes;
 };
 
 struct ListJobsResult {
@@ -351,8 +359,9 @@ class JobStore {
   // Pending deliveries (neither delivered nor dead): the outbox's depth.
   // Reads the pending rows' index, so it costs what is pending.
   virtual absl::StatusOr<int64_t> CountPendingWebhooksBlocking() = 0;
-  // Deliveries by query, newest first. INVALID_ARGUMENT on "page_size"
-  // (negative) or "page_token".
+  // Deliveries by query, newest first, without their body (left empty: a
+  // page stays small however large the bodies). INVALID_ARGUMENT on
+  // "page_size" (negative) or "page_token".
   virtual absl::StatusOr<WebhookDeliveryPage> ListWebhookDeliveriesBlocking(
       const WebhookDeliveryQuery& query) = 0;
   // Puts a delivered or dead delivery back to pending, due now, with its

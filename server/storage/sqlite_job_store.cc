@@ -1907,17 +1907,33 @@ absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
     const ListJobsQuery& query) {
   JW_ASSIGN_OR_RETURN(ListPlan plan, PlanListJobs(query));
   ListJobsResult result;
+  bool more = false;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
     // Filter-shaped SQL is prepared per call (not cached: unbounded shapes).
     SQLite::Statement stmt(c.db, plan.sql);
     BindAll(stmt, plan.params);
-    while (stmt.executeStep()) result.jobs.push_back(ReadJob(stmt, false));
+    size_t bytes = 0;
+    while (stmt.executeStep()) {
+      // The plan fetches one row past the page to learn whether more follow.
+      if (result.jobs.size() == static_cast<size_t>(plan.page_size)) {
+        more = true;
+        break;
+      }
+      Job job = ReadJob(stmt, false);
+      if (query.max_bytes > 0) {
+        const size_t size =
+            query.job_bytes ? query.job_bytes(job) : ApproxBytes(job);
+        if (!result.jobs.empty() && bytes + size > query.max_bytes) {
+          more = true;
+          break;
+        }
+        bytes += size;
+      }
+      result.jobs.push_back(std::move(job));
+    }
     return absl::OkStatus();
   }));
-  if (result.jobs.size() > static_cast<size_t>(plan.page_size)) {
-    result.jobs.pop_back();
-    result.next_page_token = MakePageToken(plan, result.jobs.back());
-  }
+  if (more) result.next_page_token = MakePageToken(plan, result.jobs.back());
   return result;
 }
 
@@ -2020,10 +2036,14 @@ absl::StatusOr<std::vector<QueueRow>> SqliteJobStore::ListQueueRowsBlocking() {
 
 namespace {
 
-constexpr const char* kOutboxColumns =
-    "id, job_id, event_id, type, url, body, state, attempts, "
-    "next_attempt_time, last_attempt_time, last_status, last_error, "
-    "create_time";
+#define JW_OUTBOX_COLUMNS(BODY)                            \
+  "id, job_id, event_id, type, url, " BODY ", state, attempts, " \
+  "next_attempt_time, last_attempt_time, last_status, last_error, create_time"
+constexpr const char* kOutboxColumns = JW_OUTBOX_COLUMNS("body");
+// Listings answer without the body (it may hold a large job result): a page
+// of 1,000 rows stays small.
+constexpr const char* kOutboxColumnsNoBody = JW_OUTBOX_COLUMNS("'' AS body");
+#undef JW_OUTBOX_COLUMNS
 
 WebhookOutboxRow ReadOutboxRow(SQLite::Statement& stmt) {
   WebhookOutboxRow r;
@@ -2127,7 +2147,7 @@ SqliteJobStore::ListWebhookDeliveriesBlocking(
   WebhookDeliveryPage page;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
     static const auto* sql = new std::string(absl::StrCat(
-        "SELECT ", kOutboxColumns,
+        "SELECT ", kOutboxColumnsNoBody,
         " FROM webhook_outbox WHERE id < ?1 AND (?2 = '' OR job_id = ?2) "
         "AND (?3 = 0 OR state = 2 OR (state = 0 AND attempts > 0)) "
         "ORDER BY id DESC LIMIT ?4"));
