@@ -364,11 +364,6 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
       return absl::InvalidArgumentError(
           "--auth-token-file: give it or --auth-token, not both");
     }
-    if (!options_.http_listen.empty()) {
-      return absl::InvalidArgumentError(
-          "--auth-token-file: the HTTP face (--http) checks --auth-token "
-          "only; scoped tokens are for gRPC so far");
-    }
     JW_ASSIGN_OR_RETURN(tokens_, TokenTable::Load(options_.auth_token_file));
   }
   // Off loopback, plaintext only when asked for by name.
@@ -564,6 +559,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.socket_mode = options_.socket_mode;
   http.socket_group = options_.socket_group;
   http.auth_token = options_.auth_token;
+  http.auth_tokens = tokens_;  // the same scopes as over gRPC
   http.tls = tls_;  // HTTPS on the TCP listeners, from the same files
   http.cors_origins = options_.http_cors_origins;
   http.max_connections = options_.http_max_connections;

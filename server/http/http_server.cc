@@ -163,10 +163,17 @@ class HttpServer::Impl {
        RouteTable routes)
       : options(std::move(options)),
         clock(clock),
-        auth(HttpAuth::Options{this->options.auth_token}, clock),
+        auth(AuthOptions(this->options), clock),
         routes(std::move(routes)),
         gateway(std::make_unique<Gateway>(std::move(channel))),
         ioc(1) {}
+
+  static HttpAuth::Options AuthOptions(const Options& options) {
+    HttpAuth::Options auth;
+    auth.token = options.auth_token;
+    auth.table = options.auth_tokens;
+    return auth;
+  }
 
   absl::Status Bind();
   void Run() {
@@ -486,8 +493,10 @@ class Session final : public HttpServer::Impl::SessionBase,
     credentials.ticket = ticket;
     if (absl::StartsWith(path, "/v1/auth"))
       return HandleAuth(path, credentials);
-    if (absl::Status s = server_->auth.Check(credentials); !s.ok()) {
-      HttpReply reply = HttpErrorOf(s);
+    absl::StatusOr<HttpAuth::Caller> caller =
+        server_->auth.Authenticate(credentials);
+    if (!caller.ok()) {
+      HttpReply reply = HttpErrorOf(caller.status());
       reply.headers.emplace_back("WWW-Authenticate",
                                  "Bearer realm=\"jobwire\"");
       return Write(std::move(reply));
@@ -495,6 +504,10 @@ class Session final : public HttpServer::Impl::SessionBase,
     if (path == "/metrics" && server_->options.metrics) {
       if (request_.method() != http::verb::get)
         return MethodNotAllowed({"GET"});
+      if (absl::Status s = HttpAuth::CheckScope(*caller, "read", "/metrics");
+          !s.ok()) {
+        return Write(HttpErrorOf(s));
+      }
       auto reply = Replier();
       server_->options.metrics([reply](std::string text) {
         HttpReply r;
@@ -514,6 +527,15 @@ class Session final : public HttpServer::Impl::SessionBase,
           absl::StrCat("no route for ", method, " ", path))));
     }
     const Route& route = *match->route;
+    // The route's gRPC method decides the scope, as over gRPC.
+    if (absl::Status s = HttpAuth::CheckScope(
+            *caller,
+            ScopeOf(absl::StrCat("/", route.method->service()->full_name(), "/",
+                                 route.method->name())),
+            absl::StrCat(method, " ", path));
+        !s.ok()) {
+      return Write(HttpErrorOf(s));
+    }
     std::unique_ptr<Message> rpc(
         google::protobuf::MessageFactory::generated_factory()
             ->GetPrototype(route.method->input_type())
@@ -604,6 +626,7 @@ class Session final : public HttpServer::Impl::SessionBase,
             JsonReply(200, StructJson({{"authRequired", BoolValue(false)}})));
       }
       std::string token(HttpAuth::BearerOf(credentials.authorization));
+      std::optional<HttpAuth::Caller> caller;
       if (token.empty()) {
         google::protobuf::Struct body;
         if (google::protobuf::util::JsonStringToMessage(request_.body(), &body)
@@ -612,14 +635,15 @@ class Session final : public HttpServer::Impl::SessionBase,
           token = body.fields().at("token").string_value();
         }
       }
-      if (!auth.TokenMatches(token)) {
+      if (!token.empty()) caller = auth.CallerOfToken(token);
+      if (!caller.has_value()) {
         return Write(HttpErrorOf(absl::UnauthenticatedError(
             token.empty() ? "send the token as {\"token\": ...} or a bearer "
                             "header"
                           : "wrong token")));
       }
       absl::Time expires;
-      const std::string session = auth.NewSession(&expires);
+      const std::string session = auth.NewSession(*caller, &expires);
       HttpReply reply = JsonReply(
           200, StructJson({{"authRequired", BoolValue(true)},
                            {"expireTime", StringValue(Rfc3339(expires))}}));
@@ -641,15 +665,14 @@ class Session final : public HttpServer::Impl::SessionBase,
       return Write(std::move(reply));
     }
     if (path == "/v1/auth:ticket") {
-      if (absl::Status s = auth.Check(credentials); !s.ok()) {
-        return Write(HttpErrorOf(s));
-      }
+      absl::StatusOr<HttpAuth::Caller> caller = auth.Authenticate(credentials);
+      if (!caller.ok()) return Write(HttpErrorOf(caller.status()));
       if (!auth.enabled()) {
         return Write(HttpErrorOf(absl::FailedPreconditionError(
             "auth is off (no --auth-token): no ticket is needed")));
       }
       absl::Time expires;
-      const std::string ticket = auth.NewTicket(&expires);
+      const std::string ticket = auth.NewTicket(*caller, &expires);
       return Write(JsonReply(
           200, StructJson({{"ticket", StringValue(ticket)},
                            {"expireTime", StringValue(Rfc3339(expires))}})));
@@ -892,11 +915,12 @@ absl::Status HttpServer::Impl::Bind() {
   for (const ListenAddress& a : options.listen) {
     if (a.kind == ListenAddress::Kind::kTcp) {
       if (!a.IsLoopback() && options.auth_token.empty() &&
-          !client_certificates) {
+          options.auth_tokens == nullptr && !client_certificates) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--http ", a.ToUri(),
             " is not a loopback address; refusing to serve it without "
-            "--auth-token (or JOBWIRE_AUTH_TOKEN) or --tls-client-ca"));
+            "--auth-token (or JOBWIRE_AUTH_TOKEN), --auth-token-file or "
+            "--tls-client-ca"));
       }
       beast::error_code ec;
       net::ip::tcp::resolver resolver(ioc);

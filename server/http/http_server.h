@@ -68,6 +68,7 @@
 #include "server/http/gateway.h"
 #include "server/transport/listen_address.h"
 #include "server/transport/tls_credentials.h"
+#include "server/transport/token_file.h"
 
 namespace jobwire {
 
@@ -83,6 +84,9 @@ class HttpServer {
     gid_t socket_group = static_cast<gid_t>(-1);
     // Empty: no auth. See http_auth.h.
     std::string auth_token;
+    // Named tokens with scopes (--auth-token-file), instead of auth_token:
+    // each route needs the scope of its gRPC method. See http_auth.h.
+    std::shared_ptr<TokenTable> auth_tokens;
     // Set: HTTPS on the TCP listeners (see the class comment).
     std::shared_ptr<TlsCertificates> tls;
     // Origins allowed to call from a page served elsewhere (exact match,
