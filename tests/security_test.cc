@@ -442,8 +442,8 @@ TEST_F(SecurityTest, BadTlsFilesAreRefusedAtStartNamingTheFlag) {
              "--tls-client-ca", "server.key"},
             "--tls-client-ca: no PEM certificate"},
            {{"--tls-cert", "server.pem", "--tls-key", "server.key", "--http",
-             "127.0.0.1:0"},
-            "does not serve TLS yet"},
+             "0.0.0.0:0"},
+            "refusing to serve it without --auth-token"},
        }) {
     JobwiredProcess server(dir_, Args(c.args));
     ASSERT_TRUE(server.Exited(absl::Seconds(20)));

@@ -364,11 +364,6 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
       return absl::InvalidArgumentError(
           "--auth-token-file: give it or --auth-token, not both");
     }
-    if (!options_.http_listen.empty()) {
-      return absl::InvalidArgumentError(
-          "--auth-token-file: the HTTP face (--http) checks --auth-token "
-          "only; scoped tokens are for gRPC so far");
-    }
     JW_ASSIGN_OR_RETURN(tokens_, TokenTable::Load(options_.auth_token_file));
   }
   // Off loopback, plaintext only when asked for by name.
@@ -381,7 +376,9 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
   }
   for (const std::string& text : options_.http_listen) {
     absl::StatusOr<ListenAddress> http = ParseListenAddress(text);
-    if (http.ok() && !http->IsLoopback()) {
+    if (http.ok() && !http->IsLoopback() &&
+        (http->kind != ListenAddress::Kind::kTcp ||
+         options_.tls_cert.empty())) {
       plaintext.push_back(absl::StrCat("http://", http->ToUri()));
     }
   }
@@ -390,7 +387,7 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
       return absl::InvalidArgumentError(absl::StrCat(
           address,
           " is not a loopback address; refusing to serve it in plaintext: "
-          "give --tls-cert and --tls-key (gRPC), or "
+          "give --tls-cert and --tls-key, or "
           "--insecure-allow-plaintext"));
     }
     JW_LOG(WARNING) << "serving " << address
@@ -402,15 +399,6 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
     JW_ASSIGN_OR_RETURN(
         tls_, TlsCertificates::Load({options_.tls_cert, options_.tls_key,
                                      options_.tls_client_ca}));
-    for (const std::string& text : options_.http_listen) {
-      absl::StatusOr<ListenAddress> http = ParseListenAddress(text);
-      if (http.ok() && http->kind == ListenAddress::Kind::kTcp) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--http ", text,
-            ": the HTTP face does not serve TLS yet; with --tls-cert give "
-            "it a unix: address (or put a TLS proxy in front)"));
-      }
-    }
   }
 
   for (const ListenAddress& a : addresses) {
@@ -548,7 +536,8 @@ absl::Status App::StartServer() {
                  << " on every method but health and reflection";
   }
   if (tls_ != nullptr) {
-    JW_LOG(INFO) << "TLS on the TCP listeners with " << options_.tls_cert
+    JW_LOG(INFO) << "TLS on the TCP listeners (gRPC and HTTPS) with "
+                 << options_.tls_cert
                  << (tls_->requires_client_certificate()
                          ? ", client certificates required (--tls-client-ca)"
                          : "");
@@ -570,6 +559,8 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.socket_mode = options_.socket_mode;
   http.socket_group = options_.socket_group;
   http.auth_token = options_.auth_token;
+  http.auth_tokens = tokens_;  // the same scopes as over gRPC
+  http.tls = tls_;  // HTTPS on the TCP listeners, from the same files
   http.cors_origins = options_.http_cors_origins;
   http.max_connections = options_.http_max_connections;
   http.request_timeout = options_.http_request_timeout;

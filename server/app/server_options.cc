@@ -279,8 +279,8 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        }},
       {"tls-cert", "JOBWIRE_TLS_CERT", "PATH",
-       "serve TLS on the TCP listeners with this PEM certificate chain "
-       "(needs --tls-key; re-read when it changes)",
+       "serve TLS on the TCP listeners, gRPC and HTTP (HTTPS), with this "
+       "PEM certificate chain (needs --tls-key; re-read when it changes)",
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty path");
          o->tls_cert = v;
@@ -302,8 +302,8 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        }},
       {"insecure-allow-plaintext", "JOBWIRE_INSECURE_ALLOW_PLAINTEXT", "",
-       "serve a non-loopback TCP address without TLS (gRPC without "
-       "--tls-cert, HTTP); logged as a warning (default false)",
+       "serve a non-loopback TCP address (gRPC or HTTP) without TLS "
+       "(no --tls-cert); logged as a warning (default false)",
        [](const std::string& v, ServerOptions* o) {
          if (v != "true" && v != "false" && v != "1" && v != "0") {
            return Bad(absl::StrCat("want true or false, not \"", v, "\""));

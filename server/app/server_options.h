@@ -52,7 +52,7 @@ struct ServerOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
-  // Serve non-loopback TCP (gRPC without TLS, HTTP) in plaintext anyway;
+  // Serve non-loopback TCP (gRPC or HTTP) without TLS in plaintext anyway;
   // logged as a warning at start.
   bool insecure_allow_plaintext = false;
   // Threads for blocking work (storage reads, file I/O).

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <memory>
 #include <string>
 
 #include "server/common/clock.h"
@@ -88,6 +90,53 @@ TEST(HttpAuthTest, TicketIsShortLivedAndForGetOnly) {
   // A session value is not a ticket.
   r.ticket = auth.NewSession(&expires);
   EXPECT_FALSE(auth.Check(r).ok());
+}
+
+TEST(HttpAuthTest, TableTokensCarryTheirScopesIntoSessionsAndTickets) {
+  FakeClock clock(absl::FromUnixSeconds(1'800'000'000));
+  const std::string path = testing::TempDir() + "/http_auth_tokens";
+  std::ofstream(path) << "reader r3ader-token read\n"
+                      << "boss b0ss-token admin,read,submit\n";
+  absl::StatusOr<std::shared_ptr<TokenTable>> table = TokenTable::Load(path);
+  ASSERT_TRUE(table.ok()) << table.status();
+  HttpAuth::Options options;
+  options.table = *table;
+  HttpAuth auth(options, &clock);
+  EXPECT_TRUE(auth.enabled());
+  HttpAuth::Request r = Get();
+  r.authorization = "Bearer r3ader-token";
+  absl::StatusOr<HttpAuth::Caller> caller = auth.Authenticate(r);
+  ASSERT_TRUE(caller.ok()) << caller.status();
+  EXPECT_EQ(caller->name, "reader");
+  EXPECT_TRUE(HttpAuth::CheckScope(*caller, "read", "GET /v1/jobs").ok());
+  const absl::Status denied =
+      HttpAuth::CheckScope(*caller, "submit", "POST /v1/jobs");
+  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(denied.message(),
+            "token reader lacks the scope 'submit' that POST /v1/jobs needs");
+  r.authorization = "Bearer s3cret";
+  EXPECT_EQ(auth.Check(r).code(), absl::StatusCode::kUnauthenticated);
+
+  // A session keeps the caller; another token's name in it breaks the
+  // signature.
+  absl::Time expires;
+  const std::string session = auth.NewSession(*caller, &expires);
+  r = Get();
+  const std::string cookie = "jobwire_session=" + session;
+  r.cookie = cookie;
+  caller = auth.Authenticate(r);
+  ASSERT_TRUE(caller.ok()) << caller.status();
+  EXPECT_EQ(caller->name, "reader");
+  EXPECT_EQ(caller->scopes, std::vector<std::string>{"read"});
+  std::string forged = session;
+  forged.replace(forged.find(".reader."), 8, ".boss.");
+  const std::string forged_cookie = "jobwire_session=" + forged;
+  r.cookie = forged_cookie;
+  EXPECT_EQ(auth.Check(r).code(), absl::StatusCode::kUnauthenticated);
+  r.cookie = "";
+  const std::string ticket = auth.NewTicket(*caller, &expires);
+  r.ticket = ticket;
+  EXPECT_TRUE(auth.Check(r).ok());
 }
 
 }  // namespace

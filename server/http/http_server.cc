@@ -7,13 +7,16 @@
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -110,6 +113,38 @@ google::protobuf::Value StringValue(std::string s) {
   return v;
 }
 
+// An OpenSSL server context serving `pem`: TLS 1.2 and later, and with a
+// client CA, a client certificate chaining to it required.
+absl::StatusOr<std::shared_ptr<net::ssl::context>> MakeTlsContext(
+    const TlsCertificates::PemTexts& pem) {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+  beast::error_code ec;
+  ctx->set_options(
+      net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+          net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+          net::ssl::context::no_tlsv1_1,
+      ec);
+  const char* flag = "--tls-cert";
+  if (!ec) ctx->use_certificate_chain(net::buffer(pem.cert), ec);
+  if (!ec) flag = "--tls-key";
+  if (!ec) {
+    ctx->use_private_key(net::buffer(pem.key), net::ssl::context::pem, ec);
+  }
+  if (!ec && !pem.client_ca.empty()) {
+    flag = "--tls-client-ca";
+    ctx->add_certificate_authority(net::buffer(pem.client_ca), ec);
+    if (!ec) {
+      ctx->set_verify_mode(
+          net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert, ec);
+    }
+  }
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": not usable for HTTPS: ", ec.message()));
+  }
+  return ctx;
+}
+
 }  // namespace
 
 // What every connection shares; lives until Stop() has joined the thread.
@@ -128,10 +163,17 @@ class HttpServer::Impl {
        RouteTable routes)
       : options(std::move(options)),
         clock(clock),
-        auth(HttpAuth::Options{this->options.auth_token}, clock),
+        auth(AuthOptions(this->options), clock),
         routes(std::move(routes)),
         gateway(std::make_unique<Gateway>(std::move(channel))),
         ioc(1) {}
+
+  static HttpAuth::Options AuthOptions(const Options& options) {
+    HttpAuth::Options auth;
+    auth.token = options.auth_token;
+    auth.table = options.auth_tokens;
+    return auth;
+  }
 
   absl::Status Bind();
   void Run() {
@@ -143,6 +185,25 @@ class HttpServer::Impl {
 
   template <typename Acceptor, typename Stream>
   void Accept(Acceptor* acceptor);
+
+  // The context for the next TLS handshake: a new one when the certificate
+  // files changed (TlsCertificates::Current); the last good one when the
+  // new files do not make one. HTTP thread only (and Bind).
+  std::shared_ptr<net::ssl::context> TlsContext() {
+    std::shared_ptr<const TlsCertificates::PemTexts> pem =
+        options.tls->Current();
+    if (pem == tls_pem) return tls_context;
+    tls_pem = pem;
+    absl::StatusOr<std::shared_ptr<net::ssl::context>> ctx =
+        MakeTlsContext(*pem);
+    if (!ctx.ok()) {
+      JW_LOG(WARNING) << "http: " << ctx.status().message()
+                      << "; still serving the previous certificate";
+      return tls_context;
+    }
+    tls_context = *std::move(ctx);
+    return tls_context;
+  }
 
   // The CORS origin to answer for `origin`; empty when not allowed.
   std::string AllowedOrigin(absl::string_view origin) const {
@@ -165,6 +226,8 @@ class HttpServer::Impl {
   std::atomic<int> connections{0};
   std::atomic<int> event_streams{0};
   std::atomic<bool> draining{false};
+  std::shared_ptr<const TlsCertificates::PemTexts> tls_pem;
+  std::shared_ptr<net::ssl::context> tls_context;
   // Open sessions; touched on the HTTP thread only (and by the io_context's
   // destructor, which destroys the sessions its handlers still hold: so it
   // is declared after everything a session touches when destroyed).
@@ -190,10 +253,17 @@ class Session final : public HttpServer::Impl::SessionBase,
                       public WatchSink,
                       public std::enable_shared_from_this<Session<Stream>> {
  public:
-  using Socket = typename Stream::socket_type;
+  // The TCP or Unix stream under TLS (if any): timeouts and the socket.
+  using Lowest = std::remove_reference_t<decltype(beast::get_lowest_layer(
+      std::declval<Stream&>()))>;
+  using Socket = typename Lowest::socket_type;
+  static constexpr bool kTls = !std::is_same_v<Stream, Lowest>;
 
-  Session(Socket&& socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)),
+  // `tls` is the TLS context of an HTTPS connection; null otherwise.
+  Session(Socket&& socket, HttpServer::Impl* server,
+          std::shared_ptr<net::ssl::context> tls = nullptr)
+      : tls_(std::move(tls)),
+        stream_(MakeStream(std::move(socket), tls_.get())),
         server_(server),
         header_timer_(stream_.get_executor()) {
     server_->connections.fetch_add(1);
@@ -208,7 +278,22 @@ class Session final : public HttpServer::Impl::SessionBase,
     server_->connections.fetch_sub(1);
   }
 
-  void Start() { Read(); }
+  void Start() {
+    if constexpr (kTls) {
+      // A peer that does not finish its handshake in time is cut off like
+      // a slow request.
+      lowest().expires_after(Chrono(server_->options.request_timeout));
+      stream_.async_handshake(
+          net::ssl::stream_base::server,
+          [self = this->shared_from_this()](beast::error_code ec) {
+            if (self->closed_) return;
+            if (ec) return self->Close();
+            self->Read();
+          });
+    } else {
+      Read();
+    }
+  }
 
   void Drain() override {
     if (state_ == State::kIdle && !(parser_ && parser_->got_some())) {
@@ -224,11 +309,21 @@ class Session final : public HttpServer::Impl::SessionBase,
     header_timer_.cancel();
     if (watch_ != nullptr && !ended_) watch_->Cancelled();
     beast::error_code ec;
-    stream_.socket().shutdown(net::socket_base::shutdown_both, ec);
-    stream_.close();
+    lowest().socket().shutdown(net::socket_base::shutdown_both, ec);
+    lowest().close();
   }
 
  private:
+  static Stream MakeStream(Socket&& socket, net::ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  Lowest& lowest() { return beast::get_lowest_layer(stream_); }
+
   enum class State { kIdle, kBusy, kEvents };
 
   // WatchSink, for the SSE stream's watch: called on any thread with the
@@ -262,8 +357,8 @@ class Session final : public HttpServer::Impl::SessionBase,
     parser_->header_limit(
         static_cast<std::uint32_t>(server_->options.max_header_bytes));
     parser_->body_limit(server_->options.max_body_bytes);
-    stream_.expires_after(Chrono(first_ ? server_->options.request_timeout
-                                        : server_->options.idle_timeout));
+    lowest().expires_after(Chrono(first_ ? server_->options.request_timeout
+                                         : server_->options.idle_timeout));
     http::async_read(
         stream_, buffer_, *parser_,
         beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
@@ -321,7 +416,7 @@ class Session final : public HttpServer::Impl::SessionBase,
     res->body() = std::move(reply.body);
     res->prepare_payload();
     state_ = State::kBusy;
-    stream_.expires_after(Chrono(server_->options.write_timeout));
+    lowest().expires_after(Chrono(server_->options.write_timeout));
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](
                           beast::error_code ec, std::size_t) {
@@ -398,8 +493,10 @@ class Session final : public HttpServer::Impl::SessionBase,
     credentials.ticket = ticket;
     if (absl::StartsWith(path, "/v1/auth"))
       return HandleAuth(path, credentials);
-    if (absl::Status s = server_->auth.Check(credentials); !s.ok()) {
-      HttpReply reply = HttpErrorOf(s);
+    absl::StatusOr<HttpAuth::Caller> caller =
+        server_->auth.Authenticate(credentials);
+    if (!caller.ok()) {
+      HttpReply reply = HttpErrorOf(caller.status());
       reply.headers.emplace_back("WWW-Authenticate",
                                  "Bearer realm=\"jobwire\"");
       return Write(std::move(reply));
@@ -407,6 +504,10 @@ class Session final : public HttpServer::Impl::SessionBase,
     if (path == "/metrics" && server_->options.metrics) {
       if (request_.method() != http::verb::get)
         return MethodNotAllowed({"GET"});
+      if (absl::Status s = HttpAuth::CheckScope(*caller, "read", "/metrics");
+          !s.ok()) {
+        return Write(HttpErrorOf(s));
+      }
       auto reply = Replier();
       server_->options.metrics([reply](std::string text) {
         HttpReply r;
@@ -426,6 +527,15 @@ class Session final : public HttpServer::Impl::SessionBase,
           absl::StrCat("no route for ", method, " ", path))));
     }
     const Route& route = *match->route;
+    // The route's gRPC method decides the scope, as over gRPC.
+    if (absl::Status s = HttpAuth::CheckScope(
+            *caller,
+            ScopeOf(absl::StrCat("/", route.method->service()->full_name(), "/",
+                                 route.method->name())),
+            absl::StrCat(method, " ", path));
+        !s.ok()) {
+      return Write(HttpErrorOf(s));
+    }
     std::unique_ptr<Message> rpc(
         google::protobuf::MessageFactory::generated_factory()
             ->GetPrototype(route.method->input_type())
@@ -516,6 +626,7 @@ class Session final : public HttpServer::Impl::SessionBase,
             JsonReply(200, StructJson({{"authRequired", BoolValue(false)}})));
       }
       std::string token(HttpAuth::BearerOf(credentials.authorization));
+      std::optional<HttpAuth::Caller> caller;
       if (token.empty()) {
         google::protobuf::Struct body;
         if (google::protobuf::util::JsonStringToMessage(request_.body(), &body)
@@ -524,14 +635,15 @@ class Session final : public HttpServer::Impl::SessionBase,
           token = body.fields().at("token").string_value();
         }
       }
-      if (!auth.TokenMatches(token)) {
+      if (!token.empty()) caller = auth.CallerOfToken(token);
+      if (!caller.has_value()) {
         return Write(HttpErrorOf(absl::UnauthenticatedError(
             token.empty() ? "send the token as {\"token\": ...} or a bearer "
                             "header"
                           : "wrong token")));
       }
       absl::Time expires;
-      const std::string session = auth.NewSession(&expires);
+      const std::string session = auth.NewSession(*caller, &expires);
       HttpReply reply = JsonReply(
           200, StructJson({{"authRequired", BoolValue(true)},
                            {"expireTime", StringValue(Rfc3339(expires))}}));
@@ -553,15 +665,14 @@ class Session final : public HttpServer::Impl::SessionBase,
       return Write(std::move(reply));
     }
     if (path == "/v1/auth:ticket") {
-      if (absl::Status s = auth.Check(credentials); !s.ok()) {
-        return Write(HttpErrorOf(s));
-      }
+      absl::StatusOr<HttpAuth::Caller> caller = auth.Authenticate(credentials);
+      if (!caller.ok()) return Write(HttpErrorOf(caller.status()));
       if (!auth.enabled()) {
         return Write(HttpErrorOf(absl::FailedPreconditionError(
             "auth is off (no --auth-token): no ticket is needed")));
       }
       absl::Time expires;
-      const std::string ticket = auth.NewTicket(&expires);
+      const std::string ticket = auth.NewTicket(*caller, &expires);
       return Write(JsonReply(
           200, StructJson({{"ticket", StringValue(ticket)},
                            {"expireTime", StringValue(Rfc3339(expires))}})));
@@ -612,13 +723,20 @@ class Session final : public HttpServer::Impl::SessionBase,
   // A read that completes only when the peer closes (or sends something,
   // which is ignored): how a gone EventSource is noticed between events.
   void WatchPeer() {
-    stream_.socket().async_read_some(
-        net::buffer(discard_),
-        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-          if (self->closed_) return;
-          if (ec) return self->Close();
-          self->WatchPeer();
-        });
+    auto done = [self = this->shared_from_this()](beast::error_code ec,
+                                                  std::size_t) {
+      if (self->closed_) return;
+      if (ec) return self->Close();
+      self->WatchPeer();
+    };
+    if constexpr (kTls) {
+      // Through TLS (a record is not a close); with no read deadline (only
+      // the read's: a pending write keeps its own).
+      lowest().expires_never();
+      stream_.async_read_some(net::buffer(discard_), std::move(done));
+    } else {
+      lowest().socket().async_read_some(net::buffer(discard_), std::move(done));
+    }
   }
 
   void OnFrame(std::string frame) {
@@ -672,7 +790,7 @@ class Session final : public HttpServer::Impl::SessionBase,
       res.keep_alive(false);
       res.chunked(true);
       writing_ = true;
-      stream_.expires_after(Chrono(server_->options.write_timeout));
+      lowest().expires_after(Chrono(server_->options.write_timeout));
       http::async_write_header(stream_, head->serializer,
                                [self = this->shared_from_this(), head](
                                    beast::error_code ec, std::size_t) {
@@ -694,7 +812,7 @@ class Session final : public HttpServer::Impl::SessionBase,
           "\n", writing_chunk_.bytes);
     }
     writing_ = true;
-    stream_.expires_after(Chrono(server_->options.write_timeout));
+    lowest().expires_after(Chrono(server_->options.write_timeout));
     auto done = [self = this->shared_from_this()](beast::error_code ec,
                                                   std::size_t) {
       self->OnChunkWritten(ec);
@@ -718,6 +836,8 @@ class Session final : public HttpServer::Impl::SessionBase,
     Pump();
   }
 
+  // Before stream_, which uses it.
+  std::shared_ptr<net::ssl::context> tls_;
   Stream stream_;
   HttpServer::Impl* const server_;
   beast::flat_buffer buffer_;
@@ -747,6 +867,7 @@ class Session final : public HttpServer::Impl::SessionBase,
 };
 
 using TcpStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using UnixStream =
     beast::basic_stream<net::local::stream_protocol, net::any_io_executor,
                         beast::unlimited_rate_policy>;
@@ -755,8 +876,9 @@ using UnixStream =
 
 template <typename Acceptor, typename Stream>
 void HttpServer::Impl::Accept(Acceptor* acceptor) {
-  acceptor->async_accept([this, acceptor](beast::error_code ec,
-                                          typename Stream::socket_type socket) {
+  acceptor->async_accept([this, acceptor](
+                             beast::error_code ec,
+                             typename Session<Stream>::Socket socket) {
     if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
     if (ec) {
       JW_LOG(WARNING) << "http: accept: " << ec.message() << "; retrying in "
@@ -771,6 +893,9 @@ void HttpServer::Impl::Accept(Acceptor* acceptor) {
     if (connections.load() >= options.max_connections || Draining()) {
       beast::error_code ignored;
       socket.close(ignored);
+    } else if constexpr (std::is_same_v<Stream, TlsStream>) {
+      std::make_shared<Session<Stream>>(std::move(socket), this, TlsContext())
+          ->Start();
     } else {
       std::make_shared<Session<Stream>>(std::move(socket), this)->Start();
     }
@@ -779,13 +904,23 @@ void HttpServer::Impl::Accept(Acceptor* acceptor) {
 }
 
 absl::Status HttpServer::Impl::Bind() {
+  if (options.tls != nullptr) {
+    // The start fails on files OpenSSL refuses; later changes are checked
+    // as they come (TlsContext).
+    tls_pem = options.tls->Current();
+    JW_ASSIGN_OR_RETURN(tls_context, MakeTlsContext(*tls_pem));
+  }
+  const bool client_certificates =
+      options.tls != nullptr && options.tls->requires_client_certificate();
   for (const ListenAddress& a : options.listen) {
     if (a.kind == ListenAddress::Kind::kTcp) {
-      if (!a.IsLoopback() && options.auth_token.empty()) {
+      if (!a.IsLoopback() && options.auth_token.empty() &&
+          options.auth_tokens == nullptr && !client_certificates) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--http ", a.ToUri(),
             " is not a loopback address; refusing to serve it without "
-            "--auth-token (or JOBWIRE_AUTH_TOKEN)"));
+            "--auth-token (or JOBWIRE_AUTH_TOKEN), --auth-token-file or "
+            "--tls-client-ca"));
       }
       beast::error_code ec;
       net::ip::tcp::resolver resolver(ioc);
@@ -810,7 +945,8 @@ absl::Status HttpServer::Impl::Bind() {
           bound.address().is_v6()
               ? absl::StrCat("[", bound.address().to_string(), "]")
               : bound.address().to_string();
-      addresses.push_back(absl::StrCat("http://", host, ":", bound.port()));
+      addresses.push_back(absl::StrCat(options.tls ? "https://" : "http://",
+                                       host, ":", bound.port()));
       tcp_acceptors.push_back(std::move(acceptor));
       continue;
     }
@@ -843,8 +979,13 @@ absl::Status HttpServer::Impl::Bind() {
   }
   if (addresses.empty())
     return absl::InvalidArgumentError("--http: no address");
-  for (auto& a : tcp_acceptors)
-    Accept<net::ip::tcp::acceptor, TcpStream>(a.get());
+  for (auto& a : tcp_acceptors) {
+    if (options.tls != nullptr) {
+      Accept<net::ip::tcp::acceptor, TlsStream>(a.get());
+    } else {
+      Accept<net::ip::tcp::acceptor, TcpStream>(a.get());
+    }
+  }
   for (auto& a : unix_acceptors) {
     Accept<net::local::stream_protocol::acceptor, UnixStream>(a.get());
   }

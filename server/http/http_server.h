@@ -2,7 +2,12 @@
 //
 // HTTP/1.1 on Boost.Beast over Asio, on TCP and Unix socket listeners, one
 // thread (`jw-http`) for every connection: idle keep-alive connections and
-// open Server-Sent Events streams cost memory, not threads. Requests are
+// open Server-Sent Events streams cost memory, not threads. With
+// Options::tls the TCP listeners serve HTTPS only (Asio SSL on OpenSSL):
+// the same certificate files as gRPC, re-read when they change (asked
+// before each handshake), client certificates required when a client CA is
+// set; the handshake must end within request_timeout. Unix socket listeners
+// stay plaintext. Requests are
 // parsed by Beast with limits on header and body size and a deadline for
 // the whole request (slow senders are cut off with 408); responses are
 // written with a deadline too (a peer that stops reading is closed).
@@ -62,6 +67,8 @@
 #include "server/common/clock.h"
 #include "server/http/gateway.h"
 #include "server/transport/listen_address.h"
+#include "server/transport/tls_credentials.h"
+#include "server/transport/token_file.h"
 
 namespace jobwire {
 
@@ -77,6 +84,11 @@ class HttpServer {
     gid_t socket_group = static_cast<gid_t>(-1);
     // Empty: no auth. See http_auth.h.
     std::string auth_token;
+    // Named tokens with scopes (--auth-token-file), instead of auth_token:
+    // each route needs the scope of its gRPC method. See http_auth.h.
+    std::shared_ptr<TokenTable> auth_tokens;
+    // Set: HTTPS on the TCP listeners (see the class comment).
+    std::shared_ptr<TlsCertificates> tls;
     // Origins allowed to call from a page served elsewhere (exact match,
     // e.g. "https://app.example.com"); "*" allows any.
     std::vector<std::string> cors_origins;
@@ -85,7 +97,7 @@ class HttpServer {
     size_t max_header_bytes = 16 * 1024;
     size_t max_body_bytes = 4 * 1024 * 1024;
     // A request must arrive whole within this (from its first byte, or from
-    // the connection's start).
+    // the connection's start); a TLS handshake must end within it too.
     absl::Duration request_timeout = absl::Seconds(10);
     // A keep-alive connection with no request for this long is closed.
     absl::Duration idle_timeout = absl::Seconds(60);
@@ -106,7 +118,8 @@ class HttpServer {
 
   // Binds every address and starts serving. `channel` is an in-process
   // channel of the running grpc::Server. Fails: INVALID_ARGUMENT for a
-  // non-loopback address without an auth token (or no Options::watches);
+  // non-loopback address without an auth token or required client
+  // certificates, or certificates OpenSSL refuses (or no Options::watches);
   // FAILED_PRECONDITION when another server holds a Unix path; UNAVAILABLE
   // when binding fails.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
@@ -116,7 +129,8 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // The served addresses: "http://127.0.0.1:8080", "http+unix:/abs/h.sock".
+  // The served addresses: "http://127.0.0.1:8080" ("https://..." with
+  // TLS), "http+unix:/abs/h.sock".
   const std::vector<std::string>& addresses() const;
 
   // See the class comment. Non-blocking; idempotent.

@@ -119,6 +119,8 @@ absl::StatusOr<std::shared_ptr<TlsCertificates>> TlsCertificates::Load(
   std::shared_ptr<TlsCertificates> tls(new TlsCertificates(std::move(files)));
   absl::MutexLock lock(&tls->mu_);
   tls->pem_ = *std::move(pem);
+  tls->texts_ = std::make_shared<const PemTexts>(
+      PemTexts{tls->pem_.cert, tls->pem_.key, tls->pem_.client_ca});
   return tls;
 }
 
@@ -142,6 +144,8 @@ void TlsCertificates::RefreshLocked() {
     return;
   }
   pem_ = *std::move(pem);
+  texts_ = std::make_shared<const PemTexts>(
+      PemTexts{pem_.cert, pem_.key, pem_.client_ca});
   JW_LOG(INFO) << "TLS: loaded the changed certificate " << files_.cert_path;
 }
 
@@ -168,6 +172,12 @@ grpc_ssl_certificate_config_reload_status TlsCertificates::Fetch(
   consumer->handed = true;
   for (int i = 0; i < 3; ++i) consumer->stamps[i] = pem.stamps[i];
   return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+std::shared_ptr<const TlsCertificates::PemTexts> TlsCertificates::Current() {
+  absl::MutexLock lock(&mu_);
+  RefreshLocked();
+  return texts_;
 }
 
 grpc_server_credentials* TlsCertificates::CreateCoreCredentials() {

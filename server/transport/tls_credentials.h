@@ -9,6 +9,10 @@
 // without a restart. A change that does not load (a half-written file, a
 // mismatched pair) is logged and the last good files keep serving.
 //
+// The HTTP face (server/http/http_server.h) serves the same files over
+// HTTPS: it asks Current() before each TLS handshake and builds a new
+// OpenSSL context when the answer is a new one.
+//
 // Thread-safe: gRPC calls the fetcher from its threads.
 #ifndef JOBWIRE_SERVER_TRANSPORT_TLS_CREDENTIALS_H_
 #define JOBWIRE_SERVER_TRANSPORT_TLS_CREDENTIALS_H_
@@ -42,6 +46,16 @@ class TlsCertificates {
   // certificate. The caller owns the result; `this` must outlive it.
   grpc_server_credentials* CreateCoreCredentials();
 
+  // The PEM texts now served, re-read first when a file changed (a change
+  // that does not load keeps the last good ones). The same pointer until
+  // the contents change. Cheap when nothing changed: three stat calls.
+  struct PemTexts {
+    std::string cert;
+    std::string key;
+    std::string client_ca;  // empty: no client certificate is asked for
+  };
+  std::shared_ptr<const PemTexts> Current();
+
   bool requires_client_certificate() const {
     return !files_.client_ca_path.empty();
   }
@@ -71,6 +85,8 @@ class TlsCertificates {
   const TlsFiles files_;
   absl::Mutex mu_;
   Pem pem_ ABSL_GUARDED_BY(mu_);
+  // pem_'s texts, for Current(); replaced with pem_.
+  std::shared_ptr<const PemTexts> texts_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<Consumer>> consumers_ ABSL_GUARDED_BY(mu_);
   // The stamps of a change that failed to load (logged once).
   struct timespec failed_stamps_[3] ABSL_GUARDED_BY(mu_) = {};

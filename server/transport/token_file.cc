@@ -181,4 +181,14 @@ std::optional<TokenTable::Entry> TokenTable::Find(absl::string_view token) {
   return found;
 }
 
+std::optional<TokenTable::Entry> TokenTable::FindByName(
+    absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  MaybeReloadLocked();
+  for (const Entry& entry : entries_) {
+    if (entry.name == name) return entry;
+  }
+  return std::nullopt;
+}
+
 }  // namespace jobwire

@@ -64,6 +64,8 @@ class TokenTable {
   // The entry whose token is `token` (compared in constant time per entry),
   // after re-reading a changed file.
   std::optional<Entry> Find(absl::string_view token);
+  // The entry named `name`, after re-reading a changed file.
+  std::optional<Entry> FindByName(absl::string_view name);
 
  private:
   explicit TokenTable(std::string path) : path_(std::move(path)) {}

@@ -2,7 +2,8 @@
 
 The binary is $JOBWIRED, else the ci, dev or release build of this checkout.
 HTTP is served on a Unix socket in a temp directory (so a restart keeps the
-address) and on 127.0.0.1:0 (the bound port is read from the log).
+address) and on 127.0.0.1:0 (the bound port is read from the log; HTTPS
+when the extra flags give --tls-cert).
 """
 
 import os
@@ -56,7 +57,7 @@ class Server:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:].decode(errors="replace")
-            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", text)
+            m = re.search(r"listening on (https?://127\.0\.0\.1:\d+)", text)
             if m:
                 self.url = m.group(1)
                 return
