@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "server/api/proto_json.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -152,12 +153,10 @@ int HttpStatusOf(grpc::StatusCode code) {
 }
 
 std::string ToJson(const Message& message) {
+  // The reflection writer, not util::MessageToJsonString: the same text
+  // (proto_json_test) without building a TypeResolver's types per call.
   std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  if (!google::protobuf::util::MessageToJsonString(message, &out, options)
-           .ok()) {
-    return "{}";
-  }
+  AppendProtoJson(message, &out);
   return out;
 }
 
