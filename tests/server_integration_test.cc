@@ -476,7 +476,8 @@ TEST_F(ServerIntegrationTest, ListPagesStayUnderTheClientMessageLimit) {
     v1::SubmitJobRequest request;
     request.mutable_job()->set_kind("big");
     (*request.mutable_job()->mutable_args()->mutable_fields())["blob"]
-        .set_string_value(std::string(300 * 1000, static_cast<char>('a' + i % 26)));
+        .set_string_value(
+            std::string(300 * 1000, static_cast<char>('a' + i % 26)));
     v1::SubmitJobResponse response;
     grpc::ClientContext context;
     grpc::Status status = stub->SubmitJob(&context, request, &response);
@@ -492,8 +493,8 @@ TEST_F(ServerIntegrationTest, ListPagesStayUnderTheClientMessageLimit) {
     v1::ListJobsResponse page;
     grpc::ClientContext context;
     grpc::Status status = stub->ListJobs(&context, request, &page);
-    ASSERT_TRUE(status.ok()) << status.error_code() << " "
-                             << status.error_message();
+    ASSERT_TRUE(status.ok())
+        << status.error_code() << " " << status.error_message();
     ++pages;
     EXPECT_LE(page.ByteSizeLong(), 3u << 20);
     EXPECT_GE(page.jobs_size(), 1);
@@ -692,14 +693,14 @@ TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
                          "\"request_id\": \"pb3\"}\n";
   // Not in the batch: the bar counts 3 jobs, not 4.
   ASSERT_FALSE(SubmitWithCli("--kind k --queue pb").empty());
-  ChildProcess watch(JOBWIRE_CLI_PATH,
-                     {"--addr", "unix://" + socket_, "submit-batch", file,
-                      "--watch"},
-                     dir_ + "/batch-watch.log");
+  ChildProcess watch(
+      JOBWIRE_CLI_PATH,
+      {"--addr", "unix://" + socket_, "submit-batch", file, "--watch"},
+      dir_ + "/batch-watch.log");
   ASSERT_TRUE(LogSays(watch, "0/3 ended", absl::Seconds(10))) << watch.log();
   ChildProcess worker(JOBWIRE_CLI_PATH,
-                      {"worker", "--addr", "unix://" + socket_, "--queue",
-                       "pb", "--exec", "true"},
+                      {"worker", "--addr", "unix://" + socket_, "--queue", "pb",
+                       "--exec", "true"},
                       dir_ + "/pb-worker.log");
   ASSERT_TRUE(watch.Exited(absl::Seconds(20))) << watch.log() << worker.log();
   EXPECT_EQ(watch.exit_code(), 0) << watch.log();
@@ -718,9 +719,9 @@ TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
   EXPECT_TRUE(absl::StrContains(again.out, "3/3 ended: 3 succeeded"))
       << again.out;
   // On a terminal (script(1) gives it one): one bar, redrawn in place.
-  CliResult tty = RunCommand(absl::StrCat(
-      "script -qec '", JOBWIRE_CLI_PATH, " --addr unix://", socket_,
-      " submit-batch --watch ", file, "' /dev/null"));
+  CliResult tty = RunCommand(
+      absl::StrCat("script -qec '", JOBWIRE_CLI_PATH, " --addr unix://",
+                   socket_, " submit-batch --watch ", file, "' /dev/null"));
   EXPECT_EQ(tty.code, 0) << tty.out;
   EXPECT_TRUE(absl::StrContains(
       tty.out, absl::StrCat("\r[", std::string(30, '#'),
@@ -732,10 +733,10 @@ TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
   const std::string idle = dir_ + "/idle.jsonl";
   std::ofstream(idle) << "{\"job\": {\"kind\": \"k\", \"queue\": \"idle\"}}\n"
                          "{\"job\": {\"kind\": \"k\", \"queue\": \"idle\"}}\n";
-  ChildProcess cancelled(JOBWIRE_CLI_PATH,
-                         {"--addr", "unix://" + socket_, "submit-batch", idle,
-                          "--watch"},
-                         dir_ + "/idle-watch.log");
+  ChildProcess cancelled(
+      JOBWIRE_CLI_PATH,
+      {"--addr", "unix://" + socket_, "submit-batch", idle, "--watch"},
+      dir_ + "/idle-watch.log");
   ASSERT_TRUE(LogSays(cancelled, "0/2 ended", absl::Seconds(10)))
       << cancelled.log();
   ASSERT_EQ(

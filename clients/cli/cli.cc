@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <map>
 #include <fstream>
+#include <map>
 #include <ostream>
 #include <sstream>
 #include <utility>

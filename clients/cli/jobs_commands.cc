@@ -647,8 +647,7 @@ class SubmitBatchCommand final : public Command {
         continue;
       }
       if (watch_) {  // followed, not printed
-        ids_.insert(answer.response.ids().begin(),
-                    answer.response.ids().end());
+        ids_.insert(answer.response.ids().begin(), answer.response.ids().end());
       } else if (IsJson(output_)) {  // a SubmitJobsResponse a line
         context.PrintJson(answer.response, /*every_field=*/true,
                           /*one_line=*/true);
@@ -904,8 +903,7 @@ class JobsProgress {
 // exactly those jobs, whatever else F matches later. Exits 0 when all
 // succeeded.
 absl::Status WatchMany(const CliContext& context, const std::string& filter,
-                       bool json,
-                       const std::set<std::string>* only) {
+                       bool json, const std::set<std::string>* only) {
   sdk::Client client = SdkClient(context);
   const bool tty =
       !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;

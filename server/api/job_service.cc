@@ -306,8 +306,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
       JobToProto(job, &converted.emplace_back());
       const size_t size = converted.back().ByteSizeLong();
       // The field's tag and length prefix in the response.
-      return size + 1 + google::protobuf::io::CodedOutputStream::VarintSize64(
-                            static_cast<uint64_t>(size));
+      return size + 1 +
+             google::protobuf::io::CodedOutputStream::VarintSize64(
+                 static_cast<uint64_t>(size));
     };
     JW_ASSIGN_OR_RETURN(ListJobsResult result, store_->ListJobsBlocking(query));
     response->mutable_jobs()->Reserve(static_cast<int>(result.jobs.size()));

@@ -61,7 +61,8 @@ namespace {
 size_t LabelBytes(const std::map<std::string, std::string>& labels) {
   size_t n = 0;
   // A map node holds the pair and about four pointers of tree links.
-  for (const auto& [k, v] : labels) n += k.size() + v.size() + 4 * sizeof(void*);
+  for (const auto& [k, v] : labels)
+    n += k.size() + v.size() + 4 * sizeof(void*);
   return n;
 }
 
@@ -76,12 +77,11 @@ size_t ErrorBytes(const std::optional<JobError>& e) {
 }  // namespace
 
 size_t ApproxBytes(const Job& job) {
-  size_t n = sizeof(Job) + job.id.size() + job.queue.size() + job.kind.size() +
-             job.args_json.size() + job.payload.size() +
-             LabelBytes(job.labels) + job.request_id.size() +
-             ResultBytes(job.result) + ErrorBytes(job.error) +
-             job.checkpoint.size() + job.worker_id.size() +
-             job.stop_reason.size();
+  size_t n =
+      sizeof(Job) + job.id.size() + job.queue.size() + job.kind.size() +
+      job.args_json.size() + job.payload.size() + LabelBytes(job.labels) +
+      job.request_id.size() + ResultBytes(job.result) + ErrorBytes(job.error) +
+      job.checkpoint.size() + job.worker_id.size() + job.stop_reason.size();
   if (job.progress) {
     n += job.progress->message.size() + job.progress->details_json.size();
   }

@@ -51,8 +51,9 @@ void EventBus::AppendLocked(const JobEvent& event) {
     return;
   }
   if (covered_after_ < 0) covered_after_ = event.event_id - 1;
-  while (ring_count_ > 0 && (ring_count_ == options_.ring_capacity ||
-                             (max_bytes > 0 && ring_bytes_ + size > max_bytes))) {
+  while (ring_count_ > 0 &&
+         (ring_count_ == options_.ring_capacity ||
+          (max_bytes > 0 && ring_bytes_ + size > max_bytes))) {
     PopOldestLocked();
   }
   const size_t tail = ring_head_ + ring_count_;

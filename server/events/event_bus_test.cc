@@ -200,7 +200,8 @@ void CheckRandomLaggers(EventBus::Options options, bool varied_sizes) {
   std::thread writer([&] {
     for (int i = 1; i <= kEvents; ++i) {
       JobEvent e = Event(i, "j", i);
-      if (varied_sizes) e.log_line.assign(static_cast<size_t>(i * 7919 % 8192), 'l');
+      if (varied_sizes)
+        e.log_line.assign(static_cast<size_t>(i * 7919 % 8192), 'l');
       {
         absl::MutexLock lock(&log_mu);
         log.push_back(e);

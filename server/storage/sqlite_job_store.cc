@@ -542,8 +542,8 @@ class SqliteJobStore::Writer {
     }
     // SQLite deletes every row in the first step (RETURNING rows come
     // after); each deleted row moves the counts, and the lease resets it.
-    auto stmt = conn.stmts.Get(absl::StrCat("DELETE FROM jobs WHERE id ",
-                                            match, " RETURNING queue, state"));
+    auto stmt = conn.stmts.Get(absl::StrCat("DELETE FROM jobs WHERE id ", match,
+                                            " RETURNING queue, state"));
     stmt->bindNoCopy(1, arg);
     while (stmt->executeStep()) {
       CountJob(stmt->getColumn(0).getString(),
@@ -2036,8 +2036,9 @@ absl::StatusOr<std::vector<QueueRow>> SqliteJobStore::ListQueueRowsBlocking() {
 
 namespace {
 
-#define JW_OUTBOX_COLUMNS(BODY)                            \
-  "id, job_id, event_id, type, url, " BODY ", state, attempts, " \
+#define JW_OUTBOX_COLUMNS(BODY)            \
+  "id, job_id, event_id, type, url, " BODY \
+  ", state, attempts, "                    \
   "next_attempt_time, last_attempt_time, last_status, last_error, create_time"
 constexpr const char* kOutboxColumns = JW_OUTBOX_COLUMNS("body");
 // Listings answer without the body (it may hold a large job result): a page

@@ -1052,7 +1052,8 @@ TEST_F(SqliteJobStoreTest, ListJobsEndsAPageEarlyAtItsByteBudget) {
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) {
     NewJob in = MakeJob();
-    in.job.args_json = absl::StrCat("{\"blob\":\"", std::string(1000, 'x'), "\"}");
+    in.job.args_json =
+        absl::StrCat("{\"blob\":\"", std::string(1000, 'x'), "\"}");
     ids.push_back(SubmitOne(*store, in)->id);
     clock_.Advance(absl::Milliseconds(1));
   }
