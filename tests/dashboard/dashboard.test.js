@@ -10,8 +10,10 @@ import {after, before, describe, test} from "node:test";
 import {eventually, launchBrowser, openPage, screenshot, sleep, startServer} from "./harness.js";
 import {fill, renderTime} from "./jobs_page_bench.js";
 
-// A worker command that reports progress 1/5 .. 5/5, 300 ms apart.
-const STEPS = 'for i in 1 2 3 4 5; do echo "progress $i/5 step $i"; sleep 0.3; done; echo \'{"ok": true}\'';
+// A worker command that reports progress 1/5 .. 5/5, 600 ms apart: slower
+// than the jobs page's relist of a job it has not seen yet (500 ms after
+// its first event), so a new row shows at least two steps live.
+const STEPS = 'for i in 1 2 3 4 5; do echo "progress $i/5 step $i"; sleep 0.6; done; echo \'{"ok": true}\'';
 // One that reports 1/2 and then works for a minute (to be cancelled).
 const SLOW = 'echo "progress 1/2 started"; sleep 60';
 
@@ -148,7 +150,7 @@ describe("pages", () => {
     const row = page.locator(`tr[data-job="${job.id}"]`);
     await row.waitFor({timeout: 8000});
     await eventually(async () => (await row.getAttribute("data-state")) === "SUCCEEDED", 20000, "SUCCEEDED");
-    // The worker reports 1/5 .. 5/5, 300 ms apart: the bar showed at least
+    // The worker reports 1/5 .. 5/5, 600 ms apart: the bar showed at least
     // two steps before the last, at least 200 ms apart (live, not a burst).
     const bars = (await page.evaluate(() => window.__bars)).filter(([id]) => id === job.id);
     const steps = new Map();
