@@ -169,7 +169,14 @@ ServerMetrics::ServerMetrics(Sources sources)
                            .Help("The COMMIT of each transaction: its WAL "
                                  "write and, with synchronous=FULL, fsync.")
                            .Register(*registry_)
-                           .Add({}, CommitBuckets())) {
+                           .Add({}, CommitBuckets())),
+      queue_wait_(BuildHistogram()
+                      .Name("jobwire_store_queue_wait_seconds")
+                      .Help("Committed transactions: the longest wait of "
+                            "their write requests in the queue, from being "
+                            "queued to BEGIN.")
+                      .Register(*registry_)
+                      .Add({}, CommitBuckets())) {
   if (!sources_.webhook_outbox_pending) return;
   auto& results = BuildCounter()
                       .Name("jobwire_webhook_deliveries_total")
@@ -294,6 +301,7 @@ void ServerMetrics::OnCommitSample(const CommitSample& sample) {
   transaction_duration_.Observe(
       absl::ToDoubleSeconds(sample.apply + sample.commit));
   commit_duration_.Observe(absl::ToDoubleSeconds(sample.commit));
+  queue_wait_.Observe(absl::ToDoubleSeconds(sample.queue_wait));
 }
 
 void ServerMetrics::OnAssigned(const std::string& queue,

@@ -167,6 +167,7 @@ class ServerMetrics final : public CommitListener,
   prometheus::Histogram& batch_requests_;
   prometheus::Histogram& transaction_duration_;
   prometheus::Histogram& commit_duration_;
+  prometheus::Histogram& queue_wait_;
   // Webhook deliveries by WebhookAttemptResult, and attempt times; null
   // while webhooks are off.
   std::array<prometheus::Counter*, std::size(kWebhookAttemptResults)>

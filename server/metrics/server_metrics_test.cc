@@ -288,6 +288,7 @@ TEST_F(ServerMetricsTest, CommitObserverFeedsGroupCommitHistograms) {
   EXPECT_EQ(Value(text, "jobwire_store_commit_seconds_count"), 2);
   EXPECT_EQ(Value(text, R"(jobwire_store_commit_seconds_bucket{le="+Inf"})"),
             2);
+  EXPECT_EQ(Value(text, "jobwire_store_queue_wait_seconds_count"), 2);
 }
 
 TEST_F(ServerMetricsTest, DispatcherGaugesAndDispatchLatency) {

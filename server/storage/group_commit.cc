@@ -220,9 +220,13 @@ void GroupCommit::RunBatch(Completion& c) {
   const std::vector<std::unique_ptr<Request>>& batch = c.requests;
   const absl::Time start = clock_->Now();
   int64_t queue_wait_ns = 0;
-  for (const std::unique_ptr<Request>& r : batch)
-    queue_wait_ns +=
+  int64_t longest_wait_ns = 0;
+  for (const std::unique_ptr<Request>& r : batch) {
+    const int64_t wait_ns =
         std::max<int64_t>(0, absl::ToInt64Nanoseconds(start - r->queued_));
+    queue_wait_ns += wait_ns;
+    longest_wait_ns = std::max(longest_wait_ns, wait_ns);
+  }
   requests_.fetch_add(static_cast<int64_t>(batch.size()),
                       std::memory_order_relaxed);
   queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
@@ -257,9 +261,10 @@ void GroupCommit::RunBatch(Completion& c) {
     // its capacity) for the next transaction.
     txn_->Committed(&c.events);
     if (batch_observer_ != nullptr) {
-      batch_observer_->OnCommitSample(CommitSample{
-          static_cast<int64_t>(batch.size()),
-          static_cast<int64_t>(c.events.size()), applied - start, commit_time});
+      batch_observer_->OnCommitSample(
+          CommitSample{static_cast<int64_t>(batch.size()),
+                       static_cast<int64_t>(c.events.size()), applied - start,
+                       commit_time, absl::Nanoseconds(longest_wait_ns)});
     }
   }
   // Counted here, before the hand-off, so the stats are current when a

@@ -201,6 +201,7 @@ class SampleObserver final : public CommitObserver {
     absl::MutexLock lock(&mu_);
     requests_.push_back(sample.requests);
     events_.push_back(sample.events);
+    queue_waits_.push_back(sample.queue_wait);
   }
   std::vector<int64_t> requests() {
     absl::MutexLock lock(&mu_);
@@ -210,11 +211,16 @@ class SampleObserver final : public CommitObserver {
     absl::MutexLock lock(&mu_);
     return events_;
   }
+  std::vector<absl::Duration> queue_waits() {
+    absl::MutexLock lock(&mu_);
+    return queue_waits_;
+  }
 
  private:
   absl::Mutex mu_;
   std::vector<int64_t> requests_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Duration> queue_waits_ ABSL_GUARDED_BY(mu_);
 };
 
 // Parameter: GroupCommit::Options::complete_on_idle_writer, so every test
@@ -592,15 +598,20 @@ TEST_P(GroupCommitTest, QueueWaitRunsFromEnqueueToTheTransaction) {
   engine_->Start();
   HoldWriter();  // queued and taken at the same fake time: no wait
   engine_->Enqueue(Write("a"));
-  clock.Advance(absl::Seconds(3));
+  clock.Advance(absl::Seconds(2));
+  engine_->Enqueue(Write("b"));
+  clock.Advance(absl::Seconds(1));
   ReleaseGate();
-  answers_.WaitFor(2);
+  answers_.WaitFor(3);
   engine_->Shutdown();
 
+  // Summed over requests (3 s + 1 s); per commit, the longest.
   const WriteStats stats = engine_->write_stats();
-  EXPECT_EQ(stats.queue_wait, absl::Seconds(3));
-  EXPECT_EQ(stats.requests, 2);
-  EXPECT_THAT(observer_.events(), ElementsAre(1, 1));
+  EXPECT_EQ(stats.queue_wait, absl::Seconds(4));
+  EXPECT_EQ(stats.requests, 3);
+  EXPECT_THAT(observer_.queue_waits(),
+              ElementsAre(absl::ZeroDuration(), absl::Seconds(3)));
+  EXPECT_THAT(observer_.events(), ElementsAre(1, 2));
 }
 
 INSTANTIATE_TEST_SUITE_P(CompletionThreadOnlyOrWriterToo, GroupCommitTest,

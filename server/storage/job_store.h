@@ -79,6 +79,10 @@ struct CommitSample {
   // transaction's time on the writer.
   absl::Duration apply;
   absl::Duration commit;
+  // The longest wait of its requests in the write queue, from being queued
+  // to the transaction's BEGIN: what the oldest caller waited before its
+  // write started (the rest of its wait is apply + commit + answering).
+  absl::Duration queue_wait;
 };
 
 // Told of every committed transaction, on the store's writer thread right
