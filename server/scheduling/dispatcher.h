@@ -26,6 +26,11 @@
 // sends something again. A lease ends, and its slot is freed, when the store
 // commits the job's move out of RUNNING, whoever caused it.
 //
+// Gates: the durable dispatch and queue pauses, concurrency limits and
+// weights live in DispatchGates (dispatch_gates.h), under mu_; the ...Blocking
+// setters below write them through the store. Explain() gathers its facts
+// under mu_ and words them outside it (explain.h).
+//
 // Fencing: worker reports name (job, attempt). A report from a session that
 // does not hold that attempt's live lease is refused with ABORTED before it
 // reaches the store, and the store-side mutation checks again.
@@ -64,6 +69,8 @@
 #include "server/core/job_change.h"
 #include "server/core/retry.h"
 #include "server/core/worker_transitions.h"
+#include "server/scheduling/dispatch_gates.h"
+#include "server/scheduling/explain.h"
 #include "server/scheduling/fair_choice.h"
 #include "server/scheduling/ready_index.h"
 #include "server/scheduling/timer_heap.h"
@@ -109,14 +116,6 @@ class WorkerConnection {
   // While draining: the session holds no lease any more, so its stream may
   // end (with UNAVAILABLE, after the queued messages).
   virtual void EndSession() = 0;
-};
-
-// One reason a job is not running, for ExplainJob.
-struct ExplainGate {
-  // SCHEDULE_TIME, BACKOFF, JOB_PAUSED, QUEUE_PAUSED, DISPATCH_PAUSED,
-  // CONCURRENCY_LIMIT, NO_WORKER, LEASED, TERMINAL, DRAINING.
-  std::string type;
-  std::string description;
 };
 
 struct DispatcherStats {
@@ -363,15 +362,8 @@ class Dispatcher final : public CommitListener {
   // Checks the lease, then submits `mutation`; `done` gets its status.
   void Report(int64_t session, const std::string& job_id, int32_t attempt,
               JobMutation mutation, StatusCallback done);
-  int32_t WeightLocked(const WorkerQueueSpec& q) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The queue's settings: its stored row, else the options' defaults.
-  QueueRow QueueSettingsLocked(const std::string& queue) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True while a pause of `queue` holds at `now`.
-  bool QueuePausedLocked(const std::string& queue, absl::Time now) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool QueueOpenLocked(const std::string& queue, absl::Time now) const
+  // Leases (reserved or running) of `queue`.
+  int32_t QueueLeasesLocked(const std::string& queue) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts a stored queue row in force (and arms the timer of a timed pause).
   void ApplyQueueRowLocked(const QueueRow& row)
@@ -401,11 +393,7 @@ class Dispatcher final : public CommitListener {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   // Leases are being released for shutdown: new ones end at once.
   bool releasing_ ABSL_GUARDED_BY(mu_) = false;
-  bool dispatch_paused_ ABSL_GUARDED_BY(mu_) = false;
-  std::string dispatch_pause_reason_ ABSL_GUARDED_BY(mu_);
-  // Settings of queues that have a stored row, or defaults from the options.
-  std::map<std::string, QueueRow> queues_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> stored_queues_ ABSL_GUARDED_BY(mu_);
+  DispatchGates gates_ ABSL_GUARDED_BY(mu_);
   // Jobs finished per queue in each of the last 60 seconds: second -> count.
   std::map<std::string, std::map<int64_t, int64_t>> finished_
       ABSL_GUARDED_BY(mu_);
