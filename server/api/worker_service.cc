@@ -32,8 +32,10 @@ constexpr int kMaxReportsInFlight = 4096;
 constexpr size_t kInlineArenaBytes = 1536;
 
 // One queued message on its own arena whose first block is inline. Not
-// movable; queued by unique_ptr.
-class Outgoing {
+// movable; queued by unique_ptr. An `assign` is made by AssignProtoEncoder
+// outside the dispatcher's lock and handed back to the session as an
+// EncodedAssign.
+class Outgoing final : public EncodedAssign {
  public:
   Outgoing()
       : msg_(google::protobuf::Arena::CreateMessage<v1::ConnectResponse>(
@@ -46,6 +48,29 @@ class Outgoing {
  private:
   InlineArena<kInlineArenaBytes> arena_;
   v1::ConnectResponse* const msg_;
+};
+
+// Builds `assign` messages: JobToProto parses the job's args JSON, the bulk
+// of an assign's CPU, so this runs outside the dispatcher's lock.
+class AssignProtoEncoder final : public AssignEncoder {
+ public:
+  std::unique_ptr<EncodedAssign> Encode(
+      const Job& job, absl::Time lease_deadline) const override {
+    auto out = std::make_unique<Outgoing>();
+    v1::Assign* a = out->msg().mutable_assign();
+    JobToProto(job, a->mutable_job());
+    a->set_attempt(job.attempt);
+    TimeToProto(lease_deadline, a->mutable_lease_deadline());
+    if (!job.checkpoint.empty()) a->set_checkpoint(job.checkpoint);
+    return out;
+  }
+
+  // Shared by every session; never destroyed (the dispatcher may encode
+  // after the service is gone).
+  static const AssignProtoEncoder& Get() {
+    static const auto* const encoder = new AssignProtoEncoder();
+    return *encoder;
+  }
 };
 
 WorkerHello FromProto(const v1::Hello& h) {
@@ -80,14 +105,12 @@ class WorkerSessionReactor final
   }
 
   // --- WorkerConnection (called with the dispatcher's lock held) ---
-  void SendAssign(const Job& job, absl::Time lease_deadline) override {
-    auto out = std::make_unique<Outgoing>();
-    v1::Assign* a = out->msg().mutable_assign();
-    JobToProto(job, a->mutable_job());
-    a->set_attempt(job.attempt);
-    TimeToProto(lease_deadline, a->mutable_lease_deadline());
-    if (!job.checkpoint.empty()) a->set_checkpoint(job.checkpoint);
-    Send(std::move(out));
+  const AssignEncoder& assign_encoder() const override {
+    return AssignProtoEncoder::Get();
+  }
+  void SendAssign(std::unique_ptr<EncodedAssign> assign) override {
+    // Made by assign_encoder(): an Outgoing.
+    Send(std::unique_ptr<Outgoing>(static_cast<Outgoing*>(assign.release())));
   }
   void SendCancel(const std::string& job_id, int32_t attempt,
                   const std::string& reason) override {

@@ -30,7 +30,11 @@ struct Sent {
 // it with its lock held, as the real stream reactor is.
 class RecordingConnection final : public WorkerConnection {
  public:
-  void SendAssign(const Job& job, absl::Time) override {
+  const AssignEncoder& assign_encoder() const override {
+    return JobAssignEncoder();
+  }
+  void SendAssign(std::unique_ptr<EncodedAssign> assign) override {
+    const Job& job = static_cast<JobAssign&>(*assign).job;
     Add({"assign", job.id, job.attempt, ""});
   }
   void SendCancel(const std::string& job_id, int32_t attempt,
