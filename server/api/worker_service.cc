@@ -12,6 +12,7 @@
 #include "server/api/convert.h"
 #include "server/api/inline_arena.h"
 #include "server/api/write_coalescing.h"
+#include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/transport/grpc_status.h"
 
@@ -95,8 +96,7 @@ class WorkerSessionReactor final
   WorkerSessionReactor(WorkerServiceImpl* service, bool refuse)
       : service_(service) {
     if (refuse) {
-      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down"));
+      FinishOnce(ShuttingDownError());
       return;
     }
     service_->Register(this);
@@ -132,17 +132,17 @@ class WorkerSessionReactor final
     TimeToProto(deadline, out->msg().mutable_drain()->mutable_deadline());
     Send(std::move(out));
   }
-  void EndSession() override {
-    FinishOnce(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-  }
+  void EndSession() override { FinishOnce(ShuttingDownError()); }
 
-  // Finishes the stream once, after the queued messages are written.
-  void FinishOnce(grpc::Status status) {
+  // Finishes the stream once, after the queued messages are written. Every
+  // end of the stream comes here, so its status goes out through
+  // ToGrpcStatus with its details (RetryInfo, BadRequest).
+  void FinishOnce(const absl::Status& status) {
+    grpc::Status converted = ToGrpcStatus(status);  // outside the lock
     absl::MutexLock lock(&mu_);
     if (finish_requested_) return;
     finish_requested_ = true;
-    finish_status_ = std::move(status);
+    finish_status_ = std::move(converted);
     if (!writing_) {
       outbox_.clear();
       Finish(finish_status_);
@@ -163,7 +163,7 @@ class WorkerSessionReactor final
         half_closed_ = true;
         answered = in_flight_ == 0;
       }
-      if (answered) FinishOnce(grpc::Status::OK);
+      if (answered) FinishOnce(absl::OkStatus());
       return;
     }
     if (session_.load() != 0) dispatcher()->Touch(session_.load());
@@ -194,7 +194,7 @@ class WorkerSessionReactor final
 
   void OnCancel() override {
     CloseSession();
-    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+    FinishOnce(absl::CancelledError("stream cancelled"));
   }
 
   void OnDone() override {
@@ -269,7 +269,7 @@ class WorkerSessionReactor final
           StartRead(&request_);
         }
       }
-      if (all_answered) FinishOnce(grpc::Status::OK);
+      if (all_answered) FinishOnce(absl::OkStatus());
       Unref();
     };
   }
@@ -288,8 +288,8 @@ class WorkerSessionReactor final
     }
     const int64_t session = session_.load();
     if (session == 0) {
-      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "the first message must be hello"));
+      FinishOnce(
+          InvalidArgumentError("hello", "the first message must be hello"));
       return;
     }
     switch (req.kind_case()) {
@@ -360,14 +360,13 @@ class WorkerSessionReactor final
 
   void OnHello(const v1::Hello& hello) {
     if (session_.load() != 0) {
-      FinishOnce(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello sent twice"));
+      FinishOnce(InvalidArgumentError("hello", "sent twice"));
       return;
     }
     absl::StatusOr<int64_t> session =
         dispatcher()->AddSession(FromProto(hello), this);
     if (!session.ok()) {
-      FinishOnce(ToGrpcStatus(session.status()));
+      FinishOnce(session.status());
       return;
     }
     bool closed;
