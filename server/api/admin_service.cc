@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -60,41 +61,118 @@ constexpr size_t kBackupSuffixChars = 6;
 // Backup: the store writes a snapshot to a temporary file beside the
 // database (on the Executor), then the file goes out in chunks, one write in
 // flight, each chunk read on the Executor after the previous one was sent.
-// The file is removed when the call ends, however it ends. Reference
-// counted: gRPC holds one reference until OnDone, an Executor task another.
-class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
+//
+// The stream checklist: it is registered with the service's StreamRegistry
+// (AdminServiceImpl::Shutdown ends it with UNAVAILABLE + RetryInfo); every end
+// goes through FinishOnce, which records the first status only; a client
+// cancel finishes it at once (OnCancel). The steps on the Executor run one at
+// a time (`steps_`): a finish asked for during a step is carried out
+// when the step ends, otherwise by a last step of its own, so the file is
+// never read and removed at once, and its removal (disk I/O) stays off gRPC's
+// threads. The file is gone before Finish, so a client that saw the end of
+// the stream finds no `.backup-` file. Reference counted: gRPC holds one
+// reference until OnDone, each scheduled step another.
+class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk>,
+                           public ServiceStream {
  public:
-  BackupWriter(JobStore* store, Executor* executor, std::string db_path)
-      : store_(store), executor_(executor), db_path_(std::move(db_path)) {
-    RunOnExecutor([this] { Snapshot(); });
+  BackupWriter(JobStore* store, Executor* executor, std::string db_path,
+               StreamRegistry* registry)
+      : store_(store),
+        executor_(executor),
+        db_path_(std::move(db_path)),
+        registry_(registry) {
+    registry_->Add(this);
+    RunStep(&BackupWriter::Snapshot);
   }
 
   void OnWriteDone(bool ok) override {
     if (!ok)
-      return Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                                 "the client stopped reading"));
-    RunOnExecutor([this] { SendNext(); });
+      return FinishOnce(absl::CancelledError("the client stopped reading"));
+    RunStep(&BackupWriter::SendNext);
   }
 
-  void OnCancel() override { cancelled_ = true; }
+  void OnCancel() override {
+    FinishOnce(absl::CancelledError("cancelled by the client"));
+  }
 
   void OnDone() override { Unref(); }
 
- private:
-  ~BackupWriter() override {
-    if (fd_ >= 0) ::close(fd_);
-    if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
-  }
+  // --- ServiceStream ---
+  void Tick(absl::Time) override {}
+  // A backup has no `draining` message: it goes on until Abort.
+  void Drain(absl::Time) override {}
+  void Abort(const absl::Status& status) override { FinishOnce(status); }
+  size_t BufferedMessages() override { return 0; }
 
-  void RunOnExecutor(std::function<void()> task) {
-    refs_.fetch_add(1);
-    if (!executor_->Schedule([this, task = std::move(task)] {
-          task();
+ private:
+  ~BackupWriter() override { RemoveFile(); }
+
+  // Records the stream's end; the first call wins. Finishes now (by a last
+  // step on the Executor) or when the running step ends.
+  void FinishOnce(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_status_.has_value()) return;
+      finish_status_ = status;
+      if (steps_ > 0) return;  // the last EndStep finishes
+      ++steps_;
+    }
+    Ref();
+    if (!executor_->Schedule([this] {
+          EndStep();
           Unref();
         })) {
-      Finish(ToGrpcStatus(absl::UnavailableError("server is shutting down")));
+      EndStep();  // the Executor is gone: remove the file here
       Unref();
     }
+  }
+
+  // Runs `step` on the Executor unless the stream is finishing.
+  void RunStep(void (BackupWriter::*step)()) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_status_.has_value()) return;
+      ++steps_;
+    }
+    Ref();
+    if (!executor_->Schedule([this, step] {
+          if (!finishing()) (this->*step)();
+          EndStep();
+          Unref();
+        })) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (!finish_status_.has_value()) finish_status_ = ShuttingDownError();
+      }
+      EndStep();
+      Unref();
+    }
+  }
+
+  bool finishing() {
+    absl::MutexLock lock(&mu_);
+    return finish_status_.has_value();
+  }
+
+  // A step ended: if the stream is to finish, the file goes, then Finish.
+  void EndStep() {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (--steps_ > 0 || !finish_status_.has_value() || finished_) return;
+      finished_ = true;
+      status = *finish_status_;
+    }
+    RemoveFile();
+    Finish(ToGrpcStatus(status));
+  }
+
+  // Called when no step runs and none will (or from the destructor).
+  void RemoveFile() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+    temp_path_.clear();
   }
 
   // Executor.
@@ -104,17 +182,17 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
     std::string temp_path = absl::StrCat(db_path_, kBackupInfix, "XXXXXX");
     const int temp_fd = ::mkstemp(temp_path.data());
     if (temp_fd < 0) {
-      return Finish(ToGrpcStatus(absl::InternalError(
-          absl::StrCat("backup: cannot create a file beside ", db_path_))));
+      return FinishOnce(absl::InternalError(
+          absl::StrCat("backup: cannot create a file beside ", db_path_)));
     }
     ::close(temp_fd);
     temp_path_ = std::move(temp_path);
     absl::StatusOr<int64_t> size = store_->BackupBlocking(temp_path_);
-    if (!size.ok()) return Finish(ToGrpcStatus(size.status()));
+    if (!size.ok()) return FinishOnce(size.status());
     fd_ = ::open(temp_path_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) {
-      return Finish(ToGrpcStatus(absl::InternalError(
-          absl::StrCat("backup: cannot read ", temp_path_))));
+      return FinishOnce(absl::InternalError(
+          absl::StrCat("backup: cannot read ", temp_path_)));
     }
     total_ = FileSize(temp_path_);
     SendNext();
@@ -122,16 +200,13 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
 
   // Executor: reads and sends the next chunk, or finishes.
   void SendNext() {
-    if (cancelled_.load()) {
-      return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-    }
-    if (offset_ >= total_ && offset_ > 0) return Finish(grpc::Status::OK);
+    if (offset_ >= total_ && offset_ > 0) return FinishOnce(absl::OkStatus());
     std::string* data = chunk_.mutable_data();
     data->resize(std::min<int64_t>(kBackupChunkBytes, total_ - offset_));
     const ssize_t n = ::pread(fd_, data->data(), data->size(), offset_);
     if (n < 0 || static_cast<size_t>(n) != data->size()) {
-      return Finish(ToGrpcStatus(absl::InternalError(
-          absl::StrCat("backup: short read of ", temp_path_))));
+      return FinishOnce(absl::InternalError(
+          absl::StrCat("backup: short read of ", temp_path_)));
     }
     chunk_.set_offset(offset_);
     chunk_.set_total_bytes(total_);
@@ -140,16 +215,28 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk> {
     StartWrite(&chunk_);
   }
 
+  void Ref() { refs_.fetch_add(1); }
   void Unref() {
-    if (refs_.fetch_sub(1) == 1) delete this;
+    if (refs_.fetch_sub(1) != 1) return;
+    registry_->Remove(this);
+    delete this;
   }
 
   JobStore* const store_;
   Executor* const executor_;
   const std::string db_path_;
+  StreamRegistry* const registry_;
   std::atomic<int> refs_{1};
-  std::atomic<bool> cancelled_{false};
-  // Touched by one step at a time (Executor tasks follow each other).
+  absl::Mutex mu_;
+  // Set by the first FinishOnce.
+  std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  // Steps scheduled or running. Two overlap only briefly: a write's
+  // OnWriteDone may schedule the next step before the step that started the
+  // write has returned from EndStep.
+  int steps_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called
+  // Touched by one step at a time (see the class comment), then by the
+  // finishing step.
   std::string temp_path_;  // empty until Snapshot creates it
   int fd_ = -1;
   int64_t total_ = 0;
@@ -254,8 +341,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RunBlocking(
     reactor->Finish(ToGrpcStatus(body()));
   });
   if (!scheduled) {
-    reactor->Finish(
-        ToGrpcStatus(absl::UnavailableError("jobwired is shutting down")));
+    reactor->Finish(ToGrpcStatus(ShuttingDownError()));
   }
   return reactor;
 }
@@ -509,7 +595,11 @@ grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
     return new FinishedWriter(ToGrpcStatus(absl::UnimplementedError(
         "jobwire.v1.AdminService.Backup needs the store")));
   }
-  return new BackupWriter(options_.store, executor_, options_.storage_path);
+  if (shutting_down_.load()) {
+    return new FinishedWriter(ToGrpcStatus(ShuttingDownError()));
+  }
+  return new BackupWriter(options_.store, executor_, options_.storage_path,
+                          &backups_);
 }
 
 namespace {
@@ -608,5 +698,13 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RedeliverWebhook(
       });
   return reactor;
 }
+
+void AdminServiceImpl::Shutdown() {
+  if (shutting_down_.exchange(true)) return;
+  const absl::Status status = ShuttingDownError();
+  backups_.ForEach([&status](ServiceStream* s) { s->Abort(status); });
+}
+
+size_t AdminServiceImpl::open_backups() { return backups_.size(); }
 
 }  // namespace jobwire

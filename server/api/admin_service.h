@@ -12,6 +12,10 @@
 // ListWebhookDeliveries and RedeliverWebhook read and reset rows of the
 // webhook outbox (JobStore; sent by server/webhooks).
 //
+// Shutdown() (an App shutdown hook, before grpc::Server::Shutdown) refuses new
+// Backups and ends those in progress with UNAVAILABLE + RetryInfo; the unary
+// calls need nothing: grpc::Server::Shutdown waits for them.
+//
 // Thread-safe. Every body reads or writes the store, so it runs on the
 // Executor, never on a gRPC thread. Failures: INVALID_ARGUMENT (BadRequest
 // naming the field) for a bad queue name, resume_time, mask or value;
@@ -20,6 +24,8 @@
 #ifndef JOBWIRE_SERVER_API_ADMIN_SERVICE_H_
 #define JOBWIRE_SERVER_API_ADMIN_SERVICE_H_
 
+#include <atomic>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
+#include "server/api/stream_registry.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
 #include "server/scheduling/dispatcher.h"
@@ -72,6 +79,13 @@ class AdminServiceImpl final
   // `clock` and `executor` are not owned and must outlive the service.
   // Start time is clock->Now() at construction.
   AdminServiceImpl(Options options, Clock* clock, Executor* executor);
+
+  // Refuses new Backups (UNAVAILABLE + RetryInfo) and finishes those in
+  // progress with the same status; returns at once (each removes its file,
+  // on the Executor, before its stream ends). Idempotent.
+  void Shutdown();
+  // Backup streams not yet ended (for tests).
+  size_t open_backups();
 
   // The addresses actually served (ports resolved), set once the server is
   // bound.
@@ -159,6 +173,9 @@ class AdminServiceImpl final
   Clock* const clock_;
   Executor* const executor_;
   const absl::Time start_time_;
+
+  std::atomic<bool> shutting_down_{false};
+  StreamRegistry backups_;
 
   mutable absl::Mutex mu_;
   std::vector<std::string> listeners_ ABSL_GUARDED_BY(mu_);

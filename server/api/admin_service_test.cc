@@ -309,6 +309,88 @@ TEST_F(AdminControlsTest, BackupStreamsAConsistentCopyWhileWritesGoOn) {
   EXPECT_EQ(leftovers, 0);
 }
 
+// Fills the store with `mib` MiB of job args, so a Backup takes many chunks.
+void FillStore(JobStore& store, int mib) {
+  for (int i = 0; i < mib * 4; ++i) {
+    Job job;
+    job.queue = "big";
+    job.args_json =
+        absl::StrCat("{\"pad\":\"", std::string(256 << 10, 'p'), "\"}");
+    SubmitBlocking(store, std::move(job));
+  }
+}
+
+// The `.backup-` files beside the database in `dir`.
+int BackupFiles(const std::string& dir) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename().string().find(".backup-") != std::string::npos)
+      ++n;
+  }
+  return n;
+}
+
+// Waits (real time, at most 10 s) until no Backup stream is open.
+bool AwaitNoBackups(AdminServiceImpl& admin) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (admin.open_backups() > 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return admin.open_backups() == 0;
+}
+
+TEST_F(AdminControlsTest, BackupInProgressEndsAtShutdownWithRetryInfo) {
+  FillStore(*store_, 24);
+  grpc::ClientContext context;
+  auto reader = stub_->Backup(&context, {});
+  jobwire::v1::BackupChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  ASSERT_GT(chunk.total_bytes(), 20 << 20);
+
+  admin_->Shutdown();
+
+  // The chunks already under way may still arrive; then the end.
+  int64_t received = static_cast<int64_t>(chunk.data().size());
+  while (reader->Read(&chunk)) received += chunk.data().size();
+  const grpc::Status status = reader->Finish();
+  EXPECT_LT(received, chunk.total_bytes());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(RetryDelayOf(status), absl::Seconds(1));
+  // The file went before the stream ended.
+  EXPECT_EQ(BackupFiles(dir_), 0);
+  EXPECT_TRUE(AwaitNoBackups(*admin_));
+}
+
+TEST_F(AdminControlsTest, BackupAfterShutdownIsRefusedWithRetryInfo) {
+  admin_->Shutdown();
+
+  grpc::ClientContext context;
+  auto reader = stub_->Backup(&context, {});
+  jobwire::v1::BackupChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  const grpc::Status status = reader->Finish();
+
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(RetryDelayOf(status), absl::Seconds(1));
+  EXPECT_EQ(admin_->open_backups(), 0u);
+}
+
+TEST_F(AdminControlsTest, BackupCancelledByTheClientEndsAndRemovesItsFile) {
+  FillStore(*store_, 8);
+  grpc::ClientContext context;
+  auto reader = stub_->Backup(&context, {});
+  jobwire::v1::BackupChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+
+  context.TryCancel();
+
+  while (reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(AwaitNoBackups(*admin_));
+  EXPECT_EQ(BackupFiles(dir_), 0);
+}
+
 TEST_F(AdminControlsTest, PausedDispatchAssignsNothingUntilResumed) {
   auto w = Connect("default");
   ASSERT_TRUE(PauseDispatch("maintenance").ok());

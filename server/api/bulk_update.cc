@@ -144,7 +144,7 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
   void ScheduleNextChunk() {
     std::shared_ptr<BulkRun> self = shared_from_this();
     if (!deps_.executor->Schedule([self] { self->NextChunk(); })) {
-      End(absl::UnavailableError("server is shutting down"));
+      End(ShuttingDownError());
     }
   }
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "server/common/errors.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -121,9 +122,7 @@ class HealthServiceImpl::WatchReactor final
 
 namespace {
 
-grpc::Status ShuttingDown() {
-  return ToGrpcStatus(absl::UnavailableError("jobwired is shutting down"));
-}
+grpc::Status ShuttingDown() { return ToGrpcStatus(ShuttingDownError()); }
 
 }  // namespace
 

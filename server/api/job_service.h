@@ -183,10 +183,24 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   size_t buffered_messages();
 
  private:
-  // Runs `body` on the Executor and finishes `reactor` with its status.
+  // The three shapes of a unary handler. Each takes
+  // context->DefaultReactor() and finishes it exactly once, through
+  // ToGrpcStatus:
+  //  1. inline, on the gRPC thread, for microseconds of in-memory work
+  //     (refusing bad input, ExplainJob's validation);
+  //  2. RunBlocking: the body runs on the Executor (reads: SQLite, files);
+  //  3. finish in the store's completion: a write (SubmitJob, MutateJob,
+  //     UpdateJob, AdminService::RedeliverWebhook) hands the
+  //     reactor to the store's asynchronous write, whose `done` finishes it
+  //     once the commit is durable. No Executor hop: `done` runs on the
+  //     store's completion thread (or its writer when that is idle,
+  //     job_store.h), so it must only convert and Finish, never block.
+  // Runs `body` on the Executor and finishes `reactor` with its status
+  // (UNAVAILABLE + RetryInfo when the Executor has shut down).
   void RunBlocking(grpc::ServerUnaryReactor* reactor,
                    std::function<absl::Status()> body);
-  // Applies a state-changing mutation to job `id` and answers with the job.
+  // Applies a state-changing mutation to job `id` and answers with the job
+  // (shape 3 above).
   void MutateJob(grpc::ServerUnaryReactor* reactor, const std::string& id,
                  JobMutation mutation, const RunningJobHook& running_hook,
                  const std::string& reason, v1::Job* response);

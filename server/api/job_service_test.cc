@@ -634,7 +634,15 @@ TEST(JobServiceTest,
 
   f.service->FinishShutdown(absl::Seconds(2));
   EXPECT_FALSE(reader->Read(&msg));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  const grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE);
+  int retry_infos = 0;
+  const google::rpc::Status ended_details = Details(ended);
+  for (const auto& any : ended_details.details()) {
+    google::rpc::RetryInfo info;
+    if (any.UnpackTo(&info)) ++retry_infos;
+  }
+  EXPECT_EQ(retry_infos, 1);  // the stream's end carries it too
   EXPECT_EQ(f.service->open_streams(), 0u);
 }
 

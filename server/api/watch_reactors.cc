@@ -115,7 +115,7 @@ void WatchReactorCore::RunOnExecutor(std::function<void()> fn) {
   {
     absl::MutexLock lock(&mu_);
     catching_up_ = false;
-    FinishLocked(absl::UnavailableError("server is shutting down"));
+    FinishLocked(ShuttingDownError());
   }
   Unref();
 }

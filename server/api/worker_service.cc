@@ -12,6 +12,7 @@
 #include "server/api/convert.h"
 #include "server/api/inline_arena.h"
 #include "server/api/write_coalescing.h"
+#include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/transport/grpc_status.h"
 
@@ -32,8 +33,10 @@ constexpr int kMaxReportsInFlight = 4096;
 constexpr size_t kInlineArenaBytes = 1536;
 
 // One queued message on its own arena whose first block is inline. Not
-// movable; queued by unique_ptr.
-class Outgoing {
+// movable; queued by unique_ptr. An `assign` is made by AssignProtoEncoder
+// outside the dispatcher's lock and handed back to the session as an
+// EncodedAssign.
+class Outgoing final : public EncodedAssign {
  public:
   Outgoing()
       : msg_(google::protobuf::Arena::CreateMessage<v1::ConnectResponse>(
@@ -46,6 +49,29 @@ class Outgoing {
  private:
   InlineArena<kInlineArenaBytes> arena_;
   v1::ConnectResponse* const msg_;
+};
+
+// Builds `assign` messages: JobToProto parses the job's args JSON, the bulk
+// of an assign's CPU, so this runs outside the dispatcher's lock.
+class AssignProtoEncoder final : public AssignEncoder {
+ public:
+  std::unique_ptr<EncodedAssign> Encode(
+      const Job& job, absl::Time lease_deadline) const override {
+    auto out = std::make_unique<Outgoing>();
+    v1::Assign* a = out->msg().mutable_assign();
+    JobToProto(job, a->mutable_job());
+    a->set_attempt(job.attempt);
+    TimeToProto(lease_deadline, a->mutable_lease_deadline());
+    if (!job.checkpoint.empty()) a->set_checkpoint(job.checkpoint);
+    return out;
+  }
+
+  // Shared by every session; never destroyed (the dispatcher may encode
+  // after the service is gone).
+  static const AssignProtoEncoder& Get() {
+    static const auto* const encoder = new AssignProtoEncoder();
+    return *encoder;
+  }
 };
 
 WorkerHello FromProto(const v1::Hello& h) {
@@ -70,8 +96,7 @@ class WorkerSessionReactor final
   WorkerSessionReactor(WorkerServiceImpl* service, bool refuse)
       : service_(service) {
     if (refuse) {
-      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down"));
+      FinishOnce(ShuttingDownError());
       return;
     }
     service_->Register(this);
@@ -80,14 +105,12 @@ class WorkerSessionReactor final
   }
 
   // --- WorkerConnection (called with the dispatcher's lock held) ---
-  void SendAssign(const Job& job, absl::Time lease_deadline) override {
-    auto out = std::make_unique<Outgoing>();
-    v1::Assign* a = out->msg().mutable_assign();
-    JobToProto(job, a->mutable_job());
-    a->set_attempt(job.attempt);
-    TimeToProto(lease_deadline, a->mutable_lease_deadline());
-    if (!job.checkpoint.empty()) a->set_checkpoint(job.checkpoint);
-    Send(std::move(out));
+  const AssignEncoder& assign_encoder() const override {
+    return AssignProtoEncoder::Get();
+  }
+  void SendAssign(std::unique_ptr<EncodedAssign> assign) override {
+    // Made by assign_encoder(): an Outgoing.
+    Send(std::unique_ptr<Outgoing>(static_cast<Outgoing*>(assign.release())));
   }
   void SendCancel(const std::string& job_id, int32_t attempt,
                   const std::string& reason) override {
@@ -109,17 +132,17 @@ class WorkerSessionReactor final
     TimeToProto(deadline, out->msg().mutable_drain()->mutable_deadline());
     Send(std::move(out));
   }
-  void EndSession() override {
-    FinishOnce(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-  }
+  void EndSession() override { FinishOnce(ShuttingDownError()); }
 
-  // Finishes the stream once, after the queued messages are written.
-  void FinishOnce(grpc::Status status) {
+  // Finishes the stream once, after the queued messages are written. Every
+  // end of the stream comes here, so its status goes out through
+  // ToGrpcStatus with its details (RetryInfo, BadRequest).
+  void FinishOnce(const absl::Status& status) {
+    grpc::Status converted = ToGrpcStatus(status);  // outside the lock
     absl::MutexLock lock(&mu_);
     if (finish_requested_) return;
     finish_requested_ = true;
-    finish_status_ = std::move(status);
+    finish_status_ = std::move(converted);
     if (!writing_) {
       outbox_.clear();
       Finish(finish_status_);
@@ -140,7 +163,7 @@ class WorkerSessionReactor final
         half_closed_ = true;
         answered = in_flight_ == 0;
       }
-      if (answered) FinishOnce(grpc::Status::OK);
+      if (answered) FinishOnce(absl::OkStatus());
       return;
     }
     if (session_.load() != 0) dispatcher()->Touch(session_.load());
@@ -171,7 +194,7 @@ class WorkerSessionReactor final
 
   void OnCancel() override {
     CloseSession();
-    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+    FinishOnce(absl::CancelledError("stream cancelled"));
   }
 
   void OnDone() override {
@@ -246,7 +269,7 @@ class WorkerSessionReactor final
           StartRead(&request_);
         }
       }
-      if (all_answered) FinishOnce(grpc::Status::OK);
+      if (all_answered) FinishOnce(absl::OkStatus());
       Unref();
     };
   }
@@ -265,8 +288,8 @@ class WorkerSessionReactor final
     }
     const int64_t session = session_.load();
     if (session == 0) {
-      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "the first message must be hello"));
+      FinishOnce(
+          InvalidArgumentError("hello", "the first message must be hello"));
       return;
     }
     switch (req.kind_case()) {
@@ -337,14 +360,13 @@ class WorkerSessionReactor final
 
   void OnHello(const v1::Hello& hello) {
     if (session_.load() != 0) {
-      FinishOnce(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello sent twice"));
+      FinishOnce(InvalidArgumentError("hello", "sent twice"));
       return;
     }
     absl::StatusOr<int64_t> session =
         dispatcher()->AddSession(FromProto(hello), this);
     if (!session.ok()) {
-      FinishOnce(ToGrpcStatus(session.status()));
+      FinishOnce(session.status());
       return;
     }
     bool closed;

@@ -172,7 +172,20 @@ TEST_F(WorkerServiceTest, FirstMessageMustBeHello) {
   stream->Write(msg);
   v1::ConnectResponse resp;
   EXPECT_FALSE(stream->Read(&resp));
-  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(BadRequestFieldsOf(status), std::vector<std::string>{"hello"});
+}
+
+TEST_F(WorkerServiceTest, SecondHelloEndsTheStreamWithBadRequest) {
+  auto w = Connect("w1");
+  v1::ConnectRequest hello;
+  hello.mutable_hello()->set_worker_id("w1");
+  hello.mutable_hello()->set_slots(1);
+  w->Send(hello);
+  const grpc::Status status = w->AwaitEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(BadRequestFieldsOf(status), std::vector<std::string>{"hello"});
 }
 
 TEST_F(WorkerServiceTest, JobRunsOnAWorkerAndCompletesDurably) {
@@ -570,7 +583,17 @@ TEST_F(WorkerServiceTest, IdleSessionsEndAtDrainWithUnavailable) {
   auto w = Connect("w");
   service_->Shutdown(clock_.Now() + absl::Seconds(30));
   ASSERT_TRUE(w->NextOf(ConnectResponse::kDrain).has_value());
-  EXPECT_EQ(w->AwaitEnd().error_code(), grpc::StatusCode::UNAVAILABLE);
+  const grpc::Status status = w->AwaitEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(RetryDelayOf(status), absl::Seconds(1));
+}
+
+TEST_F(WorkerServiceTest, SessionRefusedDuringShutdownCarriesRetryInfo) {
+  service_->Shutdown(clock_.Now() + absl::Seconds(30));
+  TestWorker late(channel_, "late", {}, 1);
+  const grpc::Status status = late.AwaitEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(RetryDelayOf(status), absl::Seconds(1));
 }
 
 TEST_F(WorkerServiceTest, CliWorkerRunsTheCommandAndDrainsOnSigterm) {

@@ -21,6 +21,12 @@
 
 namespace jobwire::test {
 
+// The details a status carries in its grpc-status-details-bin trailer, as a
+// client decodes them: the RetryInfo delay (nullopt without one) and the
+// fields BadRequest names.
+std::optional<absl::Duration> RetryDelayOf(const grpc::Status& status);
+std::vector<std::string> BadRequestFieldsOf(const grpc::Status& status);
+
 // Submits `job` (kind "k" when empty) and waits for the commit; returns its
 // id, or "" (with a test failure) when the store refused it.
 std::string SubmitBlocking(JobStore& store, Job job);

@@ -335,6 +335,10 @@ absl::Status App::Build() {
   // the others when their jobs end or at the deadline.
   AddShutdownHook(
       "workers", [s = worker_service_.get()](absl::Time d) { s->Shutdown(d); });
+  // Backups in progress end with UNAVAILABLE (they have no `draining`);
+  // new ones are refused.
+  AddShutdownHook("admin",
+                  [s = admin_service_.get()](absl::Time) { s->Shutdown(); });
 
   return StartServer();
 }

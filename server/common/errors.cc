@@ -78,6 +78,10 @@ absl::Status UnavailableError(absl::string_view message,
   return status;
 }
 
+absl::Status ShuttingDownError(absl::Duration retry_delay) {
+  return UnavailableError("server is shutting down", retry_delay);
+}
+
 absl::Status ResourceExhaustedError(absl::string_view message,
                                     absl::string_view reason) {
   absl::Status status = absl::ResourceExhaustedError(message);

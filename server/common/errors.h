@@ -44,6 +44,15 @@ absl::Status FailedPreconditionError(absl::string_view message,
 absl::Status UnavailableError(absl::string_view message,
                               absl::Duration retry_delay);
 
+// How long a client is told to wait before retrying a call or stream that
+// the server's shutdown ended (a restarted server is back by then).
+inline constexpr absl::Duration kShutdownRetryDelay = absl::Seconds(1);
+
+// What every call and stream that the server's shutdown ends or refuses
+// gets: UNAVAILABLE "server is shutting down" with a RetryInfo detail.
+absl::Status ShuttingDownError(
+    absl::Duration retry_delay = kShutdownRetryDelay);
+
 // RESOURCE_EXHAUSTED with an ErrorInfo detail (domain "jobwire.dev").
 absl::Status ResourceExhaustedError(absl::string_view message,
                                     absl::string_view reason);

@@ -50,9 +50,12 @@ bool Has(const std::string& text, const std::string& name) {
 // Records what the Dispatcher sends to one worker.
 class RecordingConnection final : public WorkerConnection {
  public:
-  void SendAssign(const Job& job, absl::Time) override {
+  const AssignEncoder& assign_encoder() const override {
+    return JobAssignEncoder();
+  }
+  void SendAssign(std::unique_ptr<EncodedAssign> assign) override {
     absl::MutexLock lock(&mu_);
-    assigned_.push_back(job);
+    assigned_.push_back(static_cast<JobAssign&>(*assign).job);
   }
   void SendCancel(const std::string&, int32_t, const std::string&) override {}
   void SendPause(const std::string&, int32_t) override {}

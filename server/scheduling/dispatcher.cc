@@ -4,10 +4,7 @@
 #include <optional>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -19,17 +16,11 @@ namespace wt = worker_transitions;
 
 // Picks per loop pass before the lock is dropped to submit them.
 constexpr int kMaxPicksPerPass = 1024;
-// The setting that holds the dispatch pause: "0", or "1:" and the reason.
-constexpr char kDispatchPausedKey[] = "dispatch.paused";
 // Seconds of history kept for finished_last_minute.
 constexpr int64_t kFinishedWindowSeconds = 60;
 // Longest real-time sleep of the loop between timer checks.
 constexpr absl::Duration kMaxIdleWait = absl::Milliseconds(200);
 constexpr size_t kMaxLatencySamples = 1'000'000;
-
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
 
 }  // namespace
 
@@ -38,15 +29,8 @@ Dispatcher::Dispatcher(JobStore* store, Clock* clock, RandomSource* random,
     : store_(store),
       clock_(clock),
       random_(random),
-      options_(std::move(options)) {
-  for (const auto& [name, limit] : options_.queue_concurrency) {
-    queues_[name].concurrency_limit = std::max(0, limit);
-  }
-  for (const auto& [name, weight] : options_.queue_weights) {
-    queues_[name].weight = std::max(1, weight);
-  }
-  for (auto& [name, row] : queues_) row.name = name;
-}
+      options_(std::move(options)),
+      gates_(options_.queue_concurrency, options_.queue_weights) {}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
@@ -209,15 +193,14 @@ absl::Status Dispatcher::RecoverBlocking() {
   }));
   JW_ASSIGN_OR_RETURN(std::vector<QueueRow> queues,
                       store_->ListQueueRowsBlocking());
-  JW_ASSIGN_OR_RETURN(std::optional<std::string> paused,
-                      store_->GetSettingBlocking(kDispatchPausedKey));
+  JW_ASSIGN_OR_RETURN(
+      std::optional<std::string> paused,
+      store_->GetSettingBlocking(DispatchGates::kDispatchPausedKey));
   {
     absl::MutexLock lock(&mu_);
     for (const QueueRow& q : queues) ApplyQueueRowLocked(q);
-    if (paused.has_value() && absl::StartsWith(*paused, "1")) {
-      dispatch_paused_ = true;
-      dispatch_pause_reason_ = std::string(absl::StripPrefix(*paused, "1:"));
-      JW_LOG(INFO) << "dispatch is paused (" << dispatch_pause_reason_
+    if (gates_.LoadDispatchPauseSetting(paused)) {
+      JW_LOG(INFO) << "dispatch is paused (" << gates_.dispatch_pause_reason()
                    << "); ResumeDispatch lifts it";
     }
   }
@@ -303,18 +286,11 @@ void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
         break;
       }
       case TimerKind::kQueueResume: {
-        // The pause ended (QueuePausedLocked already reads it so); forget it
-        // in memory. The stored row keeps paused=1 with a past resume_time,
-        // which reads as not paused; the next write of the row clears it.
-        auto it = queues_.find(t.job_id);
-        if (it == queues_.end() || !it->second.paused ||
-            it->second.resume_time == absl::InfinitePast() ||
-            it->second.resume_time > now) {
-          break;
+        // The pause ended (QueuePaused already reads it so); forget it.
+        if (gates_.EndTimedPause(t.job_id, now)) {
+          JW_LOG(INFO) << "queue " << t.job_id
+                       << " resumed (timed pause ended)";
         }
-        it->second.paused = false;
-        it->second.resume_time = absl::InfinitePast();
-        JW_LOG(INFO) << "queue " << t.job_id << " resumed (timed pause ended)";
         break;
       }
     }
@@ -359,44 +335,14 @@ void Dispatcher::EndLeaseLocked(Lease* lease, wt::LeaseEndCause cause) {
 
 // --- Dispatch ---
 
-int32_t Dispatcher::WeightLocked(const WorkerQueueSpec& q) const {
-  if (q.weight > 0) return q.weight;
-  auto it = queues_.find(q.name);
-  return it == queues_.end() ? 1 : std::max(1, it->second.weight);
-}
-
-QueueRow Dispatcher::QueueSettingsLocked(const std::string& queue) const {
-  auto it = queues_.find(queue);
-  if (it != queues_.end()) return it->second;
-  QueueRow row;
-  row.name = queue;
-  return row;
-}
-
-bool Dispatcher::QueuePausedLocked(const std::string& queue,
-                                   absl::Time now) const {
-  auto it = queues_.find(queue);
-  if (it == queues_.end() || !it->second.paused) return false;
-  return it->second.resume_time == absl::InfinitePast() ||
-         it->second.resume_time > now;
-}
-
-bool Dispatcher::QueueOpenLocked(const std::string& queue,
-                                 absl::Time now) const {
-  auto it = queues_.find(queue);
-  if (it == queues_.end()) return true;
-  if (QueuePausedLocked(queue, now)) return false;
-  if (it->second.concurrency_limit <= 0) return true;
+int32_t Dispatcher::QueueLeasesLocked(const std::string& queue) const {
   auto used = queue_leases_.find(queue);
-  return used == queue_leases_.end() ||
-         used->second < it->second.concurrency_limit;
+  return used == queue_leases_.end() ? 0 : used->second;
 }
 
 void Dispatcher::ApplyQueueRowLocked(const QueueRow& row) {
-  queues_[row.name] = row;
-  stored_queues_.insert(row.name);
-  if (row.paused && row.resume_time != absl::InfinitePast()) {
-    timers_.Push({row.resume_time, TimerKind::kQueueResume, row.name, 0});
+  if (std::optional<absl::Time> resume = gates_.Apply(row)) {
+    timers_.Push({*resume, TimerKind::kQueueResume, row.name, 0});
   }
   dirty_ = true;
 }
@@ -423,7 +369,7 @@ int64_t Dispatcher::FinishedLastMinuteLocked(const std::string& queue,
 }
 
 void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
-  if (draining_ || dispatch_paused_ || index_.size() == 0 ||
+  if (draining_ || gates_.dispatch_paused() || index_.size() == 0 ||
       sessions_.empty()) {
     return;
   }
@@ -444,10 +390,12 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
       };
       eligible.clear();
       for (const WorkerQueueSpec& q : s.queues) {
-        if (!QueueOpenLocked(q.name, now)) continue;
+        if (!gates_.QueueOpen(q.name, now, QueueLeasesLocked(q.name))) {
+          continue;
+        }
         if (index_.QueueSize(q.name) == 0) continue;
         if (!index_.Peek(q.name, accepts)) continue;
-        eligible.push_back({q.name, WeightLocked(q)});
+        eligible.push_back({q.name, gates_.Weight(q.name, q.weight)});
       }
       if (eligible.empty()) continue;
       const std::string& queue = eligible[s.choice.Choose(eligible)].queue;
@@ -465,14 +413,16 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
       const int64_t session = s.id;
       const std::string worker_id = s.worker_id;
       const absl::Duration ttl = options_.lease_ttl;
-      actions->push_back(
-          {job.id,
-           [worker_id, ttl](const Job& current, absl::Time at) {
-             return wt::Assign(current, at, worker_id, ttl);
-           },
-           [this, session, id = job.id, ready_at](absl::StatusOr<Job> r) {
-             OnAssignDone(session, id, ready_at, std::move(r));
-           }});
+      const AssignEncoder* encoder = &s.conn->assign_encoder();
+      actions->push_back({job.id,
+                          [worker_id, ttl](const Job& current, absl::Time at) {
+                            return wt::Assign(current, at, worker_id, ttl);
+                          },
+                          [this, session, id = job.id, ready_at,
+                           encoder](absl::StatusOr<Job> r) {
+                            OnAssignDone(session, id, ready_at, encoder,
+                                         std::move(r));
+                          }});
       rr_cursor_ = s.id;
       progress = true;
       if (++picks >= kMaxPicksPerPass || index_.size() == 0 ||
@@ -486,7 +436,14 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
 }
 
 void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
-                              absl::Time ready_at, absl::StatusOr<Job> result) {
+                              absl::Time ready_at, const AssignEncoder* encoder,
+                              absl::StatusOr<Job> result) {
+  // The message is built before the lock: it is most of an assign's CPU
+  // (the job's args JSON is parsed into it), and every report, commit and
+  // dispatch pass waits on mu_. Wasted only when the lease is dropped below.
+  const absl::Time now = clock_->Now();
+  std::unique_ptr<EncodedAssign> assign;
+  if (result.ok()) assign = encoder->Encode(*result, now + options_.lease_ttl);
   absl::MutexLock lock(&mu_);
   --assigns_in_flight_;
   dirty_ = true;
@@ -503,7 +460,6 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
     return;
   }
   const Job& job = *result;
-  const absl::Time now = clock_->Now();
   lease.active = true;
   lease.attempt = job.attempt;
   lease.started = now;
@@ -527,7 +483,9 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
   if (assign_observer_ != nullptr) {
     assign_observer_->OnAssigned(lease.queue, now - ready_at);
   }
-  s->second.conn->SendAssign(job, now + options_.lease_ttl);
+  // Queued in the critical section that made the lease live: a cancel or
+  // pause of the job is only sent to a live lease, so it queues after this.
+  s->second.conn->SendAssign(std::move(assign));
   ++assigned_;
   if (latencies_.size() < kMaxLatencySamples) {
     latencies_.push_back(now - ready_at);
@@ -540,6 +498,26 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
 }
 
 // --- Sessions ---
+
+namespace {
+
+class CopyingAssignEncoder final : public AssignEncoder {
+ public:
+  std::unique_ptr<EncodedAssign> Encode(
+      const Job& job, absl::Time lease_deadline) const override {
+    auto assign = std::make_unique<JobAssign>();
+    assign->job = job;
+    assign->lease_deadline = lease_deadline;
+    return assign;
+  }
+};
+
+}  // namespace
+
+const AssignEncoder& JobAssignEncoder() {
+  static const auto* const encoder = new CopyingAssignEncoder();
+  return *encoder;
+}
 
 absl::StatusOr<int64_t> Dispatcher::AddSession(const WorkerHello& hello,
                                                WorkerConnection* conn) {
@@ -784,102 +762,44 @@ void Dispatcher::RequestStop(const std::string& job_id, bool cancel,
 // --- Explain ---
 
 std::vector<ExplainGate> Dispatcher::Explain(const Job& job) {
-  std::vector<ExplainGate> gates;
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_->Now();
-  if (IsTerminal(job.state)) {
-    gates.push_back(
-        {"TERMINAL", absl::StrCat("job is ", JobStateName(job.state),
-                                  " and will not run again")});
-    return gates;
-  }
-  if (job.state == JobState::kRunning) {
-    auto it = leases_.find(job.id);
-    std::string worker = job.worker_id;
-    absl::Time until = job.lease_expire_time;
-    if (it != leases_.end() && it->second.active) {
-      worker = it->second.worker_id;
-      absl::Time heard = it->second.started;
-      if (auto s = sessions_.find(it->second.session); s != sessions_.end()) {
-        heard = std::max(heard, s->second.last_heard);
+  ExplainFacts facts;
+  {
+    absl::MutexLock lock(&mu_);
+    facts.now = clock_->Now();
+    facts.lease_worker = job.worker_id;
+    facts.lease_until = job.lease_expire_time;
+    if (job.state == JobState::kRunning) {
+      auto it = leases_.find(job.id);
+      if (it != leases_.end() && it->second.active) {
+        facts.lease_worker = it->second.worker_id;
+        absl::Time heard = it->second.started;
+        if (auto s = sessions_.find(it->second.session); s != sessions_.end()) {
+          heard = std::max(heard, s->second.last_heard);
+        }
+        facts.lease_until = heard + options_.lease_ttl;
       }
-      until = heard + options_.lease_ttl;
     }
-    gates.push_back({"LEASED", absl::StrCat("lease held by worker ", worker,
-                                            " until ", Rfc3339(until))});
-    return gates;
-  }
-  if (job.state == JobState::kPaused) {
-    gates.push_back({"JOB_PAUSED", "job is paused; ResumeJob releases it"});
-  }
-  if (job.schedule_time > now) {
-    gates.push_back(
-        {"SCHEDULE_TIME",
-         absl::StrCat("scheduled for ", Rfc3339(job.schedule_time))});
-  }
-  if (job.backoff_until > now) {
-    gates.push_back({"BACKOFF", absl::StrCat("attempt ", job.attempt,
-                                             " failed; retry backoff until ",
-                                             Rfc3339(job.backoff_until))});
-  }
-  if (dispatch_paused_) {
-    gates.push_back(
-        {"DISPATCH_PAUSED",
-         absl::StrCat("dispatch is paused server-wide",
-                      dispatch_pause_reason_.empty()
-                          ? std::string()
-                          : absl::StrCat(" (", dispatch_pause_reason_, ")"),
-                      "; ResumeDispatch lifts it")});
-  }
-  const QueueRow queue = QueueSettingsLocked(job.queue);
-  if (QueuePausedLocked(job.queue, now)) {
-    gates.push_back(
-        {"QUEUE_PAUSED",
-         absl::StrCat(
-             "queue ", job.queue, " is paused",
-             queue.resume_time == absl::InfinitePast()
-                 ? std::string("; ResumeQueue lifts it")
-                 : absl::StrCat(" until ", Rfc3339(queue.resume_time)))});
-  }
-  if (draining_) {
-    gates.push_back(
-        {"DRAINING", "server is shutting down; nothing new starts"});
-  }
-  if (queue.concurrency_limit > 0) {
-    auto used = queue_leases_.find(job.queue);
-    const int32_t running = used == queue_leases_.end() ? 0 : used->second;
-    if (running >= queue.concurrency_limit) {
-      gates.push_back(
-          {"CONCURRENCY_LIMIT",
-           absl::StrCat("queue ", job.queue, " runs ", running,
-                        " jobs, its limit is ", queue.concurrency_limit)});
+    facts.dispatch_paused = gates_.dispatch_paused();
+    facts.dispatch_pause_reason = gates_.dispatch_pause_reason();
+    facts.queue = gates_.Settings(job.queue);
+    facts.queue_paused = gates_.QueuePaused(job.queue, facts.now);
+    facts.draining = draining_;
+    facts.queue_running = QueueLeasesLocked(job.queue);
+    for (const auto& [id, s] : sessions_) {
+      const bool queue_ok = std::any_of(
+          s.queues.begin(), s.queues.end(),
+          [&](const WorkerQueueSpec& q) { return q.name == job.queue; });
+      const bool kind_ok = s.kinds.empty() || s.kinds.count(job.kind) > 0;
+      if (!queue_ok || !kind_ok) continue;
+      ++facts.serving;
+      facts.free_slots += std::max(0, s.slots - s.used);
+    }
+    if (facts.serving > 0 && facts.free_slots == 0 &&
+        job.state == JobState::kQueued) {
+      facts.ahead = index_.Rank(job.id);
     }
   }
-  int serving = 0;
-  int free_slots = 0;
-  for (const auto& [id, s] : sessions_) {
-    const bool queue_ok = std::any_of(
-        s.queues.begin(), s.queues.end(),
-        [&](const WorkerQueueSpec& q) { return q.name == job.queue; });
-    const bool kind_ok = s.kinds.empty() || s.kinds.count(job.kind) > 0;
-    if (!queue_ok || !kind_ok) continue;
-    ++serving;
-    free_slots += std::max(0, s.slots - s.used);
-  }
-  if (serving == 0) {
-    gates.push_back(
-        {"NO_WORKER", absl::StrCat("no connected worker serves queue ",
-                                   job.queue, " and kind ", job.kind)});
-  } else if (free_slots == 0 && job.state == JobState::kQueued) {
-    const int64_t ahead = index_.Rank(job.id);
-    gates.push_back(
-        {"NO_WORKER",
-         absl::StrCat("all ", serving, " workers for queue ", job.queue,
-                      " and kind ", job.kind, " are busy",
-                      ahead > 0 ? absl::StrCat("; ", ahead, " jobs ahead")
-                                : std::string())});
-  }
-  return gates;
+  return ExplainJob(job, facts);
 }
 
 // --- Gates ---
@@ -906,13 +826,13 @@ absl::Status AwaitWrite(const std::function<void(StatusCallback)>& write) {
 absl::Status Dispatcher::SetDispatchPausedBlocking(bool paused,
                                                    const std::string& reason) {
   absl::MutexLock gate(&gate_mu_);
-  std::string value = paused ? absl::StrCat("1:", reason) : "0";
+  std::string value = DispatchGates::DispatchPauseSetting(paused, reason);
   JW_RETURN_IF_ERROR(AwaitWrite([&](StatusCallback done) {
-    store_->PutSetting(kDispatchPausedKey, std::move(value), std::move(done));
+    store_->PutSetting(DispatchGates::kDispatchPausedKey, std::move(value),
+                       std::move(done));
   }));
   absl::MutexLock lock(&mu_);
-  dispatch_paused_ = paused;
-  dispatch_pause_reason_ = paused ? reason : "";
+  gates_.SetDispatchPause(paused, reason);
   dirty_ = true;
   JW_LOG(INFO) << "dispatch " << (paused ? "paused" : "resumed")
                << (reason.empty() ? "" : ": ") << reason;
@@ -921,7 +841,7 @@ absl::Status Dispatcher::SetDispatchPausedBlocking(bool paused,
 
 Dispatcher::DispatchPause Dispatcher::dispatch_pause() {
   absl::MutexLock lock(&mu_);
-  return {dispatch_paused_, dispatch_pause_reason_};
+  return {gates_.dispatch_paused(), gates_.dispatch_pause_reason()};
 }
 
 absl::StatusOr<QueueRow> Dispatcher::UpdateQueueBlocking(
@@ -930,11 +850,7 @@ absl::StatusOr<QueueRow> Dispatcher::UpdateQueueBlocking(
   QueueRow row;
   {
     absl::MutexLock lock(&mu_);
-    row = QueueSettingsLocked(name);
-    if (!QueuePausedLocked(name, clock_->Now())) {
-      row.paused = false;  // a timed pause that ended
-      row.resume_time = absl::InfinitePast();
-    }
+    row = gates_.EffectiveSettings(name, clock_->Now());
   }
   edit(&row);
   row.name = name;
@@ -951,7 +867,7 @@ std::vector<Dispatcher::QueueView> Dispatcher::Queues(
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   std::set<std::string> names(also.begin(), also.end());
-  for (const auto& [name, row] : queues_) names.insert(name);
+  for (const auto& [name, row] : gates_.queues()) names.insert(name);
   for (const auto& [name, buckets] : finished_) {
     if (FinishedLastMinuteLocked(name, now) > 0) names.insert(name);
   }
@@ -972,12 +888,8 @@ std::vector<Dispatcher::QueueView> Dispatcher::Queues(
   out.reserve(names.size());
   for (const std::string& name : names) {
     QueueView v;
-    v.settings = QueueSettingsLocked(name);
-    if (!QueuePausedLocked(name, now)) {
-      v.settings.paused = false;
-      v.settings.resume_time = absl::InfinitePast();
-    }
-    v.stored = stored_queues_.count(name) > 0;
+    v.settings = gates_.EffectiveSettings(name, now);
+    v.stored = gates_.stored(name);
     if (auto w = serving.find(name); w != serving.end()) {
       v.workers = w->second.workers;
       v.free_slots = w->second.free_slots;

@@ -26,6 +26,11 @@
 // sends something again. A lease ends, and its slot is freed, when the store
 // commits the job's move out of RUNNING, whoever caused it.
 //
+// Gates: the durable dispatch and queue pauses, concurrency limits and
+// weights live in DispatchGates (dispatch_gates.h), under mu_; the ...Blocking
+// setters below write them through the store. Explain() gathers its facts
+// under mu_ and words them outside it (explain.h).
+//
 // Fencing: worker reports name (job, attempt). A report from a session that
 // does not hold that attempt's live lease is refused with ABORTED before it
 // reaches the store, and the store-side mutation checks again.
@@ -37,7 +42,9 @@
 // mutations run on the store's writer thread and only read the job they are
 // given.
 // WorkerConnection methods are called with the dispatcher's mutex held (lock
-// order: Dispatcher::mu_ before the connection's own lock).
+// order: Dispatcher::mu_ before the connection's own lock). Work that needs no
+// shared state stays outside mu_: an assign's message is built before it is
+// taken (AssignEncoder), ExplainJob's words after it is released.
 // Ownership: store, clock and random are not owned and must outlive it.
 #ifndef JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
 #define JOBWIRE_SERVER_SCHEDULING_DISPATCHER_H_
@@ -64,6 +71,8 @@
 #include "server/core/job_change.h"
 #include "server/core/retry.h"
 #include "server/core/worker_transitions.h"
+#include "server/scheduling/dispatch_gates.h"
+#include "server/scheduling/explain.h"
 #include "server/scheduling/fair_choice.h"
 #include "server/scheduling/ready_index.h"
 #include "server/scheduling/timer_heap.h"
@@ -95,13 +104,52 @@ struct WorkerHello {
   int32_t slots = 1;
 };
 
+// An `assign` in the wire form of the connection that sends it, made by that
+// connection's AssignEncoder.
+class EncodedAssign {
+ public:
+  virtual ~EncodedAssign() = default;
+};
+
+// Builds the wire form of `assign` messages for one kind of connection: the
+// CPU cost of an assign (the job, its args JSON and labels, into the
+// message). The Dispatcher calls it without holding its lock, on the store's
+// completion thread, once the job's Assign committed. Thread-safe and
+// stateless; it must outlive the Dispatcher (connections return a shared,
+// never-destroyed instance).
+class AssignEncoder {
+ public:
+  virtual ~AssignEncoder() = default;
+  virtual std::unique_ptr<EncodedAssign> Encode(
+      const Job& job, absl::Time lease_deadline) const = 0;
+};
+
+// An assign that is the committed Job itself, for connections that want the
+// Job rather than a wire message (tests, in-process consumers).
+struct JobAssign final : EncodedAssign {
+  Job job;
+  absl::Time lease_deadline;
+};
+// The encoder of JobAssigns. Never destroyed.
+const AssignEncoder& JobAssignEncoder();
+
 // The sending side of one worker session, implemented by the stream reactor
-// in api/. Called with the Dispatcher's mutex held: implementations queue the
-// message and return; they must not block or call into the Dispatcher.
+// in api/. The Send... methods and EndSession are called with the
+// Dispatcher's mutex held: implementations queue the message and return;
+// they must not block or call into the Dispatcher.
+//
+// Ordering: a job's assign is queued in the same critical section that makes
+// its lease live, and every cancel or pause of that job is queued later under
+// the same mutex (only a live lease is told), so a connection that writes its
+// queue in order delivers the assign first.
 class WorkerConnection {
  public:
   virtual ~WorkerConnection() = default;
-  virtual void SendAssign(const Job& job, absl::Time lease_deadline) = 0;
+  // The encoder of this connection's assigns (read with the Dispatcher's
+  // mutex held; see AssignEncoder for its lifetime).
+  virtual const AssignEncoder& assign_encoder() const = 0;
+  // `assign` was made by assign_encoder().
+  virtual void SendAssign(std::unique_ptr<EncodedAssign> assign) = 0;
   virtual void SendCancel(const std::string& job_id, int32_t attempt,
                           const std::string& reason) = 0;
   virtual void SendPause(const std::string& job_id, int32_t attempt) = 0;
@@ -109,14 +157,6 @@ class WorkerConnection {
   // While draining: the session holds no lease any more, so its stream may
   // end (with UNAVAILABLE, after the queued messages).
   virtual void EndSession() = 0;
-};
-
-// One reason a job is not running, for ExplainJob.
-struct ExplainGate {
-  // SCHEDULE_TIME, BACKOFF, JOB_PAUSED, QUEUE_PAUSED, DISPATCH_PAUSED,
-  // CONCURRENCY_LIMIT, NO_WORKER, LEASED, TERMINAL, DRAINING.
-  std::string type;
-  std::string description;
 };
 
 struct DispatcherStats {
@@ -346,8 +386,11 @@ class Dispatcher final : public CommitListener {
   // Picks jobs for free slots.
   void DispatchLocked(absl::Time now, std::vector<Action>* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The Assign of `job_id`, reserved for `session`, committed (or failed).
+  // Builds the assign with `encoder` (the session's) before taking mu_.
   void OnAssignDone(int64_t session, const std::string& job_id,
-                    absl::Time ready_at, absl::StatusOr<Job> result);
+                    absl::Time ready_at, const AssignEncoder* encoder,
+                    absl::StatusOr<Job> result);
   // Ends `lease` with `cause` through the store (queued as an action).
   void EndLeaseLocked(Lease* lease, worker_transitions::LeaseEndCause cause)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -363,15 +406,8 @@ class Dispatcher final : public CommitListener {
   // Checks the lease, then submits `mutation`; `done` gets its status.
   void Report(int64_t session, const std::string& job_id, int32_t attempt,
               JobMutation mutation, StatusCallback done);
-  int32_t WeightLocked(const WorkerQueueSpec& q) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The queue's settings: its stored row, else the options' defaults.
-  QueueRow QueueSettingsLocked(const std::string& queue) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True while a pause of `queue` holds at `now`.
-  bool QueuePausedLocked(const std::string& queue, absl::Time now) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool QueueOpenLocked(const std::string& queue, absl::Time now) const
+  // Leases (reserved or running) of `queue`.
+  int32_t QueueLeasesLocked(const std::string& queue) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts a stored queue row in force (and arms the timer of a timed pause).
   void ApplyQueueRowLocked(const QueueRow& row)
@@ -401,11 +437,7 @@ class Dispatcher final : public CommitListener {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   // Leases are being released for shutdown: new ones end at once.
   bool releasing_ ABSL_GUARDED_BY(mu_) = false;
-  bool dispatch_paused_ ABSL_GUARDED_BY(mu_) = false;
-  std::string dispatch_pause_reason_ ABSL_GUARDED_BY(mu_);
-  // Settings of queues that have a stored row, or defaults from the options.
-  std::map<std::string, QueueRow> queues_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> stored_queues_ ABSL_GUARDED_BY(mu_);
+  DispatchGates gates_ ABSL_GUARDED_BY(mu_);
   // Jobs finished per queue in each of the last 60 seconds: second -> count.
   std::map<std::string, std::map<int64_t, int64_t>> finished_
       ABSL_GUARDED_BY(mu_);
