@@ -40,6 +40,14 @@ size_t Utf8CharLength(absl::string_view text, size_t i) {
   for (size_t k = 1; k < n; ++k) {
     if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 1;
   }
+  // No overlong forms, UTF-16 surrogates or code points past U+10FFFF
+  // (RFC 3629, section 4): the second byte's range depends on the lead.
+  if (n == 1) return 1;
+  const auto second = static_cast<unsigned char>(text[i + 1]);
+  if ((lead == 0xE0 && second < 0xA0) || (lead == 0xED && second > 0x9F) ||
+      (lead == 0xF0 && second < 0x90) || (lead == 0xF4 && second > 0x8F)) {
+    return 1;
+  }
   return n;
 }
 
@@ -97,11 +105,12 @@ class Parser {
   }
 
   // The character at text_[i] as an error quotes it: whole, or "\xFF"
-  // for a byte that is not valid UTF-8.
+  // for a byte that is not valid UTF-8 or a control character.
   std::string QuoteChar(size_t i) const {
     const size_t n = Utf8CharLength(text_, i);
     const auto byte = static_cast<unsigned char>(text_[i]);
-    if (n == 1 && byte >= 0x80) {
+    // A stray byte or a control character is quoted as \xNN.
+    if (n == 1 && (byte >= 0x80 || byte < 0x20 || byte == 0x7f)) {
       return absl::StrCat("\\x", absl::Hex(byte, absl::kZeroPad2));
     }
     return std::string(text_.substr(i, n));
