@@ -40,7 +40,7 @@
 // decides otherwise, checked by struct_json_fuzz.cc: it refuses a repeated
 // key, and it accepts what RFC 8259 does not: \f and \v as whitespace,
 // unquoted or single-quoted keys and strings, raw control characters and
-// unknown escapes in strings, numbers such as "1.", "-.5" and "019", and a
+// unknown escapes in strings, numbers such as "1.", "-.5" and "09.5", and a
 // trailing comma. Text either parser accepts, the other reads the same.
 //
 // Failures are INVALID_ARGUMENT with one google.rpc.BadRequest field

@@ -101,7 +101,7 @@ const char* ProtobufLeniency(absl::string_view json,
           absl::string_view::npos) {
     return "unknown escape";
   }
-  // Numbers strtod reads but RFC 8259 does not ("1.", "-.5", "019"): ours
+  // Numbers strtod reads but RFC 8259 does not ("1.", "-.5", "09.5"): ours
   // stopped inside a run of number characters that strtod takes whole.
   const auto number_char = [](char ch) {
     return absl::ascii_isdigit(ch) || ch == '-' || ch == '+' || ch == '.' ||
