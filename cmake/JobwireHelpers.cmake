@@ -8,6 +8,12 @@
 #   jobwire_cc_test(NAME clock_test SRCS clock_test.cc DEPS jobwire::clock)
 # builds a GoogleTest binary (with gtest_main) and registers it with CTest;
 # nothing when JOBWIRE_BUILD_TESTS is OFF.
+#
+#   jobwire_cc_fuzz(NAME filter_fuzz SRCS filter_fuzz.cc DEPS jobwire::filter)
+# builds a libFuzzer target (LLVMFuzzerTestOneInput) and registers the CTest
+# test filter_fuzz (label `fuzz`), which runs it for JOBWIRE_FUZZ_SECONDS
+# over its committed seed corpus tests/fuzz/corpus/filter_fuzz/ (read only:
+# new inputs go to the build tree); nothing unless JOBWIRE_FUZZ is ON.
 
 set(JOBWIRE_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 
@@ -53,4 +59,24 @@ function(jobwire_cc_test)
   _jobwire_warnings(${JW_NAME})
   add_test(NAME ${JW_NAME} COMMAND ${JW_NAME})
   set_tests_properties(${JW_NAME} PROPERTIES TIMEOUT 300 LABELS unit)
+endfunction()
+
+function(jobwire_cc_fuzz)
+  if(NOT JOBWIRE_FUZZ)
+    return()
+  endif()
+  cmake_parse_arguments(JW "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${JW_NAME} ${JW_SRCS})
+  target_include_directories(${JW_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${JW_NAME} PRIVATE ${JW_DEPS})
+  target_link_options(${JW_NAME} PRIVATE -fsanitize=fuzzer)
+  _jobwire_warnings(${JW_NAME})
+  add_dependencies(jobwire_fuzz_targets ${JW_NAME})
+  add_test(NAME ${JW_NAME}
+    COMMAND ${CMAKE_COMMAND} -DFUZZER=$<TARGET_FILE:${JW_NAME}>
+      -DCORPUS=${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/${JW_NAME}
+      -DWORK=${CMAKE_BINARY_DIR}/fuzz/${JW_NAME} -DSECONDS=${JOBWIRE_FUZZ_SECONDS}
+      -P ${PROJECT_SOURCE_DIR}/cmake/run_fuzz.cmake)
+  math(EXPR timeout "${JOBWIRE_FUZZ_SECONDS} + 120")
+  set_tests_properties(${JW_NAME} PROPERTIES TIMEOUT ${timeout} LABELS fuzz)
 endfunction()

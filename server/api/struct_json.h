@@ -36,6 +36,13 @@
 //    below the smallest subnormal becomes 0;
 //  - a key that occurs twice keeps its last value.
 //
+// Where protobuf's parser (util::JsonStringToMessage into a Struct)
+// decides otherwise, checked by struct_json_fuzz.cc: it refuses a repeated
+// key, and it accepts what RFC 8259 does not: \f and \v as whitespace,
+// unquoted or single-quoted keys and strings, raw control characters and
+// unknown escapes in strings, numbers such as "1.", "-.5" and "09.5", and a
+// trailing comma. Text either parser accepts, the other reads the same.
+//
 // Failures are INVALID_ARGUMENT with one google.rpc.BadRequest field
 // violation at the caller's `field` (for example "job.args"). The
 // description says what is wrong and where: a path inside the Struct for

@@ -528,5 +528,28 @@ TEST(StructJsonTest, ParsesLikeProtobufWhereBothAcceptMutatedText) {
   EXPECT_GT(both_accepted, 100);
 }
 
+// The differences from protobuf's parser that struct_json.h lists (found by
+// struct_json_fuzz, whose oracle allows exactly these): protobuf is lenient
+// beyond RFC 8259, and refuses a repeated key.
+TEST(StructJsonTest, DiffersFromProtobufOnlyWhereTheHeaderSays) {
+  const std::vector<std::string> lenient = {
+      "{}\f",        "{\v\"a\":1}",    "{a:1}",           "{'a':1}",
+      "{\"a\":'x'}", "{\"a\":\"\t\"}", "{\"a\":\"\\x\"}", "{\"a\":1.}",
+      "{\"a\":-.5}", "{\"a\":09.5}",   "{\"a\":1,}",      "{\"a\":[1,]}",
+  };
+  for (const std::string& json : lenient) {
+    Struct ours;
+    EXPECT_FALSE(ParseStructJson(json, "args", &ours).ok()) << json;
+    Struct theirs;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &theirs).ok())
+        << json;
+  }
+  Struct theirs;
+  EXPECT_FALSE(
+      google::protobuf::util::JsonStringToMessage("{\"a\":1,\"a\":2}", &theirs)
+          .ok());
+  EXPECT_EQ(Parse("{\"a\":1,\"a\":2}").fields().at("a").number_value(), 2);
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -3,9 +3,9 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 
 namespace jobwire {
 namespace {
@@ -17,20 +17,38 @@ constexpr absl::string_view kPreconditionUrl = "jobwire.internal/precondition";
 constexpr absl::string_view kRetryDelayUrl = "jobwire.internal/retry-delay";
 constexpr absl::string_view kReasonUrl = "jobwire.internal/reason";
 
-// Records are joined by '\x1e' and their fields by '\x1f': neither appears in
-// field paths or messages that jobwire writes.
-constexpr char kRecordSep = '\x1e';
-constexpr char kFieldSep = '\x1f';
+// A payload is a sequence of records of a fixed number of fields; each field
+// is written as its byte length, ':' and its bytes, so any byte survives
+// (descriptions quote a client's text, which may hold any byte).
+void AppendField(std::string* out, absl::string_view field) {
+  absl::StrAppend(out, field.size(), ":", field);
+}
 
+// The records of `arity` fields in the payload at `url`; a malformed tail
+// (none that this file writes) is dropped.
 std::vector<std::vector<std::string>> Decode(const absl::Status& status,
-                                             absl::string_view url) {
+                                             absl::string_view url,
+                                             size_t arity) {
   std::vector<std::vector<std::string>> out;
   absl::optional<absl::Cord> payload = status.GetPayload(url);
   if (!payload.has_value()) return out;
-  std::string text(*payload);
-  for (absl::string_view record :
-       absl::StrSplit(text, kRecordSep, absl::SkipEmpty())) {
-    out.push_back(absl::StrSplit(record, kFieldSep));
+  const std::string text(*payload);
+  absl::string_view rest(text);
+  std::vector<std::string> record;
+  while (!rest.empty()) {
+    const size_t colon = rest.find(':');
+    size_t n = 0;
+    if (colon == absl::string_view::npos ||
+        !absl::SimpleAtoi(rest.substr(0, colon), &n) ||
+        n > rest.size() - colon - 1) {
+      break;
+    }
+    record.emplace_back(rest.substr(colon + 1, n));
+    rest.remove_prefix(colon + 1 + n);
+    if (record.size() == arity) {
+      out.push_back(std::move(record));
+      record.clear();
+    }
   }
   return out;
 }
@@ -39,16 +57,14 @@ std::vector<std::vector<std::string>> Decode(const absl::Status& status,
 
 absl::Status InvalidArgumentError(std::vector<FieldViolation> violations) {
   std::vector<std::string> parts;
-  std::vector<std::string> records;
+  std::string records;
   for (const FieldViolation& v : violations) {
     parts.push_back(absl::StrCat(v.field, ": ", v.description));
-    records.push_back(
-        absl::StrCat(v.field, std::string(1, kFieldSep), v.description));
+    AppendField(&records, v.field);
+    AppendField(&records, v.description);
   }
   absl::Status status = absl::InvalidArgumentError(absl::StrJoin(parts, "; "));
-  status.SetPayload(
-      kFieldViolationsUrl,
-      absl::Cord(absl::StrJoin(records, std::string(1, kRecordSep))));
+  status.SetPayload(kFieldViolationsUrl, absl::Cord(records));
   return status;
 }
 
@@ -61,11 +77,11 @@ absl::Status InvalidArgumentError(absl::string_view field,
 absl::Status FailedPreconditionError(absl::string_view message,
                                      PreconditionViolation violation) {
   absl::Status status = absl::FailedPreconditionError(message);
-  status.SetPayload(
-      kPreconditionUrl,
-      absl::Cord(absl::StrCat(violation.type, std::string(1, kFieldSep),
-                              violation.subject, std::string(1, kFieldSep),
-                              violation.description)));
+  std::string record;
+  AppendField(&record, violation.type);
+  AppendField(&record, violation.subject);
+  AppendField(&record, violation.description);
+  status.SetPayload(kPreconditionUrl, absl::Cord(record));
   return status;
 }
 
@@ -91,9 +107,8 @@ absl::Status ResourceExhaustedError(absl::string_view message,
 
 std::vector<FieldViolation> GetFieldViolations(const absl::Status& status) {
   std::vector<FieldViolation> out;
-  for (auto& fields : Decode(status, kFieldViolationsUrl)) {
-    if (fields.size() == 2)
-      out.push_back({std::move(fields[0]), std::move(fields[1])});
+  for (auto& fields : Decode(status, kFieldViolationsUrl, 2)) {
+    out.push_back({std::move(fields[0]), std::move(fields[1])});
   }
   return out;
 }
@@ -101,11 +116,9 @@ std::vector<FieldViolation> GetFieldViolations(const absl::Status& status) {
 std::vector<PreconditionViolation> GetPreconditionViolations(
     const absl::Status& status) {
   std::vector<PreconditionViolation> out;
-  for (auto& fields : Decode(status, kPreconditionUrl)) {
-    if (fields.size() == 3) {
-      out.push_back(
-          {std::move(fields[0]), std::move(fields[1]), std::move(fields[2])});
-    }
+  for (auto& fields : Decode(status, kPreconditionUrl, 3)) {
+    out.push_back(
+        {std::move(fields[0]), std::move(fields[1]), std::move(fields[2])});
   }
   return out;
 }

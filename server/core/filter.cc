@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/errors.h"
+#include "server/common/utf8.h"
 
 namespace jobwire {
 namespace {
@@ -25,22 +26,6 @@ bool IsWordStart(char c) { return absl::ascii_isalnum(c) || c == '_'; }
 bool IsWordChar(char c) {
   return IsWordStart(c) || c == '.' || c == '-' || c == '/' || c == ':' ||
          c == '+';
-}
-
-// The length of the UTF-8 character at text[i] (1 for ASCII or a byte
-// that does not start a whole, valid sequence), so an error quotes whole
-// characters and its message stays valid UTF-8.
-size_t Utf8CharLength(absl::string_view text, size_t i) {
-  const auto lead = static_cast<unsigned char>(text[i]);
-  const size_t n = lead >= 0xF0 && lead <= 0xF4   ? 4
-                   : lead >= 0xE0 && lead <= 0xEF ? 3
-                   : lead >= 0xC2 && lead <= 0xDF ? 2
-                                                  : 1;
-  if (i + n > text.size()) return 1;
-  for (size_t k = 1; k < n; ++k) {
-    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 1;
-  }
-  return n;
 }
 
 std::string Describe(const Token& t) {
@@ -97,11 +82,13 @@ class Parser {
   }
 
   // The character at text_[i] as an error quotes it: whole, or "\xFF"
-  // for a byte that is not valid UTF-8.
+  // for a byte that is not valid UTF-8 or a control character.
   std::string QuoteChar(size_t i) const {
-    const size_t n = Utf8CharLength(text_, i);
+    const size_t n = Utf8SequenceLength(text_, i);
     const auto byte = static_cast<unsigned char>(text_[i]);
-    if (n == 1 && byte >= 0x80) {
+    // A stray byte or a control character is quoted as \xNN, so the
+    // message stays valid UTF-8 and readable.
+    if (n == 0 || (n == 1 && (byte < 0x20 || byte == 0x7f))) {
       return absl::StrCat("\\x", absl::Hex(byte, absl::kZeroPad2));
     }
     return std::string(text_.substr(i, n));

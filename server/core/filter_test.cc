@@ -131,6 +131,26 @@ TEST(ParseFilterTest, UnexpectedCharacterIsQuotedWhole) {
               HasSubstr("unexpected character '\xE2\x82\xAC'"));
   EXPECT_THAT(ErrorOf("queue = \xFF"),
               HasSubstr("unexpected character '\\xff'"));
+  // Found by filter_fuzz: an overlong form (E0 8E 8A) was quoted whole,
+  // which made the message invalid UTF-8. Surrogates (ED A0 80) and code
+  // points past U+10FFFF (F4 90 80 80) are not characters either.
+  EXPECT_THAT(ErrorOf("queue = b OR \xE0\x8E\x8Aue = b"),
+              HasSubstr("unexpected character '\\xe0'"));
+  EXPECT_THAT(ErrorOf("\xED\xA0\x80"),
+              HasSubstr("unexpected character '\\xed'"));
+  EXPECT_THAT(ErrorOf("\xF4\x90\x80\x80"),
+              HasSubstr("unexpected character '\\xf4'"));
+  EXPECT_THAT(ErrorOf("\xF4\x8F\xBF\xBF"),
+              HasSubstr("unexpected character '\xF4\x8F\xBF\xBF'"));
+}
+
+// Found by filter_fuzz: a control character was echoed raw, and \x1f (the
+// byte the error details were joined with) split the violation.
+TEST(ParseFilterTest, ControlCharactersAreQuotedAsHex) {
+  EXPECT_THAT(ErrorOf(std::string("stat\x1f\0eu= emaiR -prior)ty >= 6)", 31)),
+              HasSubstr("position 5: unexpected character '\\x1f'"));
+  EXPECT_THAT(ErrorOf("queue = a \x1e"),
+              HasSubstr("unexpected character '\\x1e'"));
 }
 
 TEST(ParseFilterTest, EnforcesLengthAndDepthLimits) {

@@ -17,6 +17,7 @@
 #include "google/api/annotations.pb.h"
 #include "server/common/errors.h"
 #include "server/common/status_macros.h"
+#include "server/common/utf8.h"
 
 namespace jobwire {
 namespace {
@@ -205,6 +206,9 @@ absl::Status SetFieldFromText(Message* message, absl::string_view path,
       if (f->type() == FieldDescriptor::TYPE_BYTES) {
         return BadValue(name, "bytes cannot be set from a parameter");
       }
+      // A proto string must be valid UTF-8: the service could not parse the
+      // request (an INTERNAL error) if it were not.
+      if (!IsValidUtf8(value)) return BadValue(name, "is not valid UTF-8");
       repeated ? r->AddString(message, f, std::string(value))
                : r->SetString(message, f, std::string(value));
       return absl::OkStatus();

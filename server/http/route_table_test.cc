@@ -136,5 +136,25 @@ TEST(RouteTableTest, BadInputIsInvalidArgumentNamingTheParameter) {
   EXPECT_EQ(GetFieldViolations(s)[0].field, "body");
 }
 
+// Found by http_request_fuzz: a percent-decoded path segment or query value
+// that is not UTF-8 went into a proto string, which the service then could
+// not parse (INTERNAL instead of a BadRequest).
+TEST(RouteTableTest, StringParametersMustBeValidUtf8) {
+  auto m = Find("PATCH", {"v1", "queues", "e\xD7l"});
+  ASSERT_TRUE(m.ok()) << m.status();
+  v1::UpdateQueueRequest request;
+  absl::Status s = BuildRequest(*m->route, m->bindings, {}, "{}", &request);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_EQ(GetFieldViolations(s).size(), 1u);
+  EXPECT_EQ(GetFieldViolations(s)[0].field, "queue.name");
+  EXPECT_EQ(GetFieldViolations(s)[0].description, "is not valid UTF-8");
+
+  v1::ListJobsRequest list;
+  s = SetFieldFromText(&list, "filter", "queue = \xC0\xAF", "filter");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      SetFieldFromText(&list, "filter", "queue = \xC3\xA9", "filter").ok());
+}
+
 }  // namespace
 }  // namespace jobwire::test

@@ -5,6 +5,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "server/common/errors.h"
+#include "server/common/utf8.h"
 
 namespace jobwire {
 
@@ -12,7 +13,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   absl::StatusCode code = status.code();
   if (code == absl::StatusCode::kUnknown) code = absl::StatusCode::kInternal;
-  std::string message(status.message());
+  // Messages and details may quote a client's bytes; what goes on the
+  // wire must be valid UTF-8 (grpc-message, proto strings).
+  const std::string message = ValidUtf8(status.message());
 
   google::rpc::Status rich;
   rich.set_code(static_cast<int>(code));
@@ -23,8 +26,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     google::rpc::BadRequest bad;
     for (const FieldViolation& v : violations) {
       auto* fv = bad.add_field_violations();
-      fv->set_field(v.field);
-      fv->set_description(v.description);
+      fv->set_field(ValidUtf8(v.field));
+      fv->set_description(ValidUtf8(v.description));
     }
     rich.add_details()->PackFrom(bad);
   }
@@ -34,9 +37,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     google::rpc::PreconditionFailure failure;
     for (const PreconditionViolation& v : preconditions) {
       auto* pv = failure.add_violations();
-      pv->set_type(v.type);
-      pv->set_subject(v.subject);
-      pv->set_description(v.description);
+      pv->set_type(ValidUtf8(v.type));
+      pv->set_subject(ValidUtf8(v.subject));
+      pv->set_description(ValidUtf8(v.description));
     }
     rich.add_details()->PackFrom(failure);
   }

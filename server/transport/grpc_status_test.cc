@@ -73,5 +73,30 @@ TEST(GrpcStatusTest, ReasonBecomesErrorInfo) {
   EXPECT_EQ(info.domain(), "jobwire.dev");
 }
 
+// Found by http_request_fuzz: protobuf's JSON parser quotes the bytes it
+// refuses, a query key becomes a violation's field, and a status message
+// or detail that is not UTF-8 cannot be sent (grpc-message, proto strings).
+TEST(GrpcStatusTest, ClientBytesReachTheWireAsValidUtf8) {
+  grpc::Status s = ToGrpcStatus(InvalidArgumentError(
+      "ma\x87Running", "not JSON of jobwire.v1.Queue: \x87 at \xE0\x8E"));
+  EXPECT_EQ(s.error_message(),
+            "ma\\x87Running: not JSON of jobwire.v1.Queue: \\x87 at "
+            "\\xe0\\x8e");
+  google::rpc::BadRequest bad;
+  ASSERT_TRUE(Details(s).details(0).UnpackTo(&bad));
+  ASSERT_EQ(bad.field_violations_size(), 1);
+  EXPECT_EQ(bad.field_violations(0).field(), "ma\\x87Running");
+  EXPECT_EQ(bad.field_violations(0).description(),
+            "not JSON of jobwire.v1.Queue: \\x87 at \\xe0\\x8e");
+
+  grpc::Status p = ToGrpcStatus(
+      FailedPreconditionError("job \xFF", {"STATE", "\xFF", "\xC3\xA9"}));
+  EXPECT_EQ(p.error_message(), "job \\xff");
+  google::rpc::PreconditionFailure failure;
+  ASSERT_TRUE(Details(p).details(0).UnpackTo(&failure));
+  EXPECT_EQ(failure.violations(0).subject(), "\\xff");
+  EXPECT_EQ(failure.violations(0).description(), "\xC3\xA9");
+}
+
 }  // namespace
 }  // namespace jobwire::test
