@@ -29,6 +29,7 @@ install(TARGETS ${_jw_sdk_targets} EXPORT jobwireTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES
   ${PROJECT_SOURCE_DIR}/clients/cpp/client.h
+  ${PROJECT_SOURCE_DIR}/clients/cpp/progress.h
   ${PROJECT_SOURCE_DIR}/clients/cpp/worker.h
   ${PROJECT_SOURCE_DIR}/clients/cpp/webhook.h
   ${PROJECT_SOURCE_DIR}/clients/cpp/default_address.h
