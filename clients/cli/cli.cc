@@ -445,7 +445,6 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   sdk::Client client(channel, client_options);
   CliContext context;
   context.client = &client;
-  context.channel = channel;
   context.timeout = g.timeout;
   context.token = g.token;
   context.out = &out;

@@ -49,8 +49,6 @@ struct CliContext {
   // call; streams that run long have none). Its calls fail at once while
   // the server is away (no wait for ready). Not owned.
   sdk::Client* client = nullptr;
-  // The client's channel (its connection state, for waits).
-  std::shared_ptr<grpc::Channel> channel;
   // What --timeout and --token (JOBWIRE_TOKEN) said; `client` carries them.
   absl::Duration timeout = absl::Seconds(10);
   std::string token;

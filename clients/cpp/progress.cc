@@ -41,7 +41,12 @@ bool JobsProgress::Observe(const std::string& id, v1::Job::State state,
   }
   Known& known = it->second;
   if (seq <= known.seq) return false;
-  if (IsTerminal(state) && !IsTerminal(known.state)) ++ended_here_;
+  // The rate counts jobs seen to end; a job whose first known state is an
+  // ended one (Add()ed, then listed) ended before the watch.
+  if (IsTerminal(state) && !IsTerminal(known.state) &&
+      known.state != v1::Job::STATE_UNSPECIFIED) {
+    ++ended_here_;
+  }
   Count(known.state, -1);
   Count(state, +1);
   known = Known{state, seq};

@@ -75,7 +75,9 @@ class JobsProgress {
   void Add(const std::string& id);
   // Job `id` is in `state` as of its event `seq`. Returns false, changing
   // nothing, for an older or equal seq than the one known (a replay of what
-  // a list saw), or for a job a fixed JobsProgress does not follow.
+  // a list saw), or for a job a fixed JobsProgress does not follow. The
+  // rate counts the jobs seen to go from a known unended state to an ended
+  // one.
   bool Observe(const std::string& id, v1::Job::State state, int64_t seq);
   // What a WatchJobs event says of its job's state, if anything
   // (snapshot, state_changed), as Observe.

@@ -554,6 +554,7 @@ TEST(JobsProgressTest, CountsStatesAndSkipsReplays) {
   EXPECT_DOUBLE_EQ(half.rate, 0.5);
   ASSERT_TRUE(half.eta.has_value());
   EXPECT_EQ(*half.eta, absl::Seconds(2));
+  EXPECT_TRUE(fixed.Observe("b", v1::Job::STATE_QUEUED, 4));
   EXPECT_TRUE(fixed.Observe("b", v1::Job::STATE_FAILED, 5));
   EXPECT_TRUE(fixed.AllEnded());
   Progress done = fixed.Get(start + absl::Seconds(4));
@@ -562,6 +563,14 @@ TEST(JobsProgressTest, CountsStatesAndSkipsReplays) {
   EXPECT_EQ(done.ToString(),
             "2/2 ended: 1 succeeded, 1 failed, 0 cancelled; 0 running; "
             "0.5/s; ETA -");
+
+  // Added, then first seen ended (a job that existed, listed): not in the
+  // rate either.
+  JobsProgress listed(/*fixed=*/true, start);
+  listed.Add("old");
+  EXPECT_TRUE(listed.Observe("old", v1::Job::STATE_CANCELLED, 9));
+  EXPECT_EQ(listed.Get(start + absl::Seconds(1)).rate, 0);
+  EXPECT_TRUE(listed.Get(start).done());
 
   JobsProgress open(/*fixed=*/false, start);
   EXPECT_TRUE(open.AllEnded());
