@@ -1,5 +1,7 @@
 # `cmake --install`: jobwired and jobwire (with JOBWIRE_BUILD_SERVER), their
-# shell completions when the CLI can write them, and the C++ SDK: headers
+# shell completions when the CLI can write them, the systemd unit
+# (deploy/jobwired.service into lib/systemd/system, its ExecStart pointed at
+# the installed jobwired), and the C++ SDK: headers
 # under include/jobwire/ (included as "clients/cpp/client.h" and
 # "jobwire/v1/job.pb.h", as in this tree), static libraries, and the CMake
 # package jobwire (lib/cmake/jobwire/jobwireConfig.cmake), so a project
@@ -27,6 +29,7 @@ install(TARGETS ${_jw_sdk_targets} EXPORT jobwireTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES
   ${PROJECT_SOURCE_DIR}/clients/cpp/client.h
+  ${PROJECT_SOURCE_DIR}/clients/cpp/progress.h
   ${PROJECT_SOURCE_DIR}/clients/cpp/worker.h
   ${PROJECT_SOURCE_DIR}/clients/cpp/webhook.h
   ${PROJECT_SOURCE_DIR}/clients/cpp/default_address.h
@@ -77,3 +80,28 @@ string(CONFIGURE [[
   endforeach()
 ]] _jw_code @ONLY)
 install(CODE "${_jw_code}")
+
+# The systemd unit, its ExecStart naming the jobwired just installed (the
+# prefix given to `cmake --install --prefix` counts, so it is rewritten at
+# install time). JOBWIRE_SYSTEMD_UNIT_DIR, relative to the prefix unless
+# absolute, moves it (e.g. /etc/systemd/system).
+set(JOBWIRE_SYSTEMD_UNIT_DIR "lib/systemd/system" CACHE STRING
+  "where cmake --install puts jobwired.service (relative: under the prefix)")
+string(CONFIGURE [[
+  set(_jw_unit_dir "@JOBWIRE_SYSTEMD_UNIT_DIR@")
+  if(NOT IS_ABSOLUTE "${_jw_unit_dir}")
+    set(_jw_unit_dir "${CMAKE_INSTALL_PREFIX}/${_jw_unit_dir}")
+  endif()
+  set(_jw_bindir "@CMAKE_INSTALL_BINDIR@")
+  if(NOT IS_ABSOLUTE "${_jw_bindir}")
+    set(_jw_bindir "${CMAKE_INSTALL_PREFIX}/${_jw_bindir}")
+  endif()
+  file(READ "@PROJECT_SOURCE_DIR@/deploy/jobwired.service" _jw_unit)
+  string(REPLACE "/usr/local/bin/jobwired" "${_jw_bindir}/jobwired" _jw_unit "${_jw_unit}")
+  file(WRITE "@PROJECT_BINARY_DIR@/deploy/jobwired.service" "${_jw_unit}")
+  # file(INSTALL) honours DESTDIR and lists the file in install_manifest.txt.
+  file(INSTALL DESTINATION "${_jw_unit_dir}" TYPE FILE PERMISSIONS
+    OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
+    FILES "@PROJECT_BINARY_DIR@/deploy/jobwired.service")
+]] _jw_unit_code @ONLY)
+install(CODE "${_jw_unit_code}")

@@ -108,12 +108,19 @@ std::string JobwiredBinary(const std::string& binary) {
   return JOBWIRED_PATH;
 }
 
+// `args` after a --db in `dir` (relative): a --db in `args` comes later
+// and wins (jobwired takes the last).
+std::vector<std::string> WithTestDatabase(std::vector<std::string> args) {
+  args.insert(args.begin(), {"--db", "var/jobwire.db"});
+  return args;
+}
+
 }  // namespace
 
 JobwiredProcess::JobwiredProcess(const std::string& dir,
                                  std::vector<std::string> args,
                                  const std::string& binary)
-    : ChildProcess(JobwiredBinary(binary), std::move(args),
+    : ChildProcess(JobwiredBinary(binary), WithTestDatabase(std::move(args)),
                    dir + "/jobwired." + std::to_string(getpid()) + "." +
                        std::to_string(++counter_) + ".log",
                    dir) {}

@@ -77,7 +77,9 @@ class ChildProcess {
 // jobwired of this build, logging to a fresh file in `dir`.
 class JobwiredProcess : public ChildProcess {
  public:
-  // Starts jobwired with `args` (without argv[0]) in `dir`. `binary`, when
+  // Starts jobwired with `args` (without argv[0]) in `dir`, its database
+  // `dir`/var/jobwire.db unless `args` has its own --db (jobwired's default
+  // is the user's data folder, which tests must not share). `binary`, when
   // not empty, is the jobwired executable to run instead of this build's.
   JobwiredProcess(const std::string& dir, std::vector<std::string> args,
                   const std::string& binary = "");

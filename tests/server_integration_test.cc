@@ -748,6 +748,79 @@ TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
       << cancelled.log();
 }
 
+// `submit-batch --watch` follows the ids its SubmitJobs replies name, from
+// a cursor taken before its first submit: no label is added (a job may have
+// all 64 of its own), and any number of the jobs may have existed before
+// (hundreds here, listed by id), while jobs outside the batch, even in the
+// same queue and submitted meanwhile, are not counted.
+TEST_F(ServerIntegrationTest,
+       CliSubmitBatchWatchFollowsExistingJobsAndFullLabelSetsWithoutALabel) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  const std::string many = dir_ + "/many.jsonl";
+  {
+    std::ofstream out(many);
+    for (int i = 0; i < 350; ++i) {
+      out << "{\"job\": {\"kind\": \"k\", \"queue\": \"many\"}, "
+             "\"request_id\": \"m"
+          << i << "\"}\n";
+    }
+  }
+  CliResult first = RunCli(addr + "submit-batch " + many);
+  ASSERT_EQ(first.code, 0) << first.out;
+  ASSERT_EQ(
+      RunCli(addr + "bulk --filter 'queue = \"many\"' --action cancel").code,
+      0);
+  // Every job existed, and had ended: 350 of them, far past a filter's
+  // length, followed by id.
+  CliResult again = RunCli(addr + "submit-batch --watch " + many);
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out, "350 jobs, 0 new")) << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out,
+                                "350/350 ended: 0 succeeded, 0 failed, 350 "
+                                "cancelled; 0 running;"))
+      << again.out;
+  EXPECT_TRUE(absl::StrContains(again.out, "350 of 350 jobs did not succeed"))
+      << again.out;
+
+  // A job with 64 labels of its own (the most), beside a new one, and a job
+  // of the same queue submitted while the batch is followed.
+  std::string labels;
+  for (int i = 0; i < 64; ++i)
+    absl::StrAppend(&labels, i == 0 ? "" : ", ", "\"l", i, "\": \"v\"");
+  const std::string full = dir_ + "/full.jsonl";
+  std::ofstream(full) << "{\"job\": {\"kind\": \"k\", \"queue\": \"full\", "
+                         "\"labels\": {"
+                      << labels
+                      << "}}}\n"
+                         "{\"job\": {\"kind\": \"k\", \"queue\": \"full\"}}\n";
+  ChildProcess watch(JOBWIRE_CLI_PATH,
+                     {"--addr", "unix://" + socket_, "submit-batch", full,
+                      "--watch", "-o", "table"},
+                     dir_ + "/full-watch.log");
+  ASSERT_TRUE(LogSays(watch, "0/2 ended", absl::Seconds(10))) << watch.log();
+  const std::string outsider = SubmitWithCli("--kind k --queue full");
+  ASSERT_FALSE(outsider.empty());
+  ASSERT_EQ(
+      RunCli(addr + "bulk --filter 'queue = \"full\"' --action cancel").code,
+      0);
+  ASSERT_TRUE(watch.Exited(absl::Seconds(10))) << watch.log();
+  EXPECT_EQ(watch.exit_code(), 1) << watch.log();
+  EXPECT_TRUE(absl::StrContains(watch.log(),
+                                "2/2 ended: 0 succeeded, 0 "
+                                "failed, 2 cancelled"))
+      << watch.log();
+  EXPECT_FALSE(absl::StrContains(watch.log(), "/3 ended")) << watch.log();
+  // The jobs keep exactly their own labels.
+  CliResult listed = RunCli(addr +
+                            "list -o json --filter 'queue = \"full\" AND "
+                            "labels.l63 = \"v\"'");
+  ASSERT_EQ(listed.code, 0) << listed.out;
+  EXPECT_FALSE(absl::StrContains(listed.out, "jobwire-batch")) << listed.out;
+  EXPECT_TRUE(absl::StrContains(listed.out, "\"l0\": \"v\"")) << listed.out;
+}
+
 TEST_F(ServerIntegrationTest,
        CliWatchAfterTheLastSeqOfAnEndedJobSaysHowItEnded) {
   ServerProcess server(dir_, DefaultArgs());

@@ -158,15 +158,6 @@ int Fail(std::ostream& err, absl::string_view command,
 
 }  // namespace
 
-std::unique_ptr<grpc::ClientContext> CliContext::NewCallContext(
-    bool with_deadline) const {
-  auto context = std::make_unique<grpc::ClientContext>();
-  if (with_deadline)
-    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
-  return context;
-}
-
 void CliContext::PrintJson(const google::protobuf::Message& message,
                            bool every_field, bool one_line) const {
   google::protobuf::util::JsonPrintOptions options;
@@ -236,8 +227,7 @@ absl::StatusOr<jobwire::v1::Job::State> ParseState(absl::string_view flag,
   return state;
 }
 
-absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags) {
-  absl::Status s = FromGrpcStatus(status);
+absl::Status NameFlags(const absl::Status& s, const FieldFlags& flags) {
   if (s.code() != absl::StatusCode::kInvalidArgument) return s;
   std::vector<std::string> violations = absl::StrSplit(s.message(), "; ");
   for (std::string& v : violations) {
@@ -249,11 +239,6 @@ absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags) {
     }
   }
   return absl::InvalidArgumentError(absl::StrJoin(violations, "; "));
-}
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
 }
 
 namespace {
@@ -449,8 +434,17 @@ int RunCli(const std::vector<std::string>& args, CommandList commands,
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       ChannelCredentials(g, *address);
   if (!credentials.ok()) return Fail(err, name, credentials.status());
+  // The SDK's client over the CLI's channel; its calls fail at once when
+  // the server is away (the message then names --addr, below).
+  sdk::Client::Options client_options;
+  client_options.token = g.token;
+  client_options.timeout = g.timeout;
+  client_options.wait_for_ready = false;
+  std::shared_ptr<grpc::Channel> channel =
+      NewChannel(address->ToUri(), *std::move(credentials));
+  sdk::Client client(channel, client_options);
   CliContext context;
-  context.channel = NewChannel(address->ToUri(), *std::move(credentials));
+  context.client = &client;
   context.timeout = g.timeout;
   context.token = g.token;
   context.out = &out;

@@ -35,18 +35,22 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clients/cli/flags.h"
+#include "clients/cpp/client.h"
 #include "google/protobuf/map.h"
 #include "google/protobuf/message.h"
 #include "jobwire/v1/job.pb.h"
 
 namespace jobwire::cli {
 
-// What a command's Run gets: the connection and where to print.
+// What a command's Run gets: the server (the C++ SDK's client, through which
+// every command makes its calls) and where to print.
 struct CliContext {
-  std::shared_ptr<grpc::Channel> channel;
-  // The per-call deadline (--timeout); streams that run long may ignore it.
+  // Over the --addr channel, with the --token and --timeout (per unary
+  // call; streams that run long have none). Its calls fail at once while
+  // the server is away (no wait for ready). Not owned.
+  sdk::Client* client = nullptr;
+  // What --timeout and --token (JOBWIRE_TOKEN) said; `client` carries them.
   absl::Duration timeout = absl::Seconds(10);
-  // Bearer token (--token / JOBWIRE_TOKEN); empty for none.
   std::string token;
   std::ostream* out = nullptr;
   // Standard input, for the commands that read it; may be null.
@@ -55,10 +59,6 @@ struct CliContext {
   // which the command returns.
   std::ostream* err = nullptr;
 
-  // A ClientContext carrying the token, and the deadline unless
-  // `with_deadline` is false.
-  std::unique_ptr<grpc::ClientContext> NewCallContext(
-      bool with_deadline = true) const;
   // Prints `message` as JSON (proto field names, enums by name) and a
   // newline. With `every_field`, fields at their defaults are printed too
   // (an empty list is `"jobs": []`, not left out). With `one_line`, compact
@@ -79,7 +79,7 @@ class Command {
   // Adds this command's own flags, bound to its members.
   virtual void AddFlags(FlagSet* /*flags*/) {}
   // Runs the command. Returns INVALID_ARGUMENT for bad arguments, else the
-  // server's status (see FromGrpcStatus).
+  // server's status (as the SDK returns it).
   virtual absl::Status Run(const CliContext& context,
                            const std::vector<std::string>& args) = 0;
 };
@@ -131,12 +131,9 @@ void PrintJob(const CliContext& context, const jobwire::v1::Job& job,
 // The server names request fields ("name: must match ..."); the user typed
 // flags, so an INVALID_ARGUMENT names those: each violation (they are joined
 // by "; ") that starts with a field of `flags` starts with its flag instead.
-// Other statuses pass through (FromGrpcStatus).
+// Other statuses pass through.
 using FieldFlags = std::vector<std::pair<std::string, std::string>>;
-absl::Status NameFlags(const grpc::Status& status, const FieldFlags& flags);
-
-// grpc::Status -> absl::Status (same code and message).
-absl::Status FromGrpcStatus(const grpc::Status& status);
+absl::Status NameFlags(const absl::Status& status, const FieldFlags& flags);
 
 // Adds a --label flag's "key=value" to `labels`. INVALID_ARGUMENT naming
 // --label when there is no '=' or no key.

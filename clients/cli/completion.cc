@@ -60,16 +60,32 @@ Cases MakeCases(const CLI::App& app, absl::string_view var) {
   return c;
 }
 
+// The global flags of `app` that take a value (" --addr --timeout ... "):
+// the word after one is its value, not the command.
+std::string ValuedFlags(const CLI::App& app) {
+  std::string out = " ";
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->get_type_size() == 0) continue;  // a switch
+    for (const std::string& name : option->get_lnames())
+      absl::StrAppend(&out, "--", name, " ");
+  }
+  return out;
+}
+
 // The loop both scripts run over the words before the cursor (from `first`
-// to before `last`, in array `array`): `cmd` becomes the command typed so far.
-std::string CommandLoop(absl::string_view array, absl::string_view first,
-                        absl::string_view last) {
+// to before `last`, in array `array`): `cmd` becomes the command typed so
+// far. The value of a global flag given before the command is skipped.
+std::string CommandLoop(const CLI::App& app, absl::string_view array,
+                        absl::string_view first, absl::string_view last) {
   return absl::StrCat(
       "  for ((i = ", first, "; i < ", last,
       "; i++)); do\n"
       "    w=\"${",
       array,
       "[i]}\"\n"
+      "    if [[ -z \"$cmd\" && \"",
+      ValuedFlags(app),
+      "\" == *\" $w \"* ]]; then ((i++)); continue; fi\n"
       "    [[ \"$w\" == -* ]] && continue\n"
       "    if [[ -z \"$cmd\" ]]; then cmd=\"$w\"\n"
       "    elif [[ \"$cmd\" != *\" \"* && \"$groups\" == *\" $cmd \"* ]]; then "
@@ -88,7 +104,7 @@ std::string Zsh(const CLI::App& app) {
       "_jobwire() {\n"
       "  local cmd=\"\" cands=\"\" i w\n"
       "  local groups=\"",
-      c.groups, " \"\n", CommandLoop("words", "2", "CURRENT"),
+      c.groups, " \"\n", CommandLoop(app, "words", "2", "CURRENT"),
       "  case \"$cmd\" in\n", c.arms,
       "  esac\n"
       "  compadd -- ${=cands}\n"
@@ -109,7 +125,7 @@ std::string Bash(const CLI::App& app) {
       "_jobwire() {\n"
       "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" cmd=\"\" words=\"\" i w\n"
       "  local groups=\"",
-      groups, " \"\n", CommandLoop("COMP_WORDS", "1", "COMP_CWORD"),
+      groups, " \"\n", CommandLoop(app, "COMP_WORDS", "1", "COMP_CWORD"),
       "  case \"$cmd\" in\n", cases,
       "  esac\n"
       "  mapfile -t COMPREPLY < <(compgen -W \"$words\" -- \"$cur\")\n"

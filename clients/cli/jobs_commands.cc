@@ -33,16 +33,15 @@
 #include "absl/time/clock.h"
 #include "clients/cli/cli.h"
 #include "clients/cpp/client.h"
+#include "clients/cpp/progress.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
-#include "jobwire/v1/job_service.grpc.pb.h"
 
 namespace jobwire::cli {
 namespace {
 
 using jobwire::v1::Job;
-using jobwire::v1::JobService;
 
 absl::Status OneId(const std::string& command,
                    const std::vector<std::string>& args, std::string* id) {
@@ -71,16 +70,6 @@ absl::Status Outcome(const std::string& id, Job::State state,
 
 // How long `watch` keeps trying to resume while the server is away.
 constexpr absl::Duration kWatchGiveUpAfter = absl::Minutes(2);
-
-// The C++ SDK's client over the command's channel, token and deadline; its
-// calls fail at once when the server is away, like the other commands'.
-sdk::Client SdkClient(const CliContext& context) {
-  sdk::Client::Options options;
-  options.token = context.token;
-  options.timeout = context.timeout;
-  options.wait_for_ready = false;
-  return sdk::Client(context.channel, options);
-}
 
 // Prints event `e` of job `id` for people: a line each (progress as a bar
 // on a terminal, `tty`).
@@ -128,7 +117,7 @@ void PrintEvent(const CliContext& context, const std::string& id,
 // (stdout may be a pipe or a file).
 absl::Status Watch(const CliContext& context, const std::string& id,
                    std::optional<int64_t> after_seq, bool json) {
-  sdk::Client client = SdkClient(context);
+  sdk::Client& client = *context.client;
   const bool tty =
       !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
   std::optional<absl::Status> outcome;
@@ -211,8 +200,8 @@ class SubmitCommand final : public Command {
           absl::StrCat("submit takes no arguments, got \"", args[0], "\""));
     }
     if (kind_.empty()) return absl::InvalidArgumentError("--kind: is required");
-    jobwire::v1::SubmitJobRequest request;
-    Job* job = request.mutable_job();
+    Job job_message;
+    Job* job = &job_message;
     job->set_kind(kind_);
     job->set_queue(queue_);
     if (!args_.empty()) {
@@ -237,13 +226,11 @@ class SubmitCommand final : public Command {
     if (max_attempts_ < 0)
       return absl::InvalidArgumentError("--max-attempts: must be >= 0");
     job->set_max_attempts(max_attempts_);
-    request.set_request_id(request_id_);
 
-    auto stub = JobService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::SubmitJobResponse response;
-    grpc::Status status = stub->SubmitJob(call.get(), request, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
+    absl::StatusOr<jobwire::v1::SubmitJobResponse> submitted =
+        context.client->SubmitJob(job_message, request_id_);
+    if (!submitted.ok()) return submitted.status();
+    const jobwire::v1::SubmitJobResponse& response = *submitted;
     if (!watch_) {
       PrintJob(context, response.job(), output_);
       return absl::OkStatus();
@@ -437,11 +424,85 @@ absl::Status ParseLines(const std::string& path, const BatchLines& in,
   return absl::OkStatus();
 }
 
-absl::Status WatchMany(const CliContext& context, const std::string& filter,
-                       bool json, const std::set<std::string>* only);
+// Prints the Progress of a watch over many jobs for people: one bar redrawn
+// in place on a terminal (`tty`), else a line each time the count of ended
+// jobs changes (and the last one).
+class ProgressPrinter {
+ public:
+  ProgressPrinter(const CliContext& context, bool tty)
+      : context_(context), tty_(tty) {}
 
-// The label submit-batch --watch puts on the jobs it submits, to follow them.
-constexpr char kBatchLabel[] = "jobwire-batch";
+  void Print(const sdk::Progress& p, bool last) {
+    if (!tty_ && p.ended() == printed_ended_ && !(last && printed_ended_ < 0))
+      return;
+    printed_ended_ = p.ended();
+    if (tty_) {
+      const int width = 30;
+      const int filled =
+          p.total == 0 ? width : static_cast<int>(width * p.ended() / p.total);
+      *context_.out << "\r[" << std::string(filled, '#')
+                    << std::string(width - filled, ' ') << "] " << p.ToString()
+                    << "\x1b[K" << (last ? "\n" : "") << std::flush;
+    } else {
+      *context_.out << p.ToString() << std::endl;
+    }
+  }
+
+ private:
+  const CliContext& context_;
+  const bool tty_;
+  int64_t printed_ended_ = -1;
+};
+
+// Follows `progress` (or, with `filter` and no `progress`, every job the
+// filter matches: sdk::WatchProgress) until all have ended, printing as
+// ProgressPrinter does, or with `json` each event of a followed job after
+// what it started from (JSON lines). Exits 0 when all succeeded.
+absl::Status FollowMany(const CliContext& context, const std::string& filter,
+                        bool json, int64_t after_event_id,
+                        sdk::JobsProgress* progress) {
+  const bool tty =
+      !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
+  ProgressPrinter printer(context, tty);
+  sdk::Progress last;
+  auto shown = [&](const sdk::Progress& p) {
+    last = p;
+    if (!json) printer.Print(p, /*last=*/false);
+    return true;
+  };
+  sdk::WatchProgressOptions options;
+  options.give_up_after = kWatchGiveUpAfter;
+  if (json) {
+    options.on_event = [&](const jobwire::v1::JobEvent& e) {
+      context.PrintJson(e, /*every_field=*/false, /*one_line=*/true);
+      context.out->flush();
+    };
+  }
+  absl::Status watched =
+      progress == nullptr
+          ? sdk::WatchProgress(context.client, filter, shown, options)
+          : sdk::FollowProgress(context.client, filter, after_event_id,
+                                progress, shown, options);
+  if (!watched.ok()) {
+    if (progress == nullptr &&
+        watched.code() == absl::StatusCode::kInvalidArgument) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--filter: ", watched.message()));
+    }
+    return watched;
+  }
+  if (!json) printer.Print(last, /*last=*/true);
+  const int64_t bad = last.ended() - last.succeeded;
+  if (bad > 0) {
+    return absl::AbortedError(
+        absl::StrCat(bad, " of ", last.ended(), " jobs did not succeed"));
+  }
+  return absl::OkStatus();
+}
+
+// Ids per ListJobs filter when submit-batch --watch lists jobs that existed
+// before it (`id = "..." OR ...`: ~3,400 of the filter's 4,096 characters).
+constexpr size_t kIdsPerList = 100;
 
 class SubmitBatchCommand final : public Command {
  public:
@@ -456,7 +517,7 @@ class SubmitBatchCommand final : public Command {
     flags->Bool("watch", &watch_,
                 "then follow the submitted jobs until all have ended, as "
                 "watch --filter does (their ids are not printed); exit 0 "
-                "only if all succeeded. Labels new jobs jobwire-batch=RANDOM");
+                "only if all succeeded");
     flags->Output(&output_, {"table", "json"});
   }
   absl::Status Run(const CliContext& context,
@@ -467,7 +528,6 @@ class SubmitBatchCommand final : public Command {
                        args.size(), " arguments"));
     }
     const std::string& path = args[0];
-    auto stub = JobService::NewStub(context.channel);
     int64_t submitted = 0;
     int64_t created = 0;
     BatchLines window;
@@ -479,8 +539,9 @@ class SubmitBatchCommand final : public Command {
       ReadLines(std::cin, SIZE_MAX, &number, &window);
       if (absl::Status s = ParseLines(path, window, &requests); !s.ok())
         return s;
-      if (absl::Status s = SendWindow(context, *stub, requests, window.lines,
-                                      &submitted, &created);
+      if (absl::Status s = StartWatch(context); !s.ok()) return s;
+      if (absl::Status s = SendWindow(context, std::move(requests),
+                                      window.lines, &submitted, &created);
           !s.ok()) {
         return s;
       }
@@ -496,6 +557,7 @@ class SubmitBatchCommand final : public Command {
         if (absl::Status s = ParseLines(path, window, &requests); !s.ok())
           return s;
       }
+      if (absl::Status s = StartWatch(context); !s.ok()) return s;
       std::ifstream in(path);
       number = 0;
       while (ReadLines(in, kWindowLines, &number, &window)) {
@@ -505,8 +567,8 @@ class SubmitBatchCommand final : public Command {
                               absl::StrCat(s.message(), "; the ", submitted,
                                            " jobs before it were submitted"));
         }
-        if (absl::Status s = SendWindow(context, *stub, requests, window.lines,
-                                        &submitted, &created);
+        if (absl::Status s = SendWindow(context, std::move(requests),
+                                        window.lines, &submitted, &created);
             !s.ok()) {
           return s;
         }
@@ -516,155 +578,96 @@ class SubmitBatchCommand final : public Command {
                  << (submitted == 1 ? " job, " : " jobs, ") << created
                  << " new\n";
     if (!watch_) return absl::OkStatus();
-    return WatchSubmitted(context, submitted - created);
+    if (absl::Status s = ListExisting(context); !s.ok()) return s;
+    return FollowMany(context, /*filter=*/"", IsJson(output_), cursor_,
+                      progress_.get());
   }
 
  private:
-  // Sends `requests` (lines[i] is the file line of requests[i]) in batches
-  // of kBatch, kStreams in flight, and prints their ids in line order; adds
-  // the jobs submitted before a failed batch to `submitted`, the new ones to
-  // `created`. The failed batch's error names its line, with how many jobs
-  // went in before it (and of later lines, already in flight).
-  // With --watch: follows the jobs submitted (`existed` of them matched an
-  // earlier request_id and carry no label of this batch: they are added to
-  // the filter by id, at most as many as the filter's 4,096 characters hold).
-  absl::Status WatchSubmitted(const CliContext& context, int64_t existed) {
-    std::string filter =
-        absl::StrCat("labels.", kBatchLabel, " = \"", batch_, "\"");
-    if (existed > 0) {
-      std::set<std::string> labelled;
-      absl::Status listed =
-          SdkClient(context).ListJobs(filter, [&](const Job& job) {
-            labelled.insert(job.id());
-            return true;
-          });
-      if (!listed.ok()) return listed;
-      for (const std::string& id : ids_) {
-        if (labelled.count(id) == 0)
-          absl::StrAppend(&filter, " OR id = \"", id, "\"");
-      }
-      if (filter.size() > 4096) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "--watch: ", existed,
-            " of the jobs existed before (same request_id), too many to "
-            "follow by id; follow them with watch --filter"));
-      }
-    }
-    return WatchMany(context, filter, IsJson(output_), &ids_);
+  // With --watch, before the first submit: the cursor the watch follows
+  // from (every event of a job submitted after it comes after it), and the
+  // set of jobs to follow, filled from the SubmitJobs replies.
+  absl::Status StartWatch(const CliContext& context) {
+    if (!watch_) return absl::OkStatus();
+    absl::StatusOr<jobwire::v1::ServerInfo> info =
+        context.client->GetServerInfo();
+    if (!info.ok()) return info.status();
+    cursor_ = info->last_event_id();
+    progress_ =
+        std::make_unique<sdk::JobsProgress>(/*fixed=*/true, absl::Now());
+    return absl::OkStatus();
   }
 
-  absl::Status SendWindow(const CliContext& context, JobService::Stub& stub,
-                          std::vector<jobwire::v1::SubmitJobRequest>& requests,
+  // With --watch: the jobs of batches where some matched an earlier
+  // request_id existed before the cursor, with events the watch will not
+  // replay; their states as of now, listed by id.
+  absl::Status ListExisting(const CliContext& context) {
+    for (size_t at = 0; at < maybe_existed_.size(); at += kIdsPerList) {
+      jobwire::v1::ListJobsRequest request;
+      std::string filter;
+      const size_t end = std::min(maybe_existed_.size(), at + kIdsPerList);
+      for (size_t i = at; i < end; ++i) {
+        absl::StrAppend(&filter, filter.empty() ? "" : " OR ", "id = \"",
+                        maybe_existed_[i], "\"");
+      }
+      request.set_filter(filter);
+      absl::StatusOr<jobwire::v1::ListJobsResponse> listed =
+          context.client->ListJobs(std::move(request), /*limit=*/0);
+      if (!listed.ok()) return listed.status();
+      for (const Job& job : listed->jobs())
+        progress_->Observe(job.id(), job.state(), job.last_seq());
+    }
+    maybe_existed_.clear();
+    return absl::OkStatus();
+  }
+
+  // Sends `requests` (lines[i] is the file line of requests[i]) in batches
+  // of kBatch, kStreams in flight (sdk::Client::SubmitBatches), and prints
+  // their ids in line order (or, with --watch, follows them); adds the jobs
+  // submitted before a failed batch to `submitted`, the new ones to
+  // `created`. The failed batch's error names its line, with how many jobs
+  // went in before it (and of later lines, already in flight).
+  absl::Status SendWindow(const CliContext& context,
+                          std::vector<jobwire::v1::SubmitJobRequest> requests,
                           const std::vector<int>& lines, int64_t* submitted,
                           int64_t* created) {
-    if (watch_) {
-      if (batch_.empty()) {
-        std::random_device random;
-        batch_ = absl::StrFormat("%08x%08x", random(), random());
-      }
-      for (auto& request : requests)
-        (*request.mutable_job()->mutable_labels())[kBatchLabel] = batch_;
-    }
-    const size_t batches = (requests.size() + kBatch - 1) / kBatch;
-    // kStreams batches in flight, one per stream (a SubmitJobs stream
-    // answers one batch before it reads the next), answered in any order
-    // and printed in file order.
-    struct Answer {
-      bool done = false;
-      grpc::Status status;  // of a batch the stream did not answer
-      jobwire::v1::SubmitJobsResponse response;
-    };
-    std::vector<Answer> answers(batches);
-    absl::Mutex mu;
-    size_t next = 0;          // the next batch to send
-    bool failed = false;      // a batch failed: send no more
-    grpc::Status end_status;  // of a stream that failed after its batches
-    auto send = [&] {
-      auto call = context.NewCallContext(/*with_deadline=*/false);
-      auto stream = stub.SubmitJobs(call.get());
-      for (;;) {
-        size_t b = 0;
-        {
-          absl::MutexLock lock(&mu);
-          if (failed || next == batches) break;
-          b = next++;
-        }
-        jobwire::v1::SubmitJobsRequest batch;
-        const size_t end = std::min(requests.size(), (b + 1) * kBatch);
-        for (size_t i = b * kBatch; i < end; ++i) {
-          *batch.add_jobs() = std::move(requests[i]);  // sent once
-        }
-        jobwire::v1::SubmitJobsResponse response;
-        const bool ok = stream->Write(batch) && stream->Read(&response);
-        grpc::Status status;
-        if (!ok) {
-          stream->WritesDone();
-          status = stream->Finish();
-          if (status.ok())
-            status = grpc::Status(grpc::StatusCode::UNKNOWN,
-                                  "the stream ended early");
-        }
-        absl::MutexLock lock(&mu);
-        answers[b].done = true;
-        answers[b].status = status;
-        answers[b].response = std::move(response);
-        if (!ok) {
-          failed = true;
-          return;
-        }
-      }
-      stream->WritesDone();
-      grpc::Status status = stream->Finish();
-      if (!status.ok()) {
-        absl::MutexLock lock(&mu);
-        failed = true;
-        if (end_status.ok()) end_status = status;
-      }
-    };
-    std::vector<std::thread> senders;
-    for (size_t s = 0; s < std::min(kStreams, batches); ++s)
-      senders.emplace_back(send);
-    size_t first_failed = batches;  // the first batch that failed
-    int64_t after_failed = 0;       // jobs submitted in batches after it
-    grpc::Status failure;           // its status
-    for (size_t b = 0; b < batches; ++b) {
-      Answer answer;
-      {
-        absl::MutexLock lock(&mu);
-        auto ready = [&] {
-          mu.AssertReaderHeld();
-          return answers[b].done || (failed && b >= next);
-        };
-        mu.Await(absl::Condition(&ready));
-        if (!answers[b].done) break;  // never sent
-        answer = std::move(answers[b]);
-      }
-      if (!answer.status.ok()) {
-        if (first_failed == batches) {
-          first_failed = b;
-          failure = answer.status;
-        }
-        continue;
-      }
-      if (watch_) {  // followed, not printed
-        ids_.insert(answer.response.ids().begin(), answer.response.ids().end());
-      } else if (IsJson(output_)) {  // a SubmitJobsResponse a line
-        context.PrintJson(answer.response, /*every_field=*/true,
-                          /*one_line=*/true);
-      } else {
-        for (const std::string& id : answer.response.ids())
-          *context.out << id << "\n";
-      }
-      context.out->flush();
-      (first_failed == batches ? *submitted : after_failed) +=
-          answer.response.ids_size();
-      *created += answer.response.created();
-    }
-    for (std::thread& sender : senders) sender.join();
-    if (first_failed != batches) {
+    const size_t total = requests.size();
+    size_t first_failed = SIZE_MAX;  // the first batch that failed
+    int64_t after_failed = 0;        // jobs submitted in batches after it
+    absl::Status failure;            // its status
+    absl::Status ended = context.client->SubmitBatches(
+        std::move(requests), kBatch, kStreams,
+        [&](sdk::Client::BatchOutcome batch) {
+          if (!batch.status.ok()) {
+            if (first_failed == SIZE_MAX) {
+              first_failed = static_cast<size_t>(batch.index);
+              failure = batch.status;
+            }
+            return;
+          }
+          const jobwire::v1::SubmitJobsResponse& response = batch.response;
+          if (watch_) {  // followed, not printed
+            for (const std::string& id : response.ids()) progress_->Add(id);
+            if (response.created() < response.ids_size()) {
+              maybe_existed_.insert(maybe_existed_.end(),
+                                    response.ids().begin(),
+                                    response.ids().end());
+            }
+          } else if (IsJson(output_)) {  // a SubmitJobsResponse a line
+            context.PrintJson(response, /*every_field=*/true,
+                              /*one_line=*/true);
+          } else {
+            for (const std::string& id : response.ids())
+              *context.out << id << "\n";
+          }
+          context.out->flush();
+          (first_failed == SIZE_MAX ? *submitted : after_failed) +=
+              response.ids_size();
+          *created += response.created();
+        });
+    if (first_failed != SIZE_MAX) {
       const size_t start = first_failed * kBatch;
-      const size_t end = std::min(requests.size(), start + kBatch);
-      absl::Status status = FromGrpcStatus(failure);
+      const size_t end = std::min(total, start + kBatch);
       const std::vector<int> batch_lines(lines.begin() + start,
                                          lines.begin() + end);
       std::string before =
@@ -675,43 +678,38 @@ class SubmitBatchCommand final : public Command {
       if (*submitted == 0 && after_failed == 0)
         before = "; nothing was submitted";
       return absl::Status(
-          status.code(),
-          absl::StrCat(NameLines(status.message(), batch_lines), before,
+          failure.code(),
+          absl::StrCat(NameLines(failure.message(), batch_lines), before,
                        after_failed == 0
                            ? ""
                            : absl::StrCat(", and ", after_failed,
                                           " jobs of later lines")));
     }
-    if (!end_status.ok()) return FromGrpcStatus(end_status);
-    return absl::OkStatus();
+    return ended;
   }
 
   bool watch_ = false;
-  std::string batch_;          // with --watch: the jobwire-batch label
-  std::set<std::string> ids_;  // with --watch: the jobs submitted
+  // With --watch: the cursor taken before the first submit, the jobs
+  // submitted, and those of batches where some already existed.
+  int64_t cursor_ = 0;
+  std::unique_ptr<sdk::JobsProgress> progress_;
+  std::vector<std::string> maybe_existed_;
 
   // Lines read, checked or sent at a time (a window of a file).
   static constexpr size_t kWindowLines = 64 * 1000;
   // Jobs per SubmitJobs batch: the server's most.
-  static constexpr size_t kBatch = 1000;
+  static constexpr int kBatch = 1000;
   // Batches in flight, each on its own stream.
-  static constexpr size_t kStreams = 4;
+  static constexpr int kStreams = 4;
   std::string output_ = "table";
 };
 
-// Calls `method`, a JobService method that answers with a job, and prints
-// the job in `format` (PrintJob).
-template <typename Request>
-absl::Status PrintJobFrom(const CliContext& context, const Request& request,
-                          const std::string& format,
-                          grpc::Status (JobService::Stub::*method)(
-                              grpc::ClientContext*, const Request&, Job*)) {
-  auto stub = JobService::NewStub(context.channel);
-  auto call = context.NewCallContext();
-  Job job;
-  grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
-  if (!status.ok()) return FromGrpcStatus(status);
-  PrintJob(context, job, format);
+// Prints the job a JobService call answered with in `format` (PrintJob).
+absl::Status PrintJobFrom(const CliContext& context,
+                          const absl::StatusOr<Job>& job,
+                          const std::string& format) {
+  if (!job.ok()) return job.status();
+  PrintJob(context, *job, format);
   return absl::OkStatus();
 }
 
@@ -733,10 +731,9 @@ class GetCommand final : public OneJobCommand {
   std::string summary() const override { return "print one job as JSON"; }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    jobwire::v1::GetJobRequest request;
-    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
-      return s;
-    return PrintJobFrom(context, request, output_, &JobService::Stub::GetJob);
+    std::string id;
+    if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
+    return PrintJobFrom(context, context.client->GetJob(id), output_);
   }
 };
 
@@ -767,37 +764,27 @@ class ListCommand final : public Command {
     if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
     if (limit_ < 1)
       return absl::InvalidArgumentError("--limit: must be at least 1");
-    auto stub = JobService::NewStub(context.channel);
     jobwire::v1::ListJobsRequest request;
     request.set_filter(filter_);
     request.set_order_by(order_by_);
     request.set_page_token(page_token_);
-    jobwire::v1::ListJobsResponse all;
-    while (all.jobs_size() < limit_) {
-      request.set_page_size(std::min(1000, limit_ - all.jobs_size()));
-      auto call = context.NewCallContext();
-      jobwire::v1::ListJobsResponse page;
-      grpc::Status status = stub->ListJobs(call.get(), request, &page);
-      if (!status.ok()) {
-        return NameFlags(status, {{"filter: ", "--filter: "},
-                                  {"order_by: ", "--order-by: "},
-                                  {"page_token: ", "--page-token: "}});
-      }
-      for (const Job& job : page.jobs()) *all.add_jobs() = job;
-      // Empty once the last page is in: no more jobs match.
-      all.set_next_page_token(page.next_page_token());
-      if (page.next_page_token().empty()) break;
-      request.set_page_token(page.next_page_token());
+    // Its next_page_token is empty once the last page is in: no more match.
+    absl::StatusOr<jobwire::v1::ListJobsResponse> all =
+        context.client->ListJobs(std::move(request), limit_);
+    if (!all.ok()) {
+      return NameFlags(all.status(), {{"filter: ", "--filter: "},
+                                      {"order_by: ", "--order-by: "},
+                                      {"page_token: ", "--page-token: "}});
     }
     if (IsJson(output_)) {
-      context.PrintJson(all, /*every_field=*/true);
+      context.PrintJson(*all, /*every_field=*/true);
       return absl::OkStatus();
     }
-    PrintJobTable(context, all.jobs());
-    if (!all.next_page_token().empty()) {
+    PrintJobTable(context, all->jobs());
+    if (!all->next_page_token().empty()) {
       *context.out << "(more jobs match; --limit " << limit_
                    << " stopped the list; --page-token "
-                   << all.next_page_token() << " continues it)\n";
+                   << all->next_page_token() << " continues it)\n";
     }
     return absl::OkStatus();
   }
@@ -809,153 +796,6 @@ class ListCommand final : public Command {
   int limit_ = 100;
   std::string output_ = "table";
 };
-
-// The jobs a `watch --filter` follows, by id, in their latest known state,
-// and what it prints about them: a bar on a terminal, else a line each time
-// one ends.
-class JobsProgress {
- public:
-  JobsProgress(const CliContext& context, bool tty)
-      : context_(context), tty_(tty), start_(absl::Now()) {}
-
-  // Job `id` is in `state` as of its event `seq`; an older seq (a replayed
-  // event the list had seen) changes nothing.
-  void Set(const std::string& id, Job::State state, int64_t seq) {
-    auto [it, added] = jobs_.try_emplace(id, Known{state, seq});
-    if (!added) {
-      if (seq <= it->second.seq) return;
-      if (IsTerminal(state) && !IsTerminal(it->second.state)) ++ended_here_;
-      it->second = Known{state, seq};
-    }
-    changed_ = true;
-  }
-  // Whether event `seq` of job `id` is news: the job is new to us or the
-  // event is later than its latest known one (not a replay).
-  bool Fresh(const std::string& id, int64_t seq) const {
-    auto it = jobs_.find(id);
-    return it == jobs_.end() || seq > it->second.seq;
-  }
-  bool Knows(const std::string& id) const { return jobs_.count(id) > 0; }
-  bool AllEnded() const {
-    for (const auto& [id, known] : jobs_) {
-      if (!IsTerminal(known.state)) return false;
-    }
-    return true;
-  }
-  int Count(Job::State state) const {
-    int n = 0;
-    for (const auto& [id, known] : jobs_) n += known.state == state ? 1 : 0;
-    return n;
-  }
-  // Prints the state of things if it changed (`last`: the final line).
-  void Print(bool last) {
-    if (!changed_ && !last) return;
-    changed_ = false;
-    const int total = static_cast<int>(jobs_.size());
-    const int succeeded = Count(Job::STATE_SUCCEEDED);
-    const int failed = Count(Job::STATE_FAILED);
-    const int cancelled = Count(Job::STATE_CANCELLED);
-    const int ended = succeeded + failed + cancelled;
-    if (!tty_ && ended == printed_ended_) return;  // a line per change
-    printed_ended_ = ended;
-    const double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
-    const double rate = seconds > 0 ? ended_here_ / seconds : 0;
-    std::string eta = "-";
-    if (rate > 0 && ended < total) {
-      eta = absl::FormatDuration(absl::Seconds(
-          static_cast<int64_t>(std::ceil((total - ended) / rate))));
-    }
-    const std::string text = absl::StrFormat(
-        "%d/%d ended: %d succeeded, %d failed, %d cancelled; %d running; "
-        "%.1f/s; ETA %s",
-        ended, total, succeeded, failed, cancelled, Count(Job::STATE_RUNNING),
-        rate, eta);
-    if (tty_) {
-      const int width = 30;
-      const int filled = total == 0 ? width : width * ended / total;
-      *context_.out << "\r[" << std::string(filled, '#')
-                    << std::string(width - filled, ' ') << "] " << text
-                    << "\x1b[K" << (last ? "\n" : "") << std::flush;
-    } else {
-      *context_.out << text << std::endl;
-    }
-  }
-
- private:
-  const CliContext& context_;
-  const bool tty_;
-  const absl::Time start_;
-  struct Known {
-    Job::State state;
-    int64_t seq;
-  };
-  std::map<std::string, Known> jobs_;
-  int ended_here_ = 0;  // ended while watched: the rate
-  int printed_ended_ = -1;
-  bool changed_ = true;
-};
-
-// `watch --filter F`: the jobs F matches (listed first, and any that appear
-// after) until every one has ended, from one WatchJobs stream (on the C++
-// SDK's resuming watch) that replays their events from the start, so that
-// none is missed between the list and the stream; -o json prints only the
-// events after the list (no replay). With `only` (submit-batch --watch):
-// exactly those jobs, whatever else F matches later. Exits 0 when all
-// succeeded.
-absl::Status WatchMany(const CliContext& context, const std::string& filter,
-                       bool json, const std::set<std::string>* only) {
-  sdk::Client client = SdkClient(context);
-  const bool tty =
-      !json && context.out == &std::cout && ::isatty(STDOUT_FILENO) == 1;
-  JobsProgress progress(context, tty);
-  auto wanted = [&](const std::string& id) {
-    return only == nullptr || only->count(id) > 0;
-  };
-  absl::Status listed = client.ListJobs(filter, [&](const Job& job) {
-    if (wanted(job.id())) progress.Set(job.id(), job.state(), job.last_seq());
-    return true;
-  });
-  if (!listed.ok()) {
-    return absl::Status(listed.code(),
-                        absl::StrCat("--filter: ", listed.message()));
-  }
-  if (only != nullptr) {
-    for (const std::string& id : *only) {
-      if (!progress.Knows(id)) {
-        return absl::InternalError(
-            absl::StrCat("job ", id, " is not among the jobs of ", filter));
-      }
-    }
-  }
-  if (!progress.AllEnded()) {
-    absl::Status watched = client.WatchJobs(
-        filter, /*after_event_id=*/0, [&](const jobwire::v1::JobEvent& e) {
-          if (!wanted(e.job_id())) return true;
-          if (json && progress.Fresh(e.job_id(), e.seq())) {
-            context.PrintJson(e, /*every_field=*/false, /*one_line=*/true);
-            context.out->flush();
-          }
-          if (e.has_state_changed()) {
-            progress.Set(e.job_id(), e.state_changed().to(), e.seq());
-          } else if (e.has_snapshot()) {
-            progress.Set(e.job_id(), e.snapshot().state(), e.seq());
-          }
-          if (!json) progress.Print(/*last=*/false);
-          return !progress.AllEnded();
-        });
-    if (!watched.ok()) return watched;
-  }
-  if (!json) progress.Print(/*last=*/true);
-  const int total = progress.Count(Job::STATE_SUCCEEDED) +
-                    progress.Count(Job::STATE_FAILED) +
-                    progress.Count(Job::STATE_CANCELLED);
-  const int bad = total - progress.Count(Job::STATE_SUCCEEDED);
-  if (bad > 0) {
-    return absl::AbortedError(
-        absl::StrCat(bad, " of ", total, " jobs did not succeed"));
-  }
-  return absl::OkStatus();
-}
 
 class WatchCommand final : public Command {
  public:
@@ -987,7 +827,8 @@ class WatchCommand final : public Command {
         return absl::InvalidArgumentError(
             "--filter: give it once (combine expressions with AND)");
       }
-      return WatchMany(context, filters_[0], IsJson(output_), /*only=*/nullptr);
+      return FollowMany(context, filters_[0], IsJson(output_),
+                        /*after_event_id=*/0, /*progress=*/nullptr);
     }
     std::string id;
     if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
@@ -1017,12 +858,10 @@ class CancelCommand final : public OneJobCommand {
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    jobwire::v1::CancelJobRequest request;
-    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
-      return s;
-    request.set_reason(reason_);
-    return PrintJobFrom(context, request, output_,
-                        &JobService::Stub::CancelJob);
+    std::string id;
+    if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
+    return PrintJobFrom(context, context.client->CancelJob(id, reason_),
+                        output_);
   }
 
  private:
@@ -1043,13 +882,12 @@ class RetryCommand final : public OneJobCommand {
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    jobwire::v1::RetryJobRequest request;
-    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
-      return s;
+    std::string id;
+    if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
     if (attempts_ < 1)
       return absl::InvalidArgumentError("--attempts: must be at least 1");
-    request.set_additional_attempts(attempts_);
-    return PrintJobFrom(context, request, output_, &JobService::Stub::RetryJob);
+    return PrintJobFrom(context, context.client->RetryJob(id, attempts_),
+                        output_);
   }
 
  private:
@@ -1068,14 +906,12 @@ class ExplainCommand final : public Command {
   }
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
-    jobwire::v1::ExplainJobRequest request;
-    if (absl::Status s = OneId(name(), args, request.mutable_id()); !s.ok())
-      return s;
-    auto stub = JobService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::ExplainJobResponse response;
-    grpc::Status status = stub->ExplainJob(call.get(), request, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
+    std::string id;
+    if (absl::Status s = OneId(name(), args, &id); !s.ok()) return s;
+    absl::StatusOr<jobwire::v1::ExplainJobResponse> explained =
+        context.client->ExplainJob(id);
+    if (!explained.ok()) return explained.status();
+    const jobwire::v1::ExplainJobResponse& response = *explained;
     if (IsJson(output_)) {
       context.PrintJson(response);
       return absl::OkStatus();

@@ -18,14 +18,11 @@
 #include "absl/strings/strip.h"
 #include "clients/cli/cli.h"
 #include "google/protobuf/util/time_util.h"
-#include "jobwire/v1/admin_service.grpc.pb.h"
-#include "jobwire/v1/job_service.grpc.pb.h"
 
 namespace jobwire::cli {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-using jobwire::v1::AdminService;
 using jobwire::v1::Queue;
 
 absl::Status NoPositional(const std::string& command,
@@ -52,25 +49,17 @@ std::string JobStateText(const jobwire::v1::Job& job, absl::string_view asked) {
           : "");
 }
 
-// Pauses or resumes job `id` with `method` and prints its state line (or
-// the job as JSON).
-template <typename Request>
-absl::Status ControlJob(const CliContext& context, const std::string& id,
-                        const std::string& output, absl::string_view asked,
-                        grpc::Status (jobwire::v1::JobService::Stub::*method)(
-                            grpc::ClientContext*, const Request&,
-                            jobwire::v1::Job*)) {
-  Request request;
-  request.set_id(id);
-  auto stub = jobwire::v1::JobService::NewStub(context.channel);
-  auto call = context.NewCallContext();
-  jobwire::v1::Job job;
-  grpc::Status status = (stub.get()->*method)(call.get(), request, &job);
-  if (!status.ok()) return NameFlags(status, {{"id: ", "--job: "}});
+// Prints the state line of a job just paused or resumed (or the job as
+// JSON), or the call's error naming --job.
+absl::Status PrintControlled(const CliContext& context,
+                             const absl::StatusOr<jobwire::v1::Job>& job,
+                             const std::string& output,
+                             absl::string_view asked) {
+  if (!job.ok()) return NameFlags(job.status(), {{"id: ", "--job: "}});
   if (IsJson(output)) {
-    context.PrintJson(job);
+    context.PrintJson(*job);
   } else {
-    *context.out << JobStateText(job, asked) << "\n";
+    *context.out << JobStateText(*job, asked) << "\n";
   }
   return absl::OkStatus();
 }
@@ -79,6 +68,20 @@ std::string PauseText(const Queue& q) {
   if (!q.paused()) return "active";
   if (!q.has_resume_time()) return "paused";
   return absl::StrCat("paused until ", TimeUtil::ToString(q.resume_time()));
+}
+
+// Prints a queue just paused or resumed ("queue q paused", or JSON), or the
+// call's error naming the flags.
+absl::Status PrintQueue(const CliContext& context,
+                        const absl::StatusOr<Queue>& queue,
+                        const std::string& output) {
+  if (!queue.ok()) return NameFlags(queue.status(), QueueFlags());
+  if (IsJson(output)) {
+    context.PrintJson(*queue);
+    return absl::OkStatus();
+  }
+  *context.out << "queue " << queue->name() << " " << PauseText(*queue) << "\n";
+  return absl::OkStatus();
 }
 
 class PauseCommand final : public Command {
@@ -107,9 +110,8 @@ class PauseCommand final : public Command {
         return absl::InvalidArgumentError(
             "--job: pauses one job; --queue, --for and --reason do not apply");
       }
-      return ControlJob<jobwire::v1::PauseJobRequest>(
-          context, job_, output_, "pause",
-          &jobwire::v1::JobService::Stub::PauseJob);
+      return PrintControlled(context, context.client->PauseJob(job_), output_,
+                             "pause");
     }
     if (for_ != absl::ZeroDuration() && queue_.empty()) {
       return absl::InvalidArgumentError(
@@ -118,20 +120,16 @@ class PauseCommand final : public Command {
     if (for_ < absl::ZeroDuration()) {
       return absl::InvalidArgumentError("--for: must be positive");
     }
-    auto stub = AdminService::NewStub(context.channel);
-    auto call = context.NewCallContext();
     if (queue_.empty()) {
-      jobwire::v1::PauseDispatchRequest request;
-      request.set_reason(reason_);
-      jobwire::v1::DispatchState state;
-      grpc::Status status = stub->PauseDispatch(call.get(), request, &state);
-      if (!status.ok()) return NameFlags(status, QueueFlags());
+      absl::StatusOr<jobwire::v1::DispatchState> state =
+          context.client->PauseDispatch(reason_);
+      if (!state.ok()) return NameFlags(state.status(), QueueFlags());
       if (IsJson(output_)) {
-        context.PrintJson(state);
+        context.PrintJson(*state);
         return absl::OkStatus();
       }
-      *context.out << "dispatch paused" << (state.reason().empty() ? "" : ": ")
-                   << state.reason() << "\n";
+      *context.out << "dispatch paused" << (state->reason().empty() ? "" : ": ")
+                   << state->reason() << "\n";
       return absl::OkStatus();
     }
     if (!reason_.empty()) {
@@ -144,15 +142,7 @@ class PauseCommand final : public Command {
       *request.mutable_resume_time() = TimeUtil::NanosecondsToTimestamp(
           absl::ToUnixNanos(absl::Now() + for_));
     }
-    Queue queue;
-    grpc::Status status = stub->PauseQueue(call.get(), request, &queue);
-    if (!status.ok()) return NameFlags(status, QueueFlags());
-    if (IsJson(output_)) {
-      context.PrintJson(queue);
-      return absl::OkStatus();
-    }
-    *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
-    return absl::OkStatus();
+    return PrintQueue(context, context.client->PauseQueue(request), output_);
   }
 
  private:
@@ -183,34 +173,21 @@ class ResumeCommand final : public Command {
         return absl::InvalidArgumentError(
             "--job: resumes one job; --queue does not apply");
       }
-      return ControlJob<jobwire::v1::ResumeJobRequest>(
-          context, job_, output_, "resume",
-          &jobwire::v1::JobService::Stub::ResumeJob);
+      return PrintControlled(context, context.client->ResumeJob(job_), output_,
+                             "resume");
     }
-    auto stub = AdminService::NewStub(context.channel);
-    auto call = context.NewCallContext();
     if (queue_.empty()) {
-      jobwire::v1::DispatchState state;
-      grpc::Status status = stub->ResumeDispatch(call.get(), {}, &state);
-      if (!status.ok()) return NameFlags(status, QueueFlags());
+      absl::StatusOr<jobwire::v1::DispatchState> state =
+          context.client->ResumeDispatch();
+      if (!state.ok()) return NameFlags(state.status(), QueueFlags());
       if (IsJson(output_)) {
-        context.PrintJson(state);
+        context.PrintJson(*state);
         return absl::OkStatus();
       }
       *context.out << "dispatch resumed\n";
       return absl::OkStatus();
     }
-    jobwire::v1::ResumeQueueRequest request;
-    request.set_name(queue_);
-    Queue queue;
-    grpc::Status status = stub->ResumeQueue(call.get(), request, &queue);
-    if (!status.ok()) return NameFlags(status, QueueFlags());
-    if (IsJson(output_)) {
-      context.PrintJson(queue);
-      return absl::OkStatus();
-    }
-    *context.out << "queue " << queue.name() << " " << PauseText(queue) << "\n";
-    return absl::OkStatus();
+    return PrintQueue(context, context.client->ResumeQueue(queue_), output_);
   }
 
  private:
@@ -232,11 +209,10 @@ class QueuesCommand final : public Command {
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (absl::Status s = NoPositional(name(), args); !s.ok()) return s;
-    auto stub = AdminService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::ListQueuesResponse response;
-    grpc::Status status = stub->ListQueues(call.get(), {}, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
+    absl::StatusOr<jobwire::v1::ListQueuesResponse> listed =
+        context.client->ListQueues();
+    if (!listed.ok()) return listed.status();
+    const jobwire::v1::ListQueuesResponse& response = *listed;
     if (IsJson(output_)) {
       context.PrintJson(response, /*every_field=*/true);
       return absl::OkStatus();
@@ -309,16 +285,14 @@ class SetQueueCommand final : public Command {
       return absl::InvalidArgumentError(
           "set-queue: give --weight, --concurrency-limit or both");
     }
-    auto stub = AdminService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    Queue queue;
-    grpc::Status status = stub->UpdateQueue(call.get(), request, &queue);
-    if (!status.ok()) {
-      return NameFlags(
-          status, {{"queue.name: ", "NAME: "},
-                   {"queue.weight: ", "--weight: "},
-                   {"queue.concurrency_limit: ", "--concurrency-limit: "}});
+    absl::StatusOr<Queue> updated = context.client->UpdateQueue(request);
+    if (!updated.ok()) {
+      return NameFlags(updated.status(), {{"queue.name: ", "NAME: "},
+                                          {"queue.weight: ", "--weight: "},
+                                          {"queue.concurrency_limit: ",
+                                           "--concurrency-limit: "}});
     }
+    const Queue& queue = *updated;
     if (IsJson(output_)) {
       context.PrintJson(queue);
       return absl::OkStatus();
@@ -464,16 +438,14 @@ class UpdateCommand final : public Command {
           absl::StrCat("update: give at least one of ", PatchFlags::kNames));
     }
     request.set_etag(etag_);
-    auto stub = jobwire::v1::JobService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::Job updated;
-    grpc::Status status = stub->UpdateJob(call.get(), request, &updated);
-    if (!status.ok()) {
+    absl::StatusOr<jobwire::v1::Job> updated =
+        context.client->UpdateJob(request);
+    if (!updated.ok()) {
       FieldFlags names = PatchFlags::Names("job");
       names.emplace_back("job.id: ", "ID: ");
-      return NameFlags(status, names);
+      return NameFlags(updated.status(), names);
     }
-    PrintJob(context, updated, output_);
+    PrintJob(context, *updated, output_);
     return absl::OkStatus();
   }
 
@@ -566,24 +538,18 @@ class BulkCommand final : public Command {
     }
     request.set_dry_run(dry_run_);
 
-    auto stub = jobwire::v1::JobService::NewStub(context.channel);
     // No deadline: a large selection takes as long as it takes.
-    auto call = context.NewCallContext(/*with_deadline=*/false);
-    auto stream = stub->BulkUpdateJobs(call.get());
-    jobwire::v1::BulkUpdateJobsResponse response;
-    const bool answered = stream->Write(request) && stream->Read(&response);
-    stream->WritesDone();
-    grpc::Status status = stream->Finish();
-    if (!status.ok()) {
+    absl::StatusOr<jobwire::v1::BulkUpdateJobsResponse> bulk =
+        context.client->BulkUpdateJobs(request);
+    if (!bulk.ok()) {
       FieldFlags names = PatchFlags::Names("patch");
       names.insert(names.end(), {{"filter: ", "--filter: "},
                                  {"ids.ids", "--id "},
                                  {"action: ", "--action: "},
                                  {"expected_states", "--expect-state "}});
-      return NameFlags(status, names);
+      return NameFlags(bulk.status(), names);
     }
-    if (!answered)
-      return absl::InternalError("bulk: the server sent no answer");
+    const jobwire::v1::BulkUpdateJobsResponse& response = *bulk;
     if (IsJson(output_)) {
       context.PrintJson(response, /*every_field=*/true);
     } else {

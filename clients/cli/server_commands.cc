@@ -10,8 +10,8 @@
 #include "absl/strings/str_join.h"
 #include "clients/cli/cli.h"
 #include "google/protobuf/struct.pb.h"
-#include "grpc/health/v1/health.grpc.pb.h"
-#include "jobwire/v1/admin_service.grpc.pb.h"
+#include "grpc/health/v1/health.pb.h"
+#include "jobwire/v1/admin_service.pb.h"
 
 namespace jobwire::cli {
 namespace {
@@ -36,13 +36,10 @@ class HealthCommand final : public Command {
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
-    auto stub = grpc::health::v1::Health::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    grpc::health::v1::HealthCheckRequest request;
-    request.set_service(service_);
-    HealthCheckResponse response;
-    grpc::Status status = stub->Check(call.get(), request, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
+    absl::StatusOr<HealthCheckResponse> checked =
+        context.client->CheckHealth(service_);
+    if (!checked.ok()) return checked.status();
+    const HealthCheckResponse& response = *checked;
     const std::string& state =
         HealthCheckResponse::ServingStatus_Name(response.status());
     if (IsJson(output_)) {
@@ -74,11 +71,10 @@ class InfoCommand final : public Command {
   absl::Status Run(const CliContext& context,
                    const std::vector<std::string>& args) override {
     if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
-    auto stub = jobwire::v1::AdminService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::ServerInfo info;
-    grpc::Status status = stub->GetServerInfo(call.get(), {}, &info);
-    if (!status.ok()) return FromGrpcStatus(status);
+    absl::StatusOr<jobwire::v1::ServerInfo> got =
+        context.client->GetServerInfo();
+    if (!got.ok()) return got.status();
+    const jobwire::v1::ServerInfo& info = *got;
     if (IsJson(output_)) {
       context.PrintJson(info);
       return absl::OkStatus();
@@ -139,29 +135,25 @@ class BackupCommand final : public Command {
       return absl::InvalidArgumentError(
           absl::StrCat("--out: cannot write ", temp));
     }
-    auto stub = jobwire::v1::AdminService::NewStub(context.channel);
     // No deadline: a large database takes as long as it takes.
-    auto call = context.NewCallContext(/*with_deadline=*/false);
-    auto reader = stub->Backup(call.get(), {});
-    jobwire::v1::BackupChunk chunk;
     int64_t written = 0;
     int64_t total = -1;
     absl::Status failed;
-    while (reader->Read(&chunk)) {
-      if (chunk.offset() != written && failed.ok()) {
-        failed = absl::DataLossError(absl::StrCat(
-            "backup: chunk at ", chunk.offset(), ", expected ", written));
-        call->TryCancel();
-      }
-      if (!failed.ok()) continue;
-      total = chunk.total_bytes();
-      file.write(chunk.data().data(),
-                 static_cast<std::streamsize>(chunk.data().size()));
-      written += static_cast<int64_t>(chunk.data().size());
-    }
-    grpc::Status status = reader->Finish();
+    absl::Status status =
+        context.client->Backup([&](const jobwire::v1::BackupChunk& chunk) {
+          if (chunk.offset() != written) {
+            failed = absl::DataLossError(absl::StrCat(
+                "backup: chunk at ", chunk.offset(), ", expected ", written));
+            return false;
+          }
+          total = chunk.total_bytes();
+          file.write(chunk.data().data(),
+                     static_cast<std::streamsize>(chunk.data().size()));
+          written += static_cast<int64_t>(chunk.data().size());
+          return true;
+        });
     file.close();
-    if (failed.ok() && !status.ok()) failed = FromGrpcStatus(status);
+    if (failed.ok() && !status.ok()) failed = status;
     if (failed.ok() && !file) {
       failed = absl::InternalError(absl::StrCat("backup: writing ", temp));
     }

@@ -2,8 +2,8 @@
 //   jobwire webhooks list [--failed] [--job ID] [--limit N] [-o table|json]
 //   jobwire webhooks redeliver ID
 // over AdminService.ListWebhookDeliveries and RedeliverWebhook.
-#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -11,13 +11,12 @@
 #include "absl/strings/str_format.h"
 #include "clients/cli/cli.h"
 #include "google/protobuf/util/time_util.h"
-#include "jobwire/v1/admin_service.grpc.pb.h"
+#include "jobwire/v1/admin_service.pb.h"
 
 namespace jobwire::cli {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-using jobwire::v1::AdminService;
 using jobwire::v1::WebhookDeliveryRecord;
 
 std::string DeliveryState(WebhookDeliveryRecord::State state) {
@@ -52,24 +51,13 @@ class WebhooksListCommand final : public Command {
     if (absl::Status s = NoArguments(name(), args); !s.ok()) return s;
     if (limit_ < 1)
       return absl::InvalidArgumentError("--limit: must be at least 1");
-    auto stub = AdminService::NewStub(context.channel);
     jobwire::v1::ListWebhookDeliveriesRequest request;
     request.set_job_id(job_);
     request.set_failed_only(failed_);
-    jobwire::v1::ListWebhookDeliveriesResponse all;
-    while (all.deliveries_size() < limit_) {
-      request.set_page_size(std::min(1000, limit_ - all.deliveries_size()));
-      auto call = context.NewCallContext();
-      jobwire::v1::ListWebhookDeliveriesResponse page;
-      grpc::Status status =
-          stub->ListWebhookDeliveries(call.get(), request, &page);
-      if (!status.ok()) return FromGrpcStatus(status);
-      for (const WebhookDeliveryRecord& d : page.deliveries())
-        *all.add_deliveries() = d;
-      all.set_next_page_token(page.next_page_token());
-      if (page.next_page_token().empty()) break;
-      request.set_page_token(page.next_page_token());
-    }
+    absl::StatusOr<jobwire::v1::ListWebhookDeliveriesResponse> listed =
+        context.client->ListWebhookDeliveries(std::move(request), limit_);
+    if (!listed.ok()) return listed.status();
+    const jobwire::v1::ListWebhookDeliveriesResponse& all = *listed;
     if (output_ == "json") {
       context.PrintJson(all, /*every_field=*/true);
       return absl::OkStatus();
@@ -118,13 +106,10 @@ class WebhooksRedeliverCommand final : public Command {
           "webhooks redeliver takes one delivery ID (a number from "
           "`webhooks list`)");
     }
-    auto stub = AdminService::NewStub(context.channel);
-    auto call = context.NewCallContext();
-    jobwire::v1::RedeliverWebhookRequest request;
-    request.set_id(id);
-    WebhookDeliveryRecord record;
-    grpc::Status status = stub->RedeliverWebhook(call.get(), request, &record);
-    if (!status.ok()) return FromGrpcStatus(status);
+    absl::StatusOr<WebhookDeliveryRecord> redelivered =
+        context.client->RedeliverWebhook(id);
+    if (!redelivered.ok()) return redelivered.status();
+    const WebhookDeliveryRecord& record = *redelivered;
     if (IsJson(output_)) {
       context.PrintJson(record);
       return absl::OkStatus();

@@ -1,4 +1,7 @@
-// `jobwire worker`: runs a shell command once per job it gets from the server.
+// `jobwire worker`: runs a shell command once per job it gets from the server,
+// on the C++ SDK's worker runtime (sdk::Worker: the session, heartbeats,
+// cancel and pause, drain, reconnects); this file holds only what is
+// specific to --exec, the child process.
 //
 //   jobwire worker --queue Q [--queue Q2:weight] [--kind K] [--slots N]
 //                  [--grace 30s] [--worker-id ID] --exec 'COMMAND'
@@ -12,18 +15,15 @@
 // other stdout line, and every stderr line (as "stderr: LINE"), becomes one
 // of the job's `log` events: up to kMaxLogBytes an attempt, each line cut at
 // kMaxLogLine. The worker prints a line to its stderr as each job starts
-// and ends, with the duration and outcome. SIGTERM or SIGINT drains: no new
-// jobs, running ones get up to
-// --grace to finish, then they are stopped and failed as retryable.
-// When the server goes away (its `drain`, or a broken stream) the worker
-// finishes what it can by the server's deadline, then reconnects, with a
-// pause that grows to kMaxReconnectPause, until a signal stops it.
-// A cancel from the server stops the command (SIGTERM to its process group,
-// SIGKILL after 5s) and acknowledges.
+// and ends, with the duration and outcome. SIGTERM or SIGINT drains
+// (sdk::Worker::Stop): no new jobs, running ones get up to --grace to
+// finish; then they are stopped and the session closes. When the server
+// goes away the runtime reconnects, with a pause that grows to 5 s, until
+// a signal stops it. A cancel or pause from the server stops the command
+// (SIGTERM to its process group, SIGKILL after 5s) and acknowledges.
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -52,7 +52,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clients/cli/cli.h"
-#include "jobwire/v1/worker_service.grpc.pb.h"
+#include "clients/cpp/worker.h"
 
 extern char** environ;
 
@@ -84,36 +84,6 @@ extern "C" void OnDrainSignal(int) {
   (void)ignored;
 }
 constexpr absl::Duration kKillGrace = absl::Seconds(5);
-constexpr absl::Duration kFirstReconnectPause = absl::Milliseconds(250);
-constexpr absl::Duration kMaxReconnectPause = absl::Seconds(5);
-
-// Waits `pause`, or less once a server is back: while `channel` is not
-// connected, the wait ends as soon as it is (waiting on the channel is what
-// drives its connection attempts). A channel that is still connected leads
-// to the server that just ended the session, so that wait is whole. False
-// when a stop signal came meanwhile (it is consumed).
-bool PauseBeforeReconnect(grpc::Channel* channel, absl::Duration pause) {
-  const absl::Time end = absl::Now() + pause;
-  const bool connected =
-      channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
-  for (;;) {
-    const absl::Time now = absl::Now();
-    const absl::Duration step = std::min(
-        absl::Milliseconds(100), std::max(end - now, absl::ZeroDuration()));
-    pollfd pfd{g_signal_pipe[0], POLLIN, 0};
-    if (poll(&pfd, 1,
-             connected ? static_cast<int>(absl::ToInt64Milliseconds(step))
-                       : 0) > 0) {
-      char byte;
-      if (read(g_signal_pipe[0], &byte, 1) == 1) return false;
-    }
-    if (absl::Now() >= end) return true;
-    if (!connected &&
-        channel->WaitForConnected(absl::ToChronoTime(absl::Now() + step))) {
-      return true;
-    }
-  }
-}
 
 struct Flags {
   std::vector<std::pair<std::string, int>> queues;
@@ -180,104 +150,28 @@ bool ParseProgressLine(absl::string_view line, v1::Progress* p) {
   return true;
 }
 
-class Worker;
-
-// One job's child process.
-class Run {
+// Runs `exec` for one attempt (`task`) and returns its outcome for the
+// runtime to report: the result, a JobFailure with the exit status, or
+// (once the task is stopping) anything, as the runtime then acknowledges
+// the stop or reports nothing.
+class ExecRun {
  public:
-  Run(Worker* worker, v1::Assign assign)
-      : worker_(worker), assign_(std::move(assign)) {}
-  void Start() {
-    thread_ = std::thread([this] { Main(); });
-  }
-  void Join() {
-    if (thread_.joinable()) thread_.join();
-  }
-  // Stops the child (SIGTERM to its group, SIGKILL after kKillGrace).
-  // `report`: how the attempt ends: "ack" (a cancel), "fail" or "none".
-  void Stop(const std::string& report, const std::string& why) {
-    absl::MutexLock lock(&mu_);
-    if (!stop_report_.empty()) return;
-    stop_report_ = report;
-    stop_why_ = why;
-    stop_at_ = absl::Now();
-    if (pid_ > 0) kill(-pid_, SIGTERM);
-  }
-  bool finished() {
-    absl::MutexLock lock(&mu_);
-    return finished_;
-  }
-  const std::string& job_id() const { return assign_.job().id(); }
-  int32_t attempt() const { return assign_.attempt(); }
+  ExecRun(sdk::Task* task, const std::string& exec)
+      : task_(*task), exec_(exec) {}
+  absl::StatusOr<v1::JobResult> Main();
 
  private:
-  void Main();
   // Records `line` as a log event of the job, within kMaxLogBytes.
   void Log(std::string line);
+  const std::string& job_id() const { return task_.job().id(); }
 
-  Worker* const worker_;
-  v1::Progress progress_;    // the last reported: a log line repeats it
+  sdk::Task& task_;
+  const std::string& exec_;
   size_t logged_bytes_ = 0;  // of log lines sent
   bool log_full_ = false;
-  const v1::Assign assign_;
-  std::thread thread_;
-  absl::Mutex mu_;
-  pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string stop_report_ ABSL_GUARDED_BY(mu_);
-  std::string stop_why_ ABSL_GUARDED_BY(mu_);
-  absl::Time stop_at_ ABSL_GUARDED_BY(mu_);
-  bool killed_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class Worker {
- public:
-  Worker(Flags flags, std::shared_ptr<grpc::Channel> channel,
-         std::unique_ptr<grpc::ClientContext> context)
-      : flags_(std::move(flags)),
-        channel_(std::move(channel)),
-        context_(std::move(context)) {}
-
-  // Runs the session until a drain ends it (OK) or the stream breaks.
-  absl::Status Main();
-  // After Main: whether a stop signal (rather than the server) ended the
-  // session, and whether the server welcomed it at all.
-  bool signalled() const { return signalled_; }
-  bool welcomed() const { return welcomed_; }
-  void Send(const v1::ConnectRequest& msg) {
-    absl::MutexLock lock(&write_mu_);
-    if (!writes_done_) stream_->Write(msg);
-  }
-  const std::string& exec() const { return flags_.exec; }
-
- private:
-  void Reader();
-  void Heartbeats(absl::Duration interval);
-  void Drain(absl::Time deadline);
-  void ReapFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  const Flags flags_;
-  const std::shared_ptr<grpc::Channel> channel_;
-  const std::unique_ptr<grpc::ClientContext> context_;
-  std::unique_ptr<
-      grpc::ClientReaderWriter<v1::ConnectRequest, v1::ConnectResponse>>
-      stream_;
-  absl::Mutex write_mu_;
-  bool writes_done_ ABSL_GUARDED_BY(write_mu_) = false;
-
-  absl::Mutex mu_;
-  std::map<std::pair<std::string, int32_t>, std::unique_ptr<Run>> runs_
-      ABSL_GUARDED_BY(mu_);
-  bool stream_ended_ ABSL_GUARDED_BY(mu_) = false;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_;
-  bool signalled_ = false;  // only Main's thread
-  bool welcomed_ = false;   // only Main's thread
-};
-
-void Run::Log(std::string line) {
+void ExecRun::Log(std::string line) {
   if (log_full_) return;
   if (line.size() > kMaxLogLine) {
     line.resize(kMaxLogLine);
@@ -289,18 +183,26 @@ void Run::Log(std::string line) {
                         " KiB reached: later output is not recorded)");
   }
   logged_bytes_ += line.size();
-  v1::ConnectRequest msg;
-  msg.mutable_progress()->set_job_id(job_id());
-  msg.mutable_progress()->set_attempt(attempt());
-  *msg.mutable_progress()->mutable_progress() = progress_;
-  msg.mutable_progress()->set_log(std::move(line));
-  worker_->Send(msg);
+  task_.Log(line);
 }
 
-void Run::Main() {
+// Why a task stopped, for the worker's line.
+std::string StopText(sdk::StopReason reason) {
+  switch (reason) {
+    case sdk::StopReason::kCancelled:
+      return "cancelled";
+    case sdk::StopReason::kPaused:
+      return "paused";
+    default:
+      return "lost";
+  }
+}
+
+absl::StatusOr<v1::JobResult> ExecRun::Main() {
   const absl::Time started = absl::Now();
-  Say(absl::StrCat("job ", job_id(), " (", assign_.job().kind(), ") attempt ",
-                   attempt(), " started"));
+  const int32_t attempt = task_.attempt();
+  Say(absl::StrCat("job ", job_id(), " (", task_.job().kind(), ") attempt ",
+                   attempt, " started"));
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
       pipe2(err, O_CLOEXEC) != 0) {
@@ -316,8 +218,8 @@ void Run::Main() {
     }
     env_strings.emplace_back(*e);
   }
-  env_strings.push_back(absl::StrCat("JOBWIRE_JOB_ID=", assign_.job().id()));
-  env_strings.push_back(absl::StrCat("JOBWIRE_ATTEMPT=", assign_.attempt()));
+  env_strings.push_back(absl::StrCat("JOBWIRE_JOB_ID=", job_id()));
+  env_strings.push_back(absl::StrCat("JOBWIRE_ATTEMPT=", attempt));
   std::vector<char*> envp;
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -340,7 +242,7 @@ void Run::Main() {
   sigemptyset(&defaults);
   sigaddset(&defaults, SIGPIPE);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  std::string cmd = worker_->exec();
+  std::string cmd = exec_;
   char sh[] = "/bin/sh";
   char dash_c[] = "-c";
   char* args[] = {sh, dash_c, cmd.data(), nullptr};
@@ -353,8 +255,8 @@ void Run::Main() {
   close(err[1]);
 
   std::string args_json;
-  if (assign_.job().has_args()) {
-    (void)google::protobuf::util::MessageToJsonString(assign_.job().args(),
+  if (task_.job().has_args()) {
+    (void)google::protobuf::util::MessageToJsonString(task_.job().args(),
                                                       &args_json);
   } else {
     args_json = "{}";
@@ -371,11 +273,8 @@ void Run::Main() {
     close(out[0]);
     close(err[0]);
   } else {
-    {
-      absl::MutexLock lock(&mu_);
-      pid_ = pid;
-      if (!stop_report_.empty()) kill(-pid_, SIGTERM);
-    }
+    std::optional<absl::Time> stop_at;  // when the command was told to stop
+    bool killed = false;
     fcntl(in[1], F_SETFL, O_NONBLOCK);
     size_t written = 0;
     int in_fd = in[1];
@@ -385,10 +284,9 @@ void Run::Main() {
     // ends the output and the command succeeds; else it is logged once the
     // next line comes. Other lines are logged at once.
     std::optional<std::string> held;
-    int open_fds = 2;
     bool out_open = true;
     bool err_open = true;
-    while (open_fds > 0) {
+    while (out_open || err_open) {
       pollfd fds[3];
       int n = 0;
       if (out_open) fds[n++] = {out[0], POLLIN, 0};
@@ -414,7 +312,6 @@ void Run::Main() {
           if (r < 0 && errno == EINTR) continue;
           if (fds[i].fd == out[0]) out_open = false;
           if (fds[i].fd == err[0]) err_open = false;
-          --open_fds;
           continue;
         }
         if (fds[i].fd == err[0]) {
@@ -437,12 +334,7 @@ void Run::Main() {
           out_buf.erase(0, nl + 1);
           v1::Progress p;
           if (ParseProgressLine(line, &p)) {
-            progress_ = p;
-            v1::ConnectRequest msg;
-            msg.mutable_progress()->set_job_id(job_id());
-            msg.mutable_progress()->set_attempt(attempt());
-            *msg.mutable_progress()->mutable_progress() = p;
-            worker_->Send(msg);
+            task_.Progress(p.done(), p.total(), p.message());
           } else if (!absl::StripAsciiWhitespace(line).empty()) {
             if (held.has_value()) Log(std::move(*held));
             held.reset();
@@ -454,14 +346,17 @@ void Run::Main() {
           }
         }
       }
-      absl::MutexLock lock(&mu_);
-      if (!stop_report_.empty() && !killed_ &&
-          absl::Now() - stop_at_ > kKillGrace) {
-        kill(-pid_, SIGKILL);
-        killed_ = true;
+      // A cancel, a pause or a lost lease stops the command: SIGTERM to its
+      // process group, SIGKILL kKillGrace later.
+      if (task_.stopping() && !stop_at.has_value()) {
+        stop_at = absl::Now();
+        kill(-pid, SIGTERM);
       }
-      if (!out_open && !err_open) break;
-      (void)out_buf;
+      if (stop_at.has_value() && !killed &&
+          absl::Now() - *stop_at > kKillGrace) {
+        kill(-pid, SIGKILL);
+        killed = true;
+      }
     }
     if (!absl::StripAsciiWhitespace(out_buf).empty()) {  // no newline
       if (held.has_value()) Log(std::move(*held));
@@ -487,13 +382,6 @@ void Run::Main() {
     }
   }
 
-  std::string report;
-  std::string why;
-  {
-    absl::MutexLock lock(&mu_);
-    report = stop_report_;
-    why = stop_why_;
-  }
   // How the command ended, for the job's error and the worker's line.
   const std::string exit_text =
       rc != 0 ? "not started"
@@ -503,246 +391,51 @@ void Run::Main() {
                          SignalName(WTERMSIG(status)), ")");
   const std::string took = absl::FormatDuration(
       absl::Trunc(absl::Now() - started, absl::Milliseconds(1)));
-  std::string outcome = absl::StrCat("stopped after ", took, " (not reported)");
-  v1::ConnectRequest msg;
-  if (report == "ack") {
-    outcome = absl::StrCat("stopped (", why, ") after ", took);
-    msg.mutable_ack()->set_job_id(job_id());
-    msg.mutable_ack()->set_attempt(attempt());
-    msg.mutable_ack()->set_stopped(true);
-  } else if (report == "fail") {
-    v1::Fail* f = msg.mutable_fail();
-    f->set_job_id(job_id());
-    f->set_attempt(attempt());
-    f->set_retryable(true);
-    f->mutable_error()->set_code(14);
-    f->mutable_error()->set_message(why);
-    outcome = absl::StrCat("stopped after ", took, ": ", why);
-  } else if (report.empty() && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    outcome = absl::StrCat("succeeded in ", took);
-    v1::Complete* c = msg.mutable_complete();
-    c->set_job_id(job_id());
-    c->set_attempt(attempt());
+  const std::string ended =
+      absl::StrCat("job ", job_id(), " attempt ", attempt, " ");
+  if (task_.stopping()) {
+    // The runtime acknowledges a cancel or pause; a lost attempt's report
+    // would be refused, so none is sent.
+    const sdk::StopReason reason = task_.stop_reason();
+    Say(absl::StrCat(
+        ended,
+        reason == sdk::StopReason::kLost
+            ? absl::StrCat("stopped after ", took, " (not reported)")
+            : absl::StrCat("stopped (", StopText(reason), ") after ", took)));
+    return absl::CancelledError("stopped");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && rc == 0) {
+    Say(absl::StrCat(ended, "succeeded in ", took));
+    v1::JobResult result;
     absl::string_view last = absl::StripAsciiWhitespace(last_line);
     if (absl::StartsWith(last, "{")) {
       google::protobuf::Struct data;
       if (google::protobuf::util::JsonStringToMessage(std::string(last), &data)
               .ok()) {
-        *c->mutable_result()->mutable_data() = std::move(data);
+        *result.mutable_data() = std::move(data);
       } else {
         Log(std::string(last));  // not a result after all
       }
     }
-  } else if (report.empty()) {
-    v1::Fail* f = msg.mutable_fail();
-    f->set_job_id(job_id());
-    f->set_attempt(attempt());
-    f->set_retryable(true);
-    // "exit status 3: <the tail of stderr>"; the details say it again for
-    // programs: exit_status or signal, and stderr_tail.
-    const std::string tail(absl::StripAsciiWhitespace(stderr_tail));
-    f->mutable_error()->set_message(
-        tail.empty() ? exit_text : absl::StrCat(exit_text, ": ", tail));
-    auto& details = *f->mutable_error()->mutable_details()->mutable_fields();
-    if (rc == 0 && WIFEXITED(status)) {
-      details["exit_status"].set_number_value(WEXITSTATUS(status));
-    } else if (rc == 0) {
-      details["signal"].set_number_value(WTERMSIG(status));
-      details["signal_name"].set_string_value(SignalName(WTERMSIG(status)));
-    }
-    if (!tail.empty()) details["stderr_tail"].set_string_value(tail);
-    outcome = absl::StrCat("failed in ", took, ": ", exit_text);
+    return result;
   }
-  Say(absl::StrCat("job ", job_id(), " attempt ", attempt(), " ", outcome));
-  if (msg.kind_case() != v1::ConnectRequest::KIND_NOT_SET) worker_->Send(msg);
-  absl::MutexLock lock(&mu_);
-  finished_ = true;
-}
-
-void Worker::ReapFinishedLocked() {
-  for (auto it = runs_.begin(); it != runs_.end();) {
-    if (it->second->finished()) {
-      it->second->Join();
-      it = runs_.erase(it);
-    } else {
-      ++it;
-    }
+  // "exit status 3: <the tail of stderr>"; the details say it again for
+  // programs: exit_status or signal, and stderr_tail.
+  v1::JobError error;
+  error.set_retryable(true);
+  const std::string tail(absl::StripAsciiWhitespace(stderr_tail));
+  error.set_message(tail.empty() ? exit_text
+                                 : absl::StrCat(exit_text, ": ", tail));
+  auto& details = *error.mutable_details()->mutable_fields();
+  if (rc == 0 && WIFEXITED(status)) {
+    details["exit_status"].set_number_value(WEXITSTATUS(status));
+  } else if (rc == 0) {
+    details["signal"].set_number_value(WTERMSIG(status));
+    details["signal_name"].set_string_value(SignalName(WTERMSIG(status)));
   }
-}
-
-void Worker::Reader() {
-  v1::ConnectResponse msg;
-  while (stream_->Read(&msg)) {
-    absl::MutexLock lock(&mu_);
-    ReapFinishedLocked();
-    switch (msg.kind_case()) {
-      case v1::ConnectResponse::kAssign: {
-        auto key =
-            std::make_pair(msg.assign().job().id(), msg.assign().attempt());
-        auto run = std::make_unique<Run>(this, msg.assign());
-        run->Start();
-        runs_[key] = std::move(run);
-        break;
-      }
-      case v1::ConnectResponse::kCancel: {
-        auto it = runs_.find({msg.cancel().job_id(), msg.cancel().attempt()});
-        // A cancel for an expired lease needs no answer; a user's cancel does.
-        const std::string& reason = msg.cancel().reason();
-        const bool ack =
-            reason != "lease expired" && reason != "attempt timeout";
-        if (it != runs_.end()) it->second->Stop(ack ? "ack" : "none", reason);
-        break;
-      }
-      case v1::ConnectResponse::kPause: {
-        auto it = runs_.find({msg.pause().job_id(), msg.pause().attempt()});
-        if (it != runs_.end()) it->second->Stop("ack", "paused");
-        break;
-      }
-      case v1::ConnectResponse::kDrain: {
-        draining_ = true;
-        absl::Time deadline =
-            absl::FromUnixSeconds(msg.drain().deadline().seconds());
-        drain_deadline_ = std::min(drain_deadline_, deadline);
-        break;
-      }
-      case v1::ConnectResponse::kRejected: {
-        // That attempt is no longer ours: stop it quietly.
-        auto it =
-            runs_.find({msg.rejected().job_id(), msg.rejected().attempt()});
-        if (it != runs_.end()) it->second->Stop("none", "rejected");
-        break;
-      }
-      default:
-        break;
-    }
-  }
-  final_status_ = stream_->Finish();
-  absl::MutexLock lock(&mu_);
-  stream_ended_ = true;
-}
-
-void Worker::Heartbeats(absl::Duration interval) {
-  v1::ConnectRequest hb;
-  hb.mutable_heartbeat();
-  absl::MutexLock lock(&mu_);
-  auto done = [this] {
-    mu_.AssertReaderHeld();
-    return stop_ || stream_ended_;
-  };
-  while (!mu_.AwaitWithTimeout(absl::Condition(&done), interval)) {
-    mu_.Unlock();
-    Send(hb);
-    mu_.Lock();
-  }
-}
-
-absl::Status Worker::Main() {
-  auto stub = v1::WorkerService::NewStub(channel_);
-  stream_ = stub->Connect(context_.get());
-  v1::ConnectRequest hello;
-  v1::Hello* h = hello.mutable_hello();
-  h->set_worker_id(flags_.worker_id);
-  for (const auto& [name, weight] : flags_.queues) {
-    v1::WorkerQueue* q = h->add_queues();
-    q->set_name(name);
-    q->set_weight(weight);
-  }
-  for (const std::string& k : flags_.kinds) h->add_kinds(k);
-  h->set_slots(flags_.slots);
-  v1::ConnectResponse welcome;
-  if (!stream_->Write(hello) || !stream_->Read(&welcome) ||
-      !welcome.has_welcome()) {
-    return FromGrpcStatus(stream_->Finish());
-  }
-  welcomed_ = true;
-  absl::Duration interval =
-      absl::Seconds(welcome.welcome().heartbeat_interval().seconds()) +
-      absl::Nanoseconds(welcome.welcome().heartbeat_interval().nanos());
-  if (interval <= absl::ZeroDuration()) interval = absl::Seconds(10);
-  std::cerr << "jobwire worker: session " << welcome.welcome().session_id()
-            << " as " << flags_.worker_id << "\n";
-
-  std::thread reader([this] { Reader(); });
-  std::thread heartbeats([this, interval] { Heartbeats(interval); });
-
-  // Wait for a signal or the end of the stream, checking twice a second.
-  for (;;) {
-    pollfd pfd{g_signal_pipe[0], POLLIN, 0};
-    if (poll(&pfd, 1, 500) > 0) {
-      char byte;
-      if (read(g_signal_pipe[0], &byte, 1) == 1) signalled_ = true;
-    }
-    absl::MutexLock lock(&mu_);
-    if (signalled_ && !draining_) {
-      draining_ = true;
-      drain_deadline_ = std::min(drain_deadline_, absl::Now() + flags_.grace);
-    }
-    if (stream_ended_ || draining_) break;
-  }
-  bool broken = false;
-  {
-    absl::MutexLock lock(&mu_);
-    broken = stream_ended_ && !signalled_ && !draining_;
-  }
-  if (!broken) {
-    absl::Time deadline;
-    {
-      absl::MutexLock lock(&mu_);
-      deadline = drain_deadline_;
-    }
-    Drain(deadline);
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-    for (auto& [key, run] : runs_) run->Stop("none", "stream ended");
-  }
-  heartbeats.join();
-  {
-    absl::MutexLock lock(&write_mu_);
-    if (!writes_done_) stream_->WritesDone();
-    writes_done_ = true;
-  }
-  reader.join();
-  absl::MutexLock lock(&mu_);
-  for (auto& [key, run] : runs_) run->Join();
-  if (broken) {
-    absl::Status s = FromGrpcStatus(final_status_);
-    return s.ok() ? absl::UnavailableError("the server ended the session") : s;
-  }
-  return absl::OkStatus();
-}
-
-void Worker::Drain(absl::Time deadline) {
-  std::cerr << "jobwire worker: draining until "
-            << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", deadline,
-                                absl::UTCTimeZone())
-            << "\n";
-  v1::ConnectRequest stop;
-  stop.mutable_ready()->set_slots(-flags_.slots);
-  Send(stop);
-  absl::MutexLock lock(&mu_);
-  auto idle = [this] {
-    mu_.AssertReaderHeld();
-    for (auto& [key, run] : runs_) {
-      if (!run->finished()) return false;
-    }
-    return true;
-  };
-  // Runs finish on their own threads; poll them, bounded by the deadline.
-  while (!idle() && absl::Now() < deadline && !stream_ended_) {
-    mu_.AwaitWithTimeout(
-        absl::Condition(&stream_ended_),
-        std::min(absl::Milliseconds(100), deadline - absl::Now()));
-  }
-  for (auto& [key, run] : runs_) {
-    if (!run->finished()) run->Stop("fail", "worker shutting down");
-  }
-  while (!idle()) {
-    mu_.AwaitWithTimeout(absl::Condition(&stream_ended_),
-                         absl::Milliseconds(100));
-    if (stream_ended_) break;
-  }
+  if (!tail.empty()) details["stderr_tail"].set_string_value(tail);
+  Say(absl::StrCat(ended, "failed in ", took, ": ", exit_text));
+  return sdk::JobFailure(error);
 }
 
 class WorkerCommand final : public Command {
@@ -790,30 +483,54 @@ class WorkerCommand final : public Command {
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
-    absl::Duration pause = kFirstReconnectPause;
-    for (;;) {
-      Worker worker(flags, context.channel,
-                    context.NewCallContext(/*with_deadline=*/false));
-      absl::Status ended = worker.Main();
-      if (worker.signalled()) return ended;
-      // Only a server that went away is waited for: a drain, a broken or
-      // refused stream (UNAVAILABLE), or a call that a stopping server
-      // cancelled. Any other error is the worker's to fix.
-      if (!ended.ok() && ended.code() != absl::StatusCode::kUnavailable &&
-          ended.code() != absl::StatusCode::kCancelled) {
-        return ended;
-      }
-      if (worker.welcomed()) pause = kFirstReconnectPause;
-      std::cerr << "jobwire worker: "
-                << (ended.ok() ? "the server shut down"
-                               : std::string(ended.message()))
-                << "; reconnecting within " << absl::FormatDuration(pause)
-                << "\n";
-      if (!PauseBeforeReconnect(context.channel.get(), pause)) {
-        return absl::OkStatus();
-      }
-      pause = std::min(2 * pause, kMaxReconnectPause);
+
+    sdk::Worker::Options options;
+    for (const auto& [queue, weight] : flags.queues) {
+      options.queues.push_back(queue);
+      if (weight > 0) options.queue_weights[queue] = weight;
     }
+    if (options.queues.empty()) options.queues = {"default"};
+    options.slots = flags.slots;
+    options.grace = flags.grace;
+    options.worker_id = flags.worker_id;
+    options.on_connected = [&](const std::string& session) {
+      Say(absl::StrCat("session ", session, " as ", flags.worker_id));
+    };
+    options.on_disconnected = [](const absl::Status& why,
+                                 absl::Duration pause) {
+      Say(absl::StrCat(why.ok() ? std::string("the server shut down")
+                                : std::string(why.message()),
+                       "; reconnecting within ", absl::FormatDuration(pause)));
+    };
+    sdk::Worker worker(context.client, options);
+    sdk::Handler run = [&flags](sdk::Task& task) {
+      return ExecRun(&task, flags.exec).Main();
+    };
+    if (flags.kinds.empty()) {
+      worker.HandleAny(run);
+    } else {
+      for (const std::string& kind : flags.kinds) worker.Handle(kind, run);
+    }
+    // A signal drains: Stop() takes no new jobs and gives running ones
+    // --grace. (A handler writes to the pipe; this thread reads it.)
+    std::atomic<bool> done{false};
+    std::thread signals([&] {
+      while (!done.load()) {
+        pollfd pfd{g_signal_pipe[0], POLLIN, 0};
+        if (poll(&pfd, 1, 200) <= 0) continue;
+        char byte;
+        if (read(g_signal_pipe[0], &byte, 1) != 1) continue;
+        Say(absl::StrCat(
+            "draining until ",
+            absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now() + flags.grace,
+                             absl::UTCTimeZone())));
+        worker.Stop();
+      }
+    });
+    absl::Status ran = worker.Run();
+    done = true;
+    signals.join();
+    return ran;
   }
 
  private:

@@ -1,5 +1,6 @@
 #include "clients/cpp/client.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 #include <thread>
@@ -139,6 +140,36 @@ absl::Status Resuming(const Client& client, std::optional<int64_t> cursor,
   }
 }
 
+// The SDK's one paging loop (ListJobs, ListWebhookDeliveries): calls
+// `page` with `request` and then each next page token, and `fn` with every
+// item of `items(page)` until it returns false or `limit` items were passed
+// (0: no limit; pages then ask for at most what is left, at most 1,000).
+// `*next` is the token that continues after the last item passed (empty:
+// no more), valid when the loop stops at a page's end or at `limit`.
+template <typename Request, typename Page, typename Items, typename Fn>
+absl::Status ForEachPage(Request request, int32_t limit, const Page& page,
+                         const Items& items, const Fn& fn, std::string* next) {
+  const int32_t page_size = request.page_size();
+  int64_t passed = 0;
+  for (;;) {
+    if (limit > 0) {
+      const int64_t left = limit - passed;
+      if (left <= 0) return absl::OkStatus();
+      request.set_page_size(static_cast<int32_t>(
+          std::min<int64_t>(page_size > 0 ? page_size : 1000, left)));
+    }
+    auto one = page(request);
+    if (!one.ok()) return one.status();
+    *next = one->next_page_token();
+    for (auto& item : *items(*one)) {
+      ++passed;
+      if (!fn(std::move(item))) return absl::OkStatus();
+    }
+    if (one->next_page_token().empty()) return absl::OkStatus();
+    request.set_page_token(one->next_page_token());
+  }
+}
+
 }  // namespace
 
 absl::Status FromGrpc(const grpc::Status& status) {
@@ -207,6 +238,7 @@ Client::Client(std::string addr, Options options)
   jobs_ = v1::JobService::NewStub(channel_);
   workers_ = v1::WorkerService::NewStub(channel_);
   admin_ = v1::AdminService::NewStub(channel_);
+  health_ = grpc::health::v1::Health::NewStub(channel_);
   wait_for_ready_ = options.wait_for_ready;
 }
 
@@ -218,6 +250,7 @@ Client::Client(std::shared_ptr<grpc::Channel> channel, Options options)
   jobs_ = v1::JobService::NewStub(channel_);
   workers_ = v1::WorkerService::NewStub(channel_);
   admin_ = v1::AdminService::NewStub(channel_);
+  health_ = grpc::health::v1::Health::NewStub(channel_);
 }
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(
@@ -241,9 +274,11 @@ absl::StatusOr<Response> Client::Unary(const Call& call) {
   if (status.ok()) return response;
   // Unreachable: UNAVAILABLE, or (waiting for ready) the deadline passed
   // without a connection.
-  if (status.code() == absl::StatusCode::kUnavailable ||
-      (status.code() == absl::StatusCode::kDeadlineExceeded &&
-       channel_->GetState(false) != GRPC_CHANNEL_READY)) {
+  // (A client made over a channel knows no address to name.)
+  if (!addr_.empty() &&
+      (status.code() == absl::StatusCode::kUnavailable ||
+       (status.code() == absl::StatusCode::kDeadlineExceeded &&
+        channel_->GetState(false) != GRPC_CHANNEL_READY))) {
     absl::Status hinted(
         status.code(),
         absl::StrCat(status.message(), " (is jobwired serving ", addr_,
@@ -281,18 +316,65 @@ absl::Status Client::ListJobs(const std::string& filter,
   request.set_filter(filter);
   request.set_page_size(page_size);
   request.set_order_by(order_by);
-  for (;;) {
-    absl::StatusOr<v1::ListJobsResponse> page =
-        Unary<v1::ListJobsResponse>([&](grpc::ClientContext* c, auto* r) {
-          return jobs_->ListJobs(c, request, r);
-        });
-    if (!page.ok()) return page.status();
-    for (const v1::Job& job : page->jobs()) {
-      if (!fn(job)) return absl::OkStatus();
-    }
-    if (page->next_page_token().empty()) return absl::OkStatus();
-    request.set_page_token(page->next_page_token());
-  }
+  std::string next;
+  return ForEachPage(
+      request, /*limit=*/0,
+      [&](const v1::ListJobsRequest& r) {
+        return Unary<v1::ListJobsResponse>(
+            [&](grpc::ClientContext* c, auto* out) {
+              return jobs_->ListJobs(c, r, out);
+            });
+      },
+      [](v1::ListJobsResponse& page) { return page.mutable_jobs(); },
+      [&](v1::Job&& job) { return fn(job); }, &next);
+}
+
+absl::StatusOr<v1::ListJobsResponse> Client::ListJobs(
+    v1::ListJobsRequest request, int32_t limit) {
+  v1::ListJobsResponse all;
+  std::string next;
+  absl::Status status = ForEachPage(
+      std::move(request), limit,
+      [&](const v1::ListJobsRequest& r) {
+        return Unary<v1::ListJobsResponse>(
+            [&](grpc::ClientContext* c, auto* out) {
+              return jobs_->ListJobs(c, r, out);
+            });
+      },
+      [](v1::ListJobsResponse& page) { return page.mutable_jobs(); },
+      [&](v1::Job&& job) {
+        *all.add_jobs() = std::move(job);
+        return true;
+      },
+      &next);
+  if (!status.ok()) return status;
+  all.set_next_page_token(next);
+  return all;
+}
+
+absl::StatusOr<v1::ListWebhookDeliveriesResponse> Client::ListWebhookDeliveries(
+    v1::ListWebhookDeliveriesRequest request, int32_t limit) {
+  v1::ListWebhookDeliveriesResponse all;
+  std::string next;
+  absl::Status status = ForEachPage(
+      std::move(request), limit,
+      [&](const v1::ListWebhookDeliveriesRequest& r) {
+        return Unary<v1::ListWebhookDeliveriesResponse>(
+            [&](grpc::ClientContext* c, auto* out) {
+              return admin_->ListWebhookDeliveries(c, r, out);
+            });
+      },
+      [](v1::ListWebhookDeliveriesResponse& page) {
+        return page.mutable_deliveries();
+      },
+      [&](v1::WebhookDeliveryRecord&& d) {
+        *all.add_deliveries() = std::move(d);
+        return true;
+      },
+      &next);
+  if (!status.ok()) return status;
+  all.set_next_page_token(next);
+  return all;
 }
 
 absl::StatusOr<v1::Job> Client::CancelJob(const std::string& id,
@@ -321,11 +403,19 @@ absl::StatusOr<v1::Job> Client::ResumeJob(const std::string& id) {
   });
 }
 
-absl::StatusOr<v1::Job> Client::RetryJob(const std::string& id) {
+absl::StatusOr<v1::Job> Client::RetryJob(const std::string& id,
+                                         int32_t additional_attempts) {
   v1::RetryJobRequest request;
   request.set_id(id);
+  request.set_additional_attempts(additional_attempts);
   return Unary<v1::Job>([&](grpc::ClientContext* c, auto* r) {
     return jobs_->RetryJob(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::Job> Client::UpdateJob(const v1::UpdateJobRequest& request) {
+  return Unary<v1::Job>([&](grpc::ClientContext* c, auto* r) {
+    return jobs_->UpdateJob(c, request, r);
   });
 }
 
@@ -362,6 +452,23 @@ absl::Status Client::WatchJob(const std::string& id,
 absl::Status Client::WatchJobs(const std::string& filter,
                                std::optional<int64_t> after_event_id,
                                const EventFn& fn) {
+  return WatchJobs(filter, after_event_id, fn, WatchOptions());
+}
+
+absl::Status Client::WatchJobs(const std::string& filter,
+                               std::optional<int64_t> after_event_id,
+                               const EventFn& fn, const WatchOptions& options) {
+  std::function<void(const v1::WatchJobsResponse&)> on_message;
+  if (options.on_message) {
+    // WatchOptions::on_message takes WatchJob's message: the same fields.
+    on_message = [&](const v1::WatchJobsResponse& m) {
+      v1::WatchJobResponse same;
+      if (m.has_event()) *same.mutable_event() = m.event();
+      if (m.has_draining()) *same.mutable_draining() = m.draining();
+      if (m.has_reset()) *same.mutable_reset() = m.reset();
+      options.on_message(same);
+    };
+  }
   return Resuming<v1::WatchJobsResponse>(
       *this, after_event_id,
       [&](grpc::ClientContext* c, std::optional<int64_t> cursor) {
@@ -371,7 +478,7 @@ absl::Status Client::WatchJobs(const std::string& filter,
         return jobs_->WatchJobs(c, request);
       },
       [](const v1::JobEvent& e) { return e.event_id(); },
-      /*stop_at_terminal=*/false, fn, {}, WatchOptions());
+      /*stop_at_terminal=*/false, fn, on_message, options);
 }
 
 absl::StatusOr<v1::Job> Client::WaitJob(const std::string& id) {
@@ -456,6 +563,172 @@ absl::StatusOr<v1::BulkUpdateJobsResponse> Client::BulkUpdateJobs(
   if (got) return response;
   if (!status.ok()) return status;
   return absl::InternalError("BulkUpdateJobs ended without a response");
+}
+
+absl::Status Client::SubmitBatches(
+    std::vector<v1::SubmitJobRequest> requests, int batch_size, int streams,
+    const std::function<void(BatchOutcome)>& on_batch) {
+  if (batch_size < 1 || batch_size > 1000 || streams < 1) {
+    return absl::InvalidArgumentError(
+        "SubmitBatches: batch_size must be 1 to 1000, streams at least 1");
+  }
+  const size_t size = static_cast<size_t>(batch_size);
+  const size_t batches = (requests.size() + size - 1) / size;
+  struct Answer {
+    bool done = false;
+    absl::Status status;
+    v1::SubmitJobsResponse response;
+  };
+  std::vector<Answer> answers(batches);
+  absl::Mutex mu;
+  size_t next = 0;          // the next batch to send
+  bool failed = false;      // a batch failed: send no more
+  absl::Status end_status;  // of a stream that failed after its batches
+  auto send = [&] {
+    std::unique_ptr<grpc::ClientContext> context = NewContext();
+    auto stream = jobs_->SubmitJobs(context.get());
+    for (;;) {
+      size_t b = 0;
+      {
+        absl::MutexLock lock(&mu);
+        if (failed || next == batches) break;
+        b = next++;
+      }
+      v1::SubmitJobsRequest batch;
+      const size_t end = std::min(requests.size(), (b + 1) * size);
+      for (size_t i = b * size; i < end; ++i) {
+        *batch.add_jobs() = std::move(requests[i]);  // sent once
+      }
+      v1::SubmitJobsResponse response;
+      const bool ok = stream->Write(batch) && stream->Read(&response);
+      absl::Status status;
+      if (!ok) {
+        stream->WritesDone();
+        status = FromGrpc(stream->Finish());
+        if (status.ok()) status = absl::UnknownError("the stream ended early");
+      }
+      absl::MutexLock lock(&mu);
+      answers[b].done = true;
+      answers[b].status = status;
+      answers[b].response = std::move(response);
+      if (!ok) {
+        failed = true;
+        return;
+      }
+    }
+    stream->WritesDone();
+    absl::Status status = FromGrpc(stream->Finish());
+    if (!status.ok()) {
+      absl::MutexLock lock(&mu);
+      failed = true;
+      if (end_status.ok()) end_status = status;
+    }
+  };
+  std::vector<std::thread> senders;
+  for (size_t i = 0; i < std::min<size_t>(streams, batches); ++i)
+    senders.emplace_back(send);
+  for (size_t b = 0; b < batches; ++b) {
+    BatchOutcome outcome;
+    {
+      absl::MutexLock lock(&mu);
+      auto ready = [&] {
+        mu.AssertReaderHeld();
+        return answers[b].done || (failed && b >= next);
+      };
+      mu.Await(absl::Condition(&ready));
+      if (!answers[b].done) break;  // never sent
+      outcome.index = static_cast<int64_t>(b);
+      outcome.status = std::move(answers[b].status);
+      outcome.response = std::move(answers[b].response);
+    }
+    on_batch(std::move(outcome));
+  }
+  for (std::thread& sender : senders) sender.join();
+  return end_status;
+}
+
+absl::StatusOr<v1::DispatchState> Client::PauseDispatch(
+    const std::string& reason) {
+  v1::PauseDispatchRequest request;
+  request.set_reason(reason);
+  return Unary<v1::DispatchState>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->PauseDispatch(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::DispatchState> Client::ResumeDispatch() {
+  return Unary<v1::DispatchState>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->ResumeDispatch(c, v1::ResumeDispatchRequest(), r);
+  });
+}
+
+absl::StatusOr<v1::Queue> Client::PauseQueue(
+    const v1::PauseQueueRequest& request) {
+  return Unary<v1::Queue>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->PauseQueue(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::Queue> Client::ResumeQueue(const std::string& name) {
+  v1::ResumeQueueRequest request;
+  request.set_name(name);
+  return Unary<v1::Queue>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->ResumeQueue(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::ListQueuesResponse> Client::ListQueues() {
+  return Unary<v1::ListQueuesResponse>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->ListQueues(c, v1::ListQueuesRequest(), r);
+  });
+}
+
+absl::StatusOr<v1::Queue> Client::UpdateQueue(
+    const v1::UpdateQueueRequest& request) {
+  return Unary<v1::Queue>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->UpdateQueue(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::ServerInfo> Client::GetServerInfo() {
+  return Unary<v1::ServerInfo>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->GetServerInfo(c, v1::GetServerInfoRequest(), r);
+  });
+}
+
+absl::StatusOr<v1::WebhookDeliveryRecord> Client::RedeliverWebhook(int64_t id) {
+  v1::RedeliverWebhookRequest request;
+  request.set_id(id);
+  return Unary<v1::WebhookDeliveryRecord>([&](grpc::ClientContext* c, auto* r) {
+    return admin_->RedeliverWebhook(c, request, r);
+  });
+}
+
+absl::Status Client::Backup(
+    const std::function<bool(const v1::BackupChunk&)>& fn) {
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  auto reader = admin_->Backup(context.get(), v1::BackupRequest());
+  v1::BackupChunk chunk;
+  bool stopped = false;
+  while (reader->Read(&chunk)) {
+    if (!stopped && !fn(chunk)) {
+      stopped = true;
+      context->TryCancel();
+    }
+  }
+  absl::Status status = FromGrpc(reader->Finish());
+  if (stopped && status.ok()) return absl::CancelledError("backup stopped");
+  return status;
+}
+
+absl::StatusOr<grpc::health::v1::HealthCheckResponse> Client::CheckHealth(
+    const std::string& service) {
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  return Unary<grpc::health::v1::HealthCheckResponse>(
+      [&](grpc::ClientContext* c, auto* r) {
+        return health_->Check(c, request, r);
+      });
 }
 
 }  // namespace jobwire::sdk

@@ -40,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "clients/cpp/default_address.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "jobwire/v1/worker_service.grpc.pb.h"
@@ -120,11 +121,25 @@ class Client {
                         const std::function<bool(const v1::Job&)>& fn,
                         int32_t page_size = 0,
                         const std::string& order_by = "");
+  // The jobs `request` selects (its filter and order_by), from its
+  // page_token on, following the page tokens until `limit` jobs are in (0:
+  // every match; pages of at most 1,000, or request.page_size): one
+  // response holding them all, whose next_page_token continues after the
+  // last (empty: no more match). INVALID_ARGUMENT names the bad field
+  // ("filter: ...").
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(v1::ListJobsRequest request,
+                                                int32_t limit);
   absl::StatusOr<v1::Job> CancelJob(const std::string& id,
                                     const std::string& reason = "");
   absl::StatusOr<v1::Job> PauseJob(const std::string& id);
   absl::StatusOr<v1::Job> ResumeJob(const std::string& id);
-  absl::StatusOr<v1::Job> RetryJob(const std::string& id);
+  // Runs a FAILED or CANCELLED job again with `additional_attempts` more
+  // attempts (0: the server's default, 1).
+  absl::StatusOr<v1::Job> RetryJob(const std::string& id,
+                                   int32_t additional_attempts = 0);
+  // Changes the fields of request.job() that request.update_mask() names;
+  // with request.etag(), only if the job still has it (else ABORTED).
+  absl::StatusOr<v1::Job> UpdateJob(const v1::UpdateJobRequest& request);
   absl::StatusOr<v1::ExplainJobResponse> ExplainJob(const std::string& id);
 
   // The events of one job, live, until its terminal event (then OK).
@@ -141,6 +156,9 @@ class Client {
   absl::Status WatchJobs(const std::string& filter,
                          std::optional<int64_t> after_event_id,
                          const EventFn& fn);
+  absl::Status WatchJobs(const std::string& filter,
+                         std::optional<int64_t> after_event_id,
+                         const EventFn& fn, const WatchOptions& options);
   // Blocks until the job ends; returns it as it ended.
   absl::StatusOr<v1::Job> WaitJob(const std::string& id);
 
@@ -164,9 +182,49 @@ class Client {
   // a large selection takes as long as it takes.
   absl::StatusOr<v1::BulkUpdateJobsResponse> BulkUpdateJobs(
       const v1::BulkUpdateJobsRequest& request);
-  // The AdminService stub over this client's channel (dispatch and queue
-  // controls, server info, webhook deliveries, backup); FromGrpc() turns
-  // its statuses into absl::Status. Use NewContext() for its calls.
+  // Submits `requests` in batches of `batch_size` (1 to 1,000) on
+  // `streams` SubmitJobs streams at once: a stream answers one batch before
+  // it reads its next, so several streams commit batches in parallel. Calls
+  // `on_batch` (on the caller's thread) with every batch's outcome in batch
+  // order: its index, and its response or the status it failed with. After
+  // a batch fails no new batch is sent; the ones already in flight are
+  // still reported, OK or not, and the ones never sent are not. Returns OK,
+  // or the status of a stream that failed after answering its batches. No
+  // deadline. With request ids, submitting again is safe.
+  struct BatchOutcome {
+    int64_t index = 0;
+    absl::Status status;  // OK: `response` holds the batch's ids
+    v1::SubmitJobsResponse response;
+  };
+  absl::Status SubmitBatches(std::vector<v1::SubmitJobRequest> requests,
+                             int batch_size, int streams,
+                             const std::function<void(BatchOutcome)>& on_batch);
+
+  // The AdminService, one method per RPC (see admin_service.proto).
+  absl::StatusOr<v1::DispatchState> PauseDispatch(
+      const std::string& reason = "");
+  absl::StatusOr<v1::DispatchState> ResumeDispatch();
+  absl::StatusOr<v1::Queue> PauseQueue(const v1::PauseQueueRequest& request);
+  absl::StatusOr<v1::Queue> ResumeQueue(const std::string& name);
+  absl::StatusOr<v1::ListQueuesResponse> ListQueues();
+  absl::StatusOr<v1::Queue> UpdateQueue(const v1::UpdateQueueRequest& request);
+  // Version, listeners, storage, counts, and last_event_id: a WatchJobs
+  // cursor taken now (see WatchProgress).
+  absl::StatusOr<v1::ServerInfo> GetServerInfo();
+  // Deliveries `request` selects, newest first, paged as ListJobs above.
+  absl::StatusOr<v1::ListWebhookDeliveriesResponse> ListWebhookDeliveries(
+      v1::ListWebhookDeliveriesRequest request, int32_t limit);
+  absl::StatusOr<v1::WebhookDeliveryRecord> RedeliverWebhook(int64_t id);
+  // A consistent copy of the database: `fn` gets each chunk in order
+  // (returning false cancels the call: CANCELLED). No deadline.
+  absl::Status Backup(const std::function<bool(const v1::BackupChunk&)>& fn);
+  // grpc.health.v1.Health/Check of `service` ("": the whole server).
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse> CheckHealth(
+      const std::string& service = "");
+
+  // The AdminService stub over this client's channel, for what the methods
+  // above do not cover; FromGrpc() turns its statuses into absl::Status.
+  // Use NewContext() for its calls.
   v1::AdminService::Stub* admin_stub() { return admin_.get(); }
 
   // A context for one call of this client: the token, wait-for-ready, and
@@ -188,6 +246,7 @@ class Client {
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
 }  // namespace jobwire::sdk

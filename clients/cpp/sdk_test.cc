@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -11,9 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "clients/cpp/client.h"
+#include "clients/cpp/progress.h"
 #include "clients/cpp/version.h"
 #include "clients/cpp/worker.h"
 #include "tests/jobwired_process.h"
@@ -339,6 +342,243 @@ TEST_F(SdkTest, BulkUpdateJobsAndAdmin) {
                            context.get(), v1::GetServerInfoRequest(), &info))
                   .ok());
   EXPECT_EQ(info.version(), kVersion);
+}
+
+// ListJobs with a limit, and ListWebhookDeliveries, go through one paging
+// loop: a response with the jobs and the token that continues after them.
+TEST_F(SdkTest, ListJobsWithALimitReturnsATokenThatContinues) {
+  Client client(addr_);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    v1::Job job = JobOf("paged");
+    job.set_queue("pages");
+    ids.push_back(client.SubmitJob(job)->job().id());
+  }
+  v1::ListJobsRequest request;
+  request.set_filter("queue = \"pages\"");
+  request.set_page_size(1);  // pages of one: the loop follows the tokens
+  absl::StatusOr<v1::ListJobsResponse> first = client.ListJobs(request, 3);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->jobs_size(), 3);
+  EXPECT_EQ(first->jobs(0).id(), ids[0]);
+  EXPECT_EQ(first->jobs(2).id(), ids[2]);
+  ASSERT_FALSE(first->next_page_token().empty());
+  request.set_page_token(first->next_page_token());
+  absl::StatusOr<v1::ListJobsResponse> rest = client.ListJobs(request, 0);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->jobs_size(), 2);
+  EXPECT_EQ(rest->jobs(1).id(), ids[4]);
+  EXPECT_TRUE(rest->next_page_token().empty());
+  v1::ListJobsRequest bad;
+  bad.set_filter("queue = = 1");
+  EXPECT_EQ(client.ListJobs(bad, 10).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<v1::ListWebhookDeliveriesResponse> deliveries =
+      client.ListWebhookDeliveries(v1::ListWebhookDeliveriesRequest(), 10);
+  ASSERT_TRUE(deliveries.ok()) << deliveries.status();
+  EXPECT_EQ(deliveries->deliveries_size(), 0);
+}
+
+// SubmitBatches: every batch's outcome in batch order, from several
+// streams; after a refused batch nothing new is sent.
+TEST_F(SdkTest, SubmitBatchesReportsEachBatchInOrder) {
+  Client client(addr_);
+  std::vector<v1::SubmitJobRequest> requests(25);
+  for (auto& r : requests) r.mutable_job()->set_kind("batch");
+  std::vector<int64_t> order;
+  std::set<std::string> ids;
+  ASSERT_TRUE(client
+                  .SubmitBatches(requests, 4, 3,
+                                 [&](Client::BatchOutcome b) {
+                                   EXPECT_TRUE(b.status.ok()) << b.status;
+                                   order.push_back(b.index);
+                                   ids.insert(b.response.ids().begin(),
+                                              b.response.ids().end());
+                                 })
+                  .ok());
+  EXPECT_EQ(order, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(ids.size(), 25u);
+
+  requests[5].mutable_job()->set_kind("");  // batch 1 is refused
+  std::vector<absl::StatusCode> codes;
+  EXPECT_TRUE(client
+                  .SubmitBatches(requests, 4, 1,
+                                 [&](Client::BatchOutcome b) {
+                                   codes.push_back(b.status.code());
+                                 })
+                  .ok());
+  EXPECT_EQ(codes,
+            (std::vector<absl::StatusCode>{
+                absl::StatusCode::kOk, absl::StatusCode::kInvalidArgument}));
+}
+
+// GetServerInfo's last_event_id is a cursor: a WatchJobs from it sees what
+// was submitted after it, and nothing before.
+TEST_F(SdkTest, LastEventIdIsAWatchJobsCursorTakenNow) {
+  Client client(addr_);
+  const std::string before = client.SubmitJob(JobOf("before"))->job().id();
+  absl::StatusOr<v1::ServerInfo> info = client.GetServerInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_GT(info->last_event_id(), 0);
+  const std::string after = client.SubmitJob(JobOf("after"))->job().id();
+  std::vector<std::string> seen;
+  ASSERT_TRUE(client
+                  .WatchJobs("", info->last_event_id(),
+                             [&](const v1::JobEvent& e) {
+                               seen.push_back(e.job_id());
+                               EXPECT_GT(e.event_id(), info->last_event_id());
+                               return false;  // the first is enough
+                             })
+                  .ok());
+  EXPECT_EQ(seen, std::vector<std::string>{after});
+  EXPECT_NE(before, after);
+}
+
+// WatchProgress: counts over a filter's jobs, those that ended before it
+// started included, and jobs that match later, until all have ended.
+TEST_F(SdkTest, WatchProgressCountsAFiltersJobsToTheirEnd) {
+  Client client(addr_);
+  auto submit = [&] {
+    v1::Job job = JobOf("p");
+    job.set_queue("progress");
+    return client.SubmitJob(job)->job().id();
+  };
+  const std::string a = submit();
+  const std::string b = submit();
+  ASSERT_TRUE(client.CancelJob(a).ok());  // ended before the watch
+  std::vector<Progress> seen;
+  absl::Notification started;
+  std::thread watch([&] {
+    absl::Status s =
+        WatchProgress(&client, "queue = \"progress\"", [&](const Progress& p) {
+          seen.push_back(p);
+          if (!started.HasBeenNotified()) started.Notify();
+          return true;
+        });
+    EXPECT_TRUE(s.ok()) << s;
+  });
+  started.WaitForNotification();
+  const std::string c = submit();  // matches later: followed too
+  Worker worker(&client, {.queues = {"progress"}, .slots = 2});
+  worker.Handle("p", [](Task&) -> absl::StatusOr<v1::JobResult> {
+    return v1::JobResult();
+  });
+  std::thread run([&] { (void)worker.Run(); });
+  watch.join();
+  worker.Stop();
+  run.join();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().total, 2);
+  EXPECT_EQ(seen.front().cancelled, 1);
+  EXPECT_EQ(seen.front().ended(), 1);
+  const Progress& last = seen.back();
+  EXPECT_TRUE(last.done());
+  EXPECT_EQ(last.total, 3);
+  EXPECT_EQ(last.succeeded, 2);
+  EXPECT_EQ(last.cancelled, 1);
+  EXPECT_EQ(last.running, 0);
+  EXPECT_TRUE(absl::StartsWith(last.ToString(),
+                               "3/3 ended: 2 succeeded, "
+                               "0 failed, 1 cancelled; 0 "
+                               "running; "))
+      << last.ToString();
+  // Nothing left to follow: one Progress, at once.
+  int calls = 0;
+  ASSERT_TRUE(
+      WatchProgress(&client, "queue = \"progress\"", [&](const Progress& p) {
+        ++calls;
+        EXPECT_TRUE(p.done());
+        return true;
+      }).ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(WatchProgress(&client, "queue = = 1",
+                          [](const Progress&) { return true; })
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// FollowProgress over a fixed set (what submit-batch --watch does): only
+// those jobs, from a cursor taken before they were submitted.
+TEST_F(SdkTest, FollowProgressFollowsExactlyTheJobsGiven) {
+  Client client(addr_);
+  const int64_t cursor = client.GetServerInfo()->last_event_id();
+  JobsProgress progress(/*fixed=*/true, absl::Now());
+  std::vector<std::string> mine;
+  for (int i = 0; i < 3; ++i) {
+    mine.push_back(client.SubmitJob(JobOf("mine"))->job().id());
+    progress.Add(mine.back());
+  }
+  const std::string other = client.SubmitJob(JobOf("mine"))->job().id();
+  for (const std::string& id : mine) ASSERT_TRUE(client.CancelJob(id).ok());
+  ASSERT_TRUE(client.CancelJob(other).ok());
+  Progress last;
+  std::vector<std::string> events;
+  WatchProgressOptions options;
+  options.on_event = [&](const v1::JobEvent& e) {
+    events.push_back(e.job_id());
+  };
+  ASSERT_TRUE(FollowProgress(
+                  &client, "", cursor, &progress,
+                  [&](const Progress& p) {
+                    last = p;
+                    return true;
+                  },
+                  options)
+                  .ok());
+  EXPECT_EQ(last.total, 3);
+  EXPECT_EQ(last.cancelled, 3);
+  EXPECT_EQ(std::count(events.begin(), events.end(), other), 0);
+  EXPECT_GE(events.size(), 3u);
+}
+
+// The bookkeeping alone: replays and older events change nothing; a fixed
+// set ignores other jobs; the rate counts jobs that ended while watched.
+TEST(JobsProgressTest, CountsStatesAndSkipsReplays) {
+  const absl::Time start = absl::FromUnixSeconds(1000);
+  JobsProgress fixed(/*fixed=*/true, start);
+  fixed.Add("a");
+  fixed.Add("b");
+  fixed.Add("a");  // once
+  EXPECT_EQ(fixed.Get(start).total, 2);
+  EXPECT_FALSE(fixed.AllEnded());
+  EXPECT_FALSE(fixed.Observe("z", v1::Job::STATE_QUEUED, 1));  // not ours
+  EXPECT_TRUE(fixed.Observe("a", v1::Job::STATE_RUNNING, 2));
+  EXPECT_FALSE(fixed.Observe("a", v1::Job::STATE_QUEUED, 1));  // older
+  EXPECT_FALSE(fixed.News("a", 2));
+  EXPECT_TRUE(fixed.News("a", 3));
+  EXPECT_EQ(fixed.Get(start).running, 1);
+  EXPECT_TRUE(fixed.Observe("a", v1::Job::STATE_SUCCEEDED, 3));
+  Progress half = fixed.Get(start + absl::Seconds(2));
+  EXPECT_EQ(half.succeeded, 1);
+  EXPECT_EQ(half.running, 0);
+  EXPECT_DOUBLE_EQ(half.rate, 0.5);
+  ASSERT_TRUE(half.eta.has_value());
+  EXPECT_EQ(*half.eta, absl::Seconds(2));
+  EXPECT_TRUE(fixed.Observe("b", v1::Job::STATE_QUEUED, 4));
+  EXPECT_TRUE(fixed.Observe("b", v1::Job::STATE_FAILED, 5));
+  EXPECT_TRUE(fixed.AllEnded());
+  Progress done = fixed.Get(start + absl::Seconds(4));
+  EXPECT_TRUE(done.done());
+  EXPECT_FALSE(done.eta.has_value());
+  EXPECT_EQ(done.ToString(),
+            "2/2 ended: 1 succeeded, 1 failed, 0 cancelled; 0 running; "
+            "0.5/s; ETA -");
+
+  // Added, then first seen ended (a job that existed, listed): not in the
+  // rate either.
+  JobsProgress listed(/*fixed=*/true, start);
+  listed.Add("old");
+  EXPECT_TRUE(listed.Observe("old", v1::Job::STATE_CANCELLED, 9));
+  EXPECT_EQ(listed.Get(start + absl::Seconds(1)).rate, 0);
+  EXPECT_TRUE(listed.Get(start).done());
+
+  JobsProgress open(/*fixed=*/false, start);
+  EXPECT_TRUE(open.AllEnded());
+  EXPECT_TRUE(open.News("new", 1));
+  EXPECT_TRUE(open.Observe("new", v1::Job::STATE_CANCELLED, 4));
+  // Seen ended at first sight: not counted in the rate.
+  EXPECT_EQ(open.Get(start + absl::Seconds(1)).rate, 0);
+  EXPECT_EQ(open.Get(start).cancelled, 1);
 }
 
 // TLS with a client certificate (issue #27): the CA and the client's

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -11,6 +13,7 @@ namespace jobwire::sdk {
 namespace {
 
 constexpr char kPermanentPayload[] = "jobwire.dev/permanent-failure";
+constexpr char kJobErrorPayload[] = "type.googleapis.com/jobwire.v1.JobError";
 
 std::string Key(const std::string& id, int32_t attempt) {
   return absl::StrCat(id, "/", attempt);
@@ -27,6 +30,12 @@ std::string DefaultWorkerId() {
 absl::Status PermanentFailure(absl::string_view message) {
   absl::Status s = absl::FailedPreconditionError(message);
   s.SetPayload(kPermanentPayload, absl::Cord("1"));
+  return s;
+}
+
+absl::Status JobFailure(const v1::JobError& error) {
+  absl::Status s(absl::StatusCode::kAborted, error.message());
+  s.SetPayload(kJobErrorPayload, absl::Cord(error.SerializeAsString()));
   return s;
 }
 
@@ -68,14 +77,34 @@ void Task::Stop(StopReason reason, bool ack, bool lost) {
 
 void Task::Progress(int64_t done, int64_t total, const std::string& message,
                     const std::string& log) {
+  v1::Progress progress;
+  progress.set_done(done);
+  progress.set_total(total);
+  progress.set_message(message);
+  {
+    absl::MutexLock lock(&mu_);
+    progress_ = progress;
+  }
+  Report(progress, log);
+}
+
+void Task::Log(const std::string& line) {
+  v1::Progress progress;
+  {
+    // A report carries progress: the last one, so a log line moves no bar.
+    absl::MutexLock lock(&mu_);
+    progress = progress_;
+  }
+  Report(progress, line);
+}
+
+void Task::Report(const v1::Progress& progress, const std::string& log) {
   if (lost_.load()) return;
   v1::ConnectRequest request;
   v1::ReportProgress* p = request.mutable_progress();
   p->set_job_id(job_.id());
   p->set_attempt(attempt_);
-  p->mutable_progress()->set_done(done);
-  p->mutable_progress()->set_total(total);
-  p->mutable_progress()->set_message(message);
+  *p->mutable_progress() = progress;
   p->set_log(log);
   worker_->Send(request);
 }
@@ -95,17 +124,14 @@ Worker::Worker(Client* client, Options options)
 
 Worker::~Worker() {
   Stop();
-  std::vector<std::thread> threads;
-  {
-    absl::MutexLock lock(&mu_);
-    threads.swap(threads_);
-  }
-  for (std::thread& t : threads) t.join();
+  JoinAll();
 }
 
 void Worker::Handle(const std::string& kind, Handler handler) {
   handlers_[kind] = std::move(handler);
 }
+
+void Worker::HandleAny(Handler handler) { any_ = std::move(handler); }
 
 void Worker::Stop() {
   absl::MutexLock lock(&mu_);
@@ -113,7 +139,7 @@ void Worker::Stop() {
 }
 
 absl::Status Worker::Run() {
-  if (handlers_.empty())
+  if (handlers_.empty() && !any_)
     return absl::InvalidArgumentError("register a handler before Run()");
   absl::Duration backoff = absl::Milliseconds(100);
   absl::Status result = absl::OkStatus();
@@ -122,7 +148,8 @@ absl::Status Worker::Run() {
       absl::MutexLock lock(&mu_);
       if (stop_) break;
     }
-    const absl::Status status = ServeOnce();
+    bool welcomed = false;
+    const absl::Status status = ServeOnce(&welcomed);
     {
       absl::MutexLock lock(&mu_);
       for (auto& [key, task] : active_)
@@ -136,19 +163,35 @@ absl::Status Worker::Run() {
       result = status;
       break;
     }
-    absl::SleepFor(backoff);
+    if (welcomed) backoff = absl::Milliseconds(100);
+    if (options_.on_disconnected) options_.on_disconnected(status, backoff);
+    // The pause ends early on Stop(), and once a server that was away is
+    // back: waiting on the channel drives its connection attempts. (A
+    // channel still connected leads to the server that ended the session:
+    // that pause is whole.)
+    const absl::Time end = absl::Now() + backoff;
+    grpc::Channel* channel = client_->channel().get();
+    const bool connected =
+        channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+    for (;;) {
+      const absl::Time step =
+          std::min(end, absl::Now() + absl::Milliseconds(100));
+      if (connected) {
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithDeadline(absl::Condition(&stop_), step);
+      } else if (channel->WaitForConnected(absl::ToChronoTime(step))) {
+        break;
+      }
+      absl::MutexLock lock(&mu_);
+      if (stop_ || absl::Now() >= end) break;
+    }
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
-  std::vector<std::thread> threads;
-  {
-    absl::MutexLock lock(&mu_);
-    threads.swap(threads_);
-  }
-  for (std::thread& t : threads) t.join();
+  JoinAll();
   return result;
 }
 
-absl::Status Worker::ServeOnce() {
+absl::Status Worker::ServeOnce(bool* welcomed) {
   Session session;
   session.context = client_->NewContext();
   session.stream = client_->worker_stub()->Connect(session.context.get());
@@ -156,8 +199,16 @@ absl::Status Worker::ServeOnce() {
   v1::Hello* h = hello.mutable_hello();
   h->set_worker_id(options_.worker_id.empty() ? DefaultWorkerId()
                                               : options_.worker_id);
-  for (const std::string& q : options_.queues) h->add_queues()->set_name(q);
-  for (const auto& [kind, handler] : handlers_) h->add_kinds(kind);
+  for (const std::string& q : options_.queues) {
+    v1::WorkerQueue* queue = h->add_queues();
+    queue->set_name(q);
+    auto weight = options_.queue_weights.find(q);
+    if (weight != options_.queue_weights.end())
+      queue->set_weight(weight->second);
+  }
+  if (!any_) {  // else no kinds: jobs of any kind
+    for (const auto& [kind, handler] : handlers_) h->add_kinds(kind);
+  }
   h->set_slots(options_.slots);
   session.stream->Write(hello);
   v1::ConnectResponse message;
@@ -166,6 +217,9 @@ absl::Status Worker::ServeOnce() {
     const absl::Duration hb =
         absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
     if (hb > absl::ZeroDuration()) session.heartbeat = hb;
+    *welcomed = true;
+    if (options_.on_connected)
+      options_.on_connected(message.welcome().session_id());
     {
       absl::MutexLock lock(&write_mu_);
       session_ = &session;
@@ -238,7 +292,12 @@ void Worker::Control(Session* session) {
         draining
             ? std::min(next_heartbeat, absl::Now() + absl::Milliseconds(20))
             : next_heartbeat;
-    mu_.AwaitWithDeadline(absl::Condition(&session->ended), wake);
+    // Woken by the session's end, or at once by Stop().
+    auto woken = [&] {
+      mu_.AssertReaderHeld();
+      return session->ended || (stop_ && !draining);
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&woken), wake);
     if (!session->ended && absl::Now() >= next_heartbeat) {
       next_heartbeat = absl::Now() + session->heartbeat;
       mu_.Unlock();
@@ -258,9 +317,36 @@ void Worker::Send(const v1::ConnectRequest& request) {
 
 void Worker::Start(const v1::Assign& assign) {
   auto task = std::shared_ptr<Task>(new Task(this, assign));
-  absl::MutexLock lock(&mu_);
-  active_[Key(task->job().id(), task->attempt())] = task;
-  threads_.emplace_back([this, task] { RunTask(task); });
+  // The threads of tasks that have finished are joined here, so that a
+  // long-lived worker holds only the threads of what runs.
+  std::vector<std::thread> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    for (uint64_t key : finished_) {
+      auto it = threads_.find(key);
+      finished.push_back(std::move(it->second));
+      threads_.erase(it);
+    }
+    finished_.clear();
+    active_[Key(task->job().id(), task->attempt())] = task;
+    const uint64_t key = next_thread_++;
+    threads_[key] = std::thread([this, task, key] {
+      RunTask(task);
+      absl::MutexLock lock(&mu_);
+      finished_.push_back(key);
+    });
+  }
+  for (std::thread& t : finished) t.join();
+}
+
+void Worker::JoinAll() {
+  std::map<uint64_t, std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    threads.swap(threads_);
+    finished_.clear();
+  }
+  for (auto& [key, t] : threads) t.join();
 }
 
 void Worker::StopTask(const std::string& id, int32_t attempt, StopReason reason,
@@ -298,11 +384,23 @@ v1::ConnectRequest Worker::Outcome(Task& task) {
     return report;
   };
   auto it = handlers_.find(task.job().kind());
-  if (it == handlers_.end())
+  const Handler* handler = it != handlers_.end() ? &it->second
+                           : any_                ? &any_
+                                                 : nullptr;
+  if (handler == nullptr)
     return fail(absl::StrCat("no handler for kind \"", task.job().kind(), "\""),
                 false);
-  absl::StatusOr<v1::JobResult> result = it->second(task);
+  absl::StatusOr<v1::JobResult> result = (*handler)(task);
   if (!result.ok()) {
+    if (absl::optional<absl::Cord> error =
+            result.status().GetPayload(kJobErrorPayload)) {
+      fail("", false);
+      v1::JobError* e = report.mutable_fail()->mutable_error();
+      if (e->ParseFromString(std::string(*error))) {
+        report.mutable_fail()->set_retryable(e->retryable());
+        return report;
+      }
+    }
     const bool permanent =
         result.status().GetPayload(kPermanentPayload).has_value();
     return fail(std::string(result.status().message()), !permanent);

@@ -28,6 +28,7 @@
 #define JOBWIRE_CLIENTS_CPP_WORKER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -48,6 +49,10 @@ class Worker;
 
 // A failed attempt that must not be retried: the job ends FAILED.
 absl::Status PermanentFailure(absl::string_view message);
+// A failed attempt recorded as `error`, with its code, message, structured
+// details and retryable flag (a handler that ran a program records its exit
+// status this way).
+absl::Status JobFailure(const v1::JobError& error);
 
 // Why Task::stopping() turned true.
 enum class StopReason { kNone, kCancelled, kPaused, kLost };
@@ -68,6 +73,8 @@ class Task {
   // Reports progress (watchers see it live); `log` adds a log line.
   void Progress(int64_t done, int64_t total, const std::string& message = "",
                 const std::string& log = "");
+  // Adds `line` to the job's log events (with the last progress reported).
+  void Log(const std::string& line);
   // Saves `data`; a later attempt of the job gets it as checkpoint().
   void SaveCheckpoint(const std::string& data);
 
@@ -75,6 +82,8 @@ class Task {
   friend class Worker;
   Task(Worker* worker, const v1::Assign& assign);
   void Stop(StopReason reason, bool ack, bool lost);
+  // Sends a progress report (and `log`, when not empty) unless lost.
+  void Report(const v1::Progress& progress, const std::string& log);
 
   Worker* const worker_;
   const v1::Job job_;
@@ -84,6 +93,7 @@ class Task {
   std::atomic<bool> ack_{false};   // the stop wants an ack
   std::atomic<bool> lost_{false};  // no report would be taken
   absl::Mutex mu_;
+  v1::Progress progress_ ABSL_GUARDED_BY(mu_);  // the last reported
 };
 
 using Handler = std::function<absl::StatusOr<v1::JobResult>(Task&)>;
@@ -92,9 +102,18 @@ class Worker {
  public:
   struct Options {
     std::vector<std::string> queues = {"default"};
+    // A queue's weight in the server's fair choice among `queues` (absent
+    // or 0: the server's default).
+    std::map<std::string, int32_t> queue_weights;
     int slots = 1;
     std::string worker_id;                     // default host:pid
     absl::Duration grace = absl::Seconds(30);  // Stop() waits this long
+    // For a log of the connection's course (may be empty): the server
+    // welcomed a session, and a session ended (`why`) with the pause before
+    // the next attempt.
+    std::function<void(const std::string& session_id)> on_connected;
+    std::function<void(const absl::Status& why, absl::Duration pause)>
+        on_disconnected;
   };
 
   // `client` must outlive the Worker.
@@ -104,22 +123,30 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void Handle(const std::string& kind, Handler handler);
+  // Runs every kind that has no handler of its own; with it the worker
+  // takes jobs of any kind.
+  void HandleAny(Handler handler);
 
   // Serves until Stop(): connects, runs jobs, reconnects on breaks. Returns
   // OK after Stop() once every handler has returned, or the error for
   // which the server refused the worker (INVALID_ARGUMENT, UNAUTHENTICATED).
   absl::Status Run();
   // Takes no new jobs, gives running ones up to Options::grace, then closes
-  // the stream once their reports are answered. Returns at once.
+  // the stream once their reports are answered (handlers still running
+  // then see stopping(), as kLost, and their reports are not sent). Ends a
+  // pause between reconnects at once. Returns at once.
   void Stop();
 
  private:
   friend class Task;
   struct Session;
 
-  absl::Status ServeOnce();
+  // One session; `*welcomed` tells whether the server welcomed it.
+  absl::Status ServeOnce(bool* welcomed);
   void Control(Session* session);
   void Start(const v1::Assign& assign);
+  // Joins every handler thread.
+  void JoinAll();
   void StopTask(const std::string& id, int32_t attempt, StopReason reason,
                 bool ack, bool lost);
   void RunTask(std::shared_ptr<Task> task);
@@ -130,10 +157,15 @@ class Worker {
   Client* const client_;
   const Options options_;
   std::map<std::string, Handler> handlers_;
+  Handler any_;  // HandleAny
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Task>> active_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  // Handler threads by a key of their own; `finished_` lists the keys of
+  // those whose task is done, joined at the next Start (or JoinAll).
+  std::map<uint64_t, std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> finished_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_thread_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
 

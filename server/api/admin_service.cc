@@ -323,6 +323,11 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
     DurationToProto(w.apply, storage->mutable_apply());
     DurationToProto(w.commit, storage->mutable_commit());
     DurationToProto(w.complete, storage->mutable_complete());
+    // Read before the counts: a cursor may be early, never late.
+    absl::StatusOr<int64_t> last_event_id =
+        options_.store->LastEventIdBlocking();
+    if (!last_event_id.ok()) return last_event_id.status();
+    info->set_last_event_id(*last_event_id);
     absl::StatusOr<std::vector<QueueStateCount>> counts =
         options_.store->CountJobsByQueueAndStateBlocking();
     if (!counts.ok()) return counts.status();

@@ -137,6 +137,9 @@ App::~App() { Stop(); }
 // Composition, in dependency order: each component is owned here and hands
 // non-owning pointers to the next.
 absl::Status App::Build() {
+  if (options_.db_path.empty()) {
+    return absl::InvalidArgumentError("--db: no database path given");
+  }
   clock_ = std::make_unique<SystemClock>();
   executor_ = std::make_unique<Executor>(options_.executor_threads);
 
@@ -145,8 +148,7 @@ absl::Status App::Build() {
   // database file behind.
   JW_RETURN_IF_ERROR(ClaimListeners(cwd));
   std::string db_path = options_.db_path;
-  if (db_path.empty() || db_path[0] != '/')
-    db_path = absl::StrCat(cwd, "/", db_path);
+  if (db_path[0] != '/') db_path = absl::StrCat(cwd, "/", db_path);
   JW_RETURN_IF_ERROR(CreateParentDirectories(db_path));
   // One server per database; under the lock, what a crash left is ours.
   JW_ASSIGN_OR_RETURN(db_lock_, DatabaseLock::Acquire(db_path));

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -186,7 +187,10 @@ const std::vector<Flag>& Flags() {
          return ParseCount(v, 0, 1000, &o->max_ping_strikes);
        }},
       {"db", "JOBWIRE_DB", "PATH",
-       "SQLite database file (default var/jobwire.db)",
+       "SQLite database file; missing folders are created owner-only "
+       "(default $XDG_DATA_HOME/jobwire/jobwire.db, else as root "
+       "/var/lib/jobwire/jobwire.db, else "
+       "~/.local/share/jobwire/jobwire.db)",
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty path");
          o->db_path = v;
@@ -515,6 +519,33 @@ std::optional<std::string> ProcessEnv(const std::string& name) {
   return std::string(v);
 }
 
+std::string DefaultDatabasePath(const GetEnvFn& getenv, uid_t uid) {
+  auto absolute = [&](const char* name) -> std::optional<std::string> {
+    std::optional<std::string> dir = getenv(name);
+    if (!dir.has_value() || dir->empty() || dir->front() != '/')
+      return std::nullopt;
+    while (dir->size() > 1 && dir->back() == '/') dir->pop_back();
+    return dir;
+  };
+  if (std::optional<std::string> data = absolute("XDG_DATA_HOME"))
+    return absl::StrCat(*data == "/" ? "" : *data, "/jobwire/jobwire.db");
+  if (uid == 0) return "/var/lib/jobwire/jobwire.db";
+  std::optional<std::string> home = absolute("HOME");
+  if (!home.has_value()) {
+    passwd entry{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwuid_r(uid, &entry, buf.data(), buf.size(), &found) == 0 &&
+        found != nullptr && found->pw_dir != nullptr &&
+        found->pw_dir[0] == '/') {
+      home = std::string(found->pw_dir);
+    }
+  }
+  if (!home.has_value()) return "";
+  return absl::StrCat(*home == "/" ? "" : *home,
+                      "/.local/share/jobwire/jobwire.db");
+}
+
 absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     const std::vector<std::string>& args, const GetEnvFn& getenv) {
   ServerCommandLine cl;
@@ -584,6 +615,14 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
         return absl::InvalidArgumentError(
             absl::StrCat("--", name, ": ", s.message()));
       }
+    }
+  }
+  if (o.db_path.empty()) {
+    o.db_path = DefaultDatabasePath(getenv, ::geteuid());
+    if (o.db_path.empty()) {
+      return absl::InvalidArgumentError(
+          "--db: no default database path (no XDG_DATA_HOME and no home "
+          "folder); give --db PATH or JOBWIRE_DB");
     }
   }
   return cl;

@@ -29,8 +29,11 @@ struct ServerOptions {
   // that depends on the user, not on the folder; see
   // clients/cpp/default_address.h) and 127.0.0.1:50051.
   std::vector<std::string> listen;
-  // SQLite database file; its directory is created if missing.
-  std::string db_path = "var/jobwire.db";
+  // SQLite database file; its missing folders are created owner-only
+  // (0700). ParseServerCommandLine's default: DefaultDatabasePath() (it
+  // depends on the user, not on the folder jobwired starts in). App refuses
+  // an empty path.
+  std::string db_path;
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;
   // How long open streams and workers get to finish after a stop signal.
@@ -134,6 +137,19 @@ using GetEnvFn = std::function<std::optional<std::string>(const std::string&)>;
 
 // The process environment.
 std::optional<std::string> ProcessEnv(const std::string& name);
+
+// Where jobwired keeps its database without --db or JOBWIRE_DB. Like
+// sdk::DefaultAddress (clients/cpp/default_address.h), the rule depends on
+// the user, never on the current folder:
+//
+//   $XDG_DATA_HOME/jobwire/jobwire.db       when XDG_DATA_HOME is an
+//                                           absolute path
+//   /var/lib/jobwire/jobwire.db             else when running as root
+//   $HOME/.local/share/jobwire/jobwire.db   else (HOME when absolute, else
+//                                           the home of `uid` in passwd)
+//
+// Empty when none applies (no home folder): jobwired then asks for --db.
+std::string DefaultDatabasePath(const GetEnvFn& getenv, uid_t uid);
 
 // Parses `args` (without argv[0]). Fails with INVALID_ARGUMENT whose message
 // names the flag or variable ("--shutdown-grace: bad duration \"x\"").

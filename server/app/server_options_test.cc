@@ -20,18 +20,49 @@ GetEnvFn Env(std::map<std::string, std::string> vars) {
 }
 
 TEST(ServerOptionsTest, DefaultsServeUnixSocketAndLoopbackTcp) {
-  auto cl =
-      ParseServerCommandLine({}, Env({{"XDG_RUNTIME_DIR", "/run/user/7"}}));
+  auto cl = ParseServerCommandLine({}, Env({{"XDG_RUNTIME_DIR", "/run/user/7"},
+                                            {"XDG_DATA_HOME", "/home/u/.d"}}));
   ASSERT_TRUE(cl.ok()) << cl.status();
   // The clients' default (clients/cpp/default_address.h), not the folder's.
   EXPECT_EQ(cl->options.listen,
             (std::vector<std::string>{"unix:/run/user/7/jobwire.sock",
                                       "127.0.0.1:50051"}));
-  EXPECT_EQ(cl->options.db_path, "var/jobwire.db");
+  // The user's data folder (DefaultDatabasePath), not the current folder.
+  EXPECT_EQ(cl->options.db_path, "/home/u/.d/jobwire/jobwire.db");
   EXPECT_EQ(cl->options.shutdown_grace, absl::Seconds(10));
   EXPECT_EQ(cl->options.socket_mode, 0600u);
   EXPECT_TRUE(cl->options.auth_token.empty());
   EXPECT_EQ(cl->options.lease_ttl, absl::Seconds(30));
+}
+
+TEST(ServerOptionsTest, DefaultDatabaseDependsOnTheUserNotTheFolder) {
+  // XDG_DATA_HOME first (an absolute path; a relative one is ignored).
+  EXPECT_EQ(
+      DefaultDatabasePath(
+          Env({{"XDG_DATA_HOME", "/x/data/"}, {"HOME", "/home/u"}}), 1000),
+      "/x/data/jobwire/jobwire.db");
+  EXPECT_EQ(DefaultDatabasePath(Env({{"XDG_DATA_HOME", "rel"}}), 0),
+            "/var/lib/jobwire/jobwire.db");
+  // Root: /var/lib/jobwire, even with a HOME.
+  EXPECT_EQ(DefaultDatabasePath(Env({{"HOME", "/root"}}), 0),
+            "/var/lib/jobwire/jobwire.db");
+  // Anyone else: ~/.local/share/jobwire.
+  EXPECT_EQ(DefaultDatabasePath(Env({{"HOME", "/home/u"}}), 1000),
+            "/home/u/.local/share/jobwire/jobwire.db");
+  // Without HOME, the passwd entry's home (root's is /root on Debian).
+  EXPECT_TRUE(
+      absl::EndsWith(DefaultDatabasePath(Env({}), 0), "/jobwire/jobwire.db"));
+}
+
+TEST(ServerOptionsTest, DbFlagAndVariableReplaceTheDefault) {
+  auto env = ParseServerCommandLine(
+      {}, Env({{"JOBWIRE_DB", "env.db"}, {"XDG_DATA_HOME", "/d"}}));
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->options.db_path, "env.db");
+  auto flag = ParseServerCommandLine({"--db", "var/jobwire.db"},
+                                     Env({{"XDG_DATA_HOME", "/d"}}));
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  EXPECT_EQ(flag->options.db_path, "var/jobwire.db");  // relative: the folder's
 }
 
 TEST(ServerOptionsTest, LeaseTtlFromFlagOrEnvironment) {

@@ -68,6 +68,29 @@ for f in bin/jobwired bin/jobwire include/jobwire/clients/cpp/client.h \
   if [[ -e "$prefix/$f" ]]; then pass "installs $f"; else fail "installs $f"; fi
 done
 
+# The systemd unit, its ExecStart naming the installed jobwired; still
+# accepted by systemd-analyze when it is installed.
+unit="$prefix/lib/systemd/system/jobwired.service"
+if [[ -s "$unit" ]] && grep -qF "ExecStart=$prefix/bin/jobwired " "$unit" &&
+  ! grep -qF /usr/local/bin "$unit"; then
+  pass "installs lib/systemd/system/jobwired.service running $prefix/bin/jobwired"
+else
+  fail "installs lib/systemd/system/jobwired.service running $prefix/bin/jobwired" \
+    "$(cat "$unit" 2>&1)"
+fi
+if command -v systemd-analyze >/dev/null; then
+  if out="$(systemd-analyze verify "$unit" 2>&1)"; then
+    pass "systemd-analyze verify accepts the installed unit"
+  else
+    fail "systemd-analyze verify accepts the installed unit" "$out"
+  fi
+fi
+if grep -qxF "$unit" "$build_dir/install_manifest.txt"; then
+  pass "the unit is in install_manifest.txt"
+else
+  fail "the unit is in install_manifest.txt" "$(cat "$build_dir/install_manifest.txt")"
+fi
+
 # Shell completions, once the CLI writes them (`jobwire completion SHELL`).
 if "$prefix/bin/jobwire" completion bash >/dev/null 2>&1; then
   for f in share/bash-completion/completions/jobwire share/zsh/site-functions/_jobwire \

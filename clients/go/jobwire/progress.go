@@ -26,8 +26,9 @@ func (p Progress) Done() bool { return p.Ended() == p.Total }
 
 // WatchProgress yields aggregate counts over the jobs filter matches (and
 // any that match later) until every one has ended: one Progress at the start
-// and one after each change. It lists them, then follows them on one
-// WatchJobs stream replayed from the start, skipping what the list saw.
+// and one after each change. It takes a cursor (GetServerInfo's
+// last_event_id), lists them, then follows them on one WatchJobs stream
+// from that cursor, skipping what the list saw.
 // Stop early by breaking out of the loop; an error ends the sequence.
 func (c *Client) WatchProgress(ctx context.Context, filter string) iter.Seq2[Progress, error] {
 	return func(yield func(Progress, error) bool) {
@@ -69,6 +70,14 @@ func (c *Client) WatchProgress(ctx context.Context, filter string) iter.Seq2[Pro
 			}
 			return true
 		}
+		// The cursor before the list: every change after the list is on
+		// the stream, which replays nothing older.
+		info, err := c.Admin().GetServerInfo(ctx, &pb.GetServerInfoRequest{})
+		if err != nil {
+			yield(Progress{}, fromRPC(err))
+			return
+		}
+		cursor := info.GetLastEventId()
 		for j, err := range c.ListJobs(ctx, filter, ListOptions{}) {
 			if err != nil {
 				yield(Progress{}, err)
@@ -79,8 +88,7 @@ func (c *Client) WatchProgress(ctx context.Context, filter string) iter.Seq2[Pro
 		if !yield(progress(), nil) || allEnded() {
 			return
 		}
-		var zero int64
-		for e, err := range c.WatchJobs(ctx, filter, &zero) {
+		for e, err := range c.WatchJobs(ctx, filter, &cursor) {
 			if err != nil {
 				yield(Progress{}, err)
 				return

@@ -8,9 +8,10 @@
             print(p.ended, "/", p.total, p.rate, p.eta)
         final = follow_jobs(client, 'labels.batch = "b1"')  # a bar
 
-``watch_progress`` lists the jobs a filter matches, then follows them (and
-any that appear later) on one ``watch_jobs`` stream replayed from the start,
-skipping what the list already saw, until every one has ended; it yields a
+``watch_progress`` takes a cursor (the server info's ``last_event_id``),
+lists the jobs a filter matches, then follows them (and any that appear
+later) on one ``watch_jobs`` stream from that cursor, skipping what the list
+already saw, until every one has ended; it yields a
 ``Progress`` at the start and after each change. ``follow_jobs`` draws it as
 a ``tqdm`` bar when tqdm is installed (an optional dependency:
 ``pip install jobwire[progress]``), else writes a line each time a job ends.
@@ -90,13 +91,16 @@ def watch_progress(client: Client, filter: str = "", *,
     def all_ended() -> bool:
         return all(is_terminal(state) for state, _ in known.values())
 
+    # The cursor before the list: every change after the list is on the
+    # stream, which replays nothing older.
+    cursor = client.admin.get_server_info().last_event_id
     for job in client.list_jobs(filter):
         if wanted(job.id):
             known[job.id] = (job.state, job.last_seq)
     yield progress()
     if all_ended():
         return
-    stream = client.watch_jobs(filter, after_event_id=0)
+    stream = client.watch_jobs(filter, after_event_id=cursor)
     try:
         for event in stream:
             if not wanted(event.job_id):

@@ -22,9 +22,9 @@ export interface Progress {
 
 /** Aggregate counts over the jobs `filter` matches (and any that match
  *  later) until every one has ended: one Progress at the start and one after
- *  each change. It lists them, then follows them on one WatchJobs stream
- *  replayed from the start, skipping what the list saw. Stop early with
- *  `break`. */
+ *  each change. It takes a cursor (the server info's lastEventId), lists
+ *  them, then follows them on one WatchJobs stream from that cursor,
+ *  skipping what the list saw. Stop early with `break`. */
 export async function* watchProgress(client: Client, filter = ""): AsyncGenerator<Progress> {
   const jobs = new Map<string, { state: Job_State; seq: number }>();
   const start = Date.now();
@@ -44,10 +44,13 @@ export async function* watchProgress(client: Client, filter = ""): AsyncGenerato
     return p;
   };
   const allEnded = () => [...jobs.values()].every((k) => isTerminal(k.state));
+  // The cursor before the list: every change after the list is on the
+  // stream, which replays nothing older.
+  const cursor = (await client.admin.getServerInfo()).lastEventId;
   for await (const job of client.listJobs(filter)) jobs.set(job.id, { state: job.state, seq: job.lastSeq });
   yield progress();
   if (allEnded()) return;
-  const stream = client.watchJobs(filter, 0);
+  const stream = client.watchJobs(filter, cursor);
   try {
     for await (const e of stream) {
       let state: Job_State;

@@ -974,7 +974,12 @@ type ServerInfo struct {
 	// When the server started.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// The store's writes since the server started.
-	Storage       *StorageStats `protobuf:"bytes,12,opt,name=storage,proto3" json:"storage,omitempty"`
+	Storage *StorageStats `protobuf:"bytes,12,opt,name=storage,proto3" json:"storage,omitempty"`
+	// The event_id of the last committed event (0: none yet). As a WatchJobs
+	// `after_event_id` it is a cursor taken now: every event committed after
+	// this call follows (a client takes it before it submits or lists, so
+	// that no event of what it then follows is missed).
+	LastEventId   int64 `protobuf:"varint,13,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1091,6 +1096,13 @@ func (x *ServerInfo) GetStorage() *StorageStats {
 		return x.Storage
 	}
 	return nil
+}
+
+func (x *ServerInfo) GetLastEventId() int64 {
+	if x != nil {
+		return x.LastEventId
+	}
+	return 0
 }
 
 // Totals of the store's group commit since the server started. Take two
@@ -1377,7 +1389,7 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\v2\x11.jobwire.v1.QueueR\x05queue\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"\x16\n" +
-	"\x14GetServerInfoRequest\"\xbb\x04\n" +
+	"\x14GetServerInfoRequest\"\xdf\x04\n" +
 	"\n" +
 	"ServerInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x121\n" +
@@ -1394,7 +1406,8 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	" \x01(\x05R\bwatchers\x129\n" +
 	"\n" +
 	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x122\n" +
-	"\astorage\x18\f \x01(\v2\x18.jobwire.v1.StorageStatsR\astorage\x1a<\n" +
+	"\astorage\x18\f \x01(\v2\x18.jobwire.v1.StorageStatsR\astorage\x12\"\n" +
+	"\rlast_event_id\x18\r \x01(\x03R\vlastEventId\x1a<\n" +
 	"\x0eJobCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xc0\x02\n" +

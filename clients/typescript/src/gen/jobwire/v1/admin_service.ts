@@ -264,7 +264,16 @@ export interface ServerInfo {
     | Date
     | undefined;
   /** The store's writes since the server started. */
-  storage: StorageStats | undefined;
+  storage:
+    | StorageStats
+    | undefined;
+  /**
+   * The event_id of the last committed event (0: none yet). As a WatchJobs
+   * `after_event_id` it is a cursor taken now: every event committed after
+   * this call follows (a client takes it before it submits or lists, so
+   * that no event of what it then follows is missed).
+   */
+  lastEventId: number;
 }
 
 export interface ServerInfo_JobCountsEntry {
@@ -1671,6 +1680,7 @@ function createBaseServerInfo(): ServerInfo {
     watchers: 0,
     startTime: undefined,
     storage: undefined,
+    lastEventId: 0,
   };
 }
 
@@ -1711,6 +1721,9 @@ export const ServerInfo: MessageFns<ServerInfo> = {
     }
     if (message.storage !== undefined) {
       StorageStats.encode(message.storage, writer.uint32(98).fork()).join();
+    }
+    if (message.lastEventId !== 0) {
+      writer.uint32(104).int64(message.lastEventId);
     }
     return writer;
   },
@@ -1821,6 +1834,14 @@ export const ServerInfo: MessageFns<ServerInfo> = {
           message.storage = StorageStats.decode(reader, reader.uint32());
           continue;
         }
+        case 13: {
+          if (tag !== 104) {
+            break;
+          }
+
+          message.lastEventId = longToNumber(reader.int64());
+          continue;
+        }
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -1851,6 +1872,7 @@ export const ServerInfo: MessageFns<ServerInfo> = {
       watchers: isSet(object.watchers) ? globalThis.Number(object.watchers) : 0,
       startTime: isSet(object.startTime) ? fromJsonTimestamp(object.startTime) : undefined,
       storage: isSet(object.storage) ? StorageStats.fromJSON(object.storage) : undefined,
+      lastEventId: isSet(object.lastEventId) ? globalThis.Number(object.lastEventId) : 0,
     };
   },
 
@@ -1898,6 +1920,9 @@ export const ServerInfo: MessageFns<ServerInfo> = {
     if (message.storage !== undefined) {
       obj.storage = StorageStats.toJSON(message.storage);
     }
+    if (message.lastEventId !== 0) {
+      obj.lastEventId = Math.round(message.lastEventId);
+    }
     return obj;
   },
 
@@ -1932,6 +1957,7 @@ export const ServerInfo: MessageFns<ServerInfo> = {
     message.storage = (object.storage !== undefined && object.storage !== null)
       ? StorageStats.fromPartial(object.storage)
       : undefined;
+    message.lastEventId = object.lastEventId ?? 0;
     return message;
   },
 };
