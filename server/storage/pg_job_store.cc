@@ -1,0 +1,1396 @@
+#include "server/storage/pg_job_store.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "server/common/errors.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/core/validation.h"
+#include "server/core/webhook_event.h"
+#include "server/storage/list_query.h"
+#include "server/storage/migrations.h"
+#include "server/storage/pg_connection.h"
+#include "server/storage/pg_migrations.h"
+#include "server/storage/sqlite_rows.h"
+
+namespace jobwire {
+namespace {
+
+constexpr int kMaxReadLimit = 10000;
+// Rows per multi-row INSERT: events x 31 columns, jobs x 42, labels x 3,
+// all well under PostgreSQL's 65,535 parameters.
+constexpr size_t kEventRowsPerInsert = 256;
+constexpr size_t kJobRowsPerInsert = 64;
+constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
+// The single-node lock: pg_try_advisory_lock(27255 ("jw"), hash of the
+// schema).
+constexpr const char* kNodeLockSql =
+    "SELECT pg_try_advisory_lock(27255, hashtext(current_schema()))";
+
+absl::Status ShutDownError() {
+  return UnavailableError("job store is shut down", absl::Seconds(1));
+}
+
+absl::Status JobNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+}
+
+absl::Status NotTerminalError(const std::string& id, JobState state) {
+  return FailedPreconditionError(
+      absl::StrCat("cannot delete job ", id, " in state ", JobStateName(state),
+                   "; allowed: SUCCEEDED, FAILED, CANCELLED"),
+      PreconditionViolation{"STATE", absl::StrCat("jobs/", id),
+                            absl::StrCat("job is ", JobStateName(state))});
+}
+
+void FillAttributes(const Job& job, JobEvent* e) {
+  e->queue = job.queue;
+  e->kind = job.kind;
+  e->priority = job.priority;
+  e->labels = job.labels;
+  e->run_after = job.run_after();
+  e->state = job.state;
+}
+
+// "INSERT INTO table (a, b) VALUES ($1, $2), ($3, $4)..." for `rows` rows.
+std::string InsertSql(const std::string& table,
+                      const std::vector<std::string>& names, size_t rows,
+                      const char* suffix = "") {
+  std::string sql = absl::StrCat("INSERT INTO ", table, " (",
+                                 absl::StrJoin(names, ", "), ") VALUES ");
+  int n = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    absl::StrAppend(&sql, r > 0 ? ", (" : "(");
+    for (size_t c = 0; c < names.size(); ++c)
+      absl::StrAppend(&sql, c > 0 ? ", $" : "$", ++n);
+    sql.push_back(')');
+  }
+  sql.append(suffix);
+  return sql;
+}
+
+std::vector<std::string> JobColumnNames() {
+  std::vector<std::string> names;
+  for (const JobColumn& c : JobColumns()) names.push_back(c.name);
+  return names;
+}
+
+std::vector<std::string> EventColumnNames() {
+  std::vector<std::string> names = {"event_id"};
+  for (const EventColumn& c : EventColumns()) names.push_back(c.name);
+  return names;
+}
+
+const std::string& SelectJobSql() {
+  static const auto* sql = new std::string(absl::StrCat(
+      "SELECT ", JobColumnList(false), " FROM jobs WHERE id = $1"));
+  return *sql;
+}
+
+// `ids` as a PostgreSQL array literal, bound as text and cast with
+// CAST($n::text AS text[]) (text parameters go in binary, arrays would not).
+std::string ArrayLiteral(const std::vector<const std::string*>& ids) {
+  std::string out = "{";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char ch : *ids[i]) {
+      if (ch == '"' || ch == '\\') out.push_back('\\');
+      out.push_back(ch);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+constexpr const char* kIdsIn = "= ANY(CAST($1::text AS text[]))";
+
+void NameThisThread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
+}
+
+#define JW_PG_OUTBOX_COLUMNS(BODY)         \
+  "id, job_id, event_id, type, url, " BODY \
+  ", state, attempts, "                    \
+  "next_attempt_time, last_attempt_time, last_status, last_error, create_time"
+constexpr const char* kOutboxColumns = JW_PG_OUTBOX_COLUMNS("body");
+constexpr const char* kOutboxColumnsNoBody = JW_PG_OUTBOX_COLUMNS("'' AS body");
+#undef JW_PG_OUTBOX_COLUMNS
+
+absl::Time TimeAt(const PgResult& r, int row, int col) {
+  return r.IsNull(row, col) ? absl::InfinitePast()
+                            : absl::FromUnixMicros(r.Int64(row, col));
+}
+
+WebhookOutboxRow OutboxRowAt(const PgResult& r, int row) {
+  WebhookOutboxRow w;
+  w.id = r.Int64(row, 0);
+  w.job_id = r.String(row, 1);
+  w.event_id = r.Int64(row, 2);
+  w.type = r.String(row, 3);
+  w.url = r.String(row, 4);
+  w.body = r.String(row, 5);
+  w.state = static_cast<WebhookDeliveryState>(r.Int64(row, 6));
+  w.attempts = static_cast<int32_t>(r.Int64(row, 7));
+  w.next_attempt_time = TimeAt(r, row, 8);
+  w.last_attempt_time = TimeAt(r, row, 9);
+  w.last_http_status = static_cast<int32_t>(r.Int64(row, 10));
+  w.last_error = r.String(row, 11);
+  w.create_time = TimeAt(r, row, 12);
+  return w;
+}
+
+}  // namespace
+
+// The writer thread's connection and the transaction in progress.
+class PgJobStore::Writer {
+ public:
+  Writer(std::unique_ptr<PgConnection> c, IdGenerator* ids)
+      : conn(std::move(c)), ids(ids) {}
+
+  // A statement that writes: counted, so that a request that fails after
+  // writing is noticed (see ApplyBatch).
+  PgResult Write(const std::string& sql, const std::vector<SqlValue>& params) {
+    ++writes;
+    return conn->Exec(sql, params);
+  }
+
+  absl::StatusOr<Job> LoadJob(const std::string& id) {
+    PgResult r = conn->Exec(SelectJobSql(), {SqlValue::TextRef(id)});
+    if (r.rows() == 0) return JobNotFound(id);
+    return r.ReadJob(0, false);
+  }
+
+  std::optional<Job> FindByRequestId(const std::string& request_id) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", JobColumnList(false), " FROM jobs WHERE request_id = $1"));
+    PgResult r = conn->Exec(*sql, {SqlValue::TextRef(request_id)});
+    if (r.rows() == 0) return std::nullopt;
+    return r.ReadJob(0, false);
+  }
+
+  // Inserts jobs[begin, end) and their labels; with `on_conflict`, a job
+  // whose request_id is taken is not inserted: returns the rows inserted.
+  int64_t InsertJobs(const std::vector<Job>& jobs, size_t begin, size_t end,
+                     bool on_conflict) {
+    const size_t n = end - begin;
+    std::vector<SqlValue> params;
+    params.reserve(n * JobColumns().size());
+    for (size_t k = begin; k < end; ++k) {
+      for (const JobColumn& c : JobColumns()) params.push_back(c.get(jobs[k]));
+    }
+    const std::string sql = InsertSql(
+        "jobs", JobColumnNames(), n,
+        on_conflict ? " ON CONFLICT (request_id) WHERE request_id IS NOT NULL "
+                      "DO NOTHING"
+                    : "");
+    const int64_t inserted = Write(sql, params).affected();
+    if (inserted == 0) return 0;
+    std::vector<SqlValue> labels;
+    size_t rows = 0;
+    for (size_t k = begin; k < end; ++k) {
+      for (const auto& [key, value] : jobs[k].labels) {
+        labels.push_back(SqlValue::TextRef(jobs[k].id));
+        labels.push_back(SqlValue::TextRef(key));
+        labels.push_back(SqlValue::TextRef(value));
+        ++rows;
+      }
+    }
+    if (rows > 0)
+      Write(InsertSql("job_labels", {"job_id", "key", "value"}, rows), labels);
+    return inserted;
+  }
+
+  // Writes the columns that differ between `before` and `after`.
+  void UpdateJob(const Job& before, const Job& after) {
+    const std::vector<JobColumn>& columns = JobColumns();
+    std::vector<std::string> sets;
+    std::vector<SqlValue> values;
+    bool labels_changed = false;
+    for (const JobColumn& c : columns) {
+      SqlValue v = c.get(after);
+      if (std::string_view(c.name) == "labels") {
+        if (before.labels == after.labels) continue;
+        labels_changed = true;
+      } else if (v == c.get(before)) {
+        continue;
+      }
+      values.push_back(std::move(v));
+      sets.push_back(absl::StrCat(c.name, " = $", values.size()));
+    }
+    if (sets.empty()) return;
+    values.push_back(SqlValue::TextRef(after.id));
+    Write(absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
+                       " WHERE id = $", values.size()),
+          values);
+    if (labels_changed) {
+      Write("DELETE FROM job_labels WHERE job_id = $1",
+            {SqlValue::TextRef(after.id)});
+      std::vector<SqlValue> labels;
+      for (const auto& [key, value] : after.labels) {
+        labels.push_back(SqlValue::TextRef(after.id));
+        labels.push_back(SqlValue::Text(key));
+        labels.push_back(SqlValue::Text(value));
+      }
+      if (!labels.empty()) {
+        Write(InsertSql("job_labels", {"job_id", "key", "value"},
+                        after.labels.size()),
+              labels);
+      }
+    }
+  }
+
+  // Appends `e` to the log of `job` with seq `seq` and the next event id;
+  // written by FlushEvents.
+  void AppendEvent(const Job& job, JobEvent e, int64_t seq) {
+    e.event_id = next_event_id++;
+    e.job_id = job.id;
+    e.seq = seq;
+    e.time = now;
+    FillAttributes(job, &e);
+    const WebhookSpec* webhook =
+        job.webhook.has_value() ? &*job.webhook : default_webhook;
+    if (webhook != nullptr && webhook_body != nullptr &&
+        WebhookWants(*webhook, e)) {
+      QueueWebhook(job, *webhook, e);
+    }
+    events.push_back(std::move(e));
+  }
+
+  void AppendEvents(const Job& job, std::vector<JobEvent> new_events,
+                    int64_t first_seq) {
+    for (JobEvent& e : new_events) AppendEvent(job, std::move(e), first_seq++);
+  }
+
+  // Writes the events appended and not written yet.
+  void FlushEvents() {
+    while (flushed < events.size()) {
+      const size_t n = std::min(kEventRowsPerInsert, events.size() - flushed);
+      std::vector<SqlValue> params;
+      params.reserve(n * (EventColumns().size() + 1));
+      for (size_t i = flushed; i < flushed + n; ++i) {
+        params.push_back(SqlValue::Int(events[i].event_id));
+        for (const EventColumn& c : EventColumns())
+          params.push_back(c.get(events[i]));
+      }
+      Write(InsertSql("job_events", EventColumnNames(), n), params);
+      flushed += n;
+    }
+  }
+
+  void QueueWebhook(const Job& job, const WebhookSpec& webhook, JobEvent& e) {
+    const std::string body = (*webhook_body)(job, e);
+    const int64_t now_us = absl::ToUnixMicros(now);
+    Write(
+        "INSERT INTO webhook_outbox (job_id, event_id, type, url, body, "
+        "next_attempt_time, create_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        {SqlValue::TextRef(job.id), SqlValue::Int(e.event_id),
+         SqlValue::Text(std::string(WebhookEventType(e))),
+         SqlValue::TextRef(webhook.url), SqlValue::TextRef(body),
+         SqlValue::Int(now_us), SqlValue::Int(now_us)});
+    e.webhook_queued = true;
+  }
+
+  void PutSetting(const std::string& key, const std::string& value) {
+    Write(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        {SqlValue::TextRef(key), SqlValue::TextRef(value)});
+  }
+
+  // Sets integer setting `key` to `value` unless it holds a larger one.
+  void RaiseSetting(const std::string& key, int64_t value) {
+    Write(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+        "WHERE CAST(settings.value AS BIGINT) < CAST(excluded.value AS "
+        "BIGINT)",
+        {SqlValue::TextRef(key), SqlValue::Text(absl::StrCat(value))});
+  }
+
+  // Deletes the rows, labels and events of the jobs `ids`; returns the
+  // largest event_id deleted (0 when they had none). Pending webhook
+  // deliveries stay (they carry their body).
+  int64_t DeleteJobs(const std::vector<const std::string*>& ids) {
+    // Events appended earlier in this transaction go first, so that none is
+    // written after its job is gone.
+    FlushEvents();
+    const std::vector<SqlValue> arg = {SqlValue::Text(ArrayLiteral(ids))};
+    PgResult max = conn->Exec(
+        absl::StrCat("SELECT MAX(event_id) FROM job_events WHERE job_id ",
+                     kIdsIn),
+        arg);
+    const int64_t max_event_id = max.rows() > 0 ? max.Int64(0, 0) : 0;
+    Write(absl::StrCat("DELETE FROM job_events WHERE job_id ", kIdsIn), arg);
+    Write(absl::StrCat("DELETE FROM webhook_outbox WHERE job_id ", kIdsIn,
+                       " AND state != 0"),
+          arg);
+    Write(absl::StrCat("DELETE FROM job_labels WHERE job_id ", kIdsIn), arg);
+    Write(absl::StrCat("DELETE FROM jobs WHERE id ", kIdsIn), arg);
+    return max_event_id;
+  }
+
+  std::unique_ptr<PgConnection> conn;
+  IdGenerator* const ids;
+  absl::Time now = absl::InfinitePast();
+  // Write statements run in this transaction so far.
+  int64_t writes = 0;
+  // Events appended by this transaction, in event_id order; the first
+  // `flushed` are written.
+  std::vector<JobEvent> events;
+  size_t flushed = 0;
+  // The next event id to give out (locked from event_ids at BEGIN).
+  int64_t next_event_id = 1;
+  int64_t locked_event_id = 1;
+  const WebhookSpec* default_webhook = nullptr;
+  const std::function<std::string(const Job&, const JobEvent&)>* webhook_body =
+      nullptr;
+};
+
+struct PgJobStore::WriteOp {
+  int64_t jobs = 1;
+  int64_t bytes = 0;
+  absl::Time queued;
+  std::function<absl::Status(Writer&)> apply;
+  std::function<void(absl::Status)> finish;
+};
+
+struct PgJobStore::Completion {
+  std::vector<std::unique_ptr<WriteOp>> ops;
+  std::vector<absl::Status> results;
+  std::vector<JobEvent> events;
+  std::vector<CommitListener*> listeners;
+};
+
+absl::StatusOr<std::unique_ptr<PgJobStore>> PgJobStore::Open(Options options) {
+  std::unique_ptr<PgJobStore> store(new PgJobStore(std::move(options)));
+  JW_RETURN_IF_ERROR(store->OpenBlocking());
+  return store;
+}
+
+PgJobStore::PgJobStore(Options options)
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
+      ids_(clock_) {}
+
+PgJobStore::~PgJobStore() { Shutdown(); }
+
+absl::Status PgJobStore::OpenBlocking() {
+  JW_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
+                      PgConnection::Open(options_.conninfo));
+  description_ = conn->Describe();
+  try {
+    if (options_.exclusive) {
+      PgResult got = conn->ExecOnce(kNodeLockSql, {});
+      if (got.Int64(0, 0) == 0) {
+        std::string holder;
+        PgResult who = conn->ExecOnce(
+            "SELECT a.pid, COALESCE(a.application_name, ''), "
+            "COALESCE(host(a.client_addr), 'local socket') "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = 27255 AND "
+            "l.objid = hashtext(current_schema())::oid AND l.granted",
+            {});
+        if (who.rows() > 0) {
+          holder =
+              absl::StrCat(" (", who.String(0, 1), ", session pid ",
+                           who.Int64(0, 0), " from ", who.String(0, 2), ")");
+        }
+        PgResult schema = conn->ExecOnce("SELECT current_schema()", {});
+        return absl::FailedPreconditionError(absl::StrCat(
+            "another jobwired", holder, " is using PostgreSQL database ",
+            description_, " (schema ", schema.String(0, 0),
+            "): several jobwired nodes on one database are not supported "
+            "yet; stop the other one first"));
+      }
+      lock_conn_ = std::move(conn);
+      JW_ASSIGN_OR_RETURN(conn, PgConnection::Open(options_.conninfo));
+    }
+    JW_RETURN_IF_ERROR(MigratePgBlocking(*conn));
+    // Ids keep growing across restarts even if the clock stepped back.
+    PgResult max_id = conn->ExecOnce("SELECT MAX(id) FROM jobs", {});
+    if (!max_id.IsNull(0, 0)) ids_.AdvancePast(max_id.String(0, 0));
+  } catch (const PgError& e) {
+    return StatusFromPg(e);
+  }
+  writer_ = std::make_unique<Writer>(std::move(conn), &ids_);
+  if (options_.webhook_body) writer_->webhook_body = &options_.webhook_body;
+  if (options_.default_webhook.has_value())
+    writer_->default_webhook = &*options_.default_webhook;
+  {
+    absl::MutexLock lock(&readers_mu_);
+    for (int i = 0; i < std::max(1, options_.reader_connections); ++i) {
+      JW_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> reader,
+                          PgConnection::Open(options_.conninfo));
+      free_readers_.push_back(reader.get());
+      readers_.push_back(std::move(reader));
+    }
+  }
+  completion_thread_ = std::thread([this] { CompletionLoop(); });
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+  return absl::OkStatus();
+}
+
+void PgJobStore::Shutdown() {
+  absl::MutexLock shutdown_lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    work_cv_.SignalAll();
+  }
+  if (writer_thread_.joinable()) writer_thread_.join();
+  {
+    absl::MutexLock lock(&completion_mu_);
+    completion_stop_ = true;
+  }
+  if (completion_thread_.joinable()) completion_thread_.join();
+  {
+    absl::MutexLock lock(&readers_mu_);
+    readers_closed_ = true;
+    readers_cv_.SignalAll();
+    while (free_readers_.size() < readers_.size())
+      readers_cv_.Wait(&readers_mu_);
+    free_readers_.clear();
+    readers_.clear();
+  }
+  writer_.reset();
+  lock_conn_.reset();  // releases the single-node lock
+}
+
+void PgJobStore::AddCommitListener(CommitListener* listener) {
+  absl::MutexLock lock(&mu_);
+  if (started_)
+    JW_LOG(WARNING) << "commit listener added after the first write";
+  listeners_.push_back(listener);
+}
+
+WriteStats PgJobStore::write_stats() const {
+  WriteStats s;
+  s.commits = commits_.load(std::memory_order_relaxed);
+  s.requests = requests_.load(std::memory_order_relaxed);
+  s.write_requests = write_requests_.load(std::memory_order_relaxed);
+  s.queue_wait =
+      absl::Nanoseconds(queue_wait_ns_.load(std::memory_order_relaxed));
+  s.apply = absl::Nanoseconds(apply_ns_.load(std::memory_order_relaxed));
+  s.commit = absl::Nanoseconds(commit_ns_.load(std::memory_order_relaxed));
+  s.complete = absl::Nanoseconds(complete_ns_.load(std::memory_order_relaxed));
+  return s;
+}
+
+void PgJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
+  op->queued = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      started_ = true;
+      queue_.push_back(std::move(op));
+      work_cv_.Signal();
+      return;
+    }
+  }
+  op->finish(ShutDownError());
+}
+
+void PgJobStore::WriterLoop() {
+  NameThisThread("jw-pg-writer");
+  while (true) {
+    auto c = std::make_unique<Completion>();
+    {
+      absl::MutexLock lock(&mu_);
+      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (queue_.empty()) return;
+      int64_t jobs = 0;
+      int64_t bytes = 0;
+      while (!queue_.empty()) {
+        const WriteOp& op = *queue_.front();
+        if (!c->ops.empty() && (jobs + op.jobs > options_.max_batch_jobs ||
+                                bytes + op.bytes > options_.max_batch_bytes))
+          break;
+        jobs += op.jobs;
+        bytes += op.bytes;
+        c->ops.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      c->listeners = listeners_;
+    }
+    RunBatch(*c);
+    absl::MutexLock lock(&completion_mu_);
+    auto has_room = [this] {
+      completion_mu_.AssertReaderHeld();
+      return completions_.size() < kMaxPendingCompletions;
+    };
+    completion_mu_.Await(absl::Condition(&has_room));
+    completions_.push_back(std::move(c));
+  }
+}
+
+void PgJobStore::CompletionLoop() {
+  NameThisThread("jw-pg-complete");
+  while (true) {
+    std::unique_ptr<Completion> c;
+    {
+      absl::MutexLock lock(&completion_mu_);
+      auto has_work = [this] {
+        completion_mu_.AssertReaderHeld();
+        return !completions_.empty() || completion_stop_;
+      };
+      completion_mu_.Await(absl::Condition(&has_work));
+      if (completions_.empty()) return;
+      c = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    RunCompletion(*c);
+  }
+}
+
+void PgJobStore::RunCompletion(Completion& c) {
+  const absl::Time start = clock_->Now();
+  if (!c.events.empty()) {
+    for (CommitListener* listener : c.listeners) listener->OnCommit(c.events);
+  }
+  for (size_t i = 0; i < c.ops.size(); ++i)
+    c.ops[i]->finish(std::move(c.results[i]));
+  c.ops.clear();
+  complete_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - start),
+                         std::memory_order_relaxed);
+}
+
+bool PgJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
+                            bool savepoints, std::vector<absl::Status>& results,
+                            absl::Status& batch_status) {
+  Writer& w = *writer_;
+  w.events.clear();
+  w.flushed = 0;
+  w.writes = 0;
+  results.assign(batch.size(), absl::OkStatus());
+  batch_status = absl::OkStatus();
+  try {
+    if (!w.conn->Reconnect()) {
+      batch_status = UnavailableError(
+          absl::StrCat("postgresql: cannot reach ", description_),
+          absl::Seconds(1));
+      return true;
+    }
+    w.conn->ExecScript("BEGIN");
+    // Ids in commit order: see the header. Never below an id this writer
+    // gave out before (ids of rolled-back writes are skipped).
+    PgResult next =
+        w.conn->Exec("SELECT next_id FROM event_ids FOR UPDATE", {});
+    w.locked_event_id = next.Int64(0, 0);
+    w.next_event_id = std::max(w.next_event_id, w.locked_event_id);
+  } catch (const PgError& e) {
+    batch_status = StatusFromPg(e);
+    return true;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const size_t mark = w.events.size();
+    const int64_t writes = w.writes;
+    absl::Status s;
+    try {
+      if (savepoints) w.conn->ExecScript("SAVEPOINT op");
+      s = batch[i]->apply(w);
+      if (s.ok() && savepoints) w.conn->ExecScript("RELEASE op");
+    } catch (const PgError& e) {
+      s = StatusFromPg(e);
+      if (s.code() == absl::StatusCode::kUnavailable) {
+        // The connection is gone: so is the transaction.
+        batch_status = s;
+        return true;
+      }
+    }
+    if (s.ok()) continue;
+    results[i] = s;
+    if (mark < w.flushed) w.flushed = mark;
+    w.events.resize(mark);
+    if (savepoints) {
+      try {
+        w.conn->ExecScript("ROLLBACK TO op; RELEASE op");
+      } catch (const PgError& e) {
+        batch_status = StatusFromPg(e);
+        return true;
+      }
+    } else if (w.writes != writes || w.conn->InFailedTransaction()) {
+      // The request wrote before it failed, or its statement failed (which
+      // aborts the whole transaction): undo all, run again with savepoints.
+      try {
+        w.conn->ExecScript("ROLLBACK");
+      } catch (const PgError& e) {
+        batch_status = StatusFromPg(e);
+        return true;
+      }
+      return false;
+    }
+  }
+  try {
+    w.FlushEvents();
+    if (w.next_event_id != w.locked_event_id) {
+      w.conn->Exec("UPDATE event_ids SET next_id = $1",
+                   {SqlValue::Int(w.next_event_id)});
+    }
+  } catch (const PgError& e) {
+    batch_status = StatusFromPg(e);
+  }
+  return true;
+}
+
+void PgJobStore::RunBatch(Completion& c) {
+  Writer& w = *writer_;
+  w.now = clock_->Now();
+  std::vector<std::unique_ptr<WriteOp>>& batch = c.ops;
+  int64_t queue_wait_ns = 0;
+  for (const std::unique_ptr<WriteOp>& op : batch)
+    queue_wait_ns +=
+        std::max<int64_t>(0, absl::ToInt64Nanoseconds(w.now - op->queued));
+  requests_.fetch_add(static_cast<int64_t>(batch.size()),
+                      std::memory_order_relaxed);
+  queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
+  absl::Status batch_status;
+  if (!ApplyBatch(batch, /*savepoints=*/false, c.results, batch_status))
+    ApplyBatch(batch, /*savepoints=*/true, c.results, batch_status);
+  const absl::Time applied = clock_->Now();
+  apply_ns_.fetch_add(absl::ToInt64Nanoseconds(applied - w.now),
+                      std::memory_order_relaxed);
+  if (batch_status.ok()) {
+    try {
+      w.conn->ExecScript("COMMIT");
+    } catch (const PgError& e) {
+      batch_status = StatusFromPg(e);
+    }
+    commit_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - applied),
+                         std::memory_order_relaxed);
+  }
+  if (!batch_status.ok()) {
+    JW_LOG(WARNING) << "storage: transaction of " << batch.size()
+                    << " requests failed: " << batch_status;
+    if (w.conn->InTransaction()) {
+      try {
+        w.conn->ExecScript("ROLLBACK");
+      } catch (const PgError& e) {
+        JW_LOG(ERROR) << "storage: rollback failed: " << e.what();
+      }
+    }
+    w.events.clear();
+  } else {
+    commits_.fetch_add(1, std::memory_order_relaxed);
+    c.events.swap(w.events);
+  }
+  w.events.clear();
+  int64_t answered_ok = 0;
+  for (absl::Status& s : c.results) {
+    if (s.ok()) s = batch_status;
+    answered_ok += s.ok() ? 1 : 0;
+  }
+  write_requests_.fetch_add(answered_ok, std::memory_order_relaxed);
+}
+
+// ---- Writes ----
+
+void PgJobStore::Submit(std::vector<NewJob> inputs, SubmitCallback done) {
+  struct State {
+    absl::Status invalid;
+    std::vector<Job> rows;
+    std::vector<SubmitOutcome> outcomes;
+  };
+  auto state = std::make_shared<State>();
+  auto op = std::make_unique<WriteOp>();
+  op->jobs = static_cast<int64_t>(inputs.size());
+  for (const NewJob& j : inputs) {
+    op->bytes +=
+        static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
+    if (state->invalid.ok()) state->invalid = ValidateNewJob(j.job);
+  }
+  if (state->invalid.ok()) {
+    state->rows.reserve(inputs.size());
+    for (NewJob& in : inputs) {
+      Job job;
+      job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
+                                       : std::move(in.job.queue);
+      job.kind = std::move(in.job.kind);
+      job.args_json = std::move(in.job.args_json);
+      job.payload = std::move(in.job.payload);
+      job.priority = in.job.priority;
+      job.labels = std::move(in.job.labels);
+      job.schedule_time = in.job.schedule_time;
+      job.max_attempts =
+          in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
+      job.retry_policy = std::move(in.job.retry_policy);
+      job.attempt_timeout = in.job.attempt_timeout;
+      job.webhook = std::move(in.job.webhook);
+      job.request_id = std::move(in.job.request_id);
+      state->rows.push_back(std::move(job));
+    }
+  }
+  op->apply = [state](Writer& w) -> absl::Status {
+    JW_RETURN_IF_ERROR(state->invalid);
+    std::vector<Job>& rows = state->rows;
+    state->outcomes.clear();
+    for (Job& job : rows) {
+      job.id = w.ids->Next();
+      job.state =
+          job.schedule_time > w.now ? JobState::kScheduled : JobState::kQueued;
+      job.create_time = w.now;
+      job.update_time = w.now;
+      job.version = 1;
+      job.last_seq = 1;
+    }
+    auto created = [&](const Job& job) {
+      JobEvent submitted;
+      submitted.type = EventType::kStateChanged;
+      submitted.from = JobState::kUnspecified;
+      submitted.to = job.state;
+      submitted.reason = "submitted";
+      w.AppendEvent(job, std::move(submitted), 1);
+      state->outcomes.push_back(SubmitOutcome{Job{}, true});
+    };
+    for (size_t i = 0; i < rows.size();) {
+      size_t end = i;
+      while (end < rows.size() && end - i < kJobRowsPerInsert &&
+             rows[end].request_id.empty()) {
+        ++end;
+      }
+      if (end > i) {
+        w.InsertJobs(rows, i, end, /*on_conflict=*/false);
+        for (; i < end; ++i) created(rows[i]);
+        continue;
+      }
+      Job& job = rows[i++];
+      if (w.InsertJobs(rows, i - 1, i, /*on_conflict=*/true) == 0) {
+        std::optional<Job> existing = w.FindByRequestId(job.request_id);
+        if (!existing.has_value()) {
+          return absl::InternalError(absl::StrCat("job with request_id ",
+                                                  job.request_id, " vanished"));
+        }
+        state->outcomes.push_back(SubmitOutcome{*std::move(existing), false});
+        continue;
+      }
+      created(job);
+    }
+    return absl::OkStatus();
+  };
+  op->finish = [state, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    for (size_t i = 0; i < state->outcomes.size(); ++i) {
+      if (state->outcomes[i].created)
+        state->outcomes[i].job = std::move(state->rows[i]);
+    }
+    done(std::move(state->outcomes));
+  };
+  Enqueue(std::move(op));
+}
+
+namespace {
+
+// Runs `mutation` against `current` as MutateOp does in the SQLite store:
+// the fields that are not the mutation's to change are kept; returns
+// whether anything changed (then `next` has its version, update_time and
+// last_seq advanced and `events` holds the new events).
+absl::StatusOr<bool> RunMutation(const JobMutation& mutation,
+                                 const Job& current, absl::Time now, Job* next,
+                                 std::vector<JobEvent>* events) {
+  JW_ASSIGN_OR_RETURN(JobChange change, mutation(current, now));
+  *next = std::move(change.job);
+  if (next->id != current.id) {
+    return absl::InternalError(
+        absl::StrCat("mutation of job ", current.id, " changed its id"));
+  }
+  next->create_time = current.create_time;
+  next->request_id = current.request_id;
+  next->version = current.version;
+  next->update_time = current.update_time;
+  next->last_seq = current.last_seq;
+  if (change.events.empty() && JobColumnsEqual(current, *next)) {
+    *next = current;
+    return false;
+  }
+  next->version = current.version + 1;
+  next->update_time = now;
+  next->last_seq =
+      current.last_seq + static_cast<int64_t>(change.events.size());
+  *events = std::move(change.events);
+  return true;
+}
+
+}  // namespace
+
+void PgJobStore::Mutate(std::string id, JobMutation mutation,
+                        JobCallback done) {
+  auto result = std::make_shared<Job>();
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [id = std::move(id), mutation = std::move(mutation),
+               result](Writer& w) -> absl::Status {
+    JW_ASSIGN_OR_RETURN(Job current, w.LoadJob(id));
+    std::vector<JobEvent> events;
+    JW_ASSIGN_OR_RETURN(bool changed, RunMutation(mutation, current, w.now,
+                                                  result.get(), &events));
+    if (!changed) return absl::OkStatus();
+    w.UpdateJob(current, *result);
+    w.AppendEvents(*result, std::move(events), current.last_seq + 1);
+    return absl::OkStatus();
+  };
+  op->finish = [result, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    done(std::move(*result));
+  };
+  Enqueue(std::move(op));
+}
+
+void PgJobStore::Delete(std::string id,
+                        std::function<absl::Status(const Job&)> check,
+                        JobCallback done) {
+  auto deleted = std::make_shared<Job>();
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [id = std::move(id), check = std::move(check),
+               deleted](Writer& w) -> absl::Status {
+    JW_ASSIGN_OR_RETURN(*deleted, w.LoadJob(id));
+    if (!IsTerminal(deleted->state))
+      return NotTerminalError(id, deleted->state);
+    if (check) JW_RETURN_IF_ERROR(check(*deleted));
+    const int64_t max_event_id = w.DeleteJobs({&id});
+    if (max_event_id > 0) w.RaiseSetting(kMaxPrunedEventIdKey, max_event_id);
+    return absl::OkStatus();
+  };
+  op->finish = [deleted, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    done(std::move(*deleted));
+  };
+  Enqueue(std::move(op));
+}
+
+void PgJobStore::BulkWrite(std::vector<std::string> ids,
+                           std::shared_ptr<const BulkWriteSpec> spec,
+                           BulkWriteCallback done) {
+  auto results = std::make_shared<std::vector<BulkItemResult>>();
+  auto op = std::make_unique<WriteOp>();
+  op->jobs = static_cast<int64_t>(ids.size());
+  op->apply = [ids = std::move(ids), spec, results](Writer& w) -> absl::Status {
+    results->assign(ids.size(), BulkItemResult{});
+    std::vector<const std::string*> all;
+    all.reserve(ids.size());
+    for (const std::string& id : ids) all.push_back(&id);
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", JobColumnList(false), " FROM jobs WHERE id ", kIdsIn));
+    PgResult r = w.conn->Exec(*sql, {SqlValue::Text(ArrayLiteral(all))});
+    std::vector<Job> loaded;
+    loaded.reserve(static_cast<size_t>(r.rows()));
+    absl::flat_hash_map<std::string, size_t> at;
+    for (int row = 0; row < r.rows(); ++row) {
+      loaded.push_back(r.ReadJob(row, false));
+      at.emplace(loaded.back().id, loaded.size() - 1);
+    }
+    std::vector<const std::string*> doomed;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      BulkItemResult& result = (*results)[i];
+      auto it = at.find(ids[i]);
+      if (it == at.end()) {
+        result.status = JobNotFound(ids[i]);
+        continue;
+      }
+      const Job& current = loaded[it->second];
+      if (spec->del) {
+        if (!IsTerminal(current.state)) {
+          result.status = NotTerminalError(ids[i], current.state);
+          continue;
+        }
+        if (spec->check) {
+          result.status = spec->check(current);
+          if (!result.status.ok()) continue;
+        }
+        result.changed = true;
+        doomed.push_back(&ids[i]);
+        continue;
+      }
+      Job next;
+      std::vector<JobEvent> events;
+      absl::StatusOr<bool> changed =
+          RunMutation(spec->mutation, current, w.now, &next, &events);
+      if (!changed.ok()) {
+        result.status = changed.status();
+        continue;
+      }
+      if (!*changed) continue;
+      result.changed = !events.empty();
+      w.UpdateJob(current, next);
+      w.AppendEvents(next, std::move(events), current.last_seq + 1);
+    }
+    if (!doomed.empty()) {
+      const int64_t max_event_id = w.DeleteJobs(doomed);
+      if (max_event_id > 0) w.RaiseSetting(kMaxPrunedEventIdKey, max_event_id);
+    }
+    return absl::OkStatus();
+  };
+  op->finish = [results, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    done(std::move(*results));
+  };
+  Enqueue(std::move(op));
+}
+
+void PgJobStore::PutSetting(std::string key, std::string value,
+                            StatusCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [key = std::move(key), value = std::move(value)](Writer& w) {
+    w.PutSetting(key, value);
+    return absl::OkStatus();
+  };
+  op->finish = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void PgJobStore::UpsertQueue(QueueRow row, StatusCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [row = std::move(row)](Writer& w) -> absl::Status {
+    if (!IsValidQueueName(row.name)) {
+      return InvalidArgumentError("queue.name",
+                                  "must match [a-z0-9][a-z0-9._-]{0,127}");
+    }
+    w.Write(
+        "INSERT INTO queues (name, paused, resume_time, concurrency_limit, "
+        "weight) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET "
+        "paused = excluded.paused, resume_time = excluded.resume_time, "
+        "concurrency_limit = excluded.concurrency_limit, "
+        "weight = excluded.weight",
+        {SqlValue::TextRef(row.name), SqlValue::Int(row.paused ? 1 : 0),
+         TimeValue(row.resume_time), SqlValue::Int(row.concurrency_limit),
+         SqlValue::Int(row.weight)});
+    return absl::OkStatus();
+  };
+  op->finish = std::move(done);
+  Enqueue(std::move(op));
+}
+
+absl::Status PgJobStore::WriteBlocking(
+    std::function<absl::Status(Writer&)> apply, int64_t jobs) {
+  absl::Status status;
+  absl::Notification answered;
+  auto op = std::make_unique<WriteOp>();
+  op->jobs = jobs;
+  op->apply = std::move(apply);
+  op->finish = [&status, &answered](absl::Status s) {
+    status = std::move(s);
+    answered.Notify();
+  };
+  Enqueue(std::move(op));
+  answered.WaitForNotification();
+  return status;
+}
+
+absl::StatusOr<int64_t> PgJobStore::RunRetentionOnceBlocking() {
+  const Retention& r = options_.retention;
+  if (r.terminal_max_age <= absl::ZeroDuration() && r.max_terminal_jobs <= 0)
+    return 0;
+  const int batch_size = std::max(1, r.batch_size);
+  int64_t total = 0;
+  while (true) {
+    int64_t deleted = 0;
+    JW_RETURN_IF_ERROR(WriteBlocking(
+        [&r, batch_size, &deleted](Writer& w) -> absl::Status {
+          std::vector<std::string> ids;
+          auto collect = [&ids](const PgResult& res) {
+            for (int row = 0; row < res.rows(); ++row)
+              ids.push_back(res.String(row, 0));
+          };
+          if (r.terminal_max_age > absl::ZeroDuration()) {
+            collect(w.conn->Exec(
+                NumberPlaceholders(kOldFinishedJobsSql),
+                {SqlValue::Int(absl::ToUnixMicros(w.now - r.terminal_max_age)),
+                 SqlValue::Int(batch_size)}));
+          }
+          if (ids.empty() && r.max_terminal_jobs > 0) {
+            PgResult count = w.conn->Exec(kCountFinishedJobsSql, {});
+            const int64_t excess = count.Int64(0, 0) - r.max_terminal_jobs;
+            if (excess > 0) {
+              collect(w.conn->Exec(
+                  NumberPlaceholders(kFirstFinishedJobsSql),
+                  {SqlValue::Int(std::min<int64_t>(excess, batch_size))}));
+            }
+          }
+          deleted = static_cast<int64_t>(ids.size());
+          if (ids.empty()) return absl::OkStatus();
+          std::vector<const std::string*> doomed;
+          for (const std::string& id : ids) doomed.push_back(&id);
+          const int64_t max_pruned = w.DeleteJobs(doomed);
+          if (max_pruned > 0) w.RaiseSetting(kMaxPrunedEventIdKey, max_pruned);
+          return absl::OkStatus();
+        },
+        batch_size));
+    total += deleted;
+    if (deleted < batch_size) return total;
+  }
+}
+
+absl::StatusOr<int64_t> PgJobStore::BackupBlocking(const std::string&) {
+  return FailedPreconditionError(
+      "Backup is not served on the PostgreSQL backend: back the database up "
+      "with pg_dump (or your PostgreSQL provider's snapshots and "
+      "point-in-time recovery)",
+      PreconditionViolation{"BACKEND", "backup",
+                            "the job store is PostgreSQL; use pg_dump"});
+}
+
+// ---- Reads ----
+
+absl::Status PgJobStore::WithReader(
+    const std::function<absl::Status(PgConnection&)>& read) {
+  PgConnection* conn = nullptr;
+  {
+    absl::MutexLock lock(&readers_mu_);
+    while (free_readers_.empty() && !readers_closed_)
+      readers_cv_.Wait(&readers_mu_);
+    if (readers_closed_) return ShutDownError();
+    conn = free_readers_.back();
+    free_readers_.pop_back();
+  }
+  absl::Status status;
+  if (!conn->Reconnect()) {
+    status = UnavailableError(
+        absl::StrCat("postgresql: cannot reach ", description_),
+        absl::Seconds(1));
+  } else {
+    try {
+      status = read(*conn);
+    } catch (const PgError& e) {
+      status = StatusFromPg(e);
+    }
+  }
+  absl::MutexLock lock(&readers_mu_);
+  free_readers_.push_back(conn);
+  readers_cv_.SignalAll();
+  return status;
+}
+
+absl::StatusOr<int64_t> PgJobStore::QueryIntBlocking(const std::string& sql) {
+  int64_t value = 0;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec(sql, {});
+    if (r.rows() > 0) value = r.Int64(0, 0);
+    return absl::OkStatus();
+  }));
+  return value;
+}
+
+absl::StatusOr<Job> PgJobStore::GetJobBlocking(const std::string& id) {
+  Job job;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec(SelectJobSql(), {SqlValue::TextRef(id)});
+    if (r.rows() == 0) return JobNotFound(id);
+    job = r.ReadJob(0, false);
+    return absl::OkStatus();
+  }));
+  return job;
+}
+
+absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadJobEventsBlocking(
+    const std::string& job_id, int64_t after_seq, int limit) {
+  if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  std::vector<JobEvent> events;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    static const auto* sql = new std::string(
+        absl::StrCat("SELECT ", EventSelectList(),
+                     " FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY "
+                     "seq LIMIT $3"));
+    PgResult r =
+        c.Exec(*sql, {SqlValue::TextRef(job_id), SqlValue::Int(after_seq),
+                      SqlValue::Int(std::min(limit, kMaxReadLimit))});
+    for (int row = 0; row < r.rows(); ++row) events.push_back(r.ReadEvent(row));
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadEventsBlocking(
+    int64_t after_event_id, int limit) {
+  if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  std::vector<JobEvent> events;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", EventSelectList(),
+        " FROM job_events WHERE event_id > $1 ORDER BY event_id LIMIT $2"));
+    PgResult r = c.Exec(*sql, {SqlValue::Int(after_event_id),
+                               SqlValue::Int(std::min(limit, kMaxReadLimit))});
+    for (int row = 0; row < r.rows(); ++row) events.push_back(r.ReadEvent(row));
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::StatusOr<ListJobsResult> PgJobStore::ListJobsBlocking(
+    const ListJobsQuery& query) {
+  JW_ASSIGN_OR_RETURN(ListPlan plan,
+                      PlanListJobs(query, SqlDialect::kPostgres));
+  const std::string sql = NumberPlaceholders(plan.sql);
+  ListJobsResult result;
+  bool more = false;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.ExecOnce(sql, plan.params);
+    size_t bytes = 0;
+    for (int row = 0; row < r.rows(); ++row) {
+      if (result.jobs.size() == static_cast<size_t>(plan.page_size)) {
+        more = true;
+        break;
+      }
+      Job job = r.ReadJob(row, false);
+      if (query.max_bytes > 0) {
+        const size_t size =
+            query.job_bytes ? query.job_bytes(job) : ApproxBytes(job);
+        if (!result.jobs.empty() && bytes + size > query.max_bytes) {
+          more = true;
+          break;
+        }
+        bytes += size;
+      }
+      result.jobs.push_back(std::move(job));
+    }
+    return absl::OkStatus();
+  }));
+  if (more) result.next_page_token = MakePageToken(plan, result.jobs.back());
+  return result;
+}
+
+absl::StatusOr<std::vector<QueueStateCount>>
+PgJobStore::CountJobsByQueueAndStateBlocking() {
+  std::vector<QueueStateCount> counts;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec(
+        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state "
+        "ORDER BY queue, state",
+        {});
+    for (int row = 0; row < r.rows(); ++row) {
+      counts.push_back(QueueStateCount{r.String(row, 0),
+                                       static_cast<JobState>(r.Int64(row, 1)),
+                                       r.Int64(row, 2)});
+    }
+    return absl::OkStatus();
+  }));
+  return counts;
+}
+
+absl::StatusOr<int64_t> PgJobStore::CountPendingWebhooksBlocking() {
+  return QueryIntBlocking(
+      "SELECT COUNT(*) FROM webhook_outbox WHERE state = 0");
+}
+
+absl::StatusOr<int64_t> PgJobStore::LastEventIdBlocking() {
+  // The committed counter: it stays put when retention deletes the newest
+  // events, and it is the same on every connection.
+  return QueryIntBlocking("SELECT next_id - 1 FROM event_ids");
+}
+
+absl::StatusOr<int64_t> PgJobStore::OldestEventIdBlocking() {
+  return QueryIntBlocking("SELECT MIN(event_id) FROM job_events");
+}
+
+absl::StatusOr<int64_t> PgJobStore::MaxPrunedEventIdBlocking() {
+  JW_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                      GetSettingBlocking(kMaxPrunedEventIdKey));
+  int64_t id = 0;
+  if (value.has_value() && !absl::SimpleAtoi(*value, &id)) id = 0;
+  return id;
+}
+
+absl::Status PgJobStore::LoadActiveJobsBlocking(
+    const std::function<void(const Job&)>& visitor) {
+  return WithReader([&](PgConnection& c) {
+    static const auto* sql = new std::string(
+        absl::StrCat("SELECT ", JobColumnList(true), " FROM jobs WHERE ",
+                     kActiveJobsCondition));
+    PgResult r = c.Exec(*sql, {});
+    for (int row = 0; row < r.rows(); ++row) visitor(r.ReadJob(row, true));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> PgJobStore::GetSettingBlocking(
+    const std::string& key) {
+  std::optional<std::string> value;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec("SELECT value FROM settings WHERE key = $1",
+                        {SqlValue::TextRef(key)});
+    if (r.rows() > 0) value = r.String(0, 0);
+    return absl::OkStatus();
+  }));
+  return value;
+}
+
+absl::StatusOr<std::vector<QueueRow>> PgJobStore::ListQueueRowsBlocking() {
+  std::vector<QueueRow> rows;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec(
+        "SELECT name, paused, resume_time, concurrency_limit, weight FROM "
+        "queues ORDER BY name",
+        {});
+    for (int row = 0; row < r.rows(); ++row) {
+      QueueRow q;
+      q.name = r.String(row, 0);
+      q.paused = r.Int64(row, 1) != 0;
+      q.resume_time = TimeAt(r, row, 2);
+      q.concurrency_limit = static_cast<int32_t>(r.Int64(row, 3));
+      q.weight = static_cast<int32_t>(r.Int64(row, 4));
+      rows.push_back(std::move(q));
+    }
+    return absl::OkStatus();
+  }));
+  return rows;
+}
+
+// ---- Webhook outbox ----
+
+absl::StatusOr<std::vector<WebhookOutboxRow>>
+PgJobStore::PendingWebhooksBlocking(int limit) {
+  if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  std::vector<WebhookOutboxRow> rows;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    static const auto* sql = new std::string(
+        absl::StrCat("SELECT ", kOutboxColumns,
+                     " FROM webhook_outbox WHERE state = 0 "
+                     "ORDER BY next_attempt_time, id LIMIT $1"));
+    PgResult r = c.Exec(*sql, {SqlValue::Int(std::min(limit, kMaxReadLimit))});
+    for (int row = 0; row < r.rows(); ++row)
+      rows.push_back(OutboxRowAt(r, row));
+    return absl::OkStatus();
+  }));
+  return rows;
+}
+
+void PgJobStore::RecordWebhookAttempt(WebhookAttempt attempt,
+                                      StatusCallback done) {
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [attempt = std::move(attempt)](Writer& w) -> absl::Status {
+    const int64_t next_time =
+        absl::ToUnixMicros(attempt.next_state == WebhookDeliveryState::kPending
+                               ? attempt.next_attempt_time
+                               : attempt.attempt_time);
+    PgResult r = w.conn->Exec(
+        "UPDATE webhook_outbox SET attempts = $1, state = $2, "
+        "next_attempt_time = $3, last_attempt_time = $4, last_status = $5, "
+        "last_error = $6 WHERE id = $7 AND state = 0",
+        {SqlValue::Int(attempt.attempt),
+         SqlValue::Int(static_cast<int>(attempt.next_state)),
+         SqlValue::Int(next_time),
+         SqlValue::Int(absl::ToUnixMicros(attempt.attempt_time)),
+         SqlValue::Int(attempt.http_status), SqlValue::TextRef(attempt.error),
+         SqlValue::Int(attempt.delivery_id)});
+    if (r.affected() == 0) {
+      return absl::NotFoundError(absl::StrCat("webhook delivery ",
+                                              attempt.delivery_id,
+                                              " not found or not pending"));
+    }
+    ++w.writes;
+    // The outcome as an event of the job, in the same transaction.
+    absl::StatusOr<Job> current = w.LoadJob(attempt.job_id);
+    if (absl::IsNotFound(current.status())) return absl::OkStatus();
+    JW_RETURN_IF_ERROR(current.status());
+    Job next = *current;
+    next.version = current->version + 1;
+    next.update_time = w.now;
+    next.last_seq = current->last_seq + 1;
+    w.UpdateJob(*current, next);
+    JobEvent e;
+    e.type = EventType::kWebhookDelivery;
+    e.attempt = current->attempt;
+    e.webhook_delivery = WebhookDeliveryInfo{
+        attempt.attempt, attempt.http_status, attempt.delivered, attempt.error};
+    w.AppendEvent(next, std::move(e), next.last_seq);
+    return absl::OkStatus();
+  };
+  op->finish = std::move(done);
+  Enqueue(std::move(op));
+}
+
+absl::StatusOr<WebhookDeliveryPage> PgJobStore::ListWebhookDeliveriesBlocking(
+    const WebhookDeliveryQuery& query) {
+  if (query.page_size < 0)
+    return InvalidArgumentError("page_size", "must not be negative");
+  int64_t before = INT64_MAX;
+  if (!query.page_token.empty() &&
+      (!absl::SimpleAtoi(query.page_token, &before) || before <= 0)) {
+    return InvalidArgumentError("page_token", "not a token of this listing");
+  }
+  const int size =
+      query.page_size == 0 ? 100 : std::min<int32_t>(query.page_size, 1000);
+  WebhookDeliveryPage page;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    static const auto* sql = new std::string(absl::StrCat(
+        "SELECT ", kOutboxColumnsNoBody,
+        " FROM webhook_outbox WHERE id < $1 AND ($2::text = '' OR job_id = "
+        "$2::text) AND ($3::int = 0 OR state = 2 OR (state = 0 AND attempts > "
+        "0)) ORDER BY id DESC LIMIT $4"));
+    PgResult r =
+        c.Exec(*sql, {SqlValue::Int(before), SqlValue::TextRef(query.job_id),
+                      SqlValue::Int(query.failed_only ? 1 : 0),
+                      SqlValue::Int(size + 1)});
+    for (int row = 0; row < r.rows(); ++row)
+      page.deliveries.push_back(OutboxRowAt(r, row));
+    return absl::OkStatus();
+  }));
+  if (static_cast<int>(page.deliveries.size()) > size) {
+    page.deliveries.resize(static_cast<size_t>(size));
+    page.next_page_token = absl::StrCat(page.deliveries.back().id);
+  }
+  return page;
+}
+
+void PgJobStore::RedeliverWebhook(
+    int64_t delivery_id,
+    std::function<void(absl::StatusOr<WebhookOutboxRow>)> done) {
+  auto row = std::make_shared<WebhookOutboxRow>();
+  auto op = std::make_unique<WriteOp>();
+  op->apply = [delivery_id, row](Writer& w) -> absl::Status {
+    static const auto* select = new std::string(absl::StrCat(
+        "SELECT ", kOutboxColumns, " FROM webhook_outbox WHERE id = $1"));
+    PgResult r = w.conn->Exec(*select, {SqlValue::Int(delivery_id)});
+    if (r.rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("webhook delivery ", delivery_id, " not found"));
+    }
+    *row = OutboxRowAt(r, 0);
+    if (row->state == WebhookDeliveryState::kPending) {
+      return FailedPreconditionError(
+          absl::StrCat("webhook delivery ", delivery_id,
+                       " is pending already (attempt ", row->attempts + 1,
+                       " is due)"),
+          PreconditionViolation{
+              "STATE", absl::StrCat("webhook_deliveries/", delivery_id),
+              "delivery is pending"});
+    }
+    w.Write(
+        "UPDATE webhook_outbox SET state = 0, attempts = 0, "
+        "next_attempt_time = $1 WHERE id = $2",
+        {SqlValue::Int(absl::ToUnixMicros(w.now)), SqlValue::Int(delivery_id)});
+    row->state = WebhookDeliveryState::kPending;
+    row->attempts = 0;
+    row->next_attempt_time = w.now;
+    return absl::OkStatus();
+  };
+  op->finish = [row, done = std::move(done)](absl::Status status) {
+    if (!status.ok()) {
+      done(std::move(status));
+      return;
+    }
+    done(std::move(*row));
+  };
+  Enqueue(std::move(op));
+}
+
+}  // namespace jobwire
