@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
@@ -34,6 +35,9 @@ constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // schema).
 constexpr const char* kNodeLockSql =
     "SELECT pg_try_advisory_lock(27255, hashtext(current_schema()))";
+constexpr const char* kNodeUnlockSql =
+    "SELECT pg_advisory_unlock(27255, hashtext(current_schema()))";
+constexpr absl::Duration kNodeLockWait = absl::Seconds(2);
 
 absl::Status ShutDownError() {
   return UnavailableError("job store is shut down", absl::Seconds(1));
@@ -358,6 +362,8 @@ class PgJobStore::Writer {
 struct PgJobStore::WriteOp {
   int64_t jobs = 1;
   int64_t bytes = 0;
+  bool bulk = false;  // a BulkWrite chunk: committed alone
+
   absl::Time queued;
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
@@ -389,8 +395,16 @@ absl::Status PgJobStore::OpenBlocking() {
   description_ = conn->Describe();
   try {
     if (options_.exclusive) {
-      PgResult got = conn->ExecOnce(kNodeLockSql, {});
-      if (got.Int64(0, 0) == 0) {
+      // A node that just stopped may hold the lock a moment longer (its
+      // session ends after its connection closed): a restart waits for it
+      // up to kNodeLockWait.
+      bool locked = false;
+      for (const absl::Time give_up = absl::Now() + kNodeLockWait;;) {
+        locked = conn->ExecOnce(kNodeLockSql, {}).Int64(0, 0) != 0;
+        if (locked || absl::Now() >= give_up) break;
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+      if (!locked) {
         std::string holder;
         PgResult who = conn->ExecOnce(
             "SELECT a.pid, COALESCE(a.application_name, ''), "
@@ -464,7 +478,17 @@ void PgJobStore::Shutdown() {
     readers_.clear();
   }
   writer_.reset();
-  lock_conn_.reset();  // releases the single-node lock
+  if (lock_conn_ != nullptr) {
+    // Released before the connection closes, so that a store opened right
+    // after this one returns finds it free (a closed session lets go of its
+    // locks a moment later).
+    try {
+      lock_conn_->ExecOnce(kNodeUnlockSql, {});
+    } catch (const PgError& e) {
+      JW_LOG(WARNING) << "storage: releasing the node lock: " << e.what();
+    }
+    lock_conn_.reset();
+  }
 }
 
 void PgJobStore::AddCommitListener(CommitListener* listener) {
@@ -509,15 +533,29 @@ void PgJobStore::WriterLoop() {
       absl::MutexLock lock(&mu_);
       while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
       if (queue_.empty()) return;
+      // Small writes, in order, up to the caps; a bulk chunk (BulkWrite)
+      // commits alone, after the small writes queued behind it.
       int64_t jobs = 0;
       int64_t bytes = 0;
+      bool full = false;
+      std::deque<std::unique_ptr<WriteOp>> rest;
       while (!queue_.empty()) {
-        const WriteOp& op = *queue_.front();
-        if (!c->ops.empty() && (jobs + op.jobs > options_.max_batch_jobs ||
-                                bytes + op.bytes > options_.max_batch_bytes))
-          break;
-        jobs += op.jobs;
-        bytes += op.bytes;
+        std::unique_ptr<WriteOp> op = std::move(queue_.front());
+        queue_.pop_front();
+        // Once full, later small writes wait too: they keep their order.
+        full = full || (!op->bulk && !c->ops.empty() &&
+                        (jobs + op->jobs > options_.max_batch_jobs ||
+                         bytes + op->bytes > options_.max_batch_bytes));
+        if (op->bulk || full) {
+          rest.push_back(std::move(op));
+          continue;
+        }
+        jobs += op->jobs;
+        bytes += op->bytes;
+        c->ops.push_back(std::move(op));
+      }
+      queue_.swap(rest);
+      if (c->ops.empty()) {
         c->ops.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
@@ -655,8 +693,10 @@ void PgJobStore::RunBatch(Completion& c) {
                       std::memory_order_relaxed);
   queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
   absl::Status batch_status;
-  if (!ApplyBatch(batch, /*savepoints=*/false, c.results, batch_status))
+  if (!ApplyBatch(batch, /*savepoints=*/false, c.results, batch_status)) {
+    rerun_batches_.fetch_add(1, std::memory_order_relaxed);
     ApplyBatch(batch, /*savepoints=*/true, c.results, batch_status);
+  }
   const absl::Time applied = clock_->Now();
   apply_ns_.fetch_add(absl::ToInt64Nanoseconds(applied - w.now),
                       std::memory_order_relaxed);
@@ -881,6 +921,7 @@ void PgJobStore::BulkWrite(std::vector<std::string> ids,
   auto results = std::make_shared<std::vector<BulkItemResult>>();
   auto op = std::make_unique<WriteOp>();
   op->jobs = static_cast<int64_t>(ids.size());
+  op->bulk = true;
   op->apply = [ids = std::move(ids), spec, results](Writer& w) -> absl::Status {
     results->assign(ids.size(), BulkItemResult{});
     std::vector<const std::string*> all;

@@ -7,7 +7,9 @@
 // ONE transaction and commits once; the completion thread then gives the
 // commit's events to the CommitListeners and answers each `done`, in
 // request order, commits in commit order, while the writer runs the next
-// batch. A request that fails before writing fails alone; one that fails
+// batch. A BulkWrite chunk commits in a transaction of its own, after the
+// small writes queued behind it. A request that fails before writing fails
+// alone; one that fails
 // after writing (or whose statement failed, which aborts a PostgreSQL
 // transaction) makes the writer roll back and run the batch again with one
 // SAVEPOINT per request. A failed COMMIT answers every request of the batch
@@ -161,6 +163,10 @@ class PgJobStore final : public JobStore {
   WriteStats write_stats() const override;
   void Shutdown() override;
 
+  // Batches run a second time, with savepoints, because a request failed
+  // after writing (or its statement failed).
+  int64_t rerun_batches() const { return rerun_batches_.load(); }
+
   // "user@host:port/dbname" of the store's database (never the password).
   const std::string& description() const { return description_; }
 
@@ -233,6 +239,7 @@ class PgJobStore final : public JobStore {
   std::atomic<int64_t> apply_ns_{0};
   std::atomic<int64_t> commit_ns_{0};
   std::atomic<int64_t> complete_ns_{0};
+  std::atomic<int64_t> rerun_batches_{0};
 };
 
 }  // namespace jobwire
