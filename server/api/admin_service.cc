@@ -217,8 +217,10 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
   }
   info->set_storage_path(options_.storage_path);
   // SQLite in WAL mode keeps recent commits in the -wal file.
-  info->set_storage_bytes(FileSize(options_.storage_path) +
-                          FileSize(options_.storage_path + "-wal"));
+  info->set_storage_bytes(options_.storage_bytes
+                              ? options_.storage_bytes()
+                              : FileSize(options_.storage_path) +
+                                    FileSize(options_.storage_path + "-wal"));
   if (options_.dispatcher != nullptr) {
     DispatchToProto(options_.dispatcher->dispatch_pause(),
                     info->mutable_dispatch());
@@ -509,6 +511,8 @@ grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
     return new FinishedWriter(ToGrpcStatus(absl::UnimplementedError(
         "jobwire.v1.AdminService.Backup needs the store")));
   }
+  if (!options_.backup_refusal.ok())
+    return new FinishedWriter(ToGrpcStatus(options_.backup_refusal));
   return new BackupWriter(options_.store, executor_, options_.storage_path);
 }
 

@@ -186,7 +186,10 @@ const std::vector<Flag>& Flags() {
          return ParseCount(v, 0, 1000, &o->max_ping_strikes);
        }},
       {"db", "JOBWIRE_DB", "PATH",
-       "SQLite database file (default var/jobwire.db)",
+       "SQLite database file (default var/jobwire.db), or a PostgreSQL "
+       "database: postgres://... or postgresql://... (libpq URI), or "
+       "postgres:KEYWORDS (libpq keywords; \"postgres:\" alone takes the "
+       "PG* environment variables); one jobwired per database for now",
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty path");
          o->db_path = v;

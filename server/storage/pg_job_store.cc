@@ -511,6 +511,18 @@ WriteStats PgJobStore::write_stats() const {
   return s;
 }
 
+void PgJobStore::SetCommitObserver(CommitObserver* observer) {
+  absl::MutexLock lock(&mu_);
+  observer_ = observer;
+}
+
+absl::StatusOr<int64_t> PgJobStore::StorageBytesBlocking() {
+  return QueryIntBlocking(
+      "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM "
+      "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
+      "n.nspname = current_schema() AND c.relkind = 'r'");
+}
+
 void PgJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
   op->queued = clock_->Now();
   {
@@ -560,6 +572,7 @@ void PgJobStore::WriterLoop() {
         queue_.pop_front();
       }
       c->listeners = listeners_;
+      batch_observer_ = observer_;
     }
     RunBatch(*c);
     absl::MutexLock lock(&completion_mu_);
@@ -722,6 +735,12 @@ void PgJobStore::RunBatch(Completion& c) {
     w.events.clear();
   } else {
     commits_.fetch_add(1, std::memory_order_relaxed);
+    if (batch_observer_ != nullptr) {
+      batch_observer_->OnCommitSample(
+          CommitSample{static_cast<int64_t>(batch.size()),
+                       static_cast<int64_t>(w.events.size()), applied - w.now,
+                       clock_->Now() - applied});
+    }
     c.events.swap(w.events);
   }
   w.events.clear();

@@ -163,6 +163,13 @@ class PgJobStore final : public JobStore {
   WriteStats write_stats() const override;
   void Shutdown() override;
 
+  // Sets the observer of committed transactions (not owned; must outlive
+  // the store; null to remove), as SqliteJobStore::SetCommitObserver.
+  void SetCommitObserver(CommitObserver* observer);
+
+  // Bytes of the store's tables and indexes (pg_total_relation_size).
+  absl::StatusOr<int64_t> StorageBytesBlocking();
+
   // Batches run a second time, with savepoints, because a request failed
   // after writing (or its statement failed).
   int64_t rerun_batches() const { return rerun_batches_.load(); }
@@ -219,6 +226,8 @@ class PgJobStore final : public JobStore {
   absl::CondVar work_cv_;
   std::deque<std::unique_ptr<WriteOp>> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
+  CommitObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
+  CommitObserver* batch_observer_ = nullptr;  // writer's copy, per batch
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
 
