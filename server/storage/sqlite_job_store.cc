@@ -51,11 +51,6 @@ constexpr size_t kLabelRowsPerInsert = 64;
 // Distinct changes of one BulkWrite chunk written as one UPDATE each; jobs
 // beyond them are written row by row.
 constexpr size_t kMaxBulkGroups = 16;
-// With a bulk chunk queued, how long the writer waits after a small commit
-// for the next small write, and how many small commits a chunk lets go
-// first at most (see WriterLoop).
-constexpr absl::Duration kSmallWriteWindow = absl::Milliseconds(1);
-constexpr int kMaxSmallBatchesPerChunk = 8;
 // A JSON array of ids, bound to json_each(?): one statement for many rows.
 constexpr const char* kIdsIn = "IN (SELECT value FROM json_each(?))";
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
@@ -206,15 +201,46 @@ class SqliteJobStore::Connection {
 };
 
 // State of the writer thread: the writing connection and the transaction in
-// progress. Only the writer thread touches it.
-class SqliteJobStore::Writer {
+// progress, driven by the GroupCommit. Only the writer thread touches it.
+class SqliteJobStore::Writer final : public GroupCommit::Transaction {
  public:
-  Writer(const std::string& path, absl::Duration busy_timeout,
-         const std::string& vfs, IdGenerator* ids,
+  Writer(SqliteJobStore* store, const std::string& path,
+         absl::Duration busy_timeout, const std::string& vfs,
          JobRowCache::Limits cache_limits)
-      : conn(path, busy_timeout, vfs), ids(ids), rows(cache_limits) {}
+      : conn(path, busy_timeout, vfs),
+        store(store),
+        ids(&store->ids_),
+        rows(cache_limits) {}
+
+  // GroupCommit::Transaction. SQLite's exceptions are caught and mapped.
+  absl::Status Begin(absl::Time batch_time) override;
+  absl::Status Apply(GroupCommit::Request& request) override;
+  Residue Failed() override;
+  absl::Status Savepoint() override { return ExecStatus("SAVEPOINT op"); }
+  absl::Status ReleaseSavepoint() override { return ExecStatus("RELEASE op"); }
+  absl::Status RollbackToSavepoint() override;
+  absl::Status Commit() override { return ExecStatus("COMMIT"); }
+  void Committed(std::vector<JobEvent>* committed) override;
+  void Rollback() override;
+  void BetweenBatches() override { store->FinishCheckpoint(); }
+
+  // Copies the row cache's counters to the store's stats().
+  void PublishCacheStats() {
+    store->row_cache_hits_.store(rows.hits(), std::memory_order_relaxed);
+    store->row_cache_misses_.store(rows.misses(), std::memory_order_relaxed);
+  }
 
   void Exec(const std::string& sql) { conn.stmts.Get(sql)->exec(); }
+
+  // Exec, with SQLite's exception mapped.
+  absl::Status ExecStatus(const std::string& sql) {
+    try {
+      Exec(sql);
+    } catch (const SQLite::Exception& e) {
+      return StatusFromSqlite(e);
+    }
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<Job> LoadJob(const std::string& id) {
     auto stmt = conn.stmts.Get(SelectJobSql());
@@ -570,11 +596,12 @@ class SqliteJobStore::Writer {
   }
 
   Connection conn;
+  SqliteJobStore* const store;
   IdGenerator* const ids;
   // Rows of active jobs as the open transaction sees them. Every statement
   // that writes a jobs row must keep it right: Put the new row or Forget the
   // id (Submit and Mutate Put, retention Forgets). Failed requests and
-  // rolled-back transactions are handled by ApplyBatch and RunBatch.
+  // rolled-back transactions are handled by Failed and Rollback.
   JobRowCache rows;
   static size_t ColumnIndex(std::string_view name) {
     const std::vector<JobColumn>& columns = JobColumns();
@@ -628,30 +655,29 @@ class SqliteJobStore::Writer {
   // from the log and the stored high-water marks) and only ever increasing,
   // so event ids are never reused; ids of rolled-back writes are skipped.
   int64_t next_event_id = 1;
+
+ private:
+  // Where the request in progress started (taken by Apply, used by Failed):
+  // the sizes of events and count_deltas, the row cache's mark, and
+  // SQLite's count of changed rows.
+  size_t request_events_ = 0;
+  size_t request_counts_ = 0;
+  size_t request_rows_ = 0;
+  int64_t request_changes_ = 0;
 };
 
-// One queued write: Apply runs on the writer inside the batch's
-// transaction; Finish gets Apply's status, or the batch's error when the
-// commit failed. Apply may run a second time (in a fresh transaction, after
-// the first one was rolled back, see RunBatch), so it must not depend on
-// state that its first run consumed; and it should fail, when it fails,
-// before its first write. The base class runs `apply` and `finish`; the hot
-// Mutate has its own subclass, which keeps its result inline and saves the
-// closures' allocations.
-struct SqliteJobStore::WriteOp {
-  virtual ~WriteOp() = default;
+// One queued write of the GroupCommit: Apply runs on the writer inside the
+// batch's transaction (Writer::Apply calls it); Finish gets Apply's status,
+// or the batch's error when the commit failed. Apply may run a second time
+// (in a fresh transaction, after the first one was rolled back, see
+// group_commit.h), so it must not depend on state that its first run
+// consumed; and it should fail, when it fails, before its first write. The
+// base class runs `apply` and `finish`; the hot Mutate has its own subclass,
+// which keeps its result inline and saves the closures' allocations.
+struct SqliteJobStore::WriteOp : GroupCommit::Request {
   virtual absl::Status Apply(Writer& w) { return apply(w); }
-  virtual void Finish(absl::Status status) { finish(std::move(status)); }
+  void Finish(absl::Status status) override { finish(std::move(status)); }
 
-  int64_t jobs = 1;
-  int64_t bytes = 0;
-  // Finish only answers its caller (a Submit): cheap enough for the writer
-  // to run between two transactions (see CompletesOnWriter).
-  bool light_finish = false;
-  // A BulkWrite chunk: committed alone, after the small writes queued
-  // behind it (see WriterLoop).
-  bool bulk = false;
-  absl::Time queued;  // when Enqueue took it (WriteStats::queue_wait)
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
 };
@@ -722,19 +748,6 @@ struct SqliteJobStore::BulkOp final : WriteOp {
   int64_t max_event_id = 0;             // of the jobs deleted
 };
 
-// One batch, from the writer to the completion thread. The writer fills it
-// (RunBatch) and hands it off; the completion thread calls the listeners
-// with `events` (empty when the commit failed), then ops[i]->Finish with
-// results[i], and returns it emptied for reuse: the vectors keep their
-// capacity, so a batch of a thousand requests allocates nothing.
-struct SqliteJobStore::Completion {
-  std::vector<std::unique_ptr<WriteOp>> ops;
-  // Per request: its final status (its own error, else the batch's).
-  std::vector<absl::Status> results;
-  std::vector<JobEvent> events;
-  std::vector<CommitListener*> listeners;
-};
-
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
     Options options) {
   // Before the store's first connection (see sqlite_malloc.h).
@@ -777,8 +790,8 @@ absl::Status SqliteJobStore::OpenBlocking() {
     const bool gather = options_.gather_wal_writes &&
                         options_.synchronous == Synchronous::kFull &&
                         RegisterWalWriteBufferVfs();
-    writer_ = std::make_unique<Writer>(path_, options_.busy_timeout,
-                                       gather ? kWalWriteBufferVfs : "", &ids_,
+    writer_ = std::make_unique<Writer>(this, path_, options_.busy_timeout,
+                                       gather ? kWalWriteBufferVfs : "",
                                        cache_limits);
     if (options_.webhook_body) writer_->webhook_body = &options_.webhook_body;
     if (options_.default_webhook.has_value())
@@ -853,8 +866,14 @@ absl::Status SqliteJobStore::OpenBlocking() {
   } catch (const SQLite::Exception& e) {
     return StatusFromSqlite(e);
   }
-  completion_thread_ = std::thread([this] { CompletionLoop(); });
-  writer_thread_ = std::thread([this] { WriterLoop(); });
+  GroupCommit::Options engine_options;
+  engine_options.clock = clock_;
+  engine_options.max_batch_jobs = options_.max_batch_jobs;
+  engine_options.max_batch_bytes = options_.max_batch_bytes;
+  engine_options.complete_on_idle_writer = options_.complete_on_idle_writer;
+  engine_options.inline_completion_items = options_.inline_completion_items;
+  engine_ = std::make_unique<GroupCommit>(engine_options, writer_.get());
+  engine_->Start();
   if (checkpointer_ != nullptr)
     checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
   return absl::OkStatus();
@@ -923,21 +942,9 @@ void SqliteJobStore::Shutdown() {
   absl::MutexLock shutdown_lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    work_cv_.SignalAll();
-  }
-  // The writer drains the queue before it exits: everything accepted is
-  // committed (or failed) and handed to the completion thread, which answers
-  // it before it exits. Writes that a `done` makes meanwhile are answered at
-  // once (stopping_).
-  if (writer_thread_.joinable()) writer_thread_.join();
-  {
-    absl::MutexLock lock(&completion_mu_);
-    completion_stop_ = true;
-  }
-  if (completion_thread_.joinable()) completion_thread_.join();
+  // Commits what is queued and answers everything; writes that a `done`
+  // makes meanwhile are answered at once.
+  if (engine_ != nullptr) engine_->Shutdown();
   {
     absl::MutexLock lock(&checkpoint_mu_);
     checkpoint_stop_ = true;
@@ -966,374 +973,118 @@ void SqliteJobStore::Shutdown() {
 }
 
 void SqliteJobStore::AddCommitListener(CommitListener* listener) {
-  absl::MutexLock lock(&mu_);
-  if (started_)
-    JW_LOG(WARNING) << "commit listener added after the first write";
-  listeners_.push_back(listener);
+  engine_->AddCommitListener(listener);
 }
 
 SqliteJobStore::Stats SqliteJobStore::stats() const {
-  return Stats{commits_.load(),         write_requests_.load(),
-               checkpoints_.load(),     writer_checkpoints_.load(),
-               rerun_batches_.load(),   row_cache_hits_.load(),
+  const WriteStats w = engine_->write_stats();
+  return Stats{w.commits,
+               w.write_requests,
+               checkpoints_.load(),
+               writer_checkpoints_.load(),
+               engine_->rerun_batches(),
+               row_cache_hits_.load(),
                row_cache_misses_.load()};
 }
 
 WriteStats SqliteJobStore::write_stats() const {
-  WriteStats s;
-  s.commits = commits_.load(std::memory_order_relaxed);
-  s.requests = requests_.load(std::memory_order_relaxed);
-  s.write_requests = write_requests_.load(std::memory_order_relaxed);
-  s.queue_wait =
-      absl::Nanoseconds(queue_wait_ns_.load(std::memory_order_relaxed));
-  s.apply = absl::Nanoseconds(apply_ns_.load(std::memory_order_relaxed));
-  s.commit = absl::Nanoseconds(commit_ns_.load(std::memory_order_relaxed));
-  s.complete = absl::Nanoseconds(complete_ns_.load(std::memory_order_relaxed));
-  return s;
+  return engine_->write_stats();
 }
 
 void SqliteJobStore::SetCommitObserver(CommitObserver* observer) {
-  absl::MutexLock lock(&mu_);
-  observer_ = observer;
+  engine_->SetCommitObserver(observer);
 }
 
 void SqliteJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
-  op->queued = clock_->Now();
-  {
-    absl::MutexLock lock(&mu_);
-    if (!stopping_) {
-      started_ = true;
-      queue_.push_back(std::move(op));
-      work_cv_.Signal();
-      return;
-    }
-  }
-  op->Finish(ShutDownError());
+  engine_->Enqueue(std::move(op));
 }
 
-void SqliteJobStore::WriterLoop() {
-  NameThisThread("jw-writer");
-  auto next = std::make_unique<Completion>();
-  while (true) {
-    std::vector<std::unique_ptr<WriteOp>>& batch = next->ops;
-    {
-      absl::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
-      if (queue_.empty()) return;  // stopping, and everything is handed off
-      // Bulk chunks (BulkWrite) commit alone and give way to small writes:
-      // those queued behind a chunk go first. After a small commit, with a
-      // chunk waiting, the writer also waits up to kSmallWriteWindow for
-      // the next small write (a client writing in a loop sends it right
-      // after its answer), kMaxSmallBatchesPerChunk times per chunk at most,
-      // so that such a client is not stuck behind every chunk while a chunk
-      // is held up a bounded time.
-      auto is_bulk = [](const std::unique_ptr<WriteOp>& op) {
-        return op->bulk;
-      };
-      const bool chunk_waiting =
-          std::any_of(queue_.begin(), queue_.end(), is_bulk);
-      auto small_queued = [&] {
-        mu_.AssertHeld();
-        return !std::all_of(queue_.begin(), queue_.end(), is_bulk);
-      };
-      if (chunk_waiting && last_batch_small_ &&
-          small_batches_ < kMaxSmallBatchesPerChunk && !small_queued() &&
-          !stopping_) {
-        work_cv_.WaitWithTimeout(&mu_, kSmallWriteWindow);
-      }
-      if (small_queued() &&
-          !(chunk_waiting && small_batches_ >= kMaxSmallBatchesPerChunk)) {
-        // The small writes, in order, up to the caps; chunks stay queued.
-        int64_t jobs = 0;
-        int64_t bytes = 0;
-        bool full = false;
-        std::deque<std::unique_ptr<WriteOp>> rest;
-        while (!queue_.empty()) {
-          std::unique_ptr<WriteOp> op = std::move(queue_.front());
-          queue_.pop_front();
-          full = full || (!op->bulk && !batch.empty() &&
-                          (jobs + op->jobs > options_.max_batch_jobs ||
-                           bytes + op->bytes > options_.max_batch_bytes));
-          if (op->bulk || full) {
-            rest.push_back(std::move(op));
-            continue;
-          }
-          jobs += op->jobs;
-          bytes += op->bytes;
-          batch.push_back(std::move(op));
-        }
-        queue_.swap(rest);
-        last_batch_small_ = true;
-        if (chunk_waiting) ++small_batches_;
-      } else {
-        // The first chunk, alone.
-        auto chunk = std::find_if(queue_.begin(), queue_.end(), is_bulk);
-        batch.push_back(std::move(*chunk));
-        queue_.erase(chunk);
-        last_batch_small_ = false;
-        small_batches_ = 0;
-      }
-      next->listeners = listeners_;
-      batch_observer_ = observer_;
-    }
-    RunBatch(*next);
-    next = HandOff(std::move(next));
-    FinishCheckpoint();
-  }
+absl::Status SqliteJobStore::Writer::Begin(absl::Time batch_time) {
+  now = batch_time;
+  events.clear();
+  count_deltas.clear();
+  count_fold_floor = 0;
+  return ExecStatus("BEGIN IMMEDIATE");
 }
 
-bool SqliteJobStore::CompletesOnWriter(const Completion& c) {
-  if (!options_.complete_on_idle_writer) return false;
-  const size_t items = c.ops.size() + c.events.size();
-  if (items <=
-          static_cast<size_t>(std::max(0, options_.inline_completion_items)) &&
-      std::all_of(c.ops.begin(), c.ops.end(),
-                  [](const std::unique_ptr<WriteOp>& op) {
-                    return op->light_finish;
-                  })) {
-    return true;
-  }
-  absl::MutexLock lock(&mu_);
-  return queue_.empty();
-}
-
-std::unique_ptr<SqliteJobStore::Completion> SqliteJobStore::HandOff(
-    std::unique_ptr<Completion> c) {
-  // A small commit of Submits or an idle writer, and an idle completion
-  // thread: answering here saves waking the completion thread, a run-queue
-  // wait on a busy box (16 and 64 single-job callers: 6-8% more submits per
-  // second, BENCHMARKS.md). Order holds: no earlier commit is pending or
-  // running, and no later commit can be handed off while this one runs.
-  if (CompletesOnWriter(*c)) {
-    bool inline_run = false;
-    {
-      absl::MutexLock lock(&completion_mu_);
-      inline_run = completions_.empty() && !completing_;
-    }
-    if (inline_run) {
-      RunCompletion(*c);
-      return c;
-    }
-  }
-  absl::MutexLock lock(&completion_mu_);
-  auto has_room = [this] {
-    completion_mu_.AssertReaderHeld();
-    return completions_.size() < kMaxPendingCompletions;
-  };
-  completion_mu_.Await(absl::Condition(&has_room));
-  completions_.push_back(std::move(c));
-  if (spare_completions_.empty()) return std::make_unique<Completion>();
-  std::unique_ptr<Completion> spare = std::move(spare_completions_.back());
-  spare_completions_.pop_back();
-  return spare;
-}
-
-void SqliteJobStore::CompletionLoop() {
-  NameThisThread("jw-complete");
-  while (true) {
-    std::unique_ptr<Completion> c;
-    {
-      absl::MutexLock lock(&completion_mu_);
-      auto has_work = [this] {
-        completion_mu_.AssertReaderHeld();
-        return !completions_.empty() || completion_stop_;
-      };
-      completion_mu_.Await(absl::Condition(&has_work));
-      // Shutdown stops it only after the writer exited: nothing comes later.
-      if (completions_.empty()) return;
-      c = std::move(completions_.front());
-      completions_.pop_front();
-      completing_ = true;
-    }
-    RunCompletion(*c);
-    absl::MutexLock lock(&completion_mu_);
-    completing_ = false;
-    if (spare_completions_.size() <= kMaxPendingCompletions)
-      spare_completions_.push_back(std::move(c));
-  }
-}
-
-void SqliteJobStore::RunCompletion(Completion& c) {
-  const absl::Time start = clock_->Now();
-  // The events are durable and reach the listeners before any `done` of
-  // their commit; an earlier commit's work all ran in an earlier turn.
-  if (!c.events.empty()) {
-    for (CommitListener* listener : c.listeners) listener->OnCommit(c.events);
-  }
-  for (size_t i = 0; i < c.ops.size(); ++i)
-    c.ops[i]->Finish(std::move(c.results[i]));
-  c.ops.clear();  // the requests' captures go here
-  c.results.clear();
-  c.events.clear();
-  c.listeners.clear();
-  complete_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - start),
-                         std::memory_order_relaxed);
-}
-
-bool SqliteJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
-                                bool savepoints,
-                                std::vector<absl::Status>& results,
-                                absl::Status& batch_status) {
-  Writer& w = *writer_;
-  sqlite3* handle = w.conn.db.getHandle();
-  w.events.clear();
-  w.count_deltas.clear();
-  w.count_fold_floor = 0;
-  results.assign(batch.size(), absl::OkStatus());
-  batch_status = absl::OkStatus();
+absl::Status SqliteJobStore::Writer::Apply(GroupCommit::Request& request) {
+  request_events_ = events.size();
+  request_counts_ = count_deltas.size();
+  count_fold_floor = request_counts_;
+  request_rows_ = rows.mark();
+  request_changes_ = sqlite3_total_changes64(conn.db.getHandle());
   try {
-    w.Exec("BEGIN IMMEDIATE");
+    // Every request of this engine is one of the store's WriteOps.
+    JW_RETURN_IF_ERROR(static_cast<WriteOp&>(request).Apply(*this));
+    FlushEvents();
   } catch (const SQLite::Exception& e) {
-    batch_status = StatusFromSqlite(e);
-    return true;
+    return StatusFromSqlite(e);
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const size_t mark = w.events.size();
-    const size_t count_mark = w.count_deltas.size();
-    w.count_fold_floor = count_mark;
-    const size_t cache_mark = w.rows.mark();
-    const int64_t changes = sqlite3_total_changes64(handle);
-    absl::Status s;
-    try {
-      if (savepoints) w.Exec("SAVEPOINT op");
-      s = batch[i]->Apply(w);
-      if (s.ok()) w.FlushEvents();
-      if (s.ok() && savepoints) w.Exec("RELEASE op");
-    } catch (const SQLite::Exception& e) {
-      s = StatusFromSqlite(e);
-    }
-    if (s.ok()) continue;
-    results[i] = s;
-    w.DropPendingEvents();
-    w.events.resize(mark);
-    w.count_deltas.resize(count_mark);
-    // Whatever the request wrote is undone below (or the batch fails).
-    w.rows.RollbackTo(cache_mark);
-    if (sqlite3_get_autocommit(handle) != 0) {
-      // SQLite rolled the whole transaction back (SQLITE_FULL, an I/O
-      // error...): the earlier requests of the batch are gone too.
-      batch_status = s;
-      return true;
-    }
-    if (savepoints) {
-      try {
-        w.Exec("ROLLBACK TO op");
-        w.Exec("RELEASE op");
-      } catch (const SQLite::Exception& e) {
-        batch_status = StatusFromSqlite(e);
-        return true;
-      }
-    } else if (sqlite3_total_changes64(handle) != changes) {
-      // The request wrote rows before it failed and there is no savepoint to
-      // undo them alone: undo the whole transaction.
-      try {
-        w.Exec("ROLLBACK");
-      } catch (const SQLite::Exception& e) {
-        batch_status = StatusFromSqlite(e);
-        return true;
-      }
-      return false;
-    }
-    // Otherwise the request failed before writing anything (a validation,
-    // NOT_FOUND or mutation error, or a statement that SQLite undid itself):
-    // nothing to undo.
-  }
-  return true;
+  return absl::OkStatus();
 }
 
-void SqliteJobStore::RunBatch(Completion& c) {
-  Writer& w = *writer_;
-  sqlite3* handle = w.conn.db.getHandle();
-  w.now = clock_->Now();
-  std::vector<std::unique_ptr<WriteOp>>& batch = c.ops;
-  int64_t queue_wait_ns = 0;
-  for (const std::unique_ptr<WriteOp>& op : batch)
-    queue_wait_ns +=
-        std::max<int64_t>(0, absl::ToInt64Nanoseconds(w.now - op->queued));
-  requests_.fetch_add(static_cast<int64_t>(batch.size()),
-                      std::memory_order_relaxed);
-  queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
-  // Recycled with `c`: a fresh vector of a thousand statuses per batch is a
-  // large allocation, and glibc consolidates its free lists on each.
-  std::vector<absl::Status>& results = c.results;
-  absl::Status batch_status;
-  // Savepoints cost about a third of the writer's work (every page a request
-  // touches is copied to the statement journal), and almost every failing
-  // request fails before it writes: run without them, and only when a request
-  // failed halfway run the batch again with one savepoint per request.
-  if (!ApplyBatch(batch, /*savepoints=*/false, results, batch_status)) {
-    rerun_batches_.fetch_add(1, std::memory_order_relaxed);
-    w.rows.RollbackTo(0);  // the rows of the rolled-back transaction
-    ApplyBatch(batch, /*savepoints=*/true, results, batch_status);
+GroupCommit::Transaction::Residue SqliteJobStore::Writer::Failed() {
+  DropPendingEvents();
+  events.resize(request_events_);
+  count_deltas.resize(request_counts_);
+  // Whatever the request wrote is undone by the engine (or the batch fails).
+  rows.RollbackTo(request_rows_);
+  sqlite3* handle = conn.db.getHandle();
+  // SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error...).
+  if (sqlite3_get_autocommit(handle) != 0) return Residue::kLost;
+  return sqlite3_total_changes64(handle) != request_changes_ ? Residue::kPartial
+                                                             : Residue::kNone;
+}
+
+absl::Status SqliteJobStore::Writer::RollbackToSavepoint() {
+  JW_RETURN_IF_ERROR(ExecStatus("ROLLBACK TO op"));
+  return ExecStatus("RELEASE op");
+}
+
+void SqliteJobStore::Writer::Committed(std::vector<JobEvent>* committed) {
+  rows.Commit();
+  if (!events.empty()) {
+    store->last_event_id_.store(events.back().event_id,
+                                std::memory_order_release);
   }
-  const absl::Time applied = clock_->Now();
-  absl::Duration commit_time;
-  apply_ns_.fetch_add(absl::ToInt64Nanoseconds(applied - w.now),
-                      std::memory_order_relaxed);
-  if (batch_status.ok()) {
-    try {
-      w.Exec("COMMIT");
-    } catch (const SQLite::Exception& e) {
-      batch_status = StatusFromSqlite(e);
-    }
-    commit_time = clock_->Now() - applied;
-    commit_ns_.fetch_add(absl::ToInt64Nanoseconds(commit_time),
-                         std::memory_order_relaxed);
-  }
-  if (!batch_status.ok()) {
-    w.rows.RollbackTo(0);
-    JW_LOG(WARNING) << "storage: transaction of " << batch.size()
-                    << " requests failed: " << batch_status;
-    if (sqlite3_get_autocommit(handle) == 0) {
-      try {
-        w.conn.db.exec("ROLLBACK");
-      } catch (const SQLite::Exception& e) {
-        JW_LOG(ERROR) << "storage: rollback failed: " << e.what();
-      }
-    }
-  } else {
-    w.rows.Commit();
-    commits_.fetch_add(1, std::memory_order_relaxed);
-    if (batch_observer_ != nullptr) {
-      batch_observer_->OnCommitSample(CommitSample{
-          static_cast<int64_t>(batch.size()),
-          static_cast<int64_t>(w.events.size()), applied - w.now, commit_time});
-    }
-    if (!w.events.empty())
-      last_event_id_.store(w.events.back().event_id, std::memory_order_release);
-    if (!w.count_deltas.empty()) {
-      absl::MutexLock lock(&counts_mu_);
-      for (const Writer::CountDelta& d : w.count_deltas) {
-        if (d.n == 0) continue;
-        auto it = job_counts_.try_emplace({d.queue, d.state}, 0).first;
-        it->second += d.n;
-        if (it->second <= 0) {
-          if (it->second < 0) {
-            JW_LOG(ERROR) << "storage: job count of queue " << d.queue
-                          << " in state " << JobStateName(d.state)
-                          << " went below zero";
-          }
-          job_counts_.erase(it);
+  if (!count_deltas.empty()) {
+    absl::MutexLock lock(&store->counts_mu_);
+    for (const CountDelta& d : count_deltas) {
+      if (d.n == 0) continue;
+      auto it = store->job_counts_.try_emplace({d.queue, d.state}, 0).first;
+      it->second += d.n;
+      if (it->second <= 0) {
+        if (it->second < 0) {
+          JW_LOG(ERROR) << "storage: job count of queue " << d.queue
+                        << " in state " << JobStateName(d.state)
+                        << " went below zero";
         }
+        store->job_counts_.erase(it);
       }
     }
-    // The events go with `c`; the writer keeps c's emptied vector (and its
-    // capacity) for the next transaction.
-    c.events.clear();
-    c.events.swap(w.events);
   }
-  w.events.clear();
-  w.count_deltas.clear();
-  row_cache_hits_.store(w.rows.hits(), std::memory_order_relaxed);
-  row_cache_misses_.store(w.rows.misses(), std::memory_order_relaxed);
-  // Counted here, before the hand-off, so stats() is current when a `done`
-  // runs.
-  int64_t answered_ok = 0;
-  for (absl::Status& s : results) {
-    if (s.ok()) s = batch_status;
-    answered_ok += s.ok() ? 1 : 0;
+  // The writer keeps the engine's emptied vector (and its capacity) for the
+  // next transaction.
+  committed->swap(events);
+  events.clear();
+  count_deltas.clear();
+  PublishCacheStats();
+}
+
+void SqliteJobStore::Writer::Rollback() {
+  // The rows of the rolled-back transaction.
+  rows.RollbackTo(0);
+  DropPendingEvents();
+  events.clear();
+  count_deltas.clear();
+  if (sqlite3_get_autocommit(conn.db.getHandle()) == 0) {
+    try {
+      conn.db.exec("ROLLBACK");
+    } catch (const SQLite::Exception& e) {
+      JW_LOG(ERROR) << "storage: rollback failed: " << e.what();
+    }
   }
-  write_requests_.fetch_add(answered_ok, std::memory_order_relaxed);
+  PublishCacheStats();
 }
 
 void SqliteJobStore::Submit(std::vector<NewJob> jobs, SubmitCallback done) {

@@ -1,33 +1,27 @@
 // SqliteJobStore: the JobStore on an embedded SQLite database.
 //
-// One writer thread owns the only writing connection and commits in groups:
-// it takes every pending write request (up to Options::max_batch_jobs jobs or
-// max_batch_bytes of payload), runs them in ONE transaction and commits once.
-// Then it hands the commit's post-work to the completion thread and goes on
-// with the next batch: the completion thread gives the commit's events to the
-// CommitListeners and only then answers each request's `done`, in request
-// order, one commit after the other in commit order. At most
-// kMaxPendingCompletions commits wait for the completion thread; when that
-// many do, the writer waits (its queue grows, and the next batch with it).
-// When nothing else is queued, or the commit is small, and the completion
-// thread is idle, the writer runs the post-work itself
-// (Options::complete_on_idle_writer, inline_completion_items): one thread
-// wake-up less per commit, same order, still one commit at a time.
-// One failing request (a mutation's precondition, an
-// invalid job) fails alone: requests fail before they write, so nothing needs
-// undoing; a request that fails after writing part of its rows (a SQLite
-// error halfway through a multi-job Submit) makes the writer roll the
-// transaction back and run the batch again with one SAVEPOINT per request. A
-// failed COMMIT (or an error that made SQLite roll the transaction back, such
-// as a full disk) answers every request of the batch with that error: nothing
-// is acknowledged that is not durable.
+// A facade over two parts. Writes go through a GroupCommit (group_commit.h:
+// the writer and completion threads, the queue, batching into one
+// transaction, the savepoint rerun of a request that failed halfway, ordered
+// answers, shutdown draining, write stats), whose transaction is this
+// store's Writer: the only writing connection, which runs each request's job
+// SQL. Reads run on reader connections. So one writer thread commits every
+// pending write request (up to Options::max_batch_jobs jobs or
+// max_batch_bytes of payload) in ONE transaction; the completion thread gives
+// each commit's events to the CommitListeners and only then answers its
+// requests' `done`s, commit after commit. One failing request (a mutation's
+// precondition, an invalid job) fails alone: requests fail before they
+// write, so nothing needs undoing; a request that fails after writing part
+// of its rows (a SQLite error halfway through a multi-job Submit) makes the
+// writer roll the transaction back and run the batch again with one
+// SAVEPOINT per request. A failed COMMIT (or an error that made SQLite roll
+// the transaction back, such as a full disk) answers every request of the
+// batch with that error: nothing is acknowledged that is not durable.
 //
-// A BulkWrite (one chunk of a bulk update) is committed in a transaction of
-// its own; small writes queued behind it go first, and after a small commit
-// the writer waits a moment (1 ms, up to 8 times per chunk) for the next one,
-// so that a client writing in a loop is not stuck behind every chunk. Events
-// are written in multi-row INSERTs (up to 64 per statement) at the end of each
-// request.
+// A BulkWrite (one chunk of a bulk update) is one bulk request of the
+// GroupCommit: committed in a transaction of its own, after the small writes
+// queued behind it (group_commit.h). Events are written in multi-row INSERTs
+// (up to 64 per statement) at the end of each request.
 //
 // The writer keeps the rows of active jobs it wrote in a bounded cache
 // (job_row_cache.h), so that most Mutates rewrite a row without reading it
@@ -55,7 +49,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -71,6 +64,7 @@
 #include "absl/time/time.h"
 #include "server/common/clock.h"
 #include "server/core/ids.h"
+#include "server/storage/group_commit.h"
 #include "server/storage/job_store.h"
 
 struct sqlite3;
@@ -261,48 +255,16 @@ class SqliteJobStore final : public JobStore {
   struct MutateOp;
   struct SubmitOp;
   struct BulkOp;
-  struct Completion;
-
-  // Commits handed off by the writer and not yet taken by the completion
-  // thread; the writer waits while this many are pending.
-  static constexpr size_t kMaxPendingCompletions = 2;
 
   SqliteJobStore(Options options, std::string path, std::string temp_dir);
   absl::Status OpenBlocking();
   // Raises max_pruned_event_id_ to `event_id` unless it is higher already.
   void RaiseMaxPrunedEventId(int64_t event_id);
+  // Hands `op` to the GroupCommit.
   void Enqueue(std::unique_ptr<WriteOp> op);
-  void WriterLoop();
-  // Applies and commits `c.ops` and fills the rest of `c`: each request's
-  // final status and, when the commit succeeded, its events.
-  void RunBatch(Completion& c);
-  // Writer: queues `c` for the completion thread, waiting while
-  // kMaxPendingCompletions are pending, and returns an empty Completion for
-  // the next batch (a recycled one when there is one). When
-  // CompletesOnWriter(c) and the completion thread has nothing pending or
-  // running, it runs `c` itself instead.
-  std::unique_ptr<Completion> HandOff(std::unique_ptr<Completion> c);
-  // Writer: true when `c` may be completed on the writer (if the completion
-  // thread has nothing pending or running): complete_on_idle_writer is set,
-  // and `c` is a small commit of Submits (Options::inline_completion_items)
-  // or no write is queued.
-  bool CompletesOnWriter(const Completion& c);
-  // Calls the listeners with c's events, then every Finish, and empties `c`.
-  // Runs on one thread at a time, commits in order (see completing_).
-  void RunCompletion(Completion& c);
-  // The completion thread: runs handed-off commits in order until Shutdown
-  // stops it with none pending.
-  void CompletionLoop();
   // Writer, between batches: after a background checkpoint, copies the WAL
   // pages committed while it ran, so that the next commit restarts the WAL.
   void FinishCheckpoint();
-  // Runs the requests of `batch` in a new transaction (left open unless
-  // `batch_status` is an error), each inside its own SAVEPOINT when
-  // `savepoints`. Returns false, with the transaction rolled back, when
-  // without savepoints a request failed after writing some rows.
-  bool ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch, bool savepoints,
-                  std::vector<absl::Status>& results,
-                  absl::Status& batch_status);
   void CheckpointLoop();
   static int OnWalCommit(void* store, sqlite3* db, const char* name, int pages);
   // The first column of the first row of `sql` (0 when none or NULL).
@@ -319,35 +281,11 @@ class SqliteJobStore final : public JobStore {
   const std::string temp_dir_;  // non-empty for ":memory:"
   IdGenerator ids_;
 
-  std::unique_ptr<Writer> writer_;  // used only by the writer thread
-  std::thread writer_thread_;
-
-  // Post-commit work: listeners and `done`s, off the writer thread. Lock
-  // order: never held together with mu_.
-  std::thread completion_thread_;
-  absl::Mutex completion_mu_;
-  std::deque<std::unique_ptr<Completion>> completions_
-      ABSL_GUARDED_BY(completion_mu_);
-  // Emptied Completions, kept for their vectors' capacity.
-  std::vector<std::unique_ptr<Completion>> spare_completions_
-      ABSL_GUARDED_BY(completion_mu_);
-  bool completion_stop_ ABSL_GUARDED_BY(completion_mu_) = false;
-  // The completion thread is running a Completion it took from completions_.
-  bool completing_ ABSL_GUARDED_BY(completion_mu_) = false;
-
-  mutable absl::Mutex mu_;
-  absl::CondVar work_cv_;
-  std::deque<std::unique_ptr<WriteOp>> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
-  CommitObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
-  // Writer only: whether the last batch was of small writes (not a bulk
-  // chunk), and how many such batches went before the waiting chunk.
-  bool last_batch_small_ = false;
-  int small_batches_ = 0;
-  // The writer's copy of observer_, taken with each batch.
-  CommitObserver* batch_observer_ = nullptr;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // Used only by the writer thread (the engine's), and by Open before it.
+  std::unique_ptr<Writer> writer_;
+  // The write path, over writer_; made once writer_ is open. Shut down
+  // before writer_ closes.
+  std::unique_ptr<GroupCommit> engine_;
 
   // Background WAL checkpoints (see Options::checkpoint_pages).
   std::unique_ptr<Connection> checkpointer_;
@@ -374,18 +312,9 @@ class SqliteJobStore final : public JobStore {
   std::vector<Connection*> free_readers_ ABSL_GUARDED_BY(readers_mu_);
   bool readers_closed_ ABSL_GUARDED_BY(readers_mu_) = false;
 
-  absl::Mutex shutdown_mu_;  // serialises Shutdown(); taken before mu_
+  absl::Mutex shutdown_mu_;  // serialises Shutdown()
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 
-  std::atomic<int64_t> commits_{0};
-  std::atomic<int64_t> write_requests_{0};
-  // WriteStats: requests taken, and the summed times in nanoseconds.
-  std::atomic<int64_t> requests_{0};
-  std::atomic<int64_t> queue_wait_ns_{0};
-  std::atomic<int64_t> apply_ns_{0};
-  std::atomic<int64_t> commit_ns_{0};
-  std::atomic<int64_t> complete_ns_{0};
-  std::atomic<int64_t> rerun_batches_{0};
   std::atomic<int64_t> row_cache_hits_{0};
   std::atomic<int64_t> row_cache_misses_{0};
   std::atomic<int64_t> max_pruned_event_id_{0};
