@@ -1,7 +1,5 @@
 #include "server/storage/pg_job_store.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <utility>
 
@@ -16,6 +14,7 @@
 #include "server/common/status_macros.h"
 #include "server/core/validation.h"
 #include "server/core/webhook_event.h"
+#include "server/storage/group_commit.h"
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
 #include "server/storage/pg_connection.h"
@@ -117,10 +116,6 @@ std::string ArrayLiteral(const std::vector<const std::string*>& ids) {
 }
 constexpr const char* kIdsIn = "= ANY(CAST($1::text AS text[]))";
 
-void NameThisThread(const char* name) {
-  pthread_setname_np(pthread_self(), name);
-}
-
 #define JW_PG_OUTBOX_COLUMNS(BODY)         \
   "id, job_id, event_id, type, url, " BODY \
   ", state, attempts, "                    \
@@ -154,14 +149,29 @@ WebhookOutboxRow OutboxRowAt(const PgResult& r, int row) {
 
 }  // namespace
 
-// The writer thread's connection and the transaction in progress.
-class PgJobStore::Writer {
+// The writer's connection and the transaction in progress, driven by the
+// GroupCommit's writer thread (only it touches them).
+class PgJobStore::Writer final : public GroupCommit::Transaction {
  public:
-  Writer(std::unique_ptr<PgConnection> c, IdGenerator* ids)
-      : conn(std::move(c)), ids(ids) {}
+  Writer(std::unique_ptr<PgConnection> c, IdGenerator* ids,
+         std::string description)
+      : conn(std::move(c)), ids(ids), description_(std::move(description)) {}
+
+  // GroupCommit::Transaction.
+  absl::Status Begin(absl::Time batch_time) override;
+  absl::Status Apply(GroupCommit::Request& request) override;
+  Residue Failed() override;
+  absl::Status Savepoint() override { return Exec("SAVEPOINT op"); }
+  absl::Status ReleaseSavepoint() override { return Exec("RELEASE op"); }
+  absl::Status RollbackToSavepoint() override {
+    return Exec("ROLLBACK TO op; RELEASE op");
+  }
+  absl::Status Commit() override;
+  void Committed(std::vector<JobEvent>* committed) override;
+  void Rollback() override;
 
   // A statement that writes: counted, so that a request that fails after
-  // writing is noticed (see ApplyBatch).
+  // writing is noticed (see Failed).
   PgResult Write(const std::string& sql, const std::vector<SqlValue>& params) {
     ++writes;
     return conn->Exec(sql, params);
@@ -351,30 +361,134 @@ class PgJobStore::Writer {
   // `flushed` are written.
   std::vector<JobEvent> events;
   size_t flushed = 0;
+  // The server pid of the session that holds the node lock (0: no lock,
+  // Options::exclusive false).
+  int locked_session = 0;
   // The next event id to give out (locked from event_ids at BEGIN).
   int64_t next_event_id = 1;
   int64_t locked_event_id = 1;
   const WebhookSpec* default_webhook = nullptr;
   const std::function<std::string(const Job&, const JobEvent&)>* webhook_body =
       nullptr;
+
+ private:
+  // Runs `sql` (no parameters), mapping PgError.
+  absl::Status Exec(const char* sql) {
+    try {
+      conn->ExecScript(sql);
+    } catch (const PgError& e) {
+      return StatusFromPg(e);
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string description_;
+  // Where the request being applied started: events and write statements.
+  size_t request_events_ = 0;
+  int64_t request_writes_ = 0;
 };
 
-struct PgJobStore::WriteOp {
-  int64_t jobs = 1;
-  int64_t bytes = 0;
-  bool bulk = false;  // a BulkWrite chunk: committed alone
+// One queued write: `apply` runs on the writer inside the batch's
+// transaction (and may run a second time, on a rerun, so it must not depend
+// on state its first run consumed); `finish` answers the caller.
+struct PgJobStore::WriteOp final : GroupCommit::Request {
+  void Finish(absl::Status status) override { finish(std::move(status)); }
 
-  absl::Time queued;
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
 };
 
-struct PgJobStore::Completion {
-  std::vector<std::unique_ptr<WriteOp>> ops;
-  std::vector<absl::Status> results;
-  std::vector<JobEvent> events;
-  std::vector<CommitListener*> listeners;
-};
+absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
+  now = batch_time;
+  events.clear();
+  flushed = 0;
+  writes = 0;
+  if (!conn->Reconnect()) {
+    return UnavailableError(
+        absl::StrCat("postgresql: cannot reach ", description_),
+        absl::Seconds(1));
+  }
+  try {
+    if (locked_session != 0 && conn->BackendPid() != locked_session) {
+      // A new session (the server restarted, or the connection broke): the
+      // node lock went with the old one. Take it again, or write nothing.
+      if (conn->ExecOnce(kNodeLockSql, {}).Int64(0, 0) == 0) {
+        JW_LOG(ERROR) << "storage: another jobwired took the node lock of "
+                      << description_ << " while this one was disconnected";
+        return FailedPreconditionError(
+            absl::StrCat("another jobwired took over PostgreSQL database ",
+                         description_,
+                         " while this one was disconnected; restart it"),
+            PreconditionViolation{"NODE_LOCK", description_,
+                                  "another node holds the database"});
+      }
+      locked_session = conn->BackendPid();
+    }
+    conn->ExecScript("BEGIN");
+    // Ids in commit order: see the header. Never below an id this writer
+    // gave out before (ids of rolled-back writes are skipped).
+    PgResult next = conn->Exec("SELECT next_id FROM event_ids FOR UPDATE", {});
+    locked_event_id = next.Int64(0, 0);
+    next_event_id = std::max(next_event_id, locked_event_id);
+  } catch (const PgError& e) {
+    return StatusFromPg(e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
+  request_events_ = events.size();
+  request_writes_ = writes;
+  try {
+    // Every request of this engine is one of the store's WriteOps.
+    return static_cast<WriteOp&>(request).apply(*this);
+  } catch (const PgError& e) {
+    return StatusFromPg(e);
+  }
+}
+
+GroupCommit::Transaction::Residue PgJobStore::Writer::Failed() {
+  events.resize(request_events_);
+  if (flushed > request_events_) flushed = request_events_;
+  // A lost connection took the transaction with it (the next Begin
+  // reconnects).
+  if (!conn->InTransaction()) return Residue::kLost;
+  // A failed statement aborts a PostgreSQL transaction: only a rollback (to
+  // a savepoint) goes on.
+  if (conn->InFailedTransaction() || writes != request_writes_)
+    return Residue::kPartial;
+  return Residue::kNone;
+}
+
+absl::Status PgJobStore::Writer::Commit() {
+  try {
+    FlushEvents();
+    if (next_event_id != locked_event_id) {
+      conn->Exec("UPDATE event_ids SET next_id = $1",
+                 {SqlValue::Int(next_event_id)});
+    }
+    conn->ExecScript("COMMIT");
+  } catch (const PgError& e) {
+    return StatusFromPg(e);
+  }
+  return absl::OkStatus();
+}
+
+void PgJobStore::Writer::Committed(std::vector<JobEvent>* committed) {
+  committed->swap(events);
+  events.clear();
+}
+
+void PgJobStore::Writer::Rollback() {
+  events.clear();
+  flushed = 0;
+  if (!conn->InTransaction()) return;
+  try {
+    conn->ExecScript("ROLLBACK");
+  } catch (const PgError& e) {
+    JW_LOG(WARNING) << "storage: rollback failed: " << e.what();
+  }
+}
 
 absl::StatusOr<std::unique_ptr<PgJobStore>> PgJobStore::Open(Options options) {
   std::unique_ptr<PgJobStore> store(new PgJobStore(std::move(options)));
@@ -425,8 +539,6 @@ absl::Status PgJobStore::OpenBlocking() {
             "): several jobwired nodes on one database are not supported "
             "yet; stop the other one first"));
       }
-      lock_conn_ = std::move(conn);
-      JW_ASSIGN_OR_RETURN(conn, PgConnection::Open(options_.conninfo));
     }
     JW_RETURN_IF_ERROR(MigratePgBlocking(*conn));
     // Ids keep growing across restarts even if the clock stepped back.
@@ -435,7 +547,10 @@ absl::Status PgJobStore::OpenBlocking() {
   } catch (const PgError& e) {
     return StatusFromPg(e);
   }
-  writer_ = std::make_unique<Writer>(std::move(conn), &ids_);
+  writer_ = std::make_unique<Writer>(std::move(conn), &ids_, description_);
+  // The node lock is the writer's session's: a writer that reconnects takes
+  // it again before it writes (Begin).
+  if (options_.exclusive) writer_->locked_session = writer_->conn->BackendPid();
   if (options_.webhook_body) writer_->webhook_body = &options_.webhook_body;
   if (options_.default_webhook.has_value())
     writer_->default_webhook = &*options_.default_webhook;
@@ -448,8 +563,12 @@ absl::Status PgJobStore::OpenBlocking() {
       readers_.push_back(std::move(reader));
     }
   }
-  completion_thread_ = std::thread([this] { CompletionLoop(); });
-  writer_thread_ = std::thread([this] { WriterLoop(); });
+  GroupCommit::Options engine_options;
+  engine_options.clock = clock_;
+  engine_options.max_batch_jobs = options_.max_batch_jobs;
+  engine_options.max_batch_bytes = options_.max_batch_bytes;
+  engine_ = std::make_unique<GroupCommit>(engine_options, writer_.get());
+  engine_->Start();
   return absl::OkStatus();
 }
 
@@ -457,17 +576,8 @@ void PgJobStore::Shutdown() {
   absl::MutexLock shutdown_lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    work_cv_.SignalAll();
-  }
-  if (writer_thread_.joinable()) writer_thread_.join();
-  {
-    absl::MutexLock lock(&completion_mu_);
-    completion_stop_ = true;
-  }
-  if (completion_thread_.joinable()) completion_thread_.join();
+  // Everything accepted is committed (or failed) and answered first.
+  if (engine_ != nullptr) engine_->Shutdown();
   {
     absl::MutexLock lock(&readers_mu_);
     readers_closed_ = true;
@@ -477,43 +587,31 @@ void PgJobStore::Shutdown() {
     free_readers_.clear();
     readers_.clear();
   }
-  writer_.reset();
-  if (lock_conn_ != nullptr) {
+  // engine_ stays (to the destructor): writes made after Shutdown are
+  // answered UNAVAILABLE by it, and it no longer uses writer_.
+  if (writer_ != nullptr && options_.exclusive) {
     // Released before the connection closes, so that a store opened right
     // after this one returns finds it free (a closed session lets go of its
     // locks a moment later).
     try {
-      lock_conn_->ExecOnce(kNodeUnlockSql, {});
+      writer_->conn->ExecOnce(kNodeUnlockSql, {});
     } catch (const PgError& e) {
       JW_LOG(WARNING) << "storage: releasing the node lock: " << e.what();
     }
-    lock_conn_.reset();
   }
+  writer_.reset();
 }
 
 void PgJobStore::AddCommitListener(CommitListener* listener) {
-  absl::MutexLock lock(&mu_);
-  if (started_)
-    JW_LOG(WARNING) << "commit listener added after the first write";
-  listeners_.push_back(listener);
+  engine_->AddCommitListener(listener);
 }
 
-WriteStats PgJobStore::write_stats() const {
-  WriteStats s;
-  s.commits = commits_.load(std::memory_order_relaxed);
-  s.requests = requests_.load(std::memory_order_relaxed);
-  s.write_requests = write_requests_.load(std::memory_order_relaxed);
-  s.queue_wait =
-      absl::Nanoseconds(queue_wait_ns_.load(std::memory_order_relaxed));
-  s.apply = absl::Nanoseconds(apply_ns_.load(std::memory_order_relaxed));
-  s.commit = absl::Nanoseconds(commit_ns_.load(std::memory_order_relaxed));
-  s.complete = absl::Nanoseconds(complete_ns_.load(std::memory_order_relaxed));
-  return s;
-}
+WriteStats PgJobStore::write_stats() const { return engine_->write_stats(); }
+
+int64_t PgJobStore::rerun_batches() const { return engine_->rerun_batches(); }
 
 void PgJobStore::SetCommitObserver(CommitObserver* observer) {
-  absl::MutexLock lock(&mu_);
-  observer_ = observer;
+  engine_->SetCommitObserver(observer);
 }
 
 absl::StatusOr<int64_t> PgJobStore::StorageBytesBlocking() {
@@ -524,232 +622,7 @@ absl::StatusOr<int64_t> PgJobStore::StorageBytesBlocking() {
 }
 
 void PgJobStore::Enqueue(std::unique_ptr<WriteOp> op) {
-  op->queued = clock_->Now();
-  {
-    absl::MutexLock lock(&mu_);
-    if (!stopping_) {
-      started_ = true;
-      queue_.push_back(std::move(op));
-      work_cv_.Signal();
-      return;
-    }
-  }
-  op->finish(ShutDownError());
-}
-
-void PgJobStore::WriterLoop() {
-  NameThisThread("jw-pg-writer");
-  while (true) {
-    auto c = std::make_unique<Completion>();
-    {
-      absl::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
-      if (queue_.empty()) return;
-      // Small writes, in order, up to the caps; a bulk chunk (BulkWrite)
-      // commits alone, after the small writes queued behind it.
-      int64_t jobs = 0;
-      int64_t bytes = 0;
-      bool full = false;
-      std::deque<std::unique_ptr<WriteOp>> rest;
-      while (!queue_.empty()) {
-        std::unique_ptr<WriteOp> op = std::move(queue_.front());
-        queue_.pop_front();
-        // Once full, later small writes wait too: they keep their order.
-        full = full || (!op->bulk && !c->ops.empty() &&
-                        (jobs + op->jobs > options_.max_batch_jobs ||
-                         bytes + op->bytes > options_.max_batch_bytes));
-        if (op->bulk || full) {
-          rest.push_back(std::move(op));
-          continue;
-        }
-        jobs += op->jobs;
-        bytes += op->bytes;
-        c->ops.push_back(std::move(op));
-      }
-      queue_.swap(rest);
-      if (c->ops.empty()) {
-        c->ops.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      c->listeners = listeners_;
-      batch_observer_ = observer_;
-    }
-    RunBatch(*c);
-    absl::MutexLock lock(&completion_mu_);
-    auto has_room = [this] {
-      completion_mu_.AssertReaderHeld();
-      return completions_.size() < kMaxPendingCompletions;
-    };
-    completion_mu_.Await(absl::Condition(&has_room));
-    completions_.push_back(std::move(c));
-  }
-}
-
-void PgJobStore::CompletionLoop() {
-  NameThisThread("jw-pg-complete");
-  while (true) {
-    std::unique_ptr<Completion> c;
-    {
-      absl::MutexLock lock(&completion_mu_);
-      auto has_work = [this] {
-        completion_mu_.AssertReaderHeld();
-        return !completions_.empty() || completion_stop_;
-      };
-      completion_mu_.Await(absl::Condition(&has_work));
-      if (completions_.empty()) return;
-      c = std::move(completions_.front());
-      completions_.pop_front();
-    }
-    RunCompletion(*c);
-  }
-}
-
-void PgJobStore::RunCompletion(Completion& c) {
-  const absl::Time start = clock_->Now();
-  if (!c.events.empty()) {
-    for (CommitListener* listener : c.listeners) listener->OnCommit(c.events);
-  }
-  for (size_t i = 0; i < c.ops.size(); ++i)
-    c.ops[i]->finish(std::move(c.results[i]));
-  c.ops.clear();
-  complete_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - start),
-                         std::memory_order_relaxed);
-}
-
-bool PgJobStore::ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch,
-                            bool savepoints, std::vector<absl::Status>& results,
-                            absl::Status& batch_status) {
-  Writer& w = *writer_;
-  w.events.clear();
-  w.flushed = 0;
-  w.writes = 0;
-  results.assign(batch.size(), absl::OkStatus());
-  batch_status = absl::OkStatus();
-  try {
-    if (!w.conn->Reconnect()) {
-      batch_status = UnavailableError(
-          absl::StrCat("postgresql: cannot reach ", description_),
-          absl::Seconds(1));
-      return true;
-    }
-    w.conn->ExecScript("BEGIN");
-    // Ids in commit order: see the header. Never below an id this writer
-    // gave out before (ids of rolled-back writes are skipped).
-    PgResult next =
-        w.conn->Exec("SELECT next_id FROM event_ids FOR UPDATE", {});
-    w.locked_event_id = next.Int64(0, 0);
-    w.next_event_id = std::max(w.next_event_id, w.locked_event_id);
-  } catch (const PgError& e) {
-    batch_status = StatusFromPg(e);
-    return true;
-  }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const size_t mark = w.events.size();
-    const int64_t writes = w.writes;
-    absl::Status s;
-    try {
-      if (savepoints) w.conn->ExecScript("SAVEPOINT op");
-      s = batch[i]->apply(w);
-      if (s.ok() && savepoints) w.conn->ExecScript("RELEASE op");
-    } catch (const PgError& e) {
-      s = StatusFromPg(e);
-      if (s.code() == absl::StatusCode::kUnavailable) {
-        // The connection is gone: so is the transaction.
-        batch_status = s;
-        return true;
-      }
-    }
-    if (s.ok()) continue;
-    results[i] = s;
-    if (mark < w.flushed) w.flushed = mark;
-    w.events.resize(mark);
-    if (savepoints) {
-      try {
-        w.conn->ExecScript("ROLLBACK TO op; RELEASE op");
-      } catch (const PgError& e) {
-        batch_status = StatusFromPg(e);
-        return true;
-      }
-    } else if (w.writes != writes || w.conn->InFailedTransaction()) {
-      // The request wrote before it failed, or its statement failed (which
-      // aborts the whole transaction): undo all, run again with savepoints.
-      try {
-        w.conn->ExecScript("ROLLBACK");
-      } catch (const PgError& e) {
-        batch_status = StatusFromPg(e);
-        return true;
-      }
-      return false;
-    }
-  }
-  try {
-    w.FlushEvents();
-    if (w.next_event_id != w.locked_event_id) {
-      w.conn->Exec("UPDATE event_ids SET next_id = $1",
-                   {SqlValue::Int(w.next_event_id)});
-    }
-  } catch (const PgError& e) {
-    batch_status = StatusFromPg(e);
-  }
-  return true;
-}
-
-void PgJobStore::RunBatch(Completion& c) {
-  Writer& w = *writer_;
-  w.now = clock_->Now();
-  std::vector<std::unique_ptr<WriteOp>>& batch = c.ops;
-  int64_t queue_wait_ns = 0;
-  for (const std::unique_ptr<WriteOp>& op : batch)
-    queue_wait_ns +=
-        std::max<int64_t>(0, absl::ToInt64Nanoseconds(w.now - op->queued));
-  requests_.fetch_add(static_cast<int64_t>(batch.size()),
-                      std::memory_order_relaxed);
-  queue_wait_ns_.fetch_add(queue_wait_ns, std::memory_order_relaxed);
-  absl::Status batch_status;
-  if (!ApplyBatch(batch, /*savepoints=*/false, c.results, batch_status)) {
-    rerun_batches_.fetch_add(1, std::memory_order_relaxed);
-    ApplyBatch(batch, /*savepoints=*/true, c.results, batch_status);
-  }
-  const absl::Time applied = clock_->Now();
-  apply_ns_.fetch_add(absl::ToInt64Nanoseconds(applied - w.now),
-                      std::memory_order_relaxed);
-  if (batch_status.ok()) {
-    try {
-      w.conn->ExecScript("COMMIT");
-    } catch (const PgError& e) {
-      batch_status = StatusFromPg(e);
-    }
-    commit_ns_.fetch_add(absl::ToInt64Nanoseconds(clock_->Now() - applied),
-                         std::memory_order_relaxed);
-  }
-  if (!batch_status.ok()) {
-    JW_LOG(WARNING) << "storage: transaction of " << batch.size()
-                    << " requests failed: " << batch_status;
-    if (w.conn->InTransaction()) {
-      try {
-        w.conn->ExecScript("ROLLBACK");
-      } catch (const PgError& e) {
-        JW_LOG(ERROR) << "storage: rollback failed: " << e.what();
-      }
-    }
-    w.events.clear();
-  } else {
-    commits_.fetch_add(1, std::memory_order_relaxed);
-    if (batch_observer_ != nullptr) {
-      batch_observer_->OnCommitSample(
-          CommitSample{static_cast<int64_t>(batch.size()),
-                       static_cast<int64_t>(w.events.size()), applied - w.now,
-                       clock_->Now() - applied});
-    }
-    c.events.swap(w.events);
-  }
-  w.events.clear();
-  int64_t answered_ok = 0;
-  for (absl::Status& s : c.results) {
-    if (s.ok()) s = batch_status;
-    answered_ok += s.ok() ? 1 : 0;
-  }
-  write_requests_.fetch_add(answered_ok, std::memory_order_relaxed);
+  engine_->Enqueue(std::move(op));
 }
 
 // ---- Writes ----
@@ -762,6 +635,7 @@ void PgJobStore::Submit(std::vector<NewJob> inputs, SubmitCallback done) {
   };
   auto state = std::make_shared<State>();
   auto op = std::make_unique<WriteOp>();
+  op->light_finish = true;
   op->jobs = static_cast<int64_t>(inputs.size());
   for (const NewJob& j : inputs) {
     op->bytes +=

@@ -1,18 +1,13 @@
 // PgJobStore: the JobStore on PostgreSQL (libpq), for one jobwired node.
 //
 // Same contract as SqliteJobStore (job_store.h), same tables and meaning
-// (pg_migrations.h). One writer thread owns the writing connection and
-// commits in groups: it takes every queued write request (up to
-// Options::max_batch_jobs jobs or max_batch_bytes of payload), runs them in
-// ONE transaction and commits once; the completion thread then gives the
-// commit's events to the CommitListeners and answers each `done`, in
-// request order, commits in commit order, while the writer runs the next
-// batch. A BulkWrite chunk commits in a transaction of its own, after the
-// small writes queued behind it. A request that fails before writing fails
-// alone; one that fails
-// after writing (or whose statement failed, which aborts a PostgreSQL
-// transaction) makes the writer roll back and run the batch again with one
-// SAVEPOINT per request. A failed COMMIT answers every request of the batch
+// (pg_migrations.h). Writes go through the same GroupCommit engine
+// (group_commit.h): one writer thread, many requests per transaction,
+// answers in order on the completion thread, bulk chunks alone, a rerun
+// with savepoints when a request failed after writing. Here a request whose
+// statement failed counts as having written (PostgreSQL aborts the whole
+// transaction), and a lost connection loses the batch (UNAVAILABLE); the
+// next batch reconnects. A failed COMMIT answers every request of the batch
 // with its error. Events of a transaction are written together, in
 // multi-row INSERTs, before its COMMIT. Reads run on a small pool of reader
 // connections.
@@ -36,10 +31,13 @@
 // at once: PgJobStoreTest.EventIdsFollowCommitOrderAcrossConnections.)
 //
 // One node per database schema, for now: Open takes a session advisory
-// lock, keyed by the schema, on a connection of its own and holds it until
+// lock, keyed by the schema, on the writer's connection and holds it until
 // Shutdown; a second store on the same schema is refused with
-// FAILED_PRECONDITION (see Options::exclusive). Several nodes need more than
-// this store: dispatch claims in the database, cross-node wake-ups and
+// FAILED_PRECONDITION (see Options::exclusive). When the writer reconnects
+// (a server restart), it takes the lock again before it writes anything;
+// if another node got it meanwhile, every write fails with
+// FAILED_PRECONDITION (the node must be restarted). Several nodes need more
+// than this store: dispatch claims in the database, cross-node wake-ups and
 // events (LISTEN/NOTIFY), timers fired once, leases handed back by a dead
 // node (README, "PostgreSQL").
 //
@@ -70,6 +68,7 @@
 #include "absl/time/time.h"
 #include "server/common/clock.h"
 #include "server/core/ids.h"
+#include "server/storage/group_commit.h"
 #include "server/storage/job_store.h"
 
 namespace jobwire {
@@ -172,7 +171,7 @@ class PgJobStore final : public JobStore {
 
   // Batches run a second time, with savepoints, because a request failed
   // after writing (or its statement failed).
-  int64_t rerun_batches() const { return rerun_batches_.load(); }
+  int64_t rerun_batches() const;
 
   // "user@host:port/dbname" of the store's database (never the password).
   const std::string& description() const { return description_; }
@@ -180,23 +179,11 @@ class PgJobStore final : public JobStore {
  private:
   class Writer;
   struct WriteOp;
-  struct Completion;
-
-  static constexpr size_t kMaxPendingCompletions = 2;
 
   explicit PgJobStore(Options options);
   absl::Status OpenBlocking();
+  // Hands `op` to the GroupCommit.
   void Enqueue(std::unique_ptr<WriteOp> op);
-  void WriterLoop();
-  void RunBatch(Completion& c);
-  // Runs the batch's requests in a new transaction; see SqliteJobStore.
-  // Returns false (transaction rolled back) when a request failed after
-  // writing and there were no savepoints.
-  bool ApplyBatch(std::vector<std::unique_ptr<WriteOp>>& batch, bool savepoints,
-                  std::vector<absl::Status>& results,
-                  absl::Status& batch_status);
-  void CompletionLoop();
-  void RunCompletion(Completion& c);
   // Runs `read` on a free reader connection (reconnecting it when needed),
   // mapping PgError; UNAVAILABLE after Shutdown().
   absl::Status WithReader(
@@ -211,25 +198,10 @@ class PgJobStore final : public JobStore {
   IdGenerator ids_;
   std::string description_;
 
-  // Holds the single-node advisory lock (Options::exclusive).
-  std::unique_ptr<PgConnection> lock_conn_;
-  std::unique_ptr<Writer> writer_;  // used only by the writer thread
-  std::thread writer_thread_;
-
-  std::thread completion_thread_;
-  absl::Mutex completion_mu_;  // never held together with mu_
-  std::deque<std::unique_ptr<Completion>> completions_
-      ABSL_GUARDED_BY(completion_mu_);
-  bool completion_stop_ ABSL_GUARDED_BY(completion_mu_) = false;
-
-  absl::Mutex mu_;
-  absl::CondVar work_cv_;
-  std::deque<std::unique_ptr<WriteOp>> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<CommitListener*> listeners_ ABSL_GUARDED_BY(mu_);
-  CommitObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
-  CommitObserver* batch_observer_ = nullptr;  // writer's copy, per batch
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // The writing connection, used by engine_'s writer thread only.
+  std::unique_ptr<Writer> writer_;
+  // Queue, group commit, ordered answers (group_commit.h).
+  std::unique_ptr<GroupCommit> engine_;
 
   absl::Mutex readers_mu_;
   absl::CondVar readers_cv_;
@@ -238,17 +210,8 @@ class PgJobStore final : public JobStore {
   std::vector<PgConnection*> free_readers_ ABSL_GUARDED_BY(readers_mu_);
   bool readers_closed_ ABSL_GUARDED_BY(readers_mu_) = false;
 
-  absl::Mutex shutdown_mu_;  // serialises Shutdown(); taken before mu_
+  absl::Mutex shutdown_mu_;  // serialises Shutdown()
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
-
-  std::atomic<int64_t> commits_{0};
-  std::atomic<int64_t> write_requests_{0};
-  std::atomic<int64_t> requests_{0};
-  std::atomic<int64_t> queue_wait_ns_{0};
-  std::atomic<int64_t> apply_ns_{0};
-  std::atomic<int64_t> commit_ns_{0};
-  std::atomic<int64_t> complete_ns_{0};
-  std::atomic<int64_t> rerun_batches_{0};
 };
 
 }  // namespace jobwire

@@ -153,6 +153,38 @@ TEST(PgJobStoreTest, EventIdsFollowCommitOrderAcrossConnections) {
   EXPECT_EQ(*a->LastEventIdBlocking(), *committed.rbegin());
 }
 
+// While PostgreSQL is down, writes and reads fail with UNAVAILABLE (nothing
+// is acknowledged); once it is back, the store reconnects by itself.
+TEST(PgJobStoreTest, AServerRestartIsUnavailableMeanwhileThenRecovers) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> store = OpenStore(conninfo);
+  ASSERT_NE(store, nullptr);
+  auto before = SubmitBlocking(*store, 1);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  Cluster().Stop();
+  auto during = SubmitBlocking(*store, 1);
+  EXPECT_EQ(during.status().code(), absl::StatusCode::kUnavailable)
+      << during.status();
+  EXPECT_EQ(store->GetJobBlocking((*before)[0].job.id).status().code(),
+            absl::StatusCode::kUnavailable);
+  Cluster().Start();
+
+  auto after = SubmitBlocking(*store, 1);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(store->GetJobBlocking((*before)[0].job.id).ok());
+  // The failed write left no event behind, and ids go on growing.
+  auto events = store->ReadEventsBlocking(0, 100);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_LT((*events)[0].event_id, (*events)[1].event_id);
+  // The reconnected writer holds the node lock again.
+  PgJobStore::Options second;
+  second.conninfo = conninfo;
+  EXPECT_EQ(PgJobStore::Open(second).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(PgJobStoreTest, UnreachableServerIsUnavailableWithoutThePassword) {
   PgJobStore::Options options;
   options.conninfo =
