@@ -153,9 +153,12 @@ WebhookOutboxRow OutboxRowAt(const PgResult& r, int row) {
 // GroupCommit's writer thread (only it touches them).
 class PgJobStore::Writer final : public GroupCommit::Transaction {
  public:
-  Writer(std::unique_ptr<PgConnection> c, IdGenerator* ids,
+  Writer(PgJobStore* store, std::unique_ptr<PgConnection> c, IdGenerator* ids,
          std::string description)
-      : conn(std::move(c)), ids(ids), description_(std::move(description)) {}
+      : store(store),
+        conn(std::move(c)),
+        ids(ids),
+        description_(std::move(description)) {}
 
   // GroupCommit::Transaction.
   absl::Status Begin(absl::Time batch_time) override;
@@ -208,6 +211,8 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
                     : "");
     const int64_t inserted = Write(sql, params).affected();
     if (inserted == 0) return 0;
+    for (size_t k = begin; k < end; ++k)
+      CountJob(jobs[k].queue, jobs[k].state, 1);
     std::vector<SqlValue> labels;
     size_t rows = 0;
     for (size_t k = begin; k < end; ++k) {
@@ -224,7 +229,17 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   }
 
   // Writes the columns that differ between `before` and `after`.
+  // Records a change of the number of jobs in (queue, state) by the
+  // transaction in progress.
+  void CountJob(const std::string& queue, JobState state, int64_t n) {
+    count_deltas.push_back(CountDelta{queue, state, n});
+  }
+
   void UpdateJob(const Job& before, const Job& after) {
+    if (before.queue != after.queue || before.state != after.state) {
+      CountJob(before.queue, before.state, -1);
+      CountJob(after.queue, after.state, 1);
+    }
     const std::vector<JobColumn>& columns = JobColumns();
     std::vector<std::string> sets;
     std::vector<SqlValue> values;
@@ -348,12 +363,27 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
                        " AND state != 0"),
           arg);
     Write(absl::StrCat("DELETE FROM job_labels WHERE job_id ", kIdsIn), arg);
-    Write(absl::StrCat("DELETE FROM jobs WHERE id ", kIdsIn), arg);
+    PgResult gone = Write(absl::StrCat("DELETE FROM jobs WHERE id ", kIdsIn,
+                                       " RETURNING queue, state"),
+                          arg);
+    for (int row = 0; row < gone.rows(); ++row) {
+      CountJob(gone.String(row, 0), static_cast<JobState>(gone.Int64(row, 1)),
+               -1);
+    }
     return max_event_id;
   }
 
+  PgJobStore* const store;
   std::unique_ptr<PgConnection> conn;
   IdGenerator* const ids;
+  // Job count changes of the transaction in progress (CountJob), applied
+  // to the store's counts once it commits.
+  struct CountDelta {
+    std::string queue;
+    JobState state = JobState::kUnspecified;
+    int64_t n = 0;
+  };
+  std::vector<CountDelta> count_deltas;
   absl::Time now = absl::InfinitePast();
   // Write statements run in this transaction so far.
   int64_t writes = 0;
@@ -385,6 +415,7 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   const std::string description_;
   // Where the request being applied started: events and write statements.
   size_t request_events_ = 0;
+  size_t request_counts_ = 0;
   int64_t request_writes_ = 0;
 };
 
@@ -401,6 +432,7 @@ struct PgJobStore::WriteOp final : GroupCommit::Request {
 absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
   now = batch_time;
   events.clear();
+  count_deltas.clear();
   flushed = 0;
   writes = 0;
   if (!conn->Reconnect()) {
@@ -439,6 +471,7 @@ absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
 absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
   request_events_ = events.size();
   request_writes_ = writes;
+  request_counts_ = count_deltas.size();
   try {
     // Every request of this engine is one of the store's WriteOps.
     return static_cast<WriteOp&>(request).apply(*this);
@@ -449,6 +482,7 @@ absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
 
 GroupCommit::Transaction::Residue PgJobStore::Writer::Failed() {
   events.resize(request_events_);
+  count_deltas.resize(request_counts_);
   if (flushed > request_events_) flushed = request_events_;
   // A lost connection took the transaction with it (the next Begin
   // reconnects).
@@ -475,12 +509,29 @@ absl::Status PgJobStore::Writer::Commit() {
 }
 
 void PgJobStore::Writer::Committed(std::vector<JobEvent>* committed) {
+  if (!count_deltas.empty()) {
+    absl::MutexLock lock(&store->counts_mu_);
+    for (const CountDelta& d : count_deltas) {
+      auto it = store->job_counts_.try_emplace({d.queue, d.state}, 0).first;
+      it->second += d.n;
+      if (it->second <= 0) {
+        if (it->second < 0) {
+          JW_LOG(ERROR) << "storage: job count of queue " << d.queue
+                        << " in state " << JobStateName(d.state)
+                        << " went below zero";
+        }
+        store->job_counts_.erase(it);
+      }
+    }
+    count_deltas.clear();
+  }
   committed->swap(events);
   events.clear();
 }
 
 void PgJobStore::Writer::Rollback() {
   events.clear();
+  count_deltas.clear();
   flushed = 0;
   if (!conn->InTransaction()) return;
   try {
@@ -544,10 +595,21 @@ absl::Status PgJobStore::OpenBlocking() {
     // Ids keep growing across restarts even if the clock stepped back.
     PgResult max_id = conn->ExecOnce("SELECT MAX(id) FROM jobs", {});
     if (!max_id.IsNull(0, 0)) ids_.AdvancePast(max_id.String(0, 0));
+    // The one count of every row; the writer keeps the counts from here on.
+    PgResult counts = conn->ExecOnce(
+        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state", {});
+    absl::MutexLock lock(&counts_mu_);
+    job_counts_.clear();
+    for (int row = 0; row < counts.rows(); ++row) {
+      job_counts_[{counts.String(row, 0),
+                   static_cast<JobState>(counts.Int64(row, 1))}] =
+          counts.Int64(row, 2);
+    }
   } catch (const PgError& e) {
     return StatusFromPg(e);
   }
-  writer_ = std::make_unique<Writer>(std::move(conn), &ids_, description_);
+  writer_ =
+      std::make_unique<Writer>(this, std::move(conn), &ids_, description_);
   // The node lock is the writer's session's: a writer that reconnects takes
   // it again before it writes (Begin).
   if (options_.exclusive) writer_->locked_session = writer_->conn->BackendPid();
@@ -1104,19 +1166,16 @@ absl::StatusOr<ListJobsResult> PgJobStore::ListJobsBlocking(
 
 absl::StatusOr<std::vector<QueueStateCount>>
 PgJobStore::CountJobsByQueueAndStateBlocking() {
+  {
+    // Like every read, refused once the store is shut down.
+    absl::MutexLock lock(&readers_mu_);
+    if (readers_closed_) return ShutDownError();
+  }
   std::vector<QueueStateCount> counts;
-  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
-    PgResult r = c.Exec(
-        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state "
-        "ORDER BY queue, state",
-        {});
-    for (int row = 0; row < r.rows(); ++row) {
-      counts.push_back(QueueStateCount{r.String(row, 0),
-                                       static_cast<JobState>(r.Int64(row, 1)),
-                                       r.Int64(row, 2)});
-    }
-    return absl::OkStatus();
-  }));
+  absl::MutexLock lock(&counts_mu_);
+  counts.reserve(job_counts_.size());
+  for (const auto& [key, n] : job_counts_)
+    counts.push_back(QueueStateCount{key.first, key.second, n});
   return counts;
 }
 

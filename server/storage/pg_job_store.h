@@ -41,8 +41,8 @@
 // events (LISTEN/NOTIFY), timers fired once, leases handed back by a dead
 // node (README, "PostgreSQL").
 //
-// Not supported: BackupBlocking (FAILED_PRECONDITION: use pg_dump). The
-// job counts are one GROUP BY query per call (not kept in memory).
+// Not supported: BackupBlocking (FAILED_PRECONDITION: use pg_dump). Job
+// counts are kept in memory as SqliteJobStore does (one node only).
 //
 // Thread-safe. Owns its connections and threads; Shutdown() (also run by the
 // destructor) drains the queue, answers everything and closes the
@@ -56,6 +56,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -209,6 +210,14 @@ class PgJobStore final : public JobStore {
       ABSL_GUARDED_BY(readers_mu_);
   std::vector<PgConnection*> free_readers_ ABSL_GUARDED_BY(readers_mu_);
   bool readers_closed_ ABSL_GUARDED_BY(readers_mu_) = false;
+
+  // Jobs per (queue, state), only counts above zero, as of the last commit:
+  // counted once at open, then moved by the writer after each COMMIT by the
+  // changes its transaction recorded. Right for one node only: with several,
+  // other nodes' commits would not move them. Taken after nothing else.
+  absl::Mutex counts_mu_;
+  std::map<std::pair<std::string, JobState>, int64_t> job_counts_
+      ABSL_GUARDED_BY(counts_mu_);
 
   absl::Mutex shutdown_mu_;  // serialises Shutdown()
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

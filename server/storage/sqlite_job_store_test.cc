@@ -108,19 +108,6 @@ std::string ThreadThatAnswersALoneSubmit(SqliteJobStore& store) {
   return thread;
 }
 
-std::vector<std::string> CountedBySql(const std::string& path) {
-  SQLite::Database db(path, SQLite::OPEN_READONLY);
-  SQLite::Statement stmt(db, kCountJobsByQueueAndStateSql);
-  std::vector<QueueStateCount> counts;
-  while (stmt.executeStep()) {
-    counts.push_back(
-        QueueStateCount{stmt.getColumn(0).getString(),
-                        static_cast<JobState>(stmt.getColumn(1).getInt()),
-                        stmt.getColumn(2).getInt64()});
-  }
-  return Describe(counts);
-}
-
 // Holds the writer in the `done` of a lone Submit (which the idle writer
 // answers itself), queues `count` writes made by `write` (each given a
 // callback to run on the thread that answers it), then lets the writer go
@@ -488,88 +475,6 @@ TEST_F(SqliteJobStoreTest, MemoryPathUsesAPrivateTemporaryFile) {
   EXPECT_EQ(access(path.c_str(), F_OK), 0);
   (*store)->Shutdown();
   EXPECT_NE(access(path.c_str(), F_OK), 0);
-}
-
-TEST_F(SqliteJobStoreTest, JobCountsStayExactThroughEveryWriteAndAReopen) {
-  SqliteJobStore::Options options;
-  options.retention.terminal_max_age = absl::Hours(1);
-  auto store = Open(options);
-  auto expect_exact = [&](const std::string& when) {
-    absl::StatusOr<std::vector<QueueStateCount>> counts =
-        store->CountJobsByQueueAndStateBlocking();
-    ASSERT_TRUE(counts.ok()) << counts.status();
-    EXPECT_EQ(Describe(*counts), CountedBySql(dir_.db())) << when;
-  };
-
-  // One batch over two queues, some scheduled, some repeating a request id
-  // (of the batch itself, then of an earlier batch): not created again.
-  std::vector<NewJob> batch;
-  for (int i = 0; i < 60; ++i) {
-    NewJob j = MakeJob("k", i < 40 ? "a" : "b");
-    if (i % 5 == 0) j.job.schedule_time = clock_.Now() + absl::Hours(3);
-    if (i % 7 == 0) j.job.request_id = absl::StrCat("r", i % 14);
-    batch.push_back(std::move(j));
-  }
-  absl::StatusOr<std::vector<SubmitOutcome>> submitted =
-      SubmitSync(*store, std::move(batch));
-  ASSERT_TRUE(submitted.ok()) << submitted.status();
-  NewJob again = MakeJob("k", "a");
-  again.job.request_id = "r0";
-  ASSERT_TRUE(SubmitOne(*store, again).ok());
-  expect_exact("after the submits");
-  {
-    auto counts = store->CountJobsByQueueAndStateBlocking();
-    int64_t total = 0;
-    for (const QueueStateCount& c : *counts) total += c.count;
-    // i % 7 == 0 gives 9 jobs with request ids r0 or r7: 7 repeat one.
-    EXPECT_EQ(total, 53);
-  }
-
-  // State changes, queue moves, and a mutation that fails.
-  std::vector<std::string> ids;
-  for (const SubmitOutcome& o : *submitted) {
-    if (o.created) ids.push_back(o.job.id);
-  }
-  const JobState moves[] = {JobState::kRunning, JobState::kSucceeded,
-                            JobState::kFailed, JobState::kCancelled,
-                            JobState::kPaused};
-  for (size_t i = 0; i < 30; ++i)
-    ASSERT_TRUE(MutateSync(*store, ids[i], MoveTo(moves[i % 5])).ok());
-  for (size_t i = 30; i < 36; ++i) {
-    ASSERT_TRUE(MutateSync(*store, ids[i], [](const Job& current, absl::Time) {
-                  JobChange change{current, {}};
-                  change.job.queue = "moved";
-                  JobEvent e;
-                  e.type = EventType::kUpdated;
-                  change.events.push_back(e);
-                  return absl::StatusOr<JobChange>(change);
-                }).ok());
-  }
-  EXPECT_FALSE(MutateSync(*store, ids[40], [](const Job&, absl::Time) {
-                 return absl::StatusOr<JobChange>(
-                     absl::FailedPreconditionError("no"));
-               }).ok());
-  expect_exact("after the mutations");
-
-  // Deletes (one refused: the job is live), then retention.
-  ASSERT_TRUE(DeleteSync(*store, ids[1], nullptr).ok());
-  ASSERT_TRUE(DeleteSync(*store, ids[2], nullptr).ok());
-  EXPECT_FALSE(DeleteSync(*store, ids[0], nullptr).ok());
-  expect_exact("after the deletes");
-  clock_.Advance(absl::Hours(2));
-  absl::StatusOr<int64_t> pruned = store->RunRetentionOnceBlocking();
-  ASSERT_TRUE(pruned.ok()) << pruned.status();
-  EXPECT_GT(*pruned, 0);
-  expect_exact("after retention");
-
-  // A reopen counts again from the database: the same numbers.
-  const std::vector<std::string> before =
-      Describe(*store->CountJobsByQueueAndStateBlocking());
-  store.reset();
-  store = Open(options);
-  EXPECT_EQ(Describe(*store->CountJobsByQueueAndStateBlocking()), before);
-  ASSERT_TRUE(MutateSync(*store, ids[0], MoveTo(JobState::kSucceeded)).ok());
-  expect_exact("after the reopen and one more change");
 }
 
 TEST_F(SqliteJobStoreTest, SmallCommitsOfSubmitsAreAnsweredByTheBusyWriter) {
