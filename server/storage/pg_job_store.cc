@@ -164,7 +164,16 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   absl::Status Begin(absl::Time batch_time) override;
   absl::Status Apply(GroupCommit::Request& request) override;
   Residue Failed() override;
-  absl::Status Savepoint() override { return Exec("SAVEPOINT op"); }
+  absl::Status Savepoint() override {
+    // What earlier requests left pending goes in before the savepoint, so
+    // that undoing this request alone cannot undo theirs.
+    try {
+      Flush();
+    } catch (const PgError& e) {
+      return StatusFromPg(e);
+    }
+    return Exec("SAVEPOINT op");
+  }
   absl::Status ReleaseSavepoint() override { return Exec("RELEASE op"); }
   absl::Status RollbackToSavepoint() override {
     return Exec("ROLLBACK TO op; RELEASE op");
@@ -180,13 +189,42 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     return conn->Exec(sql, params);
   }
 
+  // Inserts the new jobs DeferInsert holds, with their labels, in
+  // multi-row INSERTs (kJobRowsPerInsert at a time).
+  void FlushJobs() {
+    if (pending_jobs.size() > request_pending_jobs_) ++writes;
+    request_pending_jobs_ = 0;
+    while (!pending_jobs.empty()) {
+      const size_t n = std::min(kJobRowsPerInsert, pending_jobs.size());
+      std::vector<const Job*> chunk(pending_jobs.begin(),
+                                    pending_jobs.begin() + n);
+      pending_jobs.erase(pending_jobs.begin(), pending_jobs.begin() + n);
+      const int64_t before = writes;
+      InsertJobRows(chunk, /*on_conflict=*/false);
+      writes = before;  // counted above, when the request's own
+    }
+  }
+
+  // Everything held for a later statement: new jobs, then events.
+  void Flush() {
+    FlushJobs();
+    FlushEvents();
+  }
+
+  // Queues the insert of `job` (no request_id, so it cannot conflict; it
+  // must stay put until Flush) for the next FlushJobs: the jobs of many
+  // Submits of a batch go in a few statements, not one each.
+  void DeferInsert(const Job* job) { pending_jobs.push_back(job); }
+
   absl::StatusOr<Job> LoadJob(const std::string& id) {
+    FlushJobs();
     PgResult r = conn->Exec(SelectJobSql(), {SqlValue::TextRef(id)});
     if (r.rows() == 0) return JobNotFound(id);
     return r.ReadJob(0, false);
   }
 
   std::optional<Job> FindByRequestId(const std::string& request_id) {
+    FlushJobs();
     static const auto* sql = new std::string(absl::StrCat(
         "SELECT ", JobColumnList(false), " FROM jobs WHERE request_id = $1"));
     PgResult r = conn->Exec(*sql, {SqlValue::TextRef(request_id)});
@@ -196,13 +234,12 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
 
   // Inserts jobs[begin, end) and their labels; with `on_conflict`, a job
   // whose request_id is taken is not inserted: returns the rows inserted.
-  int64_t InsertJobs(const std::vector<Job>& jobs, size_t begin, size_t end,
-                     bool on_conflict) {
-    const size_t n = end - begin;
+  int64_t InsertJobRows(const std::vector<const Job*>& jobs, bool on_conflict) {
+    const size_t n = jobs.size();
     std::vector<SqlValue> params;
     params.reserve(n * JobColumns().size());
-    for (size_t k = begin; k < end; ++k) {
-      for (const JobColumn& c : JobColumns()) params.push_back(c.get(jobs[k]));
+    for (const Job* job : jobs) {
+      for (const JobColumn& c : JobColumns()) params.push_back(c.get(*job));
     }
     const std::string sql = InsertSql(
         "jobs", JobColumnNames(), n,
@@ -211,13 +248,12 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
                     : "");
     const int64_t inserted = Write(sql, params).affected();
     if (inserted == 0) return 0;
-    for (size_t k = begin; k < end; ++k)
-      CountJob(jobs[k].queue, jobs[k].state, 1);
+    for (const Job* job : jobs) CountJob(job->queue, job->state, 1);
     std::vector<SqlValue> labels;
     size_t rows = 0;
-    for (size_t k = begin; k < end; ++k) {
-      for (const auto& [key, value] : jobs[k].labels) {
-        labels.push_back(SqlValue::TextRef(jobs[k].id));
+    for (const Job* job : jobs) {
+      for (const auto& [key, value] : job->labels) {
+        labels.push_back(SqlValue::TextRef(job->id));
         labels.push_back(SqlValue::TextRef(key));
         labels.push_back(SqlValue::TextRef(value));
         ++rows;
@@ -300,7 +336,12 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   }
 
   // Writes the events appended and not written yet.
+  // Writes of what earlier requests left pending are theirs, not the
+  // current request's (they count in `writes` only when the current
+  // request's own rows are among them): a request that fails after flushing
+  // them has nothing of its own to undo.
   void FlushEvents() {
+    if (flushed < events.size() && events.size() > request_events_) ++writes;
     while (flushed < events.size()) {
       const size_t n = std::min(kEventRowsPerInsert, events.size() - flushed);
       std::vector<SqlValue> params;
@@ -310,7 +351,7 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
         for (const EventColumn& c : EventColumns())
           params.push_back(c.get(events[i]));
       }
-      Write(InsertSql("job_events", EventColumnNames(), n), params);
+      conn->Exec(InsertSql("job_events", EventColumnNames(), n), params);
       flushed += n;
     }
   }
@@ -349,9 +390,9 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // largest event_id deleted (0 when they had none). Pending webhook
   // deliveries stay (they carry their body).
   int64_t DeleteJobs(const std::vector<const std::string*>& ids) {
-    // Events appended earlier in this transaction go first, so that none is
-    // written after its job is gone.
-    FlushEvents();
+    // Jobs and events held for later go first, so that none is written
+    // after its job is gone.
+    Flush();
     const std::vector<SqlValue> arg = {SqlValue::Text(ArrayLiteral(ids))};
     PgResult max = conn->Exec(
         absl::StrCat("SELECT MAX(event_id) FROM job_events WHERE job_id ",
@@ -384,6 +425,8 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     int64_t n = 0;
   };
   std::vector<CountDelta> count_deltas;
+  // New jobs of this transaction not inserted yet (DeferInsert), in order.
+  std::vector<const Job*> pending_jobs;
   absl::Time now = absl::InfinitePast();
   // Write statements run in this transaction so far.
   int64_t writes = 0;
@@ -416,6 +459,7 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // Where the request being applied started: events and write statements.
   size_t request_events_ = 0;
   size_t request_counts_ = 0;
+  size_t request_pending_jobs_ = 0;
   int64_t request_writes_ = 0;
 };
 
@@ -433,6 +477,7 @@ absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
   now = batch_time;
   events.clear();
   count_deltas.clear();
+  pending_jobs.clear();
   flushed = 0;
   writes = 0;
   if (!conn->Reconnect()) {
@@ -472,6 +517,7 @@ absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
   request_events_ = events.size();
   request_writes_ = writes;
   request_counts_ = count_deltas.size();
+  request_pending_jobs_ = pending_jobs.size();
   try {
     // Every request of this engine is one of the store's WriteOps.
     return static_cast<WriteOp&>(request).apply(*this);
@@ -483,6 +529,8 @@ absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
 GroupCommit::Transaction::Residue PgJobStore::Writer::Failed() {
   events.resize(request_events_);
   count_deltas.resize(request_counts_);
+  if (pending_jobs.size() > request_pending_jobs_)
+    pending_jobs.resize(request_pending_jobs_);
   if (flushed > request_events_) flushed = request_events_;
   // A lost connection took the transaction with it (the next Begin
   // reconnects).
@@ -496,7 +544,7 @@ GroupCommit::Transaction::Residue PgJobStore::Writer::Failed() {
 
 absl::Status PgJobStore::Writer::Commit() {
   try {
-    FlushEvents();
+    Flush();
     if (next_event_id != locked_event_id) {
       conn->Exec("UPDATE event_ids SET next_id = $1",
                  {SqlValue::Int(next_event_id)});
@@ -532,6 +580,7 @@ void PgJobStore::Writer::Committed(std::vector<JobEvent>* committed) {
 void PgJobStore::Writer::Rollback() {
   events.clear();
   count_deltas.clear();
+  pending_jobs.clear();
   flushed = 0;
   if (!conn->InTransaction()) return;
   try {
@@ -754,12 +803,16 @@ void PgJobStore::Submit(std::vector<NewJob> inputs, SubmitCallback done) {
         ++end;
       }
       if (end > i) {
-        w.InsertJobs(rows, i, end, /*on_conflict=*/false);
-        for (; i < end; ++i) created(rows[i]);
+        // `rows` stays put until the answer: the writer may hold them.
+        for (; i < end; ++i) {
+          w.DeferInsert(&rows[i]);
+          created(rows[i]);
+        }
         continue;
       }
       Job& job = rows[i++];
-      if (w.InsertJobs(rows, i - 1, i, /*on_conflict=*/true) == 0) {
+      w.FlushJobs();  // jobs keep their order
+      if (w.InsertJobRows({&job}, /*on_conflict=*/true) == 0) {
         std::optional<Job> existing = w.FindByRequestId(job.request_id);
         if (!existing.has_value()) {
           return absl::InternalError(absl::StrCat("job with request_id ",
@@ -884,6 +937,7 @@ void PgJobStore::BulkWrite(std::vector<std::string> ids,
     for (const std::string& id : ids) all.push_back(&id);
     static const auto* sql = new std::string(absl::StrCat(
         "SELECT ", JobColumnList(false), " FROM jobs WHERE id ", kIdsIn));
+    w.FlushJobs();
     PgResult r = w.conn->Exec(*sql, {SqlValue::Text(ArrayLiteral(all))});
     std::vector<Job> loaded;
     loaded.reserve(static_cast<size_t>(r.rows()));
@@ -1002,6 +1056,7 @@ absl::StatusOr<int64_t> PgJobStore::RunRetentionOnceBlocking() {
     int64_t deleted = 0;
     JW_RETURN_IF_ERROR(WriteBlocking(
         [&r, batch_size, &deleted](Writer& w) -> absl::Status {
+          w.FlushJobs();
           std::vector<std::string> ids;
           auto collect = [&ids](const PgResult& res) {
             for (int row = 0; row < res.rows(); ++row)
