@@ -15,6 +15,7 @@
 #include "server/core/validation.h"
 #include "server/core/webhook_event.h"
 #include "server/storage/group_commit.h"
+#include "server/storage/job_rules.h"
 #include "server/storage/list_query.h"
 #include "server/storage/migrations.h"
 #include "server/storage/pg_connection.h"
@@ -40,27 +41,6 @@ constexpr absl::Duration kNodeLockWait = absl::Seconds(2);
 
 absl::Status ShutDownError() {
   return UnavailableError("job store is shut down", absl::Seconds(1));
-}
-
-absl::Status JobNotFound(const std::string& id) {
-  return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-}
-
-absl::Status NotTerminalError(const std::string& id, JobState state) {
-  return FailedPreconditionError(
-      absl::StrCat("cannot delete job ", id, " in state ", JobStateName(state),
-                   "; allowed: SUCCEEDED, FAILED, CANCELLED"),
-      PreconditionViolation{"STATE", absl::StrCat("jobs/", id),
-                            absl::StrCat("job is ", JobStateName(state))});
-}
-
-void FillAttributes(const Job& job, JobEvent* e) {
-  e->queue = job.queue;
-  e->kind = job.kind;
-  e->priority = job.priority;
-  e->labels = job.labels;
-  e->run_after = job.run_after();
-  e->state = job.state;
 }
 
 // "INSERT INTO table (a, b) VALUES ($1, $2), ($3, $4)..." for `rows` rows.
@@ -748,32 +728,7 @@ void PgJobStore::Submit(std::vector<NewJob> inputs, SubmitCallback done) {
   auto op = std::make_unique<WriteOp>();
   op->light_finish = true;
   op->jobs = static_cast<int64_t>(inputs.size());
-  for (const NewJob& j : inputs) {
-    op->bytes +=
-        static_cast<int64_t>(j.job.payload.size() + j.job.args_json.size());
-    if (state->invalid.ok()) state->invalid = ValidateNewJob(j.job);
-  }
-  if (state->invalid.ok()) {
-    state->rows.reserve(inputs.size());
-    for (NewJob& in : inputs) {
-      Job job;
-      job.queue = in.job.queue.empty() ? std::string(kDefaultQueue)
-                                       : std::move(in.job.queue);
-      job.kind = std::move(in.job.kind);
-      job.args_json = std::move(in.job.args_json);
-      job.payload = std::move(in.job.payload);
-      job.priority = in.job.priority;
-      job.labels = std::move(in.job.labels);
-      job.schedule_time = in.job.schedule_time;
-      job.max_attempts =
-          in.job.max_attempts == 0 ? kDefaultMaxAttempts : in.job.max_attempts;
-      job.retry_policy = std::move(in.job.retry_policy);
-      job.attempt_timeout = in.job.attempt_timeout;
-      job.webhook = std::move(in.job.webhook);
-      job.request_id = std::move(in.job.request_id);
-      state->rows.push_back(std::move(job));
-    }
-  }
+  state->invalid = SubmitRows(std::move(inputs), &state->rows, &op->bytes);
   op->apply = [state](Writer& w) -> absl::Status {
     JW_RETURN_IF_ERROR(state->invalid);
     std::vector<Job>& rows = state->rows;
