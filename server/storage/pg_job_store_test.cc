@@ -66,6 +66,22 @@ TEST(PgJobStoreTest, SecondStoreOnTheSameSchemaIsRefusedWithTheReason) {
   EXPECT_NE(OpenStore(conninfo), nullptr);
 }
 
+// Two nodes starting together on an empty schema: the migration lock lets
+// one create the tables and the other find them done (no "already exists").
+TEST(PgJobStoreTest, StoresOpeningTogetherMigrateOnce) {
+  const std::string conninfo = Cluster().NewSchema();
+  constexpr int kStores = 4;
+  std::vector<std::unique_ptr<PgJobStore>> stores(kStores);
+  std::vector<std::thread> openers;
+  for (int i = 0; i < kStores; ++i) {
+    openers.emplace_back(
+        [&, i] { stores[i] = OpenStore(conninfo, /*exclusive=*/false); });
+  }
+  for (std::thread& t : openers) t.join();
+  for (const auto& store : stores) ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(SubmitBlocking(*stores[0], 1).ok());
+}
+
 TEST(PgJobStoreTest, StoresOnOtherSchemasOpenSideBySide) {
   std::unique_ptr<PgJobStore> a = OpenStore(Cluster().NewSchema());
   std::unique_ptr<PgJobStore> b = OpenStore(Cluster().NewSchema());
