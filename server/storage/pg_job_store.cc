@@ -30,6 +30,10 @@ constexpr int kMaxReadLimit = 10000;
 // all well under PostgreSQL's 65,535 parameters.
 constexpr size_t kEventRowsPerInsert = 256;
 constexpr size_t kJobRowsPerInsert = 64;
+// The writer's row cache (Writer::Remember): rows up to this many bytes of
+// payload, args and checkpoint, this many rows.
+constexpr size_t kMaxCachedRowBytes = 4096;
+constexpr size_t kMaxCachedRows = 200'000;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // The single-node lock: pg_try_advisory_lock(27255 ("jw"), hash of the
 // schema).
@@ -194,13 +198,47 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // Queues the insert of `job` (no request_id, so it cannot conflict; it
   // must stay put until Flush) for the next FlushJobs: the jobs of many
   // Submits of a batch go in a few statements, not one each.
-  void DeferInsert(const Job* job) { pending_jobs.push_back(job); }
+  void DeferInsert(const Job* job) {
+    pending_jobs.push_back(job);
+    Remember(*job);
+  }
 
+  // The row of job `id` as this transaction sees it: from the row cache
+  // when the writer holds it, else read.
   absl::StatusOr<Job> LoadJob(const std::string& id) {
+    if (auto it = txn_rows.find(id); it != txn_rows.end()) return it->second;
+    if (auto it = committed_rows.find(id); it != committed_rows.end())
+      return it->second;
     FlushJobs();
     PgResult r = conn->Exec(SelectJobSql(), {SqlValue::TextRef(id)});
     if (r.rows() == 0) return JobNotFound(id);
-    return r.ReadJob(0, false);
+    Job job = r.ReadJob(0, false);
+    Remember(job);
+    return job;
+  }
+
+  // Row cache. One node writes the schema (the node lock), so the rows it
+  // wrote are the rows stored: a Mutate of a job the writer holds skips its
+  // read (a round trip). txn_rows: rows as the open transaction wrote or
+  // read them; committed_rows: as of the last commit. A failed request or
+  // a rollback forgets every row the transaction touched (read again from
+  // the database next time). Small rows only, bounded.
+  void Remember(const Job& job) {
+    if (!cache_rows) return;
+    if (job.payload.size() + job.args_json.size() + job.checkpoint.size() >
+        kMaxCachedRowBytes) {
+      Forget(job.id);
+      return;
+    }
+    txn_rows[job.id] = job;
+  }
+  void Forget(const std::string& id) {
+    txn_rows.erase(id);
+    committed_rows.erase(id);
+  }
+  void ForgetTransaction() {
+    for (const auto& [id, row] : txn_rows) committed_rows.erase(id);
+    txn_rows.clear();
   }
 
   std::optional<Job> FindByRequestId(const std::string& request_id) {
@@ -252,6 +290,8 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   }
 
   void UpdateJob(const Job& before, const Job& after) {
+    FlushJobs();  // the row may be a new job of this transaction
+    Remember(after);
     if (before.queue != after.queue || before.state != after.state) {
       CountJob(before.queue, before.state, -1);
       CountJob(after.queue, after.state, 1);
@@ -373,6 +413,7 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     // Jobs and events held for later go first, so that none is written
     // after its job is gone.
     Flush();
+    for (const std::string* id : ids) Forget(*id);
     const std::vector<SqlValue> arg = {SqlValue::Text(ArrayLiteral(ids))};
     PgResult max = conn->Exec(
         absl::StrCat("SELECT MAX(event_id) FROM job_events WHERE job_id ",
@@ -407,6 +448,10 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   std::vector<CountDelta> count_deltas;
   // New jobs of this transaction not inserted yet (DeferInsert), in order.
   std::vector<const Job*> pending_jobs;
+  // See Remember. Off when several stores share the schema (tests).
+  bool cache_rows = true;
+  absl::flat_hash_map<std::string, Job> txn_rows;
+  absl::flat_hash_map<std::string, Job> committed_rows;
   absl::Time now = absl::InfinitePast();
   // Write statements run in this transaction so far.
   int64_t writes = 0;
@@ -507,6 +552,7 @@ absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
 }
 
 GroupCommit::Transaction::Residue PgJobStore::Writer::Failed() {
+  ForgetTransaction();
   events.resize(request_events_);
   count_deltas.resize(request_counts_);
   if (pending_jobs.size() > request_pending_jobs_)
@@ -553,11 +599,16 @@ void PgJobStore::Writer::Committed(std::vector<JobEvent>* committed) {
     }
     count_deltas.clear();
   }
+  if (committed_rows.size() + txn_rows.size() > kMaxCachedRows)
+    committed_rows.clear();
+  for (auto& [id, row] : txn_rows) committed_rows[id] = std::move(row);
+  txn_rows.clear();
   committed->swap(events);
   events.clear();
 }
 
 void PgJobStore::Writer::Rollback() {
+  ForgetTransaction();
   events.clear();
   count_deltas.clear();
   pending_jobs.clear();
@@ -639,6 +690,7 @@ absl::Status PgJobStore::OpenBlocking() {
   }
   writer_ =
       std::make_unique<Writer>(this, std::move(conn), &ids_, description_);
+  writer_->cache_rows = options_.exclusive;
   // The node lock is the writer's session's: a writer that reconnects takes
   // it again before it writes (Begin).
   if (options_.exclusive) writer_->locked_session = writer_->conn->BackendPid();
@@ -767,7 +819,9 @@ void PgJobStore::Submit(std::vector<NewJob> inputs, SubmitCallback done) {
       }
       Job& job = rows[i++];
       w.FlushJobs();  // jobs keep their order
-      if (w.InsertJobRows({&job}, /*on_conflict=*/true) == 0) {
+      const bool inserted = w.InsertJobRows({&job}, /*on_conflict=*/true) > 0;
+      if (inserted) w.Remember(job);
+      if (!inserted) {
         std::optional<Job> existing = w.FindByRequestId(job.request_id);
         if (!existing.has_value()) {
           return absl::InternalError(absl::StrCat("job with request_id ",
