@@ -8,9 +8,14 @@
 // statement failed counts as having written (PostgreSQL aborts the whole
 // transaction), and a lost connection loses the batch (UNAVAILABLE); the
 // next batch reconnects. A failed COMMIT answers every request of the batch
-// with its error. Events of a transaction are written together, in
-// multi-row INSERTs, before its COMMIT. Reads run on a small pool of reader
-// connections.
+// with its error. A batch's new jobs (without a request_id) and its events
+// are written together, in multi-row INSERTs, before the next statement
+// that needs them or the COMMIT: each statement is a round trip to the
+// server. The writer keeps the rows of jobs it wrote or read (small ones,
+// bounded), so a Mutate of such a job skips its read; sound because one
+// node writes the schema (below), and forgotten for whatever a failed
+// request or a rolled-back transaction touched. Reads run on a small pool of
+// reader connections.
 //
 // Durability is the server's: with synchronous_commit=on (PostgreSQL's
 // default) a COMMIT returns once its WAL is flushed, so `done` follows a
