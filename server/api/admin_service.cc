@@ -304,8 +304,10 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
   }
   info->set_storage_path(options_.storage_path);
   // SQLite in WAL mode keeps recent commits in the -wal file.
-  info->set_storage_bytes(FileSize(options_.storage_path) +
-                          FileSize(options_.storage_path + "-wal"));
+  info->set_storage_bytes(options_.storage_bytes
+                              ? options_.storage_bytes()
+                              : FileSize(options_.storage_path) +
+                                    FileSize(options_.storage_path + "-wal"));
   if (options_.dispatcher != nullptr) {
     DispatchToProto(options_.dispatcher->dispatch_pause(),
                     info->mutable_dispatch());
@@ -602,6 +604,9 @@ grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
   }
   if (shutting_down_.load()) {
     return new FinishedWriter(ToGrpcStatus(ShuttingDownError()));
+  }
+  if (!options_.backup_refusal.ok()) {
+    return new FinishedWriter(ToGrpcStatus(options_.backup_refusal));
   }
   return new BackupWriter(options_.store, executor_, options_.storage_path,
                           &backups_);

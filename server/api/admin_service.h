@@ -54,8 +54,15 @@ class AdminServiceImpl final
  public:
   struct Options {
     std::string version;
-    // Absolute path of the database file.
+    // Absolute path of the database file; for PostgreSQL, its address
+    // ("postgresql://user@host:port/dbname", never the password).
     std::string storage_path;
+    // The database's size in bytes for ServerInfo.storage_bytes. Null: the
+    // size of the SQLite file at storage_path and its WAL.
+    std::function<int64_t()> storage_bytes;
+    // Not OK: Backup answers it at once (the PostgreSQL store, which is
+    // backed up with pg_dump).
+    absl::Status backup_refusal;
     // Whether the server is draining; called on the executor.
     std::function<bool()> draining;
     // Source of ServerInfo.job_counts (summed over queues); not owned, must

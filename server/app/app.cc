@@ -22,6 +22,7 @@
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/storage/pg_connection.h"
 #include "server/transport/access_log.h"
 #include "server/transport/call_counter.h"
 #include "server/transport/connection_acceptor.h"
@@ -147,14 +148,28 @@ absl::Status App::Build() {
   // Listeners first: a server refused its socket or port leaves no
   // database file behind.
   JW_RETURN_IF_ERROR(ClaimListeners(cwd));
+  // --db postgres://... (or postgresql://, postgres:KEYWORDS) selects the
+  // PostgreSQL store; anything else is a SQLite file.
+  const bool postgres = IsPostgresDb(options_.db_path);
   std::string db_path = options_.db_path;
-  if (db_path[0] != '/') db_path = absl::StrCat(cwd, "/", db_path);
-  JW_RETURN_IF_ERROR(CreateParentDirectories(db_path));
-  // One server per database; under the lock, what a crash left is ours.
-  JW_ASSIGN_OR_RETURN(db_lock_, DatabaseLock::Acquire(db_path));
-  if (const int stale = RemoveStaleBackupsBlocking(db_path); stale > 0) {
-    JW_LOG(INFO) << "removed " << stale
-                 << " unfinished backup files left beside " << db_path;
+  if (postgres) {
+    // Durability is the server's (synchronous_commit); PgJobStore holds
+    // the one-node-per-database lock itself.
+    if (options_.synchronous != SqliteJobStore::Synchronous::kFull) {
+      return absl::InvalidArgumentError(
+          "--synchronous applies to SQLite only; on PostgreSQL, durability "
+          "is the server's synchronous_commit setting");
+    }
+  } else {
+    if (db_path.empty() || db_path[0] != '/')
+      db_path = absl::StrCat(cwd, "/", db_path);
+    JW_RETURN_IF_ERROR(CreateParentDirectories(db_path));
+    // One server per database; under the lock, what a crash left is ours.
+    JW_ASSIGN_OR_RETURN(db_lock_, DatabaseLock::Acquire(db_path));
+    if (const int stale = RemoveStaleBackupsBlocking(db_path); stale > 0) {
+      JW_LOG(INFO) << "removed " << stale
+                   << " unfinished backup files left beside " << db_path;
+    }
   }
   // The bus is built first: it listens to the store from its first commit.
   EventBus::Options bus_options;
@@ -201,8 +216,30 @@ absl::Status App::Build() {
     }
     store_options.default_webhook = WebhookSpec{options_.webhook_url, {}};
   }
-  JW_ASSIGN_OR_RETURN(store_, SqliteJobStore::Open(store_options));
-  TightenStateFileModes(db_path);
+  if (postgres) {
+    PgJobStore::Options pg_options;
+    pg_options.conninfo = PgConnInfo(options_.db_path);
+    pg_options.clock = clock_.get();
+    pg_options.retention.terminal_max_age = options_.retention.terminal_max_age;
+    pg_options.retention.max_terminal_jobs =
+        options_.retention.max_terminal_jobs;
+    pg_options.retention.batch_size = options_.retention.batch_size;
+    pg_options.webhook_body = store_options.webhook_body;
+    pg_options.default_webhook = store_options.default_webhook;
+    JW_ASSIGN_OR_RETURN(std::unique_ptr<PgJobStore> pg,
+                        PgJobStore::Open(std::move(pg_options)));
+    // The address without its password: for the log and GetServerInfo.
+    db_path = absl::StrCat("postgresql://", pg->description());
+    JW_LOG(INFO) << "storage: PostgreSQL " << pg->description();
+    pg_store_ = pg.get();
+    store_ = std::move(pg);
+  } else {
+    JW_ASSIGN_OR_RETURN(std::unique_ptr<SqliteJobStore> sqlite,
+                        SqliteJobStore::Open(store_options));
+    TightenStateFileModes(db_path);
+    sqlite_store_ = sqlite.get();
+    store_ = std::move(sqlite);
+  }
   store_->AddCommitListener(events_.get());
   if (options_.retention.terminal_max_age > absl::ZeroDuration() ||
       options_.retention.max_terminal_jobs > 0) {
@@ -249,7 +286,9 @@ absl::Status App::Build() {
   }
   metrics_ = std::make_unique<ServerMetrics>(std::move(metric_sources));
   store_->AddCommitListener(metrics_.get());
-  store_->SetCommitObserver(metrics_.get());
+  if (sqlite_store_ != nullptr)
+    sqlite_store_->SetCommitObserver(metrics_.get());
+  if (pg_store_ != nullptr) pg_store_->SetCommitObserver(metrics_.get());
   dispatcher_->SetAssignObserver(metrics_.get());
   JW_RETURN_IF_ERROR(metrics_->LoadBlocking());
   // After the metrics (its observer), before recovery's first write.
@@ -281,6 +320,12 @@ absl::Status App::Build() {
   AdminServiceImpl::Options admin_options;
   admin_options.version = JobwireVersion();
   admin_options.storage_path = db_path;
+  if (pg_store_ != nullptr) {
+    admin_options.storage_bytes = [pg = pg_store_] {
+      return pg->StorageBytesBlocking().value_or(0);
+    };
+    admin_options.backup_refusal = pg_store_->BackupBlocking("").status();
+  }
   admin_options.draining = [this] { return draining(); };
   admin_options.store = store_.get();
   admin_options.dispatcher = dispatcher_.get();
@@ -767,6 +812,8 @@ void App::Stop() {
   job_service_.reset();
   admin_service_.reset();
   health_service_.reset();
+  sqlite_store_ = nullptr;
+  pg_store_ = nullptr;
   store_.reset();
   db_lock_.reset();
   dispatcher_.reset();

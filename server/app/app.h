@@ -4,7 +4,8 @@
 // unique_ptr; every other component gets non-owning pointers. Stop() tears
 // them down in reverse (the order is written out in app.cc). This is the one
 // place where the server is wired together, so this is where new parts plug
-// in: the SqliteJobStore (server/storage), the EventBus (server/events), the
+// in: the job store (server/storage: SqliteJobStore, or PgJobStore for
+// --db postgres://...), the EventBus (server/events), the
 // Dispatcher (server/scheduling), ServerMetrics (server/metrics),
 // JobServiceImpl (server/api/job_service.h) and WorkerServiceImpl
 // (server/api/worker_service.h).
@@ -41,6 +42,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/database_lock.h"
+#include "server/storage/pg_job_store.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/connection_acceptor.h"
 #include "server/transport/listen_address.h"
@@ -127,7 +129,10 @@ class App {
   std::unique_ptr<SystemRandomSource> random_;
   // Null without --webhook-secret-file. Listens to store_; outlives it.
   std::unique_ptr<HttpWebhookSender> webhooks_;
-  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<JobStore> store_;
+  // store_ as its backend's type: exactly one is set while store_ is.
+  SqliteJobStore* sqlite_store_ = nullptr;
+  PgJobStore* pg_store_ = nullptr;
   std::unique_ptr<Dispatcher> dispatcher_;  // listens to store_; outlives it
   // Listens to store_ and dispatcher_; outlives both.
   std::unique_ptr<ServerMetrics> metrics_;

@@ -190,7 +190,10 @@ const std::vector<Flag>& Flags() {
        "SQLite database file; missing folders are created owner-only "
        "(default $XDG_DATA_HOME/jobwire/jobwire.db, else as root "
        "/var/lib/jobwire/jobwire.db, else "
-       "~/.local/share/jobwire/jobwire.db)",
+       "~/.local/share/jobwire/jobwire.db); or a PostgreSQL database: "
+       "postgres://... or postgresql://... (libpq URI), or "
+       "postgres:KEYWORDS (libpq keywords; \"postgres:\" alone takes the "
+       "PG* environment variables); one jobwired per database for now",
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty path");
          o->db_path = v;

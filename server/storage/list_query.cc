@@ -34,7 +34,7 @@ const char* OpSql(CompareOp op) {
 }
 
 void AppendCompareSql(const FilterExpr& f, std::string* sql,
-                      std::vector<SqlValue>* params) {
+                      std::vector<SqlValue>* params, SqlDialect dialect) {
   const char* op = OpSql(f.op);
   auto simple = [&](const char* column, SqlValue value) {
     absl::StrAppend(sql, column, " ", op, " ?");
@@ -42,7 +42,9 @@ void AppendCompareSql(const FilterExpr& f, std::string* sql,
   };
   // Unset times are NULL: the comparison is false (and NOT of it true).
   auto nullable_time = [&](const char* column) {
-    absl::StrAppend(sql, "IFNULL(", column, " ", op, " ?, 0)");
+    absl::StrAppend(
+        sql, dialect == SqlDialect::kPostgres ? "COALESCE(" : "IFNULL(", column,
+        " ", op, " ?, ", dialect == SqlDialect::kPostgres ? "FALSE)" : "0)");
     params->push_back(TimeValue(f.value.time));
   };
   switch (f.field) {
@@ -204,10 +206,10 @@ const char* ImpliedFinishTimeSql(const FilterExpr& filter) {
 }
 
 void AppendFilterSql(const FilterExpr& filter, std::string* sql,
-                     std::vector<SqlValue>* params) {
+                     std::vector<SqlValue>* params, SqlDialect dialect) {
   switch (filter.kind) {
     case FilterExpr::Kind::kTrue:
-      sql->append("1");
+      sql->append(dialect == SqlDialect::kPostgres ? "TRUE" : "1");
       return;
     case FilterExpr::Kind::kAnd:
     case FilterExpr::Kind::kOr: {
@@ -216,23 +218,24 @@ void AppendFilterSql(const FilterExpr& filter, std::string* sql,
       sql->append("(");
       for (size_t i = 0; i < filter.children.size(); ++i) {
         if (i > 0) sql->append(join);
-        AppendFilterSql(filter.children[i], sql, params);
+        AppendFilterSql(filter.children[i], sql, params, dialect);
       }
       sql->append(")");
       return;
     }
     case FilterExpr::Kind::kNot:
       sql->append("NOT (");
-      AppendFilterSql(filter.children.front(), sql, params);
+      AppendFilterSql(filter.children.front(), sql, params, dialect);
       sql->append(")");
       return;
     case FilterExpr::Kind::kCompare:
-      AppendCompareSql(filter, sql, params);
+      AppendCompareSql(filter, sql, params, dialect);
       return;
   }
 }
 
-absl::StatusOr<ListPlan> PlanListJobs(const ListJobsQuery& query) {
+absl::StatusOr<ListPlan> PlanListJobs(const ListJobsQuery& query,
+                                      SqlDialect dialect) {
   ListPlan plan;
   if (query.page_size < 0)
     return InvalidArgumentError("page_size", "must not be negative");
@@ -245,7 +248,7 @@ absl::StatusOr<ListPlan> PlanListJobs(const ListJobsQuery& query) {
       Fnv1a(absl::StrCat(static_cast<int>(plan.order)), Fnv1a(query.filter));
 
   plan.sql = absl::StrCat("SELECT ", JobColumnList(false), " FROM jobs WHERE ");
-  AppendFilterSql(filter, &plan.sql, &plan.params);
+  AppendFilterSql(filter, &plan.sql, &plan.params, dialect);
   if (const char* implied = ImpliedFinishTimeSql(filter); implied != nullptr) {
     absl::StrAppend(&plan.sql, " AND ", implied);
   }

@@ -22,10 +22,16 @@ namespace jobwire {
 inline constexpr int32_t kDefaultPageSize = 100;
 inline constexpr int32_t kMaxPageSize = 1000;
 
+// The SQL the plan is written in. Both take `?` placeholders (the
+// PostgreSQL store numbers them $1, $2... before preparing); they differ in
+// booleans: SQLite's are integers, PostgreSQL's a type of their own.
+enum class SqlDialect { kSqlite, kPostgres };
+
 // Appends a boolean SQL expression over table `jobs` equivalent to `filter`,
 // binding values through `params` in order.
 void AppendFilterSql(const FilterExpr& filter, std::string* sql,
-                     std::vector<SqlValue>* params);
+                     std::vector<SqlValue>* params,
+                     SqlDialect dialect = SqlDialect::kSqlite);
 
 // A term implied by `filter` that lets SQLite use a partial index of active
 // or finished jobs (migration 3): "finish_time IS NULL" when every job the
@@ -53,7 +59,8 @@ struct ListPlan {
 
 // INVALID_ARGUMENT with field "filter", "order_by", "page_size" or
 // "page_token".
-absl::StatusOr<ListPlan> PlanListJobs(const ListJobsQuery& query);
+absl::StatusOr<ListPlan> PlanListJobs(const ListJobsQuery& query,
+                                      SqlDialect dialect = SqlDialect::kSqlite);
 
 // The token that continues after `last` (the last job of a full page).
 std::string MakePageToken(const ListPlan& plan, const Job& last);

@@ -10,7 +10,23 @@
 namespace jobwire {
 namespace {
 
-using C = const SQLite::Column&;
+using C = const ColumnValue&;
+
+// A SQLite column as a ColumnValue.
+class SqliteColumnValue final : public ColumnValue {
+ public:
+  explicit SqliteColumnValue(SQLite::Column c) : c_(std::move(c)) {}
+  bool isNull() const override { return c_.isNull(); }
+  int getInt() const override { return c_.getInt(); }
+  int64_t getInt64() const override { return c_.getInt64(); }
+  double getDouble() const override { return c_.getDouble(); }
+  std::string getString() const override { return c_.getString(); }
+  const void* getBlob() const override { return c_.getBlob(); }
+  int getBytes() const override { return c_.getBytes(); }
+
+ private:
+  SQLite::Column c_;
+};
 
 // Text borrowed from `*v`, or NULL when v is null.
 SqlValue OptText(const std::string* v) {
@@ -383,6 +399,11 @@ absl::Time TimeFromColumn(const SQLite::Column& c) {
   return absl::FromUnixMicros(c.getInt64());
 }
 
+absl::Time TimeFromColumn(const ColumnValue& c) {
+  if (c.isNull()) return absl::InfinitePast();
+  return absl::FromUnixMicros(c.getInt64());
+}
+
 std::string EncodeLabels(const std::map<std::string, std::string>& labels) {
   std::string out;
   for (const auto& [k, v] : labels)
@@ -441,7 +462,7 @@ Job ReadJob(SQLite::Statement& stmt, bool light_only) {
   int index = 0;
   for (const JobColumn& c : JobColumns()) {
     if (light_only && c.heavy) continue;
-    c.set(stmt.getColumn(index++), &job);
+    c.set(SqliteColumnValue(stmt.getColumn(index++)), &job);
   }
   return job;
 }
@@ -465,7 +486,7 @@ JobEvent ReadEvent(SQLite::Statement& stmt) {
   event.event_id = stmt.getColumn(0).getInt64();
   int index = 1;
   for (const EventColumn& c : EventColumns())
-    c.set(stmt.getColumn(index++), &event);
+    c.set(SqliteColumnValue(stmt.getColumn(index++)), &event);
   return event;
 }
 

@@ -1,11 +1,13 @@
-// Row mapping between the core model (Job, JobEvent) and SQLite columns, and
-// a per-connection cache of prepared statements. Internal to storage/.
+// Row mapping between the core model (Job, JobEvent) and SQL columns, and a
+// per-connection cache of prepared SQLite statements. Internal to storage/.
 //
 // Each Job and JobEvent field maps to one or more columns through a table of
 // column descriptors, so INSERT, SELECT and the changed-columns-only UPDATE
 // are all generated from one list. Times are microseconds since the Unix
-// epoch, NULL when unset (InfinitePast). Functions may throw
-// SQLite::Exception; callers in storage/ map it with StatusFromSqlite.
+// epoch, NULL when unset (InfinitePast). The descriptors speak SqlValue (to
+// bind) and ColumnValue (to read), so the PostgreSQL store (pg_job_store.h)
+// maps rows with the same table. Functions may throw SQLite::Exception;
+// callers in storage/ map it with StatusFromSqlite.
 #ifndef JOBWIRE_SERVER_STORAGE_SQLITE_ROWS_H_
 #define JOBWIRE_SERVER_STORAGE_SQLITE_ROWS_H_
 
@@ -60,8 +62,24 @@ struct SqlValue {
 // Binds borrowed values without copying; owned ones are copied by SQLite.
 void BindValue(SQLite::Statement& stmt, int index, const SqlValue& value);
 
+// One column of the current result row, as the row mapping reads it, from
+// either backend. Named like SQLite::Column's getters, so that the mapping
+// reads the same as plain SQLiteCpp code. Valid while the row is.
+class ColumnValue {
+ public:
+  virtual ~ColumnValue() = default;
+  virtual bool isNull() const = 0;
+  virtual int getInt() const = 0;
+  virtual int64_t getInt64() const = 0;
+  virtual double getDouble() const = 0;
+  virtual std::string getString() const = 0;  // text or blob bytes
+  virtual const void* getBlob() const = 0;
+  virtual int getBytes() const = 0;
+};
+
 SqlValue TimeValue(absl::Time t);
 absl::Time TimeFromColumn(const SQLite::Column& c);
+absl::Time TimeFromColumn(const ColumnValue& c);
 
 // Labels as one text column: "<len>:<key><len>:<value>..." (binary-safe).
 std::string EncodeLabels(const std::map<std::string, std::string>& labels);
@@ -73,7 +91,7 @@ template <typename Row>
 struct RowColumn {
   const char* name;
   SqlValue (*get)(const Row&);
-  void (*set)(const SQLite::Column&, Row*);
+  void (*set)(const ColumnValue&, Row*);
   bool heavy = false;  // left out of LoadActiveJobs (args, payload...)
 };
 

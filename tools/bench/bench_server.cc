@@ -30,14 +30,16 @@ BenchServer::BenchServer(const ServerConfig& config) {
                                    "unix:" + dir_ + "/j.sock",
                                    "--listen",
                                    "127.0.0.1:0",
-                                   "--db",
-                                   db_path(),
-                                   "--synchronous",
-                                   config.sync,
                                    "--log-level",
                                    "warning",
                                    "--shutdown-grace",
                                    "2s"};
+  if (config.db.empty()) {
+    args.insert(args.end(),
+                {"--db", db_path(), "--synchronous", config.sync});
+  } else {
+    args.insert(args.end(), {"--db", config.db});
+  }
   args.insert(args.end(), config.extra_args.begin(), config.extra_args.end());
   process_ = std::make_unique<test::JobwiredProcess>(dir_, std::move(args),
                                                      config.jobwired);

@@ -28,6 +28,9 @@ struct ServerConfig {
   std::string sync = "full";            // jobwired --synchronous
   std::string jobwired;                 // empty: this build's
   std::vector<std::string> extra_args;  // more jobwired flags
+  // jobwired --db when not empty (a PostgreSQL database, postgres:...;
+  // then without --synchronous); empty: a fresh SQLite file.
+  std::string db;
 };
 
 // A jobwired child on a fresh directory under config.dir: the Unix socket

@@ -28,7 +28,7 @@
 //   e2e_bench [--mode=jobwired|inproc] [--jobs=200000] [--workers=4]
 //             [--slots=512] [--batch=500] [--streams=8] [--in_flight=8]
 //             [--trickle=1000] [--max_seconds=60] [--sync=full|normal|off]
-//             [--burn_down]
+//             [--burn_down] [--db=postgres:CONNINFO]
 //
 // --burn_down (jobwired mode): submit every job first with no worker
 // connected, then connect the workers and time them emptying the queue (the
@@ -85,6 +85,8 @@ struct Flags {
   int trickle = 1000;
   int max_seconds = 60;
   std::string sync = "full";
+  // jobwired --db: a PostgreSQL database (postgres:...); empty: SQLite.
+  std::string db;
   // jobwired mode: submit every job first, then connect the workers and time
   // how fast they empty the queue (a "burn-down").
   bool burn_down = false;
@@ -112,7 +114,8 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
           num("slots", &f->slots) || num("batch", &f->batch) ||
           num("streams", &f->streams) || num("in_flight", &f->in_flight) ||
           num("trickle", &f->trickle) || num("max_seconds", &f->max_seconds) ||
-          str("mode", &f->mode) || str("sync", &f->sync))) {
+          str("mode", &f->mode) || str("sync", &f->sync) ||
+          str("db", &f->db))) {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       return false;
     }
@@ -301,10 +304,15 @@ int64_t AwaitSucceeded(v1::AdminService::Stub& admin, int64_t target,
 int RunJobwired(const Flags& flags) {
   const std::string dir = test::MakeTempDir("jobwire-e2e-bench");
   const std::string address = absl::StrCat("unix:", dir, "/j.sock");
-  auto server = std::make_unique<test::JobwiredProcess>(
-      dir, std::vector<std::string>{"--listen", address, "--db", dir + "/j.db",
-                                    "--synchronous", flags.sync,
-                                    "--shutdown-grace", "2s"});
+  std::vector<std::string> args = {"--listen", address, "--shutdown-grace",
+                                   "2s"};
+  if (flags.db.empty()) {
+    args.insert(args.end(),
+                {"--db", dir + "/j.db", "--synchronous", flags.sync});
+  } else {
+    args.insert(args.end(), {"--db", flags.db});
+  }
+  auto server = std::make_unique<test::JobwiredProcess>(dir, std::move(args));
   if (server->WaitListening(1).empty()) {
     std::fprintf(stderr, "jobwired did not start:\n%s\n",
                  server->log().c_str());

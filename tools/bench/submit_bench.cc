@@ -34,6 +34,7 @@
 //   submit_bench [--seconds 3] [--only submit|event|idle] [--dir /tmp]
 //                [--rate 1000] [--watchers 100] [--idle-streams 10000]
 //                [--channels 100] [--sync full|normal|off]
+//                [--db postgres:CONNINFO] (PostgreSQL instead of SQLite)
 //                [--raw1 N --raw1000 N] [--jobwired PATH] [--append FILE]
 //                [--callers 1,16,64] [--transport tcp|unix]
 //                [--ab PATH [--rounds N]] [--ab-webhooks terminal|state]
@@ -127,6 +128,8 @@ struct Flags {
   // jobwired --synchronous: full (the benchmark); normal or off only to see
   // how much of the time is the disk.
   std::string sync = "full";
+  // jobwired --db: a PostgreSQL database (postgres:...); empty: SQLite.
+  std::string db;
   double raw1 = 0;
   double raw1000 = 0;
   std::string jobwired;  // empty: this build's
@@ -145,7 +148,7 @@ struct Flags {
 };
 
 ServerConfig ServerConfigOf(const Flags& flags) {
-  return ServerConfig{flags.dir, flags.sync, flags.jobwired, {}};
+  return ServerConfig{flags.dir, flags.sync, flags.jobwired, {}, flags.db};
 }
 
 double Micros(Clock::duration d) {
@@ -1125,6 +1128,8 @@ int Main(int argc, char** argv) {
     } else if (a == "--channels") {
       ok = ok && absl::SimpleAtoi(v, &flags.channels) && flags.channels > 0 &&
            flags.channels <= 1000;
+    } else if (a == "--db") {
+      flags.db = v;
     } else if (a == "--sync") {
       flags.sync = v;
       ok = ok && (v == "full" || v == "normal" || v == "off");
