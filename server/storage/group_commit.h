@@ -137,13 +137,13 @@ class GroupCommit {
     // every request of the batch (Rollback follows).
     virtual absl::Status Begin(absl::Time now) = 0;
     // Runs `request` (one that this backend enqueued, so it may
-    // static_cast it to its own type) and completes its writes. On an
-    // error, the backend forgets what it holds of the request in memory
-    // (events, cached rows), and the writer then asks Failed().
+    // static_cast it to its own type) and completes its writes (e.g.
+    // flushes rows it buffered). On an error the writer then calls Failed().
     virtual absl::Status Apply(Request& request) = 0;
-    // Right after Apply (or ReleaseSavepoint) failed: what the request
-    // left in the transaction. The backend forgets what it holds of the
-    // request in memory by now.
+    // Right after Apply (or ReleaseSavepoint) failed: drops what the backend
+    // holds in memory of that request alone (its events, cached rows,
+    // counters; the backend marks them at the start of each Apply), and says
+    // what the request left in the transaction.
     virtual Residue Failed() = 0;
     // On a rerun, around each request: a savepoint before Apply;
     // after an Apply that succeeded, its release; after one that failed,
