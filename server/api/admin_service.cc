@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
 #include "server/common/errors.h"
+#include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/core/validation.h"
 #include "server/transport/grpc_status.h"
@@ -281,6 +282,12 @@ AdminServiceImpl::AdminServiceImpl(Options options, Clock* clock,
       clock_(clock),
       executor_(executor),
       start_time_(clock->Now()) {}
+
+AdminServiceImpl::~AdminServiceImpl() {
+  if (!backups_.WaitUntilEmpty(absl::Seconds(5))) {
+    JW_LOG(WARNING) << backups_.size() << " backup streams outlive the service";
+  }
+}
 
 void AdminServiceImpl::SetListeners(std::vector<std::string> listeners) {
   absl::MutexLock lock(&mu_);

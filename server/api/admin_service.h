@@ -86,6 +86,9 @@ class AdminServiceImpl final
   // `clock` and `executor` are not owned and must outlive the service.
   // Start time is clock->Now() at construction.
   AdminServiceImpl(Options options, Clock* clock, Executor* executor);
+  // A Backup stream's last step (on the Executor) may still run after its
+  // call ended: waits up to 5 s (real time) until every one has let go.
+  ~AdminServiceImpl() override;
 
   // Refuses new Backups (UNAVAILABLE + RetryInfo) and finishes those in
   // progress with the same status; returns at once (each removes its file,

@@ -73,7 +73,7 @@ class HealthServiceImpl::WatchReactor final
         // The client went away; finish now rather than wait for OnCancel.
         finished_ = true;
         next = Next::kFinish;
-        finish_with = grpc::Status(grpc::StatusCode::CANCELLED, "write failed");
+        finish_with = ToGrpcStatus(absl::CancelledError("write failed"));
       } else if (has_pending_) {
         has_pending_ = false;
         writing_ = true;
@@ -95,8 +95,7 @@ class HealthServiceImpl::WatchReactor final
       if (finished_) return;
       finished_ = true;
     }
-    Finish(
-        grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+    Finish(ToGrpcStatus(absl::CancelledError("cancelled by the client")));
   }
 
   void OnDone() override {

@@ -1,5 +1,6 @@
 #include "server/scheduling/dispatcher.h"
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,9 +31,12 @@ struct Sent {
 // it with its lock held, as the real stream reactor is.
 class RecordingConnection final : public WorkerConnection {
  public:
-  const AssignEncoder& assign_encoder() const override {
-    return JobAssignEncoder();
-  }
+  // `encoder` makes JobAssigns; not owned.
+  explicit RecordingConnection(
+      const AssignEncoder* encoder = &JobAssignEncoder())
+      : encoder_(encoder) {}
+
+  const AssignEncoder& assign_encoder() const override { return *encoder_; }
   void SendAssign(std::unique_ptr<EncodedAssign> assign) override {
     const Job& job = static_cast<JobAssign&>(*assign).job;
     Add({"assign", job.id, job.attempt, ""});
@@ -76,8 +80,24 @@ class RecordingConnection final : public WorkerConnection {
     sent_.push_back(std::move(s));
   }
 
+  const AssignEncoder* const encoder_;
   absl::Mutex mu_;
   std::vector<Sent> sent_ ABSL_GUARDED_BY(mu_);
+};
+
+// Encodes assigns as JobAssigns and, while doing so, takes the Dispatcher's
+// lock (Stats): were it called with that lock held, the test would hang.
+class LockProbingEncoder final : public AssignEncoder {
+ public:
+  void set_dispatcher(Dispatcher* d) { dispatcher_ = d; }
+  std::unique_ptr<EncodedAssign> Encode(
+      const Job& job, absl::Time lease_deadline) const override {
+    if (dispatcher_ != nullptr) dispatcher_->Stats();
+    return JobAssignEncoder().Encode(job, lease_deadline);
+  }
+
+ private:
+  Dispatcher* dispatcher_ = nullptr;
 };
 
 struct JobSpec {
@@ -88,7 +108,9 @@ struct JobSpec {
 
 class DispatcherTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { OpenStore(); }
+
+  void OpenStore() {
     SqliteJobStore::Options options;
     options.path = dir_.db();
     options.clock = &clock_;
@@ -141,6 +163,13 @@ class DispatcherTest : public ::testing::Test {
     absl::StatusOr<Job> job = store_->GetJobBlocking(id);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? *job : Job{};
+  }
+
+  // A connection that lives as long as the fixture.
+  RecordingConnection& NewConnection(
+      const AssignEncoder* encoder = &JobAssignEncoder()) {
+    connections_.push_back(std::make_unique<RecordingConnection>(encoder));
+    return *connections_.back();
   }
 
   int64_t Connect(RecordingConnection* conn,
@@ -206,6 +235,10 @@ class DispatcherTest : public ::testing::Test {
   TempDbDir dir_;
   FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
   FixedRandomSource random_{0.5};
+  LockProbingEncoder probing_encoder_;  // outlives the dispatcher
+  // Outlive the dispatcher and the store, whose callbacks may still call them
+  // after a test's body returned.
+  std::deque<std::unique_ptr<RecordingConnection>> connections_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<SqliteJobStore> store_;
 };
@@ -214,7 +247,7 @@ TEST_F(DispatcherTest, AssignsByPriorityThenAge) {
   StartDispatcher();
   std::vector<Job> jobs =
       Submit({{"default", 0}, {"default", 5}, {"default", 0}, {"default", 9}});
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn);
 
   std::vector<std::string> order;
@@ -229,13 +262,24 @@ TEST_F(DispatcherTest, AssignsByPriorityThenAge) {
   EXPECT_EQ(Get(jobs[2].id).state, JobState::kSucceeded);
 }
 
+TEST_F(DispatcherTest, AssignIsEncodedOutsideTheDispatchersLock) {
+  StartDispatcher();
+  probing_encoder_.set_dispatcher(dispatcher_.get());
+  Job job = SubmitOne();
+  RecordingConnection& conn = NewConnection(&probing_encoder_);
+  Connect(&conn);
+
+  conn.Await("assign", 1);
+  EXPECT_EQ(conn.Assigned(), std::vector<std::string>{job.id});
+}
+
 TEST_F(DispatcherTest, BusyQueuesShareSlotsByTheirWeights) {
   StartDispatcher();
   std::vector<JobSpec> specs;
   for (int i = 0; i < 8; ++i) specs.push_back({"heavy"});
   for (int i = 0; i < 8; ++i) specs.push_back({"light"});
   std::vector<Job> jobs = Submit(specs);
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   Connect(&conn, {{"heavy", 3}, {"light", 1}}, /*slots=*/8);
 
   conn.Await("assign", 8);
@@ -253,7 +297,7 @@ TEST_F(DispatcherTest, ConcurrencyLimitHoldsAQueueUntilALeaseEnds) {
   options.queue_concurrency["q"] = 2;
   StartDispatcher(options);
   std::vector<Job> jobs = Submit({{"q"}, {"q"}, {"q"}});
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn, {{"q", 0}}, /*slots=*/5);
 
   conn.Await("assign", 2);
@@ -274,7 +318,7 @@ TEST_F(DispatcherTest, DispatchPauseHoldsEveryQueueUntilResumed) {
   StartDispatcher();
   ASSERT_TRUE(dispatcher_->SetDispatchPausedBlocking(true, "deploy").ok());
   Job job = SubmitOne();
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   Connect(&conn);
   dispatcher_->Wake();
 
@@ -299,7 +343,7 @@ TEST_F(DispatcherTest, PausedQueueWaitsWhileAnotherQueueOfTheWorkerRuns) {
                   .ok());
   Job held = SubmitOne({"held"});
   Job open = SubmitOne({"open"});
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn, {{"held", 0}, {"open", 0}}, 2);
 
   // The held job was ready first and the worker has a free slot: only the
@@ -331,7 +375,7 @@ TEST_F(DispatcherTest, TimedQueuePauseEndsAtItsResumeTimeOnTheInjectedClock) {
   EXPECT_EQ(row->resume_time, resume);
   Job held = SubmitOne({"held"});
   Job open = SubmitOne({"open"});
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn, {{"held", 0}, {"open", 0}}, 2);
   conn.Await("assign", 1);
   ASSERT_EQ(conn.Assigned(), std::vector<std::string>{open.id});
@@ -365,8 +409,12 @@ TEST_F(DispatcherTest, QueuePauseAndLimitSurviveARestartOfTheDispatcher) {
                                           row->weight = 7;
                                         })
                   .ok());
+  // A restart: the store closes and opens again under a new dispatcher.
   dispatcher_->Stop();
+  store_->Shutdown();
   dispatcher_.reset();
+  store_.reset();
+  OpenStore();
 
   StartDispatcher();
 
@@ -384,7 +432,7 @@ TEST_F(DispatcherTest, ExpiredLeaseCancelsOnTheWorkerAndHandsTheJobBack) {
   options.lease_ttl = absl::Seconds(30);
   StartDispatcher(options);
   Job job = SubmitOne();
-  RecordingConnection silent;
+  RecordingConnection& silent = NewConnection();
   Connect(&silent, {}, 1, "silent");
   silent.Await("assign", 1);
 
@@ -400,7 +448,7 @@ TEST_F(DispatcherTest, ExpiredLeaseCancelsOnTheWorkerAndHandsTheJobBack) {
   EXPECT_EQ(dispatcher_->Stats().lease_expiries, 1);
 
   // The silent session gets nothing more; another worker runs attempt 2.
-  RecordingConnection other;
+  RecordingConnection& other = NewConnection();
   const int64_t session = Connect(&other, {}, 1, "other");
   other.Await("assign", 1);
   ASSERT_EQ(other.Assigned(), std::vector<std::string>{job.id});
@@ -414,7 +462,7 @@ TEST_F(DispatcherTest, ExpiredLeaseCancelsOnTheWorkerAndHandsTheJobBack) {
 TEST_F(DispatcherTest, ReportOfAnAttemptWhoseLeaseEndedIsAborted) {
   StartDispatcher();
   Job job = SubmitOne();
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn);
   conn.Await("assign", 1);
   Job running = Get(job.id);
@@ -428,7 +476,7 @@ TEST_F(DispatcherTest, ReportOfAnAttemptWhoseLeaseEndedIsAborted) {
 TEST_F(DispatcherTest, CancelOfARunningJobReachesItsWorkerAfterTheAssign) {
   StartDispatcher();
   Job job = SubmitOne();
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn);
   conn.Await("assign", 1);
 
@@ -466,7 +514,7 @@ TEST_F(DispatcherTest, CancelOfAJobThatIsNotRunningIsAFailedPrecondition) {
 TEST_F(DispatcherTest, PauseOfARunningJobAskedOfItsWorkerEndsPausedOnAck) {
   StartDispatcher();
   Job job = SubmitOne();
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn);
   conn.Await("assign", 1);
 
@@ -500,7 +548,7 @@ TEST_F(DispatcherTest, ExplainNamesEachGateOfAJob) {
   EXPECT_EQ(gates[0].description,
             "no connected worker serves queue default and kind k");
 
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   const int64_t session = Connect(&conn, {}, 1, "w7");
   conn.Await("assign", 1);
   Job another = SubmitOne();
@@ -525,7 +573,7 @@ TEST_F(DispatcherTest, ExplainNamesEachGateOfAJob) {
 
 TEST_F(DispatcherTest, DrainEndsIdleSessionsAndRefusesNewOnes) {
   StartDispatcher();
-  RecordingConnection conn;
+  RecordingConnection& conn = NewConnection();
   Connect(&conn);
 
   dispatcher_->Drain(clock_.Now() + absl::Minutes(1));
@@ -534,7 +582,7 @@ TEST_F(DispatcherTest, DrainEndsIdleSessionsAndRefusesNewOnes) {
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_EQ(sent[0].what, "drain");
   EXPECT_EQ(sent[1].what, "end");
-  RecordingConnection late;
+  RecordingConnection& late = NewConnection();
   WorkerHello hello;
   hello.worker_id = "late";
   EXPECT_EQ(dispatcher_->AddSession(hello, &late).status().code(),
