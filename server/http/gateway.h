@@ -19,7 +19,8 @@
 // Either way the reply is the response as canonical proto JSON, or the error
 // as google.rpc.Status JSON and its HTTP status (HttpErrorOf).
 //
-// Thread-safety: all functions and methods are thread-safe. Callbacks run
+// Thread-safety: the free functions and Gateway's methods are thread-safe;
+// a LocalCall is filled and started by one thread. Callbacks run
 // on the thread that answered the call (a gRPC callback thread, the
 // executor, the store's writer) and must not block. The channel (and so the
 // server) must outlive every Gateway call; App stops the HTTP face before
