@@ -348,24 +348,44 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
   return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RunBlocking(
-    grpc::CallbackServerContext* context, std::function<absl::Status()> body) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  bool scheduled = executor_->Schedule([reactor, body = std::move(body)] {
-    reactor->Finish(ToGrpcStatus(body()));
-  });
-  if (!scheduled) {
-    reactor->Finish(ToGrpcStatus(ShuttingDownError()));
-  }
-  return reactor;
+void AdminServiceImpl::RunBlocking(const UnaryDone& done,
+                                   std::function<absl::Status()> body) {
+  bool scheduled =
+      executor_->Schedule([done, body = std::move(body)] { done(body()); });
+  if (!scheduled) done(ShuttingDownError());
+}
+
+void AdminServiceImpl::AddUnaryMethods(UnaryMethods* table) {
+  const char* const service = jobwire::v1::AdminService::service_full_name();
+  table->Add(service, "GetServerInfo", this,
+             &AdminServiceImpl::ServeGetServerInfo);
+  table->Add(service, "PauseDispatch", this,
+             &AdminServiceImpl::ServePauseDispatch);
+  table->Add(service, "ResumeDispatch", this,
+             &AdminServiceImpl::ServeResumeDispatch);
+  table->Add(service, "PauseQueue", this, &AdminServiceImpl::ServePauseQueue);
+  table->Add(service, "ResumeQueue", this, &AdminServiceImpl::ServeResumeQueue);
+  table->Add(service, "ListQueues", this, &AdminServiceImpl::ServeListQueues);
+  table->Add(service, "UpdateQueue", this, &AdminServiceImpl::ServeUpdateQueue);
+  table->Add(service, "ListWebhookDeliveries", this,
+             &AdminServiceImpl::ServeListWebhookDeliveries);
+  table->Add(service, "RedeliverWebhook", this,
+             &AdminServiceImpl::ServeRedeliverWebhook);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::GetServerInfoRequest* /*request*/,
+    const jobwire::v1::GetServerInfoRequest* request,
     jobwire::v1::ServerInfo* response) {
-  return RunBlocking(
-      context, [this, response] { return GetServerInfoBlocking(response); });
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServeGetServerInfo,
+                       request, response);
+}
+
+void AdminServiceImpl::ServeGetServerInfo(
+    const jobwire::v1::GetServerInfoRequest& /*request*/,
+    jobwire::v1::ServerInfo* response, UnaryDone done) {
+  RunBlocking(done,
+              [this, response] { return GetServerInfoBlocking(response); });
 }
 
 absl::Status AdminServiceImpl::NeedDispatcher() const {
@@ -554,25 +574,46 @@ grpc::ServerUnaryReactor* AdminServiceImpl::PauseDispatch(
     grpc::CallbackServerContext* context,
     const jobwire::v1::PauseDispatchRequest* request,
     jobwire::v1::DispatchState* response) {
-  return RunBlocking(context, [this, request, response] {
-    return PauseDispatchBlocking(*request, response);
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServePauseDispatch,
+                       request, response);
+}
+
+void AdminServiceImpl::ServePauseDispatch(
+    const jobwire::v1::PauseDispatchRequest& request,
+    jobwire::v1::DispatchState* response, UnaryDone done) {
+  RunBlocking(done, [this, &request, response] {
+    return PauseDispatchBlocking(request, response);
   });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ResumeDispatch(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::ResumeDispatchRequest* /*request*/,
+    const jobwire::v1::ResumeDispatchRequest* request,
     jobwire::v1::DispatchState* response) {
-  return RunBlocking(
-      context, [this, response] { return ResumeDispatchBlocking(response); });
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServeResumeDispatch,
+                       request, response);
+}
+
+void AdminServiceImpl::ServeResumeDispatch(
+    const jobwire::v1::ResumeDispatchRequest& /*request*/,
+    jobwire::v1::DispatchState* response, UnaryDone done) {
+  RunBlocking(done,
+              [this, response] { return ResumeDispatchBlocking(response); });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::PauseQueue(
     grpc::CallbackServerContext* context,
     const jobwire::v1::PauseQueueRequest* request,
     jobwire::v1::Queue* response) {
-  return RunBlocking(context, [this, request, response] {
-    return PauseQueueBlocking(*request, response);
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServePauseQueue,
+                       request, response);
+}
+
+void AdminServiceImpl::ServePauseQueue(
+    const jobwire::v1::PauseQueueRequest& request, jobwire::v1::Queue* response,
+    UnaryDone done) {
+  RunBlocking(done, [this, &request, response] {
+    return PauseQueueBlocking(request, response);
   });
 }
 
@@ -580,25 +621,45 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ResumeQueue(
     grpc::CallbackServerContext* context,
     const jobwire::v1::ResumeQueueRequest* request,
     jobwire::v1::Queue* response) {
-  return RunBlocking(context, [this, request, response] {
-    return ResumeQueueBlocking(*request, response);
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServeResumeQueue,
+                       request, response);
+}
+
+void AdminServiceImpl::ServeResumeQueue(
+    const jobwire::v1::ResumeQueueRequest& request,
+    jobwire::v1::Queue* response, UnaryDone done) {
+  RunBlocking(done, [this, &request, response] {
+    return ResumeQueueBlocking(request, response);
   });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListQueues(
     grpc::CallbackServerContext* context,
-    const jobwire::v1::ListQueuesRequest* /*request*/,
+    const jobwire::v1::ListQueuesRequest* request,
     jobwire::v1::ListQueuesResponse* response) {
-  return RunBlocking(context,
-                     [this, response] { return ListQueuesBlocking(response); });
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServeListQueues,
+                       request, response);
+}
+
+void AdminServiceImpl::ServeListQueues(
+    const jobwire::v1::ListQueuesRequest& /*request*/,
+    jobwire::v1::ListQueuesResponse* response, UnaryDone done) {
+  RunBlocking(done, [this, response] { return ListQueuesBlocking(response); });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::UpdateQueue(
     grpc::CallbackServerContext* context,
     const jobwire::v1::UpdateQueueRequest* request,
     jobwire::v1::Queue* response) {
-  return RunBlocking(context, [this, request, response] {
-    return UpdateQueueBlocking(*request, response);
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServeUpdateQueue,
+                       request, response);
+}
+
+void AdminServiceImpl::ServeUpdateQueue(
+    const jobwire::v1::UpdateQueueRequest& request,
+    jobwire::v1::Queue* response, UnaryDone done) {
+  RunBlocking(done, [this, &request, response] {
+    return UpdateQueueBlocking(request, response);
   });
 }
 
@@ -676,8 +737,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWebhookDeliveries(
     grpc::CallbackServerContext* context,
     const jobwire::v1::ListWebhookDeliveriesRequest* request,
     jobwire::v1::ListWebhookDeliveriesResponse* response) {
-  return RunBlocking(context, [this, request, response] {
-    return ListWebhookDeliveriesBlocking(*request, response);
+  return ServeOverGrpc(context, this,
+                       &AdminServiceImpl::ServeListWebhookDeliveries, request,
+                       response);
+}
+
+void AdminServiceImpl::ServeListWebhookDeliveries(
+    const jobwire::v1::ListWebhookDeliveriesRequest& request,
+    jobwire::v1::ListWebhookDeliveriesResponse* response, UnaryDone done) {
+  RunBlocking(done, [this, &request, response] {
+    return ListWebhookDeliveriesBlocking(request, response);
   });
 }
 
@@ -685,9 +754,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RedeliverWebhook(
     grpc::CallbackServerContext* context,
     const jobwire::v1::RedeliverWebhookRequest* request,
     jobwire::v1::WebhookDeliveryRecord* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  return ServeOverGrpc(context, this, &AdminServiceImpl::ServeRedeliverWebhook,
+                       request, response);
+}
+
+void AdminServiceImpl::ServeRedeliverWebhook(
+    const jobwire::v1::RedeliverWebhookRequest& request,
+    jobwire::v1::WebhookDeliveryRecord* response, UnaryDone done) {
   absl::Status refused;
-  if (request->id() <= 0) {
+  if (request.id() <= 0) {
     refused = InvalidArgumentError("id", "must be a delivery id (> 0)");
   } else if (!options_.webhooks_enabled) {
     refused = FailedPreconditionError(
@@ -698,22 +773,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RedeliverWebhook(
   } else if (options_.store == nullptr) {
     refused = absl::UnimplementedError("no store wired in");
   }
-  if (!refused.ok()) {
-    reactor->Finish(ToGrpcStatus(refused));
-    return reactor;
-  }
+  if (!refused.ok()) return done(refused);
   options_.store->RedeliverWebhook(
-      request->id(),
-      [this, reactor, response](absl::StatusOr<WebhookOutboxRow> row) {
-        if (!row.ok()) {
-          reactor->Finish(ToGrpcStatus(row.status()));
-          return;
-        }
+      request.id(), [this, done = std::move(done),
+                     response](absl::StatusOr<WebhookOutboxRow> row) {
+        if (!row.ok()) return done(row.status());
         WebhookDeliveryToProto(*row, response);
         if (options_.webhooks_wake) options_.webhooks_wake();
-        reactor->Finish(grpc::Status::OK);
+        done(absl::OkStatus());
       });
-  return reactor;
 }
 
 void AdminServiceImpl::Shutdown() {

@@ -36,6 +36,7 @@
 #include "absl/time/time.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "server/api/stream_registry.h"
+#include "server/api/unary_methods.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
 #include "server/scheduling/dispatcher.h"
@@ -166,10 +167,38 @@ class AdminServiceImpl final
       grpc::CallbackServerContext* context,
       const jobwire::v1::BackupRequest* request) override;
 
+  // Adds the unary methods above (all but Backup), as the functions their
+  // gRPC handlers call, to `table` (unary_methods.h).
+  void AddUnaryMethods(UnaryMethods* table);
+
  private:
-  // Runs `body` on the executor and finishes the call with its status.
-  grpc::ServerUnaryReactor* RunBlocking(grpc::CallbackServerContext* context,
-                                        std::function<absl::Status()> body);
+  // The unary methods (unary_methods.h); the gRPC handlers of the same
+  // names call them.
+  void ServeGetServerInfo(const jobwire::v1::GetServerInfoRequest& request,
+                          jobwire::v1::ServerInfo* response, UnaryDone done);
+  void ServePauseDispatch(const jobwire::v1::PauseDispatchRequest& request,
+                          jobwire::v1::DispatchState* response, UnaryDone done);
+  void ServeResumeDispatch(const jobwire::v1::ResumeDispatchRequest& request,
+                           jobwire::v1::DispatchState* response,
+                           UnaryDone done);
+  void ServePauseQueue(const jobwire::v1::PauseQueueRequest& request,
+                       jobwire::v1::Queue* response, UnaryDone done);
+  void ServeResumeQueue(const jobwire::v1::ResumeQueueRequest& request,
+                        jobwire::v1::Queue* response, UnaryDone done);
+  void ServeListQueues(const jobwire::v1::ListQueuesRequest& request,
+                       jobwire::v1::ListQueuesResponse* response,
+                       UnaryDone done);
+  void ServeUpdateQueue(const jobwire::v1::UpdateQueueRequest& request,
+                        jobwire::v1::Queue* response, UnaryDone done);
+  void ServeListWebhookDeliveries(
+      const jobwire::v1::ListWebhookDeliveriesRequest& request,
+      jobwire::v1::ListWebhookDeliveriesResponse* response, UnaryDone done);
+  void ServeRedeliverWebhook(
+      const jobwire::v1::RedeliverWebhookRequest& request,
+      jobwire::v1::WebhookDeliveryRecord* response, UnaryDone done);
+
+  // Runs `body` on the executor and calls `done` with its status.
+  void RunBlocking(const UnaryDone& done, std::function<absl::Status()> body);
   absl::Status NeedDispatcher() const;
   // Every queue (the dispatcher's and those with jobs), with counts; only
   // `name` when it is not empty.

@@ -211,28 +211,40 @@ absl::Status JobServiceImpl::UnavailableIfDraining() const {
   return absl::OkStatus();
 }
 
-void JobServiceImpl::RunBlocking(grpc::ServerUnaryReactor* reactor,
+void JobServiceImpl::RunBlocking(const UnaryDone& done,
                                  std::function<absl::Status()> body) {
-  if (!executor_->Schedule([reactor, body = std::move(body)] {
-        reactor->Finish(ToGrpcStatus(body()));
-      })) {
-    reactor->Finish(ToGrpcStatus(
-        UnavailableError("server is shutting down", options_.retry_delay)));
+  if (!executor_->Schedule([done, body = std::move(body)] { done(body()); })) {
+    done(UnavailableError("server is shutting down", options_.retry_delay));
   }
+}
+
+void JobServiceImpl::AddUnaryMethods(UnaryMethods* table) {
+  const char* const service = v1::JobService::service_full_name();
+  table->Add(service, "SubmitJob", this, &JobServiceImpl::ServeSubmitJob);
+  table->Add(service, "GetJob", this, &JobServiceImpl::ServeGetJob);
+  table->Add(service, "ListJobs", this, &JobServiceImpl::ServeListJobs);
+  table->Add(service, "CancelJob", this, &JobServiceImpl::ServeCancelJob);
+  table->Add(service, "PauseJob", this, &JobServiceImpl::ServePauseJob);
+  table->Add(service, "ResumeJob", this, &JobServiceImpl::ServeResumeJob);
+  table->Add(service, "RetryJob", this, &JobServiceImpl::ServeRetryJob);
+  table->Add(service, "UpdateJob", this, &JobServiceImpl::ServeUpdateJob);
+  table->Add(service, "ExplainJob", this, &JobServiceImpl::ServeExplainJob);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
     grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
     v1::SubmitJobResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeSubmitJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeSubmitJob(const v1::SubmitJobRequest& request,
+                                    v1::SubmitJobResponse* response,
+                                    UnaryDone done) {
   absl::Status status = UnavailableIfDraining();
   absl::StatusOr<Job> job =
-      status.ok() ? PrepareNewJob(*request, "", options_.check_webhook)
-                  : status;
-  if (!job.ok()) {
-    reactor->Finish(ToGrpcStatus(job.status()));
-    return reactor;
-  }
+      status.ok() ? PrepareNewJob(request, "", options_.check_webhook) : status;
+  if (!job.ok()) return done(job.status());
   // Half of the answer is built here, on a gRPC thread: the store keeps what
   // was submitted as given, and `done` runs on its writer thread.
   JobSubmittedToProto(*job, response->mutable_job());
@@ -240,14 +252,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
   jobs.push_back(NewJob{*std::move(job)});
   store_->Submit(
       std::move(jobs),
-      [reactor, response](absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
+      [done = std::move(done),
+       response](absl::StatusOr<std::vector<SubmitOutcome>> outcomes) {
         if (outcomes.ok() && outcomes->size() != 1) {
           outcomes = absl::InternalError("store answered a different count");
         }
-        if (!outcomes.ok()) {
-          reactor->Finish(ToGrpcStatus(outcomes.status()));
-          return;
-        }
+        if (!outcomes.ok()) return done(outcomes.status());
         const SubmitOutcome& outcome = (*outcomes)[0];
         if (outcome.created) {
           JobStoredToProto(outcome.job, response->mutable_job());
@@ -257,9 +267,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
           JobToProto(outcome.job, response->mutable_job());
         }
         response->set_created(outcome.created);
-        reactor->Finish(grpc::Status::OK);
+        done(absl::OkStatus());
       });
-  return reactor;
 }
 
 grpc::ServerBidiReactor<v1::SubmitJobsRequest, v1::SubmitJobsResponse>*
@@ -274,30 +283,37 @@ JobServiceImpl::SubmitJobs(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
     grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
     v1::Job* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = CheckId(request->id());
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-  RunBlocking(reactor, [this, request, response]() -> absl::Status {
-    JW_ASSIGN_OR_RETURN(Job job, store_->GetJobBlocking(request->id()));
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeGetJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeGetJob(const v1::GetJobRequest& request,
+                                 v1::Job* response, UnaryDone done) {
+  absl::Status status = CheckId(request.id());
+  if (!status.ok()) return done(status);
+  RunBlocking(done, [this, &request, response]() -> absl::Status {
+    JW_ASSIGN_OR_RETURN(Job job, store_->GetJobBlocking(request.id()));
     JobToProto(job, response);
     return absl::OkStatus();
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     grpc::CallbackServerContext* context, const v1::ListJobsRequest* request,
     v1::ListJobsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  RunBlocking(reactor, [this, request, response]() -> absl::Status {
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeListJobs, request,
+                       response);
+}
+
+void JobServiceImpl::ServeListJobs(const v1::ListJobsRequest& request,
+                                   v1::ListJobsResponse* response,
+                                   UnaryDone done) {
+  RunBlocking(done, [this, &request, response]() -> absl::Status {
     ListJobsQuery query;
-    query.filter = request->filter();
-    query.order_by = request->order_by();
-    query.page_size = request->page_size();
-    query.page_token = request->page_token();
+    query.filter = request.filter();
+    query.order_by = request.order_by();
+    query.page_size = request.page_size();
+    query.page_token = request.page_token();
     // Each job is converted once, as the store reads it, to learn its
     // serialized size; the page keeps the conversions of the jobs it holds.
     std::vector<v1::Job> converted;
@@ -322,7 +338,6 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     response->set_next_page_token(result.next_page_token);
     return absl::OkStatus();
   });
-  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* JobServiceImpl::WatchJob(
@@ -345,22 +360,16 @@ absl::StatusOr<WatchReactorCore*> JobServiceImpl::NewWatch(
   return NewWatchJobs(watch_deps(), request);
 }
 
-void JobServiceImpl::MutateJob(grpc::ServerUnaryReactor* reactor,
-                               const std::string& id, JobMutation mutation,
+void JobServiceImpl::MutateJob(const std::string& id, JobMutation mutation,
                                const RunningJobHook& running_hook,
-                               const std::string& reason, v1::Job* response) {
+                               const std::string& reason, v1::Job* response,
+                               UnaryDone done) {
   absl::Status status = CheckId(id);
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-    return;
-  }
-  auto answer = [reactor, response](absl::StatusOr<Job> job) {
-    if (!job.ok()) {
-      reactor->Finish(ToGrpcStatus(job.status()));
-      return;
-    }
+  if (!status.ok()) return done(status);
+  auto answer = [done = std::move(done), response](absl::StatusOr<Job> job) {
+    if (!job.ok()) return done(job.status());
     JobToProto(*job, response);
-    reactor->Finish(grpc::Status::OK);
+    done(absl::OkStatus());
   };
   store_->Mutate(
       id, std::move(mutation),
@@ -377,70 +386,85 @@ void JobServiceImpl::MutateJob(grpc::ServerUnaryReactor* reactor,
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
     grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
     v1::Job* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->reason().size() > kMaxReasonBytes) {
-    reactor->Finish(ToGrpcStatus(InvalidArgumentError(
-        "reason", absl::StrCat("is longer than ", kMaxReasonBytes, " bytes"))));
-    return reactor;
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeCancelJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeCancelJob(const v1::CancelJobRequest& request,
+                                    v1::Job* response, UnaryDone done) {
+  if (request.reason().size() > kMaxReasonBytes) {
+    return done(InvalidArgumentError(
+        "reason", absl::StrCat("is longer than ", kMaxReasonBytes, " bytes")));
   }
-  MutateJob(reactor, request->id(), CancelMutation(request->reason()),
-            options_.cancel_running, request->reason(), response);
-  return reactor;
+  MutateJob(request.id(), CancelMutation(request.reason()),
+            options_.cancel_running, request.reason(), response,
+            std::move(done));
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(
     grpc::CallbackServerContext* context, const v1::PauseJobRequest* request,
     v1::Job* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  MutateJob(reactor, request->id(), PauseMutation(), options_.pause_running, "",
-            response);
-  return reactor;
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServePauseJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServePauseJob(const v1::PauseJobRequest& request,
+                                   v1::Job* response, UnaryDone done) {
+  MutateJob(request.id(), PauseMutation(), options_.pause_running, "", response,
+            std::move(done));
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(
     grpc::CallbackServerContext* context, const v1::ResumeJobRequest* request,
     v1::Job* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  MutateJob(reactor, request->id(), ResumeMutation(), nullptr, "", response);
-  return reactor;
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeResumeJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeResumeJob(const v1::ResumeJobRequest& request,
+                                    v1::Job* response, UnaryDone done) {
+  MutateJob(request.id(), ResumeMutation(), nullptr, "", response,
+            std::move(done));
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::RetryJob(
     grpc::CallbackServerContext* context, const v1::RetryJobRequest* request,
     v1::Job* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->additional_attempts() < 0 ||
-      request->additional_attempts() > kMaxMaxAttempts) {
-    reactor->Finish(ToGrpcStatus(
-        InvalidArgumentError("additional_attempts",
-                             absl::StrCat("must be 0 to ", kMaxMaxAttempts))));
-    return reactor;
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeRetryJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeRetryJob(const v1::RetryJobRequest& request,
+                                   v1::Job* response, UnaryDone done) {
+  if (request.additional_attempts() < 0 ||
+      request.additional_attempts() > kMaxMaxAttempts) {
+    return done(InvalidArgumentError(
+        "additional_attempts", absl::StrCat("must be 0 to ", kMaxMaxAttempts)));
   }
-  MutateJob(reactor, request->id(),
-            RetryMutation(request->additional_attempts()), nullptr, "",
-            response);
-  return reactor;
+  MutateJob(request.id(), RetryMutation(request.additional_attempts()), nullptr,
+            "", response, std::move(done));
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::UpdateJob(
     grpc::CallbackServerContext* context, const v1::UpdateJobRequest* request,
     v1::Job* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Status id = CheckId(request->job().id(), "job.id");
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeUpdateJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeUpdateJob(const v1::UpdateJobRequest& request,
+                                    v1::Job* response, UnaryDone done) {
+  const absl::Status id = CheckId(request.job().id(), "job.id");
   absl::StatusOr<JobPatch> patch =
-      id.ok() ? PatchFromProto(request->job(), request->update_mask(), "job",
+      id.ok() ? PatchFromProto(request.job(), request.update_mask(), "job",
                                "update_mask")
               : id;
-  if (!patch.ok()) {
-    reactor->Finish(ToGrpcStatus(patch.status()));
-    return reactor;
-  }
+  if (!patch.ok()) return done(patch.status());
   std::string etag =
-      request->etag().empty() ? request->job().etag() : request->etag();
-  MutateJob(reactor, request->job().id(),
+      request.etag().empty() ? request.job().etag() : request.etag();
+  MutateJob(request.job().id(),
             UpdateMutation(*std::move(patch), std::move(etag)), nullptr, "",
-            response);
-  return reactor;
+            response, std::move(done));
 }
 
 grpc::ServerBidiReactor<v1::BulkUpdateJobsRequest, v1::BulkUpdateJobsResponse>*
@@ -459,18 +483,21 @@ JobServiceImpl::BulkUpdateJobs(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* JobServiceImpl::ExplainJob(
     grpc::CallbackServerContext* context, const v1::ExplainJobRequest* request,
     v1::ExplainJobResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = CheckId(request->id());
+  return ServeOverGrpc(context, this, &JobServiceImpl::ServeExplainJob, request,
+                       response);
+}
+
+void JobServiceImpl::ServeExplainJob(const v1::ExplainJobRequest& request,
+                                     v1::ExplainJobResponse* response,
+                                     UnaryDone done) {
+  absl::Status status = CheckId(request.id());
   if (status.ok() && options_.dispatcher == nullptr) {
     status = absl::UnimplementedError(
         "jobwire.v1.JobService.ExplainJob needs the dispatcher");
   }
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-  RunBlocking(reactor, [this, request, response]() -> absl::Status {
-    JW_ASSIGN_OR_RETURN(Job job, store_->GetJobBlocking(request->id()));
+  if (!status.ok()) return done(status);
+  RunBlocking(done, [this, &request, response]() -> absl::Status {
+    JW_ASSIGN_OR_RETURN(Job job, store_->GetJobBlocking(request.id()));
     JobToProto(job, response->mutable_job());
     for (const ExplainGate& gate : options_.dispatcher->Explain(job)) {
       v1::ExplainJobResponse::Gate* out = response->add_gates();
@@ -479,7 +506,6 @@ grpc::ServerUnaryReactor* JobServiceImpl::ExplainJob(
     }
     return absl::OkStatus();
   });
-  return reactor;
 }
 
 void JobServiceImpl::Tick() {

@@ -1,9 +1,12 @@
 // JobServiceImpl: the jobwire.v1.JobService, on the gRPC callback API.
 //
-// Validate -> convert -> call the store -> convert back. Unary handlers take
-// context->DefaultReactor(): reads (GetJob, ListJobs) run on the Executor;
-// writes (SubmitJob, CancelJob, ...) go through the store's asynchronous
-// write and finish in its `done` callback, after the commit is durable.
+// Validate -> convert -> call the store -> convert back. Each unary method is
+// written once, as a ServeFoo function (unary_methods.h) that the gRPC
+// handler calls with a `done` finishing its context->DefaultReactor(), and
+// the HTTP face calls through AddUnaryMethods' table: reads (GetJob,
+// ListJobs) run on the Executor; writes (SubmitJob, CancelJob, ...) go
+// through the store's asynchronous write and answer in its `done` callback,
+// after the commit is durable.
 // Streams are reactor classes: WatchJob/WatchJobs in watch_reactors.h,
 // SubmitJobs here. No handler blocks a gRPC thread.
 //
@@ -51,6 +54,7 @@
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/api/bulk_update.h"
 #include "server/api/stream_registry.h"
+#include "server/api/unary_methods.h"
 #include "server/api/watch_reactors.h"
 #include "server/common/clock.h"
 #include "server/common/executor.h"
@@ -154,6 +158,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
       const v1::ExplainJobRequest* request,
       v1::ExplainJobResponse* response) override;
 
+  // Adds the unary methods above (all but the streams), as the functions
+  // their gRPC handlers call, to `table` (unary_methods.h).
+  void AddUnaryMethods(UnaryMethods* table);
+
   // A watch for a face other than gRPC (the HTTP face's Server-Sent Events),
   // to Begin() on the caller's sink (watch_sink.h): the same validation
   // (INVALID_ARGUMENT), core and registry as WatchJob / WatchJobs, so it
@@ -183,27 +191,47 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   size_t buffered_messages();
 
  private:
-  // The three shapes of a unary handler. Each takes
-  // context->DefaultReactor() and finishes it exactly once, through
-  // ToGrpcStatus:
-  //  1. inline, on the gRPC thread, for microseconds of in-memory work
-  //     (refusing bad input, ExplainJob's validation);
+  // The unary methods (unary_methods.h); the gRPC handlers of the same
+  // names and the HTTP face's in-process calls both call them. Each calls
+  // `done` exactly once, in one of three shapes:
+  //  1. inline, on the calling thread (gRPC's or the HTTP thread), for
+  //     microseconds of in-memory work (refusing bad input, ExplainJob's
+  //     validation);
   //  2. RunBlocking: the body runs on the Executor (reads: SQLite, files);
-  //  3. finish in the store's completion: a write (SubmitJob, MutateJob,
-  //     UpdateJob, AdminService::RedeliverWebhook) hands the
-  //     reactor to the store's asynchronous write, whose `done` finishes it
-  //     once the commit is durable. No Executor hop: `done` runs on the
-  //     store's completion thread (or its writer when that is idle,
-  //     job_store.h), so it must only convert and Finish, never block.
-  // Runs `body` on the Executor and finishes `reactor` with its status
+  //  3. in the store's completion: a write (SubmitJob, MutateJob, UpdateJob,
+  //     AdminService::RedeliverWebhook) hands `done` to the store's
+  //     asynchronous write, which calls it once the commit is durable. No
+  //     Executor hop: `done` runs on the store's completion thread (or its
+  //     writer when that is idle, job_store.h), so it must only convert and
+  //     answer, never block.
+  // gRPC's `done` finishes the reactor through ToGrpcStatus.
+  void ServeSubmitJob(const v1::SubmitJobRequest& request,
+                      v1::SubmitJobResponse* response, UnaryDone done);
+  void ServeGetJob(const v1::GetJobRequest& request, v1::Job* response,
+                   UnaryDone done);
+  void ServeListJobs(const v1::ListJobsRequest& request,
+                     v1::ListJobsResponse* response, UnaryDone done);
+  void ServeCancelJob(const v1::CancelJobRequest& request, v1::Job* response,
+                      UnaryDone done);
+  void ServePauseJob(const v1::PauseJobRequest& request, v1::Job* response,
+                     UnaryDone done);
+  void ServeResumeJob(const v1::ResumeJobRequest& request, v1::Job* response,
+                      UnaryDone done);
+  void ServeRetryJob(const v1::RetryJobRequest& request, v1::Job* response,
+                     UnaryDone done);
+  void ServeUpdateJob(const v1::UpdateJobRequest& request, v1::Job* response,
+                      UnaryDone done);
+  void ServeExplainJob(const v1::ExplainJobRequest& request,
+                       v1::ExplainJobResponse* response, UnaryDone done);
+
+  // Runs `body` on the Executor and calls `done` with its status
   // (UNAVAILABLE + RetryInfo when the Executor has shut down).
-  void RunBlocking(grpc::ServerUnaryReactor* reactor,
-                   std::function<absl::Status()> body);
+  void RunBlocking(const UnaryDone& done, std::function<absl::Status()> body);
   // Applies a state-changing mutation to job `id` and answers with the job
   // (shape 3 above).
-  void MutateJob(grpc::ServerUnaryReactor* reactor, const std::string& id,
-                 JobMutation mutation, const RunningJobHook& running_hook,
-                 const std::string& reason, v1::Job* response);
+  void MutateJob(const std::string& id, JobMutation mutation,
+                 const RunningJobHook& running_hook, const std::string& reason,
+                 v1::Job* response, UnaryDone done);
   absl::Status UnavailableIfDraining() const;
   WatchDeps watch_deps();
   void TickerLoop();

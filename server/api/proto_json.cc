@@ -17,7 +17,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -318,6 +320,273 @@ void AppendMessage(const Message& m, std::string* out) {
 
 void AppendProtoJson(const Message& message, std::string* out) {
   AppendMessage(message, out);
+}
+
+namespace {
+
+// --- Reading (ParseProtoJsonDirect) ---
+
+// Integers of smaller magnitude read back exactly from a JSON number (a
+// double); 2^53 itself is also what 2^53 + 1 reads as.
+constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
+
+bool IsWellKnown(const Descriptor* d, absl::string_view name) {
+  return d->full_name() == name;
+}
+
+// An integer field's value from a JSON number or a quoted integer.
+template <typename T>
+bool ReadInteger(const google::protobuf::Value& v, T* out) {
+  if (v.kind_case() == google::protobuf::Value::kNumberValue) {
+    const double d = v.number_value();
+    if (!(std::fabs(d) < kMaxExactInteger) || d != std::trunc(d)) {
+      return false;
+    }
+    if (d < static_cast<double>(std::numeric_limits<T>::min()) ||
+        d > static_cast<double>(std::numeric_limits<T>::max())) {
+      return false;
+    }
+    *out = static_cast<T>(d);
+    return true;
+  }
+  if (v.kind_case() == google::protobuf::Value::kStringValue) {
+    absl::string_view text = v.string_value();
+    absl::string_view digits = text;
+    if (!digits.empty() && digits[0] == '-') digits.remove_prefix(1);
+    if (digits.empty() || digits.size() > 18 ||
+        (digits.size() > 1 && digits[0] == '0')) {
+      return false;
+    }
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+    }
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(text, &n)) return false;
+    if (n < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+        (n > 0 && static_cast<uint64_t>(n) >
+                      static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+      return false;
+    }
+    *out = static_cast<T>(n);
+    return true;
+  }
+  return false;
+}
+
+bool FillMessage(const google::protobuf::Struct& object, Message* m);
+
+// Sets (or, for a repeated field, adds) `f` of `m` from `v`.
+bool SetValue(const google::protobuf::Value& v, const FieldDescriptor* f,
+              Message* m) {
+  const Reflection* r = m->GetReflection();
+  const bool add = f->is_repeated();
+  switch (f->cpp_type()) {
+#define JW_READ_INTEGER(CPPTYPE, T, Add, Set) \
+  case FieldDescriptor::CPPTYPE: {            \
+    T n{};                                    \
+    if (!ReadInteger<T>(v, &n)) return false; \
+    add ? r->Add(m, f, n) : r->Set(m, f, n);  \
+    return true;                              \
+  }
+    JW_READ_INTEGER(CPPTYPE_INT32, int32_t, AddInt32, SetInt32)
+    JW_READ_INTEGER(CPPTYPE_INT64, int64_t, AddInt64, SetInt64)
+    JW_READ_INTEGER(CPPTYPE_UINT32, uint32_t, AddUInt32, SetUInt32)
+    JW_READ_INTEGER(CPPTYPE_UINT64, uint64_t, AddUInt64, SetUInt64)
+#undef JW_READ_INTEGER
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+    case FieldDescriptor::CPPTYPE_FLOAT: {
+      if (v.kind_case() != google::protobuf::Value::kNumberValue) return false;
+      const double d = v.number_value();
+      if (f->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
+        add ? r->AddDouble(m, f, d) : r->SetDouble(m, f, d);
+        return true;
+      }
+      if (std::fabs(d) > std::numeric_limits<float>::max()) return false;
+      const float x = static_cast<float>(d);
+      add ? r->AddFloat(m, f, x) : r->SetFloat(m, f, x);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      if (v.kind_case() != google::protobuf::Value::kBoolValue) return false;
+      add ? r->AddBool(m, f, v.bool_value()) : r->SetBool(m, f, v.bool_value());
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const google::protobuf::EnumValueDescriptor* e = nullptr;
+      if (v.kind_case() == google::protobuf::Value::kStringValue) {
+        e = f->enum_type()->FindValueByName(v.string_value());
+      } else {
+        int32_t n = 0;
+        if (v.kind_case() == google::protobuf::Value::kNumberValue &&
+            ReadInteger<int32_t>(v, &n)) {
+          e = f->enum_type()->FindValueByNumber(n);
+        }
+      }
+      if (e == nullptr) return false;
+      add ? r->AddEnum(m, f, e) : r->SetEnum(m, f, e);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_STRING: {
+      if (f->type() == FieldDescriptor::TYPE_BYTES ||
+          v.kind_case() != google::protobuf::Value::kStringValue) {
+        return false;
+      }
+      add ? r->AddString(m, f, v.string_value())
+          : r->SetString(m, f, v.string_value());
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_MESSAGE: {
+      const Descriptor* d = f->message_type();
+      Message* sub = add ? r->AddMessage(m, f) : r->MutableMessage(m, f);
+      if (IsWellKnown(d, "google.protobuf.Struct")) {
+        if (v.kind_case() != google::protobuf::Value::kStructValue) {
+          return false;
+        }
+        sub->CopyFrom(v.struct_value());
+        return true;
+      }
+      if (IsWellKnown(d, "google.protobuf.Value")) {
+        sub->CopyFrom(v);
+        return true;
+      }
+      if (IsWellKnown(d, "google.protobuf.ListValue")) {
+        if (v.kind_case() != google::protobuf::Value::kListValue) return false;
+        sub->CopyFrom(v.list_value());
+        return true;
+      }
+      // Any other well-known type has a JSON form of its own.
+      if (d->file()->package() == "google.protobuf") return false;
+      if (v.kind_case() != google::protobuf::Value::kStructValue) return false;
+      return FillMessage(v.struct_value(), sub);
+    }
+  }
+  return false;
+}
+
+// The field a JSON key names: by its json_name, else by its name.
+const FieldDescriptor* FieldOfKey(const Descriptor* d, const std::string& key) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    if (d->field(i)->json_name() == key) return d->field(i);
+  }
+  return d->FindFieldByName(key);
+}
+
+bool FillMessage(const google::protobuf::Struct& object, Message* m) {
+  const Descriptor* d = m->GetDescriptor();
+  const Reflection* r = m->GetReflection();
+  // Fields already set from this object: a second key naming one (its
+  // json_name and its name) is left to protobuf.
+  absl::InlinedVector<const FieldDescriptor*, 8> seen;
+  for (const auto& [key, v] : object.fields()) {
+    const FieldDescriptor* f = FieldOfKey(d, key);
+    if (f == nullptr) return false;
+    if (std::find(seen.begin(), seen.end(), f) != seen.end()) return false;
+    seen.push_back(f);
+    if (v.kind_case() == google::protobuf::Value::kNullValue ||
+        v.kind_case() == google::protobuf::Value::KIND_NOT_SET) {
+      return false;
+    }
+    if (const auto* oneof = f->containing_oneof();
+        oneof != nullptr && r->HasOneof(*m, oneof)) {
+      return false;
+    }
+    if (f->is_map()) {
+      if (v.kind_case() != google::protobuf::Value::kStructValue) return false;
+      const Descriptor* entry = f->message_type();
+      const FieldDescriptor* key_field = entry->map_key();
+      const FieldDescriptor* value_field = entry->map_value();
+      if (key_field->cpp_type() != FieldDescriptor::CPPTYPE_STRING) {
+        return false;
+      }
+      for (const auto& [k, item] : v.struct_value().fields()) {
+        if (item.kind_case() == google::protobuf::Value::kNullValue) {
+          return false;
+        }
+        Message* e = r->AddMessage(m, f);
+        e->GetReflection()->SetString(e, key_field, k);
+        if (!SetValue(item, value_field, e)) return false;
+      }
+      continue;
+    }
+    if (f->is_repeated()) {
+      if (v.kind_case() != google::protobuf::Value::kListValue) return false;
+      for (const google::protobuf::Value& item : v.list_value().values()) {
+        if (item.kind_case() == google::protobuf::Value::kNullValue) {
+          return false;
+        }
+        if (!SetValue(item, f, m)) return false;
+      }
+      continue;
+    }
+    if (!SetValue(v, f, m)) return false;
+  }
+  return true;
+}
+
+// Members of all objects in the JSON text `json`: its ':' outside strings.
+size_t CountMembers(absl::string_view json) {
+  size_t n = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == ':') {
+      ++n;
+    }
+  }
+  return n;
+}
+
+size_t CountMembers(const google::protobuf::Value& v);
+
+size_t CountMembers(const google::protobuf::Struct& s) {
+  size_t n = s.fields_size();
+  for (const auto& [key, v] : s.fields()) n += CountMembers(v);
+  return n;
+}
+
+size_t CountMembers(const google::protobuf::Value& v) {
+  if (v.kind_case() == google::protobuf::Value::kStructValue) {
+    return CountMembers(v.struct_value());
+  }
+  size_t n = 0;
+  if (v.kind_case() == google::protobuf::Value::kListValue) {
+    for (const auto& item : v.list_value().values()) n += CountMembers(item);
+  }
+  return n;
+}
+
+}  // namespace
+
+bool ParseProtoJsonDirect(absl::string_view json, Message* message) {
+  google::protobuf::Arena arena;
+  auto* object =
+      google::protobuf::Arena::CreateMessage<google::protobuf::Struct>(&arena);
+  if (!ParseStructJson(json, "body", object).ok()) return false;
+  // A key given twice in one object: struct_json keeps the last, protobuf
+  // may merge both; left to protobuf.
+  if (CountMembers(*object) != CountMembers(json)) return false;
+  return FillMessage(*object, message);
+}
+
+absl::Status ParseProtoJson(absl::string_view json, Message* message) {
+  if (ParseProtoJsonDirect(json, message)) return absl::OkStatus();
+  message->Clear();
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), message,
+      options);
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.code()),
+                      std::string(status.message()));
 }
 
 }  // namespace jobwire

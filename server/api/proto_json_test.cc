@@ -4,14 +4,17 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/timestamp.pb.h>
+#include <google/protobuf/util/field_comparator.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "jobwire/v1/job.pb.h"
+#include "jobwire/v1/job_service.pb.h"
 
 namespace jobwire::test {
 namespace {
@@ -212,6 +215,109 @@ TEST(ProtoJsonTest, TimesAndDurationsAreWrittenAsProtobufWritesThem) {
     std::string theirs;
     ASSERT_TRUE(MessageToJsonString(*m, &theirs).ok());
     EXPECT_EQ(text(*m), theirs);
+  }
+}
+
+// --- Reading ---
+
+// Protobuf's reading of `json` into a fresh `T`: its status, and the
+// message when OK.
+template <typename T>
+std::pair<absl::Status, T> ReadByProtobuf(const std::string& json) {
+  T m;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = JsonStringToMessage(json, &m, options);
+  return {absl::Status(static_cast<absl::StatusCode>(status.code()),
+                       std::string(status.message())),
+          m};
+}
+
+TEST(ParseProtoJsonTest, ReadsRequestBodiesDirectlyAsProtobufDoes) {
+  const std::string bodies[] = {
+      // http_bench's body.
+      R"({"job":{"queue":"bench","kind":"resize-image","args":{"width":640,)"
+      R"("height":480,"src":"s3://bucket/key.png"},"labels":{"tenant":)"
+      R"("acme"}},"requestId":"j-1"})",
+      "{}",
+      " { \"job\" : { } } ",
+      // Proto names as well as json names; enums by name and number;
+      // integers as quoted digits and as integral doubles.
+      R"({"request_id":"r","job":{"max_attempts":"5","priority":-3,)"
+      R"("state":"STATE_RUNNING","attempt":2.0}})",
+      R"({"job":{"state":3,"lastSeq":"9007199254740993",)"
+      R"("retryPolicy":{"multiplier":1.5,"jitter":0}}})",
+      // Nested Structs, lists, escapes and unicode in args.
+      R"({"job":{"args":{"a":[1,"x",true,null,{"b":[]}],"s":"\"\\\u00e9\n"},)"
+      R"("result":{"data":{"k":{}}},"error":{"retryable":true,"message":"m"}}})",
+  };
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body);
+    auto [status, want] = ReadByProtobuf<v1::SubmitJobRequest>(body);
+    ASSERT_TRUE(status.ok()) << status;
+    v1::SubmitJobRequest got;
+    ASSERT_TRUE(ParseProtoJsonDirect(body, &got));
+    EXPECT_TRUE(MessageDifferencer::Equals(got, want))
+        << got.DebugString() << "\nvs\n"
+        << want.DebugString();
+  }
+}
+
+// Equal messages, NaN equal to NaN.
+bool SameMessage(const Message& a, const Message& b) {
+  google::protobuf::util::DefaultFieldComparator comparator;
+  comparator.set_treat_nan_as_equal(true);
+  MessageDifferencer differencer;
+  differencer.set_field_comparator(&comparator);
+  return differencer.Compare(a, b);
+}
+
+TEST(ParseProtoJsonTest, LeavesToProtobufWhatItDoesNotReadExactly) {
+  const std::string bodies[] = {
+      // Not JSON, or not an object.
+      "{not json",
+      "[]",
+      "5",
+      R"({"job":)",
+      "",
+      // Unknown fields, nulls, wrong types.
+      R"({"colour":"red"})",
+      R"({"job":{"colour":1}})",
+      R"({"job":null})",
+      R"({"job":{"kind":5}})",
+      R"({"job":{"priority":"high"}})",
+      R"({"job":{"priority":1.5}})",
+      R"({"job":{"priority":3000000000}})",
+      R"({"job":{"priority":"007"}})",
+      R"({"job":{"priority":" 7"}})",
+      R"({"job":{"lastSeq":9007199254740993}})",
+      R"({"job":{"labels":[]}})",
+      R"({"job":{"labels":{"a":1}}})",
+      R"({"job":{"args":[1]}})",
+      R"({"job":{"state":"STATE_BOGUS"}})",
+      R"({"job":{"state":99}})",
+      R"({"job":{"retryPolicy":{"multiplier":"NaN"}}})",
+      // The same field twice, by one name or by both.
+      R"({"requestId":"a","request_id":"b"})",
+      R"({"job":{"args":{"a":1}},"job":{"kind":"k"}})",
+      R"({"job":{"labels":{"a":"1","a":"2"}}})",
+      // Types with JSON forms of their own.
+      R"({"job":{"payload":"aGk="}})",
+      R"({"job":{"scheduleTime":"2026-01-02T03:04:05Z"}})",
+      R"({"job":{"scheduleTime":"yesterday"}})",
+      R"({"job":{"attemptTimeout":"1.5s"}})",
+  };
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body);
+    v1::SubmitJobRequest direct;
+    EXPECT_FALSE(ParseProtoJsonDirect(body, &direct));
+    auto [want_status, want] = ReadByProtobuf<v1::SubmitJobRequest>(body);
+    v1::SubmitJobRequest got;
+    const absl::Status status = ParseProtoJson(body, &got);
+    EXPECT_EQ(status, want_status);
+    if (status.ok()) {
+      EXPECT_TRUE(SameMessage(got, want));
+    }
   }
 }
 

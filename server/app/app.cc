@@ -618,6 +618,14 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.write_timeout = options_.http_write_timeout;
   http.draining = [this] { return draining(); };
   http.watches = job_service_.get();
+  // The JSON routes call the services' unary methods in process, counted
+  // with the gRPC calls for the drain (Stop).
+  unary_methods_ = std::make_unique<UnaryMethods>();
+  job_service_->AddUnaryMethods(unary_methods_.get());
+  admin_service_->AddUnaryMethods(unary_methods_.get());
+  http.unary = unary_methods_.get();
+  http.open_calls = open_calls_;
+  http.call_timeout = options_.http_call_timeout;
   // Rendered on the executor (it reads /proc and takes the dispatcher's
   // lock), never on the HTTP thread.
   http.metrics = [metrics = metrics_.get(), executor = executor_.get()](
@@ -802,6 +810,7 @@ void App::Stop() {
   if (webhooks_ != nullptr) webhooks_->Stop();
   if (store_ != nullptr) store_->Shutdown();
   http_.reset();
+  unary_methods_.reset();
   if (acceptor_ != nullptr) acceptor_->Stop();
   server_.reset();
   tcp_handoff_.reset();

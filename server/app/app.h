@@ -32,6 +32,7 @@
 #include "server/api/admin_service.h"
 #include "server/api/health_service.h"
 #include "server/api/job_service.h"
+#include "server/api/unary_methods.h"
 #include "server/api/worker_service.h"
 #include "server/app/server_options.h"
 #include "server/common/clock.h"
@@ -140,6 +141,9 @@ class App {
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
+  // The unary methods of job_service_ and admin_service_, which http_ calls
+  // for its JSON routes; outlives http_.
+  std::unique_ptr<UnaryMethods> unary_methods_;
   std::vector<std::unique_ptr<UnixSocketGuard>> socket_guards_;
   // Binds and accepts every listener of server_ (connection_acceptor.h),
   // handing connections to gRPC through tcp_handoff_ (TLS when configured)
@@ -153,7 +157,8 @@ class App {
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> tcp_handoff_;
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> unix_handoff_;
   std::unique_ptr<grpc::Server> server_;
-  // Over an in-process channel of server_: stopped and destroyed before it.
+  // Calls unary_methods_, and streaming methods over an in-process channel
+  // of server_: stopped and destroyed before both.
   std::unique_ptr<HttpServer> http_;
 
   std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;

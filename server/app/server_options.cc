@@ -144,6 +144,16 @@ const std::vector<Flag>& Flags() {
          }
          return s;
        }},
+      {"http-call-timeout", "JOBWIRE_HTTP_CALL_TIMEOUT", "DURATION",
+       "a JSON API request not answered within this gets 504, as a gRPC "
+       "call past its deadline (default 60s)",
+       [](const std::string& v, ServerOptions* o) {
+         absl::Status s = ParseNonNegativeDuration(v, &o->http_call_timeout);
+         if (s.ok() && o->http_call_timeout == absl::ZeroDuration()) {
+           return Bad("must be more than 0");
+         }
+         return s;
+       }},
       {"max-connections", "JOBWIRE_MAX_CONNECTIONS", "N",
        "gRPC connections served at once over TCP; more are closed at once "
        "(default 10000, at most the open-file limit less 256)",

@@ -103,6 +103,8 @@ struct ServerOptions {
   // An HTTP response write (an SSE event) the peer does not take within
   // this closes the connection.
   absl::Duration http_write_timeout = absl::Seconds(60);
+  // A JSON API (unary) request not answered within this gets 504.
+  absl::Duration http_call_timeout = absl::Seconds(60);
 
   // Webhooks (server/webhooks). Without a secret file none are sent and
   // SubmitJob refuses jobs with a webhook.

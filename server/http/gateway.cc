@@ -189,6 +189,40 @@ HttpReply HttpErrorOf(const absl::Status& status) {
   return HttpErrorOf(ToGrpcStatus(status));
 }
 
+LocalCall::LocalCall(const UnaryMethods::Method& method)
+    : method_(&method),
+      request_(google::protobuf::MessageFactory::generated_factory()
+                   ->GetPrototype(method.input)
+                   ->New(arena_.get())),
+      response_(google::protobuf::MessageFactory::generated_factory()
+                    ->GetPrototype(method.output)
+                    ->New(arena_.get())) {}
+
+void LocalCall::Unref() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+void LocalCall::Start(std::unique_ptr<LocalCall> owned,
+                      std::function<void(HttpReply)> done) {
+  LocalCall* call = owned.release();
+  call->done_ = std::move(done);
+  // Held until both the answer and the return: a method may answer before
+  // it returns, and must still find its request.
+  call->method_->handler(
+      *call->request_, call->response_, [call](const absl::Status& status) {
+        HttpReply reply;
+        if (status.ok()) {
+          AppendProtoJson(*call->response_, &reply.body);
+        } else {
+          reply = HttpErrorOf(status);
+        }
+        std::function<void(HttpReply)> done = std::move(call->done_);
+        call->Unref();
+        done(std::move(reply));
+      });
+  call->Unref();
+}
+
 Gateway::Gateway(std::shared_ptr<grpc::Channel> channel)
     : channel_(std::move(channel)),
       stub_(channel_),

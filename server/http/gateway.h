@@ -1,23 +1,30 @@
-// Gateway: runs an HTTP route's request through the gRPC service that owns
-// the method, over an in-process channel to the running grpc::Server.
+// How an HTTP route reaches the service that owns its gRPC method.
 //
-// This is how the HTTP face keeps every guarantee of the gRPC API with one
-// implementation: the request goes through the same handler, the same
-// validation and the same interceptors (call counting for a graceful stop)
-// as a gRPC client's.
-// What the in-process channel costs is one serialisation each way and no
-// socket; BENCHMARKS.md measures the JSON route against gRPC.
+// Unary methods (every unary route of JobService and AdminService) are
+// called in process, as plain functions: LocalCall runs the method that
+// UnaryMethods (server/api/unary_methods.h) holds for the route, the same
+// function the gRPC handler calls, so the same validation and code answer,
+// with no serialisation, channel or interceptor in between. The HTTP face
+// keeps what the gRPC path gave such a call: its caller counts it as an open
+// call for a graceful stop, bounds it with a deadline and writes the access
+// log line (http_server.cc).
 //
-// Unary methods (and, for routes on streaming methods that take one request,
-// SubmitJobs and BulkUpdateJobs) answer once with the response as canonical
-// proto JSON, or with the error as google.rpc.Status JSON and its HTTP
-// status (HttpErrorOf). The server-streaming watches (WatchJob, WatchJobs)
-// do not come here: an SSE stream is a watch of its own on the service's
-// watch core, with no gRPC call in between (http_server.h).
+// Gateway: the routes on streaming methods that take one request
+// (SubmitJobs, BulkUpdateJobs) go over an in-process channel to the running
+// grpc::Server, through the same handler and interceptors as a gRPC
+// client's; the reply is their last response. The server-streaming watches
+// (WatchJob, WatchJobs) come to neither: an SSE stream is a watch of its own
+// on the service's watch core (http_server.h).
 //
-// Thread-safety: all methods are thread-safe. Callbacks run on gRPC's
-// callback threads and must not block. The channel (and so the server)
-// must outlive every call; App stops the HTTP face before the server.
+// Either way the reply is the response as canonical proto JSON, or the error
+// as google.rpc.Status JSON and its HTTP status (HttpErrorOf).
+//
+// Thread-safety: the free functions and Gateway's methods are thread-safe;
+// a LocalCall is filled and started by one thread. Callbacks run
+// on the thread that answered the call (a gRPC callback thread, the
+// executor, the store's writer) and must not block. The channel (and so the
+// server) must outlive every Gateway call; App stops the HTTP face before
+// the server.
 #ifndef JOBWIRE_SERVER_HTTP_GATEWAY_H_
 #define JOBWIRE_SERVER_HTTP_GATEWAY_H_
 
@@ -32,7 +39,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/api/inline_arena.h"
+#include "server/api/unary_methods.h"
 #include "server/http/route_table.h"
 
 namespace jobwire {
@@ -61,6 +71,41 @@ HttpReply HttpErrorOf(const absl::Status& status);
 // omitted), as grpcurl and the SDKs print it.
 std::string ToJson(const google::protobuf::Message& message);
 
+// One call of a unary method in process: owns the request and the response
+// on one arena (one allocation for a typical SubmitJob) until the method has
+// answered and returned.
+class LocalCall {
+ public:
+  explicit LocalCall(const UnaryMethods::Method& method);
+  ~LocalCall() = default;
+  LocalCall(const LocalCall&) = delete;
+  LocalCall& operator=(const LocalCall&) = delete;
+
+  // The request, of the method's input type, to fill before Start.
+  google::protobuf::Message* request() { return request_; }
+
+  // Calls the method; `done` gets the reply once, on the thread the method
+  // answered on (maybe this one, before Start returns). The call is freed
+  // once the method has answered and returned.
+  static void Start(std::unique_ptr<LocalCall> call,
+                    std::function<void(HttpReply)> done);
+
+ private:
+  void Unref();
+
+  // Bytes of the arena's inline block: a typical SubmitJob's request and
+  // response (the job, args as a Struct, labels) fit.
+  static constexpr size_t kArenaBytes = 4096;
+
+  InlineArena<kArenaBytes> arena_;
+  const UnaryMethods::Method* const method_;
+  google::protobuf::Message* const request_;
+  google::protobuf::Message* const response_;
+  std::function<void(HttpReply)> done_;
+  // The method's answer and its return each drop one.
+  std::atomic<int> refs_{2};
+};
+
 class Gateway {
  public:
   // `channel`: an in-process channel of the server serving the methods.
@@ -69,9 +114,8 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  // Sends `request` to the route's method; `done` gets the reply once, on a
-  // gRPC thread. Streaming methods are sent the one request and closed;
-  // the reply is their last response.
+  // Sends `request` to the route's method (a streaming one: it is sent the
+  // one request and closed); `done` gets the reply once, on a gRPC thread.
   void Call(const Route& route,
             std::unique_ptr<google::protobuf::Message> request,
             std::function<void(HttpReply)> done);

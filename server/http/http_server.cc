@@ -14,6 +14,7 @@
 #include <boost/url/parse.hpp>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -25,9 +26,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "jobwire/v1/job_service.pb.h"
 #include "server/api/job_service.h"
+#include "server/api/unary_methods.h"
 #include "server/api/watch_reactors.h"
+#include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/http/http_auth.h"
@@ -85,6 +89,32 @@ std::string FrameOf(const WatchMessage& m, bool cursor_is_seq) {
       return "";
   }
 }
+
+// Lets the threads that answer unary calls post to the HTTP thread until
+// Stop() has joined it; later answers are dropped. Shared with every call,
+// which may outlive the server.
+class PostGate {
+ public:
+  explicit PostGate(net::io_context* ioc) : ioc_(ioc) {}
+
+  template <typename Handler>
+  void Post(Handler&& handler) {
+    absl::MutexLock lock(&mu_);
+    if (ioc_ != nullptr) net::post(*ioc_, std::forward<Handler>(handler));
+  }
+
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    ioc_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  net::io_context* ioc_ ABSL_GUARDED_BY(mu_);
+};
+
+// The RetryInfo delay of a unary call refused or cut off by a stop.
+constexpr absl::Duration kStopRetryDelay = absl::Seconds(1);
 
 HttpReply JsonReply(int status, std::string body) {
   HttpReply r;
@@ -157,6 +187,8 @@ class HttpServer::Impl {
     virtual void Drain() = 0;
     // Close now.
     virtual void Close() = 0;
+    // At Stop(): answer a unary call in progress, else close now.
+    virtual void Abort() = 0;
   };
 
   Impl(Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock,
@@ -166,7 +198,8 @@ class HttpServer::Impl {
         auth(AuthOptions(this->options), clock),
         routes(std::move(routes)),
         gateway(std::make_unique<Gateway>(std::move(channel))),
-        ioc(1) {}
+        ioc(1),
+        gate(std::make_shared<PostGate>(&ioc)) {}
 
   static HttpAuth::Options AuthOptions(const Options& options) {
     HttpAuth::Options auth;
@@ -225,6 +258,8 @@ class HttpServer::Impl {
   std::unique_ptr<Gateway> gateway;
   std::atomic<int> connections{0};
   std::atomic<int> event_streams{0};
+  // Unary calls started whose answer has not reached the HTTP thread.
+  std::atomic<int> local_calls{0};
   std::atomic<bool> draining{false};
   std::shared_ptr<const TlsCertificates::PemTexts> tls_pem;
   std::shared_ptr<net::ssl::context> tls_context;
@@ -233,6 +268,9 @@ class HttpServer::Impl {
   // is declared after everything a session touches when destroyed).
   absl::flat_hash_set<SessionBase*> sessions;
   net::io_context ioc;
+  const std::shared_ptr<PostGate> gate;
+  // Set by Stop() on the HTTP thread: unary calls are refused from then on.
+  bool calls_closed = false;
   std::thread thread;
   std::vector<std::unique_ptr<net::ip::tcp::acceptor>> tcp_acceptors;
   std::vector<std::unique_ptr<net::local::stream_protocol::acceptor>>
@@ -265,6 +303,7 @@ class Session final : public HttpServer::Impl::SessionBase,
       : tls_(std::move(tls)),
         stream_(MakeStream(std::move(socket), tls_.get())),
         server_(server),
+        call_timer_(stream_.get_executor()),
         header_timer_(stream_.get_executor()) {
     server_->connections.fetch_add(1);
     server_->sessions.insert(this);
@@ -303,10 +342,22 @@ class Session final : public HttpServer::Impl::SessionBase,
     }
   }
 
+  // At Stop(): a unary call still running is answered 503 (and the
+  // connection closes after the answer); anything else closes now.
+  void Abort() override {
+    if (call_pending_) {
+      keep_alive_ = false;
+      return Answer(call_id_, HttpErrorOf(UnavailableError(
+                                  "server is shutting down", kStopRetryDelay)));
+    }
+    Close();
+  }
+
   void Close() override {
     if (closed_) return;
     closed_ = true;
     header_timer_.cancel();
+    call_timer_.cancel();
     if (watch_ != nullptr && !ended_) watch_->Cancelled();
     beast::error_code ec;
     lowest().socket().shutdown(net::socket_base::shutdown_both, ec);
@@ -536,6 +587,17 @@ class Session final : public HttpServer::Impl::SessionBase,
         !s.ok()) {
       return Write(HttpErrorOf(s));
     }
+    if (const UnaryMethods::Method* unary =
+            server_->options.unary->Find(route.grpc_path)) {
+      auto call = std::make_unique<LocalCall>(*unary);
+      if (absl::Status s =
+              BuildRequest(route, match->bindings, query,
+                           ToView(request_.body()), call->request());
+          !s.ok()) {
+        return Write(HttpErrorOf(s));
+      }
+      return CallLocal(route, caller->name, std::move(call));
+    }
     std::unique_ptr<Message> rpc(
         google::protobuf::MessageFactory::generated_factory()
             ->GetPrototype(route.method->input_type())
@@ -564,6 +626,68 @@ class Session final : public HttpServer::Impl::SessionBase,
       return StartEvents(*rpc, cursor_is_seq);
     }
     server_->gateway->Call(route, std::move(rpc), Replier());
+  }
+
+  // --- Unary calls (gateway.h) ---
+
+  void CallLocal(const Route& route, const std::string& caller,
+                 std::unique_ptr<LocalCall> call) {
+    if (server_->calls_closed) {
+      keep_alive_ = false;
+      return Write(HttpErrorOf(
+          UnavailableError("server is shutting down", kStopRetryDelay)));
+    }
+    if (LogLevelEnabled(LogLevel::kDebug)) {
+      // The line the gRPC server's AccessLog writes for a call.
+      beast::error_code ec;
+      const auto peer = lowest().socket().remote_endpoint(ec);
+      std::ostringstream from;
+      if constexpr (std::is_same_v<Lowest, beast::tcp_stream>) {
+        from << "http:" << peer;
+      } else {
+        from << "http+unix:";
+      }
+      JW_LOG(DEBUG) << "call " << route.grpc_path << " by "
+                    << (caller == "anonymous" ? caller
+                                              : absl::StrCat("token:", caller))
+                    << " from " << (ec ? "http:?" : from.str());
+    }
+    const uint64_t id = ++call_id_;
+    call_pending_ = true;
+    if (server_->options.open_calls != nullptr) {
+      server_->options.open_calls->fetch_add(1);
+    }
+    server_->local_calls.fetch_add(1);
+    call_timer_.expires_after(Chrono(server_->options.call_timeout));
+    call_timer_.async_wait([self = this->shared_from_this(),
+                            id](beast::error_code ec) {
+      if (ec) return;  // answered (or closed) first
+      self->Answer(
+          id, HttpErrorOf(absl::DeadlineExceededError("Deadline Exceeded")));
+    });
+    // The answer comes on the method's thread; it holds the session weakly
+    // (a session is destroyed on the HTTP thread only).
+    // Nothing of the server is touched there but through the gate, which
+    // drops the answer once Stop() has joined the HTTP thread.
+    LocalCall::Start(
+        std::move(call), [server = server_, gate = server_->gate,
+                          open_calls = server_->options.open_calls,
+                          weak = this->weak_from_this(), id](HttpReply reply) {
+          if (open_calls != nullptr) open_calls->fetch_sub(1);
+          gate->Post([server, weak, id, reply = std::move(reply)]() mutable {
+            server->local_calls.fetch_sub(1);
+            if (auto self = weak.lock()) self->Answer(id, std::move(reply));
+          });
+        });
+  }
+
+  // Writes the answer to call `id`, unless it was answered already (by the
+  // deadline or the stop).
+  void Answer(uint64_t id, HttpReply reply) {
+    if (!call_pending_ || id != call_id_) return;
+    call_pending_ = false;
+    call_timer_.cancel();
+    Write(std::move(reply));
   }
 
   void WriteStatic(const StaticFile& file) {
@@ -848,6 +972,12 @@ class Session final : public HttpServer::Impl::SessionBase,
   bool keep_alive_ = true;
   bool closed_ = false;
 
+  // The unary call in progress (gateway.h), if call_pending_: the id of
+  // the last one started; its deadline.
+  uint64_t call_id_ = 0;
+  bool call_pending_ = false;
+  net::steady_timer call_timer_;
+
   // SSE. watch_ is the stream's watch until released; watch_hold_ keeps
   // this session alive from Begin until FinishWatch.
   WatchReactorCore* watch_ = nullptr;
@@ -994,8 +1124,9 @@ absl::Status HttpServer::Impl::Bind() {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     Options options, std::shared_ptr<grpc::Channel> channel, Clock* clock) {
-  if (options.watches == nullptr) {
-    return absl::InvalidArgumentError("HttpServer: Options::watches is unset");
+  if (options.watches == nullptr || options.unary == nullptr) {
+    return absl::InvalidArgumentError(
+        "HttpServer: Options::watches or Options::unary is unset");
   }
   std::vector<const google::protobuf::ServiceDescriptor*> services;
   for (const char* name :
@@ -1007,6 +1138,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     services.push_back(s);
   }
   JW_ASSIGN_OR_RETURN(RouteTable routes, RouteTable::FromServices(services));
+  // Every unary route is served in process, by a method of its types.
+  for (const Route& route : routes.routes()) {
+    if (route.client_streaming() || route.server_streaming()) continue;
+    const UnaryMethods::Method* m = options.unary->Find(route.grpc_path);
+    if (m == nullptr || m->input != route.method->input_type() ||
+        m->output != route.method->output_type()) {
+      return absl::InternalError(
+          absl::StrCat("HttpServer: no unary method of the right types for ",
+                       route.grpc_path, " (", route.pattern, ")"));
+    }
+  }
   auto impl = std::make_unique<Impl>(std::move(options), std::move(channel),
                                      clock, std::move(routes));
   JW_RETURN_IF_ERROR(impl->Bind());
@@ -1047,28 +1189,36 @@ void HttpServer::Stop(absl::Duration timeout) {
   StartShutdown();
   Impl* impl = impl_.get();
   net::post(impl->ioc, [impl] {
+    impl->calls_closed = true;
     std::vector<Impl::SessionBase*> sessions(impl->sessions.begin(),
                                              impl->sessions.end());
     for (Impl::SessionBase* s : sessions) {
-      if (impl->sessions.contains(s)) s->Close();
+      if (impl->sessions.contains(s)) s->Abort();
     }
   });
   // The Close()s cancel the SSE streams' watches; each lets go of its
-  // watch on this thread when the watch has finished.
+  // watch on this thread when the watch has finished. The Abort()s of
+  // sessions with a unary call write its 503 and then close.
   const absl::Time until = absl::Now() + timeout;
   if (!impl->gateway->WaitIdle(timeout)) {
     JW_LOG(WARNING) << "http: " << impl->gateway->open_calls()
                     << " calls still open at stop";
   }
-  while (impl->event_streams.load() > 0 && absl::Now() < until) {
+  while ((impl->event_streams.load() > 0 || impl->connections.load() > 0) &&
+         absl::Now() < until) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   if (impl->event_streams.load() > 0) {
     JW_LOG(WARNING) << "http: " << impl->event_streams.load()
                     << " event streams still open at stop";
   }
+  if (impl->local_calls.load() > 0) {
+    JW_LOG(WARNING) << "http: " << impl->local_calls.load()
+                    << " unary calls unanswered at stop (answered 503)";
+  }
   impl->ioc.stop();
   impl->thread.join();
+  impl->gate->Close();
   impl->socket_guards.clear();
 }
 

@@ -14,9 +14,17 @@
 //
 // What it serves:
 //  - the JSON API: every route of RouteTable (the google.api.http
-//    annotations), sent through the Gateway to the gRPC service, so the
-//    same handler answers and errors are the same google.rpc.Status, in
-//    JSON with the matching HTTP status;
+//    annotations). A unary route calls the method's function in
+//    Options::unary (a LocalCall, gateway.h), the one its gRPC handler
+//    calls; the two routes on streaming methods go through the Gateway's
+//    in-process channel. So the same code answers, and errors are the same
+//    google.rpc.Status, in JSON with the matching HTTP status. A unary call
+//    counts in Options::open_calls while it runs (a graceful stop waits for
+//    it as for a gRPC call), gets Options::call_timeout (then 504
+//    DEADLINE_EXCEEDED, as a gRPC client's deadline) and, at the debug log
+//    level, the access log line of a gRPC call ("call /jobwire.v1.JobService/
+//    SubmitJob by token:ci from http:127.0.0.1:5"). The HTTP thread only
+//    parses and starts it: the method answers on its own threads;
 //  - Server-Sent Events on the server-streaming routes (WatchJob at
 //    /v1/jobs/{id}/events, WatchJobs at /v1/events). Each stream is a watch
 //    of the JobService (Options::watches, JobServiceImpl::NewWatch) whose
@@ -43,10 +51,12 @@
 // end when it finishes them (JobServiceImpl::FinishShutdown).
 // open_event_streams() counts them until they have let go of their watch,
 // so a stop can wait for them as for gRPC calls. Stop() (after
-// grpc::Server::Shutdown, when every call has ended) closes what is left,
-// waits for the streams' watches to be released, and joins the thread; the
-// channel is released, so the server may then be destroyed. The JobService
-// must outlive Stop().
+// grpc::Server::Shutdown, when every call has ended) answers a unary call
+// still running (past the grace period) with 503 UNAVAILABLE and starts no
+// more, closes what is left, waits for the streams' watches to be released
+// and the answers to be written, and joins the thread; the channel is
+// released, so the server may then be destroyed. A method that answers
+// after Stop() has its answer dropped. The services must outlive Stop().
 //
 // Thread-safety: Start, StartShutdown and Stop are called from one thread;
 // the counters are safe from any thread.
@@ -56,6 +66,7 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -73,6 +84,7 @@
 namespace jobwire {
 
 class JobServiceImpl;
+class UnaryMethods;
 
 class HttpServer {
  public:
@@ -114,12 +126,23 @@ class HttpServer {
     // Makes the SSE routes' watches; required, not owned, must outlive
     // Stop().
     JobServiceImpl* watches = nullptr;
+    // Serves every unary route (unary_methods.h); required, not owned, must
+    // outlive Stop() (and the services in it every call).
+    const UnaryMethods* unary = nullptr;
+    // Unary calls in progress are counted here too (the counter of the gRPC
+    // server's calls, call_counter.h); may be null.
+    std::shared_ptr<std::atomic<int>> open_calls;
+    // A unary call not answered within this is answered 504
+    // DEADLINE_EXCEEDED (the method itself runs on).
+    absl::Duration call_timeout = absl::Seconds(60);
   };
 
   // Binds every address and starts serving. `channel` is an in-process
   // channel of the running grpc::Server. Fails: INVALID_ARGUMENT for a
   // non-loopback address without an auth token or required client
-  // certificates, or certificates OpenSSL refuses (or no Options::watches);
+  // certificates, or certificates OpenSSL refuses (or no Options::watches
+  // or Options::unary); INTERNAL when a unary route has no method in
+  // Options::unary, or one of other types;
   // FAILED_PRECONDITION when another server holds a Unix path; UNAVAILABLE
   // when binding fails.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
@@ -136,7 +159,7 @@ class HttpServer {
   // See the class comment. Non-blocking; idempotent.
   void StartShutdown();
   // Closes every connection and joins the thread, waiting up to `timeout`
-  // for gateway calls to end first. Idempotent.
+  // for gateway calls to end and answers to be written first. Idempotent.
   void Stop(absl::Duration timeout);
 
   int open_connections() const;

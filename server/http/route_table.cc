@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/api/annotations.pb.h"
+#include "server/api/proto_json.h"
 #include "server/common/errors.h"
 #include "server/common/status_macros.h"
 #include "server/common/utf8.h"
@@ -287,11 +288,7 @@ absl::Status BuildRequest(const Route& route, const PathBindings& bindings,
       target = request->GetReflection()->MutableMessage(request, f);
     }
     if (absl::StripAsciiWhitespace(body).empty()) body = "{}";
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    const auto status = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(body.data(), body.size()), target,
-        options);
+    const absl::Status status = ParseProtoJson(body, target);
     if (!status.ok()) {
       return InvalidArgumentError(
           "body",
