@@ -159,6 +159,7 @@ class AdminServiceImpl final
   Clock* const clock_;
   Executor* const executor_;
   const absl::Time start_time_;
+  const absl::Time start_monotonic_;  // uptime does not follow clock steps
 
   mutable absl::Mutex mu_;
   std::vector<std::string> listeners_ ABSL_GUARDED_BY(mu_);

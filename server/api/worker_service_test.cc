@@ -343,6 +343,65 @@ TEST_F(WorkerServiceTest, HeartbeatsKeepTheLease) {
   EXPECT_EQ(events_.CountState(id, JobState::kQueued), 1);  // only the submit
 }
 
+// The next message that is not a heartbeat.
+std::optional<ConnectResponse> NextNotHeartbeat(TestWorker& w) {
+  for (;;) {
+    std::optional<ConnectResponse> m = w.Next();
+    if (!m.has_value() || m->kind_case() != ConnectResponse::kHeartbeat) {
+      return m;
+    }
+  }
+}
+
+// #27: a step of the system clock (FakeClock::Set moves only the wall clock)
+// must not expire a lease or an attempt timeout, nor stop them from expiring.
+// A second job's assign shows that a dispatch pass ran after the step: a lease
+// or timeout ended by that pass would send its cancel first.
+TEST_F(WorkerServiceTest,
+       AWallClockStepForwardNeitherExpiresLeasesNorTimeouts) {
+  auto w = Connect("w", {}, /*slots=*/3);
+  Job timed;
+  timed.attempt_timeout = absl::Seconds(10);
+  const std::string timed_id = Submit(timed);
+  const std::string plain_id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  clock_.Set(clock_.Now() + absl::Hours(2));
+  const std::string third = SubmitTo("default");
+  dispatcher_->Wake();
+  auto next = NextNotHeartbeat(*w);
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(next->kind_case(), ConnectResponse::kAssign)
+      << "a wall-clock step ended a lease: " << next->DebugString();
+  EXPECT_EQ(next->assign().job().id(), third);
+  EXPECT_EQ(dispatcher_->Stats().lease_expiries, 0);
+  EXPECT_EQ(Get(timed_id).state, JobState::kRunning);
+  EXPECT_EQ(Get(plain_id).state, JobState::kRunning);
+  // Real time still ends the attempt timeout, 10 s after the assign.
+  clock_.Advance(absl::Seconds(11));
+  dispatcher_->Wake();
+  auto cancel = w->NextOf(ConnectResponse::kCancel);
+  ASSERT_TRUE(cancel.has_value());
+  EXPECT_EQ(cancel->cancel().job_id(), timed_id);
+  EXPECT_EQ(cancel->cancel().reason(), "attempt timeout");
+}
+
+TEST_F(WorkerServiceTest, AWallClockStepBackDoesNotExtendALease) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  clock_.Set(clock_.Now() - absl::Hours(2));
+  // 31 s of silence, the lease being 30 s: it ends as if no step happened.
+  clock_.Advance(absl::Seconds(31));
+  dispatcher_->Wake();
+  auto cancel = w->NextOf(ConnectResponse::kCancel);
+  ASSERT_TRUE(cancel.has_value());
+  EXPECT_EQ(cancel->cancel().reason(), "lease expired");
+  EXPECT_EQ(
+      events_.WaitForTransition(id, JobState::kRunning, JobState::kQueued),
+      "lease expired");
+}
+
 TEST_F(WorkerServiceTest, RetriesExhaustToFailedWithTheLastError) {
   auto w = Connect("w");
   Job job;
