@@ -402,6 +402,55 @@ TEST_F(WorkerServiceTest, AWallClockStepBackDoesNotExtendALease) {
       "lease expired");
 }
 
+// #27: what a worker reports is bounded, so that a job never grows past what
+// a client with gRPC's default 4 MiB limit can read back (GetJob, a watch).
+TEST_F(WorkerServiceTest,
+       ReportsThatWouldOutgrowAClientsMessageLimitAreRejected) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  auto expect_rejected = [&](const v1::ConnectRequest& report,
+                             const std::string& field) {
+    ASSERT_TRUE(w->Send(report));
+    auto rejected = w->NextOf(ConnectResponse::kRejected);
+    ASSERT_TRUE(rejected.has_value());
+    EXPECT_EQ(rejected->rejected().code(), 3);  // INVALID_ARGUMENT
+    EXPECT_NE(rejected->rejected().message().find(field), std::string::npos)
+        << rejected->rejected().message();
+    EXPECT_NE(rejected->rejected().message().find("at most"), std::string::npos)
+        << rejected->rejected().message();
+  };
+  v1::ConnectRequest complete;
+  complete.mutable_complete()->set_job_id(id);
+  complete.mutable_complete()->set_attempt(1);
+  complete.mutable_complete()->mutable_result()->set_payload(
+      std::string((1 << 20) + 1, 'r'));
+  expect_rejected(complete, "complete.result");
+  v1::ConnectRequest checkpoint;
+  checkpoint.mutable_checkpoint()->set_job_id(id);
+  checkpoint.mutable_checkpoint()->set_attempt(1);
+  checkpoint.mutable_checkpoint()->set_data(std::string((512 << 10) + 1, 'c'));
+  expect_rejected(checkpoint, "checkpoint.data");
+  v1::ConnectRequest progress;
+  progress.mutable_progress()->set_job_id(id);
+  progress.mutable_progress()->set_attempt(1);
+  progress.mutable_progress()->set_log(std::string((64 << 10) + 1, 'l'));
+  expect_rejected(progress, "progress.log");
+  v1::ConnectRequest fail;
+  fail.mutable_fail()->set_job_id(id);
+  fail.mutable_fail()->set_attempt(1);
+  fail.mutable_fail()->mutable_error()->set_message(
+      std::string((64 << 10) + 1, 'e'));
+  expect_rejected(fail, "fail.error");
+  // Nothing was written; a report within the limits still completes it.
+  EXPECT_EQ(Get(id).state, JobState::kRunning);
+  complete.mutable_complete()->mutable_result()->set_payload(
+      std::string(1 << 19, 'r'));
+  ASSERT_TRUE(w->Send(complete));
+  ASSERT_TRUE(events_.WaitForState(id, JobState::kSucceeded));
+  EXPECT_EQ(Get(id).result->payload.size(), 1u << 19);
+}
+
 TEST_F(WorkerServiceTest, RetriesExhaustToFailedWithTheLastError) {
   auto w = Connect("w");
   Job job;
