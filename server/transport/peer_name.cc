@@ -1,10 +1,11 @@
 #include "server/transport/peer_name.h"
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -19,12 +20,11 @@ namespace {
 thread_local int named_fd = -1;
 thread_local char named_path[sizeof(sockaddr_un::sun_path)];
 
-using GetPeerNameFn = int (*)(int, sockaddr*, socklen_t*);
-
-GetPeerNameFn LibcGetPeerName() {
-  static const GetPeerNameFn fn =
-      reinterpret_cast<GetPeerNameFn>(::dlsym(RTLD_NEXT, "getpeername"));
-  return fn;
+// The system call that the C library's getpeername wraps (it is no
+// cancellation point and has no other work), so that the override below
+// needs no dlsym.
+int SystemGetPeerName(int fd, sockaddr* addr, socklen_t* len) {
+  return static_cast<int>(::syscall(SYS_getpeername, fd, addr, len));
 }
 
 }  // namespace
@@ -39,7 +39,7 @@ std::string UnixPeerCredentialsOf(int fd) {
 std::string PeerNameOf(int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
-  if (LibcGetPeerName()(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+  if (SystemGetPeerName(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return "unknown";
   }
   char text[INET6_ADDRSTRLEN] = {};
@@ -79,7 +79,7 @@ ScopedUnixPeerName::~ScopedUnixPeerName() { named_fd = -1; }
 // the executable wins over libc's for every library of the process.
 extern "C" int getpeername(int fd, sockaddr* addr, socklen_t* len) {
   const socklen_t capacity = len != nullptr ? *len : 0;
-  const int rc = jobwire::LibcGetPeerName()(fd, addr, len);
+  const int rc = jobwire::SystemGetPeerName(fd, addr, len);
   if (rc != 0 || fd != jobwire::named_fd || addr->sa_family != AF_UNIX) {
     return rc;
   }

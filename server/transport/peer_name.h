@@ -12,7 +12,7 @@
 // around ExternalConnectionAcceptor::HandleNewConnection, where gRPC 1.51
 // reads the peer's address once, synchronously, on the calling thread; so
 // gRPC's peer string of every call on that connection carries the peer's
-// credentials. This file defines getpeername() (it calls the C library's);
+// credentials. This file defines getpeername() (it makes the system call);
 // it changes the answer only for that one fd on that one thread, and only
 // when the peer socket has no name.
 //
