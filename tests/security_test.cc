@@ -253,6 +253,35 @@ TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesIsRefused) {
   EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
 }
 
+// A job whose args are small as JSON but large as a protobuf Struct (one of
+// many small numbers is ~5x its JSON) would pass the 1 MiB JSON check, and
+// then no client with gRPC's default 4 MiB limit could read it back. Submit
+// refuses it with INVALID_ARGUMENT naming the field and the limit.
+TEST_F(SecurityTest, ArgsLargeAsProtobufAreRefusedNamingTheFieldAndLimit) {
+  JobwiredProcess server(dir_, Args());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto stub = v1::JobService::NewStub(ReconnectingChannel(addresses[1]));
+  v1::SubmitJobRequest request;
+  request.mutable_job()->set_kind("k");
+  google::protobuf::ListValue* list =
+      (*request.mutable_job()->mutable_args()->mutable_fields())["n"]
+          .mutable_list_value();
+  for (int i = 0; i < 200000; ++i) list->add_values()->set_number_value(0);
+  ASSERT_GT(request.ByteSizeLong(), 2u << 20);  // 200,000 x "0," is 400 KB
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::SubmitJobResponse response;
+  grpc::Status status = stub->SubmitJob(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "job.args: is "))
+      << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "at most 1048576"))
+      << status.error_message();
+}
+
 // A channel with a connection of its own (not shared with other channels
 // to the same target) and `args`.
 std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target,
@@ -543,13 +572,40 @@ TEST_F(SecurityTest, UnixSocketServesOnlyAllowedPeers) {
     std::vector<std::string> addresses = server.WaitListening(1);
     ASSERT_EQ(addresses.size(), 1u) << server.log();
     EXPECT_EQ(HealthAsNobody(addresses[0]), 0) << flag << server.log();
-    // At debug each Unix peer is logged by uid, gid and pid.
+    // At debug each Unix peer is logged by uid, gid and pid, at accept and
+    // on each call's access line.
     EXPECT_TRUE(absl::StrContains(
         server.log(), "Unix socket connection from uid 65534 gid 65534 pid"))
+        << server.log();
+    EXPECT_TRUE(absl::StrContains(server.log(),
+                                  "call /grpc.health.v1.Health/Check by "
+                                  "anonymous from unix:uid=65534,gid=65534,"
+                                  "pid="))
         << server.log();
     server.Signal(SIGTERM);
     ASSERT_TRUE(server.Exited(absl::Seconds(20)));
   }
+}
+
+// The access line of a call over the Unix socket names the peer process by
+// uid, gid and pid (SO_PEERCRED at accept), so two local clients can be told
+// apart; before, every Unix call read "from unix:".
+TEST_F(SecurityTest, AccessLogNamesEachUnixPeerByUidGidAndPid) {
+  JobwiredProcess server(dir_, Args({"--log-level", "debug"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  ASSERT_TRUE(CheckHealth(addresses[0], absl::Seconds(10)).ok());
+  const std::string line = absl::StrCat(
+      "call /grpc.health.v1.Health/Check by anonymous from unix:", "uid=",
+      ::getuid(), ",gid=", ::getgid(), ",pid=", ::getpid());
+  EXPECT_TRUE(WaitForLog(server, line, absl::Seconds(10))) << server.log();
+  // A TCP peer is still named by its address.
+  ASSERT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+  EXPECT_TRUE(WaitForLog(server,
+                         "call /grpc.health.v1.Health/Check by anonymous "
+                         "from ipv4:127.0.0.1:",
+                         absl::Seconds(10)))
+      << server.log();
 }
 
 TEST_F(SecurityTest, NonLoopbackPlaintextNeedsToBeAskedForByName) {

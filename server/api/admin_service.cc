@@ -281,7 +281,8 @@ AdminServiceImpl::AdminServiceImpl(Options options, Clock* clock,
     : options_(std::move(options)),
       clock_(clock),
       executor_(executor),
-      start_time_(clock->Now()) {}
+      start_time_(clock->Now()),
+      start_monotonic_(clock->Monotonic()) {}
 
 AdminServiceImpl::~AdminServiceImpl() {
   if (!backups_.WaitUntilEmpty(absl::Seconds(5))) {
@@ -297,7 +298,7 @@ void AdminServiceImpl::SetListeners(std::vector<std::string> listeners) {
 absl::Status AdminServiceImpl::GetServerInfoBlocking(
     jobwire::v1::ServerInfo* info) const {
   info->set_version(options_.version);
-  absl::Duration uptime = clock_->Now() - start_time_;
+  absl::Duration uptime = clock_->Monotonic() - start_monotonic_;
   info->mutable_uptime()->set_seconds(absl::ToInt64Seconds(uptime));
   info->mutable_uptime()->set_nanos(static_cast<int32_t>(
       absl::ToInt64Nanoseconds(uptime % absl::Seconds(1))));

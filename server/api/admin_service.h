@@ -212,6 +212,7 @@ class AdminServiceImpl final
   Clock* const clock_;
   Executor* const executor_;
   const absl::Time start_time_;
+  const absl::Time start_monotonic_;  // uptime does not follow clock steps
 
   std::atomic<bool> shutting_down_{false};
   StreamRegistry backups_;

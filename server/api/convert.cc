@@ -7,6 +7,7 @@
 #include "server/api/struct_json.h"
 #include "server/common/errors.h"
 #include "server/common/status_macros.h"
+#include "server/core/validation.h"
 
 namespace jobwire {
 namespace {
@@ -139,8 +140,18 @@ void WebhookToProto(const WebhookSpec& w, v1::Webhook* out) {
   for (int e : w.events) out->add_events(static_cast<v1::Webhook::Event>(e));
 }
 
+absl::Status CheckWireBytes(const google::protobuf::Message& m, size_t limit,
+                            absl::string_view field) {
+  const size_t bytes = m.ByteSizeLong();
+  if (bytes <= limit) return absl::OkStatus();
+  return InvalidArgumentError(
+      field, absl::StrCat("is ", bytes, " bytes as protobuf; at most ", limit,
+                          " (so that any client can read the job back)"));
+}
+
 absl::StatusOr<Progress> ProgressFromProto(const v1::Progress& p,
                                            absl::string_view field) {
+  JW_RETURN_IF_ERROR(CheckWireBytes(p, kMaxProgressWireBytes, field));
   Progress out;
   out.done = p.done();
   out.total = p.total();
@@ -152,6 +163,7 @@ absl::StatusOr<Progress> ProgressFromProto(const v1::Progress& p,
 
 absl::StatusOr<JobResult> ResultFromProto(const v1::JobResult& r,
                                           absl::string_view field) {
+  JW_RETURN_IF_ERROR(CheckWireBytes(r, kMaxResultWireBytes, field));
   JobResult out;
   JW_ASSIGN_OR_RETURN(out.data_json,
                       StructToJson(r.data(), Path(field, "data")));
@@ -161,6 +173,7 @@ absl::StatusOr<JobResult> ResultFromProto(const v1::JobResult& r,
 
 absl::StatusOr<JobError> ErrorFromProto(const v1::JobError& e,
                                         absl::string_view field) {
+  JW_RETURN_IF_ERROR(CheckWireBytes(e, kMaxErrorWireBytes, field));
   JobError out;
   out.code = e.code();
   out.message = e.message();
@@ -240,6 +253,13 @@ absl::StatusOr<Job> NewJobFromProto(const v1::Job& in,
     job.args_json = *std::move(args);
   } else {
     for (FieldViolation& v : GetFieldViolations(args.status())) {
+      violations.push_back(std::move(v));
+    }
+  }
+  if (absl::Status s =
+          CheckWireBytes(in.args(), kMaxArgsWireBytes, Path(field, "args"));
+      !s.ok()) {
+    for (FieldViolation& v : GetFieldViolations(s)) {
       violations.push_back(std::move(v));
     }
   }

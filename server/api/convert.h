@@ -62,6 +62,11 @@ void ErrorToProto(const JobError& e, v1::JobError* out);
 void RetryPolicyToProto(const RetryPolicy& r, v1::RetryPolicy* out);
 void WebhookToProto(const WebhookSpec& w, v1::Webhook* out);
 
+// INVALID_ARGUMENT on `field` ("is N bytes as protobuf; at most M") when
+// `m` is larger than `limit` as protobuf (validation.h's wire limits).
+absl::Status CheckWireBytes(const google::protobuf::Message& m, size_t limit,
+                            absl::string_view field);
+
 absl::StatusOr<Progress> ProgressFromProto(const v1::Progress& p,
                                            absl::string_view field);
 absl::StatusOr<JobResult> ResultFromProto(const v1::JobResult& r,

@@ -1504,6 +1504,48 @@ TEST(JobServiceTest, ASinkThatStopsTakingWritesIsCutOffWithBoundedMemory) {
   EXPECT_EQ(f.service->open_streams(), 0u);
 }
 
+// #27: the queue of a watch is bounded in bytes as well as in events, the
+// log is read back in pages within the same room, and an event larger than
+// the whole budget goes out alone instead of wedging the watch.
+TEST(JobServiceTest, AWatchQueueIsBoundedInBytesAndPassesAnEventLargerThanIt) {
+  JobServiceImpl::Options options;
+  options.watch.buffer = 256;
+  options.watch.buffer_bytes = 1 << 20;
+  Fixture f(options);
+  v1::Job job = f.Submit("k");
+  v1::WatchJobRequest req;
+  req.set_id(job.id());
+  RecordingSink sink;
+  ASSERT_TRUE(sink.Open(f.service.get(), req).ok());
+  sink.WaitForMessage(1);  // the snapshot, not taken yet
+
+  const std::string big(256 * 1024, 'x');
+  constexpr int kLines = 20;  // 5 MiB
+  for (int i = 0; i < kLines; ++i) f.Log(job.id(), big);
+  // 1 MiB holds three such events (and the snapshot in flight), not 20.
+  EXPECT_LE(f.service->buffered_messages(), 5u);
+  const std::string huge(3 << 20, 'y');  // three times the budget
+  f.Log(job.id(), huge);
+
+  // Every event arrives once, in order, the huge one too.
+  int64_t seq = job.last_seq();
+  for (int n = 2; n <= kLines + 2; ++n) {
+    sink.Take();
+    WatchMessage m = sink.WaitForMessage(n);
+    ASSERT_EQ(m.kind, WatchMessage::Kind::kEvent) << n;
+    EXPECT_EQ(m.event.seq, ++seq);
+    EXPECT_EQ(m.event.log_line.size(),
+              n <= kLines + 1 ? big.size() : huge.size());
+    EXPECT_LE(f.service->buffered_messages(), 5u);
+  }
+  sink.Take();
+  ASSERT_TRUE(f.Cancel(job.id()).ok());
+  EXPECT_EQ(sink.WaitForMessage(kLines + 3).event.to, JobState::kCancelled);
+  sink.Take();
+  EXPECT_TRUE(sink.WaitForFinish().ok());
+  sink.watch->Done();
+}
+
 TEST(JobServiceTest, AWatchOnAnotherSinkIsToldDrainingThenEndedAtShutdown) {
   Fixture f(DefaultOptions());
   v1::WatchJobsRequest req;

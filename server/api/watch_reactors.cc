@@ -13,6 +13,29 @@
 namespace jobwire {
 namespace {
 
+// What a queued message holds, for the queue's byte bound.
+size_t BytesOf(const WatchMessage& m) {
+  switch (m.kind) {
+    case WatchMessage::Kind::kEvent:
+      return ApproxBytes(m.event);
+    case WatchMessage::Kind::kSnapshot:
+      return ApproxBytes(m.job);
+    default:
+      return sizeof(WatchMessage) + m.reason.size();
+  }
+}
+
+// Whether a log read of `events`, asked for at most `limit` events and
+// `max_bytes` (the store stops at the event that reaches it), reached the
+// log's end.
+bool AtLogEnd(const std::vector<JobEvent>& events, int limit,
+              size_t max_bytes) {
+  if (static_cast<int>(events.size()) >= limit) return false;
+  size_t bytes = 0;
+  for (const JobEvent& e : events) bytes += ApproxBytes(e);
+  return bytes < max_bytes;
+}
+
 // A write reactor that finishes at once with an error (invalid request).
 template <typename Response>
 class FinishedReactor final : public grpc::ServerWriteReactor<Response> {
@@ -141,7 +164,7 @@ void WatchReactorCore::CatchUp() {
     absl::MutexLock lock(&mu_);
     if (finished_ || end_after_queue_ || !started_ || !lagging_ || catching_up_)
       return;
-    if (queue_.size() > deps_.options.buffer / 2) return;  // wait for the peer
+    if (HalfFullLocked()) return;  // wait for the peer
     catching_up_ = true;
     cursor = cursor_;
     if (read_log_first_) {
@@ -172,6 +195,7 @@ void WatchReactorCore::CatchUp() {
 void WatchReactorCore::ReadStep() {
   int64_t cursor;
   int limit;
+  size_t max_bytes;
   {
     absl::MutexLock lock(&mu_);
     if (finished_) {
@@ -182,8 +206,11 @@ void WatchReactorCore::ReadStep() {
     limit = static_cast<int>(std::max<size_t>(
         1,
         deps_.options.buffer - std::min(queue_.size(), deps_.options.buffer)));
+    max_bytes = std::max<size_t>(
+        1, deps_.options.buffer_bytes -
+               std::min(queue_bytes_, deps_.options.buffer_bytes));
   }
-  absl::StatusOr<LogPage> page = ReadLogBlocking(cursor, limit);
+  absl::StatusOr<LogPage> page = ReadLogBlocking(cursor, limit, max_bytes);
   {
     absl::MutexLock lock(&mu_);
     catching_up_ = false;
@@ -192,14 +219,14 @@ void WatchReactorCore::ReadStep() {
       return;
     }
     if (page->reset.has_value()) {
-      queue_.push_back(*std::move(page->reset));
+      EnqueueLocked(*std::move(page->reset));
       if (page->snapshot.has_value()) {
         cursor_ = page->snapshot->last_seq;
         Outgoing snap;
         snap.kind = Outgoing::Kind::kSnapshot;
         snap.job = *std::move(page->snapshot);
         if (IsTerminal(snap.job.state)) end_after_queue_ = true;
-        queue_.push_back(std::move(snap));
+        EnqueueLocked(std::move(snap));
       }
     }
     for (const JobEvent& e : page->events) {
@@ -221,24 +248,33 @@ bool WatchReactorCore::AcceptLocked(const JobEvent& event, bool from_log) {
     cursor_ = c;
     return true;
   }
-  const size_t buffer = deps_.options.buffer;
   // Coalesce progress while the peer lags: latest value wins.
-  if (event.type == EventType::kProgress && queue_.size() >= buffer / 2 &&
+  if (event.type == EventType::kProgress && HalfFullLocked() &&
       !queue_.empty()) {
     Outgoing& last = queue_.back();
     if (last.kind == Outgoing::Kind::kEvent &&
         last.event.type == EventType::kProgress &&
         last.event.job_id == event.job_id) {
+      queue_bytes_ -= ApproxBytes(last.event);
       last.event = event;
+      queue_bytes_ += ApproxBytes(last.event);
       cursor_ = c;
       return true;
     }
   }
-  if (!from_log && queue_.size() >= buffer) return false;
+  if (!from_log) {
+    if (queue_.size() >= deps_.options.buffer) return false;
+    // Over the byte budget: refused, unless the queue is empty (an event
+    // larger than the whole budget then goes out alone).
+    if (!queue_.empty() &&
+        queue_bytes_ + ApproxBytes(event) > deps_.options.buffer_bytes) {
+      return false;
+    }
+  }
   Outgoing m;
   m.kind = Outgoing::Kind::kEvent;
   m.event = event;
-  queue_.push_back(std::move(m));
+  EnqueueLocked(std::move(m));
   cursor_ = c;
   if (Ends(event)) end_after_queue_ = true;
   return true;
@@ -262,6 +298,7 @@ void WatchReactorCore::PumpLocked() {
   }
   in_flight_ = std::move(queue_.front());
   queue_.pop_front();
+  queue_bytes_ -= BytesOf(in_flight_);
   writing_ = true;
   write_started_ = deps_.clock->Now();
   sink_->WriteMessage(in_flight_, /*more_queued=*/!queue_.empty());
@@ -271,6 +308,7 @@ void WatchReactorCore::FinishLocked(const absl::Status& status) {
   if (finished_) return;
   finished_ = true;
   queue_.clear();
+  queue_bytes_ = 0;
   sink_->FinishWatch(status);
 }
 
@@ -301,7 +339,21 @@ void WatchReactorCore::Push(Outgoing message) {
       IsTerminal(message.job.state)) {
     end_after_queue_ = true;
   }
-  queue_.push_back(std::move(message));
+  EnqueueLocked(std::move(message));
+}
+
+void WatchReactorCore::EnqueueLocked(Outgoing m, bool front) {
+  queue_bytes_ += BytesOf(m);
+  if (front) {
+    queue_.push_front(std::move(m));
+  } else {
+    queue_.push_back(std::move(m));
+  }
+}
+
+bool WatchReactorCore::HalfFullLocked() const {
+  return queue_.size() >= deps_.options.buffer / 2 ||
+         queue_bytes_ >= deps_.options.buffer_bytes / 2;
 }
 
 void WatchReactorCore::SetCursor(int64_t cursor, bool read_log_first) {
@@ -332,7 +384,7 @@ void WatchReactorCore::Tick(absl::Time now) {
     Outgoing m;
     m.kind = Outgoing::Kind::kHeartbeat;
     m.time = now;
-    queue_.push_back(std::move(m));
+    EnqueueLocked(std::move(m));
     PumpLocked();
   }
 }
@@ -343,7 +395,7 @@ void WatchReactorCore::Drain(absl::Time deadline) {
   Outgoing m;
   m.kind = Outgoing::Kind::kDraining;
   m.time = deadline;
-  queue_.push_front(std::move(m));
+  EnqueueLocked(std::move(m), /*front=*/true);
   PumpLocked();
 }
 
@@ -371,7 +423,8 @@ class WatchJobCore final : public WatchReactorCore {
   bool StartsLive() const override { return false; }
   EventBus::Subscription* Subscribe(int64_t* cursor) override;
   absl::Status StartBlocking() override;
-  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
+  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit,
+                                          size_t max_bytes) override;
   EventBus::ResumeResult Resume(EventBus::Subscription* s,
                                 int64_t cursor) override;
   int64_t CursorOf(const JobEvent& event) const override { return event.seq; }
@@ -393,7 +446,8 @@ class WatchJobsCore final : public WatchReactorCore {
   bool StartsLive() const override { return !after_event_id_.has_value(); }
   EventBus::Subscription* Subscribe(int64_t* cursor) override;
   absl::Status StartBlocking() override;
-  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit) override;
+  absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit,
+                                          size_t max_bytes) override;
   EventBus::ResumeResult Resume(EventBus::Subscription* s,
                                 int64_t cursor) override;
   int64_t CursorOf(const JobEvent& event) const override {
@@ -520,12 +574,12 @@ absl::Status WatchJobCore::StartBlocking() {
 }
 
 absl::StatusOr<WatchReactorCore::LogPage> WatchJobCore::ReadLogBlocking(
-    int64_t cursor, int limit) {
+    int64_t cursor, int limit, size_t max_bytes) {
   LogPage page;
   absl::StatusOr<std::vector<JobEvent>> events =
-      deps_.store->ReadJobEventsBlocking(job_id_, cursor, limit);
+      deps_.store->ReadJobEventsBlocking(job_id_, cursor, limit, max_bytes);
   if (!events.ok()) return events.status();
-  page.at_end = static_cast<int>(events->size()) < limit;
+  page.at_end = AtLogEnd(*events, limit, max_bytes);
   if (!events->empty() && events->front().seq > cursor + 1) {
     // The log no longer holds the cursor: reset, then a fresh snapshot.
     Outgoing reset;
@@ -594,12 +648,12 @@ absl::Status WatchJobsCore::StartBlocking() {
 }
 
 absl::StatusOr<WatchReactorCore::LogPage> WatchJobsCore::ReadLogBlocking(
-    int64_t cursor, int limit) {
+    int64_t cursor, int limit, size_t max_bytes) {
   LogPage page;
   absl::StatusOr<std::vector<JobEvent>> events =
-      deps_.store->ReadEventsBlocking(cursor, limit);
+      deps_.store->ReadEventsBlocking(cursor, limit, max_bytes);
   if (!events.ok()) return events.status();
-  page.at_end = static_cast<int>(events->size()) < limit;
+  page.at_end = AtLogEnd(*events, limit, max_bytes);
   page.events = *std::move(events);
   return page;
 }

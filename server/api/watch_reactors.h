@@ -24,10 +24,14 @@
 //     or below the cursor are dropped (committed, read from the log, then
 //     published), so every event reaches the peer exactly once, in order.
 //
-// Bounded memory. The queue holds at most WatchOptions::buffer events. When
-// it is full, OnEvent refuses the event and the reactor is lagging again: the
-// bus stops pushing, and once the peer has read half the queue the reactor
-// catches up from the bus ring or the log, one page at a time. While the
+// Bounded memory. The queue holds at most WatchOptions::buffer events and
+// WatchOptions::buffer_bytes (ApproxBytes of its events and snapshots); a log
+// page is read within the same room. When it is full, OnEvent refuses the
+// event and the reactor is lagging again: the bus stops pushing, and once the
+// peer has read half the queue the reactor catches up from the bus ring or
+// the log, one page at a time. An event larger than buffer_bytes is taken
+// when the queue is empty, so it goes out alone rather than wedging the
+// watch. While the
 // queue is at least half full, a progress event replaces a progress event of
 // the same job still waiting in the queue (latest value wins; the replaced
 // event's seq is skipped; state changes and other events are never dropped).
@@ -88,6 +92,9 @@ namespace jobwire {
 struct WatchOptions {
   // Events queued per stream before it falls back to catching up.
   size_t buffer = 256;
+  // Bytes (ApproxBytes) queued per stream before it falls back to catching
+  // up; a single larger event still goes out, alone.
+  size_t buffer_bytes = 8 << 20;
   // A `heartbeat` goes out when nothing was written for this long.
   absl::Duration heartbeat_interval = absl::Seconds(15);
   // A write the peer does not take for this long ends the stream with
@@ -156,9 +163,10 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   // Runs on the Executor: checks the request against the store and fills the
   // first messages and the cursor. An error finishes the stream.
   virtual absl::Status StartBlocking() = 0;
-  // Runs on the Executor: one page of the log after `cursor`.
-  virtual absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor,
-                                                  int limit) = 0;
+  // Runs on the Executor: one page of the log after `cursor`, at most
+  // `limit` events, ending with the one that reaches `max_bytes`.
+  virtual absl::StatusOr<LogPage> ReadLogBlocking(int64_t cursor, int limit,
+                                                  size_t max_bytes) = 0;
   virtual EventBus::ResumeResult Resume(EventBus::Subscription* s,
                                         int64_t cursor) = 0;
   // The cursor value of an event (seq or event_id).
@@ -195,6 +203,11 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
   bool AcceptLocked(const JobEvent& event, bool from_log)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `m` (at the back, or at the front) and counts its bytes.
+  void EnqueueLocked(Outgoing m, bool front = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the queue is at least half full, in events or in bytes.
+  bool HalfFullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -204,6 +217,7 @@ class WatchReactorCore : public EventSubscriber, public ServiceStream {
 
   absl::Mutex mu_;
   std::deque<Outgoing> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // BytesOf the queued
   Outgoing in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

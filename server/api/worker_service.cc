@@ -14,6 +14,7 @@
 #include "server/api/write_coalescing.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
+#include "server/core/validation.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -300,6 +301,12 @@ class WorkerSessionReactor final
         const v1::ReportProgress& p = req.progress();
         absl::StatusOr<Progress> progress =
             ProgressFromProto(p.progress(), "progress.progress");
+        if (progress.ok() && p.log().size() > kMaxLogLineBytes) {
+          progress = InvalidArgumentError(
+              "progress.log",
+              absl::StrCat("is ", p.log().size(), " bytes; at most ",
+                           kMaxLogLineBytes));
+        }
         if (!progress.ok()) {
           Reject(p.job_id(), p.attempt(), progress.status());
           break;
@@ -339,6 +346,14 @@ class WorkerSessionReactor final
       }
       case v1::ConnectRequest::kCheckpoint: {
         const v1::Checkpoint& c = req.checkpoint();
+        if (c.data().size() > kMaxCheckpointBytes) {
+          Reject(c.job_id(), c.attempt(),
+                 InvalidArgumentError(
+                     "checkpoint.data",
+                     absl::StrCat("is ", c.data().size(), " bytes; at most ",
+                                  kMaxCheckpointBytes)));
+          break;
+        }
         dispatcher()->Checkpoint(session, c.job_id(), c.attempt(), c.data(),
                                  c.release(), Answer(c.job_id(), c.attempt()));
         break;

@@ -356,6 +356,114 @@ TEST_F(WorkerServiceTest, HeartbeatsKeepTheLease) {
   EXPECT_EQ(events_.CountState(id, JobState::kQueued), 1);  // only the submit
 }
 
+// The next message that is not a heartbeat.
+std::optional<ConnectResponse> NextNotHeartbeat(TestWorker& w) {
+  for (;;) {
+    std::optional<ConnectResponse> m = w.Next();
+    if (!m.has_value() || m->kind_case() != ConnectResponse::kHeartbeat) {
+      return m;
+    }
+  }
+}
+
+// #27: a step of the system clock (FakeClock::Set moves only the wall clock)
+// must not expire a lease or an attempt timeout, nor stop them from expiring.
+// A second job's assign shows that a dispatch pass ran after the step: a lease
+// or timeout ended by that pass would send its cancel first.
+TEST_F(WorkerServiceTest,
+       AWallClockStepForwardNeitherExpiresLeasesNorTimeouts) {
+  auto w = Connect("w", {}, /*slots=*/3);
+  Job timed;
+  timed.attempt_timeout = absl::Seconds(10);
+  const std::string timed_id = Submit(timed);
+  const std::string plain_id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  clock_.Set(clock_.Now() + absl::Hours(2));
+  const std::string third = SubmitTo("default");
+  dispatcher_->Wake();
+  auto next = NextNotHeartbeat(*w);
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(next->kind_case(), ConnectResponse::kAssign)
+      << "a wall-clock step ended a lease: " << next->DebugString();
+  EXPECT_EQ(next->assign().job().id(), third);
+  EXPECT_EQ(dispatcher_->Stats().lease_expiries, 0);
+  EXPECT_EQ(Get(timed_id).state, JobState::kRunning);
+  EXPECT_EQ(Get(plain_id).state, JobState::kRunning);
+  // Real time still ends the attempt timeout, 10 s after the assign.
+  clock_.Advance(absl::Seconds(11));
+  dispatcher_->Wake();
+  auto cancel = w->NextOf(ConnectResponse::kCancel);
+  ASSERT_TRUE(cancel.has_value());
+  EXPECT_EQ(cancel->cancel().job_id(), timed_id);
+  EXPECT_EQ(cancel->cancel().reason(), "attempt timeout");
+}
+
+TEST_F(WorkerServiceTest, AWallClockStepBackDoesNotExtendALease) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  clock_.Set(clock_.Now() - absl::Hours(2));
+  // 31 s of silence, the lease being 30 s: it ends as if no step happened.
+  clock_.Advance(absl::Seconds(31));
+  dispatcher_->Wake();
+  auto cancel = w->NextOf(ConnectResponse::kCancel);
+  ASSERT_TRUE(cancel.has_value());
+  EXPECT_EQ(cancel->cancel().reason(), "lease expired");
+  EXPECT_EQ(
+      events_.WaitForTransition(id, JobState::kRunning, JobState::kQueued),
+      "lease expired");
+}
+
+// #27: what a worker reports is bounded, so that a job never grows past what
+// a client with gRPC's default 4 MiB limit can read back (GetJob, a watch).
+TEST_F(WorkerServiceTest,
+       ReportsThatWouldOutgrowAClientsMessageLimitAreRejected) {
+  auto w = Connect("w");
+  const std::string id = SubmitTo("default");
+  ASSERT_TRUE(w->NextOf(ConnectResponse::kAssign).has_value());
+  auto expect_rejected = [&](const v1::ConnectRequest& report,
+                             const std::string& field) {
+    ASSERT_TRUE(w->Send(report));
+    auto rejected = w->NextOf(ConnectResponse::kRejected);
+    ASSERT_TRUE(rejected.has_value());
+    EXPECT_EQ(rejected->rejected().code(), 3);  // INVALID_ARGUMENT
+    EXPECT_NE(rejected->rejected().message().find(field), std::string::npos)
+        << rejected->rejected().message();
+    EXPECT_NE(rejected->rejected().message().find("at most"), std::string::npos)
+        << rejected->rejected().message();
+  };
+  v1::ConnectRequest complete;
+  complete.mutable_complete()->set_job_id(id);
+  complete.mutable_complete()->set_attempt(1);
+  complete.mutable_complete()->mutable_result()->set_payload(
+      std::string((1 << 20) + 1, 'r'));
+  expect_rejected(complete, "complete.result");
+  v1::ConnectRequest checkpoint;
+  checkpoint.mutable_checkpoint()->set_job_id(id);
+  checkpoint.mutable_checkpoint()->set_attempt(1);
+  checkpoint.mutable_checkpoint()->set_data(std::string((512 << 10) + 1, 'c'));
+  expect_rejected(checkpoint, "checkpoint.data");
+  v1::ConnectRequest progress;
+  progress.mutable_progress()->set_job_id(id);
+  progress.mutable_progress()->set_attempt(1);
+  progress.mutable_progress()->set_log(std::string((64 << 10) + 1, 'l'));
+  expect_rejected(progress, "progress.log");
+  v1::ConnectRequest fail;
+  fail.mutable_fail()->set_job_id(id);
+  fail.mutable_fail()->set_attempt(1);
+  fail.mutable_fail()->mutable_error()->set_message(
+      std::string((64 << 10) + 1, 'e'));
+  expect_rejected(fail, "fail.error");
+  // Nothing was written; a report within the limits still completes it.
+  EXPECT_EQ(Get(id).state, JobState::kRunning);
+  complete.mutable_complete()->mutable_result()->set_payload(
+      std::string(1 << 19, 'r'));
+  ASSERT_TRUE(w->Send(complete));
+  ASSERT_TRUE(events_.WaitForState(id, JobState::kSucceeded));
+  EXPECT_EQ(Get(id).result->payload.size(), 1u << 19);
+}
+
 TEST_F(WorkerServiceTest, RetriesExhaustToFailedWithTheLastError) {
   auto w = Connect("w");
   Job job;

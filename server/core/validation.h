@@ -24,6 +24,18 @@ inline constexpr int32_t kMaxAbsPriority = 1000000;
 // Pause and cancel reasons, in bytes.
 inline constexpr size_t kMaxReasonBytes = 1024;
 
+// What a job may hold as protobuf, so that every job, and every event, stays
+// well below gRPC's default 4 MiB message limit and any client can read it
+// back (GetJob, a watch's snapshot): args at submit (a Struct; one of many
+// small numbers is ~5x its JSON), and what a worker reports. Together with
+// the payload and labels a job stays under ~3.7 MiB.
+inline constexpr size_t kMaxArgsWireBytes = 1 << 20;
+inline constexpr size_t kMaxResultWireBytes = 1 << 20;  // data + payload
+inline constexpr size_t kMaxCheckpointBytes = 512 << 10;
+inline constexpr size_t kMaxErrorWireBytes = 64 << 10;     // message + details
+inline constexpr size_t kMaxProgressWireBytes = 64 << 10;  // message + details
+inline constexpr size_t kMaxLogLineBytes = 64 << 10;
+
 // True for `[a-z0-9][a-z0-9._-]{0,127}`.
 bool IsValidQueueName(absl::string_view name);
 // True for `[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}`.

@@ -28,15 +28,18 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "jobwire/v1/job_service.pb.h"
+#include "server/api/convert.h"
 #include "server/api/job_service.h"
 #include "server/api/unary_methods.h"
 #include "server/api/watch_reactors.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
+#include "server/core/validation.h"
 #include "server/http/http_auth.h"
 #include "server/http/route_table.h"
 #include "server/http/static_files.h"
+#include "server/transport/peer_name.h"
 #include "server/transport/unix_socket_guard.h"
 
 namespace jobwire {
@@ -56,6 +59,22 @@ constexpr absl::Duration kEventsHeaderWait = absl::Seconds(1);
 // After an accept error (EMFILE, ENFILE, ...) the listener waits this long
 // and accepts again, rather than spinning or giving up.
 constexpr absl::Duration kAcceptRetry = absl::Milliseconds(100);
+
+// How long an orderly TLS close waits for the peer's close_notify after
+// sending its own (most clients close without answering).
+constexpr std::chrono::seconds kTlsShutdownTimeout{2};
+
+// A certificate's subject as RFC 2253 text ("CN=client,O=...").
+std::string SubjectOf(X509* cert) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return "?";
+  X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string subject(data, n > 0 ? static_cast<size_t>(n) : 0);
+  BIO_free(bio);
+  return subject;
+}
 
 std::chrono::steady_clock::duration Chrono(absl::Duration d) {
   return absl::ToChronoNanoseconds(d);
@@ -327,6 +346,7 @@ class Session final : public HttpServer::Impl::SessionBase,
           [self = this->shared_from_this()](beast::error_code ec) {
             if (self->closed_) return;
             if (ec) return self->Close();
+            self->handshake_done_ = true;
             self->Read();
           });
     } else {
@@ -336,7 +356,7 @@ class Session final : public HttpServer::Impl::SessionBase,
 
   void Drain() override {
     if (state_ == State::kIdle && !(parser_ && parser_->got_some())) {
-      Close();
+      CloseGracefully();
     } else {
       keep_alive_ = false;
     }
@@ -362,6 +382,36 @@ class Session final : public HttpServer::Impl::SessionBase,
     beast::error_code ec;
     lowest().socket().shutdown(net::socket_base::shutdown_both, ec);
     lowest().close();
+  }
+
+  // An orderly end (the response said close, the peer closed, a drain, the
+  // end of an event stream): over TLS, a close_notify first, so the peer can
+  // tell the end from a truncation; the peer's close_notify is awaited for
+  // at most kTlsShutdownTimeout. A write in flight makes it Close().
+  void CloseGracefully() {
+    if constexpr (kTls) {
+      if (closed_) return;
+      if (!handshake_done_ || writing_) return Close();
+      closed_ = true;
+      header_timer_.cancel();
+      if (watch_ != nullptr && !ended_) watch_->Cancelled();
+      // A pending read (the next request, or an event stream's peer watch)
+      // ends aborted; its handler sees closed_. The shutdown is posted after
+      // it, so the TLS stream never has two reads in flight.
+      beast::error_code ec;
+      lowest().socket().cancel(ec);
+      net::post(stream_.get_executor(), [self = this->shared_from_this()] {
+        self->lowest().expires_after(kTlsShutdownTimeout);
+        self->stream_.async_shutdown([self](beast::error_code) {
+          beast::error_code ignored;
+          self->lowest().socket().shutdown(net::socket_base::shutdown_both,
+                                           ignored);
+          self->lowest().close();
+        });
+      });
+    } else {
+      Close();
+    }
   }
 
  private:
@@ -418,7 +468,7 @@ class Session final : public HttpServer::Impl::SessionBase,
   void OnRead(beast::error_code ec, std::size_t /*bytes*/) {
     if (closed_) return;
     if (ec == http::error::end_of_stream || ec == net::error::eof) {
-      return Close();
+      return CloseGracefully();
     }
     if (ec) {
       int status = 0;
@@ -426,7 +476,9 @@ class Session final : public HttpServer::Impl::SessionBase,
       if (ec == http::error::header_limit) {
         status = 431, why = "request headers too large";
       } else if (ec == http::error::body_limit) {
-        status = 413, why = "request body too large";
+        status = 413,
+        why = absl::StrCat("request body too large: at most ",
+                           server_->options.max_body_bytes, " bytes");
       } else if (ec.category() ==
                  http::make_error_code(http::error::bad_target).category()) {
         status = 400, why = absl::StrCat("malformed request: ", ec.message());
@@ -476,7 +528,8 @@ class Session final : public HttpServer::Impl::SessionBase,
   }
 
   void OnWritten(beast::error_code ec, bool keep_alive) {
-    if (ec || !keep_alive || closed_) return Close();
+    if (ec || closed_) return Close();
+    if (!keep_alive) return CloseGracefully();
     Read();
   }
 
@@ -552,6 +605,7 @@ class Session final : public HttpServer::Impl::SessionBase,
                                  "Bearer realm=\"jobwire\"");
       return Write(std::move(reply));
     }
+    if (LogLevelEnabled(LogLevel::kDebug)) LogCall(method, path, *caller);
     if (path == "/metrics" && server_->options.metrics) {
       if (request_.method() != http::verb::get)
         return MethodNotAllowed({"GET"});
@@ -596,7 +650,7 @@ class Session final : public HttpServer::Impl::SessionBase,
           !s.ok()) {
         return Write(HttpErrorOf(s));
       }
-      return CallLocal(route, caller->name, std::move(call));
+      return CallLocal(std::move(call));
     }
     std::unique_ptr<Message> rpc(
         google::protobuf::MessageFactory::generated_factory()
@@ -609,6 +663,17 @@ class Session final : public HttpServer::Impl::SessionBase,
                                       ToView(request_.body()), rpc.get());
         !s.ok()) {
       return Write(HttpErrorOf(s));
+    }
+    // Args that grow past gRPC's message limit as protobuf (JSON numbers
+    // do, ~5x) would be refused by the in-process channel with a transport
+    // error; the same check as SubmitJob's names the field instead.
+    if (const auto* submit =
+            dynamic_cast<const v1::SubmitJobRequest*>(rpc.get())) {
+      if (absl::Status s = CheckWireBytes(submit->job().args(),
+                                          kMaxArgsWireBytes, "job.args");
+          !s.ok()) {
+        return Write(HttpErrorOf(s));
+      }
     }
     if (events) {
       // EventSource's reconnect names the last event it saw; it wins over
@@ -630,27 +695,11 @@ class Session final : public HttpServer::Impl::SessionBase,
 
   // --- Unary calls (gateway.h) ---
 
-  void CallLocal(const Route& route, const std::string& caller,
-                 std::unique_ptr<LocalCall> call) {
+  void CallLocal(std::unique_ptr<LocalCall> call) {
     if (server_->calls_closed) {
       keep_alive_ = false;
       return Write(HttpErrorOf(
           UnavailableError("server is shutting down", kStopRetryDelay)));
-    }
-    if (LogLevelEnabled(LogLevel::kDebug)) {
-      // The line the gRPC server's AccessLog writes for a call.
-      beast::error_code ec;
-      const auto peer = lowest().socket().remote_endpoint(ec);
-      std::ostringstream from;
-      if constexpr (std::is_same_v<Lowest, beast::tcp_stream>) {
-        from << "http:" << peer;
-      } else {
-        from << "http+unix:";
-      }
-      JW_LOG(DEBUG) << "call " << route.grpc_path << " by "
-                    << (caller == "anonymous" ? caller
-                                              : absl::StrCat("token:", caller))
-                    << " from " << (ec ? "http:?" : from.str());
     }
     const uint64_t id = ++call_id_;
     call_pending_ = true;
@@ -688,6 +737,27 @@ class Session final : public HttpServer::Impl::SessionBase,
     call_pending_ = false;
     call_timer_.cancel();
     Write(std::move(reply));
+  }
+
+  // The access log line of a call, in the shape of gRPC's (access_log.h):
+  //   call POST /v1/jobs by token:ci from unix:uid=1000,gid=1000,pid=42
+  void LogCall(const std::string& method, const std::string& path,
+               const HttpAuth::Caller& caller) {
+    if (peer_.empty()) peer_ = PeerNameOf(lowest().socket().native_handle());
+    std::string by = caller.name == "anonymous"
+                         ? std::string("anonymous")
+                         : absl::StrCat("token:", caller.name);
+    if constexpr (kTls) {
+      // Without a token, a client certificate (mTLS) names the caller.
+      if (by == "anonymous") {
+        if (X509* cert = SSL_get1_peer_certificate(stream_.native_handle())) {
+          by = absl::StrCat("cert:", SubjectOf(cert));
+          X509_free(cert);
+        }
+      }
+    }
+    JW_LOG(DEBUG) << "call " << method << " " << path << " by " << by
+                  << " from " << peer_;
   }
 
   void WriteStatic(const StaticFile& file) {
@@ -850,6 +920,8 @@ class Session final : public HttpServer::Impl::SessionBase,
     auto done = [self = this->shared_from_this()](beast::error_code ec,
                                                   std::size_t) {
       if (self->closed_) return;
+      // EOF: the peer's close_notify (TLS) or FIN; answered in kind.
+      if (ec == net::error::eof) return self->CloseGracefully();
       if (ec) return self->Close();
       self->WatchPeer();
     };
@@ -953,7 +1025,7 @@ class Session final : public HttpServer::Impl::SessionBase,
   void OnChunkWritten(beast::error_code ec) {
     writing_ = false;
     if (ec) return Close();
-    if (writing_chunk_.last) return Close();
+    if (writing_chunk_.last) return CloseGracefully();
     if (writing_chunk_.from_watch && watch_ != nullptr && !ended_) {
       watch_->WriteDone(true);
     }
@@ -971,6 +1043,8 @@ class Session final : public HttpServer::Impl::SessionBase,
   bool first_ = true;
   bool keep_alive_ = true;
   bool closed_ = false;
+  bool handshake_done_ = false;  // TLS only
+  std::string peer_;             // PeerNameOf, once a call was logged
 
   // The unary call in progress (gateway.h), if call_pending_: the id of
   // the last one started; its deadline.

@@ -59,8 +59,11 @@ void Dispatcher::Loop() {
     {
       absl::MutexLock lock(&mu_);
       absl::Time now = clock_->Now();
-      absl::Duration wait = std::clamp(timers_.NextDeadline() - now,
-                                       absl::ZeroDuration(), kMaxIdleWait);
+      absl::Time monotonic = clock_->Monotonic();
+      absl::Duration wait =
+          std::clamp(std::min(timers_.NextDeadline() - now,
+                              lease_timers_.NextDeadline() - monotonic),
+                     absl::ZeroDuration(), kMaxIdleWait);
       auto ready = [this] {
         mu_.AssertReaderHeld();
         return stop_ || dirty_;
@@ -69,7 +72,8 @@ void Dispatcher::Loop() {
       if (stop_) break;
       dirty_ = false;
       now = clock_->Now();
-      RunTimersLocked(now, &actions);
+      monotonic = clock_->Monotonic();
+      RunTimersLocked(now, monotonic, &actions);
       DispatchLocked(now, &actions);
       for (Action& a : deferred_) actions.push_back(std::move(a));
       deferred_.clear();
@@ -239,8 +243,11 @@ absl::Status Dispatcher::RecoverBlocking() {
 
 // --- Timers ---
 
-void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
-  for (const Timer& t : timers_.PopDue(now)) {
+void Dispatcher::RunTimersLocked(absl::Time now, absl::Time monotonic,
+                                 std::vector<Action>* actions) {
+  std::vector<Timer> due = timers_.PopDue(now);
+  for (Timer& t : lease_timers_.PopDue(monotonic)) due.push_back(std::move(t));
+  for (const Timer& t : due) {
     switch (t.kind) {
       case TimerKind::kRunAfter: {
         auto s = scheduled_.find(t.job_id);
@@ -268,8 +275,9 @@ void Dispatcher::RunTimersLocked(absl::Time now, std::vector<Action>* actions) {
         auto s = sessions_.find(lease.session);
         if (s != sessions_.end()) heard = std::max(heard, s->second.last_heard);
         const absl::Time deadline = heard + options_.lease_ttl;
-        if (deadline > now) {
-          timers_.Push({deadline, TimerKind::kLease, t.job_id, t.attempt});
+        if (deadline > monotonic) {
+          lease_timers_.Push(
+              {deadline, TimerKind::kLease, t.job_id, t.attempt});
           break;
         }
         if (s != sessions_.end()) s->second.silent = true;
@@ -327,8 +335,8 @@ void Dispatcher::EndLeaseLocked(Lease* lease, wt::LeaseEndCause cause) {
          auto it = leases_.find(job_id);
          if (it == leases_.end() || it->second.attempt != attempt) return;
          it->second.ending = false;
-         timers_.Push({clock_->Now() + absl::Seconds(1), TimerKind::kLease,
-                       job_id, attempt});
+         lease_timers_.Push({clock_->Monotonic() + absl::Seconds(1),
+                             TimerKind::kLease, job_id, attempt});
        }});
   dirty_ = true;
 }
@@ -462,12 +470,13 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
   const Job& job = *result;
   lease.active = true;
   lease.attempt = job.attempt;
-  lease.started = now;
-  timers_.Push(
-      {now + options_.lease_ttl, TimerKind::kLease, job_id, job.attempt});
+  const absl::Time monotonic = clock_->Monotonic();
+  lease.started = monotonic;
+  lease_timers_.Push(
+      {monotonic + options_.lease_ttl, TimerKind::kLease, job_id, job.attempt});
   if (job.attempt_timeout > absl::ZeroDuration()) {
-    timers_.Push({now + job.attempt_timeout, TimerKind::kAttemptTimeout, job_id,
-                  job.attempt});
+    lease_timers_.Push({monotonic + job.attempt_timeout,
+                        TimerKind::kAttemptTimeout, job_id, job.attempt});
   }
   auto s = sessions_.find(lease.session);
   if (s == sessions_.end()) {
@@ -538,7 +547,7 @@ absl::StatusOr<int64_t> Dispatcher::AddSession(const WorkerHello& hello,
   if (s.queues.empty()) s.queues.push_back({std::string(kDefaultQueue), 0});
   s.kinds.insert(hello.kinds.begin(), hello.kinds.end());
   s.slots = hello.slots;
-  s.last_heard = clock_->Now();
+  s.last_heard = clock_->Monotonic();
   s.conn = conn;
   const int64_t id = s.id;
   sessions_.emplace(id, std::move(s));
@@ -568,7 +577,7 @@ void Dispatcher::Touch(int64_t session) {
   absl::MutexLock lock(&mu_);
   auto s = sessions_.find(session);
   if (s == sessions_.end()) return;
-  s->second.last_heard = clock_->Now();
+  s->second.last_heard = clock_->Monotonic();
   if (s->second.silent) {
     s->second.silent = false;
     dirty_ = true;
@@ -606,7 +615,7 @@ void Dispatcher::Report(int64_t session, const std::string& job_id,
   {
     absl::MutexLock lock(&mu_);
     if (auto s = sessions_.find(session); s != sessions_.end()) {
-      s->second.last_heard = clock_->Now();
+      s->second.last_heard = clock_->Monotonic();
     }
     held = CheckLeaseLocked(session, job_id, attempt);
   }
@@ -776,7 +785,9 @@ std::vector<ExplainGate> Dispatcher::Explain(const Job& job) {
         if (auto s = sessions_.find(it->second.session); s != sessions_.end()) {
           heard = std::max(heard, s->second.last_heard);
         }
-        facts.lease_until = heard + options_.lease_ttl;
+        // The deadline is monotonic; shown as the wall time it falls at now.
+        facts.lease_until =
+            facts.now + (heard + options_.lease_ttl - clock_->Monotonic());
       }
     }
     facts.dispatch_paused = gates_.dispatch_paused();

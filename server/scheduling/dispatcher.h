@@ -18,13 +18,16 @@
 // slot is freed and the job dropped.
 //
 // Leases: each attempt's lease lasts `lease_ttl` after the later of its start
-// and the last message from the worker (Touch). An expired lease tells the
-// worker `cancel` and requeues the job (ExpireLease); a closed session
-// releases its leases at once (ReleaseLease, "worker disconnected"); an
-// attempt past the job's attempt_timeout is cancelled and retried with
-// backoff. A session that lost a lease to silence gets no new work until it
-// sends something again. A lease ends, and its slot is freed, when the store
-// commits the job's move out of RUNNING, whoever caused it.
+// and the last message from the worker (Touch). Leases and attempt timeouts
+// run on the clock's monotonic timeline, so a step of the system clock
+// neither expires nor extends them; schedule times, backoffs and timed queue
+// pauses are wall-clock times (stored, and set by clients) and follow it. An
+// expired lease tells the worker `cancel` and requeues the job (ExpireLease); a
+// closed session releases its leases at once (ReleaseLease, "worker
+// disconnected"); an attempt past the job's attempt_timeout is cancelled and
+// retried with backoff. A session that lost a lease to silence gets no new work
+// until it sends something again. A lease ends, and its slot is freed, when the
+// store commits the job's move out of RUNNING, whoever caused it.
 //
 // Gates: the durable dispatch and queue pauses, concurrency limits and
 // weights live in DispatchGates (dispatch_gates.h), under mu_; the ...Blocking
@@ -345,8 +348,8 @@ class Dispatcher final : public CommitListener {
     std::vector<WorkerQueueSpec> queues;
     std::set<std::string> kinds;  // empty: all
     int32_t slots = 0;
-    int32_t used = 0;  // leases held (reserved or running)
-    absl::Time last_heard;
+    int32_t used = 0;       // leases held (reserved or running)
+    absl::Time last_heard;  // Clock::Monotonic
     // Lost a lease to silence: gets no work until it sends something.
     bool silent = false;
     WorkerConnection* conn = nullptr;
@@ -360,7 +363,7 @@ class Dispatcher final : public CommitListener {
     int32_t attempt = 0;  // known once the Assign committed
     bool active = false;  // Assign committed (and assign sent)
     bool ending = false;  // a mutation that ends it is in flight
-    absl::Time started;
+    absl::Time started;   // Clock::Monotonic
     bool cancel_requested = false;
     std::string cancel_reason;
     bool pause_requested = false;
@@ -375,8 +378,10 @@ class Dispatcher final : public CommitListener {
   };
 
   void Loop();
-  // Pops due timers and turns them into actions.
-  void RunTimersLocked(absl::Time now, std::vector<Action>* actions)
+  // Pops due timers and turns them into actions: wall-clock timers due at
+  // `now`, lease and attempt timers due at `monotonic` (Clock::Monotonic).
+  void RunTimersLocked(absl::Time now, absl::Time monotonic,
+                       std::vector<Action>* actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True when a session has a free slot, so a newly ready job may be
   // assigned by a pass now. Without one a pass would find nothing: whatever
@@ -443,7 +448,10 @@ class Dispatcher final : public CommitListener {
       ABSL_GUARDED_BY(mu_);
   // The ready jobs, each with when it became ready.
   ReadyIndex index_ ABSL_GUARDED_BY(mu_);
+  // Wall-clock timers: schedule times, backoffs, timed queue pauses.
   TimerHeap timers_ ABSL_GUARDED_BY(mu_);
+  // Lease and attempt-timeout timers, on the monotonic timeline.
+  TimerHeap lease_timers_ ABSL_GUARDED_BY(mu_);
   // SCHEDULED jobs and when they are due.
   absl::flat_hash_map<std::string, absl::Time> scheduled_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);

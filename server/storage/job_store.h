@@ -268,15 +268,18 @@ class JobStore {
 
   // Events of one job with seq > after_seq, in seq order, at most `limit`.
   // `limit` above 10,000 reads 10,000; INVALID_ARGUMENT when limit <= 0. An
-  // unknown job has no events (empty result, not NOT_FOUND).
+  // unknown job has no events (empty result, not NOT_FOUND). With
+  // `max_bytes` > 0 the read also stops after the event that brings the
+  // events' ApproxBytes to `max_bytes` (so it returns at least one).
   virtual absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
-      const std::string& job_id, int64_t after_seq, int limit) = 0;
+      const std::string& job_id, int64_t after_seq, int limit,
+      size_t max_bytes = 0) = 0;
 
   // Events of all jobs with event_id > after_event_id, in order, at most
   // `limit`. Same limits as above. Events carry their job attributes as
   // committed.
   virtual absl::StatusOr<std::vector<JobEvent>> ReadEventsBlocking(
-      int64_t after_event_id, int limit) = 0;
+      int64_t after_event_id, int limit, size_t max_bytes = 0) = 0;
 
   // Registers a listener (not owned; must outlive the store). Call before the
   // first write. Listeners are called in registration order on the

@@ -1575,9 +1575,10 @@ absl::StatusOr<Job> SqliteJobStore::GetJobBlocking(const std::string& id) {
 }
 
 absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadJobEventsBlocking(
-    const std::string& job_id, int64_t after_seq, int limit) {
+    const std::string& job_id, int64_t after_seq, int limit, size_t max_bytes) {
   if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
   std::vector<JobEvent> events;
+  size_t bytes = 0;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
     static const auto* sql = new std::string(absl::StrCat(
         "SELECT ", EventSelectList(),
@@ -1586,16 +1587,21 @@ absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadJobEventsBlocking(
     stmt->bind(1, job_id);
     stmt->bind(2, static_cast<int64_t>(after_seq));
     stmt->bind(3, std::min(limit, kMaxReadLimit));
-    while (stmt->executeStep()) events.push_back(ReadEvent(*stmt));
+    while (stmt->executeStep()) {
+      events.push_back(ReadEvent(*stmt));
+      bytes += ApproxBytes(events.back());
+      if (max_bytes > 0 && bytes >= max_bytes) break;
+    }
     return absl::OkStatus();
   }));
   return events;
 }
 
 absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadEventsBlocking(
-    int64_t after_event_id, int limit) {
+    int64_t after_event_id, int limit, size_t max_bytes) {
   if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
   std::vector<JobEvent> events;
+  size_t bytes = 0;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
     static const auto* sql = new std::string(absl::StrCat(
         "SELECT ", EventSelectList(),
@@ -1603,7 +1609,11 @@ absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadEventsBlocking(
     auto stmt = c.stmts.Get(*sql);
     stmt->bind(1, static_cast<int64_t>(after_event_id));
     stmt->bind(2, std::min(limit, kMaxReadLimit));
-    while (stmt->executeStep()) events.push_back(ReadEvent(*stmt));
+    while (stmt->executeStep()) {
+      events.push_back(ReadEvent(*stmt));
+      bytes += ApproxBytes(events.back());
+      if (max_bytes > 0 && bytes >= max_bytes) break;
+    }
     return absl::OkStatus();
   }));
   return events;

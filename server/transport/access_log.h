@@ -1,8 +1,12 @@
 // AccessLog: one `debug` log line per gRPC call, naming the method, the
 // caller and the peer:
 //   call /jobwire.v1.JobService/SubmitJob by token:ci from ipv4:127.0.0.1:5
+//   call /jobwire.v1.JobService/GetJob by anonymous from
+//   unix:uid=1000,gid=1000,pid=42
 // The caller is the token's name (--auth-token-file; "token" for
-// --auth-token), the client certificate's subject (mTLS), or "anonymous".
+// --auth-token), the client certificate's subject (mTLS), or "anonymous";
+// the peer is named as peer_name.h says (a Unix peer by its uid, gid and
+// pid). The HTTP face logs its calls in the same shape (http_server.h).
 // With the log level above debug it adds no interceptor at all.
 //
 // Registered with ServerBuilder::experimental().SetInterceptorCreators.

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/logging.h"
+#include "server/transport/peer_name.h"
 #include "server/transport/served_connections.h"
 
 namespace jobwire {
@@ -329,7 +330,14 @@ bool ConnectionAcceptor::AcceptAll(int listener, bool is_unix) {
     grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
     p.listener_fd = listener;
     p.fd = fd;
-    (is_unix ? unix_to_ : tcp_to_)->HandleNewConnection(&p);
+    if (is_unix) {
+      // gRPC reads the peer's address in this call: name it by the peer's
+      // credentials, for the access log (peer_name.h).
+      ScopedUnixPeerName name(fd);
+      unix_to_->HandleNewConnection(&p);
+    } else {
+      tcp_to_->HandleNewConnection(&p);
+    }
   }
 }
 

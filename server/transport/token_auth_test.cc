@@ -3,11 +3,13 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
+#include "server/transport/access_log.h"
 
 namespace jobwire::test {
 namespace {
@@ -89,6 +91,50 @@ TEST_F(TokenAuthServerTest, HealthNeedsNoToken) {
   grpc::health::v1::HealthCheckResponse response;
   EXPECT_EQ(stub->Check(&context, {}, &response).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// Counts, on each GetServerInfo, the caller properties its call sees.
+class CallerCountingAdmin final
+    : public jobwire::v1::AdminService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* GetServerInfo(
+      grpc::CallbackServerContext* context,
+      const jobwire::v1::GetServerInfoRequest*,
+      jobwire::v1::ServerInfo*) override {
+    callers =
+        context->auth_context()->FindPropertyValues(kCallerProperty).size();
+    name = CallerOf(*context->auth_context());
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  std::atomic<size_t> callers{0};
+  std::string name;  // read after the call returned
+};
+
+// #27: gRPC 1.51 hands the processor the connection's auth context, not the
+// call's: a caller property added per call grew a long connection by ~90
+// bytes a call (200,000 calls: +17 MB). The caller is recorded once.
+TEST(TokenAuthConnectionTest, ManyCallsOnOneConnectionRecordTheCallerOnce) {
+  CallerCountingAdmin admin;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", TokenServerCredentials("s3cret"),
+                           &port);
+  builder.RegisterService(&admin);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = jobwire::v1::AdminService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer s3cret");
+    jobwire::v1::ServerInfo info;
+    ASSERT_TRUE(stub->GetServerInfo(&context, {}, &info).ok());
+  }
+  EXPECT_EQ(admin.callers.load(), 1u);
+  EXPECT_EQ(admin.name, "token:token");
+  server->Shutdown();
 }
 
 TEST(TokenAuthCredentialsTest, EmptyTokenMeansNoAuth) {

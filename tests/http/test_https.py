@@ -117,6 +117,51 @@ def test_a_peer_that_never_handshakes_is_closed(tls_server):
             pass
 
 
+def tls_socket(server, certs):
+    """A raw TLS connection to `server` that raises ssl.SSLEOFError when the
+    server closes without a close_notify (a truncation)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1",
+                               suppress_ragged_eofs=False)
+
+
+def read_to_clean_end(tls):
+    """Everything the server sends until its close_notify."""
+    data = b""
+    while True:
+        chunk = tls.recv(65536)  # SSLEOFError on a close without close_notify
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_https_closes_end_with_close_notify(tls_server, certs):
+    # #27: a response that closes the connection ends with a TLS close_notify.
+    with tls_socket(tls_server, certs) as tls:
+        tls.sendall(b"GET /v1/server HTTP/1.1\r\nHost: localhost\r\n"
+                    b"Connection: close\r\n\r\n")
+        assert read_to_clean_end(tls).startswith(b"HTTP/1.1 200")
+    # A client that closes first with its close_notify is answered with one.
+    with tls_socket(tls_server, certs) as tls:
+        tls.sendall(b"GET /v1/server HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+        tls.unwrap()  # sends close_notify, then waits for the server's
+    # An event stream that ends (the job's terminal event) ends cleanly too.
+    with https(tls_server, certs) as http:
+        r = http.post("/v1/jobs", json={"job": {"kind": "k"}})
+        job = r.json()["job"]["id"]
+        with tls_socket(tls_server, certs) as tls:
+            tls.sendall(f"GET /v1/jobs/{job}/events HTTP/1.1\r\n"
+                        "Host: localhost\r\nAccept: text/event-stream\r\n"
+                        "\r\n".encode())
+            assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+            assert http.post(f"/v1/jobs/{job}:cancel",
+                             json={}).status_code == 200
+            assert b"state_changed" in read_to_clean_end(tls)
+
+
 def test_a_changed_certificate_is_served_without_a_restart(tls_server, certs):
     with https(tls_server, certs) as http:
         assert http.get("/v1/server").status_code == 200

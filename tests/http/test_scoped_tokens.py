@@ -100,3 +100,41 @@ def test_sessions_and_tickets_keep_the_tokens_scopes(scoped):
             time.sleep(0.05)
             r = fresh.get("/v1/jobs", params={"ticket": ticket})
         assert r.status_code == 401
+
+
+def wait_for_log(server, text, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in server.log.read_text(errors="replace"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_http_calls_are_in_the_debug_access_log(tmp_path):
+    # #27: one line per HTTP call at debug, in the shape of gRPC's, naming
+    # the caller (the token's name) and the peer: a Unix peer by its uid,
+    # gid and pid (SO_PEERCRED), a TCP peer by its address.
+    path = tmp_path / "tokens"
+    path.write_text(TOKENS)
+    os.chmod(path, 0o600)
+    s = Server(tmp_path, "--auth-token-file", str(path), "--log-level",
+               "debug", "--shutdown-grace=1s")
+    try:
+        with s.unix_client() as http:
+            r = http.post("/v1/jobs", json={"job": {"kind": "k"}},
+                          headers=bearer("subm1t-token"))
+            assert r.status_code == 200, r.text
+        unix_peer = (f"unix:uid={os.getuid()},gid={os.getgid()},"
+                     f"pid={os.getpid()}")
+        assert wait_for_log(
+            s, f"call POST /v1/jobs by token:sub from {unix_peer}"), \
+            s.log.read_text()
+        with s.client() as http:
+            assert http.get("/v1/jobs", headers=bearer("r3ader-token")
+                            ).status_code == 200
+        assert wait_for_log(
+            s, "call GET /v1/jobs by token:reader from ipv4:127.0.0.1:"), \
+            s.log.read_text()
+    finally:
+        assert s.stop() == 0

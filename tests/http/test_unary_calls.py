@@ -102,7 +102,7 @@ def test_a_drain_waits_for_the_json_calls_in_flight(tmp_path):
             canceller, out = in_background(cancel)
             # The call has started (its access log line) and waits for the
             # store; now the stop begins.
-            wait_for(lambda: "call /jobwire.v1.JobService/CancelJob"
+            wait_for(lambda: f"call POST /v1/jobs/{job}:cancel"
                      in server.log.read_text(), "the cancel to start")
             server.proc.send_signal(signal.SIGTERM)
             wait_for(lambda: "draining" in server.log.read_text(),
@@ -205,12 +205,12 @@ def test_a_scope_refusal_is_grpcs_and_runs_nothing(tmp_path):
             assert http.get("/v1/jobs", headers=boss).json() == {}
             r = http.post("/v1/jobs", json=body, headers=boss)
             assert r.status_code == 200 and r.json()["created"] is True
-        # The allowed call has the access log line of a gRPC call, naming
-        # the token; the refused one none.
+        # Each HTTP call has an access log line in the shape of gRPC's,
+        # naming its token and peer.
         log = server.log.read_text()
-        lines = re.findall(r"call /jobwire\.v1\.JobService/SubmitJob by "
-                           r"(\S+) from (\S+)", log)
-        assert ("token:boss", ) == tuple(
-            who for who, peer in lines if peer.startswith("http:"))
+        lines = re.findall(r"call POST /v1/jobs by (\S+) from (\S+)", log)
+        assert [who for who, peer in lines] == ["token:reader", "token:boss"]
+        assert all(peer.startswith("ipv4:127.0.0.1:") or
+                   peer.startswith("unix:") for who, peer in lines), lines
     finally:
         assert server.stop() == 0
