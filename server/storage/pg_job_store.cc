@@ -1162,7 +1162,7 @@ absl::StatusOr<Job> PgJobStore::GetJobBlocking(const std::string& id) {
 }
 
 absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadJobEventsBlocking(
-    const std::string& job_id, int64_t after_seq, int limit) {
+    const std::string& job_id, int64_t after_seq, int limit, size_t max_bytes) {
   if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
   std::vector<JobEvent> events;
   JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
@@ -1173,14 +1173,21 @@ absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadJobEventsBlocking(
     PgResult r =
         c.Exec(*sql, {SqlValue::TextRef(job_id), SqlValue::Int(after_seq),
                       SqlValue::Int(std::min(limit, kMaxReadLimit))});
-    for (int row = 0; row < r.rows(); ++row) events.push_back(r.ReadEvent(row));
+    // libpq holds the whole result; `max_bytes` bounds what is converted
+    // (the rows are at most `limit`).
+    size_t bytes = 0;
+    for (int row = 0; row < r.rows(); ++row) {
+      events.push_back(r.ReadEvent(row));
+      bytes += ApproxBytes(events.back());
+      if (max_bytes > 0 && bytes >= max_bytes) break;
+    }
     return absl::OkStatus();
   }));
   return events;
 }
 
 absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadEventsBlocking(
-    int64_t after_event_id, int limit) {
+    int64_t after_event_id, int limit, size_t max_bytes) {
   if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
   std::vector<JobEvent> events;
   JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
@@ -1189,7 +1196,14 @@ absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadEventsBlocking(
         " FROM job_events WHERE event_id > $1 ORDER BY event_id LIMIT $2"));
     PgResult r = c.Exec(*sql, {SqlValue::Int(after_event_id),
                                SqlValue::Int(std::min(limit, kMaxReadLimit))});
-    for (int row = 0; row < r.rows(); ++row) events.push_back(r.ReadEvent(row));
+    // libpq holds the whole result; `max_bytes` bounds what is converted
+    // (the rows are at most `limit`).
+    size_t bytes = 0;
+    for (int row = 0; row < r.rows(); ++row) {
+      events.push_back(r.ReadEvent(row));
+      bytes += ApproxBytes(events.back());
+      if (max_bytes > 0 && bytes >= max_bytes) break;
+    }
     return absl::OkStatus();
   }));
   return events;

@@ -132,9 +132,10 @@ class PgJobStore final : public JobStore {
                  BulkWriteCallback done) override;
   absl::StatusOr<Job> GetJobBlocking(const std::string& id) override;
   absl::StatusOr<std::vector<JobEvent>> ReadJobEventsBlocking(
-      const std::string& job_id, int64_t after_seq, int limit) override;
+      const std::string& job_id, int64_t after_seq, int limit,
+      size_t max_bytes = 0) override;
   absl::StatusOr<std::vector<JobEvent>> ReadEventsBlocking(
-      int64_t after_event_id, int limit) override;
+      int64_t after_event_id, int limit, size_t max_bytes = 0) override;
   void AddCommitListener(CommitListener* listener) override;
   absl::StatusOr<ListJobsResult> ListJobsBlocking(
       const ListJobsQuery& query) override;
