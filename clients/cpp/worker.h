@@ -135,9 +135,10 @@ class Worker {
   std::map<std::string, std::shared_ptr<Task>> active_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
 
   absl::Mutex write_mu_;  // one writer at a time on the stream
+  // The stream Send() writes to; set and cleared by ServeOnce().
+  Session* session_ ABSL_GUARDED_BY(write_mu_) = nullptr;
 };
 
 }  // namespace jobwire::sdk
