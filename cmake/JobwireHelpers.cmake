@@ -16,11 +16,24 @@
 # new inputs go to the build tree); nothing unless JOBWIRE_FUZZ is ON.
 
 set(JOBWIRE_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
+# Clang reads the lock annotations (ABSL_GUARDED_BY, ABSL_EXCLUSIVE_LOCKS_REQUIRED, ...);
+# a broken one fails the build in every clang preset, with or without JOBWIRE_WERROR.
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  list(APPEND JOBWIRE_WARNINGS -Wthread-safety -Werror=thread-safety)
+endif()
 
 function(_jobwire_warnings target)
   target_compile_options(${target} PRIVATE ${JOBWIRE_WARNINGS})
   if(JOBWIRE_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# Executables of the tsan preset carry the Abseil lock annotations
+# (tools/tsan/absl_sync_annotations.cc).
+function(_jobwire_tsan target)
+  if(JOBWIRE_TSAN)
+    target_link_libraries(${target} PRIVATE jobwire_tsan_annotations)
   endif()
 endfunction()
 
@@ -46,6 +59,7 @@ function(jobwire_cc_binary)
   target_include_directories(${JW_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
   target_link_libraries(${JW_NAME} PRIVATE ${JW_DEPS})
   _jobwire_warnings(${JW_NAME})
+  _jobwire_tsan(${JW_NAME})
 endfunction()
 
 function(jobwire_cc_test)
@@ -57,6 +71,7 @@ function(jobwire_cc_test)
   target_include_directories(${JW_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
   target_link_libraries(${JW_NAME} PRIVATE ${JW_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   _jobwire_warnings(${JW_NAME})
+  _jobwire_tsan(${JW_NAME})
   add_test(NAME ${JW_NAME} COMMAND ${JW_NAME})
   set_tests_properties(${JW_NAME} PROPERTIES TIMEOUT 300 LABELS unit)
 endfunction()

@@ -167,9 +167,10 @@ class Worker {
   std::vector<uint64_t> finished_ ABSL_GUARDED_BY(mu_);
   uint64_t next_thread_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
 
   absl::Mutex write_mu_;  // one writer at a time on the stream
+  // The stream Send() writes to; set and cleared by ServeOnce().
+  Session* session_ ABSL_GUARDED_BY(write_mu_) = nullptr;
 };
 
 }  // namespace jobwire::sdk

@@ -87,8 +87,9 @@ TEST(HttpAuthTest, TicketIsShortLivedAndForGetOnly) {
   r.method = "GET";
   clock.Advance(absl::Seconds(61));
   EXPECT_FALSE(auth.Check(r).ok());
-  // A session value is not a ticket.
-  r.ticket = auth.NewSession(&expires);
+  // A session value is not a ticket. (Request holds views: keep the string.)
+  const std::string session = auth.NewSession(&expires);
+  r.ticket = session;
   EXPECT_FALSE(auth.Check(r).ok());
 }
 

@@ -533,11 +533,24 @@ class Session final : public HttpServer::Impl::SessionBase,
     Read();
   }
 
-  // Posts a reply from another thread.
+  // Posts a reply from another thread. The replier is dropped on that
+  // thread (the executor's), and the session's last reference may be the
+  // one it holds: that one is released on the HTTP thread, the only one that
+  // may destroy a session (its destructor edits Impl::sessions; TSan found
+  // the executor erasing while the HTTP thread iterated them).
   std::function<void(HttpReply)> Replier() {
-    return [self = this->shared_from_this()](HttpReply reply) {
-      net::post(self->stream_.get_executor(),
-                [self, reply = std::move(reply)]() mutable {
+    struct Hold {
+      std::shared_ptr<Session> self;
+      ~Hold() {
+        if (self == nullptr) return;  // moved from
+        auto executor = self->stream_.get_executor();
+        net::post(executor, [self = std::move(self)] {});
+      }
+    };
+    auto hold = std::make_shared<Hold>(Hold{this->shared_from_this()});
+    return [hold](HttpReply reply) {
+      net::post(hold->self->stream_.get_executor(),
+                [self = hold->self, reply = std::move(reply)]() mutable {
                   self->Write(std::move(reply));
                 });
     };

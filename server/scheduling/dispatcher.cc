@@ -112,7 +112,7 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
   // per commit for nothing is a futex call on the commit's serial path (and
   // a pass) whenever every worker is busy or none is connected.
   std::optional<bool> room;
-  auto ready_job_added = [&] {
+  auto ready_job_added = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!room.has_value()) room = AnySessionHasRoomLocked();
     if (*room) dirty_ = true;
   };

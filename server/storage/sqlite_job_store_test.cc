@@ -164,8 +164,8 @@ constexpr const char* kStateFilters[] = {
     "state = QUEUED OR state = FAILED",
     "state = SUCCEEDED OR state = CANCELLED",
     "NOT (state = SUCCEEDED OR state = FAILED OR state = CANCELLED)",
-    "state != QUEUED AND state != SCHEDULED AND state != RUNNING AND "
-    "state != PAUSED",
+    ("state != QUEUED AND state != SCHEDULED AND state != RUNNING AND "
+     "state != PAUSED"),
     "queue = q1 AND state = RUNNING",
     "queue = q1 OR state = RUNNING",
     "NOT (queue = q1 AND state = SUCCEEDED)",

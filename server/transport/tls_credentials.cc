@@ -152,10 +152,14 @@ void TlsCertificates::RefreshLocked() {
 grpc_ssl_certificate_config_reload_status TlsCertificates::Fetch(
     void* consumer_ptr, grpc_ssl_server_certificate_config** config) {
   auto* consumer = static_cast<Consumer*>(consumer_ptr);
-  TlsCertificates* self = consumer->owner;
-  absl::MutexLock lock(&self->mu_);
-  self->RefreshLocked();
-  const Pem& pem = self->pem_;
+  return consumer->owner->FetchFor(consumer, config);
+}
+
+grpc_ssl_certificate_config_reload_status TlsCertificates::FetchFor(
+    Consumer* consumer, grpc_ssl_server_certificate_config** config) {
+  absl::MutexLock lock(&mu_);
+  RefreshLocked();
+  const Pem& pem = pem_;
   if (consumer->handed && SameStamp(consumer->stamps[0], pem.stamps[0]) &&
       SameStamp(consumer->stamps[1], pem.stamps[1]) &&
       SameStamp(consumer->stamps[2], pem.stamps[2])) {

@@ -77,8 +77,14 @@ class TlsCertificates {
 
   explicit TlsCertificates(TlsFiles files) : files_(std::move(files)) {}
   static absl::StatusOr<Pem> Read(const TlsFiles& files);
+  // gRPC's config fetcher (`consumer` is a Consumer*): FetchFor on its owner.
   static grpc_ssl_certificate_config_reload_status Fetch(
       void* consumer, grpc_ssl_server_certificate_config** config);
+  // The configuration for `consumer`, NEW when it was not handed the
+  // current certificate yet, else UNCHANGED. Takes mu_.
+  grpc_ssl_certificate_config_reload_status FetchFor(
+      Consumer* consumer, grpc_ssl_server_certificate_config** config)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Re-reads the files when their mtimes changed.
   void RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

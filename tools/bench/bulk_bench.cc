@@ -438,7 +438,7 @@ int main(int argc, char** argv) {
   jobwire::bench::Flags flags;
   flags.command = "bulk_bench";
   for (int i = 1; i < argc; ++i) flags.command += std::string(" ") + argv[i];
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; i < argc; i += 2) {  // every flag takes a value
     const std::string a = argv[i];
     const bool has_value = i + 1 < argc;
     const std::string v = has_value ? argv[i + 1] : "";
@@ -472,7 +472,6 @@ int main(int argc, char** argv) {
                 << a << "\n";
       return 2;
     }
-    ++i;
   }
   return jobwire::bench::Run(flags);
 }

@@ -1123,7 +1123,7 @@ int Main(int argc, char** argv) {
   flags.command = absl::StrJoin(args, " ");
   if (const char* tmp = getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
     flags.dir = tmp;
-  for (size_t i = 1; i < args.size(); ++i) {
+  for (size_t i = 1; i < args.size(); i += 2) {  // every flag takes a value
     const std::string& a = args[i];
     const bool has = i + 1 < args.size();
     const std::string v = has ? args[i + 1] : "";
@@ -1170,7 +1170,6 @@ int Main(int argc, char** argv) {
                    "[--append FILE]\n";
       return 2;
     }
-    ++i;
   }
   // 10,000 SSE streams are 10,000 sockets here and in the child, which
   // inherits the limit.

@@ -1100,7 +1100,7 @@ int Main(int argc, char** argv) {
   flags.command = absl::StrJoin(args, " ");
   if (const char* tmp = getenv("TMPDIR"); tmp != nullptr && *tmp != '\0')
     flags.dir = tmp;
-  for (size_t i = 1; i < args.size(); ++i) {
+  for (size_t i = 1; i < args.size(); i += 2) {  // every flag takes a value
     const std::string& a = args[i];
     const bool has = i + 1 < args.size();
     const std::string v = has ? args[i + 1] : "";
@@ -1176,7 +1176,6 @@ int Main(int argc, char** argv) {
                    "[--ab-webhooks terminal|state]\n";
       return 2;
     }
-    ++i;
   }
   RaiseFdLimit();
   signal(SIGPIPE, SIG_IGN);
