@@ -26,17 +26,13 @@ BenchServer::BenchServer(const ServerConfig& config) {
     exit(1);
   }
   dir_ = tmpl;
-  std::vector<std::string> args = {"--listen",
-                                   "unix:" + dir_ + "/j.sock",
-                                   "--listen",
-                                   "127.0.0.1:0",
-                                   "--log-level",
-                                   "warning",
-                                   "--shutdown-grace",
-                                   "2s"};
+  std::vector<std::string> args = {
+      "--listen",         "unix:" + dir_ + "/j.sock",
+      "--listen",         "127.0.0.1:0",
+      "--log-level",      "warning",
+      "--shutdown-grace", "2s"};
   if (config.db.empty()) {
-    args.insert(args.end(),
-                {"--db", db_path(), "--synchronous", config.sync});
+    args.insert(args.end(), {"--db", db_path(), "--synchronous", config.sync});
   } else {
     args.insert(args.end(), {"--db", config.db});
   }
