@@ -331,7 +331,13 @@ void WatchReactorCore::Cancelled() {
   FinishLocked(absl::CancelledError());
 }
 
-void WatchReactorCore::Done() { Unref(); }
+void WatchReactorCore::Done() {
+  // gRPC runs OnDone after OnCancel has returned, but orders the two through
+  // its own (uninstrumented) reference counts. Taking mu_ here, which
+  // Cancelled() holds, makes that order one ThreadSanitizer sees too.
+  { absl::MutexLock lock(&mu_); }
+  Unref();
+}
 
 void WatchReactorCore::Push(Outgoing message) {
   absl::MutexLock lock(&mu_);
