@@ -131,6 +131,20 @@ WebhookOutboxRow OutboxRowAt(const PgResult& r, int row) {
   return w;
 }
 
+// The events of `r` in its order, up to and including the one that brings
+// their ApproxBytes to `max_bytes` (0: all of them). libpq holds the whole
+// result already; the rows are at most the query's LIMIT.
+std::vector<JobEvent> EventsOf(const PgResult& r, size_t max_bytes) {
+  std::vector<JobEvent> events;
+  size_t bytes = 0;
+  for (int row = 0; row < r.rows(); ++row) {
+    events.push_back(r.ReadEvent(row));
+    bytes += ApproxBytes(events.back());
+    if (max_bytes > 0 && bytes >= max_bytes) break;
+  }
+  return events;
+}
+
 }  // namespace
 
 // The writer's connection and the transaction in progress, driven by the
@@ -1173,14 +1187,7 @@ absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadJobEventsBlocking(
     PgResult r =
         c.Exec(*sql, {SqlValue::TextRef(job_id), SqlValue::Int(after_seq),
                       SqlValue::Int(std::min(limit, kMaxReadLimit))});
-    // libpq holds the whole result; `max_bytes` bounds what is converted
-    // (the rows are at most `limit`).
-    size_t bytes = 0;
-    for (int row = 0; row < r.rows(); ++row) {
-      events.push_back(r.ReadEvent(row));
-      bytes += ApproxBytes(events.back());
-      if (max_bytes > 0 && bytes >= max_bytes) break;
-    }
+    events = EventsOf(r, max_bytes);
     return absl::OkStatus();
   }));
   return events;
@@ -1196,14 +1203,7 @@ absl::StatusOr<std::vector<JobEvent>> PgJobStore::ReadEventsBlocking(
         " FROM job_events WHERE event_id > $1 ORDER BY event_id LIMIT $2"));
     PgResult r = c.Exec(*sql, {SqlValue::Int(after_event_id),
                                SqlValue::Int(std::min(limit, kMaxReadLimit))});
-    // libpq holds the whole result; `max_bytes` bounds what is converted
-    // (the rows are at most `limit`).
-    size_t bytes = 0;
-    for (int row = 0; row < r.rows(); ++row) {
-      events.push_back(r.ReadEvent(row));
-      bytes += ApproxBytes(events.back());
-      if (max_bytes > 0 && bytes >= max_bytes) break;
-    }
+    events = EventsOf(r, max_bytes);
     return absl::OkStatus();
   }));
   return events;
