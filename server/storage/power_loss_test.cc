@@ -418,6 +418,10 @@ RunTotals RunRounds(SqliteJobStore::Synchronous sync, int rounds,
     const int steps[] = {4, 16, 64};
     options.checkpoint_pages = steps[round % 3];
     options.gather_wal_writes = round % 4 != 3;
+    // Answers from the writer itself or from the completion thread; big
+    // group commits or many small ones.
+    options.complete_on_idle_writer = round % 2 == 0;
+    options.max_batch_jobs = round % 3 == 1 ? 16 : 2000;
     PowerLossArm arm;
     arm.dir = dir;
     arm.seed = seed + static_cast<uint64_t>(round);
