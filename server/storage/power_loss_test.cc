@@ -166,10 +166,12 @@ class Load {
       const int pick = static_cast<int>(rng() % 100);
       if (pick < 45) {
         Submit(rng);
-      } else if (pick < 85) {
+      } else if (pick < 80) {
         MutateOne(rng);
-      } else {
+      } else if (pick < 90) {
         Bulk(rng);
+      } else {
+        SettingOrQueue(pick % 2 == 0);
       }
     }
   }
@@ -260,11 +262,36 @@ class Load {
         });
   }
 
+  // A new setting or queue row, under a name of its own: checked as a job
+  // "setting:NAME" or "queue:NAME" that must exist.
+  void SettingOrQueue(bool setting) {
+    const std::string name = absl::StrCat("pl-", ++names_);
+    auto done = [this, name, setting](absl::Status s) {
+      const int64_t now = AckLog::Now();
+      const int64_t order = log_->NextOrder();
+      if (s.ok()) {
+        log_->Record(absl::StrCat(setting ? "setting:" : "queue:", name),
+                     {now, 0, JobState::kUnspecified, 0, false, order});
+        ++acked_;
+      }
+      Finished();
+    };
+    if (setting) {
+      store_->PutSetting(name, "on", done);
+    } else {
+      QueueRow row;
+      row.name = name;
+      row.weight = 2;
+      store_->UpsertQueue(row, done);
+    }
+  }
+
   SqliteJobStore* const store_;
   AckLog* const log_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> acked_{0};
   std::atomic<int32_t> priority_floor_{0};
+  std::atomic<int64_t> names_{0};
   std::vector<std::thread> threads_;
   absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
@@ -351,6 +378,17 @@ Verdict Check(const PowerLossCut& cut,
                                      " and ", events[id], " events");
         }
       }
+      // Settings and queue rows, as jobs of their own for the checks below.
+      auto rows = (*store)->ListQueueRowsBlocking();
+      if (!rows.ok()) opened = false;
+      for (const QueueRow& row : rows.ok() ? *rows : std::vector<QueueRow>())
+        jobs["queue:" + row.name];
+      for (const auto& [id, list] : acks) {
+        if (!opened || id.rfind("setting:", 0) != 0) continue;
+        auto value = (*store)->GetSettingBlocking(id.substr(8));
+        if (!value.ok()) opened = false;
+        if (value.ok() && value->has_value()) jobs[id];
+      }
       (*store)->Shutdown();
     } else {
       v.integrity = store.status().ToString();
@@ -384,7 +422,8 @@ Verdict Check(const PowerLossCut& cut,
       if (delete_asked.count(id) == 0) loss = "missing";
     } else if (it->second.version < version) {
       loss = absl::StrCat("version ", it->second.version, " < ", version);
-    } else if (it->second.version == version && it->second.state != state) {
+    } else if (version > 0 && it->second.version == version &&
+               it->second.state != state) {
       loss = absl::StrCat("state ", JobStateName(it->second.state),
                           " != ", JobStateName(state));
     } else if (it->second.priority < priority) {
