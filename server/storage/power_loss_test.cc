@@ -1,11 +1,13 @@
 // Power loss under a real SqliteJobStore: a concurrent mixed load (batched
-// submits, assigns and completions, bulk updates and deletes) runs on a
-// store whose files sit on PowerLossVfs (power_loss_vfs.h), which cuts the
-// power at random points of its writes, syncs and checkpoints. Each cut's
-// disk is then opened by a fresh store: every write acknowledged before the
-// cut must be there, and PRAGMA integrity_check must say ok. The same run at
-// synchronous=OFF must see acknowledged writes lost, which shows the test
-// can see a loss.
+// submits, assigns and completions, bulk updates and deletes, settings and
+// queue rows) runs on a store whose files sit on PowerLossVfs
+// (power_loss_vfs.h), which cuts the power at random points of its writes,
+// syncs and checkpoints. Each cut's disk is then opened by a fresh store:
+// at synchronous=FULL every write acknowledged before the cut must be there,
+// and PRAGMA integrity_check must say ok. The same run at synchronous=OFF
+// must see acknowledged writes lost, which shows the test can see a loss;
+// at NORMAL it may lose the last commits, never one with a later one kept,
+// and never corrupts.
 //
 // JOBWIRE_PL_VERBOSE=1 prints every cut; JOBWIRE_PL_KEEP=1 keeps the folder
 // of a cut that lost a write, and its files as cut in <folder>-raw.

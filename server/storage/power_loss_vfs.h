@@ -4,8 +4,8 @@
 // It wraps SQLite's Unix VFS and becomes the process's default VFS, so every
 // connection of a store sits on it, the writer's too: the WAL write buffer
 // (wal_write_buffer.h) registers over whatever VFS is the default when it
-// first registers, so Install() must run before any store opens (the test
-// checks that the buffer sits on this VFS).
+// first registers, so InstallPowerLossVfs() must run before any store opens
+// (the test checks that the buffer sits on this VFS).
 //
 // For each file under the armed folder (the database, its -wal and a
 // rollback -journal; never the -shm, which is memory), it keeps the durable
@@ -24,15 +24,15 @@
 // that orders every tracked operation: it copies every durable image, and, in
 // half of the cuts ("torn"), also a random subset of the pending operations,
 // each write kept whole or as a prefix cut at a 512-byte boundary (what a disk
-// may persist of writes not yet synced, in any order). So a cut lands anywhere:
-// in a commit's WAL writes, between them and the fdatasync, inside a
+// may persist of writes not yet synced, which it may reorder). So a cut lands
+// anywhere: in a commit's WAL writes, between them and the fdatasync, inside a
 // checkpoint's copy of WAL pages into the database, or between a
 // checkpoint's writes and its sync. The run goes on after a cut (a cut is a
 // snapshot, not a stop): every snapshot is exactly what power lost at that
 // instant leaves.
 //
-// Ordering: cuts_started() rises when a cut begins, under the same lock as
-// the syncs. A write whose `done` ran OK when cuts_started() read k-1 or
+// Ordering: PowerLossCutsStarted() rises when a cut begins, under the same
+// lock as the syncs. A write whose `done` ran OK when it read k-1 or
 // less had its sync finish before cut k began (if the store is right), so
 // cut k must hold it.
 //
