@@ -645,7 +645,8 @@ class SubmitBatchCommand final : public Command {
   }
 
   // Sends `requests` (lines[i] is the file line of requests[i]) in batches
-  // of kBatch, kStreams in flight (sdk::Client::SubmitBatches), and prints
+  // of kBatch on kStreams streams, kPerStream in flight on each
+  // (sdk::Client::SubmitBatches), and prints
   // their ids in line order (or, with --watch, follows them); adds the jobs
   // submitted before a failed batch to `submitted`, the new ones to
   // `created`. The failed batch's error names its line, with how many jobs
@@ -687,7 +688,8 @@ class SubmitBatchCommand final : public Command {
           (first_failed == SIZE_MAX ? *submitted : after_failed) +=
               response.ids_size();
           *created += response.created();
-        });
+        },
+        kPerStream);
     if (first_failed != SIZE_MAX) {
       const size_t start = first_failed * kBatch;
       const size_t end = std::min(total, start + kBatch);
@@ -722,8 +724,10 @@ class SubmitBatchCommand final : public Command {
   static constexpr size_t kWindowLines = 32 * 1000;
   // Jobs per SubmitJobs batch: the server's most.
   static constexpr int kBatch = 1000;
-  // Batches in flight, each on its own stream.
+  // Streams, each with up to kPerStream batches sent ahead of their answers
+  // (the next is on the wire while the server commits one).
   static constexpr int kStreams = 4;
+  static constexpr int kPerStream = 2;
   std::string output_ = "table";
 };
 
