@@ -479,6 +479,49 @@ TEST_F(SecurityTest, RapidResetPastTheBudgetGetsGoAwayWhileOthersAreServed) {
   EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
 }
 
+// What a well-behaved client does goes through the relay as before: a
+// long-lived stream, many unary calls, and cancelled calls (each a
+// RST_STREAM) below the budget, all on one connection that stays open.
+TEST_F(SecurityTest, CallsStreamsAndCancelsBelowTheBudgetPassTheRelay) {
+  JobwiredProcess server(dir_, Args());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto channel = OwnChannel(addresses[1]);
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext watch_context;
+  auto watch = stub->Watch(&watch_context, {});
+  HealthCheckResponse first;
+  ASSERT_TRUE(watch->Read(&first));
+  int ok = 0;
+  for (int i = 0; i < 2000; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    HealthCheckResponse response;
+    if (stub->Check(&context, {}, &response).ok()) ++ok;
+  }
+  EXPECT_EQ(ok, 2000);
+  for (int i = 0; i < 200; ++i) {  // 200 client resets, under 1000
+    grpc::ClientContext context;
+    auto cancelled = stub->Watch(&context, {});
+    HealthCheckResponse response;
+    ASSERT_TRUE(cancelled->Read(&response));
+    context.TryCancel();
+    while (cancelled->Read(&response)) {
+    }
+    EXPECT_EQ(cancelled->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  HealthCheckResponse response;
+  EXPECT_TRUE(stub->Check(&context, {}, &response).ok());
+  // The first stream lived through it all: the connection was never closed.
+  watch_context.TryCancel();
+  EXPECT_FALSE(watch->Read(&response));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_FALSE(absl::StrContains(server.log(), "reset more than"))
+      << server.log();
+}
+
 // A TLS channel to `target` trusting `ca` (a PEM file), with the client
 // certificate `client` (NAME for NAME.pem and NAME.key in `dir`) if given.
 std::shared_ptr<grpc::Channel> TlsChannel(const std::string& dir,
