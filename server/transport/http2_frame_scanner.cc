@@ -59,25 +59,30 @@ size_t Http2FrameScanner::Scan(
   return bytes.size();
 }
 
-Http2ClientGuard::Http2ClientGuard(Limits limits, absl::Time now)
-    : limits_(limits), tokens_(limits.max_resets), refilled_(now) {}
+bool ResetBudget::Take(absl::Time now) {
+  if (now > refilled_) {
+    const double per_second = max_ / absl::ToDoubleSeconds(window_);
+    tokens_ = std::min<double>(
+        max_, tokens_ + per_second * absl::ToDoubleSeconds(now - refilled_));
+    refilled_ = now;
+  }
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
 
-size_t Http2ClientGuard::Check(absl::string_view bytes, absl::Time now) {
+Http2ClientGuard::Http2ClientGuard(Limits limits, absl::Time now)
+    : budget_(limits.max_resets, limits.window, now) {}
+
+size_t Http2ClientGuard::Check(absl::string_view bytes, absl::Time now,
+                               ResetBudget* shared) {
   return scanner_.Scan(bytes, [&](const Http2FrameHeader& frame) {
     if (frame.type == kHttp2Headers && frame.stream_id > last_stream_id_) {
       last_stream_id_ = frame.stream_id;
       ++streams_opened_;
     } else if (frame.type == kHttp2RstStream) {
-      if (now > refilled_) {
-        const double per_second =
-            limits_.max_resets / absl::ToDoubleSeconds(limits_.window);
-        tokens_ = std::min<double>(
-            limits_.max_resets,
-            tokens_ + per_second * absl::ToDoubleSeconds(now - refilled_));
-        refilled_ = now;
-      }
-      if (tokens_ < 1) return false;
-      tokens_ -= 1;
+      if (!budget_.Take(now)) return false;
+      if (shared != nullptr && !shared->Take(now)) return false;
       ++streams_reset_;
     }
     return true;

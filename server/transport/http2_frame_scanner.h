@@ -84,6 +84,22 @@ class Http2FrameScanner {
   uint32_t payload_left_ = 0;
 };
 
+// A token bucket of stream resets: `max` at once, refilled at `max` per
+// `window`.
+class ResetBudget {
+ public:
+  ResetBudget(int max, absl::Duration window, absl::Time now)
+      : max_(max), window_(window), tokens_(max), refilled_(now) {}
+  // Whether one reset at `now` is within the budget (it is then spent).
+  bool Take(absl::Time now);
+
+ private:
+  int max_;
+  absl::Duration window_;
+  double tokens_;
+  absl::Time refilled_;
+};
+
 class Http2ClientGuard {
  public:
   struct Limits {
@@ -95,9 +111,11 @@ class Http2ClientGuard {
 
   // Reads the client's next `bytes` at `now`; returns how many of them may
   // go on to the server: all of them, unless a RST_STREAM among them goes
-  // past the budget, then those before that frame (over_budget() is true
-  // from then on, and later calls return 0).
-  size_t Check(absl::string_view bytes, absl::Time now);
+  // past the budget (the connection's, or `shared` when given: a budget
+  // this connection shares with others, not owned), then those before that
+  // frame (over_budget() is true from then on, and later calls return 0).
+  size_t Check(absl::string_view bytes, absl::Time now,
+               ResetBudget* shared = nullptr);
 
   bool over_budget() const { return scanner_.stopped(); }
   int64_t streams_opened() const { return streams_opened_; }
@@ -107,10 +125,8 @@ class Http2ClientGuard {
   uint32_t last_stream_id() const { return last_stream_id_; }
 
  private:
-  const Limits limits_;
   Http2FrameScanner scanner_{Http2FrameScanner::Start::kClientPreface};
-  double tokens_;
-  absl::Time refilled_;
+  ResetBudget budget_;
   int64_t streams_opened_ = 0;
   int64_t streams_reset_ = 0;
   uint32_t last_stream_id_ = 0;

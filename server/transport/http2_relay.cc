@@ -1,5 +1,6 @@
 #include "server/transport/http2_relay.h"
 
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -31,6 +33,33 @@ constexpr int kReadsPerWake = 4;
 constexpr absl::Duration kDrainFor = absl::Seconds(5);
 constexpr absl::Duration kDrainOverBudgetFor = absl::Seconds(1);
 constexpr absl::Duration kWarnEvery = absl::Seconds(10);
+// An address one of whose connections went over its budget shares, for a
+// window after, one budget this many times smaller over all its connections
+// (a client reconnecting to reset more streams gains nothing). Addresses
+// remembered so at most:
+constexpr int kPenaltyDivisor = 10;
+constexpr size_t kMaxPenalized = 65536;
+
+// The client's address without its port (the key of the penalties); empty
+// when it cannot be read.
+std::string AddressKey(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return "";
+  }
+  if (addr.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    return std::string(reinterpret_cast<const char*>(&in->sin_addr),
+                       sizeof(in->sin_addr));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    return std::string(reinterpret_cast<const char*>(&in6->sin6_addr),
+                       sizeof(in6->sin6_addr));
+  }
+  return "";
+}
 
 // The low bit of an epoll event's data tells the two fds of a connection
 // apart (a Conn is at least 8-byte aligned); 0 is the wake-up eventfd.
@@ -137,7 +166,8 @@ class Http2Relay::Worker {
     Conn(Http2ClientGuard::Limits limits, absl::Time now)
         : guard(limits, now) {}
     int client = -1;
-    int server = -1;  // our end of the socketpair; -1 once closed
+    int server = -1;      // our end of the socketpair; -1 once closed
+    std::string address;  // AddressKey(client)
     Http2ClientGuard guard;
     Http2FrameScanner from_server{Http2FrameScanner::Start::kFrames};
     std::string to_server;  // read from the client, not yet taken by gRPC
@@ -232,6 +262,7 @@ class Http2Relay::Worker {
       auto* c = new Conn(limits_, now);
       c->client = client;
       c->server = server;
+      c->address = AddressKey(client);
       c->index = conns_.size();
       conns_.push_back(c);
       epoll_event ev{};
@@ -271,7 +302,7 @@ class Http2Relay::Worker {
         return Close(c);
       }
       const absl::string_view read(buf, static_cast<size_t>(n));
-      const size_t allowed = c->guard.Check(read, now);
+      const size_t allowed = c->guard.Check(read, now, PenaltyOf(c, now));
       if (!SendOrKeep(c->server, read.substr(0, allowed), &c->to_server)) {
         return Close(c);
       }
@@ -307,6 +338,35 @@ class Http2Relay::Worker {
     Watch(c);
   }
 
+  // The budget `c` shares with its address's other connections while the
+  // address is penalized; null otherwise.
+  ResetBudget* PenaltyOf(Conn* c, absl::Time now) {
+    if (penalized_.empty()) return nullptr;
+    auto it = penalized_.find(c->address);
+    if (it == penalized_.end() || now >= it->second.until) return nullptr;
+    return &it->second.budget;
+  }
+
+  void Penalize(const std::string& address, absl::Time now) {
+    if (address.empty()) return;
+    auto it = penalized_.find(address);
+    if (it != penalized_.end()) {
+      it->second.until = now + limits_.window;
+      return;
+    }
+    if (penalized_.size() >= kMaxPenalized / 2) {
+      for (auto i = penalized_.begin(); i != penalized_.end();) {
+        i = now >= i->second.until ? penalized_.erase(i) : std::next(i);
+      }
+    }
+    if (penalized_.size() >= kMaxPenalized) return;
+    penalized_.emplace(
+        address,
+        Penalty{ResetBudget(std::max(1, limits_.max_resets / kPenaltyDivisor),
+                            limits_.window, now),
+                now + limits_.window});
+  }
+
   void ServerGone(Conn* c, absl::Time drain_until) {
     if (c->server >= 0) ::close(c->server);  // also leaves the epoll set
     c->server = -1;
@@ -331,6 +391,7 @@ class Http2Relay::Worker {
     // gRPC sees its side close and drops the connection's streams; the
     // frame over the budget never reached it.
     ServerGone(c, now + kDrainOverBudgetFor);
+    Penalize(c->address, now);
     if (c->from_server.at_frame_boundary()) {
       c->to_client +=
           Http2GoAwayFrame(c->guard.last_stream_id(), kHttp2EnhanceYourCalm,
@@ -398,6 +459,12 @@ class Http2Relay::Worker {
   std::vector<Conn*> draining_;
   std::vector<Conn*> dead_;
   absl::Time last_warning_ = absl::InfinitePast();
+  struct Penalty {
+    ResetBudget budget;
+    absl::Time until;
+  };
+  // Addresses of clients closed over budget, until their penalty ends.
+  std::unordered_map<std::string, Penalty> penalized_;
   char scratch_[kReadSize];
 };
 

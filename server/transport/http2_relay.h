@@ -13,6 +13,11 @@
 // never seen by gRPC), closes gRPC's side, sends the client GOAWAY
 // ENHANCE_YOUR_CALM (when the server's bytes sent so far end on a frame
 // boundary; otherwise it only closes) and closes the connection.
+// For one window after that (renewed by each such close), every connection
+// from the same client IP address also draws on one budget a tenth the size
+// shared by them all, so a client that reconnects to reset more streams
+// is closed after a few; connections from that address that reset nothing
+// are not touched. At most 65,536 addresses are remembered (per thread).
 //
 // Memory per connection is bounded: bytes are read into one scratch buffer
 // per thread, and a connection keeps only what a peer did not take yet (at

@@ -63,11 +63,13 @@ std::string ReadToEnd(int fd) {
 class Http2RelayTest : public ::testing::Test {
  protected:
   void Connect(Http2ClientGuard::Limits limits) {
-    Http2Relay::Options options;
-    options.limits = limits;
-    auto relay = Http2Relay::Start(options);
-    ASSERT_TRUE(relay.ok()) << relay.status();
-    relay_ = *std::move(relay);
+    if (relay_ == nullptr) {
+      Http2Relay::Options options;
+      options.limits = limits;
+      auto relay = Http2Relay::Start(options);
+      ASSERT_TRUE(relay.ok()) << relay.status();
+      relay_ = *std::move(relay);
+    }
     const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -159,6 +161,35 @@ TEST_F(Http2RelayTest, ClientPastTheBudgetGetsGoAwayAndTheServerSideCloses) {
   EXPECT_EQ(got.substr(settings.size() + 9, 8),
             std::string("\0\0\0\x15\0\0\0\x0b", 8));  // stream 21, CALM
   EXPECT_EQ(relay_->closed_over_budget(), 1);
+}
+
+std::string Resets(uint32_t first, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    out += Frame(kHttp2Headers, first + 2 * i, "h") +
+           Frame(kHttp2RstStream, first + 2 * i, std::string("\0\0\0\x08", 4));
+  }
+  return out;
+}
+
+TEST_F(Http2RelayTest, AddressOverBudgetSharesASmallerBudgetForAWindow) {
+  Connect({/*max_resets=*/20, absl::Seconds(10)});
+  ASSERT_TRUE(
+      WriteAll(client_, std::string(kHttp2ClientPreface) + Resets(1, 30)));
+  ReadToEnd(server_);  // closed over budget
+  ::close(client_);
+  ::close(server_);
+  // The same address again: 20 / 10 = 2 resets over all its connections.
+  Connect({});
+  const std::string two = std::string(kHttp2ClientPreface) + Resets(1, 2);
+  ASSERT_TRUE(WriteAll(client_, two));
+  std::string got(two.size(), '\0');
+  ASSERT_EQ(::recv(server_, got.data(), got.size(), MSG_WAITALL),
+            static_cast<ssize_t>(got.size()));
+  EXPECT_EQ(got, two);
+  ASSERT_TRUE(WriteAll(client_, Resets(5, 1)));
+  EXPECT_EQ(ReadToEnd(server_), Frame(kHttp2Headers, 5, "h"));
+  EXPECT_EQ(relay_->closed_over_budget(), 2);
 }
 
 TEST_F(Http2RelayTest, ServerCloseReachesTheClientAfterItsLastBytes) {
