@@ -381,6 +381,70 @@ int64_t GoAwayError(absl::string_view bytes) {
   return -1;
 }
 
+struct AttackResult {
+  int sent = 0;
+  bool server_closed = false;  // before the attacker stopped
+  std::string from_server;
+};
+
+// One rapid-reset attacker on 127.0.0.1:port: HEADERS + RST_STREAM pairs
+// for Health/Check as fast as the socket takes them, at most `streams`
+// pairs and 20 s, then waits (up to the same 20 s) for the server to close.
+AttackResult RapidReset(int port, int streams) {
+  AttackResult result;
+  const int fd = ConnectTcp(port);
+  if (fd < 0) return result;
+  timeval tv = absl::ToTimeval(absl::Seconds(30));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  std::atomic<bool> server_closed{false};
+  std::thread reader([&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+      result.from_server.append(buf, static_cast<size_t>(n));
+    }
+    server_closed.store(n == 0 || errno == ECONNRESET);
+  });
+  std::string block;
+  block.push_back(static_cast<char>(0x83));  // :method POST
+  block.push_back(static_cast<char>(0x86));  // :scheme http
+  for (const auto& [name, value] :
+       {std::pair<std::string, std::string>{":path",
+                                            "/grpc.health.v1.Health/Check"},
+        {":authority", "localhost"},
+        {"content-type", "application/grpc"},
+        {"te", "trailers"}}) {
+    block.push_back(0x00);  // literal without indexing, new name
+    block.push_back(static_cast<char>(name.size()));
+    block += name;
+    block.push_back(static_cast<char>(value.size()));
+    block += value;
+  }
+  std::string out("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(&out, 0x4, 0, 0, "");  // SETTINGS
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  for (uint32_t id = 1; result.sent < streams && absl::Now() < until; id += 2) {
+    AppendFrame(&out, 0x1, 0x4, id, block);  // HEADERS, END_HEADERS
+    AppendFrame(&out, 0x3, 0, id, absl::string_view("\0\0\0\x08", 4));
+    ++result.sent;
+    if (out.size() < 16 * 1024 && result.sent < streams) continue;
+    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(out.size())) {
+      break;  // closed by the server
+    }
+    out.clear();
+  }
+  while (!server_closed.load() && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  result.server_closed = server_closed.load();
+  ::shutdown(fd, SHUT_RDWR);
+  reader.join();
+  ::close(fd);
+  return result;
+}
+
 // Defect 2: HTTP/2 rapid reset (CVE-2023-44487). One connection opens and
 // resets Health/Check streams as fast as it can (at most 20,000, at most
 // 20 s); past --max-stream-resets it gets GOAWAY ENHANCE_YOUR_CALM and is
@@ -412,70 +476,37 @@ TEST_F(SecurityTest, RapidResetPastTheBudgetGetsGoAwayWhileOthersAreServed) {
     absl::SleepFor(absl::Milliseconds(5));
   }
 
-  const int fd = ConnectTcp(PortOf(addresses[1]));
-  ASSERT_GE(fd, 0);
-  timeval tv = absl::ToTimeval(absl::Seconds(30));
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  std::string from_server;
-  std::atomic<bool> server_closed{false};
-  std::thread reader([&] {
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
-      from_server.append(buf, static_cast<size_t>(n));
-    }
-    server_closed.store(n == 0 || errno == ECONNRESET);
-  });
-  std::string block;
-  block.push_back(static_cast<char>(0x83));  // :method POST
-  block.push_back(static_cast<char>(0x86));  // :scheme http
-  for (const auto& [name, value] :
-       {std::pair<std::string, std::string>{":path",
-                                            "/grpc.health.v1.Health/Check"},
-        {":authority", "localhost"},
-        {"content-type", "application/grpc"},
-        {"te", "trailers"}}) {
-    block.push_back(0x00);  // literal without indexing, new name
-    block.push_back(static_cast<char>(name.size()));
-    block += name;
-    block.push_back(static_cast<char>(value.size()));
-    block += value;
-  }
-  std::string out("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-  AppendFrame(&out, 0x4, 0, 0, "");  // SETTINGS
-  const absl::Time until = absl::Now() + absl::Seconds(20);
-  int sent = 0;
-  for (uint32_t id = 1; sent < 20000 && absl::Now() < until; id += 2) {
-    AppendFrame(&out, 0x1, 0x4, id, block);  // HEADERS, END_HEADERS
-    AppendFrame(&out, 0x3, 0, id, absl::string_view("\0\0\0\x08", 4));
-    ++sent;
-    if (out.size() < 16 * 1024) continue;
-    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(out.size())) {
-      break;  // closed by the server
-    }
-    out.clear();
-  }
-  // The server closes the connection; the attacker does not.
-  while (!server_closed.load() && absl::Now() < until) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  EXPECT_TRUE(server_closed.load()) << sent << " streams sent";
-  ::shutdown(fd, SHUT_RDWR);
-  reader.join();
-  ::close(fd);
+  const AttackResult attack = RapidReset(PortOf(addresses[1]), 20000);
   stop.store(true);
   other.join();
 
-  EXPECT_EQ(GoAwayError(from_server), 0xb)  // ENHANCE_YOUR_CALM
-      << from_server.size() << " bytes from the server";
+  EXPECT_TRUE(attack.server_closed) << attack.sent << " streams sent";
+  EXPECT_EQ(GoAwayError(attack.from_server), 0xb)  // ENHANCE_YOUR_CALM
+      << attack.from_server.size() << " bytes from the server";
   EXPECT_TRUE(
       WaitForLog(server, "reset more than 100 streams", absl::Seconds(10)))
       << server.log();
   EXPECT_GT(ok.load(), 0);
   EXPECT_EQ(failed.load(), 0);
   // The attacker's next connection is served as anyone's.
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+}
+
+// A rapid-reset client that reconnects gains nothing: for 10 s after its
+// connection went over budget, its address's connections share a tenth of
+// the budget, while connections from it that reset nothing are served.
+TEST_F(SecurityTest, RapidResetClientThatReconnectsIsClosedAfterAFewResets) {
+  JobwiredProcess server(dir_, Args({"--max-stream-resets", "100"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const int port = PortOf(addresses[1]);
+  const AttackResult first = RapidReset(port, 20000);
+  EXPECT_TRUE(first.server_closed) << first.sent << " streams sent";
+  // 50 resets: within the connection's own budget, past the address's.
+  const AttackResult again = RapidReset(port, 50);
+  EXPECT_TRUE(again.server_closed);
+  EXPECT_EQ(GoAwayError(again.from_server), 0xb)
+      << again.from_server.size() << " bytes from the server";
   EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
 }
 
