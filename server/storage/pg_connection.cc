@@ -301,16 +301,44 @@ PgResult PgConnection::Check(PGresult* r) const {
   return PgResult(r);
 }
 
+std::pair<std::string, bool> PgConnection::PreparedName(
+    const std::string& sql) {
+  auto it = prepared_.find(sql);
+  if (it != prepared_.end()) return {it->second, false};
+  return {absl::StrCat("jw", prepared_.size() + 1), true};
+}
+
 PgResult PgConnection::Exec(const std::string& sql,
                             const std::vector<SqlValue>& params) {
-  auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    std::string name = absl::StrCat("jw", prepared_.size() + 1);
-    Check(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
-    it = prepared_.emplace(sql, std::move(name)).first;
+  auto [name, prepare] = PreparedName(sql);
+  if (prepare && !queued_.empty()) {
+    // Prepared with the queue (a statement prepared and then failed would
+    // leave its name taken but unrecorded), executed on its own: the
+    // first use only.
+    Pipelined([&] {
+      return PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) == 1
+                 ? 1
+                 : 0;
+    });
+    prepared_.emplace(sql, name);
+    prepare = false;
   }
   Params p(params);
-  return Check(PQexecPrepared(conn_, it->second.c_str(),
+  if (!queued_.empty()) {
+    return Pipelined([&] {
+      return PQsendQueryPrepared(conn_, name.c_str(),
+                                 static_cast<int>(params.size()), p.ptrs.data(),
+                                 p.lengths.data(), p.formats.data(),
+                                 /*resultFormat=*/1) == 1
+                 ? 1
+                 : 0;
+    });
+  }
+  if (prepare) {
+    Check(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
+    prepared_.emplace(sql, name);
+  }
+  return Check(PQexecPrepared(conn_, name.c_str(),
                               static_cast<int>(params.size()), p.ptrs.data(),
                               p.lengths.data(), p.formats.data(),
                               /*resultFormat=*/1));
@@ -319,6 +347,15 @@ PgResult PgConnection::Exec(const std::string& sql,
 PgResult PgConnection::ExecOnce(const std::string& sql,
                                 const std::vector<SqlValue>& params) {
   Params p(params);
+  auto send = [&] {
+    return PQsendQueryParams(conn_, sql.c_str(),
+                             static_cast<int>(params.size()), nullptr,
+                             p.ptrs.data(), p.lengths.data(), p.formats.data(),
+                             /*resultFormat=*/1) == 1
+               ? 1
+               : 0;
+  };
+  if (!queued_.empty()) return Pipelined(send);
   return Check(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()),
                             nullptr, p.ptrs.data(), p.lengths.data(),
                             p.formats.data(),
@@ -326,12 +363,79 @@ PgResult PgConnection::ExecOnce(const std::string& sql,
 }
 
 void PgConnection::ExecScript(const std::string& sql) {
+  if (!queued_.empty()) {
+    // The extended protocol of a pipeline takes one statement per query: a
+    // script of several goes after the queue, in a round trip of its own.
+    if (sql.find(';') == std::string::npos) {
+      ExecOnce(sql, {});
+      return;
+    }
+    ExecOnce("SELECT 1", {});
+  }
   PgResult r = Check(PQexec(conn_, sql.c_str()));
+}
+
+void PgConnection::Queue(const std::string& sql,
+                         const std::vector<SqlValue>& params) {
+  queued_.push_back(Queued{sql, params});
+}
+
+PgResult PgConnection::Pipelined(const std::function<int()>& send_own) {
+  std::vector<Queued> queued;
+  queued.swap(queued_);
+  if (PQenterPipelineMode(conn_) != 1) Throw(nullptr);
+  // Statements sent; a failed send (the connection broke) stops sending.
+  int sent = 0;
+  bool send_failed = false;
+  for (const Queued& q : queued) {
+    Params p(q.params);
+    if (PQsendQueryParams(conn_, q.sql.c_str(),
+                          static_cast<int>(q.params.size()), nullptr,
+                          p.ptrs.data(), p.lengths.data(), p.formats.data(),
+                          /*resultFormat=*/1) != 1) {
+      send_failed = true;
+      break;
+    }
+    ++sent;
+  }
+  if (!send_failed) sent += send_own();
+  const bool synced = PQpipelineSync(conn_) == 1;
+  // Every statement's result (each followed by a NULL), then the sync's.
+  PGresult* first_error = nullptr;
+  PGresult* last = nullptr;
+  for (int i = 0; i < sent; ++i) {
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) break;  // the connection is gone
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    const ExecStatusType status = PQresultStatus(r);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK &&
+        first_error == nullptr && status != PGRES_PIPELINE_ABORTED) {
+      first_error = r;
+      continue;
+    }
+    if (last != nullptr) PQclear(last);
+    last = r;
+  }
+  if (synced) {
+    if (PGresult* sync = PQgetResult(conn_)) PQclear(sync);
+  }
+  PQexitPipelineMode(conn_);
+  if (first_error != nullptr) {
+    if (last != nullptr) PQclear(last);
+    Throw(first_error);
+  }
+  if (send_failed || !synced || last == nullptr ||
+      PQresultStatus(last) == PGRES_PIPELINE_ABORTED) {
+    if (last != nullptr) PQclear(last);
+    Throw(nullptr);
+  }
+  return PgResult(last);
 }
 
 bool PgConnection::Reconnect() {
   if (PQstatus(conn_) == CONNECTION_OK) return true;
   prepared_.clear();
+  queued_.clear();
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) return false;
   try {

@@ -540,7 +540,8 @@ absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
       }
       locked_session = conn->BackendPid();
     }
-    conn->ExecScript("BEGIN");
+    // BEGIN goes out with the lock's SELECT, in one round trip.
+    conn->Queue("BEGIN");
     // Ids in commit order: see the header. Never below an id this writer
     // gave out before (ids of rolled-back writes are skipped).
     PgResult next = conn->Exec("SELECT next_id FROM event_ids FOR UPDATE", {});
@@ -586,8 +587,9 @@ absl::Status PgJobStore::Writer::Commit() {
   try {
     Flush();
     if (next_event_id != locked_event_id) {
-      conn->Exec("UPDATE event_ids SET next_id = $1",
-                 {SqlValue::Int(next_event_id)});
+      // Sent with the COMMIT, in one round trip.
+      conn->Queue("UPDATE event_ids SET next_id = $1",
+                  {SqlValue::Int(next_event_id)});
     }
     conn->ExecScript("COMMIT");
   } catch (const PgError& e) {
