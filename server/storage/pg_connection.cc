@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -305,7 +306,7 @@ std::pair<std::string, bool> PgConnection::PreparedName(
     const std::string& sql) {
   auto it = prepared_.find(sql);
   if (it != prepared_.end()) return {it->second, false};
-  return {absl::StrCat("jw", prepared_.size() + 1), true};
+  return {absl::StrCat("jw", ++prepared_names_), true};
 }
 
 PgResult PgConnection::Exec(const std::string& sql,
@@ -377,7 +378,15 @@ void PgConnection::ExecScript(const std::string& sql) {
 
 void PgConnection::Queue(const std::string& sql,
                          const std::vector<SqlValue>& params) {
-  queued_.push_back(Queued{sql, params});
+  Queued& q = queued_.emplace_back(Queued{sql, params});
+  // Borrowed text and blobs are copied: the caller's may be gone by the
+  // time the queue is sent.
+  for (SqlValue& v : q.params) {
+    if (v.ref != nullptr) {
+      v.owned = *v.ref;
+      v.ref = nullptr;
+    }
+  }
 }
 
 PgResult PgConnection::Pipelined(const std::function<int()>& send_own) {
@@ -385,29 +394,61 @@ PgResult PgConnection::Pipelined(const std::function<int()>& send_own) {
   queued.swap(queued_);
   if (PQenterPipelineMode(conn_) != 1) Throw(nullptr);
   // Statements sent; a failed send (the connection broke) stops sending.
+  // A queued statement runs prepared, prepared here on its first use;
+  // prepares[i]: the statement result i prepares, recorded once it did.
   int sent = 0;
   bool send_failed = false;
+  std::vector<std::pair<std::string, std::string>> prepares;  // sql, name
+  std::vector<int> prepare_at;  // result index of prepares[j]
   for (const Queued& q : queued) {
+    auto it = prepared_.find(q.sql);
+    auto earlier =
+        std::find_if(prepares.begin(), prepares.end(),
+                     [&](const auto& p) { return p.first == q.sql; });
+    std::string name;
+    if (it != prepared_.end()) {
+      name = it->second;
+    } else if (earlier != prepares.end()) {
+      name = earlier->second;  // prepared earlier in this pipeline
+    } else {
+      name = absl::StrCat("jw", ++prepared_names_);
+      if (PQsendPrepare(conn_, name.c_str(), q.sql.c_str(), 0, nullptr) != 1) {
+        send_failed = true;
+        break;
+      }
+      prepares.emplace_back(q.sql, name);
+      prepare_at.push_back(sent++);
+    }
     Params p(q.params);
-    if (PQsendQueryParams(conn_, q.sql.c_str(),
-                          static_cast<int>(q.params.size()), nullptr,
-                          p.ptrs.data(), p.lengths.data(), p.formats.data(),
-                          /*resultFormat=*/1) != 1) {
+    if (PQsendQueryPrepared(conn_, name.c_str(),
+                            static_cast<int>(q.params.size()), p.ptrs.data(),
+                            p.lengths.data(), p.formats.data(),
+                            /*resultFormat=*/1) != 1) {
       send_failed = true;
       break;
     }
     ++sent;
   }
-  if (!send_failed) sent += send_own();
+  if (!send_failed) {
+    const int own = send_own();
+    if (own == 0) send_failed = true;
+    sent += own;
+  }
   const bool synced = PQpipelineSync(conn_) == 1;
   // Every statement's result (each followed by a NULL), then the sync's.
   PGresult* first_error = nullptr;
   PGresult* last = nullptr;
+  size_t next_prepare = 0;
   for (int i = 0; i < sent; ++i) {
     PGresult* r = PQgetResult(conn_);
     if (r == nullptr) break;  // the connection is gone
     while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
     const ExecStatusType status = PQresultStatus(r);
+    if (next_prepare < prepares.size() && prepare_at[next_prepare] == i) {
+      if (status == PGRES_COMMAND_OK)
+        prepared_.insert(std::move(prepares[next_prepare]));
+      ++next_prepare;
+    }
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK &&
         first_error == nullptr && status != PGRES_PIPELINE_ABORTED) {
       first_error = r;

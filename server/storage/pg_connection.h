@@ -122,7 +122,7 @@ class PgConnection {
   // trip (libpq pipeline mode) instead of one each. That call throws the
   // first error among the queued statements and its own (the rest of the
   // pipeline is then skipped by the server, as a failed transaction
-  // would). `params` must own their values (no TextRef/BlobRef). A lost
+  // would). Borrowed (TextRef/BlobRef) parameters are copied. A lost
   // connection (Reconnect) drops the queue.
   void Queue(const std::string& sql, const std::vector<SqlValue>& params = {});
 
@@ -148,11 +148,12 @@ class PgConnection {
   // last one (throws the first error).
   PgResult Pipelined(const std::function<int()>& send_own);
   // The name of `sql`'s prepared statement, and whether it is still to be
-  // prepared.
+  // prepared (then under a new name).
   std::pair<std::string, bool> PreparedName(const std::string& sql);
 
   pg_conn* conn_;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> name
+  int64_t prepared_names_ = 0;  // names given out: jw1, jw2, ...
   struct Queued {
     std::string sql;
     std::vector<SqlValue> params;

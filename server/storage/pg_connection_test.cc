@@ -64,6 +64,37 @@ TEST(PgConnectionTest, AQueuedStatementsErrorIsThrownByTheNextCall) {
   conn->ExecScript("ROLLBACK");
 }
 
+// A queued statement is prepared in the pipeline on its first use; one
+// whose pipeline then failed stays prepared and usable.
+TEST(PgConnectionTest, QueuedStatementsArePreparedOnceAcrossFailures) {
+  std::unique_ptr<PgConnection> conn = Connect();
+  ASSERT_NE(conn, nullptr);
+  conn->ExecScript("CREATE TABLE t (v BIGINT PRIMARY KEY)");
+  conn->ExecScript("INSERT INTO t VALUES (1)");
+
+  for (int round = 0; round < 3; ++round) {
+    conn->Queue("BEGIN");
+    conn->Queue("UPDATE t SET v = v + $1", {SqlValue::Int(1)});
+    conn->Queue("UPDATE t SET v = v + $1", {SqlValue::Int(1)});
+    if (round == 1) conn->Queue("INSERT INTO t VALUES (5), (5)");
+    try {
+      conn->ExecScript("COMMIT");
+      EXPECT_NE(round, 1);
+    } catch (const PgError& e) {
+      EXPECT_EQ(round, 1) << e.what();
+      EXPECT_EQ(e.sqlstate(), "23505");
+      conn->ExecScript("ROLLBACK");
+    }
+  }
+
+  EXPECT_EQ(conn->ExecOnce("SELECT v FROM t", {}).Int64(0, 0), 5);
+  EXPECT_EQ(conn->ExecOnce("SELECT COUNT(*) FROM pg_prepared_statements "
+                           "WHERE statement LIKE 'UPDATE t SET%'",
+                           {})
+                .Int64(0, 0),
+            1);
+}
+
 TEST(PgConnectionTest, AScriptOfSeveralStatementsRunsAfterTheQueue) {
   std::unique_ptr<PgConnection> conn = Connect();
   ASSERT_NE(conn, nullptr);

@@ -186,6 +186,17 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     ++writes;
     return conn->Exec(sql, params);
   }
+  // A write whose result nobody reads: queued to go out with the next
+  // statement (PgConnection::Queue), so that a batch's job updates cost no
+  // round trip each. Its error surfaces from a later statement: a later
+  // request's, which makes the engine rerun the batch with savepoints
+  // (there each RELEASE sends the request's queue, so the error lands on
+  // its own request), or COMMIT's, which fails the batch.
+  void WriteQueued(const std::string& sql,
+                   const std::vector<SqlValue>& params) {
+    ++writes;
+    conn->Queue(sql, params);
+  }
 
   // Inserts the new jobs DeferInsert holds, with their labels, in
   // multi-row INSERTs (kJobRowsPerInsert at a time).
@@ -327,9 +338,9 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     }
     if (sets.empty()) return;
     values.push_back(SqlValue::TextRef(after.id));
-    Write(absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
-                       " WHERE id = $", values.size()),
-          values);
+    WriteQueued(absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
+                             " WHERE id = $", values.size()),
+                values);
     if (labels_changed) {
       Write("DELETE FROM job_labels WHERE job_id = $1",
             {SqlValue::TextRef(after.id)});
