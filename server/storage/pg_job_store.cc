@@ -31,9 +31,10 @@ constexpr int kMaxReadLimit = 10000;
 constexpr size_t kEventRowsPerInsert = 256;
 constexpr size_t kJobRowsPerInsert = 64;
 // The writer's row cache (Writer::Remember): rows up to this many bytes of
-// payload, args and checkpoint, this many rows.
+// payload, args and checkpoint, of active jobs, this many rows (a
+// 200,000-job burn-down fits; when full, the cache starts over).
 constexpr size_t kMaxCachedRowBytes = 4096;
-constexpr size_t kMaxCachedRows = 200'000;
+constexpr size_t kMaxCachedRows = 400'000;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // The single-node lock: pg_try_advisory_lock(27255 ("jw"), hash of the
 // schema).
@@ -247,11 +248,14 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // read (a round trip). txn_rows: rows as the open transaction wrote or
   // read them; committed_rows: as of the last commit. A failed request or
   // a rollback forgets every row the transaction touched (read again from
-  // the database next time). Small rows only, bounded.
+  // the database next time). Small rows of active jobs only (a finished
+  // job is rarely written again; kept, it would push active ones out),
+  // bounded.
   void Remember(const Job& job) {
     if (!cache_rows) return;
-    if (job.payload.size() + job.args_json.size() + job.checkpoint.size() >
-        kMaxCachedRowBytes) {
+    if (IsTerminal(job.state) ||
+        job.payload.size() + job.args_json.size() + job.checkpoint.size() >
+            kMaxCachedRowBytes) {
       Forget(job.id);
       return;
     }
