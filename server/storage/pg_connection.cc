@@ -311,7 +311,10 @@ std::pair<std::string, bool> PgConnection::PreparedName(
 
 PgResult PgConnection::Exec(const std::string& sql,
                             const std::vector<SqlValue>& params) {
-  auto [name, prepare] = PreparedName(sql);
+  // Not a structured binding: the lambdas below capture these.
+  std::pair<std::string, bool> found = PreparedName(sql);
+  const std::string name = std::move(found.first);
+  bool prepare = found.second;
   if (prepare && !queued_.empty()) {
     // Prepared with the queue (a statement prepared and then failed would
     // leave its name taken but unrecorded), executed on its own: the
