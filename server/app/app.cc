@@ -121,6 +121,22 @@ absl::StatusOr<std::string> CurrentDir() {
 
 const char* JobwireVersion() { return JOBWIRE_VERSION; }
 
+absl::StatusOr<DatabaseMigration> MigrateDatabase(
+    const ServerOptions& options) {
+  if (options.db_path.empty()) {
+    return absl::InvalidArgumentError("--db: no database path given");
+  }
+  std::string db = options.db_path;
+  if (!IsPostgresDb(db)) {
+    if (db[0] != '/') {
+      JW_ASSIGN_OR_RETURN(std::string cwd, CurrentDir());
+      db = absl::StrCat(cwd, "/", db);
+    }
+    JW_RETURN_IF_ERROR(CreateParentDirectories(db));
+  }
+  return MigrateDatabaseBlocking(db);
+}
+
 absl::StatusOr<std::unique_ptr<App>> App::Start(const ServerOptions& options) {
   std::unique_ptr<App> app(new App(options));
   absl::Status status = app->Build();

@@ -43,6 +43,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/scheduling/dispatcher.h"
 #include "server/storage/database_lock.h"
+#include "server/storage/database_migration.h"
 #include "server/storage/pg_job_store.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/connection_acceptor.h"
@@ -56,6 +57,12 @@ namespace jobwire {
 
 // The jobwired version, from the CMake project version.
 const char* JobwireVersion();
+
+// `jobwired migrate`: applies the pending schema migrations of
+// options.db_path and says what it did. A relative SQLite path is the
+// current folder's, and its missing folders are created owner-only, as at
+// start. Blocking; fails as MigrateDatabaseBlocking does.
+absl::StatusOr<DatabaseMigration> MigrateDatabase(const ServerOptions& options);
 
 class App {
  public:

@@ -81,6 +81,21 @@ int main(int argc, char** argv) {
   gpr_set_log_function(&GrpcLog);
   google::protobuf::SetLogHandler(&ProtobufLog);
 
+  if (cl->migrate) {
+    absl::StatusOr<jobwire::DatabaseMigration> m =
+        jobwire::MigrateDatabase(cl->options);
+    if (!m.ok()) {
+      JW_LOG(ERROR) << "cannot migrate: " << m.status().ToString();
+      return 1;
+    }
+    for (int version : m->applied) {
+      std::printf("applied migration %d\n", version);
+    }
+    std::printf("%s: schema version %d (was %d; this jobwire writes %d)\n",
+                m->database.c_str(), m->to_version, m->from_version,
+                m->latest_version);
+    return 0;
+  }
   JW_LOG(INFO) << "jobwired " << jobwire::JobwireVersion() << " starting";
   absl::StatusOr<std::unique_ptr<jobwire::App>> app =
       jobwire::App::Start(cl->options);

@@ -505,9 +505,19 @@ std::unique_ptr<CLI::App> NewApp(std::vector<std::vector<std::string>>* values,
       "AdminService, grpc.health.v1.Health, server reflection) on every\n"
       "--listen address at once. SIGINT, SIGTERM, SIGHUP or SIGQUIT stop it\n"
       "gracefully; a second signal skips the grace period. Each flag has the\n"
-      "environment variable in brackets; the flag wins over it.",
+      "environment variable in brackets; the flag wins over it.\n"
+      "`jobwired --db DB migrate` applies the database's pending schema\n"
+      "migrations, prints them and exits (jobwired also migrates at start).",
       "jobwired");
   app->add_flag("--version", *version, "print the version");
+  // Flags after the subcommand belong to jobwired: `jobwired migrate --db X`.
+  app->add_subcommand(
+         "migrate",
+         "apply the pending schema migrations of --db (SQLite or "
+         "PostgreSQL), print what was applied, and exit 0; safe beside "
+         "running servers and other migrate runs (they take turns, each "
+         "migration is applied once)")
+      ->fallthrough();
   values->resize(Flags().size());
   for (size_t i = 0; i < Flags().size(); ++i) {
     const Flag& f = Flags()[i];
@@ -618,6 +628,7 @@ absl::StatusOr<ServerCommandLine> ParseServerCommandLine(
     }
     return absl::InvalidArgumentError(message);
   }
+  cl.migrate = app->got_subcommand("migrate");
   for (size_t i = 0; i < Flags().size(); ++i) {
     const Flag& f = Flags()[i];
     if (values[i].empty()) continue;

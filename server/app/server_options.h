@@ -136,6 +136,8 @@ struct ServerCommandLine {
   ServerOptions options;
   bool help = false;
   bool version = false;
+  // `jobwired migrate`: apply the database's pending migrations and exit.
+  bool migrate = false;
 };
 
 // Reads an environment variable; nullopt when unset.

@@ -65,6 +65,25 @@ TEST(ServerOptionsTest, DbFlagAndVariableReplaceTheDefault) {
   EXPECT_EQ(flag->options.db_path, "var/jobwire.db");  // relative: the folder's
 }
 
+TEST(ServerOptionsTest, MigrateSubcommandTakesFlagsBeforeOrAfterIt) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"--db", "postgres:", "migrate"},
+           {"migrate", "--db", "postgres:"}}) {
+    auto cl = ParseServerCommandLine(args, Env({{"XDG_DATA_HOME", "/d"}}));
+    ASSERT_TRUE(cl.ok()) << cl.status();
+    EXPECT_TRUE(cl->migrate);
+    EXPECT_EQ(cl->options.db_path, "postgres:");
+  }
+  auto serve = ParseServerCommandLine({}, Env({{"XDG_DATA_HOME", "/d"}}));
+  ASSERT_TRUE(serve.ok()) << serve.status();
+  EXPECT_FALSE(serve->migrate);
+  auto other =
+      ParseServerCommandLine({"migrat"}, Env({{"XDG_DATA_HOME", "/d"}}));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(ServerUsage(), "migrate"));
+}
+
 TEST(ServerOptionsTest, LeaseTtlFromFlagOrEnvironment) {
   auto cl = ParseServerCommandLine({"--lease-ttl", "2s"}, Env({}));
   ASSERT_TRUE(cl.ok()) << cl.status();

@@ -1,11 +1,12 @@
 #include "server/storage/migrations.h"
 
-#include <algorithm>
+#include <sqlite3.h>
+
 #include <iterator>
 
 #include "SQLiteCpp/Exception.h"
-#include "SQLiteCpp/Transaction.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
 #include "server/storage/sqlite_status.h"
 
 namespace jobwire {
@@ -273,32 +274,56 @@ CREATE INDEX webhook_outbox_job ON webhook_outbox (job_id, id);
 )sql",
 };
 
+// SQLite's side of the runner: the version is PRAGMA user_version, and
+// BEGIN IMMEDIATE takes the write lock before the version is read (a
+// deferred transaction could read it, then fail to upgrade to a writer).
+class SqliteMigrationDialect : public MigrationDialect {
+ public:
+  explicit SqliteMigrationDialect(SQLite::Database& db) : db_(db) {}
+
+  absl::Status Begin() override {
+    return Run([&] { db_.exec("BEGIN IMMEDIATE"); });
+  }
+  absl::StatusOr<int> ReadVersion() override {
+    int version = 0;
+    JW_RETURN_IF_ERROR(
+        Run([&] { version = db_.execAndGet("PRAGMA user_version").getInt(); }));
+    return version;
+  }
+  absl::Status Apply(const char* script, int version) override {
+    return Run([&] {
+      db_.exec(script);
+      db_.exec(absl::StrCat("PRAGMA user_version = ", version));
+    });
+  }
+  absl::Status Commit() override {
+    return Run([&] { db_.exec("COMMIT"); });
+  }
+  void Rollback() override {
+    if (sqlite3_get_autocommit(db_.getHandle()) != 0) return;
+    (void)Run([&] { db_.exec("ROLLBACK"); });
+  }
+
+ private:
+  template <typename F>
+  static absl::Status Run(F f) {
+    return StatusOfCall<SQLite::Exception>(&StatusFromSqlite, f);
+  }
+
+  SQLite::Database& db_;
+};
+
 }  // namespace
 
 int LatestSchemaVersion() { return static_cast<int>(std::size(kMigrations)); }
 
 absl::Status MigrateBlocking(SQLite::Database& db) {
-  return MigrateBlocking(db, LatestSchemaVersion());
+  return MigrateBlocking(db, LatestSchemaVersion()).status();
 }
 
-absl::Status MigrateBlocking(SQLite::Database& db, int target) {
-  try {
-    int version = db.execAndGet("PRAGMA user_version").getInt();
-    if (version > LatestSchemaVersion()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database schema version ", version, " is newer than this jobwire (",
-          LatestSchemaVersion(), "); upgrade jobwire"));
-    }
-    for (; version < std::min(target, LatestSchemaVersion()); ++version) {
-      SQLite::Transaction txn(db);
-      db.exec(kMigrations[version]);
-      db.exec(absl::StrCat("PRAGMA user_version = ", version + 1));
-      txn.commit();
-    }
-    return absl::OkStatus();
-  } catch (const SQLite::Exception& e) {
-    return StatusFromSqlite(e);
-  }
+absl::StatusOr<MigrationRun> MigrateBlocking(SQLite::Database& db, int target) {
+  SqliteMigrationDialect dialect(db);
+  return RunMigrationsBlocking(dialect, kMigrations, target);
 }
 
 }  // namespace jobwire

@@ -1,13 +1,17 @@
 // Schema migrations, numbered by PRAGMA user_version. Internal to storage/.
 //
 // Migration N (1-based) moves a database from user_version N-1 to N, inside
-// one transaction. Migrations are append-only: a released migration never
-// changes; a schema change is a new migration.
+// one transaction (BEGIN IMMEDIATE: two processes migrating one file at once
+// take turns, and the second finds the work done). The runner is shared
+// with PostgreSQL (migration_runner.h). Migrations are append-only: a
+// released migration never changes; a schema change is a new migration.
 #ifndef JOBWIRE_SERVER_STORAGE_MIGRATIONS_H_
 #define JOBWIRE_SERVER_STORAGE_MIGRATIONS_H_
 
 #include "SQLiteCpp/Database.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/storage/migration_runner.h"
 
 namespace jobwire {
 
@@ -19,9 +23,10 @@ int LatestSchemaVersion();
 // SQLite error mapping otherwise. Run on the writer connection before any
 // other use.
 absl::Status MigrateBlocking(SQLite::Database& db);
-// Applies the missing migrations up to `version` only: for tests that build
-// the database of an older jobwire.
-absl::Status MigrateBlocking(SQLite::Database& db, int version);
+// Applies the missing migrations up to `version` only (tests build the
+// database of an older jobwire with it; `jobwired migrate` passes
+// LatestSchemaVersion()) and says which it applied. Fails as above.
+absl::StatusOr<MigrationRun> MigrateBlocking(SQLite::Database& db, int version);
 
 // The store's queries that the partial indexes of the schema serve (tests
 // check their query plans). finish_time is set exactly on terminal jobs; the

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -301,16 +302,47 @@ PgResult PgConnection::Check(PGresult* r) const {
   return PgResult(r);
 }
 
+std::pair<std::string, bool> PgConnection::PreparedName(
+    const std::string& sql) {
+  auto it = prepared_.find(sql);
+  if (it != prepared_.end()) return {it->second, false};
+  return {absl::StrCat("jw", ++prepared_names_), true};
+}
+
 PgResult PgConnection::Exec(const std::string& sql,
                             const std::vector<SqlValue>& params) {
-  auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    std::string name = absl::StrCat("jw", prepared_.size() + 1);
-    Check(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
-    it = prepared_.emplace(sql, std::move(name)).first;
+  // Not a structured binding: the lambdas below capture these.
+  std::pair<std::string, bool> found = PreparedName(sql);
+  const std::string name = std::move(found.first);
+  bool prepare = found.second;
+  if (prepare && !queued_.empty()) {
+    // Prepared with the queue (a statement prepared and then failed would
+    // leave its name taken but unrecorded), executed on its own: the
+    // first use only.
+    Pipelined([&] {
+      return PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) == 1
+                 ? 1
+                 : 0;
+    });
+    prepared_.emplace(sql, name);
+    prepare = false;
   }
   Params p(params);
-  return Check(PQexecPrepared(conn_, it->second.c_str(),
+  if (!queued_.empty()) {
+    return Pipelined([&] {
+      return PQsendQueryPrepared(conn_, name.c_str(),
+                                 static_cast<int>(params.size()), p.ptrs.data(),
+                                 p.lengths.data(), p.formats.data(),
+                                 /*resultFormat=*/1) == 1
+                 ? 1
+                 : 0;
+    });
+  }
+  if (prepare) {
+    Check(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
+    prepared_.emplace(sql, name);
+  }
+  return Check(PQexecPrepared(conn_, name.c_str(),
                               static_cast<int>(params.size()), p.ptrs.data(),
                               p.lengths.data(), p.formats.data(),
                               /*resultFormat=*/1));
@@ -319,6 +351,15 @@ PgResult PgConnection::Exec(const std::string& sql,
 PgResult PgConnection::ExecOnce(const std::string& sql,
                                 const std::vector<SqlValue>& params) {
   Params p(params);
+  auto send = [&] {
+    return PQsendQueryParams(conn_, sql.c_str(),
+                             static_cast<int>(params.size()), nullptr,
+                             p.ptrs.data(), p.lengths.data(), p.formats.data(),
+                             /*resultFormat=*/1) == 1
+               ? 1
+               : 0;
+  };
+  if (!queued_.empty()) return Pipelined(send);
   return Check(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()),
                             nullptr, p.ptrs.data(), p.lengths.data(),
                             p.formats.data(),
@@ -326,12 +367,119 @@ PgResult PgConnection::ExecOnce(const std::string& sql,
 }
 
 void PgConnection::ExecScript(const std::string& sql) {
+  if (!queued_.empty()) {
+    // The extended protocol of a pipeline takes one statement per query: a
+    // script of several goes after the queue, in a round trip of its own.
+    if (sql.find(';') == std::string::npos) {
+      ExecOnce(sql, {});
+      return;
+    }
+    ExecOnce("SELECT 1", {});
+  }
   PgResult r = Check(PQexec(conn_, sql.c_str()));
+}
+
+void PgConnection::Queue(const std::string& sql,
+                         const std::vector<SqlValue>& params) {
+  Queued& q = queued_.emplace_back(Queued{sql, params});
+  // Borrowed text and blobs are copied: the caller's may be gone by the
+  // time the queue is sent.
+  for (SqlValue& v : q.params) {
+    if (v.ref != nullptr) {
+      v.owned = *v.ref;
+      v.ref = nullptr;
+    }
+  }
+}
+
+PgResult PgConnection::Pipelined(const std::function<int()>& send_own) {
+  std::vector<Queued> queued;
+  queued.swap(queued_);
+  if (PQenterPipelineMode(conn_) != 1) Throw(nullptr);
+  // Statements sent; a failed send (the connection broke) stops sending.
+  // A queued statement runs prepared, prepared here on its first use;
+  // prepares[i]: the statement result i prepares, recorded once it did.
+  int sent = 0;
+  bool send_failed = false;
+  std::vector<std::pair<std::string, std::string>> prepares;  // sql, name
+  std::vector<int> prepare_at;  // result index of prepares[j]
+  for (const Queued& q : queued) {
+    auto it = prepared_.find(q.sql);
+    auto earlier =
+        std::find_if(prepares.begin(), prepares.end(),
+                     [&](const auto& p) { return p.first == q.sql; });
+    std::string name;
+    if (it != prepared_.end()) {
+      name = it->second;
+    } else if (earlier != prepares.end()) {
+      name = earlier->second;  // prepared earlier in this pipeline
+    } else {
+      name = absl::StrCat("jw", ++prepared_names_);
+      if (PQsendPrepare(conn_, name.c_str(), q.sql.c_str(), 0, nullptr) != 1) {
+        send_failed = true;
+        break;
+      }
+      prepares.emplace_back(q.sql, name);
+      prepare_at.push_back(sent++);
+    }
+    Params p(q.params);
+    if (PQsendQueryPrepared(conn_, name.c_str(),
+                            static_cast<int>(q.params.size()), p.ptrs.data(),
+                            p.lengths.data(), p.formats.data(),
+                            /*resultFormat=*/1) != 1) {
+      send_failed = true;
+      break;
+    }
+    ++sent;
+  }
+  if (!send_failed) {
+    const int own = send_own();
+    if (own == 0) send_failed = true;
+    sent += own;
+  }
+  const bool synced = PQpipelineSync(conn_) == 1;
+  // Every statement's result (each followed by a NULL), then the sync's.
+  PGresult* first_error = nullptr;
+  PGresult* last = nullptr;
+  size_t next_prepare = 0;
+  for (int i = 0; i < sent; ++i) {
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) break;  // the connection is gone
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    const ExecStatusType status = PQresultStatus(r);
+    if (next_prepare < prepares.size() && prepare_at[next_prepare] == i) {
+      if (status == PGRES_COMMAND_OK)
+        prepared_.insert(std::move(prepares[next_prepare]));
+      ++next_prepare;
+    }
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK &&
+        first_error == nullptr && status != PGRES_PIPELINE_ABORTED) {
+      first_error = r;
+      continue;
+    }
+    if (last != nullptr) PQclear(last);
+    last = r;
+  }
+  if (synced) {
+    if (PGresult* sync = PQgetResult(conn_)) PQclear(sync);
+  }
+  PQexitPipelineMode(conn_);
+  if (first_error != nullptr) {
+    if (last != nullptr) PQclear(last);
+    Throw(first_error);
+  }
+  if (send_failed || !synced || last == nullptr ||
+      PQresultStatus(last) == PGRES_PIPELINE_ABORTED) {
+    if (last != nullptr) PQclear(last);
+    Throw(nullptr);
+  }
+  return PgResult(last);
 }
 
 bool PgConnection::Reconnect() {
   if (PQstatus(conn_) == CONNECTION_OK) return true;
   prepared_.clear();
+  queued_.clear();
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) return false;
   try {

@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -115,6 +116,15 @@ class PgConnection {
                     const std::vector<SqlValue>& params);
   // Runs one or more statements without parameters (BEGIN, DDL). Throws.
   void ExecScript(const std::string& sql);
+  // Queues one statement whose result the caller does not need (BEGIN, an
+  // UPDATE whose row count nobody reads) to go to the server together with
+  // the next Exec, ExecOnce or single-statement ExecScript, in one round
+  // trip (libpq pipeline mode) instead of one each. That call throws the
+  // first error among the queued statements and its own (the rest of the
+  // pipeline is then skipped by the server, as a failed transaction
+  // would). Borrowed (TextRef/BlobRef) parameters are copied. A lost
+  // connection (Reconnect) drops the queue.
+  void Queue(const std::string& sql, const std::vector<SqlValue>& params = {});
 
   // Whether the connection is up; when not, tries once to reconnect and
   // forgets the prepared statements. False when that failed.
@@ -132,9 +142,23 @@ class PgConnection {
   explicit PgConnection(pg_conn* conn) : conn_(conn) {}
   [[noreturn]] void Throw(pg_result* r) const;
   PgResult Check(pg_result* r) const;
+  // Sends the queued statements, then `send_own` (which sends this call's
+  // statements through libpq's PQsend* functions and returns how many it
+  // sent), and a sync, in pipeline mode; reads every result and returns the
+  // last one (throws the first error).
+  PgResult Pipelined(const std::function<int()>& send_own);
+  // The name of `sql`'s prepared statement, and whether it is still to be
+  // prepared (then under a new name).
+  std::pair<std::string, bool> PreparedName(const std::string& sql);
 
   pg_conn* conn_;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> name
+  int64_t prepared_names_ = 0;  // names given out: jw1, jw2, ...
+  struct Queued {
+    std::string sql;
+    std::vector<SqlValue> params;
+  };
+  std::vector<Queued> queued_;
 };
 
 }  // namespace jobwire

@@ -31,9 +31,10 @@ constexpr int kMaxReadLimit = 10000;
 constexpr size_t kEventRowsPerInsert = 256;
 constexpr size_t kJobRowsPerInsert = 64;
 // The writer's row cache (Writer::Remember): rows up to this many bytes of
-// payload, args and checkpoint, this many rows.
+// payload, args and checkpoint, of active jobs, this many rows (a
+// 200,000-job burn-down fits; when full, the cache starts over).
 constexpr size_t kMaxCachedRowBytes = 4096;
-constexpr size_t kMaxCachedRows = 200'000;
+constexpr size_t kMaxCachedRows = 400'000;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
 // The single-node lock: pg_try_advisory_lock(27255 ("jw"), hash of the
 // schema).
@@ -186,6 +187,17 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     ++writes;
     return conn->Exec(sql, params);
   }
+  // A write whose result nobody reads: queued to go out with the next
+  // statement (PgConnection::Queue), so that a batch's job updates cost no
+  // round trip each. Its error surfaces from a later statement: a later
+  // request's, which makes the engine rerun the batch with savepoints
+  // (there each RELEASE sends the request's queue, so the error lands on
+  // its own request), or COMMIT's, which fails the batch.
+  void WriteQueued(const std::string& sql,
+                   const std::vector<SqlValue>& params) {
+    ++writes;
+    conn->Queue(sql, params);
+  }
 
   // Inserts the new jobs DeferInsert holds, with their labels, in
   // multi-row INSERTs (kJobRowsPerInsert at a time).
@@ -236,11 +248,14 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // read (a round trip). txn_rows: rows as the open transaction wrote or
   // read them; committed_rows: as of the last commit. A failed request or
   // a rollback forgets every row the transaction touched (read again from
-  // the database next time). Small rows only, bounded.
+  // the database next time). Small rows of active jobs only (a finished
+  // job is rarely written again; kept, it would push active ones out),
+  // bounded.
   void Remember(const Job& job) {
     if (!cache_rows) return;
-    if (job.payload.size() + job.args_json.size() + job.checkpoint.size() >
-        kMaxCachedRowBytes) {
+    if (IsTerminal(job.state) ||
+        job.payload.size() + job.args_json.size() + job.checkpoint.size() >
+            kMaxCachedRowBytes) {
       Forget(job.id);
       return;
     }
@@ -327,9 +342,9 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     }
     if (sets.empty()) return;
     values.push_back(SqlValue::TextRef(after.id));
-    Write(absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
-                       " WHERE id = $", values.size()),
-          values);
+    WriteQueued(absl::StrCat("UPDATE jobs SET ", absl::StrJoin(sets, ", "),
+                             " WHERE id = $", values.size()),
+                values);
     if (labels_changed) {
       Write("DELETE FROM job_labels WHERE job_id = $1",
             {SqlValue::TextRef(after.id)});
@@ -540,7 +555,8 @@ absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
       }
       locked_session = conn->BackendPid();
     }
-    conn->ExecScript("BEGIN");
+    // BEGIN goes out with the lock's SELECT, in one round trip.
+    conn->Queue("BEGIN");
     // Ids in commit order: see the header. Never below an id this writer
     // gave out before (ids of rolled-back writes are skipped).
     PgResult next = conn->Exec("SELECT next_id FROM event_ids FOR UPDATE", {});
@@ -586,8 +602,9 @@ absl::Status PgJobStore::Writer::Commit() {
   try {
     Flush();
     if (next_event_id != locked_event_id) {
-      conn->Exec("UPDATE event_ids SET next_id = $1",
-                 {SqlValue::Int(next_event_id)});
+      // Sent with the COMMIT, in one round trip.
+      conn->Queue("UPDATE event_ids SET next_id = $1",
+                  {SqlValue::Int(next_event_id)});
     }
     conn->ExecScript("COMMIT");
   } catch (const PgError& e) {

@@ -3,6 +3,7 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
 
 namespace jobwire {
 namespace {
@@ -151,9 +152,60 @@ CREATE INDEX webhook_outbox_job ON webhook_outbox (job_id, id);
 )sql",
 };
 
-// Key of the advisory lock that serialises migrations (any two ints; the
-// pair is jobwire's, "jw" and 1).
-constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(27255, 1)";
+// The session advisory lock that serialises migrations of one schema
+// (classid "jw"+1, beside the node lock's 27255; objid the schema's hash).
+// Held around the whole run, so that a node that waited for it finds every
+// migration done (the runner re-reads the version in each transaction too).
+constexpr const char* kMigrationLock =
+    "SELECT pg_advisory_lock(27256, hashtext(current_schema()))";
+constexpr const char* kMigrationUnlock =
+    "SELECT pg_advisory_unlock(27256, hashtext(current_schema()))";
+
+// PostgreSQL's side of the runner: the version is the one row of table
+// jobwire_schema (created on first use, under the migration lock).
+class PgMigrationDialect : public MigrationDialect {
+ public:
+  explicit PgMigrationDialect(PgConnection& conn) : conn_(conn) {}
+
+  absl::Status Begin() override {
+    return Run([&] { conn_.ExecScript("BEGIN"); });
+  }
+  absl::StatusOr<int> ReadVersion() override {
+    int version = 0;
+    JW_RETURN_IF_ERROR(Run([&] {
+      conn_.ExecScript(
+          "CREATE TABLE IF NOT EXISTS jobwire_schema (version INTEGER NOT "
+          "NULL)");
+      PgResult r = conn_.ExecOnce("SELECT version FROM jobwire_schema", {});
+      version = r.rows() > 0 ? static_cast<int>(r.Int64(0, 0)) : 0;
+    }));
+    return version;
+  }
+  absl::Status Apply(const char* script, int version) override {
+    return Run([&] {
+      conn_.ExecScript(script);
+      conn_.ExecScript(
+          absl::StrCat("DELETE FROM jobwire_schema; INSERT INTO jobwire_schema "
+                       "(version) VALUES (",
+                       version, ")"));
+    });
+  }
+  absl::Status Commit() override {
+    return Run([&] { conn_.ExecScript("COMMIT"); });
+  }
+  void Rollback() override {
+    if (!conn_.InTransaction()) return;
+    (void)Run([&] { conn_.ExecScript("ROLLBACK"); });
+  }
+
+ private:
+  template <typename F>
+  static absl::Status Run(F f) {
+    return StatusOfCall<PgError>(&StatusFromPg, f);
+  }
+
+  PgConnection& conn_;
+};
 
 }  // namespace
 
@@ -162,42 +214,24 @@ int LatestPgSchemaVersion() {
 }
 
 absl::Status MigratePgBlocking(PgConnection& conn) {
+  return MigratePgBlocking(conn, LatestPgSchemaVersion()).status();
+}
+
+absl::StatusOr<MigrationRun> MigratePgBlocking(PgConnection& conn, int target) {
   try {
-    while (true) {
-      conn.ExecScript("BEGIN");
-      conn.ExecScript(kMigrationLock);
-      conn.ExecScript(
-          "CREATE TABLE IF NOT EXISTS jobwire_schema (version INTEGER NOT "
-          "NULL)");
-      PgResult r = conn.ExecOnce("SELECT version FROM jobwire_schema", {});
-      const int version = r.rows() > 0 ? static_cast<int>(r.Int64(0, 0)) : 0;
-      if (version > LatestPgSchemaVersion()) {
-        conn.ExecScript("ROLLBACK");
-        return absl::FailedPreconditionError(
-            absl::StrCat("database schema version ", version,
-                         " is newer than this jobwire (",
-                         LatestPgSchemaVersion(), "); upgrade jobwire"));
-      }
-      if (version == LatestPgSchemaVersion()) {
-        conn.ExecScript("COMMIT");
-        return absl::OkStatus();
-      }
-      conn.ExecScript(kPgMigrations[version]);
-      conn.ExecScript(absl::StrCat(
-          version == 0 ? "INSERT INTO jobwire_schema (version) VALUES ("
-                       : "UPDATE jobwire_schema SET version = (",
-          version + 1, ")"));
-      conn.ExecScript("COMMIT");
-    }
+    conn.ExecScript(kMigrationLock);
   } catch (const PgError& e) {
-    if (conn.InTransaction()) {
-      try {
-        conn.ExecScript("ROLLBACK");
-      } catch (const PgError&) {
-      }
-    }
     return StatusFromPg(e);
   }
+  PgMigrationDialect dialect(conn);
+  absl::StatusOr<MigrationRun> run =
+      RunMigrationsBlocking(dialect, kPgMigrations, target);
+  try {
+    conn.ExecScript(kMigrationUnlock);
+  } catch (const PgError&) {
+    // The connection is gone, and the session's lock with it.
+  }
+  return run;
 }
 
 }  // namespace jobwire

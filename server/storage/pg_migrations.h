@@ -11,13 +11,17 @@
 // handed out from the one-row table event_ids (see pg_job_store.h).
 //
 // Migration N moves the schema from version N-1 to N inside one
-// transaction, under a transaction-scoped advisory lock, so that two
-// jobwired nodes starting together migrate once (the second one waits, then
-// finds nothing to do). Migrations are append-only.
+// transaction (the runner of migration_runner.h, shared with SQLite). The
+// whole run holds a session advisory lock of the schema, so that two
+// jobwired nodes (or `jobwired migrate` processes) starting together
+// migrate once: the second one waits, then finds nothing to do. Migrations
+// are append-only.
 #ifndef JOBWIRE_SERVER_STORAGE_PG_MIGRATIONS_H_
 #define JOBWIRE_SERVER_STORAGE_PG_MIGRATIONS_H_
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/storage/migration_runner.h"
 #include "server/storage/pg_connection.h"
 
 namespace jobwire {
@@ -29,6 +33,10 @@ int LatestPgSchemaVersion();
 // first of its search_path). FAILED_PRECONDITION when the schema was written
 // by a newer jobwire; StatusFromPg otherwise.
 absl::Status MigratePgBlocking(PgConnection& conn);
+// Applies the missing migrations up to `version` only (LatestPgSchemaVersion()
+// for all of them) and says which it applied. Fails as above. The migration
+// lock waits for another runner up to the connection's lock_timeout.
+absl::StatusOr<MigrationRun> MigratePgBlocking(PgConnection& conn, int version);
 
 }  // namespace jobwire
 
