@@ -248,12 +248,15 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   absl::StatusOr<Job> LoadJob(const std::string& id) {
     if (auto it = txn_rows.find(id); it != txn_rows.end()) return it->second;
     FlushJobs();
-    // As committed, under the row's lock: another node's write of the row
-    // waits for this transaction (and this one saw every earlier commit:
-    // the event_ids lock of Begin), so a state check here decides once.
-    static const auto* sql =
-        new std::string(absl::StrCat(SelectJobSql(), " FOR UPDATE"));
-    PgResult r = conn->Exec(*sql, {SqlValue::TextRef(id)});
+    // As committed. No row lock (FOR UPDATE) is needed: every write of a
+    // job, on any node, runs in a writer transaction that holds the
+    // event_ids row lock from BEGIN to COMMIT, so no other node writes the
+    // row until this transaction ends, and this read (READ COMMITTED, after
+    // that lock) sees every earlier commit: a state check here decides
+    // once. A FOR UPDATE would only write a tuple lock per read (measured:
+    // BENCHMARKS.md, 2026-12-08 04:45). Keep every write of `jobs` inside
+    // the writer's transactions.
+    PgResult r = conn->Exec(SelectJobSql(), {SqlValue::TextRef(id)});
     if (r.rows() == 0) return JobNotFound(id);
     Job job = r.ReadJob(0, false);
     Remember(job);
@@ -261,11 +264,11 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   }
 
   // Rows as the open transaction wrote or read them (a second Mutate of a
-  // job in one batch skips its read; the transaction holds the row's lock).
+  // job in one batch skips its read: no other node writes meanwhile).
   // Nothing outlives the transaction: other nodes write the same rows, so
-  // every transaction reads what it mutates, as committed, under a row lock
-  // (LoadJob). A failed request forgets every row the transaction touched
-  // (read again; its lock is still held). Small rows only.
+  // every transaction reads what it mutates, as committed (LoadJob). A
+  // failed request forgets every row the transaction touched (read again).
+  // Small rows only.
   void Remember(const Job& job) {
     if (job.payload.size() + job.args_json.size() + job.checkpoint.size() >
         kMaxCachedRowBytes) {
@@ -322,15 +325,27 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // which holds the event_ids lock, so no other node's claim can commit
   // between the count and this one's (no advisory lock needed on top).
   absl::Status CheckQueueLimit(const std::string& queue) {
-    PgResult r = conn->Exec(
-        "SELECT q.concurrency_limit, (SELECT COUNT(*) FROM jobs j WHERE "
-        "j.queue = q.name AND j.state = $2) FROM queues q WHERE q.name = $1 "
-        "AND q.concurrency_limit > 0",
-        {SqlValue::TextRef(queue),
-         SqlValue::Int(static_cast<int>(JobState::kRunning))});
-    if (r.rows() == 0 || r.Int64(0, 1) < r.Int64(0, 0)) return absl::OkStatus();
+    if (!limits_read) {
+      // Once per transaction: the queues with a limit (usually none), so a
+      // claim in a queue without one costs no statement.
+      PgResult r = conn->Exec(
+          "SELECT name, concurrency_limit FROM queues WHERE "
+          "concurrency_limit > 0",
+          {});
+      limits.clear();
+      for (int row = 0; row < r.rows(); ++row)
+        limits[r.String(row, 0)] = r.Int64(row, 1);
+      limits_read = true;
+    }
+    auto it = limits.find(queue);
+    if (it == limits.end()) return absl::OkStatus();
+    PgResult n =
+        conn->Exec("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = $2",
+                   {SqlValue::TextRef(queue),
+                    SqlValue::Int(static_cast<int>(JobState::kRunning))});
+    if (n.Int64(0, 0) < it->second) return absl::OkStatus();
     return absl::ResourceExhaustedError(
-        absl::StrCat("queue ", queue, " runs ", r.Int64(0, 1),
+        absl::StrCat("queue ", queue, " runs ", n.Int64(0, 0),
                      " jobs across the nodes, its concurrency limit"));
   }
 
@@ -492,6 +507,10 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   absl::flat_hash_map<std::string, Job> txn_rows;
   // This transaction wrote settings or queues (the NOTIFY says so).
   bool gates_written = false;
+  // Queues with a concurrency limit, read by this transaction's first
+  // CheckQueueLimit.
+  bool limits_read = false;
+  absl::flat_hash_map<std::string, int64_t> limits;
   // This node's id (lease_owner, the NOTIFY payload).
   std::string node_id;
   // Every event up to this id has been handed to the listeners (ours, and
@@ -545,6 +564,7 @@ struct PgJobStore::WriteOp final : GroupCommit::Request {
 absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
   now = batch_time;
   gates_written = false;
+  limits_read = false;
   events.clear();
   remote.clear();
   pending_jobs.clear();
@@ -741,7 +761,7 @@ void PgJobStore::Heartbeat(PgConnection& conn) {
 void PgJobStore::HandBackOrphans(PgConnection& conn) {
   // Any node may remove a dead one's row (one DELETE wins); the RUNNING
   // jobs whose lease_owner has no row are orphans, handed back by
-  // Mutates that check the attempt under the row lock: once, whichever
+  // Mutates that check the attempt in the writer's transaction: once, whichever
   // nodes try.
   conn.Exec("DELETE FROM nodes WHERE heartbeat_time < " JW_PG_NOW_US " - $1",
             {SqlValue::Int(absl::ToInt64Microseconds(options_.node_ttl))});
@@ -1225,6 +1245,7 @@ void PgJobStore::UpsertQueue(QueueRow row, StatusCallback done) {
          TimeValue(row.resume_time), SqlValue::Int(row.concurrency_limit),
          SqlValue::Int(row.weight)});
     w.gates_written = true;
+    w.limits_read = false;  // read again, with this row
     return absl::OkStatus();
   };
   op->finish = std::move(done);

@@ -40,9 +40,11 @@
 // own connection, every Options::heartbeat_interval, on the database's
 // clock). Every write transaction holds the event_ids row lock, so the
 // nodes' transactions run one at a time, and each sees every commit before
-// it: the writer reads every job it mutates as committed, under the row's
-// lock (SELECT ... FOR UPDATE), and keeps no rows between transactions, so
-// a state check decides once across nodes (an Assign racing on two nodes
+// it: the writer reads every job it mutates as committed (that lock keeps
+// every other node's writes out until this transaction ends, so no row lock
+// is taken on top; every write of `jobs` must stay in a writer
+// transaction) and keeps no rows between transactions, so a state check
+// decides once across nodes (an Assign racing on two nodes
 // applies on one; the other fails as a stale claim does). A job that starts
 // an attempt gets lease_owner = this node's id; leaving RUNNING clears it.
 //
@@ -69,7 +71,8 @@
 // too: a transaction that wrote them NOTIFYs "<node id>:gates", and the
 // other nodes call their GatesHandler, which re-reads them. Timers need no
 // coordination: each node keeps its own for every job it hears of, and a
-// timer fires a Mutate whose state check under the row lock applies once.
+// timer fires a Mutate whose state check (in a writer transaction) applies
+// once.
 //
 // Not supported: BackupBlocking (FAILED_PRECONDITION: use pg_dump). Job
 // counts are a GROUP BY (every node's writes move them).
