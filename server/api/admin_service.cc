@@ -338,6 +338,17 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
         options_.store->LastEventIdBlocking();
     if (!last_event_id.ok()) return last_event_id.status();
     info->set_last_event_id(*last_event_id);
+    absl::StatusOr<std::vector<NodeInfo>> nodes =
+        options_.store->ListNodesBlocking();
+    if (!nodes.ok()) return nodes.status();
+    for (const NodeInfo& n : *nodes) {
+      jobwire::v1::ServerNode* node = info->add_nodes();
+      node->set_id(n.id);
+      node->set_name(n.name);
+      TimeToProto(n.start_time, node->mutable_start_time());
+      TimeToProto(n.heartbeat_time, node->mutable_heartbeat_time());
+      node->set_self(n.self);
+    }
     absl::StatusOr<std::vector<QueueStateCount>> counts =
         options_.store->CountJobsByQueueAndStateBlocking();
     if (!counts.ok()) return counts.status();

@@ -242,6 +242,9 @@ absl::Status App::Build() {
     pg_options.retention.batch_size = options_.retention.batch_size;
     pg_options.webhook_body = store_options.webhook_body;
     pg_options.default_webhook = store_options.default_webhook;
+    pg_options.node_name = options_.node_name;
+    // A node silent for a lease's time is dead: its leases go back.
+    pg_options.node_ttl = options_.lease_ttl;
     JW_ASSIGN_OR_RETURN(std::unique_ptr<PgJobStore> pg,
                         PgJobStore::Open(std::move(pg_options)));
     // The address without its password: for the log and GetServerInfo.
@@ -273,6 +276,18 @@ absl::Status App::Build() {
   dispatcher_ = std::make_unique<Dispatcher>(store_.get(), clock_.get(),
                                              random_.get(), dispatcher_options);
   store_->AddCommitListener(dispatcher_.get());
+  if (pg_store_ != nullptr) {
+    // Leases of dead nodes come back through this node's dispatcher.
+    pg_store_->SetOrphanHandler(
+        [d = dispatcher_.get()](const std::string& id, int32_t attempt) {
+          d->HandBackOrphan(id, attempt);
+        });
+    pg_store_->SetGatesHandler([d = dispatcher_.get()] {
+      if (absl::Status s = d->ReloadGatesBlocking(); !s.ok()) {
+        JW_LOG(WARNING) << "re-reading dispatch and queue settings: " << s;
+      }
+    });
+  }
   // Metrics listen to the store's commits and its writer, and to the
   // dispatcher's assignments. Their job counts start from the store before
   // the first write (recovery's). The hooks read services built below; they

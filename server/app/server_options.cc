@@ -210,10 +210,19 @@ const std::vector<Flag>& Flags() {
        "~/.local/share/jobwire/jobwire.db); or a PostgreSQL database: "
        "postgres://... or postgresql://... (libpq URI), or "
        "postgres:KEYWORDS (libpq keywords; \"postgres:\" alone takes the "
-       "PG* environment variables); one jobwired per database for now",
+       "PG* environment variables); several jobwired may serve one "
+       "PostgreSQL database",
        [](const std::string& v, ServerOptions* o) {
          if (v.empty()) return Bad("empty path");
          o->db_path = v;
+         return absl::OkStatus();
+       }},
+      {"node-name", "JOBWIRE_NODE_NAME", "NAME",
+       "this node's name among several on one PostgreSQL database, shown by "
+       "GetServerInfo (default host:pid)",
+       [](const std::string& v, ServerOptions* o) {
+         if (v.empty() || v.size() > 128) return Bad("1 to 128 characters");
+         o->node_name = v;
          return absl::OkStatus();
        }},
       {"log-level", "JOBWIRE_LOG_LEVEL", "LEVEL",

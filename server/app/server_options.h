@@ -34,6 +34,9 @@ struct ServerOptions {
   // depends on the user, not on the folder jobwired starts in). App refuses
   // an empty path.
   std::string db_path;
+  // With a PostgreSQL --db: this node's name (GetServerInfo); empty:
+  // host:pid.
+  std::string node_name;
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;
   // How long open streams and workers get to finish after a stop signal.

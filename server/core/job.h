@@ -188,6 +188,10 @@ struct JobEvent {
   // Set by the store on commit (not stored, false on replay) when the event
   // queued a webhook delivery (a webhook_outbox row) in its transaction.
   bool webhook_queued = false;
+  // Set by the store on commit (not stored, false on replay) when another
+  // node committed the event (several nodes on one PostgreSQL database): this
+  // node learns it from the log, after the fact.
+  bool remote = false;
 };
 
 // Approximate bytes a job or an event holds: the sizes of its variable-size

@@ -222,6 +222,8 @@ absl::string_view LeaseEndReason(LeaseEndCause cause) {
       return "server shutting down";
     case LeaseEndCause::kRestarted:
       return "server restarted";
+    case LeaseEndCause::kNodeLost:
+      return "its node was lost";
   }
   return "lease ended";
 }
@@ -254,7 +256,8 @@ absl::StatusOr<JobChange> EndLease(const Job& job, absl::Time now,
     return c;
   }
   if (end.cause == LeaseEndCause::kShutdown ||
-      end.cause == LeaseEndCause::kRestarted) {
+      end.cause == LeaseEndCause::kRestarted ||
+      end.cause == LeaseEndCause::kNodeLost) {
     JobChange c{job, {}};
     c.job.state = JobState::kQueued;
     DropLease(&c.job);

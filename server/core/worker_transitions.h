@@ -75,6 +75,7 @@ enum class LeaseEndCause {
   kAttemptTimeout,  // the job's attempt_timeout passed
   kShutdown,        // the server released it while shutting down
   kRestarted,       // found RUNNING when the server started (it crashed)
+  kNodeLost,        // its node (several on one database) stopped heartbeating
 };
 
 struct LeaseEnd {

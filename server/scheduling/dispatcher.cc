@@ -117,6 +117,7 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
     if (*room) dirty_ = true;
   };
   for (const JobEvent& e : events) {
+    if (e.remote && e.type == EventType::kUpdated) ForwardRemoteStopLocked(e);
     if (e.type == EventType::kUpdated) {
       // Queue, kind or priority may have moved: re-key a ready job.
       if (index_.Rekey(e.job_id, e.queue, e.kind, e.priority)) {
@@ -146,6 +147,7 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
       scheduled_.erase(e.job_id);
     }
     if (e.from == JobState::kRunning && e.to != JobState::kRunning) {
+      ReleaseHeldLocked(e.queue);
       auto it = leases_.find(e.job_id);
       if (it != leases_.end() && it->second.active &&
           it->second.attempt == e.attempt) {
@@ -153,6 +155,78 @@ void Dispatcher::OnCommit(const std::vector<JobEvent>& events) {
       }
     }
   }
+}
+
+void Dispatcher::ReleaseHeldLocked(const std::string& queue) {
+  if (held_.empty()) return;
+  auto it = held_.find(queue);
+  if (it == held_.end()) return;
+  const absl::Time now = clock_->Now();
+  for (ReadyJob& job : it->second) {
+    job.ready_since = std::min(job.ready_since, now);
+    index_.Add(std::move(job));
+  }
+  held_.erase(it);
+  dirty_ = true;
+}
+
+void Dispatcher::ForwardRemoteStopLocked(const JobEvent& e) {
+  // Another node committed a cancel or pause of a job whose worker may be
+  // connected here: tell the worker, as RequestStop's answer does locally.
+  const bool cancel = std::find(e.paths.begin(), e.paths.end(),
+                                "cancel_requested") != e.paths.end();
+  const bool pause = std::find(e.paths.begin(), e.paths.end(),
+                               "pause_requested") != e.paths.end();
+  if (!cancel && !pause) return;
+  auto it = leases_.find(e.job_id);
+  if (it == leases_.end()) return;
+  Lease& lease = it->second;
+  if (lease.cancel_requested || (pause && lease.pause_requested)) return;
+  if (cancel) {
+    lease.cancel_requested = true;
+    lease.cancel_reason = "cancelled";
+  } else {
+    lease.pause_requested = true;
+  }
+  auto s = sessions_.find(lease.session);
+  if (!lease.active || lease.ending || s == sessions_.end()) return;
+  if (cancel) {
+    s->second.conn->SendCancel(e.job_id, lease.attempt, lease.cancel_reason);
+  } else {
+    s->second.conn->SendPause(e.job_id, lease.attempt);
+  }
+}
+
+absl::Status Dispatcher::ReloadGatesBlocking() {
+  JW_ASSIGN_OR_RETURN(std::vector<QueueRow> queues,
+                      store_->ListQueueRowsBlocking());
+  JW_ASSIGN_OR_RETURN(
+      std::optional<std::string> paused,
+      store_->GetSettingBlocking(DispatchGates::kDispatchPausedKey));
+  absl::MutexLock lock(&mu_);
+  for (const QueueRow& q : queues) ApplyQueueRowLocked(q);
+  if (!gates_.LoadDispatchPauseSetting(paused))
+    gates_.SetDispatchPause(false, "");
+  dirty_ = true;
+  return absl::OkStatus();
+}
+
+void Dispatcher::HandBackOrphan(const std::string& job_id, int32_t attempt) {
+  wt::LeaseEnd end;
+  end.cause = wt::LeaseEndCause::kNodeLost;
+  store_->Mutate(
+      job_id,
+      [attempt, end](const Job& job, absl::Time at) {
+        return wt::EndLease(job, at, attempt, end);
+      },
+      [job_id](absl::StatusOr<Job> r) {
+        if (r.ok()) {
+          JW_LOG(INFO) << "handed back job " << job_id
+                       << " (its node was lost)";
+        } else {
+          JW_LOG(DEBUG) << "hand-back of " << job_id << ": " << r.status();
+        }
+      });
 }
 
 void Dispatcher::RemoveLeaseLocked(const std::string& job_id) {
@@ -195,15 +269,10 @@ absl::Status Dispatcher::RecoverBlocking() {
         break;
     }
   }));
-  JW_ASSIGN_OR_RETURN(std::vector<QueueRow> queues,
-                      store_->ListQueueRowsBlocking());
-  JW_ASSIGN_OR_RETURN(
-      std::optional<std::string> paused,
-      store_->GetSettingBlocking(DispatchGates::kDispatchPausedKey));
+  JW_RETURN_IF_ERROR(ReloadGatesBlocking());
   {
     absl::MutexLock lock(&mu_);
-    for (const QueueRow& q : queues) ApplyQueueRowLocked(q);
-    if (gates_.LoadDispatchPauseSetting(paused)) {
+    if (gates_.dispatch_paused()) {
       JW_LOG(INFO) << "dispatch is paused (" << gates_.dispatch_pause_reason()
                    << "); ResumeDispatch lifts it";
     }
@@ -349,6 +418,7 @@ int32_t Dispatcher::QueueLeasesLocked(const std::string& queue) const {
 }
 
 void Dispatcher::ApplyQueueRowLocked(const QueueRow& row) {
+  ReleaseHeldLocked(row.name);
   if (std::optional<absl::Time> resume = gates_.Apply(row)) {
     timers_.Push({*resume, TimerKind::kQueueResume, row.name, 0});
   }
@@ -409,7 +479,6 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
       const std::string& queue = eligible[s.choice.Choose(eligible)].queue;
       ReadyJob job = *index_.Peek(queue, accepts);
       index_.Remove(job.id);
-      const absl::Time ready_at = job.ready_since;
       Lease& lease = leases_[job.id];
       lease.job_id = job.id;
       lease.queue = job.queue;
@@ -426,10 +495,8 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
                           [worker_id, ttl](const Job& current, absl::Time at) {
                             return wt::Assign(current, at, worker_id, ttl);
                           },
-                          [this, session, id = job.id, ready_at,
-                           encoder](absl::StatusOr<Job> r) {
-                            OnAssignDone(session, id, ready_at, encoder,
-                                         std::move(r));
+                          [this, session, job, encoder](absl::StatusOr<Job> r) {
+                            OnAssignDone(session, job, encoder, std::move(r));
                           }});
       rr_cursor_ = s.id;
       progress = true;
@@ -443,9 +510,11 @@ void Dispatcher::DispatchLocked(absl::Time now, std::vector<Action>* actions) {
   if (picks >= kMaxPicksPerPass) dirty_ = true;
 }
 
-void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
-                              absl::Time ready_at, const AssignEncoder* encoder,
+void Dispatcher::OnAssignDone(int64_t session, const ReadyJob& ready,
+                              const AssignEncoder* encoder,
                               absl::StatusOr<Job> result) {
+  const std::string& job_id = ready.id;
+  const absl::Time ready_at = ready.ready_since;
   // The message is built before the lock: it is most of an assign's CPU
   // (the job's args JSON is parsed into it), and every report, commit and
   // dispatch pass waits on mu_. Wasted only when the lease is dropped below.
@@ -458,6 +527,13 @@ void Dispatcher::OnAssignDone(int64_t session, const std::string& job_id,
   auto it = leases_.find(job_id);
   if (it == leases_.end() || it->second.active) return;  // not ours
   Lease& lease = it->second;
+  if (absl::IsResourceExhausted(result.status())) {
+    // Its queue is at its limit across nodes: held until a job of the
+    // queue leaves RUNNING.
+    held_[ready.queue].push_back(ready);
+    RemoveLeaseLocked(it);
+    return;
+  }
   if (!result.ok()) {
     // Cancelled, paused or moved meanwhile: drop it and free the slot.
     if (result.status().code() != absl::StatusCode::kFailedPrecondition) {

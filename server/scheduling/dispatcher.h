@@ -262,6 +262,17 @@ class Dispatcher final : public CommitListener {
   // server restart ends the job CANCELLED instead of requeueing it.
   void RequestCancel(const std::string& job_id, const std::string& reason,
                      JobCallback done);
+  // Reads the durable gates (dispatch pause, queue rows) from the store:
+  // at recovery, and when another node changed them (several nodes on one
+  // database). Blocking (store reads); the store's error when a read fails.
+  absl::Status ReloadGatesBlocking();
+
+  // Hands back the lease of a RUNNING job whose node died (several nodes on
+  // one database: the store's orphan handler): requeued (or ended CANCELLED
+  // / PAUSED when that was requested) by a Mutate that checks `attempt`, so
+  // it happens once whichever nodes try. Non-blocking.
+  void HandBackOrphan(const std::string& job_id, int32_t attempt);
+
   // Asks the worker of a RUNNING job to pause (checkpoint with release, or
   // ack). Same contract as RequestCancel; a pending pause makes any end of
   // the lease (a restart too) leave the job PAUSED.
@@ -378,6 +389,13 @@ class Dispatcher final : public CommitListener {
   };
 
   void Loop();
+  // Sends a cancel or pause another node committed (a remote `updated`
+  // event) to the worker holding the job here, if any.
+  void ForwardRemoteStopLocked(const JobEvent& e)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the jobs held for `queue`'s limit back in the ready index.
+  void ReleaseHeldLocked(const std::string& queue)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops due timers and turns them into actions: wall-clock timers due at
   // `now`, lease and attempt timers due at `monotonic` (Clock::Monotonic).
   void RunTimersLocked(absl::Time now, absl::Time monotonic,
@@ -393,9 +411,8 @@ class Dispatcher final : public CommitListener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The Assign of `job_id`, reserved for `session`, committed (or failed).
   // Builds the assign with `encoder` (the session's) before taking mu_.
-  void OnAssignDone(int64_t session, const std::string& job_id,
-                    absl::Time ready_at, const AssignEncoder* encoder,
-                    absl::StatusOr<Job> result);
+  void OnAssignDone(int64_t session, const ReadyJob& ready,
+                    const AssignEncoder* encoder, absl::StatusOr<Job> result);
   // Ends `lease` with `cause` through the store (queued as an action).
   void EndLeaseLocked(Lease* lease, worker_transitions::LeaseEndCause cause)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -459,6 +476,11 @@ class Dispatcher final : public CommitListener {
   int64_t rr_cursor_ ABSL_GUARDED_BY(mu_) = 0;
   LeaseMap leases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> queue_leases_ ABSL_GUARDED_BY(mu_);
+  // Ready jobs whose Assign the store refused because their queue is at its
+  // concurrency limit across nodes (RESOURCE_EXHAUSTED), by queue: back in
+  // the index when a job of the queue leaves RUNNING (on any node) or the
+  // queue's settings change.
+  std::map<std::string, std::vector<ReadyJob>> held_ ABSL_GUARDED_BY(mu_);
   int assigns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Mutations raised under mu_ (also in store callbacks, on the store's
   // completion thread), submitted by the loop.

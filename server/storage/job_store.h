@@ -222,6 +222,15 @@ struct QueueRow {
   int32_t weight = 1;
 };
 
+// A jobwired serving the database (several share a PostgreSQL database).
+struct NodeInfo {
+  std::string id;    // random per process
+  std::string name;  // --node-name, or host:pid
+  absl::Time start_time = absl::InfinitePast();
+  absl::Time heartbeat_time = absl::InfinitePast();
+  bool self = false;  // the node that answered
+};
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -380,6 +389,12 @@ class JobStore {
 
   // Totals so far; cheap (atomic reads), callable from any thread.
   virtual WriteStats write_stats() const = 0;
+
+  // The nodes serving this database whose heartbeat is recent, this one
+  // first. Empty for a store that only one process can open (SQLite).
+  virtual absl::StatusOr<std::vector<NodeInfo>> ListNodesBlocking() {
+    return std::vector<NodeInfo>{};
+  }
 
   // Stops taking writes, commits what is queued, answers every caller
   // exactly once (no listener or `done` runs after it returns), and closes

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cstring>
@@ -488,6 +489,31 @@ bool PgConnection::Reconnect() {
     return false;
   }
   return true;
+}
+
+std::vector<std::string> PgConnection::WaitForNotifications(
+    absl::Duration timeout) {
+  std::vector<std::string> payloads;
+  auto drain = [&] {
+    while (PGnotify* n = PQnotifies(conn_)) {
+      payloads.emplace_back(n->extra != nullptr ? n->extra : "");
+      PQfreemem(n);
+    }
+  };
+  drain();
+  if (!payloads.empty()) return payloads;
+  const int fd = PQsocket(conn_);
+  if (fd < 0 || PQstatus(conn_) != CONNECTION_OK) Throw(nullptr);
+  pollfd p{fd, POLLIN, 0};
+  const int ready = poll(&p, 1,
+                         static_cast<int>(absl::ToInt64Milliseconds(
+                             std::max(timeout, absl::ZeroDuration()))));
+  if (ready > 0) {
+    if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) != CONNECTION_OK)
+      Throw(nullptr);
+    drain();
+  }
+  return payloads;
 }
 
 bool PgConnection::InFailedTransaction() const {

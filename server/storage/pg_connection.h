@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "server/storage/sqlite_rows.h"
 
 struct pg_conn;
@@ -132,6 +133,11 @@ class PgConnection {
   // Inside a transaction that failed: only a ROLLBACK is accepted.
   bool InFailedTransaction() const;
   bool InTransaction() const;
+
+  // For a connection that ran LISTEN: waits up to `timeout` for
+  // notifications and returns their payloads (empty when none came).
+  // Throws PgError when the connection is lost.
+  std::vector<std::string> WaitForNotifications(absl::Duration timeout);
 
   // "user@host:port/dbname" (never the password), for logs and errors.
   std::string Describe() const;

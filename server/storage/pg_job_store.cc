@@ -1,12 +1,16 @@
 #include "server/storage/pg_job_store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "server/common/errors.h"
@@ -30,19 +34,36 @@ constexpr int kMaxReadLimit = 10000;
 // all well under PostgreSQL's 65,535 parameters.
 constexpr size_t kEventRowsPerInsert = 256;
 constexpr size_t kJobRowsPerInsert = 64;
-// The writer's row cache (Writer::Remember): rows up to this many bytes of
-// payload, args and checkpoint, of active jobs, this many rows (a
-// 200,000-job burn-down fits; when full, the cache starts over).
+// The writer's row cache of one transaction (Writer::Remember): rows up to
+// this many bytes of payload, args and checkpoint.
 constexpr size_t kMaxCachedRowBytes = 4096;
-constexpr size_t kMaxCachedRows = 400'000;
 constexpr const char* kMaxPrunedEventIdKey = "retention.max_pruned_event_id";
-// The single-node lock: pg_try_advisory_lock(27255 ("jw"), hash of the
-// schema).
-constexpr const char* kNodeLockSql =
-    "SELECT pg_try_advisory_lock(27255, hashtext(current_schema()))";
-constexpr const char* kNodeUnlockSql =
-    "SELECT pg_advisory_unlock(27255, hashtext(current_schema()))";
-constexpr absl::Duration kNodeLockWait = absl::Seconds(2);
+// The channel every node NOTIFYs after a write and LISTENs on; the payload
+// is the writing node's id.
+constexpr const char* kChannel = "jobwire";
+// Added to the payload by a transaction that wrote settings or queues.
+constexpr absl::string_view kGatesSuffix = ":gates";
+// The database's clock in microseconds since the epoch: heartbeats and their
+// deadline are compared on one clock, whatever the nodes' clocks say.
+#define JW_PG_NOW_US "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+// While the LISTEN connection is down, a node polls the log this often.
+constexpr absl::Duration kPollInterval = absl::Seconds(1);
+// Orphaned leases handed back per pass of the node thread.
+constexpr int kOrphansPerPass = 1000;
+
+// A random id for this process's node row: 16 hex digits.
+std::string NewNodeId() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+                      static_cast<uint64_t>(absl::GetCurrentTimeNanos()));
+  return absl::StrCat(absl::Hex(gen(), absl::kZeroPad16));
+}
+
+std::string DefaultNodeName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = 0;
+  return absl::StrCat(host[0] != 0 ? host : "node", ":", getpid());
+}
 
 absl::Status ShutDownError() {
   return UnavailableError("job store is shut down", absl::Seconds(1));
@@ -181,6 +202,10 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   void Committed(std::vector<JobEvent>* committed) override;
   void Rollback() override;
 
+  // Reads into `remote` the events with ids in (cursor, locked_event_id):
+  // those other nodes committed since this node last looked.
+  void ReadRemoteEvents();
+
   // A statement that writes: counted, so that a request that fails after
   // writing is noticed (see Failed).
   PgResult Write(const std::string& sql, const std::vector<SqlValue>& params) {
@@ -233,9 +258,15 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // when the writer holds it, else read.
   absl::StatusOr<Job> LoadJob(const std::string& id) {
     if (auto it = txn_rows.find(id); it != txn_rows.end()) return it->second;
-    if (auto it = committed_rows.find(id); it != committed_rows.end())
-      return it->second;
     FlushJobs();
+    // As committed. No row lock (FOR UPDATE) is needed: every write of a
+    // job, on any node, runs in a writer transaction that holds the
+    // event_ids row lock from BEGIN to COMMIT, so no other node writes the
+    // row until this transaction ends, and this read (READ COMMITTED, after
+    // that lock) sees every earlier commit: a state check here decides
+    // once. A FOR UPDATE would only write a tuple lock per read (measured:
+    // BENCHMARKS.md, 2026-12-08 04:45). Keep every write of `jobs` inside
+    // the writer's transactions.
     PgResult r = conn->Exec(SelectJobSql(), {SqlValue::TextRef(id)});
     if (r.rows() == 0) return JobNotFound(id);
     Job job = r.ReadJob(0, false);
@@ -243,32 +274,22 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     return job;
   }
 
-  // Row cache. One node writes the schema (the node lock), so the rows it
-  // wrote are the rows stored: a Mutate of a job the writer holds skips its
-  // read (a round trip). txn_rows: rows as the open transaction wrote or
-  // read them; committed_rows: as of the last commit. A failed request or
-  // a rollback forgets every row the transaction touched (read again from
-  // the database next time). Small rows of active jobs only (a finished
-  // job is rarely written again; kept, it would push active ones out),
-  // bounded.
+  // Rows as the open transaction wrote or read them (a second Mutate of a
+  // job in one batch skips its read: no other node writes meanwhile).
+  // Nothing outlives the transaction: other nodes write the same rows, so
+  // every transaction reads what it mutates, as committed (LoadJob). A
+  // failed request forgets every row the transaction touched (read again).
+  // Small rows only.
   void Remember(const Job& job) {
-    if (!cache_rows) return;
-    if (IsTerminal(job.state) ||
-        job.payload.size() + job.args_json.size() + job.checkpoint.size() >
-            kMaxCachedRowBytes) {
+    if (job.payload.size() + job.args_json.size() + job.checkpoint.size() >
+        kMaxCachedRowBytes) {
       Forget(job.id);
       return;
     }
     txn_rows[job.id] = job;
   }
-  void Forget(const std::string& id) {
-    txn_rows.erase(id);
-    committed_rows.erase(id);
-  }
-  void ForgetTransaction() {
-    for (const auto& [id, row] : txn_rows) committed_rows.erase(id);
-    txn_rows.clear();
-  }
+  void Forget(const std::string& id) { txn_rows.erase(id); }
+  void ForgetTransaction() { txn_rows.clear(); }
 
   std::optional<Job> FindByRequestId(const std::string& request_id) {
     FlushJobs();
@@ -295,7 +316,6 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
                     : "");
     const int64_t inserted = Write(sql, params).affected();
     if (inserted == 0) return 0;
-    for (const Job* job : jobs) CountJob(job->queue, job->state, 1);
     std::vector<SqlValue> labels;
     size_t rows = 0;
     for (const Job* job : jobs) {
@@ -311,23 +331,53 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
     return inserted;
   }
 
-  // Writes the columns that differ between `before` and `after`.
-  // Records a change of the number of jobs in (queue, state) by the
-  // transaction in progress.
-  void CountJob(const std::string& queue, JobState state, int64_t n) {
-    count_deltas.push_back(CountDelta{queue, state, n});
+  // RESOURCE_EXHAUSTED when `queue` has a concurrency limit and that many
+  // of its jobs are RUNNING, on every node: counted in this transaction,
+  // which holds the event_ids lock, so no other node's claim can commit
+  // between the count and this one's (no advisory lock needed on top).
+  absl::Status CheckQueueLimit(const std::string& queue) {
+    if (!limits_read) {
+      // Once per transaction: the queues with a limit (usually none), so a
+      // claim in a queue without one costs no statement.
+      PgResult r = conn->Exec(
+          "SELECT name, concurrency_limit FROM queues WHERE "
+          "concurrency_limit > 0",
+          {});
+      limits.clear();
+      for (int row = 0; row < r.rows(); ++row)
+        limits[r.String(row, 0)] = r.Int64(row, 1);
+      limits_read = true;
+    }
+    auto it = limits.find(queue);
+    if (it == limits.end()) return absl::OkStatus();
+    PgResult n =
+        conn->Exec("SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = $2",
+                   {SqlValue::TextRef(queue),
+                    SqlValue::Int(static_cast<int>(JobState::kRunning))});
+    if (n.Int64(0, 0) < it->second) return absl::OkStatus();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("queue ", queue, " runs ", n.Int64(0, 0),
+                     " jobs across the nodes, its concurrency limit"));
   }
 
+  // Writes the columns that differ between `before` and `after`; a job
+  // that starts an attempt gets this node as its lease_owner, one that
+  // leaves RUNNING loses it.
   void UpdateJob(const Job& before, const Job& after) {
     FlushJobs();  // the row may be a new job of this transaction
     Remember(after);
-    if (before.queue != after.queue || before.state != after.state) {
-      CountJob(before.queue, before.state, -1);
-      CountJob(after.queue, after.state, 1);
-    }
     const std::vector<JobColumn>& columns = JobColumns();
     std::vector<std::string> sets;
     std::vector<SqlValue> values;
+    if (after.state == JobState::kRunning &&
+        (before.state != JobState::kRunning ||
+         before.attempt != after.attempt)) {
+      values.push_back(SqlValue::TextRef(node_id));
+      sets.push_back(absl::StrCat("lease_owner = $", values.size()));
+    } else if (before.state == JobState::kRunning &&
+               after.state != JobState::kRunning) {
+      sets.push_back("lease_owner = NULL");
+    }
     bool labels_changed = false;
     for (const JobColumn& c : columns) {
       SqlValue v = c.get(after);
@@ -419,6 +469,7 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   }
 
   void PutSetting(const std::string& key, const std::string& value) {
+    gates_written = true;
     Write(
         "INSERT INTO settings (key, value) VALUES ($1, $2) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -454,33 +505,31 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
                        " AND state != 0"),
           arg);
     Write(absl::StrCat("DELETE FROM job_labels WHERE job_id ", kIdsIn), arg);
-    PgResult gone = Write(absl::StrCat("DELETE FROM jobs WHERE id ", kIdsIn,
-                                       " RETURNING queue, state"),
-                          arg);
-    for (int row = 0; row < gone.rows(); ++row) {
-      CountJob(gone.String(row, 0), static_cast<JobState>(gone.Int64(row, 1)),
-               -1);
-    }
+    Write(absl::StrCat("DELETE FROM jobs WHERE id ", kIdsIn), arg);
     return max_event_id;
   }
 
   PgJobStore* const store;
   std::unique_ptr<PgConnection> conn;
   IdGenerator* const ids;
-  // Job count changes of the transaction in progress (CountJob), applied
-  // to the store's counts once it commits.
-  struct CountDelta {
-    std::string queue;
-    JobState state = JobState::kUnspecified;
-    int64_t n = 0;
-  };
-  std::vector<CountDelta> count_deltas;
   // New jobs of this transaction not inserted yet (DeferInsert), in order.
   std::vector<const Job*> pending_jobs;
-  // See Remember. Off when several stores share the schema (tests).
-  bool cache_rows = true;
+  // See Remember.
   absl::flat_hash_map<std::string, Job> txn_rows;
-  absl::flat_hash_map<std::string, Job> committed_rows;
+  // This transaction wrote settings or queues (the NOTIFY says so).
+  bool gates_written = false;
+  // Queues with a concurrency limit, read by this transaction's first
+  // CheckQueueLimit.
+  bool limits_read = false;
+  absl::flat_hash_map<std::string, int64_t> limits;
+  // This node's id (lease_owner, the NOTIFY payload).
+  std::string node_id;
+  // Every event up to this id has been handed to the listeners (ours, and
+  // other nodes' read by Begin).
+  int64_t cursor = 0;
+  // Other nodes' events committed since `cursor`, read by Begin, handed
+  // to the listeners before this transaction's own.
+  std::vector<JobEvent> remote;
   absl::Time now = absl::InfinitePast();
   // Write statements run in this transaction so far.
   int64_t writes = 0;
@@ -488,9 +537,6 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // `flushed` are written.
   std::vector<JobEvent> events;
   size_t flushed = 0;
-  // The server pid of the session that holds the node lock (0: no lock,
-  // Options::exclusive false).
-  int locked_session = 0;
   // The next event id to give out (locked from event_ids at BEGIN).
   int64_t next_event_id = 1;
   int64_t locked_event_id = 1;
@@ -512,7 +558,6 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   const std::string description_;
   // Where the request being applied started: events and write statements.
   size_t request_events_ = 0;
-  size_t request_counts_ = 0;
   size_t request_pending_jobs_ = 0;
   int64_t request_writes_ = 0;
 };
@@ -529,8 +574,10 @@ struct PgJobStore::WriteOp final : GroupCommit::Request {
 
 absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
   now = batch_time;
+  gates_written = false;
+  limits_read = false;
   events.clear();
-  count_deltas.clear();
+  remote.clear();
   pending_jobs.clear();
   flushed = 0;
   writes = 0;
@@ -540,38 +587,44 @@ absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
         absl::Seconds(1));
   }
   try {
-    if (locked_session != 0 && conn->BackendPid() != locked_session) {
-      // A new session (the server restarted, or the connection broke): the
-      // node lock went with the old one. Take it again, or write nothing.
-      if (conn->ExecOnce(kNodeLockSql, {}).Int64(0, 0) == 0) {
-        JW_LOG(ERROR) << "storage: another jobwired took the node lock of "
-                      << description_ << " while this one was disconnected";
-        return FailedPreconditionError(
-            absl::StrCat("another jobwired took over PostgreSQL database ",
-                         description_,
-                         " while this one was disconnected; restart it"),
-            PreconditionViolation{"NODE_LOCK", description_,
-                                  "another node holds the database"});
-      }
-      locked_session = conn->BackendPid();
-    }
-    // BEGIN goes out with the lock's SELECT, in one round trip.
+    // BEGIN goes out with the next statement, in one round trip.
     conn->Queue("BEGIN");
     // Ids in commit order: see the header. Never below an id this writer
     // gave out before (ids of rolled-back writes are skipped).
     PgResult next = conn->Exec("SELECT next_id FROM event_ids FOR UPDATE", {});
     locked_event_id = next.Int64(0, 0);
     next_event_id = std::max(next_event_id, locked_event_id);
+    // Every id below locked_event_id is committed (or rolled back for
+    // good): the other nodes' events since our cursor are all there.
+    ReadRemoteEvents();
   } catch (const PgError& e) {
     return StatusFromPg(e);
   }
   return absl::OkStatus();
 }
 
+void PgJobStore::Writer::ReadRemoteEvents() {
+  static const auto* sql = new std::string(
+      absl::StrCat("SELECT ", EventSelectList(),
+                   " FROM job_events WHERE event_id > $1 AND event_id < $2 "
+                   "ORDER BY event_id LIMIT $3"));
+  int64_t after = cursor;
+  while (after < locked_event_id - 1) {
+    PgResult r =
+        conn->Exec(*sql, {SqlValue::Int(after), SqlValue::Int(locked_event_id),
+                          SqlValue::Int(kMaxReadLimit)});
+    for (int row = 0; row < r.rows(); ++row) {
+      remote.push_back(r.ReadEvent(row));
+      remote.back().remote = true;
+    }
+    if (r.rows() < kMaxReadLimit) break;
+    after = remote.back().event_id;
+  }
+}
+
 absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
   request_events_ = events.size();
   request_writes_ = writes;
-  request_counts_ = count_deltas.size();
   request_pending_jobs_ = pending_jobs.size();
   try {
     // Every request of this engine is one of the store's WriteOps.
@@ -584,7 +637,6 @@ absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
 GroupCommit::Transaction::Residue PgJobStore::Writer::Failed() {
   ForgetTransaction();
   events.resize(request_events_);
-  count_deltas.resize(request_counts_);
   if (pending_jobs.size() > request_pending_jobs_)
     pending_jobs.resize(request_pending_jobs_);
   if (flushed > request_events_) flushed = request_events_;
@@ -606,6 +658,14 @@ absl::Status PgJobStore::Writer::Commit() {
       conn->Queue("UPDATE event_ids SET next_id = $1",
                   {SqlValue::Int(next_event_id)});
     }
+    // Wakes the other nodes (delivered only if the COMMIT is); a write of
+    // settings or queues says so, for them to re-read those.
+    if (writes > 0 || !events.empty()) {
+      conn->Queue(
+          absl::StrCat("SELECT pg_notify('", kChannel, "', $1)"),
+          {SqlValue::Text(gates_written ? absl::StrCat(node_id, kGatesSuffix)
+                                        : node_id)});
+    }
     conn->ExecScript("COMMIT");
   } catch (const PgError& e) {
     return StatusFromPg(e);
@@ -614,34 +674,24 @@ absl::Status PgJobStore::Writer::Commit() {
 }
 
 void PgJobStore::Writer::Committed(std::vector<JobEvent>* committed) {
-  if (!count_deltas.empty()) {
-    absl::MutexLock lock(&store->counts_mu_);
-    for (const CountDelta& d : count_deltas) {
-      auto it = store->job_counts_.try_emplace({d.queue, d.state}, 0).first;
-      it->second += d.n;
-      if (it->second <= 0) {
-        if (it->second < 0) {
-          JW_LOG(ERROR) << "storage: job count of queue " << d.queue
-                        << " in state " << JobStateName(d.state)
-                        << " went below zero";
-        }
-        store->job_counts_.erase(it);
-      }
-    }
-    count_deltas.clear();
-  }
-  if (committed_rows.size() + txn_rows.size() > kMaxCachedRows)
-    committed_rows.clear();
-  for (auto& [id, row] : txn_rows) committed_rows[id] = std::move(row);
   txn_rows.clear();
-  committed->swap(events);
+  // Everything below next_event_id is committed and now handed out.
+  cursor = std::max(cursor, next_event_id - 1);
+  if (!remote.empty()) {
+    remote.insert(remote.end(), std::make_move_iterator(events.begin()),
+                  std::make_move_iterator(events.end()));
+    committed->swap(remote);
+    remote.clear();
+  } else {
+    committed->swap(events);
+  }
   events.clear();
 }
 
 void PgJobStore::Writer::Rollback() {
   ForgetTransaction();
   events.clear();
-  count_deltas.clear();
+  remote.clear();
   pending_jobs.clear();
   flushed = 0;
   if (!conn->InTransaction()) return;
@@ -669,62 +719,27 @@ absl::Status PgJobStore::OpenBlocking() {
   JW_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> conn,
                       PgConnection::Open(options_.conninfo));
   description_ = conn->Describe();
+  node_id_ = NewNodeId();
+  node_name_ =
+      options_.node_name.empty() ? DefaultNodeName() : options_.node_name;
+  int64_t cursor = 0;
   try {
-    if (options_.exclusive) {
-      // A node that just stopped may hold the lock a moment longer (its
-      // session ends after its connection closed): a restart waits for it
-      // up to kNodeLockWait.
-      bool locked = false;
-      for (const absl::Time give_up = absl::Now() + kNodeLockWait;;) {
-        locked = conn->ExecOnce(kNodeLockSql, {}).Int64(0, 0) != 0;
-        if (locked || absl::Now() >= give_up) break;
-        absl::SleepFor(absl::Milliseconds(100));
-      }
-      if (!locked) {
-        std::string holder;
-        PgResult who = conn->ExecOnce(
-            "SELECT a.pid, COALESCE(a.application_name, ''), "
-            "COALESCE(host(a.client_addr), 'local socket') "
-            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.classid = 27255 AND "
-            "l.objid = hashtext(current_schema())::oid AND l.granted",
-            {});
-        if (who.rows() > 0) {
-          holder =
-              absl::StrCat(" (", who.String(0, 1), ", session pid ",
-                           who.Int64(0, 0), " from ", who.String(0, 2), ")");
-        }
-        PgResult schema = conn->ExecOnce("SELECT current_schema()", {});
-        return absl::FailedPreconditionError(absl::StrCat(
-            "another jobwired", holder, " is using PostgreSQL database ",
-            description_, " (schema ", schema.String(0, 0),
-            "): several jobwired nodes on one database are not supported "
-            "yet; stop the other one first"));
-      }
-    }
     JW_RETURN_IF_ERROR(MigratePgBlocking(*conn));
     // Ids keep growing across restarts even if the clock stepped back.
     PgResult max_id = conn->ExecOnce("SELECT MAX(id) FROM jobs", {});
     if (!max_id.IsNull(0, 0)) ids_.AdvancePast(max_id.String(0, 0));
-    // The one count of every row; the writer keeps the counts from here on.
-    PgResult counts = conn->ExecOnce(
-        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state", {});
-    absl::MutexLock lock(&counts_mu_);
-    job_counts_.clear();
-    for (int row = 0; row < counts.rows(); ++row) {
-      job_counts_[{counts.String(row, 0),
-                   static_cast<JobState>(counts.Int64(row, 1))}] =
-          counts.Int64(row, 2);
-    }
+    // This node's row, before its first lease can name it.
+    Heartbeat(*conn);
+    // The listeners hear of what commits from here on.
+    cursor =
+        conn->ExecOnce("SELECT next_id - 1 FROM event_ids", {}).Int64(0, 0);
   } catch (const PgError& e) {
     return StatusFromPg(e);
   }
   writer_ =
       std::make_unique<Writer>(this, std::move(conn), &ids_, description_);
-  writer_->cache_rows = options_.exclusive;
-  // The node lock is the writer's session's: a writer that reconnects takes
-  // it again before it writes (Begin).
-  if (options_.exclusive) writer_->locked_session = writer_->conn->BackendPid();
+  writer_->node_id = node_id_;
+  writer_->cursor = cursor;
   if (options_.webhook_body) writer_->webhook_body = &options_.webhook_body;
   if (options_.default_webhook.has_value())
     writer_->default_webhook = &*options_.default_webhook;
@@ -743,13 +758,187 @@ absl::Status PgJobStore::OpenBlocking() {
   engine_options.max_batch_bytes = options_.max_batch_bytes;
   engine_ = std::make_unique<GroupCommit>(engine_options, writer_.get());
   engine_->Start();
+  node_thread_ = std::thread([this] { NodeLoop(); });
   return absl::OkStatus();
+}
+
+void PgJobStore::Heartbeat(PgConnection& conn) {
+  conn.Exec(
+      "INSERT INTO nodes (id, name, start_time, heartbeat_time) VALUES ($1, "
+      "$2, " JW_PG_NOW_US ", " JW_PG_NOW_US
+      ") ON CONFLICT (id) DO UPDATE SET heartbeat_time = "
+      "excluded.heartbeat_time",
+      {SqlValue::TextRef(node_id_), SqlValue::TextRef(node_name_)});
+}
+
+void PgJobStore::HandBackOrphans(PgConnection& conn) {
+  // Any node may remove a dead one's row (one DELETE wins); the RUNNING
+  // jobs whose lease_owner has no row are orphans, handed back by
+  // Mutates that check the attempt in the writer's transaction: once, whichever
+  // nodes try.
+  conn.Exec("DELETE FROM nodes WHERE heartbeat_time < " JW_PG_NOW_US " - $1",
+            {SqlValue::Int(absl::ToInt64Microseconds(options_.node_ttl))});
+  OrphanHandler handler;
+  {
+    absl::MutexLock lock(&node_mu_);
+    handler = orphan_handler_;
+  }
+  if (!handler) return;
+  PgResult r = conn.Exec(
+      "SELECT id, attempt FROM jobs WHERE state = $1 AND lease_owner IS NOT "
+      "NULL AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = "
+      "jobs.lease_owner) LIMIT $2",
+      {SqlValue::Int(static_cast<int>(JobState::kRunning)),
+       SqlValue::Int(kOrphansPerPass)});
+  for (int row = 0; row < r.rows(); ++row) {
+    handler(r.String(row, 0), static_cast<int32_t>(r.Int64(row, 1)));
+  }
+}
+
+void PgJobStore::CatchUp() {
+  if (catch_up_pending_.exchange(true)) return;
+  auto op = std::make_unique<WriteOp>();
+  op->light_finish = true;
+  // Begin read the other nodes' events; the commit hands them out. A
+  // notification after this point asks for another catch-up (the
+  // transaction holds the event_ids lock, so what commits elsewhere
+  // meanwhile commits after it).
+  op->apply = [this](Writer&) {
+    catch_up_pending_.store(false);
+    return absl::OkStatus();
+  };
+  op->finish = [this](const absl::Status& s) {
+    if (!s.ok()) catch_up_pending_.store(false);
+  };
+  Enqueue(std::move(op));
+}
+
+void PgJobStore::NodeLoop() {
+  std::unique_ptr<PgConnection> listen;
+  bool listening = false;
+  bool first_listen = true;
+  absl::Time next_beat = absl::InfinitePast();
+  absl::Time next_poll = absl::InfinitePast();
+  while (true) {
+    {
+      absl::MutexLock lock(&node_mu_);
+      if (node_stop_) return;
+    }
+    const absl::Time now = absl::Now();
+    try {
+      if (listen == nullptr) {
+        absl::StatusOr<std::unique_ptr<PgConnection>> c =
+            PgConnection::Open(options_.conninfo);
+        if (c.ok()) listen = *std::move(c);
+      }
+      if (listen != nullptr && !listening && listen->Reconnect()) {
+        listen->ExecScript(absl::StrCat("LISTEN ", kChannel));
+        listening = true;
+        // What committed while nobody listened. Not at start: the cursor
+        // was taken at Open, and the listeners are added after it (the
+        // node's next write, or the next notification, reads the rest).
+        if (!first_listen) {
+          CatchUp();
+          GatesChanged();
+        }
+        first_listen = false;
+      }
+      if (listen != nullptr && listening && now >= next_beat) {
+        Heartbeat(*listen);
+        HandBackOrphans(*listen);
+        next_beat = now + options_.heartbeat_interval;
+      }
+    } catch (const PgError& e) {
+      JW_LOG(WARNING) << "storage: node connection to " << description_ << ": "
+                      << e.what();
+      listening = false;
+    }
+    if (!listening) {
+      // Lost: poll the log until LISTEN is back.
+      if (now >= next_poll) {
+        CatchUp();
+        GatesChanged();
+        next_poll = now + kPollInterval;
+      }
+      absl::MutexLock lock(&node_mu_);
+      node_mu_.AwaitWithTimeout(absl::Condition(&node_stop_),
+                                absl::Milliseconds(250));
+      continue;
+    }
+    try {
+      const absl::Duration wait =
+          std::clamp(next_beat - absl::Now(), absl::Milliseconds(1),
+                     absl::Milliseconds(250));
+      bool others = false;
+      bool gates = false;
+      for (const std::string& payload : listen->WaitForNotifications(wait)) {
+        absl::string_view from = payload;
+        const bool g = absl::ConsumeSuffix(&from, kGatesSuffix);
+        if (from == node_id_) continue;
+        others = true;
+        gates = gates || g;
+      }
+      if (others) CatchUp();
+      if (gates) GatesChanged();
+    } catch (const PgError& e) {
+      JW_LOG(WARNING) << "storage: LISTEN connection to " << description_
+                      << " lost (" << e.what() << "); polling until it is back";
+      listening = false;
+    }
+  }
+}
+
+void PgJobStore::SetOrphanHandler(OrphanHandler handler) {
+  absl::MutexLock lock(&node_mu_);
+  orphan_handler_ = std::move(handler);
+}
+
+void PgJobStore::SetGatesHandler(std::function<void()> handler) {
+  absl::MutexLock lock(&node_mu_);
+  gates_handler_ = std::move(handler);
+}
+
+void PgJobStore::GatesChanged() {
+  std::function<void()> handler;
+  {
+    absl::MutexLock lock(&node_mu_);
+    handler = gates_handler_;
+  }
+  if (handler) handler();
+}
+
+absl::StatusOr<std::vector<NodeInfo>> PgJobStore::ListNodesBlocking() {
+  std::vector<NodeInfo> nodes;
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec(
+        "SELECT id, name, start_time, heartbeat_time FROM nodes WHERE "
+        "heartbeat_time >= " JW_PG_NOW_US " - $1 ORDER BY start_time, id",
+        {SqlValue::Int(absl::ToInt64Microseconds(options_.node_ttl))});
+    for (int row = 0; row < r.rows(); ++row) {
+      NodeInfo n;
+      n.id = r.String(row, 0);
+      n.name = r.String(row, 1);
+      n.start_time = absl::FromUnixMicros(r.Int64(row, 2));
+      n.heartbeat_time = absl::FromUnixMicros(r.Int64(row, 3));
+      n.self = n.id == node_id_;
+      nodes.push_back(std::move(n));
+    }
+    return absl::OkStatus();
+  }));
+  std::stable_partition(nodes.begin(), nodes.end(),
+                        [](const NodeInfo& n) { return n.self; });
+  return nodes;
 }
 
 void PgJobStore::Shutdown() {
   absl::MutexLock shutdown_lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  {
+    absl::MutexLock lock(&node_mu_);
+    node_stop_ = true;
+  }
+  if (node_thread_.joinable()) node_thread_.join();
   // Everything accepted is committed (or failed) and answered first.
   if (engine_ != nullptr) engine_->Shutdown();
   {
@@ -763,14 +952,14 @@ void PgJobStore::Shutdown() {
   }
   // engine_ stays (to the destructor): writes made after Shutdown are
   // answered UNAVAILABLE by it, and it no longer uses writer_.
-  if (writer_ != nullptr && options_.exclusive) {
-    // Released before the connection closes, so that a store opened right
-    // after this one returns finds it free (a closed session lets go of its
-    // locks a moment later).
+  if (writer_ != nullptr) {
+    // The node leaves the registry; a lease it still held (none after a
+    // clean drain) is an orphan for the other nodes right away.
     try {
-      writer_->conn->ExecOnce(kNodeUnlockSql, {});
+      writer_->conn->ExecOnce("DELETE FROM nodes WHERE id = $1",
+                              {SqlValue::TextRef(node_id_)});
     } catch (const PgError& e) {
-      JW_LOG(WARNING) << "storage: releasing the node lock: " << e.what();
+      JW_LOG(WARNING) << "storage: leaving the node registry: " << e.what();
     }
   }
   writer_.reset();
@@ -924,6 +1113,10 @@ void PgJobStore::Mutate(std::string id, JobMutation mutation,
     JW_ASSIGN_OR_RETURN(bool changed, RunMutation(mutation, current, w.now,
                                                   result.get(), &events));
     if (!changed) return absl::OkStatus();
+    if (result->state == JobState::kRunning &&
+        current.state != JobState::kRunning) {
+      JW_RETURN_IF_ERROR(w.CheckQueueLimit(result->queue));
+    }
     w.UpdateJob(current, *result);
     w.AppendEvents(*result, std::move(events), current.last_seq + 1);
     return absl::OkStatus();
@@ -1064,6 +1257,8 @@ void PgJobStore::UpsertQueue(QueueRow row, StatusCallback done) {
         {SqlValue::TextRef(row.name), SqlValue::Int(row.paused ? 1 : 0),
          TimeValue(row.resume_time), SqlValue::Int(row.concurrency_limit),
          SqlValue::Int(row.weight)});
+    w.gates_written = true;
+    w.limits_read = false;  // read again, with this row
     return absl::OkStatus();
   };
   op->finish = std::move(done);
@@ -1266,11 +1461,20 @@ PgJobStore::CountJobsByQueueAndStateBlocking() {
     absl::MutexLock lock(&readers_mu_);
     if (readers_closed_) return ShutDownError();
   }
+  // Counted by the database: every node's writes move them.
   std::vector<QueueStateCount> counts;
-  absl::MutexLock lock(&counts_mu_);
-  counts.reserve(job_counts_.size());
-  for (const auto& [key, n] : job_counts_)
-    counts.push_back(QueueStateCount{key.first, key.second, n});
+  JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
+    PgResult r = c.Exec(
+        "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state "
+        "ORDER BY queue, state",
+        {});
+    for (int row = 0; row < r.rows(); ++row) {
+      counts.push_back(QueueStateCount{r.String(row, 0),
+                                       static_cast<JobState>(r.Int64(row, 1)),
+                                       r.Int64(row, 2)});
+    }
+    return absl::OkStatus();
+  }));
   return counts;
 }
 
@@ -1302,8 +1506,15 @@ absl::Status PgJobStore::LoadActiveJobsBlocking(
   return WithReader([&](PgConnection& c) {
     static const auto* sql = new std::string(
         absl::StrCat("SELECT ", JobColumnList(true), " FROM jobs WHERE ",
-                     kActiveJobsCondition));
-    PgResult r = c.Exec(*sql, {});
+                     kActiveJobsCondition,
+                     " AND NOT (state = $1 AND EXISTS (SELECT 1 FROM nodes n "
+                     "WHERE n.id = jobs.lease_owner AND n.id <> $2))"));
+    // A RUNNING job whose lease another registered node holds is that
+    // node's (or, once its heartbeat is too old, an orphan handed back by
+    // SetOrphanHandler's handler); the rest are this node's to recover.
+    PgResult r =
+        c.Exec(*sql, {SqlValue::Int(static_cast<int>(JobState::kRunning)),
+                      SqlValue::TextRef(node_id_)});
     for (int row = 0; row < r.rows(); ++row) visitor(r.ReadJob(row, true));
     return absl::OkStatus();
   });

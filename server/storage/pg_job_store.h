@@ -35,19 +35,47 @@
 // statement to its COMMIT. (Tested with two stores on one schema committing
 // at once: PgJobStoreTest.EventIdsFollowCommitOrderAcrossConnections.)
 //
-// One node per database schema, for now: Open takes a session advisory
-// lock, keyed by the schema, on the writer's connection and holds it until
-// Shutdown; a second store on the same schema is refused with
-// FAILED_PRECONDITION (see Options::exclusive). When the writer reconnects
-// (a server restart), it takes the lock again before it writes anything;
-// if another node got it meanwhile, every write fails with
-// FAILED_PRECONDITION (the node must be restarted). Several nodes need more
-// than this store: dispatch claims in the database, cross-node wake-ups and
-// events (LISTEN/NOTIFY), timers fired once, leases handed back by a dead
-// node (README, "PostgreSQL").
+// Several nodes (jobwired processes) serve one schema. Each has a random
+// id and a row in `nodes` with a heartbeat (a thread of the store, on its
+// own connection, every Options::heartbeat_interval, on the database's
+// clock). Every write transaction holds the event_ids row lock, so the
+// nodes' transactions run one at a time, and each sees every commit before
+// it: the writer reads every job it mutates as committed (that lock keeps
+// every other node's writes out until this transaction ends, so no row lock
+// is taken on top; every write of `jobs` must stay in a writer
+// transaction) and keeps no rows between transactions, so a state check
+// decides once across nodes (an Assign racing on two nodes
+// applies on one; the other fails as a stale claim does). A job that starts
+// an attempt gets lease_owner = this node's id; leaving RUNNING clears it.
+//
+// Events across nodes: inside each write transaction (which holds the
+// event_ids lock, so every earlier commit is visible), Begin reads the
+// events other nodes committed since this node's cursor, and the commit
+// hands them to the CommitListeners before the transaction's own, marked
+// JobEvent::remote: every node's listeners see the whole log in event_id
+// order, without gaps or repeats. Each transaction that wrote NOTIFYs
+// channel "jobwire" with its node id; the node thread LISTENs on its own
+// connection and, on another node's notification, queues an empty write
+// (a catch-up) so an idle node hears of new events too. While that
+// connection is lost, the node thread polls (a catch-up per second) and
+// reconnects.
+//
+// A node whose heartbeat is older than Options::node_ttl is dead: any node
+// deletes its row, and the RUNNING jobs whose lease_owner has no row are
+// handed to the OrphanHandler (the Dispatcher ends their leases with a
+// Mutate that checks the attempt, so they are handed back once).
+// LoadActiveJobsBlocking leaves out the RUNNING jobs whose lease_owner is
+// another node that still has a row (its own, or an orphan to come).
+//
+// Settings and queues (dispatch and queue pauses, limits, weights) are rows
+// too: a transaction that wrote them NOTIFYs "<node id>:gates", and the
+// other nodes call their GatesHandler, which re-reads them. Timers need no
+// coordination: each node keeps its own for every job it hears of, and a
+// timer fires a Mutate whose state check (in a writer transaction) applies
+// once.
 //
 // Not supported: BackupBlocking (FAILED_PRECONDITION: use pg_dump). Job
-// counts are kept in memory as SqliteJobStore does (one node only).
+// counts are a GROUP BY (every node's writes move them).
 //
 // Thread-safe. Owns its connections and threads; Shutdown() (also run by the
 // destructor) drains the queue, answers everything and closes the
@@ -106,16 +134,18 @@ class PgJobStore final : public JobStore {
     // As SqliteJobStore::Options.
     std::function<std::string(const Job&, const JobEvent&)> webhook_body;
     std::optional<WebhookSpec> default_webhook;
-    // Take the single-node lock (see the class comment). False only in tests
-    // of the pieces several nodes will share (event id order): two stores on
-    // one schema would both dispatch its jobs.
-    bool exclusive = true;
+    // This node's name in GetServerInfo; empty: "host:pid".
+    std::string node_name;
+    // A node whose heartbeat is older than this is dead (its leases are
+    // handed back).
+    absl::Duration node_ttl = absl::Seconds(30);
+    absl::Duration heartbeat_interval = absl::Seconds(1);
   };
 
-  // Connects, takes the single-node lock, migrates the schema and starts
-  // the writer. FAILED_PRECONDITION when another node holds the lock or the
-  // schema is newer than this jobwire; UNAVAILABLE when PostgreSQL cannot be
-  // reached; PERMISSION_DENIED when it refuses the credentials.
+  // Connects, migrates the schema, registers the node and starts the writer
+  // and the node thread. FAILED_PRECONDITION when the schema is newer than
+  // this jobwire; UNAVAILABLE when PostgreSQL cannot be reached;
+  // PERMISSION_DENIED when it refuses the credentials.
   static absl::StatusOr<std::unique_ptr<PgJobStore>> Open(Options options);
 
   ~PgJobStore() override;
@@ -167,7 +197,22 @@ class PgJobStore final : public JobStore {
       int64_t delivery_id,
       std::function<void(absl::StatusOr<WebhookOutboxRow>)> done) override;
   WriteStats write_stats() const override;
+  absl::StatusOr<std::vector<NodeInfo>> ListNodesBlocking() override;
   void Shutdown() override;
+
+  // Called on the node thread with (job id, attempt) of each RUNNING job
+  // whose node is dead, on every pass until it is no longer one; must not
+  // block. Set by the composition root (the Dispatcher hands them back).
+  using OrphanHandler = std::function<void(const std::string&, int32_t)>;
+  void SetOrphanHandler(OrphanHandler handler);
+
+  // Called on the node thread when another node wrote settings or queues
+  // (dispatch and queue pauses, limits, weights), and after a lost LISTEN
+  // connection (each poll): the handler re-reads them. May block briefly
+  // (reads). Set by the composition root (the Dispatcher's gates).
+  void SetGatesHandler(std::function<void()> handler);
+
+  const std::string& node_id() const { return node_id_; }
 
   // Sets the observer of committed transactions (not owned; must outlive
   // the store; null to remove), as SqliteJobStore::SetCommitObserver.
@@ -199,6 +244,14 @@ class PgJobStore final : public JobStore {
   // Runs `apply` through the writer and waits for its answer.
   absl::Status WriteBlocking(std::function<absl::Status(Writer&)> apply,
                              int64_t jobs);
+  // The node thread: heartbeat, dead nodes' leases, LISTEN (or polling).
+  void NodeLoop();
+  void Heartbeat(PgConnection& conn);
+  void HandBackOrphans(PgConnection& conn);
+  // Queues an empty write, so the writer reads and hands out other nodes'
+  // events; at most one queued at a time.
+  void CatchUp();
+  void GatesChanged();
 
   const Options options_;
   Clock* const clock_;
@@ -217,13 +270,14 @@ class PgJobStore final : public JobStore {
   std::vector<PgConnection*> free_readers_ ABSL_GUARDED_BY(readers_mu_);
   bool readers_closed_ ABSL_GUARDED_BY(readers_mu_) = false;
 
-  // Jobs per (queue, state), only counts above zero, as of the last commit:
-  // counted once at open, then moved by the writer after each COMMIT by the
-  // changes its transaction recorded. Right for one node only: with several,
-  // other nodes' commits would not move them. Taken after nothing else.
-  absl::Mutex counts_mu_;
-  std::map<std::pair<std::string, JobState>, int64_t> job_counts_
-      ABSL_GUARDED_BY(counts_mu_);
+  std::string node_id_;
+  std::string node_name_;
+  std::atomic<bool> catch_up_pending_{false};
+  std::thread node_thread_;
+  absl::Mutex node_mu_;
+  bool node_stop_ ABSL_GUARDED_BY(node_mu_) = false;
+  OrphanHandler orphan_handler_ ABSL_GUARDED_BY(node_mu_);
+  std::function<void()> gates_handler_ ABSL_GUARDED_BY(node_mu_);
 
   absl::Mutex shutdown_mu_;  // serialises Shutdown()
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -1,7 +1,8 @@
-// Tests of what only the PostgreSQL store has: the single-node lock, event
-// ids in commit order across connections, connection strings, Backup's
-// refusal. The JobStore contract itself is tested on both backends by
-// job_store_contract_test.cc.
+// Tests of what only the PostgreSQL store has: several nodes on one schema
+// (event ids in commit order, each node's listeners handed every node's
+// events, claims that apply once, the node registry and dead nodes' leases),
+// connection strings, Backup's refusal. The JobStore contract itself is tested
+// on both backends by job_store_contract_test.cc.
 #include "server/storage/pg_job_store.h"
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/storage/job_store_test_util.h"
 #include "server/storage/pg_connection.h"
 #include "server/storage/pg_test_cluster.h"
 
@@ -23,10 +25,10 @@ using ::testing::HasSubstr;
 PgTestCluster& Cluster() { return SharedPgTestCluster(); }
 
 std::unique_ptr<PgJobStore> OpenStore(const std::string& conninfo,
-                                      bool exclusive = true) {
+                                      const std::string& name = "") {
   PgJobStore::Options options;
   options.conninfo = conninfo;
-  options.exclusive = exclusive;
+  options.node_name = name;
   auto store = PgJobStore::Open(std::move(options));
   EXPECT_TRUE(store.ok()) << store.status();
   return store.ok() ? *std::move(store) : nullptr;
@@ -46,24 +48,191 @@ absl::StatusOr<std::vector<SubmitOutcome>> SubmitBlocking(JobStore& store,
   return out;
 }
 
-TEST(PgJobStoreTest, SecondStoreOnTheSameSchemaIsRefusedWithTheReason) {
-  const std::string conninfo = Cluster().NewSchema();
-  std::unique_ptr<PgJobStore> first = OpenStore(conninfo);
-  ASSERT_NE(first, nullptr);
+// Records every event a store's listeners get, in order.
+class EventLog : public CommitListener {
+ public:
+  void OnCommit(const std::vector<JobEvent>& events) override {
+    absl::MutexLock lock(&mu_);
+    for (const JobEvent& e : events) {
+      ids_.push_back(e.event_id);
+      if (e.remote) ++remote_;
+    }
+  }
+  // Waits until an event with id `last` arrived (or a minute passed).
+  std::vector<int64_t> WaitFor(int64_t last) {
+    absl::MutexLock lock(&mu_);
+    want_ = last;
+    mu_.AwaitWithTimeout(absl::Condition(this, &EventLog::ReachedLocked),
+                         absl::Minutes(1));
+    return ids_;
+  }
+  int64_t remote() {
+    absl::MutexLock lock(&mu_);
+    return remote_;
+  }
 
+ private:
+  absl::Mutex mu_;
+  std::vector<int64_t> ids_ ABSL_GUARDED_BY(mu_);
+  int64_t remote_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t want_ ABSL_GUARDED_BY(mu_) = 0;
+
+  bool ReachedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !ids_.empty() && ids_.back() >= want_;
+  }
+};
+
+TEST(PgJobStoreTest, TwoNodesOnOneSchemaListEachOtherAsLive) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo, "a");
+  std::unique_ptr<PgJobStore> b = OpenStore(conninfo, "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto nodes = a->ListNodesBlocking();
+  ASSERT_TRUE(nodes.ok()) << nodes.status();
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].name, "a");
+  EXPECT_TRUE((*nodes)[0].self);
+  EXPECT_EQ((*nodes)[1].name, "b");
+  EXPECT_EQ((*nodes)[1].id, b->node_id());
+  // A node that stops leaves the registry.
+  b->Shutdown();
+  nodes = a->ListNodesBlocking();
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].name, "a");
+}
+
+// The same Assign-like claim (QUEUED -> RUNNING, refused otherwise) sent to
+// two nodes at once applies once per job.
+TEST(PgJobStoreTest, AClaimRacingOnTwoNodesAppliesOnce) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo);
+  std::unique_ptr<PgJobStore> b = OpenStore(conninfo);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kJobs = 300;
+  auto jobs = SubmitBlocking(*a, kJobs);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  JobMutation claim = [](const Job& job,
+                         absl::Time now) -> absl::StatusOr<JobChange> {
+    if (job.state != JobState::kQueued)
+      return absl::FailedPreconditionError("not queued");
+    return MoveTo(JobState::kRunning)(job, now);
+  };
+  absl::Mutex mu;
+  int ok = 0;
+  int refused = 0;
+  int answered = 0;
+  for (const SubmitOutcome& o : *jobs) {
+    for (PgJobStore* store : {a.get(), b.get()}) {
+      store->Mutate(o.job.id, claim, [&](absl::StatusOr<Job> r) {
+        absl::MutexLock lock(&mu);
+        ++answered;
+        if (r.ok()) ++ok;
+        if (absl::IsFailedPrecondition(r.status())) ++refused;
+      });
+    }
+  }
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](int* n) { return *n == 2 * kJobs; }, &answered));
+  EXPECT_EQ(ok, kJobs);
+  EXPECT_EQ(refused, kJobs);
+}
+
+absl::Status MutateBlocking(JobStore& store, const std::string& id,
+                            JobMutation mutation) {
+  absl::Status status;
+  absl::Notification done;
+  store.Mutate(id, std::move(mutation), [&](absl::StatusOr<Job> r) {
+    status = r.status();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return status;
+}
+
+// A queue's concurrency limit counts the RUNNING jobs of every node: the
+// claim that would pass it is refused (RESOURCE_EXHAUSTED), whichever node
+// makes it, until a job of the queue leaves RUNNING.
+TEST(PgJobStoreTest, AQueuesConcurrencyLimitHoldsAcrossNodes) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo);
+  std::unique_ptr<PgJobStore> b = OpenStore(conninfo);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  QueueRow row;
+  row.name = "default";
+  row.concurrency_limit = 1;
+  absl::Notification upserted;
+  a->UpsertQueue(row, [&](absl::Status s) {
+    EXPECT_TRUE(s.ok()) << s;
+    upserted.Notify();
+  });
+  upserted.WaitForNotification();
+  auto jobs = SubmitBlocking(*a, 2);
+  ASSERT_TRUE(jobs.ok());
+  const std::string first = (*jobs)[0].job.id;
+  const std::string second = (*jobs)[1].job.id;
+
+  ASSERT_TRUE(MutateBlocking(*a, first, MoveTo(JobState::kRunning)).ok());
+  EXPECT_EQ(MutateBlocking(*b, second, MoveTo(JobState::kRunning)).code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(MutateBlocking(*a, first, MoveTo(JobState::kSucceeded)).ok());
+  EXPECT_TRUE(MutateBlocking(*b, second, MoveTo(JobState::kRunning)).ok());
+}
+
+// A node that goes away with a RUNNING job: the other node's orphan handler
+// gets the job and its attempt (the Dispatcher hands it back).
+TEST(PgJobStoreTest, ADeadNodesLeasesAreHandedToTheOtherNodes) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo);
+  ASSERT_NE(a, nullptr);
   PgJobStore::Options options;
   options.conninfo = conninfo;
-  auto second = PgJobStore::Open(options);
-
-  ASSERT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(second.status().message(), HasSubstr("another jobwired"));
-  EXPECT_THAT(second.status().message(),
-              HasSubstr("several jobwired nodes on one database are not "
-                        "supported yet"));
-  // Released with the first store: the next one opens.
-  first->Shutdown();
-  first.reset();
-  EXPECT_NE(OpenStore(conninfo), nullptr);
+  options.node_ttl = absl::Seconds(1);
+  options.heartbeat_interval = absl::Milliseconds(100);
+  auto b = PgJobStore::Open(options);
+  ASSERT_TRUE(b.ok()) << b.status();
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, int32_t>> orphans;
+  (*b)->SetOrphanHandler([&](const std::string& id, int32_t attempt) {
+    absl::MutexLock lock(&mu);
+    orphans.emplace_back(id, attempt);
+  });
+  auto jobs = SubmitBlocking(*a, 1);
+  ASSERT_TRUE(jobs.ok());
+  const std::string id = (*jobs)[0].job.id;
+  absl::Notification running;
+  a->Mutate(
+      id,
+      [](const Job& job, absl::Time now) {
+        auto c = MoveTo(JobState::kRunning)(job, now);
+        if (c.ok()) c->job.attempt = 1;
+        return c;
+      },
+      [&](absl::StatusOr<Job> r) {
+        EXPECT_TRUE(r.ok()) << r.status();
+        running.Notify();
+      });
+  running.WaitForNotification();
+  {
+    // Node a holds the lease: not an orphan.
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(orphans.empty());
+  }
+  a->Shutdown();  // as good as dead: its row is gone
+  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(mu.AwaitWithTimeout(
+      absl::Condition(
+          +[](std::vector<std::pair<std::string, int32_t>>* o) {
+            return !o->empty();
+          },
+          &orphans),
+      absl::Minutes(1)));
+  EXPECT_EQ(orphans[0].first, id);
+  EXPECT_EQ(orphans[0].second, 1);
 }
 
 // Two nodes starting together on an empty schema: the migration lock lets
@@ -74,8 +243,7 @@ TEST(PgJobStoreTest, StoresOpeningTogetherMigrateOnce) {
   std::vector<std::unique_ptr<PgJobStore>> stores(kStores);
   std::vector<std::thread> openers;
   for (int i = 0; i < kStores; ++i) {
-    openers.emplace_back(
-        [&, i] { stores[i] = OpenStore(conninfo, /*exclusive=*/false); });
+    openers.emplace_back([&, i] { stores[i] = OpenStore(conninfo); });
   }
   for (std::thread& t : openers) t.join();
   for (const auto& store : stores) ASSERT_NE(store, nullptr);
@@ -122,10 +290,14 @@ TEST(PgJobStoreTest, ReopenKeepsJobsAndEventIdsGrow) {
 // miss it. It must see every event.
 TEST(PgJobStoreTest, EventIdsFollowCommitOrderAcrossConnections) {
   const std::string conninfo = Cluster().NewSchema();
-  std::unique_ptr<PgJobStore> a = OpenStore(conninfo, /*exclusive=*/false);
-  std::unique_ptr<PgJobStore> b = OpenStore(conninfo, /*exclusive=*/false);
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo);
+  std::unique_ptr<PgJobStore> b = OpenStore(conninfo);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
+  EventLog a_log;
+  EventLog b_log;
+  a->AddCommitListener(&a_log);
+  b->AddCommitListener(&b_log);
 
   std::atomic<bool> writing{true};
   std::set<int64_t> seen;
@@ -167,6 +339,12 @@ TEST(PgJobStoreTest, EventIdsFollowCommitOrderAcrossConnections) {
                                                   (kSubmitsPerWriter / 3) * 6));
   EXPECT_EQ(seen, committed);
   EXPECT_EQ(*a->LastEventIdBlocking(), *committed.rbegin());
+  // Each node's listeners got every node's events, in order, once each
+  // (the other node's through NOTIFY and a catch-up of the idle writer).
+  const std::vector<int64_t> want(committed.begin(), committed.end());
+  EXPECT_EQ(a_log.WaitFor(want.back()), want);
+  EXPECT_EQ(b_log.WaitFor(want.back()), want);
+  EXPECT_EQ(a_log.remote() + b_log.remote(), static_cast<int64_t>(want.size()));
 }
 
 // While PostgreSQL is down, writes and reads fail with UNAVAILABLE (nothing
@@ -194,11 +372,6 @@ TEST(PgJobStoreTest, AServerRestartIsUnavailableMeanwhileThenRecovers) {
   ASSERT_TRUE(events.ok());
   ASSERT_EQ(events->size(), 2u);
   EXPECT_LT((*events)[0].event_id, (*events)[1].event_id);
-  // The reconnected writer holds the node lock again.
-  PgJobStore::Options second;
-  second.conninfo = conninfo;
-  EXPECT_EQ(PgJobStore::Open(second).status().code(),
-            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(PgJobStoreTest, UnreachableServerIsUnavailableWithoutThePassword) {

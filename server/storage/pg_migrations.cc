@@ -150,6 +150,19 @@ CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_time)
   WHERE state = 0;
 CREATE INDEX webhook_outbox_job ON webhook_outbox (job_id, id);
 )sql",
+    // 2: several nodes. A row per live node with its heartbeat (microseconds
+    // since the epoch); the node that holds a RUNNING job's lease.
+    R"sql(
+CREATE TABLE nodes (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  name TEXT NOT NULL,
+  start_time BIGINT NOT NULL,
+  heartbeat_time BIGINT NOT NULL
+);
+ALTER TABLE jobs ADD COLUMN lease_owner TEXT COLLATE "C";
+CREATE INDEX jobs_lease_owner ON jobs (lease_owner)
+  WHERE lease_owner IS NOT NULL;
+)sql",
 };
 
 // The session advisory lock that serialises migrations of one schema

@@ -160,7 +160,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "uptime", "listeners", "storage_path", "storage_bytes", "dispatch", "draining", "job_counts", "workers", "watchers", "start_time", "storage", "last_event_id")
+    __slots__ = ("version", "uptime", "listeners", "storage_path", "storage_bytes", "dispatch", "draining", "job_counts", "workers", "watchers", "start_time", "storage", "last_event_id", "nodes")
     class JobCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,7 @@ class ServerInfo(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     version: str
     uptime: _duration_pb2.Duration
     listeners: _containers.RepeatedScalarFieldContainer[str]
@@ -194,7 +195,22 @@ class ServerInfo(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     storage: StorageStats
     last_event_id: int
-    def __init__(self, version: _Optional[str] = ..., uptime: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., listeners: _Optional[_Iterable[str]] = ..., storage_path: _Optional[str] = ..., storage_bytes: _Optional[int] = ..., dispatch: _Optional[_Union[DispatchState, _Mapping]] = ..., draining: bool = ..., job_counts: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., watchers: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., storage: _Optional[_Union[StorageStats, _Mapping]] = ..., last_event_id: _Optional[int] = ...) -> None: ...
+    nodes: _containers.RepeatedCompositeFieldContainer[ServerNode]
+    def __init__(self, version: _Optional[str] = ..., uptime: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., listeners: _Optional[_Iterable[str]] = ..., storage_path: _Optional[str] = ..., storage_bytes: _Optional[int] = ..., dispatch: _Optional[_Union[DispatchState, _Mapping]] = ..., draining: bool = ..., job_counts: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., watchers: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., storage: _Optional[_Union[StorageStats, _Mapping]] = ..., last_event_id: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[ServerNode, _Mapping]]] = ...) -> None: ...
+
+class ServerNode(_message.Message):
+    __slots__ = ("id", "name", "start_time", "heartbeat_time", "self")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    SELF_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    start_time: _timestamp_pb2.Timestamp
+    heartbeat_time: _timestamp_pb2.Timestamp
+    self: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., self: bool = ...) -> None: ...
 
 class StorageStats(_message.Message):
     __slots__ = ("commits", "requests", "write_requests", "queue_wait", "apply", "commit", "complete")

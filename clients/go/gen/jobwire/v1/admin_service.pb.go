@@ -979,7 +979,11 @@ type ServerInfo struct {
 	// `after_event_id` it is a cursor taken now: every event committed after
 	// this call follows (a client takes it before it submits or lists, so
 	// that no event of what it then follows is missed).
-	LastEventId   int64 `protobuf:"varint,13,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	LastEventId int64 `protobuf:"varint,13,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// The live nodes serving the database (several jobwired on one PostgreSQL
+	// database; a node is live while its heartbeat is younger than
+	// --lease-ttl), the answering node first. Empty on SQLite (one node).
+	Nodes         []*ServerNode `protobuf:"bytes,14,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1105,6 +1109,95 @@ func (x *ServerInfo) GetLastEventId() int64 {
 	return 0
 }
 
+func (x *ServerInfo) GetNodes() []*ServerNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// One jobwired serving a PostgreSQL database with others.
+type ServerNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Random per process (the owner of its jobs' leases).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// --node-name, or host:pid.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// When the node started.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Its last heartbeat (every second), on the database's clock.
+	HeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=heartbeat_time,json=heartbeatTime,proto3" json:"heartbeat_time,omitempty"`
+	// Whether it is the node that answered.
+	Self          bool `protobuf:"varint,5,opt,name=self,proto3" json:"self,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerNode) Reset() {
+	*x = ServerNode{}
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerNode) ProtoMessage() {}
+
+func (x *ServerNode) ProtoReflect() protoreflect.Message {
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerNode.ProtoReflect.Descriptor instead.
+func (*ServerNode) Descriptor() ([]byte, []int) {
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ServerNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServerNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServerNode) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ServerNode) GetHeartbeatTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatTime
+	}
+	return nil
+}
+
+func (x *ServerNode) GetSelf() bool {
+	if x != nil {
+		return x.Self
+	}
+	return false
+}
+
 // Totals of the store's group commit since the server started. Take two
 // readings: their difference gives commits/s, requests per commit, and the
 // mean time a write spends in each stage (divide queue_wait by requests, the
@@ -1133,7 +1226,7 @@ type StorageStats struct {
 
 func (x *StorageStats) Reset() {
 	*x = StorageStats{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[15]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1238,7 @@ func (x *StorageStats) String() string {
 func (*StorageStats) ProtoMessage() {}
 
 func (x *StorageStats) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[15]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1251,7 @@ func (x *StorageStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageStats.ProtoReflect.Descriptor instead.
 func (*StorageStats) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{15}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StorageStats) GetCommits() int64 {
@@ -1219,7 +1312,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[16]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1324,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[16]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1337,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{16}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 // A piece of the database file.
@@ -1262,7 +1355,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[17]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1367,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_jobwire_v1_admin_service_proto_msgTypes[17]
+	mi := &file_jobwire_v1_admin_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1380,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{17}
+	return file_jobwire_v1_admin_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -1389,7 +1482,7 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x05queue\x18\x01 \x01(\v2\x11.jobwire.v1.QueueR\x05queue\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"\x16\n" +
-	"\x14GetServerInfoRequest\"\xdf\x04\n" +
+	"\x14GetServerInfoRequest\"\x8d\x05\n" +
 	"\n" +
 	"ServerInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x121\n" +
@@ -1407,10 +1500,19 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x122\n" +
 	"\astorage\x18\f \x01(\v2\x18.jobwire.v1.StorageStatsR\astorage\x12\"\n" +
-	"\rlast_event_id\x18\r \x01(\x03R\vlastEventId\x1a<\n" +
+	"\rlast_event_id\x18\r \x01(\x03R\vlastEventId\x12,\n" +
+	"\x05nodes\x18\x0e \x03(\v2\x16.jobwire.v1.ServerNodeR\x05nodes\x1a<\n" +
 	"\x0eJobCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xc0\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xc2\x01\n" +
+	"\n" +
+	"ServerNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12A\n" +
+	"\x0eheartbeat_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\x12\x12\n" +
+	"\x04self\x18\x05 \x01(\bR\x04self\"\xc0\x02\n" +
 	"\fStorageStats\x12\x18\n" +
 	"\acommits\x18\x01 \x01(\x03R\acommits\x12\x1a\n" +
 	"\brequests\x18\x02 \x01(\x03R\brequests\x12%\n" +
@@ -1456,7 +1558,7 @@ func file_jobwire_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_jobwire_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_jobwire_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_jobwire_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_jobwire_v1_admin_service_proto_goTypes = []any{
 	(WebhookDeliveryRecord_State)(0),      // 0: jobwire.v1.WebhookDeliveryRecord.State
 	(*WebhookDeliveryRecord)(nil),         // 1: jobwire.v1.WebhookDeliveryRecord
@@ -1474,61 +1576,65 @@ var file_jobwire_v1_admin_service_proto_goTypes = []any{
 	(*UpdateQueueRequest)(nil),            // 13: jobwire.v1.UpdateQueueRequest
 	(*GetServerInfoRequest)(nil),          // 14: jobwire.v1.GetServerInfoRequest
 	(*ServerInfo)(nil),                    // 15: jobwire.v1.ServerInfo
-	(*StorageStats)(nil),                  // 16: jobwire.v1.StorageStats
-	(*BackupRequest)(nil),                 // 17: jobwire.v1.BackupRequest
-	(*BackupChunk)(nil),                   // 18: jobwire.v1.BackupChunk
-	nil,                                   // 19: jobwire.v1.Queue.CountsEntry
-	nil,                                   // 20: jobwire.v1.ServerInfo.JobCountsEntry
-	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 22: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),           // 23: google.protobuf.Duration
+	(*ServerNode)(nil),                    // 16: jobwire.v1.ServerNode
+	(*StorageStats)(nil),                  // 17: jobwire.v1.StorageStats
+	(*BackupRequest)(nil),                 // 18: jobwire.v1.BackupRequest
+	(*BackupChunk)(nil),                   // 19: jobwire.v1.BackupChunk
+	nil,                                   // 20: jobwire.v1.Queue.CountsEntry
+	nil,                                   // 21: jobwire.v1.ServerInfo.JobCountsEntry
+	(*timestamppb.Timestamp)(nil),         // 22: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 23: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),           // 24: google.protobuf.Duration
 }
 var file_jobwire_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: jobwire.v1.WebhookDeliveryRecord.state:type_name -> jobwire.v1.WebhookDeliveryRecord.State
-	21, // 1: jobwire.v1.WebhookDeliveryRecord.next_attempt_time:type_name -> google.protobuf.Timestamp
-	21, // 2: jobwire.v1.WebhookDeliveryRecord.last_attempt_time:type_name -> google.protobuf.Timestamp
-	21, // 3: jobwire.v1.WebhookDeliveryRecord.create_time:type_name -> google.protobuf.Timestamp
+	22, // 1: jobwire.v1.WebhookDeliveryRecord.next_attempt_time:type_name -> google.protobuf.Timestamp
+	22, // 2: jobwire.v1.WebhookDeliveryRecord.last_attempt_time:type_name -> google.protobuf.Timestamp
+	22, // 3: jobwire.v1.WebhookDeliveryRecord.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: jobwire.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> jobwire.v1.WebhookDeliveryRecord
-	21, // 5: jobwire.v1.Queue.resume_time:type_name -> google.protobuf.Timestamp
-	19, // 6: jobwire.v1.Queue.counts:type_name -> jobwire.v1.Queue.CountsEntry
-	21, // 7: jobwire.v1.PauseQueueRequest.resume_time:type_name -> google.protobuf.Timestamp
+	22, // 5: jobwire.v1.Queue.resume_time:type_name -> google.protobuf.Timestamp
+	20, // 6: jobwire.v1.Queue.counts:type_name -> jobwire.v1.Queue.CountsEntry
+	22, // 7: jobwire.v1.PauseQueueRequest.resume_time:type_name -> google.protobuf.Timestamp
 	8,  // 8: jobwire.v1.ListQueuesResponse.queues:type_name -> jobwire.v1.Queue
 	8,  // 9: jobwire.v1.UpdateQueueRequest.queue:type_name -> jobwire.v1.Queue
-	22, // 10: jobwire.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
-	23, // 11: jobwire.v1.ServerInfo.uptime:type_name -> google.protobuf.Duration
+	23, // 10: jobwire.v1.UpdateQueueRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24, // 11: jobwire.v1.ServerInfo.uptime:type_name -> google.protobuf.Duration
 	7,  // 12: jobwire.v1.ServerInfo.dispatch:type_name -> jobwire.v1.DispatchState
-	20, // 13: jobwire.v1.ServerInfo.job_counts:type_name -> jobwire.v1.ServerInfo.JobCountsEntry
-	21, // 14: jobwire.v1.ServerInfo.start_time:type_name -> google.protobuf.Timestamp
-	16, // 15: jobwire.v1.ServerInfo.storage:type_name -> jobwire.v1.StorageStats
-	23, // 16: jobwire.v1.StorageStats.queue_wait:type_name -> google.protobuf.Duration
-	23, // 17: jobwire.v1.StorageStats.apply:type_name -> google.protobuf.Duration
-	23, // 18: jobwire.v1.StorageStats.commit:type_name -> google.protobuf.Duration
-	23, // 19: jobwire.v1.StorageStats.complete:type_name -> google.protobuf.Duration
-	5,  // 20: jobwire.v1.AdminService.PauseDispatch:input_type -> jobwire.v1.PauseDispatchRequest
-	6,  // 21: jobwire.v1.AdminService.ResumeDispatch:input_type -> jobwire.v1.ResumeDispatchRequest
-	9,  // 22: jobwire.v1.AdminService.PauseQueue:input_type -> jobwire.v1.PauseQueueRequest
-	10, // 23: jobwire.v1.AdminService.ResumeQueue:input_type -> jobwire.v1.ResumeQueueRequest
-	11, // 24: jobwire.v1.AdminService.ListQueues:input_type -> jobwire.v1.ListQueuesRequest
-	13, // 25: jobwire.v1.AdminService.UpdateQueue:input_type -> jobwire.v1.UpdateQueueRequest
-	14, // 26: jobwire.v1.AdminService.GetServerInfo:input_type -> jobwire.v1.GetServerInfoRequest
-	17, // 27: jobwire.v1.AdminService.Backup:input_type -> jobwire.v1.BackupRequest
-	2,  // 28: jobwire.v1.AdminService.ListWebhookDeliveries:input_type -> jobwire.v1.ListWebhookDeliveriesRequest
-	4,  // 29: jobwire.v1.AdminService.RedeliverWebhook:input_type -> jobwire.v1.RedeliverWebhookRequest
-	7,  // 30: jobwire.v1.AdminService.PauseDispatch:output_type -> jobwire.v1.DispatchState
-	7,  // 31: jobwire.v1.AdminService.ResumeDispatch:output_type -> jobwire.v1.DispatchState
-	8,  // 32: jobwire.v1.AdminService.PauseQueue:output_type -> jobwire.v1.Queue
-	8,  // 33: jobwire.v1.AdminService.ResumeQueue:output_type -> jobwire.v1.Queue
-	12, // 34: jobwire.v1.AdminService.ListQueues:output_type -> jobwire.v1.ListQueuesResponse
-	8,  // 35: jobwire.v1.AdminService.UpdateQueue:output_type -> jobwire.v1.Queue
-	15, // 36: jobwire.v1.AdminService.GetServerInfo:output_type -> jobwire.v1.ServerInfo
-	18, // 37: jobwire.v1.AdminService.Backup:output_type -> jobwire.v1.BackupChunk
-	3,  // 38: jobwire.v1.AdminService.ListWebhookDeliveries:output_type -> jobwire.v1.ListWebhookDeliveriesResponse
-	1,  // 39: jobwire.v1.AdminService.RedeliverWebhook:output_type -> jobwire.v1.WebhookDeliveryRecord
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 13: jobwire.v1.ServerInfo.job_counts:type_name -> jobwire.v1.ServerInfo.JobCountsEntry
+	22, // 14: jobwire.v1.ServerInfo.start_time:type_name -> google.protobuf.Timestamp
+	17, // 15: jobwire.v1.ServerInfo.storage:type_name -> jobwire.v1.StorageStats
+	16, // 16: jobwire.v1.ServerInfo.nodes:type_name -> jobwire.v1.ServerNode
+	22, // 17: jobwire.v1.ServerNode.start_time:type_name -> google.protobuf.Timestamp
+	22, // 18: jobwire.v1.ServerNode.heartbeat_time:type_name -> google.protobuf.Timestamp
+	24, // 19: jobwire.v1.StorageStats.queue_wait:type_name -> google.protobuf.Duration
+	24, // 20: jobwire.v1.StorageStats.apply:type_name -> google.protobuf.Duration
+	24, // 21: jobwire.v1.StorageStats.commit:type_name -> google.protobuf.Duration
+	24, // 22: jobwire.v1.StorageStats.complete:type_name -> google.protobuf.Duration
+	5,  // 23: jobwire.v1.AdminService.PauseDispatch:input_type -> jobwire.v1.PauseDispatchRequest
+	6,  // 24: jobwire.v1.AdminService.ResumeDispatch:input_type -> jobwire.v1.ResumeDispatchRequest
+	9,  // 25: jobwire.v1.AdminService.PauseQueue:input_type -> jobwire.v1.PauseQueueRequest
+	10, // 26: jobwire.v1.AdminService.ResumeQueue:input_type -> jobwire.v1.ResumeQueueRequest
+	11, // 27: jobwire.v1.AdminService.ListQueues:input_type -> jobwire.v1.ListQueuesRequest
+	13, // 28: jobwire.v1.AdminService.UpdateQueue:input_type -> jobwire.v1.UpdateQueueRequest
+	14, // 29: jobwire.v1.AdminService.GetServerInfo:input_type -> jobwire.v1.GetServerInfoRequest
+	18, // 30: jobwire.v1.AdminService.Backup:input_type -> jobwire.v1.BackupRequest
+	2,  // 31: jobwire.v1.AdminService.ListWebhookDeliveries:input_type -> jobwire.v1.ListWebhookDeliveriesRequest
+	4,  // 32: jobwire.v1.AdminService.RedeliverWebhook:input_type -> jobwire.v1.RedeliverWebhookRequest
+	7,  // 33: jobwire.v1.AdminService.PauseDispatch:output_type -> jobwire.v1.DispatchState
+	7,  // 34: jobwire.v1.AdminService.ResumeDispatch:output_type -> jobwire.v1.DispatchState
+	8,  // 35: jobwire.v1.AdminService.PauseQueue:output_type -> jobwire.v1.Queue
+	8,  // 36: jobwire.v1.AdminService.ResumeQueue:output_type -> jobwire.v1.Queue
+	12, // 37: jobwire.v1.AdminService.ListQueues:output_type -> jobwire.v1.ListQueuesResponse
+	8,  // 38: jobwire.v1.AdminService.UpdateQueue:output_type -> jobwire.v1.Queue
+	15, // 39: jobwire.v1.AdminService.GetServerInfo:output_type -> jobwire.v1.ServerInfo
+	19, // 40: jobwire.v1.AdminService.Backup:output_type -> jobwire.v1.BackupChunk
+	3,  // 41: jobwire.v1.AdminService.ListWebhookDeliveries:output_type -> jobwire.v1.ListWebhookDeliveriesResponse
+	1,  // 42: jobwire.v1.AdminService.RedeliverWebhook:output_type -> jobwire.v1.WebhookDeliveryRecord
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_jobwire_v1_admin_service_proto_init() }
@@ -1542,7 +1648,7 @@ func file_jobwire_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobwire_v1_admin_service_proto_rawDesc), len(file_jobwire_v1_admin_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -274,11 +274,35 @@ export interface ServerInfo {
    * that no event of what it then follows is missed).
    */
   lastEventId: number;
+  /**
+   * The live nodes serving the database (several jobwired on one PostgreSQL
+   * database; a node is live while its heartbeat is younger than
+   * --lease-ttl), the answering node first. Empty on SQLite (one node).
+   */
+  nodes: ServerNode[];
 }
 
 export interface ServerInfo_JobCountsEntry {
   key: string;
   value: number;
+}
+
+/** One jobwired serving a PostgreSQL database with others. */
+export interface ServerNode {
+  /** Random per process (the owner of its jobs' leases). */
+  id: string;
+  /** --node-name, or host:pid. */
+  name: string;
+  /** When the node started. */
+  startTime:
+    | Date
+    | undefined;
+  /** Its last heartbeat (every second), on the database's clock. */
+  heartbeatTime:
+    | Date
+    | undefined;
+  /** Whether it is the node that answered. */
+  self: boolean;
 }
 
 /**
@@ -1681,6 +1705,7 @@ function createBaseServerInfo(): ServerInfo {
     startTime: undefined,
     storage: undefined,
     lastEventId: 0,
+    nodes: [],
   };
 }
 
@@ -1724,6 +1749,9 @@ export const ServerInfo: MessageFns<ServerInfo> = {
     }
     if (message.lastEventId !== 0) {
       writer.uint32(104).int64(message.lastEventId);
+    }
+    for (const v of message.nodes) {
+      ServerNode.encode(v!, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -1842,6 +1870,14 @@ export const ServerInfo: MessageFns<ServerInfo> = {
           message.lastEventId = longToNumber(reader.int64());
           continue;
         }
+        case 14: {
+          if (tag !== 114) {
+            break;
+          }
+
+          message.nodes.push(ServerNode.decode(reader, reader.uint32()));
+          continue;
+        }
       }
       if ((tag & 7) === 4 || tag === 0) {
         break;
@@ -1873,6 +1909,7 @@ export const ServerInfo: MessageFns<ServerInfo> = {
       startTime: isSet(object.startTime) ? fromJsonTimestamp(object.startTime) : undefined,
       storage: isSet(object.storage) ? StorageStats.fromJSON(object.storage) : undefined,
       lastEventId: isSet(object.lastEventId) ? globalThis.Number(object.lastEventId) : 0,
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => ServerNode.fromJSON(e)) : [],
     };
   },
 
@@ -1923,6 +1960,9 @@ export const ServerInfo: MessageFns<ServerInfo> = {
     if (message.lastEventId !== 0) {
       obj.lastEventId = Math.round(message.lastEventId);
     }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => ServerNode.toJSON(e));
+    }
     return obj;
   },
 
@@ -1958,6 +1998,7 @@ export const ServerInfo: MessageFns<ServerInfo> = {
       ? StorageStats.fromPartial(object.storage)
       : undefined;
     message.lastEventId = object.lastEventId ?? 0;
+    message.nodes = object.nodes?.map((e) => ServerNode.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2034,6 +2075,130 @@ export const ServerInfo_JobCountsEntry: MessageFns<ServerInfo_JobCountsEntry> = 
     const message = createBaseServerInfo_JobCountsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseServerNode(): ServerNode {
+  return { id: "", name: "", startTime: undefined, heartbeatTime: undefined, self: false };
+}
+
+export const ServerNode: MessageFns<ServerNode> = {
+  encode(message: ServerNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(26).fork()).join();
+    }
+    if (message.heartbeatTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.heartbeatTime), writer.uint32(34).fork()).join();
+    }
+    if (message.self !== false) {
+      writer.uint32(40).bool(message.self);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServerNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const end = length === undefined ? reader.len : reader.pos + length;
+    const message = createBaseServerNode();
+    while (reader.pos < end) {
+      const tag = reader.uint32();
+      switch (tag >>> 3) {
+        case 1: {
+          if (tag !== 10) {
+            break;
+          }
+
+          message.id = reader.string();
+          continue;
+        }
+        case 2: {
+          if (tag !== 18) {
+            break;
+          }
+
+          message.name = reader.string();
+          continue;
+        }
+        case 3: {
+          if (tag !== 26) {
+            break;
+          }
+
+          message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 4: {
+          if (tag !== 34) {
+            break;
+          }
+
+          message.heartbeatTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+          continue;
+        }
+        case 5: {
+          if (tag !== 40) {
+            break;
+          }
+
+          message.self = reader.bool();
+          continue;
+        }
+      }
+      if ((tag & 7) === 4 || tag === 0) {
+        break;
+      }
+      reader.skip(tag & 7);
+    }
+    return message;
+  },
+
+  fromJSON(object: any): ServerNode {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      startTime: isSet(object.startTime) ? fromJsonTimestamp(object.startTime) : undefined,
+      heartbeatTime: isSet(object.heartbeatTime) ? fromJsonTimestamp(object.heartbeatTime) : undefined,
+      self: isSet(object.self) ? globalThis.Boolean(object.self) : false,
+    };
+  },
+
+  toJSON(message: ServerNode): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.heartbeatTime !== undefined) {
+      obj.heartbeatTime = message.heartbeatTime.toISOString();
+    }
+    if (message.self !== false) {
+      obj.self = message.self;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServerNode>, I>>(base?: I): ServerNode {
+    return ServerNode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServerNode>, I>>(object: I): ServerNode {
+    const message = createBaseServerNode();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.startTime = object.startTime ?? undefined;
+    message.heartbeatTime = object.heartbeatTime ?? undefined;
+    message.self = object.self ?? false;
     return message;
   },
 };
