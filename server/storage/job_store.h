@@ -258,7 +258,9 @@ class JobStore {
   // events are written exactly as Mutate or Delete would, so listeners see
   // one commit with every event of the chunk. Other writes queued behind a
   // BulkWrite may be committed before it (a bounded number: see
-  // SqliteJobStore); a BulkWrite commits alone.
+  // SqliteJobStore); a BulkWrite never commits with other writes, but may
+  // share a commit with the BulkWrites queued right after it (a bounded
+  // number of jobs) while no other write waits.
   virtual void BulkWrite(std::vector<std::string> ids,
                          std::shared_ptr<const BulkWriteSpec> spec,
                          BulkWriteCallback done) = 0;

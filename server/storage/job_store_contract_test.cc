@@ -1431,6 +1431,67 @@ TEST_P(JobStoreContractTest, SmallWritesQueuedBehindABulkChunkCommitFirst) {
   EXPECT_EQ(store->write_stats().commits - commits_before, 3);
 }
 
+TEST_P(JobStoreContractTest,
+       BulkWritesQueuedTogetherShareOneCommitEachJobLogged) {
+  auto store = Open();
+  EventRecorder recorder;
+  store->AddCommitListener(&recorder);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 9; ++i) ids.push_back(SubmitOne(*store, MakeJob())->id);
+  ASSERT_TRUE(MutateSync(*store, ids[4], MoveTo(JobState::kPaused)).ok());
+  WriterGate gate;
+  gate.Block(*store, ids[8]);
+  const size_t events_before = recorder.seen().size();
+  const int64_t commits_before = store->write_stats().commits;
+  absl::Mutex mu;
+  std::vector<std::vector<BulkItemResult>> answers(3);
+  absl::BlockingCounter answered(3);
+  auto spec = std::make_shared<const BulkWriteSpec>(QueuedOnlyPlusTen());
+  for (int c = 0; c < 3; ++c) {
+    store->BulkWrite({ids[3 * c], ids[3 * c + 1], ids[3 * c + 2]}, spec,
+                     [&, c](absl::StatusOr<std::vector<BulkItemResult>> r) {
+                       EXPECT_TRUE(r.ok()) << r.status();
+                       absl::MutexLock lock(&mu);
+                       if (r.ok()) answers[c] = *std::move(r);
+                       answered.DecrementCount();
+                     });
+  }
+  gate.Release();
+  answered.Wait();
+
+  // The gate's commit, then the three chunks in one.
+  EXPECT_EQ(store->write_stats().commits - commits_before, 2);
+  // Each chunk answered for its own jobs; the paused job failed alone.
+  for (int c = 0; c < 3; ++c) {
+    ASSERT_EQ(answers[c].size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      const bool paused = 3 * c + i == 4;
+      EXPECT_EQ(answers[c][i].status.ok(), !paused) << c << " " << i;
+      EXPECT_EQ(answers[c][i].changed, !paused) << c << " " << i;
+    }
+  }
+  // One event per changed job, in chunk order, in increasing event_id.
+  std::vector<JobEvent> seen = recorder.seen();
+  seen.erase(seen.begin(),
+             seen.begin() + static_cast<ptrdiff_t>(events_before));
+  std::vector<std::string> seen_ids;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    seen_ids.push_back(seen[i].job_id);
+    if (i > 0) {
+      EXPECT_GT(seen[i].event_id, seen[i - 1].event_id);
+    }
+  }
+  std::vector<std::string> want;
+  for (int i = 0; i < 9; ++i) {
+    if (i != 4) want.push_back(ids[i]);
+  }
+  EXPECT_EQ(seen_ids, want);
+  for (int i = 0; i < 9; ++i) {
+    if (i == 4) continue;
+    ExpectWriterSeesStoredRow(*store, ids[i]);
+  }
+}
+
 TEST_P(JobStoreContractTest, ALargeSubmitWritesEveryRowLabelAndEventInOrder) {
   auto store = Open();
   // Runs of jobs without a request_id go in multi-row INSERTs; those with

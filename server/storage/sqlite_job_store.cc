@@ -850,6 +850,7 @@ absl::Status SqliteJobStore::OpenBlocking() {
   engine_options.clock = clock_;
   engine_options.max_batch_jobs = options_.max_batch_jobs;
   engine_options.max_batch_bytes = options_.max_batch_bytes;
+  engine_options.max_bulk_jobs = options_.max_bulk_jobs;
   engine_options.complete_on_idle_writer = options_.complete_on_idle_writer;
   engine_options.inline_completion_items = options_.inline_completion_items;
   engine_ = std::make_unique<GroupCommit>(engine_options, writer_.get());
