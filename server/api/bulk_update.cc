@@ -244,6 +244,9 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
     query.page_token = page_token_;
     // Jobs with large args: a chunk ends early rather than hold them all.
     query.max_bytes = kPageMaxBytes;
+    // A write needs the ids alone (the writer reads each job as committed);
+    // a dry run classifies the jobs as read.
+    if (!request_.dry_run) return deps_.store->ListJobKeysBlocking(query);
     return deps_.store->ListJobsBlocking(query);
   }
 

@@ -298,6 +298,16 @@ class JobStore {
   virtual absl::StatusOr<ListJobsResult> ListJobsBlocking(
       const ListJobsQuery& query) = 0;
 
+  // ListJobsBlocking for a caller that needs each job's id only (a bulk
+  // update's selection): the same jobs, pages and tokens, but each job may
+  // hold its id and the fields of its sort key alone (others default), and
+  // query.max_bytes counts those. This default reads whole jobs; a store
+  // may read less.
+  virtual absl::StatusOr<ListJobsResult> ListJobKeysBlocking(
+      const ListJobsQuery& query) {
+    return ListJobsBlocking(query);
+  }
+
   // Number of jobs per (queue, state), for rows with count > 0, ordered by
   // queue then state, exact as of a commit. Cheap whatever the number of
   // jobs (the SQLite store keeps the counts in memory): callers may poll it.

@@ -814,6 +814,49 @@ TEST_P(JobStoreContractTest,
   EXPECT_FALSE(newest->next_page_token.empty());
 }
 
+TEST_P(JobStoreContractTest, ListJobKeysPagesLikeListJobsInEveryOrder) {
+  auto store = Open();
+  for (int i = 0; i < 12; ++i) {
+    NewJob in = MakeJob(i % 3 == 0 ? "skip" : "keep");
+    in.job.priority = i % 4;
+    in.job.args_json = R"({"big": "args the keys do not need"})";
+    ASSERT_TRUE(SubmitOne(*store, in).ok());
+    clock_.Advance(absl::Milliseconds(1));
+    if (i % 2 == 0) {
+      // update_time moves apart from create_time.
+      ASSERT_TRUE(MutateSync(*store, SubmitOne(*store, MakeJob("skip"))->id,
+                             MoveTo(JobState::kPaused))
+                      .ok());
+    }
+  }
+  for (const char* order :
+       {"", "create_time desc", "priority desc", "update_time desc"}) {
+    // Both listings, a page of 4 at a time, each with its own tokens.
+    auto pages = [&](bool keys) {
+      std::vector<std::vector<std::string>> out;
+      ListJobsQuery q;
+      q.filter = "kind = keep OR state = PAUSED";
+      q.order_by = order;
+      q.page_size = 4;
+      while (true) {
+        absl::StatusOr<ListJobsResult> page =
+            keys ? store->ListJobKeysBlocking(q) : store->ListJobsBlocking(q);
+        EXPECT_TRUE(page.ok()) << page.status();
+        if (!page.ok()) break;
+        out.push_back(Ids(page->jobs));
+        if (page->next_page_token.empty()) break;
+        q.page_token = page->next_page_token;
+      }
+      return out;
+    };
+    const std::vector<std::vector<std::string>> full = pages(false);
+    EXPECT_EQ(pages(true), full) << order;
+    size_t jobs = 0;
+    for (const auto& page : full) jobs += page.size();
+    EXPECT_EQ(jobs, 14u) << order;  // 8 kept, 6 paused
+  }
+}
+
 TEST_P(JobStoreContractTest, ListJobsRejectsBadTokensOrdersAndFilters) {
   auto store = Open();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());

@@ -1622,7 +1622,27 @@ absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadEventsBlocking(
 
 absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
     const ListJobsQuery& query) {
+  return ListPageBlocking(query, /*keys_only=*/false);
+}
+
+absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobKeysBlocking(
+    const ListJobsQuery& query) {
+  return ListPageBlocking(query, /*keys_only=*/true);
+}
+
+absl::StatusOr<ListJobsResult> SqliteJobStore::ListPageBlocking(
+    const ListJobsQuery& query, bool keys_only) {
   JW_ASSIGN_OR_RETURN(ListPlan plan, PlanListJobs(query));
+  if (keys_only) {
+    // The plan selects every column; the sort keys (MakePageToken) are these.
+    static const auto* every = new std::string(
+        absl::StrCat("SELECT ", JobColumnList(false), " FROM jobs "));
+    if (plan.sql.compare(0, every->size(), *every) != 0) {
+      return absl::InternalError("storage: unexpected list plan");
+    }
+    plan.sql.replace(0, every->size(),
+                     "SELECT id, priority, update_time FROM jobs ");
+  }
   ListJobsResult result;
   bool more = false;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
@@ -1636,7 +1656,14 @@ absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
         more = true;
         break;
       }
-      Job job = ReadJob(stmt, false);
+      Job job;
+      if (keys_only) {
+        job.id = stmt.getColumn(0).getString();
+        job.priority = stmt.getColumn(1).getInt();
+        job.update_time = TimeFromColumn(stmt.getColumn(2));
+      } else {
+        job = ReadJob(stmt, false);
+      }
       if (query.max_bytes > 0) {
         const size_t size =
             query.job_bytes ? query.job_bytes(job) : ApproxBytes(job);

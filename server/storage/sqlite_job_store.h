@@ -215,6 +215,9 @@ class SqliteJobStore final : public JobStore {
   void AddCommitListener(CommitListener* listener) override;
   absl::StatusOr<ListJobsResult> ListJobsBlocking(
       const ListJobsQuery& query) override;
+  // Reads each job's id, priority and update_time only.
+  absl::StatusOr<ListJobsResult> ListJobKeysBlocking(
+      const ListJobsQuery& query) override;
   absl::StatusOr<std::vector<QueueStateCount>>
   CountJobsByQueueAndStateBlocking() override;
   absl::StatusOr<int64_t> CountPendingWebhooksBlocking() override;
@@ -264,6 +267,9 @@ class SqliteJobStore final : public JobStore {
   struct BulkOp;
 
   SqliteJobStore(Options options, std::string path, std::string temp_dir);
+  // ListJobsBlocking, or with `keys_only` ListJobKeysBlocking.
+  absl::StatusOr<ListJobsResult> ListPageBlocking(const ListJobsQuery& query,
+                                                  bool keys_only);
   absl::Status OpenBlocking();
   // Raises max_pruned_event_id_ to `event_id` unless it is higher already.
   void RaiseMaxPrunedEventId(int64_t event_id);
