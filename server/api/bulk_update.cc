@@ -21,8 +21,12 @@ namespace {
 using Action = BulkRequest::Action;
 
 constexpr int kMaxChunkJobs = 1000;
-// Byte budget of one page a filter reads (ApproxBytes): with the page read
-// ahead, at most two are held.
+// Chunks of one run queued in the store at once: the writer goes from one to
+// the next without waiting for this run, and commits several together while
+// no other write waits (SqliteJobStore::Options::max_bulk_jobs).
+constexpr int kChunksInFlight = 8;
+// Byte budget of one page a filter reads (ApproxBytes): one is held at a
+// time.
 constexpr size_t kPageMaxBytes = 16 << 20;
 constexpr char kCancelReason[] = "cancelled by a bulk update";
 
@@ -141,68 +145,96 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
     spec_ = std::move(spec);
   }
 
-  void ScheduleNextChunk() {
-    std::shared_ptr<BulkRun> self = shared_from_this();
-    if (!deps_.executor->Schedule([self] { self->NextChunk(); })) {
-      End(ShuttingDownError());
+  // Starts the run: queues its first chunks (on the Executor).
+  void Start() {
+    {
+      absl::MutexLock lock(&mu_);
+      filling_ = true;
     }
+    ScheduleFill();
   }
 
  private:
-  // One chunk in flight: its write (and the RUNNING jobs handed to the
-  // dispatcher), and the read-ahead of the next page. The next chunk starts
-  // when all of them are done.
+  // One chunk in flight: its write, and the RUNNING jobs handed to the
+  // dispatcher. The chunk is done when all of them are.
   struct Chunk {
     explicit Chunk(int parts) : pending(parts) {}
     std::atomic<int> pending;
     std::vector<std::string> ids;
   };
 
-  // Executor thread: reads the next chunk and queues its write (or, on a
-  // dry run, classifies it); then, for a filter, reads the page after it
-  // while the write waits for the writer (read-ahead).
-  void NextChunk() {
-    const absl::Status stop = stop_();
-    if (!stop.ok()) return End(stop);
-    std::vector<Job> rows;  // filter or dry run
-    std::vector<std::string> ids;
-    if (request_.filter.has_value()) {
-      absl::StatusOr<ListJobsResult> page =
-          ahead_.has_value() ? std::move(*ahead_) : ReadPage();
-      ahead_.reset();
-      if (!page.ok()) return End(page.status());
-      page_token_ = std::move(page->next_page_token);
-      more_ = !page_token_.empty();
-      rows = std::move(page->jobs);
-      ids.reserve(rows.size());
-      for (const Job& job : rows) ids.push_back(job.id);
-    } else {
-      const size_t end = std::min(request_.ids.size(), next_id_ + chunk_jobs_);
-      ids.assign(request_.ids.begin() + next_id_, request_.ids.begin() + end);
-      next_id_ = end;
-      more_ = next_id_ < request_.ids.size();
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      response_.set_matched(response_.matched() +
-                            static_cast<int64_t>(ids.size()));
-    }
-    if (request_.dry_run) return DryRun(ids, rows);
-    if (ids.empty()) return ChunkDone();
-    const bool read_ahead = request_.filter.has_value() && more_;
-    auto chunk = std::make_shared<Chunk>(read_ahead ? 2 : 1);
-    chunk->ids = ids;
+  void ScheduleFill() {
     std::shared_ptr<BulkRun> self = shared_from_this();
-    deps_.store->BulkWrite(
-        std::move(ids), spec_,
-        [self, chunk](absl::StatusOr<std::vector<BulkItemResult>> results) {
-          self->Written(chunk, std::move(results));
-        });
-    if (!read_ahead) return;
-    // The page after this chunk's: keyset paging starts after its last job,
-    // so what the write changes does not move it.
-    ahead_ = ReadPage();
-    Arrive(*chunk);
+    if (!deps_.executor->Schedule([self] { self->Fill(); })) {
+      {
+        absl::MutexLock lock(&mu_);
+        filling_ = false;
+        if (storage_error_.ok()) storage_error_ = ShuttingDownError();
+      }
+      MaybeEnd();
+    }
+  }
+
+  // Executor thread, one call at a time (filling_): reads the next chunks
+  // and queues their writes (or, on a dry run, classifies them) until
+  // kChunksInFlight are in flight or the selection is read. With a filter,
+  // each page is read after the previous one was queued, while the writer
+  // works on it (keyset paging starts after the previous page's last job, so
+  // what the writes change does not move it).
+  void Fill() {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (ended_ || !storage_error_.ok() || !more_ ||
+            in_flight_ >= kChunksInFlight) {
+          filling_ = false;
+          break;
+        }
+      }
+      // filling_ stays set on the paths that End here: nothing refills.
+      const absl::Status stop = stop_();
+      if (!stop.ok()) return End(stop);
+      std::vector<Job> rows;  // filter or dry run
+      std::vector<std::string> ids;
+      bool more = false;
+      if (request_.filter.has_value()) {
+        absl::StatusOr<ListJobsResult> page = ReadPage();
+        if (!page.ok()) return End(page.status());
+        page_token_ = std::move(page->next_page_token);
+        more = !page_token_.empty();
+        rows = std::move(page->jobs);
+        ids.reserve(rows.size());
+        for (const Job& job : rows) ids.push_back(job.id);
+      } else {
+        const size_t end =
+            std::min(request_.ids.size(), next_id_ + chunk_jobs_);
+        ids.assign(request_.ids.begin() + next_id_, request_.ids.begin() + end);
+        next_id_ = end;
+        more = next_id_ < request_.ids.size();
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        more_ = more;
+        response_.set_matched(response_.matched() +
+                              static_cast<int64_t>(ids.size()));
+        if (!request_.dry_run && !ids.empty()) ++in_flight_;
+      }
+      if (request_.dry_run) {
+        const absl::Status status = DryRun(ids, rows);
+        if (!status.ok()) return End(status);
+        continue;
+      }
+      if (ids.empty()) continue;
+      auto chunk = std::make_shared<Chunk>(1);
+      chunk->ids = ids;
+      std::shared_ptr<BulkRun> self = shared_from_this();
+      deps_.store->BulkWrite(
+          std::move(ids), spec_,
+          [self, chunk](absl::StatusOr<std::vector<BulkItemResult>> results) {
+            self->Written(chunk, std::move(results));
+          });
+    }
+    MaybeEnd();
   }
 
   absl::StatusOr<ListJobsResult> ReadPage() {
@@ -212,6 +244,9 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
     query.page_token = page_token_;
     // Jobs with large args: a chunk ends early rather than hold them all.
     query.max_bytes = kPageMaxBytes;
+    // A write needs the ids alone (the writer reads each job as committed);
+    // a dry run classifies the jobs as read.
+    if (!request_.dry_run) return deps_.store->ListJobKeysBlocking(query);
     return deps_.store->ListJobsBlocking(query);
   }
 
@@ -256,8 +291,9 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
   }
 
   // Executor thread: what the writes of this chunk would do, against the
-  // jobs as read now.
-  void DryRun(const std::vector<std::string>& ids, std::vector<Job>& rows) {
+  // jobs as read now. Fails with a storage error only.
+  absl::Status DryRun(const std::vector<std::string>& ids,
+                      std::vector<Job>& rows) {
     if (!request_.filter.has_value()) {
       for (const std::string& id : ids) {
         absl::StatusOr<Job> job = deps_.store->GetJobBlocking(id);
@@ -266,7 +302,7 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
         } else if (job.status().code() == absl::StatusCode::kNotFound) {
           Record(id, job.status(), false);
         } else {
-          return End(job.status());
+          return job.status();
         }
       }
     }
@@ -285,7 +321,7 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
       }
       Record(job.id, change.status(), change.ok() && !change->events.empty());
     }
-    ChunkDone();
+    return absl::OkStatus();
   }
 
   void Record(const std::string& id, const absl::Status& status, bool changed) {
@@ -311,15 +347,32 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
     }
   }
 
+  // A chunk's write and hooks were answered: queue more, or end the run
+  // once nothing is in flight.
   void ChunkDone() {
+    bool fill = false;
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      if (!ended_ && storage_error_.ok() && more_ && !filling_) {
+        filling_ = true;
+        fill = true;
+      }
+    }
+    if (fill) return ScheduleFill();
+    MaybeEnd();
+  }
+
+  // Ends the run when nothing is in flight or being queued and the
+  // selection is read or storage failed.
+  void MaybeEnd() {
     absl::Status storage_error;
     {
       absl::MutexLock lock(&mu_);
+      if (in_flight_ > 0 || filling_ || (more_ && storage_error_.ok())) return;
       storage_error = storage_error_;
     }
-    if (!storage_error.ok()) return End(storage_error);
-    if (more_) return ScheduleNextChunk();
-    End(absl::OkStatus());
+    End(storage_error);
   }
 
   void End(const absl::Status& status) {
@@ -346,15 +399,17 @@ class BulkRun : public std::enable_shared_from_this<BulkRun> {
   RunningJobHook hook_;
   std::string hook_reason_;
 
-  // The selection's position; only the chunk in progress touches them, and
-  // chunks run one after the other.
+  // The selection's position; only Fill touches them, one call at a time.
   std::string page_token_;
   size_t next_id_ = 0;
-  bool more_ = false;
-  // The next page, read ahead while the current chunk is written.
-  std::optional<absl::StatusOr<ListJobsResult>> ahead_;
 
   absl::Mutex mu_;
+  // Not all of the selection is read yet.
+  bool more_ ABSL_GUARDED_BY(mu_) = true;
+  // Chunks queued in the store and not yet done (ChunkDone).
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // A Fill is scheduled or running.
+  bool filling_ ABSL_GUARDED_BY(mu_) = false;
   v1::BulkUpdateJobsResponse response_ ABSL_GUARDED_BY(mu_);
   absl::Status storage_error_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
@@ -469,7 +524,7 @@ void RunBulkUpdate(
     std::function<void(absl::StatusOr<v1::BulkUpdateJobsResponse>)> done) {
   auto run = std::make_shared<BulkRun>(deps, std::move(request),
                                        std::move(stop), std::move(done));
-  run->ScheduleNextChunk();
+  run->Start();
 }
 
 grpc::ServerBidiReactor<v1::BulkUpdateJobsRequest, v1::BulkUpdateJobsResponse>*

@@ -24,14 +24,15 @@
 // read, writing nothing.
 //
 // Chunks: a chunk of at most `chunk_jobs` jobs is one JobStore::BulkWrite
-// (one transaction, a few set-based statements), and one chunk of a request
-// is waiting in the store at a time: the next one is queued only after every
-// job of the previous one was answered. With a filter, the page after the
-// chunk being written is read meanwhile (read-ahead, on the Executor). Writes
-// from other callers go before a chunk queued ahead of them and are never
-// committed with one (see SqliteJobStore), so they wait for one chunk's
-// commit at most, and a request holds two pages in memory at most whatever
-// its size.
+// (in one transaction, a few set-based statements), and up to 8 chunks of a
+// request wait in the store at once, queued one after the other on the
+// Executor (with a filter, each page read after the previous chunk was
+// queued), so the writer goes from one chunk to the next without a round
+// trip and commits several together while no other write waits. Writes
+// from other callers go before chunks queued ahead of them and are never
+// committed with them (see SqliteJobStore), so they wait for one chunk and
+// one commit at most, and a request holds one page in memory at most, and
+// the ids of the chunks in flight, whatever its size.
 //
 // The run ends early, with the status it returns, when `stop` (polled before
 // each chunk) returns non-OK, and with the store's error when storage fails

@@ -183,7 +183,12 @@ GroupCommit::Applied GroupCommit::ApplyBatch(Completion& c, absl::Time now,
   results.assign(batch.size(), absl::OkStatus());
   batch_status = txn_->Begin(now);
   if (!batch_status.ok()) return Applied::kDone;
-  for (size_t i = 0; i < batch.size(); ++i) {
+  // A bulk batch takes the bulk requests queued after its own while it runs
+  // the first time (a rerun runs what the first run took).
+  const bool grows = !savepoints && batch.size() == 1 && batch[0]->bulk;
+  int64_t bulk_jobs = batch[0]->jobs;
+  for (size_t i = 0; i < batch.size() || (grows && TakeMoreBulk(c, bulk_jobs));
+       ++i) {
     if (savepoints) {
       batch_status = txn_->Savepoint();
       if (!batch_status.ok()) return Applied::kDone;
@@ -214,6 +219,29 @@ GroupCommit::Applied GroupCommit::ApplyBatch(Completion& c, absl::Time now,
     // itself): nothing to undo.
   }
   return Applied::kDone;
+}
+
+bool GroupCommit::TakeMoreBulk(Completion& c, int64_t& jobs) {
+  std::unique_ptr<Request> next;
+  {
+    absl::MutexLock lock(&mu_);
+    if (queue_.empty() || !queue_.front()->bulk ||
+        jobs + queue_.front()->jobs > options_.max_bulk_jobs ||
+        !std::all_of(queue_.begin(), queue_.end(),
+                     [](const std::unique_ptr<Request>& r) { return r->bulk; }))
+      return false;
+    next = std::move(queue_.front());
+    queue_.pop_front();
+  }
+  jobs += next->jobs;
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  queue_wait_ns_.fetch_add(
+      std::max<int64_t>(
+          0, absl::ToInt64Nanoseconds(clock_->Now() - next->queued_)),
+      std::memory_order_relaxed);
+  c.requests.push_back(std::move(next));
+  c.results.push_back(absl::OkStatus());
+  return true;
 }
 
 void GroupCommit::RunBatch(Completion& c) {

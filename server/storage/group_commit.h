@@ -34,12 +34,16 @@
 // inline_completion_items), the writer completes the commit itself: one
 // thread wake-up less per commit, same order.
 //
-// Bulk requests (Request::bulk) commit alone, in a transaction of their own,
-// and give way to small ones: small requests queued behind a bulk one go
-// first; after a small commit, with a bulk request waiting, the writer waits
-// up to 1 ms for the next small request (a client writing in a loop sends
-// it right after its answer), at most 8 small batches per bulk request, so
-// a bulk request is held up a bounded time.
+// Bulk requests (Request::bulk) never share a transaction with small ones,
+// and give way to them: small requests queued behind a bulk one go first;
+// after a small commit, with a bulk request waiting, the writer waits up to
+// 1 ms for the next small request (a client writing in a loop sends it right
+// after its answer), at most 8 small batches per bulk request, so a bulk
+// request is held up a bounded time. A bulk transaction goes on with the
+// next queued bulk request after each one it applied, while no small request
+// is queued and its jobs stay within Options::max_bulk_jobs: one commit (one
+// fsync) for several chunks, and a small request that arrives meanwhile
+// waits for the request being applied and that commit, no more.
 //
 // Threads. Enqueue, AddCommitListener, SetCommitObserver, write_stats and
 // Shutdown are thread-safe. Transaction methods and Request::Apply (through
@@ -176,6 +180,10 @@ class GroupCommit {
     // Group commit caps, per transaction.
     int max_batch_jobs = 2000;
     int64_t max_batch_bytes = 8 << 20;
+    // Jobs of the bulk requests one transaction takes (see the class
+    // comment); a first bulk request above it still goes in, alone. 0 or
+    // less: each bulk request commits alone.
+    int64_t max_bulk_jobs = 4000;
     // See the class comment: the writer completes a commit itself when the
     // completion thread is idle and nothing is queued, or the commit has at
     // most inline_completion_items requests plus events, all light_finish.
@@ -240,6 +248,11 @@ class GroupCommit {
   // Writer: moves the next batch from queue_ into `c`; false when stopping
   // with nothing queued.
   bool TakeBatch(Completion& c);
+  // Writer, during the first run of a bulk batch: moves the next queued
+  // request into `c` when it is a bulk one, no small request is queued and
+  // the batch's jobs stay within max_bulk_jobs (`jobs` counts them); false
+  // otherwise.
+  bool TakeMoreBulk(Completion& c, int64_t& jobs);
   // Writer: applies and commits `c.requests`, and fills `c.results` and,
   // when the commit succeeded, `c.events`.
   void RunBatch(Completion& c);

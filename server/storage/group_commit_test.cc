@@ -248,6 +248,14 @@ class GroupCommitTest : public ::testing::TestWithParam<bool> {
     return r;
   }
 
+  // A bulk request (100 jobs) that writes `key`.
+  std::unique_ptr<FakeTransaction::Request> Bulk(const std::string& key) {
+    auto r = Write(key);
+    r->bulk = true;
+    r->jobs = 100;
+    return r;
+  }
+
   // A request that fails with `error`, after writing `key` when `halfway`.
   std::unique_ptr<FakeTransaction::Request> Failing(const std::string& key,
                                                     absl::Status error,
@@ -568,27 +576,101 @@ TEST_P(GroupCommitTest, ShutdownWithoutStartAnswersWhatWasQueued) {
   EXPECT_TRUE(txn_.log().empty());
 }
 
-TEST_P(GroupCommitTest, BulkRequestCommitsAloneAfterSmallOnesQueuedBehindIt) {
+TEST_P(GroupCommitTest, BulkRequestsCommitAfterSmallOnesQueuedBehindThem) {
   Open();
   engine_->Start();
   HoldWriter();
-  auto bulk = [this](const std::string& key) {
-    auto r = Write(key);
-    r->bulk = true;
-    r->jobs = 100;
-    return r;
-  };
-  engine_->Enqueue(bulk("x"));
-  engine_->Enqueue(bulk("y"));
+  engine_->Enqueue(Bulk("x"));
+  engine_->Enqueue(Bulk("y"));
   engine_->Enqueue(Write("a"));
   engine_->Enqueue(Write("b"));
   ReleaseGate();
   answers_.WaitFor(5);
   engine_->Shutdown();
 
-  // The gate; the small ones queued behind the chunks; each chunk alone.
-  EXPECT_THAT(observer_.requests(), ElementsAre(1, 2, 1, 1));
+  // The gate; the small ones queued behind the chunks; then the chunks,
+  // never with a small one.
+  EXPECT_THAT(observer_.requests(), ElementsAre(1, 2, 2));
   EXPECT_THAT(answers_.order(), ElementsAre("g", "a", "b", "x", "y"));
+}
+
+TEST_P(GroupCommitTest, BulkRequestsQueuedTogetherShareCommitsUpToMaxBulkJobs) {
+  options_.max_bulk_jobs = 250;
+  Open();
+  engine_->Start();
+  HoldWriter();
+  for (const char* key : {"x", "y", "z", "w", "v"}) engine_->Enqueue(Bulk(key));
+  ReleaseGate();
+  answers_.WaitFor(6);
+  engine_->Shutdown();
+
+  // 100 jobs each: two per commit, and the last alone.
+  EXPECT_THAT(observer_.requests(), ElementsAre(1, 2, 2, 1));
+  EXPECT_THAT(observer_.events(), ElementsAre(1, 2, 2, 1));
+  EXPECT_THAT(answers_.order(), ElementsAre("g", "x", "y", "z", "w", "v"));
+  EXPECT_EQ(engine_->write_stats().requests, 6);
+  EXPECT_EQ(engine_->write_stats().write_requests, 6);
+}
+
+TEST_P(GroupCommitTest, ZeroMaxBulkJobsCommitsEachBulkRequestAlone) {
+  options_.max_bulk_jobs = 0;
+  Open();
+  engine_->Start();
+  HoldWriter();
+  for (const char* key : {"x", "y", "z"}) engine_->Enqueue(Bulk(key));
+  ReleaseGate();
+  answers_.WaitFor(4);
+  engine_->Shutdown();
+
+  EXPECT_THAT(observer_.requests(), ElementsAre(1, 1, 1, 1));
+}
+
+TEST_P(GroupCommitTest, ASmallRequestArrivingDuringABulkCommitEndsItThere) {
+  Open();
+  engine_->Start();
+  HoldWriter();
+  // "x" is applied when "a" arrives: "y", queued before "a", waits for the
+  // commit after "a".
+  auto x = Bulk("x");
+  x->apply = [this](FakeTransaction& t) {
+    t.Put("x", 1);
+    engine_->Enqueue(Write("a"));
+    return absl::OkStatus();
+  };
+  engine_->Enqueue(std::move(x));
+  engine_->Enqueue(Bulk("y"));
+  ReleaseGate();
+  answers_.WaitFor(4);
+  engine_->Shutdown();
+
+  EXPECT_THAT(observer_.requests(), ElementsAre(1, 1, 1, 1));
+  EXPECT_THAT(answers_.order(), ElementsAre("g", "x", "a", "y"));
+}
+
+TEST_P(GroupCommitTest, AFailingBulkRequestInASharedCommitFailsAlone) {
+  Open();
+  engine_->Start();
+  HoldWriter();
+  engine_->Enqueue(Bulk("x"));
+  auto y = Failing("y", absl::InternalError("halfway"), /*halfway=*/true);
+  y->bulk = true;
+  y->jobs = 100;
+  engine_->Enqueue(std::move(y));
+  engine_->Enqueue(Bulk("z"));
+  ReleaseGate();
+  answers_.WaitFor(4);
+  engine_->Shutdown();
+
+  // "y" failed after writing, in the first run, before "z" was taken: the
+  // rerun (with savepoints) of "x" and "y" undoes "y" alone; "z" follows.
+  EXPECT_THAT(observer_.requests(), ElementsAre(1, 2, 1));
+  EXPECT_THAT(answers_.order(), ElementsAre("g", "x", "y", "z"));
+  EXPECT_TRUE(answers_.status("x").ok());
+  EXPECT_TRUE(absl::IsInternal(answers_.status("y")));
+  EXPECT_TRUE(answers_.status("z").ok());
+  EXPECT_EQ(engine_->rerun_batches(), 1);
+  EXPECT_THAT(txn_.committed(),
+              ElementsAre(Pair("g", 1), Pair("x", 1), Pair("z", 1)));
 }
 
 TEST_P(GroupCommitTest, QueueWaitRunsFromEnqueueToTheTransaction) {

@@ -267,7 +267,9 @@ class JobStore {
   // events are written exactly as Mutate or Delete would, so listeners see
   // one commit with every event of the chunk. Other writes queued behind a
   // BulkWrite may be committed before it (a bounded number: see
-  // SqliteJobStore); a BulkWrite commits alone.
+  // SqliteJobStore); a BulkWrite never commits with other writes, but may
+  // share a commit with the BulkWrites queued right after it (a bounded
+  // number of jobs) while no other write waits.
   virtual void BulkWrite(std::vector<std::string> ids,
                          std::shared_ptr<const BulkWriteSpec> spec,
                          BulkWriteCallback done) = 0;
@@ -304,6 +306,16 @@ class JobStore {
   // (negative) or "page_token" (garbage, or from another filter/order_by).
   virtual absl::StatusOr<ListJobsResult> ListJobsBlocking(
       const ListJobsQuery& query) = 0;
+
+  // ListJobsBlocking for a caller that needs each job's id only (a bulk
+  // update's selection): the same jobs, pages and tokens, but each job may
+  // hold its id and the fields of its sort key alone (others default), and
+  // query.max_bytes counts those. This default reads whole jobs; a store
+  // may read less.
+  virtual absl::StatusOr<ListJobsResult> ListJobKeysBlocking(
+      const ListJobsQuery& query) {
+    return ListJobsBlocking(query);
+  }
 
   // Number of jobs per (queue, state), for rows with count > 0, ordered by
   // queue then state, exact as of a commit. Cheap whatever the number of

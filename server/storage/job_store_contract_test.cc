@@ -814,6 +814,49 @@ TEST_P(JobStoreContractTest,
   EXPECT_FALSE(newest->next_page_token.empty());
 }
 
+TEST_P(JobStoreContractTest, ListJobKeysPagesLikeListJobsInEveryOrder) {
+  auto store = Open();
+  for (int i = 0; i < 12; ++i) {
+    NewJob in = MakeJob(i % 3 == 0 ? "skip" : "keep");
+    in.job.priority = i % 4;
+    in.job.args_json = R"({"big": "args the keys do not need"})";
+    ASSERT_TRUE(SubmitOne(*store, in).ok());
+    clock_.Advance(absl::Milliseconds(1));
+    if (i % 2 == 0) {
+      // update_time moves apart from create_time.
+      ASSERT_TRUE(MutateSync(*store, SubmitOne(*store, MakeJob("skip"))->id,
+                             MoveTo(JobState::kPaused))
+                      .ok());
+    }
+  }
+  for (const char* order :
+       {"", "create_time desc", "priority desc", "update_time desc"}) {
+    // Both listings, a page of 4 at a time, each with its own tokens.
+    auto pages = [&](bool keys) {
+      std::vector<std::vector<std::string>> out;
+      ListJobsQuery q;
+      q.filter = "kind = keep OR state = PAUSED";
+      q.order_by = order;
+      q.page_size = 4;
+      while (true) {
+        absl::StatusOr<ListJobsResult> page =
+            keys ? store->ListJobKeysBlocking(q) : store->ListJobsBlocking(q);
+        EXPECT_TRUE(page.ok()) << page.status();
+        if (!page.ok()) break;
+        out.push_back(Ids(page->jobs));
+        if (page->next_page_token.empty()) break;
+        q.page_token = page->next_page_token;
+      }
+      return out;
+    };
+    const std::vector<std::vector<std::string>> full = pages(false);
+    EXPECT_EQ(pages(true), full) << order;
+    size_t jobs = 0;
+    for (const auto& page : full) jobs += page.size();
+    EXPECT_EQ(jobs, 14u) << order;  // 8 kept, 6 paused
+  }
+}
+
 TEST_P(JobStoreContractTest, ListJobsRejectsBadTokensOrdersAndFilters) {
   auto store = Open();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(SubmitOne(*store, MakeJob()).ok());
@@ -1429,6 +1472,67 @@ TEST_P(JobStoreContractTest, SmallWritesQueuedBehindABulkChunkCommitFirst) {
   EXPECT_EQ(order, (std::vector<std::string>{"submit", "bulk"}));
   // The gate's commit, the submit's, the chunk's alone.
   EXPECT_EQ(store->write_stats().commits - commits_before, 3);
+}
+
+TEST_P(JobStoreContractTest,
+       BulkWritesQueuedTogetherShareOneCommitEachJobLogged) {
+  auto store = Open();
+  EventRecorder recorder;
+  store->AddCommitListener(&recorder);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 9; ++i) ids.push_back(SubmitOne(*store, MakeJob())->id);
+  ASSERT_TRUE(MutateSync(*store, ids[4], MoveTo(JobState::kPaused)).ok());
+  WriterGate gate;
+  gate.Block(*store, ids[8]);
+  const size_t events_before = recorder.seen().size();
+  const int64_t commits_before = store->write_stats().commits;
+  absl::Mutex mu;
+  std::vector<std::vector<BulkItemResult>> answers(3);
+  absl::BlockingCounter answered(3);
+  auto spec = std::make_shared<const BulkWriteSpec>(QueuedOnlyPlusTen());
+  for (int c = 0; c < 3; ++c) {
+    store->BulkWrite({ids[3 * c], ids[3 * c + 1], ids[3 * c + 2]}, spec,
+                     [&, c](absl::StatusOr<std::vector<BulkItemResult>> r) {
+                       EXPECT_TRUE(r.ok()) << r.status();
+                       absl::MutexLock lock(&mu);
+                       if (r.ok()) answers[c] = *std::move(r);
+                       answered.DecrementCount();
+                     });
+  }
+  gate.Release();
+  answered.Wait();
+
+  // The gate's commit, then the three chunks in one.
+  EXPECT_EQ(store->write_stats().commits - commits_before, 2);
+  // Each chunk answered for its own jobs; the paused job failed alone.
+  for (int c = 0; c < 3; ++c) {
+    ASSERT_EQ(answers[c].size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      const bool paused = 3 * c + i == 4;
+      EXPECT_EQ(answers[c][i].status.ok(), !paused) << c << " " << i;
+      EXPECT_EQ(answers[c][i].changed, !paused) << c << " " << i;
+    }
+  }
+  // One event per changed job, in chunk order, in increasing event_id.
+  std::vector<JobEvent> seen = recorder.seen();
+  seen.erase(seen.begin(),
+             seen.begin() + static_cast<ptrdiff_t>(events_before));
+  std::vector<std::string> seen_ids;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    seen_ids.push_back(seen[i].job_id);
+    if (i > 0) {
+      EXPECT_GT(seen[i].event_id, seen[i - 1].event_id);
+    }
+  }
+  std::vector<std::string> want;
+  for (int i = 0; i < 9; ++i) {
+    if (i != 4) want.push_back(ids[i]);
+  }
+  EXPECT_EQ(seen_ids, want);
+  for (int i = 0; i < 9; ++i) {
+    if (i == 4) continue;
+    ExpectWriterSeesStoredRow(*store, ids[i]);
+  }
 }
 
 TEST_P(JobStoreContractTest, ALargeSubmitWritesEveryRowLabelAndEventInOrder) {

@@ -856,6 +856,7 @@ absl::Status SqliteJobStore::OpenBlocking() {
   engine_options.clock = clock_;
   engine_options.max_batch_jobs = options_.max_batch_jobs;
   engine_options.max_batch_bytes = options_.max_batch_bytes;
+  engine_options.max_bulk_jobs = options_.max_bulk_jobs;
   engine_options.complete_on_idle_writer = options_.complete_on_idle_writer;
   engine_options.inline_completion_items = options_.inline_completion_items;
   engine_ = std::make_unique<GroupCommit>(engine_options, writer_.get());
@@ -1627,7 +1628,27 @@ absl::StatusOr<std::vector<JobEvent>> SqliteJobStore::ReadEventsBlocking(
 
 absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
     const ListJobsQuery& query) {
+  return ListPageBlocking(query, /*keys_only=*/false);
+}
+
+absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobKeysBlocking(
+    const ListJobsQuery& query) {
+  return ListPageBlocking(query, /*keys_only=*/true);
+}
+
+absl::StatusOr<ListJobsResult> SqliteJobStore::ListPageBlocking(
+    const ListJobsQuery& query, bool keys_only) {
   JW_ASSIGN_OR_RETURN(ListPlan plan, PlanListJobs(query));
+  if (keys_only) {
+    // The plan selects every column; the sort keys (MakePageToken) are these.
+    static const auto* every = new std::string(
+        absl::StrCat("SELECT ", JobColumnList(false), " FROM jobs "));
+    if (plan.sql.compare(0, every->size(), *every) != 0) {
+      return absl::InternalError("storage: unexpected list plan");
+    }
+    plan.sql.replace(0, every->size(),
+                     "SELECT id, priority, update_time FROM jobs ");
+  }
   ListJobsResult result;
   bool more = false;
   JW_RETURN_IF_ERROR(WithReader([&](Connection& c) {
@@ -1641,7 +1662,14 @@ absl::StatusOr<ListJobsResult> SqliteJobStore::ListJobsBlocking(
         more = true;
         break;
       }
-      Job job = ReadJob(stmt, false);
+      Job job;
+      if (keys_only) {
+        job.id = stmt.getColumn(0).getString();
+        job.priority = stmt.getColumn(1).getInt();
+        job.update_time = TimeFromColumn(stmt.getColumn(2));
+      } else {
+        job = ReadJob(stmt, false);
+      }
       if (query.max_bytes > 0) {
         const size_t size =
             query.job_bytes ? query.job_bytes(job) : ApproxBytes(job);

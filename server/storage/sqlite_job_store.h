@@ -19,9 +19,11 @@
 // batch with that error: nothing is acknowledged that is not durable.
 //
 // A BulkWrite (one chunk of a bulk update) is one bulk request of the
-// GroupCommit: committed in a transaction of its own, after the small writes
-// queued behind it (group_commit.h). Events are written in multi-row INSERTs
-// (up to 64 per statement) at the end of each request.
+// GroupCommit: never committed with other writes, after the small writes
+// queued behind it, and with the bulk requests queued right after it while
+// no small write waits, up to Options::max_bulk_jobs jobs per commit
+// (group_commit.h). Events are written in multi-row INSERTs (up to 64 per
+// statement) at the end of each request.
 //
 // The writer keeps the rows of active jobs it wrote in a bounded cache
 // (job_row_cache.h), so that most Mutates rewrite a row without reading it
@@ -107,6 +109,9 @@ class SqliteJobStore final : public JobStore {
     // still goes in, alone.
     int max_batch_jobs = 2000;
     int64_t max_batch_bytes = 8 << 20;
+    // Jobs of the BulkWrites one commit may take while no other write waits
+    // (GroupCommit::Options::max_bulk_jobs); 0: each BulkWrite commits alone.
+    int64_t max_bulk_jobs = 4000;
     // How long a connection waits for a lock held by another process.
     absl::Duration busy_timeout = absl::Seconds(5);
     int reader_connections = 4;
@@ -210,6 +215,9 @@ class SqliteJobStore final : public JobStore {
   void AddCommitListener(CommitListener* listener) override;
   absl::StatusOr<ListJobsResult> ListJobsBlocking(
       const ListJobsQuery& query) override;
+  // Reads each job's id, priority and update_time only.
+  absl::StatusOr<ListJobsResult> ListJobKeysBlocking(
+      const ListJobsQuery& query) override;
   absl::StatusOr<std::vector<QueueStateCount>>
   CountJobsByQueueAndStateBlocking() override;
   absl::StatusOr<int64_t> CountPendingWebhooksBlocking() override;
@@ -259,6 +267,9 @@ class SqliteJobStore final : public JobStore {
   struct BulkOp;
 
   SqliteJobStore(Options options, std::string path, std::string temp_dir);
+  // ListJobsBlocking, or with `keys_only` ListJobKeysBlocking.
+  absl::StatusOr<ListJobsResult> ListPageBlocking(const ListJobsQuery& query,
+                                                  bool keys_only);
   absl::Status OpenBlocking();
   // Raises max_pruned_event_id_ to `event_id` unless it is higher already.
   void RaiseMaxPrunedEventId(int64_t event_id);
