@@ -1,5 +1,6 @@
 // The C++ SDK against a real jobwired (tests/jobwired_process.h) on a Unix
 // socket in a temp directory.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -248,6 +249,33 @@ TEST_F(SdkTest, WorkerFailsRetriesAndStopsOnCancel) {
   runner.join();  // Run() returns after every handler has
   EXPECT_TRUE(ran.ok()) << ran;
   EXPECT_EQ(long_reason, StopReason::kCancelled);
+}
+
+// #27: a result over the server's 1 MiB cap is refused (INVALID_ARGUMENT);
+// the worker fails the attempt with the refusal instead of leaving the job
+// RUNNING while its heartbeats renew the lease.
+TEST_F(SdkTest, ARefusedResultFailsTheAttemptWithTheRefusal) {
+  Client client(addr_);
+  Worker worker(&client, {.grace = absl::Seconds(5)});
+  worker.Handle("big", [](Task&) -> absl::StatusOr<v1::JobResult> {
+    v1::JobResult result;
+    result.set_payload(std::string(2 << 20, 'r'));
+    return result;
+  });
+  absl::Status ran;
+  std::thread runner([&] { ran = worker.Run(); });
+  v1::Job job = JobOf("big");
+  job.set_max_attempts(1);
+  const std::string id = client.SubmitJob(job)->job().id();
+  absl::StatusOr<v1::Job> ended = client.WaitJob(id);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), v1::Job::STATE_FAILED);
+  EXPECT_THAT(ended->error().message(),
+              ::testing::HasSubstr("at most 1048576"));
+  EXPECT_EQ(ended->error().code(), 3);  // INVALID_ARGUMENT
+  worker.Stop();
+  runner.join();
+  EXPECT_TRUE(ran.ok()) << ran;
 }
 
 TEST_F(SdkTest, TokenGoesOnEveryCallAndStream) {
