@@ -697,6 +697,45 @@ TEST_F(SecurityTest, TokenFileGivesEachTokenItsScopesAndIsReRead) {
             grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// #27: gRPC 1.51 hands every call of a connection the connection's auth
+// context, so the access line named a connection's first caller on all of
+// its calls. Two tokens on one channel: each call's line names its own.
+TEST_F(SecurityTest, AccessLogNamesEachCallsOwnTokenOnOneConnection) {
+  const std::string file = dir_ + "/tokens";
+  {
+    std::ofstream out(file);
+    out << "ci s3cret-ci read\ndash s3cret-dash read\n";
+  }
+  JobwiredProcess server(
+      dir_, Args({"--auth-token-file", file, "--log-level", "debug"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto admin = jobwire::v1::AdminService::NewStub(OwnChannel(addresses[1]));
+  for (const char* token : {"s3cret-ci", "s3cret-dash", "s3cret-ci"}) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    jobwire::v1::ServerInfo info;
+    ASSERT_TRUE(admin->GetServerInfo(&context, {}, &info).ok());
+  }
+  const std::string line = "call /jobwire.v1.AdminService/GetServerInfo by ";
+  std::vector<std::string> callers;
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (callers.size() < 3 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));
+    callers.clear();
+    const std::string log = server.log();
+    for (absl::string_view text : absl::StrSplit(log, '\n')) {
+      const size_t at = text.find(line);
+      if (at == absl::string_view::npos) continue;
+      absl::string_view rest = text.substr(at + line.size());
+      callers.emplace_back(rest.substr(0, rest.find(' ')));
+    }
+  }
+  EXPECT_EQ(callers,
+            std::vector<std::string>({"token:ci", "token:dash", "token:ci"}))
+      << server.log();
+}
+
 // Defect 6: a request with invalid UTF-8 in a string field made protobuf
 // log two error lines per request (a log-amplification path). It is
 // refused (gRPC 1.51's callback API answers UNIMPLEMENTED, with no way to

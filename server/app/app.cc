@@ -536,7 +536,8 @@ absl::Status App::StartServer() {
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         creators;
     creators.push_back(std::make_unique<CallCounter>(open_calls_));
-    creators.push_back(std::make_unique<AccessLog>());
+    creators.push_back(
+        std::make_unique<AccessLog>(options_.auth_token, tokens_));
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   builder.RegisterService(health_service_.get());
