@@ -30,6 +30,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
@@ -241,18 +243,6 @@ TEST_F(SecurityTest, ConnectionThatNeverStartsHttp2IsClosed) {
   ::close(fd);
 }
 
-TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesIsRefused) {
-  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "1024"}));
-  std::vector<std::string> addresses = server.WaitListening(2);
-  ASSERT_EQ(addresses.size(), 2u) << server.log();
-  HealthCheckRequest big;
-  big.set_service(std::string(2000, 'x'));
-  grpc::Status status = CheckHealth(addresses[1], absl::Seconds(10), big);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << status.error_message();
-  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
-}
-
 // A job whose args are small as JSON but large as a protobuf Struct (one of
 // many small numbers is ~5x its JSON) would pass the 1 MiB JSON check, and
 // then no client with gRPC's default 4 MiB limit could read it back. Submit
@@ -289,6 +279,82 @@ std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target,
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
+}
+
+// The ErrorInfo reason in a status's details; empty when there is none.
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status rich;
+  if (!rich.ParseFromString(status.error_details())) return "";
+  for (const google::protobuf::Any& any : rich.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+// #27: a request over --max-receive-message-bytes got gRPC's own
+// RESOURCE_EXHAUSTED (a message about gRPC's receive limit, no ErrorInfo).
+// gRPC now receives up to twice the limit, and the services answer
+// RESOURCE_EXHAUSTED with ErrorInfo reason REQUEST_TOO_LARGE and a message
+// naming the limit and the flag: a unary call, a stream's message and the
+// open health check alike.
+TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesNamesTheLimitAndFlag) {
+  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "4096"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto expect_ours = [](const grpc::Status& status) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << status.error_message();
+    EXPECT_EQ(ReasonOf(status), "REQUEST_TOO_LARGE");
+    EXPECT_TRUE(
+        absl::StrContains(status.error_message(),
+                          "at most 4096 bytes (--max-receive-message-bytes)"))
+        << status.error_message();
+  };
+  HealthCheckRequest big;
+  big.set_service(std::string(5000, 'x'));
+  expect_ours(CheckHealth(addresses[1], absl::Seconds(10), big));
+
+  auto channel = OwnChannel(addresses[1]);
+  auto jobs = jobwire::v1::JobService::NewStub(channel);
+  {
+    jobwire::v1::SubmitJobRequest request;
+    request.mutable_job()->set_kind("k");
+    request.mutable_job()->set_payload(std::string(5000, 'p'));
+    jobwire::v1::SubmitJobResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = jobs->SubmitJob(&context, request, &response);
+    expect_ours(status);
+    EXPECT_TRUE(absl::StartsWith(status.error_message(),
+                                 "request message too large: 50"))
+        << status.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    auto stream = jobs->SubmitJobs(&context);
+    jobwire::v1::SubmitJobsRequest batch;
+    for (int i = 0; i < 3; ++i) {
+      jobwire::v1::SubmitJobRequest* r = batch.add_jobs();
+      r->mutable_job()->set_kind("k");
+      r->mutable_job()->set_payload(std::string(2000, 'p'));
+    }
+    stream->Write(batch);
+    stream->WritesDone();
+    jobwire::v1::SubmitJobsResponse response;
+    EXPECT_FALSE(stream->Read(&response));
+    expect_ours(stream->Finish());
+  }
+  // Past twice the limit gRPC itself refuses (still RESOURCE_EXHAUSTED).
+  big.set_service(std::string(9000, 'x'));
+  EXPECT_EQ(CheckHealth(addresses[1], absl::Seconds(10), big).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // A request within the limit is served.
+  jobwire::v1::SubmitJobRequest small;
+  small.mutable_job()->set_kind("k");
+  jobwire::v1::SubmitJobResponse response;
+  grpc::ClientContext context;
+  EXPECT_TRUE(jobs->SubmitJob(&context, small, &response).ok());
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
 }
 
 TEST_F(SecurityTest, CallsBeyondMaxConcurrentStreamsWaitForTheirTurn) {
