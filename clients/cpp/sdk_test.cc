@@ -407,6 +407,45 @@ TEST_F(SdkTest, ListJobsWithALimitReturnsATokenThatContinues) {
   EXPECT_EQ(deliveries->deliveries_size(), 0);
 }
 
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+// request limit as one batch; SubmitJobs and SubmitBatches split them so a
+// batch stays under Client::kDefaultBatchBytes, and every job goes in.
+TEST_F(SdkTest, BatchSubmitsSplitBatchesUnderTheByteLimit) {
+  Client client(addr_);
+  std::vector<v1::SubmitJobRequest> requests(6);
+  for (auto& r : requests) {
+    r.mutable_job()->set_kind("big");
+    r.mutable_job()->set_payload(std::string(900 << 10, 'p'));
+  }
+  size_t next = 0;
+  std::vector<std::string> ids;
+  absl::Status streamed = client.SubmitJobs(
+      [&]() -> std::optional<v1::SubmitJobRequest> {
+        if (next == requests.size()) return std::nullopt;
+        return requests[next++];
+      },
+      [&](const std::string& id) { ids.push_back(id); }, {});
+  ASSERT_TRUE(streamed.ok()) << streamed;
+  EXPECT_EQ(ids.size(), 6u);
+
+  std::vector<Client::BatchOutcome> batches;
+  ASSERT_TRUE(client
+                  .SubmitBatches(requests, 1000, 2,
+                                 [&](Client::BatchOutcome b) {
+                                   batches.push_back(std::move(b));
+                                 })
+                  .ok());
+  ASSERT_EQ(batches.size(), 2u);  // 4 + 2 jobs of ~900 KiB
+  size_t first = 0;
+  for (const Client::BatchOutcome& b : batches) {
+    EXPECT_TRUE(b.status.ok()) << b.status;
+    EXPECT_EQ(b.first, first);
+    EXPECT_EQ(static_cast<size_t>(b.response.ids_size()), b.count);
+    first += b.count;
+  }
+  EXPECT_EQ(first, 6u);
+}
+
 // SubmitBatches: every batch's outcome in batch order, from several
 // streams; after a refused batch nothing new is sent.
 TEST_F(SdkTest, SubmitBatchesReportsEachBatchInOrder) {

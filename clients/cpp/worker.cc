@@ -359,8 +359,12 @@ void Worker::StopTask(const std::string& id, int32_t attempt, StopReason reason,
 }
 
 void Worker::OnRejected(const v1::Rejected& rejected) {
+  // INVALID_ARGUMENT (a field over its limit) and RESOURCE_EXHAUSTED (the
+  // message over the server's request limit) refuse the report only.
   if (rejected.code() !=
-      static_cast<int32_t>(absl::StatusCode::kInvalidArgument)) {
+          static_cast<int32_t>(absl::StatusCode::kInvalidArgument) &&
+      rejected.code() !=
+          static_cast<int32_t>(absl::StatusCode::kResourceExhausted)) {
     // ABORTED, NOT_FOUND: the attempt is no longer this worker's.
     StopTask(rejected.job_id(), rejected.attempt(), StopReason::kLost, false,
              true);

@@ -350,6 +350,31 @@ func TestSubmitJobsYieldsIdsInOrderAndReadsAheadBoundedly(t *testing.T) {
 	}
 }
 
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+// request limit as one batch; SubmitJobs splits them.
+func TestSubmitJobsSplitsBatchesUnderTheByteLimit(t *testing.T) {
+	s := startServer(t)
+	c := dial(t, s)
+	ctx := testCtx(t)
+	jobs := func(yield func(*pb.SubmitJobRequest) bool) {
+		for range 6 {
+			if !yield(&pb.SubmitJobRequest{Job: &pb.Job{Kind: "big", Payload: make([]byte, 900<<10)}}) {
+				return
+			}
+		}
+	}
+	n := 0
+	for _, err := range c.SubmitJobs(ctx, jobs, jobwire.SubmitJobsOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 6 {
+		t.Fatalf("%d ids, want 6", n)
+	}
+}
+
 func TestBulkUpdateJobsAndAdmin(t *testing.T) {
 	s := startServer(t)
 	c := dial(t, s)

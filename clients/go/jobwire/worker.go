@@ -354,7 +354,9 @@ const maxRefusalBytes = 4096
 // (docs/worker-protocol.md). A refused progress or checkpoint of a running
 // handler changed nothing; the handler goes on.
 func (w *Worker) onRejected(r *pb.Rejected) {
-	if codes.Code(r.GetCode()) != codes.InvalidArgument {
+	// InvalidArgument (a field over its limit) and ResourceExhausted (the
+	// message over the server's request limit) refuse the report only.
+	if c := codes.Code(r.GetCode()); c != codes.InvalidArgument && c != codes.ResourceExhausted {
 		w.stopTask(r.GetJobId(), r.GetAttempt(), ErrLost, false, true)
 		return
 	}

@@ -50,6 +50,9 @@ Handler = Callable[["JobContext"], Any]
 
 # Cancel reasons after which the job has moved on: no ack is wanted.
 _NO_ACK_REASONS = frozenset(("lease expired", "attempt timeout"))
+# Codes of a `rejected` that refuse a report, not the attempt.
+_REFUSED_CODES = frozenset((grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                            grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]))
 # The most of a refusal's message that the fail answering it carries.
 _MAX_REFUSAL_CHARS = 4096
 
@@ -311,7 +314,9 @@ class Worker:
             ctx._stop(reason, ack=ack, lost=lost)
 
     def _on_rejected(self, r: wpb.Rejected) -> None:
-        if r.code != grpc.StatusCode.INVALID_ARGUMENT.value[0]:
+        # INVALID_ARGUMENT (a field over its limit) and RESOURCE_EXHAUSTED
+        # (the message over the server's request limit) refuse the report.
+        if r.code not in _REFUSED_CODES:
             # ABORTED, NOT_FOUND: the attempt is no longer this worker's.
             self._stop_job(r.job_id, r.attempt, "rejected", ack=False,
                            lost=True)

@@ -220,7 +220,9 @@ export class Worker {
    */
   private onRejected(r: Rejected): void {
     const task = this.active.get(key(r.jobId, r.attempt));
-    if (r.code !== Status.INVALID_ARGUMENT) {
+    // INVALID_ARGUMENT (a field over its limit) and RESOURCE_EXHAUSTED (the
+    // message over the server's request limit) refuse the report only.
+    if (r.code !== Status.INVALID_ARGUMENT && r.code !== Status.RESOURCE_EXHAUSTED) {
       task?.stop("lost", false, true);
       return;
     }

@@ -222,6 +222,18 @@ test("submitJobs yields ids in order and reads ahead boundedly", () =>
     c.close();
   }));
 
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+// request limit as one batch; submitJobs splits them.
+test("submitJobs splits batches under the byte limit", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const jobs = Array.from({ length: 6 }, () => ({ kind: "big", payload: Buffer.alloc(900 << 10, 0x70) }));
+    const ids: string[] = [];
+    for await (const id of c.submitJobs(jobs)) ids.push(id);
+    assert.equal(new Set(ids).size, 6);
+    c.close();
+  }));
+
 test("bulkUpdateJobs and the AdminService calls", () =>
   withServer(async (s) => {
     const c = new Client(s.addr);
