@@ -35,6 +35,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
+#include "jobwire/v1/worker_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::test {
@@ -355,6 +356,54 @@ TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesNamesTheLimitAndFlag) {
   grpc::ClientContext context;
   EXPECT_TRUE(jobs->SubmitJob(&context, small, &response).ok());
   EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+}
+
+// #27: on the worker stream a report over --max-receive-message-bytes is
+// refused by `rejected` (RESOURCE_EXHAUSTED, naming the limit and flag) and
+// the session goes on; a hello over it ends the stream with that error.
+TEST_F(SecurityTest, WorkerMessageOverTheRequestLimitIsRefusedNamingTheFlag) {
+  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "4096"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto workers = jobwire::v1::WorkerService::NewStub(OwnChannel(addresses[1]));
+  {
+    grpc::ClientContext context;
+    auto stream = workers->Connect(&context);
+    jobwire::v1::ConnectRequest hello;
+    hello.mutable_hello()->set_worker_id("w");
+    hello.mutable_hello()->set_slots(1);
+    ASSERT_TRUE(stream->Write(hello));
+    jobwire::v1::ConnectResponse message;
+    ASSERT_TRUE(stream->Read(&message));
+    ASSERT_TRUE(message.has_welcome());
+    jobwire::v1::ConnectRequest big;
+    big.mutable_progress()->set_job_id("j1");
+    big.mutable_progress()->set_attempt(1);
+    big.mutable_progress()->set_log(std::string(5000, 'l'));
+    ASSERT_TRUE(stream->Write(big));
+    ASSERT_TRUE(stream->Read(&message));
+    ASSERT_TRUE(message.has_rejected()) << message.DebugString();
+    EXPECT_EQ(message.rejected().job_id(), "j1");
+    EXPECT_EQ(message.rejected().code(),
+              static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+    EXPECT_TRUE(
+        absl::StrContains(message.rejected().message(),
+                          "at most 4096 bytes (--max-receive-message-bytes)"))
+        << message.rejected().message();
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  grpc::ClientContext context;
+  auto stream = workers->Connect(&context);
+  jobwire::v1::ConnectRequest hello;
+  hello.mutable_hello()->set_worker_id(std::string(5000, 'w'));
+  hello.mutable_hello()->set_slots(1);
+  stream->Write(hello);
+  jobwire::v1::ConnectResponse message;
+  EXPECT_FALSE(stream->Read(&message));
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ReasonOf(status), "REQUEST_TOO_LARGE");
 }
 
 TEST_F(SecurityTest, CallsBeyondMaxConcurrentStreamsWaitForTheirTurn) {
