@@ -14,12 +14,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -461,6 +464,208 @@ TEST_F(SecurityTest, ClientPingingTooOftenIsDisconnected) {
   grpc::Status status = watch->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << status.error_message();
+}
+
+// Appends one HTTP/2 frame to `out`.
+void AppendFrame(std::string* out, uint8_t type, uint8_t flags, uint32_t stream,
+                 absl::string_view payload) {
+  const uint32_t len = static_cast<uint32_t>(payload.size());
+  for (int shift : {16, 8, 0}) out->push_back(static_cast<char>(len >> shift));
+  out->push_back(static_cast<char>(type));
+  out->push_back(static_cast<char>(flags));
+  for (int shift : {24, 16, 8, 0}) {
+    out->push_back(static_cast<char>(stream >> shift));
+  }
+  out->append(payload.data(), payload.size());
+}
+
+// The error code of the first GOAWAY among HTTP/2 frames `bytes` (from the
+// server: no preface); -1 when there is none.
+int64_t GoAwayError(absl::string_view bytes) {
+  size_t at = 0;
+  while (at + 9 <= bytes.size()) {
+    const auto b = [&](size_t i) {
+      return static_cast<uint32_t>(static_cast<uint8_t>(bytes[at + i]));
+    };
+    const uint32_t len = (b(0) << 16) | (b(1) << 8) | b(2);
+    if (b(3) == 0x7 && at + 9 + 8 <= bytes.size()) {
+      return (b(13) << 24) | (b(14) << 16) | (b(15) << 8) | b(16);
+    }
+    at += 9 + len;
+  }
+  return -1;
+}
+
+struct AttackResult {
+  int sent = 0;
+  bool server_closed = false;  // before the attacker stopped
+  std::string from_server;
+};
+
+// One rapid-reset attacker on 127.0.0.1:port: HEADERS + RST_STREAM pairs
+// for Health/Check as fast as the socket takes them, at most `streams`
+// pairs and 20 s, then waits (up to the same 20 s) for the server to close.
+AttackResult RapidReset(int port, int streams) {
+  AttackResult result;
+  const int fd = ConnectTcp(port);
+  if (fd < 0) return result;
+  timeval tv = absl::ToTimeval(absl::Seconds(30));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  std::atomic<bool> server_closed{false};
+  std::thread reader([&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+      result.from_server.append(buf, static_cast<size_t>(n));
+    }
+    server_closed.store(n == 0 || errno == ECONNRESET);
+  });
+  std::string block;
+  block.push_back(static_cast<char>(0x83));  // :method POST
+  block.push_back(static_cast<char>(0x86));  // :scheme http
+  for (const auto& [name, value] :
+       {std::pair<std::string, std::string>{":path",
+                                            "/grpc.health.v1.Health/Check"},
+        {":authority", "localhost"},
+        {"content-type", "application/grpc"},
+        {"te", "trailers"}}) {
+    block.push_back(0x00);  // literal without indexing, new name
+    block.push_back(static_cast<char>(name.size()));
+    block += name;
+    block.push_back(static_cast<char>(value.size()));
+    block += value;
+  }
+  std::string out("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(&out, 0x4, 0, 0, "");  // SETTINGS
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  for (uint32_t id = 1; result.sent < streams && absl::Now() < until; id += 2) {
+    AppendFrame(&out, 0x1, 0x4, id, block);  // HEADERS, END_HEADERS
+    AppendFrame(&out, 0x3, 0, id, absl::string_view("\0\0\0\x08", 4));
+    ++result.sent;
+    if (out.size() < 16 * 1024 && result.sent < streams) continue;
+    if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(out.size())) {
+      break;  // closed by the server
+    }
+    out.clear();
+  }
+  while (!server_closed.load() && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  result.server_closed = server_closed.load();
+  ::shutdown(fd, SHUT_RDWR);
+  reader.join();
+  ::close(fd);
+  return result;
+}
+
+// Defect 2: HTTP/2 rapid reset (CVE-2023-44487). One connection opens and
+// resets Health/Check streams as fast as it can (at most 20,000, at most
+// 20 s); past --max-stream-resets it gets GOAWAY ENHANCE_YOUR_CALM and is
+// closed, while another client's calls go on being answered.
+TEST_F(SecurityTest, RapidResetPastTheBudgetGetsGoAwayWhileOthersAreServed) {
+  JobwiredProcess server(dir_, Args({"--max-stream-resets", "100"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  ASSERT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::atomic<int> failed{0};
+  std::thread other([&] {
+    auto stub = grpc::health::v1::Health::NewStub(OwnChannel(addresses[1]));
+    while (!stop.load()) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      HealthCheckResponse response;
+      if (stub->Check(&context, {}, &response).ok()) {
+        ++ok;
+      } else {
+        ++failed;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+  while (ok.load() == 0 && failed.load() == 0) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+
+  const AttackResult attack = RapidReset(PortOf(addresses[1]), 20000);
+  stop.store(true);
+  other.join();
+
+  EXPECT_TRUE(attack.server_closed) << attack.sent << " streams sent";
+  EXPECT_EQ(GoAwayError(attack.from_server), 0xb)  // ENHANCE_YOUR_CALM
+      << attack.from_server.size() << " bytes from the server";
+  EXPECT_TRUE(
+      WaitForLog(server, "reset more than 100 streams", absl::Seconds(10)))
+      << server.log();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  // The attacker's next connection is served as anyone's.
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+}
+
+// A rapid-reset client that reconnects gains nothing: for 10 s after its
+// connection went over budget, its address's connections share a tenth of
+// the budget, while connections from it that reset nothing are served.
+TEST_F(SecurityTest, RapidResetClientThatReconnectsIsClosedAfterAFewResets) {
+  JobwiredProcess server(dir_, Args({"--max-stream-resets", "100"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  const int port = PortOf(addresses[1]);
+  const AttackResult first = RapidReset(port, 20000);
+  EXPECT_TRUE(first.server_closed) << first.sent << " streams sent";
+  // 50 resets: within the connection's own budget, past the address's.
+  const AttackResult again = RapidReset(port, 50);
+  EXPECT_TRUE(again.server_closed);
+  EXPECT_EQ(GoAwayError(again.from_server), 0xb)
+      << again.from_server.size() << " bytes from the server";
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+}
+
+// What a well-behaved client does goes through the relay as before: a
+// long-lived stream, many unary calls, and cancelled calls (each a
+// RST_STREAM) below the budget, all on one connection that stays open.
+TEST_F(SecurityTest, CallsStreamsAndCancelsBelowTheBudgetPassTheRelay) {
+  JobwiredProcess server(dir_, Args());
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto channel = OwnChannel(addresses[1]);
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext watch_context;
+  auto watch = stub->Watch(&watch_context, {});
+  HealthCheckResponse first;
+  ASSERT_TRUE(watch->Read(&first));
+  int ok = 0;
+  for (int i = 0; i < 2000; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    HealthCheckResponse response;
+    if (stub->Check(&context, {}, &response).ok()) ++ok;
+  }
+  EXPECT_EQ(ok, 2000);
+  for (int i = 0; i < 200; ++i) {  // 200 client resets, under 1000
+    grpc::ClientContext context;
+    auto cancelled = stub->Watch(&context, {});
+    HealthCheckResponse response;
+    ASSERT_TRUE(cancelled->Read(&response));
+    context.TryCancel();
+    while (cancelled->Read(&response)) {
+    }
+    EXPECT_EQ(cancelled->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  HealthCheckResponse response;
+  EXPECT_TRUE(stub->Check(&context, {}, &response).ok());
+  // The first stream lived through it all: the connection was never closed.
+  watch_context.TryCancel();
+  EXPECT_FALSE(watch->Read(&response));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_FALSE(absl::StrContains(server.log(), "reset more than"))
+      << server.log();
 }
 
 // A TLS channel to `target` trusting `ca` (a PEM file), with the client

@@ -1216,6 +1216,35 @@ CliResult RunCliWithInput(const std::string& args, const std::string& input,
   return RunCli(args + " < " + path);
 }
 
+// A file of more than two windows (each window is parsed while the one
+// before it is sent): every job goes in once, and the ids come out in line
+// order, the same as when standard input (one window) names the same jobs.
+TEST_F(ServerIntegrationTest, CliSubmitsAFileOfSeveralWindowsInLineOrder) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  std::string lines;
+  for (int i = 0; i < 70500; ++i) {
+    absl::StrAppend(&lines, "{\"job\": {\"kind\": \"win\"}, ",
+                    "\"request_id\": \"w", i, "\"}\n");
+  }
+  const std::string file = dir_ + "/windows.jsonl";
+  std::ofstream(file) << lines;
+  CliResult from_file = RunCli(addr + "submit-batch " + file);
+  ASSERT_EQ(from_file.code, 0) << from_file.out.substr(0, 300);
+  EXPECT_TRUE(absl::EndsWith(from_file.out,
+                             "jobwire submit-batch: 70500 jobs, 70500 new\n"))
+      << from_file.out.substr(from_file.out.size() - 200);
+  CliResult from_stdin = RunCliWithInput(addr + "submit-batch -", lines, dir_);
+  ASSERT_EQ(from_stdin.code, 0) << from_stdin.out.substr(0, 300);
+  EXPECT_TRUE(absl::EndsWith(from_stdin.out,
+                             "jobwire submit-batch: 70500 jobs, 0 new\n"));
+  const size_t ids_end = from_file.out.rfind("jobwire submit-batch:");
+  ASSERT_EQ(from_stdin.out.rfind("jobwire submit-batch:"), ids_end);
+  EXPECT_TRUE(from_file.out.compare(0, ids_end, from_stdin.out, 0, ids_end) ==
+              0);
+}
+
 TEST_F(ServerIntegrationTest, CliSubmitsABatchFromJsonLines) {
   ServerProcess server(dir_, DefaultArgs());
   ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();

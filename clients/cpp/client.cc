@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <random>
 #include <thread>
 #include <utility>
@@ -589,10 +590,12 @@ absl::StatusOr<v1::BulkUpdateJobsResponse> Client::BulkUpdateJobs(
 
 absl::Status Client::SubmitBatches(
     std::vector<v1::SubmitJobRequest> requests, int batch_size, int streams,
-    const std::function<void(BatchOutcome)>& on_batch, size_t batch_bytes) {
-  if (batch_size < 1 || batch_size > 1000 || streams < 1) {
+    const std::function<void(BatchOutcome)>& on_batch, int per_stream,
+    size_t batch_bytes) {
+  if (batch_size < 1 || batch_size > 1000 || streams < 1 || per_stream < 1) {
     return absl::InvalidArgumentError(
-        "SubmitBatches: batch_size must be 1 to 1000, streams at least 1");
+        "SubmitBatches: batch_size must be 1 to 1000, streams and per_stream "
+        "at least 1");
   }
   // Batch b holds requests [starts[b], starts[b + 1]): at most batch_size
   // jobs and batch_bytes bytes (a larger job alone).
@@ -620,10 +623,57 @@ absl::Status Client::SubmitBatches(
   size_t next = 0;          // the next batch to send
   bool failed = false;      // a batch failed: send no more
   absl::Status end_status;  // of a stream that failed after its batches
+  // Records the answer to batch `b` (under `mu`).
+  auto answer = [&](size_t b, absl::Status status,
+                    v1::SubmitJobsResponse response) {
+    absl::MutexLock lock(&mu);
+    answers[b].done = true;
+    if (!status.ok()) failed = true;
+    answers[b].status = std::move(status);
+    answers[b].response = std::move(response);
+  };
+  // One stream: this thread writes batches, up to `per_stream` ahead of
+  // their answers, and a second one reads the answers, which come in the
+  // order of the writes.
   auto send = [&] {
     std::unique_ptr<grpc::ClientContext> context = NewContext();
     auto stream = jobs_->SubmitJobs(context.get());
+    struct InFlight {
+      absl::Mutex mu;
+      std::deque<size_t> sent;  // written and not yet answered, in order
+      bool writing = true;      // the writer may still write
+      bool reading = true;      // the reader has not stopped
+      size_t max = 0;
+      bool Room() const { return !reading || sent.size() < max; }
+      bool Work() const { return !sent.empty() || !writing; }
+    } flight;
+    flight.max = static_cast<size_t>(per_stream);
+    std::thread reader([&] {
+      for (;;) {
+        {
+          absl::MutexLock lock(&flight.mu);
+          flight.mu.Await(absl::Condition(&flight, &InFlight::Work));
+          if (flight.sent.empty()) break;  // the writer is done, all read
+        }
+        v1::SubmitJobsResponse response;
+        if (!stream->Read(&response)) break;  // the stream ended early
+        size_t b = 0;
+        {
+          absl::MutexLock lock(&flight.mu);
+          b = flight.sent.front();
+          flight.sent.pop_front();
+        }
+        answer(b, absl::OkStatus(), std::move(response));
+      }
+      absl::MutexLock lock(&flight.mu);
+      flight.reading = false;
+    });
     for (;;) {
+      {
+        absl::MutexLock lock(&flight.mu);
+        flight.mu.Await(absl::Condition(&flight, &InFlight::Room));
+        if (!flight.reading) break;
+      }
       size_t b = 0;
       {
         absl::MutexLock lock(&mu);
@@ -634,25 +684,26 @@ absl::Status Client::SubmitBatches(
       for (size_t i = starts[b]; i < starts[b + 1]; ++i) {
         *batch.add_jobs() = std::move(requests[i]);  // sent once
       }
-      v1::SubmitJobsResponse response;
-      const bool ok = stream->Write(batch) && stream->Read(&response);
-      absl::Status status;
-      if (!ok) {
-        stream->WritesDone();
-        status = FromGrpc(stream->Finish());
-        if (status.ok()) status = absl::UnknownError("the stream ended early");
+      {
+        absl::MutexLock lock(&flight.mu);
+        flight.sent.push_back(b);
       }
-      absl::MutexLock lock(&mu);
-      answers[b].done = true;
-      answers[b].status = status;
-      answers[b].response = std::move(response);
-      if (!ok) {
-        failed = true;
-        return;
-      }
+      if (!stream->Write(batch)) break;  // the reader sees the end
     }
     stream->WritesDone();
+    {
+      absl::MutexLock lock(&flight.mu);
+      flight.writing = false;
+    }
+    reader.join();
     absl::Status status = FromGrpc(stream->Finish());
+    // Batches written and never answered: the first is the one the stream
+    // failed on; the server read none after it.
+    if (!flight.sent.empty()) {
+      if (status.ok()) status = absl::UnknownError("the stream ended early");
+      for (size_t b : flight.sent) answer(b, status, {});
+      return;
+    }
     if (!status.ok()) {
       absl::MutexLock lock(&mu);
       failed = true;

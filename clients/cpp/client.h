@@ -193,11 +193,16 @@ class Client {
   // Submits `requests` in batches of `batch_size` (1 to 1,000) jobs and
   // at most `batch_bytes` (as kDefaultBatchBytes says) on
   // `streams` SubmitJobs streams at once: a stream answers one batch before
-  // it reads its next, so several streams commit batches in parallel. Calls
+  // it reads its next, so several streams commit batches in parallel; on
+  // each, up to `per_stream` batches are sent ahead of their answers (the
+  // next is on the wire while the server commits one). Calls
   // `on_batch` (on the caller's thread) with every batch's outcome in batch
   // order: its index, and its response or the status it failed with. After
   // a batch fails no new batch is sent; the ones already in flight are
-  // still reported, OK or not, and the ones never sent are not. Returns OK,
+  // still reported, OK or not (those sent after it on its stream with the
+  // stream's status: the server read none of them), and the ones never sent
+  // are not. INVALID_ARGUMENT for a bad batch_size, streams or per_stream.
+  // Returns OK,
   // or the status of a stream that failed after answering its batches. No
   // deadline. With request ids, submitting again is safe.
   struct BatchOutcome {
@@ -211,6 +216,7 @@ class Client {
   absl::Status SubmitBatches(std::vector<v1::SubmitJobRequest> requests,
                              int batch_size, int streams,
                              const std::function<void(BatchOutcome)>& on_batch,
+                             int per_stream = 1,
                              size_t batch_bytes = kDefaultBatchBytes);
 
   // The AdminService, one method per RPC (see admin_service.proto).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "clients/cpp/client.h"
@@ -477,6 +478,75 @@ TEST_F(SdkTest, SubmitBatchesReportsEachBatchInOrder) {
   EXPECT_EQ(codes,
             (std::vector<absl::StatusCode>{
                 absl::StatusCode::kOk, absl::StatusCode::kInvalidArgument}));
+}
+
+// SubmitBatches with several batches in flight on one stream: the answers
+// still match their batches; when one is refused, the ones sent after it on
+// its stream are reported failed (the server read none of them), and none
+// of their jobs exists.
+TEST_F(SdkTest, SubmitBatchesWithSeveralInFlightOnAStreamMatchesEachAnswer) {
+  Client client(addr_);
+  std::vector<v1::SubmitJobRequest> requests(30);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].mutable_job()->set_kind("ahead");
+    requests[i].set_request_id(absl::StrCat("ahead-", i));
+  }
+  std::vector<std::string> first;  // ids in request order
+  ASSERT_TRUE(client
+                  .SubmitBatches(
+                      requests, 3, 1,
+                      [&](Client::BatchOutcome b) {
+                        EXPECT_TRUE(b.status.ok()) << b.status;
+                        EXPECT_EQ(b.index,
+                                  static_cast<int64_t>(first.size() / 3));
+                        first.insert(first.end(), b.response.ids().begin(),
+                                     b.response.ids().end());
+                      },
+                      /*per_stream=*/4)
+                  .ok());
+  ASSERT_EQ(first.size(), 30u);
+  EXPECT_EQ(std::set<std::string>(first.begin(), first.end()).size(), 30u);
+  // The same request ids again, one batch at a time: the same ids in order.
+  std::vector<std::string> again;
+  ASSERT_TRUE(client
+                  .SubmitBatches(requests, 3, 1,
+                                 [&](Client::BatchOutcome b) {
+                                   again.insert(again.end(),
+                                                b.response.ids().begin(),
+                                                b.response.ids().end());
+                                 })
+                  .ok());
+  EXPECT_EQ(again, first);
+
+  // Fresh jobs; batch 2 (jobs 6-8) is refused with 4 batches in flight.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].mutable_job()->set_kind("refused-ahead");
+    requests[i].set_request_id(absl::StrCat("refused-ahead-", i));
+  }
+  requests[7].mutable_job()->set_kind("");
+  std::vector<absl::StatusCode> codes;
+  EXPECT_TRUE(
+      client
+          .SubmitBatches(
+              requests, 3, 1,
+              [&](Client::BatchOutcome b) { codes.push_back(b.status.code()); },
+              /*per_stream=*/4)
+          .ok());
+  ASSERT_GE(codes.size(), 3u);
+  EXPECT_EQ(codes[0], absl::StatusCode::kOk);
+  EXPECT_EQ(codes[1], absl::StatusCode::kOk);
+  EXPECT_EQ(codes[2], absl::StatusCode::kInvalidArgument);
+  for (size_t i = 3; i < codes.size(); ++i)
+    EXPECT_NE(codes[i], absl::StatusCode::kOk) << i;
+  absl::StatusOr<v1::ListJobsResponse> listed = client.ListJobs(
+      [] {
+        v1::ListJobsRequest r;
+        r.set_filter("kind = \"refused-ahead\"");
+        return r;
+      }(),
+      /*limit=*/100);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->jobs_size(), 6);
 }
 
 // GetServerInfo's last_event_id is a cursor: a WatchJobs from it sees what

@@ -481,6 +481,24 @@ absl::Status App::ClaimListeners(const std::string& cwd) {
   }
   acceptor_options.allow_uids = options_.socket_allow_uids;
   acceptor_options.allow_gids = options_.socket_allow_gids;
+  // HTTP/2 rapid reset (CVE-2023-44487): gRPC 1.51 does not bound it, so
+  // plaintext TCP goes through a relay that counts each client's stream
+  // resets. TLS connections reach gRPC directly: the relay would see only
+  // ciphertext (README "Security" says what that leaves open).
+  const bool any_tcp = std::any_of(addresses.begin(), addresses.end(),
+                                   [](const ListenAddress& a) {
+                                     return a.kind == ListenAddress::Kind::kTcp;
+                                   });
+  if (any_tcp && tls_ == nullptr && options_.max_stream_resets > 0) {
+    Http2Relay::Options relay_options;
+    relay_options.limits.max_resets = options_.max_stream_resets;
+    relay_options.limits.window = absl::Seconds(10);
+    JW_ASSIGN_OR_RETURN(relay_, Http2Relay::Start(relay_options));
+    acceptor_options.relay = relay_.get();
+  } else if (any_tcp && options_.max_stream_resets > 0) {
+    JW_LOG(INFO) << "TCP serves TLS: HTTP/2 stream resets are not counted "
+                    "(--max-stream-resets applies to plaintext TCP only)";
+  }
   {
     // Socket files are born owner-only; SetMode sets the final mode once
     // the server serves.
@@ -832,6 +850,7 @@ void App::Stop() {
   tcp_handoff_.reset();
   unix_handoff_.reset();
   acceptor_.reset();
+  relay_.reset();
   socket_guards_.clear();
   worker_service_.reset();
   job_service_.reset();

@@ -148,6 +148,9 @@ class App {
   // Binds and accepts every listener of server_ (connection_acceptor.h),
   // handing connections to gRPC through tcp_handoff_ (TLS when configured)
   // and unix_handoff_. Stopped before server_ shuts down, destroyed after it.
+  // Plaintext TCP connections pass through it (http2_relay.h); null with
+  // TLS or --max-stream-resets 0. Stopped after the gRPC server.
+  std::unique_ptr<Http2Relay> relay_;
   std::unique_ptr<ConnectionAcceptor> acceptor_;
   // --tls-*: the certificates of the TCP listeners; null without TLS.
   // Shared with the credentials gRPC holds.

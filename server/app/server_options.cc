@@ -182,6 +182,13 @@ const std::vector<Flag>& Flags() {
        [](const std::string& v, ServerOptions* o) {
          return ParseCount(v, 1, 100000, &o->max_concurrent_streams);
        }},
+      {"max-stream-resets", "JOBWIRE_MAX_STREAM_RESETS", "N",
+       "streams a plaintext TCP client may reset at once and per 10s after; "
+       "past it the connection gets GOAWAY and is closed (HTTP/2 rapid "
+       "reset); 0 relays nothing and has no limit (default 1000)",
+       [](const std::string& v, ServerOptions* o) {
+         return ParseCount(v, 0, 1000000, &o->max_stream_resets);
+       }},
       {"min-ping-interval", "JOBWIRE_MIN_PING_INTERVAL", "DURATION",
        "keepalive pings without data closer than this earn the client a "
        "strike (default 5m)",

@@ -88,6 +88,10 @@ struct ServerOptions {
   int max_receive_message_bytes = 4 << 20;
   // Calls open at once on one connection (HTTP/2 SETTINGS).
   int max_concurrent_streams = 1000;
+  // HTTP/2 rapid reset (CVE-2023-44487): streams a plaintext TCP client may
+  // reset at once and per 10 s after; past it, GOAWAY and close
+  // (http2_relay.h). 0: TCP connections go to gRPC unrelayed, unbounded.
+  int max_stream_resets = 1000;
   // Keepalive enforcement: a client pinging more often than this without
   // data gets a strike; after max_ping_strikes its connection is closed.
   absl::Duration min_ping_interval = absl::Minutes(5);

@@ -383,6 +383,7 @@ class SqliteJobStore::Writer final : public GroupCommit::Transaction {
   // and their labels, in multi-row INSERTs.
   void InsertNewJobs(const std::vector<Job>& jobs, size_t begin, size_t end) {
     std::unique_ptr<SQLite::Statement>& stmt = job_inserts_[end - begin];
+    BoundParams& bound = job_bound_[end - begin];
     if (stmt == nullptr) {
       stmt = std::make_unique<SQLite::Statement>(
           conn.db, MultiRowInsertSql(PlainInsertJobSql(), end - begin));
@@ -394,7 +395,7 @@ class SqliteJobStore::Writer final : public GroupCommit::Transaction {
       // Borrowed values point into `jobs`, which outlives exec().
       for (size_t k = begin; k < end; ++k) {
         for (const JobColumn& c : JobColumns())
-          BindValue(*stmt, ++index, c.get(jobs[k]));
+          bound.Bind(*stmt, ++index, c.get(jobs[k]));
       }
       stmt->exec();
     }
@@ -475,6 +476,7 @@ class SqliteJobStore::Writer final : public GroupCommit::Transaction {
     const size_t n = pending_events_.size();
     if (n == 0) return;
     std::unique_ptr<SQLite::Statement>& stmt = event_inserts_[n];
+    BoundParams& bound = event_bound_[n];
     if (stmt == nullptr)
       stmt = std::make_unique<SQLite::Statement>(
           conn.db, MultiRowInsertSql(InsertEventSql(), n));
@@ -483,9 +485,9 @@ class SqliteJobStore::Writer final : public GroupCommit::Transaction {
     int index = 0;
     // Borrowed values point into pending_events_, which outlives exec().
     for (const JobEvent& e : pending_events_) {
-      stmt->bind(++index, static_cast<int64_t>(e.event_id));
+      bound.Bind(*stmt, ++index, SqlValue::Int(e.event_id));
       for (const EventColumn& c : EventColumns())
-        BindValue(*stmt, ++index, c.get(e));
+        bound.Bind(*stmt, ++index, c.get(e));
     }
     stmt->exec();
     for (JobEvent& e : pending_events_) events.push_back(std::move(e));
@@ -605,8 +607,12 @@ class SqliteJobStore::Writer final : public GroupCommit::Transaction {
   // INSERTs by row count.
   std::vector<JobEvent> pending_events_;
   std::unique_ptr<SQLite::Statement> event_inserts_[kEventRowsPerInsert + 1];
+  // What each of those statements has bound (the rows of a batch share most
+  // of their NULL and integer values).
+  BoundParams event_bound_[kEventRowsPerInsert + 1];
   // InsertNewJobs' multi-row INSERTs by row count, and its label rows.
   std::unique_ptr<SQLite::Statement> job_inserts_[kJobRowsPerInsert + 1];
+  BoundParams job_bound_[kJobRowsPerInsert + 1];
   std::unique_ptr<SQLite::Statement> label_inserts_[kLabelRowsPerInsert + 1];
   std::tuple<const std::string*, const std::string*, const std::string*>
       label_rows_[kLabelRowsPerInsert];

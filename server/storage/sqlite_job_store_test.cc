@@ -970,6 +970,59 @@ TEST_F(SqliteJobStoreTest, AnOlderDatabaseWithJobsInEveryStateMigrates) {
   EXPECT_TRUE(store->GetJobBlocking("01JAAAAAAAAAAAAAAAAAAAAA90").ok());
 }
 
+// A Submit's rows go in multi-row INSERTs whose NULL, integer and empty
+// parameters are bound only when they change: every row, read back from a
+// reopened database, holds its own values, wherever its neighbours in the
+// statement (and the statement's last use) held others.
+TEST_F(SqliteJobStoreTest, BatchRowsKeepTheirOwnValuesWhereNeighboursDiffer) {
+  // Job i of round r: each field either shared with other rows or not,
+  // NULL / '' / 0 or not, and flipped between the rounds.
+  auto make = [](int r, int i) {
+    NewJob j = MakeJob(absl::StrCat("k", r, "-", i), (i + r) % 2 ? "q" : "");
+    j.job.priority = (i + r) % 3 == 0 ? 0 : i % 5 - 2;
+    j.job.max_attempts = (i + r) % 4 == 0 ? 0 : 1 + i % 3;
+    if ((i + r) % 5 == 1) {
+      j.job.schedule_time = absl::FromUnixSeconds(2000000000 + i);
+    }
+    if ((i + r) % 2 == 0) j.job.args_json = absl::StrCat("{\"i\":", i, "}");
+    if ((i + r) % 3 == 1) j.job.labels = {{"t", absl::StrCat(i)}};
+    return j;
+  };
+  std::vector<std::vector<std::string>> ids(2);
+  {
+    auto store = Open();
+    // 40 jobs: a 32-row INSERT and an 8-row one, then the same two again.
+    for (int r = 0; r < 2; ++r) {
+      std::vector<NewJob> jobs;
+      for (int i = 0; i < 40; ++i) jobs.push_back(make(r, i));
+      auto out = SubmitSync(*store, std::move(jobs));
+      ASSERT_TRUE(out.ok()) << out.status();
+      for (const SubmitOutcome& o : *out) ids[r].push_back(o.job.id);
+    }
+    store->Shutdown();
+  }
+  auto store = Open();
+  for (int r = 0; r < 2; ++r) {
+    for (int i = 0; i < 40; ++i) {
+      const Job want = make(r, i).job;
+      absl::StatusOr<Job> got = store->GetJobBlocking(ids[r][i]);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->kind, want.kind);
+      EXPECT_EQ(got->queue, want.queue.empty() ? "default" : want.queue);
+      EXPECT_EQ(got->priority, want.priority) << r << " " << i;
+      EXPECT_EQ(got->max_attempts, want.max_attempts == 0 ? kDefaultMaxAttempts
+                                                          : want.max_attempts)
+          << r << " " << i;
+      EXPECT_EQ(got->schedule_time, want.schedule_time) << r << " " << i;
+      EXPECT_EQ(got->args_json, want.args_json) << r << " " << i;
+      EXPECT_EQ(got->labels, want.labels) << r << " " << i;
+      EXPECT_EQ(got->state, want.schedule_time > clock_.Now()
+                                ? JobState::kScheduled
+                                : JobState::kQueued);
+    }
+  }
+}
+
 TEST_F(SqliteJobStoreTest, AFailedRequestOrBatchNeverLeadsToAReusedEventId) {
   WriterGate gate;
   auto store = OpenHeldRefusingB2(gate);

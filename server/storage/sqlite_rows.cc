@@ -1,5 +1,6 @@
 #include "server/storage/sqlite_rows.h"
 
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -488,6 +489,32 @@ JobEvent ReadEvent(SQLite::Statement& stmt) {
   for (const EventColumn& c : EventColumns())
     c.set(SqliteColumnValue(stmt.getColumn(index++)), &event);
   return event;
+}
+
+void BoundParams::Bind(SQLite::Statement& stmt, int index,
+                       const SqlValue& value) {
+  const auto at = static_cast<size_t>(index - 1);
+  if (at >= slots_.size()) slots_.resize(at + 1);
+  Slot& slot = slots_[at];
+  // Empty text is bound as the static "", which outlives every row.
+  const bool empty_text =
+      value.type == SqlValue::Type::kText && value.str().empty();
+  const bool scalar = empty_text || value.type == SqlValue::Type::kNull ||
+                      value.type == SqlValue::Type::kInt ||
+                      value.type == SqlValue::Type::kReal;
+  // Reals compare by their bits: -0.0 is not 0.0 here.
+  if (scalar && slot.known && slot.type == value.type && slot.i == value.i &&
+      std::memcmp(&slot.d, &value.d, sizeof slot.d) == 0) {
+    return;
+  }
+  slot.known = false;
+  if (empty_text) {
+    stmt.bindNoCopy(index, "");
+  } else {
+    BindValue(stmt, index, value);
+  }
+  if (!scalar) return;
+  slot = Slot{true, value.type, value.i, value.d};
 }
 
 StatementCache::Lease::~Lease() {

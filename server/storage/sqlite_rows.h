@@ -112,6 +112,32 @@ const std::vector<EventColumn>& EventColumns();
 const std::string& EventSelectList();
 JobEvent ReadEvent(SQLite::Statement& stmt);
 
+// What one reused prepared statement has bound to its parameters, so that
+// binding the next row skips the NULL, integer, real and empty-text
+// parameters whose value is the one bound already (SQLite keeps bindings
+// across reset()). A multi-row INSERT of new jobs or events binds mostly such
+// columns, the same in every row (NULLs, zeros, '', the transaction's time),
+// and each bind is a call into SQLite. Other text and blobs are always bound
+// again: they are bound without a copy and point into the row of the last
+// use. Use one per
+// statement, and bind that statement only through it. Not thread-safe.
+class BoundParams {
+ public:
+  // BindValue(stmt, index, value), unless `value` is NULL, an integer, a
+  // real or empty text equal to what this bound at `index` last. Throws as
+  // BindValue does (then the parameter counts as unknown).
+  void Bind(SQLite::Statement& stmt, int index, const SqlValue& value);
+
+ private:
+  struct Slot {
+    bool known = false;  // holds what the statement has bound
+    SqlValue::Type type = SqlValue::Type::kNull;
+    int64_t i = 0;
+    double d = 0;
+  };
+  std::vector<Slot> slots_;  // by parameter index - 1
+};
+
 // Prepared statements of one connection, keyed by SQL text. Only for the
 // store's fixed set of statements (SQL built from user filters is prepared
 // per call, so the cache stays bounded). Not thread-safe: a connection is

@@ -264,10 +264,26 @@ bool ConnectionAcceptor::PeerAllowed(int fd) {
   return false;
 }
 
+void ConnectionAcceptor::NoteDescriptorShortage(const std::string& error) {
+  const int64_t total = ++refused_no_descriptor_;
+  const absl::Time now = absl::Now();
+  if (now - last_shortage_warning_ >= kWarnEvery) {
+    last_shortage_warning_ = now;
+    JW_LOG(WARNING) << "accept: " << error
+                    << "; closing new connections until descriptors are "
+                       "free again ("
+                    << total
+                    << " closed so far); raise the open-file "
+                       "limit or lower --max-connections";
+  }
+}
+
 bool ConnectionAcceptor::AcceptAll(int listener, bool is_unix) {
   while (true) {
-    int fd =
-        ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    int fd = ::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &peer_len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       const int err = errno;
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
@@ -286,17 +302,7 @@ bool ConnectionAcceptor::AcceptAll(int listener, bool is_unix) {
           ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (dropped >= 0) ::close(dropped);
       reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      const int64_t total = ++refused_no_descriptor_;
-      const absl::Time now = absl::Now();
-      if (now - last_shortage_warning_ >= kWarnEvery) {
-        last_shortage_warning_ = now;
-        JW_LOG(WARNING) << "accept: " << std::strerror(err)
-                        << "; closing new connections until descriptors are "
-                           "free again ("
-                        << total
-                        << " closed so far); raise the open-file "
-                           "limit or lower --max-connections";
-      }
+      NoteDescriptorShortage(std::strerror(err));
       return false;
     }
     if (counted_ + handed_since_count_ >= options_.max_connections &&
@@ -335,6 +341,22 @@ bool ConnectionAcceptor::AcceptAll(int listener, bool is_unix) {
       // credentials, for the access log (peer_name.h).
       ScopedUnixPeerName name(fd);
       unix_to_->HandleNewConnection(&p);
+    } else if (options_.relay != nullptr) {
+      // gRPC serves the relay's socketpair end (http2_relay.h), and names
+      // the peer by the TCP client's address.
+      absl::StatusOr<int> relayed = options_.relay->Adopt(fd);
+      if (!relayed.ok()) {
+        --handed_since_count_;
+        if (absl::IsResourceExhausted(relayed.status())) {
+          NoteDescriptorShortage(std::string(relayed.status().message()));
+          return false;
+        }
+        JW_LOG(ERROR) << relayed.status().message();
+        continue;
+      }
+      p.fd = *relayed;
+      ScopedRelayedPeerName name(p.fd, peer, peer_len);
+      tcp_to_->HandleNewConnection(&p);
     } else {
       tcp_to_->HandleNewConnection(&p);
     }

@@ -27,12 +27,14 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/transport/http2_relay.h"
 #include "server/transport/listen_address.h"
 
 namespace jobwire {
@@ -48,6 +50,9 @@ class ConnectionAcceptor {
     // (SO_PEERCRED: the peer process's uid and primary gid at connect).
     std::vector<uid_t> allow_uids;
     std::vector<gid_t> allow_gids;
+    // When set (not owned; outlives Stop()), every TCP connection goes
+    // through this relay, and gRPC serves its end of it (http2_relay.h).
+    Http2Relay* relay = nullptr;
   };
 
   // Binds and listens on every address of `addresses`: TCP on each resolved
@@ -94,6 +99,9 @@ class ConnectionAcceptor {
   // Whether the peer of Unix connection `fd` may be served (logs a refusal;
   // at debug, every peer's uid, gid and pid).
   bool PeerAllowed(int fd);
+  // Counts a connection closed for want of a descriptor; logs it at most
+  // every 10 s.
+  void NoteDescriptorShortage(const std::string& error);
 
   const Options options_;
   std::vector<int> listeners_;

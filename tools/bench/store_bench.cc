@@ -12,6 +12,9 @@
 //              INSERT per table (the floor for SubmitJobs batches of N)
 //   store-N    SqliteJobStore::Submit of single jobs from N threads, each
 //              waiting for its `done` before the next (N = 1, 16, 64)
+//   batch-N    (--only batchN) SqliteJobStore::Submit of N-job batches from
+//              4 threads, each waiting for its `done` before the next: the
+//              store's share of a SubmitJobs batch, to set beside full-N
 //   flow-N     the dispatcher's pattern for a no-op job from N threads: Submit,
 //              then Mutate QUEUED->RUNNING (assign), then Mutate
 //              RUNNING->SUCCEEDED (complete), each waited for (N = 64)
@@ -51,6 +54,7 @@
 #include "server/storage/sqlite_job_store.h"
 #include "server/storage/sqlite_rows.h"
 #include "tools/bench/machine.h"
+#include "tools/bench/raw_floor.h"
 
 namespace jobwire {
 namespace {
@@ -61,7 +65,7 @@ struct Flags {
   int64_t jobs = 0;
   std::string dir = "/tmp";
   std::string append;
-  // run one case: rawN, storeN or flowN
+  // run one case: rawN, fullN, storeN, batchN or flowN
   std::string only;
   // synchronous for the store cases: FULL (default), NORMAL or OFF (to see
   // how much of the cost is the disk).
@@ -69,15 +73,10 @@ struct Flags {
   std::string command;
 };
 
-struct Result {
-  std::string name;
-  int64_t jobs = 0;
-  double seconds = 0;
-  // Raw cases: the duration of each COMMIT (with synchronous=FULL, the
-  // fsync of the WAL): the disk's floor under any durable ack.
-  std::vector<absl::Duration> commits;
-  double rate() const { return seconds > 0 ? jobs / seconds : 0; }
-};
+// A case's jobs, wall time and (raw cases) COMMIT durations.
+using Result = bench::RawResult;
+using bench::SampleJob;
+using bench::TempDb;
 
 // The p-quantile (0..1) of `v` in milliseconds, or "-" when v is empty.
 std::string QuantileMs(std::vector<absl::Duration> v, double p) {
@@ -85,118 +84,6 @@ std::string QuantileMs(std::vector<absl::Duration> v, double p) {
   const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * v.size()));
   std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
   return absl::StrFormat("%.3f", absl::ToDoubleMilliseconds(v[k]));
-}
-
-Job SampleJob() {
-  Job job;
-  job.queue = "bench";
-  job.kind = "resize-image";
-  job.args_json = R"({"width":640,"height":480,"src":"s3://bucket/key.png"})";
-  job.labels = {{"tenant", "acme"}};
-  return job;
-}
-
-// A fresh database file in its own directory; removed afterwards.
-class TempDb {
- public:
-  explicit TempDb(const std::string& parent) {
-    std::string tmpl = parent + "/jobwire-bench-XXXXXX";
-    if (mkdtemp(tmpl.data()) == nullptr) {
-      perror("mkdtemp");
-      exit(1);
-    }
-    dir_ = tmpl;
-  }
-  ~TempDb() {
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      std::remove(absl::StrCat(path(), suffix).c_str());
-    }
-    rmdir(dir_.c_str());
-  }
-  std::string path() const { return dir_ + "/bench.db"; }
-
- private:
-  std::string dir_;
-};
-
-// With `full`, each job also gets its label rows and a `submitted` event
-// row, as the store writes them.
-Result RawInserts(const Flags& flags, int per_txn, bool full = false) {
-  TempDb tmp(flags.dir);
-  SQLite::Database db(tmp.path(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-  db.exec("PRAGMA journal_mode = WAL");
-  db.exec("PRAGMA synchronous = FULL");
-  if (!MigrateBlocking(db).ok()) {
-    std::cerr << "migration failed\n";
-    exit(1);
-  }
-  std::vector<std::string> marks(JobColumns().size(), "?");
-  SQLite::Statement insert(
-      db, absl::StrCat("INSERT INTO jobs (", JobColumnList(false), ") VALUES (",
-                       absl::StrJoin(marks, ", "), ")"));
-  SQLite::Statement label(
-      db, "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)");
-  std::vector<std::string> event_names = {"event_id"}, event_marks = {"?"};
-  for (const EventColumn& c : EventColumns()) {
-    event_names.push_back(c.name);
-    event_marks.push_back("?");
-  }
-  SQLite::Statement event(
-      db,
-      absl::StrCat("INSERT INTO job_events (", absl::StrJoin(event_names, ", "),
-                   ") VALUES (", absl::StrJoin(event_marks, ", "), ")"));
-  JobEvent submitted;
-  submitted.type = EventType::kStateChanged;
-  submitted.to = JobState::kQueued;
-  submitted.reason = "submitted";
-  submitted.seq = 1;
-  int64_t event_id = 0;
-  IdGenerator ids(Clock::Real());
-  Job job = SampleJob();
-  Result r{full ? absl::StrCat("raw SQLite, job + label + event rows, ",
-                               per_txn, " jobs/txn")
-                : absl::StrCat("raw SQLite, ", per_txn, " row(s)/txn")};
-  const absl::Time start = absl::Now();
-  const absl::Time deadline = start + absl::Seconds(flags.seconds);
-  std::vector<SqlValue> values;
-  while (absl::Now() < deadline) {
-    db.exec("BEGIN");
-    for (int i = 0; i < per_txn; ++i) {
-      job.id = ids.Next();
-      job.create_time = job.update_time = absl::Now();
-      values.clear();
-      for (const JobColumn& c : JobColumns()) values.push_back(c.get(job));
-      insert.reset();
-      for (size_t k = 0; k < values.size(); ++k)
-        BindValue(insert, static_cast<int>(k) + 1, values[k]);
-      insert.exec();
-      if (!full) continue;
-      for (const auto& [key, value] : job.labels) {
-        label.reset();
-        label.bindNoCopy(1, job.id);
-        label.bindNoCopy(2, key);
-        label.bindNoCopy(3, value);
-        label.exec();
-      }
-      submitted.job_id = job.id;
-      submitted.time = job.create_time;
-      submitted.queue = job.queue;
-      submitted.kind = job.kind;
-      submitted.labels = job.labels;
-      event.reset();
-      event.bind(1, static_cast<int64_t>(++event_id));
-      int index = 1;
-      for (const EventColumn& c : EventColumns())
-        BindValue(event, ++index, c.get(submitted));
-      event.exec();
-    }
-    const absl::Time commit_start = absl::Now();
-    db.exec("COMMIT");
-    r.commits.push_back(absl::Now() - commit_start);
-    r.jobs += per_txn;
-  }
-  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  return r;
 }
 
 std::unique_ptr<SqliteJobStore> OpenStore(const Flags& flags,
@@ -268,8 +155,9 @@ JobMutation Step(JobState from, JobState to) {
   };
 }
 
-// Submit only (flow=false) or submit + assign + complete (flow=true).
-Result StoreJobs(const Flags& flags, int threads, bool flow) {
+// Submit only (flow=false) or submit + assign + complete (flow=true), one
+// job per Submit; or, with `batch` > 1 (no flow), Submits of `batch` jobs.
+Result StoreJobs(const Flags& flags, int threads, bool flow, int batch = 1) {
   TempDb tmp(flags.dir);
   std::unique_ptr<SqliteJobStore> store = OpenStore(flags, tmp.path());
   std::atomic<int64_t> started_jobs{0};
@@ -278,7 +166,7 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + absl::Seconds(flags.seconds);
   auto more = [&] {
-    if (flags.jobs > 0) return started_jobs.fetch_add(1) < flags.jobs;
+    if (flags.jobs > 0) return started_jobs.fetch_add(batch) < flags.jobs;
     return absl::Now() < deadline;
   };
   std::vector<std::thread> workers;
@@ -288,7 +176,8 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
       while (more()) {
         waiter.Reset();
         std::string id;
-        store->Submit({NewJob{SampleJob()}},
+        std::vector<NewJob> jobs(batch, NewJob{SampleJob()});
+        store->Submit(std::move(jobs),
                       [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
                         if (r.ok()) id = (*r)[0].job.id;
                         waiter.Answer(r.ok());
@@ -305,7 +194,7 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
           ok = waiter.Wait();
         }
         if (ok) {
-          done_jobs.fetch_add(1);
+          done_jobs.fetch_add(batch);
         } else {
           errors.fetch_add(1);
         }
@@ -315,7 +204,10 @@ Result StoreJobs(const Flags& flags, int threads, bool flow) {
   for (auto& w : workers) w.join();
   Result r{flow ? absl::StrCat("SqliteJobStore flow (submit+2 mutates), ",
                                threads, " caller(s)")
-                : absl::StrCat("SqliteJobStore, ", threads, " submitter(s)")};
+           : batch > 1
+               ? absl::StrCat("SqliteJobStore, ", threads, " submitter(s) of ",
+                              batch, "-job batches")
+               : absl::StrCat("SqliteJobStore, ", threads, " submitter(s)")};
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   SqliteJobStore::Stats stats = store->stats();
   const WriteStats stages = store->write_stats();
@@ -369,10 +261,10 @@ int Main(int argc, char** argv) {
     } else if (a == "--append" && has_value) {
       flags.append = args[++i];
     } else {
-      std::cerr
-          << "usage: store_bench [--seconds S (0..60]] [--jobs N] "
-             "[--dir DIR] [--append FILE] "
-             "[--only rawN|fullN|storeN|flowN] [--sync FULL|NORMAL|OFF]\n";
+      std::cerr << "usage: store_bench [--seconds S (0..60]] [--jobs N] "
+                   "[--dir DIR] [--append FILE] "
+                   "[--only rawN|fullN|storeN|batchN|flowN] "
+                   "[--sync FULL|NORMAL|OFF]\n";
       return 2;
     }
   }
@@ -383,18 +275,21 @@ int Main(int argc, char** argv) {
     Result r;
     if (absl::ConsumePrefix(&only, "raw") && absl::SimpleAtoi(only, &n) &&
         n > 0) {
-      r = RawInserts(flags, n);
+      r = bench::RawInserts(flags.dir, flags.seconds, n, /*full=*/false);
     } else if (absl::ConsumePrefix(&only, "full") &&
                absl::SimpleAtoi(only, &n) && n > 0) {
-      r = RawInserts(flags, n, /*full=*/true);
+      r = bench::RawInserts(flags.dir, flags.seconds, n, /*full=*/true);
     } else if (absl::ConsumePrefix(&only, "store") &&
                absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
       r = StoreJobs(flags, n, false);
+    } else if (absl::ConsumePrefix(&only, "batch") &&
+               absl::SimpleAtoi(only, &n) && n > 0 && n <= 1000) {
+      r = StoreJobs(flags, /*threads=*/4, false, n);
     } else if (absl::ConsumePrefix(&only, "flow") &&
                absl::SimpleAtoi(only, &n) && n > 0 && n <= 256) {
       r = StoreJobs(flags, n, true);
     } else {
-      std::cerr << "--only takes rawN, fullN, storeN or flowN\n";
+      std::cerr << "--only takes rawN, fullN, storeN, batchN or flowN\n";
       return 2;
     }
     absl::PrintF("%s: %.0f jobs/s, commit p50 %s ms, p99 %s ms\n", r.name,
@@ -403,8 +298,8 @@ int Main(int argc, char** argv) {
     return 0;
   }
   std::vector<Result> results;
-  results.push_back(RawInserts(flags, 1));
-  results.push_back(RawInserts(flags, 1000));
+  results.push_back(bench::RawInserts(flags.dir, flags.seconds, 1, false));
+  results.push_back(bench::RawInserts(flags.dir, flags.seconds, 1000, false));
   for (int threads : {1, 16, 64})
     results.push_back(StoreJobs(flags, threads, false));
   results.push_back(StoreJobs(flags, 64, true));

@@ -21,6 +21,12 @@
 //              published only after the commit), so it is an upper bound on
 //              commit-to-watcher time. The same submits' ack latency is
 //              reported beside it.
+//   batch      (--only batch) SubmitJobs batches of --batch jobs (default
+//              1,000) on --batch-streams streams (default 4) against raw
+//              SQLite writing the same rows (job, label, `submitted` event)
+//              at --batch jobs per transaction, in turns, --rounds times
+//              (default 6), each turn --seconds long: jobs/s of both, their
+//              ratio, server and client CPU per job.
 //   idle       --idle-streams WatchJob streams (default 10,000) on as many
 //              queued jobs, spread over --channels connections (default
 //              100); server VmRSS before, with all streams open (each has
@@ -31,13 +37,14 @@
 // tools/bench/run_benchmarks) the submit rates are also given as ratios.
 // --append FILE appends a Markdown section to FILE.
 //
-//   submit_bench [--seconds 3] [--only submit|event|idle] [--dir /tmp]
+//   submit_bench [--seconds 3] [--only submit|event|idle|batch] [--dir /tmp]
 //                [--rate 1000] [--watchers 100] [--idle-streams 10000]
 //                [--channels 100] [--sync full|normal|off]
 //                [--db postgres:CONNINFO] (PostgreSQL instead of SQLite)
 //                [--raw1 N --raw1000 N] [--jobwired PATH] [--append FILE]
 //                [--callers 1,16,64] [--transport tcp|unix]
 //                [--ab PATH [--rounds N]] [--ab-webhooks terminal|state]
+//                [--batch 1000] [--batch-streams 4]
 //
 // --callers and --transport narrow the submit cases to the ones named (all
 // by default), for profiling one case.
@@ -107,6 +114,7 @@
 #include "tests/jobwired_process.h"
 #include "tools/bench/bench_server.h"
 #include "tools/bench/machine.h"
+#include "tools/bench/raw_floor.h"
 
 namespace jobwire::bench {
 namespace {
@@ -142,6 +150,10 @@ struct Flags {
   // in alternating rounds; --rounds of them per number of callers.
   std::string ab;
   int rounds = 6;
+  // --only batch: jobs per SubmitJobs batch (and per raw transaction), and
+  // the streams sending them.
+  int batch = 1000;
+  int batch_streams = 4;
   // --ab-webhooks: "terminal" or "state" (see the file comment); B is A's
   // binary with webhooks on.
   std::string ab_webhooks;
@@ -669,6 +681,160 @@ void ReportAb(const Flags& flags, const std::string& load_at_start,
   Emit(flags.append, md.str());
 }
 
+// ----------------------------------------------------------------- batch
+
+// One round of the batch case: raw SQLite writing a batch's rows, and the
+// server taking SubmitJobs batches of the same size, back to back.
+struct BatchRound {
+  double raw_rate = 0;     // raw SQLite, jobs/s
+  double server_rate = 0;  // SubmitJobs, acknowledged jobs/s
+  int64_t jobs = 0;        // acknowledged by the server
+  int64_t errors = 0;
+  double server_cpu_us = 0;  // jobwired CPU per job
+  double client_cpu_us = 0;  // this process's CPU per job
+  std::optional<SubmitResult::Stages> stages;
+  double ratio() const { return raw_rate > 0 ? server_rate / raw_rate : 0; }
+};
+
+// `streams` SubmitJobs streams on one connection, each sending batches of
+// `batch` sample jobs (one prepared request, sent again and again) and
+// waiting for each answer, until `end`. Returns the acknowledged jobs;
+// adds failed streams to `errors`.
+int64_t RunBatchStreams(v1::JobService::Stub* stub, int streams, int batch,
+                        Clock::time_point end, int64_t* errors) {
+  v1::SubmitJobsRequest request;
+  for (int i = 0; i < batch; ++i)
+    FillSampleJob(request.add_jobs()->mutable_job());
+  std::atomic<int64_t> acked{0};
+  std::atomic<int64_t> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < streams; ++t) {
+    threads.emplace_back([&] {
+      grpc::ClientContext context;
+      auto stream = stub->SubmitJobs(&context);
+      v1::SubmitJobsResponse response;
+      while (Clock::now() < end) {
+        if (!stream->Write(request) || !stream->Read(&response)) break;
+        acked.fetch_add(response.ids_size());
+      }
+      stream->WritesDone();
+      const grpc::Status status = stream->Finish();
+      if (!status.ok()) {
+        if (failed.fetch_add(1) == 0) {
+          std::cerr << "SubmitJobs failed: " << status.error_code() << " "
+                    << status.error_message() << "\n";
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  *errors += failed.load();
+  return acked.load();
+}
+
+// --only batch: --rounds rounds, each raw SQLite at --batch jobs per
+// transaction (the same rows a submit writes: job, label, `submitted`
+// event; bench::RawInserts) and a fresh jobwired taking SubmitJobs batches
+// of --batch jobs on --batch-streams streams, in turns (raw first in even
+// rounds, the server first in odd ones), each --seconds long, on the same
+// disk.
+std::vector<BatchRound> RunBatchCase(const Flags& flags) {
+  std::vector<BatchRound> rounds;
+  const auto case_time =
+      std::chrono::microseconds(static_cast<int64_t>(flags.seconds * 1e6));
+  for (int round = 0; round < flags.rounds; ++round) {
+    BatchRound r;
+    auto raw = [&] {
+      r.raw_rate = bench::RawInserts(flags.dir, flags.seconds, flags.batch,
+                                     /*full=*/true)
+                       .rate();
+    };
+    auto served = [&] {
+      Server server(ServerConfigOf(flags));
+      auto stub = v1::JobService::NewStub(OwnChannel(server.unix_target(), 0));
+      int64_t warm_errors = 0;  // a first batch: the connection, the caches
+      RunBatchStreams(stub.get(), 1, flags.batch, Clock::now(), &warm_errors);
+      const double server_cpu = server.CpuSeconds();
+      const double client_cpu = SelfCpuSeconds();
+      const std::optional<v1::StorageStats> before = server.Storage();
+      const auto start = Clock::now();
+      r.jobs = RunBatchStreams(stub.get(), flags.batch_streams, flags.batch,
+                               start + case_time, &r.errors);
+      const double seconds =
+          std::chrono::duration<double>(Clock::now() - start).count();
+      r.server_rate = r.jobs / seconds;
+      if (r.jobs > 0) {
+        r.server_cpu_us = (server.CpuSeconds() - server_cpu) * 1e6 / r.jobs;
+        r.client_cpu_us = (SelfCpuSeconds() - client_cpu) * 1e6 / r.jobs;
+      }
+      r.stages = StagesBetween(before, server.Storage());
+    };
+    if (round % 2 == 0) {
+      raw();
+      served();
+    } else {
+      served();
+      raw();
+    }
+    absl::PrintF(
+        "batch round %d: raw %.0f jobs/s, SubmitJobs %.0f jobs/s (%.2fx); "
+        "CPU/job server %.1f us, client %.1f us; %d errors\n",
+        round + 1, r.raw_rate, r.server_rate, r.ratio(), r.server_cpu_us,
+        r.client_cpu_us, r.errors);
+    rounds.push_back(r);
+  }
+  return rounds;
+}
+
+void ReportBatch(const Flags& flags, const std::string& load_at_start,
+                 const std::vector<BatchRound>& rounds) {
+  std::ostringstream md;
+  md << SectionStart("submit_bench --only batch", load_at_start) << "\n"
+     << "- command: `" << flags.command << "`\n"
+     << absl::StrFormat(
+            "- raw: SQLite through SQLiteCpp, %d jobs per transaction, per "
+            "job the jobs row, its label row and its `submitted` event row "
+            "(one prepared single-row INSERT per table), WAL, "
+            "synchronous=FULL, a fresh database; server: a fresh jobwired "
+            "(synchronous=%s) taking SubmitJobs batches of %d sample jobs "
+            "on %d streams over its Unix socket (one prepared request, sent "
+            "again and again; each stream waits for each answer). Raw and "
+            "server take turns, %.0f s each, the same disk\n\n",
+            flags.batch, flags.sync, flags.batch, flags.batch_streams,
+            flags.seconds)
+     << "| round | raw jobs/s | SubmitJobs jobs/s | SubmitJobs / raw | "
+        "server CPU us/job | client CPU us/job | requests/commit | apply "
+        "us/commit | commit us/commit |\n"
+     << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  std::vector<double> ratios, raw_rates, server_rates;
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    const BatchRound& r = rounds[i];
+    md << absl::StrFormat("| %d | %.0f | %.0f | %.2f | %.1f | %.1f | ", i + 1,
+                          r.raw_rate, r.server_rate, r.ratio(), r.server_cpu_us,
+                          r.client_cpu_us);
+    if (r.stages) {
+      md << absl::StrFormat("%.1f | %.0f | %.0f |\n",
+                            r.stages->requests_per_commit, r.stages->apply_us,
+                            r.stages->commit_us);
+    } else {
+      md << "- | - | - |\n";
+    }
+    ratios.push_back(r.ratio());
+    raw_rates.push_back(r.raw_rate);
+    server_rates.push_back(r.server_rate);
+  }
+  const double median = Median(ratios);
+  md << absl::StrFormat(
+      "\nMedians: raw %.0f jobs/s, SubmitJobs %.0f jobs/s; the median of "
+      "the rounds' ratios %.2f (range %.2f-%.2f). Goal (#28): SubmitJobs "
+      "batches of 1,000 >= 0.70 of raw: %s\n",
+      Median(raw_rates), Median(server_rates), median, Min(ratios), Max(ratios),
+      flags.batch != 1000 ? "(not 1,000 per batch)"
+      : median >= 0.70    ? "met"
+                          : "MISSED");
+  Emit(flags.append, md.str());
+}
+
 // ----------------------------------------------------------------- event
 
 struct EventResult {
@@ -1110,7 +1276,7 @@ int Main(int argc, char** argv) {
            flags.seconds <= 60;
     } else if (a == "--only") {
       flags.only = v;
-      ok = ok && (v == "submit" || v == "event" || v == "idle");
+      ok = ok && (v == "submit" || v == "event" || v == "idle" || v == "batch");
     } else if (a == "--dir") {
       flags.dir = v;
     } else if (a == "--rate") {
@@ -1158,6 +1324,12 @@ int Main(int argc, char** argv) {
     } else if (a == "--rounds") {
       ok = ok && absl::SimpleAtoi(v, &flags.rounds) && flags.rounds > 0 &&
            flags.rounds <= 100;
+    } else if (a == "--batch") {
+      ok = ok && absl::SimpleAtoi(v, &flags.batch) && flags.batch >= 1 &&
+           flags.batch <= 1000;
+    } else if (a == "--batch-streams") {
+      ok = ok && absl::SimpleAtoi(v, &flags.batch_streams) &&
+           flags.batch_streams >= 1 && flags.batch_streams <= 64;
     } else if (a == "--transport") {
       flags.transport = v;
       ok = ok && (v == "tcp" || v == "unix");
@@ -1166,14 +1338,15 @@ int Main(int argc, char** argv) {
     }
     if (!ok) {
       std::cerr << "usage: submit_bench [--seconds S (0..60]] [--only "
-                   "submit|event|idle] [--dir DIR] [--rate JOBS_PER_S] "
+                   "submit|event|idle|batch] [--dir DIR] [--rate JOBS_PER_S] "
                    "[--watchers N] [--idle-streams N] [--idle-rounds N] "
                    "[--channels N] "
                    "[--sync full|normal|off] "
                    "[--raw1 N --raw1000 N] [--jobwired PATH] "
                    "[--append FILE] [--callers N,N,..] "
                    "[--transport tcp|unix] [--ab PATH [--rounds N]] "
-                   "[--ab-webhooks terminal|state]\n";
+                   "[--ab-webhooks terminal|state] [--batch N (1..1000)] "
+                   "[--batch-streams N]\n";
       return 2;
     }
   }
@@ -1182,6 +1355,10 @@ int Main(int argc, char** argv) {
   const std::string load_at_start = LoadAverage();
   if (!flags.ab.empty() || !flags.ab_webhooks.empty()) {
     ReportAb(flags, load_at_start, RunAbCases(flags));
+    return 0;
+  }
+  if (flags.only == "batch") {
+    ReportBatch(flags, load_at_start, RunBatchCase(flags));
     return 0;
   }
   std::vector<SubmitResult> submits;
