@@ -33,9 +33,12 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
+#include "jobwire/v1/worker_service.grpc.pb.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::test {
@@ -244,18 +247,6 @@ TEST_F(SecurityTest, ConnectionThatNeverStartsHttp2IsClosed) {
   ::close(fd);
 }
 
-TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesIsRefused) {
-  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "1024"}));
-  std::vector<std::string> addresses = server.WaitListening(2);
-  ASSERT_EQ(addresses.size(), 2u) << server.log();
-  HealthCheckRequest big;
-  big.set_service(std::string(2000, 'x'));
-  grpc::Status status = CheckHealth(addresses[1], absl::Seconds(10), big);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << status.error_message();
-  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
-}
-
 // A job whose args are small as JSON but large as a protobuf Struct (one of
 // many small numbers is ~5x its JSON) would pass the 1 MiB JSON check, and
 // then no client with gRPC's default 4 MiB limit could read it back. Submit
@@ -292,6 +283,130 @@ std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target,
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    args);
+}
+
+// The ErrorInfo reason in a status's details; empty when there is none.
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status rich;
+  if (!rich.ParseFromString(status.error_details())) return "";
+  for (const google::protobuf::Any& any : rich.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+// #27: a request over --max-receive-message-bytes got gRPC's own
+// RESOURCE_EXHAUSTED (a message about gRPC's receive limit, no ErrorInfo).
+// gRPC now receives up to twice the limit, and the services answer
+// RESOURCE_EXHAUSTED with ErrorInfo reason REQUEST_TOO_LARGE and a message
+// naming the limit and the flag: a unary call, a stream's message and the
+// open health check alike.
+TEST_F(SecurityTest, RequestOverMaxReceiveMessageBytesNamesTheLimitAndFlag) {
+  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "4096"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto expect_ours = [](const grpc::Status& status) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << status.error_message();
+    EXPECT_EQ(ReasonOf(status), "REQUEST_TOO_LARGE");
+    EXPECT_TRUE(
+        absl::StrContains(status.error_message(),
+                          "at most 4096 bytes (--max-receive-message-bytes)"))
+        << status.error_message();
+  };
+  HealthCheckRequest big;
+  big.set_service(std::string(5000, 'x'));
+  expect_ours(CheckHealth(addresses[1], absl::Seconds(10), big));
+
+  auto channel = OwnChannel(addresses[1]);
+  auto jobs = jobwire::v1::JobService::NewStub(channel);
+  {
+    jobwire::v1::SubmitJobRequest request;
+    request.mutable_job()->set_kind("k");
+    request.mutable_job()->set_payload(std::string(5000, 'p'));
+    jobwire::v1::SubmitJobResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = jobs->SubmitJob(&context, request, &response);
+    expect_ours(status);
+    EXPECT_TRUE(absl::StartsWith(status.error_message(),
+                                 "request message too large: 50"))
+        << status.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    auto stream = jobs->SubmitJobs(&context);
+    jobwire::v1::SubmitJobsRequest batch;
+    for (int i = 0; i < 3; ++i) {
+      jobwire::v1::SubmitJobRequest* r = batch.add_jobs();
+      r->mutable_job()->set_kind("k");
+      r->mutable_job()->set_payload(std::string(2000, 'p'));
+    }
+    stream->Write(batch);
+    stream->WritesDone();
+    jobwire::v1::SubmitJobsResponse response;
+    EXPECT_FALSE(stream->Read(&response));
+    expect_ours(stream->Finish());
+  }
+  // Past twice the limit gRPC itself refuses (still RESOURCE_EXHAUSTED).
+  big.set_service(std::string(9000, 'x'));
+  EXPECT_EQ(CheckHealth(addresses[1], absl::Seconds(10), big).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // A request within the limit is served.
+  jobwire::v1::SubmitJobRequest small;
+  small.mutable_job()->set_kind("k");
+  jobwire::v1::SubmitJobResponse response;
+  grpc::ClientContext context;
+  EXPECT_TRUE(jobs->SubmitJob(&context, small, &response).ok());
+  EXPECT_TRUE(CheckHealth(addresses[1], absl::Seconds(10)).ok());
+}
+
+// #27: on the worker stream a report over --max-receive-message-bytes is
+// refused by `rejected` (RESOURCE_EXHAUSTED, naming the limit and flag) and
+// the session goes on; a hello over it ends the stream with that error.
+TEST_F(SecurityTest, WorkerMessageOverTheRequestLimitIsRefusedNamingTheFlag) {
+  JobwiredProcess server(dir_, Args({"--max-receive-message-bytes", "4096"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto workers = jobwire::v1::WorkerService::NewStub(OwnChannel(addresses[1]));
+  {
+    grpc::ClientContext context;
+    auto stream = workers->Connect(&context);
+    jobwire::v1::ConnectRequest hello;
+    hello.mutable_hello()->set_worker_id("w");
+    hello.mutable_hello()->set_slots(1);
+    ASSERT_TRUE(stream->Write(hello));
+    jobwire::v1::ConnectResponse message;
+    ASSERT_TRUE(stream->Read(&message));
+    ASSERT_TRUE(message.has_welcome());
+    jobwire::v1::ConnectRequest big;
+    big.mutable_progress()->set_job_id("j1");
+    big.mutable_progress()->set_attempt(1);
+    big.mutable_progress()->set_log(std::string(5000, 'l'));
+    ASSERT_TRUE(stream->Write(big));
+    ASSERT_TRUE(stream->Read(&message));
+    ASSERT_TRUE(message.has_rejected()) << message.DebugString();
+    EXPECT_EQ(message.rejected().job_id(), "j1");
+    EXPECT_EQ(message.rejected().code(),
+              static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+    EXPECT_TRUE(
+        absl::StrContains(message.rejected().message(),
+                          "at most 4096 bytes (--max-receive-message-bytes)"))
+        << message.rejected().message();
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  grpc::ClientContext context;
+  auto stream = workers->Connect(&context);
+  jobwire::v1::ConnectRequest hello;
+  hello.mutable_hello()->set_worker_id(std::string(5000, 'w'));
+  hello.mutable_hello()->set_slots(1);
+  stream->Write(hello);
+  jobwire::v1::ConnectResponse message;
+  EXPECT_FALSE(stream->Read(&message));
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ReasonOf(status), "REQUEST_TOO_LARGE");
 }
 
 TEST_F(SecurityTest, CallsBeyondMaxConcurrentStreamsWaitForTheirTurn) {
@@ -900,6 +1015,45 @@ TEST_F(SecurityTest, TokenFileGivesEachTokenItsScopesAndIsReRead) {
             Codes(grpc::StatusCode::OK, grpc::StatusCode::OK));
   EXPECT_EQ(ReadAndSubmit(tcp, "s3cret-dash").first,
             grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// #27: gRPC 1.51 hands every call of a connection the connection's auth
+// context, so the access line named a connection's first caller on all of
+// its calls. Two tokens on one channel: each call's line names its own.
+TEST_F(SecurityTest, AccessLogNamesEachCallsOwnTokenOnOneConnection) {
+  const std::string file = dir_ + "/tokens";
+  {
+    std::ofstream out(file);
+    out << "ci s3cret-ci read\ndash s3cret-dash read\n";
+  }
+  JobwiredProcess server(
+      dir_, Args({"--auth-token-file", file, "--log-level", "debug"}));
+  std::vector<std::string> addresses = server.WaitListening(2);
+  ASSERT_EQ(addresses.size(), 2u) << server.log();
+  auto admin = jobwire::v1::AdminService::NewStub(OwnChannel(addresses[1]));
+  for (const char* token : {"s3cret-ci", "s3cret-dash", "s3cret-ci"}) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    jobwire::v1::ServerInfo info;
+    ASSERT_TRUE(admin->GetServerInfo(&context, {}, &info).ok());
+  }
+  const std::string line = "call /jobwire.v1.AdminService/GetServerInfo by ";
+  std::vector<std::string> callers;
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (callers.size() < 3 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));
+    callers.clear();
+    const std::string log = server.log();
+    for (absl::string_view text : absl::StrSplit(log, '\n')) {
+      const size_t at = text.find(line);
+      if (at == absl::string_view::npos) continue;
+      absl::string_view rest = text.substr(at + line.size());
+      callers.emplace_back(rest.substr(0, rest.find(' ')));
+    }
+  }
+  EXPECT_EQ(callers,
+            std::vector<std::string>({"token:ci", "token:dash", "token:ci"}))
+      << server.log();
 }
 
 // Defect 6: a request with invalid UTF-8 in a string field made protobuf

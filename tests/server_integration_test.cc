@@ -748,6 +748,40 @@ TEST_F(ServerIntegrationTest, CliSubmitBatchWatchFollowsTheSubmittedJobs) {
       << cancelled.log();
 }
 
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's 4 MiB request
+// limit as one batch. submit-batch ends a batch before 4 MiB, so they go
+// in; a line the server refuses in such a batch is still named by number.
+TEST_F(ServerIntegrationTest, CliSubmitBatchSplitsBatchesUnderTheByteLimit) {
+  ServerProcess server(dir_, DefaultArgs());
+  ASSERT_EQ(server.WaitListening(2).size(), 2u) << server.log();
+  const std::string addr = CliAddr();
+  // 900 KiB of payload: base64 in JSON, 4 characters per 3 bytes.
+  const std::string payload(900 * 1024 / 3 * 4, 'A');
+  const std::string big = dir_ + "/big.jsonl";
+  {
+    std::ofstream out(big);
+    for (int i = 0; i < 6; ++i) {
+      out << "{\"job\": {\"kind\": \"k\", \"payload\": \"" << payload
+          << "\"}}\n";
+    }
+  }
+  CliResult ok = RunCli(addr + "submit-batch " + big);
+  EXPECT_EQ(ok.code, 0) << ok.out.substr(0, 2000);
+  EXPECT_TRUE(absl::StrContains(ok.out, "6 jobs, 6 new"))
+      << ok.out.substr(0, 2000);
+  {
+    std::ofstream out(big, std::ios::app);
+    out << "{\"job\": {\"kind\": \"k\", \"queue\": \"no spaces\"}}\n";
+  }
+  CliResult refused = RunCli(addr + "submit-batch " + big);
+  EXPECT_NE(refused.code, 0);
+  EXPECT_TRUE(absl::StrContains(refused.out, "line 7: job.queue"))
+      << refused.out.substr(0, 2000);
+  EXPECT_TRUE(
+      absl::StrContains(refused.out, "the 4 jobs before line 5 were submitted"))
+      << refused.out.substr(0, 2000);
+}
+
 // `submit-batch --watch` follows the ids its SubmitJobs replies name, from
 // a cursor taken before its first submit: no label is added (a job may have
 // all 64 of its own), and any number of the jobs may have existed before

@@ -293,6 +293,22 @@ TEST_F(WorkerE2eTest, ExecRecordsOutputAsLogEventsAndTheExitStatusAsTheError) {
       << worker->log();
 }
 
+// #27: a result over the server's 1 MiB cap was refused and the job stayed
+// RUNNING while the worker's heartbeats renewed its lease. The worker now
+// fails the attempt with the server's refusal.
+TEST_F(WorkerE2eTest, ExecResultOverTheLimitFailsTheJobNamingTheLimit) {
+  StartServer();
+  const std::string id = Submit(/*max_attempts=*/1);
+  StartWorker("w1",
+              "printf '{\"r\": \"'; head -c 2097152 /dev/zero | tr '\\0' r; "
+              "printf '\"}\\n'");
+  WatchToEnd(id);
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::Job::STATE_FAILED) << Logs(id);
+  EXPECT_TRUE(absl::StrContains(job.error().message(), "at most 1048576"))
+      << job.error().message();
+}
+
 TEST_F(WorkerE2eTest, ExecRecordsASignalAndBoundsTheLog) {
   StartServer();
   const std::string id = Submit(/*max_attempts=*/1);

@@ -655,7 +655,8 @@ class SubmitBatchCommand final : public Command {
   }
 
   // Sends `requests` (lines[i] is the file line of requests[i]) in batches
-  // of kBatch on kStreams streams, kPerStream in flight on each
+  // of kBatch jobs and at most 4 MiB on kStreams streams, kPerStream in
+  // flight on each
   // (sdk::Client::SubmitBatches), and prints
   // their ids in line order (or, with --watch, follows them); adds the jobs
   // submitted before a failed batch to `submitted`, the new ones to
@@ -667,14 +668,18 @@ class SubmitBatchCommand final : public Command {
                           int64_t* created) {
     const size_t total = requests.size();
     size_t first_failed = SIZE_MAX;  // the first batch that failed
-    int64_t after_failed = 0;        // jobs submitted in batches after it
-    absl::Status failure;            // its status
+    size_t failed_first = 0;         // its requests [first, first + count)
+    size_t failed_count = 0;
+    int64_t after_failed = 0;  // jobs submitted in batches after it
+    absl::Status failure;      // its status
     absl::Status ended = context.client->SubmitBatches(
         std::move(requests), kBatch, kStreams,
         [&](sdk::Client::BatchOutcome batch) {
           if (!batch.status.ok()) {
             if (first_failed == SIZE_MAX) {
               first_failed = static_cast<size_t>(batch.index);
+              failed_first = batch.first;
+              failed_count = batch.count;
               failure = batch.status;
             }
             return;
@@ -701,8 +706,8 @@ class SubmitBatchCommand final : public Command {
         },
         kPerStream);
     if (first_failed != SIZE_MAX) {
-      const size_t start = first_failed * kBatch;
-      const size_t end = std::min(total, start + kBatch);
+      const size_t start = failed_first;
+      const size_t end = std::min(total, start + failed_count);
       const std::vector<int> batch_lines(lines.begin() + start,
                                          lines.begin() + end);
       std::string before =

@@ -10,6 +10,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 
@@ -489,6 +490,17 @@ absl::StatusOr<v1::Job> Client::WaitJob(const std::string& id) {
   return GetJob(id);
 }
 
+namespace {
+
+// What `job` adds to a SubmitJobsRequest's size: its tag, length and bytes.
+size_t BatchEntryBytes(const v1::SubmitJobRequest& job) {
+  const size_t bytes = job.ByteSizeLong();
+  return 1 + google::protobuf::io::CodedOutputStream::VarintSize64(bytes) +
+         bytes;
+}
+
+}  // namespace
+
 absl::Status Client::SubmitJobs(
     const std::function<std::optional<v1::SubmitJobRequest>()>& next,
     const std::function<void(const std::string& id)>& on_id,
@@ -524,9 +536,19 @@ absl::Status Client::SubmitJobs(
       batch.Clear();
       return ok;
     };
+    size_t batch_bytes = 0;
     while (std::optional<v1::SubmitJobRequest> request = next()) {
+      const size_t bytes = BatchEntryBytes(*request);
+      if (batch.jobs_size() > 0 && batch_bytes + bytes > options.batch_bytes) {
+        if (!send()) return;
+        batch_bytes = 0;
+      }
       *batch.add_jobs() = std::move(*request);
-      if (batch.jobs_size() == options.batch_size && !send()) return;
+      batch_bytes += bytes;
+      if (batch.jobs_size() == options.batch_size) {
+        if (!send()) return;
+        batch_bytes = 0;
+      }
     }
     if (batch.jobs_size() > 0 && !send()) return;
     stream->WritesDone();
@@ -568,14 +590,29 @@ absl::StatusOr<v1::BulkUpdateJobsResponse> Client::BulkUpdateJobs(
 
 absl::Status Client::SubmitBatches(
     std::vector<v1::SubmitJobRequest> requests, int batch_size, int streams,
-    const std::function<void(BatchOutcome)>& on_batch, int per_stream) {
+    const std::function<void(BatchOutcome)>& on_batch, int per_stream,
+    size_t batch_bytes) {
   if (batch_size < 1 || batch_size > 1000 || streams < 1 || per_stream < 1) {
     return absl::InvalidArgumentError(
         "SubmitBatches: batch_size must be 1 to 1000, streams and per_stream "
         "at least 1");
   }
-  const size_t size = static_cast<size_t>(batch_size);
-  const size_t batches = (requests.size() + size - 1) / size;
+  // Batch b holds requests [starts[b], starts[b + 1]): at most batch_size
+  // jobs and batch_bytes bytes (a larger job alone).
+  std::vector<size_t> starts;
+  size_t bytes = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const size_t entry = BatchEntryBytes(requests[i]);
+    if (starts.empty() ||
+        i - starts.back() == static_cast<size_t>(batch_size) ||
+        bytes + entry > batch_bytes) {
+      starts.push_back(i);
+      bytes = 0;
+    }
+    bytes += entry;
+  }
+  const size_t batches = starts.size();
+  starts.push_back(requests.size());
   struct Answer {
     bool done = false;
     absl::Status status;
@@ -644,8 +681,7 @@ absl::Status Client::SubmitBatches(
         b = next++;
       }
       v1::SubmitJobsRequest batch;
-      const size_t end = std::min(requests.size(), (b + 1) * size);
-      for (size_t i = b * size; i < end; ++i) {
+      for (size_t i = starts[b]; i < starts[b + 1]; ++i) {
         *batch.add_jobs() = std::move(requests[i]);  // sent once
       }
       {
@@ -688,6 +724,8 @@ absl::Status Client::SubmitBatches(
       mu.Await(absl::Condition(&ready));
       if (!answers[b].done) break;  // never sent
       outcome.index = static_cast<int64_t>(b);
+      outcome.first = starts[b];
+      outcome.count = starts[b + 1] - starts[b];
       outcome.status = std::move(answers[b].status);
       outcome.response = std::move(answers[b].response);
     }

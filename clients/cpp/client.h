@@ -29,6 +29,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -162,9 +163,16 @@ class Client {
   // Blocks until the job ends; returns it as it ended.
   absl::StatusOr<v1::Job> WaitJob(const std::string& id);
 
+  // The most bytes (as protobuf) of one SubmitJobs batch: jobwired's
+  // default --max-receive-message-bytes. A batch ends early rather than pass
+  // it; a single larger job goes alone (and the server answers
+  // RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE, naming the limit). Lower
+  // it for a server with a lower limit.
+  static constexpr size_t kDefaultBatchBytes = 4 << 20;
   struct SubmitJobsOptions {
     int batch_size = 1000;  // jobs per batch, 1 to 1000
     int max_in_flight = 4;  // batches sent and not yet answered
+    size_t batch_bytes = kDefaultBatchBytes;  // bytes per batch, at most
   };
   // Submits many jobs over one SubmitJobs stream. `next` is called (on a
   // thread of its own) for each request until it returns std::nullopt;
@@ -182,7 +190,8 @@ class Client {
   // a large selection takes as long as it takes.
   absl::StatusOr<v1::BulkUpdateJobsResponse> BulkUpdateJobs(
       const v1::BulkUpdateJobsRequest& request);
-  // Submits `requests` in batches of `batch_size` (1 to 1,000) on
+  // Submits `requests` in batches of `batch_size` (1 to 1,000) jobs and
+  // at most `batch_bytes` (as kDefaultBatchBytes says) on
   // `streams` SubmitJobs streams at once: a stream answers one batch before
   // it reads its next, so several streams commit batches in parallel; on
   // each, up to `per_stream` batches are sent ahead of their answers (the
@@ -198,13 +207,17 @@ class Client {
   // deadline. With request ids, submitting again is safe.
   struct BatchOutcome {
     int64_t index = 0;
+    // The batch is requests [first, first + count).
+    size_t first = 0;
+    size_t count = 0;
     absl::Status status;  // OK: `response` holds the batch's ids
     v1::SubmitJobsResponse response;
   };
   absl::Status SubmitBatches(std::vector<v1::SubmitJobRequest> requests,
                              int batch_size, int streams,
                              const std::function<void(BatchOutcome)>& on_batch,
-                             int per_stream = 1);
+                             int per_stream = 1,
+                             size_t batch_bytes = kDefaultBatchBytes);
 
   // The AdminService, one method per RPC (see admin_service.proto).
   absl::StatusOr<v1::DispatchState> PauseDispatch(

@@ -1,5 +1,6 @@
 // The C++ SDK against a real jobwired (tests/jobwired_process.h) on a Unix
 // socket in a temp directory.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -251,6 +252,33 @@ TEST_F(SdkTest, WorkerFailsRetriesAndStopsOnCancel) {
   EXPECT_EQ(long_reason, StopReason::kCancelled);
 }
 
+// #27: a result over the server's 1 MiB cap is refused (INVALID_ARGUMENT);
+// the worker fails the attempt with the refusal instead of leaving the job
+// RUNNING while its heartbeats renew the lease.
+TEST_F(SdkTest, ARefusedResultFailsTheAttemptWithTheRefusal) {
+  Client client(addr_);
+  Worker worker(&client, {.grace = absl::Seconds(5)});
+  worker.Handle("big", [](Task&) -> absl::StatusOr<v1::JobResult> {
+    v1::JobResult result;
+    result.set_payload(std::string(2 << 20, 'r'));
+    return result;
+  });
+  absl::Status ran;
+  std::thread runner([&] { ran = worker.Run(); });
+  v1::Job job = JobOf("big");
+  job.set_max_attempts(1);
+  const std::string id = client.SubmitJob(job)->job().id();
+  absl::StatusOr<v1::Job> ended = client.WaitJob(id);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), v1::Job::STATE_FAILED);
+  EXPECT_THAT(ended->error().message(),
+              ::testing::HasSubstr("at most 1048576"));
+  EXPECT_EQ(ended->error().code(), 3);  // INVALID_ARGUMENT
+  worker.Stop();
+  runner.join();
+  EXPECT_TRUE(ran.ok()) << ran;
+}
+
 TEST_F(SdkTest, TokenGoesOnEveryCallAndStream) {
   server_.reset();
   extra_ = {"--auth-token=s3cret"};
@@ -378,6 +406,45 @@ TEST_F(SdkTest, ListJobsWithALimitReturnsATokenThatContinues) {
       client.ListWebhookDeliveries(v1::ListWebhookDeliveriesRequest(), 10);
   ASSERT_TRUE(deliveries.ok()) << deliveries.status();
   EXPECT_EQ(deliveries->deliveries_size(), 0);
+}
+
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+// request limit as one batch; SubmitJobs and SubmitBatches split them so a
+// batch stays under Client::kDefaultBatchBytes, and every job goes in.
+TEST_F(SdkTest, BatchSubmitsSplitBatchesUnderTheByteLimit) {
+  Client client(addr_);
+  std::vector<v1::SubmitJobRequest> requests(6);
+  for (auto& r : requests) {
+    r.mutable_job()->set_kind("big");
+    r.mutable_job()->set_payload(std::string(900 << 10, 'p'));
+  }
+  size_t next = 0;
+  std::vector<std::string> ids;
+  absl::Status streamed = client.SubmitJobs(
+      [&]() -> std::optional<v1::SubmitJobRequest> {
+        if (next == requests.size()) return std::nullopt;
+        return requests[next++];
+      },
+      [&](const std::string& id) { ids.push_back(id); }, {});
+  ASSERT_TRUE(streamed.ok()) << streamed;
+  EXPECT_EQ(ids.size(), 6u);
+
+  std::vector<Client::BatchOutcome> batches;
+  ASSERT_TRUE(client
+                  .SubmitBatches(requests, 1000, 2,
+                                 [&](Client::BatchOutcome b) {
+                                   batches.push_back(std::move(b));
+                                 })
+                  .ok());
+  ASSERT_EQ(batches.size(), 2u);  // 4 + 2 jobs of ~900 KiB
+  size_t first = 0;
+  for (const Client::BatchOutcome& b : batches) {
+    EXPECT_TRUE(b.status.ok()) << b.status;
+    EXPECT_EQ(b.first, first);
+    EXPECT_EQ(static_cast<size_t>(b.response.ids_size()), b.count);
+    first += b.count;
+  }
+  EXPECT_EQ(first, 6u);
 }
 
 // SubmitBatches: every batch's outcome in batch order, from several

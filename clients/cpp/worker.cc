@@ -13,6 +13,9 @@ namespace jobwire::sdk {
 namespace {
 
 constexpr char kPermanentPayload[] = "jobwire.dev/permanent-failure";
+// The most of a refusal's message a fail carries (a fail's error may hold
+// 64 KiB; the server's refusals are one line).
+constexpr size_t kMaxRefusalBytes = 4096;
 constexpr char kJobErrorPayload[] = "type.googleapis.com/jobwire.v1.JobError";
 
 std::string Key(const std::string& id, int32_t attempt) {
@@ -239,8 +242,7 @@ absl::Status Worker::ServeOnce(bool* welcomed) {
         StopTask(message.pause().job_id(), message.pause().attempt(),
                  StopReason::kPaused, true, false);
       } else if (message.has_rejected()) {
-        StopTask(message.rejected().job_id(), message.rejected().attempt(),
-                 StopReason::kLost, false, true);
+        OnRejected(message.rejected());
       }
       // drain: nothing new is assigned; the stream ends UNAVAILABLE later.
     }
@@ -356,8 +358,44 @@ void Worker::StopTask(const std::string& id, int32_t attempt, StopReason reason,
   if (it != active_.end()) it->second->Stop(reason, ack, lost);
 }
 
+void Worker::OnRejected(const v1::Rejected& rejected) {
+  // INVALID_ARGUMENT (a field over its limit) and RESOURCE_EXHAUSTED (the
+  // message over the server's request limit) refuse the report only.
+  if (rejected.code() !=
+          static_cast<int32_t>(absl::StatusCode::kInvalidArgument) &&
+      rejected.code() !=
+          static_cast<int32_t>(absl::StatusCode::kResourceExhausted)) {
+    // ABORTED, NOT_FOUND: the attempt is no longer this worker's.
+    StopTask(rejected.job_id(), rejected.attempt(), StopReason::kLost, false,
+             true);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(Key(rejected.job_id(), rejected.attempt()));
+    // A refused progress or checkpoint of a running handler changed nothing;
+    // the handler goes on and reports its outcome.
+    if (it != active_.end() && !it->second->reported_.load()) return;
+  }
+  // The handler's outcome (complete, fail, checkpoint) was refused: the
+  // attempt would stay RUNNING while heartbeats renew its lease. Fail it
+  // with the refusal, so the job is retried per its policy or ends FAILED.
+  v1::ConnectRequest report;
+  v1::Fail* f = report.mutable_fail();
+  f->set_job_id(rejected.job_id());
+  f->set_attempt(rejected.attempt());
+  f->mutable_error()->set_code(rejected.code());
+  f->mutable_error()->set_message(
+      absl::StrCat("the server refused the worker's report: ",
+                   rejected.message().substr(0, kMaxRefusalBytes)));
+  f->mutable_error()->set_retryable(true);
+  f->set_retryable(true);
+  Send(report);
+}
+
 void Worker::RunTask(std::shared_ptr<Task> task) {
   v1::ConnectRequest report = Outcome(*task);
+  task->reported_.store(true);
   if (!task->lost_.load()) {
     if (task->stopping() && task->ack_.load()) {
       report.Clear();

@@ -22,6 +22,9 @@
 // true; whatever the handler then returns, the runtime acknowledges the
 // stop and the job ends CANCELLED (or PAUSED). stopping() is also true when
 // the attempt lost its lease (its reports would be refused; none are sent).
+// When the server refuses a handler's outcome as invalid (a result over
+// 1 MiB), the runtime fails the attempt with the refusal's message instead:
+// the job is retried per its policy or ends FAILED.
 //
 // Thread-safe: Stop() from any thread; Handle() before Run().
 #ifndef JOBWIRE_CLIENTS_CPP_WORKER_H_
@@ -90,8 +93,9 @@ class Task {
   const int32_t attempt_;
   const std::string checkpoint_;
   std::atomic<StopReason> reason_{StopReason::kNone};
-  std::atomic<bool> ack_{false};   // the stop wants an ack
-  std::atomic<bool> lost_{false};  // no report would be taken
+  std::atomic<bool> ack_{false};       // the stop wants an ack
+  std::atomic<bool> lost_{false};      // no report would be taken
+  std::atomic<bool> reported_{false};  // the handler's outcome is (being) sent
   absl::Mutex mu_;
   v1::Progress progress_ ABSL_GUARDED_BY(mu_);  // the last reported
 };
@@ -150,6 +154,11 @@ class Worker {
   void StopTask(const std::string& id, int32_t attempt, StopReason reason,
                 bool ack, bool lost);
   void RunTask(std::shared_ptr<Task> task);
+  // A `rejected` report: a stale attempt stops its task; a refused outcome
+  // (INVALID_ARGUMENT, e.g. a result over 1 MiB) is answered with a
+  // retryable `fail` carrying the refusal's message, so the job never stays
+  // RUNNING on heartbeats (docs/worker-protocol.md).
+  void OnRejected(const v1::Rejected& rejected);
   v1::ConnectRequest Outcome(Task& task);
   // Writes to the current stream; dropped when there is none.
   void Send(const v1::ConnectRequest& request);

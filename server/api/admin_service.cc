@@ -246,12 +246,6 @@ class BackupWriter final : public grpc::ServerWriteReactor<BackupChunk>,
 };
 
 // A server stream that ends at once with a fixed status.
-class FinishedWriter final : public grpc::ServerWriteReactor<BackupChunk> {
- public:
-  explicit FinishedWriter(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-
 }  // namespace
 
 int RemoveStaleBackupsBlocking(const std::string& db_path) {
@@ -677,16 +671,18 @@ void AdminServiceImpl::ServeUpdateQueue(
 
 grpc::ServerWriteReactor<BackupChunk>* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* /*context*/,
-    const jobwire::v1::BackupRequest*) {
+    const jobwire::v1::BackupRequest* request) {
+  absl::Status size = CheckRequestBytes(*request, options_.max_request_bytes);
+  if (!size.ok()) return new FinishedWriter<BackupChunk>(size);
   if (options_.store == nullptr) {
-    return new FinishedWriter(ToGrpcStatus(absl::UnimplementedError(
-        "jobwire.v1.AdminService.Backup needs the store")));
+    return new FinishedWriter<BackupChunk>(absl::UnimplementedError(
+        "jobwire.v1.AdminService.Backup needs the store"));
   }
   if (shutting_down_.load()) {
-    return new FinishedWriter(ToGrpcStatus(ShuttingDownError()));
+    return new FinishedWriter<BackupChunk>(ShuttingDownError());
   }
   if (!options_.backup_refusal.ok()) {
-    return new FinishedWriter(ToGrpcStatus(options_.backup_refusal));
+    return new FinishedWriter<BackupChunk>(options_.backup_refusal);
   }
   return new BackupWriter(options_.store, executor_, options_.storage_path,
                           &backups_);

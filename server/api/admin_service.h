@@ -82,6 +82,10 @@ class AdminServiceImpl final
     // Called after a redelivery committed, so the sender looks at the
     // outbox now (HttpWebhookSender::Wake). Null: nothing.
     std::function<void()> webhooks_wake;
+    // Largest request message, as protobuf, that the gRPC methods accept
+    // (--max-receive-message-bytes); a larger one gets RESOURCE_EXHAUSTED
+    // (CheckRequestBytes in unary_methods.h).
+    size_t max_request_bytes = 4 << 20;
   };
 
   // `clock` and `executor` are not owned and must outlive the service.
@@ -170,6 +174,7 @@ class AdminServiceImpl final
   // Adds the unary methods above (all but Backup), as the functions their
   // gRPC handlers call, to `table` (unary_methods.h).
   void AddUnaryMethods(UnaryMethods* table);
+  size_t max_request_bytes() const { return options_.max_request_bytes; }
 
  private:
   // The unary methods (unary_methods.h); the gRPC handlers of the same

@@ -422,7 +422,7 @@ class BulkUpdateReactor final
   BulkUpdateReactor(BulkDeps deps, StreamRegistry* registry,
                     const std::atomic<bool>* draining,
                     absl::Duration retry_delay)
-      : RequestStream(registry),
+      : RequestStream(registry, deps.max_request_bytes),
         deps_(std::move(deps)),
         draining_(draining),
         retry_delay_(retry_delay) {}

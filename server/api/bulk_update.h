@@ -99,6 +99,8 @@ struct BulkDeps {
   RunningJobHook cancel_running;
   RunningJobHook pause_running;
   int chunk_jobs = 500;  // values below 1 mean 1; above 1,000 mean 1,000
+  // A stream's request over this, as protobuf, ends it RESOURCE_EXHAUSTED.
+  size_t max_request_bytes = 4 << 20;
 };
 
 // Runs `request` and calls `done` exactly once, with the counts or the error

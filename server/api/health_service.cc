@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "server/api/unary_methods.h"
 #include "server/common/errors.h"
 #include "server/transport/grpc_status.h"
 
@@ -125,7 +126,9 @@ grpc::Status ShuttingDown() { return ToGrpcStatus(ShuttingDownError()); }
 
 }  // namespace
 
-HealthServiceImpl::HealthServiceImpl(const std::vector<std::string>& services) {
+HealthServiceImpl::HealthServiceImpl(const std::vector<std::string>& services,
+                                     size_t max_request_bytes)
+    : max_request_bytes_(max_request_bytes) {
   statuses_[""] = HealthCheckResponse::SERVING;
   for (const std::string& name : services) {
     statuses_[name] = HealthCheckResponse::SERVING;
@@ -191,6 +194,11 @@ grpc::ServerUnaryReactor* HealthServiceImpl::Check(
     grpc::CallbackServerContext* context, const HealthCheckRequest* request,
     HealthCheckResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status size = CheckRequestBytes(*request, max_request_bytes_);
+  if (!size.ok()) {
+    reactor->Finish(ToGrpcStatus(size));
+    return reactor;
+  }
   ServingStatus status;
   {
     absl::MutexLock lock(&mu_);
@@ -209,6 +217,8 @@ grpc::ServerUnaryReactor* HealthServiceImpl::Check(
 grpc::ServerWriteReactor<HealthCheckResponse>* HealthServiceImpl::Watch(
     grpc::CallbackServerContext* /*context*/,
     const HealthCheckRequest* request) {
+  absl::Status size = CheckRequestBytes(*request, max_request_bytes_);
+  if (!size.ok()) return new FinishedWriter<HealthCheckResponse>(size);
   auto* reactor = new WatchReactor(this, request->service());
   ServingStatus status;
   bool shut_down;

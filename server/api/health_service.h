@@ -20,6 +20,7 @@
 #ifndef JOBWIRE_SERVER_API_HEALTH_SERVICE_H_
 #define JOBWIRE_SERVER_API_HEALTH_SERVICE_H_
 
+#include <cstddef>
 #include <map>
 #include <set>
 #include <string>
@@ -38,7 +39,10 @@ class HealthServiceImpl final
   using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
 
   // `services`: fully qualified service names, e.g. "jobwire.v1.JobService".
-  explicit HealthServiceImpl(const std::vector<std::string>& services);
+  // A request over `max_request_bytes` as protobuf (--max-receive-message-
+  // bytes) gets RESOURCE_EXHAUSTED (CheckRequestBytes, unary_methods.h).
+  explicit HealthServiceImpl(const std::vector<std::string>& services,
+                             size_t max_request_bytes = 4 << 20);
   ~HealthServiceImpl() override;
 
   // Sets one service's status ("" is the whole server) and tells its
@@ -72,6 +76,7 @@ class HealthServiceImpl final
   // Lock order: mu_ is never held while a reactor's own lock is taken for a
   // write; reactors are referenced (WatchReactor::Ref) under mu_ and used
   // after mu_ is released.
+  const size_t max_request_bytes_;
   mutable absl::Mutex mu_;
   std::map<std::string, ServingStatus> statuses_ ABSL_GUARDED_BY(mu_);
   std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);

@@ -67,8 +67,8 @@ class SubmitJobsReactor final
   SubmitJobsReactor(JobStore* store, StreamRegistry* registry,
                     const std::atomic<bool>* draining,
                     absl::Duration retry_delay,
-                    const WebhookCheck* check_webhook)
-      : RequestStream(registry),
+                    const WebhookCheck* check_webhook, size_t max_request_bytes)
+      : RequestStream(registry, max_request_bytes),
         store_(store),
         draining_(draining),
         retry_delay_(retry_delay),
@@ -273,9 +273,9 @@ void JobServiceImpl::ServeSubmitJob(const v1::SubmitJobRequest& request,
 
 grpc::ServerBidiReactor<v1::SubmitJobsRequest, v1::SubmitJobsResponse>*
 JobServiceImpl::SubmitJobs(grpc::CallbackServerContext* context) {
-  auto* stream =
-      new SubmitJobsReactor(store_, &streams_, &draining_, options_.retry_delay,
-                            &options_.check_webhook);
+  auto* stream = new SubmitJobsReactor(
+      store_, &streams_, &draining_, options_.retry_delay,
+      &options_.check_webhook, options_.max_request_bytes);
   stream->Start();
   return stream;
 }
@@ -342,11 +342,15 @@ void JobServiceImpl::ServeListJobs(const v1::ListJobsRequest& request,
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  absl::Status size = CheckRequestBytes(*request, options_.max_request_bytes);
+  if (!size.ok()) return new FinishedWriter<v1::WatchJobResponse>(size);
   return StartWatchJobReactor(watch_deps(), *request);
 }
 
 grpc::ServerWriteReactor<v1::WatchJobsResponse>* JobServiceImpl::WatchJobs(
     grpc::CallbackServerContext* context, const v1::WatchJobsRequest* request) {
+  absl::Status size = CheckRequestBytes(*request, options_.max_request_bytes);
+  if (!size.ok()) return new FinishedWriter<v1::WatchJobsResponse>(size);
   return StartWatchJobsReactor(watch_deps(), *request);
 }
 
@@ -476,6 +480,7 @@ JobServiceImpl::BulkUpdateJobs(grpc::CallbackServerContext* context) {
   deps.cancel_running = options_.cancel_running;
   deps.pause_running = options_.pause_running;
   deps.chunk_jobs = options_.bulk_chunk_jobs;
+  deps.max_request_bytes = options_.max_request_bytes;
   return NewBulkUpdateReactor(std::move(deps), &streams_, &draining_,
                               options_.retry_delay);
 }

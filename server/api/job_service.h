@@ -102,6 +102,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
     // always holds at least one job. 3 MiB stays below the 4 MiB that gRPC
     // clients accept by default.
     size_t list_max_bytes = 3 << 20;
+    // Largest request message, as protobuf, that the gRPC methods accept,
+    // each message of a stream too (--max-receive-message-bytes); a larger
+    // one gets RESOURCE_EXHAUSTED (CheckRequestBytes in unary_methods.h).
+    size_t max_request_bytes = 4 << 20;
   };
 
   JobServiceImpl(JobStore* store, EventBus* bus, Executor* executor,
@@ -161,6 +165,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   // Adds the unary methods above (all but the streams), as the functions
   // their gRPC handlers call, to `table` (unary_methods.h).
   void AddUnaryMethods(UnaryMethods* table);
+  size_t max_request_bytes() const { return options_.max_request_bytes; }
 
   // A watch for a face other than gRPC (the HTTP face's Server-Sent Events),
   // to Begin() on the caller's sink (watch_sink.h): the same validation

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -26,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/api/stream_registry.h"
+#include "server/api/unary_methods.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -34,7 +36,10 @@ template <typename Request, typename Response>
 class RequestStream : public grpc::ServerBidiReactor<Request, Response>,
                       public ServiceStream {
  public:
-  explicit RequestStream(StreamRegistry* registry) : registry_(registry) {}
+  // A request over `max_request_bytes` as protobuf ends the stream with
+  // RESOURCE_EXHAUSTED (CheckRequestBytes) instead of reaching Handle().
+  RequestStream(StreamRegistry* registry, size_t max_request_bytes)
+      : registry_(registry), max_request_bytes_(max_request_bytes) {}
 
   // Registers the stream and reads the first request. Call once, after
   // construction (Handle is virtual).
@@ -50,6 +55,8 @@ class RequestStream : public grpc::ServerBidiReactor<Request, Response>,
       return;
     }
     refs_.fetch_add(1);  // released by Answer
+    absl::Status size = CheckRequestBytes(request_, max_request_bytes_);
+    if (!size.ok()) return Answer(std::move(size));
     Handle(request_);
   }
 
@@ -124,6 +131,7 @@ class RequestStream : public grpc::ServerBidiReactor<Request, Response>,
   }
 
   StreamRegistry* const registry_;
+  const size_t max_request_bytes_;
   // gRPC holds one until OnDone; the request being handled holds another.
   std::atomic<int> refs_{1};
   Request request_;  // owned by the read in flight, then by Handle

@@ -27,6 +27,7 @@
 #include <google/protobuf/message.h>
 #include <grpcpp/grpcpp.h>
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <utility>
@@ -35,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "server/common/errors.h"
 #include "server/transport/grpc_status.h"
 
 namespace jobwire {
@@ -52,14 +54,48 @@ inline UnaryDone FinishReactor(grpc::ServerUnaryReactor* reactor) {
   };
 }
 
+// OK when `request` is at most `limit` bytes as protobuf; else
+// RequestTooLargeError (RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE, naming
+// --max-receive-message-bytes). gRPC itself receives up to
+// kGrpcReceiveSlack times the limit (app.cc), so that a message somewhat
+// over it reaches this check and gets an answer a user can act on instead
+// of gRPC's own.
+inline absl::Status CheckRequestBytes(const google::protobuf::Message& request,
+                                      size_t limit) {
+  const size_t bytes = request.ByteSizeLong();
+  if (bytes <= limit) return absl::OkStatus();
+  return RequestTooLargeError("request message", bytes, limit);
+}
+
+// How many times --max-receive-message-bytes gRPC's own receive limit is.
+inline constexpr int kGrpcReceiveSlack = 2;
+
+// A server-streaming reactor that finishes at once with `status`: the
+// answer to a request refused before its stream starts. Create it with
+// `new`; it deletes itself in OnDone.
+template <typename Response>
+class FinishedWriter final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit FinishedWriter(const absl::Status& status) {
+    this->Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override { delete this; }
+};
+
 // The gRPC handler of a unary method: calls `service->*method` with a
-// `done` that finishes the call's default reactor.
+// `done` that finishes the call's default reactor; a request over
+// `service->max_request_bytes()` is refused first (CheckRequestBytes).
 template <typename Service, typename Request, typename Response>
 grpc::ServerUnaryReactor* ServeOverGrpc(
     grpc::CallbackServerContext* context, Service* service,
     void (Service::*method)(const Request&, Response*, UnaryDone),
     const Request* request, Response* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status size = CheckRequestBytes(*request, service->max_request_bytes());
+  if (!size.ok()) {
+    reactor->Finish(ToGrpcStatus(size));
+    return reactor;
+  }
   (service->*method)(*request, response, FinishReactor(reactor));
   return reactor;
 }

@@ -11,6 +11,7 @@
 #include "google/protobuf/arena.h"
 #include "server/api/convert.h"
 #include "server/api/inline_arena.h"
+#include "server/api/unary_methods.h"
 #include "server/api/write_coalescing.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
@@ -168,7 +169,16 @@ class WorkerSessionReactor final
       return;
     }
     if (session_.load() != 0) dispatcher()->Touch(session_.load());
-    Handle(request_);
+    absl::Status size =
+        CheckRequestBytes(request_, service_->max_request_bytes_);
+    if (size.ok()) {
+      Handle(request_);
+    } else if (const auto [job_id, attempt] = ReportedAttempt(request_);
+               !job_id.empty()) {
+      Reject(job_id, attempt, std::move(size));
+    } else {
+      FinishOnce(size);
+    }
     request_.Clear();
     absl::MutexLock lock(&mu_);
     if (finish_requested_) return;
@@ -273,6 +283,25 @@ class WorkerSessionReactor final
       if (all_answered) FinishOnce(absl::OkStatus());
       Unref();
     };
+  }
+
+  // The job and attempt a report names; "" for other messages.
+  static std::pair<std::string, int32_t> ReportedAttempt(
+      const v1::ConnectRequest& r) {
+    switch (r.kind_case()) {
+      case v1::ConnectRequest::kProgress:
+        return {r.progress().job_id(), r.progress().attempt()};
+      case v1::ConnectRequest::kComplete:
+        return {r.complete().job_id(), r.complete().attempt()};
+      case v1::ConnectRequest::kFail:
+        return {r.fail().job_id(), r.fail().attempt()};
+      case v1::ConnectRequest::kCheckpoint:
+        return {r.checkpoint().job_id(), r.checkpoint().attempt()};
+      case v1::ConnectRequest::kAck:
+        return {r.ack().job_id(), r.ack().attempt()};
+      default:
+        return {"", 0};
+    }
   }
 
   void Reject(const std::string& job_id, int32_t attempt, absl::Status s) {
@@ -430,8 +459,9 @@ class WorkerSessionReactor final
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;  // the worker's reads ended
 };
 
-WorkerServiceImpl::WorkerServiceImpl(Dispatcher* dispatcher)
-    : dispatcher_(dispatcher) {}
+WorkerServiceImpl::WorkerServiceImpl(Dispatcher* dispatcher,
+                                     size_t max_request_bytes)
+    : dispatcher_(dispatcher), max_request_bytes_(max_request_bytes) {}
 
 WorkerServiceImpl::~WorkerServiceImpl() = default;
 

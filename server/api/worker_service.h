@@ -17,6 +17,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstddef>
 #include <set>
 
 #include "absl/base/thread_annotations.h"
@@ -32,7 +33,11 @@ class WorkerSessionReactor;
 class WorkerServiceImpl final
     : public jobwire::v1::WorkerService::CallbackService {
  public:
-  explicit WorkerServiceImpl(Dispatcher* dispatcher);
+  // A message over `max_request_bytes` as protobuf (--max-receive-message-
+  // bytes) is refused with RESOURCE_EXHAUSTED: a report by `rejected`
+  // naming its attempt, any other message by ending the stream.
+  explicit WorkerServiceImpl(Dispatcher* dispatcher,
+                             size_t max_request_bytes = 4 << 20);
   ~WorkerServiceImpl() override;
 
   grpc::ServerBidiReactor<jobwire::v1::ConnectRequest,
@@ -59,6 +64,7 @@ class WorkerServiceImpl final
   void Unregister(WorkerSessionReactor* reactor);
 
   Dispatcher* const dispatcher_;
+  const size_t max_request_bytes_;
   absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::set<WorkerSessionReactor*> reactors_ ABSL_GUARDED_BY(mu_);

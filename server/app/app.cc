@@ -11,13 +11,16 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/api/unary_methods.h"
 #include "server/api/webhook_body.h"
 #include "server/common/errors.h"
 #include "server/common/logging.h"
@@ -347,9 +350,11 @@ absl::Status App::Build() {
   JW_RETURN_IF_ERROR(dispatcher_->RecoverBlocking());
   dispatcher_->Start();
 
-  health_service_ = std::make_unique<HealthServiceImpl>(ServiceNames());
+  health_service_ = std::make_unique<HealthServiceImpl>(
+      ServiceNames(), options_.max_receive_message_bytes);
   AdminServiceImpl::Options admin_options;
   admin_options.version = JobwireVersion();
+  admin_options.max_request_bytes = options_.max_receive_message_bytes;
   admin_options.storage_path = db_path;
   if (pg_store_ != nullptr) {
     admin_options.storage_bytes = [pg = pg_store_] {
@@ -373,6 +378,7 @@ absl::Status App::Build() {
   JobServiceImpl::Options job_options;
   job_options.watch.heartbeat_interval = options_.heartbeat_interval;
   job_options.bulk_chunk_jobs = options_.bulk_chunk_jobs;
+  job_options.max_request_bytes = options_.max_receive_message_bytes;
   job_options.watch.buffer = options_.watch_buffer;
   // Cancel of a RUNNING job goes to its worker; the job ends CANCELLED on the
   // worker's ack or when its lease ends. Pause likewise ends PAUSED.
@@ -395,7 +401,8 @@ absl::Status App::Build() {
   }
   job_service_ = std::make_unique<JobServiceImpl>(
       store_.get(), events_.get(), executor_.get(), clock_.get(), job_options);
-  worker_service_ = std::make_unique<WorkerServiceImpl>(dispatcher);
+  worker_service_ = std::make_unique<WorkerServiceImpl>(
+      dispatcher, options_.max_receive_message_bytes);
 
   // Shutdown hooks run in this order at Stop(). Each returns at once.
   AddShutdownHook(
@@ -565,7 +572,13 @@ absl::Status App::StartServer() {
   }
   // Limits on every connection (README "Security").
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  // gRPC receives up to twice --max-receive-message-bytes, so that a
+  // message somewhat over it reaches the services' own check and gets
+  // RESOURCE_EXHAUSTED with reason REQUEST_TOO_LARGE, naming the limit and
+  // the flag (unary_methods.h), rather than gRPC's bare message.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(
+      std::numeric_limits<int>::max(),
+      int64_t{kGrpcReceiveSlack} * options_.max_receive_message_bytes)));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options_.max_concurrent_streams);
   builder.AddChannelArgument(
@@ -585,7 +598,8 @@ absl::Status App::StartServer() {
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         creators;
     creators.push_back(std::make_unique<CallCounter>(open_calls_));
-    creators.push_back(std::make_unique<AccessLog>());
+    creators.push_back(
+        std::make_unique<AccessLog>(options_.auth_token, tokens_));
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   builder.RegisterService(health_service_.get());
@@ -664,6 +678,8 @@ absl::Status App::StartHttp(const std::string& cwd) {
   http.cors_origins = options_.http_cors_origins;
   http.max_connections = options_.http_max_connections;
   http.request_timeout = options_.http_request_timeout;
+  // The same limit as a gRPC request message, and the same error (413).
+  http.max_body_bytes = options_.max_receive_message_bytes;
   http.write_timeout = options_.http_write_timeout;
   http.draining = [this] { return draining(); };
   http.watches = job_service_.get();

@@ -171,7 +171,9 @@ const std::vector<Flag>& Flags() {
          return s;
        }},
       {"max-receive-message-bytes", "JOBWIRE_MAX_RECEIVE_MESSAGE_BYTES", "N",
-       "largest gRPC request message accepted, in bytes (default 4194304)",
+       "largest request accepted, in bytes: a gRPC message (as protobuf) or an "
+       "HTTP body; a larger one gets RESOURCE_EXHAUSTED (HTTP 413) with reason "
+       "REQUEST_TOO_LARGE (default 4194304)",
        [](const std::string& v, ServerOptions* o) {
          return ParseCount(v, 1024, 64 << 20, &o->max_receive_message_bytes);
        }},

@@ -105,6 +105,17 @@ absl::Status ResourceExhaustedError(absl::string_view message,
   return status;
 }
 
+absl::Status RequestTooLargeError(absl::string_view what, size_t bytes,
+                                  size_t limit) {
+  return ResourceExhaustedError(
+      absl::StrCat(what, " too large: ",
+                   bytes > 0 ? absl::StrCat(bytes, " bytes, ") : "", "at most ",
+                   limit,
+                   " bytes (--max-receive-message-bytes); send less at "
+                   "once, e.g. smaller batches"),
+      kRequestTooLargeReason);
+}
+
 std::vector<FieldViolation> GetFieldViolations(const absl::Status& status) {
   std::vector<FieldViolation> out;
   for (auto& fields : Decode(status, kFieldViolationsUrl, 2)) {

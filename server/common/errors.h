@@ -10,6 +10,7 @@
 #ifndef JOBWIRE_SERVER_COMMON_ERRORS_H_
 #define JOBWIRE_SERVER_COMMON_ERRORS_H_
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,16 @@ absl::Status ShuttingDownError(
 // RESOURCE_EXHAUSTED with an ErrorInfo detail (domain "jobwire.dev").
 absl::Status ResourceExhaustedError(absl::string_view message,
                                     absl::string_view reason);
+
+// The ErrorInfo reason of a request over the server's size limit.
+inline constexpr char kRequestTooLargeReason[] = "REQUEST_TOO_LARGE";
+
+// What a gRPC request message or an HTTP request body larger than
+// --max-receive-message-bytes gets: RESOURCE_EXHAUSTED, reason
+// REQUEST_TOO_LARGE, "<what> too large: [<bytes> bytes, ]at most <limit>
+// bytes (--max-receive-message-bytes)". `bytes` 0: not known.
+absl::Status RequestTooLargeError(absl::string_view what, size_t bytes,
+                                  size_t limit);
 
 // Readers of the details above; empty / false when the status has none.
 std::vector<FieldViolation> GetFieldViolations(const absl::Status& status);

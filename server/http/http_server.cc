@@ -476,9 +476,7 @@ class Session final : public HttpServer::Impl::SessionBase,
       if (ec == http::error::header_limit) {
         status = 431, why = "request headers too large";
       } else if (ec == http::error::body_limit) {
-        status = 413,
-        why = absl::StrCat("request body too large: at most ",
-                           server_->options.max_body_bytes, " bytes");
+        status = 413;
       } else if (ec.category() ==
                  http::make_error_code(http::error::bad_target).category()) {
         status = 400, why = absl::StrCat("malformed request: ", ec.message());
@@ -486,7 +484,10 @@ class Session final : public HttpServer::Impl::SessionBase,
       // A timeout has closed the socket already (slow or idle peer).
       if (status == 0 || ec == beast::error::timeout) return Close();
       keep_alive_ = false;
-      HttpReply reply = HttpErrorOf(absl::InvalidArgumentError(why));
+      HttpReply reply = HttpErrorOf(
+          status == 413 ? RequestTooLargeError("request body", 0,
+                                               server_->options.max_body_bytes)
+                        : absl::InvalidArgumentError(why));
       reply.status = status;
       return Write(std::move(reply));
     }

@@ -107,6 +107,8 @@ class HttpServer {
     // Connections beyond this are closed at once.
     int max_connections = 10000;
     size_t max_header_bytes = 16 * 1024;
+    // Larger bodies get 413, RESOURCE_EXHAUSTED with reason
+    // REQUEST_TOO_LARGE naming --max-receive-message-bytes (errors.h).
     size_t max_body_bytes = 4 * 1024 * 1024;
     // A request must arrive whole within this (from its first byte, or from
     // the connection's start); a TLS handshake must end within it too.

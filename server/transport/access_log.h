@@ -9,6 +9,13 @@
 // pid). The HTTP face logs its calls in the same shape (http_server.h).
 // With the log level above debug it adds no interceptor at all.
 //
+// The token's name comes from the call's own `authorization` metadata:
+// gRPC 1.51 hands every call of a connection the connection's auth context
+// (the one token_auth's processor sees), so anything recorded there would
+// name the connection's first caller, not this call's. A client may send a
+// different token on each call of one channel. The certificate subject is
+// the connection's, which is right: one TLS handshake per connection.
+//
 // Registered with ServerBuilder::experimental().SetInterceptorCreators.
 // Thread-safe.
 #ifndef JOBWIRE_SERVER_TRANSPORT_ACCESS_LOG_H_
@@ -17,21 +24,34 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/server_interceptor.h>
 
+#include <memory>
 #include <string>
 
+#include "absl/strings/string_view.h"
+#include "server/transport/token_file.h"
+
 namespace jobwire {
-
-// The auth-context property token_auth sets to the caller's name.
-inline constexpr char kCallerProperty[] = "jobwire_caller";
-
-// "token:NAME", "cert:SUBJECT" or "anonymous" for a call's auth context.
-std::string CallerOf(const grpc::AuthContext& context);
 
 class AccessLog final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  // The same `token` (--auth-token) and `table` (--auth-token-file, may be
+  // null) as the listeners' TokenServerCredentials. Keeps `table` alive.
+  AccessLog(std::string token, std::shared_ptr<TokenTable> table);
+
+  // The caller of one call: "token:NAME" when `authorization` (the call's
+  // metadata value) holds a token the server accepts, else
+  // "cert:SUBJECT" for the connection's client certificate in `auth` (may
+  // be null), else "anonymous".
+  std::string CallerOf(absl::string_view authorization,
+                       const grpc::AuthContext* auth) const;
+
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
+
+ private:
+  const std::string token_;
+  const std::shared_ptr<TokenTable> table_;
 };
 
 }  // namespace jobwire

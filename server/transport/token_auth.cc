@@ -12,7 +12,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "server/transport/access_log.h"
 
 namespace jobwire {
 namespace {
@@ -29,24 +28,12 @@ struct AuthState {
   std::shared_ptr<TokenTable> table;
 };
 
-// Records `name` as the caller in `context`. gRPC 1.51 hands the processor
-// the connection's auth context, shared by all its calls, not a call's own:
-// a property added per call would grow it (~90 bytes a call) for as long as
-// the connection lives. So each name is added once; the access log names
-// the first caller of a connection (clients send one token per channel).
-void RecordCaller(grpc_auth_context* context, const char* name) {
-  grpc_auth_property_iterator it =
-      grpc_auth_context_find_properties_by_name(context, kCallerProperty);
-  while (const grpc_auth_property* p = grpc_auth_property_iterator_next(&it)) {
-    if (absl::string_view(p->value, p->value_length) == name) return;
-  }
-  grpc_auth_context_add_cstring_property(context, kCallerProperty, name);
-}
-
 // Called by core's server auth filter for every incoming call, on a gRPC
 // thread; it compares strings (and, at most once a second, stats the token
-// file), so it answers inline.
-void ProcessMetadata(void* state_ptr, grpc_auth_context* context,
+// file), so it answers inline. It records nothing in `context`: that is the
+// connection's auth context in gRPC 1.51, shared by all of its calls (the
+// access log reads each call's caller from the call's own metadata).
+void ProcessMetadata(void* state_ptr, grpc_auth_context* /*context*/,
                      const grpc_metadata* md, size_t num_md,
                      grpc_process_auth_metadata_done_cb done, void* user_data) {
   const AuthState& state = *static_cast<const AuthState*>(state_ptr);
@@ -68,7 +55,6 @@ void ProcessMetadata(void* state_ptr, grpc_auth_context* context,
   }
   if (state.table == nullptr) {
     const bool ok = BearerTokenMatches(authorization, state.token);
-    if (ok) RecordCaller(context, "token");
     done(user_data, nullptr, 0, nullptr, 0,
          ok ? GRPC_STATUS_OK : GRPC_STATUS_UNAUTHENTICATED,
          ok ? nullptr : "invalid bearer token");
@@ -84,7 +70,6 @@ void ProcessMetadata(void* state_ptr, grpc_auth_context* context,
   const absl::string_view scope = ScopeOf(path);
   for (const std::string& s : caller->scopes) {
     if (s == scope) {
-      RecordCaller(context, caller->name.c_str());
       done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
       return;
     }

@@ -131,7 +131,11 @@ def test_hostile_requests_get_a_clear_4xx_and_the_server_stays_up(secured):
                 + str(5 * 1024 * 1024).encode() + b"\r\n\r\n")
     reply = raw(secured, big_body)
     assert reply.startswith(b"HTTP/1.1 413")
-    assert b"at most 4194304 bytes" in reply, reply
+    assert b"at most 4194304 bytes (--max-receive-message-bytes)" in reply, \
+        reply
+    # The same error as over gRPC: RESOURCE_EXHAUSTED, ErrorInfo reason.
+    assert b'"code":8' in reply.replace(b" ", b""), reply
+    assert b"REQUEST_TOO_LARGE" in reply, reply
     assert raw(secured, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
     assert raw(secured, b"GET /x HTTP/9.9\r\n\r\n").startswith(b"HTTP/1.1 400")
     with secured.client() as http:

@@ -6,6 +6,9 @@ import (
 	"io"
 	"iter"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/jobwire/jobwire/clients/go/gen/jobwire/v1"
 )
 
@@ -13,6 +16,22 @@ import (
 type SubmitJobsOptions struct {
 	BatchSize   int // jobs per batch, 1 to 1000; default 1000
 	MaxInFlight int // batches sent and not yet answered; default 4
+	// BatchBytes: the most bytes (as protobuf) of one batch; default
+	// DefaultBatchBytes. A batch ends early rather than pass it; a larger
+	// job goes alone (and the server answers RESOURCE_EXHAUSTED, reason
+	// REQUEST_TOO_LARGE, naming the limit).
+	BatchBytes int
+}
+
+// DefaultBatchBytes is jobwired's default --max-receive-message-bytes; lower
+// SubmitJobsOptions.BatchBytes for a server with a lower limit.
+const DefaultBatchBytes = 4 << 20
+
+// batchEntryBytes is what job adds to a SubmitJobsRequest: its tag, length
+// and bytes.
+func batchEntryBytes(job *pb.SubmitJobRequest) int {
+	n := proto.Size(job)
+	return 1 + protowire.SizeVarint(uint64(n)) + n
 }
 
 // SubmitJobs submits many jobs over one SubmitJobs stream and yields each
@@ -29,6 +48,9 @@ func (c *Client) SubmitJobs(ctx context.Context, jobs iter.Seq[*pb.SubmitJobRequ
 	}
 	if opts.MaxInFlight == 0 {
 		opts.MaxInFlight = 4
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = DefaultBatchBytes
 	}
 	return func(yield func(string, error) bool) {
 		if opts.BatchSize < 1 || opts.BatchSize > 1000 || opts.MaxInFlight < 1 {
@@ -54,13 +76,22 @@ func (c *Client) SubmitJobs(ctx context.Context, jobs iter.Seq[*pb.SubmitJobRequ
 				return stream.Send(&pb.SubmitJobsRequest{Jobs: batch}) == nil
 			}
 			var batch []*pb.SubmitJobRequest
+			size := 0 // bytes of batch
 			for job := range jobs {
+				entry := batchEntryBytes(job)
+				if len(batch) > 0 && size+entry > opts.BatchBytes {
+					if !send(batch) {
+						return
+					}
+					batch, size = nil, 0
+				}
 				batch = append(batch, job)
+				size += entry
 				if len(batch) == opts.BatchSize {
 					if !send(batch) {
 						return
 					}
-					batch = nil
+					batch, size = nil, 0
 				}
 			}
 			if len(batch) > 0 && !send(batch) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,6 +243,38 @@ func TestWorkerFailsRetriesAndStopsOnCancel(t *testing.T) {
 	}
 }
 
+// #27: a result over the server's 1 MiB cap is refused; the worker fails
+// the attempt with the refusal rather than leave the job RUNNING while its
+// heartbeats renew the lease.
+func TestARefusedResultFailsTheAttemptWithTheRefusal(t *testing.T) {
+	s := startServer(t)
+	c := dial(t, s)
+	ctx := testCtx(t)
+	w := jobwire.NewWorker(c, jobwire.WorkerOptions{Grace: 5 * time.Second})
+	w.Handle("big", func(context.Context, *jobwire.Task) (any, error) {
+		return make([]byte, 2<<20), nil
+	})
+	wctx, stopWorker := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	r, err := c.SubmitJob(ctx, &pb.Job{Kind: "big", MaxAttempts: 1}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.WaitJob(ctx, r.GetJob().GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.GetState() != pb.Job_STATE_FAILED || j.GetError().GetCode() != 3 ||
+		!strings.Contains(j.GetError().GetMessage(), "at most 1048576") {
+		t.Fatalf("big: state %v error %v", j.GetState(), j.GetError())
+	}
+	stopWorker()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
 func TestTokenGoesOnEveryCallAndStream(t *testing.T) {
 	s := startServer(t, "--auth-token=s3cret")
 	ctx := testCtx(t)
@@ -314,6 +347,31 @@ func TestSubmitJobsYieldsIdsInOrderAndReadsAheadBoundedly(t *testing.T) {
 		if jobwire.Code(err) != codes.InvalidArgument {
 			t.Fatalf("want INVALID_ARGUMENT, got %v", err)
 		}
+	}
+}
+
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+// request limit as one batch; SubmitJobs splits them.
+func TestSubmitJobsSplitsBatchesUnderTheByteLimit(t *testing.T) {
+	s := startServer(t)
+	c := dial(t, s)
+	ctx := testCtx(t)
+	jobs := func(yield func(*pb.SubmitJobRequest) bool) {
+		for range 6 {
+			if !yield(&pb.SubmitJobRequest{Job: &pb.Job{Kind: "big", Payload: make([]byte, 900<<10)}}) {
+				return
+			}
+		}
+	}
+	n := 0
+	for _, err := range c.SubmitJobs(ctx, jobs, jobwire.SubmitJobsOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 6 {
+		t.Fatalf("%d ids, want 6", n)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,8 @@ type Task struct {
 	mu     sync.Mutex
 	ack    bool // the stop wants an ack
 	lost   bool // no report would be taken
+	// reported: the handler's outcome is (being) sent
+	reported bool
 }
 
 // Args returns the job's args as a map (JSON numbers are float64).
@@ -261,7 +264,7 @@ func (w *Worker) serveOnce(ctx context.Context, b *backoff) error {
 		case *pb.ConnectResponse_Pause:
 			w.stopTask(k.Pause.GetJobId(), k.Pause.GetAttempt(), ErrPaused, true, false)
 		case *pb.ConnectResponse_Rejected:
-			w.stopTask(k.Rejected.GetJobId(), k.Rejected.GetAttempt(), ErrLost, false, true)
+			w.onRejected(k.Rejected)
 		}
 	}
 }
@@ -325,6 +328,7 @@ func (w *Worker) start(ctx context.Context, a *pb.Assign) {
 		}()
 		report := w.run(jobCtx, t)
 		t.mu.Lock()
+		t.reported = true
 		lost, ack := t.lost, t.ack
 		t.mu.Unlock()
 		if lost {
@@ -336,6 +340,45 @@ func (w *Worker) start(ctx context.Context, a *pb.Assign) {
 		}
 		w.send(report)
 	}()
+}
+
+// maxRefusalBytes is the most of a refusal's message that the fail
+// answering it carries.
+const maxRefusalBytes = 4096
+
+// onRejected handles a report the server refused. A stale attempt
+// (ABORTED, NOT_FOUND) stops its task. A refused outcome (INVALID_ARGUMENT,
+// e.g. a result over 1 MiB) would leave the job RUNNING while heartbeats
+// renew its lease: it is answered with a retryable fail carrying the
+// refusal, so the job is retried per its policy or ends FAILED
+// (docs/worker-protocol.md). A refused progress or checkpoint of a running
+// handler changed nothing; the handler goes on.
+func (w *Worker) onRejected(r *pb.Rejected) {
+	// InvalidArgument (a field over its limit) and ResourceExhausted (the
+	// message over the server's request limit) refuse the report only.
+	if c := codes.Code(r.GetCode()); c != codes.InvalidArgument && c != codes.ResourceExhausted {
+		w.stopTask(r.GetJobId(), r.GetAttempt(), ErrLost, false, true)
+		return
+	}
+	w.mu.Lock()
+	t := w.active[w.key(r.GetJobId(), r.GetAttempt())]
+	w.mu.Unlock()
+	if t != nil {
+		t.mu.Lock()
+		reported := t.reported
+		t.mu.Unlock()
+		if !reported {
+			return
+		}
+	}
+	message := r.GetMessage()
+	if len(message) > maxRefusalBytes {
+		message = strings.ToValidUTF8(message[:maxRefusalBytes], "")
+	}
+	w.send(&pb.ConnectRequest{Kind: &pb.ConnectRequest_Fail{Fail: &pb.Fail{
+		JobId: r.GetJobId(), Attempt: r.GetAttempt(), Retryable: true,
+		Error: &pb.JobError{Code: r.GetCode(), Retryable: true,
+			Message: "the server refused the worker's report: " + message}}}})
 }
 
 func (w *Worker) stopTask(id string, attempt int32, cause error, ack, lost bool) {

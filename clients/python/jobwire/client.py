@@ -66,6 +66,17 @@ _RESUMABLE = frozenset((grpc.StatusCode.UNAVAILABLE,
                         grpc.StatusCode.RESOURCE_EXHAUSTED))
 
 
+# The most bytes (as protobuf) of one SubmitJobs batch: jobwired's default
+# --max-receive-message-bytes (submit_jobs).
+DEFAULT_BATCH_BYTES = 4 << 20
+
+
+def _batch_entry_bytes(request: job_service_pb2.SubmitJobRequest) -> int:
+    """What ``request`` adds to a SubmitJobsRequest: tag, length, bytes."""
+    n = request.ByteSize()
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
+
+
 def is_terminal(state: int) -> bool:
     """Whether a Job.State is SUCCEEDED, FAILED or CANCELLED."""
     return state in TERMINAL_STATES
@@ -391,13 +402,18 @@ class Client:
     # -- many jobs ----------------------------------------------------------
 
     def submit_jobs(self, jobs: Iterable[Any], *, batch_size: int = 1000,
-                    max_in_flight: int = 4) -> Iterator[str]:
+                    max_in_flight: int = 4,
+                    batch_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[str]:
         """Submits many jobs over one SubmitJobs stream; yields each job's id,
         in order, once its batch is durable.
 
         ``jobs``: Job or SubmitJobRequest messages (the latter to set a
         ``request_id``), read lazily, ``batch_size`` (at most 1,000) to a
-        batch. Back-pressure: at most ``max_in_flight`` batches are sent and
+        batch, and at most ``batch_bytes`` (as protobuf; default 4 MiB,
+        jobwired's default ``--max-receive-message-bytes``): a batch ends
+        early rather than pass it, a larger job goes alone (and the server
+        answers RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE, naming the
+        limit). Lower it for a server with a lower limit. Back-pressure: at most ``max_in_flight`` batches are sent and
         not yet answered; reading ``jobs`` waits for the server meanwhile,
         so a large or endless source costs bounded memory. Raises
         JobwireError on the first refused batch (the batches before it are
@@ -418,15 +434,26 @@ class Client:
 
         def batches() -> Iterator[job_service_pb2.SubmitJobsRequest]:
             batch = job_service_pb2.SubmitJobsRequest()
+            size = 0  # bytes of batch
             for item in jobs:
-                batch.jobs.append(item if isinstance(
-                    item, job_service_pb2.SubmitJobRequest) else
-                    job_service_pb2.SubmitJobRequest(job=item))
+                request = item if isinstance(
+                    item, job_service_pb2.SubmitJobRequest) else \
+                    job_service_pb2.SubmitJobRequest(job=item)
+                entry = _batch_entry_bytes(request)
+                if batch.jobs and size + entry > batch_bytes:
+                    if not room():
+                        return
+                    yield batch
+                    batch = job_service_pb2.SubmitJobsRequest()
+                    size = 0
+                batch.jobs.append(request)
+                size += entry
                 if len(batch.jobs) == batch_size:
                     if not room():
                         return
                     yield batch
                     batch = job_service_pb2.SubmitJobsRequest()
+                    size = 0
             if batch.jobs and room():
                 yield batch
 

@@ -50,6 +50,11 @@ Handler = Callable[["JobContext"], Any]
 
 # Cancel reasons after which the job has moved on: no ack is wanted.
 _NO_ACK_REASONS = frozenset(("lease expired", "attempt timeout"))
+# Codes of a `rejected` that refuse a report, not the attempt.
+_REFUSED_CODES = frozenset((grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                            grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]))
+# The most of a refusal's message that the fail answering it carries.
+_MAX_REFUSAL_CHARS = 4096
 
 
 class JobFailed(Exception):
@@ -78,6 +83,7 @@ class JobContext:
         self.stop_reason: Optional[str] = None
         self._ack_stop = False  # whether the stop wants an ack
         self._lost = False      # no report of this attempt would be taken
+        self._reported = False  # the handler's outcome is (being) sent
 
     @property
     def id(self) -> str:
@@ -281,9 +287,7 @@ class Worker:
                     p = message.pause
                     self._stop_job(p.job_id, p.attempt, "pause", ack=True)
                 elif kind == "rejected":
-                    r = message.rejected
-                    self._stop_job(r.job_id, r.attempt, "rejected", ack=False,
-                                   lost=True)
+                    self._on_rejected(message.rejected)
                 # drain: the server assigns nothing more; jobs finish, then
                 # the stream ends UNAVAILABLE and run() reconnects.
         finally:
@@ -309,6 +313,30 @@ class Worker:
         if ctx is not None:
             ctx._stop(reason, ack=ack, lost=lost)
 
+    def _on_rejected(self, r: wpb.Rejected) -> None:
+        # INVALID_ARGUMENT (a field over its limit) and RESOURCE_EXHAUSTED
+        # (the message over the server's request limit) refuse the report.
+        if r.code not in _REFUSED_CODES:
+            # ABORTED, NOT_FOUND: the attempt is no longer this worker's.
+            self._stop_job(r.job_id, r.attempt, "rejected", ack=False,
+                           lost=True)
+            return
+        with self._lock:
+            ctx = self._active.get((r.job_id, r.attempt))
+            if ctx is not None and not ctx._reported:
+                # A refused progress or checkpoint changed nothing; the
+                # handler goes on and reports its outcome.
+                return
+        # The handler's outcome was refused (a result over 1 MiB): the job
+        # would stay RUNNING while heartbeats renew its lease. Fail the
+        # attempt with the refusal, so the job is retried per its policy or
+        # ends FAILED (docs/worker-protocol.md).
+        message = ("the server refused the worker's report: "
+                   + r.message[:_MAX_REFUSAL_CHARS])
+        error = job_pb2.JobError(code=r.code, message=message, retryable=True)
+        self._send(wpb.ConnectRequest(fail=wpb.Fail(
+            job_id=r.job_id, attempt=r.attempt, error=error, retryable=True)))
+
     def _lose_all(self, reason: str) -> None:
         with self._lock:
             for ctx in self._active.values():
@@ -317,6 +345,7 @@ class Worker:
     def _run_job(self, ctx: JobContext) -> None:
         try:
             report = self._outcome(ctx)
+            ctx._reported = True
             if ctx._lost:
                 return
             if ctx.stopping.is_set() and ctx._ack_stop:

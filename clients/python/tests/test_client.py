@@ -188,6 +188,17 @@ def test_submit_jobs_yields_ids_in_order_and_reads_ahead_boundedly(server):
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_submit_jobs_splits_batches_under_the_byte_limit(server):
+    # #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+    # request limit as one batch; submit_jobs splits them.
+    client = Client(server.addr)
+    jobs = [Job(kind="big", payload=b"p" * (900 << 10)) for _ in range(6)]
+    ids = list(client.submit_jobs(jobs))
+    assert len(ids) == 6 and len(set(ids)) == 6
+    # With a lower budget than one job, each job goes alone.
+    assert len(list(client.submit_jobs(jobs[:2], batch_bytes=1024))) == 2
+
+
 def test_bulk_update_jobs_dry_run_then_cancel(server):
     client = Client(server.addr)
     ids = [client.submit_job("bulk", queue="bulkq").job.id for _ in range(3)]

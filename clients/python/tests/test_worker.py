@@ -73,6 +73,27 @@ def test_handlers_complete_fail_and_retry(client):
     assert not runner.is_alive()
 
 
+def test_a_refused_result_fails_the_attempt_with_the_refusal(client):
+    # #27: a result over the server's 1 MiB cap is refused; the worker
+    # fails the attempt with the refusal rather than leave the job RUNNING
+    # while its heartbeats renew the lease.
+    worker = Worker(client, queues=["big"])
+
+    @worker.handler("big")
+    def big(ctx):
+        return b"r" * (2 << 20)
+
+    runner = start(worker)
+    job = client.submit_job("big", queue="big", max_attempts=1).job
+    failed = client.wait_job(job.id)
+    assert failed.state == Job.STATE_FAILED
+    assert "at most 1048576" in failed.error.message
+    assert failed.error.code == 3  # INVALID_ARGUMENT
+    worker.stop(timeout=5)
+    runner.join(10)
+    assert not runner.is_alive()
+
+
 def test_cancel_of_a_running_job_stops_its_handler(client):
     worker = Worker(client)
     started = threading.Event()

@@ -98,6 +98,19 @@ export interface ListOptions {
 const TERMINAL = new Set([Job_State.STATE_SUCCEEDED, Job_State.STATE_FAILED, Job_State.STATE_CANCELLED]);
 
 /** Whether a job state is SUCCEEDED, FAILED or CANCELLED. */
+/** The most bytes (as protobuf) of one SubmitJobs batch: jobwired's default
+ *  --max-receive-message-bytes. Lower `batchBytes` for a server with a
+ *  lower limit. */
+export const DEFAULT_BATCH_BYTES = 4 << 20;
+
+/** What `request` adds to a SubmitJobsRequest: its tag, length and bytes. */
+function batchEntryBytes(request: SubmitJobRequest): number {
+  const n = SubmitJobRequest.encode(request).finish().length;
+  let varint = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 0x80)) varint++;
+  return 1 + varint + n;
+}
+
 export function isTerminal(state: Job_State): boolean {
   return TERMINAL.has(state);
 }
@@ -278,14 +291,18 @@ export class Client {
   /** Submits many jobs over one SubmitJobs stream; yields each job's id, in
    *  order, once its batch is durable. `jobs`: Jobs, or SubmitJobRequests
    *  (`{ job, requestId }`), read lazily, `batchSize` (at most 1,000) to a
-   *  batch. Back-pressure: at most `maxInFlight` batches are sent and not yet
+   *  batch and at most `batchBytes` (as protobuf; default DEFAULT_BATCH_BYTES):
+   *  a batch ends early rather than pass it, a larger job goes alone (and the
+   *  server answers RESOURCE_EXHAUSTED, reason REQUEST_TOO_LARGE, naming the
+   *  limit). Back-pressure: at most `maxInFlight` batches are sent and not yet
    *  answered; reading `jobs` waits for the server meanwhile. Throws
    *  JobwireError on the first refused batch (the batches before it are in). */
   async *submitJobs(
     jobs: Iterable<Partial<Job> | Partial<SubmitJobRequest>> | AsyncIterable<Partial<Job> | Partial<SubmitJobRequest>>,
-    options: { batchSize?: number; maxInFlight?: number } = {},
+    options: { batchSize?: number; maxInFlight?: number; batchBytes?: number } = {},
   ): AsyncGenerator<string> {
     const batchSize = options.batchSize ?? 1000;
+    const batchBytes = options.batchBytes ?? DEFAULT_BATCH_BYTES;
     const maxInFlight = options.maxInFlight ?? 4;
     if (!(batchSize >= 1 && batchSize <= 1000)) throw new RangeError("batchSize must be 1 to 1000");
     if (!(maxInFlight >= 1)) throw new RangeError("maxInFlight must be at least 1");
@@ -300,17 +317,23 @@ export class Client {
     };
     const writer = (async () => {
       let batch: SubmitJobRequest[] = [];
+      let size = 0; // bytes of batch
       const send = async (): Promise<boolean> => {
         if (!(await room())) return false;
         inFlight++;
         call.write(SubmitJobsRequest.fromPartial({ jobs: batch }));
         batch = [];
+        size = 0;
         return true;
       };
       for await (const item of jobs) {
-        batch.push("job" in item || "requestId" in item
+        const request = "job" in item || "requestId" in item
           ? SubmitJobRequest.fromPartial(item as Partial<SubmitJobRequest>)
-          : SubmitJobRequest.fromPartial({ job: item as Partial<Job> }));
+          : SubmitJobRequest.fromPartial({ job: item as Partial<Job> });
+        const entry = batchEntryBytes(request);
+        if (batch.length > 0 && size + entry > batchBytes && !(await send())) return;
+        batch.push(request);
+        size += entry;
         if (batch.length === batchSize && !(await send())) return;
       }
       if (batch.length > 0 && !(await send())) return;

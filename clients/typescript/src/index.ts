@@ -7,7 +7,7 @@
 // WorkerService stream. verifyWebhook checks a webhook's signature on the
 // receiving side. The generated messages are re-exported as `v1`.
 
-export { Admin, Backoff, Client, defaultAddress, isTerminal } from "./client";
+export { Admin, Backoff, Client, DEFAULT_BATCH_BYTES, defaultAddress, isTerminal } from "./client";
 export type { ClientOptions, ListOptions, SubmitOptions } from "./client";
 export { JobwireError } from "./errors";
 export { watchProgress } from "./progress";

@@ -15,7 +15,7 @@ import { status as Status, type ClientDuplexStream } from "@grpc/grpc-js";
 import { Backoff, Client, waitingMetadata } from "./client";
 import { JobwireError } from "./errors";
 import { Job, JobResult } from "./gen/jobwire/v1/job";
-import { Assign, ConnectRequest, ConnectResponse } from "./gen/jobwire/v1/worker_service";
+import { Assign, ConnectRequest, ConnectResponse, Rejected } from "./gen/jobwire/v1/worker_service";
 
 /** Why a task's signal aborted. */
 export type StopReason = "cancelled" | "paused" | "lost";
@@ -38,6 +38,7 @@ export class Task {
   /** @internal */ readonly controller = new AbortController();
   /** @internal */ ack = false;
   /** @internal */ lost = false;
+  /** @internal the handler's outcome is (being) sent */ reported = false;
 
   constructor(
     private readonly worker: Worker,
@@ -183,7 +184,7 @@ export class Worker {
         } else if (msg.pause) {
           this.active.get(key(msg.pause.jobId, msg.pause.attempt))?.stop("paused", true, false);
         } else if (msg.rejected) {
-          this.active.get(key(msg.rejected.jobId, msg.rejected.attempt))?.stop("lost", false, true);
+          this.onRejected(msg.rejected);
         }
         // drain: nothing new is assigned; the stream ends UNAVAILABLE later.
       });
@@ -209,8 +210,37 @@ export class Worker {
     });
   }
 
+  /**
+   * A report the server refused. A stale attempt (ABORTED, NOT_FOUND) stops
+   * its task. A refused outcome (INVALID_ARGUMENT, e.g. a result over 1 MiB)
+   * would leave the job RUNNING while heartbeats renew its lease: it is
+   * answered with a retryable fail carrying the refusal, so the job is
+   * retried per its policy or ends FAILED (docs/worker-protocol.md). A
+   * refused progress or checkpoint of a running handler changed nothing.
+   */
+  private onRejected(r: Rejected): void {
+    const task = this.active.get(key(r.jobId, r.attempt));
+    // INVALID_ARGUMENT (a field over its limit) and RESOURCE_EXHAUSTED (the
+    // message over the server's request limit) refuse the report only.
+    if (r.code !== Status.INVALID_ARGUMENT && r.code !== Status.RESOURCE_EXHAUSTED) {
+      task?.stop("lost", false, true);
+      return;
+    }
+    if (task && !task.reported) return;
+    const message = `the server refused the worker's report: ${r.message.slice(0, MAX_REFUSAL_CHARS)}`;
+    this.send({
+      fail: {
+        jobId: r.jobId,
+        attempt: r.attempt,
+        error: { code: r.code, message, details: undefined, retryable: true },
+        retryable: true,
+      },
+    });
+  }
+
   private async runTask(task: Task): Promise<void> {
     const report = await this.outcome(task);
+    task.reported = true;
     if (task.lost) return;
     if (task.signal.aborted && task.ack) {
       this.send({ ack: { jobId: task.job.id, attempt: task.attempt, stopped: true } });
@@ -240,6 +270,9 @@ export class Worker {
     return { complete: { jobId: id, attempt, result } };
   }
 }
+
+/** The most of a refusal's message that the fail answering it carries. */
+const MAX_REFUSAL_CHARS = 4096;
 
 function key(jobId: string, attempt: number): string {
   return `${jobId}/${attempt}`;

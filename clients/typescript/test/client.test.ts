@@ -155,6 +155,24 @@ test("a worker fails, retries and stops on cancel", () =>
     c.close();
   }));
 
+// #27: a result over the server's 1 MiB cap is refused; the worker fails the
+// attempt with the refusal rather than leave the job RUNNING while its
+// heartbeats renew the lease.
+test("a refused result fails the attempt with the refusal", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const w = new Worker(c).handle("big", () => Buffer.alloc(2 << 20, 0x72));
+    const running = w.run();
+    const id = (await c.submitJob({ kind: "big", maxAttempts: 1 })).job!.id;
+    const failed = await c.waitJob(id);
+    assert.equal(failed.state, Job_State.STATE_FAILED);
+    assert.equal(failed.error!.code, status.INVALID_ARGUMENT);
+    assert.match(failed.error!.message, /at most 1048576/);
+    await w.stop(5000);
+    await running;
+    c.close();
+  }));
+
 test("the token goes on every call and stream", () =>
   withServer(
     async (s) => {
@@ -201,6 +219,18 @@ test("submitJobs yields ids in order and reads ahead boundedly", () =>
       }
     })();
     await rejectsWith(bad, status.INVALID_ARGUMENT);
+    c.close();
+  }));
+
+// #27: six jobs of 900 KiB are 5.4 MiB, over the server's default 4 MiB
+// request limit as one batch; submitJobs splits them.
+test("submitJobs splits batches under the byte limit", () =>
+  withServer(async (s) => {
+    const c = new Client(s.addr);
+    const jobs = Array.from({ length: 6 }, () => ({ kind: "big", payload: Buffer.alloc(900 << 10, 0x70) }));
+    const ids: string[] = [];
+    for await (const id of c.submitJobs(jobs)) ids.push(id);
+    assert.equal(new Set(ids).size, 6);
     c.close();
   }));
 
