@@ -24,7 +24,6 @@
 
 #include "SQLiteCpp/Database.h"
 #include "SQLiteCpp/Statement.h"
-#include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -48,18 +47,8 @@ constexpr int kNumSteps = sizeof(kSteps) / sizeof(kSteps[0]);
 // The server is stopped and restarted once the mutations reach these steps.
 const int kRestartAt[] = {3, 6};
 
-// The test's own time budgets (call deadlines, waits, the whole run): longer
-// under ThreadSanitizer, which slows the server and these clients 5-15x (and
-// CTest's TIMEOUT for it grows too, tests/CMakeLists.txt). The same
-// elsewhere.
-absl::Duration Budget(absl::Duration d) {
-#ifdef ABSL_HAVE_THREAD_SANITIZER
-  return d * 5;
-#else
-  return d;
-#endif
-}
-
+// The test's own time budgets grow under ThreadSanitizer (Budget(), and
+// CTest's TIMEOUT, tests/CMakeLists.txt).
 std::chrono::system_clock::time_point In(absl::Duration d) {
   return absl::ToChronoTime(absl::Now() + Budget(d));
 }
