@@ -18,6 +18,7 @@
 #include "jobwire/v1/admin_service.grpc.pb.h"
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/api/worker_test_util.h"
+#include "tests/jobwired_grpc_test.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::test {
@@ -25,54 +26,17 @@ namespace {
 
 using v1::ConnectResponse;
 
-class ControlRestartTest : public ::testing::Test {
+class ControlRestartTest : public JobwiredGrpcTest {
  protected:
-  void SetUp() override { dir_ = MakeTempDir("jobwire-control"); }
-  void TearDown() override {
-    server_.reset();
-    if (!HasFailure()) RemoveDir(dir_);
-  }
+  ControlRestartTest()
+      : JobwiredGrpcTest("jobwire-control", absl::Seconds(10)) {}
 
-  void StartServer() {
-    server_ = std::make_unique<JobwiredProcess>(
-        dir_, std::vector<std::string>{"--listen", "127.0.0.1:0", "--db",
-                                       "jobwire.db"});
-    std::vector<std::string> addresses = server_->WaitListening(1);
-    ASSERT_EQ(addresses.size(), 1u) << server_->log();
-    channel_ =
-        grpc::CreateChannel(addresses[0], grpc::InsecureChannelCredentials());
-    jobs_ = v1::JobService::NewStub(channel_);
-    admin_ = v1::AdminService::NewStub(channel_);
-  }
+  void StartServer() { JobwiredGrpcTest::StartServer("jobwire.db"); }
 
   void KillAndRestart() {
     server_->Signal(SIGKILL);
     ASSERT_TRUE(server_->Exited(absl::Seconds(10)));
     StartServer();
-  }
-
-  std::unique_ptr<grpc::ClientContext> Call() {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    return context;
-  }
-
-  std::string Submit() {
-    v1::SubmitJobRequest request;
-    request.mutable_job()->set_kind("k");
-    v1::SubmitJobResponse response;
-    grpc::Status s = jobs_->SubmitJob(Call().get(), request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return response.job().id();
-  }
-
-  v1::Job Get(const std::string& id) {
-    v1::GetJobRequest request;
-    request.set_id(id);
-    v1::Job job;
-    grpc::Status s = jobs_->GetJob(Call().get(), request, &job);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return job;
   }
 
   // Every event of the job so far (its watch ends after a terminal one).
@@ -90,12 +54,6 @@ class ControlRestartTest : public ::testing::Test {
     EXPECT_TRUE(reader->Finish().ok());
     return events;
   }
-
-  std::string dir_;
-  std::unique_ptr<JobwiredProcess> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::JobService::Stub> jobs_;
-  std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
 TEST_F(ControlRestartTest, UnackedCancelEndsCancelledAfterAKillAndRestart) {

@@ -20,6 +20,7 @@
 #include "jobwire/v1/job_service.grpc.pb.h"
 #include "server/api/worker_test_util.h"
 #include "server/storage/pg_test_cluster.h"
+#include "tests/jobwired_grpc_test.h"
 #include "tests/jobwired_process.h"
 
 namespace jobwire::test {
@@ -27,60 +28,22 @@ namespace {
 
 using v1::ConnectResponse;
 
-class PostgresTest : public ::testing::Test {
+class PostgresTest : public JobwiredGrpcTest {
  protected:
+  PostgresTest() : JobwiredGrpcTest("jobwire-pg", absl::Seconds(20)) {}
+
   void SetUp() override {
-    dir_ = MakeTempDir("jobwire-pg");
+    JobwiredGrpcTest::SetUp();
     // A keyword string: the schema of this test through search_path.
     db_ = "postgres:" + SharedPgTestCluster().NewSchema();
   }
-  void TearDown() override {
-    server_.reset();
-    if (!HasFailure()) RemoveDir(dir_);
-  }
 
+  // A short lease TTL: a killed node's leases come back within the test.
   void StartServer() {
-    server_ = std::make_unique<JobwiredProcess>(
-        dir_, std::vector<std::string>{"--listen", "127.0.0.1:0", "--db", db_,
-                                       "--lease-ttl", "2s"});
-    std::vector<std::string> addresses = server_->WaitListening(1);
-    ASSERT_EQ(addresses.size(), 1u) << server_->log();
-    channel_ =
-        grpc::CreateChannel(addresses[0], grpc::InsecureChannelCredentials());
-    jobs_ = v1::JobService::NewStub(channel_);
-    admin_ = v1::AdminService::NewStub(channel_);
+    JobwiredGrpcTest::StartServer(db_, {"--lease-ttl", "2s"});
   }
 
-  std::unique_ptr<grpc::ClientContext> Call() {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-    return context;
-  }
-
-  std::string Submit() {
-    v1::SubmitJobRequest request;
-    request.mutable_job()->set_kind("k");
-    v1::SubmitJobResponse response;
-    grpc::Status s = jobs_->SubmitJob(Call().get(), request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return response.job().id();
-  }
-
-  v1::Job Get(const std::string& id) {
-    v1::GetJobRequest request;
-    request.set_id(id);
-    v1::Job job;
-    grpc::Status s = jobs_->GetJob(Call().get(), request, &job);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return job;
-  }
-
-  std::string dir_;
   std::string db_;
-  std::unique_ptr<JobwiredProcess> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::JobService::Stub> jobs_;
-  std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
 TEST_F(PostgresTest, AJobIsSubmittedWorkedAndWatchedToItsEnd) {

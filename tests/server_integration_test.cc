@@ -606,7 +606,7 @@ TEST_F(ServerIntegrationTest, CliWatchResumesSoonAfterTheServerRestarts) {
   ASSERT_TRUE(LogSays(watch, "server draining; will resume", absl::Seconds(10)))
       << watch.log();
   // Held by the watch, it would take the hour.
-  ASSERT_TRUE(server->Exited(absl::Seconds(20))) << server->log();
+  ASSERT_TRUE(server->Exited(Budget(absl::Seconds(20)))) << server->log();
   EXPECT_EQ(server->exit_code(), 0);
   server.reset();
   // Away for 6 s: gRPC's default reconnect backoff would then wait about

@@ -47,8 +47,10 @@ constexpr int kNumSteps = sizeof(kSteps) / sizeof(kSteps[0]);
 // The server is stopped and restarted once the mutations reach these steps.
 const int kRestartAt[] = {3, 6};
 
+// The test's own time budgets grow under ThreadSanitizer (Budget(), and
+// CTest's TIMEOUT, tests/CMakeLists.txt).
 std::chrono::system_clock::time_point In(absl::Duration d) {
-  return absl::ToChronoTime(absl::Now() + d);
+  return absl::ToChronoTime(absl::Now() + Budget(d));
 }
 
 // An event as a watcher received it, or as the log holds it.
@@ -211,7 +213,7 @@ class WatchRestartTest : public ::testing::Test {
   }
   void StopServer() {
     server_->Signal(SIGTERM);
-    ASSERT_TRUE(server_->Exited(absl::Seconds(20))) << server_->log();
+    ASSERT_TRUE(server_->Exited(Budget(absl::Seconds(20)))) << server_->log();
     ASSERT_EQ(server_->exit_code(), 0) << server_->log();
   }
 
@@ -222,7 +224,7 @@ class WatchRestartTest : public ::testing::Test {
     request.set_request_id(rid);
     request.mutable_job()->set_queue(queue);
     request.mutable_job()->set_kind("watch-test");
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    const absl::Time deadline = absl::Now() + Budget(absl::Seconds(30));
     while (absl::Now() < deadline) {
       grpc::ClientContext context;
       context.set_wait_for_ready(true);
@@ -239,7 +241,7 @@ class WatchRestartTest : public ::testing::Test {
   // its current state; any error (a restart) is answered by looking again.
   void DriveTo(v1::JobService::Stub* stub, const std::string& id,
                Job::State target) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    const absl::Time deadline = absl::Now() + Budget(absl::Seconds(30));
     while (absl::Now() < deadline) {
       Job job;
       {
@@ -294,7 +296,7 @@ TEST_F(WatchRestartTest, ResumingWatchersSeeEveryEventOnceInOrder) {
     ids.push_back(Submit(stub.get(), "watch", absl::StrCat("watched-", i)));
   ASSERT_FALSE(HasFailure());
 
-  const absl::Time deadline = absl::Now() + absl::Seconds(50);
+  const absl::Time deadline = absl::Now() + Budget(absl::Seconds(50));
   Anomalies anomalies;
   std::vector<std::atomic<int64_t>> final_seq(kWatchedJobs);
   std::vector<std::vector<Seen>> job_seen(kWatchedJobs);
@@ -332,7 +334,7 @@ TEST_F(WatchRestartTest, ResumingWatchersSeeEveryEventOnceInOrder) {
     step_reached.store(kNumSteps);
   });
   for (int restart_at : kRestartAt) {
-    const absl::Time wait_until = absl::Now() + absl::Seconds(30);
+    const absl::Time wait_until = absl::Now() + Budget(absl::Seconds(30));
     while (step_reached.load() < restart_at && absl::Now() < wait_until)
       absl::SleepFor(absl::Milliseconds(2));
     StopServer();

@@ -100,6 +100,10 @@ class HealthServiceImpl::WatchReactor final
   }
 
   void OnDone() override {
+    // gRPC runs OnDone after OnCancel has returned, but orders the two
+    // through its own (uninstrumented) executor. Taking mu_, which OnCancel
+    // holds, makes that order one ThreadSanitizer sees too.
+    { absl::MutexLock lock(&mu_); }
     service_->RemoveWatcher(this);
     Unref();
   }

@@ -21,7 +21,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/api/struct_json.h"
@@ -129,14 +128,7 @@ const char* ProtobufLeniency(absl::string_view json,
 }  // namespace
 }  // namespace jobwire
 
-// protobuf logs each string field with invalid UTF-8 it refuses to parse;
-// at thousands of inputs a second that is most of the run.
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  google::protobuf::SetLogHandler(
-      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
-  return 0;
-}
-
+// LLVMFuzzerInitialize: tests/fuzz/quiet_protobuf.cc.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace jobwire;
   const absl::string_view json(reinterpret_cast<const char*>(data), size);

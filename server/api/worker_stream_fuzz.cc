@@ -30,7 +30,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "google/protobuf/stubs/logging.h"
 #include "jobwire/v1/worker_service.pb.h"
 #include "server/api/convert.h"
 #include "server/core/worker_transitions.h"
@@ -220,14 +219,7 @@ void Apply(Session& s, const absl::StatusOr<JobChange>& step, bool report) {
 }  // namespace
 }  // namespace jobwire
 
-// protobuf logs each string field with invalid UTF-8 it refuses to parse;
-// at thousands of inputs a second that is most of the run.
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  google::protobuf::SetLogHandler(
-      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
-  return 0;
-}
-
+// LLVMFuzzerInitialize: tests/fuzz/quiet_protobuf.cc.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace jobwire;
   fuzz::FuzzInput in(data, size);

@@ -294,23 +294,32 @@ absl::Status App::Build() {
   // Metrics listen to the store's commits and its writer, and to the
   // dispatcher's assignments. Their job counts start from the store before
   // the first write (recovery's). The hooks read services built below; they
-  // run only at a scrape (GET /metrics), once everything serves.
+  // run only at a scrape (GET /metrics), which the HTTP face can serve
+  // before StartHttp returns (see http_serving_).
   ServerMetrics::Sources metric_sources;
   metric_sources.dispatcher = dispatcher_.get();
   metric_sources.store = store_.get();
   // The service's streams include the HTTP face's SSE streams (watches of
   // the same service, jobwire_sse_streams): the gRPC gauge leaves them out.
+  // The HTTP face serves GET /metrics as soon as it listens, before
+  // StartHttp has stored http_: the hooks read http_serving_ instead, and
+  // count nothing of the HTTP face until it is set.
   metric_sources.watch_streams = [this] {
-    const int64_t sse = http_ != nullptr ? http_->open_event_streams() : 0;
+    const HttpServer* http = http_serving_.load(std::memory_order_acquire);
+    const int64_t sse = http != nullptr ? http->open_event_streams() : 0;
     return std::max<int64_t>(
         0, static_cast<int64_t>(job_service_->open_streams()) - sse);
   };
   if (!options_.http_listen.empty()) {
     metric_sources.sse_streams = [this] {
-      return static_cast<int64_t>(http_->open_event_streams());
+      const HttpServer* http = http_serving_.load(std::memory_order_acquire);
+      return static_cast<int64_t>(http != nullptr ? http->open_event_streams()
+                                                  : 0);
     };
     metric_sources.http_connections = [this] {
-      return static_cast<int64_t>(http_->open_connections());
+      const HttpServer* http = http_serving_.load(std::memory_order_acquire);
+      return static_cast<int64_t>(http != nullptr ? http->open_connections()
+                                                  : 0);
     };
   }
   if (signer.has_value()) {
@@ -706,6 +715,7 @@ absl::Status App::StartHttp(const std::string& cwd) {
       HttpServer::Start(std::move(http),
                         server_->InProcessChannel(grpc::ChannelArguments()),
                         clock_.get()));
+  http_serving_.store(http_.get(), std::memory_order_release);
   return absl::OkStatus();
 }
 

@@ -170,6 +170,10 @@ class App {
   // Calls unary_methods_, and streaming methods over an in-process channel
   // of server_: stopped and destroyed before both.
   std::unique_ptr<HttpServer> http_;
+  // http_, for the metric hooks on the executor: set (release) once
+  // StartHttp has stored http_, which the HTTP face's own GET /metrics can
+  // run before. http_ is reset only after the executor has stopped.
+  std::atomic<const HttpServer*> http_serving_{nullptr};
 
   std::vector<std::pair<std::string, ShutdownHook>> shutdown_hooks_;
   std::vector<std::string> addresses_;

@@ -1,7 +1,7 @@
 // libFuzzer target: the HTTP request path up to, not including, the service
 // call. Raw bytes go through Boost.Beast's request parser with the limits
-// HttpServer sets, then the steps of HttpServer's Session::Handle
-// (http_server.cc): the request target parsed by Boost.URL (origin form),
+// HttpServer sets, then the functions HttpServer's Session::Handle calls
+// (http_request.h): the request target parsed by Boost.URL (origin form),
 // the credentials checked by HttpAuth (bearer token, session cookie with its
 // CSRF header, stream ticket), the route found in the RouteTable of the
 // JobService and AdminService annotations, its scope checked, and the
@@ -26,7 +26,6 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/url/parse.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -35,13 +34,9 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
-#include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -49,6 +44,7 @@
 #include "jobwire/v1/job_service.pb.h"
 #include "server/common/clock.h"
 #include "server/http/http_auth.h"
+#include "server/http/http_request.h"
 #include "server/http/route_table.h"
 #include "server/transport/grpc_status.h"
 #include "server/transport/token_file.h"
@@ -137,77 +133,43 @@ void CheckRefusal(const absl::Status& s) {
   }
 }
 
-// Handle's steps after the parse, for one HttpAuth.
-void Handle(const http::request<http::string_body>& req, const HttpAuth& auth,
+// Handle's steps after the parse (http_request.h), for one HttpAuth.
+void Handle(const HttpRequest& req, const HttpAuth& auth,
             const RouteTable& routes) {
-  const auto target = boost::urls::parse_origin_form(req.target());
-  if (!target) return;  // 400 "malformed request target"
-  std::vector<std::string> segments;
-  for (auto segment : target->segments()) segments.push_back(segment);
-  const std::string path(target->path());
-  QueryParams query;
-  std::string ticket;
-  for (auto param : target->params()) {
-    if (param.key == "ticket") {
-      ticket = param.value;
-    } else {
-      query.emplace_back(param.key, param.value);
-    }
+  absl::StatusOr<RequestTarget> target = ParseRequestTarget(View(req.target()));
+  if (!target.ok()) {  // 400 "malformed request target"
+    FUZZ_CHECK(target.status().code() == absl::StatusCode::kInvalidArgument,
+               target.status().ToString());
+    return;
   }
-  const std::string method(req.method_string());
-  HttpAuth::Request credentials;
-  credentials.method = method;
-  credentials.authorization = View(req[http::field::authorization]);
-  credentials.cookie = View(req[http::field::cookie]);
-  credentials.csrf = View(req["X-Jobwire-Csrf"]);
-  credentials.ticket = ticket;
-  absl::StatusOr<HttpAuth::Caller> caller = auth.Authenticate(credentials);
+  absl::StatusOr<HttpAuth::Caller> caller =
+      auth.Authenticate(CredentialsOf(req, *target));
   if (!caller.ok()) {
     FUZZ_CHECK(caller.status().code() == absl::StatusCode::kUnauthenticated,
                caller.status().ToString());
     CheckRefusal(caller.status());
     return;
   }
+  const std::string method(req.method_string());
   std::vector<std::string> allowed;
   absl::StatusOr<RouteTable::Match> match =
-      routes.Find(method, segments, &allowed);
+      RouteCall(routes, *caller, method, *target, &allowed);
   if (!match.ok()) {
+    const absl::StatusCode code = match.status().code();
     FUZZ_CHECK(
-        match.status().code() == absl::StatusCode::kNotFound ||
-            (match.status().code() == absl::StatusCode::kFailedPrecondition &&
-             !allowed.empty()),
+        code == absl::StatusCode::kNotFound ||
+            code == absl::StatusCode::kPermissionDenied ||
+            (code == absl::StatusCode::kFailedPrecondition && !allowed.empty()),
         match.status().ToString());
-    return;
-  }
-  const Route& route = *match->route;
-  const absl::Status scope = HttpAuth::CheckScope(
-      *caller,
-      ScopeOf(absl::StrCat("/", route.method->service()->full_name(), "/",
-                           route.method->name())),
-      absl::StrCat(method, " ", path));
-  if (!scope.ok()) {
-    FUZZ_CHECK(scope.code() == absl::StatusCode::kPermissionDenied,
-               scope.ToString());
-    CheckRefusal(scope);
+    if (allowed.empty()) CheckRefusal(match.status());
     return;
   }
   std::unique_ptr<google::protobuf::Message> rpc(
       google::protobuf::MessageFactory::generated_factory()
-          ->GetPrototype(route.method->input_type())
+          ->GetPrototype(match->route->method->input_type())
           ->New());
-  absl::Status built =
-      BuildRequest(route, match->bindings, query, View(req.body()), rpc.get());
-  if (built.ok() && route.server_streaming() && !route.client_streaming()) {
-    const absl::string_view last_id =
-        absl::StripAsciiWhitespace(View(req["Last-Event-ID"]));
-    if (!last_id.empty()) {
-      const char* field =
-          rpc->GetDescriptor()->FindFieldByName("after_seq") != nullptr
-              ? "after_seq"
-              : "after_event_id";
-      built = SetFieldFromText(rpc.get(), field, last_id, "Last-Event-ID");
-    }
-  }
+  const absl::Status built =
+      BuildCallRequest(*match, target->query, req, rpc.get());
   if (!built.ok()) {
     FUZZ_CHECK(built.code() == absl::StatusCode::kInvalidArgument,
                built.ToString());
@@ -228,14 +190,7 @@ void Handle(const http::request<http::string_body>& req, const HttpAuth& auth,
 }  // namespace
 }  // namespace jobwire
 
-// protobuf logs each string field with invalid UTF-8 it refuses to parse;
-// at thousands of inputs a second that is most of the run.
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  google::protobuf::SetLogHandler(
-      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
-  return 0;
-}
-
+// LLVMFuzzerInitialize: tests/fuzz/quiet_protobuf.cc.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace jobwire;
   World& w = TheWorld();
@@ -260,7 +215,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!ec && !parser.is_done()) parser.put_eof(ec);
   if (ec || !parser.is_done()) return 0;  // 400, 413 or 408
-  const http::request<http::string_body>& req = parser.get();
+  const HttpRequest& req = parser.get();
   Handle(req, *w.token_auth, w.routes);
   Handle(req, *w.table_auth, w.routes);
   return 0;

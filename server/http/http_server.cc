@@ -11,7 +11,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <boost/url/parse.hpp>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -37,6 +36,7 @@
 #include "server/common/status_macros.h"
 #include "server/core/validation.h"
 #include "server/http/http_auth.h"
+#include "server/http/http_request.h"
 #include "server/http/route_table.h"
 #include "server/http/static_files.h"
 #include "server/transport/peer_name.h"
@@ -568,24 +568,13 @@ class Session final : public HttpServer::Impl::SessionBase,
   }
 
   void Handle() {
-    const auto target = boost::urls::parse_origin_form(request_.target());
-    if (!target) {
+    absl::StatusOr<RequestTarget> target =
+        ParseRequestTarget(ToView(request_.target()));
+    if (!target.ok()) {
       keep_alive_ = false;
-      return Write(
-          HttpErrorOf(absl::InvalidArgumentError("malformed request target")));
+      return Write(HttpErrorOf(target.status()));
     }
-    std::vector<std::string> segments;
-    for (auto segment : target->segments()) segments.push_back(segment);
-    const std::string path(target->path());
-    QueryParams query;
-    std::string ticket;
-    for (auto param : target->params()) {
-      if (param.key == "ticket") {
-        ticket = param.value;
-      } else {
-        query.emplace_back(param.key, param.value);
-      }
-    }
+    const std::string& path = target->path;
     const std::string method(request_.method_string());
 
     if (request_.method() == http::verb::options) return Preflight();
@@ -603,12 +592,7 @@ class Session final : public HttpServer::Impl::SessionBase,
         return WriteStatic(*file);
       }
     }
-    HttpAuth::Request credentials;
-    credentials.method = method;
-    credentials.authorization = ToView(request_[http::field::authorization]);
-    credentials.cookie = ToView(request_[http::field::cookie]);
-    credentials.csrf = ToView(request_["X-Jobwire-Csrf"]);
-    credentials.ticket = ticket;
+    const HttpAuth::Request credentials = CredentialsOf(request_, *target);
     if (absl::StartsWith(path, "/v1/auth"))
       return HandleAuth(path, credentials);
     absl::StatusOr<HttpAuth::Caller> caller =
@@ -639,28 +623,17 @@ class Session final : public HttpServer::Impl::SessionBase,
 
     std::vector<std::string> allowed;
     absl::StatusOr<RouteTable::Match> match =
-        server_->routes.Find(method, segments, &allowed);
+        RouteCall(server_->routes, *caller, method, *target, &allowed);
     if (!match.ok()) {
       if (!allowed.empty()) return MethodNotAllowed(allowed);
-      return Write(HttpErrorOf(absl::NotFoundError(
-          absl::StrCat("no route for ", method, " ", path))));
+      return Write(HttpErrorOf(match.status()));
     }
     const Route& route = *match->route;
-    // The route's gRPC method decides the scope, as over gRPC.
-    if (absl::Status s = HttpAuth::CheckScope(
-            *caller,
-            ScopeOf(absl::StrCat("/", route.method->service()->full_name(), "/",
-                                 route.method->name())),
-            absl::StrCat(method, " ", path));
-        !s.ok()) {
-      return Write(HttpErrorOf(s));
-    }
     if (const UnaryMethods::Method* unary =
             server_->options.unary->Find(route.grpc_path)) {
       auto call = std::make_unique<LocalCall>(*unary);
-      if (absl::Status s =
-              BuildRequest(route, match->bindings, query,
-                           ToView(request_.body()), call->request());
+      if (absl::Status s = BuildCallRequest(*match, target->query, request_,
+                                            call->request());
           !s.ok()) {
         return Write(HttpErrorOf(s));
       }
@@ -670,11 +643,8 @@ class Session final : public HttpServer::Impl::SessionBase,
         google::protobuf::MessageFactory::generated_factory()
             ->GetPrototype(route.method->input_type())
             ->New());
-    const bool events = route.server_streaming() && !route.client_streaming();
-    const bool cursor_is_seq =
-        rpc->GetDescriptor()->FindFieldByName("after_seq") != nullptr;
-    if (absl::Status s = BuildRequest(route, match->bindings, query,
-                                      ToView(request_.body()), rpc.get());
+    if (absl::Status s =
+            BuildCallRequest(*match, target->query, request_, rpc.get());
         !s.ok()) {
       return Write(HttpErrorOf(s));
     }
@@ -689,20 +659,9 @@ class Session final : public HttpServer::Impl::SessionBase,
         return Write(HttpErrorOf(s));
       }
     }
-    if (events) {
-      // EventSource's reconnect names the last event it saw; it wins over
-      // the cursor in the URL, which is the one of the first connection.
-      const absl::string_view last_id =
-          absl::StripAsciiWhitespace(ToView(request_["Last-Event-ID"]));
-      if (!last_id.empty()) {
-        const char* field = cursor_is_seq ? "after_seq" : "after_event_id";
-        if (absl::Status s =
-                SetFieldFromText(rpc.get(), field, last_id, "Last-Event-ID");
-            !s.ok()) {
-          return Write(HttpErrorOf(s));
-        }
-      }
-      return StartEvents(*rpc, cursor_is_seq);
+    if (IsEventStream(route)) {
+      return StartEvents(
+          *rpc, rpc->GetDescriptor()->FindFieldByName("after_seq") != nullptr);
     }
     server_->gateway->Call(route, std::move(rpc), Replier());
   }

@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/common/clock.h"
@@ -19,7 +18,9 @@
 #include "server/core/worker_transitions.h"
 #include "server/metrics/promtool_check.h"
 #include "server/scheduling/dispatcher.h"
+#include "server/storage/job_store_test_util.h"
 #include "server/storage/sqlite_job_store.h"
+#include "server/storage/sqlite_test_store.h"
 #include "server/storage/temp_db_dir.h"
 
 namespace jobwire::test {
@@ -88,12 +89,8 @@ class ServerMetricsTest : public ::testing::Test {
   }
 
   void OpenStore() {
-    SqliteJobStore::Options options;
-    options.path = dir_.db();
-    options.clock = &clock_;
-    options.synchronous = SqliteJobStore::Synchronous::kOff;
     absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
-        SqliteJobStore::Open(options);
+        OpenTestSqliteStore(dir_, &clock_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
@@ -124,30 +121,13 @@ class ServerMetricsTest : public ::testing::Test {
       j.job.queue = queue;
       j.job.kind = "k";
     }
-    absl::Notification done;
-    std::vector<Job> out;
-    store_->Submit(std::move(jobs),
-                   [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
-                     EXPECT_TRUE(r.ok()) << r.status();
-                     if (r.ok()) {
-                       for (SubmitOutcome& o : *r) out.push_back(o.job);
-                     }
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    return out;
+    return SubmitJobs(*store_, std::move(jobs));
   }
 
   Job Mutate(const std::string& id, JobMutation mutation) {
-    absl::Notification done;
-    Job out;
-    store_->Mutate(id, std::move(mutation), [&](absl::StatusOr<Job> r) {
-      EXPECT_TRUE(r.ok()) << r.status();
-      if (r.ok()) out = *std::move(r);
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return out;
+    absl::StatusOr<Job> r = MutateSync(*store_, id, std::move(mutation));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *std::move(r) : Job{};
   }
 
   Job Assign(const std::string& id) {

@@ -13,7 +13,9 @@
 #include "gtest/gtest.h"
 #include "server/common/clock.h"
 #include "server/core/retry.h"
+#include "server/storage/job_store_test_util.h"
 #include "server/storage/sqlite_job_store.h"
+#include "server/storage/sqlite_test_store.h"
 #include "server/storage/temp_db_dir.h"
 
 namespace jobwire::test {
@@ -111,12 +113,8 @@ class DispatcherTest : public ::testing::Test {
   void SetUp() override { OpenStore(); }
 
   void OpenStore() {
-    SqliteJobStore::Options options;
-    options.path = dir_.db();
-    options.clock = &clock_;
-    options.synchronous = SqliteJobStore::Synchronous::kOff;
     absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
-        SqliteJobStore::Open(options);
+        OpenTestSqliteStore(dir_, &clock_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
@@ -144,18 +142,7 @@ class DispatcherTest : public ::testing::Test {
       jobs[i].job.priority = specs[i].priority;
       jobs[i].job.schedule_time = specs[i].schedule_time;
     }
-    absl::Notification done;
-    std::vector<Job> out;
-    store_->Submit(std::move(jobs),
-                   [&](absl::StatusOr<std::vector<SubmitOutcome>> r) {
-                     EXPECT_TRUE(r.ok()) << r.status();
-                     if (r.ok()) {
-                       for (SubmitOutcome& o : *r) out.push_back(o.job);
-                     }
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    return out;
+    return SubmitJobs(*store_, std::move(jobs));
   }
   Job SubmitOne(JobSpec spec = {}) { return Submit({spec}).at(0); }
 
@@ -201,17 +188,6 @@ class DispatcherTest : public ::testing::Test {
     });
     done.WaitForNotification();
     return status;
-  }
-  static absl::StatusOr<Job> WaitJob(
-      const std::function<void(JobCallback)>& start) {
-    absl::Notification done;
-    absl::StatusOr<Job> job;
-    start([&](absl::StatusOr<Job> j) {
-      job = std::move(j);
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return job;
   }
 
   // Waits (real time, at most 10 s) until the store has `id` in `state`.
@@ -480,7 +456,7 @@ TEST_F(DispatcherTest, CancelOfARunningJobReachesItsWorkerAfterTheAssign) {
   const int64_t session = Connect(&conn);
   conn.Await("assign", 1);
 
-  absl::StatusOr<Job> asked = WaitJob([&](JobCallback done) {
+  absl::StatusOr<Job> asked = AwaitJob([&](JobCallback done) {
     dispatcher_->RequestCancel(job.id, "not needed", std::move(done));
   });
   ASSERT_TRUE(asked.ok()) << asked.status();
@@ -504,7 +480,7 @@ TEST_F(DispatcherTest, CancelOfAJobThatIsNotRunningIsAFailedPrecondition) {
   StartDispatcher();
   Job job = SubmitOne();
 
-  absl::StatusOr<Job> asked = WaitJob([&](JobCallback done) {
+  absl::StatusOr<Job> asked = AwaitJob([&](JobCallback done) {
     dispatcher_->RequestCancel(job.id, "", std::move(done));
   });
 
@@ -518,7 +494,7 @@ TEST_F(DispatcherTest, PauseOfARunningJobAskedOfItsWorkerEndsPausedOnAck) {
   const int64_t session = Connect(&conn);
   conn.Await("assign", 1);
 
-  ASSERT_TRUE(WaitJob([&](JobCallback done) {
+  ASSERT_TRUE(AwaitJob([&](JobCallback done) {
                 dispatcher_->RequestPause(job.id, std::move(done));
               }).ok());
   std::vector<Sent> sent = conn.Await("pause", 1);

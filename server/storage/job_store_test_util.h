@@ -54,6 +54,19 @@ inline absl::StatusOr<std::vector<SubmitOutcome>> SubmitSync(
   return out;
 }
 
+// Submits `jobs` and returns them as stored: none, and a test failure, when
+// the submit fails.
+inline std::vector<Job> SubmitJobs(JobStore& store, std::vector<NewJob> jobs) {
+  absl::StatusOr<std::vector<SubmitOutcome>> r =
+      SubmitSync(store, std::move(jobs));
+  EXPECT_TRUE(r.ok()) << r.status();
+  std::vector<Job> out;
+  if (r.ok()) {
+    for (SubmitOutcome& o : *r) out.push_back(o.job);
+  }
+  return out;
+}
+
 inline absl::StatusOr<Job> SubmitOne(JobStore& store, NewJob job) {
   auto r = SubmitSync(store, {std::move(job)});
   if (!r.ok()) return r.status();

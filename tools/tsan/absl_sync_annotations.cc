@@ -12,7 +12,8 @@
 // instrumented, and call the library's function (dlsym RTLD_NEXT).
 //
 // Covered: Mutex (exclusive, shared, try, the ...When and Await forms),
-// CondVar waits, Notification and BlockingCounter (their hand-offs). The
+// CondVar waits, Notification and BlockingCounter (their hand-offs), and
+// absl::Status's reference count (defined here, see below). The
 // inline Notification::HasBeenNotified reads an atomic the library writes:
 // a HasBeenNotified() that is true does not order anything for TSan; the
 // code here uses it only to avoid a second Notify().
@@ -23,6 +24,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -323,6 +325,24 @@ void BlockingCounter::Wait() {
   if (!call.outermost) return next(this);
   next(this);
   __tsan_acquire(this);
+}
+
+// absl::Status shares its message and payloads between copies through a
+// reference count: Ref is inline (instrumented), but the decrement and the
+// delete are in status.cc, uninstrumented, and a tail call there makes the
+// delete look like ours. A status copied on one thread and dropped last on
+// another (every store callback's) then showed as its Ref racing the delete.
+// This is the library's own definition (Abseil 20220623, status.cc),
+// compiled here with TSan so that it sees the acquire and release; it
+// replaces the library's rather than wrapping it, since no annotation
+// outside the decrement can order the delete inside it.
+void Status::UnrefNonInlined(uintptr_t rep) {
+  status_internal::StatusRep* r = RepToPointer(rep);
+  // Fast path: if ref==1, no other thread holds a reference.
+  if (r->ref.load(std::memory_order_acquire) == 1 ||
+      r->ref.fetch_sub(1, std::memory_order_acq_rel) - 1 == 0) {
+    delete r;
+  }
 }
 
 ABSL_NAMESPACE_END
