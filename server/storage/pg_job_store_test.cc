@@ -237,6 +237,57 @@ TEST(PgJobStoreTest, ADeadNodesLeasesAreHandedToTheOtherNodes) {
   EXPECT_EQ(orphans[0].second, 1);
 }
 
+// A batch's jobs are read in one statement before its writes (Prefetch):
+// a second Mutate of a job in the batch sees the first one's write, a
+// failed Mutate leaves the others alone, and a job another node changed is
+// read as committed.
+TEST(PgJobStoreTest, MutatesOfOneBatchSeeEachOthersWrites) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo);
+  std::unique_ptr<PgJobStore> b = OpenStore(conninfo);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kJobs = 200;
+  auto jobs = SubmitBlocking(*a, kJobs);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  // Node b bumps every job once, so a's reads must be as committed.
+  for (const SubmitOutcome& j : *jobs)
+    ASSERT_TRUE(MutateSync(*b, j.job.id, BumpPriority()).ok());
+  absl::Mutex mu;
+  int answered = 0;
+  int failed = 0;
+  auto count = [&](absl::StatusOr<Job> r) {
+    absl::MutexLock lock(&mu);
+    ++answered;
+    if (!r.ok()) ++failed;
+  };
+  // Not awaited one by one: they share batches.
+  for (const SubmitOutcome& j : *jobs) {
+    a->Mutate(j.job.id, BumpPriority(), count);
+    a->Mutate(
+        j.job.id,
+        [](const Job&, absl::Time) -> absl::StatusOr<JobChange> {
+          return absl::FailedPreconditionError("refused");
+        },
+        count);
+    a->Mutate(j.job.id, BumpPriority(), count);
+  }
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](int* n) { return *n == 3 * kJobs; }, &answered),
+        absl::Minutes(1)));
+    EXPECT_EQ(failed, kJobs);
+  }
+  for (const SubmitOutcome& j : *jobs) {
+    absl::StatusOr<Job> got = a->GetJobBlocking(j.job.id);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->priority, j.job.priority + 3) << j.job.id;
+    EXPECT_EQ(got->state, JobState::kQueued);
+  }
+}
+
 // Each pending webhook delivery is claimed by the node that reads it due, so
 // one node sends each attempt; recording the attempt releases the claim, and
 // a dead node's claims expire (its node_ttl) and go to another node.
