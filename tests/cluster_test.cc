@@ -9,12 +9,22 @@
 //
 // JOBWIRE_CLUSTER_JOBS sets the number of jobs (default 20,000: about 40 s
 // on a loaded 2-core box).
+//
+// And two nodes sending one outbox of webhook deliveries to a real HTTP
+// receiver: each delivery is claimed by one node, so the receiver gets each
+// webhook-id once.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -23,8 +33,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -287,6 +299,180 @@ TEST_F(ClusterTest, ThreeNodesRunEveryJobOnceThroughTheLossOfOne) {
             << " jobs held at the kill, " << rerun
             << " jobs re-run after the node's loss, " << reconnects_.load()
             << " worker reconnects\n";
+}
+
+// A webhook receiver on 127.0.0.1: answers every POST 204 after a short
+// pause (so that two senders of one delivery would overlap) and counts each
+// webhook-id it gets.
+class Receiver {
+ public:
+  Receiver() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(fd_, 256) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on 127.0.0.1";
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~Receiver() {
+    stopping_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();
+    close(fd_);
+    for (std::thread& t : handlers_) t.join();
+  }
+
+  std::string url() const {
+    return absl::StrCat("http://127.0.0.1:", port_, "/hook");
+  }
+  // webhook-id -> how many times it came.
+  std::map<std::string, int> received() {
+    absl::MutexLock lock(&mu_);
+    return ids_;
+  }
+
+ private:
+  void Accept() {
+    while (!stopping_) {
+      int conn = accept(fd_, nullptr, nullptr);
+      if (conn < 0) continue;
+      handlers_.emplace_back([this, conn] { Handle(conn); });
+    }
+  }
+
+  void Handle(int conn) {
+    std::string in;
+    char buf[4096];
+    size_t body_at = std::string::npos;
+    size_t length = 0;
+    std::string id;
+    while (body_at == std::string::npos || in.size() < body_at + length) {
+      ssize_t n = read(conn, buf, sizeof(buf));
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+      if (body_at != std::string::npos) continue;
+      size_t end = in.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      body_at = end + 4;
+      for (absl::string_view line :
+           absl::StrSplit(absl::string_view(in).substr(0, end), "\r\n")) {
+        std::pair<std::string, std::string> kv =
+            absl::StrSplit(line, absl::MaxSplits(':', 1));
+        const std::string name = absl::AsciiStrToLower(kv.first);
+        const std::string value(absl::StripAsciiWhitespace(kv.second));
+        if (name == "content-length") absl::SimpleAtoi(value, &length);
+        if (name == "webhook-id") id = value;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+    const std::string reply =
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: "
+        "close\r\n\r\n";
+    ssize_t unused = write(conn, reply.data(), reply.size());
+    (void)unused;
+    close(conn);
+    if (!id.empty()) {
+      absl::MutexLock lock(&mu_);
+      ++ids_[id];
+    }
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> handlers_;  // acceptor thread only, then joined
+  absl::Mutex mu_;
+  std::map<std::string, int> ids_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(ClusterWebhooksTest, TwoNodesSendEachDeliveryOnce) {
+  constexpr int kJobs = 300;
+  constexpr int kSenders = 2;
+  Receiver receiver;
+  const std::string dir = MakeTempDir("jobwire-cluster-hooks");
+  const std::string secrets = dir + "/secrets";
+  std::ofstream(secrets) << "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n";
+  const std::string db = "postgres:" + SharedPgTestCluster().NewSchema();
+  std::vector<std::unique_ptr<JobwiredProcess>> nodes;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < kSenders; ++i) {
+    nodes.push_back(std::make_unique<JobwiredProcess>(
+        dir, std::vector<std::string>{"--listen", "127.0.0.1:0", "--db", db,
+                                      "--node-name", absl::StrCat("n", i),
+                                      "--webhook-secret-file", secrets,
+                                      "--webhook-allow-cidr", "127.0.0.1/32"}));
+    std::vector<std::string> addresses = nodes.back()->WaitListening(1);
+    ASSERT_EQ(addresses.size(), 1u) << nodes.back()->log();
+    channels.push_back(ReconnectingChannel(addresses[0]));
+  }
+
+  // Jobs submitted on node 0, cancelled on both nodes at once: each cancel
+  // queues one delivery, which both nodes' senders hear of.
+  std::vector<std::string> ids;
+  auto stub = v1::JobService::NewStub(channels[0]);
+  for (int i = 0; i < kJobs; ++i) {
+    v1::SubmitJobRequest request;
+    request.mutable_job()->set_kind("hooked");
+    v1::Webhook* hook = request.mutable_job()->mutable_webhook();
+    hook->set_url(receiver.url());
+    hook->add_events(v1::Webhook::EVENT_CANCELLED);
+    v1::SubmitJobResponse response;
+    ASSERT_TRUE(stub->SubmitJob(Call().get(), request, &response).ok());
+    ids.push_back(response.job().id());
+  }
+  std::vector<std::thread> cancellers;
+  for (int n = 0; n < kSenders; ++n) {
+    cancellers.emplace_back([&, n] {
+      auto s = v1::JobService::NewStub(channels[n]);
+      for (size_t i = n; i < ids.size(); i += kSenders) {
+        v1::CancelJobRequest request;
+        request.set_id(ids[i]);
+        v1::Job job;
+        EXPECT_TRUE(s->CancelJob(Call().get(), request, &job).ok()) << ids[i];
+      }
+    });
+  }
+  for (std::thread& t : cancellers) t.join();
+
+  // Every delivery's attempt is recorded in its job's log (one
+  // webhook_delivery event each, whichever node sent it).
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(1)));
+  v1::WatchJobsRequest request;
+  request.set_after_event_id(0);  // the whole log
+  auto reader =
+      v1::JobService::NewStub(channels[1])->WatchJobs(&context, request);
+  int recorded = 0;
+  v1::WatchJobsResponse response;
+  while (recorded < kJobs && reader->Read(&response)) {
+    if (response.has_event() && response.event().has_webhook_delivery()) {
+      EXPECT_TRUE(response.event().webhook_delivery().delivered());
+      ++recorded;
+    }
+  }
+  context.TryCancel();
+  while (reader->Read(&response)) {
+  }
+  reader->Finish();
+  ASSERT_EQ(recorded, kJobs);
+  // A second sender of a delivery would have sent it before the first
+  // attempt's record; let such a request reach the receiver.
+  absl::SleepFor(absl::Seconds(1));
+  std::map<std::string, int> got = receiver.received();
+  EXPECT_EQ(got.size(), static_cast<size_t>(kJobs));
+  int repeats = 0;
+  for (const auto& [id, n] : got) repeats += n - 1;
+  EXPECT_EQ(repeats, 0);
+  nodes.clear();
+  RemoveDir(dir);
 }
 
 }  // namespace

@@ -182,6 +182,7 @@ GroupCommit::Applied GroupCommit::ApplyBatch(Completion& c, absl::Time now,
   std::vector<absl::Status>& results = c.results;
   results.assign(batch.size(), absl::OkStatus());
   batch_status = txn_->Begin(now);
+  if (batch_status.ok()) batch_status = txn_->Prefetch(batch);
   if (!batch_status.ok()) return Applied::kDone;
   // A bulk batch takes the bulk requests queued after its own while it runs
   // the first time (a rerun runs what the first run took).

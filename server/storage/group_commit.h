@@ -144,6 +144,14 @@ class GroupCommit {
     // static_cast it to its own type) and completes its writes (e.g.
     // flushes rows it buffered). On an error the writer then calls Failed().
     virtual absl::Status Apply(Request& request) = 0;
+    // Right after a Begin that succeeded, before the first Apply: lets the
+    // backend read at once what the batch's requests will read (their rows,
+    // in one statement rather than one each). An error fails the batch as
+    // Begin's does. Default: nothing.
+    virtual absl::Status Prefetch(
+        const std::vector<std::unique_ptr<Request>>& batch) {
+      return absl::OkStatus();
+    }
     // Right after Apply (or ReleaseSavepoint) failed: drops what the backend
     // holds in memory of that request alone (its events, cached rows,
     // counters; the backend marks them at the start of each Apply), and says

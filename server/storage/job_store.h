@@ -376,12 +376,19 @@ class JobStore {
   // Up to `limit` pending deliveries, earliest next_attempt_time first
   // (those not due yet too, so the sender knows when to look again); the
   // rows carry their body. INVALID_ARGUMENT when limit <= 0.
+  // A store shared by several nodes (PgJobStore) claims the due rows it
+  // returns for this node, so that one node sends each attempt: it leaves
+  // out the rows another live node holds, a claim lasts its node_ttl (a
+  // dead node's rows go to another node after that) and is renewed by the
+  // next call, and RecordWebhookAttempt releases it. A store of one process
+  // returns every pending row.
   virtual absl::StatusOr<std::vector<WebhookOutboxRow>> PendingWebhooksBlocking(
       int limit) = 0;
   // Writes an attempt's outcome: updates the outbox row (attempts, state,
   // next_attempt_time, last status and error) and, in the same transaction,
   // appends a webhook_delivery event to the job (none when the job was
-  // deleted meanwhile). NOT_FOUND for an unknown delivery id.
+  // deleted meanwhile), and releases this node's claim on the row.
+  // NOT_FOUND for an unknown delivery id.
   virtual void RecordWebhookAttempt(WebhookAttempt attempt,
                                     StatusCallback done) = 0;
   // Pending deliveries (neither delivered nor dead): the outbox's depth.

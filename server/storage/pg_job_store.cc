@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <random>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -128,6 +130,15 @@ constexpr const char* kIdsIn = "= ANY(CAST($1::text AS text[]))";
   "next_attempt_time, last_attempt_time, last_status, last_error, create_time"
 constexpr const char* kOutboxColumns = JW_PG_OUTBOX_COLUMNS("body");
 constexpr const char* kOutboxColumnsNoBody = JW_PG_OUTBOX_COLUMNS("'' AS body");
+constexpr const char* kOutboxColumnsQualified =
+    "webhook_outbox.id, job_id, event_id, type, url, body, state, attempts, "
+    "next_attempt_time, last_attempt_time, last_status, last_error, "
+    "create_time";
+// A pending delivery this node ($2) may send: unclaimed, claimed by it, or
+// claimed by a node whose claim has expired (a dead node's).
+constexpr const char* kOutboxFree =
+    "(claimed_by IS NULL OR claimed_by = $2 OR claim_expire < " JW_PG_NOW_US
+    ")";
 #undef JW_PG_OUTBOX_COLUMNS
 
 absl::Time TimeAt(const PgResult& r, int row, int col) {
@@ -183,6 +194,8 @@ class PgJobStore::Writer final : public GroupCommit::Transaction {
   // GroupCommit::Transaction.
   absl::Status Begin(absl::Time batch_time) override;
   absl::Status Apply(GroupCommit::Request& request) override;
+  absl::Status Prefetch(
+      const std::vector<std::unique_ptr<GroupCommit::Request>>& batch) override;
   Residue Failed() override;
   absl::Status Savepoint() override {
     // What earlier requests left pending goes in before the savepoint, so
@@ -570,6 +583,9 @@ struct PgJobStore::WriteOp final : GroupCommit::Request {
 
   std::function<absl::Status(Writer&)> apply;
   std::function<void(absl::Status)> finish;
+  // The job `apply` reads first (Writer::LoadJob), if any: the batch's are
+  // read in one statement (Writer::Prefetch).
+  std::string reads;
 };
 
 absl::Status PgJobStore::Writer::Begin(absl::Time batch_time) {
@@ -620,6 +636,34 @@ void PgJobStore::Writer::ReadRemoteEvents() {
     if (r.rows() < kMaxReadLimit) break;
     after = remote.back().event_id;
   }
+}
+
+absl::Status PgJobStore::Writer::Prefetch(
+    const std::vector<std::unique_ptr<GroupCommit::Request>>& batch) {
+  // One job alone is read by its LoadJob, in the same one statement.
+  std::vector<const std::string*> ids;
+  absl::flat_hash_set<absl::string_view> seen;
+  for (const auto& request : batch) {
+    const std::string& id = static_cast<const WriteOp&>(*request).reads;
+    if (!id.empty() && seen.insert(id).second) ids.push_back(&id);
+  }
+  if (ids.size() < 2) return absl::OkStatus();
+  // A join with the ids, not `id = ANY($1)`: a generic plan of the latter
+  // compared every row with every id (seconds for a batch of thousands).
+  static const auto* sql = new std::string(
+      absl::StrCat("SELECT ", JobColumnList(false),
+                   " FROM unnest(CAST($1::text AS text[])) AS wanted(wid) "
+                   "JOIN jobs ON jobs.id = wanted.wid"));
+  try {
+    // As LoadJob's read (see there): after Begin's event_ids lock, so every
+    // earlier commit of any node is seen, and no other node writes these
+    // rows until this transaction ends.
+    PgResult r = conn->Exec(*sql, {SqlValue::Text(ArrayLiteral(ids))});
+    for (int row = 0; row < r.rows(); ++row) Remember(r.ReadJob(row, false));
+  } catch (const PgError& e) {
+    return StatusFromPg(e);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PgJobStore::Writer::Apply(GroupCommit::Request& request) {
@@ -1106,6 +1150,7 @@ void PgJobStore::Mutate(std::string id, JobMutation mutation,
                         JobCallback done) {
   auto result = std::make_shared<Job>();
   auto op = std::make_unique<WriteOp>();
+  op->reads = id;
   op->apply = [id = std::move(id), mutation = std::move(mutation),
                result](Writer& w) -> absl::Status {
     JW_ASSIGN_OR_RETURN(Job current, w.LoadJob(id));
@@ -1136,6 +1181,7 @@ void PgJobStore::Delete(std::string id,
                         JobCallback done) {
   auto deleted = std::make_shared<Job>();
   auto op = std::make_unique<WriteOp>();
+  op->reads = id;
   op->apply = [id = std::move(id), check = std::move(check),
                deleted](Writer& w) -> absl::Status {
     JW_ASSIGN_OR_RETURN(*deleted, w.LoadJob(id));
@@ -1558,15 +1604,44 @@ absl::StatusOr<std::vector<QueueRow>> PgJobStore::ListQueueRowsBlocking() {
 absl::StatusOr<std::vector<WebhookOutboxRow>>
 PgJobStore::PendingWebhooksBlocking(int limit) {
   if (limit <= 0) return InvalidArgumentError("limit", "must be positive");
+  limit = std::min(limit, kMaxReadLimit);
+  const int64_t now = absl::ToUnixMicros(clock_->Now());
   std::vector<WebhookOutboxRow> rows;
   JW_RETURN_IF_ERROR(WithReader([&](PgConnection& c) {
-    static const auto* sql = new std::string(
-        absl::StrCat("SELECT ", kOutboxColumns,
-                     " FROM webhook_outbox WHERE state = 0 "
-                     "ORDER BY next_attempt_time, id LIMIT $1"));
-    PgResult r = c.Exec(*sql, {SqlValue::Int(std::min(limit, kMaxReadLimit))});
+    // The due rows nobody else holds are claimed for this node in one
+    // statement (SKIP LOCKED: a row another node is claiming right now is
+    // left to it); a claim of ours is renewed.
+    static const auto* claim = new std::string(absl::StrCat(
+        "WITH due AS (SELECT id FROM webhook_outbox WHERE state = 0 AND "
+        "next_attempt_time <= $1 AND ",
+        kOutboxFree,
+        " ORDER BY next_attempt_time, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+        "UPDATE webhook_outbox SET claimed_by = $2, claim_expire "
+        "= " JW_PG_NOW_US
+        " + $4 FROM due WHERE webhook_outbox.id = due.id RETURNING ",
+        kOutboxColumnsQualified));
+    PgResult r = c.Exec(
+        *claim,
+        {SqlValue::Int(now), SqlValue::TextRef(node_id_), SqlValue::Int(limit),
+         SqlValue::Int(absl::ToInt64Microseconds(options_.node_ttl))});
     for (int row = 0; row < r.rows(); ++row)
       rows.push_back(OutboxRowAt(r, row));
+    std::sort(rows.begin(), rows.end(),
+              [](const WebhookOutboxRow& a, const WebhookOutboxRow& b) {
+                return std::tie(a.next_attempt_time, a.id) <
+                       std::tie(b.next_attempt_time, b.id);
+              });
+    if (static_cast<int>(rows.size()) == limit) return absl::OkStatus();
+    // Then those not due yet (unclaimed), so the sender knows when to look.
+    static const auto* later = new std::string(absl::StrCat(
+        "SELECT ", kOutboxColumns,
+        " FROM webhook_outbox WHERE state = 0 AND next_attempt_time > $1 AND ",
+        kOutboxFree, " ORDER BY next_attempt_time, id LIMIT $3"));
+    PgResult more =
+        c.Exec(*later, {SqlValue::Int(now), SqlValue::TextRef(node_id_),
+                        SqlValue::Int(limit - static_cast<int>(rows.size()))});
+    for (int row = 0; row < more.rows(); ++row)
+      rows.push_back(OutboxRowAt(more, row));
     return absl::OkStatus();
   }));
   return rows;
@@ -1575,7 +1650,9 @@ PgJobStore::PendingWebhooksBlocking(int limit) {
 void PgJobStore::RecordWebhookAttempt(WebhookAttempt attempt,
                                       StatusCallback done) {
   auto op = std::make_unique<WriteOp>();
-  op->apply = [attempt = std::move(attempt)](Writer& w) -> absl::Status {
+  op->reads = attempt.job_id;
+  op->apply = [attempt = std::move(attempt),
+               &node = node_id_](Writer& w) -> absl::Status {
     const int64_t next_time =
         absl::ToUnixMicros(attempt.next_state == WebhookDeliveryState::kPending
                                ? attempt.next_attempt_time
@@ -1583,13 +1660,15 @@ void PgJobStore::RecordWebhookAttempt(WebhookAttempt attempt,
     PgResult r = w.conn->Exec(
         "UPDATE webhook_outbox SET attempts = $1, state = $2, "
         "next_attempt_time = $3, last_attempt_time = $4, last_status = $5, "
-        "last_error = $6 WHERE id = $7 AND state = 0",
+        "last_error = $6, claimed_by = CASE WHEN claimed_by = $8 THEN NULL "
+        "ELSE claimed_by END, claim_expire = CASE WHEN claimed_by = $8 THEN "
+        "NULL ELSE claim_expire END WHERE id = $7 AND state = 0",
         {SqlValue::Int(attempt.attempt),
          SqlValue::Int(static_cast<int>(attempt.next_state)),
          SqlValue::Int(next_time),
          SqlValue::Int(absl::ToUnixMicros(attempt.attempt_time)),
          SqlValue::Int(attempt.http_status), SqlValue::TextRef(attempt.error),
-         SqlValue::Int(attempt.delivery_id)});
+         SqlValue::Int(attempt.delivery_id), SqlValue::TextRef(node)});
     if (r.affected() == 0) {
       return absl::NotFoundError(absl::StrCat("webhook delivery ",
                                               attempt.delivery_id,

@@ -45,8 +45,16 @@
 // is taken on top; every write of `jobs` must stay in a writer
 // transaction) and keeps no rows between transactions, so a state check
 // decides once across nodes (an Assign racing on two nodes
-// applies on one; the other fails as a stale claim does). A job that starts
+// applies on one; the other fails as a stale claim does). The jobs a
+// batch's requests will load are read in one statement right after that
+// lock (Writer::Prefetch). A job that starts
 // an attempt gets lease_owner = this node's id; leaving RUNNING clears it.
+//
+// Webhook deliveries: PendingWebhooksBlocking claims the due rows for this
+// node (claimed_by, claim_expire = the database's now + node_ttl; UPDATE
+// of a FOR UPDATE SKIP LOCKED pick) and leaves out the rows another node
+// holds; RecordWebhookAttempt releases this node's claim. A dead node's
+// claims expire and the next read of another node takes them.
 //
 // Events across nodes: inside each write transaction (which holds the
 // event_ids lock, so every earlier commit is visible), Begin reads the

@@ -21,6 +21,8 @@ namespace jobwire::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
 
 PgTestCluster& Cluster() { return SharedPgTestCluster(); }
 
@@ -233,6 +235,122 @@ TEST(PgJobStoreTest, ADeadNodesLeasesAreHandedToTheOtherNodes) {
       absl::Minutes(1)));
   EXPECT_EQ(orphans[0].first, id);
   EXPECT_EQ(orphans[0].second, 1);
+}
+
+// A batch's jobs are read in one statement before its writes (Prefetch):
+// a second Mutate of a job in the batch sees the first one's write, a
+// failed Mutate leaves the others alone, and a job another node changed is
+// read as committed.
+TEST(PgJobStoreTest, MutatesOfOneBatchSeeEachOthersWrites) {
+  const std::string conninfo = Cluster().NewSchema();
+  std::unique_ptr<PgJobStore> a = OpenStore(conninfo);
+  std::unique_ptr<PgJobStore> b = OpenStore(conninfo);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  constexpr int kJobs = 200;
+  auto jobs = SubmitBlocking(*a, kJobs);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  // Node b bumps every job once, so a's reads must be as committed.
+  for (const SubmitOutcome& j : *jobs)
+    ASSERT_TRUE(MutateSync(*b, j.job.id, BumpPriority()).ok());
+  absl::Mutex mu;
+  int answered = 0;
+  int failed = 0;
+  auto count = [&](absl::StatusOr<Job> r) {
+    absl::MutexLock lock(&mu);
+    ++answered;
+    if (!r.ok()) ++failed;
+  };
+  // Not awaited one by one: they share batches.
+  for (const SubmitOutcome& j : *jobs) {
+    a->Mutate(j.job.id, BumpPriority(), count);
+    a->Mutate(
+        j.job.id,
+        [](const Job&, absl::Time) -> absl::StatusOr<JobChange> {
+          return absl::FailedPreconditionError("refused");
+        },
+        count);
+    a->Mutate(j.job.id, BumpPriority(), count);
+  }
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](int* n) { return *n == 3 * kJobs; }, &answered),
+        absl::Minutes(1)));
+    EXPECT_EQ(failed, kJobs);
+  }
+  for (const SubmitOutcome& j : *jobs) {
+    absl::StatusOr<Job> got = a->GetJobBlocking(j.job.id);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->priority, j.job.priority + 3) << j.job.id;
+    EXPECT_EQ(got->state, JobState::kQueued);
+  }
+}
+
+// Each pending webhook delivery is claimed by the node that reads it due, so
+// one node sends each attempt; recording the attempt releases the claim, and
+// a dead node's claims expire (its node_ttl) and go to another node.
+TEST(PgJobStoreTest, AWebhookDeliveryIsClaimedByOneNodeAtATime) {
+  const std::string conninfo = Cluster().NewSchema();
+  PgJobStore::Options options;
+  options.conninfo = conninfo;
+  options.webhook_body = TestWebhookBody();
+  auto b = PgJobStore::Open(options);
+  ASSERT_TRUE(b.ok()) << b.status();
+  options.node_ttl = absl::Seconds(1);
+  options.heartbeat_interval = absl::Milliseconds(100);
+  auto a = PgJobStore::Open(options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 3; ++i) {
+    NewJob in = MakeJob();
+    in.job.webhook = WebhookSpec{"https://example.com/hook", {}};
+    absl::StatusOr<Job> job = SubmitOne(**a, in);
+    ASSERT_TRUE(job.ok()) << job.status();
+    ASSERT_TRUE(MutateSync(**a, job->id, MoveTo(JobState::kCancelled)).ok());
+    jobs.push_back(job->id);
+  }
+  auto on_a = (*a)->PendingWebhooksBlocking(10);
+  ASSERT_TRUE(on_a.ok()) << on_a.status();
+  ASSERT_THAT(*on_a, SizeIs(3));
+  EXPECT_THAT(*(*b)->PendingWebhooksBlocking(10), IsEmpty());
+  // a reads them again: its own claims are renewed, not lost.
+  EXPECT_THAT(*(*a)->PendingWebhooksBlocking(10), SizeIs(3));
+
+  // a's failed attempt, due again at once, releases the first row.
+  WebhookAttempt failed;
+  failed.delivery_id = (*on_a)[0].id;
+  failed.job_id = (*on_a)[0].job_id;
+  failed.attempt = 1;
+  failed.http_status = 500;
+  failed.attempt_time = absl::Now();
+  failed.next_state = WebhookDeliveryState::kPending;
+  failed.next_attempt_time = absl::Now();
+  ASSERT_TRUE(RecordAttemptSync(**a, failed).ok());
+  auto on_b = (*b)->PendingWebhooksBlocking(10);
+  ASSERT_TRUE(on_b.ok()) << on_b.status();
+  ASSERT_THAT(*on_b, SizeIs(1));
+  EXPECT_EQ((*on_b)[0].id, (*on_a)[0].id);
+  EXPECT_EQ((*on_b)[0].attempts, 1);
+  EXPECT_THAT(*(*a)->PendingWebhooksBlocking(10), SizeIs(2));
+  // A record by a node that lost the claim leaves the holder's claim alone.
+  failed.attempt = 2;
+  ASSERT_TRUE(RecordAttemptSync(**a, failed).ok());
+  EXPECT_THAT(*(*a)->PendingWebhooksBlocking(10), SizeIs(2));
+
+  // a dies: after its node_ttl, b takes its two rows too.
+  (*a)->Shutdown();
+  const absl::Time deadline = absl::Now() + absl::Minutes(1);
+  std::vector<WebhookOutboxRow> rows;
+  while (absl::Now() < deadline) {
+    auto r = (*b)->PendingWebhooksBlocking(10);
+    ASSERT_TRUE(r.ok()) << r.status();
+    rows = *std::move(r);
+    if (rows.size() == 3) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_THAT(rows, SizeIs(3));
 }
 
 // Two nodes starting together on an empty schema: the migration lock lets

@@ -163,6 +163,13 @@ ALTER TABLE jobs ADD COLUMN lease_owner TEXT COLLATE "C";
 CREATE INDEX jobs_lease_owner ON jobs (lease_owner)
   WHERE lease_owner IS NOT NULL;
 )sql",
+    // 3: webhook deliveries claimed by one node at a time. The node sending a
+    // pending delivery, and until when (microseconds since the epoch, the
+    // server's clock) its claim holds; both NULL when unclaimed.
+    R"sql(
+ALTER TABLE webhook_outbox ADD COLUMN claimed_by TEXT COLLATE "C";
+ALTER TABLE webhook_outbox ADD COLUMN claim_expire BIGINT;
+)sql",
 };
 
 // The session advisory lock that serialises migrations of one schema
