@@ -189,7 +189,7 @@ TEST_F(ClusterTest, ThreeNodesRunEveryJobOnceThroughTheLossOfOne) {
             .ok());
     ASSERT_EQ(info.nodes_size(), kNodes);
     EXPECT_EQ(info.nodes(0).name(), "n0");
-    EXPECT_TRUE(info.nodes(0).self());
+    EXPECT_TRUE(info.nodes(0).answering());
   }
 
   std::atomic<bool> stop_workers{false};

@@ -140,7 +140,7 @@ TEST_F(PostgresTest, ASecondServerOnTheSameDatabaseJoinsAsANode) {
       admin_->GetServerInfo(Call().get(), v1::GetServerInfoRequest(), &info)
           .ok());
   ASSERT_EQ(info.nodes_size(), 2);
-  EXPECT_TRUE(info.nodes(0).self());
+  EXPECT_TRUE(info.nodes(0).answering());
   EXPECT_EQ(info.nodes(1).name(), "second");
   EXPECT_FALSE(Submit().empty());
 }

@@ -341,7 +341,7 @@ absl::Status AdminServiceImpl::GetServerInfoBlocking(
       node->set_name(n.name);
       TimeToProto(n.start_time, node->mutable_start_time());
       TimeToProto(n.heartbeat_time, node->mutable_heartbeat_time());
-      node->set_self(n.self);
+      node->set_answering(n.self);
     }
     absl::StatusOr<std::vector<QueueStateCount>> counts =
         options_.store->CountJobsByQueueAndStateBlocking();

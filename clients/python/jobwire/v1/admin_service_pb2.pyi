@@ -199,18 +199,18 @@ class ServerInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., uptime: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., listeners: _Optional[_Iterable[str]] = ..., storage_path: _Optional[str] = ..., storage_bytes: _Optional[int] = ..., dispatch: _Optional[_Union[DispatchState, _Mapping]] = ..., draining: bool = ..., job_counts: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., watchers: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., storage: _Optional[_Union[StorageStats, _Mapping]] = ..., last_event_id: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[ServerNode, _Mapping]]] = ...) -> None: ...
 
 class ServerNode(_message.Message):
-    __slots__ = ("id", "name", "start_time", "heartbeat_time", "self")
+    __slots__ = ("id", "name", "start_time", "heartbeat_time", "answering")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
-    SELF_FIELD_NUMBER: _ClassVar[int]
+    ANSWERING_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     start_time: _timestamp_pb2.Timestamp
     heartbeat_time: _timestamp_pb2.Timestamp
-    self: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., self: bool = ...) -> None: ...
+    answering: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., answering: bool = ...) -> None: ...
 
 class StorageStats(_message.Message):
     __slots__ = ("commits", "requests", "write_requests", "queue_wait", "apply", "commit", "complete")

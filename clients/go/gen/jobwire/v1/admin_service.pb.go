@@ -1127,8 +1127,8 @@ type ServerNode struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Its last heartbeat (every second), on the database's clock.
 	HeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=heartbeat_time,json=heartbeatTime,proto3" json:"heartbeat_time,omitempty"`
-	// Whether it is the node that answered.
-	Self          bool `protobuf:"varint,5,opt,name=self,proto3" json:"self,omitempty"`
+	// Whether it is the node that answered this call.
+	Answering     bool `protobuf:"varint,5,opt,name=answering,proto3" json:"answering,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1191,9 +1191,9 @@ func (x *ServerNode) GetHeartbeatTime() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *ServerNode) GetSelf() bool {
+func (x *ServerNode) GetAnswering() bool {
 	if x != nil {
-		return x.Self
+		return x.Answering
 	}
 	return false
 }
@@ -1504,15 +1504,15 @@ const file_jobwire_v1_admin_service_proto_rawDesc = "" +
 	"\x05nodes\x18\x0e \x03(\v2\x16.jobwire.v1.ServerNodeR\x05nodes\x1a<\n" +
 	"\x0eJobCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xc2\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xcc\x01\n" +
 	"\n" +
 	"ServerNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
 	"\n" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12A\n" +
-	"\x0eheartbeat_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\x12\x12\n" +
-	"\x04self\x18\x05 \x01(\bR\x04self\"\xc0\x02\n" +
+	"\x0eheartbeat_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\x12\x1c\n" +
+	"\tanswering\x18\x05 \x01(\bR\tanswering\"\xc0\x02\n" +
 	"\fStorageStats\x12\x18\n" +
 	"\acommits\x18\x01 \x01(\x03R\acommits\x12\x1a\n" +
 	"\brequests\x18\x02 \x01(\x03R\brequests\x12%\n" +

@@ -301,8 +301,8 @@ export interface ServerNode {
   heartbeatTime:
     | Date
     | undefined;
-  /** Whether it is the node that answered. */
-  self: boolean;
+  /** Whether it is the node that answered this call. */
+  answering: boolean;
 }
 
 /**
@@ -2080,7 +2080,7 @@ export const ServerInfo_JobCountsEntry: MessageFns<ServerInfo_JobCountsEntry> = 
 };
 
 function createBaseServerNode(): ServerNode {
-  return { id: "", name: "", startTime: undefined, heartbeatTime: undefined, self: false };
+  return { id: "", name: "", startTime: undefined, heartbeatTime: undefined, answering: false };
 }
 
 export const ServerNode: MessageFns<ServerNode> = {
@@ -2097,8 +2097,8 @@ export const ServerNode: MessageFns<ServerNode> = {
     if (message.heartbeatTime !== undefined) {
       Timestamp.encode(toTimestamp(message.heartbeatTime), writer.uint32(34).fork()).join();
     }
-    if (message.self !== false) {
-      writer.uint32(40).bool(message.self);
+    if (message.answering !== false) {
+      writer.uint32(40).bool(message.answering);
     }
     return writer;
   },
@@ -2147,7 +2147,7 @@ export const ServerNode: MessageFns<ServerNode> = {
             break;
           }
 
-          message.self = reader.bool();
+          message.answering = reader.bool();
           continue;
         }
       }
@@ -2165,7 +2165,7 @@ export const ServerNode: MessageFns<ServerNode> = {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       startTime: isSet(object.startTime) ? fromJsonTimestamp(object.startTime) : undefined,
       heartbeatTime: isSet(object.heartbeatTime) ? fromJsonTimestamp(object.heartbeatTime) : undefined,
-      self: isSet(object.self) ? globalThis.Boolean(object.self) : false,
+      answering: isSet(object.answering) ? globalThis.Boolean(object.answering) : false,
     };
   },
 
@@ -2183,8 +2183,8 @@ export const ServerNode: MessageFns<ServerNode> = {
     if (message.heartbeatTime !== undefined) {
       obj.heartbeatTime = message.heartbeatTime.toISOString();
     }
-    if (message.self !== false) {
-      obj.self = message.self;
+    if (message.answering !== false) {
+      obj.answering = message.answering;
     }
     return obj;
   },
@@ -2198,7 +2198,7 @@ export const ServerNode: MessageFns<ServerNode> = {
     message.name = object.name ?? "";
     message.startTime = object.startTime ?? undefined;
     message.heartbeatTime = object.heartbeatTime ?? undefined;
-    message.self = object.self ?? false;
+    message.answering = object.answering ?? false;
     return message;
   },
 };
