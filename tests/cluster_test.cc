@@ -367,7 +367,9 @@ class Receiver {
             absl::StrSplit(line, absl::MaxSplits(':', 1));
         const std::string name = absl::AsciiStrToLower(kv.first);
         const std::string value(absl::StripAsciiWhitespace(kv.second));
-        if (name == "content-length") absl::SimpleAtoi(value, &length);
+        if (name == "content-length" && !absl::SimpleAtoi(value, &length)) {
+          ADD_FAILURE() << "a delivery with Content-Length " << value;
+        }
         if (name == "webhook-id") id = value;
       }
     }
